@@ -1,0 +1,1166 @@
+/*
+ * c2s.c - client streams: RFC 6120 negotiation and the bound session.
+ *
+ * A connection goes through: stream header -> (STARTTLS -> TLS handshake ->
+ * header) -> SASL -> header -> resource binding -> session. Everything runs
+ * on the worker that accepted the socket. A connection is never freed
+ * inside an expat callback: errors set it closing, and it is freed from a
+ * libevent callback once its output has drained (or a timer says the peer
+ * is not reading).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+
+#include "auth/sasl.h"
+#include "c2s/c2s.h"
+#include "core/conf.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "net/listener.h"
+#include "net/tls.h"
+#include "router/router.h"
+#include "router/sm.h"
+#include "xml/stream.h"
+#include "xmpp/jid.h"
+#include "xmpp/ns.h"
+#include "xmpp/stanza.h"
+
+#define C2S_CLOSE_GRACE_MS 2000     /* how long a closing peer may take to read */
+#define C2S_SHUTDOWN_MAX_MS 3000
+
+struct c2s_worker;
+
+struct c2s {
+	struct c2s *hnext;             /* in the worker's sid hash */
+	struct c2s *prev, *next;       /* in the worker's list */
+	uint64_t sid;
+	struct worker *w;
+	struct c2s_worker *cw;
+	struct conf *conf;             /* the configuration it started with */
+	const struct conf_listen *l;
+	struct bufferevent *bev;
+	SSL *ssl;
+	xml_stream *xs;
+	sasl_session *sasl;
+	struct event *timer;           /* negotiation timeout, auth delay, close */
+
+	unsigned tls : 1;              /* TLS is up */
+	unsigned starttls_pending : 1;
+	unsigned header_sent : 1;
+	unsigned authenticated : 1;
+	unsigned bound : 1;
+	unsigned available : 1;
+	unsigned closing : 1;
+	unsigned paused : 1;           /* reading stopped: auth failure delay */
+	unsigned counted_ip : 1;
+	unsigned over_ip_limit : 1;
+
+	unsigned auth_failures;
+	unsigned close_polls;
+	const char *delayed_failure;   /* SASL condition to send after the delay */
+	char *host;                    /* the domain the client asked for */
+	char *node;                    /* authenticated account */
+	jid jid;                       /* bound full JID */
+	int priority;
+	char stream_id[20];
+	char addr[64];
+	char tag[24];                  /* "c2s#12" for logs */
+	struct sockaddr_storage sa;
+};
+
+struct c2s_worker {
+	struct c2s **buckets;
+	size_t nbuckets, count;
+	struct c2s *list;
+	uint64_t next_sid;
+	int shutting_down;
+	struct event *shutdown_timer;
+};
+
+static struct c2s_worker *cworkers;
+static unsigned ncworkers;
+static unsigned long nconnections;   /* atomic */
+
+static void c2s_close(struct c2s *c);
+static void c2s_free(struct c2s *c);
+static void c2s_stream_error(struct c2s *c, const char *condition, const char *text);
+static void c2s_read_cb(struct bufferevent *bev, void *arg);
+static void c2s_write_cb(struct bufferevent *bev, void *arg);
+static void c2s_event_cb(struct bufferevent *bev, short what, void *arg);
+static void c2s_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void on_stream_start(void *ud, const char *ns, const char **attrs);
+static void on_element(void *ud, xml_elem *e);
+static void on_stream_end(void *ud);
+static void on_stream_error(void *ud, const char *condition, const char *text);
+
+static const struct xml_stream_cb stream_cb = {
+	on_stream_start, on_element, on_stream_end, on_stream_error,
+};
+
+/* ---------------------------------------------------------------- */
+/* The per-worker registry of connections.                            */
+
+int
+c2s_init(unsigned nworkers)
+{
+	cworkers = calloc(nworkers, sizeof(*cworkers));
+	if (cworkers == NULL)
+		return -1;
+	ncworkers = nworkers;
+	for (unsigned i = 0; i < nworkers; i++) {
+		cworkers[i].nbuckets = 1024;
+		cworkers[i].buckets = calloc(cworkers[i].nbuckets, sizeof(struct c2s *));
+		if (cworkers[i].buckets == NULL)
+			return -1;
+		/* The worker number in the top byte keeps ids unique
+		 * server-wide. */
+		cworkers[i].next_sid = ((uint64_t)i << 56) + 1;
+	}
+	return 0;
+}
+
+static void
+reg_add(struct c2s_worker *cw, struct c2s *c)
+{
+	size_t b;
+
+	if (cw->count >= cw->nbuckets) {
+		size_t n = cw->nbuckets * 2;
+		struct c2s **v = calloc(n, sizeof(*v));
+
+		if (v != NULL) {
+			for (size_t i = 0; i < cw->nbuckets; i++) {
+				struct c2s *x = cw->buckets[i], *next;
+
+				for (; x != NULL; x = next) {
+					next = x->hnext;
+					x->hnext = v[x->sid & (n - 1)];
+					v[x->sid & (n - 1)] = x;
+				}
+			}
+			free(cw->buckets);
+			cw->buckets = v;
+			cw->nbuckets = n;
+		}
+	}
+	b = c->sid & (cw->nbuckets - 1);
+	c->hnext = cw->buckets[b];
+	cw->buckets[b] = c;
+	c->next = cw->list;
+	if (cw->list != NULL)
+		cw->list->prev = c;
+	cw->list = c;
+	cw->count++;
+}
+
+static void
+reg_del(struct c2s_worker *cw, struct c2s *c)
+{
+	struct c2s **pp = &cw->buckets[c->sid & (cw->nbuckets - 1)];
+
+	for (; *pp != NULL; pp = &(*pp)->hnext)
+		if (*pp == c) {
+			*pp = c->hnext;
+			break;
+		}
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		cw->list = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	cw->count--;
+}
+
+static struct c2s *
+reg_find(struct c2s_worker *cw, uint64_t sid)
+{
+	struct c2s *c = cw->buckets[sid & (cw->nbuckets - 1)];
+
+	for (; c != NULL; c = c->hnext)
+		if (c->sid == sid)
+			return c;
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- */
+/* Output.                                                            */
+
+static int
+send_queue_full(struct c2s *c)
+{
+	struct bufferevent *u = bufferevent_get_underlying(c->bev);
+	size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+
+	if (u != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(u));
+	return n > c->conf->max_send_queue;
+}
+
+static void
+c2s_write(struct c2s *c, const char *s, size_t len)
+{
+	bufferevent_write(c->bev, s, len);
+}
+
+static void
+c2s_writes(struct c2s *c, const char *s)
+{
+	c2s_write(c, s, strlen(s));
+}
+
+static void
+c2s_send(struct c2s *c, const xml_elem *e)
+{
+	if (c->closing)
+		return;
+	xml_serialize(e, NS_CLIENT, bufferevent_get_output(c->bev));
+	/* A reader that does not keep up is cut off rather than allowed to
+	 * pin the server's memory. */
+	if (send_queue_full(c))
+		c2s_stream_error(c, "resource-constraint", "send queue full");
+}
+
+static void
+new_stream_id(struct c2s *c)
+{
+	unsigned char r[8];
+	static const char digits[] = "0123456789abcdef";
+
+	RAND_bytes(r, sizeof(r));
+	for (int i = 0; i < 8; i++) {
+		c->stream_id[2 * i] = digits[r[i] >> 4];
+		c->stream_id[2 * i + 1] = digits[r[i] & 15];
+	}
+	c->stream_id[16] = '\0';
+}
+
+static void
+send_header(struct c2s *c, const char *peer_from)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	const char *host = c->host != NULL ? c->host : c->conf->hosts[0];
+
+	new_stream_id(c);
+	/* RFC 6120 4.7: from = our domain, to = the client's 'from' if it
+	 * gave one, a fresh id, version 1.0. */
+	evbuffer_add_printf(out, "<?xml version='1.0'?><stream:stream xmlns='" NS_CLIENT
+	    "' xmlns:stream='" XML_NS_STREAM "' id='%s' from='", c->stream_id);
+	xml_escape_attr(out, host);
+	if (peer_from != NULL) {
+		evbuffer_add_printf(out, "' to='");
+		xml_escape_attr(out, peer_from);
+	}
+	evbuffer_add_printf(out, "' version='1.0' xml:lang='en'>");
+	c->header_sent = 1;
+}
+
+/* RFC 6120 4.9: the error, then the end of the stream, then close. */
+static void
+c2s_stream_error(struct c2s *c, const char *condition, const char *text)
+{
+	struct evbuffer *out;
+
+	if (c->closing)
+		return;
+	if (!c->header_sent)
+		send_header(c, NULL);   /* 4.9.1.2: a header comes first */
+	out = bufferevent_get_output(c->bev);
+	evbuffer_add_printf(out, "<stream:error><%s xmlns='" NS_STREAMS "'/>", condition);
+	if (text != NULL) {
+		evbuffer_add_printf(out, "<text xmlns='" NS_STREAMS "'>");
+		xml_escape_attr(out, text);
+		evbuffer_add_printf(out, "</text>");
+	}
+	evbuffer_add_printf(out, "</stream:error></stream:stream>");
+	log_info(c->tag, "stream error <%s/>%s%s", condition, text ? ": " : "",
+	    text ? text : "");
+	c2s_close(c);
+}
+
+/* ---------------------------------------------------------------- */
+/* Life cycle.                                                        */
+
+void
+c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
+    const struct conf_listen *l)
+{
+	struct c2s_worker *cw = &cworkers[worker_id(w)];
+	struct event_base *base = worker_base(w);
+	struct xml_stream_limits lim;
+	struct c2s *c;
+	unsigned n;
+
+	if (cw->shutting_down) {
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		close(fd);
+		return;
+	}
+	c->w = w;
+	c->cw = cw;
+	c->l = l;
+	c->conf = conf_current();
+	c->sid = cw->next_sid++;
+	memcpy(&c->sa, sa, salen < sizeof(c->sa) ? salen : sizeof(c->sa));
+	sockaddr_format(sa, c->addr, sizeof(c->addr));
+	snprintf(c->tag, sizeof(c->tag), "c2s#%u.%llu", worker_id(w),
+	    (unsigned long long)(c->sid & 0xffffffffffffffULL));
+	evutil_make_socket_nonblocking(fd);
+
+	if (l->tls) {
+		/* XEP-0368: TLS from the first byte, ALPN "xmpp-client". */
+		c->ssl = tls_new_server("xmpp-client");
+		if (c->ssl == NULL) {
+			log_error(c->tag, "direct TLS listener but no certificate");
+			close(fd);
+			conf_unref(c->conf);
+			free(c);
+			return;
+		}
+		c->bev = bufferevent_openssl_socket_new(base, fd, c->ssl,
+		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+		c->tls = 1;
+	} else {
+		c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (c->bev == NULL) {
+		if (c->ssl != NULL)
+			SSL_free(c->ssl);
+		close(fd);
+		conf_unref(c->conf);
+		free(c);
+		return;
+	}
+	lim.max_stanza_size = l->max_stanza_size;
+	lim.max_depth = c->conf->max_xml_depth;
+	lim.max_attrs = c->conf->max_xml_attrs;
+	c->xs = xml_stream_new(&stream_cb, c, &lim);
+	c->timer = evtimer_new(base, c2s_timer_cb, c);
+	reg_add(cw, c);
+	__atomic_add_fetch(&nconnections, 1, __ATOMIC_RELAXED);
+	bufferevent_setcb(c->bev, c2s_read_cb, NULL, c2s_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	log_debug(c->tag, "connection from %s%s", c->addr, l->tls ? " (direct TLS)" : "");
+
+	n = ipcount_inc(sa);
+	c->counted_ip = 1;
+	if (c->conf->max_connections_per_ip > 0 && n > c->conf->max_connections_per_ip) {
+		c2s_stream_error(c, "policy-violation", "too many connections from your address");
+		return;
+	}
+	/* RFC 6120 4.9.3.4 / our limit: negotiation must end in time. */
+	{
+		struct timeval tv = { c->conf->negotiation_timeout, 0 };
+
+		evtimer_add(c->timer, &tv);
+	}
+}
+
+/* Takes the session out of the table and tells the user's other resources
+ * it went away (RFC 6121 4.5.2: the server generates unavailable presence
+ * when a session ends without one). */
+static void
+session_end(struct c2s *c)
+{
+	if (!c->bound)
+		return;
+	if (c->available) {
+		xml_elem *p = xml_elem_new(NULL, "presence");
+
+		xml_attr_set(p, "type", "unavailable");
+		xml_attr_set(p, "from", c->jid.full);
+		sm_set_presence(&c->jid, c->sid, 0, 0, NULL);
+		sm_presence_to_own_resources(p, &c->jid, c->sid, 0);
+		xml_elem_unref(p);
+		c->available = 0;
+	}
+	sm_unbind(&c->jid, c->sid);
+	c->bound = 0;
+}
+
+/* Frees c once everything it wrote is out; returns 1 if it did. */
+static int
+close_check(struct c2s *c)
+{
+	struct bufferevent *u = bufferevent_get_underlying(c->bev);
+	size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+
+	if (u != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(u));
+	if (n > 0)
+		return 0;
+	c2s_free(c);
+	return 1;
+}
+
+static void
+c2s_close(struct c2s *c)
+{
+	struct timeval tv = { 0, 20 * 1000 };
+
+	if (c->closing)
+		return;
+	c->closing = 1;
+	session_end(c);
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_setcb(c->bev, NULL, c2s_write_cb, c2s_event_cb, c);
+	/* Polled until the output (ours and, under a STARTTLS filter, the
+	 * socket's) has drained or the grace time is over. */
+	evtimer_del(c->timer);
+	evtimer_add(c->timer, &tv);
+}
+
+static void
+c2s_free(struct c2s *c)
+{
+	struct c2s_worker *cw = c->cw;
+
+	session_end(c);
+	reg_del(cw, c);
+	if (c->counted_ip)
+		ipcount_dec((struct sockaddr *)&c->sa);
+	event_free(c->timer);
+	/* Frees the SSL, the STARTTLS filter's underlying bufferevent and
+	 * closes the socket (BEV_OPT_CLOSE_ON_FREE). */
+	bufferevent_free(c->bev);
+	xml_stream_free(&c->xs);
+	sasl_end(&c->sasl);
+	jid_free(&c->jid);
+	free(c->host);
+	free(c->node);
+	conf_unref(c->conf);
+	log_debug(c->tag, "closed");
+	free(c);
+	__atomic_sub_fetch(&nconnections, 1, __ATOMIC_RELAXED);
+	if (cw->shutting_down && cw->count == 0)
+		event_base_loopexit(worker_base(worker_get((unsigned)(cw - cworkers))), NULL);
+}
+
+static void
+c2s_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct c2s *c = arg;
+
+	if (c->closing)
+		(void)close_check(c);
+}
+
+static void
+c2s_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct c2s *c = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		/* c->tls was set when the TLS layer was put in place: with
+		 * TLS 1.3 the client's next stream header comes in the same
+		 * flight as its Finished and is read before this event. */
+		log_debug(c->tag, "TLS established: %s", tls_version(c->ssl));
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		if (what & BEV_EVENT_ERROR)
+			log_debug(c->tag, "connection error: %s",
+			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		else
+			log_debug(c->tag, "connection closed by peer");
+		c2s_free(c);
+	}
+}
+
+static void
+c2s_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct c2s *c = arg;
+
+	if (c->closing) {
+		struct timeval tv = { 0, 20 * 1000 };
+		static const int max_polls = C2S_CLOSE_GRACE_MS / 20;
+
+		if (++c->close_polls > (unsigned)max_polls) {
+			c2s_free(c);
+			return;
+		}
+		if (!close_check(c))
+			evtimer_add(c->timer, &tv);
+		return;
+	}
+	if (c->paused && c->delayed_failure != NULL) {
+		/* The delay after a failed authentication is over. */
+		struct evbuffer *out = bufferevent_get_output(c->bev);
+
+		evbuffer_add_printf(out, "<failure xmlns='" NS_SASL "'><%s/></failure>",
+		    c->delayed_failure);
+		c->delayed_failure = NULL;
+		c->paused = 0;
+		if (c->auth_failures >= c->conf->max_auth_attempts) {
+			/* RFC 6120 6.4.5: too many retries. */
+			c2s_stream_error(c, "policy-violation", "too many authentication failures");
+			return;
+		}
+		{
+			struct timeval tv = { c->conf->negotiation_timeout, 0 };
+
+			evtimer_add(c->timer, &tv);
+		}
+		bufferevent_enable(c->bev, EV_READ);
+		c2s_read_cb(c->bev, c);
+		return;
+	}
+	if (!c->bound)
+		c2s_stream_error(c, "connection-timeout", "negotiation took too long");
+}
+
+/* ---------------------------------------------------------------- */
+/* Input.                                                             */
+
+static void
+start_tls(struct c2s *c)
+{
+	struct bufferevent *filter;
+
+	c->starttls_pending = 0;
+	c->ssl = tls_new_server(NULL);
+	if (c->ssl == NULL) {
+		c2s_stream_error(c, "internal-server-error", "no certificate");
+		return;
+	}
+	/* <proceed/> is already in the plain output buffer and is flushed
+	 * before the filter's first TLS record; whatever the client sent
+	 * after <starttls/> (its ClientHello) stays in the underlying input
+	 * for the filter to read. RFC 6120 5.4.3.3. */
+	filter = bufferevent_openssl_filter_new(worker_base(c->w), c->bev, c->ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (filter == NULL) {
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+		c2s_stream_error(c, "internal-server-error", NULL);
+		return;
+	}
+	c->bev = filter;
+	/* Everything read from here on has come through TLS. */
+	c->tls = 1;
+	bufferevent_setcb(c->bev, c2s_read_cb, NULL, c2s_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->header_sent = 0;
+}
+
+static void
+c2s_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct c2s *c = arg;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	while (!c->closing && !c->paused && evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		size_t consumed = 0;
+		int r;
+
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		if (log_enabled(LOG_LVL_DEBUG))
+			log_debug(c->tag, "<<< %.*s", (int)(v.iov_len > 2000 ? 2000 : v.iov_len),
+			    (const char *)v.iov_base);
+		r = xml_stream_feed(c->xs, v.iov_base, v.iov_len, &consumed);
+		evbuffer_drain(in, consumed);
+		if (r < 0) {
+			/* The error callback has closed the stream; an ended
+			 * stream without error is closed here. */
+			if (!c->closing)
+				c2s_close(c);
+			break;
+		}
+		if (c->starttls_pending) {
+			start_tls(c);
+			return;
+		}
+	}
+}
+
+static void
+on_stream_start(void *ud, const char *ns, const char **attrs)
+{
+	struct c2s *c = ud;
+	const char *to = NULL, *version = NULL, *from = NULL;
+	xml_elem *features;
+	char *host;
+
+	for (size_t i = 0; attrs[i] != NULL; i += 2) {
+		if (strcmp(attrs[i], "to") == 0)
+			to = attrs[i + 1];
+		else if (strcmp(attrs[i], "version") == 0)
+			version = attrs[i + 1];
+		else if (strcmp(attrs[i], "from") == 0)
+			from = attrs[i + 1];
+	}
+	if (to != NULL && (host = jid_nameprep(to, strlen(to))) != NULL) {
+		if (conf_is_local_host(c->conf, host)) {
+			free(c->host);
+			c->host = host;
+		} else {
+			free(host);
+		}
+	}
+	send_header(c, NULL);
+	(void)from;
+	/* RFC 6120 4.8.1: the content namespace must be jabber:client. */
+	if (ns == NULL || strcmp(ns, NS_CLIENT) != 0) {
+		c2s_stream_error(c, "invalid-namespace", NULL);
+		return;
+	}
+	/* 4.7.5: we speak 1.0; a missing or lower major version is refused. */
+	if (version == NULL || strtol(version, NULL, 10) < 1) {
+		c2s_stream_error(c, "unsupported-version", NULL);
+		return;
+	}
+	/* 4.9.3.6: a domain we do not serve (also after a restart: the
+	 * client must keep asking for the same host). */
+	if (to == NULL || c->host == NULL) {
+		c2s_stream_error(c, "host-unknown", NULL);
+		return;
+	}
+
+	features = xml_elem_new(XML_NS_STREAM, "features");
+	if (!c->tls) {
+		xml_elem *st = xml_elem_add_child(features, NS_TLS, "starttls");
+
+		if (c->l->starttls_required)
+			(void)xml_elem_add_child(st, NS_TLS, "required");
+		else
+			sasl_add_features(features, NULL, 0);
+	} else if (!c->authenticated) {
+		sasl_add_features(features, c->ssl, c->conf->allow_plain);
+	} else {
+		xml_elem *s;
+
+		(void)xml_elem_add_child(features, NS_BIND, "bind");
+		/* RFC 3921 3 session establishment, kept as an optional
+		 * no-op for old clients (draft-cridland-xmpp-session). */
+		s = xml_elem_add_child(features, NS_SESSION, "session");
+		(void)xml_elem_add_child(s, NS_SESSION, "optional");
+	}
+	/* The features element is written with the stream prefix. */
+	{
+		struct evbuffer *out = bufferevent_get_output(c->bev);
+		xml_elem *child;
+
+		evbuffer_add_printf(out, "<stream:features>");
+		for (child = xml_first_child(features); child != NULL;
+		    child = xml_next_sibling(child))
+			xml_serialize(child, NS_CLIENT, out);
+		evbuffer_add_printf(out, "</stream:features>");
+	}
+	xml_elem_unref(features);
+}
+
+static void
+on_stream_end(void *ud)
+{
+	struct c2s *c = ud;
+
+	/* RFC 6120 4.4: answer the closing tag with ours and close. */
+	if (!c->closing) {
+		c2s_writes(c, "</stream:stream>");
+		c2s_close(c);
+	}
+}
+
+static void
+on_stream_error(void *ud, const char *condition, const char *text)
+{
+	c2s_stream_error(ud, condition, text);
+}
+
+static void
+sasl_failure(struct c2s *c, const char *condition)
+{
+	struct timeval tv;
+
+	sasl_end(&c->sasl);
+	c->auth_failures++;
+	log_info(c->tag, "authentication failed (%s) from %s", condition, c->addr);
+	/* A delay before the answer slows password guessing; the stream
+	 * reads nothing meanwhile. */
+	c->delayed_failure = condition;
+	c->paused = 1;
+	bufferevent_disable(c->bev, EV_READ);
+	tv.tv_sec = c->conf->auth_failure_delay_ms / 1000;
+	tv.tv_usec = (c->conf->auth_failure_delay_ms % 1000) * 1000;
+	evtimer_del(c->timer);
+	evtimer_add(c->timer, &tv);
+}
+
+static void
+sasl_exchange(struct c2s *c, const char *in)
+{
+	const char *cond = NULL;
+	char *out = NULL;
+	struct evbuffer *ob = bufferevent_get_output(c->bev);
+
+	switch (sasl_step(c->sasl, in, &out, &cond)) {
+	case SASL_CONTINUE:
+		/* RFC 6120 6.4.2: an empty challenge is "=". */
+		evbuffer_add_printf(ob, "<challenge xmlns='" NS_SASL "'>%s</challenge>",
+		    *out ? out : "=");
+		break;
+	case SASL_SUCCESS:
+		c->node = strdup(sasl_node(c->sasl));
+		c->authenticated = 1;
+		log_info(c->tag, "%s@%s authenticated with %s from %s", c->node, c->host,
+		    sasl_mechanism(c->sasl), c->addr);
+		/* 6.4.6: additional data with success (SCRAM's v=...). */
+		if (*out)
+			evbuffer_add_printf(ob, "<success xmlns='" NS_SASL "'>%s</success>", out);
+		else
+			evbuffer_add_printf(ob, "<success xmlns='" NS_SASL "'/>");
+		sasl_end(&c->sasl);
+		/* 6.4.6: the client opens a new stream over the same TLS. */
+		c->header_sent = 0;
+		xml_stream_restart(c->xs);
+		break;
+	case SASL_FAILURE:
+		sasl_failure(c, cond);
+		break;
+	}
+	free(out);
+}
+
+static void
+handle_sasl(struct c2s *c, xml_elem *e)
+{
+	const char *name = xml_elem_name(e);
+	const char *cond;
+
+	if (strcmp(name, "auth") == 0) {
+		const char *mech = xml_attr_get(e, "mechanism");
+
+		if (c->sasl != NULL)
+			sasl_end(&c->sasl);
+		/* STARTTLS is mandatory-to-negotiate here: nothing but it
+		 * is accepted first (RFC 6120 5.3.1). */
+		if (!c->tls && c->l->starttls_required) {
+			c2s_writes(c, "<failure xmlns='" NS_SASL "'><encryption-required/></failure>");
+			return;
+		}
+		if (mech == NULL) {
+			sasl_failure(c, "invalid-mechanism");
+			return;
+		}
+		c->sasl = sasl_start(mech, c->host, c->tls ? c->ssl : NULL,
+		    c->conf->allow_plain, &cond);
+		if (c->sasl == NULL) {
+			if (strcmp(cond, "encryption-required") == 0) {
+				c2s_writes(c, "<failure xmlns='" NS_SASL "'><encryption-required/></failure>");
+				return;
+			}
+			sasl_failure(c, cond);
+			return;
+		}
+		sasl_exchange(c, xml_text(e));
+	} else if (strcmp(name, "response") == 0) {
+		if (c->sasl == NULL) {
+			c2s_stream_error(c, "policy-violation", "response outside an exchange");
+			return;
+		}
+		sasl_exchange(c, xml_text(e));
+	} else if (strcmp(name, "abort") == 0) {
+		/* 6.4.4. */
+		sasl_end(&c->sasl);
+		c2s_writes(c, "<failure xmlns='" NS_SASL "'><aborted/></failure>");
+	} else {
+		c2s_stream_error(c, "unsupported-stanza-type", NULL);
+	}
+}
+
+static void
+reply_iq_error(struct c2s *c, xml_elem *iq, const char *condition)
+{
+	xml_elem *r = stanza_error_reply(iq, condition, NULL);
+
+	if (r != NULL) {
+		c2s_send(c, r);
+		xml_elem_unref(r);
+	}
+}
+
+static void
+random_resource(char *buf, size_t len)
+{
+	unsigned char r[8];
+	static const char digits[] = "0123456789abcdef";
+
+	RAND_bytes(r, sizeof(r));
+	snprintf(buf, len, "xmppd-");
+	for (int i = 0; i < 8 && 6 + 2 * i + 2 < (int)len; i++) {
+		buf[6 + 2 * i] = digits[r[i] >> 4];
+		buf[6 + 2 * i + 1] = digits[r[i] & 15];
+		buf[6 + 2 * i + 2] = '\0';
+	}
+}
+
+/* RFC 6120 7: resource binding. */
+static void
+handle_bind(struct c2s *c, xml_elem *iq, xml_elem *bind)
+{
+	const char *want = xml_child_text(bind, NS_BIND, "resource");
+	const char *err;
+	char gen[32];
+	struct sm_target old;
+	xml_elem *r, *b, *j;
+
+	if (want == NULL || *want == '\0') {
+		/* 7.6.1: the server generates one. */
+		random_resource(gen, sizeof(gen));
+		want = gen;
+	}
+	if (jid_make(&c->jid, c->node, c->host, want, &err) < 0) {
+		/* 7.7.2.1: a resource resourceprep refuses. */
+		reply_iq_error(c, iq, "bad-request");
+		return;
+	}
+	if (sm_bind(&c->jid, c->sid, worker_id(c->w), c->addr, &old) == 1) {
+		log_info(c->tag, "%s replaces an older session", c->jid.full);
+		c2s_kick(old.worker, old.sid, "conflict", "replaced by a new connection");
+	}
+	c->bound = 1;
+	evtimer_del(c->timer);
+	r = stanza_iq_result(iq);
+	xml_attr_set(r, "from", NULL);
+	xml_attr_set(r, "to", NULL);
+	b = xml_elem_add_child(r, NS_BIND, "bind");
+	j = xml_elem_add_child(b, NS_BIND, "jid");
+	xml_elem_add_text(j, c->jid.full, strlen(c->jid.full));
+	c2s_send(c, r);
+	xml_elem_unref(r);
+	log_info(c->tag, "bound %s", c->jid.full);
+}
+
+static int
+parse_priority(xml_elem *p)
+{
+	const char *s = xml_child_text(p, NULL, "priority");
+	char *end;
+	long v;
+
+	if (s == NULL)
+		return 0;
+	v = strtol(s, &end, 10);
+	/* RFC 6121 4.7.2.3: an integer from -128 to +127. */
+	if (end == s || v < -128 || v > 127)
+		return 0;
+	return (int)v;
+}
+
+/* Presence without 'to': the user's own availability (RFC 6121 4.2, 4.5). */
+static void
+handle_own_presence(struct c2s *c, xml_elem *p)
+{
+	const char *type = xml_attr_get(p, "type");
+	int was = c->available;
+
+	if (type == NULL) {
+		c->available = 1;
+		c->priority = parse_priority(p);
+		sm_set_presence(&c->jid, c->sid, 1, c->priority, p);
+		sm_presence_to_own_resources(p, &c->jid, c->sid, !was);
+	} else if (strcmp(type, "unavailable") == 0) {
+		c->available = 0;
+		sm_set_presence(&c->jid, c->sid, 0, 0, NULL);
+		if (was)
+			sm_presence_to_own_resources(p, &c->jid, c->sid, 0);
+	}
+	/* Other types without 'to' have no meaning and are dropped. */
+}
+
+static void
+handle_stanza(struct c2s *c, xml_elem *st)
+{
+	enum stanza_kind kind = stanza_kind(st);
+	const char *to = xml_attr_get(st, "to");
+	const char *from = xml_attr_get(st, "from");
+	const char *type = xml_attr_get(st, "type");
+	const char *err;
+	jid jto;
+
+	if (kind == STANZA_OTHER) {
+		c2s_stream_error(c, "unsupported-stanza-type", NULL);
+		return;
+	}
+	/* RFC 6120 8.1.2.1: a 'from' must be the client's own address; the
+	 * server stamps the full JID either way. */
+	if (from != NULL && strcmp(from, c->jid.full) != 0 && strcmp(from, c->jid.bare) != 0) {
+		jid jf;
+		int ok = 0;
+
+		if (jid_parse(&jf, from, strlen(from), &err) == 0) {
+			ok = strcmp(jf.full, c->jid.full) == 0 || strcmp(jf.full, c->jid.bare) == 0;
+			jid_free(&jf);
+		}
+		if (!ok) {
+			c2s_stream_error(c, "invalid-from", NULL);
+			return;
+		}
+	}
+	xml_attr_set(st, "from", c->jid.full);
+
+	if (kind == STANZA_IQ) {
+		/* RFC 6120 8.2.3: id and a known type are required. */
+		if (xml_attr_get(st, "id") == NULL || type == NULL ||
+		    (strcmp(type, "get") != 0 && strcmp(type, "set") != 0 &&
+		    strcmp(type, "result") != 0 && strcmp(type, "error") != 0)) {
+			reply_iq_error(c, st, "bad-request");
+			return;
+		}
+	}
+	if (to == NULL) {
+		if (kind == STANZA_PRESENCE) {
+			handle_own_presence(c, st);
+			return;
+		}
+		/* RFC 6120 10.3: handled as if addressed to the account. */
+		if (jid_make(&jto, c->jid.node, c->jid.domain, NULL, &err) < 0)
+			return;
+	} else if (jid_parse(&jto, to, strlen(to), &err) < 0) {
+		/* 8.3.3.8. */
+		xml_elem *r = stanza_error_reply(st, "jid-malformed", NULL);
+
+		if (r != NULL) {
+			xml_attr_set(r, "from", NULL);
+			c2s_send(c, r);
+			xml_elem_unref(r);
+		}
+		return;
+	}
+	if (kind == STANZA_IQ && jto.node == NULL && jto.resource == NULL &&
+	    strcmp(jto.domain, c->host) == 0 && strcmp(type, "set") == 0 &&
+	    xml_child(st, NS_SESSION, "session") != NULL) {
+		/* The legacy session IQ: nothing to establish any more, but
+		 * old clients and tsung wait for the result. */
+		xml_elem *r = stanza_iq_result(st);
+
+		c2s_send(c, r);
+		xml_elem_unref(r);
+		jid_free(&jto);
+		return;
+	}
+	if (kind == STANZA_IQ && to == NULL && strcmp(type, "set") == 0 &&
+	    xml_child(st, NS_SESSION, "session") != NULL) {
+		xml_elem *r = stanza_iq_result(st);
+
+		xml_attr_set(r, "from", NULL);
+		c2s_send(c, r);
+		xml_elem_unref(r);
+		jid_free(&jto);
+		return;
+	}
+	router_route(st, &c->jid, &jto);
+	jid_free(&jto);
+}
+
+static void
+on_element(void *ud, xml_elem *e)
+{
+	struct c2s *c = ud;
+	const char *ns = xml_elem_ns(e);
+
+	if (c->closing)
+		goto out;
+	if (!c->tls && ns != NULL && strcmp(ns, NS_TLS) == 0 &&
+	    strcmp(xml_elem_name(e), "starttls") == 0 && !c->authenticated) {
+		/* RFC 6120 5.4.2.3: proceed, then TLS on the next byte. */
+		c2s_writes(c, "<proceed xmlns='" NS_TLS "'/>");
+		c->starttls_pending = 1;
+		xml_stream_restart(c->xs);
+		goto out;
+	}
+	if (!c->authenticated) {
+		if (ns != NULL && strcmp(ns, NS_SASL) == 0) {
+			handle_sasl(c, e);
+			goto out;
+		}
+		/* 4.9.3.12: nothing else before authentication. */
+		c2s_stream_error(c, "not-authorized", NULL);
+		goto out;
+	}
+	if (!c->bound) {
+		xml_elem *bind;
+		const char *type = xml_attr_get(e, "type");
+
+		if (stanza_kind(e) == STANZA_IQ && type != NULL && strcmp(type, "set") == 0 &&
+		    (bind = xml_child(e, NS_BIND, "bind")) != NULL) {
+			handle_bind(c, e, bind);
+			goto out;
+		}
+		if (stanza_kind(e) == STANZA_IQ) {
+			/* RFC 6120 7.1: nothing to route before binding. */
+			reply_iq_error(c, e, "not-authorized");
+			goto out;
+		}
+		c2s_stream_error(c, "not-authorized", "bind a resource first");
+		goto out;
+	}
+	handle_stanza(c, e);
+out:
+	xml_elem_unref(e);
+}
+
+/* ---------------------------------------------------------------- */
+/* Delivery from the router, kicks, shutdown.                         */
+
+static void
+deliver_local(struct c2s_worker *cw, uint64_t sid, xml_elem *st)
+{
+	struct c2s *c = reg_find(cw, sid);
+
+	if (c != NULL && c->bound && !c->closing) {
+		c2s_send(c, st);
+		return;
+	}
+	/* The session went away between the lookup and now: a message is
+	 * routed again, which finds the resource gone (RFC 6121 8.5.3.2). */
+	if (stanza_kind(st) == STANZA_MESSAGE) {
+		const char *to = xml_attr_get(st, "to"), *from = xml_attr_get(st, "from");
+		const char *e;
+		jid jto, jfrom;
+
+		if (to == NULL || jid_parse(&jto, to, strlen(to), &e) < 0)
+			return;
+		if (jto.resource == NULL) {
+			/* Already bare: do not loop; the next attempt would
+			 * pick the same set. */
+			jid_free(&jto);
+			return;
+		}
+		if (from == NULL || jid_parse(&jfrom, from, strlen(from), &e) < 0)
+			memset(&jfrom, 0, sizeof(jfrom));
+		sm_route(st, &jfrom, &jto);
+		jid_free(&jto);
+		jid_free(&jfrom);
+	}
+}
+
+static void
+deliver_task(struct worker *w, void *a, uint64_t sid)
+{
+	xml_elem *st = a;
+
+	deliver_local(&cworkers[worker_id(w)], sid, st);
+	xml_elem_unref(st);
+}
+
+void
+c2s_deliver(unsigned worker, uint64_t sid, xml_elem *st)
+{
+	struct worker *self = worker_self();
+
+	if (self != NULL && worker_id(self) == worker) {
+		deliver_local(&cworkers[worker], sid, st);
+		return;
+	}
+	worker_post(worker_get(worker), deliver_task, xml_elem_ref(st), sid);
+}
+
+struct kick {
+	const char *condition;
+	const char *text;
+};
+
+static void
+kick_task(struct worker *w, void *a, uint64_t sid)
+{
+	struct kick *k = a;
+	struct c2s *c = reg_find(&cworkers[worker_id(w)], sid);
+
+	if (c != NULL && !c->closing) {
+		/* The table entry may already belong to the new session with
+		 * the same full JID: leave it alone. */
+		if (strcmp(k->condition, "conflict") == 0) {
+			c->bound = 0;
+			c->available = 0;
+		}
+		c2s_stream_error(c, k->condition, k->text);
+	}
+	free(k);
+}
+
+void
+c2s_kick(unsigned worker, uint64_t sid, const char *condition, const char *text)
+{
+	struct kick *k = malloc(sizeof(*k));
+
+	if (k == NULL)
+		return;
+	k->condition = condition;
+	k->text = text;
+	worker_post(worker_get(worker), kick_task, k, sid);
+}
+
+static void
+shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct c2s_worker *cw = arg;
+
+	/* Peers that do not read their last bytes are not waited for. */
+	while (cw->list != NULL)
+		c2s_free(cw->list);
+	event_base_loopexit(worker_base(worker_get((unsigned)(cw - cworkers))), NULL);
+}
+
+static void
+shutdown_task(struct worker *w, void *a, uint64_t b)
+{
+	struct c2s_worker *cw = &cworkers[worker_id(w)];
+	struct timeval tv = { C2S_SHUTDOWN_MAX_MS / 1000, (C2S_SHUTDOWN_MAX_MS % 1000) * 1000 };
+	struct c2s *c, *next;
+
+	cw->shutting_down = 1;
+	for (c = cw->list; c != NULL; c = next) {
+		next = c->next;
+		c2s_stream_error(c, "system-shutdown", NULL);
+	}
+	if (cw->count == 0) {
+		event_base_loopexit(worker_base(w), NULL);
+		return;
+	}
+	cw->shutdown_timer = evtimer_new(worker_base(w), shutdown_timeout_cb, cw);
+	evtimer_add(cw->shutdown_timer, &tv);
+}
+
+void
+c2s_shutdown_all(void)
+{
+	worker_post_all(shutdown_task, NULL, 0);
+}
+
+unsigned long
+c2s_connection_count(void)
+{
+	return __atomic_load_n(&nconnections, __ATOMIC_RELAXED);
+}
+
+void
+c2s_free_all(void)
+{
+	for (unsigned i = 0; i < ncworkers; i++) {
+		if (cworkers[i].shutdown_timer != NULL)
+			event_free(cworkers[i].shutdown_timer);
+		free(cworkers[i].buckets);
+	}
+	free(cworkers);
+	cworkers = NULL;
+}

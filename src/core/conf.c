@@ -1,0 +1,1155 @@
+/*
+ * conf.c - reads xmppd.yml (libyaml document API) into an immutable
+ * struct conf, and keeps the running one.
+ *
+ * The loader is strict: every key is known, every value has the type and
+ * range doc/configuration.md gives it, nothing is set twice, and the first
+ * problem found is reported as "FILE:LINE: what was expected" so that
+ * `xmppd --check-config` and a refused reload can say exactly what to fix.
+ * Numbers and booleans must be plain (unquoted) scalars: "5222" in quotes is
+ * a string, as YAML says.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+#include <yaml.h>
+
+#include "core/conf.h"
+#include "core/log.h"
+#include "xmpp/jid.h"
+
+/* A configuration file is small; this only stops a mistaken path to a huge
+ * file from being read into memory. */
+#define CONF_FILE_MAX (4u * 1024 * 1024)
+
+#define KIB ((size_t)1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+
+struct loader;
+struct conf_key;
+
+typedef int conf_key_fn(struct loader *l, const struct conf_key *k,
+    yaml_node_t *val, void *base);
+
+/* One known key: its handler writes the value at base + offset. */
+struct conf_key {
+	const char *name;
+	conf_key_fn *parse;
+	size_t offset;
+	unsigned long long min, max;
+};
+
+struct loader {
+	const char *file;          /* as given, for messages */
+	char *dir;                 /* absolute directory of the file */
+	yaml_document_t *doc;
+	struct conf *c;
+	char *errbuf;
+	size_t errlen;
+	int line_ctl_socket;       /* where paths were set, for late checks */
+	int line_spool_dir;
+	int line_max_send_queue;
+};
+
+static conf_key_fn key_hosts, key_certfiles, key_path, key_string, key_uint,
+    key_size, key_bool, key_loglevel, key_log, key_tls_version, key_listen,
+    key_reserved_map, key_port, key_ip, key_module;
+
+static void conf_free(struct conf *c);
+
+/* ------------------------------------------------------------------ */
+/* Option tables                                                       */
+/* ------------------------------------------------------------------ */
+
+#define C(field) offsetof(struct conf, field)
+#define L(field) offsetof(struct conf_listen, field)
+
+static const struct conf_key top_keys[] = {
+	{ "hosts",                 key_hosts,         0, 0, 0 },
+	{ "loglevel",              key_loglevel,      C(loglevel), 0, 0 },
+	{ "log",                   key_log,           C(log), 0, 0 },
+	{ "certfiles",             key_certfiles,     0, 0, 0 },
+	{ "ca_file",               key_path,          C(ca_file), 0, 0 },
+	{ "workers",               key_uint,          C(workers), 0, 1024 },
+	{ "spool_dir",             key_path,          C(spool_dir), 0, 0 },
+	{ "store_map_size",        key_size,          C(store_map_size), MIB, SIZE_MAX },
+	{ "user",                  key_string,        C(user), 0, 0 },
+	{ "pidfile",               key_path,          C(pidfile), 0, 0 },
+	{ "ctl_socket",            key_path,          C(ctl_socket), 0, 0 },
+	{ "listen",                key_listen,        0, 0, 0 },
+	{ "negotiation_timeout",   key_uint,          C(negotiation_timeout), 1, 3600 },
+	{ "max_xml_depth",         key_uint,          C(max_xml_depth), 4, 1024 },
+	{ "max_xml_attrs",         key_uint,          C(max_xml_attrs), 4, 1024 },
+	{ "max_connections_per_ip", key_uint,         C(max_connections_per_ip), 0, 1000000 },
+	{ "auth_failure_delay_ms", key_uint,          C(auth_failure_delay_ms), 0, 60000 },
+	{ "max_auth_attempts",     key_uint,          C(max_auth_attempts), 1, 10 },
+	{ "max_send_queue",        key_size,          C(max_send_queue), 16 * KIB, GIB },
+	{ "scram_iterations",      key_uint,          C(scram_iterations), 4096, 1000000 },
+	{ "tls_min_version",       key_tls_version,   C(tls_min_version), 0, 0 },
+	{ "allow_plain",           key_bool,          C(allow_plain), 0, 0 },
+	/*
+	 * TODO: modules, acl, access_rules and shaper are read by later work
+	 * (module loader, acl, shapers). Until then only their shape is
+	 * checked and their content ignored, so that an ejabberd-style file
+	 * carrying them already loads.
+	 */
+	{ "modules",               key_reserved_map,  0, 0, 0 },
+	{ "acl",                   key_reserved_map,  0, 0, 0 },
+	{ "access_rules",          key_reserved_map,  0, 0, 0 },
+	{ "shaper",                key_reserved_map,  0, 0, 0 },
+};
+
+/* Indexes into listen_keys, for the required keys and derived defaults. */
+enum { LK_PORT, LK_IP, LK_MODULE, LK_TLS, LK_STARTTLS, LK_MAX_STANZA, LK_SHAPER };
+
+/* RFC 6120 13.12 (4): a server must accept stanzas of at least 10000 bytes. */
+static const struct conf_key listen_keys[] = {
+	{ "port",              key_port,   L(port), 1, 65535 },
+	{ "ip",                key_ip,     L(ip), 0, 0 },
+	{ "module",            key_module, L(module), 0, 0 },
+	{ "tls",               key_bool,   L(tls), 0, 0 },
+	{ "starttls_required", key_bool,   L(starttls_required), 0, 0 },
+	{ "max_stanza_size",   key_size,   L(max_stanza_size), 10000, 64 * MIB },
+	{ "shaper",            key_string, L(shaper), 0, 0 },
+};
+
+#define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+/* ------------------------------------------------------------------ */
+
+static int
+node_line(const yaml_node_t *n)
+{
+	return n != NULL ? (int)n->start_mark.line + 1 : 1;
+}
+
+static int fail_at(struct loader *l, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Writes "FILE:LINE: message" and returns -1. */
+static int
+fail_at(struct loader *l, int line, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (l->errbuf != NULL && l->errlen > 0)
+		snprintf(l->errbuf, l->errlen, "%s:%d: %s", l->file, line, msg);
+	return -1;
+}
+
+#define fail(l, node, ...) fail_at((l), node_line(node), __VA_ARGS__)
+
+/*
+ * Copies a value from the file into out for use in a message: control
+ * characters become '?' so a message stays one line, and long values are cut.
+ */
+static const char *
+shown(const char *s, size_t len, char *out, size_t outlen)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < len && n + 4 < outlen; i++)
+		out[n++] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+	if (i < len) {
+		memcpy(out + n, "...", 3);
+		n += 3;
+	}
+	out[n] = '\0';
+	return out;
+}
+
+/* "1048576" -> "1M", for range messages. */
+static const char *
+fmt_size(unsigned long long v, char *buf, size_t len)
+{
+	if (v >= GIB && v % GIB == 0)
+		snprintf(buf, len, "%lluG", v / GIB);
+	else if (v >= MIB && v % MIB == 0)
+		snprintf(buf, len, "%lluM", v / MIB);
+	else if (v >= KIB && v % KIB == 0)
+		snprintf(buf, len, "%lluK", v / KIB);
+	else
+		snprintf(buf, len, "%llu", v);
+	return buf;
+}
+
+/* ------------------------------------------------------------------ */
+/* Scalars                                                             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Explicit tags (!!int, !foo) are refused rather than half-understood; the
+ * composer gives untagged nodes the default tag of their kind.
+ */
+static int
+check_tag(struct loader *l, const yaml_node_t *n)
+{
+	const char *want;
+
+	switch (n->type) {
+	case YAML_SCALAR_NODE:   want = YAML_DEFAULT_SCALAR_TAG; break;
+	case YAML_SEQUENCE_NODE: want = YAML_DEFAULT_SEQUENCE_TAG; break;
+	case YAML_MAPPING_NODE:  want = YAML_DEFAULT_MAPPING_TAG; break;
+	default:                 return 0;
+	}
+	if (n->tag != NULL && strcmp((const char *)n->tag, want) != 0) {
+		char buf[64];
+
+		return fail(l, n, "unsupported YAML tag '%s'",
+		    shown((const char *)n->tag, strlen((const char *)n->tag),
+		    buf, sizeof(buf)));
+	}
+	return 0;
+}
+
+/* The text of a scalar that may be any string (quoted or not). */
+static const char *
+scalar_text(yaml_node_t *n, size_t *len_r)
+{
+	if (n->type != YAML_SCALAR_NODE)
+		return NULL;
+	*len_r = n->data.scalar.length;
+	/* A double-quoted "\0" would cut the string short: refuse it. */
+	if (memchr(n->data.scalar.value, '\0', *len_r) != NULL)
+		return NULL;
+	return (const char *)n->data.scalar.value;
+}
+
+/* The text of a plain (unquoted) scalar: numbers and booleans. */
+static const char *
+plain_text(yaml_node_t *n)
+{
+	size_t len;
+	const char *s = scalar_text(n, &len);
+
+	if (s == NULL || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return NULL;
+	return s;
+}
+
+static int
+parse_string(struct loader *l, const char *name, yaml_node_t *n, char **out)
+{
+	size_t len;
+	const char *s;
+
+	if (check_tag(l, n) < 0)
+		return -1;
+	s = scalar_text(n, &len);
+	if (s == NULL || len == 0)
+		return fail(l, n, "'%s' expects a non-empty string", name);
+	if ((*out = strdup(s)) == NULL)
+		return fail(l, n, "out of memory");
+	return 0;
+}
+
+/* Decimal digits only: no sign, no 0x, no separators. */
+static int
+parse_ull(const char *s, unsigned long long *v, const char **end_r)
+{
+	unsigned long long r = 0;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (r > (ULLONG_MAX - (unsigned)(*s - '0')) / 10)
+			return -1;
+		r = r * 10 + (unsigned)(*s - '0');
+	}
+	*v = r;
+	*end_r = s;
+	return 0;
+}
+
+static int
+parse_uint(struct loader *l, const char *name, yaml_node_t *n,
+    unsigned long long min, unsigned long long max, unsigned long long *v)
+{
+	const char *s, *end;
+
+	if (check_tag(l, n) < 0)
+		return -1;
+	s = plain_text(n);
+	if (s == NULL || parse_ull(s, v, &end) < 0 || *end != '\0' ||
+	    *v < min || *v > max)
+		return fail(l, n, "'%s' expects a whole number from %llu to %llu",
+		    name, min, max);
+	return 0;
+}
+
+/* A byte count with an optional binary suffix: 512K, 64M, 1G. */
+static int
+parse_size(struct loader *l, const char *name, yaml_node_t *n,
+    unsigned long long min, unsigned long long max, size_t *out)
+{
+	unsigned long long v, mul = 1;
+	const char *s, *end;
+	char a[32], b[32];
+	int ok;
+
+	if (check_tag(l, n) < 0)
+		return -1;
+	s = plain_text(n);
+	ok = s != NULL && parse_ull(s, &v, &end) == 0;
+	if (ok && *end != '\0') {
+		switch (*end) {
+		case 'K': case 'k': mul = KIB; break;
+		case 'M': case 'm': mul = MIB; break;
+		case 'G': case 'g': mul = GIB; break;
+		default: ok = 0;
+		}
+		ok = ok && end[1] == '\0' && v <= ULLONG_MAX / mul;
+	}
+	if (ok) {
+		v *= mul;
+		ok = v >= min && v <= max && v <= SIZE_MAX;
+	}
+	if (!ok) {
+		if (max >= SIZE_MAX)
+			return fail(l, n, "'%s' expects a size in bytes of at least %s "
+			    "(suffixes K, M, G allowed)", name,
+			    fmt_size(min, a, sizeof(a)));
+		return fail(l, n, "'%s' expects a size in bytes from %s to %s "
+		    "(suffixes K, M, G allowed)", name,
+		    fmt_size(min, a, sizeof(a)), fmt_size(max, b, sizeof(b)));
+	}
+	*out = (size_t)v;
+	return 0;
+}
+
+static int
+parse_bool(struct loader *l, const char *name, yaml_node_t *n, int *out)
+{
+	const char *s;
+
+	if (check_tag(l, n) < 0)
+		return -1;
+	s = plain_text(n);
+	if (s != NULL && (strcasecmp(s, "true") == 0 || strcasecmp(s, "yes") == 0))
+		*out = 1;
+	else if (s != NULL && (strcasecmp(s, "false") == 0 || strcasecmp(s, "no") == 0))
+		*out = 0;
+	else
+		return fail(l, n, "'%s' expects true or false", name);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Paths                                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Resolves p against the file's directory. dir comes from realpath(), so it
+ * holds no symbolic link and leading "./" and "../" of p can be folded into
+ * it textually; the rest of p is kept as written.
+ */
+static char *
+resolve_path(const char *dir, const char *p)
+{
+	size_t dlen = strlen(dir);
+	char *r;
+
+	if (p[0] == '/')
+		return strdup(p);
+	for (;;) {
+		if (p[0] == '.' && (p[1] == '/' || p[1] == '\0')) {
+			p += p[1] == '/' ? 2 : 1;
+		} else if (p[0] == '.' && p[1] == '.' && (p[2] == '/' || p[2] == '\0')) {
+			p += p[2] == '/' ? 3 : 2;
+			while (dlen > 1 && dir[dlen - 1] != '/')
+				dlen--;
+			if (dlen > 1)
+				dlen--;
+		} else if (p[0] == '/') {
+			p++;
+		} else {
+			break;
+		}
+	}
+	if (*p == '\0')
+		return strndup(dir, dlen);
+	if ((r = malloc(dlen + strlen(p) + 2)) == NULL)
+		return NULL;
+	memcpy(r, dir, dlen);
+	if (dlen == 0 || r[dlen - 1] != '/')
+		r[dlen++] = '/';
+	strcpy(r + dlen, p);
+	return r;
+}
+
+static int
+parse_path(struct loader *l, const char *name, yaml_node_t *n, char **out)
+{
+	char *s;
+
+	if (parse_string(l, name, n, &s) < 0)
+		return -1;
+	*out = resolve_path(l->dir, s);
+	free(s);
+	if (*out == NULL)
+		return fail(l, n, "out of memory");
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Key handlers                                                        */
+/* ------------------------------------------------------------------ */
+
+#define FIELD(type, base, k) ((type *)(void *)((char *)(base) + (k)->offset))
+
+static int
+key_string(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	return parse_string(l, k->name, val, FIELD(char *, base, k));
+}
+
+static int
+key_path(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	if (strcmp(k->name, "ctl_socket") == 0)
+		l->line_ctl_socket = node_line(val);
+	else if (strcmp(k->name, "spool_dir") == 0)
+		l->line_spool_dir = node_line(val);
+	return parse_path(l, k->name, val, FIELD(char *, base, k));
+}
+
+static int
+key_uint(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	unsigned long long v;
+
+	if (parse_uint(l, k->name, val, k->min, k->max, &v) < 0)
+		return -1;
+	*FIELD(unsigned, base, k) = (unsigned)v;
+	return 0;
+}
+
+static int
+key_port(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	unsigned long long v;
+
+	if (parse_uint(l, k->name, val, k->min, k->max, &v) < 0)
+		return -1;
+	*FIELD(uint16_t, base, k) = (uint16_t)v;
+	return 0;
+}
+
+static int
+key_size(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	if (strcmp(k->name, "max_send_queue") == 0)
+		l->line_max_send_queue = node_line(val);
+	return parse_size(l, k->name, val, k->min, k->max, FIELD(size_t, base, k));
+}
+
+static int
+key_bool(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	return parse_bool(l, k->name, val, FIELD(int, base, k));
+}
+
+static int
+key_loglevel(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	size_t len;
+	const char *s;
+	int lvl;
+
+	if (check_tag(l, val) < 0)
+		return -1;
+	s = scalar_text(val, &len);
+	if (s == NULL || (lvl = log_level_parse(s)) < 0)
+		return fail(l, val, "'loglevel' expects one of error, warning, "
+		    "notice, info, debug");
+	*FIELD(int, base, k) = lvl;
+	return 0;
+}
+
+/* "stderr" and "syslog" are targets; anything else is a file path. */
+static int
+key_log(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	char **out = FIELD(char *, base, k);
+	size_t len;
+	const char *s = scalar_text(val, &len);
+
+	if (s != NULL && (strcmp(s, "stderr") == 0 || strcmp(s, "syslog") == 0)) {
+		if (check_tag(l, val) < 0)
+			return -1;
+		if ((*out = strdup(s)) == NULL)
+			return fail(l, val, "out of memory");
+		return 0;
+	}
+	if (s == NULL || len == 0)
+		return fail(l, val, "'log' expects stderr, syslog or a file path");
+	return parse_path(l, k->name, val, out);
+}
+
+static int
+key_tls_version(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	size_t len;
+	const char *s;
+
+	if (check_tag(l, val) < 0)
+		return -1;
+	s = scalar_text(val, &len);
+	if (s != NULL && strcmp(s, "1.2") == 0)
+		*FIELD(int, base, k) = TLS1_2_VERSION;
+	else if (s != NULL && strcmp(s, "1.3") == 0)
+		*FIELD(int, base, k) = TLS1_3_VERSION;
+	else
+		return fail(l, val, "'tls_min_version' expects \"1.2\" or \"1.3\"");
+	return 0;
+}
+
+static int
+key_reserved_map(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	if (check_tag(l, val) < 0)
+		return -1;
+	if (val->type != YAML_MAPPING_NODE)
+		return fail(l, val, "'%s' expects a mapping", k->name);
+	return 0;
+}
+
+/*
+ * Nameprep lets ASCII through that no domain name holds ('@', '/', spaces,
+ * control characters). RFC 7622 3.2 wants a domainpart that is a host name
+ * or an IP literal: ASCII letters, digits, '-' and '.' (and '_', which
+ * internal names use), "[IPv6]", or non-ASCII characters that nameprep and
+ * IDNA judge.
+ */
+static int
+host_shape_ok(const char *s, size_t len)
+{
+	struct in6_addr a6;
+	char ip[INET6_ADDRSTRLEN + 1];
+
+	if (len == 0)
+		return 0;
+	if (s[0] == '[') {
+		if (len < 3 || s[len - 1] != ']' || len - 2 >= sizeof(ip))
+			return 0;
+		memcpy(ip, s + 1, len - 2);
+		ip[len - 2] = '\0';
+		return inet_pton(AF_INET6, ip, &a6) == 1;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch >= 0x80 || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_')
+			continue;
+		return 0;
+	}
+	return 1;
+}
+
+static int
+key_hosts(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	struct conf *c = l->c;
+	yaml_node_item_t *it;
+	size_t n;
+
+	if (check_tag(l, val) < 0)
+		return -1;
+	if (val->type != YAML_SEQUENCE_NODE ||
+	    val->data.sequence.items.top == val->data.sequence.items.start)
+		return fail(l, val, "'hosts' expects a list of at least one domain name");
+	n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
+	if ((c->hosts = calloc(n, sizeof(*c->hosts))) == NULL)
+		return fail(l, val, "out of memory");
+	for (it = val->data.sequence.items.start; it < val->data.sequence.items.top; it++) {
+		yaml_node_t *e = yaml_document_get_node(l->doc, *it);
+		char buf[80], *host;
+		const char *s;
+		size_t len;
+
+		if (check_tag(l, e) < 0)
+			return -1;
+		if ((s = scalar_text(e, &len)) == NULL)
+			return fail(l, e, "'hosts' expects a list of domain names");
+		/* RFC 7622 3.2: a trailing dot is not part of the domain. */
+		if (len > 1 && s[len - 1] == '.')
+			len--;
+		host = host_shape_ok(s, len) ? jid_nameprep(s, len) : NULL;
+		if (host == NULL || *host == '\0' || strlen(host) > JID_PART_MAX) {
+			free(host);
+			return fail(l, e, "'hosts' entry '%s' is not a valid domain name",
+			    shown(s, e->data.scalar.length, buf, sizeof(buf)));
+		}
+		for (size_t i = 0; i < c->nhosts; i++) {
+			if (strcmp(c->hosts[i], host) == 0) {
+				fail(l, e, "host '%s' is listed twice",
+				    shown(host, strlen(host), buf, sizeof(buf)));
+				free(host);
+				return -1;
+			}
+		}
+		c->hosts[c->nhosts++] = host;
+	}
+	return 0;
+}
+
+static int
+key_certfiles(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	struct conf *c = l->c;
+	yaml_node_item_t *it;
+	size_t n;
+
+	if (check_tag(l, val) < 0)
+		return -1;
+	if (val->type != YAML_SEQUENCE_NODE)
+		return fail(l, val, "'certfiles' expects a list of file paths");
+	n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
+	if (n > 0 && (c->certfiles = calloc(n, sizeof(*c->certfiles))) == NULL)
+		return fail(l, val, "out of memory");
+	for (it = val->data.sequence.items.start; it < val->data.sequence.items.top; it++) {
+		yaml_node_t *e = yaml_document_get_node(l->doc, *it);
+		char *p;
+
+		if (e->type != YAML_SCALAR_NODE)
+			return fail(l, e, "'certfiles' expects a list of file paths");
+		if (parse_path(l, "certfiles", e, &p) < 0)
+			return -1;
+		for (size_t i = 0; i < c->ncertfiles; i++) {
+			if (strcmp(c->certfiles[i], p) == 0) {
+				char buf[256];
+
+				fail(l, e, "certificate file '%s' is listed twice",
+				    shown(p, strlen(p), buf, sizeof(buf)));
+				free(p);
+				return -1;
+			}
+		}
+		c->certfiles[c->ncertfiles++] = p;
+	}
+	return 0;
+}
+
+static int
+key_ip(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	char **out = FIELD(char *, base, k);
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (parse_string(l, k->name, val, out) < 0)
+		return -1;
+	if (inet_pton(AF_INET6, *out, &a6) != 1 && inet_pton(AF_INET, *out, &a4) != 1)
+		return fail(l, val, "'ip' expects an IPv4 or IPv6 address, "
+		    "such as \"::\" or \"127.0.0.1\"");
+	return 0;
+}
+
+static int
+key_module(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	size_t len;
+	const char *s;
+
+	if (check_tag(l, val) < 0)
+		return -1;
+	s = scalar_text(val, &len);
+	if (s != NULL && strcmp(s, "c2s") == 0)
+		*FIELD(enum conf_listen_module, base, k) = CONF_LISTEN_C2S;
+	else if (s != NULL && strcmp(s, "s2s") == 0)
+		*FIELD(enum conf_listen_module, base, k) = CONF_LISTEN_S2S;
+	else
+		return fail(l, val, "'module' expects c2s or s2s");
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Mappings                                                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Runs the handler of each key of map against base. seen[i] receives the
+ * line where keys[i] was set (0 if absent).
+ */
+static int
+parse_map(struct loader *l, yaml_node_t *map, const struct conf_key *keys,
+    size_t nkeys, void *base, int *seen)
+{
+	yaml_node_pair_t *p;
+
+	for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+		yaml_node_t *kn = yaml_document_get_node(l->doc, p->key);
+		yaml_node_t *vn = yaml_document_get_node(l->doc, p->value);
+		const char *name;
+		size_t len, i;
+		char buf[80];
+
+		if (check_tag(l, kn) < 0)
+			return -1;
+		if ((name = scalar_text(kn, &len)) == NULL)
+			return fail(l, kn, "expected a key name");
+		for (i = 0; i < nkeys; i++)
+			if (strcmp(name, keys[i].name) == 0)
+				break;
+		if (i == nkeys)
+			return fail(l, kn, "unknown key '%s'",
+			    shown(name, len, buf, sizeof(buf)));
+		if (seen[i])
+			return fail(l, kn, "'%s' is set twice (first on line %d)",
+			    keys[i].name, seen[i]);
+		seen[i] = node_line(kn);
+		if (keys[i].parse(l, &keys[i], vn, base) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+is_any_addr(int af, const unsigned char *a)
+{
+	static const unsigned char zero[16];
+
+	return memcmp(a, zero, af == AF_INET ? 4 : 16) == 0;
+}
+
+/*
+ * Two listeners collide if they share a port and their addresses overlap:
+ * equal, or one is the IPv6 wildcard (dual-stack, it takes IPv4 too), or one
+ * is 0.0.0.0 and the other IPv4. With SO_REUSEPORT such a pair would bind
+ * and split connections between them instead of failing.
+ */
+static int
+listen_overlap(const struct conf_listen *a, const struct conf_listen *b)
+{
+	unsigned char aa[16], ab[16];
+	int fa, fb;
+
+	if (a->port != b->port)
+		return 0;
+	fa = inet_pton(AF_INET6, a->ip, aa) == 1 ? AF_INET6 : AF_INET;
+	fb = inet_pton(AF_INET6, b->ip, ab) == 1 ? AF_INET6 : AF_INET;
+	if (fa == AF_INET)
+		(void)inet_pton(AF_INET, a->ip, aa);
+	if (fb == AF_INET)
+		(void)inet_pton(AF_INET, b->ip, ab);
+	if ((fa == AF_INET6 && is_any_addr(fa, aa)) ||
+	    (fb == AF_INET6 && is_any_addr(fb, ab)))
+		return 1;
+	if (fa != fb)
+		return 0;
+	if (is_any_addr(fa, aa) || is_any_addr(fb, ab))
+		return 1;
+	return memcmp(aa, ab, fa == AF_INET ? 4 : 16) == 0;
+}
+
+static int
+parse_listener(struct loader *l, yaml_node_t *e, struct conf_listen *li)
+{
+	int seen[NKEYS(listen_keys)] = { 0 };
+
+	li->line = node_line(e);
+	li->starttls_required = 1;
+	if (check_tag(l, e) < 0)
+		return -1;
+	if (e->type != YAML_MAPPING_NODE)
+		return fail(l, e, "'listen' entry expects a mapping with 'port' "
+		    "and 'module'");
+	if (parse_map(l, e, listen_keys, NKEYS(listen_keys), li, seen) < 0)
+		return -1;
+	if (!seen[LK_PORT])
+		return fail(l, e, "'listen' entry needs 'port'");
+	if (!seen[LK_MODULE])
+		return fail(l, e, "'listen' entry needs 'module'");
+	if (li->ip == NULL && (li->ip = strdup("::")) == NULL)
+		return fail(l, e, "out of memory");
+	if (!seen[LK_MAX_STANZA])
+		li->max_stanza_size = li->module == CONF_LISTEN_C2S ? 262144 : 524288;
+	return 0;
+}
+
+static int
+key_listen(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	struct conf *c = l->c;
+	yaml_node_item_t *it;
+	size_t n;
+
+	if (check_tag(l, val) < 0)
+		return -1;
+	if (val->type != YAML_SEQUENCE_NODE)
+		return fail(l, val, "'listen' expects a list of listeners");
+	n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
+	if (n > 0 && (c->listen = calloc(n, sizeof(*c->listen))) == NULL)
+		return fail(l, val, "out of memory");
+	for (it = val->data.sequence.items.start; it < val->data.sequence.items.top; it++) {
+		yaml_node_t *e = yaml_document_get_node(l->doc, *it);
+		struct conf_listen *li = &c->listen[c->nlisten++];
+
+		if (parse_listener(l, e, li) < 0)
+			return -1;
+		for (size_t i = 0; i + 1 < c->nlisten; i++)
+			if (listen_overlap(&c->listen[i], li))
+				return fail(l, e, "port %u on '%s' is already used by "
+				    "the listener on line %d", li->port, li->ip,
+				    c->listen[i].line);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Loading                                                             */
+/* ------------------------------------------------------------------ */
+
+static void
+set_defaults(struct conf *c)
+{
+	c->refcount = 1;
+	c->loglevel = LOG_LVL_INFO;
+	c->workers = 0;
+	c->store_map_size = GIB;
+	c->negotiation_timeout = 30;
+	c->max_xml_depth = 32;
+	c->max_xml_attrs = 64;
+	c->max_connections_per_ip = 100;
+	c->auth_failure_delay_ms = 1000;
+	c->max_auth_attempts = 3;
+	c->max_send_queue = MIB;
+	c->scram_iterations = 4096;
+	c->tls_min_version = TLS1_2_VERSION;
+	c->allow_plain = 1;
+}
+
+/* Checks that need the whole file: required keys, derived defaults. */
+static int
+finish(struct loader *l, yaml_node_t *root)
+{
+	struct conf *c = l->c;
+	struct sockaddr_un sun;
+
+	if (c->nhosts == 0)
+		return fail(l, root, "'hosts' is required: the domains this "
+		    "server is for");
+	if (c->log == NULL && (c->log = strdup("stderr")) == NULL)
+		return fail(l, root, "out of memory");
+	if (c->spool_dir == NULL && (c->spool_dir = resolve_path(l->dir, "spool")) == NULL)
+		return fail(l, root, "out of memory");
+	if (c->ctl_socket == NULL) {
+		if ((c->ctl_socket = resolve_path(c->spool_dir, "xmppd.ctl")) == NULL)
+			return fail(l, root, "out of memory");
+		l->line_ctl_socket = l->line_spool_dir;
+	}
+	if (strlen(c->ctl_socket) >= sizeof(sun.sun_path))
+		return fail_at(l, l->line_ctl_socket ? l->line_ctl_socket : 1,
+		    "'ctl_socket' path is longer than a Unix socket allows "
+		    "(%zu bytes); set 'ctl_socket' to a shorter path",
+		    sizeof(sun.sun_path) - 1);
+	for (size_t i = 0; i < c->nlisten; i++) {
+		const struct conf_listen *li = &c->listen[i];
+
+		/* A listener that must speak TLS cannot start without a
+		 * certificate: say so now rather than at the first client. */
+		if ((li->tls || li->starttls_required) && c->ncertfiles == 0)
+			return fail_at(l, li->line, "listener on port %u needs TLS "
+			    "but no 'certfiles' are set", li->port);
+		/* A full-size stanza must fit in the queue to a reader. */
+		if (li->max_stanza_size > c->max_send_queue)
+			return fail_at(l, l->line_max_send_queue ?
+			    l->line_max_send_queue : li->line,
+			    "'max_send_queue' (%zu) is smaller than 'max_stanza_size' "
+			    "(%zu) of the listener on line %d",
+			    c->max_send_queue, li->max_stanza_size, li->line);
+	}
+	return 0;
+}
+
+/* Reads the whole file: libyaml reader errors give a byte offset. */
+static char *
+read_file(const char *path, size_t *len_r, char *errbuf, size_t errlen)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t n = 0;
+	ssize_t r;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		goto err;
+	if (fstat(fd, &st) < 0)
+		goto err;
+	if (!S_ISREG(st.st_mode)) {
+		errno = EINVAL;
+		snprintf(errbuf, errlen, "%s: not a regular file", path);
+		goto err_msg;
+	}
+	if ((size_t)st.st_size > CONF_FILE_MAX) {
+		snprintf(errbuf, errlen, "%s: larger than %u bytes", path, CONF_FILE_MAX);
+		goto err_msg;
+	}
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL)
+		goto err;
+	while (n < (size_t)st.st_size) {
+		r = read(fd, buf + n, (size_t)st.st_size - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			goto err;
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	buf[n] = '\0';
+	*len_r = n;
+	return buf;
+err:
+	snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
+err_msg:
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+static int
+yaml_failure(struct loader *l, const yaml_parser_t *p, const char *buf, size_t len)
+{
+	int line;
+
+	if (p->error == YAML_MEMORY_ERROR)
+		return fail_at(l, 1, "out of memory");
+	if (p->error == YAML_READER_ERROR) {
+		line = 1;
+		for (size_t i = 0; i < p->problem_offset && i < len; i++)
+			line += buf[i] == '\n';
+		return fail_at(l, line, "%s", p->problem ? p->problem : "unreadable input");
+	}
+	line = (int)p->problem_mark.line + 1;
+	if (p->context != NULL)
+		return fail_at(l, line, "%s (%s started on line %d)",
+		    p->problem ? p->problem : "YAML syntax error", p->context,
+		    (int)p->context_mark.line + 1);
+	return fail_at(l, line, "%s", p->problem ? p->problem : "YAML syntax error");
+}
+
+/* The absolute directory of path, without symbolic links. */
+static char *
+file_dir(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *d, *r;
+
+	if (slash == NULL)
+		return realpath(".", NULL);
+	if (slash == path)
+		return strdup("/");
+	if ((d = strndup(path, (size_t)(slash - path))) == NULL)
+		return NULL;
+	r = realpath(d, NULL);
+	free(d);
+	return r;
+}
+
+struct conf *
+conf_load(const char *path, char *errbuf, size_t errlen)
+{
+	char dummy[1];
+	struct loader l = { .file = path, .errbuf = errbuf, .errlen = errlen };
+	int seen[NKEYS(top_keys)] = { 0 };
+	yaml_document_t doc, extra;
+	int have_doc = 0, have_extra = 0, parser_init = 0;
+	yaml_parser_t parser;
+	yaml_node_t *root;
+	struct conf *c = NULL;
+	const char *base;
+	char *buf = NULL;
+	size_t len;
+
+	if (errbuf == NULL || errlen == 0) {
+		l.errbuf = errbuf = dummy;
+		l.errlen = errlen = sizeof(dummy);
+	}
+	errbuf[0] = '\0';
+	if ((buf = read_file(path, &len, errbuf, errlen)) == NULL)
+		return NULL;
+	if ((l.dir = file_dir(path)) == NULL) {
+		snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
+		goto err;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		snprintf(errbuf, errlen, "%s: out of memory", path);
+		goto err;
+	}
+	set_defaults(c);
+	l.c = c;
+	base = strrchr(path, '/');
+	base = base != NULL ? base + 1 : path;
+	if ((c->path = resolve_path(l.dir, base)) == NULL) {
+		snprintf(errbuf, errlen, "%s: out of memory", path);
+		goto err;
+	}
+
+	if (!yaml_parser_initialize(&parser)) {
+		snprintf(errbuf, errlen, "%s: out of memory", path);
+		goto err;
+	}
+	parser_init = 1;
+	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		yaml_failure(&l, &parser, buf, len);
+		goto err;
+	}
+	have_doc = 1;
+	l.doc = &doc;
+	if ((root = yaml_document_get_root_node(&doc)) == NULL) {
+		fail_at(&l, 1, "the file is empty; expected a mapping with at "
+		    "least 'hosts'");
+		goto err;
+	}
+	/* A second document would be silently ignored: refuse it. */
+	if (!yaml_parser_load(&parser, &extra)) {
+		yaml_failure(&l, &parser, buf, len);
+		goto err;
+	}
+	have_extra = 1;
+	if (yaml_document_get_root_node(&extra) != NULL) {
+		fail(&l, yaml_document_get_root_node(&extra),
+		    "only one YAML document is allowed in the file");
+		goto err;
+	}
+	if (check_tag(&l, root) < 0)
+		goto err;
+	if (root->type != YAML_MAPPING_NODE) {
+		fail(&l, root, "expected a mapping of keys at the top level");
+		goto err;
+	}
+	if (parse_map(&l, root, top_keys, NKEYS(top_keys), c, seen) < 0)
+		goto err;
+	if (finish(&l, root) < 0)
+		goto err;
+
+	yaml_document_delete(&extra);
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	free(l.dir);
+	free(buf);
+	return c;
+err:
+	if (have_extra)
+		yaml_document_delete(&extra);
+	if (have_doc)
+		yaml_document_delete(&doc);
+	if (parser_init)
+		yaml_parser_delete(&parser);
+	conf_free(c);
+	free(l.dir);
+	free(buf);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* References and the running configuration                            */
+/* ------------------------------------------------------------------ */
+
+static void
+conf_free(struct conf *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	free(c->path);
+	for (i = 0; i < c->nhosts; i++)
+		free(c->hosts[i]);
+	free(c->hosts);
+	for (i = 0; i < c->ncertfiles; i++)
+		free(c->certfiles[i]);
+	free(c->certfiles);
+	free(c->ca_file);
+	free(c->log);
+	free(c->spool_dir);
+	free(c->user);
+	free(c->pidfile);
+	free(c->ctl_socket);
+	for (i = 0; i < c->nlisten; i++) {
+		free(c->listen[i].ip);
+		free(c->listen[i].shaper);
+	}
+	free(c->listen);
+	free(c);
+}
+
+struct conf *
+conf_ref(struct conf *c)
+{
+	if (c != NULL)
+		__atomic_add_fetch(&c->refcount, 1, __ATOMIC_RELAXED);
+	return c;
+}
+
+void
+conf_unref(struct conf *c)
+{
+	if (c != NULL && __atomic_sub_fetch(&c->refcount, 1, __ATOMIC_ACQ_REL) == 0)
+		conf_free(c);
+}
+
+static pthread_mutex_t conf_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct conf *conf_running;
+
+struct conf *
+conf_current(void)
+{
+	struct conf *c;
+
+	pthread_mutex_lock(&conf_lock);
+	c = conf_ref(conf_running);
+	pthread_mutex_unlock(&conf_lock);
+	return c;
+}
+
+void
+conf_swap(struct conf *c)
+{
+	struct conf *old;
+
+	pthread_mutex_lock(&conf_lock);
+	old = conf_running;
+	conf_running = c;
+	pthread_mutex_unlock(&conf_lock);
+	conf_unref(old);
+}
+
+/* host must be prepared already, as every domain of a parsed jid is. */
+int
+conf_is_local_host(const struct conf *c, const char *host)
+{
+	if (c == NULL || host == NULL)
+		return 0;
+	for (size_t i = 0; i < c->nhosts; i++)
+		if (strcmp(c->hosts[i], host) == 0)
+			return 1;
+	return 0;
+}

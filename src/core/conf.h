@@ -1,0 +1,84 @@
+/*
+ * conf.h - the running configuration, read from xmppd.yml with libyaml.
+ *
+ * A struct conf is immutable once loaded. The running one is swapped whole on
+ * reload (conf_current/conf_swap); holders take a reference for as long as
+ * they use it (a connection keeps the one it started with), and the old copy
+ * is freed when the last reference goes.
+ *
+ * Keys follow ejabberd.yml where one exists; see doc/configuration.md.
+ */
+#ifndef XMPPD_CONF_H
+#define XMPPD_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum conf_listen_module { CONF_LISTEN_C2S, CONF_LISTEN_S2S };
+
+struct conf_listen {
+	char *ip;                   /* "::" by default; "127.0.0.1", ... */
+	uint16_t port;
+	enum conf_listen_module module;
+	int tls;                    /* direct TLS (XEP-0368), ALPN set by module */
+	int starttls_required;      /* c2s default 1 */
+	size_t max_stanza_size;     /* c2s default 262144, s2s 524288 */
+	char *shaper;               /* name or NULL (module issue) */
+	int line;                   /* where it was declared, for messages */
+};
+
+struct conf {
+	int refcount;               /* atomic; see conf_ref/conf_unref */
+	char *path;                 /* the file it was read from */
+
+	char **hosts;               /* prepared (nameprep) domain names */
+	size_t nhosts;
+	char **certfiles;           /* PEM files: certificate chain + key */
+	size_t ncertfiles;
+	char *ca_file;              /* for verifying peers (s2s), or NULL */
+
+	int loglevel;               /* enum log_level */
+	char *log;                  /* "stderr" (default), "syslog" or a path */
+
+	unsigned workers;           /* 0 = online CPUs (resolved at start) */
+	char *spool_dir;            /* LMDB environment directory */
+	size_t store_map_size;      /* bytes, default 1 GiB */
+	char *user;                 /* drop to this user after binding, or NULL */
+	char *pidfile;              /* or NULL */
+	char *ctl_socket;           /* default: <spool_dir>/xmppd.ctl */
+
+	struct conf_listen *listen;
+	size_t nlisten;
+
+	/* Limits (doc/configuration.md, "Limits"). */
+	unsigned negotiation_timeout;      /* s, unauthenticated stream; default 30 */
+	unsigned max_xml_depth;            /* default 32 */
+	unsigned max_xml_attrs;            /* default 64 */
+	unsigned max_connections_per_ip;   /* default 100; 0 = unlimited */
+	unsigned auth_failure_delay_ms;    /* default 1000 */
+	unsigned max_auth_attempts;        /* per stream, default 3 */
+	size_t max_send_queue;             /* bytes queued to a slow reader, default 1 MiB */
+	unsigned scram_iterations;         /* default 4096 */
+	int tls_min_version;               /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
+	int allow_plain;                   /* offer PLAIN (over TLS only); default 1 */
+};
+
+/*
+ * Reads path. Returns the configuration, or NULL with a message in
+ * errbuf: "xmppd.yml:12: 'workers' expects a number from 1 to 1024".
+ * Unknown keys are errors. Relative paths in the file (spool_dir, certfiles,
+ * ...) are taken relative to the file's directory.
+ */
+struct conf *conf_load(const char *path, char *errbuf, size_t errlen);
+struct conf *conf_ref(struct conf *c);
+void conf_unref(struct conf *c);
+
+/* The running configuration: conf_current returns a new reference. */
+struct conf *conf_current(void);
+/* Installs c (takes the caller's reference) and drops the old one. */
+void conf_swap(struct conf *c);
+
+/* 1 if host is one of c->hosts. */
+int conf_is_local_host(const struct conf *c, const char *host);
+
+#endif

@@ -1,0 +1,322 @@
+/*
+ * main.c - xmppd: start-up, privileges, signals, reload, shutdown.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <ftw.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <openssl/ssl.h>
+
+#include "auth/account.h"
+#include "auth/sasl.h"
+#include "c2s/c2s.h"
+#include "core/conf.h"
+#include "core/log.h"
+#include "core/main.h"
+#include "core/worker.h"
+#include "ctl/ctl.h"
+#include "net/listener.h"
+#include "net/tls.h"
+#include "router/sm.h"
+#include "store/store.h"
+
+static struct event_base *main_base;
+static char *config_path;
+static time_t start_time;
+static struct event *stop_ev;
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: xmppd [-c FILE] [--check-config] [-V]\n"
+	    "  -c, --config FILE   configuration file (default %s)\n"
+	    "      --check-config  validate the configuration and exit\n"
+	    "  -V, --version       print the version and exit\n",
+	    SYSCONFDIR "/xmppd/xmppd.yml");
+}
+
+time_t
+main_start_time(void)
+{
+	return start_time;
+}
+
+static void
+apply_runtime(const struct conf *c)
+{
+	const char *err;
+
+	log_set_level((enum log_level)c->loglevel);
+	if (log_open(c->log, &err) < 0)
+		log_error("main", "cannot open log %s: %s; logging to stderr", c->log, err);
+	account_set_iterations(c->scram_iterations);
+}
+
+int
+main_reload(char *errbuf, size_t errlen)
+{
+	struct conf *n, *old;
+	const char *err;
+
+	n = conf_load(config_path, errbuf, errlen);
+	if (n == NULL) {
+		log_error("main", "reload refused, keeping the running configuration: %s", errbuf);
+		return -1;
+	}
+	if (tls_load(n, &err) < 0) {
+		snprintf(errbuf, errlen, "%s", err);
+		log_error("main", "reload refused, keeping the running configuration: %s", err);
+		conf_unref(n);
+		return -1;
+	}
+	old = conf_current();
+	if (old->nlisten != n->nlisten || (n->workers != 0 && old->workers != n->workers) ||
+	    strcmp(old->spool_dir, n->spool_dir) != 0)
+		log_warning("main", "listen, workers and spool_dir changes take effect "
+		    "at the next restart");
+	conf_unref(old);
+	apply_runtime(n);
+	log_reopen();
+	conf_swap(n);
+	log_notice("main", "configuration reloaded from %s", config_path);
+	return 0;
+}
+
+static void
+stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	event_base_loopexit(main_base, NULL);
+}
+
+void
+main_request_stop(void)
+{
+	event_active(stop_ev, EV_TIMEOUT, 0);
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	char err[512];
+
+	switch (sig) {
+	case SIGHUP:
+		(void)main_reload(err, sizeof(err));
+		break;
+	case SIGTERM:
+	case SIGINT:
+		log_notice("main", "signal %d: shutting down", (int)sig);
+		main_request_stop();
+		break;
+	}
+}
+
+static uid_t chown_uid;
+static gid_t chown_gid;
+
+static int
+chown_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	if (lchown(path, chown_uid, chown_gid) < 0)
+		log_warning("main", "chown %s: %s", path, strerror(errno));
+	return 0;
+}
+
+/* OpenBSD style: the sockets and files are open, root is no longer
+ * needed. The spool is handed to the user so that a later start as that
+ * user can use it. */
+static void
+drop_privileges(const struct conf *c)
+{
+	struct passwd *pw;
+
+	if (c->user == NULL)
+		return;
+	if (geteuid() != 0) {
+		log_warning("main", "not running as root: 'user: %s' ignored", c->user);
+		return;
+	}
+	pw = getpwnam(c->user);
+	if (pw == NULL)
+		fatal("user %s does not exist", c->user);
+	chown_uid = pw->pw_uid;
+	chown_gid = pw->pw_gid;
+	(void)nftw(c->spool_dir, chown_one, 16, FTW_PHYS);
+	if (setgroups(1, &pw->pw_gid) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
+		fatal("cannot drop privileges to %s: %s", c->user, strerror(errno));
+	log_notice("main", "running as %s", c->user);
+}
+
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static void
+write_pidfile(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL) {
+		log_error("main", "pidfile %s: %s", path, strerror(errno));
+		return;
+	}
+	fprintf(f, "%ld\n", (long)getpid());
+	fclose(f);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct event *sigs[4];
+	int check_only = 0, ch;
+	char errbuf[1024];
+	const char *err;
+	struct conf *c;
+	unsigned n;
+
+	while ((ch = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'C':
+			check_only = 1;
+			break;
+		case 'V':
+			printf("xmppd %s\n", PACKAGE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (config_path == NULL)
+		config_path = SYSCONFDIR "/xmppd/xmppd.yml";
+
+	c = conf_load(config_path, errbuf, sizeof(errbuf));
+	if (c == NULL) {
+		fprintf(stderr, "%s\n", errbuf);
+		return 1;
+	}
+	if (tls_load(c, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", config_path, err);
+		conf_unref(c);
+		tls_free();
+		return 1;
+	}
+	if (check_only) {
+		printf("%s: configuration OK\n", config_path);
+		conf_unref(c);
+		tls_free();
+		return 0;
+	}
+	conf_swap(conf_ref(c));
+	apply_runtime(c);
+	start_time = time(NULL);
+	raise_fd_limit();
+	signal(SIGPIPE, SIG_IGN);
+
+	if (store_open(c->spool_dir, c->store_map_size, &err) < 0)
+		fatal("cannot open the store in %s: %s", c->spool_dir, err);
+	if (sasl_init(&err) < 0)
+		fatal("SASL: %s", err);
+	if (sm_init() < 0)
+		fatal("cannot set up the session table");
+
+	n = c->workers ? c->workers : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	if (n == 0)
+		n = 1;
+	/* The main thread's base is touched by event_active from the
+	 * control code only on this thread, but libevent's locking is
+	 * needed for the workers' use of event_active on it (stop). */
+	evthread_use_pthreads();
+	main_base = event_base_new();
+	if (main_base == NULL)
+		fatal("cannot create the main event base");
+	if (worker_init(n, &err) < 0)
+		fatal("workers: %s", err);
+	if (c2s_init(n) < 0)
+		fatal("out of memory");
+	if (listener_bind_all(c, n, &err) < 0)
+		fatal("%s", err);
+	if (ctl_listen(main_base, c->ctl_socket, &err) < 0)
+		fatal("control socket %s: %s", c->ctl_socket, err);
+	drop_privileges(c);
+	if (c->pidfile != NULL)
+		write_pidfile(c->pidfile);
+	if (listener_start_all() < 0)
+		fatal("cannot attach the listeners");
+	if (worker_start_all() < 0)
+		fatal("cannot start the workers");
+
+	stop_ev = event_new(main_base, -1, 0, stop_cb, NULL);
+	sigs[0] = evsignal_new(main_base, SIGHUP, signal_cb, NULL);
+	sigs[1] = evsignal_new(main_base, SIGTERM, signal_cb, NULL);
+	sigs[2] = evsignal_new(main_base, SIGINT, signal_cb, NULL);
+	for (int i = 0; i < 3; i++)
+		event_add(sigs[i], NULL);
+	log_notice("main", "xmppd %s started: %u workers, %zu listeners, hosts:%s%s",
+	    PACKAGE_VERSION, n, c->nlisten, c->hosts[0], c->nhosts > 1 ? " ..." : "");
+
+	event_base_dispatch(main_base);
+
+	/* Shutdown: every stream gets <system-shutdown/>; the workers exit
+	 * when their connections are gone (bounded). */
+	ctl_close();
+	c2s_shutdown_all();
+	worker_join_all();
+	listener_free_all();
+	c2s_free_all();
+	sm_free();
+	worker_free_all();
+	for (int i = 0; i < 3; i++)
+		event_free(sigs[i]);
+	event_free(stop_ev);
+	event_base_free(main_base);
+	sasl_free();
+	tls_free();
+	store_close();
+	if (c->pidfile != NULL)
+		unlink(c->pidfile);
+	log_notice("main", "stopped");
+	conf_unref(c);
+	conf_swap(NULL);
+	return 0;
+}

@@ -1,0 +1,389 @@
+/*
+ * ctl.c - the control socket server (main thread).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "auth/account.h"
+#include "c2s/c2s.h"
+#include "core/conf.h"
+#include "core/log.h"
+#include "core/main.h"
+#include "core/worker.h"
+#include "ctl/ctl.h"
+#include "router/sm.h"
+#include "xmpp/jid.h"
+
+static struct evconnlistener *ctl_listener;
+static char *ctl_path;
+
+struct ctl_conn {
+	struct bufferevent *bev;
+	int stop_after;
+};
+
+static void
+reply_ok(struct evbuffer *out)
+{
+	evbuffer_add_printf(out, "OK\n");
+}
+
+static void
+reply_err(struct evbuffer *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+reply_err(struct evbuffer *out, const char *fmt, ...)
+{
+	va_list ap;
+
+	evbuffer_add_printf(out, "ERR ");
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add_printf(out, "\n");
+}
+
+/* Prepares USER and HOST and checks that HOST is served here. */
+static int
+account_args(struct evbuffer *out, const char *user, const char *host,
+    char **node_r, char **domain_r)
+{
+	struct conf *c;
+	int local;
+
+	*node_r = jid_nodeprep(user, strlen(user));
+	*domain_r = jid_nameprep(host, strlen(host));
+	if (*node_r == NULL) {
+		reply_err(out, "invalid user name '%s'", user);
+		goto bad;
+	}
+	if (*domain_r == NULL) {
+		reply_err(out, "invalid host name '%s'", host);
+		goto bad;
+	}
+	c = conf_current();
+	local = conf_is_local_host(c, *domain_r);
+	conf_unref(c);
+	if (!local) {
+		reply_err(out, "host '%s' is not served here (see 'hosts' in the configuration)",
+		    host);
+		goto bad;
+	}
+	return 0;
+bad:
+	free(*node_r);
+	free(*domain_r);
+	*node_r = *domain_r = NULL;
+	return -1;
+}
+
+/* Closes every session of j (bare: all resources). Returns how many. */
+static size_t
+kick_jid(const jid *j, const char *condition, const char *text)
+{
+	struct sm_target t[64];
+	size_t n = sm_find(j, t, 64);
+
+	for (size_t i = 0; i < n && i < 64; i++)
+		c2s_kick(t[i].worker, t[i].sid, condition, text);
+	return n;
+}
+
+struct list_ctx {
+	struct evbuffer *out;
+	const char *host;
+};
+
+static void
+list_user(void *ud, const char *node)
+{
+	struct list_ctx *l = ud;
+
+	evbuffer_add_printf(l->out, "%s@%s\n", node, l->host);
+}
+
+static void
+list_session(void *ud, const char *full, unsigned worker, const char *addr, int priority,
+    int available)
+{
+	struct evbuffer *out = ud;
+
+	evbuffer_add_printf(out, "%s\t%u\t%s\t%d\n", full, worker, addr, priority);
+}
+
+static int
+nargs_ok(struct evbuffer *out, int argc, int want, const char *usage)
+{
+	if (argc == want)
+		return 1;
+	reply_err(out, "usage: %s", usage);
+	return 0;
+}
+
+static void
+run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
+{
+	const char *cmd = argv[0];
+	const char *err;
+	char *node = NULL, *host = NULL;
+
+	if (strcmp(cmd, "status") == 0) {
+		reply_ok(out);
+		evbuffer_add_printf(out, "running xmppd %s, up %lld s, %u workers, "
+		    "%zu sessions, %lu connections\n", PACKAGE_VERSION,
+		    (long long)(time(NULL) - main_start_time()), worker_count(),
+		    sm_session_count(), c2s_connection_count());
+	} else if (strcmp(cmd, "register") == 0) {
+		if (!nargs_ok(out, argc, 4, "register USER HOST PASSWORD") ||
+		    account_args(out, argv[1], argv[2], &node, &host) < 0)
+			return;
+		if (*argv[3] == '\0')
+			reply_err(out, "the password is empty");
+		else if (account_create(node, host, argv[3], &err) < 0)
+			reply_err(out, "cannot register %s@%s: %s", node, host,
+			    strcmp(err, "exists") == 0 ? "the account already exists" : err);
+		else {
+			reply_ok(out);
+			evbuffer_add_printf(out, "registered %s@%s\n", node, host);
+			log_notice("ctl", "registered %s@%s", node, host);
+		}
+	} else if (strcmp(cmd, "unregister") == 0) {
+		jid j;
+
+		if (!nargs_ok(out, argc, 3, "unregister USER HOST") ||
+		    account_args(out, argv[1], argv[2], &node, &host) < 0)
+			return;
+		if (account_delete(node, host, &err) < 0) {
+			reply_err(out, "cannot unregister %s@%s: %s", node, host,
+			    strcmp(err, "not found") == 0 ? "no such account" : err);
+		} else {
+			if (jid_make(&j, node, host, NULL, &err) == 0) {
+				kick_jid(&j, "not-authorized", "account removed");
+				jid_free(&j);
+			}
+			reply_ok(out);
+			evbuffer_add_printf(out, "unregistered %s@%s\n", node, host);
+			log_notice("ctl", "unregistered %s@%s", node, host);
+		}
+	} else if (strcmp(cmd, "passwd") == 0) {
+		if (!nargs_ok(out, argc, 4, "passwd USER HOST PASSWORD") ||
+		    account_args(out, argv[1], argv[2], &node, &host) < 0)
+			return;
+		if (*argv[3] == '\0')
+			reply_err(out, "the password is empty");
+		else if (account_set_password(node, host, argv[3], &err) < 0)
+			reply_err(out, "cannot change the password of %s@%s: %s", node, host,
+			    strcmp(err, "not found") == 0 ? "no such account" : err);
+		else {
+			reply_ok(out);
+			evbuffer_add_printf(out, "password changed for %s@%s\n", node, host);
+		}
+	} else if (strcmp(cmd, "users") == 0) {
+		struct evbuffer *body = evbuffer_new();
+		long n;
+
+		if (!nargs_ok(out, argc, 2, "users HOST")) {
+			evbuffer_free(body);
+			return;
+		}
+		host = jid_nameprep(argv[1], strlen(argv[1]));
+		if (host != NULL) {
+			struct list_ctx l = { body, host };
+
+			n = account_list(host, list_user, &l);
+		} else {
+			n = -1;
+		}
+		if (n < 0) {
+			reply_err(out, "cannot list the users of '%s'", argv[1]);
+		} else {
+			reply_ok(out);
+			evbuffer_add_buffer(out, body);
+		}
+		evbuffer_free(body);
+	} else if (strcmp(cmd, "connected") == 0) {
+		if (!nargs_ok(out, argc, 1, "connected"))
+			return;
+		reply_ok(out);
+		sm_foreach(list_session, out);
+	} else if (strcmp(cmd, "kick") == 0) {
+		jid j;
+
+		if (!nargs_ok(out, argc, 2, "kick JID"))
+			return;
+		if (jid_parse(&j, argv[1], strlen(argv[1]), &err) < 0) {
+			reply_err(out, "invalid JID '%s': %s", argv[1], err);
+			return;
+		}
+		if (kick_jid(&j, "policy-violation", "kicked by an administrator") == 0) {
+			reply_err(out, "%s has no session", j.full);
+		} else {
+			reply_ok(out);
+			evbuffer_add_printf(out, "kicked %s\n", j.full);
+		}
+		jid_free(&j);
+	} else if (strcmp(cmd, "reload") == 0) {
+		char errbuf[1024];
+
+		if (!nargs_ok(out, argc, 1, "reload"))
+			return;
+		if (main_reload(errbuf, sizeof(errbuf)) < 0)
+			reply_err(out, "reload refused, the running configuration is kept: %s",
+			    errbuf);
+		else {
+			reply_ok(out);
+			evbuffer_add_printf(out, "configuration reloaded\n");
+		}
+	} else if (strcmp(cmd, "stop") == 0) {
+		if (!nargs_ok(out, argc, 1, "stop"))
+			return;
+		reply_ok(out);
+		evbuffer_add_printf(out, "stopping\n");
+		cc->stop_after = 1;
+	} else {
+		reply_err(out, "unknown command '%s' (see xmppctl --help)", cmd);
+	}
+	free(node);
+	free(host);
+}
+
+static void
+ctl_free(struct ctl_conn *cc)
+{
+	int stop = cc->stop_after;
+
+	bufferevent_free(cc->bev);
+	free(cc);
+	if (stop)
+		main_request_stop();
+}
+
+static void
+ctl_write_cb(struct bufferevent *bev, void *arg)
+{
+	ctl_free(arg);
+}
+
+static void
+ctl_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		ctl_free(arg);
+}
+
+static void
+ctl_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct ctl_conn *cc = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *out = bufferevent_get_output(bev);
+	size_t len = evbuffer_get_length(in);
+	char **args, *mem;
+	int n;
+
+	n = ctl_parse_request((const char *)evbuffer_pullup(in, -1), len, &args, &mem);
+	if (n == 0)
+		return;
+	bufferevent_disable(bev, EV_READ);
+	if (n < 0)
+		reply_err(out, "malformed request");
+	else
+		run_command(cc, n, args, out);
+	free(args);
+	free(mem);
+	/* Close once the answer is out. */
+	bufferevent_setcb(bev, NULL, ctl_write_cb, ctl_event_cb, cc);
+}
+
+static void
+ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct ctl_conn *cc = calloc(1, sizeof(*cc));
+
+	if (cc == NULL) {
+		close(fd);
+		return;
+	}
+	cc->bev = bufferevent_socket_new(evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(cc->bev, ctl_read_cb, NULL, ctl_event_cb, cc);
+	bufferevent_enable(cc->bev, EV_READ | EV_WRITE);
+}
+
+int
+ctl_listen(struct event_base *base, const char *path, const char **error_r)
+{
+	struct sockaddr_un sun;
+	int fd, probe;
+	mode_t old;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		*error_r = "path too long";
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	/* A socket file left by a crash is removed; one that answers
+	 * belongs to a running server, which we must not steal from. */
+	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (probe >= 0) {
+		if (connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+			close(probe);
+			*error_r = "another xmppd is running (its control socket answers)";
+			return -1;
+		}
+		close(probe);
+	}
+	unlink(path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		*error_r = strerror(errno);
+		return -1;
+	}
+	old = umask(0077);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 64) < 0) {
+		umask(old);
+		*error_r = strerror(errno);
+		close(fd);
+		return -1;
+	}
+	umask(old);
+	ctl_listener = evconnlistener_new(base, ctl_accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE,
+	    -1, fd);
+	if (ctl_listener == NULL) {
+		*error_r = "cannot listen";
+		close(fd);
+		return -1;
+	}
+	ctl_path = strdup(path);
+	return 0;
+}
+
+void
+ctl_close(void)
+{
+	if (ctl_listener != NULL)
+		evconnlistener_free(ctl_listener);
+	ctl_listener = NULL;
+	if (ctl_path != NULL)
+		unlink(ctl_path);
+	free(ctl_path);
+	ctl_path = NULL;
+}

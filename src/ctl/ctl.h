@@ -1,0 +1,25 @@
+/*
+ * ctl.h - the control socket (a Unix socket, mode 0600) that xmppctl talks
+ * to, served on the main thread.
+ *
+ * Protocol: the client sends its arguments as netstrings ("5:hello,")
+ * followed by a newline; the server answers "OK\n" or "ERR message\n",
+ * then the output, and closes. doc/admin.md lists the commands.
+ */
+#ifndef XMPPD_CTL_H
+#define XMPPD_CTL_H
+
+struct event_base;
+
+int ctl_listen(struct event_base *base, const char *path, const char **error_r);
+void ctl_close(void);
+
+/* Shared with xmppctl: parses netstrings from buf (len bytes). Returns the
+ * number of arguments (args point into a copy in *mem_r, which the caller
+ * frees), 0 if the request is not complete yet, -1 if malformed. */
+int ctl_parse_request(const char *buf, size_t len, char ***args_r, char **mem_r);
+
+#define CTL_MAX_REQUEST 65536
+#define CTL_MAX_ARGS 16
+
+#endif

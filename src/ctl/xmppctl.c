@@ -1,0 +1,213 @@
+/*
+ * xmppctl.c - the administration tool: sends one command to a running
+ * xmppd over its control socket and prints the answer.
+ *
+ * Exit status: 0 done, 1 the server refused (message on stderr), 2 usage,
+ * 3 the server is not running.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core/conf.h"
+#include "ctl/ctl.h"
+
+static const struct {
+	const char *name;
+	int nargs;
+	const char *args;
+	const char *help;
+} commands[] = {
+	{ "status", 0, "", "is the server running, and how busy" },
+	{ "register", 3, "USER HOST PASSWORD", "create an account" },
+	{ "unregister", 2, "USER HOST", "delete an account and close its sessions" },
+	{ "passwd", 3, "USER HOST PASSWORD", "set an account's password" },
+	{ "users", 1, "HOST", "list the accounts of HOST" },
+	{ "connected", 0, "", "list sessions: JID, worker, address, priority" },
+	{ "kick", 1, "JID", "close the session of a full JID, or all of a bare JID" },
+	{ "reload", 0, "", "reload the configuration and certificates" },
+	{ "stop", 0, "", "close every stream and stop the server" },
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: xmppctl [-c CONFIG | -s SOCKET] COMMAND [ARGS]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-10s %-20s %s\n", commands[i].name, commands[i].args,
+		    commands[i].help);
+	fprintf(f, "\nThe control socket is read from the configuration (default %s).\n",
+	    SYSCONFDIR "/xmppd/xmppd.yml");
+}
+
+static int
+write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config = NULL, *sock = NULL;
+	char *sockpath = NULL, *req = NULL, buf[4096];
+	struct sockaddr_un sun;
+	size_t reqlen = 0, i, got = 0, cap = 0;
+	char *reply = NULL, *nl;
+	int ch, fd, rc;
+
+	while ((ch = getopt_long(argc, argv, "+c:s:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			config = optarg;
+			break;
+		case 's':
+			sock = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(commands[i].name, argv[optind]) == 0)
+			break;
+	if (i == sizeof(commands) / sizeof(commands[0])) {
+		fprintf(stderr, "xmppctl: unknown command '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (argc - optind - 1 != commands[i].nargs) {
+		fprintf(stderr, "usage: xmppctl %s %s\n", commands[i].name, commands[i].args);
+		return 2;
+	}
+
+	if (sock == NULL) {
+		char err[1024];
+		struct conf *c;
+
+		if (config == NULL)
+			config = getenv("XMPPD_CONFIG");
+		if (config == NULL)
+			config = SYSCONFDIR "/xmppd/xmppd.yml";
+		c = conf_load(config, err, sizeof(err));
+		if (c == NULL) {
+			fprintf(stderr, "xmppctl: %s\n", err);
+			return 2;
+		}
+		sockpath = strdup(c->ctl_socket);
+		conf_unref(c);
+		sock = sockpath;
+	}
+
+	/* The request: netstrings and a newline (ctl.h). */
+	for (int a = optind; a < argc; a++) {
+		size_t l = strlen(argv[a]);
+		char *r = realloc(req, reqlen + l + 32);
+
+		if (r == NULL)
+			return 1;
+		req = r;
+		reqlen += (size_t)sprintf(req + reqlen, "%zu:", l);
+		memcpy(req + reqlen, argv[a], l);
+		reqlen += l;
+		req[reqlen++] = ',';
+	}
+	req[reqlen++] = '\n';
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(sock) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "xmppctl: socket path too long: %s\n", sock);
+		return 2;
+	}
+	strcpy(sun.sun_path, sock);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int e = errno;
+
+		if (e == ENOENT || e == ECONNREFUSED) {
+			if (strcmp(commands[i].name, "status") == 0)
+				printf("not running (no server on %s)\n", sock);
+			else
+				fprintf(stderr, "xmppctl: xmppd is not running (no server on %s)\n",
+				    sock);
+			return 3;
+		}
+		fprintf(stderr, "xmppctl: %s: %s\n", sock, strerror(e));
+		return e == EACCES ? 4 : 1;
+	}
+	if (write_all(fd, req, reqlen) < 0) {
+		fprintf(stderr, "xmppctl: %s: %s\n", sock, strerror(errno));
+		return 1;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (got + (size_t)n + 1 > cap) {
+			cap = (got + (size_t)n + 1) * 2;
+			reply = realloc(reply, cap);
+			if (reply == NULL)
+				return 1;
+		}
+		memcpy(reply + got, buf, (size_t)n);
+		got += (size_t)n;
+	}
+	close(fd);
+	if (reply == NULL) {
+		fprintf(stderr, "xmppctl: no answer from the server\n");
+		return 1;
+	}
+	reply[got] = '\0';
+	nl = strchr(reply, '\n');
+	if (strncmp(reply, "OK\n", 3) == 0) {
+		fputs(reply + 3, stdout);
+		rc = 0;
+	} else if (strncmp(reply, "ERR ", 4) == 0 && nl != NULL) {
+		*nl = '\0';
+		fprintf(stderr, "xmppctl: %s\n", reply + 4);
+		rc = 1;
+	} else {
+		fprintf(stderr, "xmppctl: unexpected answer from the server\n");
+		rc = 1;
+	}
+	free(reply);
+	free(req);
+	free(sockpath);
+	return rc;
+}

@@ -1,0 +1,41 @@
+/*
+ * tls.h - server TLS contexts (OpenSSL) for c2s and s2s.
+ *
+ * One SSL_CTX per certificate file; SNI picks the one whose certificate
+ * names the requested host, the first file is the default. The set is
+ * replaced whole on reload: connections keep the SSL_CTX they started with
+ * (OpenSSL counts references), new ones get the new set.
+ */
+#ifndef XMPPD_TLS_H
+#define XMPPD_TLS_H
+
+#include <stddef.h>
+#include <openssl/ssl.h>
+
+struct conf;
+
+/* Loads every certfile of c; on failure the running set is unchanged and
+ * *error_r says which file and why (static buffer, main thread). */
+int tls_load(const struct conf *c, const char **error_r);
+void tls_free(void);
+/* A new server-side SSL for a connection, or NULL (no certificate). alpn
+ * is the protocol accepted by ALPN ("xmpp-client"), or NULL. */
+SSL *tls_new_server(const char *alpn);
+/* "TLSv1.3" and the like. */
+const char *tls_version(SSL *ssl);
+
+/*
+ * Channel binding data for SCRAM -PLUS. type is "tls-exporter" (RFC 9266,
+ * TLS 1.3 only) or "tls-unique" (RFC 5929); NULL asks for the one that fits
+ * the TLS version (exporter on 1.3, unique on 1.2), which is the one
+ * advertised, and *type_r says which. Returns the data length or -1.
+ *
+ * tls-unique is also given on TLS 1.3, where RFC 9266 replaced it, because
+ * deployed clients (slixmpp 1.8, older nbxmpp) still send it there; the
+ * first Finished message is still bound to the handshake, so a man in the
+ * middle is still caught. doc/architecture.md, "Channel binding".
+ */
+int tls_channel_binding(SSL *ssl, const char *type, const char **type_r,
+    unsigned char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,96 @@
+/*
+ * router.c - dispatch by destination domain, bounces, IQ handlers.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/conf.h"
+#include "core/log.h"
+#include "router/router.h"
+#include "router/sm.h"
+#include "xmpp/stanza.h"
+
+#define ROUTER_MAX_IQ 64
+
+static struct {
+	const char *ns;
+	router_iq_fn fn;
+} iq_handlers[ROUTER_MAX_IQ];
+static size_t niq_handlers;
+
+void
+router_route(xml_elem *st, const jid *from, const jid *to)
+{
+	struct conf *c = conf_current();
+	int local = conf_is_local_host(c, to->domain);
+
+	conf_unref(c);
+	if (local) {
+		sm_route(st, from, to);
+		return;
+	}
+	/* Federation is not built yet: remote domains are
+	 * unreachable, which is what remote-server-not-found says. */
+	router_bounce(st, "remote-server-not-found", NULL);
+}
+
+void
+router_bounce(xml_elem *st, const char *condition, const char *text)
+{
+	xml_elem *err = stanza_error_reply(st, condition, text);
+	const char *to, *from, *e;
+	jid jto, jfrom;
+
+	if (err == NULL)
+		return;
+	to = xml_attr_get(err, "to");
+	from = xml_attr_get(err, "from");
+	if (to == NULL || jid_parse(&jto, to, strlen(to), &e) < 0) {
+		xml_elem_unref(err);
+		return;
+	}
+	if (from == NULL || jid_parse(&jfrom, from, strlen(from), &e) < 0)
+		memset(&jfrom, 0, sizeof(jfrom));
+	router_route(err, &jfrom, &jto);
+	jid_free(&jto);
+	jid_free(&jfrom);
+	xml_elem_unref(err);
+}
+
+int
+router_iq_register(const char *ns, router_iq_fn fn)
+{
+	if (niq_handlers == ROUTER_MAX_IQ)
+		return -1;
+	iq_handlers[niq_handlers].ns = ns;
+	iq_handlers[niq_handlers].fn = fn;
+	niq_handlers++;
+	return 0;
+}
+
+void
+router_iq_handle(xml_elem *iq, const jid *from, const jid *to)
+{
+	const char *type = xml_attr_get(iq, "type");
+	xml_elem *payload;
+	const char *ns;
+
+	/* Results and errors addressed to the server or to a bare JID end
+	 * here (RFC 6121 8.5.2.1.3). */
+	if (type == NULL || (strcmp(type, "get") != 0 && strcmp(type, "set") != 0))
+		return;
+	payload = xml_first_child(iq);
+	/* RFC 6120 8.2.3: a get or set has exactly one payload. */
+	if (payload == NULL || xml_next_sibling(payload) != NULL) {
+		router_bounce(iq, "bad-request", NULL);
+		return;
+	}
+	ns = xml_elem_ns(payload);
+	for (size_t i = 0; ns != NULL && i < niq_handlers; i++)
+		if (strcmp(iq_handlers[i].ns, ns) == 0 && iq_handlers[i].fn(iq, from, to))
+			return;
+	/* RFC 6120 8.4: a namespace nobody here understands. */
+	router_bounce(iq, "service-unavailable", NULL);
+}

@@ -1,0 +1,31 @@
+/*
+ * router.h - route(): every stanza goes through here (doc/architecture.md,
+ * "How a stanza travels").
+ *
+ * router_route dispatches by the domain of 'to': a local host goes to the
+ * session manager, anything else to s2s (not there yet: bounced with
+ * remote-server-not-found). The caller keeps its reference to st; the
+ * router takes its own where it keeps one.
+ */
+#ifndef XMPPD_ROUTER_H
+#define XMPPD_ROUTER_H
+
+#include "xml/xml.h"
+#include "xmpp/jid.h"
+
+void router_route(xml_elem *st, const jid *from, const jid *to);
+
+/* Answers st with an error of condition (RFC 6120 8.3), routed back to its
+ * sender. Nothing is sent for errors and IQ results. */
+void router_bounce(xml_elem *st, const char *condition, const char *text);
+
+/*
+ * IQ get/set addressed to the server or handled on behalf of an account
+ * (RFC 6121 8.5.2.1.3). A handler answers (or routes on) and returns 1, or
+ * returns 0 if the IQ is not its business.
+ */
+typedef int (*router_iq_fn)(xml_elem *iq, const jid *from, const jid *to);
+int router_iq_register(const char *ns, router_iq_fn fn);
+void router_iq_handle(xml_elem *iq, const jid *from, const jid *to);
+
+#endif

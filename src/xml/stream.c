@@ -1,0 +1,745 @@
+/*
+ * stream.c - incremental XMPP stream parser on top of expat.
+ *
+ * expat does the XML; this file builds a tree per depth-1 element, enforces
+ * the RFC 6120 restrictions and the limits, and keeps the byte accounting
+ * that lets a callback restart or stop the stream at an exact position.
+ *
+ * Byte positions are expat's (XML_GetCurrentByteIndex, counted from the
+ * start of the current parser). "boundary" is where the bytes that count
+ * towards max_stanza_size begin: the start of the prolog, then the end of
+ * the stream header, of each depth-1 element and of each whitespace run
+ * between them. Anything fed past the boundary that expat has not reported
+ * yet is a tag or text still being buffered, and counts: that is how a huge
+ * start tag is refused before it is complete.
+ */
+#include "config.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <expat.h>
+
+#include "xml/stream.h"
+
+/*
+ * Names arrive as "uri local". XML_ParserCreateNS makes expat refuse a
+ * namespace URI containing the separator, and a space cannot occur in a
+ * name, so the last space always splits correctly.
+ */
+#define NS_SEP		' '
+
+/*
+ * Input is handed to expat in slices so that the limits are checked, and
+ * expat's buffer bounded, even when the caller passes a huge chunk.
+ */
+#define FEED_SLICE	8192
+
+#define DEF_STANZA	65536
+#define DEF_DEPTH	32
+#define DEF_ATTRS	64
+
+enum xs_state {
+	XS_OPEN,
+	XS_STOPPED,		/* xml_stream_stop: nothing more until restart */
+	XS_ENDED,		/* </stream:stream> seen */
+	XS_FAILED,		/* error reported */
+};
+
+enum xs_pending {
+	XS_NONE,
+	XS_STOP,
+	XS_RESTART,
+};
+
+struct xml_stream {
+	XML_Parser p;
+	struct xml_stream_cb cb;
+	void *ud;
+	struct xml_stream_limits lim;
+
+	enum xs_state state;
+	enum xs_pending pending;	/* asked for by a callback */
+	int in_parse;
+
+	char *content_ns;		/* default ns of <stream:stream> */
+	unsigned depth;			/* 1 inside <stream:stream> */
+	long long fed;			/* bytes given to this parser */
+	long long boundary;
+	long long event_end;		/* end of the event being reported */
+
+	xml_elem **stack;		/* open elements of the stanza */
+	unsigned nstack, cstack;
+
+	char *text;			/* character data not yet in the tree */
+	size_t tlen, tcap;
+	char *scratch;			/* splitting names */
+	size_t scap;
+};
+
+static int parser_open(xml_stream *);
+static void stream_fail(xml_stream *, const char *, const char *);
+
+/* ------------------------------------------------------------------------
+ * Helpers
+ */
+
+static int
+grow(char **buf, size_t *cap, size_t need)
+{
+	size_t n;
+	char *p;
+
+	if (need <= *cap)
+		return 0;
+	n = *cap ? *cap : 256;
+	while (n < need) {
+		if (n > SIZE_MAX / 2)
+			return -1;
+		n *= 2;
+	}
+	if ((p = realloc(*buf, n)) == NULL)
+		return -1;
+	*buf = p;
+	*cap = n;
+	return 0;
+}
+
+static long long
+event_end(xml_stream *s)
+{
+	return (long long)XML_GetCurrentByteIndex(s->p) +
+	    XML_GetCurrentByteCount(s->p);
+}
+
+static int
+over_size(xml_stream *s, long long end)
+{
+	return s->lim.max_stanza_size != 0 && end > s->boundary &&
+	    (unsigned long long)(end - s->boundary) > s->lim.max_stanza_size;
+}
+
+static int
+is_ws(const char *p, size_t len)
+{
+	for (; len > 0; p++, len--)
+		if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+			return 0;
+	return 1;
+}
+
+/*
+ * Splits an expat name into namespace and local name; *ns_r points into
+ * s->scratch. No namespace comes back as "".
+ */
+static int
+split_name(xml_stream *s, const char *name, const char **ns_r,
+    const char **local_r)
+{
+	const char *sep = strrchr(name, NS_SEP);
+	size_t n;
+
+	if (sep == NULL) {
+		*ns_r = "";
+		*local_r = name;
+		return 0;
+	}
+	n = sep - name;
+	if (grow(&s->scratch, &s->scap, n + 1) == -1)
+		return -1;
+	memcpy(s->scratch, name, n);
+	s->scratch[n] = '\0';
+	*ns_r = s->scratch;
+	*local_r = sep + 1;
+	return 0;
+}
+
+/*
+ * Attribute names as xml.h spells them: "local", "xml:local" or
+ * "{uri}local". Returns a pointer into s->scratch or name itself.
+ */
+static const char *
+attr_name(xml_stream *s, const char *name)
+{
+	const char *sep = strrchr(name, NS_SEP);
+	size_t ulen, llen;
+
+	if (sep == NULL)
+		return name;
+	ulen = sep - name;
+	llen = strlen(sep + 1);
+	if (grow(&s->scratch, &s->scap, ulen + llen + 5) == -1)
+		return NULL;
+	if (ulen == sizeof(XML_NS_XML) - 1 &&
+	    memcmp(name, XML_NS_XML, ulen) == 0) {
+		memcpy(s->scratch, "xml:", 4);
+		memcpy(s->scratch + 4, sep + 1, llen + 1);
+	} else {
+		s->scratch[0] = '{';
+		memcpy(s->scratch + 1, name, ulen);
+		s->scratch[ulen + 1] = '}';
+		memcpy(s->scratch + ulen + 2, sep + 1, llen + 1);
+	}
+	return s->scratch;
+}
+
+static int
+set_attrs(xml_stream *s, xml_elem *e, const char **atts)
+{
+	const char *name;
+
+	for (; atts[0] != NULL; atts += 2) {
+		if ((name = attr_name(s, atts[0])) == NULL)
+			return -1;
+		xml_attr_set(e, name, atts[1]);
+	}
+	return 0;
+}
+
+static unsigned
+count_attrs(const char **atts)
+{
+	unsigned n = 0;
+
+	for (; atts[0] != NULL; atts += 2)
+		n++;
+	return n;
+}
+
+/* Moves pending character data into the innermost open element. */
+static void
+flush_text(xml_stream *s)
+{
+	if (s->tlen > 0 && s->nstack > 0)
+		xml_elem_add_text(s->stack[s->nstack - 1], s->text, s->tlen);
+	s->tlen = 0;
+}
+
+static void
+drop_stanza(xml_stream *s)
+{
+	if (s->nstack > 0)
+		xml_elem_unref(s->stack[0]);
+	s->nstack = 0;
+	s->tlen = 0;
+}
+
+/* True while expat events must be ignored. */
+static int
+halted(xml_stream *s)
+{
+	return s->state != XS_OPEN || s->pending != XS_NONE;
+}
+
+/* ------------------------------------------------------------------------
+ * expat handlers
+ */
+
+static void
+on_stream_start(xml_stream *s, const char *name, const char **atts)
+{
+	const char **list = NULL;
+	xml_elem *hdr = NULL;
+	const char *an, *av;
+	unsigned i, n;
+
+	/* RFC 6120 4.8.1 */
+	if (strncmp(name, XML_NS_STREAM, sizeof(XML_NS_STREAM) - 1) != 0 ||
+	    strcmp(name + sizeof(XML_NS_STREAM) - 1, " stream") != 0) {
+		stream_fail(s, "invalid-namespace",
+		    "the root element is not <stream:stream>");
+		return;
+	}
+	/* RFC 6120 4.8.2 */
+	if (s->content_ns != NULL && strcmp(s->content_ns, XML_NS_STREAM) == 0) {
+		stream_fail(s, "invalid-namespace",
+		    "the content namespace is the stream namespace");
+		return;
+	}
+
+	/* Names are rewritten one at a time in scratch: keep them in a tree. */
+	hdr = xml_elem_new(XML_NS_STREAM, "stream");
+	if (set_attrs(s, hdr, atts) == -1)
+		goto oom;
+	for (n = 0; xml_attr_at(hdr, n, NULL, NULL) == 0; n++)
+		;
+	if ((list = calloc(2 * n + 1, sizeof(*list))) == NULL)
+		goto oom;
+	for (i = 0; xml_attr_at(hdr, i, &an, &av) == 0; i++) {
+		list[2 * i] = an;
+		list[2 * i + 1] = av;
+	}
+
+	s->depth = 1;
+	s->boundary = s->event_end = event_end(s);
+	if (s->cb.stream_start != NULL)
+		s->cb.stream_start(s->ud, s->content_ns, list);
+	free(list);
+	xml_elem_unref(hdr);
+	return;
+oom:
+	free(list);
+	xml_elem_unref(hdr);
+	stream_fail(s, "resource-constraint", "out of memory");
+}
+
+static void XMLCALL
+on_start(void *ud, const char *name, const char **atts)
+{
+	xml_stream *s = ud;
+	const char *ns, *local;
+	xml_elem *e, **st;
+	unsigned n;
+
+	if (halted(s))
+		return;
+	if (s->lim.max_attrs != 0 && count_attrs(atts) > s->lim.max_attrs) {
+		stream_fail(s, "policy-violation", "too many attributes");
+		return;
+	}
+	if (s->depth == 0) {
+		if (over_size(s, event_end(s))) {
+			stream_fail(s, "policy-violation",
+			    "stream header too large");
+			return;
+		}
+		on_stream_start(s, name, atts);
+		return;
+	}
+	if (s->depth == 1)
+		s->boundary = XML_GetCurrentByteIndex(s->p);
+	if (s->lim.max_depth != 0 && s->depth + 1 > s->lim.max_depth) {
+		stream_fail(s, "policy-violation", "elements nested too deep");
+		return;
+	}
+	if (over_size(s, event_end(s))) {
+		stream_fail(s, "policy-violation", "stanza too large");
+		return;
+	}
+	if (s->nstack == s->cstack) {
+		n = s->cstack ? s->cstack * 2 : 16;
+		if ((st = realloc(s->stack, n * sizeof(*st))) == NULL)
+			goto oom;
+		s->stack = st;
+		s->cstack = n;
+	}
+	if (split_name(s, name, &ns, &local) == -1)
+		goto oom;
+	/* Elements in the content namespace are written NULL (xml.h). */
+	if (s->content_ns != NULL && strcmp(ns, s->content_ns) == 0)
+		ns = NULL;
+	flush_text(s);
+	if (s->nstack == 0)
+		e = xml_elem_new(ns, local);
+	else
+		e = xml_elem_add_child(s->stack[s->nstack - 1], ns, local);
+	s->stack[s->nstack++] = e;
+	s->depth++;
+	if (set_attrs(s, e, atts) == -1)
+		goto oom;
+	return;
+oom:
+	stream_fail(s, "resource-constraint", "out of memory");
+}
+
+static void XMLCALL
+on_end(void *ud, const char *name)
+{
+	xml_stream *s = ud;
+	long long end;
+	xml_elem *e;
+
+	if (halted(s))
+		return;
+	end = event_end(s);
+	if (s->depth == 1) {
+		s->depth = 0;
+		s->state = XS_ENDED;
+		XML_StopParser(s->p, XML_FALSE);
+		s->event_end = end;
+		if (s->cb.stream_end != NULL)
+			s->cb.stream_end(s->ud);
+		return;
+	}
+	if (over_size(s, end)) {
+		stream_fail(s, "policy-violation", "stanza too large");
+		return;
+	}
+	flush_text(s);
+	s->nstack--;
+	s->depth--;
+	if (s->depth > 1)
+		return;
+	e = s->stack[0];
+	s->boundary = s->event_end = end;
+	if (s->cb.element != NULL)
+		s->cb.element(s->ud, e);
+	else
+		xml_elem_unref(e);
+}
+
+static void XMLCALL
+on_text(void *ud, const char *p, int len)
+{
+	xml_stream *s = ud;
+	long long end;
+
+	if (halted(s) || len <= 0)
+		return;
+	end = event_end(s);
+	if (s->depth <= 1) {
+		/* Keepalives between stanzas count towards nothing. */
+		if (is_ws(p, len)) {
+			s->boundary = end;
+			return;
+		}
+		/* RFC 6120 4.9.3.1: text is not a first-level child. */
+		stream_fail(s, "bad-format", "text outside of a stanza");
+		return;
+	}
+	if (over_size(s, end)) {
+		stream_fail(s, "policy-violation", "stanza too large");
+		return;
+	}
+	if (grow(&s->text, &s->tcap, s->tlen + len) == -1) {
+		stream_fail(s, "resource-constraint", "out of memory");
+		return;
+	}
+	memcpy(s->text + s->tlen, p, len);
+	s->tlen += len;
+}
+
+/* Whitespace in the prolog reaches only the default handler. */
+static void XMLCALL
+on_default(void *ud, const char *p, int len)
+{
+	xml_stream *s = ud;
+
+	if (halted(s) || s->depth != 0 || len <= 0)
+		return;
+	if (is_ws(p, len))
+		s->boundary = event_end(s);
+}
+
+static void XMLCALL
+on_ns(void *ud, const char *prefix, const char *uri)
+{
+	xml_stream *s = ud;
+
+	if (halted(s) || s->depth != 0 || prefix != NULL)
+		return;
+	free(s->content_ns);
+	s->content_ns = NULL;
+	if (uri != NULL && *uri != '\0' &&
+	    (s->content_ns = strdup(uri)) == NULL)
+		stream_fail(s, "resource-constraint", "out of memory");
+}
+
+static void XMLCALL
+on_xmldecl(void *ud, const char *version, const char *encoding,
+    int standalone)
+{
+	xml_stream *s = ud;
+
+	if (halted(s))
+		return;
+	/* RFC 6120 11.6 */
+	if (encoding != NULL && strcasecmp(encoding, "UTF-8") != 0)
+		stream_fail(s, "unsupported-encoding", "only UTF-8 is allowed");
+}
+
+/* RFC 6120 11.1 */
+static void XMLCALL
+on_doctype(void *ud, const char *name, const char *sysid, const char *pubid,
+    int has_internal)
+{
+	stream_fail(ud, "restricted-xml", "DTDs are not allowed");
+}
+
+static void XMLCALL
+on_entity(void *ud, const char *name, int is_param, const char *value,
+    int value_len, const char *base, const char *sysid, const char *pubid,
+    const char *notation)
+{
+	stream_fail(ud, "restricted-xml", "entity declarations are not allowed");
+}
+
+static void XMLCALL
+on_pi(void *ud, const char *target, const char *data)
+{
+	stream_fail(ud, "restricted-xml",
+	    "processing instructions are not allowed");
+}
+
+static void XMLCALL
+on_comment(void *ud, const char *data)
+{
+	stream_fail(ud, "restricted-xml", "comments are not allowed");
+}
+
+/* ------------------------------------------------------------------------
+ * Errors
+ */
+
+static void
+stream_fail(xml_stream *s, const char *cond, const char *text)
+{
+	if (halted(s))
+		return;
+	s->state = XS_FAILED;
+	drop_stanza(s);
+	if (s->in_parse)
+		XML_StopParser(s->p, XML_FALSE);
+	if (s->cb.error != NULL)
+		s->cb.error(s->ud, cond, text);
+}
+
+static const char *
+expat_condition(enum XML_Error err)
+{
+	switch (err) {
+	case XML_ERROR_NO_MEMORY:
+		return "resource-constraint";
+	case XML_ERROR_UNBOUND_PREFIX:
+		/* RFC 6120 4.9.3.2 */
+		return "bad-namespace-prefix";
+	case XML_ERROR_UNKNOWN_ENCODING:
+	case XML_ERROR_INCORRECT_ENCODING:
+		/* RFC 6120 4.9.3.22 */
+		return "unsupported-encoding";
+	case XML_ERROR_UNDEFINED_ENTITY:
+	case XML_ERROR_RECURSIVE_ENTITY_REF:
+	case XML_ERROR_BINARY_ENTITY_REF:
+	case XML_ERROR_ATTRIBUTE_EXTERNAL_ENTITY_REF:
+	case XML_ERROR_EXTERNAL_ENTITY_HANDLING:
+	case XML_ERROR_ENTITY_DECLARED_IN_PE:
+	case XML_ERROR_NOT_STANDALONE:
+		/* RFC 6120 11.1: only the predefined entities are allowed. */
+		return "restricted-xml";
+	default:
+		return "not-well-formed";
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Parser life cycle
+ */
+
+/*
+ * Expat >= 2.6 (and distributions' backports) may defer parsing a partial
+ * token until more input arrives, and would then report events that end in
+ * bytes an earlier feed already counted as consumed, which breaks restart
+ * and stop positions. Weak, so that a library without it still links.
+ */
+extern XML_Bool XML_SetReparseDeferralEnabled(XML_Parser, XML_Bool)
+    __attribute__((weak));
+
+static int
+parser_open(xml_stream *s)
+{
+	XML_Parser p;
+
+	/* RFC 6120 11.6: UTF-8 whatever the declaration says. */
+	if ((p = XML_ParserCreateNS("UTF-8", NS_SEP)) == NULL)
+		return -1;
+	XML_SetUserData(p, s);
+	XML_SetElementHandler(p, on_start, on_end);
+	XML_SetCharacterDataHandler(p, on_text);
+	XML_SetDefaultHandlerExpand(p, on_default);
+	XML_SetStartNamespaceDeclHandler(p, on_ns);
+	XML_SetXmlDeclHandler(p, on_xmldecl);
+	XML_SetStartDoctypeDeclHandler(p, on_doctype);
+	XML_SetEntityDeclHandler(p, on_entity);
+	XML_SetProcessingInstructionHandler(p, on_pi);
+	XML_SetCommentHandler(p, on_comment);
+	XML_SetParamEntityParsing(p, XML_PARAM_ENTITY_PARSING_NEVER);
+	if (XML_SetReparseDeferralEnabled != NULL)
+		XML_SetReparseDeferralEnabled(p, XML_FALSE);
+
+	if (s->p != NULL)
+		XML_ParserFree(s->p);
+	s->p = p;
+	drop_stanza(s);
+	free(s->content_ns);
+	s->content_ns = NULL;
+	s->depth = 0;
+	s->fed = s->boundary = s->event_end = 0;
+	s->state = XS_OPEN;
+	s->pending = XS_NONE;
+	return 0;
+}
+
+xml_stream *
+xml_stream_new(const struct xml_stream_cb *cb, void *ud,
+    const struct xml_stream_limits *limits)
+{
+	xml_stream *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	s->cb = *cb;
+	s->ud = ud;
+	xml_stream_set_limits(s, limits);
+	if (parser_open(s) == -1) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void
+xml_stream_free(xml_stream **sp)
+{
+	xml_stream *s = *sp;
+
+	if (s == NULL)
+		return;
+	drop_stanza(s);
+	if (s->p != NULL)
+		XML_ParserFree(s->p);
+	free(s->content_ns);
+	free(s->stack);
+	free(s->text);
+	free(s->scratch);
+	free(s);
+	*sp = NULL;
+}
+
+void
+xml_stream_set_limits(xml_stream *s, const struct xml_stream_limits *limits)
+{
+	if (limits != NULL) {
+		s->lim = *limits;
+	} else {
+		s->lim.max_stanza_size = DEF_STANZA;
+		s->lim.max_depth = DEF_DEPTH;
+		s->lim.max_attrs = DEF_ATTRS;
+	}
+}
+
+void
+xml_stream_restart(xml_stream *s)
+{
+	if (s->state == XS_FAILED || s->state == XS_ENDED)
+		return;
+	if (s->in_parse) {
+		s->pending = XS_RESTART;
+		XML_StopParser(s->p, XML_FALSE);
+		return;
+	}
+	if (parser_open(s) == -1) {
+		s->state = XS_OPEN;
+		stream_fail(s, "resource-constraint", "out of memory");
+	}
+}
+
+void
+xml_stream_stop(xml_stream *s)
+{
+	if (s->state != XS_OPEN)
+		return;
+	if (s->in_parse) {
+		if (s->pending == XS_NONE)
+			s->pending = XS_STOP;
+		XML_StopParser(s->p, XML_FALSE);
+		return;
+	}
+	s->state = XS_STOPPED;
+}
+
+/*
+ * Hands n bytes to expat. Returns 0 to go on with the next slice, 1 when
+ * feed must return 0 now (*used_r set), -1 after an error.
+ */
+static int
+parse_slice(xml_stream *s, const char *p, size_t n, size_t *used_r)
+{
+	long long start = s->fed;
+	enum XML_Status st;
+	enum xs_pending pending;
+	size_t used;
+
+	s->fed += n;
+	s->in_parse = 1;
+	st = XML_Parse(s->p, p, (int)n, XML_FALSE);
+	s->in_parse = 0;
+
+	if (s->state == XS_FAILED)
+		return -1;
+	if (s->state == XS_ENDED) {
+		/* Nothing after </stream:stream> means anything. */
+		*used_r = SIZE_MAX;
+		return 1;
+	}
+	if ((pending = s->pending) != XS_NONE) {
+		used = 0;
+		if (s->event_end > start)
+			used = s->event_end - start;
+		*used_r = used < n ? used : n;
+		s->pending = XS_NONE;
+		if (pending == XS_STOP)
+			s->state = XS_STOPPED;
+		else if (parser_open(s) == -1) {
+			stream_fail(s, "resource-constraint", "out of memory");
+			return -1;
+		}
+		return 1;
+	}
+	if (st == XML_STATUS_ERROR) {
+		stream_fail(s, expat_condition(XML_GetErrorCode(s->p)),
+		    XML_ErrorString(XML_GetErrorCode(s->p)));
+		return -1;
+	}
+	/* A tag or text expat is still buffering counts too. */
+	if (over_size(s, s->fed)) {
+		stream_fail(s, "policy-violation", s->depth == 0 ?
+		    "stream header too large" : "stanza too large");
+		return -1;
+	}
+	return 0;
+}
+
+int
+xml_stream_feed(xml_stream *s, const char *data, size_t len,
+    size_t *consumed_r)
+{
+	const char *nul;
+	size_t off = 0, n, used;
+	int rc;
+
+	if (consumed_r != NULL)
+		*consumed_r = 0;
+	/* Feeding from a callback would re-enter expat. */
+	if (s->state != XS_OPEN || s->in_parse)
+		return -1;
+
+	while (off < len) {
+		n = len - off < FEED_SLICE ? len - off : FEED_SLICE;
+		/*
+		 * NUL is never XML (XML 1.0 2.2), and expat takes a NUL among
+		 * the first bytes for UTF-16 even when told UTF-8 (RFC 6120
+		 * 11.6). What precedes it is still parsed, so the events do
+		 * not depend on how the input was split.
+		 */
+		if ((nul = memchr(data + off, '\0', n)) != NULL)
+			n = nul - (data + off);
+		if (n > 0 && (rc = parse_slice(s, data + off, n, &used)) != 0) {
+			if (rc == -1)
+				return -1;
+			if (consumed_r != NULL)
+				*consumed_r = used == SIZE_MAX ? len :
+				    off + used;
+			return 0;
+		}
+		if (nul != NULL) {
+			stream_fail(s, "not-well-formed", "NUL character");
+			return -1;
+		}
+		off += n;
+	}
+	if (consumed_r != NULL)
+		*consumed_r = len;
+	return 0;
+}

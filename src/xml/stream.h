@@ -1,0 +1,73 @@
+/*
+ * stream.h - incremental XMPP stream parser on top of expat.
+ *
+ * Fed the raw bytes of a stream in chunks of any size, it reports the stream
+ * header, every depth-1 element (a stanza, or a negotiation element such as
+ * <starttls/>) as a complete tree, and the end of the stream. The result is
+ * the same however the input is split.
+ *
+ * Hostile input (RFC 6120 11.1, 4.9.3): a DOCTYPE, entity declaration,
+ * processing instruction or comment ends the stream with "restricted-xml";
+ * malformed XML with "not-well-formed"; a stanza over max_stanza_size bytes,
+ * nesting deeper than max_depth or an element with more than max_attrs
+ * attributes with "policy-violation"; a root element that is not
+ * <stream:stream> in XML_NS_STREAM with "invalid-namespace". After an error
+ * the parser accepts no more input.
+ *
+ * Bytes between stanzas (whitespace keepalives) count towards no limit.
+ */
+#ifndef XMPPD_XML_STREAM_H
+#define XMPPD_XML_STREAM_H
+
+#include <stddef.h>
+#include "xml/xml.h"
+
+typedef struct xml_stream xml_stream;
+
+struct xml_stream_limits {
+	size_t max_stanza_size;   /* bytes of one depth-1 element, with its tags */
+	unsigned max_depth;       /* element depth counting <stream:stream> as 1 */
+	unsigned max_attrs;       /* attributes per element */
+};
+
+struct xml_stream_cb {
+	/* The <stream:stream> start tag. content_ns is the default namespace
+	 * it declared ("jabber:client", "jabber:server", ...) or NULL. attrs
+	 * is a NULL-terminated list of name, value pairs ("to", "from", "id",
+	 * "version", "xml:lang"). */
+	void (*stream_start)(void *ud, const char *content_ns, const char **attrs);
+	/* A complete depth-1 element. Ownership passes to the callee (unref it
+	 * when done). Elements in content_ns have ns NULL (see xml.h). */
+	void (*element)(void *ud, xml_elem *e);
+	/* </stream:stream>. */
+	void (*stream_end)(void *ud);
+	/* A stream error: condition is the RFC 6120 4.9.3 name
+	 * ("not-well-formed", ...), text a human-readable detail. */
+	void (*error)(void *ud, const char *condition, const char *text);
+};
+
+xml_stream *xml_stream_new(const struct xml_stream_cb *cb, void *ud,
+    const struct xml_stream_limits *limits);
+void xml_stream_free(xml_stream **s);
+
+/*
+ * Feeds len bytes. Returns 0 when the input was processed, -1 after a stream
+ * error (reported through cb->error, once) or when the stream has ended.
+ * *consumed_r is how many bytes were processed: less than len only when a
+ * callback called xml_stream_restart or xml_stream_stop; the caller then
+ * feeds the rest (after a restart) or drops it (after a stop).
+ */
+int xml_stream_feed(xml_stream *s, const char *data, size_t len, size_t *consumed_r);
+
+/* From a callback or between feeds: the next bytes start a new stream
+ * (RFC 6120 4.3.3, after STARTTLS and SASL). Processing of the current chunk
+ * stops right after the current element. */
+void xml_stream_restart(xml_stream *s);
+/* From a callback: stop right after the current element; feed returns with
+ * the bytes consumed so far. Used to hand the rest of the chunk elsewhere. */
+void xml_stream_stop(xml_stream *s);
+
+/* Changes limits (for example a larger stanza size after authentication). */
+void xml_stream_set_limits(xml_stream *s, const struct xml_stream_limits *limits);
+
+#endif
