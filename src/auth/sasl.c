@@ -277,8 +277,13 @@ sasl_step(sasl_session *s, const char *in, char **out_r, const char **condition_
 			/* RFC 6120 6.4.6: an authzid must be the account's
 			 * own bare JID. */
 			const char *authzid = gsasl_property_fast(s->gs, GSASL_AUTHZID);
+			const char *authid = gsasl_property_fast(s->gs, GSASL_AUTHID);
 
-			if (authzid != NULL && *authzid != '\0') {
+			/* libgsasl 2.2's PLAIN reports the authid as authzid
+			 * when the client sent none; that is no request to act
+			 * as anyone else. */
+			if (authzid != NULL && *authzid != '\0' &&
+			    (authid == NULL || strcmp(authzid, authid) != 0)) {
 				char bare[2100];
 				jid j;
 				const char *e;

@@ -65,7 +65,7 @@ struct c2s {
 	unsigned closing : 1;
 	unsigned paused : 1;           /* reading stopped: auth failure delay */
 	unsigned counted_ip : 1;
-	unsigned over_ip_limit : 1;
+	unsigned half_closed : 1;      /* our side shut down, draining theirs */
 
 	unsigned auth_failures;
 	unsigned close_polls;
@@ -394,19 +394,41 @@ session_end(struct c2s *c)
 	c->bound = 0;
 }
 
-/* Frees c once everything it wrote is out; returns 1 if it did. */
-static int
+/*
+ * Once everything we wrote is out, shuts our side down and waits for the
+ * peer's EOF (or the grace time). Closing with unread input would make the
+ * kernel send a reset, and a reset makes the peer drop our last bytes: the
+ * stream error that says why (nginx calls this a lingering close).
+ */
+static void
 close_check(struct c2s *c)
 {
 	struct bufferevent *u = bufferevent_get_underlying(c->bev);
 	size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
 
+	if (c->half_closed)
+		return;
 	if (u != NULL)
 		n += evbuffer_get_length(bufferevent_get_output(u));
 	if (n > 0)
-		return 0;
-	c2s_free(c);
-	return 1;
+		return;
+	(void)shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	c->half_closed = 1;
+	{
+		/* From now on the timer only bounds the wait for EOF. */
+		struct timeval tv = { C2S_CLOSE_GRACE_MS / 1000, (C2S_CLOSE_GRACE_MS % 1000) * 1000 };
+
+		evtimer_del(c->timer);
+		evtimer_add(c->timer, &tv);
+	}
+}
+
+static void
+discard_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	evbuffer_drain(in, evbuffer_get_length(in));
 }
 
 static void
@@ -418,8 +440,9 @@ c2s_close(struct c2s *c)
 		return;
 	c->closing = 1;
 	session_end(c);
-	bufferevent_disable(c->bev, EV_READ);
-	bufferevent_setcb(c->bev, NULL, c2s_write_cb, c2s_event_cb, c);
+	/* Input is still read, and thrown away, until the peer closes. */
+	bufferevent_setcb(c->bev, discard_read_cb, c2s_write_cb, c2s_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ);
 	/* Polled until the output (ours and, under a STARTTLS filter, the
 	 * socket's) has drained or the grace time is over. */
 	evtimer_del(c->timer);
@@ -458,7 +481,7 @@ c2s_write_cb(struct bufferevent *bev, void *arg)
 	struct c2s *c = arg;
 
 	if (c->closing)
-		(void)close_check(c);
+		close_check(c);
 }
 
 static void
@@ -492,11 +515,12 @@ c2s_timer_cb(evutil_socket_t fd, short what, void *arg)
 		struct timeval tv = { 0, 20 * 1000 };
 		static const int max_polls = C2S_CLOSE_GRACE_MS / 20;
 
-		if (++c->close_polls > (unsigned)max_polls) {
+		if (c->half_closed || ++c->close_polls > (unsigned)max_polls) {
 			c2s_free(c);
 			return;
 		}
-		if (!close_check(c))
+		close_check(c);
+		if (!c->half_closed)
 			evtimer_add(c->timer, &tv);
 		return;
 	}

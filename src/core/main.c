@@ -157,6 +157,9 @@ drop_privileges(const struct conf *c)
 	chown_uid = pw->pw_uid;
 	chown_gid = pw->pw_gid;
 	(void)nftw(c->spool_dir, chown_one, 16, FTW_PHYS);
+	/* The control socket may live outside the spool. */
+	if (lchown(c->ctl_socket, pw->pw_uid, pw->pw_gid) < 0)
+		log_warning("main", "chown %s: %s", c->ctl_socket, strerror(errno));
 	if (setgroups(1, &pw->pw_gid) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
 	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
 		fatal("cannot drop privileges to %s: %s", c->user, strerror(errno));
@@ -174,10 +177,13 @@ raise_fd_limit(void)
 	}
 }
 
+/* Written as root, before privileges go, and handed to the user so that
+ * the daemon can remove it when it stops. */
 static void
-write_pidfile(const char *path)
+write_pidfile(const char *path, const struct conf *c)
 {
 	FILE *f = fopen(path, "w");
+	struct passwd *pw;
 
 	if (f == NULL) {
 		log_error("main", "pidfile %s: %s", path, strerror(errno));
@@ -185,6 +191,8 @@ write_pidfile(const char *path)
 	}
 	fprintf(f, "%ld\n", (long)getpid());
 	fclose(f);
+	if (c->user != NULL && geteuid() == 0 && (pw = getpwnam(c->user)) != NULL)
+		(void)chown(path, pw->pw_uid, pw->pw_gid);
 }
 
 int
@@ -274,24 +282,27 @@ main(int argc, char **argv)
 		fatal("workers: %s", err);
 	if (c2s_init(n) < 0)
 		fatal("out of memory");
-	if (listener_bind_all(c, n, &err) < 0)
-		fatal("%s", err);
+	/* The control socket first: it refuses to start a second server
+	 * on the same spool before that one could share our ports
+	 * (SO_REUSEPORT would let it). */
 	if (ctl_listen(main_base, c->ctl_socket, &err) < 0)
 		fatal("control socket %s: %s", c->ctl_socket, err);
-	drop_privileges(c);
-	if (c->pidfile != NULL)
-		write_pidfile(c->pidfile);
-	if (listener_start_all() < 0)
-		fatal("cannot attach the listeners");
-	if (worker_start_all() < 0)
-		fatal("cannot start the workers");
-
+	if (listener_bind_all(c, n, &err) < 0)
+		fatal("%s", err);
 	stop_ev = event_new(main_base, -1, 0, stop_cb, NULL);
 	sigs[0] = evsignal_new(main_base, SIGHUP, signal_cb, NULL);
 	sigs[1] = evsignal_new(main_base, SIGTERM, signal_cb, NULL);
 	sigs[2] = evsignal_new(main_base, SIGINT, signal_cb, NULL);
 	for (int i = 0; i < 3; i++)
 		event_add(sigs[i], NULL);
+	if (c->pidfile != NULL)
+		write_pidfile(c->pidfile, c);
+	drop_privileges(c);
+	if (listener_start_all() < 0)
+		fatal("cannot attach the listeners");
+	if (worker_start_all() < 0)
+		fatal("cannot start the workers");
+
 	log_notice("main", "xmppd %s started: %u workers, %zu listeners, hosts:%s%s",
 	    PACKAGE_VERSION, n, c->nlisten, c->hosts[0], c->nhosts > 1 ? " ..." : "");
 

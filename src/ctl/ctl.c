@@ -365,6 +365,8 @@ ctl_listen(struct event_base *base, const char *path, const char **error_r)
 		return -1;
 	}
 	umask(old);
+	/* Owner only: the socket can create accounts and stop the server. */
+	(void)chmod(path, 0600);
 	ctl_listener = evconnlistener_new(base, ctl_accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE,
 	    -1, fd);
 	if (ctl_listener == NULL) {

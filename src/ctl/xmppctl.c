@@ -16,7 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "core/conf.h"
+#include <yaml.h>
 #include "ctl/ctl.h"
 
 static const struct {
@@ -35,6 +35,95 @@ static const struct {
 	{ "reload", 0, "", "reload the configuration and certificates" },
 	{ "stop", 0, "", "close every stream and stop the server" },
 };
+
+/*
+ * Finds the control socket in the configuration file: ctl_socket, or
+ * <spool_dir>/xmppd.ctl, relative paths taken from the file's directory,
+ * as conf.c does. Only the top-level keys before the first YAML error are
+ * looked at: an administrator must reach the server (to be told why a
+ * reload is refused, say) precisely when the file has become broken.
+ */
+static char *
+find_socket(const char *config)
+{
+	yaml_parser_t p;
+	yaml_event_t ev;
+	FILE *f = fopen(config, "r");
+	char *sock = NULL, *spool = NULL, *key = NULL, *res = NULL, *dir, *slash;
+	int depth = 0, done = 0;
+
+	if (f == NULL) {
+		fprintf(stderr, "xmppctl: %s: %s\n", config, strerror(errno));
+		return NULL;
+	}
+	yaml_parser_initialize(&p);
+	yaml_parser_set_input_file(&p, f);
+	while (!done && yaml_parser_parse(&p, &ev)) {
+		switch (ev.type) {
+		case YAML_MAPPING_START_EVENT:
+		case YAML_SEQUENCE_START_EVENT:
+			depth++;
+			if (depth > 1) {
+				free(key);
+				key = NULL;
+			}
+			break;
+		case YAML_MAPPING_END_EVENT:
+		case YAML_SEQUENCE_END_EVENT:
+			depth--;
+			break;
+		case YAML_SCALAR_EVENT:
+			if (depth != 1)
+				break;
+			if (key == NULL) {
+				key = strdup((const char *)ev.data.scalar.value);
+			} else {
+				char **dst = strcmp(key, "ctl_socket") == 0 ? &sock :
+				    strcmp(key, "spool_dir") == 0 ? &spool : NULL;
+
+				if (dst != NULL) {
+					free(*dst);
+					*dst = strdup((const char *)ev.data.scalar.value);
+				}
+				free(key);
+				key = NULL;
+			}
+			break;
+		case YAML_STREAM_END_EVENT:
+			done = 1;
+			break;
+		default:
+			break;
+		}
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&p);
+	fclose(f);
+	free(key);
+
+	dir = strdup(config);
+	slash = strrchr(dir, '/');
+	if (slash != NULL)
+		*slash = '\0';
+	else
+		strcpy(dir, ".");
+	if (sock == NULL) {
+		const char *sp = spool != NULL ? spool : "spool";
+
+		if (asprintf(&sock, "%s/xmppd.ctl", sp) < 0)
+			sock = NULL;
+	}
+	if (sock != NULL && sock[0] != '/') {
+		if (asprintf(&res, "%s/%s", dir, sock) < 0)
+			res = NULL;
+		free(sock);
+	} else {
+		res = sock;
+	}
+	free(dir);
+	free(spool);
+	return res;
+}
 
 static void
 usage(FILE *f)
@@ -78,7 +167,7 @@ main(int argc, char **argv)
 	struct sockaddr_un sun;
 	size_t reqlen = 0, i, got = 0, cap = 0;
 	char *reply = NULL, *nl;
-	int ch, fd, rc;
+	int ch, fd = -1, rc;
 
 	while ((ch = getopt_long(argc, argv, "+c:s:h", opts, NULL)) != -1) {
 		switch (ch) {
@@ -114,20 +203,12 @@ main(int argc, char **argv)
 	}
 
 	if (sock == NULL) {
-		char err[1024];
-		struct conf *c;
-
 		if (config == NULL)
 			config = getenv("XMPPD_CONFIG");
 		if (config == NULL)
 			config = SYSCONFDIR "/xmppd/xmppd.yml";
-		c = conf_load(config, err, sizeof(err));
-		if (c == NULL) {
-			fprintf(stderr, "xmppctl: %s\n", err);
+		if ((sockpath = find_socket(config)) == NULL)
 			return 2;
-		}
-		sockpath = strdup(c->ctl_socket);
-		conf_unref(c);
 		sock = sockpath;
 	}
 
@@ -136,8 +217,11 @@ main(int argc, char **argv)
 		size_t l = strlen(argv[a]);
 		char *r = realloc(req, reqlen + l + 32);
 
-		if (r == NULL)
+		if (r == NULL) {
+			free(req);
+			free(sockpath);
 			return 1;
+		}
 		req = r;
 		reqlen += (size_t)sprintf(req + reqlen, "%zu:", l);
 		memcpy(req + reqlen, argv[a], l);
@@ -163,14 +247,17 @@ main(int argc, char **argv)
 			else
 				fprintf(stderr, "xmppctl: xmppd is not running (no server on %s)\n",
 				    sock);
-			return 3;
+			rc = 3;
+		} else {
+			fprintf(stderr, "xmppctl: %s: %s\n", sock, strerror(e));
+			rc = e == EACCES ? 4 : 1;
 		}
-		fprintf(stderr, "xmppctl: %s: %s\n", sock, strerror(e));
-		return e == EACCES ? 4 : 1;
+		goto out;
 	}
 	if (write_all(fd, req, reqlen) < 0) {
 		fprintf(stderr, "xmppctl: %s: %s\n", sock, strerror(errno));
-		return 1;
+		rc = 1;
+		goto out;
 	}
 	for (;;) {
 		ssize_t n = read(fd, buf, sizeof(buf));
@@ -180,18 +267,22 @@ main(int argc, char **argv)
 		if (n <= 0)
 			break;
 		if (got + (size_t)n + 1 > cap) {
+			char *r;
+
 			cap = (got + (size_t)n + 1) * 2;
-			reply = realloc(reply, cap);
-			if (reply == NULL)
-				return 1;
+			if ((r = realloc(reply, cap)) == NULL) {
+				rc = 1;
+				goto out;
+			}
+			reply = r;
 		}
 		memcpy(reply + got, buf, (size_t)n);
 		got += (size_t)n;
 	}
-	close(fd);
 	if (reply == NULL) {
 		fprintf(stderr, "xmppctl: no answer from the server\n");
-		return 1;
+		rc = 1;
+		goto out;
 	}
 	reply[got] = '\0';
 	nl = strchr(reply, '\n');
@@ -206,6 +297,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "xmppctl: unexpected answer from the server\n");
 		rc = 1;
 	}
+out:
+	if (fd >= 0)
+		close(fd);
 	free(reply);
 	free(req);
 	free(sockpath);

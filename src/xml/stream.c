@@ -12,6 +12,16 @@
  * between them. Anything fed past the boundary that expat has not reported
  * yet is a tag or text still being buffered, and counts: that is how a huge
  * start tag is refused before it is complete.
+ *
+ * expat 2.5 scans a token it holds incomplete again from its start on every
+ * XML_Parse call, so a large tag fed a byte at a time costs quadratic time
+ * (CVE-2023-52425). expat 2.6's cure, reparse deferral, holds back bytes
+ * whose events a callback needs right away (a stanza's last '>'), and makes
+ * restart and stop positions unknowable, so it is off. Instead this file
+ * holds back input itself while expat holds an incomplete token, the input
+ * is smaller than that token and a small scanner is sure it cannot end it:
+ * the bytes that end a tag are never held, so no event is delayed and every
+ * callback's event ends in the chunk being fed.
  */
 #include "config.h"
 
@@ -54,6 +64,20 @@ enum xs_pending {
 	XS_RESTART,
 };
 
+/* States of the scanner that decides what may be held back (see feed). */
+enum {
+	LX_START,		/* nothing seen of the token yet */
+	LX_LT,			/* "<" */
+	LX_TAG,			/* start tag, outside attribute values */
+	LX_APOS,		/* inside '...' */
+	LX_QUOT,		/* inside "..." */
+	LX_BANG,		/* "<!" */
+	LX_BANG_DASH,		/* "<!-" */
+	LX_COMMENT,		/* "<!--", lex_n trailing dashes */
+	LX_PI,			/* "<?", lex_n 1 after a '?' */
+	LX_ANY,			/* anything else: every '>' may end it */
+};
+
 struct xml_stream {
 	XML_Parser p;
 	struct xml_stream_cb cb;
@@ -69,6 +93,12 @@ struct xml_stream {
 	long long fed;			/* bytes given to this parser */
 	long long boundary;
 	long long event_end;		/* end of the event being reported */
+	long long seen;			/* end of the last event expat reported */
+
+	char *hold;			/* accepted, not yet given to expat */
+	size_t hlen, hcap;
+	int lex;			/* scanner state of expat's partial token */
+	unsigned lex_n;
 
 	xml_elem **stack;		/* open elements of the stanza */
 	unsigned nstack, cstack;
@@ -107,11 +137,16 @@ grow(char **buf, size_t *cap, size_t need)
 	return 0;
 }
 
+/* Where the event being reported ends; every handler calls this first. */
 static long long
 event_end(xml_stream *s)
 {
-	return (long long)XML_GetCurrentByteIndex(s->p) +
+	long long end = (long long)XML_GetCurrentByteIndex(s->p) +
 	    XML_GetCurrentByteCount(s->p);
+
+	if (end > s->seen)
+		s->seen = end;
+	return end;
 }
 
 static int
@@ -291,16 +326,18 @@ on_start(void *ud, const char *name, const char **atts)
 	xml_stream *s = ud;
 	const char *ns, *local;
 	xml_elem *e, **st;
+	long long end;
 	unsigned n;
 
 	if (halted(s))
 		return;
+	end = event_end(s);
 	if (s->lim.max_attrs != 0 && count_attrs(atts) > s->lim.max_attrs) {
 		stream_fail(s, "policy-violation", "too many attributes");
 		return;
 	}
 	if (s->depth == 0) {
-		if (over_size(s, event_end(s))) {
+		if (over_size(s, end)) {
 			stream_fail(s, "policy-violation",
 			    "stream header too large");
 			return;
@@ -314,7 +351,7 @@ on_start(void *ud, const char *name, const char **atts)
 		stream_fail(s, "policy-violation", "elements nested too deep");
 		return;
 	}
-	if (over_size(s, event_end(s))) {
+	if (over_size(s, end)) {
 		stream_fail(s, "policy-violation", "stanza too large");
 		return;
 	}
@@ -416,11 +453,13 @@ static void XMLCALL
 on_default(void *ud, const char *p, int len)
 {
 	xml_stream *s = ud;
+	long long end;
 
-	if (halted(s) || s->depth != 0 || len <= 0)
+	if (halted(s))
 		return;
-	if (is_ws(p, len))
-		s->boundary = event_end(s);
+	end = event_end(s);
+	if (s->depth == 0 && len > 0 && is_ws(p, len))
+		s->boundary = end;
 }
 
 static void XMLCALL
@@ -445,6 +484,7 @@ on_xmldecl(void *ud, const char *version, const char *encoding,
 
 	if (halted(s))
 		return;
+	(void)event_end(s);
 	/* RFC 6120 11.6 */
 	if (encoding != NULL && strcasecmp(encoding, "UTF-8") != 0)
 		stream_fail(s, "unsupported-encoding", "only UTF-8 is allowed");
@@ -565,7 +605,9 @@ parser_open(xml_stream *s)
 	free(s->content_ns);
 	s->content_ns = NULL;
 	s->depth = 0;
-	s->fed = s->boundary = s->event_end = 0;
+	s->fed = s->boundary = s->event_end = s->seen = 0;
+	s->hlen = 0;
+	s->lex = LX_START;
 	s->state = XS_OPEN;
 	s->pending = XS_NONE;
 	return 0;
@@ -603,6 +645,7 @@ xml_stream_free(xml_stream **sp)
 	free(s->stack);
 	free(s->text);
 	free(s->scratch);
+	free(s->hold);
 	free(s);
 	*sp = NULL;
 }
@@ -649,21 +692,108 @@ xml_stream_stop(xml_stream *s)
 	s->state = XS_STOPPED;
 }
 
+/* ------------------------------------------------------------------------
+ * Feeding
+ */
+
+
 /*
- * Hands n bytes to expat. Returns 0 to go on with the next slice, 1 when
- * feed must return 0 now (*used_r set), -1 after an error.
+ * Advances the scanner over bytes that follow expat's partial token and
+ * returns 1 if one of them may end it. It may say yes wrongly (a rescan),
+ * never no wrongly: a '>' is ignored only inside a start tag's attribute
+ * value, a comment before "--" or a PI before "?", where XML 1.0 says it
+ * ends nothing. Character data is not held by expat, so it needs no case.
  */
 static int
-parse_slice(xml_stream *s, const char *p, size_t n, size_t *used_r)
+lex_scan(xml_stream *s, const char *p, size_t n)
 {
-	long long start = s->fed;
+	int ends = 0;
+	unsigned char c;
+
+	for (; n > 0; p++, n--) {
+		c = *p;
+		switch (s->lex) {
+		case LX_START:
+			s->lex = c == '<' ? LX_LT : LX_ANY;
+			ends |= c == '>';
+			break;
+		case LX_LT:
+			if (c == '!')
+				s->lex = LX_BANG;
+			else if (c == '?') {
+				s->lex = LX_PI;
+				s->lex_n = 0;
+			} else if (c == '/' || c == '>') {
+				s->lex = LX_ANY;
+				ends |= c == '>';
+			} else
+				s->lex = LX_TAG;
+			break;
+		case LX_TAG:
+			if (c == '\'')
+				s->lex = LX_APOS;
+			else if (c == '"')
+				s->lex = LX_QUOT;
+			else if (c == '>') {
+				s->lex = LX_ANY;
+				ends = 1;
+			}
+			break;
+		case LX_APOS:
+			if (c == '\'')
+				s->lex = LX_TAG;
+			break;
+		case LX_QUOT:
+			if (c == '"')
+				s->lex = LX_TAG;
+			break;
+		case LX_BANG:
+			s->lex = c == '-' ? LX_BANG_DASH : LX_ANY;
+			ends |= c == '>';
+			break;
+		case LX_BANG_DASH:
+			s->lex = c == '-' ? LX_COMMENT : LX_ANY;
+			s->lex_n = 0;
+			ends |= c == '>';
+			break;
+		case LX_COMMENT:
+			if (c == '>' && s->lex_n >= 2) {
+				s->lex = LX_ANY;
+				ends = 1;
+			}
+			s->lex_n = c == '-' ? s->lex_n + 1 : 0;
+			break;
+		case LX_PI:
+			if (c == '>' && s->lex_n) {
+				s->lex = LX_ANY;
+				ends = 1;
+			}
+			s->lex_n = c == '?';
+			break;
+		default:
+			ends |= c == '>';
+			break;
+		}
+	}
+	return ends;
+}
+
+/*
+ * Hands buf to expat; the caller's chunk starts at buf + k. Returns 0 to go
+ * on, 1 when feed must return 0 now with *used_r bytes of the chunk
+ * consumed (SIZE_MAX: all of it), -1 after an error.
+ */
+static int
+parse_buf(xml_stream *s, const char *buf, size_t n, size_t k, size_t *used_r)
+{
+	long long start = s->fed, seen = s->seen;
 	enum XML_Status st;
 	enum xs_pending pending;
 	size_t used;
 
 	s->fed += n;
 	s->in_parse = 1;
-	st = XML_Parse(s->p, p, (int)n, XML_FALSE);
+	st = XML_Parse(s->p, buf, (int)n, XML_FALSE);
 	s->in_parse = 0;
 
 	if (s->state == XS_FAILED)
@@ -675,9 +805,9 @@ parse_slice(xml_stream *s, const char *p, size_t n, size_t *used_r)
 	}
 	if ((pending = s->pending) != XS_NONE) {
 		used = 0;
-		if (s->event_end > start)
-			used = s->event_end - start;
-		*used_r = used < n ? used : n;
+		if (s->event_end > start + (long long)k)
+			used = s->event_end - start - k;
+		*used_r = used < n - k ? used : n - k;
 		s->pending = XS_NONE;
 		if (pending == XS_STOP)
 			s->state = XS_STOPPED;
@@ -692,12 +822,16 @@ parse_slice(xml_stream *s, const char *p, size_t n, size_t *used_r)
 		    XML_ErrorString(XML_GetErrorCode(s->p)));
 		return -1;
 	}
-	/* A tag or text expat is still buffering counts too. */
-	if (over_size(s, s->fed)) {
-		stream_fail(s, "policy-violation", s->depth == 0 ?
-		    "stream header too large" : "stanza too large");
-		return -1;
-	}
+
+	/*
+	 * Scan the token expat now holds. Events end in the bytes just
+	 * given; if none came, the scanner already covered them.
+	 */
+	if (s->seen >= start) {
+		s->lex = LX_START;
+		(void)lex_scan(s, buf + (s->seen - start), s->fed - s->seen);
+	} else if (s->seen != seen)
+		s->lex = LX_ANY;
 	return 0;
 }
 
@@ -705,9 +839,10 @@ int
 xml_stream_feed(xml_stream *s, const char *data, size_t len,
     size_t *consumed_r)
 {
-	const char *nul;
-	size_t off = 0, n, used;
-	int rc;
+	const char *nul, *p;
+	size_t off = 0, n, used, k;
+	long long partial;
+	int rc, ends;
 
 	if (consumed_r != NULL)
 		*consumed_r = 0;
@@ -725,16 +860,51 @@ xml_stream_feed(xml_stream *s, const char *data, size_t len,
 		 */
 		if ((nul = memchr(data + off, '\0', n)) != NULL)
 			n = nul - (data + off);
-		if (n > 0 && (rc = parse_slice(s, data + off, n, &used)) != 0) {
+
+		/* Hold back what cannot end the token expat holds (top). */
+		partial = s->fed - s->seen;
+		ends = partial > 0 ? lex_scan(s, data + off, n) : 1;
+		if (n > 0 && !ends &&
+		    s->hlen + n < (unsigned long long)partial) {
+			if (grow(&s->hold, &s->hcap, s->hlen + n) == -1) {
+				stream_fail(s, "resource-constraint",
+				    "out of memory");
+				return -1;
+			}
+			memcpy(s->hold + s->hlen, data + off, n);
+			s->hlen += n;
+		} else if (n > 0 || s->hlen > 0) {
+			p = data + off;
+			k = 0;
+			if (s->hlen > 0) {
+				if (grow(&s->hold, &s->hcap, s->hlen + n) == -1) {
+					stream_fail(s, "resource-constraint",
+					    "out of memory");
+					return -1;
+				}
+				memcpy(s->hold + s->hlen, p, n);
+				p = s->hold;
+				k = s->hlen;
+				s->hlen = 0;
+			}
+			rc = parse_buf(s, p, k + n, k, &used);
 			if (rc == -1)
 				return -1;
-			if (consumed_r != NULL)
-				*consumed_r = used == SIZE_MAX ? len :
-				    off + used;
-			return 0;
+			if (rc == 1) {
+				if (consumed_r != NULL)
+					*consumed_r = used == SIZE_MAX ? len :
+					    off + used;
+				return 0;
+			}
 		}
 		if (nul != NULL) {
 			stream_fail(s, "not-well-formed", "NUL character");
+			return -1;
+		}
+		/* A tag or text not reported yet counts too. */
+		if (over_size(s, s->fed + (long long)s->hlen)) {
+			stream_fail(s, "policy-violation", s->depth == 0 ?
+			    "stream header too large" : "stanza too large");
 			return -1;
 		}
 		off += n;

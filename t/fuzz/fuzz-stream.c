@@ -2,7 +2,10 @@
  * fuzz-stream.c - libFuzzer target for the stream parser and serializer.
  *
  * The first byte says where to split the rest into two feeds. The same input
- * is also fed whole, and both runs must report the same events. Every
+ * is also fed whole, and both runs must report the same events, except that
+ * the split run may not have reported an error yet: input that cannot end
+ * the token expat holds is held back, and an error in it waits for more
+ * input. Every
  * element is serialized, its size checked, copied, and parsed back from its
  * serialization, which must be a fixed point. An element named <r/> restarts
  * the stream and <s/> stops it, to exercise the consumed-bytes accounting.
@@ -220,7 +223,7 @@ LLVMFuzzerTestOneInput(const uint8_t *buf, size_t size)
 {
 	const char *data = (const char *)buf + 1;
 	char *a, *b;
-	size_t cut;
+	size_t cut, la, lb;
 
 	if (size == 0)
 		return 0;
@@ -228,7 +231,10 @@ LLVMFuzzerTestOneInput(const uint8_t *buf, size_t size)
 	cut = buf[0] < size ? buf[0] : size;
 	a = run(data, size, cut);
 	b = run(data, size, size);
-	if (strcmp(a, b) != 0) {
+	la = strlen(a);
+	lb = strlen(b);
+	if (strcmp(a, b) != 0 && !(lb == la + 6 && memcmp(a, b, la) == 0 &&
+	    strcmp(b + la, "error\n") == 0)) {
 		fprintf(stderr, "split at %zu:\n%s\nwhole:\n%s\n", cut, a, b);
 		abort();
 	}

@@ -4,17 +4,10 @@
 import asyncio
 import os
 import re
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
-
-
-def check_config(path):
-    r = subprocess.run([xt.XMPPD, '--check-config', '-c', path], capture_output=True,
-                       text=True, timeout=15, stdin=subprocess.DEVNULL)
-    return r.returncode, r.stdout + r.stderr
 
 
 def local_addr(c):
@@ -145,27 +138,43 @@ async def main():
     xt.ok(again > 0, 'after SIGHUP with loglevel debug, [debug] lines are back (%d)' % again)
 
     # reload with a broken file: refused, the old configuration stays.
+    # xmppctl -c reads the file itself to find the socket, so it refuses
+    # first; -s SOCKET makes the server read it.
+    sock = srv.conf['ctl_socket']
     broken = srv.config_text() + 'workers: [unclosed\n'
     srv.write_config(broken)
     code, out, err = srv.ctl('reload')
-    xt.ok(code not in (0, None), 'reload with a broken file exits non-zero (%r)' % code)
-    xt.ok((out + err).strip() != '', 'reload with a broken file says why') or xt.diag(out, err)
-    code, out, err = srv.ctl('status')
-    xt.ok(code == 0 and out.startswith('running'), 'still running after the refused reload')
+    xt.ok(code not in (0, None) and err.strip(),
+          'xmppctl -c BROKEN reload exits non-zero with a message (%r)' % code) or xt.diag(out, err)
+    lines = srv.config_text().splitlines()
+    wl = next(i for i, l in enumerate(lines) if l.startswith('workers:'))
+    bad_value = '\n'.join(lines[:wl] + ['workers: lots'] + lines[wl + 1:]) + '\n'
+    for what, text in (('a YAML syntax error', broken), ('"workers: lots"', bad_value)):
+        # Each also says loglevel: info, which would switch debug off if taken.
+        srv.write_config(text.replace('loglevel: debug', 'loglevel: info'))
+        code, out, err = srv.ctl('-s', sock, 'reload', config=False)
+        xt.ok(code not in (0, None), 'server-side reload of a file with %s exits non-zero (%r)'
+              % (what, code)) or xt.diag(out, err)
+        xt.ok(err.strip(), 'and says why on stderr') and xt.note('reload said: ' + err.strip())
+        code, out, err = srv.ctl('-s', sock, 'status', config=False)
+        xt.ok(code == 0 and out.startswith('running'), 'still running after the refused reload') \
+            or xt.diag(code, out, err)
+    n = await debug_lines_for_a_login()
+    xt.ok(n > 0, 'the old configuration (loglevel debug) is still in force (%d [debug] lines)' % n)
     c = await xt.login(srv, 'alice', 'alice-new')
-    xt.ok(c.ok, 'logins still work after the refused reload') or xt.diag(c.describe())
+    xt.ok(c.ok, 'logins still work after the refused reloads') or xt.diag(c.describe())
     xt.ok(await xt.roundtrip(c, a2), 'and messages are still routed')
     await c.disconnect()
     srv.write_config()
 
     # xmppd --check-config
-    code, text = check_config(srv.conf_path)
+    code, text = srv.check_config(srv.conf_path)
     xt.is_(code, 0, '--check-config on the good file exits 0') or xt.diag(text)
 
     lines = srv.config_text().splitlines()
     bad1 = str(srv.dir / 'bad-key.yml')
     srv.write_config('\n'.join(lines + ['no_such_option: 1']) + '\n', bad1)
-    code, text = check_config(bad1)
+    code, text = srv.check_config(bad1)
     xt.is_(code, 1, '--check-config with an unknown key exits 1')
     xt.like(text, r'%s:%d:' % (re.escape(bad1), len(lines) + 1),
             '--check-config names FILE:LINE of the unknown key (line %d)' % (len(lines) + 1))
@@ -173,18 +182,18 @@ async def main():
     bad2 = str(srv.dir / 'bad-value.yml')
     wl = next(i for i, l in enumerate(lines) if l.startswith('workers:'))
     srv.write_config('\n'.join(lines[:wl] + ['workers: lots'] + lines[wl + 1:]) + '\n', bad2)
-    code, text = check_config(bad2)
+    code, text = srv.check_config(bad2)
     xt.is_(code, 1, '--check-config with "workers: lots" exits 1')
     xt.like(text, r'%s:%d:' % (re.escape(bad2), wl + 1),
             '--check-config names FILE:LINE of the bad value (line %d)' % (wl + 1))
 
     bad3 = str(srv.dir / 'bad-syntax.yml')
     srv.write_config(broken, bad3)
-    code, text = check_config(bad3)
+    code, text = srv.check_config(bad3)
     xt.is_(code, 1, '--check-config with a YAML syntax error exits 1')
     xt.like(text, r'%s:\d+:' % re.escape(bad3), '--check-config names FILE:LINE of the syntax error')
 
-    code, text = check_config(str(srv.dir / 'missing.yml'))
+    code, text = srv.check_config(str(srv.dir / 'missing.yml'))
     xt.ok(code not in (0, None) and text.strip(), '--check-config on a missing file fails with a message')
 
     # stop

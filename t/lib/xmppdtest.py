@@ -431,6 +431,7 @@ class Server:
         self.proc = None
         self._torn_down = False
         self.exit_codes = []
+        self.tool_sanitizer_reports = []
         _servers.append(self)
         if start:
             self.start()
@@ -573,6 +574,10 @@ class Server:
         if not ok(not hits, 'xmppd log (%s) has no sanitizer report' % self.dir.name):
             idx = text.find(hits[0])
             diag(text[max(0, idx - 200):idx + 4000])
+        reps = self.tool_sanitizer_reports
+        if not ok(not reps, 'xmppctl / --check-config runs had no sanitizer report'):
+            diag('%d run(s) with a report; the first, from `%s`:' % (len(reps), reps[0][0]))
+            diag(reps[0][1][-3000:])
         if self in _servers:
             _servers.remove(self)
 
@@ -593,7 +598,22 @@ class Server:
                                stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as e:
             return None, e.stdout or '', 'xmppctl timed out after %d s' % timeout
+        except OSError as e:
+            return None, '', 'cannot run %s: %s' % (XMPPCTL, e)
+        self._note_sanitizer('xmppctl ' + ' '.join(str(a) for a in args), r.stderr)
         return r.returncode, r.stdout, r.stderr
+
+    def check_config(self, path=None, timeout=15):
+        """Runs xmppd --check-config -c PATH; returns (exit code, stdout+stderr)."""
+        path = path or self.conf_path
+        r = subprocess.run([XMPPD, '--check-config', '-c', path], capture_output=True,
+                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        self._note_sanitizer('xmppd --check-config -c ' + path, r.stderr)
+        return r.returncode, r.stdout + r.stderr
+
+    def _note_sanitizer(self, what, stderr):
+        if stderr and any(p in stderr for p in SANITIZER_PATTERNS):
+            self.tool_sanitizer_reports.append((what, stderr))
 
     async def actl(self, *args, timeout=15):
         """ctl() off the event loop, so clients keep running meanwhile."""

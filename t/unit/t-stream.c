@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -860,6 +861,89 @@ test_set_limits(void **state)
 	free(data);
 }
 
+/*
+ * expat rescans an incomplete token on every call (CVE-2023-52425): a big
+ * tag fed a byte at a time must still cost linear time, and holding input
+ * back must never delay the '>' that completes a stanza.
+ */
+static double
+slow_feed(struct rec *r, const char *pre, char fill, size_t n,
+    const char *post)
+{
+	clock_t t0 = clock();
+	size_t i;
+
+	for (; *pre != '\0'; pre++)
+		assert_int_equal(feed_piece(r, pre, 1), 0);
+	for (i = 0; i < n; i++)
+		if (feed_piece(r, &fill, 1) == -1)
+			break;
+	for (; *post != '\0'; post++)
+		if (feed_piece(r, post, 1) == -1)
+			break;
+	return (double)(clock() - t0) / CLOCKS_PER_SEC;
+}
+
+static void
+test_slow_feed(void **state)
+{
+	static const struct xml_stream_limits lim = { 65536, 8, 8 };
+	static const char tail[] = "<c/>";
+	struct rec r;
+	size_t used;
+	double t;
+
+	rec_init(&r, &lim);
+	r.stop_at = "m";
+	assert_int_equal(feed_piece(&r, HEADER, strlen(HEADER)), 0);
+	t = slow_feed(&r, "<m a='", '>', 60000, "' b=\"");
+	t += slow_feed(&r, "", '\'', 4000, "\"/");
+	assert_null(strstr(r.log, "elem"));
+	/* The last '>' alone completes the stanza: nothing waits. */
+	assert_int_equal(xml_stream_feed(r.s, ">", 1, &used), 0);
+	assert_int_equal(used, 1);
+	assert_non_null(strstr(r.log, "elem <m a='&gt;&gt;&gt;"));
+	assert_int_equal(r.errors, 0);
+	rec_done(&r);
+
+	/* Stopped right after it: the next bytes stay with the caller. */
+	rec_init(&r, &lim);
+	r.stop_at = "m";
+	assert_int_equal(feed_piece(&r, HEADER, strlen(HEADER)), 0);
+	t += slow_feed(&r, "<m a='", 'a', 60000, "'/");
+	assert_int_equal(xml_stream_feed(r.s, ">" "<c/>", 5, &used), 0);
+	assert_int_equal(used, 1);
+	assert_int_equal(xml_stream_feed(r.s, tail, 4, &used), -1);
+	assert_int_equal(r.errors, 0);
+	rec_done(&r);
+
+	/* A comment is refused once it is complete, not before. */
+	rec_init(&r, &lim);
+	assert_int_equal(feed_piece(&r, HEADER, strlen(HEADER)), 0);
+	t += slow_feed(&r, "<m><!--", '>', 60000, "-");
+	assert_int_equal(r.errors, 0);
+	assert_int_equal(feed_piece(&r, "->", 2), -1);
+	assert_int_equal(r.errors, 1);
+	assert_string_equal(r.cond, "restricted-xml");
+	rec_done(&r);
+
+	/* Long names, text and spaces inside tags. */
+	rec_init(&r, &lim);
+	assert_int_equal(feed_piece(&r, HEADER, strlen(HEADER)), 0);
+	t += slow_feed(&r, "<m", 'm', 12000, ">");
+	t += slow_feed(&r, "<b ", ' ', 12000, ">");
+	t += slow_feed(&r, "", '>', 12000, "</b>");
+	t += slow_feed(&r, "</m", 'm', 12000, "");
+	assert_null(strstr(r.log, "elem"));
+	assert_int_equal(feed_piece(&r, ">", 1), 0);
+	assert_non_null(strstr(r.log, "&gt;</b></mmm"));
+	assert_int_equal(r.errors, 0);
+	rec_done(&r);
+
+	/* Quadratic would be minutes; linear is milliseconds. */
+	assert_true(t < 3.0);
+}
+
 /* No callbacks at all, no limits passed: defaults, nothing leaks. */
 static void
 test_null_callbacks(void **state)
@@ -893,6 +977,7 @@ main(void)
 		cmocka_unit_test(test_whitespace),
 		cmocka_unit_test(test_xml_declaration),
 		cmocka_unit_test(test_set_limits),
+		cmocka_unit_test(test_slow_feed),
 		cmocka_unit_test(test_null_callbacks),
 	};
 
