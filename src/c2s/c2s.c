@@ -25,8 +25,10 @@
 
 #include "auth/sasl.h"
 #include "c2s/c2s.h"
+#include "core/acl.h"
 #include "core/conf.h"
 #include "core/log.h"
+#include "core/module.h"
 #include "core/worker.h"
 #include "net/listener.h"
 #include "net/tls.h"
@@ -55,6 +57,7 @@ struct c2s {
 	xml_stream *xs;
 	sasl_session *sasl;
 	struct event *timer;           /* negotiation timeout, auth delay, close */
+	struct ev_token_bucket_cfg *shaper;  /* listen: shaper (or NULL) */
 
 	unsigned tls : 1;              /* TLS is up */
 	unsigned starttls_pending : 1;
@@ -74,6 +77,8 @@ struct c2s {
 	char *node;                    /* authenticated account */
 	jid jid;                       /* bound full JID */
 	int priority;
+	uint64_t last_input_ms;        /* for xmppd_session_idle_ms (mod_ping) */
+	struct module_slot *slots;     /* MODULE_MAX_SLOTS, allocated on first use */
 	char stream_id[20];
 	char addr[64];
 	char tag[24];                  /* "c2s#12" for logs */
@@ -88,6 +93,10 @@ struct c2s_worker {
 	int shutting_down;
 	struct event *shutdown_timer;
 };
+
+/* The public session type is this struct under its ABI name. */
+#define SESSION(c) ((xmppd_session *)(c))
+#define C2S(s) ((struct c2s *)(s))
 
 static struct c2s_worker *cworkers;
 static unsigned ncworkers;
@@ -317,6 +326,7 @@ c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
 	c->l = l;
 	c->conf = conf_current();
 	c->sid = cw->next_sid++;
+	c->last_input_ms = xmppd_now_ms();
 	memcpy(&c->sa, sa, salen < sizeof(c->sa) ? salen : sizeof(c->sa));
 	sockaddr_format(sa, c->addr, sizeof(c->addr));
 	snprintf(c->tag, sizeof(c->tag), "c2s#%u.%llu", worker_id(w),
@@ -347,6 +357,18 @@ c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
 		free(c);
 		return;
 	}
+	if (l->shaper != NULL) {
+		const struct conf_shaper *sh = shaper_find(c->conf, l->shaper);
+
+		/* The listener's shaper: libevent's token bucket on the socket's
+		 * reads (the bytes on the wire), writes unlimited. */
+		if (sh != NULL) {
+			c->shaper = ev_token_bucket_cfg_new(sh->rate, sh->burst,
+			    EV_RATE_LIMIT_MAX, EV_RATE_LIMIT_MAX, NULL);
+			if (c->shaper != NULL)
+				bufferevent_set_rate_limit(c->bev, c->shaper);
+		}
+	}
 	lim.max_stanza_size = l->max_stanza_size;
 	lim.max_depth = c->conf->max_xml_depth;
 	lim.max_attrs = c->conf->max_xml_attrs;
@@ -376,10 +398,27 @@ c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
  * it went away (RFC 6121 4.5.2: the server generates unavailable presence
  * when a session ends without one). */
 static void
+free_slots(struct c2s *c)
+{
+	if (c->slots == NULL)
+		return;
+	for (int i = 0; i < MODULE_MAX_SLOTS; i++)
+		if (c->slots[i].data != NULL && c->slots[i].free_fn != NULL)
+			c->slots[i].free_fn(c->slots[i].data);
+	free(c->slots);
+	c->slots = NULL;
+}
+
+static void
 session_end(struct c2s *c)
 {
 	if (!c->bound)
 		return;
+	if (hooks_any(XMPPD_HOOK_SM_SESSION_CLOSED)) {
+		struct xmppd_session_args sa = { SESSION(c) };
+
+		(void)hooks_run(XMPPD_HOOK_SM_SESSION_CLOSED, c->jid.domain, &sa);
+	}
 	if (c->available) {
 		xml_elem *p = xml_elem_new(NULL, "presence");
 
@@ -462,7 +501,10 @@ c2s_free(struct c2s *c)
 	/* Frees the SSL, the STARTTLS filter's underlying bufferevent and
 	 * closes the socket (BEV_OPT_CLOSE_ON_FREE). */
 	bufferevent_free(c->bev);
+	if (c->shaper != NULL)
+		ev_token_bucket_cfg_free(c->shaper);
 	xml_stream_free(&c->xs);
+	free_slots(c);
 	sasl_end(&c->sasl);
 	jid_free(&c->jid);
 	free(c->host);
@@ -590,6 +632,7 @@ c2s_read_cb(struct bufferevent *bev, void *arg)
 	struct c2s *c = arg;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 
+	c->last_input_ms = xmppd_now_ms();
 	while (!c->closing && !c->paused && evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v;
 		size_t consumed = 0;
@@ -678,6 +721,15 @@ on_stream_start(void *ud, const char *ns, const char **attrs)
 		s = xml_elem_add_child(features, NS_SESSION, "session");
 		(void)xml_elem_add_child(s, NS_SESSION, "optional");
 	}
+	/* Module features: the registered ones (before authentication only
+	 * on an encrypted stream), then the fold hook. */
+	if (c->authenticated || c->tls)
+		module_stream_features(features, c->authenticated);
+	if (hooks_any(XMPPD_HOOK_C2S_STREAM_FEATURES)) {
+		struct xmppd_features_args fa = { features, c->host, c->tls, c->authenticated };
+
+		(void)hooks_run(XMPPD_HOOK_C2S_STREAM_FEATURES, c->host, &fa);
+	}
 	/* The features element is written with the stream prefix. */
 	{
 		struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -743,6 +795,26 @@ sasl_exchange(struct c2s *c, const char *in)
 		    *out ? out : "=");
 		break;
 	case SASL_SUCCESS:
+		if (c->conf->c2s_access != NULL) {
+			jid who;
+			const char *e;
+			int allowed = 0;
+
+			/* The configured access rule decides who may log in
+			 * (doc/configuration.md, "Access control"). */
+			if (jid_make(&who, sasl_node(c->sasl), c->host, NULL, &e) == 0) {
+				allowed = access_check(c->conf, c->conf->c2s_access, &who,
+				    (struct sockaddr *)&c->sa);
+				jid_free(&who);
+			}
+			if (!allowed) {
+				free(out);
+				log_info(c->tag, "%s@%s is not allowed to log in (c2s_access)",
+				    sasl_node(c->sasl), c->host);
+				sasl_failure(c, "not-authorized");
+				return;
+			}
+		}
 		c->node = strdup(sasl_node(c->sasl));
 		c->authenticated = 1;
 		log_info(c->tag, "%s@%s authenticated with %s from %s", c->node, c->host,
@@ -872,6 +944,11 @@ handle_bind(struct c2s *c, xml_elem *iq, xml_elem *bind)
 	c2s_send(c, r);
 	xml_elem_unref(r);
 	log_info(c->tag, "bound %s", c->jid.full);
+	if (hooks_any(XMPPD_HOOK_SM_SESSION_OPENED)) {
+		struct xmppd_session_args sa = { SESSION(c) };
+
+		(void)hooks_run(XMPPD_HOOK_SM_SESSION_OPENED, c->jid.domain, &sa);
+	}
 }
 
 static int
@@ -942,6 +1019,25 @@ handle_stanza(struct c2s *c, xml_elem *st)
 	}
 	xml_attr_set(st, "from", c->jid.full);
 
+	if (hooks_any(XMPPD_HOOK_USER_SEND_PACKET) ||
+	    (kind == STANZA_PRESENCE && hooks_any(XMPPD_HOOK_PRESENCE_OUT))) {
+		struct xmppd_packet_args pa = { st, &c->jid, NULL, SESSION(c) };
+		jid pto;
+		int have_to = to != NULL && jid_parse(&pto, to, strlen(to), &err) == 0;
+
+		pa.to = have_to ? &pto : NULL;
+		/* STOP or DROP: a module took the stanza (blocking, ...). */
+		if (hooks_run(XMPPD_HOOK_USER_SEND_PACKET, c->jid.domain, &pa) != XMPPD_CONTINUE ||
+		    (kind == STANZA_PRESENCE &&
+		    hooks_run(XMPPD_HOOK_PRESENCE_OUT, c->jid.domain, &pa) != XMPPD_CONTINUE)) {
+			if (have_to)
+				jid_free(&pto);
+			return;
+		}
+		if (have_to)
+			jid_free(&pto);
+	}
+
 	if (kind == STANZA_IQ) {
 		/* RFC 6120 8.2.3: id and a known type are required. */
 		if (xml_attr_get(st, "id") == NULL || type == NULL ||
@@ -996,6 +1092,54 @@ handle_stanza(struct c2s *c, xml_elem *st)
 	jid_free(&jto);
 }
 
+/* The pre-authentication IQ being handled on this thread, so that the
+ * module's reply finds its stream (XMPPD_IQ_STREAM). */
+static __thread struct c2s *preauth_conn;
+static __thread const xml_elem *preauth_iq;
+
+int
+c2s_preauth_reply(const xml_elem *iq, const xml_elem *reply)
+{
+	if (preauth_conn == NULL || iq != preauth_iq)
+		return 0;
+	c2s_send(preauth_conn, reply);
+	return 1;
+}
+
+const struct sockaddr *
+c2s_preauth_addr(const xml_elem *iq)
+{
+	if (preauth_conn == NULL || iq != preauth_iq)
+		return NULL;
+	return (const struct sockaddr *)&preauth_conn->sa;
+}
+
+static int
+handle_preauth_iq(struct c2s *c, xml_elem *iq)
+{
+	const char *type = xml_attr_get(iq, "type");
+	const char *err;
+	jid host;
+	int handled;
+
+	/* An id and get/set (RFC 6120 8.2.3); 'to' and 'from' mean nothing
+	 * before authentication. */
+	if (xml_attr_get(iq, "id") == NULL || type == NULL ||
+	    (strcmp(type, "get") != 0 && strcmp(type, "set") != 0))
+		return 0;
+	if (jid_make(&host, NULL, c->host, NULL, &err) < 0)
+		return 0;
+	xml_attr_set(iq, "to", NULL);
+	xml_attr_set(iq, "from", NULL);
+	preauth_conn = c;
+	preauth_iq = iq;
+	handled = module_iq_dispatch_stream(iq, &host);
+	preauth_conn = NULL;
+	preauth_iq = NULL;
+	jid_free(&host);
+	return handled;
+}
+
 static void
 on_element(void *ud, xml_elem *e)
 {
@@ -1017,6 +1161,11 @@ on_element(void *ud, xml_elem *e)
 			handle_sasl(c, e);
 			goto out;
 		}
+		/* IQs a module handles before authentication (XEP-0077), once
+		 * the stream is encrypted. */
+		if (c->tls && stanza_kind(e) == STANZA_IQ && c->sasl == NULL &&
+		    handle_preauth_iq(c, e))
+			goto out;
 		/* 4.9.3.12: nothing else before authentication. */
 		c2s_stream_error(c, "not-authorized", NULL);
 		goto out;
@@ -1052,6 +1201,17 @@ deliver_local(struct c2s_worker *cw, uint64_t sid, xml_elem *st)
 	struct c2s *c = reg_find(cw, sid);
 
 	if (c != NULL && c->bound && !c->closing) {
+		if (hooks_any(XMPPD_HOOK_USER_RECEIVE_PACKET) ||
+		    (stanza_kind(st) == STANZA_PRESENCE && hooks_any(XMPPD_HOOK_PRESENCE_IN))) {
+			struct xmppd_packet_args pa = { st, NULL, &c->jid, SESSION(c) };
+
+			if (hooks_run(XMPPD_HOOK_USER_RECEIVE_PACKET, c->jid.domain, &pa) !=
+			    XMPPD_CONTINUE)
+				return;
+			if (stanza_kind(st) == STANZA_PRESENCE &&
+			    hooks_run(XMPPD_HOOK_PRESENCE_IN, c->jid.domain, &pa) != XMPPD_CONTINUE)
+				return;
+		}
 		c2s_send(c, st);
 		return;
 	}
@@ -1187,4 +1347,105 @@ c2s_free_all(void)
 	}
 	free(cworkers);
 	cworkers = NULL;
+}
+
+/* ---------------------------------------------------------------- */
+/* The session side of the module ABI (hooks/xmppd.h).               */
+
+void
+c2s_clear_slot(struct worker *w, int slot)
+{
+	for (struct c2s *c = cworkers[worker_id(w)].list; c != NULL; c = c->next) {
+		if (c->slots == NULL || c->slots[slot].data == NULL)
+			continue;
+		if (c->slots[slot].free_fn != NULL)
+			c->slots[slot].free_fn(c->slots[slot].data);
+		c->slots[slot].data = NULL;
+		c->slots[slot].free_fn = NULL;
+	}
+}
+
+XMPPD_API const xmppd_jid *
+xmppd_session_jid(xmppd_session *s)
+{
+	return &C2S(s)->jid;
+}
+
+XMPPD_API int
+xmppd_session_available(xmppd_session *s)
+{
+	return C2S(s)->available;
+}
+
+XMPPD_API int
+xmppd_session_priority(xmppd_session *s)
+{
+	return C2S(s)->priority;
+}
+
+XMPPD_API const struct sockaddr *
+xmppd_session_addr(xmppd_session *s)
+{
+	return (const struct sockaddr *)&C2S(s)->sa;
+}
+
+XMPPD_API uint64_t
+xmppd_session_idle_ms(xmppd_session *s)
+{
+	uint64_t now = xmppd_now_ms();
+
+	return now > C2S(s)->last_input_ms ? now - C2S(s)->last_input_ms : 0;
+}
+
+XMPPD_API void
+xmppd_session_send(xmppd_session *s, const xmppd_elem *stanza)
+{
+	c2s_send(C2S(s), stanza);
+}
+
+XMPPD_API void
+xmppd_session_close(xmppd_session *s, const char *condition, const char *text)
+{
+	c2s_stream_error(C2S(s), condition, text);
+}
+
+XMPPD_API void *
+xmppd_session_get(xmppd_session *s, int slot)
+{
+	struct c2s *c = C2S(s);
+
+	if (slot < 0 || slot >= MODULE_MAX_SLOTS || c->slots == NULL)
+		return NULL;
+	return c->slots[slot].data;
+}
+
+XMPPD_API void
+xmppd_session_set(xmppd_session *s, int slot, void *data, void (*free_fn)(void *))
+{
+	struct c2s *c = C2S(s);
+
+	if (slot < 0 || slot >= MODULE_MAX_SLOTS)
+		return;
+	if (c->slots == NULL && (c->slots = calloc(MODULE_MAX_SLOTS, sizeof(*c->slots))) == NULL)
+		return;
+	if (c->slots[slot].data != NULL && c->slots[slot].free_fn != NULL &&
+	    c->slots[slot].data != data)
+		c->slots[slot].free_fn(c->slots[slot].data);
+	c->slots[slot].data = data;
+	c->slots[slot].free_fn = free_fn;
+}
+
+XMPPD_API void
+xmppd_session_foreach_local(void (*fn)(xmppd_session *s, void *ud), void *ud)
+{
+	struct worker *w = worker_self();
+	struct c2s *c, *next;
+
+	if (w == NULL)
+		return;
+	for (c = cworkers[worker_id(w)].list; c != NULL; c = next) {
+		next = c->next;
+		if (c->bound && !c->closing)
+			fn(SESSION(c), ud);
+	}
 }

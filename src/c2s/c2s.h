@@ -34,4 +34,14 @@ void c2s_shutdown_all(void);
 /* Number of open connections (all states), all workers. */
 unsigned long c2s_connection_count(void);
 
+/* Frees the data every local session hangs on module slot (module unload;
+ * on worker w). */
+void c2s_clear_slot(struct worker *w, int slot);
+
+/* If iq is the pre-authentication IQ being handled on this thread, writes
+ * reply to its stream and returns 1 (XMPPD_IQ_STREAM). */
+int c2s_preauth_reply(const xml_elem *iq, const xml_elem *reply);
+/* The client address of that IQ's stream, or NULL. */
+const struct sockaddr *c2s_preauth_addr(const xml_elem *iq);
+
 #endif

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,11 +66,21 @@ struct loader {
 	int line_ctl_socket;       /* where paths were set, for late checks */
 	int line_spool_dir;
 	int line_max_send_queue;
+	int line_c2s_access;
+	int line_register_access;
+	size_t nnodes;             /* module option nodes built so far */
+	/* Acl names used by access rules, checked once every acl is known. */
+	struct acl_ref {
+		size_t rule, entry;    /* into c->access_rules and its r[] */
+		int line;
+	} *refs;
+	size_t nrefs;
 };
 
 static conf_key_fn key_hosts, key_certfiles, key_path, key_string, key_uint,
     key_size, key_bool, key_loglevel, key_log, key_tls_version, key_listen,
-    key_reserved_map, key_port, key_ip, key_module;
+    key_port, key_ip, key_module, key_modules, key_acl, key_access_rules,
+    key_shapers, key_access, key_u64;
 
 static void conf_free(struct conf *c);
 
@@ -103,16 +114,13 @@ static const struct conf_key top_keys[] = {
 	{ "scram_iterations",      key_uint,          C(scram_iterations), 4096, 1000000 },
 	{ "tls_min_version",       key_tls_version,   C(tls_min_version), 0, 0 },
 	{ "allow_plain",           key_bool,          C(allow_plain), 0, 0 },
-	/*
-	 * TODO: modules, acl, access_rules and shaper are read by later work
-	 * (module loader, acl, shapers). Until then only their shape is
-	 * checked and their content ignored, so that an ejabberd-style file
-	 * carrying them already loads.
-	 */
-	{ "modules",               key_reserved_map,  0, 0, 0 },
-	{ "acl",                   key_reserved_map,  0, 0, 0 },
-	{ "access_rules",          key_reserved_map,  0, 0, 0 },
-	{ "shaper",                key_reserved_map,  0, 0, 0 },
+	{ "module_dir",            key_path,          C(module_dir), 0, 0 },
+	{ "modules",               key_modules,       0, 0, 0 },
+	{ "acl",                   key_acl,           0, 0, 0 },
+	{ "access_rules",          key_access_rules,  0, 0, 0 },
+	{ "shaper",                key_shapers,       0, 0, 0 },
+	{ "c2s_access",            key_access,        C(c2s_access), 0, 0 },
+	{ "register_access",       key_access,        C(register_access), 0, 0 },
 };
 
 /* Indexes into listen_keys, for the required keys and derived defaults. */
@@ -127,6 +135,16 @@ static const struct conf_key listen_keys[] = {
 	{ "starttls_required", key_bool,   L(starttls_required), 0, 0 },
 	{ "max_stanza_size",   key_size,   L(max_stanza_size), 10000, 64 * MIB },
 	{ "shaper",            key_string, L(shaper), 0, 0 },
+};
+
+/* Enough for any link; the limit only keeps the arithmetic in range. */
+#define SHAPER_RATE_MAX (1ULL << 40)
+
+enum { SK_RATE, SK_BURST };
+
+static const struct conf_key shaper_keys[] = {
+	{ "rate",       key_u64, offsetof(struct conf_shaper, rate), 1, SHAPER_RATE_MAX },
+	{ "burst_size", key_u64, offsetof(struct conf_shaper, burst), 1, SHAPER_RATE_MAX },
 };
 
 #define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
@@ -526,16 +544,6 @@ key_tls_version(struct loader *l, const struct conf_key *k, yaml_node_t *val, vo
 	return 0;
 }
 
-static int
-key_reserved_map(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
-{
-	if (check_tag(l, val) < 0)
-		return -1;
-	if (val->type != YAML_MAPPING_NODE)
-		return fail(l, val, "'%s' expects a mapping", k->name);
-	return 0;
-}
-
 /*
  * Nameprep lets ASCII through that no domain name holds ('@', '/', spaces,
  * control characters). RFC 7622 3.2 wants a domainpart that is a host name
@@ -569,6 +577,23 @@ host_shape_ok(const char *s, size_t len)
 	return 1;
 }
 
+/* A domain name from the file, prepared; NULL if it is not one. */
+static char *
+prep_domain(const char *s, size_t len)
+{
+	char *host;
+
+	/* RFC 7622 3.2: a trailing dot is not part of the domain. */
+	if (len > 1 && s[len - 1] == '.')
+		len--;
+	host = host_shape_ok(s, len) ? jid_nameprep(s, len) : NULL;
+	if (host != NULL && (*host == '\0' || strlen(host) > JID_PART_MAX)) {
+		free(host);
+		host = NULL;
+	}
+	return host;
+}
+
 static int
 key_hosts(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
 {
@@ -594,15 +619,9 @@ key_hosts(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *ba
 			return -1;
 		if ((s = scalar_text(e, &len)) == NULL)
 			return fail(l, e, "'hosts' expects a list of domain names");
-		/* RFC 7622 3.2: a trailing dot is not part of the domain. */
-		if (len > 1 && s[len - 1] == '.')
-			len--;
-		host = host_shape_ok(s, len) ? jid_nameprep(s, len) : NULL;
-		if (host == NULL || *host == '\0' || strlen(host) > JID_PART_MAX) {
-			free(host);
+		if ((host = prep_domain(s, len)) == NULL)
 			return fail(l, e, "'hosts' entry '%s' is not a valid domain name",
-			    shown(s, e->data.scalar.length, buf, sizeof(buf)));
-		}
+			    shown(s, len, buf, sizeof(buf)));
 		for (size_t i = 0; i < c->nhosts; i++) {
 			if (strcmp(c->hosts[i], host) == 0) {
 				fail(l, e, "host '%s' is listed twice",
@@ -820,6 +839,764 @@ key_listen(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *b
 }
 
 /* ------------------------------------------------------------------ */
+/* Shared by the sections below                                        */
+/* ------------------------------------------------------------------ */
+
+static size_t
+nitems(const yaml_node_t *n)
+{
+	return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+}
+
+static size_t
+npairs(const yaml_node_t *n)
+{
+	return (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+}
+
+/* A YAML null: nothing after the colon, "~" or "null", unquoted. */
+static int
+is_null(const yaml_node_t *n)
+{
+	const char *s;
+
+	if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return 0;
+	s = (const char *)n->data.scalar.value;
+	return *s == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
+	    strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
+}
+
+/*
+ * The name in the key of a mapping pair, which must be a non-empty string;
+ * what is the kind of name for the message ("an acl name").
+ */
+static const char *
+key_name(struct loader *l, yaml_node_t *kn, const char *what)
+{
+	size_t len;
+	const char *s;
+
+	if (check_tag(l, kn) < 0)
+		return NULL;
+	if ((s = scalar_text(kn, &len)) == NULL || len == 0) {
+		fail(l, kn, "expected %s", what);
+		return NULL;
+	}
+	return s;
+}
+
+/*
+ * The line of an earlier key of map equal to name, or 0: YAML says keys
+ * are unique, libyaml does not check.
+ */
+static int
+earlier_key(struct loader *l, yaml_node_t *map, yaml_node_pair_t *upto,
+    const char *name)
+{
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < upto; p++) {
+		yaml_node_t *kn = yaml_document_get_node(l->doc, p->key);
+
+		if (kn->type == YAML_SCALAR_NODE &&
+		    strcmp((const char *)kn->data.scalar.value, name) == 0)
+			return node_line(kn);
+	}
+	return 0;
+}
+
+static int
+key_u64(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	unsigned long long v;
+
+	if (parse_uint(l, k->name, val, k->min, k->max, &v) < 0)
+		return -1;
+	*FIELD(uint64_t, base, k) = v;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Modules                                                             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Aliases let a small file describe a huge tree (each level of "billion
+ * laughs" multiplies the last), and libyaml lets an alias name the
+ * collection it sits in, which would make a loop. Both limits are far
+ * beyond any real module's options.
+ */
+#define CONF_NODE_DEPTH_MAX 32
+#define CONF_NODES_MAX 100000
+
+static void
+conf_node_free(struct conf_node *n)
+{
+	if (n == NULL)
+		return;
+	for (size_t i = 0; i < n->n; i++) {
+		if (n->keys != NULL)
+			free(n->keys[i]);
+		conf_node_free(n->items[i]);
+	}
+	free(n->keys);
+	free(n->items);
+	free(n->scalar);
+	free(n);
+}
+
+/*
+ * Copies a YAML node into a conf_node tree. Scalars keep their text as
+ * written: the module that reads an option knows its type. On failure
+ * *out holds what was built so far, for the caller to free.
+ */
+static int
+build_node(struct loader *l, yaml_node_t *yn, int depth, struct conf_node **out)
+{
+	struct conf_node *n;
+	size_t len, cnt;
+	const char *s;
+
+	*out = NULL;
+	if (check_tag(l, yn) < 0)
+		return -1;
+	if (depth > CONF_NODE_DEPTH_MAX)
+		return fail(l, yn, "module options are nested deeper than %d levels",
+		    CONF_NODE_DEPTH_MAX);
+	if (++l->nnodes > CONF_NODES_MAX)
+		return fail(l, yn, "module options hold more than %d values",
+		    CONF_NODES_MAX);
+	if ((n = calloc(1, sizeof(*n))) == NULL)
+		return fail(l, yn, "out of memory");
+	*out = n;
+	n->line = node_line(yn);
+	switch (yn->type) {
+	case YAML_SCALAR_NODE:
+		n->type = CONF_NODE_SCALAR;
+		if ((s = scalar_text(yn, &len)) == NULL)
+			return fail(l, yn, "option values may not contain NUL characters");
+		if ((n->scalar = strdup(s)) == NULL)
+			return fail(l, yn, "out of memory");
+		return 0;
+	case YAML_SEQUENCE_NODE:
+		n->type = CONF_NODE_SEQ;
+		if ((cnt = nitems(yn)) > 0 &&
+		    (n->items = calloc(cnt, sizeof(*n->items))) == NULL)
+			return fail(l, yn, "out of memory");
+		for (yaml_node_item_t *it = yn->data.sequence.items.start;
+		    it < yn->data.sequence.items.top; it++) {
+			yaml_node_t *e = yaml_document_get_node(l->doc, *it);
+
+			if (build_node(l, e, depth + 1, &n->items[n->n++]) < 0)
+				return -1;
+		}
+		return 0;
+	case YAML_MAPPING_NODE:
+		n->type = CONF_NODE_MAP;
+		if ((cnt = npairs(yn)) > 0 &&
+		    ((n->keys = calloc(cnt, sizeof(*n->keys))) == NULL ||
+		    (n->items = calloc(cnt, sizeof(*n->items))) == NULL))
+			return fail(l, yn, "out of memory");
+		for (yaml_node_pair_t *p = yn->data.mapping.pairs.start;
+		    p < yn->data.mapping.pairs.top; p++) {
+			yaml_node_t *kn = yaml_document_get_node(l->doc, p->key);
+			yaml_node_t *vn = yaml_document_get_node(l->doc, p->value);
+			char buf[80];
+			int first;
+
+			if ((s = key_name(l, kn, "an option name")) == NULL)
+				return -1;
+			if ((first = earlier_key(l, yn, p, s)) != 0)
+				return fail(l, kn, "'%s' is set twice (first on line %d)",
+				    shown(s, strlen(s), buf, sizeof(buf)), first);
+			if ((n->keys[n->n] = strdup(s)) == NULL)
+				return fail(l, kn, "out of memory");
+			if (build_node(l, vn, depth + 1, &n->items[n->n++]) < 0)
+				return -1;
+		}
+		return 0;
+	default:
+		return fail(l, yn, "unexpected YAML node");
+	}
+}
+
+/* mod_[a-z0-9_]+: the name is also the file name mod_NAME.so. */
+static int
+module_name_ok(const char *s)
+{
+	if (strncmp(s, "mod_", 4) != 0 || s[4] == '\0')
+		return 0;
+	for (s += 4; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+			return 0;
+	return 1;
+}
+
+/* Option names are not checked here: the module loader knows each
+ * module's options and reports with the lines kept in the tree. */
+static int
+key_modules(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	struct conf *c = l->c;
+	size_t n;
+
+	if (check_tag(l, val) < 0)
+		return -1;
+	if (val->type != YAML_MAPPING_NODE)
+		return fail(l, val, "'modules' expects a mapping");
+	if ((n = npairs(val)) > 0 && (c->modules = calloc(n, sizeof(*c->modules))) == NULL)
+		return fail(l, val, "out of memory");
+	for (yaml_node_pair_t *p = val->data.mapping.pairs.start;
+	    p < val->data.mapping.pairs.top; p++) {
+		yaml_node_t *kn = yaml_document_get_node(l->doc, p->key);
+		yaml_node_t *vn = yaml_document_get_node(l->doc, p->value);
+		struct conf_module *m;
+		const char *name;
+		char buf[80];
+
+		if ((name = key_name(l, kn, "a module name")) == NULL)
+			return -1;
+		if (!module_name_ok(name))
+			return fail(l, kn, "'%s' is not a module name: expected mod_ "
+			    "followed by lowercase letters, digits and '_'",
+			    shown(name, strlen(name), buf, sizeof(buf)));
+		for (size_t i = 0; i < c->nmodules; i++)
+			if (strcmp(c->modules[i].name, name) == 0)
+				return fail(l, kn, "module '%s' is listed twice (first "
+				    "on line %d)", name, c->modules[i].line);
+		m = &c->modules[c->nmodules++];
+		m->line = node_line(kn);
+		if ((m->name = strdup(name)) == NULL)
+			return fail(l, kn, "out of memory");
+		if (check_tag(l, vn) < 0)
+			return -1;
+		if (is_null(vn)) {
+			if ((m->opts = calloc(1, sizeof(*m->opts))) == NULL)
+				return fail(l, vn, "out of memory");
+			m->opts->type = CONF_NODE_MAP;
+			m->opts->line = m->line;
+			continue;
+		}
+		if (vn->type != YAML_MAPPING_NODE)
+			return fail(l, vn, "module '%s' expects a mapping of options "
+			    "(or nothing)", name);
+		if (build_node(l, vn, 0, &m->opts) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Access control                                                      */
+/* ------------------------------------------------------------------ */
+
+static const char *const acl_kind_names[] = {
+	[CONF_ACL_USER] = "user",
+	[CONF_ACL_SERVER] = "server",
+	[CONF_ACL_IP] = "ip",
+	[CONF_ACL_USER_REGEXP] = "user_regexp",
+	[CONF_ACL_SERVER_REGEXP] = "server_regexp",
+	[CONF_ACL_RESOURCE] = "resource",
+};
+
+/* "all" and "none" are built in, as acls and as access rules. */
+static int
+is_builtin(const char *name)
+{
+	return strcmp(name, "all") == 0 || strcmp(name, "none") == 0;
+}
+
+/*
+ * An address or network: "192.0.2.1", "192.0.2.0/24", "2001:db8::/32".
+ * IPv4 is kept in its IPv4-mapped IPv6 form (RFC 4291 2.5.5.2) so that one
+ * comparison serves both families; bits past the prefix are cleared.
+ * Returns 0, -1 if s is not an address, or -2 with *max_r set if the
+ * prefix is out of range.
+ */
+static int
+parse_network(const char *s, unsigned char addr[16], unsigned *prefix_r,
+    unsigned *max_r)
+{
+	char buf[INET6_ADDRSTRLEN + 1];
+	const char *slash = strchr(s, '/'), *end;
+	size_t alen = slash != NULL ? (size_t)(slash - s) : strlen(s);
+	unsigned long long plen;
+	struct in_addr a4;
+	unsigned max, off;
+
+	if (alen == 0 || alen >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, alen);
+	buf[alen] = '\0';
+	if (inet_pton(AF_INET6, buf, addr) == 1) {
+		max = 128;
+		off = 0;
+	} else if (inet_pton(AF_INET, buf, &a4) == 1) {
+		memset(addr, 0, 10);
+		addr[10] = addr[11] = 0xff;
+		memcpy(addr + 12, &a4, 4);
+		max = 32;
+		off = 96;
+	} else {
+		return -1;
+	}
+	plen = max;
+	if (slash != NULL &&
+	    (parse_ull(slash + 1, &plen, &end) < 0 || *end != '\0' || plen > max)) {
+		*max_r = max;
+		return -2;
+	}
+	*prefix_r = (unsigned)plen + off;
+	for (unsigned bit = *prefix_r; bit < 128; bit++)
+		addr[bit / 8] &= (unsigned char)~(0x80u >> (bit % 8));
+	return 0;
+}
+
+/* One value of an acl: e is a non-empty scalar. */
+static int
+parse_matcher(struct loader *l, enum conf_acl_kind kind, yaml_node_t *e,
+    struct conf_acl_matcher *m)
+{
+	size_t len;
+	const char *s = scalar_text(e, &len), *at;
+	char buf[80], ebuf[160], *node, *dom;
+	unsigned max;
+	regex_t *re;
+	int rc;
+
+	m->kind = kind;
+	m->line = node_line(e);
+	switch (kind) {
+	case CONF_ACL_USER:
+		/* nodeprep refuses '@' and '/', so a node ends at the first '@'. */
+		at = memchr(s, '@', len);
+		node = jid_nodeprep(s, at != NULL ? (size_t)(at - s) : len);
+		dom = at != NULL ? prep_domain(at + 1, len - (size_t)(at - s) - 1) : NULL;
+		if (node == NULL || (at != NULL && dom == NULL)) {
+			free(node);
+			free(dom);
+			return fail(l, e, "'%s' is not a user: expected node@domain, or "
+			    "a node alone for that user on every host",
+			    shown(s, len, buf, sizeof(buf)));
+		}
+		if (at == NULL) {
+			m->value = node;
+			return 0;
+		}
+		if (asprintf(&m->value, "%s@%s", node, dom) < 0)
+			m->value = NULL;
+		free(node);
+		free(dom);
+		break;
+	case CONF_ACL_SERVER:
+		if ((m->value = prep_domain(s, len)) == NULL)
+			return fail(l, e, "'%s' is not a valid domain name",
+			    shown(s, len, buf, sizeof(buf)));
+		return 0;
+	case CONF_ACL_RESOURCE:
+		if ((m->value = jid_resourceprep(s, len)) == NULL)
+			return fail(l, e, "'%s' is not a valid resource",
+			    shown(s, len, buf, sizeof(buf)));
+		return 0;
+	case CONF_ACL_IP:
+		rc = parse_network(s, m->addr, &m->prefix, &max);
+		if (rc == -1)
+			return fail(l, e, "'%s' is not an IP address or network, such "
+			    "as \"192.0.2.0/24\" or \"2001:db8::/32\"",
+			    shown(s, len, buf, sizeof(buf)));
+		if (rc == -2)
+			return fail(l, e, "'%s' has a bad prefix length: expected 0 to "
+			    "%u", shown(s, len, buf, sizeof(buf)), max);
+		m->value = strdup(s);
+		break;
+	case CONF_ACL_USER_REGEXP:
+	case CONF_ACL_SERVER_REGEXP:
+		if ((re = calloc(1, sizeof(*re))) == NULL)
+			return fail(l, e, "out of memory");
+		if ((rc = regcomp(re, s, REG_EXTENDED | REG_NOSUB)) != 0) {
+			regerror(rc, re, ebuf, sizeof(ebuf));
+			free(re);
+			return fail(l, e, "'%s' is not a valid regular expression: %s",
+			    shown(s, len, buf, sizeof(buf)), ebuf);
+		}
+		m->compiled = re;
+		m->value = strdup(s);
+		break;
+	}
+	if (m->value == NULL)
+		return fail(l, e, "out of memory");
+	return 0;
+}
+
+/* kind: a string or a list of strings, appended to a->m. */
+static int
+parse_acl_kind(struct loader *l, struct conf_acl *a, enum conf_acl_kind kind,
+    yaml_node_t *val)
+{
+	const char *kname = acl_kind_names[kind];
+	yaml_node_item_t one, *start, *top;
+	struct conf_acl_matcher *m;
+	size_t n;
+
+	if (check_tag(l, val) < 0)
+		return -1;
+	if (val->type == YAML_SCALAR_NODE) {
+		one = 0;        /* unused: val itself is the value */
+		start = &one;
+		top = start + 1;
+	} else if (val->type == YAML_SEQUENCE_NODE) {
+		start = val->data.sequence.items.start;
+		top = val->data.sequence.items.top;
+	} else {
+		return fail(l, val, "'%s' expects a string or a list of strings", kname);
+	}
+	n = (size_t)(top - start);
+	if (n == 0)
+		return 0;
+	if ((m = realloc(a->m, (a->n + n) * sizeof(*a->m))) == NULL)
+		return fail(l, val, "out of memory");
+	a->m = m;
+	memset(a->m + a->n, 0, n * sizeof(*a->m));
+	for (yaml_node_item_t *it = start; it < top; it++) {
+		yaml_node_t *e = val->type == YAML_SCALAR_NODE ? val :
+		    yaml_document_get_node(l->doc, *it);
+		size_t len;
+
+		if (check_tag(l, e) < 0)
+			return -1;
+		if (scalar_text(e, &len) == NULL || len == 0)
+			return fail(l, e, "'%s' expects a string or a list of strings",
+			    kname);
+		if (parse_matcher(l, kind, e, &a->m[a->n++]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+key_acl(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	struct conf *c = l->c;
+	size_t n;
+
+	if (check_tag(l, val) < 0)
+		return -1;
+	if (val->type != YAML_MAPPING_NODE)
+		return fail(l, val, "'acl' expects a mapping");
+	if ((n = npairs(val)) > 0 && (c->acls = calloc(n, sizeof(*c->acls))) == NULL)
+		return fail(l, val, "out of memory");
+	for (yaml_node_pair_t *p = val->data.mapping.pairs.start;
+	    p < val->data.mapping.pairs.top; p++) {
+		yaml_node_t *kn = yaml_document_get_node(l->doc, p->key);
+		yaml_node_t *vn = yaml_document_get_node(l->doc, p->value);
+		struct conf_acl *a;
+		const char *name;
+		char buf[80];
+
+		if ((name = key_name(l, kn, "an acl name")) == NULL)
+			return -1;
+		shown(name, strlen(name), buf, sizeof(buf));
+		if (is_builtin(name))
+			return fail(l, kn, "'%s' is a built-in acl and cannot be "
+			    "defined", name);
+		for (size_t i = 0; i < c->nacls; i++)
+			if (strcmp(c->acls[i].name, name) == 0)
+				return fail(l, kn, "acl '%s' is defined twice (first on "
+				    "line %d)", buf, c->acls[i].line);
+		a = &c->acls[c->nacls++];
+		a->line = node_line(kn);
+		if ((a->name = strdup(name)) == NULL)
+			return fail(l, kn, "out of memory");
+		if (check_tag(l, vn) < 0)
+			return -1;
+		if (vn->type != YAML_MAPPING_NODE)
+			return fail(l, vn, "acl '%s' expects a mapping of kinds to "
+			    "values, such as {user: \"admin@example.org\"}", buf);
+		for (yaml_node_pair_t *q = vn->data.mapping.pairs.start;
+		    q < vn->data.mapping.pairs.top; q++) {
+			yaml_node_t *kk = yaml_document_get_node(l->doc, q->key);
+			yaml_node_t *kv = yaml_document_get_node(l->doc, q->value);
+			const char *kind;
+			size_t i;
+			int first;
+
+			if ((kind = key_name(l, kk, "an acl kind")) == NULL)
+				return -1;
+			for (i = 0; i < NKEYS(acl_kind_names); i++)
+				if (strcmp(kind, acl_kind_names[i]) == 0)
+					break;
+			if (i == NKEYS(acl_kind_names))
+				return fail(l, kk, "unknown acl kind '%s': expected user, "
+				    "server, ip, user_regexp, server_regexp or resource",
+				    shown(kind, strlen(kind), buf, sizeof(buf)));
+			if ((first = earlier_key(l, vn, q, kind)) != 0)
+				return fail(l, kk, "'%s' is set twice (first on line %d)",
+				    kind, first);
+			if (parse_acl_kind(l, a, (enum conf_acl_kind)i, kv) < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* allow: ACL or deny: ACL, appended to rule r (the r-th access rule). */
+static int
+parse_rule_pair(struct loader *l, size_t r, yaml_node_t *kn, yaml_node_t *vn)
+{
+	struct conf_access_rule *ar = &l->c->access_rules[r];
+	struct acl_ref *refs;
+	const char *what, *acl;
+	size_t len;
+	char buf[80];
+	void *grown;
+	int allow;
+
+	if ((what = key_name(l, kn, "allow or deny")) == NULL)
+		return -1;
+	if (strcmp(what, "allow") == 0)
+		allow = 1;
+	else if (strcmp(what, "deny") == 0)
+		allow = 0;
+	else
+		return fail(l, kn, "unknown key '%s' in access rule '%s': expected "
+		    "allow or deny", shown(what, strlen(what), buf, sizeof(buf)),
+		    ar->name);
+	if (check_tag(l, vn) < 0)
+		return -1;
+	if ((acl = scalar_text(vn, &len)) == NULL || len == 0)
+		return fail(l, vn, "'%s' expects an acl name", what);
+
+	if ((grown = realloc(ar->r, (ar->n + 1) * sizeof(*ar->r))) == NULL)
+		return fail(l, vn, "out of memory");
+	ar->r = grown;
+	ar->r[ar->n].allow = allow;
+	if ((ar->r[ar->n].acl = strdup(acl)) == NULL)
+		return fail(l, vn, "out of memory");
+	ar->n++;
+	if ((refs = realloc(l->refs, (l->nrefs + 1) * sizeof(*l->refs))) == NULL)
+		return fail(l, vn, "out of memory");
+	l->refs = refs;
+	l->refs[l->nrefs++] = (struct acl_ref){ r, ar->n - 1, node_line(vn) };
+	return 0;
+}
+
+/* One {allow: ACL} or {deny: ACL} in the list of rule r. */
+static int
+parse_rule_entry(struct loader *l, size_t r, yaml_node_t *e)
+{
+	if (check_tag(l, e) < 0)
+		return -1;
+	if (e->type != YAML_MAPPING_NODE || npairs(e) != 1)
+		return fail(l, e, "access rule '%s' expects a list of entries, "
+		    "each {allow: ACL} or {deny: ACL}", l->c->access_rules[r].name);
+	return parse_rule_pair(l, r,
+	    yaml_document_get_node(l->doc, e->data.mapping.pairs.start->key),
+	    yaml_document_get_node(l->doc, e->data.mapping.pairs.start->value));
+}
+
+/*
+ * NAME: [{allow: ACL}, {deny: ACL}, ...], or the short form of ejabberd's
+ * own example file, NAME: {deny: ACL, allow: ACL}, read in file order (it
+ * can say allow and deny once each; the list can say anything). Acl names
+ * are checked in finish(), when every acl is known whatever the order of
+ * the sections.
+ */
+static int
+key_access_rules(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	struct conf *c = l->c;
+	size_t n;
+
+	if (check_tag(l, val) < 0)
+		return -1;
+	if (val->type != YAML_MAPPING_NODE)
+		return fail(l, val, "'access_rules' expects a mapping");
+	if ((n = npairs(val)) > 0 &&
+	    (c->access_rules = calloc(n, sizeof(*c->access_rules))) == NULL)
+		return fail(l, val, "out of memory");
+	for (yaml_node_pair_t *p = val->data.mapping.pairs.start;
+	    p < val->data.mapping.pairs.top; p++) {
+		yaml_node_t *kn = yaml_document_get_node(l->doc, p->key);
+		yaml_node_t *vn = yaml_document_get_node(l->doc, p->value);
+		struct conf_access_rule *ar;
+		const char *name;
+		char buf[80];
+		size_t r;
+
+		if ((name = key_name(l, kn, "an access rule name")) == NULL)
+			return -1;
+		shown(name, strlen(name), buf, sizeof(buf));
+		if (is_builtin(name))
+			return fail(l, kn, "'%s' is a built-in access rule and cannot "
+			    "be defined", name);
+		for (size_t i = 0; i < c->naccess_rules; i++)
+			if (strcmp(c->access_rules[i].name, name) == 0)
+				return fail(l, kn, "access rule '%s' is defined twice "
+				    "(first on line %d)", buf, c->access_rules[i].line);
+		r = c->naccess_rules++;
+		ar = &c->access_rules[r];
+		ar->line = node_line(kn);
+		if ((ar->name = strdup(name)) == NULL)
+			return fail(l, kn, "out of memory");
+		if (check_tag(l, vn) < 0)
+			return -1;
+		if (vn->type == YAML_MAPPING_NODE) {
+			for (yaml_node_pair_t *q = vn->data.mapping.pairs.start;
+			    q < vn->data.mapping.pairs.top; q++) {
+				yaml_node_t *qk = yaml_document_get_node(l->doc, q->key);
+				int first;
+
+				if (qk->type == YAML_SCALAR_NODE &&
+				    (first = earlier_key(l, vn, q,
+				    (const char *)qk->data.scalar.value)) != 0)
+					return fail(l, qk, "'%s' is set twice (first on "
+					    "line %d)", (const char *)qk->data.scalar.value,
+					    first);
+				if (parse_rule_pair(l, r, qk,
+				    yaml_document_get_node(l->doc, q->value)) < 0)
+					return -1;
+			}
+			if (npairs(vn) == 0)
+				return fail(l, vn, "access rule '%s' expects a list of "
+				    "entries, each {allow: ACL} or {deny: ACL}", buf);
+			continue;
+		}
+		if (vn->type != YAML_SEQUENCE_NODE)
+			return fail(l, vn, "access rule '%s' expects a list of "
+			    "entries, each {allow: ACL} or {deny: ACL}", buf);
+		for (yaml_node_item_t *it = vn->data.sequence.items.start;
+		    it < vn->data.sequence.items.top; it++)
+			if (parse_rule_entry(l, r, yaml_document_get_node(l->doc, *it)) < 0)
+				return -1;
+	}
+	return 0;
+}
+
+/* c2s_access, register_access: an access rule name, checked in finish(). */
+static int
+key_access(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	if (strcmp(k->name, "c2s_access") == 0)
+		l->line_c2s_access = node_line(val);
+	else
+		l->line_register_access = node_line(val);
+	return parse_string(l, k->name, val, FIELD(char *, base, k));
+}
+
+/*
+ * NAME: RATE (bytes per second) or NAME: {rate: RATE, burst_size: BYTES}.
+ * "none" is ejabberd's name for no shaper and is kept for that.
+ */
+static int
+key_shapers(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	struct conf *c = l->c;
+	size_t n;
+
+	if (check_tag(l, val) < 0)
+		return -1;
+	if (val->type != YAML_MAPPING_NODE)
+		return fail(l, val, "'shaper' expects a mapping");
+	if ((n = npairs(val)) > 0 && (c->shapers = calloc(n, sizeof(*c->shapers))) == NULL)
+		return fail(l, val, "out of memory");
+	for (yaml_node_pair_t *p = val->data.mapping.pairs.start;
+	    p < val->data.mapping.pairs.top; p++) {
+		yaml_node_t *kn = yaml_document_get_node(l->doc, p->key);
+		yaml_node_t *vn = yaml_document_get_node(l->doc, p->value);
+		int seen[NKEYS(shaper_keys)] = { 0 };
+		unsigned long long v;
+		struct conf_shaper *sh;
+		const char *name, *s, *end;
+		char buf[80];
+
+		if ((name = key_name(l, kn, "a shaper name")) == NULL)
+			return -1;
+		shown(name, strlen(name), buf, sizeof(buf));
+		if (strcmp(name, "none") == 0)
+			return fail(l, kn, "'none' is the built-in absence of a shaper "
+			    "and cannot be defined");
+		for (size_t i = 0; i < c->nshapers; i++)
+			if (strcmp(c->shapers[i].name, name) == 0)
+				return fail(l, kn, "shaper '%s' is defined twice (first "
+				    "on line %d)", buf, c->shapers[i].line);
+		sh = &c->shapers[c->nshapers++];
+		sh->line = node_line(kn);
+		if ((sh->name = strdup(name)) == NULL)
+			return fail(l, kn, "out of memory");
+		if (check_tag(l, vn) < 0)
+			return -1;
+		if (vn->type == YAML_MAPPING_NODE) {
+			if (parse_map(l, vn, shaper_keys, NKEYS(shaper_keys), sh, seen) < 0)
+				return -1;
+			if (!seen[SK_RATE])
+				return fail(l, vn, "shaper '%s' needs 'rate'", buf);
+			if (!seen[SK_BURST])
+				sh->burst = sh->rate;
+			continue;
+		}
+		s = plain_text(vn);
+		if (s == NULL || parse_ull(s, &v, &end) < 0 || *end != '\0' ||
+		    v < 1 || v > SHAPER_RATE_MAX)
+			return fail(l, vn, "shaper '%s' expects a rate in bytes per "
+			    "second from 1 to %llu, or {rate: N, burst_size: M}", buf,
+			    SHAPER_RATE_MAX);
+		sh->rate = sh->burst = v;
+	}
+	return 0;
+}
+
+/* Names used before their definition may have been read: checked last. */
+static int
+check_references(struct loader *l)
+{
+	struct conf *c = l->c;
+	char buf[80], rbuf[80];
+	size_t i, j;
+
+	for (i = 0; i < l->nrefs; i++) {
+		const struct conf_access_rule *ar = &c->access_rules[l->refs[i].rule];
+		const char *acl = ar->r[l->refs[i].entry].acl;
+
+		if (is_builtin(acl))
+			continue;
+		for (j = 0; j < c->nacls; j++)
+			if (strcmp(c->acls[j].name, acl) == 0)
+				break;
+		if (j == c->nacls)
+			return fail_at(l, l->refs[i].line, "access rule '%s' refers to "
+			    "undefined acl '%s'", shown(ar->name, strlen(ar->name),
+			    rbuf, sizeof(rbuf)), shown(acl, strlen(acl), buf, sizeof(buf)));
+	}
+	for (i = 0; i < 2; i++) {
+		const char *rule = i == 0 ? c->c2s_access : c->register_access;
+
+		if (rule == NULL || is_builtin(rule))
+			continue;
+		for (j = 0; j < c->naccess_rules; j++)
+			if (strcmp(c->access_rules[j].name, rule) == 0)
+				break;
+		if (j == c->naccess_rules)
+			return fail_at(l, i == 0 ? l->line_c2s_access :
+			    l->line_register_access, "'%s' refers to undefined "
+			    "access rule '%s'", i == 0 ? "c2s_access" : "register_access",
+			    shown(rule, strlen(rule), buf, sizeof(buf)));
+	}
+	for (i = 0; i < c->nlisten; i++) {
+		const struct conf_listen *li = &c->listen[i];
+
+		if (li->shaper == NULL || strcmp(li->shaper, "none") == 0)
+			continue;
+		for (j = 0; j < c->nshapers; j++)
+			if (strcmp(c->shapers[j].name, li->shaper) == 0)
+				break;
+		if (j == c->nshapers)
+			return fail_at(l, li->line, "listener on port %u refers to "
+			    "undefined shaper '%s'", li->port,
+			    shown(li->shaper, strlen(li->shaper), buf, sizeof(buf)));
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* Loading                                                             */
 /* ------------------------------------------------------------------ */
 
@@ -882,7 +1659,7 @@ finish(struct loader *l, yaml_node_t *root)
 			    "(%zu) of the listener on line %d",
 			    c->max_send_queue, li->max_stanza_size, li->line);
 	}
-	return 0;
+	return check_references(l);
 }
 
 /* Reads the whole file: libyaml reader errors give a byte offset. */
@@ -1053,6 +1830,7 @@ conf_load(const char *path, char *errbuf, size_t errlen)
 	yaml_document_delete(&extra);
 	yaml_document_delete(&doc);
 	yaml_parser_delete(&parser);
+	free(l.refs);
 	free(l.dir);
 	free(buf);
 	return c;
@@ -1064,6 +1842,7 @@ err:
 	if (parser_init)
 		yaml_parser_delete(&parser);
 	conf_free(c);
+	free(l.refs);
 	free(l.dir);
 	free(buf);
 	return NULL;
@@ -1076,7 +1855,7 @@ err:
 static void
 conf_free(struct conf *c)
 {
-	size_t i;
+	size_t i, j;
 
 	if (c == NULL)
 		return;
@@ -1098,6 +1877,38 @@ conf_free(struct conf *c)
 		free(c->listen[i].shaper);
 	}
 	free(c->listen);
+	free(c->module_dir);
+	for (i = 0; i < c->nmodules; i++) {
+		free(c->modules[i].name);
+		conf_node_free(c->modules[i].opts);
+	}
+	free(c->modules);
+	for (i = 0; i < c->nacls; i++) {
+		for (j = 0; j < c->acls[i].n; j++) {
+			struct conf_acl_matcher *m = &c->acls[i].m[j];
+
+			if (m->compiled != NULL) {
+				regfree(m->compiled);
+				free(m->compiled);
+			}
+			free(m->value);
+		}
+		free(c->acls[i].m);
+		free(c->acls[i].name);
+	}
+	free(c->acls);
+	for (i = 0; i < c->naccess_rules; i++) {
+		for (j = 0; j < c->access_rules[i].n; j++)
+			free(c->access_rules[i].r[j].acl);
+		free(c->access_rules[i].r);
+		free(c->access_rules[i].name);
+	}
+	free(c->access_rules);
+	for (i = 0; i < c->nshapers; i++)
+		free(c->shapers[i].name);
+	free(c->shapers);
+	free(c->c2s_access);
+	free(c->register_access);
 	free(c);
 }
 

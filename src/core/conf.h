@@ -27,6 +27,76 @@ struct conf_listen {
 	int line;                   /* where it was declared, for messages */
 };
 
+/*
+ * A YAML node kept as it was written, for the sections whose shape only
+ * their consumer knows (module options). Every node remembers its line so
+ * that the consumer's errors can say file:line.
+ */
+enum conf_node_type { CONF_NODE_SCALAR, CONF_NODE_SEQ, CONF_NODE_MAP };
+
+struct conf_node {
+	enum conf_node_type type;
+	int line;
+	char *scalar;               /* CONF_NODE_SCALAR */
+	size_t n;                   /* items (SEQ) or pairs (MAP) */
+	char **keys;                /* MAP: the keys, in file order */
+	struct conf_node **items;   /* SEQ items or MAP values */
+};
+
+/* modules: NAME: {options}, in file order. */
+struct conf_module {
+	char *name;                 /* "mod_ping" */
+	int line;
+	struct conf_node *opts;     /* a MAP (empty map if none given) */
+};
+
+/*
+ * Access control in the ejabberd style (doc/configuration.md, "Access
+ * control"). An acl is a named list of matchers; an access rule an ordered
+ * list of allow/deny over acl names ("all" and "none" are built in).
+ */
+enum conf_acl_kind {
+	CONF_ACL_USER,              /* "alice@example.org", or "alice" on any local host */
+	CONF_ACL_SERVER,            /* "example.org" */
+	CONF_ACL_IP,                /* "192.0.2.0/24", "2001:db8::/32", "127.0.0.1" */
+	CONF_ACL_USER_REGEXP,       /* POSIX ERE on the node, local hosts only */
+	CONF_ACL_SERVER_REGEXP,     /* POSIX ERE on the domain */
+	CONF_ACL_RESOURCE,          /* exact resource */
+};
+
+struct conf_acl_matcher {
+	enum conf_acl_kind kind;
+	char *value;                /* as written (prepared for user/server) */
+	void *compiled;             /* regex_t * for the regexp kinds */
+	unsigned char addr[16];     /* IP: network, IPv4 as IPv4-mapped IPv6 */
+	unsigned prefix;            /* IP: prefix length in the IPv6 form */
+	int line;
+};
+
+struct conf_acl {
+	char *name;
+	struct conf_acl_matcher *m;
+	size_t n;
+	int line;
+};
+
+struct conf_access_rule {
+	char *name;
+	struct {
+		int allow;              /* 1 allow, 0 deny */
+		char *acl;              /* an acl name, "all" or "none" */
+	} *r;
+	size_t n;
+	int line;
+};
+
+struct conf_shaper {
+	char *name;
+	uint64_t rate;              /* bytes per second */
+	uint64_t burst;             /* bucket size in bytes (default: rate) */
+	int line;
+};
+
 struct conf {
 	int refcount;               /* atomic; see conf_ref/conf_unref */
 	char *path;                 /* the file it was read from */
@@ -61,6 +131,20 @@ struct conf {
 	unsigned scram_iterations;         /* default 4096 */
 	int tls_min_version;               /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
 	int allow_plain;                   /* offer PLAIN (over TLS only); default 1 */
+
+	/* Modules (hooks/xmppd.h): loaded in this order, dependencies first. */
+	char *module_dir;                  /* default: XMPPD_MODULE_DIR */
+	struct conf_module *modules;
+	size_t nmodules;
+
+	struct conf_acl *acls;
+	size_t nacls;
+	struct conf_access_rule *access_rules;
+	size_t naccess_rules;
+	struct conf_shaper *shapers;
+	size_t nshapers;
+	char *c2s_access;                  /* access rule for logins; default "all" */
+	char *register_access;             /* for in-band registration (mod_register) */
 };
 
 /*

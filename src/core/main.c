@@ -27,6 +27,7 @@
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/main.h"
+#include "core/module.h"
 #include "core/worker.h"
 #include "ctl/ctl.h"
 #include "net/listener.h"
@@ -84,6 +85,9 @@ main_reload(char *errbuf, size_t errlen)
 		conf_unref(n);
 		return -1;
 	}
+	/* Modules follow the new file: added, removed, options changed. */
+	if (module_apply_conf(n, errbuf, errlen) < 0)
+		log_error("main", "reload: %s", errbuf);
 	old = conf_current();
 	if (old->nlisten != n->nlisten || (n->workers != 0 && old->workers != n->workers) ||
 	    strcmp(old->spool_dir, n->spool_dir) != 0)
@@ -302,6 +306,9 @@ main(int argc, char **argv)
 		fatal("cannot attach the listeners");
 	if (worker_start_all() < 0)
 		fatal("cannot start the workers");
+	/* All or nothing (the loader has unloaded what it loaded). */
+	if (module_load_all(c, errbuf, sizeof(errbuf)) < 0)
+		fatal("modules: %s", errbuf);
 
 	log_notice("main", "xmppd %s started: %u workers, %zu listeners, hosts:%s%s",
 	    PACKAGE_VERSION, n, c->nlisten, c->hosts[0], c->nhosts > 1 ? " ..." : "");
@@ -313,6 +320,8 @@ main(int argc, char **argv)
 	ctl_close();
 	c2s_shutdown_all();
 	worker_join_all();
+	/* Workers have stopped: nothing runs module code any more. */
+	module_unload_all();
 	listener_free_all();
 	c2s_free_all();
 	sm_free();

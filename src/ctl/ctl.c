@@ -24,6 +24,7 @@
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/main.h"
+#include "core/module.h"
 #include "core/worker.h"
 #include "ctl/ctl.h"
 #include "router/sm.h"
@@ -125,6 +126,12 @@ list_session(void *ud, const char *full, unsigned worker, const char *addr, int 
 	struct evbuffer *out = ud;
 
 	evbuffer_add_printf(out, "%s\t%u\t%s\t%d\n", full, worker, addr, priority);
+}
+
+static void
+list_module(void *ud, const char *name, const char *version, const char *path)
+{
+	evbuffer_add_printf(ud, "%s\t%s\t%s\n", name, version, path);
 }
 
 static int
@@ -238,6 +245,37 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 			evbuffer_add_printf(out, "kicked %s\n", j.full);
 		}
 		jid_free(&j);
+	} else if (strcmp(cmd, "module") == 0) {
+		const char *sub = argc > 1 ? argv[1] : "";
+		char errbuf[1024];
+		struct conf *c;
+		int rc;
+
+		if (strcmp(sub, "list") == 0 && argc == 2) {
+			reply_ok(out);
+			module_foreach(list_module, out);
+			return;
+		}
+		if (argc != 3 || (strcmp(sub, "load") != 0 && strcmp(sub, "unload") != 0 &&
+		    strcmp(sub, "reload") != 0)) {
+			reply_err(out, "usage: module list | module load|unload|reload NAME");
+			return;
+		}
+		/* Options come from the running configuration's 'modules'. */
+		c = conf_current();
+		if (strcmp(sub, "load") == 0)
+			rc = module_load_one(c, argv[2], errbuf, sizeof(errbuf));
+		else if (strcmp(sub, "unload") == 0)
+			rc = module_unload_one(argv[2], errbuf, sizeof(errbuf));
+		else
+			rc = module_reload_one(c, argv[2], errbuf, sizeof(errbuf));
+		conf_unref(c);
+		if (rc < 0) {
+			reply_err(out, "module %s %s: %s", sub, argv[2], errbuf);
+		} else {
+			reply_ok(out);
+			evbuffer_add_printf(out, "%sed %s\n", sub, argv[2]);
+		}
 	} else if (strcmp(cmd, "reload") == 0) {
 		char errbuf[1024];
 

@@ -33,6 +33,7 @@ static const struct {
 	{ "connected", 0, "", "list sessions: JID, worker, address, priority" },
 	{ "kick", 1, "JID", "close the session of a full JID, or all of a bare JID" },
 	{ "reload", 0, "", "reload the configuration and certificates" },
+	{ "module", -1, "list | load|unload|reload NAME", "list or change loaded modules" },
 	{ "stop", 0, "", "close every stream and stop the server" },
 };
 
@@ -197,7 +198,8 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (argc - optind - 1 != commands[i].nargs) {
+	if (commands[i].nargs >= 0 ? argc - optind - 1 != commands[i].nargs :
+	    argc - optind - 1 < 1 || argc - optind - 1 > 2) {
 		fprintf(stderr, "usage: xmppctl %s %s\n", commands[i].name, commands[i].args);
 		return 2;
 	}

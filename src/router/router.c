@@ -8,6 +8,7 @@
 
 #include "core/conf.h"
 #include "core/log.h"
+#include "core/module.h"
 #include "router/router.h"
 #include "router/sm.h"
 #include "xmpp/stanza.h"
@@ -23,9 +24,36 @@ static size_t niq_handlers;
 void
 router_route(xml_elem *st, const jid *from, const jid *to)
 {
-	struct conf *c = conf_current();
-	int local = conf_is_local_host(c, to->domain);
+	if (hooks_any(XMPPD_HOOK_FILTER_PACKET)) {
+		struct xmppd_packet_args pa = { xml_elem_ref(st), from, to, NULL };
+		enum xmppd_result r = hooks_run(XMPPD_HOOK_FILTER_PACKET, to->domain, &pa);
 
+		/* A filter may drop the stanza, or replace it (same
+		 * addressing) with a new one it holds a reference to. */
+		if (r != XMPPD_CONTINUE) {
+			xml_elem_unref(pa.stanza);
+			return;
+		}
+		if (pa.stanza != st) {
+			router_route_filtered(pa.stanza, from, to);
+			xml_elem_unref(pa.stanza);
+			return;
+		}
+		xml_elem_unref(pa.stanza);
+	}
+	router_route_filtered(st, from, to);
+}
+
+void
+router_route_filtered(xml_elem *st, const jid *from, const jid *to)
+{
+	struct conf *c;
+	int local;
+
+	if (module_service_route(st, from, to))
+		return;
+	c = conf_current();
+	local = conf_is_local_host(c, to->domain);
 	conf_unref(c);
 	if (local) {
 		sm_route(st, from, to);
@@ -87,6 +115,8 @@ router_iq_handle(xml_elem *iq, const jid *from, const jid *to)
 		router_bounce(iq, "bad-request", NULL);
 		return;
 	}
+	if (module_iq_dispatch(iq, from, to))
+		return;
 	ns = xml_elem_ns(payload);
 	for (size_t i = 0; ns != NULL && i < niq_handlers; i++)
 		if (strcmp(iq_handlers[i].ns, ns) == 0 && iq_handlers[i].fn(iq, from, to))

@@ -14,6 +14,8 @@
 #include "xmpp/jid.h"
 
 void router_route(xml_elem *st, const jid *from, const jid *to);
+/* The same after filter_packet has run. */
+void router_route_filtered(xml_elem *st, const jid *from, const jid *to);
 
 /* Answers st with an error of condition (RFC 6120 8.3), routed back to its
  * sender. Nothing is sent for errors and IQ results. */

@@ -12,6 +12,7 @@
 #include "auth/account.h"
 #include "c2s/c2s.h"
 #include "core/log.h"
+#include "core/module.h"
 #include "router/router.h"
 #include "router/sm.h"
 #include "xmpp/stanza.h"
@@ -451,9 +452,17 @@ route_bare(xml_elem *st, const jid *from, const jid *to, enum stanza_kind kind,
 		n = deliver_selected(st, to->bare, NULL, SEL_TOP, 0);
 		if (n > 0)
 			return;
-		/* No resource to take it: offline storage belongs to a
-		 * module (offline_message); without one, the sender learns
-		 * it was not delivered. */
+		/* No resource to take it (8.5.2.2.1): offline storage
+		 * belongs to a module (offline_message returns STOP once the
+		 * message is stored); without one, the sender learns it was
+		 * not delivered. */
+		if (hooks_any(XMPPD_HOOK_OFFLINE_MESSAGE)) {
+			struct xmppd_packet_args pa = { st, from, to, NULL };
+			enum xmppd_result r = hooks_run(XMPPD_HOOK_OFFLINE_MESSAGE, to->domain, &pa);
+
+			if (r != XMPPD_CONTINUE)
+				return;
+		}
 		router_bounce(st, "service-unavailable", NULL);
 		return;
 	case STANZA_PRESENCE:
@@ -555,4 +564,38 @@ sm_foreach(sm_foreach_fn fn, void *ud)
 				}
 		pthread_mutex_unlock(&s->lock);
 	}
+}
+
+size_t
+sm_send_to_resources(const jid *bare, const xml_elem *st, int available_only)
+{
+	uint64_t h = sm_hash(bare->bare);
+	struct sm_shard *s = shard_of(h);
+	struct sm_user *u;
+	struct {
+		struct sm_target t;
+		char full[3 * 1024 + 4];
+	} *v = NULL;
+	size_t n = 0;
+
+	pthread_mutex_lock(&s->lock);
+	u = user_find(s, h, bare->bare);
+	if (u != NULL && (v = calloc(u->nres, sizeof(*v))) != NULL)
+		for (size_t i = 0; i < u->nres; i++) {
+			if (available_only && !u->res[i].available)
+				continue;
+			v[n].t = (struct sm_target){ u->res[i].sid, u->res[i].worker };
+			snprintf(v[n].full, sizeof(v[n].full), "%s/%s", u->bare, u->res[i].resource);
+			n++;
+		}
+	pthread_mutex_unlock(&s->lock);
+	for (size_t i = 0; i < n; i++) {
+		xml_elem *c = xml_elem_copy(st);
+
+		xml_attr_set(c, "to", v[i].full);
+		c2s_deliver(v[i].t.worker, v[i].t.sid, c);
+		xml_elem_unref(c);
+	}
+	free(v);
+	return n;
 }

@@ -51,6 +51,10 @@ void sm_presence_to_own_resources(xml_elem *st, const jid *full, uint64_t sid, i
 size_t sm_find(const jid *j, struct sm_target *out, size_t max);
 size_t sm_session_count(void);
 
+/* A copy of st, 'to' set to each resource, to every session (or every
+ * available one) of bare. Returns how many. */
+size_t sm_send_to_resources(const jid *bare, const xml_elem *st, int available_only);
+
 typedef void (*sm_foreach_fn)(void *ud, const char *full, unsigned worker,
     const char *addr, int priority, int available);
 void sm_foreach(sm_foreach_fn fn, void *ud);

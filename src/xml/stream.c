@@ -568,10 +568,8 @@ expat_condition(enum XML_Error err)
  */
 
 /*
- * Expat >= 2.6 (and distributions' backports) may defer parsing a partial
- * token until more input arrives, and would then report events that end in
- * bytes an earlier feed already counted as consumed, which breaks restart
- * and stop positions. Weak, so that a library without it still links.
+ * Reparse deferral (expat 2.6, and backports such as Debian's 2.5) must be
+ * off, see the top of this file. Weak, so that a library without it links.
  */
 extern XML_Bool XML_SetReparseDeferralEnabled(XML_Parser, XML_Bool)
     __attribute__((weak));
@@ -695,7 +693,6 @@ xml_stream_stop(xml_stream *s)
 /* ------------------------------------------------------------------------
  * Feeding
  */
-
 
 /*
  * Advances the scanner over bytes that follow expat's partial token and
@@ -861,7 +858,10 @@ xml_stream_feed(xml_stream *s, const char *data, size_t len,
 		if ((nul = memchr(data + off, '\0', n)) != NULL)
 			n = nul - (data + off);
 
-		/* Hold back what cannot end the token expat holds (top). */
+		/*
+		 * Hold back what cannot end the token expat holds, while it
+		 * is shorter than that token (see the top of this file).
+		 */
 		partial = s->fed - s->seen;
 		ends = partial > 0 ? lex_scan(s, data + off, n) : 1;
 		if (n > 0 && !ends &&

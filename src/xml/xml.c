@@ -43,7 +43,7 @@ struct xml_attr {
 
 struct xml_tree;
 
-struct xml_elem {
+struct xmppd_elem {
 	struct xml_node node;		/* must stay first: nodes are cast */
 	struct xml_tree *tree;
 	xml_elem *parent;		/* NULL for the root */
@@ -60,7 +60,7 @@ struct xml_chunk {
 };
 
 struct xml_tree {
-	struct xml_elem root;		/* must stay first */
+	struct xmppd_elem root;		/* must stay first */
 	unsigned refs;
 	unsigned char lock;		/* xml_text's slow path only */
 	char *cur, *end;		/* free space of the current chunk */
@@ -570,16 +570,15 @@ copy_into(xml_elem *d, const xml_elem *s)
 	}
 }
 
-xml_elem *
-xml_elem_copy(const xml_elem *top)
+/* Fills d (already named like top) with top's attributes, text and
+ * children, in document order. */
+static void
+copy_tree(xml_elem *d, const xml_elem *top)
 {
-	struct xml_tree *t = tree_new(copy_size(top));
 	const xml_elem *e = top;
 	const struct xml_node *n;
 	const struct xml_text_node *tn;
-	xml_elem *d = &t->root;
 
-	elem_init(d, t, NULL, top->ns, top->name);
 	for (;;) {
 		copy_into(d, e);
 		n = e->first;
@@ -594,12 +593,32 @@ xml_elem_copy(const xml_elem *top)
 				break;
 			}
 			if (e == top)
-				return &t->root;
+				return;
 			n = e->node.next;
 			e = e->parent;
 			d = d->parent;
 		}
 	}
+}
+
+xml_elem *
+xml_elem_copy(const xml_elem *top)
+{
+	struct xml_tree *t = tree_new(copy_size(top));
+	xml_elem *d = &t->root;
+
+	elem_init(d, t, NULL, top->ns, top->name);
+	copy_tree(d, top);
+	return d;
+}
+
+xml_elem *
+xml_elem_append_copy(xml_elem *parent, const xml_elem *src)
+{
+	xml_elem *d = xml_elem_add_child(parent, src->ns, src->name);
+
+	copy_tree(d, src);
+	return d;
 }
 
 /* ------------------------------------------------------------------------

@@ -26,7 +26,7 @@
 
 struct evbuffer;
 
-typedef struct xml_elem xml_elem;
+typedef struct xmppd_elem xml_elem;
 
 /* Builder. xml_elem_new creates a root (refcount 1) with its own arena. */
 xml_elem *xml_elem_new(const char *ns, const char *name);
@@ -38,6 +38,9 @@ void xml_elem_add_text(xml_elem *parent, const char *text, size_t len);
 void xml_attr_set(xml_elem *e, const char *name, const char *value);
 /* Deep copy into a new root with refcount 1. */
 xml_elem *xml_elem_copy(const xml_elem *e);
+/* Appends a deep copy of src (from any tree) as the last child of parent;
+ * returns the copy. */
+xml_elem *xml_elem_append_copy(xml_elem *parent, const xml_elem *src);
 /* Removes (and forgets) a child element; its memory stays in the arena. */
 void xml_elem_remove_child(xml_elem *parent, xml_elem *child);
 

@@ -15,7 +15,7 @@
 /* RFC 7622 3.1: each part is 1 to 1023 bytes once prepared. */
 #define JID_PART_MAX 1023
 
-typedef struct jid {
+typedef struct xmppd_jid {
 	char *node;       /* NULL if none */
 	char *domain;     /* never NULL in a valid jid */
 	char *resource;   /* NULL if none */

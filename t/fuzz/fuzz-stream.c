@@ -4,11 +4,11 @@
  * The first byte says where to split the rest into two feeds. The same input
  * is also fed whole, and both runs must report the same events, except that
  * the split run may not have reported an error yet: input that cannot end
- * the token expat holds is held back, and an error in it waits for more
- * input. Every
- * element is serialized, its size checked, copied, and parsed back from its
- * serialization, which must be a fixed point. An element named <r/> restarts
- * the stream and <s/> stops it, to exercise the consumed-bytes accounting.
+ * the token expat holds is held back, and an error in it waits for more.
+ * Every element is serialized, its size checked, copied, and parsed back
+ * from its serialization, which must be a fixed point. An element named
+ * <r/> restarts the stream and <s/> stops it, to exercise the consumed-bytes
+ * accounting. Limits are small so that they are reached.
  */
 #include "config.h"
 
@@ -75,7 +75,7 @@ on_start(void *ud, const char *ns, const char **attrs)
 	log_str(r, "\n");
 }
 
-/* Parses s as the only stanza of a stream and returns its serialization. */
+/* Receives the one stanza check_fixed_point parses. */
 static void
 reparse_element(void *ud, xml_elem *e)
 {
@@ -93,6 +93,7 @@ reparse_error(void *ud, const char *cond, const char *text)
 	abort();
 }
 
+/* Parses s as the only stanza of a stream: it must serialize to itself. */
 static void
 check_fixed_point(const char *s, size_t len)
 {

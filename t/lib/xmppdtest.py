@@ -7,7 +7,7 @@ with
 
     /usr/bin/python3 t/integration/t0100-login.py
 
-or all of them with `prove -e /usr/bin/python3 t/integration/`.  (Always
+or all of them with `prove -e /usr/bin/python3 t/integration/*.py`.  (Always
 /usr/bin/python3: the harness uses Debian's python3-slixmpp.)
 
 Environment:
@@ -63,6 +63,8 @@ SANITIZER_PATTERNS = ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer',
 HERE = Path(__file__).resolve().parent
 TOP_SRCDIR = HERE.parent.parent
 TOP_BUILDDIR = Path(os.environ.get('top_builddir') or TOP_SRCDIR).resolve()
+# Where the modules built by make are (libtool puts them in .libs).
+MODULE_DIR = os.environ.get('XMPPD_TEST_MODULE_DIR') or str(TOP_BUILDDIR / 'modules' / '.libs')
 XMPPD = os.environ.get('XMPPD') or str(TOP_BUILDDIR / 'xmppd')
 XMPPCTL = os.environ.get('XMPPCTL') or str(TOP_BUILDDIR / 'xmppctl')
 TEST_NAME = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else 'test'
@@ -310,7 +312,9 @@ def to_yaml(d, indent=0):
     pad = ' ' * indent
     lines = []
     for k, v in d.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and not v:
+            lines.append('%s%s: {}' % (pad, k))
+        elif isinstance(v, dict):
             lines.append('%s%s:' % (pad, k))
             lines.append(to_yaml(v, indent + 2))
         elif isinstance(v, (list, tuple)) and any(isinstance(i, dict) for i in v):
@@ -387,7 +391,7 @@ class Server:
 
     def __init__(self, name=None, hosts=('xmppd.test',), workers=2,
                  extra_conf='', conf=None, c2s=None, tls_listener=None,
-                 start=True, key='ec'):
+                 start=True, key='ec', modules=None):
         self.name = name or TEST_NAME
         self.hosts = list(hosts)
         self.host = self.hosts[0]
@@ -418,6 +422,11 @@ class Server:
                  'starttls_required': True, 'max_stanza_size': 262144}
         tls_l = {'port': self.tls_port, 'ip': self.ip, 'module': 'c2s',
                  'tls': True}
+        if modules is not None:
+            # modules: {name: {options}}; loaded from the build tree
+            # (MODULE_DIR) unless the test says otherwise.
+            self.conf['module_dir'] = MODULE_DIR
+            self.conf['modules'] = modules
         c2s_l.update(c2s or {})
         tls_l.update(tls_listener or {})
         self.conf['listen'] = [c2s_l, tls_l]

@@ -299,7 +299,7 @@ test_all_keys(void **state)
 	    "  mod_roster: {}\n"
 	    "acl: {admin: {user: [\"admin@localhost\"]}}\n"
 	    "access_rules: {}\n"
-	    "shaper: {normal: 1000}\n");
+	    "shaper: {normal: 1000, c2s_shaper: 500}\n");
 	char *want;
 
 	assert_int_equal(c->nhosts, 2);

@@ -160,7 +160,7 @@ feed_piece(struct rec *r, const char *p, size_t n)
 		if (r->stopped)
 			break;
 		/* Short only after a restart, which consumes the element. */
-		assert_true(used > 0 || rounds == 0);
+		assert_true(used > 0);
 		p += used;
 		n -= used;
 		assert_true(++rounds < 100000);
@@ -484,6 +484,34 @@ test_hostile(void **state)
 		check_one_error(cases[i].name, &lim_small, cases[i].data,
 		    strlen(cases[i].data), cases[i].cond, 1);
 	}
+}
+
+/* NUL is not XML, and would let expat switch to UTF-16 (RFC 6120 11.6). */
+static void
+test_nul_and_utf16(void **state)
+{
+	static const char utf16le[] = "\xff\xfe<\0s\0:\0s\0";
+	static const char utf16be[] = "\0<\0s\0:\0s";
+	static const char bare16[] = "<\0s\0";
+	static const char nul[] = HEADER "<message><body>a\0b</body></message>";
+	static const char before[] = HEADER "<iq/><message>\0";
+	char *log;
+	int errors;
+
+	check_one_error("utf-16le", &lim_small, utf16le, sizeof(utf16le) - 1,
+	    "not-well-formed", 1);
+	check_one_error("utf-16be", &lim_small, utf16be, sizeof(utf16be) - 1,
+	    "not-well-formed", 1);
+	check_one_error("utf-16 no bom", &lim_small, bare16,
+	    sizeof(bare16) - 1, "not-well-formed", 1);
+	check_one_error("nul", &lim_small, nul, sizeof(nul) - 1,
+	    "not-well-formed", 1);
+	/* What precedes the NUL is still parsed. */
+	log = run_split(&lim_small, before, sizeof(before) - 1,
+	    sizeof(before) - 1, NULL, &errors);
+	assert_int_equal(errors, 1);
+	assert_non_null(strstr(log, "elem <iq/>\nerror not-well-formed\n"));
+	free(log);
 }
 
 static char *
@@ -970,6 +998,7 @@ main(void)
 		cmocka_unit_test(test_stanza_namespaces),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_stanza_size),
+		cmocka_unit_test(test_nul_and_utf16),
 		cmocka_unit_test(test_random_bytes),
 		cmocka_unit_test(test_after_error),
 		cmocka_unit_test(test_restart),

@@ -546,6 +546,35 @@ test_deep_tree(void **state)
 	xml_elem_unref(cp);
 }
 
+/* xml_elem_append_copy keeps attributes, namespaces and mixed content in
+ * document order, and the copy belongs to the new tree. */
+static void
+test_append_copy(void **state)
+{
+	xml_elem *src = xml_elem_new(NULL, "message");
+	xml_elem *body, *dst, *copy;
+	char *a, *b;
+
+	body = xml_elem_add_child(src, "http://www.w3.org/1999/xhtml", "body");
+	xml_attr_set(body, "xml:lang", "en");
+	xml_elem_add_text(body, "one ", 4);
+	(void)xml_elem_add_child(body, "http://www.w3.org/1999/xhtml", "br");
+	xml_elem_add_text(body, "two & <three>", 13);
+	dst = xml_elem_new(NULL, "wrapper");
+	copy = xml_elem_append_copy(dst, body);
+	assert_ptr_equal(xml_first_child(dst), copy);
+	xml_elem_unref(src);    /* the copy must not depend on the source */
+	a = xml_to_string(copy, "jabber:client", NULL);
+	b = xml_to_string(dst, "jabber:client", NULL);
+	assert_string_equal(a, "<body xmlns='http://www.w3.org/1999/xhtml' xml:lang='en'>"
+	    "one <br/>two &amp; &lt;three&gt;</body>");
+	assert_string_equal(b, "<wrapper><body xmlns='http://www.w3.org/1999/xhtml' "
+	    "xml:lang='en'>one <br/>two &amp; &lt;three&gt;</body></wrapper>");
+	free(a);
+	free(b);
+	xml_elem_unref(dst);
+}
+
 int
 main(void)
 {
@@ -562,6 +591,7 @@ main(void)
 		cmocka_unit_test(test_children),
 		cmocka_unit_test(test_big_tree),
 		cmocka_unit_test(test_deep_tree),
+		cmocka_unit_test(test_append_copy),
 	};
 
 	cmocka_set_message_output(CM_OUTPUT_TAP);

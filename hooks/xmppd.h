@@ -1,0 +1,475 @@
+/*
+ * xmppd.h - the module ABI of xmppd.
+ *
+ * This header is the whole interface a module may use: installed as
+ * <xmppd/xmppd.h>, found with `pkg-config --cflags xmppd`. Everything here
+ * is prefixed xmppd_; every type is opaque (no core struct layout is
+ * exposed), so the core can change without rebuilding modules as long as
+ * the ABI major does not change.
+ *
+ * Versioning: XMPPD_ABI_MAJOR changes when anything here changes in an
+ * incompatible way (a signature, a hook's argument struct, the meaning of a
+ * result). XMPPD_ABI_MINOR grows when something is added. The loader
+ * accepts a module built for the same major and a minor not newer than its
+ * own.
+ *
+ * Threads (doc/modules.md has the full rules):
+ *  - load, unload and reload run on the main thread, while workers run.
+ *  - Hooks, IQ handlers, service handlers and timers run on a worker: the
+ *    one that owns the entity being processed (a client session on the
+ *    worker of its connection; a service address on the worker its address
+ *    hashes to). Several workers run handlers of the same module at once:
+ *    module-wide state must be read-only after load, or per-worker, or in
+ *    the store, or guarded by the module.
+ *  - Functions marked "any thread" may be called from any thread; the
+ *    others only from the thread that is running the module's callback.
+ *
+ * Ownership: arguments are borrowed unless the name says take, and results
+ * are borrowed unless the function says "new" (then the caller owns one
+ * reference or must free it as documented). Elements (stanzas) are
+ * reference-counted and immutable once routed: copy one to change it.
+ */
+#ifndef XMPPD_H
+#define XMPPD_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define XMPPD_ABI_MAJOR 1
+#define XMPPD_ABI_MINOR 0
+
+#if defined(__GNUC__)
+#define XMPPD_API __attribute__((visibility("default")))
+#define XMPPD_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define XMPPD_API
+#define XMPPD_PRINTF(f, a)
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Opaque types                                                        */
+
+typedef struct xmppd_elem xmppd_elem;       /* an XML element (a stanza) */
+typedef struct xmppd_jid xmppd_jid;         /* a prepared JID */
+typedef struct xmppd_session xmppd_session; /* a bound client session */
+typedef struct xmppd_ctx xmppd_ctx;         /* a loaded module */
+typedef struct xmppd_txn xmppd_txn;         /* a store transaction */
+typedef struct xmppd_timer xmppd_timer;
+
+/* What a hook handler returns. Errors never travel through it: a handler
+ * that rejects a stanza bounces it (xmppd_bounce) and returns STOP. */
+enum xmppd_result {
+	XMPPD_CONTINUE = 0,     /* go on with the next handler */
+	XMPPD_STOP = 1,         /* handled: the stanza goes no further */
+	XMPPD_DROP = 2,         /* discard the stanza silently */
+};
+
+/* ------------------------------------------------------------------ */
+/* Module descriptor                                                   */
+
+enum xmppd_opt_type {
+	XMPPD_OPT_BOOL,         /* true / false */
+	XMPPD_OPT_INT,          /* an integer within [min, max] */
+	XMPPD_OPT_STRING,
+	XMPPD_OPT_STRING_LIST,  /* a YAML list of strings (or one string) */
+};
+
+/* One option a module accepts; a table of them ends with name NULL. The
+ * loader refuses options not in the table, or of the wrong type, with
+ * "xmppd.yml:LINE: ...", before load is called. */
+struct xmppd_option {
+	const char *name;
+	enum xmppd_opt_type type;
+	const char *default_value;  /* as it would be written in YAML; NULL = unset */
+	long min, max;              /* XMPPD_OPT_INT only */
+};
+
+struct xmppd_module {
+	unsigned abi_major;         /* XMPPD_ABI_MAJOR when built */
+	unsigned abi_minor;         /* XMPPD_ABI_MINOR when built */
+	const char *name;           /* "mod_example", the file is mod_example.so */
+	const char *version;
+	const char *const *depends; /* NULL-terminated module names, or NULL */
+	const struct xmppd_option *options;  /* or NULL */
+	/* Registers everything through ctx. 0, or -1 after logging why: the
+	 * core then removes whatever ctx registered (all or nothing). */
+	int (*load)(xmppd_ctx *ctx);
+	/* Called after every registration is removed and every worker has
+	 * passed a quiescent point: free module state. */
+	void (*unload)(xmppd_ctx *ctx);
+	/* Optional: options changed on a configuration reload. 0 or -1
+	 * (the module is then unloaded and loaded again). */
+	int (*reload)(xmppd_ctx *ctx);
+	void *spare[8];             /* zero: room to grow without a major bump */
+};
+
+/* Every module exports its descriptor under this symbol name:
+ *     XMPPD_MODULE_EXPORT const struct xmppd_module xmppd_module = {
+ *         XMPPD_ABI_MAJOR, XMPPD_ABI_MINOR, "mod_example", "1.0", ...
+ *     };
+ */
+#define XMPPD_MODULE_SYMBOL "xmppd_module"
+#define XMPPD_MODULE_EXPORT __attribute__((visibility("default")))
+
+/* The module's own pointer, kept in its context. */
+XMPPD_API void xmppd_set_data(xmppd_ctx *ctx, void *data);
+XMPPD_API void *xmppd_get_data(xmppd_ctx *ctx);
+XMPPD_API const char *xmppd_module_name(xmppd_ctx *ctx);
+
+/* Option values (validated by the loader, defaults applied). */
+XMPPD_API int xmppd_opt_bool(xmppd_ctx *ctx, const char *name);
+XMPPD_API long xmppd_opt_int(xmppd_ctx *ctx, const char *name);
+XMPPD_API const char *xmppd_opt_string(xmppd_ctx *ctx, const char *name);  /* NULL if unset */
+XMPPD_API size_t xmppd_opt_list_len(xmppd_ctx *ctx, const char *name);
+XMPPD_API const char *xmppd_opt_list_at(xmppd_ctx *ctx, const char *name, size_t i);
+
+/* ------------------------------------------------------------------ */
+/* Logging (any thread)                                                */
+
+enum xmppd_log_level {
+	XMPPD_LOG_ERROR, XMPPD_LOG_WARNING, XMPPD_LOG_NOTICE, XMPPD_LOG_INFO, XMPPD_LOG_DEBUG,
+};
+
+/* Lines are tagged with the module's name. */
+XMPPD_API void xmppd_log(xmppd_ctx *ctx, enum xmppd_log_level level, const char *fmt, ...)
+    XMPPD_PRINTF(3, 4);
+XMPPD_API int xmppd_log_enabled(enum xmppd_log_level level);
+
+/* ------------------------------------------------------------------ */
+/* Hooks                                                               */
+
+/*
+ * Hook ids, with the struct their handlers receive as args. doc/hooks.md
+ * says for each when it runs, on which thread, and what each result does.
+ * New hooks are added at the end (a minor bump); an id never changes.
+ */
+enum xmppd_hook {
+	XMPPD_HOOK_FILTER_PACKET = 0,      /* struct xmppd_packet_args */
+	XMPPD_HOOK_USER_SEND_PACKET,       /* struct xmppd_packet_args */
+	XMPPD_HOOK_USER_RECEIVE_PACKET,    /* struct xmppd_packet_args */
+	XMPPD_HOOK_C2S_STREAM_FEATURES,    /* struct xmppd_features_args (fold) */
+	XMPPD_HOOK_SM_SESSION_OPENED,      /* struct xmppd_session_args */
+	XMPPD_HOOK_SM_SESSION_CLOSED,      /* struct xmppd_session_args */
+	XMPPD_HOOK_OFFLINE_MESSAGE,        /* struct xmppd_packet_args */
+	XMPPD_HOOK_DISCO_INFO,             /* struct xmppd_disco_args (fold) */
+	XMPPD_HOOK_DISCO_ITEMS,            /* struct xmppd_disco_args (fold) */
+	XMPPD_HOOK_REGISTER_USER,          /* struct xmppd_user_args */
+	XMPPD_HOOK_REMOVE_USER,            /* struct xmppd_user_args */
+	XMPPD_HOOK_PRESENCE_IN,            /* struct xmppd_packet_args */
+	XMPPD_HOOK_PRESENCE_OUT,           /* struct xmppd_packet_args */
+	XMPPD_HOOK_ROSTER_GET,             /* struct xmppd_roster_args (fold) */
+	XMPPD_HOOK_ROSTER_IN_SUBSCRIPTION, /* struct xmppd_packet_args */
+	XMPPD_HOOK_ROSTER_OUT_SUBSCRIPTION,/* struct xmppd_packet_args */
+	XMPPD_HOOK_S2S_SEND_PACKET,        /* struct xmppd_packet_args */
+	XMPPD_HOOK_S2S_RECEIVE_PACKET,     /* struct xmppd_packet_args */
+	XMPPD_HOOK__COUNT
+};
+
+/* A stanza on its way. */
+struct xmppd_packet_args {
+	/* filter_packet only may replace it: store a new reference here
+	 * (the core drops the old one). Others must not change it. */
+	xmppd_elem *stanza;
+	const xmppd_jid *from;
+	const xmppd_jid *to;
+	/* The client session it comes from (user_send_packet,
+	 * presence_out) or goes to (user_receive_packet, presence_in);
+	 * NULL otherwise. */
+	xmppd_session *session;
+};
+
+/* c2s_stream_features: append children to features. */
+struct xmppd_features_args {
+	xmppd_elem *features;       /* the accumulator: <stream:features/> */
+	const char *host;
+	int tls;                    /* the stream is encrypted */
+	int authenticated;          /* after SASL */
+};
+
+struct xmppd_session_args {
+	xmppd_session *session;
+};
+
+/* disco_info / disco_items: append to query (<query xmlns='...#info'/>
+ * or '#items'). to is the entity asked about (the server, an account, a
+ * service); node is the disco node or NULL. */
+struct xmppd_disco_args {
+	xmppd_elem *query;
+	const xmppd_jid *from;
+	const xmppd_jid *to;
+	const char *node;
+};
+
+/* register_user / remove_user: node and host are prepared. */
+struct xmppd_user_args {
+	const char *node;
+	const char *host;
+};
+
+/* roster_get: append <item/> children to query for user. */
+struct xmppd_roster_args {
+	xmppd_elem *query;
+	const xmppd_jid *user;
+};
+
+typedef enum xmppd_result (*xmppd_hook_fn)(void *args, void *ud);
+
+/*
+ * Registers fn on hook for host (NULL: every host). Lower priority runs
+ * first (ejabberd's sequence numbers); bands in doc/hooks.md. 0 or -1.
+ */
+XMPPD_API int xmppd_hook_add(xmppd_ctx *ctx, enum xmppd_hook hook, const char *host,
+    int priority, xmppd_hook_fn fn, void *ud);
+/* Runs a hook (for modules that define events others fold into, e.g.
+ * mod_disco running disco_info). Returns the first non-CONTINUE result. */
+XMPPD_API enum xmppd_result xmppd_hook_run(enum xmppd_hook hook, const char *host, void *args);
+
+/* ------------------------------------------------------------------ */
+/* IQ handlers                                                         */
+
+enum {
+	XMPPD_IQ_GET = 1,
+	XMPPD_IQ_SET = 2,
+};
+
+enum {
+	XMPPD_IQ_SERVER = 1,        /* to the server's own JID (a host) */
+	XMPPD_IQ_ACCOUNT = 2,       /* to an account's bare JID (RFC 6121 8.5.2.1.3) */
+	/* On a client stream before authentication, once TLS is up (XEP-0077
+	 * registration). from is NULL, to is the host the stream is for; the
+	 * reply must be given during the call (no deferred replies) and goes
+	 * back on that stream. */
+	XMPPD_IQ_STREAM = 4,
+};
+
+/*
+ * Handles IQs of type get and/or set (types) whose payload is in ns, sent
+ * to host (NULL: any local host) and the scopes given. The handler answers
+ * with xmppd_iq_reply / xmppd_iq_error and returns STOP; it may also keep a
+ * reference to iq and answer later from any thread (a deferred reply). It
+ * returns CONTINUE to leave the IQ to the next handler; if nobody takes it
+ * the core answers service-unavailable (RFC 6120 8.4).
+ */
+typedef enum xmppd_result (*xmppd_iq_fn)(xmppd_elem *iq, const xmppd_jid *from,
+    const xmppd_jid *to, void *ud);
+XMPPD_API int xmppd_iq_register(xmppd_ctx *ctx, const char *host, const char *ns,
+    unsigned types, unsigned scopes, xmppd_iq_fn fn, void *ud);
+/* A result to iq carrying payload (taken; NULL for an empty result).
+ * Any thread. */
+XMPPD_API void xmppd_iq_reply(const xmppd_elem *iq, xmppd_elem *payload_take);
+/* An error reply (RFC 6120 8.3.3 condition). Any thread. */
+XMPPD_API void xmppd_iq_error(const xmppd_elem *iq, const char *condition, const char *text);
+/* During an XMPPD_IQ_STREAM handler: the client's address (for access rules
+ * and rate limits); NULL otherwise. */
+XMPPD_API const struct sockaddr *xmppd_iq_stream_addr(const xmppd_elem *iq);
+
+/* ------------------------------------------------------------------ */
+/* Service discovery, stream features, service domains                 */
+
+/* Features and identities of the server's own JID (mod_disco collects
+ * them), and features every account's bare JID has. */
+XMPPD_API int xmppd_disco_feature(xmppd_ctx *ctx, const char *ns);
+XMPPD_API int xmppd_disco_account_feature(xmppd_ctx *ctx, const char *ns);
+XMPPD_API int xmppd_disco_identity(xmppd_ctx *ctx, const char *category, const char *type,
+    const char *name);
+/* Iterators for whoever answers disco#info (any thread). */
+XMPPD_API void xmppd_disco_foreach_feature(int account, void (*fn)(const char *ns, void *ud),
+    void *ud);
+XMPPD_API void xmppd_disco_foreach_identity(void (*fn)(const char *category,
+    const char *type, const char *name, void *ud), void *ud);
+
+/* A stream feature offered to clients: el is copied into the features
+ * after authentication (authenticated = 1) or before it (0). */
+XMPPD_API int xmppd_stream_feature(xmppd_ctx *ctx, const xmppd_elem *el, int authenticated);
+
+/*
+ * Claims a domain (e.g. "conference.example.org"): every stanza routed to
+ * it goes to fn, on the worker its 'to' bare JID hashes to, so that one
+ * entity's stanzas are handled in order on one thread.
+ */
+typedef void (*xmppd_service_fn)(xmppd_elem *stanza, const xmppd_jid *from,
+    const xmppd_jid *to, void *ud);
+XMPPD_API int xmppd_service_register(xmppd_ctx *ctx, const char *domain,
+    xmppd_service_fn fn, void *ud);
+/* Service domains registered (for disco#items); any thread. */
+XMPPD_API void xmppd_service_foreach(void (*fn)(const char *domain, void *ud), void *ud);
+
+/* ------------------------------------------------------------------ */
+/* Routing (any thread)                                                */
+
+/* Routes stanza by its 'to' (RFC 6120 10); 'from' must be set. The core
+ * takes its own reference. */
+XMPPD_API void xmppd_route(xmppd_elem *stanza);
+/* Answers stanza with an error of condition to its sender (nothing for an
+ * error or an IQ result). */
+XMPPD_API void xmppd_bounce(const xmppd_elem *stanza, const char *condition, const char *text);
+/* Sends a copy of stanza, 'to' set to each resource, to every session of
+ * bare (available ones only if available_only). Returns how many. */
+XMPPD_API size_t xmppd_send_to_resources(const xmppd_jid *bare, const xmppd_elem *stanza,
+    int available_only);
+XMPPD_API int xmppd_is_local_host(const char *domain);
+
+/* ------------------------------------------------------------------ */
+/* Sessions (the session's worker, during a callback that handed it)   */
+
+XMPPD_API const xmppd_jid *xmppd_session_jid(xmppd_session *s);
+XMPPD_API int xmppd_session_available(xmppd_session *s);
+XMPPD_API int xmppd_session_priority(xmppd_session *s);
+XMPPD_API const struct sockaddr *xmppd_session_addr(xmppd_session *s);
+/* Milliseconds since the client last sent anything. */
+XMPPD_API uint64_t xmppd_session_idle_ms(xmppd_session *s);
+/* Writes stanza to this client directly (no routing, no hooks). */
+XMPPD_API void xmppd_session_send(xmppd_session *s, const xmppd_elem *stanza);
+/* Ends the stream with a stream error (RFC 6120 4.9.3 condition). */
+XMPPD_API void xmppd_session_close(xmppd_session *s, const char *condition, const char *text);
+
+/* Per-session data slots (Dovecot's MODULE_CONTEXT): a module allocates a
+ * slot at load and hangs its data on sessions; free_fn runs when the
+ * session ends or the module unloads. */
+XMPPD_API int xmppd_session_slot(xmppd_ctx *ctx);
+XMPPD_API void *xmppd_session_get(xmppd_session *s, int slot);
+XMPPD_API void xmppd_session_set(xmppd_session *s, int slot, void *data,
+    void (*free_fn)(void *data));
+/* Calls fn for every session of the calling worker. */
+XMPPD_API void xmppd_session_foreach_local(void (*fn)(xmppd_session *s, void *ud), void *ud);
+
+/* ------------------------------------------------------------------ */
+/* Timers (Redis style: the callback returns its next delay)           */
+
+/* Returns the delay in ms until the next run, or 0 to stop. */
+typedef uint64_t (*xmppd_timer_fn)(void *ud);
+/* A timer on the calling worker (on worker 0 when called from load). */
+XMPPD_API xmppd_timer *xmppd_timer_add(xmppd_ctx *ctx, uint64_t delay_ms, xmppd_timer_fn fn,
+    void *ud);
+/* One timer on every worker (e.g. a sweep over xmppd_session_foreach_local). */
+XMPPD_API int xmppd_timer_add_every_worker(xmppd_ctx *ctx, uint64_t delay_ms,
+    xmppd_timer_fn fn, void *ud);
+/* Cancels a timer (on its worker). Timers left are removed on unload. */
+XMPPD_API void xmppd_timer_del(xmppd_timer *t);
+/* Milliseconds of a monotonic clock. */
+XMPPD_API uint64_t xmppd_now_ms(void);
+
+/* ------------------------------------------------------------------ */
+/* Store (any thread; LMDB underneath, but no LMDB types here)         */
+
+/* Tables are named; use your module's name or a prefix of it. A write
+ * transaction is durable once xmppd_store_commit returns 0. */
+XMPPD_API xmppd_txn *xmppd_store_begin(int write);
+XMPPD_API int xmppd_store_commit(xmppd_txn *txn);   /* 0 or -1; frees txn */
+XMPPD_API void xmppd_store_abort(xmppd_txn *txn);   /* frees txn; NULL ok */
+/* 0 and the value (valid until the transaction ends), 1 absent, -1 error. */
+XMPPD_API int xmppd_store_get(xmppd_txn *txn, const char *table, const void *key, size_t klen,
+    const void **val_r, size_t *vlen_r);
+XMPPD_API int xmppd_store_put(xmppd_txn *txn, const char *table, const void *key, size_t klen,
+    const void *val, size_t vlen);
+/* 0 deleted, 1 absent, -1 error. */
+XMPPD_API int xmppd_store_del(xmppd_txn *txn, const char *table, const void *key, size_t klen);
+/* Every key starting with prefix, in order, until fn returns non-zero
+ * (returned). 0 at the end, -1 on error. fn must not write the table. */
+typedef int (*xmppd_scan_fn)(void *ud, const void *key, size_t klen, const void *val,
+    size_t vlen);
+XMPPD_API int xmppd_store_scan(xmppd_txn *txn, const char *table, const void *prefix,
+    size_t plen, xmppd_scan_fn fn, void *ud);
+XMPPD_API long xmppd_store_del_prefix(xmppd_txn *txn, const char *table, const void *prefix,
+    size_t plen);
+/* Builds a key from strings, each followed by a NUL byte (unambiguous),
+ * into buf. Returns the length, or 0 if it does not fit (LMDB keys are at
+ * most 511 bytes). The list ends with NULL. */
+XMPPD_API size_t xmppd_store_key(char *buf, size_t size, ...);
+
+/* ------------------------------------------------------------------ */
+/* Accounts (any thread; node and host prepared)                       */
+
+XMPPD_API int xmppd_user_exists(const char *node, const char *host);
+/* Create / remove run register_user / remove_user. 0 or -1 with *error_r
+ * ("exists", "not found", ...). */
+XMPPD_API int xmppd_user_create(const char *node, const char *host, const char *password,
+    const char **error_r);
+XMPPD_API int xmppd_user_set_password(const char *node, const char *host,
+    const char *password, const char **error_r);
+XMPPD_API int xmppd_user_remove(const char *node, const char *host, const char **error_r);
+/* 1 right, 0 wrong or no account. */
+XMPPD_API int xmppd_user_check_password(const char *node, const char *host,
+    const char *password);
+
+/* Access rules of the configuration (doc/configuration.md): 1 allow, 0 deny.
+ * user and addr may be NULL. */
+XMPPD_API int xmppd_access_check(const char *rule, const xmppd_jid *user,
+    const struct sockaddr *addr);
+
+/* ------------------------------------------------------------------ */
+/* Elements (any thread for a tree the caller owns)                    */
+
+/* A new tree (one reference). ns NULL = the stream's content namespace
+ * (jabber:client / jabber:server), which stanzas and their plain children
+ * (<body/>, <error/> ...) use. */
+XMPPD_API xmppd_elem *xmppd_elem_new(const char *ns, const char *name);
+XMPPD_API xmppd_elem *xmppd_elem_add_child(xmppd_elem *parent, const char *ns, const char *name);
+XMPPD_API void xmppd_elem_add_text(xmppd_elem *parent, const char *text, size_t len);
+/* value NULL removes the attribute. "xml:lang" for the XML namespace. */
+XMPPD_API void xmppd_elem_set_attr(xmppd_elem *e, const char *name, const char *value);
+/* Adds a deep copy of child (from any tree) at the end of parent. */
+XMPPD_API void xmppd_elem_append_copy(xmppd_elem *parent, const xmppd_elem *child);
+XMPPD_API void xmppd_elem_remove_child(xmppd_elem *parent, xmppd_elem *child);
+XMPPD_API xmppd_elem *xmppd_elem_copy(const xmppd_elem *e);     /* new */
+XMPPD_API xmppd_elem *xmppd_elem_ref(xmppd_elem *root);
+XMPPD_API void xmppd_elem_unref(xmppd_elem *root);               /* NULL ok */
+
+XMPPD_API const char *xmppd_elem_name(const xmppd_elem *e);
+XMPPD_API const char *xmppd_elem_ns(const xmppd_elem *e);       /* NULL = content ns */
+XMPPD_API const char *xmppd_elem_attr(const xmppd_elem *e, const char *name);
+XMPPD_API xmppd_elem *xmppd_elem_child(const xmppd_elem *e, const char *ns, const char *name);
+XMPPD_API xmppd_elem *xmppd_elem_first_child(const xmppd_elem *e);
+XMPPD_API xmppd_elem *xmppd_elem_next_sibling(const xmppd_elem *e);
+XMPPD_API const char *xmppd_elem_text(xmppd_elem *e);           /* "" if none */
+XMPPD_API const char *xmppd_elem_child_text(xmppd_elem *e, const char *ns, const char *name);
+
+/* Serializes (content namespace written as jabber:client) into a
+ * malloc'd string the caller frees with free(). */
+XMPPD_API char *xmppd_elem_to_string(const xmppd_elem *e, size_t *len_r);
+/* Parses one element from text (as written by xmppd_elem_to_string; for
+ * what a module stored). New tree, or NULL if it is not well-formed. */
+XMPPD_API xmppd_elem *xmppd_elem_parse(const char *text, size_t len);
+
+/* Stanzas. */
+/* A new error reply to st (RFC 6120 8.3): NULL for an error or IQ result. */
+XMPPD_API xmppd_elem *xmppd_stanza_error(const xmppd_elem *st, const char *condition,
+    const char *text);
+/* "message", "presence", "iq" or NULL; the type with RFC defaults. */
+XMPPD_API const char *xmppd_stanza_kind(const xmppd_elem *st);
+XMPPD_API const char *xmppd_stanza_type(const xmppd_elem *st);
+
+/* ------------------------------------------------------------------ */
+/* JIDs (any thread)                                                   */
+
+/* New prepared JID, or NULL if invalid; free with xmppd_jid_free. */
+XMPPD_API xmppd_jid *xmppd_jid_parse(const char *s);
+XMPPD_API xmppd_jid *xmppd_jid_make(const char *node, const char *domain, const char *resource);
+XMPPD_API xmppd_jid *xmppd_jid_copy(const xmppd_jid *j);
+XMPPD_API void xmppd_jid_free(xmppd_jid *j);                   /* NULL ok */
+XMPPD_API const char *xmppd_jid_node(const xmppd_jid *j);      /* NULL if none */
+XMPPD_API const char *xmppd_jid_domain(const xmppd_jid *j);
+XMPPD_API const char *xmppd_jid_resource(const xmppd_jid *j);  /* NULL if none */
+XMPPD_API const char *xmppd_jid_bare(const xmppd_jid *j);
+XMPPD_API const char *xmppd_jid_full(const xmppd_jid *j);
+/* malloc'd prepared node, or NULL if invalid. */
+XMPPD_API char *xmppd_nodeprep(const char *s);
+
+/* ------------------------------------------------------------------ */
+/* The server                                                          */
+
+XMPPD_API const char *xmppd_version(void);
+/* Unix time the server started. */
+XMPPD_API int64_t xmppd_start_time(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * acl.h - access control lists, access rules and shapers, as configured
+ * (conf.h: acl, access_rules, shaper; doc/configuration.md).
+ *
+ * All functions read an immutable struct conf and are safe from any thread.
+ */
+#ifndef XMPPD_ACL_H
+#define XMPPD_ACL_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/conf.h"
+#include "xmpp/jid.h"
+
+/* 1 if the acl called name matches the user (may be NULL when only an
+ * address is known) or the address (may be NULL); 0 if not or no such acl.
+ * "all" matches everything, "none" nothing. */
+int acl_match(const struct conf *c, const char *name, const jid *user,
+    const struct sockaddr *addr);
+
+/*
+ * Evaluates the access rule called rule: its entries in order, the first
+ * whose acl matches decides. Returns 1 (allow) or 0 (deny). No entry
+ * matching denies. The rules "all" (allow everyone) and "none" (deny
+ * everyone) exist without being configured; an unknown rule denies. A NULL
+ * rule (c2s_access or register_access not set) allows.
+ */
+int access_check(const struct conf *c, const char *rule, const jid *user,
+    const struct sockaddr *addr);
+
+/* Finds the named shaper; NULL if none (unlimited). */
+const struct conf_shaper *shaper_find(const struct conf *c, const char *name);
+/* A connection's shaper is libevent's bufferevent rate limit built from the
+ * rate and burst (c2s.c); no token bucket is written here. */
+
+#endif

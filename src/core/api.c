@@ -1,0 +1,534 @@
+/*
+ * api.c - the functions of hooks/xmppd.h that wrap core units: elements,
+ * JIDs, routing, sessions' neighbours, store, accounts, access.
+ *
+ * xmppd_elem is the core's element type and xmppd_jid the core's jid (the
+ * public header only names them), so these are thin.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "auth/account.h"
+#include "c2s/c2s.h"
+#include "core/acl.h"
+#include "core/conf.h"
+#include "core/main.h"
+#include "core/module.h"
+#include "router/router.h"
+#include "router/sm.h"
+#include "store/store.h"
+#include "xml/stream.h"
+#include "xml/xml.h"
+#include "xmpp/jid.h"
+#include "xmpp/ns.h"
+#include "xmpp/stanza.h"
+
+/* ---------------------------------------------------------------- */
+/* Elements.                                                          */
+
+XMPPD_API xmppd_elem *
+xmppd_elem_new(const char *ns, const char *name)
+{
+	return xml_elem_new(ns, name);
+}
+
+XMPPD_API xmppd_elem *
+xmppd_elem_add_child(xmppd_elem *parent, const char *ns, const char *name)
+{
+	return xml_elem_add_child(parent, ns, name);
+}
+
+XMPPD_API void
+xmppd_elem_add_text(xmppd_elem *parent, const char *text, size_t len)
+{
+	xml_elem_add_text(parent, text, len);
+}
+
+XMPPD_API void
+xmppd_elem_set_attr(xmppd_elem *e, const char *name, const char *value)
+{
+	xml_attr_set(e, name, value);
+}
+
+XMPPD_API void
+xmppd_elem_append_copy(xmppd_elem *parent, const xmppd_elem *child)
+{
+	(void)xml_elem_append_copy(parent, child);
+}
+
+XMPPD_API void
+xmppd_elem_remove_child(xmppd_elem *parent, xmppd_elem *child)
+{
+	xml_elem_remove_child(parent, child);
+}
+
+XMPPD_API xmppd_elem *
+xmppd_elem_copy(const xmppd_elem *e)
+{
+	return xml_elem_copy(e);
+}
+
+XMPPD_API xmppd_elem *
+xmppd_elem_ref(xmppd_elem *root)
+{
+	return xml_elem_ref(root);
+}
+
+XMPPD_API void
+xmppd_elem_unref(xmppd_elem *root)
+{
+	xml_elem_unref(root);
+}
+
+XMPPD_API const char *
+xmppd_elem_name(const xmppd_elem *e)
+{
+	return xml_elem_name(e);
+}
+
+XMPPD_API const char *
+xmppd_elem_ns(const xmppd_elem *e)
+{
+	return xml_elem_ns(e);
+}
+
+XMPPD_API const char *
+xmppd_elem_attr(const xmppd_elem *e, const char *name)
+{
+	return xml_attr_get(e, name);
+}
+
+XMPPD_API xmppd_elem *
+xmppd_elem_child(const xmppd_elem *e, const char *ns, const char *name)
+{
+	return xml_child(e, ns, name);
+}
+
+XMPPD_API xmppd_elem *
+xmppd_elem_first_child(const xmppd_elem *e)
+{
+	return xml_first_child(e);
+}
+
+XMPPD_API xmppd_elem *
+xmppd_elem_next_sibling(const xmppd_elem *e)
+{
+	return xml_next_sibling(e);
+}
+
+XMPPD_API const char *
+xmppd_elem_text(xmppd_elem *e)
+{
+	return xml_text(e);
+}
+
+XMPPD_API const char *
+xmppd_elem_child_text(xmppd_elem *e, const char *ns, const char *name)
+{
+	return xml_child_text(e, ns, name);
+}
+
+XMPPD_API char *
+xmppd_elem_to_string(const xmppd_elem *e, size_t *len_r)
+{
+	return xml_to_string(e, NS_CLIENT, len_r);
+}
+
+struct parse_state {
+	xml_elem *got;
+	int bad;
+};
+
+static void
+parse_start(void *ud, const char *ns, const char **attrs)
+{
+}
+
+static void
+parse_elem(void *ud, xml_elem *e)
+{
+	struct parse_state *p = ud;
+
+	if (p->got == NULL)
+		p->got = e;
+	else
+		xml_elem_unref(e);
+}
+
+static void
+parse_end(void *ud)
+{
+}
+
+static void
+parse_error(void *ud, const char *cond, const char *text)
+{
+	((struct parse_state *)ud)->bad = 1;
+}
+
+XMPPD_API xmppd_elem *
+xmppd_elem_parse(const char *text, size_t len)
+{
+	static const struct xml_stream_cb cb = { parse_start, parse_elem, parse_end, parse_error };
+	/* The stream parser is the one place that turns bytes into trees
+	 * (with its limits); wrap the element in a stream to use it. */
+	static const char head[] = "<stream:stream xmlns='" NS_CLIENT "' xmlns:stream='"
+	    XML_NS_STREAM "'>";
+	struct xml_stream_limits lim = { len + 1024, 64, 256 };
+	struct parse_state p = { NULL, 0 };
+	xml_stream *xs = xml_stream_new(&cb, &p, &lim);
+	size_t used;
+
+	if (xs == NULL)
+		return NULL;
+	if (xml_stream_feed(xs, head, sizeof(head) - 1, &used) < 0 ||
+	    xml_stream_feed(xs, text, len, &used) < 0)
+		p.bad = 1;
+	xml_stream_free(&xs);
+	if (p.bad) {
+		xml_elem_unref(p.got);
+		return NULL;
+	}
+	return p.got;
+}
+
+XMPPD_API xmppd_elem *
+xmppd_stanza_error(const xmppd_elem *st, const char *condition, const char *text)
+{
+	return stanza_error_reply(st, condition, text);
+}
+
+XMPPD_API const char *
+xmppd_stanza_kind(const xmppd_elem *st)
+{
+	switch (stanza_kind(st)) {
+	case STANZA_MESSAGE:
+		return "message";
+	case STANZA_PRESENCE:
+		return "presence";
+	case STANZA_IQ:
+		return "iq";
+	default:
+		return NULL;
+	}
+}
+
+XMPPD_API const char *
+xmppd_stanza_type(const xmppd_elem *st)
+{
+	return stanza_type(st);
+}
+
+/* ---------------------------------------------------------------- */
+/* JIDs.                                                              */
+
+static xmppd_jid *
+jid_box(jid *tmp, int rc)
+{
+	jid *j;
+
+	if (rc < 0 || (j = malloc(sizeof(*j))) == NULL) {
+		if (rc == 0)
+			jid_free(tmp);
+		return NULL;
+	}
+	*j = *tmp;
+	return j;
+}
+
+XMPPD_API xmppd_jid *
+xmppd_jid_parse(const char *s)
+{
+	const char *e;
+	jid t;
+
+	if (s == NULL)
+		return NULL;
+	return jid_box(&t, jid_parse(&t, s, strlen(s), &e));
+}
+
+XMPPD_API xmppd_jid *
+xmppd_jid_make(const char *node, const char *domain, const char *resource)
+{
+	const char *e;
+	jid t;
+
+	return jid_box(&t, jid_make(&t, node, domain, resource, &e));
+}
+
+XMPPD_API xmppd_jid *
+xmppd_jid_copy(const xmppd_jid *src)
+{
+	jid t;
+
+	return jid_box(&t, jid_copy(&t, src));
+}
+
+XMPPD_API void
+xmppd_jid_free(xmppd_jid *j)
+{
+	if (j == NULL)
+		return;
+	jid_free(j);
+	free(j);
+}
+
+XMPPD_API const char *xmppd_jid_node(const xmppd_jid *j) { return j->node; }
+XMPPD_API const char *xmppd_jid_domain(const xmppd_jid *j) { return j->domain; }
+XMPPD_API const char *xmppd_jid_resource(const xmppd_jid *j) { return j->resource; }
+XMPPD_API const char *xmppd_jid_bare(const xmppd_jid *j) { return j->bare; }
+XMPPD_API const char *xmppd_jid_full(const xmppd_jid *j) { return j->full; }
+
+XMPPD_API char *
+xmppd_nodeprep(const char *s)
+{
+	return s != NULL ? jid_nodeprep(s, strlen(s)) : NULL;
+}
+
+/* ---------------------------------------------------------------- */
+/* Routing.                                                           */
+
+XMPPD_API void
+xmppd_route(xmppd_elem *st)
+{
+	const char *to = xml_attr_get(st, "to"), *from = xml_attr_get(st, "from"), *e;
+	jid jto, jfrom;
+
+	if (to == NULL || jid_parse(&jto, to, strlen(to), &e) < 0)
+		return;
+	if (from == NULL || jid_parse(&jfrom, from, strlen(from), &e) < 0)
+		memset(&jfrom, 0, sizeof(jfrom));
+	router_route(st, &jfrom, &jto);
+	jid_free(&jto);
+	jid_free(&jfrom);
+}
+
+XMPPD_API void
+xmppd_bounce(const xmppd_elem *st, const char *condition, const char *text)
+{
+	router_bounce((xml_elem *)st, condition, text);
+}
+
+XMPPD_API void
+xmppd_iq_reply(const xmppd_elem *iq, xmppd_elem *payload)
+{
+	xml_elem *r = stanza_iq_result(iq);
+
+	if (payload != NULL) {
+		xmppd_elem_append_copy(r, payload);
+		xml_elem_unref(payload);
+	}
+	if (!c2s_preauth_reply(iq, r))
+		xmppd_route(r);
+	xml_elem_unref(r);
+}
+
+XMPPD_API void
+xmppd_iq_error(const xmppd_elem *iq, const char *condition, const char *text)
+{
+	xml_elem *r;
+
+	if (c2s_preauth_addr(iq) == NULL) {
+		router_bounce((xml_elem *)iq, condition, text);
+		return;
+	}
+	if ((r = stanza_error_reply(iq, condition, text)) != NULL) {
+		(void)c2s_preauth_reply(iq, r);
+		xml_elem_unref(r);
+	}
+}
+
+XMPPD_API const struct sockaddr *
+xmppd_iq_stream_addr(const xmppd_elem *iq)
+{
+	return c2s_preauth_addr(iq);
+}
+
+XMPPD_API size_t
+xmppd_send_to_resources(const xmppd_jid *bare, const xmppd_elem *st, int available_only)
+{
+	return sm_send_to_resources(bare, st, available_only);
+}
+
+XMPPD_API int
+xmppd_is_local_host(const char *domain)
+{
+	struct conf *c = conf_current();
+	int r = c != NULL && conf_is_local_host(c, domain);
+
+	conf_unref(c);
+	return r;
+}
+
+/* ---------------------------------------------------------------- */
+/* Store.                                                             */
+
+XMPPD_API xmppd_txn *
+xmppd_store_begin(int write)
+{
+	return (xmppd_txn *)store_begin(write);
+}
+
+XMPPD_API int
+xmppd_store_commit(xmppd_txn *txn)
+{
+	return store_commit((store_txn *)txn);
+}
+
+XMPPD_API void
+xmppd_store_abort(xmppd_txn *txn)
+{
+	store_abort((store_txn *)txn);
+}
+
+XMPPD_API int
+xmppd_store_get(xmppd_txn *txn, const char *table, const void *key, size_t klen,
+    const void **val_r, size_t *vlen_r)
+{
+	return store_get((store_txn *)txn, table, key, klen, val_r, vlen_r);
+}
+
+XMPPD_API int
+xmppd_store_put(xmppd_txn *txn, const char *table, const void *key, size_t klen,
+    const void *val, size_t vlen)
+{
+	return store_put((store_txn *)txn, table, key, klen, val, vlen);
+}
+
+XMPPD_API int
+xmppd_store_del(xmppd_txn *txn, const char *table, const void *key, size_t klen)
+{
+	return store_del((store_txn *)txn, table, key, klen);
+}
+
+XMPPD_API int
+xmppd_store_scan(xmppd_txn *txn, const char *table, const void *prefix, size_t plen,
+    xmppd_scan_fn fn, void *ud)
+{
+	return store_scan((store_txn *)txn, table, prefix, plen, fn, ud);
+}
+
+XMPPD_API long
+xmppd_store_del_prefix(xmppd_txn *txn, const char *table, const void *prefix, size_t plen)
+{
+	return store_del_prefix((store_txn *)txn, table, prefix, plen);
+}
+
+XMPPD_API size_t
+xmppd_store_key(char *buf, size_t size, ...)
+{
+	va_list ap;
+	const char *part;
+	size_t len = 0;
+
+	va_start(ap, size);
+	while ((part = va_arg(ap, const char *)) != NULL) {
+		size_t l = strlen(part);
+
+		if (len + l + 1 > size || len + l + 1 > 511) {
+			va_end(ap);
+			return 0;
+		}
+		memcpy(buf + len, part, l + 1);
+		len += l + 1;
+	}
+	va_end(ap);
+	return len;
+}
+
+/* ---------------------------------------------------------------- */
+/* Accounts and access.                                               */
+
+XMPPD_API int
+xmppd_user_exists(const char *node, const char *host)
+{
+	return account_exists(node, host) == 1;
+}
+
+XMPPD_API int
+xmppd_user_create(const char *node, const char *host, const char *password,
+    const char **error_r)
+{
+	struct xmppd_user_args a = { node, host };
+
+	if (account_create(node, host, password, error_r) < 0)
+		return -1;
+	(void)hooks_run(XMPPD_HOOK_REGISTER_USER, host, &a);
+	return 0;
+}
+
+XMPPD_API int
+xmppd_user_set_password(const char *node, const char *host, const char *password,
+    const char **error_r)
+{
+	return account_set_password(node, host, password, error_r);
+}
+
+XMPPD_API int
+xmppd_user_remove(const char *node, const char *host, const char **error_r)
+{
+	struct xmppd_user_args a = { node, host };
+	jid j;
+	const char *e;
+
+	if (account_delete(node, host, error_r) < 0)
+		return -1;
+	/* Modules drop what they keep for the account (roster, vCard ...),
+	 * then its sessions end. */
+	(void)hooks_run(XMPPD_HOOK_REMOVE_USER, host, &a);
+	if (jid_make(&j, node, host, NULL, &e) == 0) {
+		struct sm_target t[64];
+		size_t n = sm_find(&j, t, 64);
+
+		for (size_t i = 0; i < n && i < 64; i++)
+			c2s_kick(t[i].worker, t[i].sid, "not-authorized", "account removed");
+		jid_free(&j);
+	}
+	return 0;
+}
+
+XMPPD_API int
+xmppd_user_check_password(const char *node, const char *host, const char *password)
+{
+	return account_check_password(node, host, password) == 1;
+}
+
+XMPPD_API int
+xmppd_access_check(const char *rule, const xmppd_jid *user, const struct sockaddr *addr)
+{
+	struct conf *c = conf_current();
+	int r = access_check(c, rule, user, addr);
+
+	conf_unref(c);
+	return r;
+}
+
+/* ---------------------------------------------------------------- */
+/* The server.                                                        */
+
+XMPPD_API const char *
+xmppd_version(void)
+{
+	return PACKAGE_VERSION;
+}
+
+XMPPD_API int64_t
+xmppd_start_time(void)
+{
+	return (int64_t)main_start_time();
+}
+
+XMPPD_API uint64_t
+xmppd_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}

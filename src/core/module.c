@@ -1,0 +1,1230 @@
+/*
+ * module.c - module loader and registries (module.h, hooks/xmppd.h).
+ *
+ * Every registration goes through the module's context, so unloading (or a
+ * failed load) removes exactly what the module put in (Redis' module.c).
+ */
+#include "config.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "c2s/c2s.h"
+#include "core/conf.h"
+#include "core/log.h"
+#include "core/module.h"
+#include "core/worker.h"
+
+#ifndef XMPPD_MODULE_DIR
+#define XMPPD_MODULE_DIR "/usr/local/lib/xmppd"
+#endif
+
+/* ---------------------------------------------------------------- */
+/* Contexts.                                                          */
+
+struct opt_value {
+	int set;
+	long ival;
+	char *sval;
+	char **list;
+	size_t nlist;
+};
+
+struct xmppd_ctx {
+	struct xmppd_ctx *next;
+	char *name;
+	char *path;
+	void *dl;
+	const struct xmppd_module *mod;
+	void *data;
+	struct opt_value *opts;     /* parallel to mod->options */
+	size_t nopts;
+	char **strs;                /* strings owned by registrations */
+	size_t nstrs;
+	xml_elem **elems;           /* elements owned by registrations */
+	size_t nelems;
+	int slots[MODULE_MAX_SLOTS];
+	size_t nslots;
+	const struct conf *conf;    /* while loading: the one it came from */
+	struct conf_node *opts_node; /* a copy of the options it was loaded with */
+};
+
+static struct xmppd_ctx *modules;       /* loaded, in load order */
+
+static char *
+ctx_strdup(xmppd_ctx *ctx, const char *s)
+{
+	char **v;
+
+	if (s == NULL)
+		return NULL;
+	v = realloc(ctx->strs, (ctx->nstrs + 1) * sizeof(*v));
+	if (v == NULL)
+		return NULL;
+	ctx->strs = v;
+	if ((v[ctx->nstrs] = strdup(s)) == NULL)
+		return NULL;
+	return v[ctx->nstrs++];
+}
+
+/* ---------------------------------------------------------------- */
+/* Registries.                                                        */
+
+enum reg_kind {
+	/* 0 .. XMPPD_HOOK__COUNT-1: hooks */
+	REG_IQ = XMPPD_HOOK__COUNT,
+	REG_SERVICE,
+	REG_DISCO_FEATURE,
+	REG_DISCO_ACCOUNT_FEATURE,
+	REG_DISCO_IDENTITY,
+	REG_STREAM_FEATURE,
+	REG__COUNT
+};
+
+struct reg {
+	xmppd_ctx *owner;
+	int prio;
+	const char *host;           /* NULL = every host */
+	const char *s1, *s2, *s3;   /* ns / domain / category, type, name */
+	unsigned types, scopes;
+	int authenticated;
+	xml_elem *el;
+	void *fn;
+	void *ud;
+};
+
+struct reg_list {
+	size_t n;
+	struct reg e[];
+};
+
+static struct reg_list *lists[REG__COUNT];
+/* Arrays replaced but maybe still read by a worker; freed after a sync. */
+static void **retired;
+static size_t nretired;
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct reg_list *
+list_get(enum reg_kind k)
+{
+	return __atomic_load_n(&lists[k], __ATOMIC_ACQUIRE);
+}
+
+static void
+retire(void *p)
+{
+	void **v;
+
+	if (p == NULL)
+		return;
+	v = realloc(retired, (nretired + 1) * sizeof(*v));
+	if (v == NULL)
+		fatal("out of memory in the module registry");
+	retired = v;
+	retired[nretired++] = p;
+}
+
+/* After worker_sync_all(): nobody reads the retired arrays. */
+static void
+reclaim(void)
+{
+	pthread_mutex_lock(&reg_lock);
+	for (size_t i = 0; i < nretired; i++)
+		free(retired[i]);
+	free(retired);
+	retired = NULL;
+	nretired = 0;
+	pthread_mutex_unlock(&reg_lock);
+}
+
+static int
+reg_add(enum reg_kind k, const struct reg *r)
+{
+	struct reg_list *old, *n;
+	size_t i, at;
+
+	pthread_mutex_lock(&reg_lock);
+	old = lists[k];
+	n = malloc(sizeof(*n) + ((old ? old->n : 0) + 1) * sizeof(struct reg));
+	if (n == NULL) {
+		pthread_mutex_unlock(&reg_lock);
+		return -1;
+	}
+	n->n = (old ? old->n : 0) + 1;
+	/* Sorted by priority, stable: equal priorities keep load order. */
+	for (at = 0; old != NULL && at < old->n && old->e[at].prio <= r->prio; at++)
+		;
+	for (i = 0; i < at; i++)
+		n->e[i] = old->e[i];
+	n->e[at] = *r;
+	for (i = at; old != NULL && i < old->n; i++)
+		n->e[i + 1] = old->e[i];
+	__atomic_store_n(&lists[k], n, __ATOMIC_RELEASE);
+	retire(old);
+	pthread_mutex_unlock(&reg_lock);
+	return 0;
+}
+
+static void
+reg_remove_owner(xmppd_ctx *owner)
+{
+	pthread_mutex_lock(&reg_lock);
+	for (int k = 0; k < REG__COUNT; k++) {
+		struct reg_list *old = lists[k], *n;
+		size_t keep = 0;
+
+		if (old == NULL)
+			continue;
+		for (size_t i = 0; i < old->n; i++)
+			keep += old->e[i].owner != owner;
+		if (keep == old->n)
+			continue;
+		n = NULL;
+		if (keep > 0) {
+			n = malloc(sizeof(*n) + keep * sizeof(struct reg));
+			if (n == NULL)
+				fatal("out of memory in the module registry");
+			n->n = 0;
+			for (size_t i = 0; i < old->n; i++)
+				if (old->e[i].owner != owner)
+					n->e[n->n++] = old->e[i];
+		}
+		__atomic_store_n(&lists[k], n, __ATOMIC_RELEASE);
+		retire(old);
+	}
+	pthread_mutex_unlock(&reg_lock);
+}
+
+static int
+host_matches(const char *want, const char *host)
+{
+	return want == NULL || (host != NULL && strcmp(want, host) == 0);
+}
+
+enum xmppd_result
+hooks_run(enum xmppd_hook hook, const char *host, void *args)
+{
+	struct reg_list *l;
+
+	if ((unsigned)hook >= XMPPD_HOOK__COUNT)
+		return XMPPD_CONTINUE;
+	l = list_get((enum reg_kind)hook);
+	for (size_t i = 0; l != NULL && i < l->n; i++) {
+		enum xmppd_result r;
+
+		if (!host_matches(l->e[i].host, host))
+			continue;
+		r = ((xmppd_hook_fn)l->e[i].fn)(args, l->e[i].ud);
+		if (r != XMPPD_CONTINUE)
+			return r;
+	}
+	return XMPPD_CONTINUE;
+}
+
+int
+hooks_any(enum xmppd_hook hook)
+{
+	return (unsigned)hook < XMPPD_HOOK__COUNT && list_get((enum reg_kind)hook) != NULL;
+}
+
+static int
+iq_dispatch(xml_elem *iq, const jid *from, const jid *to, unsigned scope)
+{
+	struct reg_list *l = list_get(REG_IQ);
+	const char *type = xml_attr_get(iq, "type");
+	xml_elem *payload = xml_first_child(iq);
+	unsigned t;
+	const char *ns;
+
+	if (l == NULL || type == NULL || payload == NULL ||
+	    (ns = xml_elem_ns(payload)) == NULL)
+		return 0;
+	t = strcmp(type, "get") == 0 ? XMPPD_IQ_GET : strcmp(type, "set") == 0 ? XMPPD_IQ_SET : 0;
+	for (size_t i = 0; i < l->n; i++) {
+		struct reg *r = &l->e[i];
+
+		if (!(r->types & t) || !(r->scopes & scope) || strcmp(r->s1, ns) != 0 ||
+		    !host_matches(r->host, to->domain))
+			continue;
+		if (((xmppd_iq_fn)r->fn)(iq, from, to, r->ud) != XMPPD_CONTINUE)
+			return 1;
+	}
+	return 0;
+}
+
+int
+module_iq_dispatch(xml_elem *iq, const jid *from, const jid *to)
+{
+	return iq_dispatch(iq, from, to, to->node != NULL ? XMPPD_IQ_ACCOUNT : XMPPD_IQ_SERVER);
+}
+
+int
+module_iq_dispatch_stream(xml_elem *iq, const jid *to)
+{
+	return iq_dispatch(iq, NULL, to, XMPPD_IQ_STREAM);
+}
+
+/* A stanza for a service domain runs on the worker its bare 'to' hashes
+ * to (DESIGN.md, "Threads"), so one entity's stanzas stay in order. */
+struct svc_task {
+	xml_elem *st;
+	jid from, to;
+};
+
+static const struct reg *
+service_find(const char *domain)
+{
+	struct reg_list *l = list_get(REG_SERVICE);
+
+	for (size_t i = 0; l != NULL && i < l->n; i++)
+		if (strcmp(l->e[i].s1, domain) == 0)
+			return &l->e[i];
+	return NULL;
+}
+
+static void
+svc_task_run(struct worker *w, void *a, uint64_t b)
+{
+	struct svc_task *t = a;
+	const struct reg *r = service_find(t->to.domain);
+
+	/* The service may have gone between post and run. */
+	if (r != NULL)
+		((xmppd_service_fn)r->fn)(t->st, &t->from, &t->to, r->ud);
+	else
+		xmppd_bounce(t->st, "service-unavailable", NULL);
+	xml_elem_unref(t->st);
+	jid_free(&t->from);
+	jid_free(&t->to);
+	free(t);
+}
+
+int
+module_service_route(xml_elem *st, const jid *from, const jid *to)
+{
+	struct svc_task *t;
+	uint64_t h = 1469598103934665603ULL;
+
+	if (list_get(REG_SERVICE) == NULL || service_find(to->domain) == NULL)
+		return 0;
+	t = calloc(1, sizeof(*t));
+	if (t == NULL || jid_copy(&t->to, to) < 0) {
+		free(t);
+		return 1;
+	}
+	if (from->domain == NULL || jid_copy(&t->from, from) < 0)
+		memset(&t->from, 0, sizeof(t->from));
+	t->st = xml_elem_ref(st);
+	for (const char *p = to->bare; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	worker_post(worker_get((unsigned)(h % worker_count())), svc_task_run, t, 0);
+	return 1;
+}
+
+void
+module_stream_features(xml_elem *features, int authenticated)
+{
+	struct reg_list *l = list_get(REG_STREAM_FEATURE);
+
+	for (size_t i = 0; l != NULL && i < l->n; i++)
+		if (l->e[i].authenticated == authenticated)
+			xmppd_elem_append_copy(features, l->e[i].el);
+}
+
+/* ---------------------------------------------------------------- */
+/* Registration API (hooks/xmppd.h).                                  */
+
+XMPPD_API int
+xmppd_hook_add(xmppd_ctx *ctx, enum xmppd_hook hook, const char *host, int priority,
+    xmppd_hook_fn fn, void *ud)
+{
+	struct reg r = { .owner = ctx, .prio = priority, .fn = (void *)fn, .ud = ud };
+
+	if ((unsigned)hook >= XMPPD_HOOK__COUNT || fn == NULL)
+		return -1;
+	if (host != NULL && (r.host = ctx_strdup(ctx, host)) == NULL)
+		return -1;
+	return reg_add((enum reg_kind)hook, &r);
+}
+
+XMPPD_API enum xmppd_result
+xmppd_hook_run(enum xmppd_hook hook, const char *host, void *args)
+{
+	return hooks_run(hook, host, args);
+}
+
+XMPPD_API int
+xmppd_iq_register(xmppd_ctx *ctx, const char *host, const char *ns, unsigned types,
+    unsigned scopes, xmppd_iq_fn fn, void *ud)
+{
+	struct reg r = { .owner = ctx, .types = types, .scopes = scopes, .fn = (void *)fn,
+		.ud = ud };
+
+	if (ns == NULL || fn == NULL || types == 0 || scopes == 0)
+		return -1;
+	if ((r.s1 = ctx_strdup(ctx, ns)) == NULL)
+		return -1;
+	if (host != NULL && (r.host = ctx_strdup(ctx, host)) == NULL)
+		return -1;
+	return reg_add(REG_IQ, &r);
+}
+
+XMPPD_API int
+xmppd_disco_feature(xmppd_ctx *ctx, const char *ns)
+{
+	struct reg r = { .owner = ctx, .s1 = ctx_strdup(ctx, ns) };
+
+	return r.s1 != NULL ? reg_add(REG_DISCO_FEATURE, &r) : -1;
+}
+
+XMPPD_API int
+xmppd_disco_account_feature(xmppd_ctx *ctx, const char *ns)
+{
+	struct reg r = { .owner = ctx, .s1 = ctx_strdup(ctx, ns) };
+
+	return r.s1 != NULL ? reg_add(REG_DISCO_ACCOUNT_FEATURE, &r) : -1;
+}
+
+XMPPD_API int
+xmppd_disco_identity(xmppd_ctx *ctx, const char *category, const char *type, const char *name)
+{
+	struct reg r = { .owner = ctx, .s1 = ctx_strdup(ctx, category),
+		.s2 = ctx_strdup(ctx, type), .s3 = name ? ctx_strdup(ctx, name) : NULL };
+
+	return r.s1 != NULL && r.s2 != NULL ? reg_add(REG_DISCO_IDENTITY, &r) : -1;
+}
+
+XMPPD_API void
+xmppd_disco_foreach_feature(int account, void (*fn)(const char *ns, void *ud), void *ud)
+{
+	struct reg_list *l = list_get(account ? REG_DISCO_ACCOUNT_FEATURE : REG_DISCO_FEATURE);
+
+	for (size_t i = 0; l != NULL && i < l->n; i++)
+		fn(l->e[i].s1, ud);
+}
+
+XMPPD_API void
+xmppd_disco_foreach_identity(void (*fn)(const char *category, const char *type,
+    const char *name, void *ud), void *ud)
+{
+	struct reg_list *l = list_get(REG_DISCO_IDENTITY);
+
+	for (size_t i = 0; l != NULL && i < l->n; i++)
+		fn(l->e[i].s1, l->e[i].s2, l->e[i].s3, ud);
+}
+
+XMPPD_API int
+xmppd_stream_feature(xmppd_ctx *ctx, const xmppd_elem *el, int authenticated)
+{
+	struct reg r = { .owner = ctx, .authenticated = authenticated ? 1 : 0 };
+	xml_elem **v = realloc(ctx->elems, (ctx->nelems + 1) * sizeof(*v));
+
+	if (v == NULL)
+		return -1;
+	ctx->elems = v;
+	r.el = v[ctx->nelems++] = xml_elem_copy(el);
+	return reg_add(REG_STREAM_FEATURE, &r);
+}
+
+XMPPD_API int
+xmppd_service_register(xmppd_ctx *ctx, const char *domain, xmppd_service_fn fn, void *ud)
+{
+	struct reg r = { .owner = ctx, .fn = (void *)fn, .ud = ud };
+	char *d = jid_nameprep(domain, strlen(domain));
+
+	if (d == NULL || fn == NULL || service_find(d) != NULL || xmppd_is_local_host(d)) {
+		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot claim domain %s", domain);
+		free(d);
+		return -1;
+	}
+	r.s1 = ctx_strdup(ctx, d);
+	free(d);
+	return r.s1 != NULL ? reg_add(REG_SERVICE, &r) : -1;
+}
+
+XMPPD_API void
+xmppd_service_foreach(void (*fn)(const char *domain, void *ud), void *ud)
+{
+	struct reg_list *l = list_get(REG_SERVICE);
+
+	for (size_t i = 0; l != NULL && i < l->n; i++)
+		fn(l->e[i].s1, ud);
+}
+
+/* ---------------------------------------------------------------- */
+/* Session slots.                                                     */
+
+static xmppd_ctx *slot_owner[MODULE_MAX_SLOTS];
+static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
+
+XMPPD_API int
+xmppd_session_slot(xmppd_ctx *ctx)
+{
+	int s = -1;
+
+	pthread_mutex_lock(&slot_lock);
+	for (int i = 0; i < MODULE_MAX_SLOTS; i++)
+		if (slot_owner[i] == NULL) {
+			slot_owner[i] = ctx;
+			s = i;
+			break;
+		}
+	pthread_mutex_unlock(&slot_lock);
+	if (s >= 0)
+		ctx->slots[ctx->nslots++] = s;
+	return s;
+}
+
+static void
+slot_clear_task(struct worker *w, void *a, uint64_t slot)
+{
+	c2s_clear_slot(w, (int)slot);
+}
+
+/* ---------------------------------------------------------------- */
+/* Timers.                                                            */
+
+struct xmppd_timer {
+	struct xmppd_timer *next;     /* in its worker's list */
+	struct event *ev;
+	xmppd_ctx *owner;
+	xmppd_timer_fn fn;
+	void *ud;
+	unsigned worker;
+	uint64_t delay;
+};
+
+static struct xmppd_timer **worker_timers;   /* per worker, touched by it only */
+
+static void
+timer_unlink_free(struct xmppd_timer *t)
+{
+	struct xmppd_timer **pp = &worker_timers[t->worker];
+
+	for (; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	if (t->ev != NULL)
+		event_free(t->ev);
+	free(t);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct xmppd_timer *t = arg;
+	uint64_t next = t->fn(t->ud);
+
+	if (next == 0) {
+		timer_unlink_free(t);
+		return;
+	}
+	{
+		struct timeval tv = { (time_t)(next / 1000), (suseconds_t)(next % 1000) * 1000 };
+
+		evtimer_add(t->ev, &tv);
+	}
+}
+
+static void
+timer_start_task(struct worker *w, void *a, uint64_t b)
+{
+	struct xmppd_timer *t = a;
+	struct timeval tv = { (time_t)(t->delay / 1000), (suseconds_t)(t->delay % 1000) * 1000 };
+
+	t->ev = evtimer_new(worker_base(w), timer_cb, t);
+	t->next = worker_timers[t->worker];
+	worker_timers[t->worker] = t;
+	evtimer_add(t->ev, &tv);
+}
+
+static struct xmppd_timer *
+timer_new_on(xmppd_ctx *ctx, unsigned worker, uint64_t delay, xmppd_timer_fn fn, void *ud)
+{
+	struct xmppd_timer *t = calloc(1, sizeof(*t));
+
+	if (t == NULL)
+		return NULL;
+	t->owner = ctx;
+	t->fn = fn;
+	t->ud = ud;
+	t->worker = worker;
+	t->delay = delay;
+	if (worker_timers == NULL &&
+	    (worker_timers = calloc(worker_count(), sizeof(*worker_timers))) == NULL) {
+		free(t);
+		return NULL;
+	}
+	/* Created by the worker itself: its event base is not locked. */
+	worker_post(worker_get(worker), timer_start_task, t, 0);
+	return t;
+}
+
+XMPPD_API xmppd_timer *
+xmppd_timer_add(xmppd_ctx *ctx, uint64_t delay_ms, xmppd_timer_fn fn, void *ud)
+{
+	struct worker *w = worker_self();
+
+	return timer_new_on(ctx, w != NULL ? worker_id(w) : 0, delay_ms, fn, ud);
+}
+
+XMPPD_API int
+xmppd_timer_add_every_worker(xmppd_ctx *ctx, uint64_t delay_ms, xmppd_timer_fn fn, void *ud)
+{
+	for (unsigned i = 0; i < worker_count(); i++)
+		if (timer_new_on(ctx, i, delay_ms, fn, ud) == NULL)
+			return -1;
+	return 0;
+}
+
+XMPPD_API void
+xmppd_timer_del(xmppd_timer *t)
+{
+	if (t != NULL)
+		timer_unlink_free(t);
+}
+
+static void
+timers_drop_task(struct worker *w, void *a, uint64_t b)
+{
+	xmppd_ctx *owner = a;
+	struct xmppd_timer *t, *next;
+
+	if (worker_timers == NULL)
+		return;
+	for (t = worker_timers[worker_id(w)]; t != NULL; t = next) {
+		next = t->next;
+		if (t->owner == owner)
+			timer_unlink_free(t);
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* Options.                                                           */
+
+static int
+parse_bool(const char *s, int *out)
+{
+	if (strcmp(s, "true") == 0 || strcmp(s, "yes") == 0) {
+		*out = 1;
+		return 0;
+	}
+	if (strcmp(s, "false") == 0 || strcmp(s, "no") == 0) {
+		*out = 0;
+		return 0;
+	}
+	return -1;
+}
+
+static void
+opt_free(struct opt_value *v)
+{
+	free(v->sval);
+	for (size_t i = 0; i < v->nlist; i++)
+		free(v->list[i]);
+	free(v->list);
+	memset(v, 0, sizeof(*v));
+}
+
+/* Sets v from a scalar (the default) or a node. */
+static int
+opt_set(const struct xmppd_option *o, struct opt_value *v, const char *scalar,
+    const struct conf_node *node, const char **why)
+{
+	const char *s = node != NULL ? (node->type == CONF_NODE_SCALAR ? node->scalar : NULL) :
+	    scalar;
+	int b;
+
+	switch (o->type) {
+	case XMPPD_OPT_BOOL:
+		if (s == NULL || parse_bool(s, &b) < 0) {
+			*why = "expects true or false";
+			return -1;
+		}
+		v->ival = b;
+		break;
+	case XMPPD_OPT_INT: {
+		char *end;
+		long n;
+
+		errno = 0;
+		n = s != NULL ? strtol(s, &end, 10) : 0;
+		if (s == NULL || *s == '\0' || *end != '\0' || errno != 0 || n < o->min ||
+		    n > o->max) {
+			*why = "expects a whole number in range";
+			return -1;
+		}
+		v->ival = n;
+		break;
+	}
+	case XMPPD_OPT_STRING:
+		if (s == NULL) {
+			*why = "expects a string";
+			return -1;
+		}
+		v->sval = strdup(s);
+		break;
+	case XMPPD_OPT_STRING_LIST:
+		if (node != NULL && node->type == CONF_NODE_SEQ) {
+			v->list = calloc(node->n + 1, sizeof(char *));
+			for (size_t i = 0; i < node->n; i++) {
+				if (node->items[i]->type != CONF_NODE_SCALAR) {
+					*why = "expects a list of strings";
+					return -1;
+				}
+				v->list[v->nlist++] = strdup(node->items[i]->scalar);
+			}
+		} else if (s != NULL) {
+			v->list = calloc(2, sizeof(char *));
+			v->list[v->nlist++] = strdup(s);
+		} else {
+			*why = "expects a list of strings";
+			return -1;
+		}
+		break;
+	}
+	v->set = 1;
+	return 0;
+}
+
+static int
+ctx_options(xmppd_ctx *ctx, const struct conf *c, const struct conf_module *cm,
+    char *err, size_t errlen)
+{
+	const struct xmppd_option *opts = ctx->mod->options;
+	const char *why;
+	size_t n = 0;
+
+	while (opts != NULL && opts[n].name != NULL)
+		n++;
+	ctx->nopts = n;
+	ctx->opts = calloc(n + 1, sizeof(*ctx->opts));
+	if (ctx->opts == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (opts[i].default_value != NULL &&
+		    opt_set(&opts[i], &ctx->opts[i], opts[i].default_value, NULL, &why) < 0) {
+			snprintf(err, errlen, "%s: the default of option '%s' is invalid (%s)",
+			    ctx->name, opts[i].name, why);
+			return -1;
+		}
+	if (cm == NULL || cm->opts == NULL)
+		return 0;
+	for (size_t k = 0; k < cm->opts->n; k++) {
+		const char *key = cm->opts->keys[k];
+		const struct conf_node *val = cm->opts->items[k];
+		size_t i;
+
+		for (i = 0; i < n && strcmp(opts[i].name, key) != 0; i++)
+			;
+		if (i == n) {
+			snprintf(err, errlen, "%s:%d: %s: unknown option '%s'", c->path, val->line,
+			    ctx->name, key);
+			return -1;
+		}
+		opt_free(&ctx->opts[i]);
+		if (opt_set(&opts[i], &ctx->opts[i], NULL, val, &why) < 0) {
+			if (opts[i].type == XMPPD_OPT_INT)
+				snprintf(err, errlen, "%s:%d: %s: '%s' expects a whole number "
+				    "from %ld to %ld", c->path, val->line, ctx->name, key,
+				    opts[i].min, opts[i].max);
+			else
+				snprintf(err, errlen, "%s:%d: %s: '%s' %s", c->path, val->line,
+				    ctx->name, key, why);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static struct opt_value *
+opt_find(xmppd_ctx *ctx, const char *name, enum xmppd_opt_type type)
+{
+	for (size_t i = 0; i < ctx->nopts; i++)
+		if (strcmp(ctx->mod->options[i].name, name) == 0 &&
+		    ctx->mod->options[i].type == type)
+			return &ctx->opts[i];
+	return NULL;
+}
+
+XMPPD_API int
+xmppd_opt_bool(xmppd_ctx *ctx, const char *name)
+{
+	struct opt_value *v = opt_find(ctx, name, XMPPD_OPT_BOOL);
+
+	return v != NULL && v->set ? (int)v->ival : 0;
+}
+
+XMPPD_API long
+xmppd_opt_int(xmppd_ctx *ctx, const char *name)
+{
+	struct opt_value *v = opt_find(ctx, name, XMPPD_OPT_INT);
+
+	return v != NULL && v->set ? v->ival : 0;
+}
+
+XMPPD_API const char *
+xmppd_opt_string(xmppd_ctx *ctx, const char *name)
+{
+	struct opt_value *v = opt_find(ctx, name, XMPPD_OPT_STRING);
+
+	return v != NULL && v->set ? v->sval : NULL;
+}
+
+XMPPD_API size_t
+xmppd_opt_list_len(xmppd_ctx *ctx, const char *name)
+{
+	struct opt_value *v = opt_find(ctx, name, XMPPD_OPT_STRING_LIST);
+
+	return v != NULL ? v->nlist : 0;
+}
+
+XMPPD_API const char *
+xmppd_opt_list_at(xmppd_ctx *ctx, const char *name, size_t i)
+{
+	struct opt_value *v = opt_find(ctx, name, XMPPD_OPT_STRING_LIST);
+
+	return v != NULL && i < v->nlist ? v->list[i] : NULL;
+}
+
+XMPPD_API void
+xmppd_set_data(xmppd_ctx *ctx, void *data)
+{
+	ctx->data = data;
+}
+
+XMPPD_API void *
+xmppd_get_data(xmppd_ctx *ctx)
+{
+	return ctx->data;
+}
+
+XMPPD_API const char *
+xmppd_module_name(xmppd_ctx *ctx)
+{
+	return ctx->name;
+}
+
+XMPPD_API void
+xmppd_log(xmppd_ctx *ctx, enum xmppd_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg((enum log_level)level, ctx != NULL ? ctx->name : "module", fmt, ap);
+	va_end(ap);
+}
+
+XMPPD_API int
+xmppd_log_enabled(enum xmppd_log_level level)
+{
+	return log_enabled((enum log_level)level);
+}
+
+const struct conf *
+module_conf_of(xmppd_ctx *ctx)
+{
+	return ctx->conf;
+}
+
+/* ---------------------------------------------------------------- */
+/* Loading and unloading.                                             */
+
+static int
+conf_node_equal(const struct conf_node *a, const struct conf_node *b)
+{
+	if (a == NULL || b == NULL)
+		return (a == NULL || a->n == 0) && (b == NULL || b->n == 0);
+	if (a->type != b->type || a->n != b->n)
+		return 0;
+	if (a->type == CONF_NODE_SCALAR)
+		return strcmp(a->scalar, b->scalar) == 0;
+	for (size_t i = 0; i < a->n; i++) {
+		if (a->type == CONF_NODE_MAP && strcmp(a->keys[i], b->keys[i]) != 0)
+			return 0;
+		if (!conf_node_equal(a->items[i], b->items[i]))
+			return 0;
+	}
+	return 1;
+}
+
+static void
+conf_node_free(struct conf_node *n)
+{
+	if (n == NULL)
+		return;
+	for (size_t i = 0; i < n->n; i++) {
+		if (n->keys != NULL)
+			free(n->keys[i]);
+		conf_node_free(n->items[i]);
+	}
+	free(n->keys);
+	free(n->items);
+	free(n->scalar);
+	free(n);
+}
+
+static struct conf_node *
+conf_node_dup(const struct conf_node *n)
+{
+	struct conf_node *d;
+
+	if (n == NULL || (d = calloc(1, sizeof(*d))) == NULL)
+		return NULL;
+	d->type = n->type;
+	d->line = n->line;
+	d->scalar = n->scalar ? strdup(n->scalar) : NULL;
+	d->n = n->n;
+	if (n->n > 0) {
+		d->items = calloc(n->n, sizeof(*d->items));
+		if (n->keys != NULL)
+			d->keys = calloc(n->n, sizeof(*d->keys));
+		for (size_t i = 0; i < n->n; i++) {
+			d->items[i] = conf_node_dup(n->items[i]);
+			if (n->keys != NULL)
+				d->keys[i] = strdup(n->keys[i]);
+		}
+	}
+	return d;
+}
+
+static const struct conf_node *
+conf_module_opts(const struct conf *c, const char *name)
+{
+	for (size_t i = 0; c != NULL && i < c->nmodules; i++)
+		if (strcmp(c->modules[i].name, name) == 0)
+			return c->modules[i].opts;
+	return NULL;
+}
+
+static xmppd_ctx *
+find_loaded(const char *name)
+{
+	for (xmppd_ctx *m = modules; m != NULL; m = m->next)
+		if (strcmp(m->name, name) == 0)
+			return m;
+	return NULL;
+}
+
+static const struct conf_module *
+conf_module_find(const struct conf *c, const char *name)
+{
+	for (size_t i = 0; c != NULL && i < c->nmodules; i++)
+		if (strcmp(c->modules[i].name, name) == 0)
+			return &c->modules[i];
+	return NULL;
+}
+
+static void
+ctx_destroy(xmppd_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nopts; i++)
+		opt_free(&ctx->opts[i]);
+	free(ctx->opts);
+	for (size_t i = 0; i < ctx->nstrs; i++)
+		free(ctx->strs[i]);
+	free(ctx->strs);
+	for (size_t i = 0; i < ctx->nelems; i++)
+		xml_elem_unref(ctx->elems[i]);
+	free(ctx->elems);
+	conf_node_free(ctx->opts_node);
+	if (ctx->dl != NULL)
+		dlclose(ctx->dl);
+	free(ctx->name);
+	free(ctx->path);
+	free(ctx);
+}
+
+/* Removes every registration of ctx and waits until no worker can be
+ * running its code (DESIGN.md: unload waits for quiescence). */
+static void
+ctx_unregister(xmppd_ctx *ctx)
+{
+	reg_remove_owner(ctx);
+	worker_post_all(timers_drop_task, ctx, 0);
+	for (size_t i = 0; i < ctx->nslots; i++)
+		worker_post_all(slot_clear_task, NULL, (uint64_t)ctx->slots[i]);
+	worker_sync_all();
+	reclaim();
+	pthread_mutex_lock(&slot_lock);
+	for (size_t i = 0; i < ctx->nslots; i++)
+		slot_owner[ctx->slots[i]] = NULL;
+	pthread_mutex_unlock(&slot_lock);
+	ctx->nslots = 0;
+}
+
+static int
+load_module(const struct conf *c, const char *name, const struct conf_module *cm,
+    char *err, size_t errlen)
+{
+	const char *dir = c->module_dir != NULL ? c->module_dir : XMPPD_MODULE_DIR;
+	xmppd_ctx *ctx;
+	char path[PATH_MAX];
+
+	if (find_loaded(name) != NULL) {
+		snprintf(err, errlen, "%s is already loaded", name);
+		return -1;
+	}
+	if (strchr(name, '/') != NULL || strncmp(name, "mod_", 4) != 0) {
+		snprintf(err, errlen, "'%s' is not a module name (mod_...)", name);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/%s.so", dir, name);
+	ctx = calloc(1, sizeof(*ctx));
+	if (ctx == NULL || (ctx->name = strdup(name)) == NULL ||
+	    (ctx->path = strdup(path)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	ctx->conf = c;
+	/* RTLD_NOW: a missing symbol is found now, not at the first call;
+	 * RTLD_LOCAL: modules do not see each other's symbols. */
+	ctx->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (ctx->dl == NULL) {
+		snprintf(err, errlen, "%s: %s", name, dlerror());
+		goto fail;
+	}
+	ctx->mod = dlsym(ctx->dl, XMPPD_MODULE_SYMBOL);
+	if (ctx->mod == NULL) {
+		snprintf(err, errlen, "%s: %s exports no '%s' descriptor", name, path,
+		    XMPPD_MODULE_SYMBOL);
+		goto fail;
+	}
+	/* nginx style: say exactly why a module is refused. */
+	if (ctx->mod->abi_major != XMPPD_ABI_MAJOR || ctx->mod->abi_minor > XMPPD_ABI_MINOR) {
+		snprintf(err, errlen, "%s: built for module ABI %u.%u, this xmppd has ABI %u.%u",
+		    name, ctx->mod->abi_major, ctx->mod->abi_minor, XMPPD_ABI_MAJOR,
+		    XMPPD_ABI_MINOR);
+		goto fail;
+	}
+	if (ctx->mod->name == NULL || strcmp(ctx->mod->name, name) != 0) {
+		snprintf(err, errlen, "%s: the file calls itself '%s'", name,
+		    ctx->mod->name ? ctx->mod->name : "(null)");
+		goto fail;
+	}
+	for (size_t i = 0; ctx->mod->depends != NULL && ctx->mod->depends[i] != NULL; i++)
+		if (find_loaded(ctx->mod->depends[i]) == NULL) {
+			snprintf(err, errlen, "%s needs %s, which is not loaded", name,
+			    ctx->mod->depends[i]);
+			goto fail;
+		}
+	if (ctx_options(ctx, c, cm, err, errlen) < 0)
+		goto fail;
+	ctx->opts_node = cm != NULL ? conf_node_dup(cm->opts) : NULL;
+	if (ctx->mod->load == NULL || ctx->mod->load(ctx) < 0) {
+		snprintf(err, errlen, "%s: load failed (see the log)", name);
+		/* All or nothing: take back whatever it registered. */
+		ctx_unregister(ctx);
+		goto fail;
+	}
+	ctx->conf = NULL;
+	/* Appended: load order is kept for unload_all (reverse). */
+	{
+		xmppd_ctx **pp = &modules;
+
+		while (*pp != NULL)
+			pp = &(*pp)->next;
+		*pp = ctx;
+	}
+	log_notice("module", "loaded %s %s from %s", name,
+	    ctx->mod->version ? ctx->mod->version : "", path);
+	return 0;
+fail:
+	if (ctx != NULL)
+		ctx_destroy(ctx);
+	return -1;
+}
+
+static const char *
+needed_by(const char *name)
+{
+	for (xmppd_ctx *m = modules; m != NULL; m = m->next)
+		for (size_t i = 0; m->mod->depends != NULL && m->mod->depends[i] != NULL; i++)
+			if (strcmp(m->mod->depends[i], name) == 0)
+				return m->name;
+	return NULL;
+}
+
+static void
+unload_ctx(xmppd_ctx *ctx)
+{
+	xmppd_ctx **pp;
+
+	for (pp = &modules; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == ctx) {
+			*pp = ctx->next;
+			break;
+		}
+	ctx_unregister(ctx);
+	if (ctx->mod->unload != NULL)
+		ctx->mod->unload(ctx);
+	log_notice("module", "unloaded %s", ctx->name);
+	ctx_destroy(ctx);
+}
+
+int
+module_load_all(const struct conf *c, char *err, size_t errlen)
+{
+	size_t loaded = 0, pass;
+	char last[1024] = "";
+
+	/* Dependencies first: as many passes as there are modules. */
+	for (pass = 0; pass <= c->nmodules && loaded < c->nmodules; pass++) {
+		for (size_t i = 0; i < c->nmodules; i++) {
+			if (find_loaded(c->modules[i].name) != NULL)
+				continue;
+			if (load_module(c, c->modules[i].name, &c->modules[i], last,
+			    sizeof(last)) == 0) {
+				loaded++;
+			} else if (strstr(last, "which is not loaded") == NULL) {
+				snprintf(err, errlen, "%s", last);
+				module_unload_all();
+				return -1;
+			}
+		}
+	}
+	if (loaded < c->nmodules) {
+		snprintf(err, errlen, "%s (missing from 'modules', or a dependency cycle)", last);
+		module_unload_all();
+		return -1;
+	}
+	return 0;
+}
+
+int
+module_load_one(const struct conf *c, const char *name, char *err, size_t errlen)
+{
+	return load_module(c, name, conf_module_find(c, name), err, errlen);
+}
+
+int
+module_unload_one(const char *name, char *err, size_t errlen)
+{
+	xmppd_ctx *ctx = find_loaded(name);
+	const char *user;
+
+	if (ctx == NULL) {
+		snprintf(err, errlen, "%s is not loaded", name);
+		return -1;
+	}
+	if ((user = needed_by(name)) != NULL) {
+		snprintf(err, errlen, "%s is needed by %s; unload that first", name, user);
+		return -1;
+	}
+	unload_ctx(ctx);
+	return 0;
+}
+
+int
+module_reload_one(const struct conf *c, const char *name, char *err, size_t errlen)
+{
+	xmppd_ctx *ctx = find_loaded(name);
+	const struct conf_module *cm = conf_module_find(c, name);
+
+	if (ctx == NULL) {
+		snprintf(err, errlen, "%s is not loaded", name);
+		return -1;
+	}
+	if (ctx->mod->reload != NULL) {
+		struct opt_value *old = ctx->opts;
+		size_t nold = ctx->nopts;
+
+		ctx->conf = c;
+		if (ctx_options(ctx, c, cm, err, errlen) == 0 && ctx->mod->reload(ctx) == 0) {
+			ctx->conf = NULL;
+			conf_node_free(ctx->opts_node);
+			ctx->opts_node = cm != NULL ? conf_node_dup(cm->opts) : NULL;
+			for (size_t i = 0; i < nold; i++)
+				opt_free(&old[i]);
+			free(old);
+			log_notice("module", "reloaded %s", name);
+			return 0;
+		}
+		/* Keep the old options; fall back to unload + load. */
+		for (size_t i = 0; i < ctx->nopts; i++)
+			opt_free(&ctx->opts[i]);
+		free(ctx->opts);
+		ctx->opts = old;
+		ctx->nopts = nold;
+		ctx->conf = NULL;
+	}
+	if (needed_by(name) != NULL) {
+		snprintf(err, errlen, "%s cannot be reloaded while %s needs it", name,
+		    needed_by(name));
+		return -1;
+	}
+	unload_ctx(ctx);
+	return load_module(c, name, cm, err, errlen);
+}
+
+int
+module_apply_conf(const struct conf *c, char *err, size_t errlen)
+{
+	int rc = 0;
+	int again;
+
+	/* Removed modules, dependants first. */
+	do {
+		again = 0;
+		for (xmppd_ctx *m = modules; m != NULL; m = m->next)
+			if (conf_module_find(c, m->name) == NULL && needed_by(m->name) == NULL) {
+				unload_ctx(m);
+				again = 1;
+				break;
+			}
+	} while (again);
+	/* Changed options: names first, reloading may replace the context. */
+	{
+		size_t n = 0, k = 0;
+		char **names;
+
+		for (xmppd_ctx *m = modules; m != NULL; m = m->next)
+			n++;
+		names = calloc(n + 1, sizeof(*names));
+		for (xmppd_ctx *m = modules; names != NULL && m != NULL; m = m->next)
+			if (!conf_node_equal(m->opts_node, conf_module_opts(c, m->name)))
+				names[k++] = strdup(m->name);
+		for (size_t i = 0; i < k; i++) {
+			if (module_reload_one(c, names[i], err, errlen) < 0)
+				rc = -1;
+			free(names[i]);
+		}
+		free(names);
+	}
+	for (size_t pass = 0; pass < c->nmodules; pass++)
+		for (size_t i = 0; i < c->nmodules; i++)
+			if (find_loaded(c->modules[i].name) == NULL &&
+			    load_module(c, c->modules[i].name, &c->modules[i], err, errlen) < 0 &&
+			    pass + 1 == c->nmodules)
+				rc = -1;
+	return rc;
+}
+
+void
+module_unload_all(void)
+{
+	while (modules != NULL) {
+		xmppd_ctx *last = modules;
+
+		while (last->next != NULL)
+			last = last->next;
+		unload_ctx(last);
+	}
+}
+
+void
+module_foreach(void (*fn)(void *ud, const char *name, const char *version, const char *path),
+    void *ud)
+{
+	for (xmppd_ctx *m = modules; m != NULL; m = m->next)
+		fn(ud, m->name, m->mod->version ? m->mod->version : "", m->path);
+}
