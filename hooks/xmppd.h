@@ -164,8 +164,10 @@ enum xmppd_hook {
 	XMPPD_HOOK_PRESENCE_IN,            /* struct xmppd_packet_args */
 	XMPPD_HOOK_PRESENCE_OUT,           /* struct xmppd_packet_args */
 	XMPPD_HOOK_ROSTER_GET,             /* struct xmppd_roster_args (fold) */
-	XMPPD_HOOK_ROSTER_IN_SUBSCRIPTION, /* struct xmppd_packet_args */
-	XMPPD_HOOK_ROSTER_OUT_SUBSCRIPTION,/* struct xmppd_packet_args */
+	XMPPD_HOOK_ROSTER_IN_SUBSCRIPTION, /* struct xmppd_packet_args: subscription
+					    * presence and probes to a local user */
+	XMPPD_HOOK_ROSTER_OUT_SUBSCRIPTION,/* struct xmppd_packet_args: subscription
+					    * presence a client sends */
 	XMPPD_HOOK_S2S_SEND_PACKET,        /* struct xmppd_packet_args */
 	XMPPD_HOOK_S2S_RECEIVE_PACKET,     /* struct xmppd_packet_args */
 	XMPPD_HOOK__COUNT
@@ -309,11 +311,29 @@ XMPPD_API void xmppd_route(xmppd_elem *stanza);
 /* Answers stanza with an error of condition to its sender (nothing for an
  * error or an IQ result). */
 XMPPD_API void xmppd_bounce(const xmppd_elem *stanza, const char *condition, const char *text);
+/* Calls fn with the last presence of every available resource of bare
+ * (RFC 6121 4.3.2: what answers a probe). Returns how many. Any thread;
+ * presence is borrowed for the call. */
+XMPPD_API size_t xmppd_user_presences(const xmppd_jid *bare,
+    void (*fn)(const xmppd_elem *presence, void *ud), void *ud);
 /* Sends a copy of stanza, 'to' set to each resource, to every session of
  * bare (available ones only if available_only). Returns how many. */
 XMPPD_API size_t xmppd_send_to_resources(const xmppd_jid *bare, const xmppd_elem *stanza,
     int available_only);
 XMPPD_API int xmppd_is_local_host(const char *domain);
+
+/* ------------------------------------------------------------------ */
+/* Control commands (xmppctl)                                          */
+
+/*
+ * Adds `xmppctl NAME ARGS...`. fn runs on the main thread with argv[0] ==
+ * name; it returns 0 with its output (a malloc'd string, or NULL) in
+ * *out_r, or -1 with a malloc'd message in *out_r. usage is shown in
+ * errors and help.
+ */
+typedef int (*xmppd_ctl_fn)(int argc, char **argv, char **out_r, void *ud);
+XMPPD_API int xmppd_ctl_register(xmppd_ctx *ctx, const char *name, const char *usage,
+    xmppd_ctl_fn fn, void *ud);
 
 /* ------------------------------------------------------------------ */
 /* Sessions (the session's worker, during a callback that handed it)   */

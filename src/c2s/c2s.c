@@ -1038,6 +1038,48 @@ handle_stanza(struct c2s *c, xml_elem *st)
 			jid_free(&pto);
 	}
 
+	if (kind == STANZA_PRESENCE && to != NULL && type != NULL &&
+	    (strcmp(type, "subscribe") == 0 || strcmp(type, "subscribed") == 0 ||
+	    strcmp(type, "unsubscribe") == 0 || strcmp(type, "unsubscribed") == 0)) {
+		jid pto;
+		enum xmppd_result r = XMPPD_CONTINUE;
+
+		/* RFC 6121 3.1.2: a subscription request goes out from the
+		 * bare JID; the roster module records it (STOP when it has
+		 * routed its own copy). */
+		xml_attr_set(st, "from", c->jid.bare);
+		if (jid_parse(&pto, to, strlen(to), &err) < 0) {
+			xml_elem *r2 = stanza_error_reply(st, "jid-malformed", NULL);
+
+			if (r2 != NULL) {
+				xml_attr_set(r2, "from", NULL);
+				c2s_send(c, r2);
+				xml_elem_unref(r2);
+			}
+			return;
+		}
+		if (hooks_any(XMPPD_HOOK_ROSTER_OUT_SUBSCRIPTION)) {
+			jid jb;
+			struct xmppd_packet_args pa = { st, &c->jid, &pto, SESSION(c) };
+
+			if (jid_bare_of(&jb, &c->jid) == 0) {
+				pa.from = &jb;
+				r = hooks_run(XMPPD_HOOK_ROSTER_OUT_SUBSCRIPTION, c->jid.domain, &pa);
+				jid_free(&jb);
+			}
+		}
+		if (r == XMPPD_CONTINUE) {
+			jid jb;
+
+			if (jid_bare_of(&jb, &c->jid) == 0) {
+				router_route(st, &jb, &pto);
+				jid_free(&jb);
+			}
+		}
+		jid_free(&pto);
+		return;
+	}
+
 	if (kind == STANZA_IQ) {
 		/* RFC 6120 8.2.3: id and a known type are required. */
 		if (xml_attr_get(st, "id") == NULL || type == NULL ||

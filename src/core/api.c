@@ -351,6 +351,13 @@ xmppd_iq_stream_addr(const xmppd_elem *iq)
 }
 
 XMPPD_API size_t
+xmppd_user_presences(const xmppd_jid *bare, void (*fn)(const xmppd_elem *presence, void *ud),
+    void *ud)
+{
+	return sm_user_presences(bare, fn, ud);
+}
+
+XMPPD_API size_t
 xmppd_send_to_resources(const xmppd_jid *bare, const xmppd_elem *st, int available_only)
 {
 	return sm_send_to_resources(bare, st, available_only);

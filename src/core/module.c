@@ -85,6 +85,7 @@ enum reg_kind {
 	REG_DISCO_ACCOUNT_FEATURE,
 	REG_DISCO_IDENTITY,
 	REG_STREAM_FEATURE,
+	REG_CTL,
 	REG__COUNT
 };
 
@@ -447,6 +448,42 @@ xmppd_service_register(xmppd_ctx *ctx, const char *domain, xmppd_service_fn fn, 
 	r.s1 = ctx_strdup(ctx, d);
 	free(d);
 	return r.s1 != NULL ? reg_add(REG_SERVICE, &r) : -1;
+}
+
+XMPPD_API int
+xmppd_ctl_register(xmppd_ctx *ctx, const char *name, const char *usage, xmppd_ctl_fn fn,
+    void *ud)
+{
+	static const char *const builtin[] = { "status", "register", "unregister", "passwd",
+		"users", "connected", "kick", "reload", "stop", "module", NULL };
+	struct reg r = { .owner = ctx, .fn = (void *)fn, .ud = ud };
+	struct reg_list *l = list_get(REG_CTL);
+
+	for (size_t i = 0; builtin[i] != NULL; i++)
+		if (strcmp(builtin[i], name) == 0)
+			return -1;
+	for (size_t i = 0; l != NULL && i < l->n; i++)
+		if (strcmp(l->e[i].s1, name) == 0)
+			return -1;
+	r.s1 = ctx_strdup(ctx, name);
+	r.s2 = ctx_strdup(ctx, usage != NULL ? usage : name);
+	return r.s1 != NULL && fn != NULL ? reg_add(REG_CTL, &r) : -1;
+}
+
+int
+module_ctl_run(int argc, char **argv, int *rc_r, char **out_r)
+{
+	struct reg_list *l = list_get(REG_CTL);
+
+	*out_r = NULL;
+	for (size_t i = 0; l != NULL && i < l->n; i++)
+		if (strcmp(l->e[i].s1, argv[0]) == 0) {
+			*rc_r = ((xmppd_ctl_fn)l->e[i].fn)(argc, argv, out_r, l->e[i].ud);
+			if (*rc_r < 0 && *out_r == NULL)
+				*out_r = strdup(l->e[i].s2);
+			return 1;
+		}
+	return 0;
 }
 
 XMPPD_API void

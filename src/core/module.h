@@ -45,6 +45,9 @@ int module_iq_dispatch(xml_elem *iq, const jid *from, const jid *to);
 int module_iq_dispatch_stream(xml_elem *iq, const jid *to);
 /* 1 if to's domain is a service domain (the stanza was handed to it). */
 int module_service_route(xml_elem *st, const jid *from, const jid *to);
+/* xmppctl commands added by modules: 1 if name is one (output and result
+ * in *out_r / the return through rc_r), 0 if not. Main thread. */
+int module_ctl_run(int argc, char **argv, int *rc_r, char **out_r);
 /* Appends the registered stream features to features. */
 void module_stream_features(xml_elem *features, int authenticated);
 

@@ -295,7 +295,22 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 		evbuffer_add_printf(out, "stopping\n");
 		cc->stop_after = 1;
 	} else {
-		reply_err(out, "unknown command '%s' (see xmppctl --help)", cmd);
+		char *mout = NULL;
+		int rc;
+
+		/* Commands that modules add (xmppd_ctl_register). */
+		if (module_ctl_run(argc, argv, &rc, &mout)) {
+			if (rc < 0)
+				reply_err(out, "%s", mout != NULL ? mout : "failed");
+			else {
+				reply_ok(out);
+				if (mout != NULL)
+					evbuffer_add(out, mout, strlen(mout));
+			}
+			free(mout);
+		} else {
+			reply_err(out, "unknown command '%s' (see xmppctl --help)", cmd);
+		}
 	}
 	free(node);
 	free(host);

@@ -466,9 +466,18 @@ route_bare(xml_elem *st, const jid *from, const jid *to, enum stanza_kind kind,
 		router_bounce(st, "service-unavailable", NULL);
 		return;
 	case STANZA_PRESENCE:
-		/* 8.5.2.1.2 / 8.5.2.2.2. */
+		/* 8.5.2.1.2 / 8.5.2.2.2. Subscriptions and probes are the
+		 * roster module's (RFC 6121 3, 4.3): STOP when it took one. */
+		if ((is_subscription(type) || strcmp(type, "probe") == 0) &&
+		    hooks_any(XMPPD_HOOK_ROSTER_IN_SUBSCRIPTION)) {
+			struct xmppd_packet_args pa = { st, from, to, NULL };
+
+			if (hooks_run(XMPPD_HOOK_ROSTER_IN_SUBSCRIPTION, to->domain, &pa) !=
+			    XMPPD_CONTINUE)
+				return;
+		}
 		if (strcmp(type, "probe") == 0)
-			return;          /* answered by the presence module */
+			return;          /* no roster module: nobody answers */
 		if (is_subscription(type)) {
 			(void)deliver_selected(st, to->bare, NULL, SEL_NONNEG, 0);
 			return;
@@ -533,8 +542,14 @@ sm_route(xml_elem *st, const jid *from, const jid *to)
 	case STANZA_PRESENCE:
 		/* 8.5.3.2.2: subscription-related presence is handled as if
 		 * to the bare JID; the rest is ignored. */
-		if (is_subscription(type) || strcmp(type, "probe") == 0)
-			route_bare(st, from, to, kind, type);
+		if (is_subscription(type) || strcmp(type, "probe") == 0) {
+			jid bare;
+
+			if (jid_bare_of(&bare, to) == 0) {
+				route_bare(st, from, &bare, kind, type);
+				jid_free(&bare);
+			}
+		}
 		return;
 	case STANZA_IQ:
 		/* 8.5.3.2.3. */
@@ -597,5 +612,32 @@ sm_send_to_resources(const jid *bare, const xml_elem *st, int available_only)
 		xml_elem_unref(c);
 	}
 	free(v);
+	return n;
+}
+
+size_t
+sm_user_presences(const jid *bare, void (*fn)(const xml_elem *p, void *ud), void *ud)
+{
+	uint64_t h = sm_hash(bare->bare);
+	struct sm_shard *s = shard_of(h);
+	struct sm_user *u;
+	xml_elem *local[SM_LOCAL_TARGETS], **v = local;
+	size_t n = 0;
+
+	pthread_mutex_lock(&s->lock);
+	u = user_find(s, h, bare->bare);
+	if (u != NULL && u->nres > SM_LOCAL_TARGETS)
+		v = calloc(u->nres, sizeof(*v));
+	for (size_t i = 0; u != NULL && v != NULL && i < u->nres; i++)
+		if (u->res[i].available && u->res[i].presence != NULL)
+			v[n++] = xml_elem_ref(u->res[i].presence);
+	pthread_mutex_unlock(&s->lock);
+	/* Outside the lock: fn may route. */
+	for (size_t i = 0; i < n; i++) {
+		fn(v[i], ud);
+		xml_elem_unref(v[i]);
+	}
+	if (v != local)
+		free(v);
 	return n;
 }

@@ -51,6 +51,8 @@ void sm_presence_to_own_resources(xml_elem *st, const jid *full, uint64_t sid, i
 size_t sm_find(const jid *j, struct sm_target *out, size_t max);
 size_t sm_session_count(void);
 
+/* fn for the last presence of every available resource of bare. */
+size_t sm_user_presences(const jid *bare, void (*fn)(const xml_elem *p, void *ud), void *ud);
 /* A copy of st, 'to' set to each resource, to every session (or every
  * available one) of bare. Returns how many. */
 size_t sm_send_to_resources(const jid *bare, const xml_elem *st, int available_only);
