@@ -400,7 +400,7 @@ XMPPD_API long xmppd_store_del_prefix(xmppd_txn *txn, const char *table, const v
     size_t plen);
 /* Builds a key from strings, each followed by a NUL byte (unambiguous),
  * into buf. Returns the length, or 0 if it does not fit (LMDB keys are at
- * most 511 bytes). The list ends with NULL. */
+ * most 511 bytes). The list ends with (char *)NULL. */
 XMPPD_API size_t xmppd_store_key(char *buf, size_t size, ...);
 
 /* ------------------------------------------------------------------ */

@@ -119,7 +119,7 @@ acl_match(const struct conf *c, const char *name, const jid *user,
 /* ------------------------------------------------------------------ */
 
 /*
- * A NULL rule is an unset option (c2s_access, register_access): everyone,
+ * A NULL rule is an unset option (c2s_access): everyone,
  * as if it were "all" (conf.h). Callers pass the option as it is.
  */
 int

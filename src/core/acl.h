@@ -24,7 +24,7 @@ int acl_match(const struct conf *c, const char *name, const jid *user,
  * whose acl matches decides. Returns 1 (allow) or 0 (deny). No entry
  * matching denies. The rules "all" (allow everyone) and "none" (deny
  * everyone) exist without being configured; an unknown rule denies. A NULL
- * rule (c2s_access or register_access not set) allows.
+ * rule (c2s_access not set) allows.
  */
 int access_check(const struct conf *c, const char *rule, const jid *user,
     const struct sockaddr *addr);

@@ -67,7 +67,7 @@ struct loader {
 	int line_spool_dir;
 	int line_max_send_queue;
 	int line_c2s_access;
-	int line_register_access;
+	int line_s2s_access;
 	size_t nnodes;             /* module option nodes built so far */
 	/* Acl names used by access rules, checked once every acl is known. */
 	struct acl_ref {
@@ -80,7 +80,7 @@ struct loader {
 static conf_key_fn key_hosts, key_certfiles, key_path, key_string, key_uint,
     key_size, key_bool, key_loglevel, key_log, key_tls_version, key_listen,
     key_port, key_ip, key_module, key_modules, key_acl, key_access_rules,
-    key_shapers, key_access, key_u64;
+    key_shapers, key_access, key_u64, key_s2s_starttls, key_s2s_hosts, key_s2s_access;
 
 static void conf_free(struct conf *c);
 
@@ -120,7 +120,17 @@ static const struct conf_key top_keys[] = {
 	{ "access_rules",          key_access_rules,  0, 0, 0 },
 	{ "shaper",                key_shapers,       0, 0, 0 },
 	{ "c2s_access",            key_access,        C(c2s_access), 0, 0 },
-	{ "register_access",       key_access,        C(register_access), 0, 0 },
+	{ "s2s_use_starttls",      key_s2s_starttls,  C(s2s_use_starttls), 0, 0 },
+	{ "s2s_dialback",          key_bool,          C(s2s_dialback), 0, 0 },
+	{ "s2s_secret",            key_string,        C(s2s_secret), 0, 0 },
+	{ "s2s_access",            key_s2s_access,    C(s2s_access), 0, 0 },
+	{ "s2s_hosts",             key_s2s_hosts,     0, 0, 0 },
+	{ "s2s_idle_timeout",      key_uint,          C(s2s_idle_timeout), 0, 86400 },
+	{ "s2s_keepalive",         key_uint,          C(s2s_keepalive), 0, 86400 },
+	{ "s2s_keepalive_timeout", key_uint,          C(s2s_keepalive_timeout), 1, 3600 },
+	{ "s2s_connect_timeout",   key_uint,          C(s2s_connect_timeout), 1, 3600 },
+	{ "s2s_max_queue",         key_uint,          C(s2s_max_queue), 1, 1000000 },
+	{ "s2s_resolv_conf",       key_path,          C(s2s_resolv_conf), 0, 0 },
 };
 
 /* Indexes into listen_keys, for the required keys and derived defaults. */
@@ -1471,14 +1481,12 @@ key_access_rules(struct loader *l, const struct conf_key *k, yaml_node_t *val, v
 	return 0;
 }
 
-/* c2s_access, register_access: an access rule name, checked in finish(). */
+/* c2s_access: an access rule name, checked in finish(). (Modules name
+ * their own rules in their options, e.g. mod_register's access.) */
 static int
 key_access(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
 {
-	if (strcmp(k->name, "c2s_access") == 0)
-		l->line_c2s_access = node_line(val);
-	else
-		l->line_register_access = node_line(val);
+	l->line_c2s_access = node_line(val);
 	return parse_string(l, k->name, val, FIELD(char *, base, k));
 }
 
@@ -1544,6 +1552,116 @@ key_shapers(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *
 	return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* Federation (doc/federation.md)                                      */
+/* ------------------------------------------------------------------ */
+
+/* s2s_access: an access rule name, checked in check_references(). */
+static int
+key_s2s_access(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	l->line_s2s_access = node_line(val);
+	return parse_string(l, k->name, val, FIELD(char *, base, k));
+}
+
+/* s2s_use_starttls: false | optional | required (ejabberd's values). */
+static int
+key_s2s_starttls(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	const char *s;
+
+	if (check_tag(l, val) < 0)
+		return -1;
+	s = plain_text(val);
+	if (s != NULL && (strcmp(s, "false") == 0 || strcmp(s, "no") == 0))
+		*FIELD(int, base, k) = CONF_S2S_TLS_FALSE;
+	else if (s != NULL && strcmp(s, "optional") == 0)
+		*FIELD(int, base, k) = CONF_S2S_TLS_OPTIONAL;
+	else if (s != NULL && (strcmp(s, "required") == 0 || strcmp(s, "true") == 0))
+		*FIELD(int, base, k) = CONF_S2S_TLS_REQUIRED;
+	else
+		return fail(l, val, "'s2s_use_starttls' expects false, optional or required");
+	return 0;
+}
+
+/*
+ * s2s_hosts: DOMAIN: "HOST:PORT" (or "HOST", port 5269; "[::1]:5269" for an
+ * IPv6 address). Pins a remote domain to an address instead of DNS.
+ */
+static int
+key_s2s_hosts(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	struct conf *c = l->c;
+	size_t n;
+
+	if (check_tag(l, val) < 0)
+		return -1;
+	if (val->type != YAML_MAPPING_NODE)
+		return fail(l, val, "'s2s_hosts' expects a mapping of domain: \"host:port\"");
+	if ((n = npairs(val)) > 0 && (c->s2s_hosts = calloc(n, sizeof(*c->s2s_hosts))) == NULL)
+		return fail(l, val, "out of memory");
+	for (yaml_node_pair_t *p = val->data.mapping.pairs.start;
+	    p < val->data.mapping.pairs.top; p++) {
+		yaml_node_t *kn = yaml_document_get_node(l->doc, p->key);
+		yaml_node_t *vn = yaml_document_get_node(l->doc, p->value);
+		unsigned long long port = 5269;
+		struct conf_s2s_host *h;
+		const char *name, *s, *colon, *end, *hs;
+		char buf[80], *dom;
+		size_t len, hlen;
+
+		if ((name = key_name(l, kn, "a domain name")) == NULL)
+			return -1;
+		if ((dom = prep_domain(name, strlen(name))) == NULL)
+			return fail(l, kn, "'s2s_hosts' key '%s' is not a valid domain name",
+			    shown(name, strlen(name), buf, sizeof(buf)));
+		for (size_t i = 0; i < c->ns2s_hosts; i++)
+			if (strcmp(c->s2s_hosts[i].domain, dom) == 0) {
+				free(dom);
+				return fail(l, kn, "'s2s_hosts' has '%s' twice (first on "
+				    "line %d)", shown(name, strlen(name), buf, sizeof(buf)),
+				    c->s2s_hosts[i].line);
+			}
+		h = &c->s2s_hosts[c->ns2s_hosts++];
+		h->domain = dom;
+		h->line = node_line(kn);
+		if (check_tag(l, vn) < 0)
+			return -1;
+		if ((s = scalar_text(vn, &len)) == NULL || len == 0)
+			return fail(l, vn, "'s2s_hosts' expects \"host:port\" for '%s'",
+			    shown(name, strlen(name), buf, sizeof(buf)));
+		if (s[0] == '[') {
+			const char *rb = strchr(s, ']');
+
+			if (rb == NULL || (rb[1] != '\0' && rb[1] != ':'))
+				return fail(l, vn, "'%s': expected \"[IPv6 address]:port\"",
+				    shown(s, len, buf, sizeof(buf)));
+			hs = s;
+			hlen = (size_t)(rb - s + 1);
+			colon = rb[1] == ':' ? rb + 1 : NULL;
+		} else {
+			colon = strchr(s, ':');
+			if (colon != NULL && strrchr(s, ':') != colon)
+				return fail(l, vn, "'%s': write an IPv6 address as "
+				    "\"[address]:port\"", shown(s, len, buf, sizeof(buf)));
+			hs = s;
+			hlen = colon != NULL ? (size_t)(colon - s) : len;
+		}
+		if (!host_shape_ok(hs, hlen))
+			return fail(l, vn, "'%s' is not a host name or address",
+			    shown(s, len, buf, sizeof(buf)));
+		h->host = hs[0] == '[' ? strndup(hs + 1, hlen - 2) : strndup(hs, hlen);
+		if (h->host == NULL)
+			return fail(l, vn, "out of memory");
+		if (colon != NULL && (parse_ull(colon + 1, &port, &end) < 0 || *end != '\0' ||
+		    port < 1 || port > 65535))
+			return fail(l, vn, "'%s': the port must be a number from 1 to 65535",
+			    shown(s, len, buf, sizeof(buf)));
+		h->port = (uint16_t)port;
+	}
+	return 0;
+}
+
 /* Names used before their definition may have been read: checked last. */
 static int
 check_references(struct loader *l)
@@ -1566,19 +1684,25 @@ check_references(struct loader *l)
 			    "undefined acl '%s'", shown(ar->name, strlen(ar->name),
 			    rbuf, sizeof(rbuf)), shown(acl, strlen(acl), buf, sizeof(buf)));
 	}
-	for (i = 0; i < 2; i++) {
-		const char *rule = i == 0 ? c->c2s_access : c->register_access;
+	if (c->c2s_access != NULL && !is_builtin(c->c2s_access)) {
+		const char *rule = c->c2s_access;
 
-		if (rule == NULL || is_builtin(rule))
-			continue;
 		for (j = 0; j < c->naccess_rules; j++)
 			if (strcmp(c->access_rules[j].name, rule) == 0)
 				break;
 		if (j == c->naccess_rules)
-			return fail_at(l, i == 0 ? l->line_c2s_access :
-			    l->line_register_access, "'%s' refers to undefined "
-			    "access rule '%s'", i == 0 ? "c2s_access" : "register_access",
-			    shown(rule, strlen(rule), buf, sizeof(buf)));
+			return fail_at(l, l->line_c2s_access, "'c2s_access' refers to "
+			    "undefined access rule '%s'", shown(rule, strlen(rule), buf,
+			    sizeof(buf)));
+	}
+	if (c->s2s_access != NULL && !is_builtin(c->s2s_access)) {
+		for (j = 0; j < c->naccess_rules; j++)
+			if (strcmp(c->access_rules[j].name, c->s2s_access) == 0)
+				break;
+		if (j == c->naccess_rules)
+			return fail_at(l, l->line_s2s_access, "'s2s_access' refers to "
+			    "undefined access rule '%s'", shown(c->s2s_access,
+			    strlen(c->s2s_access), buf, sizeof(buf)));
 	}
 	for (i = 0; i < c->nlisten; i++) {
 		const struct conf_listen *li = &c->listen[i];
@@ -1617,6 +1741,13 @@ set_defaults(struct conf *c)
 	c->scram_iterations = 4096;
 	c->tls_min_version = TLS1_2_VERSION;
 	c->allow_plain = 1;
+	c->s2s_use_starttls = CONF_S2S_TLS_REQUIRED;
+	c->s2s_dialback = 1;
+	c->s2s_idle_timeout = 600;
+	c->s2s_keepalive = 60;
+	c->s2s_keepalive_timeout = 30;
+	c->s2s_connect_timeout = 30;
+	c->s2s_max_queue = 1000;
 }
 
 /* Checks that need the whole file: required keys, derived defaults. */
@@ -1908,7 +2039,14 @@ conf_free(struct conf *c)
 		free(c->shapers[i].name);
 	free(c->shapers);
 	free(c->c2s_access);
-	free(c->register_access);
+	free(c->s2s_secret);
+	free(c->s2s_access);
+	for (i = 0; i < c->ns2s_hosts; i++) {
+		free(c->s2s_hosts[i].domain);
+		free(c->s2s_hosts[i].host);
+	}
+	free(c->s2s_hosts);
+	free(c->s2s_resolv_conf);
 	free(c);
 }
 
@@ -1951,6 +2089,15 @@ conf_swap(struct conf *c)
 	conf_running = c;
 	pthread_mutex_unlock(&conf_lock);
 	conf_unref(old);
+}
+
+const struct conf_s2s_host *
+conf_s2s_host(const struct conf *c, const char *domain)
+{
+	for (size_t i = 0; c != NULL && domain != NULL && i < c->ns2s_hosts; i++)
+		if (strcmp(c->s2s_hosts[i].domain, domain) == 0)
+			return &c->s2s_hosts[i];
+	return NULL;
 }
 
 /* host must be prepared already, as every domain of a parsed jid is. */

@@ -143,8 +143,31 @@ struct conf {
 	size_t naccess_rules;
 	struct conf_shaper *shapers;
 	size_t nshapers;
-	char *c2s_access;                  /* access rule for logins; default "all" */
-	char *register_access;             /* for in-band registration (mod_register) */
+	char *c2s_access;                  /* access rule for logins; NULL: everyone */
+
+	/* Federation (doc/federation.md). */
+	int s2s_use_starttls;              /* CONF_S2S_TLS_*; default REQUIRED */
+	int s2s_dialback;                  /* XEP-0220 allowed; default 1 */
+	char *s2s_secret;                  /* dialback key secret; NULL = random per start */
+	char *s2s_access;                  /* access rule over remote domains; NULL = all */
+	struct conf_s2s_host *s2s_hosts;   /* domain -> host:port pins */
+	size_t ns2s_hosts;
+	unsigned s2s_idle_timeout;         /* s, a link with no stanza closes; 0 = never; 600 */
+	unsigned s2s_keepalive;            /* s idle before a whitespace ping; 0 = off; 60 */
+	unsigned s2s_keepalive_timeout;    /* s for that ping to leave the send queue; 30 */
+	unsigned s2s_connect_timeout;      /* s from resolving to authenticated; 30 */
+	unsigned s2s_max_queue;            /* stanzas queued per link while it opens; 1000 */
+	char *s2s_resolv_conf;             /* nameservers for SRV/A/AAAA; /etc/resolv.conf */
+};
+
+enum { CONF_S2S_TLS_FALSE, CONF_S2S_TLS_OPTIONAL, CONF_S2S_TLS_REQUIRED };
+
+/* s2s_hosts: where to connect for a remote domain instead of DNS. */
+struct conf_s2s_host {
+	char *domain;               /* prepared */
+	char *host;                 /* name or address ("::1" without brackets) */
+	uint16_t port;              /* default 5269 */
+	int line;
 };
 
 /*
@@ -164,5 +187,7 @@ void conf_swap(struct conf *c);
 
 /* 1 if host is one of c->hosts. */
 int conf_is_local_host(const struct conf *c, const char *host);
+/* The s2s_hosts entry for a remote domain, or NULL. */
+const struct conf_s2s_host *conf_s2s_host(const struct conf *c, const char *domain);
 
 #endif

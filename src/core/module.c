@@ -1180,6 +1180,10 @@ module_reload_one(const struct conf *c, const char *name, char *err, size_t errl
 			ctx->conf = NULL;
 			conf_node_free(ctx->opts_node);
 			ctx->opts_node = cm != NULL ? conf_node_dup(cm->opts) : NULL;
+			/* Handlers on workers may still hold the old values
+			 * (xmppd_opt_string): free them after a quiescent
+			 * point. */
+			worker_sync_all();
 			for (size_t i = 0; i < nold; i++)
 				opt_free(&old[i]);
 			free(old);

@@ -162,7 +162,8 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 			return;
 		if (*argv[3] == '\0')
 			reply_err(out, "the password is empty");
-		else if (account_create(node, host, argv[3], &err) < 0)
+		/* Through the module API, so that register_user runs. */
+		else if (xmppd_user_create(node, host, argv[3], &err) < 0)
 			reply_err(out, "cannot register %s@%s: %s", node, host,
 			    strcmp(err, "exists") == 0 ? "the account already exists" : err);
 		else {
@@ -171,19 +172,15 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 			log_notice("ctl", "registered %s@%s", node, host);
 		}
 	} else if (strcmp(cmd, "unregister") == 0) {
-		jid j;
-
 		if (!nargs_ok(out, argc, 3, "unregister USER HOST") ||
 		    account_args(out, argv[1], argv[2], &node, &host) < 0)
 			return;
-		if (account_delete(node, host, &err) < 0) {
+		/* xmppd_user_remove runs remove_user (modules drop what they
+		 * keep for the account) and closes its sessions. */
+		if (xmppd_user_remove(node, host, &err) < 0) {
 			reply_err(out, "cannot unregister %s@%s: %s", node, host,
 			    strcmp(err, "not found") == 0 ? "no such account" : err);
 		} else {
-			if (jid_make(&j, node, host, NULL, &err) == 0) {
-				kick_jid(&j, "not-authorized", "account removed");
-				jid_free(&j);
-			}
 			reply_ok(out);
 			evbuffer_add_printf(out, "unregistered %s@%s\n", node, host);
 			log_notice("ctl", "unregistered %s@%s", node, host);

@@ -35,6 +35,9 @@ router_route(xml_elem *st, const jid *from, const jid *to)
 			return;
 		}
 		if (pa.stanza != st) {
+			/* The filter's replacement takes over; our reference to
+			 * the original goes (hooks/xmppd.h: the core drops it). */
+			xml_elem_unref(st);
 			router_route_filtered(pa.stanza, from, to);
 			xml_elem_unref(pa.stanza);
 			return;

@@ -244,7 +244,7 @@ static const char full_file[] =
     "  fast: {rate: 50000, burst_size: 200000}\n"
     "  burst_default: {rate: 7}\n"
     "c2s_access: c2s\n"
-    "register_access: register\n"                                /* 45 */
+    "# in-band registration: mod_register's own 'access' option\n" /* 45 */
     "listen:\n"
     "  - port: 5222\n"
     "    module: c2s\n"
@@ -350,7 +350,6 @@ test_sections(void **state)
 	assert_int_equal(c->shapers[2].burst, 7);
 
 	assert_string_equal(c->c2s_access, "c2s");
-	assert_string_equal(c->register_access, "register");
 	assert_string_equal(c->listen[0].shaper, "normal");
 	assert_string_equal(c->listen[1].shaper, "none");
 	conf_unref(c);
@@ -369,17 +368,15 @@ test_defaults(void **state)
 	assert_int_equal(c->naccess_rules, 0);
 	assert_int_equal(c->nshapers, 0);
 	assert_null(c->c2s_access);
-	assert_null(c->register_access);
 	conf_unref(c);
 
 	/* Empty sections, and rules naming only the built-in acls. */
 	c = load_text(s, H "modules: {}\nacl: {}\nshaper: {}\n"
 	    "access_rules: {open: {allow: all}, closed: [{deny: none}]}\n"
-	    "c2s_access: all\nregister_access: none\n");
+	    "c2s_access: all\n");
 	assert_int_equal(c->nmodules, 0);
 	assert_int_equal(c->naccess_rules, 2);
 	assert_string_equal(c->c2s_access, "all");
-	assert_string_equal(c->register_access, "none");
 	conf_unref(c);
 
 	/* Order does not matter: rules may come before their acls. */
@@ -578,7 +575,7 @@ static const struct bad bad_files[] = {
 	{ H "c2s_access: local\n", 2,
 	  "'c2s_access' refers to undefined access rule 'local'" },
 	{ H "access_rules: {r: {allow: all}}\nregister_access: \"R\"\n", 3,
-	  "'register_access' refers to undefined access rule 'R'" },
+	  "unknown key 'register_access'" },
 	{ H "c2s_access: [all]\n", 2, "'c2s_access' expects a non-empty string" },
 	/* shaper */
 	{ H "shaper: [normal]\n", 2, "'shaper' expects a mapping" },

@@ -1,0 +1,147 @@
+#!/usr/bin/python3
+"""t0730-last: XEP-0012 Last Activity (mod_last): the server's uptime, a
+user's last logout and its status, privacy, availability."""
+
+import asyncio
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
+import xmppdtest as xt  # noqa: E402
+
+NS_LAST = 'jabber:iq:last'
+NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info'
+QUERY = "<query xmlns='%s'/>" % NS_LAST
+
+
+def last_of(r):
+    """(seconds as int or None, text) of a jabber:iq:last result."""
+    if r is None or r['type'] != 'result':
+        return None, None
+    q = r.xml.find('{%s}query' % NS_LAST)
+    if q is None:
+        return None, None
+    try:
+        return int(q.get('seconds')), q.text or ''
+    except (TypeError, ValueError):
+        return None, q.text or ''
+
+
+def condition(r):
+    return r['error']['condition'] if r is not None and r['type'] == 'error' else None
+
+
+async def main():
+    srv = xt.Server(workers=2, modules={'mod_last': {}, 'mod_disco': {}})
+    for u in ('alice', 'bob', 'carol'):
+        srv.register(u, u + '-pw')
+    alice = await xt.login_ok(srv, 'alice', 'alice-pw', resource='desk')
+    bob = await xt.login_ok(srv, 'bob', 'bob-pw', resource='b')
+
+    # XEP-0012 5: to the server, its uptime, growing with time.
+    r1 = await alice.iq('get', srv.host, QUERY)
+    up1, text = last_of(r1)
+    xt.ok(up1 is not None and 0 <= up1 < 120, 'server uptime is a small number of seconds (%r)' % up1) \
+        or xt.diag(str(r1))
+    xt.is_(text, '', 'the server answer carries no text')
+    await asyncio.sleep(2.2)
+    up2, _ = last_of(await bob.iq('get', srv.host, QUERY))
+    xt.ok(up1 is not None and up2 is not None and up2 >= up1 + 2,
+          'two seconds later the uptime grew by at least 2 (%r -> %r)' % (up1, up2))
+
+    # XEP-0012 3: a user with an available resource is active now.
+    r = await alice.iq('get', srv.jid('alice'), QUERY)
+    xt.is_(last_of(r), (0, ''), 'alice online asks about herself: seconds 0, no status') \
+        or xt.diag(str(r))
+
+    # XEP-0012 3, 8: only those allowed to see the presence may ask.
+    r = await bob.iq('get', srv.jid('alice'), QUERY)
+    xt.is_(condition(r), 'forbidden', 'bob asking about alice (online) gets forbidden')
+    xt.ok(r is not None and r.xml.find('{%s}query' % NS_LAST) is not None
+          and r.xml.find('{%s}query' % NS_LAST).get('seconds') is None,
+          'and the error reveals no seconds')
+
+    # Never logged out: nothing to tell.
+    carol = await xt.login_ok(srv, 'carol', 'carol-pw', resource='c', presence=False)
+    r = await carol.iq('get', srv.jid('carol'), QUERY)
+    xt.is_(condition(r), 'item-not-found', 'carol (never logged out) gets item-not-found')
+
+    # Logging out with a status: the seconds count from then, and the status
+    # of the last unavailable presence comes back.
+    alice.xmpp.send_presence(ptype='unavailable', pstatus='Heading Home')
+    await alice.disconnect()
+    sessions = await srv.wait_connected(lambda s: not any(x['jid'].startswith(srv.jid('alice'))
+                                                          for x in s))
+    xt.ok(sessions is not None and not any(x['jid'].startswith(srv.jid('alice')) for x in sessions),
+          'alice is gone from xmppctl connected')
+    await asyncio.sleep(2.2)
+    r = await bob.iq('get', srv.jid('alice'), QUERY)
+    xt.is_(condition(r), 'forbidden', 'bob asking about alice (offline) still gets forbidden')
+    alice2 = await xt.login_ok(srv, 'alice', 'alice-pw', resource='phone', presence=False)
+    r = await alice2.iq('get', srv.jid('alice'), QUERY)
+    secs, text = last_of(r)
+    xt.ok(secs is not None and 2 <= secs < 60,
+          'alice, back without presence, sees she logged out 2..60 s ago (%r)' % secs) or xt.diag(str(r))
+    xt.is_(text, 'Heading Home', 'with the status of her unavailable presence')
+    # No 'to' means her own account (RFC 6120 10.3).
+    secs2, text2 = last_of(await alice2.iq('get', None, QUERY))
+    xt.ok(secs2 is not None and secs2 >= secs and text2 == 'Heading Home',
+          'the same answer with no to address (%r, %r)' % (secs2, text2))
+
+    # Becoming available again makes her active now; a second resource of
+    # hers sees 0 as well.
+    alice2.xmpp.send_presence()
+    await asyncio.sleep(0.3)
+    xt.is_(last_of(await alice2.iq('get', srv.jid('alice'), QUERY)), (0, ''),
+           'after her presence, alice is active now: seconds 0')
+    # Unavailable again without closing the session: not available, and the
+    # session's logout (later) is what counts, so the old record stays.
+    alice2.xmpp.send_presence(ptype='unavailable', pstatus='brb')
+    await asyncio.sleep(0.3)
+    secs3, text3 = last_of(await alice2.iq('get', srv.jid('alice'), QUERY))
+    xt.ok(secs3 is not None and secs3 >= 2 and text3 == 'Heading Home',
+          'unavailable but connected: the last logout is still the old one (%r, %r)' % (secs3, text3))
+    # A connection that drops without an unavailable presence: the status of
+    # the session's last unavailable presence ('brb') is kept.
+    alice2.abort()
+    await srv.wait_connected(lambda s: not any(x['jid'].startswith(srv.jid('alice')) for x in s))
+    alice3 = await xt.login_ok(srv, 'alice', 'alice-pw', resource='tab', presence=False)
+    secs4, text4 = last_of(await alice3.iq('get', srv.jid('alice'), QUERY))
+    xt.ok(secs4 is not None and secs4 < 2, 'after the drop the logout is recent (%r)' % secs4)
+    xt.is_(text4, 'brb', 'and its status is the last one the session sent')
+
+    # A long status is cut (at a character boundary) before it is stored.
+    alice3.xmpp.send_presence(ptype='unavailable', pstatus='\u00e9' * 3000)
+    await alice3.disconnect()
+    await srv.wait_connected(lambda s: not any(x['jid'].startswith(srv.jid('alice')) for x in s))
+    alice3 = await xt.login_ok(srv, 'alice', 'alice-pw', resource='tab2', presence=False)
+    _, text5 = last_of(await alice3.iq('get', srv.jid('alice'), QUERY))
+    xt.ok(text5 is not None and 0 < len(text5.encode()) <= 1024 and set(text5) == {'\u00e9'},
+          'a 6000-byte status comes back cut to at most 1024 bytes of whole characters (%r bytes)'
+          % (len(text5.encode()) if text5 else None))
+
+    # A hostile query: a set is not a thing for jabber:iq:last.
+    r = await alice3.iq('set', srv.jid('alice'), QUERY)
+    xt.is_(r['type'] if r is not None else None, 'error', 'a set of jabber:iq:last is an error')
+
+    # Service discovery lists the feature for the server and for accounts.
+    r = await bob.iq('get', srv.host, "<query xmlns='%s'/>" % NS_DISCO_INFO)
+    xt.like(str(r), r"<feature var=.jabber:iq:last.", 'the server advertises jabber:iq:last')
+    r = await bob.iq('get', srv.jid('bob'), "<query xmlns='%s'/>" % NS_DISCO_INFO)
+    xt.like(str(r), r"<feature var=.jabber:iq:last.", 'an account advertises jabber:iq:last')
+
+    # Deleting the account deletes its record: made again, it never logged out.
+    await alice3.disconnect()
+    await srv.wait_connected(lambda s: not any(x['jid'].startswith(srv.jid('alice')) for x in s))
+    code, out, err = await srv.actl('unregister', 'alice', srv.host)
+    xt.is_(code, 0, 'xmppctl unregister alice') or xt.diag(out + err)
+    srv.register('alice', 'alice-pw2')
+    alice4 = await xt.login_ok(srv, 'alice', 'alice-pw2', resource='new', presence=False)
+    r = await alice4.iq('get', srv.jid('alice'), QUERY)
+    xt.is_(condition(r), 'item-not-found', 'a new alice under the old name has no last activity')
+
+    await xt.disconnect_all(bob, carol, alice4)
+    xt.is_(srv.stop(), 0, 'xmppd exits 0 on SIGTERM')
+
+
+xt.run(main)

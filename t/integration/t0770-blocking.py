@@ -1,0 +1,288 @@
+#!/usr/bin/python3
+"""t0770-blocking: mod_blocking, XEP-0191 Blocking Command: the blocklist,
+pushes, what a blocked entity's stanzas get, what the user's stanzas to a
+blocked JID get, JID matching (bare, full, domain, subdomain), unblocking,
+persistence across a restart, and removal with the account."""
+
+import asyncio
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
+import xmppdtest as xt  # noqa: E402
+
+NS_BLOCK = 'urn:xmpp:blocking'
+NS_BLOCK_ERR = 'urn:xmpp:blocking:errors'
+NS_DISCO = 'http://jabber.org/protocol/disco#info'
+HOST2 = 'other.test'
+HOST3 = 'sub.other.test'
+
+_seq = [0]
+
+
+def next_id():
+    _seq[0] += 1
+    return 'b%d' % _seq[0]
+
+
+def stanza_rx(name, attr_rx=''):
+    """A regex for one whole <name .../> or <name ...>...</name>."""
+    return r"<%s\b(?=[^>]*%s)[^>]*?(?:/>|>.*?</%s>)" % (name, attr_rx, name)
+
+
+async def raw_iq(r, itype, payload, to=None, timeout=5):
+    """An IQ on a Raw stream; returns the reply Element or None."""
+    idv = next_id()
+    r.set_mark()
+    await r.send("<iq type='%s' id='%s'%s>%s</iq>" % (
+        itype, idv, " to='%s'" % to if to else '', payload))
+    m = await r.read_until(stanza_rx('iq', r"\bid=[\"']%s[\"']" % idv), timeout)
+    return xt.ET.fromstring(m.group(0)) if m else None
+
+
+async def wait_stanza(r, name, attr_rx='', body=None, timeout=5):
+    """The next <name/> after the mark matching attr_rx (and holding body);
+    returns the Element, or None. Moves the mark past it."""
+    rx = stanza_rx(name, attr_rx)
+    if body is not None:
+        rx = r"<%s\b(?=[^>]*%s)[^>]*?>(?:(?!</%s>).)*?%s.*?</%s>" % (name, attr_rx, name, body, name)
+    m = await r.read_until(rx, timeout)
+    if not m:
+        return None
+    r.mark += len(r.data[r.mark:].decode('utf-8', 'replace')[:m.end()].encode('utf-8'))
+    return xt.ET.fromstring(m.group(0))
+
+
+def cond(el):
+    """The stanza error condition of an Element (from a Raw stream, or a
+    slixmpp stanza's .xml), or None."""
+    if el is None:
+        return None
+    err = next((c for c in el if c.tag in ('error', '{%s}error' % xt.NS_CLIENT)), None)
+    if err is None:
+        return None
+    for c in err:
+        if c.tag.startswith('{%s}' % xt.NS_STANZAS_ERR) and not c.tag.endswith('}text'):
+            return c.tag.split('}')[1]
+    return None
+
+
+def items(el, what='blocklist'):
+    """Sorted item JIDs of <what/> in an IQ Element (None if there is none)."""
+    if el is None:
+        return None
+    q = el.find('{%s}%s' % (NS_BLOCK, what))
+    if q is None:
+        return None
+    return sorted(i.get('jid') for i in q.findall('{%s}item' % NS_BLOCK))
+
+
+def block_xml(what, *jids):
+    return "<%s xmlns='%s'>%s</%s>" % (what, NS_BLOCK, ''.join(
+        "<item jid='%s'/>" % j for j in jids), what)
+
+
+async def blocklist(r):
+    return items(await raw_iq(r, 'get', "<blocklist xmlns='%s'/>" % NS_BLOCK))
+
+
+async def raw_login(srv, user, resource):
+    r = await xt.Raw.open(srv)
+    await r.login(user, user + '-pw', resource)
+    return r
+
+
+async def main():
+    srv = xt.Server(workers=2, hosts=('xmppd.test', HOST2, HOST3),
+                    modules={'mod_disco': {}, 'mod_register': {},
+                             'mod_blocking': {'max_items': 5}})
+    for u in ('alice', 'bob', 'carol'):
+        srv.register(u, u + '-pw')
+    srv.register('dan', 'dan-pw', HOST2)
+    srv.register('sam', 'sam-pw', HOST3)
+    alice_bare, bob_bare = srv.jid('alice'), srv.jid('bob')
+
+    a1 = await raw_login(srv, 'alice', 'one')
+    a2 = await raw_login(srv, 'alice', 'two')
+    a3 = await raw_login(srv, 'alice', 'three')   # never reads the list
+    bob = await xt.login_ok(srv, 'bob', 'bob-pw', resource='b')
+    carol = await xt.login_ok(srv, 'carol', 'carol-pw', resource='desk')
+    carol2 = await xt.login_ok(srv, 'carol', 'carol-pw', resource='phone')
+    dan = await xt.login_ok(srv, 'dan', 'dan-pw', host=HOST2, resource='d')
+    sam = await xt.login_ok(srv, 'sam', 'sam-pw', host=HOST3, resource='s')
+
+    disco = await raw_iq(a1, 'get', "<query xmlns='%s'/>" % NS_DISCO, to=srv.host)
+    feats = [f.get('var') for f in disco.iter('{%s}feature' % NS_DISCO)] if disco is not None else []
+    xt.ok(NS_BLOCK in feats, 'disco#info of the server lists urn:xmpp:blocking') or xt.diag(feats)
+
+    xt.is_(await blocklist(a1), [], 'an empty blocklist at first (XEP-0191 3.2)')
+    xt.is_(await blocklist(a2), [], 'the second resource reads it too')
+
+    # -- Block bob ---------------------------------------------------------
+    a2.set_mark()
+    a3.set_mark()
+    r = await raw_iq(a1, 'set', block_xml('block', bob_bare))
+    xt.is_(r.get('type') if r is not None else None, 'result', 'block bob: result')
+    push = await wait_stanza(a2, 'iq', r"\btype=[\"']set[\"']", body='<block')
+    xt.is_(items(push, 'block'), [bob_bare], 'the block push reaches alice/two')
+    xt.is_(push.get('from') if push is not None else None, alice_bare,
+           'the push comes from alice\'s bare JID')
+    late = await wait_stanza(a3, 'iq', r"\btype=[\"']set[\"']", body='<block', timeout=1.5)
+    xt.ok(late is None, 'no push to alice/three, which never read the list (XEP-0191 3.3)')
+    xt.is_(await blocklist(a2), [bob_bare], 'the blocklist now shows bob')
+
+    # Inbound: bob's message is refused with service-unavailable.
+    a1.set_mark()
+    bob.send(alice_bare, 'hello from bob, blocked')
+    m = await bob.message(mtype='error')
+    xt.is_(m['error']['condition'] if m is not None else None, 'service-unavailable',
+           "bob's message to alice comes back <service-unavailable/>")
+    xt.is_(m['from'].bare if m is not None else None, alice_bare, 'from alice\'s JID')
+    got = await wait_stanza(a1, 'message', body='hello from bob, blocked', timeout=1.5)
+    xt.ok(got is None, 'and alice does not get it')
+    r = await bob.iq('get', srv.jid('alice', 'one'), "<query xmlns='jabber:iq:version'/>")
+    xt.is_(cond(r.xml) if r is not None else None, 'service-unavailable',
+           "bob's IQ get to alice/one: <service-unavailable/>")
+    a1.set_mark()
+    bob.send_raw("<presence to='%s'><status>knock</status></presence>" % srv.jid('alice', 'one'))
+    got = await wait_stanza(a1, 'presence', body='knock', timeout=1.5)
+    xt.ok(got is None, "bob's directed presence is not delivered")
+    p = await bob.presence(pred=lambda p: p['type'] == 'error', timeout=0.5)
+    xt.ok(p is None, 'and bob gets no error for it (XEP-0191 3.3)')
+
+    # Outbound: alice's message to bob is refused with <blocked/>.
+    a1.set_mark()
+    await a1.send("<message to='%s' type='chat'><body>hi bob from alice</body></message>" % bob_bare)
+    e = await wait_stanza(a1, 'message', r"\btype=[\"']error[\"']")
+    xt.is_(cond(e), 'not-acceptable', "alice's message to bob: <not-acceptable/>")
+    xt.ok(e is not None and e.find('error/{%s}blocked' % NS_BLOCK_ERR) is not None,
+          'with <blocked xmlns="urn:xmpp:blocking:errors"/>')
+    xt.is_(e.get('from') if e is not None else None, bob_bare, 'from the blocked JID')
+    m = await bob.message(body='hi bob from alice', timeout=1.5)
+    xt.ok(m is None, 'bob does not get it')
+
+    # Someone else still gets through; alice's own resources always do.
+    a1.set_mark()
+    carol.send(alice_bare, 'carol is not blocked')
+    xt.ok(await wait_stanza(a1, 'message', body='carol is not blocked') is not None,
+          "carol's message reaches alice")
+    await raw_iq(a1, 'set', block_xml('block', alice_bare))
+    a2.set_mark()
+    await a1.send("<message to='%s' type='chat'><body>note to self</body></message>"
+                  % srv.jid('alice', 'two'))
+    xt.ok(await wait_stanza(a2, 'message', body='note to self') is not None,
+          "blocking her own JID does not cut alice's resources off (XEP-0191 5)")
+
+    # A full JID blocks that resource only.
+    r = await raw_iq(a1, 'set', block_xml('block', srv.jid('carol', 'desk')))
+    xt.is_(r.get('type') if r is not None else None, 'result', 'block carol/desk: result')
+    carol.send(alice_bare, 'from the desk')
+    m = await carol.message(mtype='error')
+    xt.is_(m['error']['condition'] if m is not None else None, 'service-unavailable',
+           'carol/desk is refused')
+    a1.set_mark()
+    carol2.send(alice_bare, 'from the phone')
+    xt.ok(await wait_stanza(a1, 'message', body='from the phone') is not None,
+          'carol/phone still gets through')
+
+    # -- Bad requests ----------------------------------------------------
+    r = await raw_iq(a1, 'set', "<block xmlns='%s'/>" % NS_BLOCK)
+    xt.is_(cond(r), 'bad-request', 'an empty <block/>: <bad-request/>')
+    r = await raw_iq(a1, 'set', block_xml('block', 'eve@' + srv.host, 'bad@@jid'))
+    xt.is_(cond(r), 'jid-malformed', 'an invalid JID: <jid-malformed/>')
+    bl = await blocklist(a1)
+    xt.ok(bl is not None and 'eve@' + srv.host not in bl,
+          'and nothing of that request was stored') or xt.diag(bl)
+    r = await raw_iq(a1, 'set', block_xml('block', 'x1@a.test', 'x2@a.test', 'x3@a.test'))
+    xt.is_(cond(r), 'resource-constraint', 'more than max_items: <resource-constraint/>')
+    r = await bob.iq('get', alice_bare, "<blocklist xmlns='%s'/>" % NS_BLOCK)
+    xt.is_(cond(r.xml) if r is not None else None, 'service-unavailable',
+           "bob (blocked) asking for alice's list gets nothing but service-unavailable")
+    r = await carol2.iq('get', alice_bare, "<blocklist xmlns='%s'/>" % NS_BLOCK)
+    xt.is_(cond(r.xml) if r is not None else None, 'forbidden',
+           "carol/phone asking for alice's list: <forbidden/>")
+
+    # -- Unblock bob ---------------------------------------------------
+    a2.set_mark()
+    r = await raw_iq(a1, 'set', block_xml('unblock', bob_bare))
+    xt.is_(r.get('type') if r is not None else None, 'result', 'unblock bob: result')
+    push = await wait_stanza(a2, 'iq', r"\btype=[\"']set[\"']", body='<unblock')
+    xt.is_(items(push, 'unblock'), [bob_bare], 'the unblock push reaches alice/two')
+    a1.set_mark()
+    bob.send(alice_bare, 'bob again')
+    xt.ok(await wait_stanza(a1, 'message', body='bob again') is not None,
+          "after unblocking, bob's message is delivered")
+    await a1.send("<message to='%s' type='chat'><body>welcome back bob</body></message>"
+                  % bob_bare)
+    xt.ok(await bob.message(body='welcome back bob') is not None,
+          "and alice's message reaches bob")
+
+    # -- Domains ---------------------------------------------------------
+    r = await raw_iq(a1, 'set', block_xml('block', HOST2))
+    xt.is_(r.get('type') if r is not None else None, 'result', 'block the domain %s' % HOST2)
+    dan.send(alice_bare, 'dan here')
+    m = await dan.message(mtype='error')
+    xt.is_(m['error']['condition'] if m is not None else None, 'service-unavailable',
+           'a user at the blocked domain is refused')
+    sam.send(alice_bare, 'sam here')
+    m = await sam.message(mtype='error')
+    xt.is_(m['error']['condition'] if m is not None else None, 'service-unavailable',
+           'so is a user at a subdomain of it (XEP-0191 6)')
+    a1.set_mark()
+    await a1.send("<message to='dan@%s/d' type='chat'><body>to dan</body></message>" % HOST2)
+    e = await wait_stanza(a1, 'message', r"\btype=[\"']error[\"']")
+    xt.ok(cond(e) == 'not-acceptable' and e.find('error/{%s}blocked' % NS_BLOCK_ERR) is not None,
+          "alice's message to dan@%s is refused as blocked" % HOST2)
+    a1.set_mark()
+    bob.send(alice_bare, 'bob is at another domain')
+    xt.ok(await wait_stanza(a1, 'message', body='bob is at another domain') is not None,
+          'users at other domains still get through')
+
+    # -- Persistence ----------------------------------------------------
+    want = sorted([alice_bare, srv.jid('carol', 'desk'), HOST2])
+    xt.is_(await blocklist(a1), want, 'the list before the restart')
+    for c in (bob, carol, carol2, dan, sam):
+        await c.disconnect()
+    for r in (a1, a2, a3):
+        r.close()
+    xt.is_(await srv.astop(), 0, 'xmppd stops')
+    srv.start()
+    a1 = await raw_login(srv, 'alice', 'one')
+    xt.is_(await blocklist(a1), want, 'the same list after a restart')
+    dan = await xt.login_ok(srv, 'dan', 'dan-pw', host=HOST2, resource='d')
+    dan.send(alice_bare, 'dan after restart')
+    m = await dan.message(mtype='error')
+    xt.is_(m['error']['condition'] if m is not None else None, 'service-unavailable',
+           'and it is still enforced')
+
+    # -- Unblock all ----------------------------------------------------
+    a2 = await raw_login(srv, 'alice', 'two')
+    await blocklist(a2)
+    a2.set_mark()
+    r = await raw_iq(a1, 'set', "<unblock xmlns='%s'/>" % NS_BLOCK)
+    xt.is_(r.get('type') if r is not None else None, 'result', 'unblock all: result')
+    push = await wait_stanza(a2, 'iq', r"\btype=[\"']set[\"']", body='<unblock')
+    xt.is_(items(push, 'unblock'), [], 'the push is an empty <unblock/> (XEP-0191 3.5)')
+    xt.is_(await blocklist(a1), [], 'the list is empty')
+    a1.set_mark()
+    dan.send(alice_bare, 'dan after unblock all')
+    xt.ok(await wait_stanza(a1, 'message', body='dan after unblock all') is not None,
+          "dan's message is delivered again")
+
+    # -- The list goes with the account (remove_user, run by mod_register's
+    # cancellation; xmppctl unregister does not run the hook) --------------
+    await raw_iq(a1, 'set', block_xml('block', bob_bare))
+    r = await raw_iq(a1, 'set', "<query xmlns='jabber:iq:register'><remove/></query>")
+    xt.is_(r.get('type') if r is not None else None, 'result', 'alice cancels her account')
+    code, _, err = await srv.actl('register', 'alice', srv.host, 'alice-pw')
+    xt.is_(code, 0, 'xmppctl register alice again') or xt.diag(err)
+    a1 = await raw_login(srv, 'alice', 'one')
+    xt.is_(await blocklist(a1), [], 'the new account starts with an empty list')
+    a1.close()
+    a2.close()
+    await dan.disconnect()
+    await asyncio.sleep(0)
+    xt.is_(await srv.astop(), 0, 'xmppd exits 0')
+
+
+xt.run(main)
