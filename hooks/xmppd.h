@@ -2,7 +2,8 @@
  * xmppd.h - the module ABI of xmppd.
  *
  * This header is the whole interface a module may use: installed as
- * <xmppd/xmppd.h>, found with `pkg-config --cflags xmppd`. Everything here
+ * $(includedir)/xmppd/xmppd.h and included as <xmppd.h> with the flags of
+ * `pkg-config --cflags xmppd`. Everything here
  * is prefixed xmppd_; every type is opaque (no core struct layout is
  * exposed), so the core can change without rebuilding modules as long as
  * the ABI major does not change.

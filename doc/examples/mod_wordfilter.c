@@ -192,8 +192,7 @@ filtered_copy(const struct wordfilter *wf, xmppd_elem *st)
  * filter_packet runs on the worker that routes the stanza (the sender's),
  * for every stanza routed: bounces and IQ replies too. The stanza in args
  * may be shared (other workers can hold references to it), so it is never
- * changed: a copy is made and handed back in args->stanza, in place of
- * the reference the core put there.
+ * changed: a copy is made and handed back in args->stanza.
  */
 static enum xmppd_result
 filter_packet(void *args, void *ud)
@@ -213,11 +212,9 @@ filter_packet(void *args, void *ud)
 			break;
 	if (c == NULL)
 		return XMPPD_CONTINUE;
-	c = filtered_copy(wf, a->stanza);
-	/* args holds one reference: drop it and store ours (doc/hooks.md,
-	 * filter_packet). The core routes the copy and drops it after. */
-	xmppd_elem_unref(a->stanza);
-	a->stanza = c;
+	/* Hand our reference to the core (doc/hooks.md, filter_packet): it
+	 * routes the copy, drops it after, and drops the original too. */
+	a->stanza = filtered_copy(wf, a->stanza);
 	__atomic_add_fetch(&wf->total, 1, __ATOMIC_RELAXED);
 	filtered_here++;
 	/* CONTINUE: later filters see the copy; STOP would drop it. */

@@ -79,6 +79,13 @@ main_reload(char *errbuf, size_t errlen)
 		log_error("main", "reload refused, keeping the running configuration: %s", errbuf);
 		return -1;
 	}
+	/* Modules too: a bad option or a missing file refuses the whole
+	 * reload, like any other error in the file. */
+	if (module_check_conf(n, errbuf, errlen) < 0) {
+		log_error("main", "reload refused, keeping the running configuration: %s", errbuf);
+		conf_unref(n);
+		return -1;
+	}
 	if (tls_load(n, &err) < 0) {
 		snprintf(errbuf, errlen, "%s", err);
 		log_error("main", "reload refused, keeping the running configuration: %s", err);
@@ -249,6 +256,12 @@ main(int argc, char **argv)
 	}
 	if (tls_load(c, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", config_path, err);
+		conf_unref(c);
+		tls_free();
+		return 1;
+	}
+	if (check_only && module_check_conf(c, errbuf, sizeof(errbuf)) < 0) {
+		fprintf(stderr, "%s\n", errbuf);
 		conf_unref(c);
 		tls_free();
 		return 1;

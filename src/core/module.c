@@ -229,6 +229,29 @@ hooks_run(enum xmppd_hook hook, const char *host, void *args)
 	return XMPPD_CONTINUE;
 }
 
+enum xmppd_result
+hooks_run_filter(const char *host, struct xmppd_packet_args *pa)
+{
+	struct reg_list *l = list_get((enum reg_kind)XMPPD_HOOK_FILTER_PACKET);
+
+	for (size_t i = 0; l != NULL && i < l->n; i++) {
+		xml_elem *before = pa->stanza;
+		enum xmppd_result r;
+
+		if (!host_matches(l->e[i].host, host))
+			continue;
+		r = ((xmppd_hook_fn)l->e[i].fn)(pa, l->e[i].ud);
+		/* A handler that replaced the stanza handed us a new
+		 * reference; the one it replaced is ours to drop, so that a
+		 * chain of filters leaks nothing. */
+		if (pa->stanza != before)
+			xml_elem_unref(before);
+		if (r != XMPPD_CONTINUE)
+			return r;
+	}
+	return XMPPD_CONTINUE;
+}
+
 int
 hooks_any(enum xmppd_hook hook)
 {
@@ -741,22 +764,23 @@ ctx_options(xmppd_ctx *ctx, const struct conf *c, const struct conf_module *cm,
 	const char *why;
 	size_t n = 0;
 
+	struct opt_value *v;
+
 	while (opts != NULL && opts[n].name != NULL)
 		n++;
-	ctx->nopts = n;
-	ctx->opts = calloc(n + 1, sizeof(*ctx->opts));
-	if (ctx->opts == NULL)
+	/* Filled privately and published whole: on a reload, workers keep
+	 * reading the old array until it is swapped. */
+	v = calloc(n + 1, sizeof(*v));
+	if (v == NULL)
 		return -1;
 	for (size_t i = 0; i < n; i++)
 		if (opts[i].default_value != NULL &&
-		    opt_set(&opts[i], &ctx->opts[i], opts[i].default_value, NULL, &why) < 0) {
+		    opt_set(&opts[i], &v[i], opts[i].default_value, NULL, &why) < 0) {
 			snprintf(err, errlen, "%s: the default of option '%s' is invalid (%s)",
 			    ctx->name, opts[i].name, why);
-			return -1;
+			goto fail;
 		}
-	if (cm == NULL || cm->opts == NULL)
-		return 0;
-	for (size_t k = 0; k < cm->opts->n; k++) {
+	for (size_t k = 0; cm != NULL && cm->opts != NULL && k < cm->opts->n; k++) {
 		const char *key = cm->opts->keys[k];
 		const struct conf_node *val = cm->opts->items[k];
 		size_t i;
@@ -766,10 +790,10 @@ ctx_options(xmppd_ctx *ctx, const struct conf *c, const struct conf_module *cm,
 		if (i == n) {
 			snprintf(err, errlen, "%s:%d: %s: unknown option '%s'", c->path, val->line,
 			    ctx->name, key);
-			return -1;
+			goto fail;
 		}
-		opt_free(&ctx->opts[i]);
-		if (opt_set(&opts[i], &ctx->opts[i], NULL, val, &why) < 0) {
+		opt_free(&v[i]);
+		if (opt_set(&opts[i], &v[i], NULL, val, &why) < 0) {
 			if (opts[i].type == XMPPD_OPT_INT)
 				snprintf(err, errlen, "%s:%d: %s: '%s' expects a whole number "
 				    "from %ld to %ld", c->path, val->line, ctx->name, key,
@@ -777,19 +801,29 @@ ctx_options(xmppd_ctx *ctx, const struct conf *c, const struct conf_module *cm,
 			else
 				snprintf(err, errlen, "%s:%d: %s: '%s' %s", c->path, val->line,
 				    ctx->name, key, why);
-			return -1;
+			goto fail;
 		}
 	}
+	ctx->nopts = n;
+	__atomic_store_n(&ctx->opts, v, __ATOMIC_RELEASE);
 	return 0;
+fail:
+	for (size_t i = 0; i < n; i++)
+		opt_free(&v[i]);
+	free(v);
+	return -1;
 }
+
 
 static struct opt_value *
 opt_find(xmppd_ctx *ctx, const char *name, enum xmppd_opt_type type)
 {
-	for (size_t i = 0; i < ctx->nopts; i++)
+	struct opt_value *v = __atomic_load_n(&ctx->opts, __ATOMIC_ACQUIRE);
+
+	for (size_t i = 0; v != NULL && i < ctx->nopts; i++)
 		if (strcmp(ctx->mod->options[i].name, name) == 0 &&
 		    ctx->mod->options[i].type == type)
-			return &ctx->opts[i];
+			return &v[i];
 	return NULL;
 }
 
@@ -1137,6 +1171,58 @@ module_load_all(const struct conf *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* Opens a module file to read its descriptor and validate options: no
+ * load(), no registration. */
+static int
+check_one(const struct conf *c, const struct conf_module *cm, char *err, size_t errlen)
+{
+	const char *dir = c->module_dir != NULL ? c->module_dir : XMPPD_MODULE_DIR;
+	xmppd_ctx tmp;
+	char path[PATH_MAX];
+	int rc = -1;
+
+	memset(&tmp, 0, sizeof(tmp));
+	tmp.name = cm->name;
+	snprintf(path, sizeof(path), "%s/%s.so", dir, cm->name);
+	tmp.dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (tmp.dl == NULL) {
+		snprintf(err, errlen, "%s:%d: %s: %s", c->path, cm->line, cm->name, dlerror());
+		return -1;
+	}
+	tmp.mod = dlsym(tmp.dl, XMPPD_MODULE_SYMBOL);
+	if (tmp.mod == NULL)
+		snprintf(err, errlen, "%s:%d: %s: no '%s' descriptor", c->path, cm->line,
+		    cm->name, XMPPD_MODULE_SYMBOL);
+	else if (tmp.mod->abi_major != XMPPD_ABI_MAJOR || tmp.mod->abi_minor > XMPPD_ABI_MINOR)
+		snprintf(err, errlen, "%s: built for module ABI %u.%u, this xmppd has ABI %u.%u",
+		    cm->name, tmp.mod->abi_major, tmp.mod->abi_minor, XMPPD_ABI_MAJOR,
+		    XMPPD_ABI_MINOR);
+	else if (ctx_options(&tmp, c, cm, err, errlen) == 0) {
+		rc = 0;
+		for (size_t i = 0; tmp.mod->depends != NULL && tmp.mod->depends[i] != NULL; i++)
+			if (conf_module_find(c, tmp.mod->depends[i]) == NULL) {
+				snprintf(err, errlen, "%s:%d: %s needs %s, which is not in 'modules'",
+				    c->path, cm->line, cm->name, tmp.mod->depends[i]);
+				rc = -1;
+				break;
+			}
+		for (size_t i = 0; i < tmp.nopts; i++)
+			opt_free(&tmp.opts[i]);
+		free(tmp.opts);
+	}
+	dlclose(tmp.dl);
+	return rc;
+}
+
+int
+module_check_conf(const struct conf *c, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < c->nmodules; i++)
+		if (check_one(c, &c->modules[i], err, errlen) < 0)
+			return -1;
+	return 0;
+}
+
 int
 module_load_one(const struct conf *c, const char *name, char *err, size_t errlen)
 {
@@ -1172,31 +1258,39 @@ module_reload_one(const struct conf *c, const char *name, char *err, size_t errl
 		return -1;
 	}
 	if (ctx->mod->reload != NULL) {
-		struct opt_value *old = ctx->opts;
+		struct opt_value *old = ctx->opts, *fresh;
 		size_t nold = ctx->nopts;
+		int ok;
 
 		ctx->conf = c;
-		if (ctx_options(ctx, c, cm, err, errlen) == 0 && ctx->mod->reload(ctx) == 0) {
+		if (ctx_options(ctx, c, cm, err, errlen) < 0) {
+			/* Nothing was published: the module keeps its options. */
 			ctx->conf = NULL;
+			return -1;
+		}
+		ok = ctx->mod->reload(ctx) == 0;
+		ctx->conf = NULL;
+		fresh = ctx->opts;
+		if (!ok)
+			__atomic_store_n(&ctx->opts, old, __ATOMIC_RELEASE);
+		/* Handlers on workers may still hold values of the array that
+		 * was replaced (xmppd_opt_string): free it after a quiescent
+		 * point. */
+		worker_sync_all();
+		{
+			struct opt_value *gone = ok ? old : fresh;
+
+			for (size_t i = 0; i < nold; i++)
+				opt_free(&gone[i]);
+			free(gone);
+		}
+		if (ok) {
 			conf_node_free(ctx->opts_node);
 			ctx->opts_node = cm != NULL ? conf_node_dup(cm->opts) : NULL;
-			/* Handlers on workers may still hold the old values
-			 * (xmppd_opt_string): free them after a quiescent
-			 * point. */
-			worker_sync_all();
-			for (size_t i = 0; i < nold; i++)
-				opt_free(&old[i]);
-			free(old);
 			log_notice("module", "reloaded %s", name);
 			return 0;
 		}
-		/* Keep the old options; fall back to unload + load. */
-		for (size_t i = 0; i < ctx->nopts; i++)
-			opt_free(&ctx->opts[i]);
-		free(ctx->opts);
-		ctx->opts = old;
-		ctx->nopts = nold;
-		ctx->conf = NULL;
+		/* reload() said no: fall back to unload + load. */
 	}
 	if (needed_by(name) != NULL) {
 		snprintf(err, errlen, "%s cannot be reloaded while %s needs it", name,

@@ -35,6 +35,14 @@ void module_foreach(void (*fn)(void *ud, const char *name, const char *version,
 
 /* Hooks: the first non-CONTINUE result, or CONTINUE. */
 enum xmppd_result hooks_run(enum xmppd_hook hook, const char *host, void *args);
+/* filter_packet: like hooks_run, and when a handler replaces
+ * pa->stanza, the reference it replaced is dropped (pa->stanza must hold a
+ * reference the caller owns on entry, and does on return). */
+enum xmppd_result hooks_run_filter(const char *host, struct xmppd_packet_args *pa);
+/* Checks the modules of c without loading them: each file opens, its ABI
+ * fits, its options are valid, its dependencies are listed. 0, or -1 with
+ * the first problem in err (file:line for options). */
+int module_check_conf(const struct conf *c, char *err, size_t errlen);
 /* Cheap test before building a hook's arguments. */
 int hooks_any(enum xmppd_hook hook);
 

@@ -26,23 +26,14 @@ router_route(xml_elem *st, const jid *from, const jid *to)
 {
 	if (hooks_any(XMPPD_HOOK_FILTER_PACKET)) {
 		struct xmppd_packet_args pa = { xml_elem_ref(st), from, to, NULL };
-		enum xmppd_result r = hooks_run(XMPPD_HOOK_FILTER_PACKET, to->domain, &pa);
+		enum xmppd_result r = hooks_run_filter(to->domain, &pa);
 
 		/* A filter may drop the stanza, or replace it (same
-		 * addressing) with a new one it holds a reference to. */
-		if (r != XMPPD_CONTINUE) {
-			xml_elem_unref(pa.stanza);
-			return;
-		}
-		if (pa.stanza != st) {
-			/* The filter's replacement takes over; our reference to
-			 * the original goes (hooks/xmppd.h: the core drops it). */
-			xml_elem_unref(st);
+		 * addressing); either way pa.stanza is our reference. */
+		if (r == XMPPD_CONTINUE)
 			router_route_filtered(pa.stanza, from, to);
-			xml_elem_unref(pa.stanza);
-			return;
-		}
 		xml_elem_unref(pa.stanza);
+		return;
 	}
 	router_route_filtered(st, from, to);
 }

@@ -525,6 +525,18 @@ sm_route(xml_elem *st, const jid *from, const jid *to)
 		route_bare(st, from, to, kind, type);
 		return;
 	}
+	/* Subscription presence and probes concern the account, not a
+	 * resource: handled as if sent to the bare JID (RFC 6121 3.1.3,
+	 * 4.3.1), even when the resource is bound. */
+	if (kind == STANZA_PRESENCE && (is_subscription(type) || strcmp(type, "probe") == 0)) {
+		jid bare;
+
+		if (jid_bare_of(&bare, to) == 0) {
+			route_bare(st, from, &bare, kind, type);
+			jid_free(&bare);
+		}
+		return;
+	}
 	/* RFC 6121 8.5.3.1: a full JID whose resource is bound gets
 	 * everything, whatever its priority. */
 	if (deliver_selected(st, to->bare, to->resource, SEL_ALL, 0) > 0)

@@ -131,8 +131,14 @@ async def main():
     # SIGHUP reloads too.
     srv.conf['loglevel'] = 'debug'
     srv.write_config()
+    reloads = srv.log().count('configuration reloaded')
     srv.signal(xt.signal.SIGHUP)
-    await asyncio.sleep(0.5)
+    # Wait for the server to say it reloaded (a loaded machine may take
+    # longer than any fixed sleep).
+    for _ in range(100):
+        if srv.log().count('configuration reloaded') > reloads:
+            break
+        await asyncio.sleep(0.05)
     xt.ok(srv.running(), 'xmppd survives SIGHUP')
     again = await debug_lines_for_a_login()
     xt.ok(again > 0, 'after SIGHUP with loglevel debug, [debug] lines are back (%d)' % again)
