@@ -938,7 +938,7 @@ key_u64(struct loader *l, const struct conf_key *k, yaml_node_t *val, void *base
 #define CONF_NODE_DEPTH_MAX 32
 #define CONF_NODES_MAX 100000
 
-static void
+void
 conf_node_free(struct conf_node *n)
 {
 	if (n == NULL)
@@ -2110,4 +2110,47 @@ conf_is_local_host(const struct conf *c, const char *host)
 		if (strcmp(c->hosts[i], host) == 0)
 			return 1;
 	return 0;
+}
+
+/* Module options are compared on reload and kept by the loader. */
+int
+conf_node_equal(const struct conf_node *a, const struct conf_node *b)
+{
+	if (a == NULL || b == NULL)
+		return (a == NULL || a->n == 0) && (b == NULL || b->n == 0);
+	if (a->type != b->type || a->n != b->n)
+		return 0;
+	if (a->type == CONF_NODE_SCALAR)
+		return strcmp(a->scalar, b->scalar) == 0;
+	for (size_t i = 0; i < a->n; i++) {
+		if (a->type == CONF_NODE_MAP && strcmp(a->keys[i], b->keys[i]) != 0)
+			return 0;
+		if (!conf_node_equal(a->items[i], b->items[i]))
+			return 0;
+	}
+	return 1;
+}
+
+struct conf_node *
+conf_node_dup(const struct conf_node *n)
+{
+	struct conf_node *d;
+
+	if (n == NULL || (d = calloc(1, sizeof(*d))) == NULL)
+		return NULL;
+	d->type = n->type;
+	d->line = n->line;
+	d->scalar = n->scalar ? strdup(n->scalar) : NULL;
+	d->n = n->n;
+	if (n->n > 0) {
+		d->items = calloc(n->n, sizeof(*d->items));
+		if (n->keys != NULL)
+			d->keys = calloc(n->n, sizeof(*d->keys));
+		for (size_t i = 0; i < n->n; i++) {
+			d->items[i] = conf_node_dup(n->items[i]);
+			if (n->keys != NULL)
+				d->keys[i] = strdup(n->keys[i]);
+		}
+	}
+	return d;
 }

@@ -185,6 +185,11 @@ struct conf *conf_current(void);
 /* Installs c (takes the caller's reference) and drops the old one. */
 void conf_swap(struct conf *c);
 
+/* conf_node trees (module options): free, deep copy, compare. */
+void conf_node_free(struct conf_node *n);
+struct conf_node *conf_node_dup(const struct conf_node *n);
+int conf_node_equal(const struct conf_node *a, const struct conf_node *b);
+
 /* 1 if host is one of c->hosts. */
 int conf_is_local_host(const struct conf *c, const char *host);
 /* The s2s_hosts entry for a remote domain, or NULL. */

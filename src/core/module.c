@@ -910,64 +910,6 @@ module_conf_of(xmppd_ctx *ctx)
 /* ---------------------------------------------------------------- */
 /* Loading and unloading.                                             */
 
-static int
-conf_node_equal(const struct conf_node *a, const struct conf_node *b)
-{
-	if (a == NULL || b == NULL)
-		return (a == NULL || a->n == 0) && (b == NULL || b->n == 0);
-	if (a->type != b->type || a->n != b->n)
-		return 0;
-	if (a->type == CONF_NODE_SCALAR)
-		return strcmp(a->scalar, b->scalar) == 0;
-	for (size_t i = 0; i < a->n; i++) {
-		if (a->type == CONF_NODE_MAP && strcmp(a->keys[i], b->keys[i]) != 0)
-			return 0;
-		if (!conf_node_equal(a->items[i], b->items[i]))
-			return 0;
-	}
-	return 1;
-}
-
-static void
-conf_node_free(struct conf_node *n)
-{
-	if (n == NULL)
-		return;
-	for (size_t i = 0; i < n->n; i++) {
-		if (n->keys != NULL)
-			free(n->keys[i]);
-		conf_node_free(n->items[i]);
-	}
-	free(n->keys);
-	free(n->items);
-	free(n->scalar);
-	free(n);
-}
-
-static struct conf_node *
-conf_node_dup(const struct conf_node *n)
-{
-	struct conf_node *d;
-
-	if (n == NULL || (d = calloc(1, sizeof(*d))) == NULL)
-		return NULL;
-	d->type = n->type;
-	d->line = n->line;
-	d->scalar = n->scalar ? strdup(n->scalar) : NULL;
-	d->n = n->n;
-	if (n->n > 0) {
-		d->items = calloc(n->n, sizeof(*d->items));
-		if (n->keys != NULL)
-			d->keys = calloc(n->n, sizeof(*d->keys));
-		for (size_t i = 0; i < n->n; i++) {
-			d->items[i] = conf_node_dup(n->items[i]);
-			if (n->keys != NULL)
-				d->keys[i] = strdup(n->keys[i]);
-		}
-	}
-	return d;
-}
-
 static const struct conf_node *
 conf_module_opts(const struct conf *c, const char *name)
 {
