@@ -48,6 +48,42 @@ async def main():
             xt.like(f.read(), r'alice@xmppd\.test authenticated',
                     'the next login is logged to the new file')
 
+    # 2b. SIGHUP reloads certificates: new connections get the new one.
+    def served_cert():
+        import socket
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with socket.create_connection((srv.ip, srv.tls_port), timeout=5) as sock:
+            with ctx.wrap_socket(sock, server_hostname=srv.host) as tls:
+                return tls.getpeercert(binary_form=True)
+    before = served_cert()
+    newdir = srv.dir / 'newcert'
+    newdir.mkdir()
+    newca, newpem = xt.make_certs(newdir, srv.hosts)
+    with open(newpem) as f:
+        pem = f.read()
+    with open(srv.cert_file, 'w') as f:
+        f.write(pem)
+    srv.ca_file = newca     # clients from now on trust the new CA
+    srv.__dict__.pop('_ssl_contexts', None)
+
+    def reload_count():
+        with open(path) as f:   # this server logs to its file
+            return f.read().count('configuration reloaded')
+    n0 = reload_count()
+    srv.signal(xt.signal.SIGHUP)
+    reloaded = False
+    for _ in range(100):
+        if reload_count() > n0:
+            reloaded = True
+            break
+        await asyncio.sleep(0.05)
+    after = served_cert()
+    xt.ok(reloaded and before != after and after is not None,
+          'after SIGHUP new connections get the new certificate')
+
     # 3. Whitespace keepalives between stanzas are fine (RFC 6120 4.6.1).
     r = await xt.Raw.open(srv)
     await r.login('alice', 'alice-pw', 'ws')
