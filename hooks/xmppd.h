@@ -380,7 +380,10 @@ XMPPD_API uint64_t xmppd_now_ms(void);
 /* Store (any thread; LMDB underneath, but no LMDB types here)         */
 
 /* Tables are named; use your module's name or a prefix of it. A write
- * transaction is durable once xmppd_store_commit returns 0. */
+ * transaction is durable once xmppd_store_commit returns 0. Keep
+ * transactions short and never send, route or close a session while one is
+ * open: that can run other modules' hooks, which open their own (LMDB has
+ * one writer at a time: a deadlock). */
 XMPPD_API xmppd_txn *xmppd_store_begin(int write);
 XMPPD_API int xmppd_store_commit(xmppd_txn *txn);   /* 0 or -1; frees txn */
 XMPPD_API void xmppd_store_abort(xmppd_txn *txn);   /* frees txn; NULL ok */
