@@ -979,11 +979,15 @@ handle_own_presence(struct c2s *c, xml_elem *p)
 		c->priority = parse_priority(p);
 		sm_set_presence(&c->jid, c->sid, 1, c->priority, p);
 		sm_presence_to_own_resources(p, &c->jid, c->sid, !was);
+		/* RFC 6121 4.2.2, 4.4.2: including the resource that sent it. */
+		c2s_send(c, p);
 	} else if (strcmp(type, "unavailable") == 0) {
 		c->available = 0;
 		sm_set_presence(&c->jid, c->sid, 0, 0, NULL);
-		if (was)
+		if (was) {
 			sm_presence_to_own_resources(p, &c->jid, c->sid, 0);
+			c2s_send(c, p);     /* RFC 6121 4.5.2 */
+		}
 	}
 	/* Other types without 'to' have no meaning and are dropped. */
 }

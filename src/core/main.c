@@ -33,6 +33,7 @@
 #include "net/listener.h"
 #include "net/tls.h"
 #include "router/sm.h"
+#include "s2s/s2s.h"
 #include "store/store.h"
 
 static struct event_base *main_base;
@@ -297,7 +298,7 @@ main(int argc, char **argv)
 		fatal("cannot create the main event base");
 	if (worker_init(n, &err) < 0)
 		fatal("workers: %s", err);
-	if (c2s_init(n) < 0)
+	if (c2s_init(n) < 0 || s2s_init(n) < 0)
 		fatal("out of memory");
 	/* The control socket first: it refuses to start a second server
 	 * on the same spool before that one could share our ports
@@ -331,11 +332,14 @@ main(int argc, char **argv)
 	/* Shutdown: every stream gets <system-shutdown/>; the workers exit
 	 * when their connections are gone (bounded). */
 	ctl_close();
+	/* Servers first: <system-shutdown/> on every s2s stream, bounded. */
+	s2s_shutdown_all();
 	c2s_shutdown_all();
 	worker_join_all();
 	/* Workers have stopped: nothing runs module code any more. */
 	module_unload_all();
 	listener_free_all();
+	s2s_free_all();
 	c2s_free_all();
 	sm_free();
 	worker_free_all();

@@ -28,6 +28,7 @@
 #include "core/worker.h"
 #include "ctl/ctl.h"
 #include "router/sm.h"
+#include "s2s/s2s.h"
 #include "xmpp/jid.h"
 
 static struct evconnlistener *ctl_listener;
@@ -273,6 +274,13 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 			reply_ok(out);
 			evbuffer_add_printf(out, "%sed %s\n", sub, argv[2]);
 		}
+	} else if (strcmp(cmd, "s2s") == 0) {
+		if (!nargs_ok(out, argc, 1, "s2s"))
+			return;
+		/* doc/federation.md: direction, local, remote, auth, TLS,
+		 * stanzas in, out, state, address. */
+		reply_ok(out);
+		s2s_list(out);
 	} else if (strcmp(cmd, "reload") == 0) {
 		char errbuf[1024];
 

@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "net/listener.h"
+#include "s2s/s2s.h"
 
 struct lsock {
 	int fd;
@@ -128,7 +129,7 @@ accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa,
 	if (s->l.module == CONF_LISTEN_C2S)
 		c2s_accept(worker_get(s->worker), fd, sa, (socklen_t)salen, &s->l);
 	else
-		evutil_closesocket(fd);  /* s2s: the federation issue */
+		s2s_accept(worker_get(s->worker), fd, sa, (socklen_t)salen, &s->l);
 }
 
 static void

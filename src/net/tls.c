@@ -18,6 +18,7 @@
 
 struct tls_ctx {
 	SSL_CTX *ctx;
+	SSL_CTX *client;         /* the same certificate for outgoing s2s */
 	char **names;            /* DNS names of the certificate */
 	size_t nnames;
 };
@@ -25,6 +26,7 @@ struct tls_ctx {
 struct tls_set {
 	struct tls_ctx *v;
 	size_t n;
+	SSL_CTX *anon_client;    /* outgoing s2s when there is no certificate */
 };
 
 static struct tls_set *current;
@@ -36,8 +38,10 @@ set_free(struct tls_set *s)
 {
 	if (s == NULL)
 		return;
+	SSL_CTX_free(s->anon_client);
 	for (size_t i = 0; i < s->n; i++) {
 		SSL_CTX_free(s->v[i].ctx);
+		SSL_CTX_free(s->v[i].client);
 		for (size_t k = 0; k < s->v[i].nnames; k++)
 			free(s->v[i].names[k]);
 		free(s->v[i].names);
@@ -142,6 +146,14 @@ collect_names(struct tls_ctx *t, X509 *cert)
 
 static char errmsg[512];
 
+/* The handshake goes on whatever the chain; SSL_get_verify_result says
+ * afterwards what it was, and s2s decides (tls_peer_verified). */
+static int
+accept_any_cb(int ok, X509_STORE_CTX *x)
+{
+	return 1;
+}
+
 static const char *
 ssl_error(const char *file, const char *what)
 {
@@ -152,6 +164,42 @@ ssl_error(const char *file, const char *what)
 	ERR_clear_error();
 	snprintf(errmsg, sizeof(errmsg), "%s: %s: %s", file, what, e ? buf : "unknown error");
 	return errmsg;
+}
+
+/*
+ * A client context for outgoing s2s streams: the certificate of certfile
+ * (NULL: none) for the peer to authenticate us (SASL EXTERNAL, XEP-0178),
+ * and the CAs that verify the peer's (RFC 6120 13.7.2). Verification
+ * failures do not stop the handshake: the stream then falls back to
+ * dialback where the configuration allows it (doc/federation.md).
+ */
+static SSL_CTX *
+client_ctx(const struct conf *c, const char *certfile, const char **error_r)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (ctx == NULL) {
+		*error_r = ssl_error(certfile ? certfile : "TLS", "cannot create a client context");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, c->tls_min_version);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (certfile != NULL && (SSL_CTX_use_certificate_chain_file(ctx, certfile) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, certfile, SSL_FILETYPE_PEM) != 1)) {
+		*error_r = ssl_error(certfile, "cannot read the certificate for s2s");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (c->ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, c->ca_file, NULL) != 1 :
+	    SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		*error_r = ssl_error(c->ca_file ? c->ca_file : "default CA paths",
+		    "cannot read the CA file");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_cb);
+	return ctx;
 }
 
 int
@@ -207,7 +255,15 @@ tls_load(const struct conf *c, const char **error_r)
 			*error_r = ssl_error(c->ca_file, "cannot read the CA file");
 			goto err;
 		}
+		/* Peers' certificates (s2s) are checked against the system's
+		 * CAs when no ca_file is set. */
+		if (c->ca_file == NULL)
+			(void)SSL_CTX_set_default_verify_paths(ctx);
+		if ((t->client = client_ctx(c, f, error_r)) == NULL)
+			goto err;
 	}
+	if ((s->anon_client = client_ctx(c, NULL, error_r)) == NULL)
+		goto err;
 	for (size_t h = 0; h < c->nhosts; h++)
 		if (s->n > 0 && find_ctx(s, c->hosts[h]) == NULL)
 			log_warning("tls", "no certificate names host %s; the first "
@@ -244,6 +300,92 @@ tls_new_server(const char *alpn)
 	if (ssl != NULL && alpn != NULL)
 		SSL_set_ex_data(ssl, alpn_index, (void *)alpn);
 	return ssl;
+}
+
+SSL *
+tls_new_s2s_server(const char *alpn)
+{
+	SSL *ssl = tls_new_server(alpn);
+
+	if (ssl == NULL)
+		return NULL;
+	/* Ask the initiating server for its certificate (RFC 6120 13.7.2.2,
+	 * XEP-0178 3). A server that asks needs a session id context. */
+	SSL_set_verify(ssl, SSL_VERIFY_PEER, accept_any_cb);
+	SSL_set_session_id_context(ssl, (const unsigned char *)"xmppd-s2s", 9);
+	return ssl;
+}
+
+SSL *
+tls_new_client(const char *local, const char *peer, const char *alpn)
+{
+	SSL_CTX *ctx = NULL;
+	SSL *ssl = NULL;
+
+	pthread_rwlock_rdlock(&tls_lock);
+	if (current != NULL) {
+		/* The certificate that names our domain (virtual hosting);
+		 * else the first; else none. */
+		for (size_t i = 0; ctx == NULL && i < current->n; i++)
+			for (size_t k = 0; k < current->v[i].nnames; k++)
+				if (name_matches(current->v[i].names[k], local)) {
+					ctx = current->v[i].client;
+					break;
+				}
+		if (ctx == NULL)
+			ctx = current->n > 0 ? current->v[0].client : current->anon_client;
+		ssl = SSL_new(ctx);
+	}
+	pthread_rwlock_unlock(&tls_lock);
+	if (ssl == NULL)
+		return NULL;
+	/* RFC 6120 13.7.2.1 / XEP-0368: SNI is the peer's domain. */
+	(void)SSL_set_tlsext_host_name(ssl, peer);
+	if (alpn != NULL) {
+		unsigned char proto[32];
+		size_t n = strlen(alpn);
+
+		if (n < sizeof(proto)) {
+			proto[0] = (unsigned char)n;
+			memcpy(proto + 1, alpn, n);
+			(void)SSL_set_alpn_protos(ssl, proto, (unsigned)n + 1);
+		}
+	}
+	return ssl;
+}
+
+int
+tls_peer_verified(SSL *ssl, const char *domain, const char **why_r)
+{
+	X509 *cert;
+	long v;
+	int ok;
+
+	if (ssl == NULL) {
+		*why_r = "no TLS";
+		return 0;
+	}
+	cert = SSL_get1_peer_certificate(ssl);
+	if (cert == NULL) {
+		*why_r = "no certificate";
+		return 0;
+	}
+	v = SSL_get_verify_result(ssl);
+	if (v != X509_V_OK) {
+		X509_free(cert);
+		*why_r = X509_verify_cert_error_string(v);
+		return 0;
+	}
+	/* RFC 6125 6.4 (DNS-ID, a wildcard for the leftmost label only,
+	 * 6.4.3) and 6.4.4 (CN only without a DNS SAN): what OpenSSL's
+	 * host check does. XmppAddr and SRV-IDs (RFC 6120 13.7.1.2) are not
+	 * looked at; deployed certificates carry DNS-IDs. */
+	ok = X509_check_host(cert, domain, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
+	    NULL) == 1;
+	X509_free(cert);
+	if (!ok)
+		*why_r = "the certificate does not name the domain";
+	return ok;
 }
 
 const char *

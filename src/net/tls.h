@@ -1,5 +1,6 @@
 /*
- * tls.h - server TLS contexts (OpenSSL) for c2s and s2s.
+ * tls.h - TLS contexts (OpenSSL) for c2s and s2s: server side, and client
+ * side for outgoing s2s streams.
  *
  * One SSL_CTX per certificate file; SNI picks the one whose certificate
  * names the requested host, the first file is the default. The set is
@@ -21,6 +22,18 @@ void tls_free(void);
 /* A new server-side SSL for a connection, or NULL (no certificate). alpn
  * is the protocol accepted by ALPN ("xmpp-client"), or NULL. */
 SSL *tls_new_server(const char *alpn);
+/* For an incoming s2s stream: tls_new_server that also asks the peer for
+ * its certificate (checked afterwards with tls_peer_verified). */
+SSL *tls_new_s2s_server(const char *alpn);
+/*
+ * A client-side SSL for an outgoing s2s stream from local to peer: the
+ * certificate whose names cover local (else the first), SNI peer, ALPN
+ * alpn (or NULL), peers verified against ca_file (or the system's CAs).
+ */
+SSL *tls_new_client(const char *local, const char *peer, const char *alpn);
+/* 1 if the peer's certificate chains to a trusted CA and names domain
+ * (RFC 6125 6.4); else 0 and *why_r says why (static). */
+int tls_peer_verified(SSL *ssl, const char *domain, const char **why_r);
 /* "TLSv1.3" and the like. */
 const char *tls_version(SSL *ssl);
 

@@ -11,6 +11,7 @@
 #include "core/module.h"
 #include "router/router.h"
 #include "router/sm.h"
+#include "s2s/s2s.h"
 #include "xmpp/stanza.h"
 
 #define ROUTER_MAX_IQ 64
@@ -53,9 +54,8 @@ router_route_filtered(xml_elem *st, const jid *from, const jid *to)
 		sm_route(st, from, to);
 		return;
 	}
-	/* Federation is not built yet: remote domains are
-	 * unreachable, which is what remote-server-not-found says. */
-	router_bounce(st, "remote-server-not-found", NULL);
+	/* Any other domain is another server's (RFC 6120 10.4). */
+	s2s_route(st, from, to);
 }
 
 void

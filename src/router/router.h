@@ -3,8 +3,7 @@
  * "How a stanza travels").
  *
  * router_route dispatches by the domain of 'to': a local host goes to the
- * session manager, anything else to s2s (not there yet: bounced with
- * remote-server-not-found). The caller keeps its reference to st; the
+ * session manager, anything else to s2s (s2s/s2s.h). The caller keeps its reference to st; the
  * router takes its own where it keeps one.
  */
 #ifndef XMPPD_ROUTER_H
