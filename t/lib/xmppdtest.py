@@ -383,6 +383,36 @@ def make_certs(d, hosts, key='ec'):
     return str(d / 'ca.pem'), str(d / 'server.pem')
 
 
+# For federation tests: one CA signing several servers' certificates.
+
+def make_ca(d, name):
+    d.mkdir(exist_ok=True)
+    _openssl(['req', '-x509', '-nodes', '-newkey', 'ec', '-pkeyopt',
+                 'ec_paramgen_curve:prime256v1', '-keyout', name + '.key',
+                 '-out', name + '.pem', '-days', '3', '-subj', '/CN=%s' % name,
+                 '-addext', 'basicConstraints=critical,CA:TRUE',
+                 '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], d)
+    return str(d / (name + '.pem'))
+
+
+def make_cert(d, ca, host):
+    """host's certificate and key in one PEM, signed by ca (a make_ca name)."""
+    _openssl(['req', '-new', '-nodes', '-newkey', 'ec', '-pkeyopt',
+                 'ec_paramgen_curve:prime256v1', '-keyout', host + '.key',
+                 '-out', host + '.csr', '-subj', '/CN=%s' % host], d)
+    (d / (host + '.ext')).write_text(
+        'subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\n'
+        'keyUsage=critical,digitalSignature,keyEncipherment\n'
+        'extendedKeyUsage=serverAuth,clientAuth\n' % host)
+    _openssl(['x509', '-req', '-in', host + '.csr', '-CA', ca + '.pem',
+                 '-CAkey', ca + '.key', '-set_serial', str(int(time.time() * 1000)),
+                 '-days', '3', '-out', host + '.crt', '-extfile', host + '.ext'], d)
+    pem = d / (host + '.pem')
+    pem.write_text((d / (host + '.crt')).read_text() + (d / (host + '.key')).read_text())
+    os.chmod(pem, 0o600)
+    return str(pem)
+
+
 # ---------------------------------------------------------------------------
 # Server
 # ---------------------------------------------------------------------------
