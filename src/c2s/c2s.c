@@ -11,6 +11,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,6 +334,13 @@ c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
 	snprintf(c->tag, sizeof(c->tag), "c2s#%u.%llu", worker_id(w),
 	    (unsigned long long)(c->sid & 0xffffffffffffffULL));
 	evutil_make_socket_nonblocking(fd);
+	{
+		/* Stanzas are small and latency matters: Nagle's algorithm
+		 * with the peer's delayed ACK holds a stanza for ~40 ms. */
+		int one = 1;
+
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
 
 	if (l->tls) {
 		/* XEP-0368: TLS from the first byte, ALPN "xmpp-client". */
@@ -500,7 +509,8 @@ c2s_free(struct c2s *c)
 	event_free(c->timer);
 	/* Frees the SSL, the STARTTLS filter's underlying bufferevent and
 	 * closes the socket (BEV_OPT_CLOSE_ON_FREE). */
-	bufferevent_free(c->bev);
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
 	if (c->shaper != NULL)
 		ev_token_bucket_cfg_free(c->shaper);
 	xml_stream_free(&c->xs);
@@ -595,6 +605,19 @@ c2s_timer_cb(evutil_socket_t fd, short what, void *arg)
 /* ---------------------------------------------------------------- */
 /* Input.                                                             */
 
+/* Writes the plain output buffer to the socket now. 0 if all of it went
+ * (the usual case: <proceed/> is a few dozen bytes), -1 if not. */
+static int
+flush_plain(struct c2s *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	while (evbuffer_get_length(out) > 0)
+		if (evbuffer_write(out, bufferevent_getfd(c->bev)) <= 0)
+			return -1;
+	return 0;
+}
+
 static void
 start_tls(struct c2s *c)
 {
@@ -606,10 +629,37 @@ start_tls(struct c2s *c)
 		c2s_stream_error(c, "internal-server-error", "no certificate");
 		return;
 	}
-	/* <proceed/> is already in the plain output buffer and is flushed
+	/* The usual case: <proceed/> can go out now and the client has sent
+	 * nothing more (it must wait for <proceed/>, RFC 6120 5.4.3.3). Then
+	 * TLS runs directly on the socket: no filter layered over a plain
+	 * bufferevent, one copy less each way and less memory per session. */
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 && flush_plain(c) == 0) {
+		int fd = bufferevent_getfd(c->bev);
+
+		bufferevent_setfd(c->bev, -1);          /* keep the socket open */
+		bufferevent_free(c->bev);
+		c->bev = bufferevent_openssl_socket_new(worker_base(c->w), fd, c->ssl,
+		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+		if (c->bev == NULL) {
+			/* Out of memory: drop this connection only. */
+			SSL_free(c->ssl);
+			c->ssl = NULL;
+			close(fd);
+			c2s_free(c);
+			return;
+		}
+		if (c->shaper != NULL)
+			bufferevent_set_rate_limit(c->bev, c->shaper);
+		c->tls = 1;
+		bufferevent_setcb(c->bev, c2s_read_cb, NULL, c2s_event_cb, c);
+		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+		c->header_sent = 0;
+		return;
+	}
+	/* Otherwise: <proceed/> is in the plain output buffer and is flushed
 	 * before the filter's first TLS record; whatever the client sent
-	 * after <starttls/> (its ClientHello) stays in the underlying input
-	 * for the filter to read. RFC 6120 5.4.3.3. */
+	 * after <starttls/> stays in the underlying input for the filter to
+	 * read. */
 	filter = bufferevent_openssl_filter_new(worker_base(c->w), c->bev, c->ssl,
 	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 	if (filter == NULL) {

@@ -263,7 +263,10 @@ sm_set_presence(const jid *full, uint64_t sid, int available, int priority,
 	struct sm_shard *s = shard_of(h);
 	struct sm_user *u;
 	struct sm_res *r;
-	xml_elem *old = NULL;
+	/* A copy sized to the stanza, not the parse arena it came in (2 KiB):
+	 * it stays for the whole session. Made before taking the lock. */
+	xml_elem *copy = available && presence != NULL ? xml_elem_copy(presence) : NULL;
+	xml_elem *old = copy;
 
 	pthread_mutex_lock(&s->lock);
 	u = user_find(s, h, full->bare);
@@ -271,7 +274,7 @@ sm_set_presence(const jid *full, uint64_t sid, int available, int priority,
 		r->available = available;
 		r->priority = priority;
 		old = r->presence;
-		r->presence = available && presence != NULL ? xml_elem_ref(presence) : NULL;
+		r->presence = copy;
 	}
 	pthread_mutex_unlock(&s->lock);
 	xml_elem_unref(old);

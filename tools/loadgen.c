@@ -1,0 +1,1650 @@
+/*
+ * loadgen.c - an XMPP client load generator for benchmarks (doc/performance.md).
+ *
+ * Opens N client connections to one server, each doing what a real client
+ * does: stream header, STARTTLS, SASL (PLAIN, SCRAM-SHA-1 or SCRAM-SHA-256),
+ * resource binding, the legacy session IQ if the server requires it, and
+ * initial presence. Then, if asked, it sends chat messages at a chosen
+ * aggregate rate from random online users to random other online users,
+ * each carrying its send time, and measures when they arrive.
+ *
+ * It reports logins/s, messages/s delivered, login and end-to-end latency
+ * percentiles, and every error by kind, as text and as one JSON line
+ * ("RESULT {...}") for tools/bench.
+ *
+ * Everything runs on one thread and one libevent base (the server under
+ * test needs the other core). TLS is bufferevent_openssl straight on the
+ * socket once <proceed/> has arrived; server output is parsed with xmppd's
+ * own stream parser (xml/stream.h). SCRAM is computed here with OpenSSL:
+ * SaltedPassword and the keys derived from it are cached per (hash,
+ * password, salt, iterations), so PBKDF2 runs once per distinct account
+ * secret, not once per login.
+ *
+ * Connections are spread over several 127.0.0.x source addresses (bind()
+ * before connect(), with IP_BIND_ADDRESS_NO_PORT) so that more than one
+ * address's worth of ephemeral ports can be used. Everything is bounded:
+ * the number of connections, the time a login may take, the messaging
+ * time, the drain time and the whole run (--max-time).
+ *
+ * With --wait-stdin the run pauses after the logins and after the
+ * messages, printing "READY login {...}" / "READY chat {...}", until a
+ * line arrives on standard input; end of input ends the run. That is how
+ * tools/bench samples the server between phases.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/ssl.h>
+
+#include "xml/stream.h"
+#include "xmpp/ns.h"
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+#define MAX_ERROR_KINDS	128
+#define MAX_SOURCES	250
+#define BODY_TAG	"lg "
+
+/* ------------------------------------------------------------------
+ * Options and state
+ */
+
+enum mech { MECH_AUTO, MECH_PLAIN, MECH_SCRAM_SHA1, MECH_SCRAM_SHA256 };
+static const char *const mech_names[] = { "auto", "PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256" };
+
+static struct {
+	const char *server, *domain, *prefix, *password, *resource;
+	int port;
+	long users, first;
+	long concurrency;
+	double login_rate;          /* connection starts per second, 0 = no limit */
+	enum mech mech;
+	struct in_addr src[MAX_SOURCES];
+	int nsrc;
+	double rates[8];            /* aggregate messages per second, per chat phase */
+	int nrates;
+	double rate;                /* the one of the current chat phase */
+	double duration;            /* seconds of messaging */
+	double hold;                /* seconds to stay connected after the logins */
+	double drain;               /* seconds to wait for messages in flight */
+	double login_timeout;
+	double max_time;
+	int wait_stdin;
+	int to_bare;
+	int nagle;
+	int quiet;
+	unsigned long seed;
+} opt = {
+	.server = "127.0.0.1", .domain = "localhost", .prefix = "u",
+	.password = "bench-pw", .resource = "lg", .port = 5222, .users = 100,
+	.concurrency = 200, .mech = MECH_AUTO, .drain = 5, .login_timeout = 60,
+	.max_time = 600, .seed = 1,
+};
+
+enum state {
+	ST_CONNECTING,   /* TCP connect in progress */
+	ST_FEAT0,        /* header sent, waiting for features (STARTTLS) */
+	ST_PROCEED,      /* <starttls/> sent */
+	ST_FEAT1,        /* TLS up, header sent, waiting for mechanisms */
+	ST_SASL,         /* <auth/> sent */
+	ST_FEAT2,        /* authenticated, header sent, waiting for bind */
+	ST_BIND,         /* bind IQ sent */
+	ST_SESSION,      /* session IQ sent */
+	ST_ONLINE,       /* presence sent */
+	ST_CLOSING,      /* </stream:stream> sent */
+	ST_DEAD,
+};
+
+struct scram_keys;
+
+struct conn {
+	long idx;                   /* account number; user = prefix + idx */
+	enum state st;
+	struct bufferevent *bev;
+	xml_stream *xs;
+	int fd;
+	int online_pos;             /* index in online[], -1 if not online */
+	int want_tls;               /* <proceed/> seen: switch after the feed */
+	int need_session;
+	enum mech mech;
+	double t_start;
+	char *scram_first_bare;     /* client-first-message-bare */
+	unsigned char server_sig[32];
+	size_t server_sig_len;
+	int scram_sig_checked;
+};
+
+struct error_kind {
+	char name[80];
+	unsigned long count;
+};
+
+struct samples {
+	double *v;
+	size_t n, cap;
+};
+
+static struct {
+	struct event_base *base;
+	SSL_CTX *ssl_ctx;
+	struct sockaddr_in addr;
+	struct conn *conns;
+	struct conn **online;
+	long nonline;
+	long started, done_logins, ok_logins, failed_logins, in_flight;
+	double t_first_start, t_last_login;
+	struct samples login_lat, msg_lat;
+	struct error_kind errors[MAX_ERROR_KINDS];
+	int nerrors;
+	unsigned long mech_used[4];
+	/* messaging */
+	int phase;                  /* 0 login, 1 hold/idle, 2 messaging, 3 drain, 4 closing */
+	double t_msg_start, t_msg_end, t_drain_end;
+	unsigned long sent, delivered, bounced, foreign;
+	unsigned long stale;        /* arrived after the drain ended (not counted) */
+	unsigned long seq;
+	unsigned long phase_seq;    /* first sequence number of this chat phase */
+	int rate_idx;
+	struct event *tick, *stdin_ev, *deadline, *sigint_ev, *sigterm_ev;
+	int waiting_stdin;
+	int chat_reported;          /* later arrivals are not counted */
+	double last_scan;
+	int exit_code;
+	double t0;
+	struct rusage ru0;
+	uint64_t rng;
+	char json_login[4096], json_chat[4096];
+} g;
+
+static void conn_start(void);
+static void conn_fail(struct conn *, const char *, ...) __attribute__((format(printf, 2, 3)));
+static void conn_free(struct conn *);
+static void login_done(struct conn *, int);
+static void phase_next(void);
+static void finish(void);
+
+/* ------------------------------------------------------------------
+ * Small utilities
+ */
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* xorshift64*: cheap, and reproducible with --seed. */
+static uint64_t
+rnd(void)
+{
+	g.rng ^= g.rng >> 12;
+	g.rng ^= g.rng << 25;
+	g.rng ^= g.rng >> 27;
+	return g.rng * 2685821657736338717ULL;
+}
+
+static void __attribute__((noreturn, format(printf, 1, 2)))
+die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "loadgen: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	exit(2);
+}
+
+static void
+samples_add(struct samples *s, double v)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 4096;
+		double *nv = realloc(s->v, cap * sizeof(*nv));
+
+		if (nv == NULL)
+			return;   /* a lost sample is better than a lost run */
+		s->v = nv;
+		s->cap = cap;
+	}
+	s->v[s->n++] = v;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of sorted samples. */
+static double
+pct(const struct samples *s, double p)
+{
+	size_t k;
+
+	if (s->n == 0)
+		return NAN;
+	k = (size_t)ceil(p / 100.0 * (double)s->n);
+	if (k < 1)
+		k = 1;
+	return s->v[k - 1];
+}
+
+static void
+count_error(const char *fmt, ...)
+{
+	char name[80];
+	va_list ap;
+	int i;
+
+	va_start(ap, fmt);
+	vsnprintf(name, sizeof(name), fmt, ap);
+	va_end(ap);
+	for (i = 0; i < g.nerrors; i++)
+		if (strcmp(g.errors[i].name, name) == 0) {
+			g.errors[i].count++;
+			return;
+		}
+	if (g.nerrors == MAX_ERROR_KINDS)
+		i = MAX_ERROR_KINDS - 1, snprintf(g.errors[i].name, sizeof(g.errors[i].name), "other");
+	else
+		snprintf(g.errors[g.nerrors++].name, sizeof(g.errors[0].name), "%s", name);
+	g.errors[i].count++;
+}
+
+static char *
+b64_encode(const unsigned char *in, size_t len)
+{
+	char *out = malloc(4 * ((len + 2) / 3) + 1);
+
+	if (out != NULL)
+		EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+	return out;
+}
+
+/* Returns the decoded length, or -1. out must hold 3/4 of strlen(in). */
+static int
+b64_decode(const char *in, unsigned char *out)
+{
+	size_t len = strlen(in);
+	int n, pad = 0;
+
+	if (len == 0 || (len == 1 && in[0] == '='))
+		return 0;
+	if (len % 4 != 0)
+		return -1;
+	n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
+	if (n < 0)
+		return -1;
+	if (in[len - 1] == '=')
+		pad++;
+	if (in[len - 2] == '=')
+		pad++;
+	return n - pad;
+}
+
+static void
+send_str(struct conn *c, const char *s)
+{
+	if (c->bev != NULL)
+		bufferevent_write(c->bev, s, strlen(s));
+}
+
+static void __attribute__((format(printf, 2, 3)))
+send_fmt(struct conn *c, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > 0 && (size_t)n < sizeof(buf) && c->bev != NULL)
+		bufferevent_write(c->bev, buf, (size_t)n);
+}
+
+static void
+user_name(const struct conn *c, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%ld", opt.prefix, c->idx);
+}
+
+/* ------------------------------------------------------------------
+ * SCRAM (RFC 5802, RFC 7677), client side, with a cache of the keys
+ * derived from each distinct (hash, password, salt, iterations).
+ */
+
+struct scram_keys {
+	struct scram_keys *next;
+	int hash;                   /* MECH_SCRAM_SHA1 or MECH_SCRAM_SHA256 */
+	unsigned iterations;
+	size_t salt_len;
+	unsigned char salt[128];
+	char *password;
+	size_t len;                 /* digest length */
+	unsigned char client_key[32], stored_key[32], server_key[32];
+};
+
+#define SCRAM_BUCKETS 4096
+static struct scram_keys *scram_cache[SCRAM_BUCKETS];
+static unsigned long scram_derivations, scram_cache_hits;
+
+static const EVP_MD *
+scram_md(int hash)
+{
+	return hash == MECH_SCRAM_SHA1 ? EVP_sha1() : EVP_sha256();
+}
+
+static void
+hmac(int hash, const unsigned char *key, size_t klen, const void *data, size_t dlen,
+    unsigned char *out)
+{
+	unsigned int olen = 0;
+
+	HMAC(scram_md(hash), key, (int)klen, data, dlen, out, &olen);
+}
+
+static const struct scram_keys *
+scram_keys_get(int hash, const char *password, const unsigned char *salt, size_t salt_len,
+    unsigned iterations)
+{
+	uint64_t h = 1469598103934665603ULL;
+	struct scram_keys *k;
+	unsigned char salted[32];
+	size_t i;
+
+	for (i = 0; i < salt_len; i++)
+		h = (h ^ salt[i]) * 1099511628211ULL;
+	for (i = 0; password[i] != '\0'; i++)
+		h = (h ^ (unsigned char)password[i]) * 1099511628211ULL;
+	h ^= (uint64_t)iterations * 31 + (uint64_t)hash;
+	for (k = scram_cache[h % SCRAM_BUCKETS]; k != NULL; k = k->next)
+		if (k->hash == hash && k->iterations == iterations && k->salt_len == salt_len &&
+		    memcmp(k->salt, salt, salt_len) == 0 && strcmp(k->password, password) == 0) {
+			scram_cache_hits++;
+			return k;
+		}
+	if (salt_len > sizeof(k->salt) || (k = calloc(1, sizeof(*k))) == NULL)
+		return NULL;
+	k->hash = hash;
+	k->iterations = iterations;
+	k->salt_len = salt_len;
+	memcpy(k->salt, salt, salt_len);
+	k->password = strdup(password);
+	k->len = (size_t)EVP_MD_get_size(scram_md(hash));
+	/* Passwords here are ASCII, which SASLprep leaves as they are. */
+	if (PKCS5_PBKDF2_HMAC(password, (int)strlen(password), salt, (int)salt_len,
+	    (int)iterations, scram_md(hash), (int)k->len, salted) != 1) {
+		free(k->password);
+		free(k);
+		return NULL;
+	}
+	hmac(hash, salted, k->len, "Client Key", 10, k->client_key);
+	hmac(hash, salted, k->len, "Server Key", 10, k->server_key);
+	if (hash == MECH_SCRAM_SHA1)
+		SHA1(k->client_key, k->len, k->stored_key);
+	else
+		SHA256(k->client_key, k->len, k->stored_key);
+	k->next = scram_cache[h % SCRAM_BUCKETS];
+	scram_cache[h % SCRAM_BUCKETS] = k;
+	scram_derivations++;
+	return k;
+}
+
+static void
+scram_start(struct conn *c)
+{
+	static const char alphabet[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char user[128], nonce[25], first[300], *b64;
+	int i;
+
+	user_name(c, user, sizeof(user));
+	for (i = 0; i < 24; i++)
+		nonce[i] = alphabet[rnd() % 64];
+	nonce[24] = '\0';
+	snprintf(first, sizeof(first), "n,,n=%s,r=%s", user, nonce);
+	free(c->scram_first_bare);
+	c->scram_first_bare = strdup(first + 3);
+	b64 = b64_encode((unsigned char *)first, strlen(first));
+	send_fmt(c, "<auth xmlns='" NS_SASL "' mechanism='%s'>%s</auth>",
+	    mech_names[c->mech], b64 ? b64 : "");
+	free(b64);
+}
+
+/* The server-first-message: answers with the client-final-message. */
+static void
+scram_step(struct conn *c, const char *challenge_b64)
+{
+	unsigned char msg[1024], salt[128], sig[32], proof[32];
+	char final_wo[512], auth_msg[2048], *b64p, *b64f;
+	const char *r = NULL, *s = NULL, *iter = NULL, *p;
+	const struct scram_keys *k;
+	char *dup, *tok, *save;
+	int n, slen;
+	size_t i;
+
+	if (strlen(challenge_b64) > 4 * sizeof(msg) / 3 - 4 ||
+	    (n = b64_decode(challenge_b64, msg)) <= 0) {
+		conn_fail(c, "sasl:bad-challenge");
+		return;
+	}
+	msg[n] = '\0';
+	if (c->scram_sig_checked == 0 && strncmp((char *)msg, "v=", 2) == 0) {
+		/* A server that sends the verifier in a challenge (RFC 6120
+		 * 6.3.10 allows it) wants an empty response. */
+		unsigned char v[64];
+		int vl = b64_decode((char *)msg + 2, v);
+
+		if (vl != (int)c->server_sig_len || memcmp(v, c->server_sig, (size_t)vl) != 0) {
+			conn_fail(c, "sasl:bad-server-signature");
+			return;
+		}
+		c->scram_sig_checked = 1;
+		send_str(c, "<response xmlns='" NS_SASL "'/>");
+		return;
+	}
+	dup = strdup((char *)msg);
+	for (tok = strtok_r(dup, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		if (strncmp(tok, "r=", 2) == 0)
+			r = tok + 2;
+		else if (strncmp(tok, "s=", 2) == 0)
+			s = tok + 2;
+		else if (strncmp(tok, "i=", 2) == 0)
+			iter = tok + 2;
+	}
+	p = strstr(c->scram_first_bare, ",r=");
+	if (r == NULL || s == NULL || iter == NULL || p == NULL ||
+	    strncmp(r, p + 3, strlen(p + 3)) != 0 || strlen(s) > 4 * sizeof(salt) / 3 - 4 ||
+	    (slen = b64_decode(s, salt)) <= 0 || atol(iter) < 1) {
+		free(dup);
+		conn_fail(c, "sasl:bad-server-first");
+		return;
+	}
+	k = scram_keys_get(c->mech, opt.password, salt, (size_t)slen, (unsigned)atol(iter));
+	if (k == NULL) {
+		free(dup);
+		conn_fail(c, "sasl:pbkdf2-failed");
+		return;
+	}
+	/* "biws" is base64("n,,"): no channel binding, no authzid. */
+	snprintf(final_wo, sizeof(final_wo), "c=biws,r=%s", r);
+	free(dup);
+	snprintf(auth_msg, sizeof(auth_msg), "%s,%s,%s", c->scram_first_bare, (char *)msg, final_wo);
+	hmac(c->mech, k->stored_key, k->len, auth_msg, strlen(auth_msg), sig);
+	for (i = 0; i < k->len; i++)
+		proof[i] = k->client_key[i] ^ sig[i];
+	hmac(c->mech, k->server_key, k->len, auth_msg, strlen(auth_msg), c->server_sig);
+	c->server_sig_len = k->len;
+	b64p = b64_encode(proof, k->len);
+	snprintf(auth_msg, sizeof(auth_msg), "%s,p=%s", final_wo, b64p ? b64p : "");
+	free(b64p);
+	b64f = b64_encode((unsigned char *)auth_msg, strlen(auth_msg));
+	send_fmt(c, "<response xmlns='" NS_SASL "'>%s</response>", b64f ? b64f : "");
+	free(b64f);
+}
+
+/* <success/>: checks the server signature if it came with it. */
+static int
+scram_success(struct conn *c, const char *data_b64)
+{
+	unsigned char msg[256], v[64];
+	int n, vl;
+
+	if (c->scram_sig_checked)
+		return 0;
+	if (strlen(data_b64) > 4 * sizeof(msg) / 3 - 4 || (n = b64_decode(data_b64, msg)) <= 2)
+		return -1;
+	msg[n] = '\0';
+	if (strncmp((char *)msg, "v=", 2) != 0 || strlen((char *)msg + 2) > 4 * sizeof(v) / 3 - 4)
+		return -1;
+	vl = b64_decode((char *)msg + 2, v);
+	if (vl != (int)c->server_sig_len || memcmp(v, c->server_sig, (size_t)vl) != 0)
+		return -1;
+	return 0;
+}
+
+/* ------------------------------------------------------------------
+ * Negotiation
+ */
+
+static void
+send_header(struct conn *c)
+{
+	send_fmt(c, "<?xml version='1.0'?><stream:stream to='%s' xmlns='jabber:client' "
+	    "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>", opt.domain);
+}
+
+static enum mech
+choose_mech(xml_elem *features)
+{
+	xml_elem *m = xml_child(features, NS_SASL, "mechanisms"), *e;
+	int have[4] = { 0 };
+
+	if (m == NULL)
+		return MECH_AUTO;
+	for (e = xml_first_child(m); e != NULL; e = xml_next_sibling(e)) {
+		const char *t = xml_text(e);
+		int i;
+
+		for (i = 1; i < 4; i++)
+			if (strcmp(t, mech_names[i]) == 0)
+				have[i] = 1;
+	}
+	if (opt.mech != MECH_AUTO)
+		return have[opt.mech] ? opt.mech : MECH_AUTO;
+	if (have[MECH_SCRAM_SHA256])
+		return MECH_SCRAM_SHA256;
+	if (have[MECH_SCRAM_SHA1])
+		return MECH_SCRAM_SHA1;
+	if (have[MECH_PLAIN])
+		return MECH_PLAIN;
+	return MECH_AUTO;
+}
+
+static void
+start_auth(struct conn *c)
+{
+	if (c->mech == MECH_PLAIN) {
+		char user[128], buf[400], *b64;
+		size_t ul, pl;
+
+		user_name(c, user, sizeof(user));
+		ul = strlen(user);
+		pl = strlen(opt.password);
+		if (ul + pl + 2 > sizeof(buf)) {
+			conn_fail(c, "config:credentials-too-long");
+			return;
+		}
+		buf[0] = '\0';
+		memcpy(buf + 1, user, ul + 1);
+		memcpy(buf + 2 + ul, opt.password, pl);
+		b64 = b64_encode((unsigned char *)buf, ul + pl + 2);
+		send_fmt(c, "<auth xmlns='" NS_SASL "' mechanism='PLAIN'>%s</auth>", b64 ? b64 : "");
+		free(b64);
+	} else {
+		scram_start(c);
+	}
+	c->st = ST_SASL;
+}
+
+static const char *
+first_child_name(xml_elem *e, const char *skip)
+{
+	xml_elem *ch;
+
+	for (ch = xml_first_child(e); ch != NULL; ch = xml_next_sibling(ch))
+		if (skip == NULL || strcmp(xml_elem_name(ch), skip) != 0)
+			return xml_elem_name(ch);
+	return "none";
+}
+
+static void
+go_online(struct conn *c)
+{
+	send_str(c, "<presence/>");
+	c->st = ST_ONLINE;
+	c->online_pos = (int)g.nonline;
+	g.online[g.nonline++] = c;
+	login_done(c, 1);
+}
+
+static void
+on_message(xml_elem *e)
+{
+	const char *type = xml_attr_get(e, "type");
+	const char *body;
+	unsigned long seq;
+	unsigned long long t;
+
+	if (type != NULL && strcmp(type, "error") == 0) {
+		xml_elem *err = xml_child(e, NULL, "error");
+
+		count_error("message-error:%s", err ? first_child_name(err, "text") : "?");
+		g.bounced++;
+		return;
+	}
+	body = xml_child_text(e, NULL, "body");
+	if (body == NULL || strncmp(body, BODY_TAG, 3) != 0 ||
+	    sscanf(body + 3, "%lu %llu", &seq, &t) != 2) {
+		g.foreign++;
+		return;
+	}
+	if (g.chat_reported || seq <= g.phase_seq) {
+		g.stale++;
+		return;
+	}
+	g.delivered++;
+	samples_add(&g.msg_lat, (double)(now_ns() - t) / 1e6);
+}
+
+static void
+on_stanza(struct conn *c, xml_elem *e)
+{
+	const char *name = xml_elem_name(e), *type, *id;
+
+	if (strcmp(name, "message") == 0) {
+		on_message(e);
+		return;
+	}
+	if (strcmp(name, "iq") != 0)
+		return;     /* presence, our own or anyone's */
+	type = xml_attr_get(e, "type");
+	id = xml_attr_get(e, "id");
+	if (type != NULL && (strcmp(type, "get") == 0 || strcmp(type, "set") == 0)) {
+		/* Pings and the like: answer, so that no server drops us for
+		 * idleness. */
+		char buf[200];
+		const char *from = xml_attr_get(e, "from");
+
+		if (id == NULL || strlen(id) > 64 || (from != NULL && strlen(from) > 100))
+			return;
+		snprintf(buf, sizeof(buf), "<iq type='result' id='%s'%s%s%s/>", id,
+		    from ? " to='" : "", from ? from : "", from ? "'" : "");
+		send_str(c, buf);
+	}
+}
+
+/* A depth-1 element from the server. Never frees c: conn_fail marks it. */
+static void
+on_elem(void *ud, xml_elem *e)
+{
+	struct conn *c = ud;
+	const char *name = xml_elem_name(e), *ns = xml_elem_ns(e);
+
+	if (c->st == ST_DEAD || c->st == ST_CLOSING)
+		goto out;
+	if (ns != NULL && strcmp(ns, XML_NS_STREAM) == 0 && strcmp(name, "error") == 0) {
+		conn_fail(c, "stream-error:%s", first_child_name(e, "text"));
+		goto out;
+	}
+	switch (c->st) {
+	case ST_FEAT0:
+		if (strcmp(name, "features") != 0)
+			break;
+		if (xml_child(e, NS_TLS, "starttls") == NULL) {
+			conn_fail(c, "login:no-starttls");
+			break;
+		}
+		send_str(c, "<starttls xmlns='" NS_TLS "'/>");
+		c->st = ST_PROCEED;
+		goto out;
+	case ST_PROCEED:
+		if (strcmp(name, "proceed") != 0) {
+			conn_fail(c, "login:starttls-refused");
+			break;
+		}
+		xml_stream_restart(c->xs);
+		c->want_tls = 1;
+		goto out;
+	case ST_FEAT1:
+		if (strcmp(name, "features") != 0)
+			break;
+		c->mech = choose_mech(e);
+		if (c->mech == MECH_AUTO) {
+			conn_fail(c, "login:no-usable-mechanism");
+			break;
+		}
+		start_auth(c);
+		goto out;
+	case ST_SASL:
+		if (ns == NULL || strcmp(ns, NS_SASL) != 0)
+			break;
+		if (strcmp(name, "challenge") == 0 && c->mech != MECH_PLAIN) {
+			scram_step(c, xml_text(e));
+			goto out;
+		}
+		if (strcmp(name, "success") == 0) {
+			if (c->mech != MECH_PLAIN && scram_success(c, xml_text(e)) < 0) {
+				conn_fail(c, "sasl:bad-server-signature");
+				goto out;
+			}
+			g.mech_used[c->mech]++;
+			xml_stream_restart(c->xs);
+			send_header(c);
+			c->st = ST_FEAT2;
+			goto out;
+		}
+		if (strcmp(name, "failure") == 0) {
+			conn_fail(c, "sasl-failure:%s", first_child_name(e, "text"));
+			goto out;
+		}
+		break;
+	case ST_FEAT2:
+		if (strcmp(name, "features") != 0)
+			break;
+		if (xml_child(e, NS_BIND, "bind") == NULL) {
+			conn_fail(c, "login:no-bind");
+			break;
+		}
+		{
+			xml_elem *s = xml_child(e, NS_SESSION, "session");
+
+			c->need_session = s != NULL && xml_child(s, NS_SESSION, "optional") == NULL;
+		}
+		send_fmt(c, "<iq type='set' id='bind1'><bind xmlns='" NS_BIND "'><resource>%s"
+		    "</resource></bind></iq>", opt.resource);
+		c->st = ST_BIND;
+		goto out;
+	case ST_BIND:
+	case ST_SESSION:
+		if (strcmp(name, "iq") != 0) {
+			on_stanza(c, e);
+			goto out;
+		}
+		{
+			const char *type = xml_attr_get(e, "type");
+
+			if (type == NULL || strcmp(type, "result") != 0) {
+				xml_elem *err = xml_child(e, NULL, "error");
+
+				conn_fail(c, "%s-error:%s", c->st == ST_BIND ? "bind" : "session",
+				    err ? first_child_name(err, "text") : "?");
+				goto out;
+			}
+		}
+		if (c->st == ST_BIND && c->need_session) {
+			send_str(c, "<iq type='set' id='sess1'><session xmlns='" NS_SESSION "'/></iq>");
+			c->st = ST_SESSION;
+			goto out;
+		}
+		go_online(c);
+		goto out;
+	case ST_ONLINE:
+		on_stanza(c, e);
+		goto out;
+	default:
+		break;
+	}
+	if (c->st != ST_DEAD)
+		conn_fail(c, "unexpected:%s", name);
+out:
+	xml_elem_unref(e);
+}
+
+static void
+on_stream_start(void *ud, const char *content_ns, const char **attrs)
+{
+}
+
+static void
+on_stream_end(void *ud)
+{
+	struct conn *c = ud;
+
+	if (c->st != ST_CLOSING && c->st != ST_DEAD)
+		conn_fail(c, "server-closed-stream:%s", c->st == ST_ONLINE ? "online" : "login");
+	else if (c->st == ST_CLOSING)
+		c->st = ST_DEAD;
+}
+
+static void
+on_parse_error(void *ud, const char *cond, const char *text)
+{
+	struct conn *c = ud;
+
+	if (c->st != ST_DEAD)
+		conn_fail(c, "parse-error:%s", cond);
+}
+
+static const struct xml_stream_cb stream_cb = {
+	on_stream_start, on_elem, on_stream_end, on_parse_error
+};
+
+/* ------------------------------------------------------------------
+ * Connections
+ */
+
+static void read_cb(struct bufferevent *, void *);
+static void event_cb(struct bufferevent *, short, void *);
+
+static void
+switch_to_tls(struct conn *c)
+{
+	SSL *ssl = SSL_new(g.ssl_ctx);
+	struct bufferevent *tls;
+
+	c->want_tls = 0;
+	if (ssl == NULL) {
+		conn_fail(c, "tls:ssl-new");
+		return;
+	}
+	SSL_set_tlsext_host_name(ssl, opt.domain);
+	/* The plain bufferevent does not own the socket; nothing is left
+	 * in it (the server waits for our ClientHello after <proceed/>). */
+	bufferevent_free(c->bev);
+	c->bev = NULL;
+	tls = bufferevent_openssl_socket_new(g.base, c->fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE);
+	if (tls == NULL) {
+		SSL_free(ssl);
+		conn_fail(c, "tls:bufferevent");
+		return;
+	}
+	c->fd = -1;    /* owned by the bufferevent now */
+	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	c->bev = tls;
+	bufferevent_setcb(tls, read_cb, NULL, event_cb, c);
+	bufferevent_enable(tls, EV_READ | EV_WRITE);
+	send_header(c);
+	c->st = ST_FEAT1;
+}
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer_iovec v[8];
+	int n, i;
+
+	while (c->st != ST_DEAD && evbuffer_get_length(in) > 0) {
+		size_t total = 0;
+
+		n = evbuffer_peek(in, -1, NULL, v, 8);
+		if (n > 8)
+			n = 8;
+		for (i = 0; i < n && c->st != ST_DEAD; i++) {
+			const char *p = v[i].iov_base;
+			size_t left = v[i].iov_len;
+
+			while (left > 0 && c->st != ST_DEAD) {
+				size_t used = 0;
+
+				if (xml_stream_feed(c->xs, p, left, &used) < 0 && c->st != ST_DEAD) {
+					if (c->st == ST_CLOSING) {
+						c->st = ST_DEAD;
+						break;
+					}
+					conn_fail(c, "parse:feed-failed");
+				}
+				if (used == 0 && c->st != ST_DEAD)
+					used = left;   /* cannot happen; never loop */
+				p += used;
+				left -= used;
+				total += used;
+				if (c->want_tls)
+					break;
+			}
+			if (c->want_tls)
+				break;
+		}
+		evbuffer_drain(in, total);
+		if (c->want_tls) {
+			if (evbuffer_get_length(in) > 0) {
+				conn_fail(c, "tls:data-after-proceed");
+				break;
+			}
+			switch_to_tls(c);
+			return;
+		}
+	}
+	if (c->st == ST_DEAD)
+		conn_free(c);
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (c->st == ST_CONNECTING) {
+			send_header(c);
+			c->st = ST_FEAT0;
+		}
+		return;
+	}
+	if (c->st == ST_CLOSING || c->st == ST_DEAD) {
+		c->st = ST_DEAD;
+		conn_free(c);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		conn_fail(c, "eof:%s", c->st == ST_ONLINE ? "online" : "login");
+	} else if (what & BEV_EVENT_ERROR) {
+		unsigned long e = bufferevent_get_openssl_error(bev);
+
+		if (e != 0) {
+			char buf[120];
+
+			ERR_error_string_n(e, buf, sizeof(buf));
+			conn_fail(c, "tls:%s", ERR_reason_error_string(e) ? ERR_reason_error_string(e) : buf);
+		} else if (c->st == ST_CONNECTING) {
+			conn_fail(c, "connect:%s", strerror(EVUTIL_SOCKET_ERROR()));
+		} else {
+			conn_fail(c, "socket:%s", strerror(EVUTIL_SOCKET_ERROR()));
+		}
+	} else {
+		conn_fail(c, "event:%d", what);
+	}
+	conn_free(c);
+}
+
+static void
+online_remove(struct conn *c)
+{
+	struct conn *last;
+
+	if (c->online_pos < 0)
+		return;
+	last = g.online[--g.nonline];
+	g.online[c->online_pos] = last;
+	last->online_pos = c->online_pos;
+	c->online_pos = -1;
+}
+
+static void
+conn_fail(struct conn *c, const char *fmt, ...)
+{
+	char name[80];
+	va_list ap;
+	enum state was = c->st;
+
+	if (was == ST_DEAD)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(name, sizeof(name), fmt, ap);
+	va_end(ap);
+	count_error("%s", name);
+	c->st = ST_DEAD;
+	online_remove(c);
+	if (was < ST_ONLINE)
+		login_done(c, 0);
+}
+
+/* Frees what a connection holds; the slot stays (its index is the account). */
+static void
+conn_free(struct conn *c)
+{
+	online_remove(c);
+	c->st = ST_DEAD;
+	if (c->bev != NULL) {
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+	}
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+	xml_stream_free(&c->xs);
+	free(c->scram_first_bare);
+	c->scram_first_bare = NULL;
+}
+
+static void
+conn_start(void)
+{
+	struct xml_stream_limits lim = { 1 << 20, 64, 64 };
+	struct conn *c = &g.conns[g.started];
+	struct sockaddr_in src = { 0 };
+	int one = 1;
+
+	c->idx = opt.first + g.started;
+	c->online_pos = -1;
+	c->fd = -1;
+	c->t_start = now();
+	if (g.started == 0)
+		g.t_first_start = c->t_start;
+	g.started++;
+	g.in_flight++;
+	c->xs = xml_stream_new(&stream_cb, c, &lim);
+	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (c->xs == NULL || c->fd < 0) {
+		conn_fail(c, "connect:%s", c->fd < 0 ? strerror(errno) : "parser");
+		conn_free(c);
+		return;
+	}
+	evutil_make_socket_nonblocking(c->fd);
+	evutil_make_socket_closeonexec(c->fd);
+	/* Each message is written when it is due: Nagle's algorithm would
+	 * hold it back for an ACK and add tens of milliseconds to the
+	 * latency measured, which is not the server's doing. */
+	if (!opt.nagle)
+		(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (opt.nsrc > 0) {
+		src.sin_family = AF_INET;
+		src.sin_addr = opt.src[(g.started - 1) % opt.nsrc];
+		/* The port is chosen at connect() time, per 4-tuple. */
+		(void)setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+		if (bind(c->fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
+			conn_fail(c, "bind:%s", strerror(errno));
+			conn_free(c);
+			return;
+		}
+	}
+	c->bev = bufferevent_socket_new(g.base, c->fd, 0);
+	if (c->bev == NULL) {
+		conn_fail(c, "connect:bufferevent");
+		conn_free(c);
+		return;
+	}
+	bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->st = ST_CONNECTING;
+	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&g.addr, sizeof(g.addr)) < 0) {
+		conn_fail(c, "connect:%s", strerror(errno));
+		conn_free(c);
+	}
+}
+
+/* Starts connections while fewer than --concurrency logins are in flight
+ * (and, with --login-rate, no faster than that). */
+static void
+start_more(void)
+{
+	double allowed = (double)opt.users;
+
+	if (g.phase != 0)
+		return;
+	if (opt.login_rate > 0 && g.started > 0)
+		allowed = 1 + (now() - g.t_first_start) * opt.login_rate;
+	while (g.started < opt.users && g.in_flight < opt.concurrency && (double)g.started < allowed)
+		conn_start();
+}
+
+static void
+login_done(struct conn *c, int ok)
+{
+	double t = now();
+
+	g.in_flight--;
+	g.done_logins++;
+	if (ok) {
+		g.ok_logins++;
+		g.t_last_login = t;
+		samples_add(&g.login_lat, (t - c->t_start) * 1e3);
+	} else {
+		g.failed_logins++;
+	}
+	/* Not from inside a callback of c: start_more runs on the tick. */
+}
+
+/* ------------------------------------------------------------------
+ * Messages
+ */
+
+static void
+send_one(void)
+{
+	struct conn *from, *to;
+	char buf[512], user[128];
+	long a, b;
+
+	if (g.nonline < 2)
+		return;
+	a = (long)(rnd() % (uint64_t)g.nonline);
+	b = (long)(rnd() % (uint64_t)(g.nonline - 1));
+	if (b >= a)
+		b++;
+	from = g.online[a];
+	to = g.online[b];
+	user_name(to, user, sizeof(user));
+	g.seq++;
+	snprintf(buf, sizeof(buf), "<message to='%s@%s%s%s' type='chat' id='m%lu'><body>"
+	    BODY_TAG "%lu %llu</body></message>", user, opt.domain, opt.to_bare ? "" : "/",
+	    opt.to_bare ? "" : opt.resource, g.seq, g.seq, (unsigned long long)now_ns());
+	send_str(from, buf);
+	g.sent++;
+}
+
+/* ------------------------------------------------------------------
+ * Phases and reports
+ */
+
+static void
+fmt_ms(char *buf, size_t len, double v)
+{
+	if (isnan(v))
+		snprintf(buf, len, "null");
+	else
+		snprintf(buf, len, "%.3f", v);
+}
+
+static void
+json_pct(char *out, size_t len, struct samples *s)
+{
+	char a[32], b[32], c[32], d[32];
+
+	qsort(s->v, s->n, sizeof(double), cmp_double);
+	fmt_ms(a, sizeof(a), pct(s, 50));
+	fmt_ms(b, sizeof(b), pct(s, 90));
+	fmt_ms(c, sizeof(c), pct(s, 99));
+	fmt_ms(d, sizeof(d), s->n ? s->v[s->n - 1] : NAN);
+	snprintf(out, len, "{\"n\":%zu,\"p50\":%s,\"p90\":%s,\"p99\":%s,\"max\":%s}", s->n, a, b, c, d);
+}
+
+static void
+json_errors(char *out, size_t len)
+{
+	size_t used = 0;
+	int i;
+
+	used += (size_t)snprintf(out, len, "{");
+	for (i = 0; i < g.nerrors && used < len; i++)
+		used += (size_t)snprintf(out + used, len - used, "%s\"%s\":%lu", i ? "," : "",
+		    g.errors[i].name, g.errors[i].count);
+	if (used < len)
+		snprintf(out + used, len - used, "}");
+}
+
+static double
+gen_cpu(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec - g.ru0.ru_utime.tv_sec) +
+	    (double)(ru.ru_utime.tv_usec - g.ru0.ru_utime.tv_usec) / 1e6 +
+	    (double)(ru.ru_stime.tv_sec - g.ru0.ru_stime.tv_sec) +
+	    (double)(ru.ru_stime.tv_usec - g.ru0.ru_stime.tv_usec) / 1e6;
+}
+
+static void
+report_login(void)
+{
+	char lat[256], errs[2048];
+	double secs = g.t_last_login > g.t_first_start ? g.t_last_login - g.t_first_start : 0;
+
+	json_pct(lat, sizeof(lat), &g.login_lat);
+	json_errors(errs, sizeof(errs));
+	snprintf(g.json_login, sizeof(g.json_login),
+	    "{\"connections\":%ld,\"online\":%ld,\"failed\":%ld,\"login_seconds\":%.3f,"
+	    "\"logins_per_s\":%.1f,\"login_ms\":%s,\"mechs\":{\"PLAIN\":%lu,\"SCRAM-SHA-1\":%lu,"
+	    "\"SCRAM-SHA-256\":%lu},\"pbkdf2_runs\":%lu,\"gen_cpu_s\":%.3f,\"errors\":%s}",
+	    opt.users, g.ok_logins, g.failed_logins, secs, secs > 0 ? (double)g.ok_logins / secs : 0,
+	    lat, g.mech_used[MECH_PLAIN], g.mech_used[MECH_SCRAM_SHA1],
+	    g.mech_used[MECH_SCRAM_SHA256], scram_derivations, gen_cpu(), errs);
+	if (!opt.quiet)
+		fprintf(stderr, "loadgen: %ld/%ld logged in (%ld failed) in %.2f s: %.1f logins/s; "
+		    "login latency ms p50 %.2f p90 %.2f p99 %.2f max %.2f\n",
+		    g.ok_logins, opt.users, g.failed_logins, secs,
+		    secs > 0 ? (double)g.ok_logins / secs : 0, pct(&g.login_lat, 50),
+		    pct(&g.login_lat, 90), pct(&g.login_lat, 99),
+		    g.login_lat.n ? g.login_lat.v[g.login_lat.n - 1] : NAN);
+}
+
+static void
+report_chat(void)
+{
+	char lat[256];
+	double secs = g.t_msg_end - g.t_msg_start;
+
+	g.chat_reported = 1;
+	json_pct(lat, sizeof(lat), &g.msg_lat);
+	snprintf(g.json_chat, sizeof(g.json_chat),
+	    "{\"rate\":%.1f,\"seconds\":%.3f,\"sent\":%lu,\"delivered\":%lu,\"bounced\":%lu,"
+	    "\"lost\":%ld,\"sent_per_s\":%.1f,\"delivered_per_s\":%.1f,\"latency_ms\":%s,"
+	    "\"online\":%ld,\"gen_cpu_s\":%.3f}",
+	    opt.rate, secs, g.sent, g.delivered, g.bounced,
+	    (long)g.sent - (long)g.delivered - (long)g.bounced,
+	    secs > 0 ? (double)g.sent / secs : 0, secs > 0 ? (double)g.delivered / secs : 0,
+	    lat, g.nonline, gen_cpu());
+	if (!opt.quiet)
+		fprintf(stderr, "loadgen: %lu sent in %.2f s (%.1f/s), %lu delivered, %lu bounced; "
+		    "latency ms p50 %.2f p90 %.2f p99 %.2f max %.2f\n",
+		    g.sent, secs, secs > 0 ? (double)g.sent / secs : 0, g.delivered, g.bounced,
+		    pct(&g.msg_lat, 50), pct(&g.msg_lat, 90), pct(&g.msg_lat, 99),
+		    g.msg_lat.n ? g.msg_lat.v[g.msg_lat.n - 1] : NAN);
+}
+
+static void
+wait_for_go(const char *what, const char *json)
+{
+	printf("READY %s %s\n", what, json);
+	fflush(stdout);
+	if (opt.wait_stdin) {
+		g.waiting_stdin = 1;
+		event_add(g.stdin_ev, NULL);
+	} else {
+		phase_next();
+	}
+}
+
+static void
+stdin_cb(evutil_socket_t fd, short what, void *arg)
+{
+	char buf[256];
+	ssize_t n = read(0, buf, sizeof(buf));
+
+	if (!g.waiting_stdin) {
+		if (n <= 0)
+			event_del(g.stdin_ev);
+		return;
+	}
+	if (n <= 0 || (n >= 4 && strncmp(buf, "quit", 4) == 0)) {
+		/* The runner went away or wants us to stop: end the run. */
+		event_del(g.stdin_ev);
+		g.waiting_stdin = 0;
+		g.phase = 4;
+		finish();
+		return;
+	}
+	if (memchr(buf, '\n', (size_t)n) == NULL)
+		return;
+	event_del(g.stdin_ev);
+	g.waiting_stdin = 0;
+	phase_next();
+}
+
+/* Moves on from the phase that just ended. */
+static void
+phase_next(void)
+{
+	double t = now();
+
+	switch (g.phase) {
+	case 0:   /* logins done */
+		g.phase = 1;
+		if (opt.hold > 0) {
+			g.t_msg_start = t + opt.hold;   /* the tick waits for it */
+			return;
+		}
+		/* fall through */
+	case 1:
+	chat:
+		if (g.rate_idx < opt.nrates && opt.rates[g.rate_idx] > 0 && opt.duration > 0) {
+			opt.rate = opt.rates[g.rate_idx++];
+			g.phase = 2;
+			g.phase_seq = g.seq;
+			g.sent = g.delivered = g.bounced = 0;
+			g.msg_lat.n = 0;
+			g.chat_reported = 0;
+			g.t_msg_start = t;
+			g.t_msg_end = t + opt.duration;
+			return;
+		}
+		g.phase = 4;
+		finish();
+		return;
+	case 3:   /* drained: the next rate, or the end */
+		goto chat;
+	default:
+		return;
+	}
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	double t = now();
+
+	if (g.waiting_stdin)
+		return;
+	switch (g.phase) {
+	case 0:
+		start_more();
+		/* The login deadline, checked twice a second. */
+		if (t - g.last_scan > 0.5) {
+			long i;
+
+			g.last_scan = t;
+			for (i = 0; i < g.started; i++) {
+				struct conn *c = &g.conns[i];
+
+				if (c->st < ST_ONLINE && t - c->t_start > opt.login_timeout) {
+					conn_fail(c, "timeout:login");
+					conn_free(c);
+				}
+			}
+		}
+		if (g.done_logins == opt.users) {
+			report_login();
+			wait_for_go("login", g.json_login);
+		}
+		return;
+	case 1:
+		if (opt.hold > 0 && t >= g.t_msg_start) {
+			opt.hold = 0;
+			phase_next();
+		}
+		return;
+	case 2: {
+		double due = (t < g.t_msg_end ? t - g.t_msg_start : opt.duration) * opt.rate;
+
+		while ((double)g.sent < due && g.nonline >= 2)
+			send_one();
+		if (t >= g.t_msg_end) {
+			g.phase = 3;
+			g.t_drain_end = t + opt.drain;
+		}
+		return;
+	}
+	case 3:
+		if (g.delivered + g.bounced >= g.sent || t >= g.t_drain_end) {
+			g.t_msg_end = g.t_msg_end < t ? g.t_msg_end : t;
+			report_chat();
+			wait_for_go("chat", g.json_chat);
+		}
+		return;
+	default:
+		return;
+	}
+}
+
+static void
+final_exit(evutil_socket_t fd, short what, void *arg)
+{
+	event_base_loopbreak(g.base);
+}
+
+/* Ends the run: </stream:stream> everywhere, a second to let the servers
+ * see it, then out of the loop. */
+static void
+finish(void)
+{
+	static int done;
+	struct timeval tv = { 1, 0 };
+	long i;
+
+	if (done)
+		return;
+	done = 1;
+	if (g.json_login[0] == '\0')
+		report_login();
+	for (i = 0; i < g.started; i++) {
+		struct conn *c = &g.conns[i];
+
+		if (c->st != ST_DEAD && c->bev != NULL) {
+			online_remove(c);
+			send_str(c, "</stream:stream>");
+			c->st = ST_CLOSING;
+		}
+	}
+	event_base_once(g.base, -1, EV_TIMEOUT, final_exit, NULL, &tv);
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	count_error("timeout:max-time");
+	fprintf(stderr, "loadgen: --max-time %.0f s reached, stopping\n", opt.max_time);
+	g.exit_code = 3;
+	if (g.phase == 2 || g.phase == 3) {
+		g.t_msg_end = g.t_msg_end < now() ? g.t_msg_end : now();
+		report_chat();
+	}
+	g.waiting_stdin = 0;
+	g.phase = 4;
+	finish();
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	count_error("signal:%d", (int)sig);
+	g.exit_code = 3;
+	g.waiting_stdin = 0;
+	g.phase = 4;
+	finish();
+}
+
+/* ------------------------------------------------------------------
+ * main
+ */
+
+static void
+parse_sources(const char *spec)
+{
+	/* "127.0.1.1" or "127.0.1.1-16" (the last byte ranges over 1..16) or
+	 * a comma-separated list of either. */
+	char *dup = strdup(spec), *tok, *save;
+
+	for (tok = strtok_r(dup, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		char *dash = strchr(tok, '-');
+		struct in_addr a;
+		int lo, hi, i;
+
+		if (dash != NULL)
+			*dash = '\0';
+		if (inet_pton(AF_INET, tok, &a) != 1)
+			die("bad source address %s", tok);
+		lo = (int)(ntohl(a.s_addr) & 0xff);
+		hi = dash != NULL ? atoi(dash + 1) : lo;
+		if (hi < lo || hi > 254)
+			die("bad source range %s-%s", tok, dash + 1);
+		for (i = lo; i <= hi; i++) {
+			if (opt.nsrc == MAX_SOURCES)
+				die("more than %d source addresses", MAX_SOURCES);
+			opt.src[opt.nsrc].s_addr = htonl((ntohl(a.s_addr) & ~0xffu) | (unsigned)i);
+			opt.nsrc++;
+		}
+	}
+	free(dup);
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: loadgen [options]\n"
+	    "  --server IP        server address (127.0.0.1)\n"
+	    "  --port N           c2s port with STARTTLS (5222)\n"
+	    "  --domain D         the XMPP domain (localhost)\n"
+	    "  --users N          connections, one account each (100)\n"
+	    "  --first K          first account number (0); accounts are PREFIX<K>..\n"
+	    "  --prefix P         account name prefix (u)\n"
+	    "  --password PW      the password of every account (bench-pw)\n"
+	    "  --resource R       resource to bind (lg)\n"
+	    "  --mech M           auto|PLAIN|SCRAM-SHA-1|SCRAM-SHA-256 (auto: best SCRAM)\n"
+	    "  --concurrency C    logins in flight at once (200)\n"
+	    "  --login-rate R     connections started per second (no limit)\n"
+	    "  --login-timeout S  seconds one login may take (60)\n"
+	    "  --source SPEC      source addresses: 127.0.1.1-16[,127.0.2.1-16]\n"
+	    "  --hold S           stay connected S seconds after the logins (0)\n"
+	    "  --rate R[,R2..]    aggregate chat messages per second (0: none); several\n"
+	    "                     rates run one after the other, each for --duration\n"
+	    "  --duration S       seconds of messaging (0)\n"
+	    "  --drain S          seconds to wait for messages in flight (5)\n"
+	    "  --to-bare          address messages to bare JIDs (default: full)\n"
+	    "  --nagle            leave Nagle's algorithm on (default: TCP_NODELAY)\n"
+	    "  --max-time S       hard limit on the whole run (600)\n"
+	    "  --wait-stdin       pause after each phase until a line on stdin\n"
+	    "  --seed N           random seed (1)\n"
+	    "  --quiet            no progress lines on stderr\n");
+	exit(2);
+}
+
+static void
+raise_nofile(long need)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if ((long)rl.rlim_cur < need + 64)
+		fprintf(stderr, "loadgen: warning: open files limit %lu < %ld connections; "
+		    "raise it (ulimit -n)\n", (unsigned long)rl.rlim_cur, need);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "server", required_argument, NULL, 's' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "domain", required_argument, NULL, 'd' },
+		{ "users", required_argument, NULL, 'n' },
+		{ "first", required_argument, NULL, 'f' },
+		{ "prefix", required_argument, NULL, 'P' },
+		{ "password", required_argument, NULL, 'w' },
+		{ "resource", required_argument, NULL, 'R' },
+		{ "mech", required_argument, NULL, 'm' },
+		{ "concurrency", required_argument, NULL, 'c' },
+		{ "login-rate", required_argument, NULL, 'L' },
+		{ "login-timeout", required_argument, NULL, 'T' },
+		{ "source", required_argument, NULL, 'S' },
+		{ "hold", required_argument, NULL, 'H' },
+		{ "rate", required_argument, NULL, 'r' },
+		{ "duration", required_argument, NULL, 't' },
+		{ "drain", required_argument, NULL, 'D' },
+		{ "to-bare", no_argument, NULL, 'b' },
+		{ "max-time", required_argument, NULL, 'M' },
+		{ "wait-stdin", no_argument, NULL, 'W' },
+		{ "seed", required_argument, NULL, 'e' },
+		{ "nagle", no_argument, NULL, 'N' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct timeval tv;
+	int ch, i;
+
+	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (ch) {
+		case 's': opt.server = optarg; break;
+		case 'p': opt.port = atoi(optarg); break;
+		case 'd': opt.domain = optarg; break;
+		case 'n': opt.users = atol(optarg); break;
+		case 'f': opt.first = atol(optarg); break;
+		case 'P': opt.prefix = optarg; break;
+		case 'w': opt.password = optarg; break;
+		case 'R': opt.resource = optarg; break;
+		case 'm':
+			for (i = 0; i < 4; i++)
+				if (strcasecmp(optarg, mech_names[i]) == 0)
+					opt.mech = (enum mech)i;
+			if (strcasecmp(optarg, mech_names[opt.mech]) != 0)
+				die("unknown mechanism %s", optarg);
+			break;
+		case 'c': opt.concurrency = atol(optarg); break;
+		case 'L': opt.login_rate = atof(optarg); break;
+		case 'T': opt.login_timeout = atof(optarg); break;
+		case 'S': parse_sources(optarg); break;
+		case 'H': opt.hold = atof(optarg); break;
+		case 'r': {
+			char *dup = strdup(optarg), *tok, *save;
+
+			opt.nrates = 0;
+			for (tok = strtok_r(dup, ",", &save); tok != NULL && opt.nrates < 8;
+			    tok = strtok_r(NULL, ",", &save))
+				opt.rates[opt.nrates++] = atof(tok);
+			free(dup);
+			break;
+		}
+		case 't': opt.duration = atof(optarg); break;
+		case 'D': opt.drain = atof(optarg); break;
+		case 'b': opt.to_bare = 1; break;
+		case 'M': opt.max_time = atof(optarg); break;
+		case 'W': opt.wait_stdin = 1; break;
+		case 'e': opt.seed = strtoul(optarg, NULL, 10); break;
+		case 'N': opt.nagle = 1; break;
+		case 'q': opt.quiet = 1; break;
+		default: usage();
+		}
+	}
+	if (optind != argc || opt.users < 1 || opt.users > 2000000 || opt.concurrency < 1 ||
+	    opt.port < 1 || opt.port > 65535 || opt.max_time <= 0)
+		usage();
+	g.rng = opt.seed * 0x9E3779B97F4A7C15ULL + 1;
+	g.addr.sin_family = AF_INET;
+	g.addr.sin_port = htons((uint16_t)opt.port);
+	if (inet_pton(AF_INET, opt.server, &g.addr.sin_addr) != 1)
+		die("bad server address %s", opt.server);
+	raise_nofile(opt.users);
+	signal(SIGPIPE, SIG_IGN);
+
+	g.ssl_ctx = SSL_CTX_new(TLS_client_method());
+	if (g.ssl_ctx == NULL)
+		die("SSL_CTX_new failed");
+	SSL_CTX_set_min_proto_version(g.ssl_ctx, TLS1_2_VERSION);
+	/* The benchmark certificate is self-signed: the server's handshake
+	 * cost is the same whether the client checks the chain or not. Every
+	 * login is a full handshake, as a client's first login is. */
+	SSL_CTX_set_verify(g.ssl_ctx, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_session_cache_mode(g.ssl_ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_mode(g.ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+
+	g.conns = calloc((size_t)opt.users, sizeof(*g.conns));
+	g.online = calloc((size_t)opt.users, sizeof(*g.online));
+	if (g.conns == NULL || g.online == NULL)
+		die("out of memory for %ld connections", opt.users);
+	g.base = event_base_new();
+	if (g.base == NULL)
+		die("event_base_new failed");
+	g.t0 = now();
+	getrusage(RUSAGE_SELF, &g.ru0);
+
+	g.tick = event_new(g.base, -1, EV_PERSIST, tick_cb, NULL);
+	tv.tv_sec = 0;
+	tv.tv_usec = 1000;
+	event_add(g.tick, &tv);
+	g.stdin_ev = event_new(g.base, 0, EV_READ | EV_PERSIST, stdin_cb, NULL);
+	g.deadline = evtimer_new(g.base, deadline_cb, NULL);
+	tv.tv_sec = (time_t)opt.max_time;
+	tv.tv_usec = (suseconds_t)((opt.max_time - (double)tv.tv_sec) * 1e6);
+	event_add(g.deadline, &tv);
+	g.sigint_ev = evsignal_new(g.base, SIGINT, signal_cb, NULL);
+	g.sigterm_ev = evsignal_new(g.base, SIGTERM, signal_cb, NULL);
+	event_add(g.sigint_ev, NULL);
+	event_add(g.sigterm_ev, NULL);
+
+	start_more();
+	event_base_dispatch(g.base);
+
+	{
+		char errs[2048];
+
+		json_errors(errs, sizeof(errs));
+		printf("RESULT {\"login\":%s,\"chat\":%s,\"errors\":%s,\"wall_s\":%.3f,"
+		    "\"gen_cpu_s\":%.3f,\"pbkdf2_runs\":%lu,\"pbkdf2_cache_hits\":%lu}\n",
+		    g.json_login[0] ? g.json_login : "null", g.json_chat[0] ? g.json_chat : "null",
+		    errs, now() - g.t0, gen_cpu(), scram_derivations, scram_cache_hits);
+		fflush(stdout);
+		if (!opt.quiet)
+			for (i = 0; i < g.nerrors; i++)
+				fprintf(stderr, "loadgen: error %s: %lu\n", g.errors[i].name,
+				    g.errors[i].count);
+	}
+	/* The process exits here: the kernel closes what is left faster than
+	 * freeing 100,000 connections one by one. */
+	return g.exit_code;
+}
