@@ -43,6 +43,7 @@
 
 #define C2S_CLOSE_GRACE_MS 2000     /* how long a closing peer may take to read */
 #define C2S_SHUTDOWN_MAX_MS 3000
+#define C2S_IDLE_SWEEP_MS 10000     /* idle streams give their parser back */
 
 struct c2s_worker;
 
@@ -94,6 +95,7 @@ struct c2s_worker {
 	uint64_t next_sid;
 	int shutting_down;
 	struct event *shutdown_timer;
+	struct event *idle_timer;
 };
 
 /* The public session type is this struct under its ABI name. */
@@ -123,6 +125,22 @@ static const struct xml_stream_cb stream_cb = {
 /* ---------------------------------------------------------------- */
 /* The per-worker registry of connections.                            */
 
+/*
+ * Every C2S_IDLE_SWEEP_MS each worker frees the XML parser of its streams
+ * that have been quiet that long (about 12 KiB each, doc/performance.md);
+ * the next bytes make a new one. Busy streams keep theirs.
+ */
+static void
+idle_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct c2s_worker *cw = arg;
+	uint64_t now = xmppd_now_ms();
+
+	for (struct c2s *c = cw->list; c != NULL; c = c->next)
+		if (!c->closing && now - c->last_input_ms >= C2S_IDLE_SWEEP_MS)
+			(void)xml_stream_hibernate(c->xs);
+}
+
 int
 c2s_init(unsigned nworkers)
 {
@@ -138,6 +156,14 @@ c2s_init(unsigned nworkers)
 		/* The worker number in the top byte keeps ids unique
 		 * server-wide. */
 		cworkers[i].next_sid = ((uint64_t)i << 56) + 1;
+		/* Made before the worker thread runs: its base is unlocked. */
+		cworkers[i].idle_timer = event_new(worker_base(worker_get(i)), -1, EV_PERSIST,
+		    idle_sweep_cb, &cworkers[i]);
+		if (cworkers[i].idle_timer != NULL) {
+			struct timeval tv = { C2S_IDLE_SWEEP_MS / 1000, 0 };
+
+			event_add(cworkers[i].idle_timer, &tv);
+		}
 	}
 	return 0;
 }
@@ -1439,6 +1465,8 @@ c2s_free_all(void)
 	for (unsigned i = 0; i < ncworkers; i++) {
 		if (cworkers[i].shutdown_timer != NULL)
 			event_free(cworkers[i].shutdown_timer);
+		if (cworkers[i].idle_timer != NULL)
+			event_free(cworkers[i].idle_timer);
 		free(cworkers[i].buckets);
 	}
 	free(cworkers);

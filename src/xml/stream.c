@@ -26,6 +26,7 @@
 #include "config.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -107,6 +108,14 @@ struct xml_stream {
 	size_t tlen, tcap;
 	char *scratch;			/* splitting names */
 	size_t scap;
+
+	/* Hibernation (xml_stream_hibernate): the parser freed between
+	 * stanzas, and what it takes to make a new one that is in the same
+	 * place: the root's namespace declarations. */
+	int asleep;
+	int waking;			/* replaying the header: no callback */
+	char *decls;			/* " xmlns:p='uri'" for each prefix */
+	size_t dlen, dcap;
 };
 
 static int parser_open(xml_stream *);
@@ -309,7 +318,7 @@ on_stream_start(xml_stream *s, const char *name, const char **atts)
 
 	s->depth = 1;
 	s->boundary = s->event_end = event_end(s);
-	if (s->cb.stream_start != NULL)
+	if (s->cb.stream_start != NULL && !s->waking)
 		s->cb.stream_start(s->ud, s->content_ns, list);
 	free(list);
 	xml_elem_unref(hdr);
@@ -467,7 +476,39 @@ on_ns(void *ud, const char *prefix, const char *uri)
 {
 	xml_stream *s = ud;
 
-	if (halted(s) || s->depth != 0 || prefix != NULL)
+	if (halted(s) || s->depth != 0)
+		return;
+	if (prefix != NULL) {
+		size_t need;
+
+		/* Kept to replay the header after hibernation. Only names
+		 * and URIs expat has parsed go in, so quoting is safe once
+		 * the URI's own quotes and '<' and '&' are escaped. */
+		if (s->waking || strcmp(prefix, "stream") == 0 || uri == NULL)
+			return;
+		need = s->dlen + strlen(prefix) + 6 * strlen(uri) + 16;
+		if (grow(&s->decls, &s->dcap, need) == -1) {
+			stream_fail(s, "resource-constraint", "out of memory");
+			return;
+		}
+		s->dlen += (size_t)snprintf(s->decls + s->dlen, s->dcap - s->dlen,
+		    " xmlns:%s='", prefix);
+		for (const char *u = uri; *u != '\0'; u++) {
+			const char *e = *u == '\'' ? "&apos;" : *u == '<' ? "&lt;" :
+			    *u == '&' ? "&amp;" : NULL;
+
+			if (e != NULL) {
+				memcpy(s->decls + s->dlen, e, strlen(e));
+				s->dlen += strlen(e);
+			} else {
+				s->decls[s->dlen++] = *u;
+			}
+		}
+		s->decls[s->dlen++] = '\'';
+		s->decls[s->dlen] = '\0';
+		return;
+	}
+	if (s->waking)
 		return;
 	free(s->content_ns);
 	s->content_ns = NULL;
@@ -608,6 +649,8 @@ parser_open(xml_stream *s)
 	s->lex = LX_START;
 	s->state = XS_OPEN;
 	s->pending = XS_NONE;
+	s->asleep = 0;
+	s->dlen = 0;
 	return 0;
 }
 
@@ -644,8 +687,76 @@ xml_stream_free(xml_stream **sp)
 	free(s->text);
 	free(s->scratch);
 	free(s->hold);
+	free(s->decls);
 	free(s);
 	*sp = NULL;
+}
+
+int
+xml_stream_hibernate(xml_stream *s)
+{
+	/* Only between stanzas, with nothing held anywhere: expat has
+	 * reported every byte it was given (fed == seen), nothing is held
+	 * back, no stanza or text is being built. */
+	if (s->asleep || s->p == NULL || s->state != XS_OPEN || s->in_parse ||
+	    s->pending != XS_NONE || s->depth != 1 || s->nstack > 0 || s->tlen > 0 ||
+	    s->hlen > 0 || s->fed != s->seen)
+		return 0;
+	XML_ParserFree(s->p);
+	s->p = NULL;
+	free(s->stack);
+	free(s->text);
+	free(s->scratch);
+	free(s->hold);
+	s->stack = NULL;
+	s->text = s->scratch = s->hold = NULL;
+	s->cstack = 0;
+	s->tcap = s->scap = s->hcap = 0;
+	s->asleep = 1;
+	return 1;
+}
+
+/* A new parser put where the old one was: at depth 1 of a stream whose
+ * header it is fed again, silently. */
+static int
+wake(xml_stream *s)
+{
+	char *ns = s->content_ns, *decls = s->decls;
+	size_t dlen = s->dlen;
+	char *hdr;
+	int len, rc = -1;
+
+	s->content_ns = NULL;
+	s->decls = NULL;
+	s->dlen = s->dcap = 0;
+	if (parser_open(s) == -1)
+		goto out;
+	len = asprintf(&hdr, "<stream:stream xmlns:stream='" XML_NS_STREAM "'%s%s%s%s>",
+	    ns != NULL ? " xmlns='" : "", ns != NULL ? ns : "", ns != NULL ? "'" : "",
+	    decls != NULL ? decls : "");
+	if (len < 0)
+		goto out;
+	s->waking = 1;
+	s->fed = len;
+	s->in_parse = 1;
+	rc = XML_Parse(s->p, hdr, len, XML_FALSE) == XML_STATUS_OK && s->depth == 1 &&
+	    s->state == XS_OPEN ? 0 : -1;
+	s->in_parse = 0;
+	s->waking = 0;
+	/* The replayed header counts towards nothing. */
+	s->seen = s->boundary = s->event_end = s->fed;
+	free(hdr);
+out:
+	/* parser_open dropped them: the stream's own values stay. */
+	free(s->content_ns);
+	s->content_ns = ns;
+	free(s->decls);
+	s->decls = decls;
+	s->dlen = dlen;
+	s->dcap = decls != NULL ? dlen + 1 : 0;
+	if (rc == -1)
+		stream_fail(s, "resource-constraint", "out of memory");
+	return rc;
 }
 
 void
@@ -845,6 +956,8 @@ xml_stream_feed(xml_stream *s, const char *data, size_t len,
 		*consumed_r = 0;
 	/* Feeding from a callback would re-enter expat. */
 	if (s->state != XS_OPEN || s->in_parse)
+		return -1;
+	if (s->asleep && len > 0 && wake(s) == -1)
 		return -1;
 
 	while (off < len) {

@@ -67,6 +67,15 @@ void xml_stream_restart(xml_stream *s);
  * the bytes consumed so far. Used to hand the rest of the chunk elsewhere. */
 void xml_stream_stop(xml_stream *s);
 
+/*
+ * Frees the expat parser (about 12 KiB) of a stream that sits between
+ * stanzas with nothing buffered; the next feed makes a new one in the same
+ * place, replaying the stream header without reporting it again. Returns 1
+ * if it freed, 0 if the stream is not at such a point. For idle streams: a
+ * busy one would pay a new parser per stanza.
+ */
+int xml_stream_hibernate(xml_stream *s);
+
 /* Changes limits (for example a larger stanza size after authentication). */
 void xml_stream_set_limits(xml_stream *s, const struct xml_stream_limits *limits);
 
