@@ -32,6 +32,7 @@
 #include "core/log.h"
 #include "core/module.h"
 #include "core/worker.h"
+#include "net/linger.h"
 #include "net/listener.h"
 #include "net/tls.h"
 #include "router/router.h"
@@ -41,7 +42,6 @@
 #include "xmpp/ns.h"
 #include "xmpp/stanza.h"
 
-#define C2S_CLOSE_GRACE_MS 2000     /* how long a closing peer may take to read */
 #define C2S_SHUTDOWN_MAX_MS 3000
 #define C2S_IDLE_SWEEP_MS 10000     /* idle streams give their parser back */
 
@@ -71,10 +71,9 @@ struct c2s {
 	unsigned closing : 1;
 	unsigned paused : 1;           /* reading stopped: auth failure delay */
 	unsigned counted_ip : 1;
-	unsigned half_closed : 1;      /* our side shut down, draining theirs */
 
 	unsigned auth_failures;
-	unsigned close_polls;
+	struct linger_state linger;          /* while closing (net/linger.h) */
 	const char *delayed_failure;   /* SASL condition to send after the delay */
 	char *host;                    /* the domain the client asked for */
 	char *node;                    /* authenticated account */
@@ -468,59 +467,16 @@ session_end(struct c2s *c)
 	c->bound = 0;
 }
 
-/*
- * Once everything we wrote is out, shuts our side down and waits for the
- * peer's EOF (or the grace time). Closing with unread input would make the
- * kernel send a reset, and a reset makes the peer drop our last bytes: the
- * stream error that says why (nginx calls this a lingering close).
- */
-static void
-close_check(struct c2s *c)
-{
-	struct bufferevent *u = bufferevent_get_underlying(c->bev);
-	size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
-
-	if (c->half_closed)
-		return;
-	if (u != NULL)
-		n += evbuffer_get_length(bufferevent_get_output(u));
-	if (n > 0)
-		return;
-	(void)shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-	c->half_closed = 1;
-	{
-		/* From now on the timer only bounds the wait for EOF. */
-		struct timeval tv = { C2S_CLOSE_GRACE_MS / 1000, (C2S_CLOSE_GRACE_MS % 1000) * 1000 };
-
-		evtimer_del(c->timer);
-		evtimer_add(c->timer, &tv);
-	}
-}
-
-static void
-discard_read_cb(struct bufferevent *bev, void *arg)
-{
-	struct evbuffer *in = bufferevent_get_input(bev);
-
-	evbuffer_drain(in, evbuffer_get_length(in));
-}
-
 static void
 c2s_close(struct c2s *c)
 {
-	struct timeval tv = { 0, 20 * 1000 };
-
 	if (c->closing)
 		return;
 	c->closing = 1;
 	session_end(c);
-	/* Input is still read, and thrown away, until the peer closes. */
-	bufferevent_setcb(c->bev, discard_read_cb, c2s_write_cb, c2s_event_cb, c);
-	bufferevent_enable(c->bev, EV_READ);
-	/* Polled until the output (ours and, under a STARTTLS filter, the
-	 * socket's) has drained or the grace time is over. */
-	evtimer_del(c->timer);
-	evtimer_add(c->timer, &tv);
+	/* A lingering close: our last bytes (the stream error) must reach
+	 * the peer (net/linger.h). */
+	linger_start(&c->linger, c->bev, c->timer, c2s_write_cb, c2s_event_cb, c);
 }
 
 static void
@@ -559,7 +515,7 @@ c2s_write_cb(struct bufferevent *bev, void *arg)
 	struct c2s *c = arg;
 
 	if (c->closing)
-		close_check(c);
+		linger_check(&c->linger, c->bev, c->timer);
 }
 
 static void
@@ -590,16 +546,8 @@ c2s_timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct c2s *c = arg;
 
 	if (c->closing) {
-		struct timeval tv = { 0, 20 * 1000 };
-		static const int max_polls = C2S_CLOSE_GRACE_MS / 20;
-
-		if (c->half_closed || ++c->close_polls > (unsigned)max_polls) {
+		if (linger_timer(&c->linger, c->bev, c->timer))
 			c2s_free(c);
-			return;
-		}
-		close_check(c);
-		if (!c->half_closed)
-			evtimer_add(c->timer, &tv);
 		return;
 	}
 	if (c->paused && c->delayed_failure != NULL) {

@@ -33,7 +33,6 @@
 #include "s2s/s2s_int.h"
 #include "xmpp/ns.h"
 
-#define S2S_CLOSE_GRACE_MS 2000
 #define S2S_SHUTDOWN_MAX_MS 2000
 
 static struct s2s_worker *sworkers;
@@ -357,53 +356,19 @@ s2s_stream_error(struct s2s_conn *c, const char *condition, const char *text)
 /* ---------------------------------------------------------------- */
 /* Closing: as c2s.c, a lingering close (our last bytes reach the peer).  */
 
-static void
-close_check(struct s2s_conn *c)
-{
-	if (c->half_closed)
-		return;
-	if (c->bev != NULL && pending_output(c) > 0)
-		return;
-	if (c->bev != NULL && bufferevent_getfd(c->bev) >= 0)
-		(void)shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-	c->half_closed = 1;
-	{
-		struct timeval tv = { S2S_CLOSE_GRACE_MS / 1000, (S2S_CLOSE_GRACE_MS % 1000) * 1000 };
-
-		evtimer_del(c->timer);
-		evtimer_add(c->timer, &tv);
-	}
-}
-
-static void
-discard_read_cb(struct bufferevent *bev, void *arg)
-{
-	struct evbuffer *in = bufferevent_get_input(bev);
-
-	evbuffer_drain(in, evbuffer_get_length(in));
-}
-
 void
 s2s_close(struct s2s_conn *c)
 {
-	struct timeval tv = { 0, 20 * 1000 };
-
 	if (c->closing)
 		return;
 	c->closing = 1;
 	if (c->kind == S2S_OUT)
 		s2s_out_closed(c);
 	event_del(c->tick);
-	if (c->bev == NULL || !(c->kind == S2S_IN || c->connected)) {
-		/* Nothing to say goodbye on: freed from the timer. */
-		c->half_closed = 1;
-		tv.tv_usec = 0;
-	} else {
-		bufferevent_setcb(c->bev, discard_read_cb, write_cb, event_cb, c);
-		bufferevent_enable(c->bev, EV_READ);
-	}
-	evtimer_del(c->timer);
-	evtimer_add(c->timer, &tv);
+	/* A lingering close (net/linger.h); a link that never connected has
+	 * nothing to say goodbye on and is freed from the timer at once. */
+	linger_start(&c->linger, c->bev != NULL && (c->kind == S2S_IN || c->connected) ?
+	    c->bev : NULL, c->timer, write_cb, event_cb, c);
 }
 
 void
@@ -470,7 +435,7 @@ write_cb(struct bufferevent *bev, void *arg)
 	struct s2s_conn *c = arg;
 
 	if (c->closing)
-		close_check(c);
+		linger_check(&c->linger, c->bev, c->timer);
 }
 
 static void
@@ -509,16 +474,8 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct s2s_conn *c = arg;
 
 	if (c->closing) {
-		struct timeval tv = { 0, 20 * 1000 };
-		static const int max_polls = S2S_CLOSE_GRACE_MS / 20;
-
-		if (c->half_closed || ++c->close_polls > (unsigned)max_polls) {
+		if (linger_timer(&c->linger, c->bev, c->timer))
 			s2s_free(c);
-			return;
-		}
-		close_check(c);
-		if (!c->half_closed)
-			evtimer_add(c->timer, &tv);
 		return;
 	}
 	/* The negotiation deadline. */

@@ -18,6 +18,7 @@
 #include <event2/util.h>
 #include <openssl/ssl.h>
 
+#include "net/linger.h"
 #include "xml/stream.h"
 #include "xml/xml.h"
 
@@ -80,7 +81,6 @@ struct s2s_conn {
 	unsigned starttls_pending : 1;
 	unsigned header_sent : 1;
 	unsigned closing : 1;
-	unsigned half_closed : 1;
 	unsigned connected : 1;          /* out: TCP up */
 	unsigned in_table : 1;           /* out: the link for its pair */
 	unsigned tried_external : 1;
@@ -89,7 +89,7 @@ struct s2s_conn {
 	unsigned counted_ip : 1;
 	unsigned version1 : 1;           /* in: the peer said version 1.0 */
 
-	unsigned close_polls;
+	struct linger_state linger;          /* while closing (net/linger.h) */
 	char *local, *remote;            /* out/verify: the pair; in: header to/from */
 	char stream_id[40];              /* in: ours; out: the peer's */
 	const char *auth;                /* out: "external" / "dialback" */
