@@ -154,6 +154,8 @@ async def main():
     x.conf['listen'].append({'port': x.s2s_port, 'ip': x.ip, 'module': 's2s'})
     x.conf['certfiles'] = [certs['x.s2stest']]
     x.conf['ca_file'] = ca1
+    x.conf['module_dir'] = xt.MODULE_DIR
+    x.conf['modules'] = {'mod_disco': {}, 'mod_roster': {}, 'mod_offline': {}}
 
     dns_ip = xt.pick_loopback_ip(exclude=(x.ip,))
     pd = xt.scratch_dir('t1010-prosody')
@@ -201,6 +203,49 @@ async def main():
         # An IQ across and its answer back (Prosody answers ping itself).
         r = await alice.iq('get', 'p.s2stest', "<ping xmlns='urn:xmpp:ping'/>", timeout=10)
         xt.is_(r['type'] if r is not None else None, 'result', 'a ping to p.s2stest is answered')
+
+        # A presence subscription both ways with Prosody (RFC 6121 3), then
+        # presence in both directions.
+        def item(c, j):
+            r = c.xmpp.client_roster
+            return (r[j]['subscription'], r[j]['pending_out']) if j in r else None
+
+        pat.xmpp.auto_authorize = True
+        pat.xmpp.auto_subscribe = True
+        alice.xmpp.auto_authorize = True
+        await alice.xmpp.get_roster()
+        await pat.xmpp.get_roster()
+        alice.xmpp.send_presence(pto='pat@p.s2stest', ptype='subscribe')
+        both = False
+        for _ in range(150):
+            if item(alice, 'pat@p.s2stest') == ('both', False) and \
+                    item(pat, 'alice@x.s2stest') == ('both', False):
+                both = True
+                break
+            await asyncio.sleep(0.1)
+        xt.ok(both, 'subscription handshake with Prosody: both rosters say both') or \
+            xt.diag(item(alice, 'pat@p.s2stest'), item(pat, 'alice@x.s2stest'))
+        alice.xmpp.send_presence(pstatus='from xmppd')
+        pat.xmpp.send_presence(pstatus='from prosody')
+        m = await alice.presence(pred=lambda q: q['from'].bare == 'pat@p.s2stest' and
+                                 q['status'] == 'from prosody', timeout=10)
+        xt.ok(m is not None, 'alice (xmppd) receives pat\'s presence from Prosody')
+        m = await pat.presence(pred=lambda q: q['from'].bare == 'alice@x.s2stest' and
+                               q['status'] == 'from xmppd', timeout=10)
+        xt.ok(m is not None, 'pat (Prosody) receives alice\'s presence from xmppd')
+
+        # Offline: pat writes while alice is away; xmppd stores it and
+        # delivers it, stamped, at her next login.
+        await alice.disconnect()
+        await asyncio.sleep(0.5)
+        pat.send('alice@x.s2stest', 'while you were out')
+        await asyncio.sleep(1.5)
+        alice = await xt.login_ok(x, 'alice', 'alice-pw', resource='r2')
+        m = await alice.message(body='while you were out', timeout=10)
+        xt.ok(m is not None, 'a message from Prosody to offline alice is delivered at her next login')
+        delay = m.xml.find('{urn:xmpp:delay}delay') if m is not None else None
+        xt.ok(delay is not None and delay.get('from') == 'x.s2stest',
+              'with xmppd\'s delay stamp')
 
         # A message to a user Prosody does not have comes back as an error.
         alice.send('nobody@p.s2stest', 'anyone?')
