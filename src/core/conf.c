@@ -2079,6 +2079,11 @@ conf_current(void)
 	return c;
 }
 
+/* Bumped by every swap: threads compare it with the one they cached. */
+static unsigned long conf_generation;
+static __thread struct conf *conf_cached;
+static __thread unsigned long conf_cached_gen;
+
 void
 conf_swap(struct conf *c)
 {
@@ -2087,8 +2092,29 @@ conf_swap(struct conf *c)
 	pthread_mutex_lock(&conf_lock);
 	old = conf_running;
 	conf_running = c;
+	__atomic_add_fetch(&conf_generation, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&conf_lock);
 	conf_unref(old);
+}
+
+const struct conf *
+conf_local(void)
+{
+	unsigned long g = __atomic_load_n(&conf_generation, __ATOMIC_ACQUIRE);
+
+	if (conf_cached == NULL || conf_cached_gen != g) {
+		conf_unref(conf_cached);
+		conf_cached = conf_current();
+		conf_cached_gen = g;
+	}
+	return conf_cached;
+}
+
+void
+conf_local_release(void)
+{
+	conf_unref(conf_cached);
+	conf_cached = NULL;
 }
 
 const struct conf_s2s_host *

@@ -184,6 +184,14 @@ void conf_unref(struct conf *c);
 struct conf *conf_current(void);
 /* Installs c (takes the caller's reference) and drops the old one. */
 void conf_swap(struct conf *c);
+/*
+ * The running configuration for the calling thread's hot paths, without a
+ * lock: a reference cached per thread, refreshed when a swap has happened
+ * since. Borrowed: valid until the thread's next conf_local call. A thread
+ * drops its cached reference with conf_local_release before it exits.
+ */
+const struct conf *conf_local(void);
+void conf_local_release(void);
 
 /* conf_node trees (module options): free, deep copy, compare. */
 void conf_node_free(struct conf_node *n);

@@ -354,6 +354,7 @@ main(int argc, char **argv)
 		unlink(c->pidfile);
 	log_notice("main", "stopped");
 	conf_unref(c);
+	conf_local_release();
 	conf_swap(NULL);
 	return 0;
 }

@@ -12,6 +12,7 @@
 
 #include <event2/event.h>
 
+#include "core/conf.h"
 #include "core/log.h"
 #include "core/worker.h"
 
@@ -133,6 +134,7 @@ worker_main(void *arg)
 	pthread_setname_np(pthread_self(), name);
 	log_debug(name, "worker started");
 	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	conf_local_release();
 	log_debug(name, "worker stopped");
 	return NULL;
 }

@@ -42,15 +42,10 @@ router_route(xml_elem *st, const jid *from, const jid *to)
 void
 router_route_filtered(xml_elem *st, const jid *from, const jid *to)
 {
-	struct conf *c;
-	int local;
-
 	if (module_service_route(st, from, to))
 		return;
-	c = conf_current();
-	local = conf_is_local_host(c, to->domain);
-	conf_unref(c);
-	if (local) {
+	/* Per stanza: the thread's cached configuration, no lock. */
+	if (conf_is_local_host(conf_local(), to->domain)) {
 		sm_route(st, from, to);
 		return;
 	}

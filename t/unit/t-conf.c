@@ -739,6 +739,25 @@ test_swap_threads(void **state)
 	conf_unref(b);
 }
 
+/* conf_local: the thread's cached configuration follows swaps and drops
+ * its reference on release (ASan would report a leak otherwise). */
+static void
+test_conf_local(void **state)
+{
+	struct scratch *s = *state;
+	struct conf *a = load_text(s, "hosts: [a.example]\n");
+	struct conf *b = load_text(s, "hosts: [b.example]\n");
+
+	conf_swap(a);
+	assert_ptr_equal(conf_local(), a);
+	assert_ptr_equal(conf_local(), a);      /* no refresh without a swap */
+	conf_swap(b);
+	assert_ptr_equal(conf_local(), b);
+	assert_true(conf_is_local_host(conf_local(), "b.example"));
+	conf_local_release();
+	conf_swap(NULL);
+}
+
 int
 main(void)
 {
@@ -753,6 +772,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_relative_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refcount_swap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_swap_threads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_conf_local, setup, teardown),
 	};
 
 	cmocka_set_message_output(CM_OUTPUT_TAP);
