@@ -468,6 +468,9 @@ XMPPD_API xmppd_elem *xmppd_stanza_error(const xmppd_elem *st, const char *condi
 /* "message", "presence", "iq" or NULL; the type with RFC defaults. */
 XMPPD_API const char *xmppd_stanza_kind(const xmppd_elem *st);
 XMPPD_API const char *xmppd_stanza_type(const xmppd_elem *st);
+/* A presence's priority as the core reads it (RFC 6121 4.7.2.3): -128 to
+ * +127, 0 when absent or invalid. */
+XMPPD_API int xmppd_presence_priority(xmppd_elem *presence);
 
 /* ------------------------------------------------------------------ */
 /* JIDs (any thread)                                                   */

@@ -483,20 +483,6 @@ flush(xmppd_session *s, struct sess *ss)
 	free(c.v);
 }
 
-static int
-parse_priority(xmppd_elem *p)
-{
-	const char *s = xmppd_elem_child_text(p, NULL, "priority");
-	char *end;
-	long v;
-
-	/* As the core reads it (RFC 6121 4.7.2.3). */
-	if (s == NULL)
-		return 0;
-	v = strtol(s, &end, 10);
-	return end == s || v < -128 || v > 127 ? 0 : (int)v;
-}
-
 /*
  * The user's own presence, before the core records it. XEP-0160 2 step 5:
  * the resource that next sends non-negative available presence gets the
@@ -514,7 +500,7 @@ presence_out(void *args, void *ud)
 	if (s == NULL || xmppd_elem_attr(pa->stanza, "to") != NULL ||
 	    xmppd_elem_attr(pa->stanza, "type") != NULL)
 		return XMPPD_CONTINUE;
-	if (parse_priority(pa->stanza) < 0)
+	if (xmppd_presence_priority(pa->stanza) < 0)
 		return XMPPD_CONTINUE;
 	if (xmppd_session_available(s) && xmppd_session_priority(s) >= 0)
 		return XMPPD_CONTINUE;  /* eligible already: had them */

@@ -616,19 +616,6 @@ probe_timer(void *ud)
 	return 0;
 }
 
-static int
-own_priority(xmppd_elem *p)
-{
-	const char *s = xmppd_elem_child_text(p, NULL, "priority");
-	char *end;
-	long v;
-
-	if (s == NULL)
-		return 0;
-	v = strtol(s, &end, 10);
-	return end == s || v < -128 || v > 127 ? 0 : (int)v;
-}
-
 /* A client's presence. Without 'to' it is broadcast (4.2, 4.4, 4.5); the
  * core runs this before it records the new state, so the session's
  * availability still says whether this is the initial presence. */
@@ -651,7 +638,7 @@ on_presence_out(void *args, void *ud)
 		int initial = !xmppd_session_available(s);
 
 		broadcast(user, pa->stanza);
-		if (initial && own_priority(pa->stanza) >= 0)
+		if (initial && xmppd_presence_priority(pa->stanza) >= 0)
 			pending_redeliver(s, user);
 		if (initial && (probe_user = xmppd_jid_copy(user)) != NULL &&
 		    xmppd_timer_add(r->ctx, 0, probe_timer, probe_user) == NULL)

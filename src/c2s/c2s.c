@@ -977,22 +977,6 @@ handle_bind(struct c2s *c, xml_elem *iq, xml_elem *bind)
 	}
 }
 
-static int
-parse_priority(xml_elem *p)
-{
-	const char *s = xml_child_text(p, NULL, "priority");
-	char *end;
-	long v;
-
-	if (s == NULL)
-		return 0;
-	v = strtol(s, &end, 10);
-	/* RFC 6121 4.7.2.3: an integer from -128 to +127. */
-	if (end == s || v < -128 || v > 127)
-		return 0;
-	return (int)v;
-}
-
 /* Presence without 'to': the user's own availability (RFC 6121 4.2, 4.5). */
 static void
 handle_own_presence(struct c2s *c, xml_elem *p)
@@ -1002,7 +986,7 @@ handle_own_presence(struct c2s *c, xml_elem *p)
 
 	if (type == NULL) {
 		c->available = 1;
-		c->priority = parse_priority(p);
+		c->priority = stanza_priority(p);
 		sm_set_presence(&c->jid, c->sid, 1, c->priority, p);
 		sm_presence_to_own_resources(p, &c->jid, c->sid, !was);
 		/* RFC 6121 4.2.2, 4.4.2: including the resource that sent it. */

@@ -225,6 +225,12 @@ xmppd_stanza_type(const xmppd_elem *st)
 	return stanza_type(st);
 }
 
+XMPPD_API int
+xmppd_presence_priority(xmppd_elem *presence)
+{
+	return stanza_priority(presence);
+}
+
 /* ---------------------------------------------------------------- */
 /* JIDs.                                                              */
 

@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "xml/xml.h"
@@ -126,4 +127,20 @@ stanza_iq_result(const xml_elem *iq)
 		xml_attr_set(r, "id", id);
 	swap_addresses(r, iq);
 	return r;
+}
+
+int
+stanza_priority(xml_elem *p)
+{
+	const char *s = xml_child_text(p, NULL, "priority");
+	char *end;
+	long v;
+
+	if (s == NULL)
+		return 0;
+	v = strtol(s, &end, 10);
+	/* RFC 6121 4.7.2.3: an integer from -128 to +127. */
+	if (end == s || v < -128 || v > 127)
+		return 0;
+	return (int)v;
 }

@@ -22,6 +22,10 @@ enum stanza_kind stanza_kind(const xml_elem *e);
  * "available" for presence without type, NULL for an IQ without one). */
 const char *stanza_type(const xml_elem *e);
 
+/* RFC 6121 4.7.2.3: a presence's <priority/>, an integer from -128 to
+ * +127; 0 when absent or not such an integer. */
+int stanza_priority(xml_elem *presence);
+
 /* RFC 6120 8.3.2: the error type that goes with a defined condition. */
 const char *stanza_error_type(const char *condition);
 
