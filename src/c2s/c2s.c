@@ -331,6 +331,37 @@ c2s_stream_error(struct c2s *c, const char *condition, const char *text)
 /* ---------------------------------------------------------------- */
 /* Life cycle.                                                        */
 
+/*
+ * A socket bufferevent read through the listener's shaper and, when the
+ * connection is TLS (c->ssl), an OpenSSL filter over it. A shaped
+ * connection keeps TLS in a filter because libevent's token bucket on a
+ * bufferevent_openssl_socket_new() strands data: when the bucket runs dry
+ * mid-record, the rest of the record waits in OpenSSL's buffer and the
+ * socket never becomes readable again to fetch it (t0610). The filter
+ * shapes the bytes on the wire instead. NULL on failure; the caller still
+ * owns fd and c->ssl then.
+ */
+static struct bufferevent *
+shaped_bev(struct c2s *c, struct event_base *base, int fd)
+{
+	struct bufferevent *bev, *filter;
+
+	bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		return NULL;
+	if (c->shaper != NULL)
+		bufferevent_set_rate_limit(bev, c->shaper);
+	if (c->ssl == NULL)
+		return bev;
+	filter = bufferevent_openssl_filter_new(base, bev, c->ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (filter == NULL) {
+		bufferevent_setfd(bev, -1);
+		bufferevent_free(bev);
+	}
+	return filter;
+}
+
 void
 c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
     const struct conf_listen *l)
@@ -369,42 +400,33 @@ c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 
-	if (l->tls) {
-		/* XEP-0368: TLS from the first byte, ALPN "xmpp-client". */
-		c->ssl = tls_new_server("xmpp-client");
-		if (c->ssl == NULL) {
-			log_error(c->tag, "direct TLS listener but no certificate");
-			close(fd);
-			conf_unref(c->conf);
-			free(c);
-			return;
-		}
-		c->bev = bufferevent_openssl_socket_new(base, fd, c->ssl,
-		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-		c->tls = 1;
-	} else {
-		c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	}
-	if (c->bev == NULL) {
-		if (c->ssl != NULL)
-			SSL_free(c->ssl);
-		close(fd);
-		conf_unref(c->conf);
-		free(c);
-		return;
-	}
 	if (l->shaper != NULL) {
 		const struct conf_shaper *sh = shaper_find(c->conf, l->shaper);
 
 		/* The listener's shaper: libevent's token bucket on the socket's
 		 * reads (the bytes on the wire), writes unlimited. */
-		if (sh != NULL) {
+		if (sh != NULL)
 			c->shaper = ev_token_bucket_cfg_new(sh->rate, sh->burst,
 			    EV_RATE_LIMIT_MAX, EV_RATE_LIMIT_MAX, NULL);
-			if (c->shaper != NULL)
-				bufferevent_set_rate_limit(c->bev, c->shaper);
-		}
 	}
+	if (l->tls) {
+		/* XEP-0368: TLS from the first byte, ALPN "xmpp-client". */
+		c->ssl = tls_new_server("xmpp-client");
+		if (c->ssl == NULL) {
+			log_error(c->tag, "direct TLS listener but no certificate");
+			goto fail;
+		}
+		c->tls = 1;
+	}
+	if (c->ssl != NULL && c->shaper == NULL) {
+		c->bev = bufferevent_openssl_socket_new(base, fd, c->ssl,
+		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	} else {
+		/* Plain, or TLS under a shaper: see shaped_bev(). */
+		c->bev = shaped_bev(c, base, fd);
+	}
+	if (c->bev == NULL)
+		goto fail;
 	lim.max_stanza_size = l->max_stanza_size;
 	lim.max_depth = c->conf->max_xml_depth;
 	lim.max_attrs = c->conf->max_xml_attrs;
@@ -428,6 +450,15 @@ c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
 
 		evtimer_add(c->timer, &tv);
 	}
+	return;
+fail:
+	if (c->ssl != NULL)
+		SSL_free(c->ssl);
+	if (c->shaper != NULL)
+		ev_token_bucket_cfg_free(c->shaper);
+	close(fd);
+	conf_unref(c->conf);
+	free(c);
 }
 
 /* Takes the session out of the table and tells the user's other resources
@@ -587,11 +618,17 @@ static int
 flush_plain(struct c2s *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	int r = 0;
 
-	while (evbuffer_get_length(out) > 0)
+	/* A socket bufferevent freezes the start of its output buffer so
+	 * that only it drains it: unfreeze around our own write, or
+	 * evbuffer_write always fails. */
+	evbuffer_unfreeze(out, 1);
+	while (r == 0 && evbuffer_get_length(out) > 0)
 		if (evbuffer_write(out, bufferevent_getfd(c->bev)) <= 0)
-			return -1;
-	return 0;
+			r = -1;
+	evbuffer_freeze(out, 1);
+	return r;
 }
 
 static void
@@ -609,7 +646,8 @@ start_tls(struct c2s *c)
 	 * nothing more (it must wait for <proceed/>, RFC 6120 5.4.3.3). Then
 	 * TLS runs directly on the socket: no filter layered over a plain
 	 * bufferevent, one copy less each way and less memory per session. */
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 && flush_plain(c) == 0) {
+	if (c->shaper == NULL && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+	    flush_plain(c) == 0) {
 		int fd = bufferevent_getfd(c->bev);
 
 		bufferevent_setfd(c->bev, -1);          /* keep the socket open */
@@ -624,12 +662,11 @@ start_tls(struct c2s *c)
 			c2s_free(c);
 			return;
 		}
-		if (c->shaper != NULL)
-			bufferevent_set_rate_limit(c->bev, c->shaper);
 		c->tls = 1;
 		bufferevent_setcb(c->bev, c2s_read_cb, NULL, c2s_event_cb, c);
 		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 		c->header_sent = 0;
+		log_debug(c->tag, "STARTTLS: TLS directly on the socket");
 		return;
 	}
 	/* Otherwise: <proceed/> is in the plain output buffer and is flushed
@@ -645,6 +682,8 @@ start_tls(struct c2s *c)
 		return;
 	}
 	c->bev = filter;
+	log_debug(c->tag, "STARTTLS: TLS in a filter over the plain bufferevent%s",
+	    c->shaper != NULL ? " (shaped)" : "");
 	/* Everything read from here on has come through TLS. */
 	c->tls = 1;
 	bufferevent_setcb(c->bev, c2s_read_cb, NULL, c2s_event_cb, c);

@@ -61,8 +61,40 @@ async def main():
     xt.ok(m is not None and took < 2.0,
           'the unshaped listener is not slowed (%.2f s for 12 kB)' % took)
 
+    # A shaped STARTTLS connection keeps TLS in a filter over the shaped
+    # socket (reads are shaped on the wire); an unshaped one runs TLS
+    # directly on the socket.
+    xt.like(srv.log(), r'STARTTLS: TLS in a filter over the plain bufferevent \(shaped\)',
+            'the shaped STARTTLS connection reads TLS through a filter')
     await xt.disconnect_all(alice, bob)
     xt.is_(srv.stop(), 0, 'xmppd exits 0 on SIGTERM')
+
+    # The same shaper on the direct TLS listener (XEP-0368): carol's bytes
+    # are held to the rate, dave (STARTTLS, unshaped) is not.
+    srv2 = xt.Server(name='t0610-direct', extra_conf=ACCESS,
+                     tls_listener={'shaper': 'slow'})
+    for u in ('carol', 'dave'):
+        srv2.register(u, u + '-pw')
+    carol = await xt.login(srv2, 'carol', direct_tls=True)
+    dave = await xt.login(srv2, 'dave')
+    xt.ok(carol.ok and dave.ok, 'both log in, one on the shaped direct TLS listener') or \
+        xt.diag(carol.describe(), dave.describe())
+    t0 = time.monotonic()
+    carol.send(dave.jid, body)
+    m = await dave.message(body=body, timeout=20)
+    took = time.monotonic() - t0
+    xt.ok(m is not None, 'the large message from the shaped direct TLS client arrives')
+    xt.ok(took >= 3.0, 'reading it was held to the shaper rate (%.1f s for 12 kB)' % took)
+    t0 = time.monotonic()
+    dave.send(carol.jid, body)
+    m = await carol.message(body=body, timeout=10)
+    took = time.monotonic() - t0
+    xt.ok(m is not None and took < 2.0,
+          'the unshaped STARTTLS listener is not slowed (%.2f s for 12 kB)' % took)
+    xt.like(srv2.log(), r'STARTTLS: TLS directly on the socket',
+            'the unshaped STARTTLS connection runs TLS directly on the socket')
+    await xt.disconnect_all(carol, dave)
+    xt.is_(srv2.stop(), 0, 'the second xmppd exits 0 on SIGTERM')
 
 
 xt.run(main)
