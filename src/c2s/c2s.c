@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
@@ -50,6 +52,7 @@ struct c2s_worker;
 struct c2s {
 	struct c2s *hnext;             /* in the worker's sid hash */
 	struct c2s *prev, *next;       /* in the worker's list */
+	struct c2s *dnext;             /* in the worker's list of output to flush */
 	uint64_t sid;
 	struct worker *w;
 	struct c2s_worker *cw;
@@ -61,6 +64,7 @@ struct c2s {
 	sasl_session *sasl;
 	struct event *timer;           /* negotiation timeout, auth delay, close */
 	struct ev_token_bucket_cfg *shaper;  /* listen: shaper (or NULL) */
+	struct evbuffer *out;          /* output of this loop iteration (c2s_flush) */
 
 	unsigned tls : 1;              /* TLS is up */
 	unsigned starttls_pending : 1;
@@ -71,6 +75,8 @@ struct c2s {
 	unsigned closing : 1;
 	unsigned paused : 1;           /* reading stopped: auth failure delay */
 	unsigned counted_ip : 1;
+	unsigned direct : 1;           /* TLS on the socket, handshake done: c2s_flush writes */
+	unsigned dirty : 1;            /* in the worker's flush list */
 
 	unsigned auth_failures;
 	struct linger_state linger;          /* while closing (net/linger.h) */
@@ -95,6 +101,8 @@ struct c2s_worker {
 	int shutting_down;
 	struct event *shutdown_timer;
 	struct event *idle_timer;
+	struct event *flush_ev;        /* made active when output is queued */
+	struct c2s *dirty;             /* connections with output in c->out */
 };
 
 /* The public session type is this struct under its ABI name. */
@@ -112,6 +120,7 @@ static void c2s_read_cb(struct bufferevent *bev, void *arg);
 static void c2s_write_cb(struct bufferevent *bev, void *arg);
 static void c2s_event_cb(struct bufferevent *bev, short what, void *arg);
 static void c2s_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void flush_cb(evutil_socket_t fd, short what, void *arg);
 static void on_stream_start(void *ud, const char *ns, const char **attrs);
 static void on_element(void *ud, xml_elem *e);
 static void on_stream_end(void *ud);
@@ -160,6 +169,10 @@ c2s_init(unsigned nworkers)
 		/* Made before the worker thread runs: its base is unlocked. */
 		cworkers[i].idle_timer = event_new(worker_base(worker_get(i)), -1, EV_PERSIST,
 		    idle_sweep_cb, &cworkers[i]);
+		cworkers[i].flush_ev = event_new(worker_base(worker_get(i)), -1, 0,
+		    flush_cb, &cworkers[i]);
+		if (cworkers[i].flush_ev == NULL)
+			return -1;
 		if (cworkers[i].idle_timer != NULL) {
 			struct timeval tv = { C2S_IDLE_SWEEP_MS / 1000, 0 };
 
@@ -236,11 +249,106 @@ reg_find(struct c2s_worker *cw, uint64_t sid)
 /* ---------------------------------------------------------------- */
 /* Output.                                                            */
 
+/*
+ * Output. Everything a connection sends is queued in c->out during a loop
+ * iteration and handed over once at its end (flush_cb): several stanzas for
+ * one client become one TLS record and one write. When the bufferevent has
+ * nothing waiting and TLS runs on the socket, c2s_flush writes with
+ * SSL_write itself: a bufferevent would arm EV_WRITE (epoll_ctl), wait a
+ * loop iteration for writability and disarm it again (epoll_ctl), two
+ * system calls per delivered stanza (doc/performance.md). Only what the
+ * socket does not take goes to the bufferevent, which then waits for
+ * EV_WRITE as usual. OpenSSL's retry rule (a write that wanted to block is
+ * retried with the same bytes) holds: the bytes are not drained, so they
+ * lead the bufferevent's output, which libevent writes next, and libevent
+ * sets SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER and ENABLE_PARTIAL_WRITE.
+ */
+static void
+write_direct(struct c2s *c)
+{
+	while (evbuffer_get_length(c->out) > 0) {
+		struct evbuffer_iovec v;
+		int n;
+
+		if (evbuffer_peek(c->out, -1, NULL, &v, 1) < 1)
+			break;
+		ERR_clear_error();
+		n = SSL_write(c->ssl, v.iov_base, (int)(v.iov_len > INT_MAX ? INT_MAX : v.iov_len));
+		if (n <= 0) {
+			/* Would block, or failed: the bufferevent retries the
+			 * same bytes and reports a failure through the event
+			 * callback. */
+			ERR_clear_error();
+			break;
+		}
+		evbuffer_drain(c->out, (size_t)n);
+	}
+}
+
+static void
+c2s_flush(struct c2s *c)
+{
+	struct evbuffer *bout;
+
+	if (c->out == NULL || evbuffer_get_length(c->out) == 0)
+		return;
+	bout = bufferevent_get_output(c->bev);
+	if (c->direct && evbuffer_get_length(bout) == 0)
+		write_direct(c);
+	if (evbuffer_get_length(c->out) > 0)
+		evbuffer_add_buffer(bout, c->out);
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct c2s_worker *cw = arg;
+	struct c2s *c;
+
+	while ((c = cw->dirty) != NULL) {
+		cw->dirty = c->dnext;
+		c->dnext = NULL;
+		c->dirty = 0;
+		c2s_flush(c);
+	}
+}
+
+/* The buffer to queue output in; the connection is flushed at the end of
+ * this loop iteration. */
+static struct evbuffer *
+c2s_out(struct c2s *c)
+{
+	if (!c->dirty) {
+		c->dirty = 1;
+		c->dnext = c->cw->dirty;
+		if (c->cw->dirty == NULL)
+			event_active(c->cw->flush_ev, EV_WRITE, 0);
+		c->cw->dirty = c;
+	}
+	return c->out;
+}
+
+static void
+undirty(struct c2s *c)
+{
+	struct c2s **pp;
+
+	if (!c->dirty)
+		return;
+	for (pp = &c->cw->dirty; *pp != NULL; pp = &(*pp)->dnext)
+		if (*pp == c) {
+			*pp = c->dnext;
+			break;
+		}
+	c->dirty = 0;
+}
+
 static int
 send_queue_full(struct c2s *c)
 {
 	struct bufferevent *u = bufferevent_get_underlying(c->bev);
-	size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+	size_t n = evbuffer_get_length(bufferevent_get_output(c->bev)) +
+	    evbuffer_get_length(c->out);
 
 	if (u != NULL)
 		n += evbuffer_get_length(bufferevent_get_output(u));
@@ -250,7 +358,7 @@ send_queue_full(struct c2s *c)
 static void
 c2s_write(struct c2s *c, const char *s, size_t len)
 {
-	bufferevent_write(c->bev, s, len);
+	evbuffer_add(c2s_out(c), s, len);
 }
 
 static void
@@ -264,7 +372,7 @@ c2s_send(struct c2s *c, const xml_elem *e)
 {
 	if (c->closing)
 		return;
-	xml_serialize(e, NS_CLIENT, bufferevent_get_output(c->bev));
+	xml_serialize(e, NS_CLIENT, c2s_out(c));
 	/* A reader that does not keep up is cut off rather than allowed to
 	 * pin the server's memory. */
 	if (send_queue_full(c))
@@ -288,7 +396,7 @@ new_stream_id(struct c2s *c)
 static void
 send_header(struct c2s *c, const char *peer_from)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = c2s_out(c);
 	const char *host = c->host != NULL ? c->host : c->conf->hosts[0];
 
 	new_stream_id(c);
@@ -315,7 +423,7 @@ c2s_stream_error(struct c2s *c, const char *condition, const char *text)
 		return;
 	if (!c->header_sent)
 		send_header(c, NULL);   /* 4.9.1.2: a header comes first */
-	out = bufferevent_get_output(c->bev);
+	out = c2s_out(c);
 	evbuffer_add_printf(out, "<stream:error><%s xmlns='" NS_STREAMS "'/>", condition);
 	if (text != NULL) {
 		evbuffer_add_printf(out, "<text xmlns='" NS_STREAMS "'>");
@@ -383,6 +491,11 @@ c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
 	}
 	c->w = w;
 	c->cw = cw;
+	if ((c->out = evbuffer_new()) == NULL) {
+		close(fd);
+		free(c);
+		return;
+	}
 	c->l = l;
 	c->conf = conf_current();
 	c->sid = cw->next_sid++;
@@ -458,6 +571,7 @@ fail:
 		ev_token_bucket_cfg_free(c->shaper);
 	close(fd);
 	conf_unref(c->conf);
+	evbuffer_free(c->out);
 	free(c);
 }
 
@@ -507,6 +621,7 @@ c2s_close(struct c2s *c)
 		return;
 	c->closing = 1;
 	session_end(c);
+	c2s_flush(c);
 	/* A lingering close: our last bytes (the stream error) must reach
 	 * the peer (net/linger.h). */
 	linger_start(&c->linger, c->bev, c->timer, c2s_write_cb, c2s_event_cb, c);
@@ -519,6 +634,7 @@ c2s_free(struct c2s *c)
 
 	session_end(c);
 	reg_del(cw, c);
+	undirty(c);
 	if (c->counted_ip)
 		ipcount_dec((struct sockaddr *)&c->sa);
 	event_free(c->timer);
@@ -528,6 +644,8 @@ c2s_free(struct c2s *c)
 		bufferevent_free(c->bev);
 	if (c->shaper != NULL)
 		ev_token_bucket_cfg_free(c->shaper);
+	if (c->out != NULL)
+		evbuffer_free(c->out);
 	xml_stream_free(&c->xs);
 	free_slots(c);
 	sasl_end(&c->sasl);
@@ -561,6 +679,9 @@ c2s_event_cb(struct bufferevent *bev, short what, void *arg)
 		 * TLS 1.3 the client's next stream header comes in the same
 		 * flight as its Finished and is read before this event. */
 		log_debug(c->tag, "TLS established: %s", tls_version(c->ssl));
+		/* From now on c2s_flush may write with SSL_write itself, unless
+		 * TLS is a filter over another bufferevent. */
+		c->direct = bufferevent_get_underlying(c->bev) == NULL;
 		return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
@@ -585,7 +706,7 @@ c2s_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (c->paused && c->delayed_failure != NULL) {
 		/* The delay after a failed authentication is over. */
-		struct evbuffer *out = bufferevent_get_output(c->bev);
+		struct evbuffer *out = c2s_out(c);
 
 		evbuffer_add_printf(out, "<failure xmlns='" NS_SASL "'><%s/></failure>",
 		    c->delayed_failure);
@@ -637,6 +758,9 @@ start_tls(struct c2s *c)
 	struct bufferevent *filter;
 
 	c->starttls_pending = 0;
+	/* <proceed/> goes out in the clear: into the plain bufferevent now,
+	 * before TLS is layered on. */
+	c2s_flush(c);
 	c->ssl = tls_new_server(NULL);
 	if (c->ssl == NULL) {
 		c2s_stream_error(c, "internal-server-error", "no certificate");
@@ -797,7 +921,7 @@ on_stream_start(void *ud, const char *ns, const char **attrs)
 	}
 	/* The features element is written with the stream prefix. */
 	{
-		struct evbuffer *out = bufferevent_get_output(c->bev);
+		struct evbuffer *out = c2s_out(c);
 		xml_elem *child;
 
 		evbuffer_add_printf(out, "<stream:features>");
@@ -851,7 +975,7 @@ sasl_exchange(struct c2s *c, const char *in)
 {
 	const char *cond = NULL;
 	char *out = NULL;
-	struct evbuffer *ob = bufferevent_get_output(c->bev);
+	struct evbuffer *ob = c2s_out(c);
 
 	switch (sasl_step(c->sasl, in, &out, &cond)) {
 	case SASL_CONTINUE:
@@ -1440,6 +1564,8 @@ c2s_free_all(void)
 			event_free(cworkers[i].shutdown_timer);
 		if (cworkers[i].idle_timer != NULL)
 			event_free(cworkers[i].idle_timer);
+		if (cworkers[i].flush_ev != NULL)
+			event_free(cworkers[i].flush_ev);
 		free(cworkers[i].buckets);
 	}
 	free(cworkers);
