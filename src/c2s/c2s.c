@@ -45,7 +45,8 @@
 #include "xmpp/stanza.h"
 
 #define C2S_SHUTDOWN_MAX_MS 3000
-#define C2S_IDLE_SWEEP_MS 90000     /* idle streams give their parser back */
+#define C2S_SWEEP_TICK_MS 1000      /* the idle sweep runs this often */
+#define C2S_SWEEP_ROUND 10          /* and visits 1/10 of the sessions each time */
 
 struct c2s_worker;
 
@@ -101,6 +102,7 @@ struct c2s_worker {
 	int shutting_down;
 	struct event *shutdown_timer;
 	struct event *idle_timer;
+	struct c2s *sweep;             /* where the idle sweep goes on */
 	struct event *flush_ev;        /* made active when output is queued */
 	struct c2s *dirty;             /* connections with output in c->out */
 };
@@ -134,21 +136,31 @@ static const struct xml_stream_cb stream_cb = {
 /* The per-worker registry of connections.                            */
 
 /*
- * Every C2S_IDLE_SWEEP_MS each worker frees the XML parser of its streams
- * that have been quiet that long; the next bytes make a new one. 90 s, as
- * ejabberd hibernates idle processes: with 10 s, sessions that talk now and
- * then paid a new parser per stanza (p99 52 ms instead of 3 ms at 10,000
- * msg/s in tools/bench, doc/performance.md) for ~2 KiB each.
+ * Streams quiet for hibernate_after seconds give their XML parser back
+ * (xml_stream_hibernate); their next bytes take one again. The sweep visits
+ * a tenth of the worker's sessions every second, so a stream hibernates
+ * between hibernate_after and hibernate_after + 10 s of quiet, and streams
+ * that went quiet together do not all hibernate (and wake) at once: a sweep
+ * of the whole list every 90 s freed thousands of parsers in one go and
+ * showed as a latency spike when they were all remade
+ * (doc/performance.md).
  */
 static void
 idle_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct c2s_worker *cw = arg;
+	uint64_t after = (uint64_t)conf_local()->hibernate_after * 1000;
 	uint64_t now = xmppd_now_ms();
+	size_t n = cw->count / C2S_SWEEP_ROUND + 1;
+	struct c2s *c;
 
-	for (struct c2s *c = cw->list; c != NULL; c = c->next)
-		if (!c->closing && now - c->last_input_ms >= C2S_IDLE_SWEEP_MS)
-			(void)xml_stream_hibernate(c->xs);
+	if (after == 0)
+		return;
+	for (c = cw->sweep != NULL ? cw->sweep : cw->list; c != NULL && n > 0; c = c->next, n--)
+		if (!c->closing && now - c->last_input_ms >= after &&
+		    xml_stream_hibernate(c->xs))
+			log_debug(c->tag, "idle: parser given back");
+	cw->sweep = c;
 }
 
 int
@@ -174,7 +186,7 @@ c2s_init(unsigned nworkers)
 		if (cworkers[i].flush_ev == NULL)
 			return -1;
 		if (cworkers[i].idle_timer != NULL) {
-			struct timeval tv = { C2S_IDLE_SWEEP_MS / 1000, 0 };
+			struct timeval tv = { C2S_SWEEP_TICK_MS / 1000, 0 };
 
 			event_add(cworkers[i].idle_timer, &tv);
 		}
@@ -226,6 +238,8 @@ reg_del(struct c2s_worker *cw, struct c2s *c)
 			*pp = c->hnext;
 			break;
 		}
+	if (cw->sweep == c)
+		cw->sweep = c->next;
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else

@@ -105,6 +105,7 @@ static const struct conf_key top_keys[] = {
 	{ "ctl_socket",            key_path,          C(ctl_socket), 0, 0 },
 	{ "listen",                key_listen,        0, 0, 0 },
 	{ "negotiation_timeout",   key_uint,          C(negotiation_timeout), 1, 3600 },
+	{ "hibernate_after",       key_uint,          C(hibernate_after), 0, 86400 },
 	{ "max_xml_depth",         key_uint,          C(max_xml_depth), 4, 1024 },
 	{ "max_xml_attrs",         key_uint,          C(max_xml_attrs), 4, 1024 },
 	{ "max_connections_per_ip", key_uint,         C(max_connections_per_ip), 0, 1000000 },
@@ -1732,6 +1733,7 @@ set_defaults(struct conf *c)
 	c->workers = 0;
 	c->store_map_size = GIB;
 	c->negotiation_timeout = 30;
+	c->hibernate_after = 90;
 	c->max_xml_depth = 32;
 	c->max_xml_attrs = 64;
 	c->max_connections_per_ip = 100;

@@ -122,6 +122,7 @@ struct conf {
 
 	/* Limits (doc/configuration.md, "Limits"). */
 	unsigned negotiation_timeout;      /* s, unauthenticated stream; default 30 */
+	unsigned hibernate_after;          /* s idle before a client stream's parser goes; 0 never; 90 */
 	unsigned max_xml_depth;            /* default 32 */
 	unsigned max_xml_attrs;            /* default 64 */
 	unsigned max_connections_per_ip;   /* default 100; 0 = unlimited */

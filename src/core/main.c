@@ -35,6 +35,7 @@
 #include "router/sm.h"
 #include "s2s/s2s.h"
 #include "store/store.h"
+#include "xml/stream.h"
 
 static struct event_base *main_base;
 static char *config_path;
@@ -350,6 +351,7 @@ main(int argc, char **argv)
 	sasl_free();
 	tls_free();
 	store_close();
+	xml_stream_pool_free();         /* the main thread's (module API parses) */
 	if (c->pidfile != NULL)
 		unlink(c->pidfile);
 	log_notice("main", "stopped");

@@ -25,11 +25,13 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 
 #include <expat.h>
 
@@ -120,6 +122,101 @@ struct xml_stream {
 
 static int parser_open(xml_stream *);
 static void stream_fail(xml_stream *, const char *, const char *);
+
+/*
+ * Parsers are reused, per thread. A login restarts its stream three times
+ * and a hibernated stream (xml_stream_hibernate) wakes with a parser it
+ * takes from here instead of creating one: XML_ParserReset keeps what the
+ * parser has allocated (its buffer, tag and binding free lists, pools), so
+ * a reused parser neither mallocs nor grows again. What a pool holds is
+ * bounded (POOL_MAX per thread); a thread's pool is freed when it exits.
+ */
+#define POOL_MAX	256
+
+struct parser_pool {
+	XML_Parser p[POOL_MAX];
+	unsigned n;
+	unsigned long salt;		/* expat's hash salt, random per thread */
+};
+
+static __thread struct parser_pool *pool;
+static pthread_key_t pool_key;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void
+pool_free(void *arg)
+{
+	struct parser_pool *pp = arg;
+
+	while (pp->n > 0)
+		XML_ParserFree(pp->p[--pp->n]);
+	free(pp);
+	pool = NULL;
+}
+
+static void
+pool_key_make(void)
+{
+	(void)pthread_key_create(&pool_key, pool_free);
+}
+
+static void
+pool_make(void)
+{
+	(void)pthread_once(&pool_once, pool_key_make);
+	if ((pool = calloc(1, sizeof(*pool))) == NULL)
+		return;
+	if (pthread_setspecific(pool_key, pool) != 0) {
+		free(pool);
+		pool = NULL;
+		return;
+	}
+	/* Without a salt set, expat asks the kernel for one every time a
+	 * parser (or a reset one) starts: a system call per stream restart
+	 * and per wake from hibernation. One secret salt per thread keeps
+	 * the hash tables unpredictable to a peer just as well. */
+	if (getrandom(&pool->salt, sizeof(pool->salt), 0) != sizeof(pool->salt))
+		pool->salt = 0;             /* expat makes its own */
+}
+
+static XML_Parser
+parser_get(void)
+{
+	XML_Parser p;
+
+	if (pool == NULL)
+		pool_make();
+	/* RFC 6120 11.6: UTF-8 whatever the declaration says. A pooled
+	 * parser was reset to the same encoding; the namespace mode and
+	 * separator survive XML_ParserReset. */
+	if (pool != NULL && pool->n > 0)
+		p = pool->p[--pool->n];
+	else if ((p = XML_ParserCreateNS("UTF-8", NS_SEP)) == NULL)
+		return NULL;
+	if (pool != NULL && pool->salt != 0)
+		(void)XML_SetHashSalt(p, pool->salt);
+	return p;
+}
+
+static void
+parser_put(XML_Parser p)
+{
+	if (pool == NULL)
+		pool_make();
+	if (pool != NULL && pool->n < POOL_MAX && XML_ParserReset(p, "UTF-8"))
+		pool->p[pool->n++] = p;
+	else
+		XML_ParserFree(p);
+}
+
+void
+xml_stream_pool_free(void)
+{
+	if (pool != NULL) {
+		(void)pthread_setspecific(pool_key, NULL);
+		pool_free(pool);
+	}
+}
 
 /* ------------------------------------------------------------------------
  * Helpers
@@ -620,8 +717,7 @@ parser_open(xml_stream *s)
 {
 	XML_Parser p;
 
-	/* RFC 6120 11.6: UTF-8 whatever the declaration says. */
-	if ((p = XML_ParserCreateNS("UTF-8", NS_SEP)) == NULL)
+	if ((p = parser_get()) == NULL)
 		return -1;
 	XML_SetUserData(p, s);
 	XML_SetElementHandler(p, on_start, on_end);
@@ -638,7 +734,7 @@ parser_open(xml_stream *s)
 		XML_SetReparseDeferralEnabled(p, XML_FALSE);
 
 	if (s->p != NULL)
-		XML_ParserFree(s->p);
+		parser_put(s->p);
 	s->p = p;
 	drop_stanza(s);
 	free(s->content_ns);
@@ -681,7 +777,7 @@ xml_stream_free(xml_stream **sp)
 		return;
 	drop_stanza(s);
 	if (s->p != NULL)
-		XML_ParserFree(s->p);
+		parser_put(s->p);
 	free(s->content_ns);
 	free(s->stack);
 	free(s->text);
@@ -702,7 +798,7 @@ xml_stream_hibernate(xml_stream *s)
 	    s->pending != XS_NONE || s->depth != 1 || s->nstack > 0 || s->tlen > 0 ||
 	    s->hlen > 0 || s->fed != s->seen)
 		return 0;
-	XML_ParserFree(s->p);
+	parser_put(s->p);
 	s->p = NULL;
 	free(s->stack);
 	free(s->text);

@@ -68,13 +68,19 @@ void xml_stream_restart(xml_stream *s);
 void xml_stream_stop(xml_stream *s);
 
 /*
- * Frees the expat parser (about 12 KiB) of a stream that sits between
- * stanzas with nothing buffered; the next feed makes a new one in the same
- * place, replaying the stream header without reporting it again. Returns 1
- * if it freed, 0 if the stream is not at such a point. For idle streams: a
- * busy one would pay a new parser per stanza.
+ * Gives back the expat parser (up to ~10 KiB with its buffers) of a stream
+ * that sits between stanzas with nothing buffered; the next feed takes one
+ * (from the thread's pool of reset parsers, or a new one) and puts it in
+ * the same place by replaying the stream header without reporting it
+ * again. Returns 1 if it gave the parser back, 0 if the stream is not at
+ * such a point. For idle streams: a busy one would replay the header for
+ * every stanza.
  */
 int xml_stream_hibernate(xml_stream *s);
+
+/* Frees the calling thread's pool of reset parsers (a thread's pool is
+ * also freed when the thread exits). */
+void xml_stream_pool_free(void);
 
 /* Changes limits (for example a larger stanza size after authentication). */
 void xml_stream_set_limits(xml_stream *s, const struct xml_stream_limits *limits);

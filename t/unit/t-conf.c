@@ -216,6 +216,7 @@ test_defaults(void **state)
 	assert_null(c->pidfile);
 	assert_int_equal(c->nlisten, 0);
 	assert_int_equal(c->negotiation_timeout, 30);
+	assert_int_equal(c->hibernate_after, 90);
 	assert_int_equal(c->max_xml_depth, 32);
 	assert_int_equal(c->max_xml_attrs, 64);
 	assert_int_equal(c->max_connections_per_ip, 100);
@@ -286,6 +287,7 @@ test_all_keys(void **state)
 	    "    module: c2s\n"
 	    "    tls: yes\n"
 	    "negotiation_timeout: 10\n"
+	    "hibernate_after: 0\n"
 	    "max_xml_depth: 16\n"
 	    "max_xml_attrs: 20\n"
 	    "max_connections_per_ip: 0\n"
@@ -328,6 +330,7 @@ test_all_keys(void **state)
 	assert_string_equal(c->listen[1].ip, "::1");
 	assert_int_equal(c->listen[1].tls, 1);
 	assert_int_equal(c->negotiation_timeout, 10);
+	assert_int_equal(c->hibernate_after, 0);
 	assert_int_equal(c->max_xml_depth, 16);
 	assert_int_equal(c->max_xml_attrs, 20);
 	assert_int_equal(c->max_connections_per_ip, 0);
@@ -415,6 +418,8 @@ static const struct bad bad_files[] = {
 	  "'scram_iterations' expects a whole number from 4096 to 1000000" },
 	{ H "negotiation_timeout: 0\n", 2,
 	  "'negotiation_timeout' expects a whole number from 1 to 3600" },
+	{ H "hibernate_after: 86401\n", 2,
+	  "'hibernate_after' expects a whole number from 0 to 86400" },
 	{ H "store_map_size: 512K\n", 2,
 	  "'store_map_size' expects a size in bytes of at least 1M "
 	  "(suffixes K, M, G allowed)" },
