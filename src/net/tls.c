@@ -167,6 +167,28 @@ ssl_error(const char *file, const char *what)
 }
 
 /*
+ * The chain we send with our certificate is settled once, when the
+ * certificate is loaded: the intermediates in the certificate file, or
+ * else what the CA store offers. Left to OpenSSL's automatic chain
+ * building, a certificate file without intermediates makes every handshake
+ * look its issuer up in the CA store, and with the default paths that is a
+ * scan of the /etc/ssl/certs directory: 16 % of the server's CPU per login
+ * in tools/bench (doc/performance.md). Call after the CA store is set.
+ */
+static void
+own_chain_once(SSL_CTX *ctx)
+{
+	STACK_OF(X509) *chain = NULL;
+
+	(void)SSL_CTX_get0_chain_certs(ctx, &chain);
+	if (chain == NULL || sk_X509_num(chain) == 0)
+		(void)SSL_CTX_build_cert_chain(ctx, SSL_BUILD_CHAIN_FLAG_NO_ROOT |
+		    SSL_BUILD_CHAIN_FLAG_IGNORE_ERROR);
+	ERR_clear_error();
+	SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN);
+}
+
+/*
  * A client context for outgoing s2s streams: the certificate of certfile
  * (NULL: none) for the peer to authenticate us (SASL EXTERNAL, XEP-0178),
  * and the CAs that verify the peer's (RFC 6120 13.7.2). Verification
@@ -198,6 +220,8 @@ client_ctx(const struct conf *c, const char *certfile, const char **error_r)
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
+	if (certfile != NULL)
+		own_chain_once(ctx);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_cb);
 	return ctx;
 }
@@ -232,6 +256,11 @@ tls_load(const struct conf *c, const char **error_r)
 		 * sessions is the goal). */
 		SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
 		SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+		/* TLS 1.3: one session ticket after the handshake, not
+		 * OpenSSL's two (each is a serialized, encrypted copy of the
+		 * session; ~4 % of a login's CPU). An XMPP client resumes one
+		 * stream at a time (RFC 8446 4.6.1 leaves the number to us). */
+		(void)SSL_CTX_set_num_tickets(ctx, 1);
 		if (SSL_CTX_use_certificate_chain_file(ctx, f) != 1) {
 			*error_r = ssl_error(f, "cannot read the certificate chain");
 			goto err;
@@ -259,6 +288,7 @@ tls_load(const struct conf *c, const char **error_r)
 		 * CAs when no ca_file is set. */
 		if (c->ca_file == NULL)
 			(void)SSL_CTX_set_default_verify_paths(ctx);
+		own_chain_once(ctx);
 		if ((t->client = client_ctx(c, f, error_r)) == NULL)
 			goto err;
 	}
