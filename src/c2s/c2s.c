@@ -292,7 +292,12 @@ write_direct(struct c2s *c)
 			/* Would block, or failed: the bufferevent retries the
 			 * same bytes and reports a failure through the event
 			 * callback. */
+			int err = SSL_get_error(c->ssl, n);
+
 			ERR_clear_error();
+			if (err == SSL_ERROR_WANT_WRITE)
+				log_debug(c->tag, "socket full: %zu bytes go to the bufferevent",
+				    evbuffer_get_length(c->out));
 			break;
 		}
 		evbuffer_drain(c->out, (size_t)n);
