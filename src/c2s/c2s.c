@@ -274,8 +274,9 @@ reg_find(struct c2s_worker *cw, uint64_t sid)
  * socket does not take goes to the bufferevent, which then waits for
  * EV_WRITE as usual. OpenSSL's retry rule (a write that wanted to block is
  * retried with the same bytes) holds: the bytes are not drained, so they
- * lead the bufferevent's output, which libevent writes next, and libevent
- * sets SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER and ENABLE_PARTIAL_WRITE.
+ * lead the bufferevent's output, which libevent writes next; the SSL has
+ * SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER and ENABLE_PARTIAL_WRITE (set when
+ * c->direct is, c2s_event_cb). t0230 drives this hand-over.
  */
 static void
 write_direct(struct c2s *c)
@@ -309,7 +310,7 @@ c2s_flush(struct c2s *c)
 {
 	struct evbuffer *bout;
 
-	if (c->out == NULL || evbuffer_get_length(c->out) == 0)
+	if (c->out == NULL || c->bev == NULL || evbuffer_get_length(c->out) == 0)
 		return;
 	bout = bufferevent_get_output(c->bev);
 	if (c->direct && evbuffer_get_length(bout) == 0)
@@ -701,6 +702,9 @@ c2s_event_cb(struct bufferevent *bev, short what, void *arg)
 		/* From now on c2s_flush may write with SSL_write itself, unless
 		 * TLS is a filter over another bufferevent. */
 		c->direct = bufferevent_get_underlying(c->bev) == NULL;
+		if (c->direct)
+			SSL_set_mode(c->ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+			    SSL_MODE_ENABLE_PARTIAL_WRITE);
 		return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
