@@ -26,6 +26,26 @@ c2s_access: c2s
 """
 
 
+BODY = 'x' * 12000
+
+
+async def shaped_both_ways(shaped, other, what):
+    """A 12 kB message from the shaped client takes seconds to be read (the
+    shaper: 2000 bytes/s, burst 2000); one from the other client does not."""
+    t0 = time.monotonic()
+    shaped.send(other.jid, BODY)
+    m = await other.message(body=BODY, timeout=20)
+    took = time.monotonic() - t0
+    xt.ok(m is not None, 'the large message from the shaped %s client arrives' % what)
+    xt.ok(took >= 3.0, 'reading it was held to the shaper rate (%.1f s for 12 kB)' % took)
+    t0 = time.monotonic()
+    other.send(shaped.jid, BODY)
+    m = await shaped.message(body=BODY, timeout=10)
+    took = time.monotonic() - t0
+    xt.ok(m is not None and took < 2.0,
+          'the unshaped listener is not slowed (%.2f s for 12 kB)' % took)
+
+
 async def main():
     srv = xt.Server(extra_conf=ACCESS, c2s={'shaper': 'slow'})
     for u in ('alice', 'bob', 'mallory'):
@@ -44,22 +64,9 @@ async def main():
     xt.ok(alice.ok and bob.ok, 'users the rule allows log in') or \
         xt.diag(alice.describe(), bob.describe())
 
-    # The STARTTLS listener is shaped to 2000 bytes/s (burst 2000): a 12 kB
-    # message from alice takes seconds to be read; bob (direct TLS, not
-    # shaped) is not slowed down.
-    body = 'x' * 12000
-    t0 = time.monotonic()
-    alice.send(bob.jid, body)
-    m = await bob.message(body=body, timeout=20)
-    took = time.monotonic() - t0
-    xt.ok(m is not None, 'the large message from the shaped client arrives')
-    xt.ok(took >= 3.0, 'reading it was held to the shaper rate (%.1f s for 12 kB)' % took)
-    t0 = time.monotonic()
-    bob.send(alice.jid, body)
-    m = await alice.message(body=body, timeout=10)
-    took = time.monotonic() - t0
-    xt.ok(m is not None and took < 2.0,
-          'the unshaped listener is not slowed (%.2f s for 12 kB)' % took)
+    # The STARTTLS listener is shaped: alice is held to the rate, bob
+    # (direct TLS, not shaped) is not.
+    await shaped_both_ways(alice, bob, 'STARTTLS')
 
     # A shaped STARTTLS connection keeps TLS in a filter over the shaped
     # socket (reads are shaped on the wire); an unshaped one runs TLS
@@ -79,18 +86,7 @@ async def main():
     dave = await xt.login(srv2, 'dave')
     xt.ok(carol.ok and dave.ok, 'both log in, one on the shaped direct TLS listener') or \
         xt.diag(carol.describe(), dave.describe())
-    t0 = time.monotonic()
-    carol.send(dave.jid, body)
-    m = await dave.message(body=body, timeout=20)
-    took = time.monotonic() - t0
-    xt.ok(m is not None, 'the large message from the shaped direct TLS client arrives')
-    xt.ok(took >= 3.0, 'reading it was held to the shaper rate (%.1f s for 12 kB)' % took)
-    t0 = time.monotonic()
-    dave.send(carol.jid, body)
-    m = await carol.message(body=body, timeout=10)
-    took = time.monotonic() - t0
-    xt.ok(m is not None and took < 2.0,
-          'the unshaped STARTTLS listener is not slowed (%.2f s for 12 kB)' % took)
+    await shaped_both_ways(carol, dave, 'direct TLS')
     xt.like(srv2.log(), r'STARTTLS: TLS directly on the socket',
             'the unshaped STARTTLS connection runs TLS directly on the socket')
     await xt.disconnect_all(carol, dave)
