@@ -431,6 +431,45 @@ test_stanza_namespaces(void **state)
 	xml_stream_free(&st);
 }
 
+/*
+ * Parsers are reused (a per-thread pool of reset parsers): what one stream
+ * declared must not be visible to the next stream that gets its parser,
+ * while a stream that hibernates and wakes keeps its own declarations.
+ */
+static void
+test_parser_reuse(void **state)
+{
+	static const char with_prefix[] = "<stream:stream xmlns='jabber:client' "
+	    "xmlns:stream='http://etherx.jabber.org/streams' xmlns:x='urn:a'>"
+	    "<message><x:y/></message>";
+	static const char without[] = HEADER "<message><x:y/></message>";
+	struct rec r;
+
+	for (int round = 0; round < 3; round++) {
+		/* A stream that declares x: uses it, and is freed: its parser
+		 * goes back to the pool. */
+		rec_init(&r, NULL);
+		assert_int_equal(feed_piece(&r, with_prefix, strlen(with_prefix)), 0);
+		assert_int_equal(r.errors, 0);
+		assert_non_null(strstr(r.log, "urn:a"));
+		/* Hibernate and wake: the declaration is its own and stays. */
+		assert_int_equal(xml_stream_hibernate(r.s), 1);
+		assert_int_equal(feed_piece(&r, "<message><x:z/></message>", 25), 0);
+		assert_int_equal(r.errors, 0);
+		assert_non_null(strstr(r.log, "<z xmlns='urn:a'/>"));
+		rec_done(&r);
+
+		/* The next stream gets a reused parser and declared nothing:
+		 * x: is unbound there, an error, not urn:a. */
+		rec_init(&r, NULL);
+		assert_int_equal(feed_piece(&r, without, strlen(without)), -1);
+		assert_int_equal(r.errors, 1);
+		assert_null(strstr(r.log, "urn:a"));
+		rec_done(&r);
+	}
+	(void)state;
+}
+
 /* ------------------------------------------------------------------------
  * (2) Hostile input
  */
@@ -1038,6 +1077,7 @@ main(void)
 		cmocka_unit_test(test_session_tree),
 		cmocka_unit_test(test_hibernate),
 		cmocka_unit_test(test_stanza_namespaces),
+		cmocka_unit_test(test_parser_reuse),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_stanza_size),
 		cmocka_unit_test(test_nul_and_utf16),
