@@ -123,6 +123,7 @@ static void c2s_write_cb(struct bufferevent *bev, void *arg);
 static void c2s_event_cb(struct bufferevent *bev, short what, void *arg);
 static void c2s_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void flush_cb(evutil_socket_t fd, short what, void *arg);
+static void deliver_task(struct worker *w, void *a, uint64_t sid);
 static void on_stream_start(void *ud, const char *ns, const char **attrs);
 static void on_element(void *ud, xml_elem *e);
 static void on_stream_end(void *ud);
@@ -1457,8 +1458,20 @@ deliver_local(struct c2s_worker *cw, uint64_t sid, xml_elem *st)
 		c2s_send(c, st);
 		return;
 	}
-	/* The session went away between the lookup and now: a message is
-	 * routed again, which finds the resource gone (RFC 6121 8.5.3.2). */
+	if (c != NULL && c->bound) {
+		/* Closing, and still in the session table: we are inside its
+		 * own session_end (a hook routed this here). Routing again now
+		 * would pick it again; try once more when session_end is over
+		 * and the session is out of the table. */
+		worker_post(c->w, deliver_task, xml_elem_ref(st), sid);
+		return;
+	}
+	/* The session went away between the lookup and now, and is out of
+	 * the session table: a message is routed again, which finds the
+	 * resource gone (RFC 6121 8.5.3.2: a full JID is treated as the bare
+	 * one) or, for a bare JID, the resources that remain or offline
+	 * storage (8.5.2). Dropping it here lost a message sent to a bare JID
+	 * just as the user's only session closed (seen in t1020). */
 	if (stanza_kind(st) == STANZA_MESSAGE) {
 		const char *to = xml_attr_get(st, "to"), *from = xml_attr_get(st, "from");
 		const char *e;
@@ -1466,14 +1479,10 @@ deliver_local(struct c2s_worker *cw, uint64_t sid, xml_elem *st)
 
 		if (to == NULL || jid_parse(&jto, to, strlen(to), &e) < 0)
 			return;
-		if (jto.resource == NULL) {
-			/* Already bare: do not loop; the next attempt would
-			 * pick the same set. */
-			jid_free(&jto);
-			return;
-		}
 		if (from == NULL || jid_parse(&jfrom, from, strlen(from), &e) < 0)
 			memset(&jfrom, 0, sizeof(jfrom));
+		log_debug("c2s", "session %llx gone: message to %s routed again",
+		    (unsigned long long)sid, to);
 		sm_route(st, &jfrom, &jto);
 		jid_free(&jto);
 		jid_free(&jfrom);
