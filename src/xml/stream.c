@@ -116,6 +116,7 @@ struct xml_stream {
 	 * place: the root's namespace declarations. */
 	int asleep;
 	int waking;			/* replaying the header: no callback */
+	int held_big;			/* the parser held > POOL_HELD_MAX unparsed */
 	char *decls;			/* " xmlns:p='uri'" for each prefix */
 	size_t dlen, dcap;
 };
@@ -132,6 +133,14 @@ static void stream_fail(xml_stream *, const char *, const char *);
  * bounded (POOL_MAX per thread); a thread's pool is freed when it exits.
  */
 #define POOL_MAX	256
+
+/*
+ * expat's input buffer keeps the size it grew to, and it grows to hold an
+ * incomplete token (a long attribute value, up to max_stanza_size). A
+ * parser that ever held more than this unparsed is freed, not pooled, so
+ * the pool stays small (~10 KiB a parser) whatever peers send.
+ */
+#define POOL_HELD_MAX	16384
 
 struct parser_pool {
 	XML_Parser p[POOL_MAX];
@@ -199,14 +208,20 @@ parser_get(void)
 }
 
 static void
-parser_put(XML_Parser p)
+parser_put(XML_Parser p, int big)
 {
-	if (pool == NULL)
+	if (!big && pool == NULL)
 		pool_make();
-	if (pool != NULL && pool->n < POOL_MAX && XML_ParserReset(p, "UTF-8"))
+	if (!big && pool != NULL && pool->n < POOL_MAX && XML_ParserReset(p, "UTF-8"))
 		pool->p[pool->n++] = p;
 	else
 		XML_ParserFree(p);
+}
+
+unsigned
+xml_stream_pool_size(void)
+{
+	return pool != NULL ? pool->n : 0;
 }
 
 void
@@ -734,8 +749,9 @@ parser_open(xml_stream *s)
 		XML_SetReparseDeferralEnabled(p, XML_FALSE);
 
 	if (s->p != NULL)
-		parser_put(s->p);
+		parser_put(s->p, s->held_big);
 	s->p = p;
+	s->held_big = 0;
 	drop_stanza(s);
 	free(s->content_ns);
 	s->content_ns = NULL;
@@ -777,7 +793,7 @@ xml_stream_free(xml_stream **sp)
 		return;
 	drop_stanza(s);
 	if (s->p != NULL)
-		parser_put(s->p);
+		parser_put(s->p, s->held_big);
 	free(s->content_ns);
 	free(s->stack);
 	free(s->text);
@@ -798,8 +814,9 @@ xml_stream_hibernate(xml_stream *s)
 	    s->pending != XS_NONE || s->depth != 1 || s->nstack > 0 || s->tlen > 0 ||
 	    s->hlen > 0 || s->fed != s->seen)
 		return 0;
-	parser_put(s->p);
+	parser_put(s->p, s->held_big);
 	s->p = NULL;
+	s->held_big = 0;
 	free(s->stack);
 	free(s->text);
 	free(s->scratch);
@@ -1027,6 +1044,8 @@ parse_buf(xml_stream *s, const char *buf, size_t n, size_t k, size_t *used_r)
 		return -1;
 	}
 
+	if (s->fed - s->seen > POOL_HELD_MAX)
+		s->held_big = 1;
 	/*
 	 * Scan the token expat now holds. Events end in the bytes just
 	 * given; if none came, the scanner already covered them.

@@ -81,6 +81,8 @@ int xml_stream_hibernate(xml_stream *s);
 /* Frees the calling thread's pool of reset parsers (a thread's pool is
  * also freed when the thread exits). */
 void xml_stream_pool_free(void);
+/* Parsers in the calling thread's pool (for tests). */
+unsigned xml_stream_pool_size(void);
 
 /* Changes limits (for example a larger stanza size after authentication). */
 void xml_stream_set_limits(xml_stream *s, const struct xml_stream_limits *limits);

@@ -470,6 +470,41 @@ test_parser_reuse(void **state)
 	(void)state;
 }
 
+/*
+ * The pool keeps reset parsers, but not one whose buffer grew to hold a
+ * large incomplete token: a peer cannot make the pool hold megabytes.
+ */
+static void
+test_pool_bounded(void **state)
+{
+	static const char start[] = HEADER "<message><x a='";
+	char chunk[1024];
+	struct rec r;
+
+	xml_stream_pool_free();
+	assert_int_equal(xml_stream_pool_size(), 0);
+
+	/* An ordinary stream: its parser goes to the pool. */
+	rec_init(&r, NULL);
+	assert_int_equal(feed_piece(&r, HEADER "<message/>", strlen(HEADER "<message/>")), 0);
+	rec_done(&r);
+	assert_int_equal(xml_stream_pool_size(), 1);
+
+	/* A 40 kB attribute value fed in pieces: expat holds it all,
+	 * incomplete, and its buffer grows to match. That parser is freed. */
+	rec_init(&r, NULL);
+	assert_int_equal(xml_stream_pool_size(), 0);      /* it took the pooled one */
+	assert_int_equal(feed_piece(&r, start, strlen(start)), 0);
+	memset(chunk, 'v', sizeof(chunk));
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(feed_piece(&r, chunk, sizeof(chunk)), 0);
+	assert_int_equal(feed_piece(&r, "'/></message>", 13), 0);
+	assert_int_equal(r.errors, 0);
+	rec_done(&r);
+	assert_int_equal(xml_stream_pool_size(), 0);
+	(void)state;
+}
+
 /* ------------------------------------------------------------------------
  * (2) Hostile input
  */
@@ -1078,6 +1113,7 @@ main(void)
 		cmocka_unit_test(test_hibernate),
 		cmocka_unit_test(test_stanza_namespaces),
 		cmocka_unit_test(test_parser_reuse),
+		cmocka_unit_test(test_pool_bounded),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_stanza_size),
 		cmocka_unit_test(test_nul_and_utf16),
