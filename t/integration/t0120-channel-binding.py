@@ -7,7 +7,6 @@ tls-exporter, so these logins use t/tools/xmpp-login (OpenSSL + libgsasl).
 """
 
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
@@ -19,7 +18,7 @@ TOOL = os.path.join(os.environ.get('top_builddir', xt.TOP_BUILDDIR), 't', 'tools
 def login(srv, user, password, *args, port=None):
     cmd = [TOOL, '--ip', srv.ip, '--port', str(port or srv.c2s_port), '--domain', srv.host,
            '--ca', srv.ca_file, '--user', user, '--password', password] + list(args)
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    p = xt.run_tool(cmd)
     return p.returncode, p.stdout.strip(), p.stderr.strip()
 
 

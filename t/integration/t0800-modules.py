@@ -155,7 +155,7 @@ def yaml_line(text, key, after):
 
 
 def sanitizer_hits(text):
-    return [l for l in text.splitlines() if any(p in l for p in xt.SANITIZER_PATTERNS)]
+    return xt.sanitizer_lines(text)
 
 
 def start_refused(srv, modules, timeout=30):

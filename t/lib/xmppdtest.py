@@ -57,8 +57,18 @@ NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind'
 NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session'
 NS_CLIENT = 'jabber:client'
 
-SANITIZER_PATTERNS = ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer',
-                      'runtime error:')
+# What a sanitizer prints when it finds something, in every format the
+# runtimes of gcc 12 and clang 14 use: "==N==ERROR: AddressSanitizer: ...",
+# "==N==ERROR: LeakSanitizer: detected memory leaks", "FILE:LINE: runtime
+# error: ..." (UBSan), "AddressSanitizer:DEADLYSIGNAL", "==N==AddressSanitizer
+# CHECK failed: ..." (an internal check), "==N==LeakSanitizer has encountered
+# a fatal error" (LSan could not run), and the closing "SUMMARY: ...".
+SANITIZER_RE = re.compile(
+    r'ERROR: (?:Address|Leak|UndefinedBehavior|Thread|Memory)Sanitizer'
+    r'|(?:Address|Leak|UndefinedBehavior|Thread|Memory)Sanitizer(?::DEADLYSIGNAL| CHECK failed'
+    r'| has encountered a fatal error)'
+    r'|SUMMARY: (?:Address|Leak|UndefinedBehavior|Thread|Memory)Sanitizer'
+    r'|\bruntime error: ')
 
 HERE = Path(__file__).resolve().parent
 TOP_SRCDIR = HERE.parent.parent
@@ -85,6 +95,7 @@ class HarnessError(Exception):
 _tap = {'count': 0, 'failed': 0, 'plan': None, 'done': False}
 _scratch_dirs = []
 _servers = []
+_tool_reports = []      # (command, stderr) of test tools with a sanitizer report
 
 
 def _out(line):
@@ -172,6 +183,76 @@ def failed():
     return _tap['failed']
 
 
+# ---------------------------------------------------------------------------
+# Sanitizer reports and exit statuses
+#
+# These are part of every test rather than tests of their own: a clean
+# scan prints nothing, a report or a bad exit status is a failing test
+# with the report as diagnostics.
+# ---------------------------------------------------------------------------
+
+def sanitizer_lines(text):
+    """The lines of text (str or bytes) that are part of a sanitizer report."""
+    if isinstance(text, bytes):
+        text = text.decode('utf-8', 'replace')
+    return [l for l in (text or '').splitlines() if SANITIZER_RE.search(l)]
+
+
+def note_tool_output(what, stderr):
+    """Records a test tool's stderr if it holds a sanitizer report; the
+    test then fails at done()."""
+    if sanitizer_lines(stderr):
+        _tool_reports.append((what, stderr if isinstance(stderr, str)
+                              else stderr.decode('utf-8', 'replace')))
+
+
+def run_tool(cmd, **kw):
+    """subprocess.run for the project's own programs (xmpp-login, xmppd
+    in a one-off mode, ...): output captured as text, stdin closed, a
+    timeout of 30 s unless given, and stderr scanned for sanitizer
+    reports.  Returns the CompletedProcess."""
+    kw.setdefault('capture_output', True)
+    kw.setdefault('text', True)
+    kw.setdefault('timeout', 30)
+    kw.setdefault('stdin', subprocess.DEVNULL)
+    r = subprocess.run([str(c) for c in cmd], **kw)
+    note_tool_output(' '.join(str(c) for c in cmd), r.stderr or '')
+    return r
+
+
+def in_ci():
+    """True when the suite runs in CI (CI=true, as .ci/run sets it)."""
+    return os.environ.get('CI', '').strip().lower() in ('1', 'true', 'yes')
+
+
+def require_peer(what, *paths):
+    """A test that needs a peer nobody here wrote (Prosody, ...) calls this
+    before anything else.  If one of paths is not an executable, the test
+    ends: in CI (CI=true) with a failure, because CI installs every peer
+    and a missing one means the interop test silently stopped running;
+    on a developer's machine with a skip that says so.  Returns only if
+    they are all there."""
+    missing = [p for p in paths if not os.access(p, os.X_OK)]
+    if not missing:
+        return
+    if in_ci():
+        ok(False, '%s is installed (CI=true: a missing peer is a failure): %s missing'
+           % (what, ', '.join(missing)))
+    else:
+        skip('%s is not installed (%s): skipped on this developer machine; '
+             'CI installs it and fails without it' % (what, ', '.join(missing)))
+    done()
+
+
+def check_tool_reports():
+    if _tool_reports:
+        ok(False, 'test tools ran without a sanitizer report')
+        diag('%d run(s) with a report; the first, from `%s`:'
+             % (len(_tool_reports), _tool_reports[0][0]))
+        diag(_tool_reports[0][1][-3000:])
+        del _tool_reports[:]
+
+
 def done():
     """Prints the plan if none was given, cleans up, exits 0 or 1."""
     if _tap['done']:
@@ -179,6 +260,7 @@ def done():
     _tap['done'] = True
     for s in list(_servers):
         s.teardown()
+    check_tool_reports()
     if _tap['plan'] is None:
         _out('1..%d' % _tap['count'])
     elif _tap['plan'] != _tap['count']:
@@ -475,7 +557,11 @@ class Server:
         self.write_config()
         self.proc = None
         self._torn_down = False
-        self.exit_codes = []
+        # How each run of this server ended: (exit status, how) with how
+        # 'term' (SIGTERM from stop), 'kill' (kill9() on purpose), 'hung'
+        # (killed because SIGTERM did not end it) or 'exited' (it ended by
+        # itself: xmppctl stop, a failed start, a crash).
+        self.exits = []
         self.tool_sanitizer_reports = []
         _servers.append(self)
         if start:
@@ -510,6 +596,7 @@ class Server:
                                      stdin=subprocess.DEVNULL,
                                      stdout=self._log_fh, stderr=self._log_fh,
                                      cwd=str(self.dir))
+        self._reaped = False
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -539,14 +626,21 @@ class Server:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def _reap(self, timeout):
+    def _reap(self, timeout, how='exited'):
+        if self.proc.returncode is not None and self._reaped:
+            return self.proc.returncode
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
         self._log_fh.close()
-        self.exit_codes.append(code)
+        self._reaped = True
+        self.exits.append((code, how))
         return code
+
+    @property
+    def exit_codes(self):
+        return [c for c, _ in self.exits]
 
     def signal(self, sig):
         if self.running():
@@ -560,37 +654,41 @@ class Server:
         if self.proc.poll() is not None:
             return self._reap(0)
         self.proc.send_signal(signal.SIGTERM)
-        code = self._reap(timeout)
+        code = self._reap(timeout, 'term')
         if code is None:
             diag('xmppd did not exit within %d s of SIGTERM; killing it' % timeout)
-            self.kill9()
+            self.kill9('hung')
         return code
 
     async def astop(self, timeout=10):
         """stop() that keeps the event loop (and so the clients) running."""
         if self.proc is None:
             return None
+        how = 'exited'
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        code = await self.await_exit(timeout)
+            how = 'term'
+        code = await self.await_exit(timeout, how)
         if code is None:
             diag('xmppd did not exit within %d s of SIGTERM; killing it' % timeout)
-            self.kill9()
+            self.kill9('hung')
         return code
 
-    async def await_exit(self, timeout=10):
+    async def await_exit(self, timeout=10, how='exited'):
         """Waits (without blocking the loop) for the process to exit."""
         deadline = time.monotonic() + timeout
         while self.proc.poll() is None:
             if time.monotonic() > deadline:
                 return None
             await asyncio.sleep(0.05)
-        return self._reap(0)
+        return self._reap(0, how)
 
-    def kill9(self):
+    def kill9(self, how='kill'):
+        """SIGKILL, on purpose: the run's exit status is not held against
+        the server at teardown."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-            self._reap(10)
+            self._reap(10, how)
 
     def restart(self):
         """stop() then start(); returns stop()'s exit code."""
@@ -606,21 +704,33 @@ class Server:
             return ''
 
     def teardown(self):
-        """Kills a still-running server and fails on sanitizer reports."""
+        """Stops a still-running server, then fails the test if any run of
+        it ended with a status other than 0 (SIGKILL on purpose aside), or
+        if its log or its xmppctl / --check-config runs hold a sanitizer
+        report.  Nothing is printed when all is well: these checks are
+        part of the test, not tests of their own."""
         if self._torn_down:
             return
         self._torn_down = True
-        if self.running():
-            code = self.stop()
-            if code != 0:
-                diag('xmppd exit code at teardown: %r' % (code,))
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.stop()
+            else:
+                self._reap(0)
+        bad = [(c, how) for c, how in self.exits if how != 'kill' and c != 0]
+        if bad:
+            ok(False, 'xmppd (%s) ended with status 0 each time' % self.dir.name)
+            diag('how each run ended (status, how): %r' % (self.exits,))
+            diag(self.log()[-3000:])
         text = self.log()
-        hits = [l for l in text.splitlines() if any(p in l for p in SANITIZER_PATTERNS)]
-        if not ok(not hits, 'xmppd log (%s) has no sanitizer report' % self.dir.name):
+        hits = sanitizer_lines(text)
+        if hits:
+            ok(False, 'xmppd log (%s) has no sanitizer report' % self.dir.name)
             idx = text.find(hits[0])
             diag(text[max(0, idx - 200):idx + 4000])
         reps = self.tool_sanitizer_reports
-        if not ok(not reps, 'xmppctl / --check-config runs had no sanitizer report'):
+        if reps:
+            ok(False, 'xmppctl / --check-config runs had no sanitizer report')
             diag('%d run(s) with a report; the first, from `%s`:' % (len(reps), reps[0][0]))
             diag(reps[0][1][-3000:])
         if self in _servers:
@@ -657,7 +767,7 @@ class Server:
         return r.returncode, r.stdout + r.stderr
 
     def _note_sanitizer(self, what, stderr):
-        if stderr and any(p in stderr for p in SANITIZER_PATTERNS):
+        if sanitizer_lines(stderr):
             self.tool_sanitizer_reports.append((what, stderr))
 
     async def actl(self, *args, timeout=15):
