@@ -1886,6 +1886,26 @@ struct conf *
 conf_load(const char *path, char *errbuf, size_t errlen)
 {
 	char dummy[1];
+	struct conf *c;
+	char *buf;
+	size_t len;
+
+	if (errbuf == NULL || errlen == 0) {
+		errbuf = dummy;
+		errlen = sizeof(dummy);
+	}
+	errbuf[0] = '\0';
+	if ((buf = read_file(path, &len, errbuf, errlen)) == NULL)
+		return NULL;
+	c = conf_parse(path, buf, len, errbuf, errlen);
+	free(buf);
+	return c;
+}
+
+struct conf *
+conf_parse(const char *path, const char *buf, size_t len, char *errbuf, size_t errlen)
+{
+	char dummy[1];
 	struct loader l = { .file = path, .errbuf = errbuf, .errlen = errlen };
 	int seen[NKEYS(top_keys)] = { 0 };
 	yaml_document_t doc, extra;
@@ -1894,16 +1914,12 @@ conf_load(const char *path, char *errbuf, size_t errlen)
 	yaml_node_t *root;
 	struct conf *c = NULL;
 	const char *base;
-	char *buf = NULL;
-	size_t len;
 
 	if (errbuf == NULL || errlen == 0) {
 		l.errbuf = errbuf = dummy;
 		l.errlen = errlen = sizeof(dummy);
 	}
 	errbuf[0] = '\0';
-	if ((buf = read_file(path, &len, errbuf, errlen)) == NULL)
-		return NULL;
 	if ((l.dir = file_dir(path)) == NULL) {
 		snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
 		goto err;
@@ -1965,7 +1981,6 @@ conf_load(const char *path, char *errbuf, size_t errlen)
 	yaml_parser_delete(&parser);
 	free(l.refs);
 	free(l.dir);
-	free(buf);
 	return c;
 err:
 	if (have_extra)
@@ -1977,7 +1992,6 @@ err:
 	conf_free(c);
 	free(l.refs);
 	free(l.dir);
-	free(buf);
 	return NULL;
 }
 

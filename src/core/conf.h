@@ -178,6 +178,10 @@ struct conf_s2s_host {
  * ...) are taken relative to the file's directory.
  */
 struct conf *conf_load(const char *path, char *errbuf, size_t errlen);
+/* The same for len bytes at buf as if read from path (which names the file
+ * in messages and is the base of relative paths); the fuzz target's entry. */
+struct conf *conf_parse(const char *path, const char *buf, size_t len, char *errbuf,
+    size_t errlen);
 struct conf *conf_ref(struct conf *c);
 void conf_unref(struct conf *c);
 
