@@ -1379,15 +1379,14 @@ def key_parts(key):
 
 
 def user_rows(server, user, host=None, tables=None):
-    """{table: [key parts after HOST, NODE]} of every row of user@host in
-    the spool, for every table (or only those given); tables where the user
-    has no row are left out. The account row itself shows as
-    {'accounts': [()]}."""
+    """{table: [the rest of the key after HOST NUL NODE NUL, as bytes]} of
+    every row of user@host in the spool, for every table (or only those
+    given); tables where the user has no row are left out. The account row
+    itself shows as {'accounts': [b'']}; key_parts() splits the rest."""
     prefix = ('%s\0%s\0' % (host or server.host, user)).encode('utf-8')
     found = {}
     for t in (store_tables(server) if tables is None else tables):
-        rows = [key_parts(k[len(prefix):]) for k, _ in store_rows(server, t)
-                if k.startswith(prefix)]
+        rows = [k[len(prefix):] for k, _ in store_rows(server, t) if k.startswith(prefix)]
         if rows:
             found[t] = rows
     return found
