@@ -307,21 +307,63 @@ async def main():
     xt.ok(r is not None and r['type'] == 'result' and r.xml.find('{%s}query' % NS_R) is None,
           'and that version gets an empty result')
 
-    # The roster goes with the account (remove_user), and the contacts are
-    # told: dave and alice both ways, then dave's account is removed.
+    # The roster goes with the account (XEP-0077 3.2, remove_user): its
+    # items and version counter, the requests still pending (RFC 6121
+    # 3.1.3) and the last presence kept for probes (4.3.2). dave and alice
+    # are subscribed both ways, carol asks dave for a subscription, dave
+    # goes unavailable once (so his last presence is stored) and is
+    # available again when his account is removed: his session then ends
+    # after remove_user ran.
     code, out, err = await srv.actl('roster', 'add', 'dave', srv.host, srv.jid('alice'))
     xt.is_(code, 0, 'dave and alice subscribed both ways')
     p = await push_for(a1, dave_jid)
     push_is(p, srv.jid('alice'), {dave_jid: ('both', None, None, [])},
             'alice gets the push of her item for dave, both')
+    d1 = await client(srv, 'dave', 'd')
+    c2 = await client(srv, 'carol', 'c2')
+    c2.send_raw("<presence to='%s' type='subscribe'/>" % dave_jid)
+    p = await push_for(c2, dave_jid)
+    push_is(p, carol_jid, {dave_jid: ('none', 'subscribe', None, [])},
+            'carol\'s request makes her an item for dave, none + ask (RFC 6121 3.1.2)')
+    pr = await d1.presence(pred=lambda x: x['type'] == 'subscribe', frm=carol_jid)
+    xt.ok(pr is not None, 'dave gets carol\'s request')
+    d1.xmpp.send_presence(ptype='unavailable', pstatus='away for now')
+    d1.xmpp.send_presence()
+    await get(d1)
+    rows = xt.user_rows(srv, 'dave')
+    xt.is_({t: sorted(xt.key_parts(k) for k in v) for t, v in rows.items()},
+           {'accounts': [()], 'mod_roster': [('',), (srv.jid('alice'),)],
+            'mod_roster_last': [()], 'mod_roster_pending': [(carol_jid,)]},
+           'before the removal the spool holds dave\'s account, roster version and item for '
+           'alice, last presence and carol\'s pending request')
     code, out, err = await srv.actl('unregister', 'dave', srv.host)
-    xt.is_(code, 0, 'dave\'s account is removed')
+    xt.is_(code, 0, 'dave\'s account is removed (while he is online)')
+    xt.ok(await d1.wait_closed(5), 'his session is closed')
+    await srv.wait_connected(lambda s: not any(x['jid'].startswith(dave_jid) for x in s))
+    # XEP-0077 3.2: the server SHOULD cancel the subscriptions stored in
+    # the removed user's roster; as in ejabberd (mod_roster:remove_user
+    # sends unsubscribe / unsubscribed to the contacts) and Prosody
+    # (mod_roster's user-deleted handler fires roster-item-removed for
+    # each item and pending request), the contacts are told as if dave had
+    # removed every item (RFC 6121 2.5.2) and their own items for him
+    # stay, at none: their rosters are theirs (RFC 6121 2.5 lets only the
+    # user remove an item).
     p = await push_for(a1, dave_jid)
     push_is(p, srv.jid('alice'), {dave_jid: ('to', None, None, [])},
             'alice\'s item for dave first loses from (dave\'s unsubscribe, RFC 6121 3.3.3)')
     p = await push_for(a1, dave_jid)
     push_is(p, srv.jid('alice'), {dave_jid: ('none', None, None, [])},
             'then drops to none (dave\'s unsubscribed, RFC 6121 3.2.3)')
+    p = await push_for(c2, dave_jid)
+    push_is(p, carol_jid, {dave_jid: ('none', None, None, [])},
+            'carol\'s request is refused: her item for dave loses its ask (RFC 6121 3.2.3)')
+    # Seen in the spool by mdb_dump, before the name is registered again.
+    xt.is_(xt.user_rows(srv, 'dave'), {},
+           'after the removal and the end of his session no row of dave is left in any table')
+    xt.ok((dave_jid,) in [xt.key_parts(k) for k in
+                          xt.user_rows(srv, 'alice').get('mod_roster', [])],
+          'alice\'s own item for dave stays in her roster')
+    await xt.disconnect_all(c2)
     srv.register('dave', 'dave-pw')
     code, out, err = await srv.actl('roster', 'list', 'dave', srv.host)
     xt.is_((code, out), (0, ''), 'a re-created dave starts with an empty roster')
