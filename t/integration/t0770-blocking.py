@@ -166,7 +166,8 @@ async def main():
     carol.send(alice_bare, 'carol is not blocked')
     xt.ok(await wait_stanza(a1, 'message', body='carol is not blocked') is not None,
           "carol's message reaches alice")
-    await raw_iq(a1, 'set', block_xml('block', alice_bare))
+    r = await raw_iq(a1, 'set', block_xml('block', alice_bare))
+    xt.is_(r.get('type') if r is not None else None, 'result', 'alice blocks her own JID: result')
     a2.set_mark()
     await a1.send("<message to='%s' type='chat'><body>note to self</body></message>"
                   % srv.jid('alice', 'two'))
@@ -257,7 +258,7 @@ async def main():
 
     # -- Unblock all ----------------------------------------------------
     a2 = await raw_login(srv, 'alice', 'two')
-    await blocklist(a2)
+    xt.is_(await blocklist(a2), want, 'alice/two reads the list (so it gets pushes, XEP-0191 3.3)')
     a2.set_mark()
     r = await raw_iq(a1, 'set', "<unblock xmlns='%s'/>" % NS_BLOCK)
     xt.is_(r.get('type') if r is not None else None, 'result', 'unblock all: result')
@@ -271,7 +272,8 @@ async def main():
 
     # -- The list goes with the account (remove_user, run by mod_register's
     # cancellation; xmppctl unregister does not run the hook) --------------
-    await raw_iq(a1, 'set', block_xml('block', bob_bare))
+    r = await raw_iq(a1, 'set', block_xml('block', bob_bare))
+    xt.is_(r.get('type') if r is not None else None, 'result', 'alice blocks bob again')
     r = await raw_iq(a1, 'set', "<query xmlns='jabber:iq:register'><remove/></query>")
     xt.is_(r.get('type') if r is not None else None, 'result', 'alice cancels her account')
     code, _, err = await srv.actl('register', 'alice', srv.host, 'alice-pw')
