@@ -541,11 +541,17 @@ last_store(struct roster *r, const xmppd_jid *user, const xmppd_elem *p)
 {
 	char k[KEY_MAX], stamp[32];
 	size_t kl = roster_key(k, user, NULL);
-	xmppd_elem *c = xmppd_elem_copy(p), *d;
+	xmppd_elem *c, *d;
 	time_t now = time(NULL);
 	struct tm tm;
 	xmppd_txn *t;
 
+	/* A removed account's sessions end after remove_user ran (and
+	 * deleted this row with the roster): their unavailable presence
+	 * must not store it again (XEP-0077 3.2). */
+	if (!xmppd_user_exists(xmppd_jid_node(user), xmppd_jid_domain(user)))
+		return;
+	c = xmppd_elem_copy(p);
 	xmppd_elem_set_attr(c, "to", NULL);
 	if (gmtime_r(&now, &tm) != NULL &&
 	    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm) > 0) {

@@ -130,17 +130,32 @@ async def main():
     r = await bob.iq('get', srv.jid('bob'), "<query xmlns='%s'/>" % NS_DISCO_INFO)
     xt.like(str(r), r"<feature var=.jabber:iq:last.", 'an account advertises jabber:iq:last')
 
-    # Deleting the account deletes its record: made again, it never logged out.
-    await alice3.disconnect()
-    await srv.wait_connected(lambda s: not any(x['jid'].startswith(srv.jid('alice')) for x in s))
+    # Deleting the account deletes its record (XEP-0077 3.2). Her session
+    # still open then ends after remove_user ran, and its logout must not
+    # write the record again. Seen in the spool by mdb_dump, after the
+    # removal and before the name is registered again (mod_last also wipes
+    # on register_user, which would hide a removal that left a row).
+    await carol.disconnect()
+    await srv.wait_connected(lambda s: not any(x['jid'].startswith(srv.jid('carol')) for x in s))
+    xt.is_(sorted(xt.user_rows(srv, 'alice')), ['accounts', 'mod_last'],
+           "before the removal the spool holds alice's account and last-logout rows")
     code, out, err = await srv.actl('unregister', 'alice', srv.host)
-    xt.is_(code, 0, 'xmppctl unregister alice') or xt.diag(out + err)
+    xt.is_(code, 0, 'xmppctl unregister alice (online)') or xt.diag(out + err)
+    xt.ok(await alice3.wait_closed(5), 'her open session is closed')
+    sessions = await srv.wait_connected(
+        lambda s: not any(x['jid'].startswith(srv.jid('alice')) for x in s))
+    xt.ok(sessions is not None and not any(x['jid'].startswith(srv.jid('alice')) for x in sessions),
+          'and gone from xmppctl connected')
+    xt.is_(xt.user_rows(srv, 'alice'), {},
+           'after the removal and the end of her session no row of alice is left in any table')
+    xt.is_(sorted(xt.user_rows(srv, 'carol')), ['accounts', 'mod_last'],
+           "carol's account and last-logout rows are untouched")
     srv.register('alice', 'alice-pw2')
     alice4 = await xt.login_ok(srv, 'alice', 'alice-pw2', resource='new', presence=False)
     r = await alice4.iq('get', srv.jid('alice'), QUERY)
     xt.is_(condition(r), 'item-not-found', 'a new alice under the old name has no last activity')
 
-    await xt.disconnect_all(bob, carol, alice4)
+    await xt.disconnect_all(bob, alice4)
     xt.is_(srv.stop(), 0, 'xmppd exits 0 on SIGTERM')
 
 

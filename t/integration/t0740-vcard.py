@@ -187,13 +187,24 @@ async def main():
     r = await bob.iq('get', srv.jid('alice'), EMPTY)
     xt.is_(condition(r), 'item-not-found', 'after which there is nothing to read')
 
-    # The vCard goes with the account: bob's, made again under his old
-    # name, has none.
+    # The vCard goes with the account (XEP-0077 3.2: all information
+    # associated with the entity). Seen in the spool by mdb_dump, after
+    # the removal and before the name is registered again (mod_vcard also
+    # wipes on register_user, which would hide a removal that left rows).
     r = await bob.iq('set', None, vcard('Bob', '', b64_lines(IMAGE)))
     xt.is_(r['type'] if r is not None else None, 'result', 'bob stores a vCard with a photo')
+    r = await desk.iq('set', None, vcard('Alice again', '', b64_lines(IMAGE)))
+    xt.is_(r['type'] if r is not None else None, 'result', 'alice stores a vCard with a photo again')
     await bob.disconnect()
+    rows = xt.user_rows(srv, 'bob')
+    xt.is_(sorted(rows), ['accounts', 'mod_vcard', 'mod_vcard_photo'],
+           "before the removal the spool holds bob's account, vCard and photo hash rows")
     code, out, err = await srv.actl('unregister', 'bob', srv.host)
     xt.is_(code, 0, 'xmppctl unregister bob') or xt.diag(out + err)
+    xt.is_(xt.user_rows(srv, 'bob'), {}, 'after it no row of bob is left in any table')
+    # Other users' data are theirs: alice's vCard stays.
+    xt.is_(sorted(xt.user_rows(srv, 'alice')), ['accounts', 'mod_vcard', 'mod_vcard_photo'],
+           "alice's account, vCard and photo hash rows are untouched")
     srv.register('bob', 'bob-pw2')
     r = await desk.iq('get', srv.jid('bob'), EMPTY)
     xt.is_(condition(r), 'item-not-found', 'the new bob has no vCard')

@@ -178,11 +178,22 @@ async def main():
     xt.is_((e.text, b.text, b.tail) if b is not None else None, ('Hello ', 'world', ' again'),
            'and so do the prefs, mixed content and all')
 
-    # The data goes with the account: alice made again under her old name
-    # has nothing stored.
+    # The data goes with the account (XEP-0077 3.2). Seen in the spool by
+    # mdb_dump, after the removal and before the name is registered again
+    # (mod_private also wipes on register_user, which would hide a removal
+    # that left rows). A row's key is HOST, NODE, namespace, element name.
     await alice.disconnect()
+    rows = xt.user_rows(srv, 'alice')
+    xt.is_(sorted(xt.key_parts(k) for k in rows.get('mod_private', [])),
+           sorted([(NS_BOOKMARKS, 'storage'), (NS_PREFS, 'prefs'), ('test:attrs', 'attrs'),
+                   ('test:n', 'i0'), ('test:n', 'i1'), ('test:n', 'i2')]),
+           "before the removal the spool holds alice's six elements, and none of the refused ones")
     code, out, err = await srv.actl('unregister', 'alice', srv.host)
     xt.is_(code, 0, 'xmppctl unregister alice') or xt.diag(out + err)
+    xt.is_(xt.user_rows(srv, 'alice'), {}, 'after it no row of alice is left in any table')
+    rows = xt.user_rows(srv, 'bob')
+    xt.is_((rows.get('accounts'), [xt.key_parts(k) for k in rows.get('mod_private', [])]),
+           ([b''], [(NS_PREFS, 'prefs')]), "bob's account and prefs rows are untouched")
     srv.register('alice', 'alice-pw2')
     alice = await xt.login_ok(srv, 'alice', 'alice-pw2', resource='a2')
     e = stored(await alice.iq('get', None, q("<storage xmlns='%s'/>" % NS_BOOKMARKS)),

@@ -83,10 +83,14 @@ def other_ip(srv, *taken):
 
 
 async def main():
+    # With every module that keeps data per account, so that the
+    # cancellation below is seen to remove all of it.
     srv = xt.Server(workers=2, modules={
         'mod_disco': {},
         'mod_register': {'ip_rate_limit': 2, 'ip_rate_period': 3600,
-                         'min_password_length': 4}})
+                         'min_password_length': 4},
+        'mod_roster': {}, 'mod_offline': {}, 'mod_vcard': {}, 'mod_private': {},
+        'mod_last': {}, 'mod_blocking': {}})
     for u in ('alice', 'bob'):
         srv.register(u, u + '-pw')
     ip_a = other_ip(srv)
@@ -183,9 +187,43 @@ async def main():
     a.close()
 
     # Cancellation: bob on two streams; <remove/> from one, with no 'to'.
+    # Before it bob has a row in every table of the spool: a roster item
+    # for alice (both ways) and the roster version, a pending request from
+    # carol, the last presence kept for probes (b1 goes unavailable once),
+    # an offline message (b1 unavailable, b2 at priority -1: RFC 6121
+    # 8.5.2.1.1), a vCard with a photo, private XML, a blocklist item, and
+    # the last logout of his earlier login. b2 is still available when the
+    # removal ends its session.
+    code, out, err = await srv.actl('roster', 'add', 'bob', srv.host, srv.jid('alice'))
+    xt.is_(code, 0, 'bob and alice subscribed both ways') or xt.diag(out + err)
     b1 = await xt.Raw.open(srv)
     await b1.login('bob', 'bob-pw', 'one')
-    b2 = await xt.login_ok(srv, 'bob', 'bob-pw', resource='two')
+    el, _ = await raw_iq(b1, 'set', "<vCard xmlns='vcard-temp'><FN>Bob</FN><PHOTO><TYPE>image/png"
+                         "</TYPE><BINVAL>iVBORw0KGgo=</BINVAL></PHOTO></vCard>")
+    xt.is_(summary(el), ('result', None), 'bob stores a vCard with a photo')
+    el, _ = await raw_iq(b1, 'set', "<query xmlns='jabber:iq:private'>"
+                         "<prefs xmlns='test:prefs'>mine</prefs></query>")
+    xt.is_(summary(el), ('result', None), 'bob stores private XML')
+    el, _ = await raw_iq(b1, 'set', "<block xmlns='urn:xmpp:blocking'>"
+                         "<item jid='spam@example.net'/></block>")
+    xt.is_(summary(el), ('result', None), 'bob blocks spam@example.net')
+    await b1.send("<presence type='unavailable'/>")
+    el, _ = await raw_iq(b1, 'get', "<query xmlns='%s'/>" % NS_DISCO, to=srv.host)
+    xt.is_(summary(el), ('result', None), 'bob/one goes unavailable (a round trip after it)')
+    b2 = await xt.login_ok(srv, 'bob', 'bob-pw', resource='two', priority=-1)
+    carol = await xt.login_ok(srv, 'carol', 'carol-pw', resource='c')
+    carol.send_raw("<presence to='%s' type='subscribe'/>" % srv.jid('bob'))
+    carol.send_raw("<message to='%s' type='chat'><body>for bob, later</body></message>"
+                   % srv.jid('bob'))
+    # A round trip: carol's stanzas before it have been routed (and stored).
+    r = await carol.iq('get', srv.host, "<query xmlns='%s'/>" % NS_DISCO)
+    xt.is_(r['type'] if r is not None else None, 'result', 'carol asks bob for a subscription '
+           'and sends him a message')
+    rows = xt.user_rows(srv, 'bob')
+    tables = xt.store_tables(srv)
+    xt.is_(sorted(rows), sorted(tables),
+           'before the cancellation bob has rows in every table of the spool (%s)'
+           % ' '.join(tables))
     el, _ = await raw_iq(b1, 'set', "<query xmlns='%s'><remove/><username>bob</username></query>"
                          % NS_REG)
     xt.is_(summary(el), ('error', 'bad-request'), '<remove/> with other fields: <bad-request/>')
@@ -195,6 +233,15 @@ async def main():
     xt.ok(closed, "then bob's stream is closed")
     xt.is_(xt.stream_error(b1.since_mark()), 'not-authorized', 'with <not-authorized/>')
     xt.ok(await b2.wait_closed(5), "bob's other session is closed too")
+    await srv.wait_connected(lambda s: not any(x['jid'].startswith(srv.jid('bob')) for x in s))
+    # XEP-0077 3.2: all of it goes with the account. Seen in the spool by
+    # mdb_dump, after the removal, its sessions' end, and before anything
+    # registers the name again. Other users' rows that name bob (alice's and
+    # carol's roster items for him) are theirs and stay, their
+    # subscriptions cancelled: see t0900.
+    xt.is_(xt.user_rows(srv, 'bob'), {},
+           'after the cancellation no row of bob is left in any table')
+    await carol.disconnect()
     c = await xt.login(srv, 'bob', 'bob-pw')
     xt.ok(not c.ok and c.auth_failure == 'not-authorized', 'bob can no longer log in') or \
         xt.diag(c.describe())

@@ -166,7 +166,8 @@ async def main():
     carol.send(alice_bare, 'carol is not blocked')
     xt.ok(await wait_stanza(a1, 'message', body='carol is not blocked') is not None,
           "carol's message reaches alice")
-    await raw_iq(a1, 'set', block_xml('block', alice_bare))
+    r = await raw_iq(a1, 'set', block_xml('block', alice_bare))
+    xt.is_(r.get('type') if r is not None else None, 'result', 'alice blocks her own JID: result')
     a2.set_mark()
     await a1.send("<message to='%s' type='chat'><body>note to self</body></message>"
                   % srv.jid('alice', 'two'))
@@ -257,7 +258,7 @@ async def main():
 
     # -- Unblock all ----------------------------------------------------
     a2 = await raw_login(srv, 'alice', 'two')
-    await blocklist(a2)
+    xt.is_(await blocklist(a2), want, 'alice/two reads the list (so it gets pushes, XEP-0191 3.3)')
     a2.set_mark()
     r = await raw_iq(a1, 'set', "<unblock xmlns='%s'/>" % NS_BLOCK)
     xt.is_(r.get('type') if r is not None else None, 'result', 'unblock all: result')
@@ -269,11 +270,40 @@ async def main():
     xt.ok(await wait_stanza(a1, 'message', body='dan after unblock all') is not None,
           "dan's message is delivered again")
 
-    # -- The list goes with the account (remove_user, run by mod_register's
-    # cancellation; xmppctl unregister does not run the hook) --------------
-    await raw_iq(a1, 'set', block_xml('block', bob_bare))
+    # -- The list goes with the account (XEP-0077 3.2; remove_user, run by
+    # mod_register's in-band cancellation and by xmppctl unregister) ------
+    # Seen in the spool by mdb_dump, after the removal and before the name
+    # is registered again. A row's key is HOST, NODE, the blocked JID.
+    # Other users' lists that name the removed user stay: they are theirs,
+    # XEP-0191 says nothing of account removal, and ejabberd (mod_privacy
+    # remove_user) and Prosody (storagemanager.purge) delete only the
+    # removed user's own lists.
+    r = await raw_iq(a1, 'set', block_xml('block', bob_bare, HOST2))
+    xt.is_(r.get('type') if r is not None else None, 'result', 'alice blocks bob and %s' % HOST2)
+    r = await dan.iq('set', None, block_xml('block', alice_bare))
+    xt.is_(r['type'] if r is not None else None, 'result', 'dan blocks alice')
+    rows = xt.user_rows(srv, 'alice')
+    xt.is_(sorted(xt.key_parts(k) for k in rows.get('mod_blocking', [])), [(bob_bare,), (HOST2,)],
+           "before the removal the spool holds alice's two blocklist rows")
     r = await raw_iq(a1, 'set', "<query xmlns='jabber:iq:register'><remove/></query>")
-    xt.is_(r.get('type') if r is not None else None, 'result', 'alice cancels her account')
+    xt.is_(r.get('type') if r is not None else None, 'result', 'alice cancels her account in-band')
+    xt.ok(await a1.read_until_close(5) and await a2.read_until_close(5),
+          'her streams are closed (XEP-0077 3.2)')
+    await srv.wait_connected(lambda s: not any(x['jid'].startswith(alice_bare) for x in s))
+    xt.is_(xt.user_rows(srv, 'alice'), {}, 'after it no row of alice is left in any table')
+    rows = xt.user_rows(srv, 'dan', HOST2)
+    xt.is_([xt.key_parts(k) for k in rows.get('mod_blocking', [])], [(alice_bare,)],
+           "dan's own list, which names alice, is untouched")
+    # The same through xmppctl unregister: carol's list.
+    carol = await xt.login_ok(srv, 'carol', 'carol-pw', resource='desk')
+    r = await carol.iq('set', None, block_xml('block', 'sam@%s' % HOST3))
+    xt.is_(r['type'] if r is not None else None, 'result', 'carol blocks sam')
+    xt.is_([xt.key_parts(k) for k in xt.user_rows(srv, 'carol').get('mod_blocking', [])],
+           [('sam@%s' % HOST3,)], "the spool holds carol's blocklist row")
+    await carol.disconnect()
+    code, out, err = await srv.actl('unregister', 'carol', srv.host)
+    xt.is_(code, 0, 'xmppctl unregister carol') or xt.diag(out + err)
+    xt.is_(xt.user_rows(srv, 'carol'), {}, 'after it no row of carol is left in any table')
     code, _, err = await srv.actl('register', 'alice', srv.host, 'alice-pw')
     xt.is_(code, 0, 'xmppctl register alice again') or xt.diag(err)
     a1 = await raw_login(srv, 'alice', 'one')

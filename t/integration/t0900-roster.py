@@ -78,6 +78,18 @@ async def push_for(c, jid, timeout=5, sub=None):
                               (sub is None or items(iq)[jid][0] == sub), timeout)
 
 
+def push_is(p, user, want, name):
+    """Checks a roster push: an IQ set from the user's bare JID (RFC 6121
+    2.1.6: a client ignores one from anyone else), carrying exactly one
+    item (2.1.6: the item that changed), and that item is want
+    ({jid: (subscription, ask, name, groups)}, as items() gives it)."""
+    if p is None:
+        return xt.ok(False, name + ' (no push came)')
+    q = p.xml.find('{%s}query' % NS_R)
+    n = len(q.findall('{%s}item' % NS_R)) if q is not None else 0
+    return xt.is_((p['type'], p.xml.get('from'), n, items(p)), ('set', user, 1, want), name)
+
+
 # -- the test ------------------------------------------------------------------
 
 async def main():
@@ -112,11 +124,10 @@ async def main():
     xt.is_(r['type'] if r else None, 'result', 'adding bob is answered with a result')
     want = {bob_jid: ('none', None, 'Bob', ['Friends', 'Work'])}
     p1 = await push_for(a1, bob_jid)
-    xt.is_(items(p1), want, 'the resource that added bob gets the push')
+    push_is(p1, srv.jid('alice'), want, 'the resource that added bob gets the push, from alice\'s '
+            'bare JID, with only bob\'s item')
     p2 = await push_for(a2, bob_jid)
-    xt.is_(items(p2), want, 'the second resource that requested the roster gets it too')
-    xt.is_(str(p2.xml.get('from')) if p2 is not None else None, srv.jid('alice'),
-           'the push is from the user\'s bare JID')
+    push_is(p2, srv.jid('alice'), want, 'the second resource that requested the roster gets it too')
     xt.ok(ver_of(p2) and ver_of(p2) != v0, 'the push carries a new version')
     p3 = await push_for(a3, bob_jid, timeout=1.5)
     xt.ok(p3 is None, 'a resource that never requested the roster gets no push')
@@ -130,8 +141,8 @@ async def main():
                    "approved='true'><group>Family</group></item>" % bob_jid)
     xt.is_(r['type'] if r else None, 'result', 'updating bob is answered with a result')
     p = await push_for(a2, bob_jid)
-    xt.is_(items(p), {bob_jid: ('none', None, 'Robert', ['Family'])},
-           'the update is pushed; subscription, ask and approved from a set are ignored')
+    push_is(p, srv.jid('alice'), {bob_jid: ('none', None, 'Robert', ['Family'])},
+            'the update is pushed; subscription, ask and approved from a set are ignored')
 
     # Error cases (RFC 6121 2.3.3) and limits.
     r = await a1.iq('set', None, "<query xmlns='%s'/>" % NS_R)
@@ -183,7 +194,8 @@ async def main():
     xt.is_(sorted(items(r) or {}), [bob_jid], 'the removed items are gone')
     p = await a2.pushes.get(lambda iq: (items(iq) or {}).get('filler4@example.net', ('',))[0]
                             == 'remove')
-    xt.ok(p is not None, 'a removal is pushed with subscription=remove')
+    push_is(p, srv.jid('alice'), {'filler4@example.net': ('remove', None, None, [])},
+            'a removal is pushed with subscription=remove (RFC 6121 2.5.2)')
 
     # XEP-0237: nothing changed -> an empty result; an older version -> an
     # empty result, then pushes of what changed, in order, to that resource.
@@ -198,12 +210,15 @@ async def main():
     r = await get(a1, ver=v1)
     xt.ok(r is not None and r['type'] == 'result' and r.xml.find('{%s}query' % NS_R) is None,
           'a get with an older version: an empty result')
-    got = []
+    got, shapes = [], []
     while True:
         p = await a1.pushes.get(timeout=1.5)
         if p is None:
             break
+        shapes.append((p['type'], p.xml.get('from'), len(items(p) or {})))
         got.append((list(items(p).items())[0], ver_of(p)))
+    xt.ok(shapes and all(sh == ('set', srv.jid('alice'), 1) for sh in shapes),
+          'each is a set from alice\'s bare JID with one item (%s)' % shapes)
     changed = [g[0] for g in got]
     xt.is_(changed[0] if changed else None, (bob_jid, ('none', None, 'Robert', ['Family'])),
            'the first push since that version is the update of bob')
@@ -230,25 +245,27 @@ async def main():
                                     'Carol', 'Colleagues')
     xt.is_(code, 0, 'xmppctl roster add exits 0') or xt.diag(out, err)
     p = await push_for(a1, carol_jid)
-    xt.is_(items(p), {carol_jid: ('both', None, 'Carol', ['Colleagues'])},
-           'alice\'s online resource gets the push (subscription both)')
+    push_is(p, srv.jid('alice'), {carol_jid: ('both', None, 'Carol', ['Colleagues'])},
+            'alice\'s online resource gets the push (subscription both)')
     p = await push_for(c1, srv.jid('alice'))
-    xt.is_(items(p), {srv.jid('alice'): ('both', None, None, [])},
-           'carol, a local account, gets the mirror item, both')
+    push_is(p, carol_jid, {srv.jid('alice'): ('both', None, None, [])},
+            'carol, a local account, gets the mirror item, both')
     pr = await c1.presence(frm=a1.jid)
     xt.ok(pr is not None, 'and carol gets alice\'s presence right away')
     code, out, err = await srv.actl('roster', 'list', 'carol', srv.host)
     xt.is_(out, '%s\tboth\t\t\n' % srv.jid('alice'), 'xmppctl roster list carol shows alice')
     code, out, err = await srv.actl('roster', 'remove', 'alice', srv.host, carol_jid)
     xt.is_(code, 0, 'xmppctl roster remove exits 0')
-    p = await a1.pushes.get(lambda iq: (items(iq) or {}).get(carol_jid, ('',))[0] == 'remove')
-    xt.ok(p is not None, 'the removal is pushed to alice')
-    p = await push_for(c1, srv.jid('alice'), sub='to')
-    xt.is_(items(p), {srv.jid('alice'): ('to', None, None, [])},
-           'carol\'s item for alice first loses from (alice\'s unsubscribe)')
-    p = await push_for(c1, srv.jid('alice'), sub='none')
-    xt.is_(items(p), {srv.jid('alice'): ('none', None, None, [])},
-           'carol\'s item for alice drops to none (unsubscribe + unsubscribed, RFC 6121 2.5.2)')
+    p = await push_for(a1, carol_jid)
+    push_is(p, srv.jid('alice'), {carol_jid: ('remove', None, None, [])},
+            'the removal is pushed to alice: subscription=remove, no name or groups '
+            '(RFC 6121 2.5.2)')
+    p = await push_for(c1, srv.jid('alice'))
+    push_is(p, carol_jid, {srv.jid('alice'): ('to', None, None, [])},
+            'carol\'s item for alice first loses from (alice\'s unsubscribe)')
+    p = await push_for(c1, srv.jid('alice'))
+    push_is(p, carol_jid, {srv.jid('alice'): ('none', None, None, [])},
+            'carol\'s item for alice drops to none (unsubscribe + unsubscribed, RFC 6121 2.5.2)')
     code, out, err = await srv.actl('roster', 'remove', 'alice', srv.host, carol_jid)
     xt.is_(code, 1, 'removing it again exits 1')
     xt.like(err, 'not in the roster', 'saying it is not in the roster')
@@ -290,16 +307,63 @@ async def main():
     xt.ok(r is not None and r['type'] == 'result' and r.xml.find('{%s}query' % NS_R) is None,
           'and that version gets an empty result')
 
-    # The roster goes with the account (remove_user), and the contacts are
-    # told: dave and alice both ways, then dave's account is removed.
+    # The roster goes with the account (XEP-0077 3.2, remove_user): its
+    # items and version counter, the requests still pending (RFC 6121
+    # 3.1.3) and the last presence kept for probes (4.3.2). dave and alice
+    # are subscribed both ways, carol asks dave for a subscription, dave
+    # goes unavailable once (so his last presence is stored) and is
+    # available again when his account is removed: his session then ends
+    # after remove_user ran.
     code, out, err = await srv.actl('roster', 'add', 'dave', srv.host, srv.jid('alice'))
     xt.is_(code, 0, 'dave and alice subscribed both ways')
-    await push_for(a1, dave_jid)
+    p = await push_for(a1, dave_jid)
+    push_is(p, srv.jid('alice'), {dave_jid: ('both', None, None, [])},
+            'alice gets the push of her item for dave, both')
+    d1 = await client(srv, 'dave', 'd')
+    c2 = await client(srv, 'carol', 'c2')
+    c2.send_raw("<presence to='%s' type='subscribe'/>" % dave_jid)
+    p = await push_for(c2, dave_jid)
+    push_is(p, carol_jid, {dave_jid: ('none', 'subscribe', None, [])},
+            'carol\'s request makes her an item for dave, none + ask (RFC 6121 3.1.2)')
+    pr = await d1.presence(pred=lambda x: x['type'] == 'subscribe', frm=carol_jid)
+    xt.ok(pr is not None, 'dave gets carol\'s request')
+    d1.xmpp.send_presence(ptype='unavailable', pstatus='away for now')
+    d1.xmpp.send_presence()
+    await get(d1)
+    rows = xt.user_rows(srv, 'dave')
+    xt.is_({t: sorted(xt.key_parts(k) for k in v) for t, v in rows.items()},
+           {'accounts': [()], 'mod_roster': [('',), (srv.jid('alice'),)],
+            'mod_roster_last': [()], 'mod_roster_pending': [(carol_jid,)]},
+           'before the removal the spool holds dave\'s account, roster version and item for '
+           'alice, last presence and carol\'s pending request')
     code, out, err = await srv.actl('unregister', 'dave', srv.host)
-    xt.is_(code, 0, 'dave\'s account is removed')
-    p = await push_for(a1, dave_jid, sub='none')
-    xt.is_(items(p), {dave_jid: ('none', None, None, [])},
-           'alice\'s item for dave drops to none once dave is gone')
+    xt.is_(code, 0, 'dave\'s account is removed (while he is online)')
+    xt.ok(await d1.wait_closed(5), 'his session is closed')
+    await srv.wait_connected(lambda s: not any(x['jid'].startswith(dave_jid) for x in s))
+    # XEP-0077 3.2: the server SHOULD cancel the subscriptions stored in
+    # the removed user's roster; as in ejabberd (mod_roster:remove_user
+    # sends unsubscribe / unsubscribed to the contacts) and Prosody
+    # (mod_roster's user-deleted handler fires roster-item-removed for
+    # each item and pending request), the contacts are told as if dave had
+    # removed every item (RFC 6121 2.5.2) and their own items for him
+    # stay, at none: their rosters are theirs (RFC 6121 2.5 lets only the
+    # user remove an item).
+    p = await push_for(a1, dave_jid)
+    push_is(p, srv.jid('alice'), {dave_jid: ('to', None, None, [])},
+            'alice\'s item for dave first loses from (dave\'s unsubscribe, RFC 6121 3.3.3)')
+    p = await push_for(a1, dave_jid)
+    push_is(p, srv.jid('alice'), {dave_jid: ('none', None, None, [])},
+            'then drops to none (dave\'s unsubscribed, RFC 6121 3.2.3)')
+    p = await push_for(c2, dave_jid)
+    push_is(p, carol_jid, {dave_jid: ('none', None, None, [])},
+            'carol\'s request is refused: her item for dave loses its ask (RFC 6121 3.2.3)')
+    # Seen in the spool by mdb_dump, before the name is registered again.
+    xt.is_(xt.user_rows(srv, 'dave'), {},
+           'after the removal and the end of his session no row of dave is left in any table')
+    xt.ok((dave_jid,) in [xt.key_parts(k) for k in
+                          xt.user_rows(srv, 'alice').get('mod_roster', [])],
+          'alice\'s own item for dave stays in her roster')
+    await xt.disconnect_all(c2)
     srv.register('dave', 'dave-pw')
     code, out, err = await srv.actl('roster', 'list', 'dave', srv.host)
     xt.is_((code, out), (0, ''), 'a re-created dave starts with an empty roster')

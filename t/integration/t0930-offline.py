@@ -255,10 +255,21 @@ async def main():
     await offline(srv, b1, b2)
 
     # -- Account removal forgets them (and a new account starts empty) -----
+    # XEP-0077 3.2. Seen in the spool by mdb_dump, after the removal and
+    # before the name is registered again (mod_offline also wipes on
+    # register_user, which would hide a removal that left rows). Messages
+    # carol sent are not hers once stored: bob's stay his.
     raw_message(alice, srv.jid('carol'), 'for-carol', 'chat')
+    raw_message(alice, srv.jid('carol'), 'for-carol-2', 'normal')
+    raw_message(alice, bob_bare, 'for-bob', 'chat')
     await sync(alice)
+    xt.is_(len(xt.user_rows(srv, 'carol').get('mod_offline', [])), 2,
+           "before the removal the spool holds carol's two offline messages")
     code, out, err = await srv.actl('unregister', 'carol', srv.host)
     xt.is_(code, 0, 'xmppctl unregister carol') or xt.diag(out + err)
+    xt.is_(xt.user_rows(srv, 'carol'), {}, 'after it no row of carol is left in any table')
+    xt.is_(len(xt.user_rows(srv, 'bob').get('mod_offline', [])), 1,
+           "bob's offline message is still stored")
     srv.register('carol', 'carol-pw')
     carol = await xt.login_ok(srv, 'carol', 'carol-pw', resource='c')
     got = await collect(carol, 1, timeout=1.5)

@@ -1421,3 +1421,82 @@ def elapsed(raw):
     if raw.closed_at is None:
         return None
     return raw.closed_at - raw.started
+
+
+# ---------------------------------------------------------------------------
+# The spool as an independent reader sees it (mdb_dump, from lmdb-utils)
+# ---------------------------------------------------------------------------
+#
+# What goes with an account is checked in the store itself, read by
+# mdb_dump rather than through xmppd, so that the check shares none of the
+# server's key code. LMDB lets another process read while xmppd runs; it
+# sees the last committed transaction. A key is the store's encoding
+# (src/store/store.h): parts each followed by a NUL byte, and everything
+# kept for an account starts with "HOST NUL NODE NUL" (the account row
+# itself is exactly that). A key that is not in that form (an empty first
+# part: a table's own format marker) belongs to nobody.
+
+MDB_DUMP = os.environ.get('MDB_DUMP') or 'mdb_dump'
+
+
+def _mdb_dump(server, *args):
+    cmd = [MDB_DUMP] + list(args) + [server.spool]
+    try:
+        r = subprocess.run(cmd, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise HarnessError('cannot run %s (lmdb-utils): %s' % (' '.join(cmd), e))
+    if r.returncode != 0:
+        raise HarnessError('%s failed (%d): %s' % (' '.join(cmd), r.returncode,
+                                                   r.stderr.decode('utf-8', 'replace')))
+    return r.stdout.decode('ascii', 'replace')
+
+
+def store_tables(server):
+    """The names of the tables (LMDB named databases) in server's spool."""
+    return [t for t in _mdb_dump(server, '-l').splitlines() if t]
+
+
+def store_rows(server, table):
+    """[(key, value)] (bytes) of one table, in key order, as mdb_dump's
+    hexadecimal "bytevalue" format gives them."""
+    text = _mdb_dump(server, '-s', table)
+    _, sep, body = text.partition('HEADER=END\n')
+    if not sep:
+        raise HarnessError('mdb_dump -s %s: no header in %r' % (table, text[:300]))
+    data = []
+    for line in body.splitlines():
+        if line == 'DATA=END':
+            break
+        if not line.startswith(' '):
+            raise HarnessError('mdb_dump -s %s: unexpected line %r' % (table, line[:200]))
+        data.append(bytes.fromhex(line[1:]))
+    else:
+        raise HarnessError('mdb_dump -s %s: no DATA=END' % table)
+    if len(data) % 2:
+        raise HarnessError('mdb_dump -s %s: a key without a value' % table)
+    return list(zip(data[0::2], data[1::2]))
+
+
+def key_parts(key):
+    """A key's NUL-terminated parts as strings; bytes that follow the last
+    NUL (a binary suffix such as mod_offline's sequence number) come last,
+    as bytes."""
+    parts = key.split(b'\0')
+    out = [p.decode('utf-8', 'replace') for p in parts[:-1]]
+    if parts[-1]:
+        out.append(parts[-1])
+    return tuple(out)
+
+
+def user_rows(server, user, host=None, tables=None):
+    """{table: [the rest of the key after HOST NUL NODE NUL, as bytes]} of
+    every row of user@host in the spool, for every table (or only those
+    given); tables where the user has no row are left out. The account row
+    itself shows as {'accounts': [b'']}; key_parts() splits the rest."""
+    prefix = ('%s\0%s\0' % (host or server.host, user)).encode('utf-8')
+    found = {}
+    for t in (store_tables(server) if tables is None else tables):
+        rows = [k[len(prefix):] for k, _ in store_rows(server, t) if k.startswith(prefix)]
+        if rows:
+            found[t] = rows
+    return found
