@@ -275,7 +275,8 @@ main(int argc, char **argv)
 	}
 	if (opt.user == NULL || opt.pass == NULL) {
 		fprintf(stderr, "usage: xmpp-login --user U --password P [--ip --port --domain "
-		    "--mech --ca --cb tls-exporter|tls-unique --corrupt-cb --bind-after-failure --direct-tls --tls12 --resource]\n");
+		    "--mech --ca --cb tls-exporter|tls-unique --corrupt-cb --bind-after-failure "
+		    "--direct-tls --tls12 --resource]\n");
 		return 2;
 	}
 	hints.ai_socktype = SOCK_STREAM;
