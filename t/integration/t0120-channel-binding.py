@@ -44,6 +44,26 @@ async def main():
     xt.ok(rc != 0 and 'not-authorized' in out,
           'tls-exporter on TLS 1.2 is refused with not-authorized') or xt.diag(out, err)
 
+    # The tls-exporter binding is really compared (RFC 5802 6, RFC 9266 2):
+    # data that is not this connection's (what a client behind a TLS-
+    # terminating attacker would send) fails authentication. The SCRAM
+    # proof covers the sent data, so only the comparison can catch it.
+    # RFC 6120 6.5.10: <not-authorized/> (the credentials do not hold on
+    # this channel; Prosody says <malformed-request/>, but the request is
+    # well-formed).
+    # After the failure the stream is still unauthenticated: a bind on it
+    # is refused with <not-authorized/> (RFC 6120 4.9.3.12), so no session.
+    rc, out, err = login(srv, 'alice', 'alice-pw', '--mech', 'SCRAM-SHA-256-PLUS',
+                         '--corrupt-cb', '--bind-after-failure')
+    xt.is_((rc, out), (1, 'FAIL SASL failure not-authorized; bind after it: stream error not-authorized'),
+           'a corrupted tls-exporter binding on TLS 1.3: SASL <not-authorized/>, and no session') \
+        or xt.diag(err)
+    xt.is_(err, 'trying tls=TLSv1.3 mech=SCRAM-SHA-256-PLUS cb=tls-exporter (corrupted)',
+           'that was tls-exporter on TLS 1.3')
+    rc, out, err = login(srv, 'alice', 'alice-pw', '--mech', 'SCRAM-SHA-1-PLUS', '--corrupt-cb')
+    xt.is_((rc, out), (1, 'FAIL SASL failure not-authorized'),
+           'the same with SCRAM-SHA-1-PLUS') or xt.diag(err)
+
     rc, out, err = login(srv, 'alice', 'wrong', '--mech', 'SCRAM-SHA-256-PLUS')
     xt.ok(rc != 0 and 'not-authorized' in out, 'a wrong password with -PLUS: not-authorized') \
         or xt.diag(out, err)

@@ -70,6 +70,13 @@ async def main():
     ok, c, code = await try_login('t0130-none', {'certfiles': [leaf_pem],
                                                  'ca_file': root_pem}, root_pem)
     xt.ok(not ok, 'intermediate nowhere: the client cannot verify, login fails')
+    # And it fails for that reason: the chain xmppd sent ends at a
+    # certificate whose issuer (the intermediate) the client does not have
+    # (OpenSSL's X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY; RFC 5280 6.1
+    # path validation needs every certificate up to a trust anchor).
+    xt.like(c.error, r'CERTIFICATE_VERIFY_FAILED.*unable to get local issuer certificate',
+            'intermediate nowhere: the TLS handshake fails certificate verification, '
+            'unable to get the issuer certificate') or xt.diag(c.describe())
     xt.is_(code, 0, 'xmppd exits 0')
 
 

@@ -4,6 +4,7 @@
 namespace prefix declared on the stream header."""
 
 import asyncio
+import collections
 import os
 import re
 import sys
@@ -13,15 +14,29 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 import xmppdtest as xt  # noqa: E402
 
 GIVEN_BACK = re.compile(r'(c2s#[0-9.]+): idle: parser given back')
+BOUND = re.compile(r'(c2s#[0-9.]+): bound (\S+)')
 
 
-async def wait_given_back(srv, n, timeout=10):
-    """Waits until the log shows at least n hibernations; returns the count."""
+def naps(srv):
+    """How many times each connection (by its log tag) gave its parser back."""
+    return collections.Counter(GIVEN_BACK.findall(srv.log()))
+
+
+def tags(srv, *jids):
+    """The log tags of the connections that bound these full JIDs."""
+    bound = {jid: tag for tag, jid in BOUND.findall(srv.log())}
+    return [bound.get(str(j)) for j in jids]
+
+
+async def wait_naps(srv, conns, n, timeout=10):
+    """Waits until each of the connections conns (log tags) gave its parser
+    back at least n times; returns the counts of those connections. One
+    connection hibernating three times is not three connections doing so."""
     deadline = time.monotonic() + timeout
     while True:
-        count = len(GIVEN_BACK.findall(srv.log()))
-        if count >= n or time.monotonic() > deadline:
-            return count
+        count = naps(srv)
+        if all(count[c] >= n for c in conns) or time.monotonic() > deadline:
+            return {c: count[c] for c in conns}
         await asyncio.sleep(0.2)
 
 
@@ -55,8 +70,12 @@ async def main():
 
     # hibernate_after: 1 and a sweep of a tenth of the sessions (at least
     # one) per second: all three are quiet long enough within a few seconds.
-    n = await wait_given_back(srv, 3)
-    xt.ok(n >= 3, 'three quiet streams gave their parser back (%d in the log)' % n)
+    conns = tags(srv, alice.jid, bob.jid, carol_jid)
+    xt.ok(None not in conns and len(set(conns)) == 3,
+          'the three streams are three connections in the log (%s)' % conns)
+    got = await wait_naps(srv, conns, 1)
+    xt.ok(all(v >= 1 for v in got.values()),
+          'each of the three quiet streams gave its parser back (%s)' % got)
 
     alice.send(bob.jid, 'after a nap')
     m = await bob.message(body='after a nap')
@@ -78,8 +97,8 @@ async def main():
 
     # Quiet again: they hibernate a second time and still work (the
     # parsers now come from the worker's pool of reset parsers).
-    n = await wait_given_back(srv, 6)
-    xt.ok(n >= 6, 'they hibernate again (%d in the log)' % n)
+    got = await wait_naps(srv, conns, 2)
+    xt.ok(all(v >= 2 for v in got.values()), 'each of them hibernates again (%s)' % got)
     for i in range(3):
         alice.send(bob.jid, 'round %d' % i)
     got = []
@@ -98,7 +117,7 @@ async def main():
     srv2.register('dave', 'dave-pw')
     dave = await xt.login_ok(srv2, 'dave', 'dave-pw')
     await asyncio.sleep(3)
-    xt.is_(len(GIVEN_BACK.findall(srv2.log())), 0,
+    xt.is_(sum(naps(srv2).values()), 0,
            'with hibernate_after: 0 no parser is given back')
 
     carol.close()

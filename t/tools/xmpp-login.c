@@ -6,6 +6,14 @@
  *   OK tls=TLSv1.3 mech=SCRAM-SHA-256-PLUS cb=tls-exporter alpn=xmpp-client jid=a@b/r
  *   FAIL <what went wrong>
  *
+ * --corrupt-cb sends channel-binding data that is not the connection's
+ * (every byte changed), as a client behind a TLS-terminating attacker
+ * would: the server must refuse it. --bind-after-failure then asks for a
+ * resource all the same, on the stream that failed, and says what came
+ * back:
+ *
+ *   FAIL SASL failure not-authorized; bind after it: stream error not-authorized
+ *
  * It exists because no Python client here can compute tls-exporter
  * (RFC 9266): Python's ssl module does not export keying material.
  * The server's replies are parsed with xmppd's own stream parser.
@@ -30,9 +38,9 @@
 
 static struct {
 	const char *ip, *port, *domain, *user, *pass, *mech, *ca, *cbtype, *resource;
-	int direct_tls, tls_max;
+	int direct_tls, tls_max, corrupt_cb, bind_after_failure;
 } opt = { "127.0.0.1", "5222", "localhost", NULL, NULL, "SCRAM-SHA-256", NULL,
-	  NULL, "test", 0, 0 };
+	  NULL, "test", 0, 0, 0, 0 };
 
 static int fd = -1;
 static SSL *ssl;
@@ -208,10 +216,21 @@ cb_callback(Gsasl *ctx, Gsasl_session *s, Gsasl_property prop)
 	default:
 		return GSASL_NO_CALLBACK;
 	}
+	if (opt.corrupt_cb)
+		for (size_t i = 0; i < n; i++)
+			data[i] ^= 0x5a;
 	if (gsasl_base64_to((const char *)data, n, &b64, &b64len) == GSASL_OK)
 		rc = gsasl_property_set(s, prop, b64);
 	free(b64);
 	return rc;
+}
+
+static const char *
+bind_iq(char *buf, size_t len)
+{
+	snprintf(buf, len, "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:"
+	    "ns:xmpp-bind'><resource>%s</resource></bind></iq>", opt.resource);
+	return buf;
 }
 
 int
@@ -223,7 +242,8 @@ main(int argc, char **argv)
 		{ "password", required_argument, NULL, 'w' }, { "mech", required_argument, NULL, 'm' },
 		{ "ca", required_argument, NULL, 'c' }, { "cb", required_argument, NULL, 'b' },
 		{ "direct-tls", no_argument, NULL, 'D' }, { "tls12", no_argument, NULL, '2' },
-		{ "resource", required_argument, NULL, 'r' }, { NULL, 0, NULL, 0 },
+		{ "resource", required_argument, NULL, 'r' }, { "corrupt-cb", no_argument, NULL, 'C' },
+		{ "bind-after-failure", no_argument, NULL, 'B' }, { NULL, 0, NULL, 0 },
 	};
 	struct addrinfo hints = { 0 }, *ai;
 	Gsasl *gctx;
@@ -248,12 +268,15 @@ main(int argc, char **argv)
 		case 'D': opt.direct_tls = 1; break;
 		case '2': opt.tls_max = TLS1_2_VERSION; break;
 		case 'r': opt.resource = optarg; break;
+		case 'C': opt.corrupt_cb = 1; break;
+		case 'B': opt.bind_after_failure = 1; break;
 		default: return 2;
 		}
 	}
 	if (opt.user == NULL || opt.pass == NULL) {
 		fprintf(stderr, "usage: xmpp-login --user U --password P [--ip --port --domain "
-		    "--mech --ca --cb tls-exporter|tls-unique --direct-tls --tls12 --resource]\n");
+		    "--mech --ca --cb tls-exporter|tls-unique --corrupt-cb --bind-after-failure "
+		    "--direct-tls --tls12 --resource]\n");
 		return 2;
 	}
 	hints.ai_socktype = SOCK_STREAM;
@@ -299,6 +322,9 @@ main(int argc, char **argv)
 
 		cbused = p != NULL ? "tls-exporter" : "tls-unique";
 	}
+	/* On stderr, so that a failure still says what was tried. */
+	fprintf(stderr, "trying tls=%s mech=%s cb=%s%s\n", SSL_get_version(ssl), opt.mech,
+	    cbused, opt.corrupt_cb ? " (corrupted)" : "");
 	for (;;) {
 		const char *name;
 
@@ -307,8 +333,19 @@ main(int argc, char **argv)
 		out = NULL;
 		if (strcmp(name, "failure") == 0) {
 			xml_elem *c = xml_first_child(e);
+			char cond[64];
 
-			fail("SASL failure %s", c != NULL ? xml_elem_name(c) : "?");
+			snprintf(cond, sizeof(cond), "%s", c != NULL ? xml_elem_name(c) : "?");
+			if (!opt.bind_after_failure)
+				fail("SASL failure %s", cond);
+			send_str(bind_iq(buf, sizeof(buf)));
+			e = next(0);
+			c = xml_first_child(e);
+			if (strcmp(xml_elem_name(e), "error") == 0)
+				fail("SASL failure %s; bind after it: stream error %s", cond,
+				    c != NULL ? xml_elem_name(c) : "?");
+			fail("SASL failure %s; bind after it: <%s type='%s'/>", cond,
+			    xml_elem_name(e), xml_attr_get(e, "type") ? xml_attr_get(e, "type") : "");
 		}
 		if (strcmp(name, "challenge") != 0 && strcmp(name, "success") != 0)
 			fail("unexpected <%s/> during SASL", name);
@@ -333,9 +370,7 @@ main(int argc, char **argv)
 	e = next(0);
 	if (xml_child(e, NS_BIND, "bind") == NULL)
 		fail("no bind feature");
-	snprintf(buf, sizeof(buf), "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:"
-	    "ns:xmpp-bind'><resource>%s</resource></bind></iq>", opt.resource);
-	send_str(buf);
+	send_str(bind_iq(buf, sizeof(buf)));
 	e = next(0);
 	{
 		xml_elem *b = xml_child(e, NS_BIND, "bind");
