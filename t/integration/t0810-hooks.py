@@ -13,12 +13,20 @@ doc/hooks.md), each through a test module of t/modules/:
 (c) sm_session_opened (mod_sessionopened): runs once for each bound
     session, with its full JID, after the bind result, before the session
     is available, on the session's worker (sessions on both workers);
-    stops after unload.
+    stops after unload;
+(d) deferred IQ replies (mod_deferred): answered by a timer and by the
+    module's own thread, exactly once, with the right id, also to a client
+    on the other worker; a client gone before the answer; an unload with
+    answers pending.
 """
 
+import asyncio
 import os
+import re
 import shutil
 import sys
+import time
+import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
@@ -26,6 +34,8 @@ import xmppdtest as xt  # noqa: E402
 NS_R = 'jabber:iq:roster'
 NS_FF = 'urn:xmppd:test:featurefold'
 NS_SO = 'urn:xmppd:test:sessionopened'
+NS_DEF = 'urn:xmppd:test:deferred'
+NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas'
 NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind'
 NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls'
 HOST, OTHER = 'xmppd.test', 'other.test'
@@ -250,6 +260,176 @@ async def test_session_opened(srv, alice, bob, carol, seen):
 
 
 # ---------------------------------------------------------------------------
+# (d) deferred IQ replies
+# ---------------------------------------------------------------------------
+
+def deferred_iq(iq_id, how, ms):
+    return ("<iq type='get' id='%s' to='%s'><query xmlns='%s' how='%s' ms='%d'/></iq>"
+            % (iq_id, HOST, NS_DEF, how, ms))
+
+
+def replies(raw, iq_id):
+    """Every <iq/> with that id the raw client received, as Elements."""
+    found = []
+    for m in re.finditer(r'<iq\b[^>]*?(?:/>|>.*?</iq>)', raw.text, re.S):
+        try:
+            e = ET.fromstring(m.group(0).replace('<iq', "<iq xmlns='jabber:client'", 1)
+                              if 'xmlns=' not in m.group(0).split('>', 1)[0] else m.group(0))
+        except ET.ParseError:
+            continue
+        if e.get('id') == iq_id:
+            found.append(e)
+    return found
+
+
+def summary(e):
+    """('result', how, waited ms) or ('error', condition) of a reply."""
+    if e.get('type') == 'result':
+        a = e.find('{%s}query/{%s}answered' % (NS_DEF, NS_DEF))
+        if a is None:
+            return ('result', None, None)
+        return ('result', a.get('how'), int(a.get('waited') or -1))
+    err = e.find('{jabber:client}error')
+    conds = [c.tag.split('}', 1)[1] for c in (err if err is not None else [])
+             if c.tag.startswith('{%s}' % NS_STANZAS) and not c.tag.endswith('}text')]
+    return ('error', conds[0] if conds else None)
+
+
+def reply_tag(raw, iq_id):
+    """The opening tag of the first reply with that id (to find where it is)."""
+    m = re.search(r"<iq\b[^>]*id=['\"]%s['\"]" % re.escape(iq_id), raw.text)
+    return m.group(0) if m else '\0never\0'
+
+
+async def wait_reply(raw, iq_id, timeout):
+    return await raw.read_until(r"<iq\b[^>]*id=['\"]%s['\"]" % re.escape(iq_id), timeout)
+
+
+async def deferred_stats(srv):
+    code, out, err = await srv.actl('deferred')
+    m = re.fullmatch(r'pending (\d+) answered (\d+)\s*', out or '')
+    return (int(m.group(1)), int(m.group(2))) if code == 0 and m else (code, out, err)
+
+
+async def wait_stats(srv, pred, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        s = await deferred_stats(srv)
+        if (isinstance(s[0], int) and len(s) == 2 and pred(s)) or time.monotonic() > deadline:
+            return s
+        await asyncio.sleep(0.05)
+
+
+async def raw_login(srv, user, resource):
+    r = await xt.Raw.open(srv)
+    jid = await r.login(user, user + '-pw', resource)
+    return r, jid
+
+
+async def test_deferred(srv, alice, bob):
+    r, _ = await raw_login(srv, 'alice', 'def')
+    try:
+        for how in ('timer', 'thread'):
+            iq_id = 'one-' + how
+            r.set_mark()
+            t0 = time.monotonic()
+            await r.send(deferred_iq(iq_id, how, 200))
+            got = await wait_reply(r, iq_id, 10)
+            took = time.monotonic() - t0
+            await asyncio.sleep(0.6)      # a second answer would be here by now
+            rs = [summary(e) for e in replies(r, iq_id)]
+            xt.is_(len(rs), 1, '(d) %s: exactly one reply with id %s' % (how, iq_id)) \
+                or xt.diag(r.since_mark())
+            s = rs[0] if rs else ('none',)
+            xt.ok(got is not None and s[:2] == ('result', how) and s[2] >= 200 and
+                  took >= 0.19, '(d) %s: a result, answered by the %s after %s ms (client '
+                  'waited %.0f ms; 200 asked)' % (how, how, s[2] if len(s) > 2 else '?',
+                                                  took * 1000)) or xt.diag(s)
+
+        # Several at once, answered in the order of their delays.
+        r.set_mark()
+        batch = [('b1', 'thread', 900), ('b2', 'timer', 700), ('b3', 'thread', 300),
+                 ('b4', 'timer', 100)]
+        for iq_id, how, ms in batch:
+            await r.send(deferred_iq(iq_id, how, ms))
+        for iq_id, _, _ in batch:
+            await wait_reply(r, iq_id, 10)
+        await asyncio.sleep(0.5)
+        got = {iq_id: [summary(e)[:2] for e in replies(r, iq_id)] for iq_id, _, _ in batch}
+        xt.is_(got, {iq_id: [('result', how)] for iq_id, how, _ in batch},
+               '(d) four pending at once (timers and thread): each answered once, by the '
+               'right one, under its own id')
+        at = {iq_id: r.text.find(reply_tag(r, iq_id)) for iq_id, _, _ in batch}
+        xt.is_(sorted(at, key=at.get), ['b4', 'b3', 'b2', 'b1'],
+               '(d) ... in the order of their delays, not of sending')
+    finally:
+        r.close()
+
+    # bob is on the other worker: the timer runs there, and the thread's
+    # answer crosses to it.
+    for how in ('timer', 'thread'):
+        res = await bob.iq('get', HOST, "<query xmlns='%s' how='%s' ms='200'/>" % (NS_DEF, how),
+                           timeout=10)
+        a = res.xml.find('{%s}query/{%s}answered' % (NS_DEF, NS_DEF)) \
+            if res is not None and res['type'] == 'result' else None
+        xt.is_(a.get('how') if a is not None else outcome(res), how,
+               '(d) %s: answered to bob, on the other worker' % how)
+
+    # A client gone before the answer: the answer goes nowhere; nothing
+    # crashes and nothing leaks (the server's exit is checked under ASan).
+    base = await deferred_stats(srv)
+    gone, gone_jid = await raw_login(srv, 'alice', 'gone')
+    await gone.send(deferred_iq('g1', 'timer', 3000) + deferred_iq('g2', 'thread', 3000))
+    s = await wait_stats(srv, lambda s: s[0] == 2)
+    xt.is_(s[0], 2, '(d) two answers pending for a client ...') or xt.diag(s)
+    gone.close()
+    sessions = await srv.wait_connected(lambda ss: xt.session_of(ss, gone_jid) is None)
+    s = await deferred_stats(srv)
+    xt.ok(xt.session_of(sessions, gone_jid) is None and s[0] == 2,
+          '(d) ... that left before they were due (%s)' % (s,)) or xt.diag(sessions, s)
+    s = await wait_stats(srv, lambda s: s[0] == 0)
+    xt.ok(isinstance(base[1], int) and s == (0, base[1] + 2),
+          '(d) both were answered then (%s -> %s), to nobody' % (base, s))
+    xt.ok(srv.running(), '(d) xmppd still runs')
+    xt.ok(await xt.roundtrip(alice, bob), '(d) and routes messages')
+
+    # Unload with answers pending: the module answers them in unload()
+    # (service-unavailable); its timer, dropped by the core before
+    # unload(), never answers a second time.
+    r, _ = await raw_login(srv, 'alice', 'unl')
+    try:
+        r.set_mark()
+        await r.send(deferred_iq('u1', 'timer', 5000) + deferred_iq('u2', 'thread', 5000))
+        s = await wait_stats(srv, lambda s: s[0] == 2)
+        xt.is_(s[0], 2, '(d) two answers pending ...') or xt.diag(s)
+        t0 = time.monotonic()
+        xt.ok(await ctl_ok(srv, 'module', 'unload', 'mod_deferred'),
+              '(d) ... when mod_deferred is unloaded')
+        for iq_id in ('u1', 'u2'):
+            await wait_reply(r, iq_id, 5)
+        xt.ok(time.monotonic() - t0 < 4.0, '(d) the answers came with the unload, before '
+              'their time')
+        await asyncio.sleep(max(0.0, 5.0 + 1.0 - (time.monotonic() - t0)))
+        got = {iq_id: [summary(e) for e in replies(r, iq_id)] for iq_id in ('u1', 'u2')}
+        xt.is_(got, {'u1': [('error', 'service-unavailable')],
+                     'u2': [('error', 'service-unavailable')]},
+               '(d) each got exactly one reply, service-unavailable, and nothing when its '
+               'time came')
+        xt.ok(srv.running(), '(d) xmppd still runs (no timer ran into unmapped code)')
+        r.set_mark()
+        await r.send(deferred_iq('u3', 'timer', 100))
+        await wait_reply(r, 'u3', 5)
+        xt.is_([summary(e) for e in replies(r, 'u3')], [('error', 'service-unavailable')],
+               '(d) unloaded: its namespace is service-unavailable (RFC 6120 8.4)')
+    finally:
+        r.close()
+    xt.ok(await ctl_ok(srv, 'module', 'load', 'mod_deferred'), '(d) load mod_deferred again')
+    res = await alice.iq('get', HOST, "<query xmlns='%s' how='thread' ms='100'/>" % NS_DEF,
+                         timeout=10)
+    xt.is_(outcome(res), 'result', '(d) loaded again: a deferred answer comes')
+
+
+# ---------------------------------------------------------------------------
 # The test
 # ---------------------------------------------------------------------------
 
@@ -262,13 +442,13 @@ async def main():
         raise xt.HarnessError('%s is missing (make modules/mod_roster.la, or set '
                               'XMPPD_TEST_MODULE_DIR)' % roster_so)
     shutil.copy(roster_so, moddir / 'mod_roster.so')
-    for name in ('mod_rosterfold', 'mod_featurefold', 'mod_sessionopened'):
+    for name in ('mod_rosterfold', 'mod_featurefold', 'mod_sessionopened', 'mod_deferred'):
         xt.build_test_module(moddir, name)
 
     srv = xt.Server(hosts=(HOST, OTHER), workers=2, conf={'module_dir': str(moddir)},
                     modules={'mod_roster': {}, 'mod_rosterfold': {},
                              'mod_featurefold': {'only_host': HOST},
-                             'mod_sessionopened': {}})
+                             'mod_sessionopened': {}, 'mod_deferred': {}})
     srv.register('alice', 'alice-pw')
     srv.register('bob', 'bob-pw')
     srv.register('carol', 'carol-pw', host=OTHER)
@@ -287,6 +467,7 @@ async def main():
     await test_session_opened(srv, alice, bob, carol, seen)
     await test_roster(srv, alice, bob, carol)
     await test_features(srv)
+    await test_deferred(srv, alice, bob)
 
     await xt.disconnect_all(alice, bob, carol)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0 on SIGTERM, unloading the modules')
