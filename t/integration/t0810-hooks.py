@@ -341,8 +341,10 @@ async def test_deferred(srv, alice, bob):
             xt.is_(len(rs), 1, '(d) %s: exactly one reply with id %s' % (how, iq_id)) \
                 or xt.diag(r.since_mark())
             s = rs[0] if rs else ('none',)
-            xt.ok(got is not None and s[:2] == ('result', how) and s[2] >= 200 and
-                  took >= 0.19, '(d) %s: a result, answered by the %s after %s ms (client '
+            # A margin under 200 ms: libevent's timers run on a coarse
+            # clock (a few ms), so one may fire a little early.
+            xt.ok(got is not None and s[:2] == ('result', how) and s[2] >= 180 and
+                  took >= 0.18, '(d) %s: a result, answered by the %s after %s ms (client '
                   'waited %.0f ms; 200 asked)' % (how, how, s[2] if len(s) > 2 else '?',
                                                   took * 1000)) or xt.diag(s)
 
@@ -405,10 +407,9 @@ async def test_deferred(srv, alice, bob):
         t0 = time.monotonic()
         xt.ok(await ctl_ok(srv, 'module', 'unload', 'mod_deferred'),
               '(d) ... when mod_deferred is unloaded')
-        for iq_id in ('u1', 'u2'):
-            await wait_reply(r, iq_id, 5)
-        xt.ok(time.monotonic() - t0 < 4.0, '(d) the answers came with the unload, before '
-              'their time')
+        came = [await wait_reply(r, iq_id, 5) is not None for iq_id in ('u1', 'u2')]
+        xt.ok(came == [True, True] and time.monotonic() - t0 < 4.0,
+              '(d) the answers came with the unload, before their time') or xt.diag(came)
         await asyncio.sleep(max(0.0, 5.0 + 1.0 - (time.monotonic() - t0)))
         got = {iq_id: [summary(e) for e in replies(r, iq_id)] for iq_id in ('u1', 'u2')}
         xt.is_(got, {'u1': [('error', 'service-unavailable')],
