@@ -2099,6 +2099,29 @@ conf_current(void)
 static unsigned long conf_generation;
 static __thread struct conf *conf_cached;
 static __thread unsigned long conf_cached_gen;
+/*
+ * The main thread and the workers drop their cached reference with
+ * conf_local_release. Other threads route too: a module's own thread may
+ * answer a deferred IQ (xmppd_iq_reply is "any thread", hooks/xmppd.h),
+ * which reaches conf_local through router_route_filtered, and never calls
+ * conf_local_release. The key's destructor drops such a thread's reference
+ * when it exits; without it, each one leaked a whole configuration.
+ */
+static pthread_key_t conf_cached_key;
+static pthread_once_t conf_cached_once = PTHREAD_ONCE_INIT;
+
+static void
+conf_cached_drop(void *c)
+{
+	conf_unref(c);
+}
+
+static void
+conf_cached_key_init(void)
+{
+	if (pthread_key_create(&conf_cached_key, conf_cached_drop) != 0)
+		fatal("cannot create the configuration cache key");
+}
 
 void
 conf_swap(struct conf *c)
@@ -2122,6 +2145,8 @@ conf_local(void)
 		conf_unref(conf_cached);
 		conf_cached = conf_current();
 		conf_cached_gen = g;
+		pthread_once(&conf_cached_once, conf_cached_key_init);
+		(void)pthread_setspecific(conf_cached_key, conf_cached);
 	}
 	return conf_cached;
 }
@@ -2131,6 +2156,8 @@ conf_local_release(void)
 {
 	conf_unref(conf_cached);
 	conf_cached = NULL;
+	pthread_once(&conf_cached_once, conf_cached_key_init);
+	(void)pthread_setspecific(conf_cached_key, NULL);
 }
 
 const struct conf_s2s_host *

@@ -192,8 +192,9 @@ void conf_swap(struct conf *c);
 /*
  * The running configuration for the calling thread's hot paths, without a
  * lock: a reference cached per thread, refreshed when a swap has happened
- * since. Borrowed: valid until the thread's next conf_local call. A thread
- * drops its cached reference with conf_local_release before it exits.
+ * since. Borrowed: valid until the thread's next conf_local call. A worker
+ * or the main thread drops its cached reference with conf_local_release
+ * before it exits; any other thread's is dropped when the thread exits.
  */
 const struct conf *conf_local(void);
 void conf_local_release(void);

@@ -1500,3 +1500,51 @@ def user_rows(server, user, host=None, tables=None):
         if rows:
             found[t] = rows
     return found
+
+
+# Test modules and worker placement (t0800-modules, t0810-hooks)
+# ---------------------------------------------------------------------------
+
+# The warnings the project builds with: test modules must pass them.
+MODULE_WARN = ['-Wall', '-Wextra', '-Wno-unused-parameter', '-Wshadow', '-Wpointer-arith',
+               '-Wstrict-prototypes', '-Wmissing-prototypes', '-Wformat=2', '-Werror']
+
+
+def build_test_module(moddir, name, source=None, defines=()):
+    """Compiles t/modules/<source or name>.c against hooks/xmppd.h alone
+    into moddir/<name>.so; a failure stops the test (it is set-up)."""
+    src = TOP_SRCDIR / 't' / 'modules' / ('%s.c' % (source or name))
+    cmd = ([os.environ.get('CC') or 'cc', '-std=gnu11'] + MODULE_WARN +
+           ['-I%s' % (TOP_SRCDIR / 'hooks'), '-fPIC', '-shared', '-fvisibility=hidden',
+            '-pthread'] + list(defines) + ['-o', str(Path(moddir) / ('%s.so' % name)), str(src)])
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        raise HarnessError('cannot compile %s:\n%s%s' % (src, r.stdout, r.stderr))
+
+
+async def worker_of(server, client, timeout=5):
+    """The worker (the column of `xmppctl connected`) of client's session,
+    or None if it is not listed within timeout."""
+    sessions = await server.wait_connected(lambda s: session_of(s, client.jid), timeout)
+    return (session_of(sessions, client.jid) or {}).get('worker')
+
+
+async def login_on_worker(server, user, password, want, resource, tries=20, seen=None,
+                          **kw):
+    """Logs user in (resources resource0, resource1, ...) until the session
+    is on a worker w with want(w), at most tries times: connections are
+    spread over the workers by the kernel, so this is how a test puts two
+    clients on different workers. Returns (client, worker), or (None,
+    last worker seen); the clients that landed elsewhere are disconnected.
+    seen, a list, gets (full JID, worker) of every session opened."""
+    w = None
+    for i in range(tries):
+        c = await login_ok(server, user, password, resource='%s%d' % (resource, i), **kw)
+        w = await worker_of(server, c)
+        if seen is not None:
+            seen.append((str(c.jid), w))
+        if w is not None and want(w):
+            return c, w
+        await c.disconnect()
+    return None, w
