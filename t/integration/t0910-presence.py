@@ -225,8 +225,9 @@ async def main():
     # Presence to a bad address is answered with the presence error that
     # says why (RFC 6120 8.3): jid-malformed for an address that is not a
     # JID (8.3.3.8), from the server; remote-server-not-found for a domain
-    # that cannot be reached (8.3.3.16), from the address. Presence to an
-    # account that does not exist is silently ignored (RFC 6121 8.5.1).
+    # that cannot be reached (8.3.3.16), from the address. Presence with
+    # no type, unavailable or subscription presence to an account that
+    # does not exist is silently ignored (RFC 6121 8.5.1: MUST).
     sid = xt.send_presence_id(frank, 'bad@@address')
     p = await xt.error_for(frank, sid, 'presence')
     xt.is_(xt.error_summary(p), ('error', 'jid-malformed', ''),
@@ -235,10 +236,12 @@ async def main():
     p = await xt.error_for(frank, sid, 'presence', timeout=15)
     xt.is_(xt.error_summary(p), ('error', 'remote-server-not-found', 'someone@nowhere.test'),
            'presence to an unreachable domain: remote-server-not-found from that address')
-    sid = xt.send_presence_id(frank, srv.jid('nobody'))
+    nobody = srv.jid('nobody')
+    sids = [xt.send_presence_id(frank, nobody, t) for t in (None, 'unavailable', 'subscribe')]
     await frank.iq('get', srv.host, "<query xmlns='urn:xmppd:test:sync'/>")
-    xt.is_(await with_id([frank], sid, timeout=0.5), [False],
-           'presence to a nonexistent account is not answered')
+    p = await frank.presences.get(lambda p: p['id'] in sids or p['from'].bare == nobody, 0.5)
+    xt.is_(p and (p['id'], p['type'], str(p['from'])), None,
+           'available, unavailable and subscribe presence to a nonexistent account are not answered')
     await xt.disconnect_all(alice, alice2)
 
     await xt.disconnect_all(bob, carol, dave, frank)
