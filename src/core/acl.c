@@ -161,5 +161,3 @@ shaper_find(const struct conf *c, const char *name)
 			return &c->shapers[i];
 	return NULL;
 }
-
-/* The bucket starts full: a new connection may send a burst at once. */

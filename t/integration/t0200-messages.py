@@ -25,6 +25,11 @@ async def login_on_other_worker(srv, other, user, pw, tries=20):
     return None, sessions
 
 
+def msg_seen(m):
+    """(body, from, type) of a received message, None if none came."""
+    return None if m is None else (m['body'], str(m['from']), m['type'])
+
+
 async def main():
     srv = xt.Server(workers=2)
     for u in ('alice', 'bob'):
@@ -39,15 +44,16 @@ async def main():
         bob = await xt.login_ok(srv, 'bob', 'bob-pw')
     xt.diag('connected: %s' % [s['line'] for s in (await srv.aconnected()) or []])
 
+    # One message is one check: it arrived, from the sender's full JID
+    # (RFC 6120 8.1.2.1), with its type.
     alice.send(bob.jid, 'hello bob, it is alice')
     m = await bob.message(body='hello bob, it is alice')
-    xt.ok(m is not None, 'bob receives alice\'s message')
-    xt.is_(str(m['from']) if m else None, str(alice.jid), 'message from is alice\'s full JID')
-    xt.is_(m['type'] if m else None, 'chat', 'message type is chat')
+    xt.is_(msg_seen(m), ('hello bob, it is alice', str(alice.jid), 'chat'),
+           'bob receives alice\'s chat message, from her full JID')
     bob.send(alice.jid, 'hi alice <&> "quoted"')
     m = await alice.message(body='hi alice <&> "quoted"')
-    xt.ok(m is not None, 'alice receives bob\'s reply, with escaped characters intact')
-    xt.is_(str(m['from']) if m else None, str(bob.jid), 'reply from is bob\'s full JID')
+    xt.is_(msg_seen(m), ('hi alice <&> "quoted"', str(bob.jid), 'chat'),
+           'alice receives bob\'s reply from his full JID, escaped characters intact')
 
     # Ten each way in a burst, order kept (RFC 6120 10.1).
     for i in range(10):
@@ -80,25 +86,30 @@ async def main():
     # (RFC 6121 4.2.2, 4.4.2).
     lo.xmpp.send_presence(pstatus='status from low', ppriority=1)
     p = await hi.presence(frm=lo.jid, pred=lambda p: p['status'] == 'status from low')
-    xt.ok(p is not None, 'presence from alice/low reaches alice/high')
-    xt.is_(p['type'] if p is not None else None, 'available', 'that presence is available')
+    xt.is_(p['type'] if p is not None else None, 'available',
+           'available presence from alice/low reaches alice/high')
 
-    # Nonexistent local user: <service-unavailable/> (RFC 6121 8.5.2.2.1 and
-    # the contract).
-    bob.send(srv.jid('nobody'), 'anyone there?')
-    m = await bob.message(mtype='error')
-    xt.ok(m is not None, 'message to a nonexistent user bounces with type=error')
-    xt.is_(m['error']['condition'] if m is not None else None, 'service-unavailable',
-           'bounce condition is service-unavailable')
-    xt.is_(m['from'].bare if m is not None else None, srv.jid('nobody'),
-           'bounce comes from the nonexistent JID')
+    # Nonexistent local user: <service-unavailable/> from that JID (RFC 6121
+    # 8.5.1), matched to the message by its id (RFC 6120 8.3.1: the error
+    # carries the id of the stanza that caused it).
+    sid = xt.send_message_id(bob, srv.jid('nobody'), 'anyone there?')
+    m = await xt.error_for(bob, sid)
+    xt.is_(xt.error_summary(m), ('error', 'service-unavailable', srv.jid('nobody')),
+           'message to a nonexistent user bounces: service-unavailable from that JID')
+    # An error is never answered with an error (RFC 6120 8.3.1), not even
+    # one to an account that does not exist.
+    sid = xt.send_message_id(bob, srv.jid('nobody'), 'an error', 'error',
+                             extra="<error type='cancel'><item-not-found xmlns='%s'/></error>"
+                             % xt.NS_STANZAS_ERR)
+    await bob.iq('get', srv.host, "<query xmlns='urn:xmppd:test:sync'/>")  # routed by now
+    xt.is_(xt.error_summary(await xt.error_for(bob, sid, timeout=0.5)), None,
+           'a message of type error to a nonexistent user is not answered')
 
-    # IQ to a full JID with no session: <service-unavailable/> (RFC 6121 8.5.3.2.1).
-    r = await bob.iq('get', srv.jid('alice', 'nosuchresource'), "<query xmlns='jabber:iq:version'/>")
-    xt.ok(r is not None, 'IQ to an unknown full JID is answered')
-    xt.is_(r['type'] if r is not None else None, 'error', 'that answer is type=error')
-    xt.is_(r['error']['condition'] if r is not None else None, 'service-unavailable',
-           'its condition is service-unavailable')
+    # IQ to a full JID with no session: <service-unavailable/> (RFC 6121 8.5.3.2.3).
+    gone = srv.jid('alice', 'nosuchresource')
+    r = await bob.iq('get', gone, "<query xmlns='jabber:iq:version'/>")
+    xt.is_(xt.error_summary(r), ('error', 'service-unavailable', gone),
+           'IQ to an unknown full JID: service-unavailable from that JID')
 
     # An IQ between clients is routed and its reply routed back.
     def answer(iq):
@@ -111,8 +122,10 @@ async def main():
     hi.xmpp.register_handler(Callback('version', MatchXPath("{jabber:client}iq/{jabber:iq:version}query"),
                                       lambda iq: answer(iq) if iq['type'] == 'get' else None))
     r = await bob.iq('get', hi.jid, "<query xmlns='jabber:iq:version'/>")
-    xt.is_(r['type'] if r is not None else None, 'result', 'IQ to alice/high gets her result back')
-    xt.like(str(r) if r is not None else '', 'hi-client', 'the result carries her payload')
+    name = r.xml.find('{jabber:iq:version}query/{jabber:iq:version}name') if r is not None else None
+    xt.is_((r['type'], str(r['from']), name.text if name is not None else None)
+           if r is not None else None, ('result', str(hi.jid), 'hi-client'),
+           'IQ to alice/high gets her result back, with her payload')
 
     await xt.disconnect_all(bob, hi, lo)
     xt.is_(srv.stop(), 0, 'xmppd exits 0 on SIGTERM')

@@ -109,24 +109,37 @@ async def main():
     code, out, err = srv.ctl('frobnicate')
     xt.ok(code not in (0, None) and err.strip(), 'an unknown command exits non-zero with a message')
 
-    # reload with a changed loglevel: it takes effect.
-    async def debug_lines_for_a_login():
+    # reload with a changed loglevel: it takes effect. Each login is
+    # asserted, not assumed: a login that failed would log no [debug] line
+    # either, and the server must say at info level that it bound it.
+    async def a_login():
+        """Logs alice in and out: (the session's full JID, or None if the
+        login failed; [debug] lines; whether the server logged binding
+        that JID at info level)."""
         pos = len(srv.log())
         c = await xt.login(srv, 'alice', 'alice-new')
+        full = str(c.jid) if c.ok else None
+        if full is None:
+            xt.diag('login failed: ' + c.describe())
         await c.disconnect()
         await asyncio.sleep(0.2)
-        return len(re.findall(r'\[debug\]', srv.log()[pos:]))
+        text = srv.log()[pos:]
+        bound = full is not None and re.search(r'\[info\] \S+ bound %s$' % re.escape(full),
+                                               text, re.M) is not None
+        return full, len(re.findall(r'\[debug\]', text)), bound
 
-    before = await debug_lines_for_a_login()
-    xt.ok(before > 0, 'at loglevel debug a login logs [debug] lines (%d)' % before)
+    full, before, bound = await a_login()
+    xt.ok(full and bound and before > 0,
+          'at loglevel debug a login (%s) is logged with [debug] lines (%d)' % (full, before))
     srv.conf['loglevel'] = 'info'
     srv.write_config()
     code, out, err = srv.ctl('reload')
     xt.is_(code, 0, 'reload (loglevel: info) exits 0') or xt.diag(out, err)
     code, out, err = srv.ctl('status')
     xt.ok(code == 0 and out.startswith('running'), 'still running after reload')
-    after = await debug_lines_for_a_login()
-    xt.is_(after, 0, 'after reload to loglevel info a login logs no [debug] line')
+    full, after, bound = await a_login()
+    xt.is_((full is not None, bound, after), (True, True, 0),
+           'after reload to loglevel info a login succeeds, is logged at info, with no [debug] line')
 
     # SIGHUP reloads too.
     srv.conf['loglevel'] = 'debug'
@@ -140,8 +153,9 @@ async def main():
             break
         await asyncio.sleep(0.05)
     xt.ok(srv.running(), 'xmppd survives SIGHUP')
-    again = await debug_lines_for_a_login()
-    xt.ok(again > 0, 'after SIGHUP with loglevel debug, [debug] lines are back (%d)' % again)
+    full, again, bound = await a_login()
+    xt.ok(full and bound and again > 0,
+          'after SIGHUP with loglevel debug, a login logs [debug] lines again (%d)' % again)
 
     # reload with a broken file: refused, the old configuration stays.
     # xmppctl -c reads the file itself to find the socket, so it refuses
@@ -165,8 +179,9 @@ async def main():
         code, out, err = srv.ctl('-s', sock, 'status', config=False)
         xt.ok(code == 0 and out.startswith('running'), 'still running after the refused reload') \
             or xt.diag(code, out, err)
-    n = await debug_lines_for_a_login()
-    xt.ok(n > 0, 'the old configuration (loglevel debug) is still in force (%d [debug] lines)' % n)
+    full, n, bound = await a_login()
+    xt.ok(full and bound and n > 0,
+          'the old configuration (loglevel debug) is still in force: a login logs %d [debug] lines' % n)
     c = await xt.login(srv, 'alice', 'alice-new')
     xt.ok(c.ok, 'logins still work after the refused reloads') or xt.diag(c.describe())
     xt.ok(await xt.roundtrip(c, a2), 'and messages are still routed')

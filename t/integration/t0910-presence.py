@@ -4,7 +4,10 @@ login (probes answered), broadcast of changes, unavailable when a contact's
 TCP connection is killed, the last unavailable presence answering probes
 while nobody is online, directed presence and its unavailable, a second
 resource learning its contacts' presence, and a contact the user blocked
-(mod_blocking, XEP-0191) getting none of the user's presence."""
+(mod_blocking, XEP-0191) getting none of the user's presence; presence
+errors (RFC 6120 8.3, RFC 6121 8.5): routed to the address they carry, not
+broadcast, never answered with an error; presence to a bad address answered
+with the presence error that says why."""
 
 import os
 import socket
@@ -50,6 +53,12 @@ async def none_from(c, bare, timeout=1.5):
     return await c.presences.get(lambda p: p['from'].bare == bare, timeout) is None
 
 
+async def with_id(clients, sid, timeout=1.0):
+    """For each client, whether a presence with id sid reached it."""
+    return [await c.presences.get(lambda p: p['id'] == sid, timeout) is not None
+            for c in clients]
+
+
 def kill(c):
     """Drops the TCP connection at once: a reset, no </stream:stream>."""
     t = c.xmpp.transport
@@ -69,7 +78,11 @@ async def both(srv, a, b):
 # -- the test ------------------------------------------------------------------
 
 async def main():
-    srv = xt.Server(workers=2, modules={'mod_roster': {}, 'mod_blocking': {}})
+    # nowhere.test: a remote domain pinned to a port where nothing listens.
+    nowhere_ip = xt.pick_loopback_ip()
+    nowhere = '%s:%d' % (nowhere_ip, xt.free_ports(nowhere_ip, 1)[0])
+    srv = xt.Server(workers=2, modules={'mod_roster': {}, 'mod_blocking': {}},
+                    conf={'s2s_hosts': {'nowhere.test': nowhere}})
     for u in USERS:
         srv.register(u, u + '-pw')
     A, B, C, D, F = (srv.jid(u) for u in USERS)
@@ -163,6 +176,73 @@ async def main():
     p = await pres(bob, alice.jid, 'unavailable')
     xt.ok(p is not None, 'bob sees alice go')
     xt.ok(await none_from(carol, A), 'carol does not')
+
+    # -- Presence errors -------------------------------------------------
+    # A presence of type error answers a presence its addressee sent (RFC
+    # 6121 4.7.1). It goes where it is addressed like any presence (RFC 6121
+    # 8.5), is not taken for a change of the sender's own presence, and is
+    # never answered with another error (RFC 6120 8.3.1).
+    err = "<error type='cancel'><forbidden xmlns='%s'/></error>" % xt.NS_STANZAS_ERR
+    alice = await client(srv, 'alice', 'home', status='errors')
+    p = await pres(bob, alice.jid, status='errors')
+    xt.ok(p is not None, 'bob sees alice again')
+    alice2 = await client(srv, 'alice', 'phone')
+    # To a bound full JID: to that resource only (8.5.3.1).
+    sid = xt.send_presence_id(frank, alice.jid, 'error', extra=err)
+    p = await xt.error_for(alice, sid, 'presence')
+    xt.is_(xt.error_summary(p), ('error', 'forbidden', str(frank.jid)),
+           'a presence error to alice/home reaches alice/home, as frank sent it')
+    xt.is_(await with_id([alice2, bob], sid), [False, False],
+           'and neither her other resource nor her contact bob')
+    # To the bare JID: to each available resource, as any presence to the
+    # bare JID (8.5.2.1.2, doc/architecture.md); errors to subscription
+    # requests, sent from the bare JID (3.1.2), come back this way.
+    sid_bare = xt.send_presence_id(frank, A, 'error', extra=err)
+    xt.is_(await with_id([alice, alice2], sid_bare, timeout=5), [True, True],
+           'a presence error to alice\'s bare JID reaches both her resources')
+    # Without 'to' it is not the client's presence (RFC 6121 4.7.1 lists
+    # no such use): nothing is broadcast, to contacts or own resources.
+    sid_own = xt.send_presence_id(alice, None, 'error', extra=err)
+    # To a resource that is not bound: ignored (8.5.3.2.2); to an account
+    # that does not exist (8.5.1), to the server and to a malformed
+    # address: not answered.
+    sids = [xt.send_presence_id(frank, srv.jid('alice', 'gone'), 'error', extra=err),
+            xt.send_presence_id(frank, srv.jid('nobody'), 'error', extra=err),
+            xt.send_presence_id(frank, srv.host, 'error', extra=err),
+            xt.send_presence_id(frank, 'bad@@address', 'error', extra=err)]
+    await frank.iq('get', srv.host, "<query xmlns='urn:xmppd:test:sync'/>")
+    await alice.iq('get', srv.host, "<query xmlns='urn:xmppd:test:sync'/>")
+    xt.is_(await with_id([alice2, bob], sid_own), [False, False],
+           'alice\'s presence error without \'to\' reaches neither her other resource nor her contact')
+    xt.is_(xt.error_summary(await xt.error_for(alice, sid_own, 'presence', timeout=0.3)), None,
+           'and it does not come back to alice\'s own session either')
+    xt.is_(await with_id([alice, alice2], sids[0], timeout=0.3), [False, False],
+           'a presence error to an unbound resource reaches none of alice\'s resources')
+    xt.is_([xt.error_summary(await xt.error_for(frank, i, 'presence', timeout=0.3))
+            for i in [sid, sid_bare] + sids], [None] * 6,
+           'none of the six presence errors is answered with an error')
+
+    # Presence to a bad address is answered with the presence error that
+    # says why (RFC 6120 8.3): jid-malformed for an address that is not a
+    # JID (8.3.3.8), from the server; remote-server-not-found for a domain
+    # that cannot be reached (8.3.3.16), from the address. Presence with
+    # no type, unavailable or subscription presence to an account that
+    # does not exist is silently ignored (RFC 6121 8.5.1: MUST).
+    sid = xt.send_presence_id(frank, 'bad@@address')
+    p = await xt.error_for(frank, sid, 'presence')
+    xt.is_(xt.error_summary(p), ('error', 'jid-malformed', ''),
+           'presence to a malformed address: jid-malformed')
+    sid = xt.send_presence_id(frank, 'someone@nowhere.test')
+    p = await xt.error_for(frank, sid, 'presence', timeout=15)
+    xt.is_(xt.error_summary(p), ('error', 'remote-server-not-found', 'someone@nowhere.test'),
+           'presence to an unreachable domain: remote-server-not-found from that address')
+    nobody = srv.jid('nobody')
+    sids = [xt.send_presence_id(frank, nobody, t) for t in (None, 'unavailable', 'subscribe')]
+    await frank.iq('get', srv.host, "<query xmlns='urn:xmppd:test:sync'/>")
+    p = await frank.presences.get(lambda p: p['id'] in sids or p['from'].bare == nobody, 0.5)
+    xt.is_(p and (p['id'], p['type'], str(p['from'])), None,
+           'available, unavailable and subscribe presence to a nonexistent account are not answered')
+    await xt.disconnect_all(alice, alice2)
 
     await xt.disconnect_all(bob, carol, dave, frank)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0 on SIGTERM')

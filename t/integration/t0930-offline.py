@@ -254,6 +254,29 @@ async def main():
           'each in order')
     await offline(srv, b1, b2)
 
+    # -- An error message to an offline user ------------------------------
+    # RFC 6121 8.5.2.2.1 (bare JID, no available resource) and 8.5.3.2.1
+    # (full JID not bound): a message of type error is silently ignored,
+    # so it is neither stored (XEP-0160 3) nor answered with an error (RFC
+    # 6120 8.3.1). The chat message sent after them is stored as usual.
+    err = "<error type='cancel'><item-not-found xmlns='%s'/></error>" % xt.NS_STANZAS_ERR
+    xt.send_message_id(alice, bob_bare, 'err-bare', 'error', extra=err)
+    xt.send_message_id(alice, srv.jid('bob', 'gone'), 'err-full', 'error', extra=err)
+    raw_message(alice, bob_bare, 'after-errors', 'chat')
+    await sync(alice)
+    await asyncio.sleep(0.3)
+    xt.is_(errors_of(alice), [], 'error messages to an offline user are not answered with an error')
+    bob = await xt.login_ok(srv, 'bob', 'bob-pw', resource='r4')
+    got = []
+    while True:
+        m = await bob.message(timeout=1.5 if got else 5)
+        if m is None:
+            break
+        got.append((m['type'], m['body']))
+    xt.is_(got, [('chat', 'after-errors')],
+           'at the next login bob gets the chat message sent after them, not the error messages')
+    await offline(srv, bob)
+
     # -- Account removal forgets them (and a new account starts empty) -----
     # XEP-0077 3.2. Seen in the spool by mdb_dump, after the removal and
     # before the name is registered again (mod_offline also wipes on

@@ -1548,3 +1548,53 @@ async def login_on_worker(server, user, password, want, resource, tries=20, seen
             return c, w
         await c.disconnect()
     return None, w
+
+
+# Stanzas matched by id (errors to the stanza that caused them)
+# ---------------------------------------------------------------------------
+
+def new_id(prefix='xt'):
+    """A stanza id no other stanza of the test carries."""
+    return '%s-%d' % (prefix, random.randint(0, 10**12))
+
+
+def send_message_id(c, to, body=None, mtype='chat', sid=None, extra=''):
+    """c sends <message id=...> to `to` (mtype None: no type attribute),
+    with body and raw extra children; returns the id, which the server
+    copies into any error it answers with (RFC 6120 8.3.1)."""
+    sid = sid or new_id('m')
+    t = " type='%s'" % mtype if mtype is not None else ''
+    b = '<body>%s</body>' % _esc(body) if body is not None else ''
+    c.send_raw("<message to='%s' id='%s'%s>%s%s</message>" % (_esc(str(to)), sid, t, b, extra))
+    return sid
+
+
+def send_presence_id(c, to, ptype=None, sid=None, extra=''):
+    """c sends <presence id=... to=...> (ptype None: available); returns
+    the id."""
+    sid = sid or new_id('p')
+    t = " type='%s'" % ptype if ptype is not None else ''
+    to_attr = " to='%s'" % _esc(str(to)) if to is not None else ''
+    c.send_raw("<presence id='%s'%s%s>%s</presence>" % (sid, to_attr, t, extra))
+    return sid
+
+
+async def error_for(c, sid, kind='message', timeout=5):
+    """The error stanza (message or presence) c received with id sid, or
+    None: the answer to that stanza, not whichever error came first."""
+    box = c.messages if kind == 'message' else c.presences
+    return await box.get(lambda s: s['id'] == sid and s['type'] == 'error', timeout)
+
+
+def error_summary(st):
+    """(type, defined condition, from) of a received stanza, None if none
+    came: one value to compare, so one reply is one check."""
+    if st is None:
+        return None
+    cond = st['error']['condition'] if st['type'] == 'error' else None
+    return (st['type'], cond, str(st['from']))
+
+
+def _esc(s):
+    return (s.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')
+            .replace("'", '&apos;'))

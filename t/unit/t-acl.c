@@ -1,8 +1,13 @@
 /*
  * t-acl.c - the modules, acl, access_rules and shaper sections: what the
  * loader keeps of them, every mistake reported with its file and line,
- * and acl_match / access_check / the shaper token bucket over what was
- * loaded.
+ * and acl_match / access_check / shaper_find over what was loaded.
+ *
+ * A shaper's token bucket is not ours: it is libevent's bufferevent rate
+ * limit, which c2s_accept builds from the shaper's rate and burst. What is
+ * ours is those two numbers and what doc/configuration.md promises they
+ * do, so test_shaper_bucket puts a loaded shaper on a bufferevent the way
+ * c2s_accept does and checks rate and burst against libevent's clock.
  *
  * Each test works in its own scratch directory under $TMPDIR (or /tmp).
  */
@@ -22,9 +27,13 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #include "core/acl.h"
 #include "core/conf.h"
@@ -873,6 +882,166 @@ test_shaper(void **state)
 	conf_unref(c);
 }
 
+/*
+ * libevent's rate limit counts in ticks (one second when, as in
+ * c2s_accept, no tick length is given) of the time gettimeofday gives
+ * outside the event loop: tick n is second n. The bucket holds at most
+ * the burst; each tick adds the rate; it starts at the rate.
+ */
+static unsigned long
+tick_now(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (unsigned long)tv.tv_sec;
+}
+
+static void
+sleep_until_tick(unsigned long t)
+{
+	while (tick_now() < t) {
+		struct timespec ts = { 0, 20 * 1000000L };
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* The bucket's level, read within one tick: *tick_r is that tick. */
+static ev_ssize_t
+level(struct bufferevent *bev, unsigned long *tick_r)
+{
+	for (;;) {
+		unsigned long t = tick_now();
+		ev_ssize_t l = bufferevent_get_read_limit(bev);
+
+		if (tick_now() == t) {
+			*tick_r = t;
+			return l;
+		}
+	}
+}
+
+/* What the bucket should hold at tick t if it held l at tick from. */
+static long long
+expect(const struct conf_shaper *sh, long long l, unsigned long from, unsigned long t)
+{
+	long long v = l + (long long)sh->rate * (long long)(t - from);
+
+	return v > (long long)sh->burst ? (long long)sh->burst : v;
+}
+
+struct shaped {
+	const struct conf_shaper *sh;
+	struct ev_token_bucket_cfg *cfg;
+	struct bufferevent *bev;
+	int peer;
+	unsigned long since;     /* the tick of the last known level */
+	long long level;
+};
+
+/* A bufferevent read through sh, as c2s_accept sets it up: the shaper's
+ * rate and burst for reads, writes unlimited, the default tick. */
+static void
+shaped_new(struct shaped *x, struct event_base *base, const struct conf_shaper *sh)
+{
+	int sv[2];
+
+	assert_non_null(sh);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	x->sh = sh;
+	x->peer = sv[1];
+	x->cfg = ev_token_bucket_cfg_new(sh->rate, sh->burst,
+	    EV_RATE_LIMIT_MAX, EV_RATE_LIMIT_MAX, NULL);
+	assert_non_null(x->cfg);
+	x->bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	assert_non_null(x->bev);
+	do {
+		x->since = tick_now();
+		assert_int_equal(bufferevent_set_rate_limit(x->bev, x->cfg), 0);
+	} while (tick_now() != x->since && (bufferevent_set_rate_limit(x->bev, NULL), 1));
+	x->level = (long long)sh->rate;
+}
+
+/* Reads the level and checks it against what rate and burst predict. */
+static ev_ssize_t
+shaped_check(struct shaped *x)
+{
+	unsigned long t;
+	ev_ssize_t l = level(x->bev, &t);
+
+	assert_int_equal(l, expect(x->sh, x->level, x->since, t));
+	x->level = l;
+	x->since = t;
+	return l;
+}
+
+static void
+shaped_free(struct shaped *x)
+{
+	bufferevent_free(x->bev);
+	ev_token_bucket_cfg_free(x->cfg);
+	close(x->peer);
+}
+
+/*
+ * doc/configuration.md: the bucket holds up to burst_size bytes (a rate
+ * alone: one second's worth) and refills at rate bytes per second; a read
+ * larger than what it holds leaves it in debt, and the connection is not
+ * read again until the debt is refilled.
+ */
+static void
+test_shaper_bucket(void **state)
+{
+	struct scratch *s = *state;
+	struct conf *c = load_text(s, H "shaper:\n  fast: {rate: 1000, burst_size: 2500}\n"
+	    "  plain: 700\n");
+	struct event_base *base = event_base_new();
+	struct shaped fast, plain;
+	unsigned long start;
+	ev_ssize_t l;
+
+	assert_non_null(base);
+	shaped_new(&fast, base, shaper_find(c, "fast"));
+	shaped_new(&plain, base, shaper_find(c, "plain"));
+	start = fast.since;
+
+	/* A new connection may read one second's worth at once (the model
+	 * starts at the rate), not the burst: that builds up while idle. */
+	(void)shaped_check(&fast);
+	(void)shaped_check(&plain);
+
+	/* Idle for three ticks: the bucket is full, and full is the burst
+	 * (2500), or one second's worth (700) for a rate alone. */
+	sleep_until_tick(start + 3);
+	assert_int_equal(shaped_check(&fast), 2500);
+	assert_int_equal(shaped_check(&plain), 700);
+	assert_int_equal(bufferevent_get_max_to_read(fast.bev), 2500);
+
+	/* 2900 bytes read out of 2500: 400 in debt, and nothing may be read
+	 * until a tick refills it. */
+	assert_int_equal(bufferevent_decrement_read_limit(fast.bev, 2900), 0);
+	fast.level -= 2900;
+	if (shaped_check(&fast) < 0) {
+		unsigned long t = tick_now();
+		ev_ssize_t m = bufferevent_get_max_to_read(fast.bev);
+
+		if (t == fast.since && tick_now() == t)
+			assert_int_equal(m, 0);
+	}
+
+	/* Each second adds the rate (1000): 600 a tick later, and reading
+	 * goes on. */
+	sleep_until_tick(fast.since + 1);
+	l = shaped_check(&fast);
+	assert_true(l > 0 && bufferevent_get_max_to_read(fast.bev) > 0);
+
+	shaped_free(&fast);
+	shaped_free(&plain);
+	event_base_free(base);
+	conf_unref(c);
+}
+
 int
 main(void)
 {
@@ -888,6 +1057,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_acl_ip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_access, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shaper, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shaper_bucket, setup, teardown),
 	};
 
 	cmocka_set_message_output(CM_OUTPUT_TAP);

@@ -9,6 +9,7 @@
 #endif
 #include <ftw.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -433,12 +436,103 @@ test_table_newer_than_reader(void **state)
  * another thread's reader needs a different new table (and so waits for
  * the writer lock). Neither may wait for the other. Then many threads
  * open, write and read shared tables at once.
+ *
+ * The writer goes on only once the reader is seen asleep in the kernel (a
+ * futex wait, /proc/self/task/TID/syscall) for a while after it said it
+ * was about to read: nothing but the writer lock that the writer holds
+ * can keep it there, so the second table is opened while the reader
+ * waits for that lock, whatever the machine's load. A deadlock (the two
+ * waiting for each other) ends the run through alarm(2) rather than
+ * hanging it.
  */
 struct writer_arg {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int stage;
+	pid_t reader_tid;
 };
+
+static void
+deadlock_alarm(int sig)
+{
+	static const char msg[] = "t-store: test_threads: no progress for 60 s: "
+	    "the writer and the reader wait for each other\n";
+
+	(void)sig;
+	(void)write(2, msg, sizeof(msg) - 1);
+	_exit(1);
+}
+
+/*
+ * 1 if thread tid is blocked in a futex wait (the system call number
+ * /proc shows for a thread asleep in a system call), 0 if not, -1 if /proc
+ * cannot tell.
+ */
+static int
+thread_in_futex(pid_t tid)
+{
+	char path[64], buf[64];
+	FILE *f;
+	long nr;
+	int r = -1;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%ld/syscall", (long)tid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	if (fgets(buf, sizeof(buf), f) != NULL)
+		r = sscanf(buf, "%ld", &nr) == 1 && nr == SYS_futex;
+	fclose(f);
+	return r;
+}
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+static int
+stage_of(struct writer_arg *w)
+{
+	int stage;
+
+	pthread_mutex_lock(&w->lock);
+	stage = w->stage;
+	pthread_mutex_unlock(&w->lock);
+	return stage;
+}
+
+/* Waits (at most 30 s) until the reader has been in a futex wait for 50
+ * ms without a break. 1 when seen; 0, with the reason printed, if not. */
+static int
+wait_blocked(struct writer_arg *w)
+{
+	int seen = 0;
+
+	for (int i = 0; i < 30000; i++) {
+		int r = thread_in_futex(w->reader_tid);
+
+		if (stage_of(w) == 3) {
+			print_message("# the reader read a new table without "
+			    "waiting for the writer lock\n");
+			return 0;
+		}
+		if (r < 0) {
+			print_message("# cannot read /proc/self/task/%ld/syscall\n",
+			    (long)w->reader_tid);
+			return 0;
+		}
+		seen = r ? seen + 1 : 0;
+		if (seen == 50)
+			return 1;
+		sleep_ms(1);
+	}
+	print_message("# the reader never waited for the writer lock\n");
+	return 0;
+}
 
 static void *
 reader_thread(void *p)
@@ -450,10 +544,16 @@ reader_thread(void *p)
 	pthread_mutex_lock(&w->lock);
 	while (w->stage < 1)
 		pthread_cond_wait(&w->cond, &w->lock);
+	w->reader_tid = (pid_t)syscall(SYS_gettid);
+	w->stage = 2;           /* about to read: nothing left to wait for */
+	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 	txn = store_begin(0);
 	rc = get(txn, "t_thr_b", "k", NULL);	/* waits for the writer */
 	store_abort(txn);
+	pthread_mutex_lock(&w->lock);
+	w->stage = 3;
+	pthread_mutex_unlock(&w->lock);
 	return (void *)(intptr_t)rc;
 }
 
@@ -502,24 +602,34 @@ static void
 test_threads(void **state)
 {
 	struct writer_arg w = { PTHREAD_MUTEX_INITIALIZER,
-	    PTHREAD_COND_INITIALIZER, 0 };
+	    PTHREAD_COND_INITIALIZER, 0, 0 };
 	pthread_t th[STRESS_THREADS];
 	int want[STRESS_TABLES] = { 0 };
 	store_txn *txn;
 	void *ret;
+	int blocked;
 
 	assert_int_equal(pthread_create(&th[0], NULL, reader_thread, &w), 0);
 	txn = store_begin(1);
 	assert_non_null(txn);
 	assert_int_equal(store_put(txn, "t_thr_a", "k", 1, "v", 1), 0);
+	signal(SIGALRM, deadlock_alarm);
+	alarm(60);
 	pthread_mutex_lock(&w.lock);
 	w.stage = 1;
 	pthread_cond_signal(&w.cond);
+	while (w.stage < 2)
+		pthread_cond_wait(&w.cond, &w.lock);
 	pthread_mutex_unlock(&w.lock);
-	usleep(100 * 1000);	/* let the reader block on the writer lock */
+	/* The reader waits for the writer lock this thread holds. (Checked
+	 * after the commit, so that a failure leaves no transaction open.) */
+	blocked = wait_blocked(&w);
 	assert_int_equal(store_put(txn, "t_thr_a2", "k", 1, "v", 1), 0);
 	assert_int_equal(store_commit(txn), 0);
 	assert_int_equal(pthread_join(th[0], &ret), 0);
+	alarm(0);
+	signal(SIGALRM, SIG_DFL);
+	assert_true(blocked);
 	assert_int_equal((intptr_t)ret, 1);
 	assert_int_equal(get1("t_thr_a2", "k", "v"), 0);
 
