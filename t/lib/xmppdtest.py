@@ -1502,6 +1502,7 @@ def user_rows(server, user, host=None, tables=None):
     return found
 
 
+# ---------------------------------------------------------------------------
 # Test modules and worker placement (t0800-modules, t0810-hooks)
 # ---------------------------------------------------------------------------
 
@@ -1550,6 +1551,7 @@ async def login_on_worker(server, user, password, want, resource, tries=20, seen
     return None, w
 
 
+# ---------------------------------------------------------------------------
 # Stanzas matched by id (errors to the stanza that caused them)
 # ---------------------------------------------------------------------------
 
