@@ -537,11 +537,9 @@ c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
 	if (l->shaper != NULL) {
 		const struct conf_shaper *sh = shaper_find(c->conf, l->shaper);
 
-		/* The listener's shaper: libevent's token bucket on the socket's
-		 * reads (the bytes on the wire), writes unlimited. */
+		/* The listener's shaper (acl.h). */
 		if (sh != NULL)
-			c->shaper = ev_token_bucket_cfg_new(sh->rate, sh->burst,
-			    EV_RATE_LIMIT_MAX, EV_RATE_LIMIT_MAX, NULL);
+			c->shaper = shaper_bucket_cfg(sh);
 	}
 	if (l->tls) {
 		/* XEP-0368: TLS from the first byte, ALPN "xmpp-client". */

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <event2/bufferevent.h>
+
 #include "core/acl.h"
 #include "core/conf.h"
 #include "xmpp/jid.h"
@@ -160,4 +162,11 @@ shaper_find(const struct conf *c, const char *name)
 		if (strcmp(c->shapers[i].name, name) == 0)
 			return &c->shapers[i];
 	return NULL;
+}
+
+struct ev_token_bucket_cfg *
+shaper_bucket_cfg(const struct conf_shaper *sh)
+{
+	return ev_token_bucket_cfg_new(sh->rate, sh->burst, EV_RATE_LIMIT_MAX,
+	    EV_RATE_LIMIT_MAX, NULL);
 }

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include <event2/bufferevent.h>
+
 #include "core/conf.h"
 #include "xmpp/jid.h"
 
@@ -31,7 +33,9 @@ int access_check(const struct conf *c, const char *rule, const jid *user,
 
 /* Finds the named shaper; NULL if none (unlimited). */
 const struct conf_shaper *shaper_find(const struct conf *c, const char *name);
-/* A connection's shaper is libevent's bufferevent rate limit built from the
- * rate and burst (c2s.c); no token bucket is written here. */
+/* A connection's shaper: libevent's token bucket with sh's rate and burst
+ * on reads (the bytes on the wire), writes unlimited. The caller frees it
+ * with ev_token_bucket_cfg_free; NULL if out of memory. */
+struct ev_token_bucket_cfg *shaper_bucket_cfg(const struct conf_shaper *sh);
 
 #endif

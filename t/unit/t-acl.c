@@ -3,11 +3,11 @@
  * loader keeps of them, every mistake reported with its file and line,
  * and acl_match / access_check / shaper_find over what was loaded.
  *
- * A shaper's token bucket is not ours: it is libevent's bufferevent rate
- * limit, which c2s_accept builds from the shaper's rate and burst. What is
- * ours is those two numbers and what doc/configuration.md promises they
- * do, so test_shaper_bucket puts a loaded shaper on a bufferevent the way
- * c2s_accept does and checks rate and burst against libevent's clock.
+ * A shaper's token bucket is libevent's bufferevent rate limit, built by
+ * shaper_bucket_cfg (acl.c) from the shaper's rate and burst, which
+ * c2s_accept puts on each connection. test_shaper_bucket puts the same
+ * bucket, from a loaded shaper, on a bufferevent and checks rate and burst
+ * against libevent's clock and what doc/configuration.md promises.
  *
  * Each test works in its own scratch directory under $TMPDIR (or /tmp).
  */
@@ -951,8 +951,7 @@ shaped_new(struct shaped *x, struct event_base *base, const struct conf_shaper *
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	x->sh = sh;
 	x->peer = sv[1];
-	x->cfg = ev_token_bucket_cfg_new(sh->rate, sh->burst,
-	    EV_RATE_LIMIT_MAX, EV_RATE_LIMIT_MAX, NULL);
+	x->cfg = shaper_bucket_cfg(sh);
 	assert_non_null(x->cfg);
 	x->bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
 	assert_non_null(x->bev);
