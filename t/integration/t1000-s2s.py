@@ -407,6 +407,11 @@ async def main():
     xt.ok(await raw.until(r'<not-authorized\b') is not None,
           'a stanza from it then: <not-authorized/>') or xt.diag(raw.data[-800:])
     raw.close()
+    # Nor does b send to it: the bounce says forbidden (RFC 6120 8.3.3.4),
+    # not that the server was not found.
+    send_id(bob, 'x@denied.test', 'to a denied domain', 'to-denied')
+    xt.is_(await error_for(bob, 'to-denied'), ('forbidden', 'x@denied.test'),
+           'bob\'s message to denied.test bounces with <forbidden/>')
     m = await bob.message(body='denied', timeout=0.5)
     xt.ok(m is None, 'nothing from denied.test was delivered')
 
