@@ -16,23 +16,24 @@ a domain for each way of being found:
 - v6.test: no SRV record, only an AAAA record (::1);
 - hosts.test: in nobody's DNS, only in the test's /etc/hosts.
 
-Then SRV weights (RFC 2782): sixty domains whose records are one of
-weight 0 and one of weight 9 at one priority, and one of a higher priority
-number. The first connection of each link shows which record was drawn:
-the higher priority number never, the weight 0 record seldom (one time in
-ten, when the draw is zero).
+Then the order of SRV records (RFC 2782), over sixty domains whose four
+records are at two priorities, with weights 0, 1 and 1000 at the first and
+1000 at the second. Nothing listens at their addresses, so every record is
+tried in turn, and the order in which their names are asked of the DNS is
+the order xmppd drew: the second priority always last, weight 1000 almost
+always first, and then (the draw over weights 0 and 1, with weight 0
+first in the list) weight 0 before weight 1 about half of the time.
 """
 
 import asyncio
 import os
-import re
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
 
-WEIGHTED = 60
+ORDERED = 60
 DOMAINS = ('srv.test', 'next.test', 'plain.test', 'v6.test', 'hosts.test')
 
 
@@ -42,42 +43,16 @@ def send_id(c, to, body, mid):
     m.send()
 
 
-class FirstConnections:
-    """TCP listeners that read each connection's stream header, note which
-    address it reached for which domain ('to'), and close it."""
-
-    def __init__(self):
-        self.seen = []          # (domain, listener address), in order
-        self.servers = []
-
-    async def listen(self, ip, port):
-        self.servers.append(await asyncio.start_server(
-            lambda r, w, ip=ip: self._conn(r, w, ip), ip, port))
-
-    async def _conn(self, r, w, ip):
-        data = b''
-        try:
-            while b'>' not in data.split(b'<stream:stream', 1)[-1] or b'<stream:stream' not in data:
-                chunk = await asyncio.wait_for(r.read(4096), 5)
-                if not chunk:
-                    break
-                data += chunk
-        except (asyncio.TimeoutError, ConnectionError):
-            pass
-        m = re.search(rb"<stream:stream\b[^>]*\bto=['\"]([^'\"]+)", data)
-        self.seen.append((m.group(1).decode() if m else None, ip))
-        w.close()
-
-    def first(self):
-        """domain -> the address its first connection reached."""
-        out = {}
-        for domain, ip in self.seen:
-            out.setdefault(domain, ip)
-        return out
-
-    def close(self):
-        for s in self.servers:
-            s.close()
+def tried_order(dns, i):
+    """The targets of domain oI.test in the order their addresses were
+    asked (A or AAAA; the first query of each name counts)."""
+    order = []
+    for name, qtype in dns.queries:
+        parts = name.split('.')
+        if qtype in (1, 28) and len(parts) == 3 and parts[1] == 'o%d' % i \
+                and parts[0] not in order:
+            order.append(parts[0])
+    return order
 
 
 async def main():
@@ -108,22 +83,21 @@ async def main():
     hosts.write_text('127.0.0.1 localhost\n::1 localhost\n%s xmpp.hosts.test hosts.test\n' % b.ip)
     xt.bind_mount(hosts, '/etc/hosts')
 
-    ip_zero, ip_nine, ip_late = (xt.pick_loopback_ip(exclude=(a.ip, b.ip, dns_ip))
-                                 for _ in range(3))
-    wport = xt.free_ports(ip_zero, 1)[0]
+    ip_dead = xt.pick_loopback_ip(exclude=(a.ip, b.ip, dns_ip))
+    wport = xt.free_ports(ip_dead, 1)[0]               # nothing listens there
     srv = {
         '_xmpp-server._tcp.srv.test': [(10, 0, b.s2s_port, 'xmpp.srv.test')],
         '_xmpp-server._tcp.next.test': [(5, 0, dead_port, 'xmpp.srv.test'),
                                         (10, 0, b.s2s_port, 'xmpp.srv.test')],
     }
-    for i in range(WEIGHTED):
-        srv['_xmpp-server._tcp.w%d.test' % i] = [(10, 0, wport, 'zero.w.test'),
-                                                 (10, 9, wport, 'nine.w.test'),
-                                                 (20, 100, wport, 'late.w.test')]
-    dns = xt.FakeDNS(dns_ip, srv=srv,
-                     a={'xmpp.srv.test': [b.ip], 'plain.test': [b.ip], 'zero.w.test': [ip_zero],
-                        'nine.w.test': [ip_nine], 'late.w.test': [ip_late]},
-                     aaaa={'v6.test': ['::1']})
+    arecs = {'xmpp.srv.test': [b.ip], 'plain.test': [b.ip]}
+    for i in range(ORDERED):
+        srv['_xmpp-server._tcp.o%d.test' % i] = [
+            (10, 0, wport, 'zero.o%d.test' % i), (10, 1, wport, 'one.o%d.test' % i),
+            (10, 1000, wport, 'heavy.o%d.test' % i), (20, 1000, wport, 'late.o%d.test' % i)]
+        for k in ('zero', 'one', 'heavy', 'late'):
+            arecs['%s.o%d.test' % (k, i)] = [ip_dead]
+    dns = xt.FakeDNS(dns_ip, srv=srv, a=arecs, aaaa={'v6.test': ['::1']})
     for s in (a, b):
         s.write_config()
         s.start()
@@ -160,28 +134,32 @@ async def main():
     xt.is_(dns.asked('hosts.test', 1) + dns.asked('hosts.test', 28), 0,
            'hosts.test was not asked of the DNS (/etc/hosts answered)')
 
-    # RFC 2782 weights and priorities, over many links.
-    fc = FirstConnections()
-    for ip in (ip_zero, ip_nine, ip_late):
-        await fc.listen(ip, wport)
-    t0 = time.monotonic()
-    for i in range(WEIGHTED):
-        send_id(alice, 'u@w%d.test' % i, 'weights', 'w%d' % i)
-    while len(fc.first()) < WEIGHTED and time.monotonic() - t0 < 30:
-        await asyncio.sleep(0.1)
-    first = fc.first()
-    xt.is_(sorted(first), sorted('w%d.test' % i for i in range(WEIGHTED)),
-           'each of the %d domains was connected to' % WEIGHTED)
-    picks = {ip: sum(1 for v in first.values() if v == ip) for ip in (ip_zero, ip_nine, ip_late)}
-    xt.note('first connections: weight 0: %d, weight 9: %d, priority 20: %d'
-            % (picks[ip_zero], picks[ip_nine], picks[ip_late]))
-    xt.is_(picks[ip_late], 0, 'the record with the higher priority number is never tried first')
-    # P(weight 0 first) = 1/10 (a draw of 0 in 0..9): 6 expected; 18 or
-    # more happens once in 70000 runs, while a draw that ignored weights
-    # (1/2) would give fewer than 18 once in 2000.
-    xt.ok(picks[ip_zero] < 18, 'the weight 0 record comes first seldom: %d of %d'
-          % (picks[ip_zero], WEIGHTED))
-    fc.close()
+    # RFC 2782: priorities, then weights, over many links.
+    for i in range(ORDERED):
+        send_id(alice, 'u@o%d.test' % i, 'order', 'o%d' % i)
+    bounced = await asyncio.gather(*(alice.message(
+        pred=lambda m, i=i: m['id'] == 'o%d' % i, mtype='error', timeout=20)
+        for i in range(ORDERED)))
+    orders = [tried_order(dns, i) for i in range(ORDERED)]
+    xt.ok(all(bounced) and all(sorted(o) == ['heavy', 'late', 'one', 'zero'] for o in orders),
+          'each of the %d domains: all four records tried before the bounce' % ORDERED) \
+        or xt.diag(orders)
+    xt.is_([o for o in orders if o[-1:] != ['late']], [],
+           'the record of the second priority is always tried last')
+    heavy_first = [o for o in orders if o[:1] == ['heavy']]
+    zero_second = sum(1 for o in heavy_first if o[1] == 'zero')
+    xt.note('weight 1000 first: %d of %d; then weight 0 before weight 1: %d'
+            % (len(heavy_first), ORDERED, zero_second))
+    # P(weight 1000 first) = 1000/1002: fewer than 55 of 60 happens once in
+    # 3 * 10^8 runs; a draw that ignored weights would give 20 or so.
+    xt.ok(len(heavy_first) >= 55, 'weight 1000 is drawn first %d times of %d'
+          % (len(heavy_first), ORDERED))
+    # Then weights 0 and 1, weight 0 at the head of the list: a draw of 0
+    # (one time in two) takes it. Fewer than a fifth (12 of 60) happens
+    # once in 10^5 runs or less often; a draw that left weight 0 behind
+    # weight 1 gives none.
+    xt.ok(heavy_first and zero_second >= len(heavy_first) // 5, 'then weight 0 comes before weight 1 %d times of %d'
+          % (zero_second, len(heavy_first)))
 
     await xt.disconnect_all(alice, *bobs.values())
     dns.close()
