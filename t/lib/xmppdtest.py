@@ -1441,6 +1441,7 @@ class FakeDNS:
 
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWNET = 0x40000000
+_CLONE_NEWUSER = 0x10000000
 _MS_BIND, _MS_REC, _MS_PRIVATE = 4096, 16384, 1 << 18
 
 
@@ -1469,12 +1470,21 @@ def private_namespaces():
     other tests; it may be taken down), and mounts nobody else sees
     (bind_mount over /etc/hosts). Call it first, before any thread or
     socket exists. Needs root (CAP_SYS_ADMIN), as the tests that bind
-    port 53 do."""
+    port 53 do; where root lacks it (a container), a user namespace in
+    which the test is root does as well, if the system allows one."""
     libc = _libc()
     if libc.unshare(_CLONE_NEWNS | _CLONE_NEWNET) != 0:
         e = ctypes.get_errno()
-        raise HarnessError('unshare(CLONE_NEWNS | CLONE_NEWNET): %s (root is needed)'
-                           % os.strerror(e))
+        uid, gid = os.getuid(), os.getgid()
+        if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS | _CLONE_NEWNET) != 0:
+            raise HarnessError('unshare(CLONE_NEWNS | CLONE_NEWNET): %s, and with '
+                               'CLONE_NEWUSER: %s (root is needed)'
+                               % (os.strerror(e), os.strerror(ctypes.get_errno())))
+        # Root inside, the same user outside (user_namespaces(7)).
+        for f, text in (('setgroups', 'deny'), ('uid_map', '0 %d 1' % uid),
+                        ('gid_map', '0 %d 1' % gid)):
+            with open('/proc/self/' + f, 'w') as fh:
+                fh.write(text)
     # Our mounts must not propagate back to the machine's namespace.
     if libc.mount(b'none', b'/', None, _MS_REC | _MS_PRIVATE, None) != 0:
         raise HarnessError('mount --make-rprivate /: %s' % os.strerror(ctypes.get_errno()))
