@@ -268,7 +268,17 @@ async def main():
     xt.is_(xc and xc['addr'], '%s:%d' % (b.ip, b.s2s_tls_port),
            'a connected to c-host.test\'s address on the direct TLS port (the lower priority)')
     xt.is_(xc and xc['auth'], 'external',
-           'a verified c.test\'s own certificate (virtual hosting, incoming on b)')
+           'b took a.test\'s certificate for the pair c.test <- a.test (SASL EXTERNAL)')
+    # Incoming virtual hosting: for SNI c.test, b presents c.test's own
+    # certificate (RFC 6120 13.7.2.1); the handshake checks its name.
+    try:
+        raw = await RawS2S.open(b.ip, b.s2s_tls_port, client_ctx(ca1, alpn='xmpp-server'),
+                                'c.test')
+        raw.close()
+        named = True
+    except (ssl.SSLError, OSError) as e:
+        named = e
+    xt.is_(named, True, 'for SNI c.test, b presents a certificate naming c.test')
     carol.send('alice@a.test/r', 'from c.test')
     m = await alice.message(body='from c.test', timeout=10)
     xt.ok(m is not None, 'carol@c.test -> alice@a.test arrives')
