@@ -24,6 +24,7 @@
 #include <event2/event.h>
 #include <openssl/rand.h>
 
+#include "core/acl.h"
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/worker.h"
@@ -134,6 +135,23 @@ s2s_is_local_domain(const struct conf *c, const char *domain)
 			return 1;
 	}
 	return 0;
+}
+
+/* s2s_access, evaluated with the remote domain as a server JID. */
+int
+s2s_remote_allowed(const struct conf *c, const char *domain, const struct sockaddr *sa)
+{
+	const char *err;
+	jid j;
+	int ok;
+
+	if (c->s2s_access == NULL)
+		return 1;
+	if (jid_make(&j, NULL, domain, NULL, &err) < 0)
+		return 0;
+	ok = access_check(c, c->s2s_access, &j, sa);
+	jid_free(&j);
+	return ok;
 }
 
 /* ---------------------------------------------------------------- */

@@ -112,7 +112,8 @@ by_priority(const void *a, const void *b)
 }
 
 /* RFC 2782: within a priority, draw records at random in proportion to
- * their weights. */
+ * their weights; the records not drawn yet stay in their order, weight 0
+ * first, for the next draw. */
 static void
 order_by_weight(struct srv_rec *r, size_t n)
 {
@@ -141,10 +142,13 @@ order_by_weight(struct srv_rec *r, size_t n)
 			if (m == j)
 				m = j - 1;
 			if (m != k) {
-				struct srv_rec t = r[k];
+				/* Not a swap: that would put a weight 0
+				 * record behind others, where a draw of 0
+				 * no longer finds it. */
+				struct srv_rec t = r[m];
 
-				r[k] = r[m];
-				r[m] = t;
+				memmove(&r[k + 1], &r[k], (m - k) * sizeof(*r));
+				r[k] = t;
 			}
 		}
 		i = j;

@@ -25,7 +25,6 @@
 #include <event2/event.h>
 #include <openssl/evp.h>
 
-#include "core/acl.h"
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/module.h"
@@ -77,23 +76,6 @@ add_pair(struct s2s_conn *c, const char *local, const char *remote, const char *
 	log_info(c->tag, "%s authenticated for %s by %s (%s)", remote, local, auth,
 	    c->tls ? tls_version(c->ssl) : "no TLS");
 	return 0;
-}
-
-/* s2s_access, evaluated with the remote domain as a server JID. */
-static int
-remote_allowed(const struct s2s_conn *c, const char *domain)
-{
-	const char *err;
-	jid j;
-	int ok;
-
-	if (c->conf->s2s_access == NULL)
-		return 1;
-	if (jid_make(&j, NULL, domain, NULL, &err) < 0)
-		return 0;
-	ok = access_check(c->conf, c->conf->s2s_access, &j, (const struct sockaddr *)&c->sa);
-	jid_free(&j);
-	return ok;
 }
 
 static char *
@@ -260,7 +242,7 @@ handle_auth(struct s2s_conn *c, xml_elem *e)
 		sasl_failure(c, "not-authorized", why);
 		return;
 	}
-	if (!remote_allowed(c, dom)) {
+	if (!s2s_remote_allowed(c->conf, dom, (const struct sockaddr *)&c->sa)) {
 		free(dom);
 		sasl_failure(c, "not-authorized", "s2s_access denies the domain");
 		return;
@@ -328,7 +310,7 @@ handle_db_result(struct s2s_conn *c, xml_elem *e)
 		db_answer(c, "result", to, from, NULL, "error", "policy-violation");
 		goto out;
 	}
-	if (!remote_allowed(c, from)) {
+	if (!s2s_remote_allowed(c->conf, from, (const struct sockaddr *)&c->sa)) {
 		log_info(c->tag, "%s refused by s2s_access", from);
 		db_answer(c, "result", to, from, NULL, "error", "forbidden");
 		goto out;

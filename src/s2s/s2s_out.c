@@ -334,8 +334,17 @@ s2s_out_route(struct worker *w, xml_elem *st, const char *local, const char *rem
 {
 	struct s2s_worker *sw = s2s_worker_of(w);
 	struct s2s_conn *c = find_link(sw, local, remote);
-	int fresh = 0;
+	struct conf *k = conf_current();
+	int fresh = 0, allowed = s2s_remote_allowed(k, remote, NULL);
 
+	conf_unref(k);
+	if (!allowed) {
+		/* s2s_access refuses the domain both ways, as ejabberd's
+		 * does: we neither accept its streams nor send to it
+		 * (RFC 6120 8.3.3.4). */
+		router_bounce(st, "forbidden", "federation with this domain is not allowed");
+		return;
+	}
 	if (c == NULL) {
 		if (sw->shutting_down || (c = out_new(w, S2S_OUT, local, remote)) == NULL) {
 			router_bounce(st, "remote-server-not-found", NULL);

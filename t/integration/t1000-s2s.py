@@ -1,12 +1,19 @@
 #!/usr/bin/python3
 """t1000-s2s: federation between two xmppd (RFC 6120, XEP-0220, XEP-0178).
 
-Two servers, a.test and b.test, on two loopback addresses, pinned to each
-other with s2s_hosts. First with certificates from one CA (SASL EXTERNAL),
-then with a ca_file that does not verify them (dialback); an unreachable
-domain, a silent one (timeout), a raw peer that spoofs addresses, the idle
-timeout, and SRV records (direct TLS to a second virtual host, c.test) from
-a small DNS server of the test's own.
+Two servers, a.test and b.test (b also serving c.test and d.test, each with
+its own certificate), on two loopback addresses, pinned to each other with
+s2s_hosts. First with certificates from one CA (SASL EXTERNAL): bursts from
+two sessions on one link, one link per pair of domains (counted with
+`xmppctl s2s`), an unreachable domain, a silent one (timeout), SRV records
+with names (direct TLS to c.test) from a small DNS server of the test's
+own, virtual hosting both ways, raw peers that break the addressing rules
+or put two domains on one stream, and s2s_access; then the idle timeout;
+then with a ca_file that does not verify anybody (dialback), and with
+dialback switched off on b.
+
+Every bounce is matched to the message that caused it by its id (RFC 6120
+8.3.1: an error keeps the id), not taken as the next error that comes.
 """
 
 import asyncio
@@ -31,102 +38,40 @@ make_ca = xt.make_ca
 make_cert = xt.make_cert
 
 
-# -- a DNS server that answers SRV queries (RFC 1035 4.1, RFC 2782) ---------
-
-def dns_name(name):
-    out = b''
-    for label in name.rstrip('.').split('.'):
-        out += bytes([len(label)]) + label.encode()
-    return out + b'\0'
-
-
-class FakeDNS:
-    """Answers SRV queries from a dict name -> [(prio, weight, port, target)],
-    NXDOMAIN otherwise; counts queries."""
-
-    def __init__(self, ip, records):
-        self.records = records
-        self.queries = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((ip, 53))
-        self.sock.settimeout(0.2)
-        self.stop = False
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
-
-    def run(self):
-        while not self.stop:
-            try:
-                q, addr = self.sock.recvfrom(512)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            try:
-                self.sock.sendto(self.answer(q), addr)
-            except Exception as e:  # a malformed query: no answer
-                xt.diag('fake DNS: %s' % e)
-
-    def answer(self, q):
-        qid = q[:2]
-        p, labels = 12, []
-        while q[p]:
-            labels.append(q[p + 1:p + 1 + q[p]].decode())
-            p += 1 + q[p]
-        qtype = struct.unpack('>H', q[p + 1:p + 3])[0]
-        question = q[12:p + 5]
-        name = '.'.join(labels).lower()
-        self.queries.append((name, qtype))
-        recs = self.records.get(name) if qtype == 33 else None
-        if not recs:
-            return qid + b'\x81\x83' + b'\0\x01\0\0\0\0\0\0' + question
-        body = b''
-        for prio, weight, port, target in recs:
-            rdata = struct.pack('>HHH', prio, weight, port) + dns_name(target)
-            body += b'\xc0\x0c' + struct.pack('>HHIH', 33, 1, 60, len(rdata)) + rdata
-        return qid + b'\x81\x80' + struct.pack('>HHHH', 1, len(recs), 0, 0) + question + body
-
-    def close(self):
-        self.stop = True
-        self.sock.close()
-
-
 # -- helpers ------------------------------------------------------------------
 
-def s2s_links(srv):
-    """`xmppctl s2s` as a list of dicts."""
-    code, out, err = srv.ctl('s2s')
-    if code != 0:
-        xt.diag('xmppctl s2s failed (%r): %s' % (code, err))
-        return None
-    keys = ('dir', 'local', 'remote', 'auth', 'tls', 'in', 'out', 'state', 'addr')
-    return [dict(zip(keys, line.split('\t'))) for line in out.splitlines() if line.strip()]
+link = xt.s2s_link
+wait_links = xt.wait_links
 
 
-async def wait_links(srv, pred, timeout=5):
-    deadline = time.monotonic() + timeout
-    while True:
-        links = await asyncio.get_running_loop().run_in_executor(None, s2s_links, srv)
-        if links is not None and pred(links):
-            return links
-        if time.monotonic() > deadline:
-            return links
-        await asyncio.sleep(0.2)
+def send_id(c, to, body, mid):
+    """A chat message with our own id, so that its reply (or bounce, RFC
+    6120 8.3.1: the error keeps the id) is told from any other."""
+    m = c.xmpp.make_message(mto=to, mbody=body, mtype='chat')
+    m['id'] = mid
+    m.send()
 
 
-def link(links, direction, local, remote):
-    for l in links or ():
-        if l['dir'] == direction and l['local'] == local and l['remote'] == remote \
-                and l['state'] == 'established':
-            return l
-    return None
+async def error_for(c, mid, timeout=10):
+    """The condition of the error c got for its message mid (None if none
+    came), and where it came from."""
+    m = await c.message(pred=lambda m: m['id'] == mid, mtype='error', timeout=timeout)
+    return (m['error']['condition'], str(m['from'])) if m is not None else None
+
+
+def links_of(links, direction, local=None, remote=None):
+    """Every line of links for direction (and local, remote), any state."""
+    return [l for l in links or () if l['dir'] == direction and
+            (local is None or l['local'] == local) and (remote is None or l['remote'] == remote)]
 
 
 class RawS2S:
-    """A raw server-to-server peer (asyncio streams)."""
+    """A raw server-to-server peer (asyncio streams). until() looks only at
+    what arrived after the last send (mark), so that an answer is never
+    taken from what came before it."""
 
     def __init__(self, r, w):
-        self.r, self.w, self.data = r, w, b''
+        self.r, self.w, self.data, self.mark = r, w, b'', 0
 
     @classmethod
     async def open(cls, ip, port, ssl_ctx=None, sni=None):
@@ -134,7 +79,11 @@ class RawS2S:
         r, w = await asyncio.wait_for(asyncio.open_connection(ip, port, **kw), 5)
         return cls(r, w)
 
+    def since_mark(self):
+        return self.data[self.mark:].decode('utf-8', 'replace')
+
     async def send(self, s):
+        self.mark = len(self.data)
         self.w.write(s.encode())
         await self.w.drain()
 
@@ -142,15 +91,15 @@ class RawS2S:
         import re
         deadline = time.monotonic() + timeout
         while True:
-            m = re.search(pattern, self.data.decode('utf-8', 'replace'), re.S)
+            m = re.search(pattern, self.since_mark(), re.S)
             if m or time.monotonic() > deadline:
                 return m
             try:
                 chunk = await asyncio.wait_for(self.r.read(65536), deadline - time.monotonic())
             except (asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError):
-                return re.search(pattern, self.data.decode('utf-8', 'replace'), re.S)
+                return re.search(pattern, self.since_mark(), re.S)
             if not chunk:
-                return re.search(pattern, self.data.decode('utf-8', 'replace'), re.S)
+                return re.search(pattern, self.since_mark(), re.S)
             self.data += chunk
 
     async def header(self, frm, to):
@@ -161,12 +110,10 @@ class RawS2S:
         return await self.until(r'</stream:features>|<stream:features/>')
 
     async def starttls(self, ctx, sni):
-        mark = len(self.data)
         await self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         if not await self.until(r'<proceed'):
             return False
         await asyncio.wait_for(self.w.start_tls(ctx, server_hostname=sni), 5)
-        self.data = self.data[:mark]
         return True
 
     async def external(self, domain):
@@ -208,10 +155,11 @@ async def main():
     d = xt.scratch_dir('t1000-certs')
     ca1 = make_ca(d, 'ca1')
     ca2 = make_ca(d, 'ca2')           # signed nothing: verifies nobody
-    certs = {h: make_cert(d, 'ca1', h) for h in ('a.test', 'b.test', 'c.test', 'evil.test')}
+    certs = {h: make_cert(d, 'ca1', h)
+             for h in ('a.test', 'b.test', 'c.test', 'd.test', 'evil.test', 'denied.test')}
 
     a = xt.Server(name='t1000-a', hosts=['a.test'], start=False)
-    b = xt.Server(name='t1000-b', hosts=['b.test', 'c.test'], start=False)
+    b = xt.Server(name='t1000-b', hosts=['b.test', 'c.test', 'd.test'], start=False)
     dead_port = xt.free_ports(a.ip, 1)[0]         # nothing listens there
     silent = socket.socket()                       # accepts, says nothing
     silent.bind((a.ip, 0))
@@ -230,90 +178,141 @@ async def main():
         s.conf['s2s_resolv_conf'] = str(d / 'resolv.conf')
     (d / 'resolv.conf').write_text('nameserver %s\n' % dns_ip)
     a.conf['certfiles'] = [certs['a.test']]
-    b.conf['certfiles'] = [certs['b.test'], certs['c.test']]
+    b.conf['certfiles'] = [certs['b.test'], certs['c.test'], certs['d.test']]
     a.conf['s2s_hosts'] = {'b.test': '%s:%d' % (b.ip, b.s2s_port),
                            'nowhere.test': '%s:%d' % (a.ip, dead_port),
                            'silent.test': '%s:%d' % (a.ip, silent_port)}
     b.conf['s2s_hosts'] = {'a.test': '%s:%d' % (a.ip, a.s2s_port)}
-    dns = FakeDNS(dns_ip, {
+    # b federates with everybody but denied.test (ejabberd-style rule).
+    b.conf['s2s_access'] = 'federate'
+    b.conf['access_rules'] = {'federate': [{'deny': 'blocked'}, {'allow': 'all'}]}
+    b.conf['acl'] = {'blocked': {'server': 'denied.test'}}
+    # c.test is found by SRV (RFC 6120 3.2.1), its target by name (A).
+    dns = xt.FakeDNS(dns_ip, srv={
         '_xmpps-server._tcp.c.test': [(5, 0, b.s2s_tls_port, 'c-host.test')],
         '_xmpp-server._tcp.c.test': [(10, 0, b.s2s_port, 'c-host.test')],
-    })
-    # c-host.test: an address from /etc/hosts would need root's file; the
-    # SRV target is resolved by evdns, which reads /etc/hosts: use an
-    # address literal instead.
-    dns.records['_xmpps-server._tcp.c.test'] = [(5, 0, b.s2s_tls_port, b.ip)]
-    dns.records['_xmpp-server._tcp.c.test'] = [(10, 0, b.s2s_port, b.ip)]
+    }, a={'c-host.test': [b.ip]})
     for s in (a, b):
         s.write_config()
         s.start()
     a.register('alice', 'alice-pw')
     b.register('bob', 'bob-pw')
     b.register('carol', 'carol-pw', host='c.test')
+    b.register('dave', 'dave-pw', host='d.test')
 
-    # 1. One CA: SASL EXTERNAL both ways.
+    # 1. One CA: SASL EXTERNAL both ways. Two sessions of alice send at
+    # once, before any link exists: one link carries them all
+    # (doc/federation.md, "Routing": one link per pair, in order).
     alice = await xt.login_ok(a, 'alice', 'alice-pw', resource='r')
+    alice2 = await xt.login_ok(a, 'alice', 'alice-pw', resource='r2')
     bob = await xt.login_ok(b, 'bob', 'bob-pw', resource='r')
-    alice.send('bob@b.test', 'hello over s2s')
-    m = await bob.message(body='hello over s2s', timeout=10)
-    xt.ok(m is not None, 'alice@a.test -> bob@b.test arrives')
-    xt.is_(str(m['from']) if m else None, 'alice@a.test/r', 'with alice\'s full JID as from')
-    bob.send('alice@a.test/r', 'and back')
-    m = await alice.message(body='and back', timeout=10)
-    xt.ok(m is not None, 'bob@b.test -> alice@a.test arrives')
-    for i in range(5):
-        alice.send('bob@b.test', 'burst %d' % i)
-    got = []
-    for i in range(5):
-        m = await bob.message(pred=lambda m: m['body'].startswith('burst '), timeout=5)
-        got.append(m['body'] if m else None)
-    xt.is_(got, ['burst %d' % i for i in range(5)], 'a burst arrives complete and in order')
+    n = 10
+    for i in range(n):
+        for c in (alice, alice2):
+            c.send('bob@b.test', 'burst %d' % i)
+    got = {}
+    for _ in range(2 * n):
+        m = await bob.message(pred=lambda m: m['body'].startswith('burst '), timeout=10)
+        if m is None:
+            break
+        got.setdefault(str(m['from']), []).append(m['body'])
+    want = ['burst %d' % i for i in range(n)]
+    xt.is_(got, {'alice@a.test/r': want, 'alice@a.test/r2': want},
+           'two sessions\' bursts, sent while the link opens, arrive complete and in '
+           'order, each from its full JID')
     la = await wait_links(a, lambda l: link(l, 'out', 'a.test', 'b.test'))
     lb = await wait_links(b, lambda l: link(l, 'in', 'b.test', 'a.test'))
+    xt.is_(len(links_of(la, 'out', 'a.test', 'b.test')), 1,
+           'xmppctl s2s on a: one link a.test -> b.test carried them') or xt.diag(la)
+    xt.is_(len(links_of(lb, 'in', remote='a.test')), 1,
+           'xmppctl s2s on b: one stream from a.test') or xt.diag(lb)
     xa, xb = link(la, 'out', 'a.test', 'b.test'), link(lb, 'in', 'b.test', 'a.test')
-    xt.is_(xa and xa['auth'], 'external', 'xmppctl s2s on a: out a.test -> b.test by SASL EXTERNAL') \
-        or xt.diag(la)
-    xt.is_(xb and xb['auth'], 'external', 'xmppctl s2s on b: in b.test <- a.test by SASL EXTERNAL') \
-        or xt.diag(lb)
+    xt.is_(xa and xa['auth'], 'external', 'xmppctl s2s on a: out a.test -> b.test by SASL EXTERNAL')
+    xt.is_(xb and xb['auth'], 'external', 'xmppctl s2s on b: in b.test <- a.test by SASL EXTERNAL')
     xt.like(xa and xa['tls'] or '', r'^TLSv1\.[23]$', 'the link is TLS (%s)' % (xa and xa['tls']))
-    xt.ok(xa is not None and int(xa['out']) >= 6, 'a counts stanzas out (%s)' % (xa and xa['out']))
-    xt.ok(xb is not None and int(xb['in']) >= 6, 'b counts stanzas in (%s)' % (xb and xb['in']))
+    xt.is_(xa and xa['out'], str(2 * n), 'a counts the %d stanzas out' % (2 * n))
+    xt.is_(xb and xb['in'], str(2 * n), 'b counts the %d stanzas in' % (2 * n))
+    bob.send('alice@a.test/r', 'and back')
+    m = await alice.message(body='and back', timeout=10)
+    xt.is_(m and str(m['from']), 'bob@b.test/r', 'bob@b.test -> alice@a.test arrives')
+    await alice2.disconnect()
 
-    # 2. Unreachable: nothing listening -> remote-server-not-found.
-    alice.send('someone@nowhere.test', 'anyone?')
-    m = await alice.message(mtype='error', timeout=10)
-    xt.is_(m['error']['condition'] if m else None, 'remote-server-not-found',
-           'a domain where nothing listens bounces with remote-server-not-found')
-    xt.is_(str(m['from']) if m else None, 'someone@nowhere.test', 'the bounce comes from the address')
+    # 2. Unreachable: nothing listening -> remote-server-not-found, from
+    # the address the message was for (RFC 6120 8.3.1, 8.3.3.15).
+    send_id(alice, 'someone@nowhere.test', 'anyone?', 'to-nowhere')
+    xt.is_(await error_for(alice, 'to-nowhere'), ('remote-server-not-found', 'someone@nowhere.test'),
+           'a domain where nothing listens: the message bounces with remote-server-not-found')
 
-    # 3. A server that accepts and never answers -> remote-server-timeout.
+    # 3. A server that accepts and never answers -> remote-server-timeout
+    # (8.3.3.16) once s2s_connect_timeout (3 s) has passed.
     t0 = time.monotonic()
-    alice.send('someone@silent.test', 'hello?')
-    m = await alice.message(mtype='error', timeout=10)
-    xt.is_(m['error']['condition'] if m else None, 'remote-server-timeout',
-           'a silent server bounces with remote-server-timeout')
-    xt.ok(time.monotonic() - t0 < 8, 'after about s2s_connect_timeout (%.1f s)'
-          % (time.monotonic() - t0))
+    send_id(alice, 'someone@silent.test', 'hello?', 'to-silent')
+    e = await error_for(alice, 'to-silent')
+    took = time.monotonic() - t0
+    xt.ok(e == ('remote-server-timeout', 'someone@silent.test') and 2.5 <= took < 8,
+          'a silent server: the message bounces with remote-server-timeout after about '
+          's2s_connect_timeout (%.1f s)' % took) or xt.diag(e)
     silent.close()
 
     # 4. SRV: c.test has no pin; the fake DNS sends a to b's direct TLS
-    # port (XEP-0368), where SNI picks c.test's certificate.
+    # port (XEP-0368) on c-host.test, where SNI picks c.test's certificate.
     carol = await xt.login_ok(b, 'carol', 'carol-pw', host='c.test', resource='r')
     alice.send('carol@c.test', 'via SRV')
     m = await carol.message(body='via SRV', timeout=10)
     xt.ok(m is not None, 'alice@a.test -> carol@c.test arrives, found by SRV')
-    xt.ok(('_xmpps-server._tcp.c.test', 33) in dns.queries,
-          'a asked for _xmpps-server._tcp.c.test (%s)' % dns.queries)
+    xt.ok(dns.asked('_xmpps-server._tcp.c.test', 33) and dns.asked('c-host.test', 1),
+          'a asked for _xmpps-server._tcp.c.test and the A record of its target') \
+        or xt.diag(dns.queries)
     la = await wait_links(a, lambda l: link(l, 'out', 'a.test', 'c.test'))
     xc = link(la, 'out', 'a.test', 'c.test')
-    xt.ok(xc is not None and xc['addr'].endswith(':%d' % b.s2s_tls_port),
-          'over direct TLS, the lower SRV priority (%s)' % (xc and xc['addr']))
-    xt.is_(xc and xc['auth'], 'external', 'c.test\'s own certificate verified (virtual hosting)')
+    xt.is_(xc and xc['addr'], '%s:%d' % (b.ip, b.s2s_tls_port),
+           'a connected to c-host.test\'s address on the direct TLS port (the lower priority)')
+    xt.is_(xc and xc['auth'], 'external',
+           'b took a.test\'s certificate for the pair c.test <- a.test (SASL EXTERNAL)')
+    # Incoming virtual hosting: for SNI c.test, b presents c.test's own
+    # certificate (RFC 6120 13.7.2.1); the handshake checks its name.
+    try:
+        raw = await RawS2S.open(b.ip, b.s2s_tls_port, client_ctx(ca1, alpn='xmpp-server'),
+                                'c.test')
+        raw.close()
+        named = True
+    except (ssl.SSLError, OSError) as e:
+        named = e
+    xt.is_(named, True, 'for SNI c.test, b presents a certificate naming c.test')
     carol.send('alice@a.test/r', 'from c.test')
     m = await alice.message(body='from c.test', timeout=10)
     xt.ok(m is not None, 'carol@c.test -> alice@a.test arrives')
+    # Outgoing virtual hosting: b presents c.test's certificate on the
+    # link from c.test, so a accepts SASL EXTERNAL for it (XEP-0178 3);
+    # with a certificate that does not name c.test the link would fall
+    # back to dialback and still deliver.
+    lb = await wait_links(b, lambda l: link(l, 'out', 'c.test', 'a.test'))
+    la = await wait_links(a, lambda l: link(l, 'in', 'a.test', 'c.test'))
+    xt.is_((link(lb, 'out', 'c.test', 'a.test') or {}).get('auth'), 'external',
+           'xmppctl s2s on b: out c.test -> a.test by SASL EXTERNAL (c.test\'s certificate)') \
+        or xt.diag(lb)
+    xt.is_((link(la, 'in', 'a.test', 'c.test') or {}).get('auth'), 'external',
+           'xmppctl s2s on a: in a.test <- c.test by SASL EXTERNAL') or xt.diag(la)
+    # Our outgoing links use one stream per pair (doc/federation.md):
+    # b.test, c.test and d.test each have their own to a.test. (The
+    # pairs of b.test and d.test hash to the same worker, whose one
+    # table must keep them apart.)
+    dave = await xt.login_ok(b, 'dave', 'dave-pw', host='d.test', resource='r')
+    dave.send('alice@a.test/r', 'from d.test')
+    m = await alice.message(body='from d.test', timeout=10)
+    xt.ok(m is not None, 'dave@d.test -> alice@a.test arrives')
+    await dave.disconnect()
+    lb = await wait_links(b, lambda l: link(l, 'out', 'd.test', 'a.test'))
+    la = await wait_links(a, lambda l: link(l, 'in', 'a.test', 'd.test'))
+    xt.is_(sorted(l['local'] for l in links_of(lb, 'out', remote='a.test')),
+           ['b.test', 'c.test', 'd.test'],
+           'b has one link to a.test for each of its domains') or xt.diag(lb)
+    ins = links_of(la, 'in', 'a.test')
+    xt.ok(sorted(l['remote'] for l in ins) == ['b.test', 'c.test', 'd.test'] and
+          len({l['addr'] for l in ins}) == 3, 'a sees them as three streams') or xt.diag(la)
 
-    # 5. Raw peers: addressing checks on an incoming stream.
+    # 5. Raw peers: addressing checks on an incoming stream (RFC 6120
+    # 8.1.1.2, 8.1.2.2, 4.9.3).
     raw, ok = await authenticated_raw(b, ca1, certs['evil.test'], 'evil.test')
     xt.ok(ok, 'a raw peer authenticates as evil.test by SASL EXTERNAL') or xt.diag(raw.data[-800:])
     await raw.send("<message from='mallory@a.test' to='bob@b.test'><body>spoof</body></message>")
@@ -334,6 +333,39 @@ async def main():
     await raw.send("<message to='bob@b.test'><body>nofrom</body></message>")
     xt.ok(await raw.until(r'<improper-addressing\b') is not None,
           'no from: <improper-addressing/>') or xt.diag(raw.data[-800:])
+    raw.close()
+
+    # Authenticated for b.test only, a stanza to c.test (XEP-0220: each
+    # pair of domains is authenticated on its own).
+    raw, ok = await authenticated_raw(b, ca1, certs['evil.test'], 'evil.test')
+    await raw.send("<message from='x@evil.test' to='carol@c.test'><body>not yet</body></message>")
+    xt.ok(await raw.until(r'<not-authorized\b') is not None,
+          'a stanza for a local domain the peer did not authenticate for: <not-authorized/>') \
+        or xt.diag(raw.data[-800:])
+    raw.close()
+
+    # Several domains over one stream (XEP-0220 multiplexing, which
+    # doc/federation.md says we accept): after EXTERNAL for b.test, a
+    # db:result adds c.test; its certificate already proves evil.test
+    # (XEP-0344), so the answer is valid at once.
+    raw, ok = await authenticated_raw(b, ca1, certs['evil.test'], 'evil.test')
+    await raw.send("<db:result from='evil.test' to='c.test'>%s</db:result>" % ('0' * 64))
+    m = await raw.until(r"<db:result\b[^>]*\bfrom=['\"]c\.test['\"][^>]*\btype=['\"](\w+)")
+    xt.is_(m and m.group(1), 'valid', 'a second domain on the same stream: db:result valid') \
+        or xt.diag(raw.data[-800:])
+    await raw.send("<message from='eve@evil.test/x' to='carol@c.test' type='chat'>"
+                   "<body>mux to c</body></message>"
+                   "<message from='eve@evil.test/x' to='bob@b.test' type='chat'>"
+                   "<body>mux to b</body></message>")
+    mc = await carol.message(body='mux to c', timeout=5)
+    mb = await bob.message(body='mux to b', timeout=5)
+    xt.ok(mc is not None and mb is not None,
+          'on that one stream, stanzas to both domains are delivered')
+    lb = await wait_links(b, lambda l: len(links_of(l, 'in', remote='evil.test')) == 2)
+    mux = links_of(lb, 'in', remote='evil.test')
+    xt.ok(sorted(l['local'] for l in mux) == ['b.test', 'c.test'] and
+          len({l['addr'] for l in mux}) == 1,
+          'xmppctl s2s on b: two pairs, one address (one stream)') or xt.diag(lb)
     raw.close()
 
     raw = await RawS2S.open(b.ip, b.s2s_port)
@@ -364,6 +396,34 @@ async def main():
     m = await bob.message(body='direct tls', timeout=5)
     xt.ok(ok and m is not None, 'direct TLS with ALPN xmpp-server: a stanza is delivered')
     raw.close()
+
+    # s2s_access: b refuses denied.test, whose certificate is as good as
+    # evil.test's. SASL EXTERNAL fails (RFC 6120 6.5.10 not-authorized),
+    # dialback is refused (XEP-0220 errors: forbidden), and nothing it
+    # sends is taken.
+    raw = await RawS2S.open(b.ip, b.s2s_port)
+    await raw.header('denied.test', 'b.test')
+    await raw.starttls(client_ctx(ca1, certs['denied.test']), 'b.test')
+    await raw.header('denied.test', 'b.test')
+    await raw.external('denied.test')
+    xt.is_(xt.sasl_failure(raw.since_mark()), 'not-authorized',
+           's2s_access denies denied.test: SASL EXTERNAL fails with <not-authorized/>') \
+        or xt.diag(raw.data[-800:])
+    await raw.send("<db:result from='denied.test' to='b.test'>%s</db:result>" % ('0' * 64))
+    m = await raw.until(r"<db:result\b[^>]*\btype=['\"]error['\"].*?</db:result>")
+    xt.like(m and m.group(0) or '', r'<forbidden\b',
+            'and dialback is answered with an error, <forbidden/>') or xt.diag(raw.data[-800:])
+    await raw.send("<message from='x@denied.test' to='bob@b.test'><body>denied</body></message>")
+    xt.ok(await raw.until(r'<not-authorized\b') is not None,
+          'a stanza from it then: <not-authorized/>') or xt.diag(raw.data[-800:])
+    raw.close()
+    # Nor does b send to it: the bounce says forbidden (RFC 6120 8.3.3.4),
+    # not that the server was not found.
+    send_id(bob, 'x@denied.test', 'to a denied domain', 'to-denied')
+    xt.is_(await error_for(bob, 'to-denied'), ('forbidden', 'x@denied.test'),
+           'bob\'s message to denied.test bounces with <forbidden/>')
+    m = await bob.message(body='denied', timeout=0.5)
+    xt.ok(m is None, 'nothing from denied.test was delivered')
 
     # 6. Idle timeout: 2 s, then the link reopens on demand.
     await xt.disconnect_all(alice, bob, carol)
@@ -418,11 +478,44 @@ async def main():
         or xt.diag(raw.data[-800:])
     raw.close()
 
+    # 8. s2s_dialback: false on b, certificates still unverifiable: b
+    # accepts certificate authentication only (doc/configuration.md), so
+    # neither server can authenticate to the other.
+    await xt.disconnect_all(alice, bob)
+    b.stop()
+    b.conf['s2s_dialback'] = False
+    b.write_config()
+    b.start()
+    alice = await xt.login_ok(a, 'alice', 'alice-pw', resource='r')
+    bob = await xt.login_ok(b, 'bob', 'bob-pw', resource='r')
+    raw = await RawS2S.open(b.ip, b.s2s_port)
+    await raw.header('a.test', 'b.test')
+    await raw.starttls(client_ctx(ca1), 'b.test')
+    feat = xt.parse_features(raw.since_mark() if await raw.header('a.test', 'b.test') else '')
+    xt.ok(feat is not None and feat.find('{urn:xmpp:features:dialback}dialback') is None,
+          'dialback off: b does not offer the dialback feature') \
+        or xt.diag(raw.data[-800:])
+    await raw.send("<db:result from='a.test' to='b.test'>%s</db:result>" % ('0' * 64))
+    m = await raw.until(r"<db:result\b[^>]*\btype=['\"]error['\"].*?</db:result>")
+    xt.like(m and m.group(0) or '', r'<policy-violation\b',
+            'dialback off: a db:result is answered with an error, <policy-violation/>') \
+        or xt.diag(raw.data[-800:])
+    raw.close()
+    send_id(alice, 'bob@b.test', 'dialback is off', 'to-no-dialback')
+    xt.is_(await error_for(alice, 'to-no-dialback'), ('remote-server-not-found', 'bob@b.test'),
+           'dialback off on b: alice\'s message, which a could only authenticate by '
+           'dialback, bounces with remote-server-not-found')
+    send_id(bob, 'alice@a.test/r', 'no dialback from here', 'from-no-dialback')
+    xt.is_(await error_for(bob, 'from-no-dialback'), ('remote-server-not-found', 'alice@a.test/r'),
+           'dialback off on b: bob\'s message to a, which does not accept b\'s '
+           'certificate, bounces with remote-server-not-found')
+    m = await bob.message(body='dialback is off', timeout=0.5)
+    xt.ok(m is None, 'and bob did not get alice\'s message')
+
     await xt.disconnect_all(alice, bob)
     dns.close()
     xt.is_(a.stop(), 0, 'a exits 0')
     xt.is_(b.stop(), 0, 'b exits 0')
-    xt.unlike(a.log() + b.log(), r'AddressSanitizer', 'no sanitizer report')
 
 
 xt.run(main, timeout=240)

@@ -3,8 +3,10 @@
 presence subscription handshake between users of a.test and b.test, the
 contact's presence seen on login and its unavailable presence when its
 connection drops, and an offline message stored on the other server and
-delivered with a delay stamp. Once with certificates (SASL EXTERNAL) and
-once with dialback only."""
+delivered with a delay stamp, and a subscription request from a remote
+contact that arrives while the user is offline, delivered when she next
+logs in (RFC 6121 3.1.3). Once with certificates (SASL EXTERNAL) and once
+with dialback only."""
 
 import asyncio
 import os
@@ -50,9 +52,20 @@ async def wait_for(pred, timeout=8):
     return pred()
 
 
+async def dana_login(srv):
+    """dana, logged in with a client that answers no request itself."""
+    c = xt.Client(srv, 'dana', 'dana-pw', resource='r')
+    c.xmpp.auto_authorize = None
+    c.xmpp.auto_subscribe = False
+    if not await c.connect():
+        raise xt.HarnessError('login failed: ' + c.describe())
+    return c
+
+
 async def scenario(d, ca_file, tag, auth):
     a, b = servers(d, ca_file, tag)
     a.register('alice', 'alice-pw')
+    a.register('dana', 'dana-pw')
     b.register('bob', 'bob-pw')
     alice = await xt.login_ok(a, 'alice', resource='desk')
     bob = await xt.login_ok(b, 'bob', resource='phone')
@@ -95,6 +108,26 @@ async def scenario(d, ca_file, tag, auth):
     back = await alice.presence(pred=lambda p: str(p['from']) == 'bob@b.test/laptop' and
                                 p['type'] != 'unavailable', timeout=8)
     xt.ok(back is not None, '[%s] alice sees bob come back' % tag)
+
+    # RFC 6121 3.1.3: bob asks dana (a.test), who is offline; a.test keeps
+    # the request and delivers it when she next comes online, and again
+    # at each login until she answers. The message to alice after it
+    # travels the same stream, in order: once alice has it, a.test has
+    # handled the request.
+    bob2.xmpp.send_presence(pto='dana@a.test', ptype='subscribe')
+    bob2.send('alice@a.test/desk', 'after the request [%s]' % tag)
+    m = await alice.message(body='after the request [%s]' % tag, timeout=8)
+    xt.ok(m is not None, '[%s] bob asks dana, offline, to subscribe' % tag)
+    for n in ('next', 'following'):
+        dana = await dana_login(a)
+        p = await dana.presence(pred=lambda p: p['type'] == 'subscribe', timeout=8)
+        xt.is_(p and str(p['from']), 'bob@b.test',
+               '[%s] dana gets bob\'s request at her %s login, from his bare JID' % (tag, n))
+        if n == 'following':
+            dana.xmpp.send_presence(pto='bob@b.test', ptype='subscribed')
+            p = await bob2.presence(pred=lambda p: p['type'] == 'subscribed', timeout=8)
+            xt.is_(p and str(p['from']), 'dana@a.test', '[%s] her answer reaches bob' % tag)
+        await dana.disconnect()
 
     await xt.disconnect_all(alice, bob2)
     xt.is_(a.stop(), 0, '[%s] a.test exits 0' % tag)

@@ -1600,3 +1600,187 @@ def error_summary(st):
 def _esc(s):
     return (s.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')
             .replace("'", '&apos;'))
+
+
+# ---------------------------------------------------------------------------
+# Federation (t10xx): `xmppctl s2s`, a DNS server of the test's own, and
+# private network and mount namespaces
+# ---------------------------------------------------------------------------
+
+import ctypes  # noqa: E402
+import ctypes.util  # noqa: E402
+import fcntl  # noqa: E402
+import struct  # noqa: E402
+import threading  # noqa: E402
+
+S2S_LINK_KEYS = ('dir', 'local', 'remote', 'auth', 'tls', 'in', 'out', 'state', 'addr')
+
+
+def s2s_links(srv):
+    """`xmppctl s2s` as a list of dicts (keys S2S_LINK_KEYS), or None if
+    the command failed."""
+    code, out, err = srv.ctl('s2s')
+    if code != 0:
+        diag('xmppctl s2s failed (%r): %s' % (code, err))
+        return None
+    return [dict(zip(S2S_LINK_KEYS, line.split('\t'))) for line in out.splitlines()
+            if line.strip()]
+
+
+async def wait_links(srv, pred, timeout=5):
+    """Polls `xmppctl s2s` until pred(links) holds; returns the last listing
+    (check pred again to know whether it held)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        links = await asyncio.get_running_loop().run_in_executor(None, s2s_links, srv)
+        if links is not None and pred(links):
+            return links
+        if time.monotonic() > deadline:
+            return links
+        await asyncio.sleep(0.2)
+
+
+def s2s_link(links, direction, local, remote, state='established'):
+    """The first line of links for (direction, local, remote) in state (any
+    state if None), or None."""
+    for l in links or ():
+        if l['dir'] == direction and l['local'] == local and l['remote'] == remote \
+                and (state is None or l['state'] == state):
+            return l
+    return None
+
+
+def _dns_name(name):
+    out = b''
+    for label in name.rstrip('.').split('.'):
+        out += bytes([len(label)]) + label.encode()
+    return out + b'\0'
+
+
+class FakeDNS:
+    """A DNS server on ip:port (UDP, RFC 1035 4.1) answering from dicts:
+    srv: name -> [(priority, weight, port, target)] (RFC 2782),
+    a: name -> [IPv4 address], aaaa: name -> [IPv6 address].
+    A name it knows but without records of the type asked gets an empty
+    answer (NODATA), any other name NXDOMAIN. queries lists every
+    (name, qtype) asked, in order."""
+
+    TYPES = {1: 'a', 28: 'aaaa', 33: 'srv'}
+
+    def __init__(self, ip, srv=None, a=None, aaaa=None, port=53):
+        self.srv, self.a, self.aaaa = dict(srv or {}), dict(a or {}), dict(aaaa or {})
+        self.queries = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((ip, port))
+        self.sock.settimeout(0.2)
+        self.stop = False
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        while not self.stop:
+            try:
+                q, addr = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                self.sock.sendto(self.answer(q), addr)
+            except Exception as e:  # a malformed query: no answer
+                diag('fake DNS: %s' % e)
+
+    def _rdata(self, qtype, rec):
+        if qtype == 1:
+            return socket.inet_pton(socket.AF_INET, rec)
+        if qtype == 28:
+            return socket.inet_pton(socket.AF_INET6, rec)
+        prio, weight, port, target = rec
+        return struct.pack('>HHH', prio, weight, port) + _dns_name(target)
+
+    def answer(self, q):
+        qid = q[:2]
+        p, labels = 12, []
+        while q[p]:
+            labels.append(q[p + 1:p + 1 + q[p]].decode())
+            p += 1 + q[p]
+        qtype = struct.unpack('>H', q[p + 1:p + 3])[0]
+        question = q[12:p + 5]
+        name = '.'.join(labels).lower()
+        self.queries.append((name, qtype))
+        tables = (self.srv, self.a, self.aaaa)
+        if not any(name in t for t in tables):
+            return qid + b'\x81\x83' + b'\0\x01\0\0\0\0\0\0' + question   # NXDOMAIN
+        kind = self.TYPES.get(qtype)
+        recs = getattr(self, kind).get(name, []) if kind else []
+        body = b''
+        for rec in recs:
+            rdata = self._rdata(qtype, rec)
+            body += b'\xc0\x0c' + struct.pack('>HHIH', qtype, 1, 60, len(rdata)) + rdata
+        return qid + b'\x81\x80' + struct.pack('>HHHH', 1, len(recs), 0, 0) + question + body
+
+    def asked(self, name, qtype=None):
+        """How many queries for name (of qtype, 1 A, 28 AAAA, 33 SRV)."""
+        return sum(1 for n, t in self.queries if n == name and (qtype is None or t == qtype))
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWNET = 0x40000000
+_CLONE_NEWUSER = 0x10000000
+_MS_BIND, _MS_REC, _MS_PRIVATE = 4096, 16384, 1 << 18
+
+
+def _libc():
+    return ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
+
+
+def set_link_up(ifname, up):
+    """Brings a network interface of this namespace up or down
+    (SIOCSIFFLAGS; needs CAP_NET_ADMIN there)."""
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        ifr = struct.pack('16sH14x', ifname.encode(), 0)
+        flags = struct.unpack('16sH14x', fcntl.ioctl(s, SIOCGIFFLAGS, ifr))[1]
+        flags = (flags | IFF_UP) if up else (flags & ~IFF_UP)
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack('16sH14x', ifname.encode(), flags))
+    finally:
+        s.close()
+
+
+def private_namespaces():
+    """Moves this test (and every process it starts afterwards) into new
+    network and mount namespaces, as `unshare --net --mount` does: a
+    loopback interface of its own (any 127.0.0.X, port 53 or 5269, free of
+    other tests; it may be taken down), and mounts nobody else sees
+    (bind_mount over /etc/hosts). Call it first, before any thread or
+    socket exists. Needs root (CAP_SYS_ADMIN), as the tests that bind
+    port 53 do; where root lacks it (a container), a user namespace in
+    which the test is root does as well, if the system allows one."""
+    libc = _libc()
+    if libc.unshare(_CLONE_NEWNS | _CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        uid, gid = os.getuid(), os.getgid()
+        if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS | _CLONE_NEWNET) != 0:
+            raise HarnessError('unshare(CLONE_NEWNS | CLONE_NEWNET): %s, and with '
+                               'CLONE_NEWUSER: %s (root is needed)'
+                               % (os.strerror(e), os.strerror(ctypes.get_errno())))
+        # Root inside, the same user outside (user_namespaces(7)).
+        for f, text in (('setgroups', 'deny'), ('uid_map', '0 %d 1' % uid),
+                        ('gid_map', '0 %d 1' % gid)):
+            with open('/proc/self/' + f, 'w') as fh:
+                fh.write(text)
+    # Our mounts must not propagate back to the machine's namespace.
+    if libc.mount(b'none', b'/', None, _MS_REC | _MS_PRIVATE, None) != 0:
+        raise HarnessError('mount --make-rprivate /: %s' % os.strerror(ctypes.get_errno()))
+    set_link_up('lo', True)
+
+
+def bind_mount(src, dst):
+    """mount --bind src dst, in this test's private mount namespace."""
+    if _libc().mount(str(src).encode(), str(dst).encode(), None, _MS_BIND, None) != 0:
+        raise HarnessError('mount --bind %s %s: %s' % (src, dst, os.strerror(ctypes.get_errno())))
