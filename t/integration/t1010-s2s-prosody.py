@@ -22,24 +22,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import xmppdtest as xt  # noqa: E402
 
 PROSODY = shutil.which('prosody') or '/usr/bin/prosody'
 PROSODYCTL = shutil.which('prosodyctl') or '/usr/bin/prosodyctl'
-
-
-def load_t1000():
-    """The certificate and DNS helpers of t1000-s2s.py."""
-    import importlib.util
-    here = os.path.dirname(os.path.abspath(__file__))
-    src = open(os.path.join(here, 't1000-s2s.py')).read()
-    src = src.split('async def main():')[0]
-    mod = type(sys)('t1000helpers')
-    mod.__dict__['xt'] = xt
-    mod.__dict__['__file__'] = os.path.join(here, 't1000-s2s.py')
-    exec(compile(src, 't1000-s2s.py', 'exec'), mod.__dict__)
-    return mod
 
 
 class Prosody:
@@ -144,10 +130,9 @@ VirtualHost "%(host)s"
 
 
 async def main():
-    h = load_t1000()
     d = xt.scratch_dir('t1010-certs')
-    ca1 = h.make_ca(d, 'ca1')
-    certs = {n: h.make_cert(d, 'ca1', n) for n in ('x.s2stest', 'p.s2stest')}
+    ca1 = xt.make_ca(d, 'ca1')
+    certs = {n: xt.make_cert(d, 'ca1', n) for n in ('x.s2stest', 'p.s2stest')}
 
     x = xt.Server(name='t1010-x', hosts=['x.s2stest'], start=False)
     x.s2s_port = xt.free_ports(x.ip, 1)[0]
@@ -162,7 +147,7 @@ async def main():
     pd = xt.scratch_dir('t1010-prosody')
     hosts_file = pd / 'hosts'
     hosts_file.write_text('%s xmppd-host.s2stest\n' % x.ip)
-    dns = h.FakeDNS(dns_ip, {'_xmpp-server._tcp.x.s2stest': [(0, 0, x.s2s_port, 'xmppd-host.s2stest')]})
+    dns = xt.FakeDNS(dns_ip, {'_xmpp-server._tcp.x.s2stest': [(0, 0, x.s2s_port, 'xmppd-host.s2stest')]})
     p = Prosody(pd, 'p.s2stest', ca1, str(d / 'p.s2stest.crt'), str(d / 'p.s2stest.key'), dns_ip,
                 hosts_file)
     x.conf['s2s_hosts'] = {'p.s2stest': '%s:%d' % (p.ip, p.s2s_port)}
@@ -192,9 +177,9 @@ async def main():
         xt.ok(('_xmpp-server._tcp.x.s2stest', 33) in dns.queries,
               'Prosody found xmppd by SRV (%s)' % dns.queries)
 
-        links = await h.wait_links(x, lambda l: h.link(l, 'out', 'x.s2stest', 'p.s2stest')
-                                   and h.link(l, 'in', 'x.s2stest', 'p.s2stest'))
-        lo, li = h.link(links, 'out', 'x.s2stest', 'p.s2stest'), h.link(links, 'in', 'x.s2stest', 'p.s2stest')
+        links = await xt.wait_links(x, lambda l: xt.s2s_link(l, 'out', 'x.s2stest', 'p.s2stest')
+                                   and xt.s2s_link(l, 'in', 'x.s2stest', 'p.s2stest'))
+        lo, li = xt.s2s_link(links, 'out', 'x.s2stest', 'p.s2stest'), xt.s2s_link(links, 'in', 'x.s2stest', 'p.s2stest')
         xt.ok(lo is not None and lo['auth'] in ('external', 'dialback'),
               'xmppctl s2s: out x.s2stest -> p.s2stest (%s)' % (lo and lo['auth'])) or xt.diag(links)
         xt.ok(li is not None and li['auth'] in ('external', 'dialback'),
@@ -258,7 +243,7 @@ async def main():
         await xt.disconnect_all(alice, pat)
         p.stop()
         x.stop()
-        ca2 = h.make_ca(d, 'ca2')
+        ca2 = xt.make_ca(d, 'ca2')
         p.write_cfg(ca2)
         x.conf['ca_file'] = ca2
         x.write_config()
@@ -272,10 +257,10 @@ async def main():
         pat.send('alice@x.s2stest/r', 'dialback to xmppd')
         m = await alice.message(body='dialback to xmppd', timeout=15)
         xt.ok(m is not None, 'with dialback: Prosody -> xmppd arrives')
-        links = await h.wait_links(x, lambda l: h.link(l, 'out', 'x.s2stest', 'p.s2stest')
-                                   and h.link(l, 'in', 'x.s2stest', 'p.s2stest'))
-        lo = h.link(links, 'out', 'x.s2stest', 'p.s2stest')
-        li = h.link(links, 'in', 'x.s2stest', 'p.s2stest')
+        links = await xt.wait_links(x, lambda l: xt.s2s_link(l, 'out', 'x.s2stest', 'p.s2stest')
+                                   and xt.s2s_link(l, 'in', 'x.s2stest', 'p.s2stest'))
+        lo = xt.s2s_link(links, 'out', 'x.s2stest', 'p.s2stest')
+        li = xt.s2s_link(links, 'in', 'x.s2stest', 'p.s2stest')
         xt.is_(lo and lo['auth'], 'dialback', 'xmppctl s2s: out by dialback') or xt.diag(links)
         xt.is_(li and li['auth'], 'dialback', 'xmppctl s2s: in by dialback') or xt.diag(links)
         await xt.disconnect_all(alice, pat)
