@@ -2,7 +2,6 @@
 """t0740-vcard: XEP-0054 vcard-temp and XEP-0153 avatar hashes in presence
 (mod_vcard)."""
 
-import asyncio
 import base64
 import hashlib
 import os

@@ -21,9 +21,7 @@ import base64
 import os
 import socket
 import ssl
-import struct
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))

@@ -12,29 +12,11 @@ once on the receiving one, for the recipient's domain; a DROP from either
 hook keeps the message from its recipient.
 """
 
-import asyncio
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
-
-CC = os.environ.get('CC') or 'cc'
-WARN = ['-Wall', '-Wextra', '-Wno-unused-parameter', '-Wshadow', '-Wpointer-arith',
-        '-Wstrict-prototypes', '-Wmissing-prototypes', '-Wformat=2', '-Werror']
-
-
-def build_test_module(moddir, name):
-    """Compiles t/modules/<name>.c into moddir/<name>.so (as t0800 does)."""
-    src = xt.TOP_SRCDIR / 't' / 'modules' / ('%s.c' % name)
-    r = subprocess.run([CC, '-std=gnu11'] + WARN + ['-I%s' % (xt.TOP_SRCDIR / 'hooks'),
-                       '-fPIC', '-shared', '-fvisibility=hidden', '-pthread',
-                       '-o', str(moddir / ('%s.so' % name)), str(src)],
-                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-    if r.returncode != 0:
-        raise xt.HarnessError('cannot compile %s:\n%s' % (src, r.stdout + r.stderr))
-
 
 def hook_lines(srv, mid):
     """The `xmppctl s2shooks` lines of srv for stanza id mid, as tuples
@@ -58,7 +40,7 @@ async def main():
     xt.make_ca(d, 'ca')
     moddir = d / 'modules'
     moddir.mkdir()
-    build_test_module(moddir, 'mod_s2shooks')
+    xt.build_test_module(moddir, 'mod_s2shooks')
 
     a = xt.Server(name='t1030-a', hosts=['a.test'], start=False,
                   modules={'mod_s2shooks': {'hosts': ['a.test']}})

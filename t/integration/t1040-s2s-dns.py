@@ -28,7 +28,6 @@ first in the list) weight 0 before weight 1 about half of the time.
 import asyncio
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
