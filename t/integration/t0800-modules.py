@@ -92,13 +92,7 @@ def build_example(scratch, moddir):
 # Helpers
 # ---------------------------------------------------------------------------
 
-def outcome(r):
-    """'result', 'error:CONDITION' or 'timeout' for an IQ reply."""
-    if r is None:
-        return 'timeout'
-    if r['type'] == 'result':
-        return 'result'
-    return 'error:%s' % (r['error']['condition'] or '?')
+outcome = xt.iq_outcome
 
 
 async def version_iq(c, srv):

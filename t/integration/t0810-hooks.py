@@ -41,13 +41,7 @@ NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls'
 HOST, OTHER = 'xmppd.test', 'other.test'
 
 
-def outcome(r):
-    """'result', 'error:CONDITION' or 'timeout' for a slixmpp IQ reply."""
-    if r is None:
-        return 'timeout'
-    if r['type'] == 'result':
-        return 'result'
-    return 'error:%s' % (r['error']['condition'] or '?')
+outcome = xt.iq_outcome
 
 
 async def ctl_ok(srv, *args):

@@ -19,21 +19,8 @@ MODULES = {'mod_disco': {}, 'mod_roster': {}, 'mod_offline': {}}
 
 
 def servers(d, ca_file, tag):
-    a = xt.Server(name='t1020-a-' + tag, hosts=['a.test'], modules=MODULES, start=False)
-    b = xt.Server(name='t1020-b-' + tag, hosts=['b.test'], modules=MODULES, start=False)
-    for s in (a, b):
-        s.s2s_port = xt.free_ports(s.ip, 1)[0]
-        s.ca_file = str(d / 'ca1.pem')            # what the test's clients trust
-        s.conf['listen'] += [{'port': s.s2s_port, 'ip': s.ip, 'module': 's2s'}]
-        s.conf['ca_file'] = ca_file
-    a.conf['certfiles'] = [str(d / 'a.test.pem')]
-    b.conf['certfiles'] = [str(d / 'b.test.pem')]
-    a.conf['s2s_hosts'] = {'b.test': '%s:%d' % (b.ip, b.s2s_port)}
-    b.conf['s2s_hosts'] = {'a.test': '%s:%d' % (a.ip, a.s2s_port)}
-    for s in (a, b):
-        s.write_config()
-        s.start()
-    return a, b
+    return xt.federated_pair(d, 'ca1', 't1020-' + tag, ca_file=ca_file,
+                             modules={'a.test': MODULES, 'b.test': MODULES})
 
 
 def roster_item(c, jid):

@@ -42,22 +42,10 @@ async def main():
     moddir.mkdir()
     xt.build_test_module(moddir, 'mod_s2shooks')
 
-    a = xt.Server(name='t1030-a', hosts=['a.test'], start=False,
-                  modules={'mod_s2shooks': {'hosts': ['a.test']}})
-    b = xt.Server(name='t1030-b', hosts=['b.test'], start=False,
-                  modules={'mod_s2shooks': {'hosts': ['b.test']}})
-    for s in (a, b):
-        s.s2s_port = xt.free_ports(s.ip, 1)[0]
-        s.ca_file = str(d / 'ca.pem')
-        s.conf['module_dir'] = str(moddir)
-        s.conf['listen'] += [{'port': s.s2s_port, 'ip': s.ip, 'module': 's2s'}]
-        s.conf['ca_file'] = str(d / 'ca.pem')
-        s.conf['certfiles'] = [xt.make_cert(d, 'ca', s.host)]
-    a.conf['s2s_hosts'] = {'b.test': '%s:%d' % (b.ip, b.s2s_port)}
-    b.conf['s2s_hosts'] = {'a.test': '%s:%d' % (a.ip, a.s2s_port)}
-    for s in (a, b):
-        s.write_config()
-        s.start()
+    a, b = xt.federated_pair(d, 'ca', 't1030', modules={
+        'a.test': {'mod_s2shooks': {'hosts': ['a.test']}},
+        'b.test': {'mod_s2shooks': {'hosts': ['b.test']}}},
+        conf={'module_dir': str(moddir)})
     a.register('alice', 'alice-pw')
     b.register('bob', 'bob-pw')
     alice = await xt.login_ok(a, 'alice', resource='r')

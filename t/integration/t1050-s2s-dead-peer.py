@@ -41,21 +41,8 @@ async def main():
     xt.private_namespaces()
     d = xt.scratch_dir('t1050-certs')
     xt.make_ca(d, 'ca')
-    a = xt.Server(name='t1050-a', hosts=['a.test'], start=False)
-    b = xt.Server(name='t1050-b', hosts=['b.test'], start=False)
-    for s in (a, b):
-        s.s2s_port = xt.free_ports(s.ip, 1)[0]
-        s.ca_file = str(d / 'ca.pem')
-        s.conf['listen'] += [{'port': s.s2s_port, 'ip': s.ip, 'module': 's2s'}]
-        s.conf['ca_file'] = str(d / 'ca.pem')
-        s.conf['certfiles'] = [xt.make_cert(d, 'ca', s.host)]
-        s.conf['s2s_keepalive'] = KEEPALIVE
-        s.conf['s2s_keepalive_timeout'] = KEEPALIVE_TIMEOUT
-    a.conf['s2s_hosts'] = {'b.test': '%s:%d' % (b.ip, b.s2s_port)}
-    b.conf['s2s_hosts'] = {'a.test': '%s:%d' % (a.ip, a.s2s_port)}
-    for s in (a, b):
-        s.write_config()
-        s.start()
+    a, b = xt.federated_pair(d, 'ca', 't1050', conf={
+        's2s_keepalive': KEEPALIVE, 's2s_keepalive_timeout': KEEPALIVE_TIMEOUT})
     a.register('alice', 'alice-pw')
     b.register('bob', 'bob-pw')
     alice = await xt.login_ok(a, 'alice', resource='r')

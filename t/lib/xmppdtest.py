@@ -1640,6 +1640,47 @@ async def wait_links(srv, pred, timeout=5):
         await asyncio.sleep(0.2)
 
 
+def federated_pair(d, ca, name, hosts=('a.test', 'b.test'), ca_file=None, conf=None,
+                   modules=None, start=True):
+    """Two xmppd (a, b), one per host, that federate with each other: each
+    has an s2s listener on its own address, a certificate for its host
+    signed by ca (a make_ca() name in directory d), ca_file (default: ca
+    itself) to verify peers, and an s2s_hosts pin to the other. conf: keys
+    for both; modules: {host: modules} (loaded from the build tree).
+    Started unless start=False (then write_config() and start() are the
+    caller's)."""
+    pair = []
+    for h in hosts:
+        s = Server(name='%s-%s' % (name, h.split('.')[0]), hosts=[h], start=False,
+                   modules=(modules or {}).get(h))
+        s.s2s_port = free_ports(s.ip, 1)[0]
+        s.ca_file = str(Path(d) / (ca + '.pem'))    # what the test's clients trust
+        s.conf['listen'] += [{'port': s.s2s_port, 'ip': s.ip, 'module': 's2s'}]
+        s.conf['ca_file'] = ca_file or s.ca_file
+        pem = Path(d) / (h + '.pem')
+        s.conf['certfiles'] = [str(pem) if pem.exists() else make_cert(Path(d), ca, h)]
+        s.conf.update(conf or {})
+        pair.append(s)
+    a, b = pair
+    a.conf['s2s_hosts'] = {b.host: '%s:%d' % (b.ip, b.s2s_port)}
+    b.conf['s2s_hosts'] = {a.host: '%s:%d' % (a.ip, a.s2s_port)}
+    if start:
+        for s in pair:
+            s.write_config()
+            s.start()
+    return a, b
+
+
+def iq_outcome(r):
+    """'result', 'error:CONDITION' or 'timeout' for a slixmpp IQ reply (as
+    Client.iq returns it)."""
+    if r is None:
+        return 'timeout'
+    if r['type'] == 'result':
+        return 'result'
+    return 'error:%s' % (r['error']['condition'] or '?')
+
+
 def s2s_link(links, direction, local, remote, state='established'):
     """The first line of links for (direction, local, remote) in state (any
     state if None), or None."""
