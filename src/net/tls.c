@@ -195,8 +195,8 @@ own_chain_once(SSL_CTX *ctx)
  * A client context for outgoing s2s streams: the certificate of certfile
  * (NULL: none) for the peer to authenticate us (SASL EXTERNAL, XEP-0178),
  * and the CAs that verify the peer's (RFC 6120 13.7.2). Verification
- * failures do not stop the handshake: the stream then falls back to
- * dialback where the configuration allows it (doc/federation.md).
+ * failures do not stop the handshake: s2s then decides, going on only
+ * where the configuration allows dialback (doc/federation.md).
  */
 static SSL_CTX *
 client_ctx(const struct conf *c, const char *certfile, const char **error_r)

@@ -88,11 +88,12 @@ struct s2s_conn {
 	unsigned ka_sent : 1;
 	unsigned counted_ip : 1;
 	unsigned version1 : 1;           /* in: the peer said version 1.0 */
+	unsigned peer_verified : 1;      /* out: its certificate verified for remote */
 
 	struct linger_state linger;          /* while closing (net/linger.h) */
 	char *local, *remote;            /* out/verify: the pair; in: header to/from */
 	char stream_id[40];              /* in: ours; out: the peer's */
-	const char *auth;                /* out: "external" / "dialback" */
+	const char *auth;                /* out: "external", "external-unverified", "dialback" */
 	struct s2s_pair *pairs;          /* in */
 	size_t npairs;
 	xml_elem **queue;                /* out: waiting for the link */

@@ -6,6 +6,8 @@
  * to each address of each target in turn, open the stream, STARTTLS
  * (RFC 6120 5), then SASL EXTERNAL with our certificate (RFC 6120 6,
  * XEP-0178 3) or, failing that and where allowed, dialback (XEP-0220).
+ * The receiving server must present a certificate that verifies for its
+ * domain, unless dialback is allowed (receiving_server_ok).
  * Stanzas wait in a bounded queue meanwhile; when the link fails they are
  * bounced with remote-server-not-found, or remote-server-timeout when it
  * ran out of time (RFC 6120 8.3.3.15, 8.3.3.16).
@@ -452,6 +454,37 @@ offers_mechanism(xml_elem *features, const char *mech)
 	return 0;
 }
 
+/*
+ * Whether we may authenticate to this receiving server at all. Its
+ * certificate is what authenticates it to us (RFC 6120 13.7.2, RFC 6125
+ * 6.4, XEP-0178 3); SASL EXTERNAL and dialback (XEP-0220 1) only prove our
+ * own domain to it, and a server that answers <success/> to anything would
+ * otherwise get our users' stanzas. Without a certificate that verifies
+ * for the remote domain, only DNS (or the s2s_hosts pin) says this is the
+ * domain's server: the weak model dialback rests on (XEP-0220 1),
+ * accepted only where s2s_dialback allows it, as Prosody does unless
+ * s2s_secure_auth is set.
+ */
+static int
+receiving_server_ok(struct s2s_conn *c)
+{
+	const char *why = "no TLS";
+	char reason[256];
+
+	c->peer_verified = c->tls && tls_peer_verified(c->ssl, c->remote, &why);
+	if (c->peer_verified)
+		return 1;
+	if (c->conf->s2s_dialback) {
+		log_info(c->tag, "certificate of %s not verified (%s): dialback is allowed, "
+		    "so its identity rests on DNS", c->remote, why);
+		return 1;
+	}
+	snprintf(reason, sizeof(reason), "certificate of %s not verified (%s) and dialback "
+	    "is off: not authenticating to it", c->remote, why);
+	fail_and_close(c, "remote-server-not-found", reason);
+	return 0;
+}
+
 /* After TLS (or without it, where allowed): how to authenticate. */
 static void
 authenticate(struct s2s_conn *c, xml_elem *features)
@@ -460,6 +493,8 @@ authenticate(struct s2s_conn *c, xml_elem *features)
 		send_db_verify(c);
 		return;
 	}
+	if (!receiving_server_ok(c))
+		return;
 	/* XEP-0178 3: EXTERNAL when offered over TLS; the authorization
 	 * identity is our domain. */
 	if (c->tls && !c->tried_external && features != NULL &&
@@ -522,8 +557,12 @@ s2s_out_element(struct s2s_conn *c, xml_elem *e)
 		if (c->state == ST_ESTABLISHED)
 			return;
 		if (c->sasl_done) {
-			/* RFC 6120 6.4.6: the stream restarted after SASL. */
-			established(c, "external");
+			/* RFC 6120 6.4.6: the stream restarted after SASL. Our
+			 * certificate authenticated us; the peer is authenticated
+			 * by certificate only if its own verified (see
+			 * receiving_server_ok), which xmppctl s2s must not
+			 * overstate. */
+			established(c, c->peer_verified ? "external" : "external-unverified");
 			return;
 		}
 		if (!c->tls && c->conf->s2s_use_starttls != CONF_S2S_TLS_FALSE &&
@@ -535,14 +574,6 @@ s2s_out_element(struct s2s_conn *c, xml_elem *e)
 			/* s2s_use_starttls: required (RFC 6120 5.3.1). */
 			fail_and_close(c, "remote-server-not-found", "the peer does not offer TLS");
 			return;
-		}
-		if (c->tls && c->kind == S2S_OUT) {
-			const char *why = NULL;
-
-			if (!tls_peer_verified(c->ssl, c->remote, &why))
-				log_info(c->tag, "certificate of %s not verified (%s): %s",
-				    c->remote, why, c->conf->s2s_dialback ?
-				    "dialback will tell" : "going on");
 		}
 		authenticate(c, e);
 		return;

@@ -10,7 +10,9 @@ with names (direct TLS to c.test) from a small DNS server of the test's
 own, virtual hosting both ways, raw peers that break the addressing rules
 or put two domains on one stream, and s2s_access; then the idle timeout;
 then with a ca_file that does not verify anybody (dialback), and with
-dialback switched off on b.
+dialback switched off on b; and a receiving server of the test's own for
+evil.test that takes any SASL EXTERNAL, to which b must send nothing when
+it cannot verify its certificate and dialback is off.
 
 Every bounce is matched to the message that caused it by its id (RFC 6120
 8.3.1: an error keeps the id), not taken as the next error that comes.
@@ -19,6 +21,7 @@ Every bounce is matched to the message that caused it by its id (RFC 6120
 import asyncio
 import base64
 import os
+import re
 import socket
 import ssl
 import sys
@@ -126,6 +129,112 @@ class RawS2S:
             pass
 
 
+class FakeReceiver:
+    """A receiving server for one domain, written for the test, that does
+    what an impostor can: it offers STARTTLS (RFC 6120 5), presents
+    whatever certificate self.cert holds at the time of the handshake, then
+    offers SASL EXTERNAL and answers <success/> to any <auth/> (RFC 6120
+    6.4.6), and takes whatever comes after. Only the initiating server's
+    check of this certificate (RFC 6120 13.7.2) can tell it from the real
+    server of the domain.
+
+    conns holds one dict per connection: 'tls' (the handshake completed),
+    'data' (everything received, decrypted), 'closed' (it ended)."""
+
+    def __init__(self, ip, domain, cert):
+        self.ip, self.domain, self.cert = ip, domain, cert
+        self.conns, self.server, self.port = [], None, None
+        self.tasks = set()
+
+    async def start(self):
+        self.server = await asyncio.start_server(self._handle, self.ip, 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def header(self, n):
+        return ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                "xmlns:stream='http://etherx.jabber.org/streams' "
+                "xmlns:db='jabber:server:dialback' from='%s' id='fake-%d' "
+                "version='1.0'>" % (self.domain, n))
+
+    async def _handle(self, r, w):
+        self.tasks.add(asyncio.current_task())
+        conn = {'tls': False, 'data': '', 'closed': False}
+        self.conns.append(conn)
+        n = len(self.conns)
+        pos = 0
+
+        async def upto(pattern, timeout=10):
+            nonlocal pos
+            rx = re.compile(pattern, re.S)
+            deadline = time.monotonic() + timeout
+            while True:
+                m = rx.search(conn['data'], pos)
+                if m:
+                    pos = m.end()
+                    return m
+                chunk = await asyncio.wait_for(r.read(65536), max(0.1, deadline - time.monotonic()))
+                if not chunk:
+                    raise ConnectionError('closed by the peer')
+                conn['data'] += chunk.decode('utf-8', 'replace')
+
+        async def say(s):
+            w.write(s.encode())
+            await w.drain()
+
+        header = r'<stream:stream\b[^>]*>'
+        try:
+            await upto(header)
+            await say(self.header(n) + "<stream:features><starttls xmlns='urn:ietf:params:xml:"
+                      "ns:xmpp-tls'><required/></starttls></stream:features>")
+            await upto(r'<starttls\b[^>]*>')
+            await say("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.cert)
+            await asyncio.wait_for(w.start_tls(ctx), 10)
+            conn['tls'] = True
+            await upto(header)
+            await say(self.header(n) + "<stream:features><mechanisms xmlns='urn:ietf:params:"
+                      "xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms>"
+                      "</stream:features>")
+            await upto(r'<auth\b[^>]*(?:/>|>.*?</auth>)')
+            await say("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+            await upto(header)
+            await say(self.header(n) + '<stream:features/>')
+            while True:                     # take stanzas until the peer goes
+                await upto(r'(?!)', timeout=60)
+        except (asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError):
+            pass
+        finally:
+            w.close()
+            conn['closed'] = True
+            self.tasks.discard(asyncio.current_task())
+
+    def got(self, since, pattern):
+        """The matches of pattern in what every connection from number
+        since on received."""
+        return [m for c in self.conns[since:] for m in re.finditer(pattern, c['data'], re.S)]
+
+    async def wait_got(self, since, pattern, timeout=10):
+        deadline = time.monotonic() + timeout
+        while not self.got(since, pattern) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        return self.got(since, pattern)
+
+    async def wait_closed(self, since, timeout=5):
+        """Waits until every connection from number since on has ended;
+        whether they all did."""
+        deadline = time.monotonic() + timeout
+        while not all(c['closed'] for c in self.conns[since:]) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        return all(c['closed'] for c in self.conns[since:])
+
+    async def close(self):
+        self.server.close()
+        for t in list(self.tasks):
+            t.cancel()
+        await self.server.wait_closed()
+
+
 def client_ctx(ca, cert=None, alpn=None):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(cafile=ca)
@@ -149,6 +258,23 @@ async def authenticated_raw(b, ca, cert, domain):
     return raw, ok
 
 
+async def refused_by_b(bob, evil, mid, what):
+    """bob's message to evil.test, whose server presents a certificate b
+    cannot verify (what) while b has dialback off: it bounces with
+    remote-server-not-found (RFC 6120 8.3.3.15), and the server got the
+    TLS handshake but neither an <auth/> nor the message."""
+    since = len(evil.conns)
+    send_id(bob, 'someone@evil.test', 'not for an impostor', mid)
+    xt.is_(await error_for(bob, mid), ('remote-server-not-found', 'someone@evil.test'),
+           'dialback off, %s: bob\'s message to evil.test bounces with '
+           'remote-server-not-found' % what)
+    closed = await evil.wait_closed(since)
+    xt.ok(closed and any(c['tls'] for c in evil.conns[since:]) and
+          not evil.got(since, r'<auth\b') and not evil.got(since, r'<message\b'),
+          'evil.test saw b\'s TLS handshake, then neither an <auth/> nor a <message/>') \
+        or xt.diag(evil.conns[since:])
+
+
 async def main():
     d = xt.scratch_dir('t1000-certs')
     ca1 = make_ca(d, 'ca1')
@@ -164,6 +290,15 @@ async def main():
     silent.listen(8)
     silent_port = silent.getsockname()[1]
     dns_ip = xt.pick_loopback_ip(exclude=(a.ip, b.ip))
+    # evil.test, as b's outgoing links see it: a receiving server that
+    # takes any SASL EXTERNAL (sections 7 to 9). It presents evil.test's
+    # certificate (from ca1, which b does not trust in sections 7 and 8),
+    # or one from ca1 that names another domain.
+    evil = FakeReceiver(xt.pick_loopback_ip(exclude=(a.ip, b.ip, dns_ip)), 'evil.test',
+                        certs['evil.test'])
+    await evil.start()
+    (d / 'other').mkdir(exist_ok=True)
+    other_name = make_cert(d / 'other', '../ca1', 'other.test')
 
     for s in (a, b):
         s.s2s_port, s.s2s_tls_port = xt.free_ports(s.ip, 2)
@@ -180,7 +315,8 @@ async def main():
     a.conf['s2s_hosts'] = {'b.test': '%s:%d' % (b.ip, b.s2s_port),
                            'nowhere.test': '%s:%d' % (a.ip, dead_port),
                            'silent.test': '%s:%d' % (a.ip, silent_port)}
-    b.conf['s2s_hosts'] = {'a.test': '%s:%d' % (a.ip, a.s2s_port)}
+    b.conf['s2s_hosts'] = {'a.test': '%s:%d' % (a.ip, a.s2s_port),
+                           'evil.test': '%s:%d' % (evil.ip, evil.port)}
     # b federates with everybody but denied.test (ejabberd-style rule).
     b.conf['s2s_access'] = 'federate'
     b.conf['access_rules'] = {'federate': [{'deny': 'blocked'}, {'allow': 'all'}]}
@@ -476,6 +612,23 @@ async def main():
         or xt.diag(raw.data[-800:])
     raw.close()
 
+    # b cannot verify evil.test's certificate (from ca1; b trusts ca2),
+    # but dialback is allowed: b still takes SASL EXTERNAL from the
+    # receiving server, whose identity then rests on DNS (here the
+    # s2s_hosts pin) as it would with dialback (XEP-0220 1: dialback
+    # authenticates only the initiating server). xmppctl s2s must not
+    # say that certificates authenticated the link.
+    since = len(evil.conns)
+    send_id(bob, 'someone@evil.test', 'weakly authenticated', 'to-evil-weak')
+    got = await evil.wait_got(since, r"<message\b[^>]*\bid=['\"]to-evil-weak['\"]")
+    xt.ok(got and evil.got(since, r'<auth\b'),
+          'dialback allowed, evil.test\'s certificate unverified: b still authenticates by '
+          'SASL EXTERNAL and sends the message') or xt.diag(evil.conns[since:])
+    lb = await wait_links(b, lambda l: link(l, 'out', 'b.test', 'evil.test'))
+    xt.is_((link(lb, 'out', 'b.test', 'evil.test') or {}).get('auth'), 'external-unverified',
+           'xmppctl s2s on b: out b.test -> evil.test is external-unverified, not external') \
+        or xt.diag(lb)
+
     # 8. s2s_dialback: false on b, certificates still unverifiable: b
     # accepts certificate authentication only (doc/configuration.md), so
     # neither server can authenticate to the other.
@@ -505,13 +658,43 @@ async def main():
            'dialback, bounces with remote-server-not-found')
     send_id(bob, 'alice@a.test/r', 'no dialback from here', 'from-no-dialback')
     xt.is_(await error_for(bob, 'from-no-dialback'), ('remote-server-not-found', 'alice@a.test/r'),
-           'dialback off on b: bob\'s message to a, which does not accept b\'s '
-           'certificate, bounces with remote-server-not-found')
+           'dialback off on b: bob\'s message to a, whose certificate b cannot verify, '
+           'bounces with remote-server-not-found')
     m = await bob.message(body='dialback is off', timeout=0.5)
     xt.ok(m is None, 'and bob did not get alice\'s message')
 
+    # Nor does b send to a receiving server it cannot authenticate
+    # (RFC 6120 13.7.2, XEP-0178 3): evil.test's certificate is from ca1,
+    # which b does not trust now, and evil.test would take any SASL
+    # EXTERNAL. Without dialback nothing else could authenticate it.
+    await refused_by_b(bob, evil, 'to-evil-ca', 'a certificate from a CA b does not trust')
+
+    # 9. b trusts ca1 again, dialback still off: a certificate that names
+    # another domain is refused the same way (RFC 6125 6.4); evil.test's
+    # own is the positive control: the same server, the same answers, and
+    # the message goes through, so the refusals above were about the
+    # certificate.
+    await xt.disconnect_all(bob)
+    b.stop()
+    b.conf['ca_file'] = ca1
+    b.write_config()
+    b.start()
+    bob = await xt.login_ok(b, 'bob', 'bob-pw', resource='r')
+    evil.cert = other_name
+    await refused_by_b(bob, evil, 'to-evil-name', 'a certificate for other.test')
+    evil.cert = certs['evil.test']
+    since = len(evil.conns)
+    send_id(bob, 'someone@evil.test', 'to the right server', 'to-evil-good')
+    got = await evil.wait_got(since, r"<message\b[^>]*\bid=['\"]to-evil-good['\"]")
+    xt.ok(got, 'dialback off, evil.test\'s certificate verifies: bob\'s message reaches it') \
+        or xt.diag(evil.conns[since:])
+    lb = await wait_links(b, lambda l: link(l, 'out', 'b.test', 'evil.test'))
+    xt.is_((link(lb, 'out', 'b.test', 'evil.test') or {}).get('auth'), 'external',
+           'xmppctl s2s on b: out b.test -> evil.test by certificates (external)') or xt.diag(lb)
+
     await xt.disconnect_all(alice, bob)
     dns.close()
+    await evil.close()
     xt.is_(a.stop(), 0, 'a exits 0')
     xt.is_(b.stop(), 0, 'b exits 0')
 
