@@ -30,6 +30,7 @@
 #include "auth/sasl.h"
 #include "c2s/c2s.h"
 #include "core/acl.h"
+#include "core/clock.h"
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/module.h"
@@ -151,7 +152,7 @@ idle_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct c2s_worker *cw = arg;
 	uint64_t after = (uint64_t)conf_local()->hibernate_after * 1000;
-	uint64_t now = xmppd_now_ms();
+	uint64_t now = clock_now_ms();
 	size_t n = cw->count / C2S_SWEEP_ROUND + 1;
 	struct c2s *c;
 
@@ -520,7 +521,7 @@ c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
 	c->l = l;
 	c->conf = conf_current();
 	c->sid = cw->next_sid++;
-	c->last_input_ms = xmppd_now_ms();
+	c->last_input_ms = clock_now_ms();
 	memcpy(&c->sa, sa, salen < sizeof(c->sa) ? salen : sizeof(c->sa));
 	sockaddr_format(sa, c->addr, sizeof(c->addr));
 	snprintf(c->tag, sizeof(c->tag), "c2s#%u.%llu", worker_id(w),
@@ -843,7 +844,7 @@ c2s_read_cb(struct bufferevent *bev, void *arg)
 	struct c2s *c = arg;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 
-	c->last_input_ms = xmppd_now_ms();
+	c->last_input_ms = clock_now_ms();
 	while (!c->closing && !c->paused && evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v;
 		size_t consumed = 0;
@@ -1645,7 +1646,7 @@ xmppd_session_addr(xmppd_session *s)
 XMPPD_API uint64_t
 xmppd_session_idle_ms(xmppd_session *s)
 {
-	uint64_t now = xmppd_now_ms();
+	uint64_t now = clock_now_ms();
 
 	return now > C2S(s)->last_input_ms ? now - C2S(s)->last_input_ms : 0;
 }

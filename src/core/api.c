@@ -17,6 +17,7 @@
 #include "auth/account.h"
 #include "c2s/c2s.h"
 #include "core/acl.h"
+#include "core/clock.h"
 #include "core/conf.h"
 #include "core/main.h"
 #include "core/module.h"
@@ -534,14 +535,11 @@ xmppd_version(void)
 XMPPD_API int64_t
 xmppd_start_time(void)
 {
-	return (int64_t)main_start_time();
+	return (int64_t)clock_start_time();
 }
 
 XMPPD_API uint64_t
 xmppd_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return clock_now_ms();
 }

@@ -24,6 +24,7 @@
 #include "auth/account.h"
 #include "auth/sasl.h"
 #include "c2s/c2s.h"
+#include "core/clock.h"
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/main.h"
@@ -39,7 +40,6 @@
 
 static struct event_base *main_base;
 static char *config_path;
-static time_t start_time;
 static struct event *stop_ev;
 
 static void
@@ -51,12 +51,6 @@ usage(FILE *f)
 	    "      --check-config  validate the configuration and exit\n"
 	    "  -V, --version       print the version and exit\n",
 	    SYSCONFDIR "/xmppd/xmppd.yml");
-}
-
-time_t
-main_start_time(void)
-{
-	return start_time;
 }
 
 static void
@@ -276,7 +270,7 @@ main(int argc, char **argv)
 	}
 	conf_swap(conf_ref(c));
 	apply_runtime(c);
-	start_time = time(NULL);
+	clock_set_start_time(time(NULL));
 	raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
 

@@ -13,6 +13,5 @@
 int main_reload(char *errbuf, size_t errlen);
 /* Starts an orderly shutdown (SIGTERM, xmppctl stop). */
 void main_request_stop(void);
-time_t main_start_time(void);
 
 #endif

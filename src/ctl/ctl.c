@@ -21,6 +21,7 @@
 
 #include "auth/account.h"
 #include "c2s/c2s.h"
+#include "core/clock.h"
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/main.h"
@@ -155,7 +156,7 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 		reply_ok(out);
 		evbuffer_add_printf(out, "running xmppd %s, up %lld s, %u workers, "
 		    "%zu sessions, %lu connections\n", PACKAGE_VERSION,
-		    (long long)(time(NULL) - main_start_time()), worker_count(),
+		    (long long)(time(NULL) - clock_start_time()), worker_count(),
 		    sm_session_count(), c2s_connection_count());
 	} else if (strcmp(cmd, "register") == 0) {
 		if (!nargs_ok(out, argc, 4, "register USER HOST PASSWORD") ||

@@ -25,6 +25,7 @@
 #include <openssl/rand.h>
 
 #include "core/acl.h"
+#include "core/clock.h"
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/worker.h"
@@ -57,15 +58,6 @@ static void on_stream_error(void *ud, const char *condition, const char *text);
 static const struct xml_stream_cb stream_cb = {
 	on_stream_start, on_element, on_stream_end, on_stream_error,
 };
-
-uint64_t
-s2s_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 int
 s2s_init(unsigned nworkers)
@@ -174,7 +166,7 @@ s2s_conn_new(struct worker *w, enum s2s_kind kind)
 	c->conf = conf_current();
 	c->timer = evtimer_new(base, timer_cb, c);
 	c->tick = event_new(base, -1, EV_PERSIST, tick_cb, c);
-	c->last_stanza_ms = c->last_io_ms = s2s_now_ms();
+	c->last_stanza_ms = c->last_io_ms = clock_now_ms();
 	snprintf(c->tag, sizeof(c->tag), "s2s-%s#%u.%llu", kinds[kind], sw->id,
 	    (unsigned long long)(c->id & 0xffffffffffffffULL));
 	c->next = sw->list;
@@ -275,7 +267,7 @@ s2s_write(struct s2s_conn *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
 	va_end(ap);
-	c->last_io_ms = s2s_now_ms();
+	c->last_io_ms = clock_now_ms();
 }
 
 void
@@ -304,7 +296,7 @@ s2s_send_stanza(struct s2s_conn *c, xml_elem *st)
 	 * here (xml.h). */
 	xml_serialize(st, NS_SERVER, bufferevent_get_output(c->bev));
 	__atomic_add_fetch(&c->n_out, 1, __ATOMIC_RELAXED);
-	c->last_stanza_ms = c->last_io_ms = s2s_now_ms();
+	c->last_stanza_ms = c->last_io_ms = clock_now_ms();
 	if (pending_output(c) > c->conf->max_send_queue)
 		s2s_stream_error(c, "resource-constraint", "send queue full");
 }
@@ -522,7 +514,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct s2s_conn *c = arg;
 	const struct conf *k = c->conf;
-	uint64_t now = s2s_now_ms();
+	uint64_t now = clock_now_ms();
 
 	if (c->closing || c->bev == NULL || c->state != ST_ESTABLISHED)
 		return;
@@ -596,7 +588,7 @@ read_cb(struct bufferevent *bev, void *arg)
 	struct s2s_conn *c = arg;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 
-	c->last_io_ms = s2s_now_ms();
+	c->last_io_ms = clock_now_ms();
 	while (!c->closing && evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v;
 		size_t consumed = 0;

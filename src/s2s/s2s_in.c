@@ -25,6 +25,7 @@
 #include <event2/event.h>
 #include <openssl/evp.h>
 
+#include "core/clock.h"
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/module.h"
@@ -429,7 +430,7 @@ handle_stanza(struct s2s_conn *c, xml_elem *st)
 		goto out;
 	}
 	__atomic_add_fetch(&c->n_in, 1, __ATOMIC_RELAXED);
-	c->last_stanza_ms = s2s_now_ms();
+	c->last_stanza_ms = clock_now_ms();
 	if (stanza_kind(st) == STANZA_IQ && xml_attr_get(st, "id") == NULL) {
 		router_bounce(st, "bad-request", NULL);
 		goto out;

@@ -152,7 +152,6 @@ struct evdns_base *s2s_dns(struct s2s_worker *sw, const struct conf *conf);
 int s2s_is_local_domain(const struct conf *c, const char *domain);
 /* s2s_access allows the remote domain (sa: its address, or NULL). */
 int s2s_remote_allowed(const struct conf *c, const char *domain, const struct sockaddr *sa);
-uint64_t s2s_now_ms(void);
 
 /* s2s_in.c */
 void s2s_in_stream_start(struct s2s_conn *c, const char *ns, const char **attrs);
