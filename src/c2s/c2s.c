@@ -33,7 +33,7 @@
 #include "core/clock.h"
 #include "core/conf.h"
 #include "core/log.h"
-#include "core/module.h"
+#include "core/registry.h"
 #include "core/worker.h"
 #include "net/linger.h"
 #include "net/listener.h"
@@ -936,7 +936,7 @@ on_stream_start(void *ud, const char *ns, const char **attrs)
 	/* Module features: the registered ones (before authentication only
 	 * on an encrypted stream), then the fold hook. */
 	if (c->authenticated || c->tls)
-		module_stream_features(features, c->authenticated);
+		registry_stream_features(features, c->authenticated);
 	if (hooks_any(XMPPD_HOOK_C2S_STREAM_FEATURES)) {
 		struct xmppd_features_args fa = { features, c->host, c->tls, c->authenticated };
 
@@ -1375,7 +1375,7 @@ handle_preauth_iq(struct c2s *c, xml_elem *iq)
 	xml_attr_set(iq, "from", NULL);
 	preauth_conn = c;
 	preauth_iq = iq;
-	handled = module_iq_dispatch_stream(iq, &host);
+	handled = registry_iq_dispatch_stream(iq, &host);
 	preauth_conn = NULL;
 	preauth_iq = NULL;
 	jid_free(&host);

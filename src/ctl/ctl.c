@@ -24,8 +24,8 @@
 #include "core/clock.h"
 #include "core/conf.h"
 #include "core/log.h"
-#include "core/main.h"
-#include "core/module.h"
+#include "abi/module.h"
+#include "core/registry.h"
 #include "core/worker.h"
 #include "ctl/ctl.h"
 #include "router/sm.h"
@@ -33,6 +33,7 @@
 #include "xmpp/jid.h"
 
 static struct evconnlistener *ctl_listener;
+static const struct ctl_daemon *daemon_ops;
 static char *ctl_path;
 
 struct ctl_conn {
@@ -287,7 +288,7 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 
 		if (!nargs_ok(out, argc, 1, "reload"))
 			return;
-		if (main_reload(errbuf, sizeof(errbuf)) < 0)
+		if (daemon_ops->reload(errbuf, sizeof(errbuf)) < 0)
 			reply_err(out, "reload refused, the running configuration is kept: %s",
 			    errbuf);
 		else {
@@ -305,7 +306,7 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 		int rc;
 
 		/* Commands that modules add (xmppd_ctl_register). */
-		if (module_ctl_run(argc, argv, &rc, &mout)) {
+		if (registry_ctl_run(argc, argv, &rc, &mout)) {
 			if (rc < 0)
 				reply_err(out, "%s", mout != NULL ? mout : "failed");
 			else {
@@ -330,7 +331,7 @@ ctl_free(struct ctl_conn *cc)
 	bufferevent_free(cc->bev);
 	free(cc);
 	if (stop)
-		main_request_stop();
+		daemon_ops->request_stop();
 }
 
 static void
@@ -386,8 +387,10 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 }
 
 int
-ctl_listen(struct event_base *base, const char *path, const char **error_r)
+ctl_listen(struct event_base *base, const char *path, const struct ctl_daemon *daemon,
+    const char **error_r)
 {
+	daemon_ops = daemon;
 	struct sockaddr_un sun;
 	int fd, probe;
 	mode_t old;

@@ -9,9 +9,22 @@
 #ifndef XMPPD_CTL_H
 #define XMPPD_CTL_H
 
+#include <stddef.h>
+
 struct event_base;
 
-int ctl_listen(struct event_base *base, const char *path, const char **error_r);
+/* What only the daemon's main() can do, handed to the control socket when
+ * it starts (the composition root, src/xmppd.c). */
+struct ctl_daemon {
+	/* Reloads the configuration file and certificates; 0, or -1 with
+	 * the reason in errbuf (the running configuration is unchanged). */
+	int (*reload)(char *errbuf, size_t errlen);
+	/* Starts an orderly shutdown. */
+	void (*request_stop)(void);
+};
+
+int ctl_listen(struct event_base *base, const char *path, const struct ctl_daemon *daemon,
+    const char **error_r);
 void ctl_close(void);
 
 /* Shared with xmppctl: parses netstrings from buf (len bytes). Returns the

@@ -8,7 +8,7 @@
 
 #include "core/conf.h"
 #include "core/log.h"
-#include "core/module.h"
+#include "core/registry.h"
 #include "router/router.h"
 #include "router/sm.h"
 #include "s2s/s2s.h"
@@ -42,7 +42,7 @@ router_route(xml_elem *st, const jid *from, const jid *to)
 void
 router_route_filtered(xml_elem *st, const jid *from, const jid *to)
 {
-	if (module_service_route(st, from, to))
+	if (router_service_route(st, from, to))
 		return;
 	/* Per stanza: the thread's cached configuration, no lock. */
 	if (conf_is_local_host(conf_local(), to->domain)) {
@@ -104,7 +104,7 @@ router_iq_handle(xml_elem *iq, const jid *from, const jid *to)
 		router_bounce(iq, "bad-request", NULL);
 		return;
 	}
-	if (module_iq_dispatch(iq, from, to))
+	if (registry_iq_dispatch(iq, from, to))
 		return;
 	ns = xml_elem_ns(payload);
 	for (size_t i = 0; ns != NULL && i < niq_handlers; i++)

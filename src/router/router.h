@@ -15,6 +15,9 @@
 void router_route(xml_elem *st, const jid *from, const jid *to);
 /* The same after filter_packet has run. */
 void router_route_filtered(xml_elem *st, const jid *from, const jid *to);
+/* service.c: 1 if to's domain is a registered service domain (the stanza
+ * was handed to it, on the worker that owns the addressee). */
+int router_service_route(xml_elem *st, const jid *from, const jid *to);
 
 /* Answers st with an error of condition (RFC 6120 8.3), routed back to its
  * sender. Nothing is sent for errors and IQ results. */

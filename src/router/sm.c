@@ -12,7 +12,7 @@
 #include "auth/account.h"
 #include "c2s/c2s.h"
 #include "core/log.h"
-#include "core/module.h"
+#include "core/registry.h"
 #include "router/router.h"
 #include "router/sm.h"
 #include "xmpp/stanza.h"

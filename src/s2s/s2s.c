@@ -28,6 +28,7 @@
 #include "core/clock.h"
 #include "core/conf.h"
 #include "core/log.h"
+#include "core/placement.h"
 #include "core/worker.h"
 #include "net/listener.h"
 #include "net/tls.h"
@@ -753,7 +754,6 @@ s2s_route(xml_elem *st, const jid *from, const jid *to)
 {
 	struct route_task *t;
 	struct conf *c;
-	unsigned h = 2166136261u;
 	int ok;
 
 	if (from == NULL || from->domain == NULL) {
@@ -778,14 +778,8 @@ s2s_route(xml_elem *st, const jid *from, const jid *to)
 		return;
 	}
 	t->st = xml_elem_ref(st);
-	/* The link of a pair lives on the worker the pair hashes to
-	 * (DESIGN.md, "Threads"). */
-	for (const char *p = from->domain; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
-	h = (h ^ ' ') * 16777619u;
-	for (const char *p = to->domain; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
-	worker_post(worker_get(h % worker_count()), route_task, t, 0);
+	/* The link of a pair is an entity of its own (core/placement.h). */
+	worker_post(worker_get(placement_of_pair(from->domain, to->domain)), route_task, t, 0);
 }
 
 /* ---------------------------------------------------------------- */

@@ -28,7 +28,7 @@
 #include "core/clock.h"
 #include "core/conf.h"
 #include "core/log.h"
-#include "core/module.h"
+#include "core/registry.h"
 #include "core/worker.h"
 #include "net/tls.h"
 #include "router/router.h"

@@ -27,7 +27,7 @@
 
 #include "core/conf.h"
 #include "core/log.h"
-#include "core/module.h"
+#include "core/registry.h"
 #include "core/worker.h"
 #include "net/listener.h"
 #include "net/tls.h"

@@ -27,8 +27,8 @@
 #include "core/clock.h"
 #include "core/conf.h"
 #include "core/log.h"
-#include "core/main.h"
-#include "core/module.h"
+#include "abi/module.h"
+#include "core/registry.h"
 #include "core/worker.h"
 #include "ctl/ctl.h"
 #include "net/listener.h"
@@ -64,7 +64,7 @@ apply_runtime(const struct conf *c)
 	account_set_iterations(c->scram_iterations);
 }
 
-int
+static int
 main_reload(char *errbuf, size_t errlen)
 {
 	struct conf *n, *old;
@@ -110,7 +110,11 @@ stop_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(main_base, NULL);
 }
 
-void
+static void main_request_stop(void);
+
+static const struct ctl_daemon daemon_ops = { main_reload, main_request_stop };
+
+static void
 main_request_stop(void)
 {
 	event_active(stop_ev, EV_TIMEOUT, 0);
@@ -298,7 +302,7 @@ main(int argc, char **argv)
 	/* The control socket first: it refuses to start a second server
 	 * on the same spool before that one could share our ports
 	 * (SO_REUSEPORT would let it). */
-	if (ctl_listen(main_base, c->ctl_socket, &err) < 0)
+	if (ctl_listen(main_base, c->ctl_socket, &daemon_ops, &err) < 0)
 		fatal("control socket %s: %s", c->ctl_socket, err);
 	if (listener_bind_all(c, n, &err) < 0)
 		fatal("%s", err);

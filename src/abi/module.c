@@ -19,7 +19,8 @@
 #include "c2s/c2s.h"
 #include "core/conf.h"
 #include "core/log.h"
-#include "core/module.h"
+#include "abi/module.h"
+#include "core/registry.h"
 #include "core/worker.h"
 
 #ifndef XMPPD_MODULE_DIR
@@ -75,294 +76,6 @@ ctx_strdup(xmppd_ctx *ctx, const char *s)
 }
 
 /* ---------------------------------------------------------------- */
-/* Registries.                                                        */
-
-enum reg_kind {
-	/* 0 .. XMPPD_HOOK__COUNT-1: hooks */
-	REG_IQ = XMPPD_HOOK__COUNT,
-	REG_SERVICE,
-	REG_DISCO_FEATURE,
-	REG_DISCO_ACCOUNT_FEATURE,
-	REG_DISCO_IDENTITY,
-	REG_STREAM_FEATURE,
-	REG_CTL,
-	REG__COUNT
-};
-
-struct reg {
-	xmppd_ctx *owner;
-	int prio;
-	const char *host;           /* NULL = every host */
-	const char *s1, *s2, *s3;   /* ns / domain / category, type, name */
-	unsigned types, scopes;
-	int authenticated;
-	xml_elem *el;
-	void *fn;
-	void *ud;
-};
-
-struct reg_list {
-	size_t n;
-	struct reg e[];
-};
-
-static struct reg_list *lists[REG__COUNT];
-/* Arrays replaced but maybe still read by a worker; freed after a sync. */
-static void **retired;
-static size_t nretired;
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static struct reg_list *
-list_get(enum reg_kind k)
-{
-	return __atomic_load_n(&lists[k], __ATOMIC_ACQUIRE);
-}
-
-static void
-retire(void *p)
-{
-	void **v;
-
-	if (p == NULL)
-		return;
-	v = realloc(retired, (nretired + 1) * sizeof(*v));
-	if (v == NULL)
-		fatal("out of memory in the module registry");
-	retired = v;
-	retired[nretired++] = p;
-}
-
-/* After worker_sync_all(): nobody reads the retired arrays. */
-static void
-reclaim(void)
-{
-	pthread_mutex_lock(&reg_lock);
-	for (size_t i = 0; i < nretired; i++)
-		free(retired[i]);
-	free(retired);
-	retired = NULL;
-	nretired = 0;
-	pthread_mutex_unlock(&reg_lock);
-}
-
-static int
-reg_add(enum reg_kind k, const struct reg *r)
-{
-	struct reg_list *old, *n;
-	size_t i, at;
-
-	pthread_mutex_lock(&reg_lock);
-	old = lists[k];
-	n = malloc(sizeof(*n) + ((old ? old->n : 0) + 1) * sizeof(struct reg));
-	if (n == NULL) {
-		pthread_mutex_unlock(&reg_lock);
-		return -1;
-	}
-	n->n = (old ? old->n : 0) + 1;
-	/* Sorted by priority, stable: equal priorities keep load order. */
-	for (at = 0; old != NULL && at < old->n && old->e[at].prio <= r->prio; at++)
-		;
-	for (i = 0; i < at; i++)
-		n->e[i] = old->e[i];
-	n->e[at] = *r;
-	for (i = at; old != NULL && i < old->n; i++)
-		n->e[i + 1] = old->e[i];
-	__atomic_store_n(&lists[k], n, __ATOMIC_RELEASE);
-	retire(old);
-	pthread_mutex_unlock(&reg_lock);
-	return 0;
-}
-
-static void
-reg_remove_owner(xmppd_ctx *owner)
-{
-	pthread_mutex_lock(&reg_lock);
-	for (int k = 0; k < REG__COUNT; k++) {
-		struct reg_list *old = lists[k], *n;
-		size_t keep = 0;
-
-		if (old == NULL)
-			continue;
-		for (size_t i = 0; i < old->n; i++)
-			keep += old->e[i].owner != owner;
-		if (keep == old->n)
-			continue;
-		n = NULL;
-		if (keep > 0) {
-			n = malloc(sizeof(*n) + keep * sizeof(struct reg));
-			if (n == NULL)
-				fatal("out of memory in the module registry");
-			n->n = 0;
-			for (size_t i = 0; i < old->n; i++)
-				if (old->e[i].owner != owner)
-					n->e[n->n++] = old->e[i];
-		}
-		__atomic_store_n(&lists[k], n, __ATOMIC_RELEASE);
-		retire(old);
-	}
-	pthread_mutex_unlock(&reg_lock);
-}
-
-static int
-host_matches(const char *want, const char *host)
-{
-	return want == NULL || (host != NULL && strcmp(want, host) == 0);
-}
-
-enum xmppd_result
-hooks_run(enum xmppd_hook hook, const char *host, void *args)
-{
-	struct reg_list *l;
-
-	if ((unsigned)hook >= XMPPD_HOOK__COUNT)
-		return XMPPD_CONTINUE;
-	l = list_get((enum reg_kind)hook);
-	for (size_t i = 0; l != NULL && i < l->n; i++) {
-		enum xmppd_result r;
-
-		if (!host_matches(l->e[i].host, host))
-			continue;
-		r = ((xmppd_hook_fn)l->e[i].fn)(args, l->e[i].ud);
-		if (r != XMPPD_CONTINUE)
-			return r;
-	}
-	return XMPPD_CONTINUE;
-}
-
-enum xmppd_result
-hooks_run_filter(const char *host, struct xmppd_packet_args *pa)
-{
-	struct reg_list *l = list_get((enum reg_kind)XMPPD_HOOK_FILTER_PACKET);
-
-	for (size_t i = 0; l != NULL && i < l->n; i++) {
-		xml_elem *before = pa->stanza;
-		enum xmppd_result r;
-
-		if (!host_matches(l->e[i].host, host))
-			continue;
-		r = ((xmppd_hook_fn)l->e[i].fn)(pa, l->e[i].ud);
-		/* A handler that replaced the stanza handed us a new
-		 * reference; the one it replaced is ours to drop, so that a
-		 * chain of filters leaks nothing. */
-		if (pa->stanza != before)
-			xml_elem_unref(before);
-		if (r != XMPPD_CONTINUE)
-			return r;
-	}
-	return XMPPD_CONTINUE;
-}
-
-int
-hooks_any(enum xmppd_hook hook)
-{
-	return (unsigned)hook < XMPPD_HOOK__COUNT && list_get((enum reg_kind)hook) != NULL;
-}
-
-static int
-iq_dispatch(xml_elem *iq, const jid *from, const jid *to, unsigned scope)
-{
-	struct reg_list *l = list_get(REG_IQ);
-	const char *type = xml_attr_get(iq, "type");
-	xml_elem *payload = xml_first_child(iq);
-	unsigned t;
-	const char *ns;
-
-	if (l == NULL || type == NULL || payload == NULL ||
-	    (ns = xml_elem_ns(payload)) == NULL)
-		return 0;
-	t = strcmp(type, "get") == 0 ? XMPPD_IQ_GET : strcmp(type, "set") == 0 ? XMPPD_IQ_SET : 0;
-	for (size_t i = 0; i < l->n; i++) {
-		struct reg *r = &l->e[i];
-
-		if (!(r->types & t) || !(r->scopes & scope) || strcmp(r->s1, ns) != 0 ||
-		    !host_matches(r->host, to->domain))
-			continue;
-		if (((xmppd_iq_fn)r->fn)(iq, from, to, r->ud) != XMPPD_CONTINUE)
-			return 1;
-	}
-	return 0;
-}
-
-int
-module_iq_dispatch(xml_elem *iq, const jid *from, const jid *to)
-{
-	return iq_dispatch(iq, from, to, to->node != NULL ? XMPPD_IQ_ACCOUNT : XMPPD_IQ_SERVER);
-}
-
-int
-module_iq_dispatch_stream(xml_elem *iq, const jid *to)
-{
-	return iq_dispatch(iq, NULL, to, XMPPD_IQ_STREAM);
-}
-
-/* A stanza for a service domain runs on the worker its bare 'to' hashes
- * to (DESIGN.md, "Threads"), so one entity's stanzas stay in order. */
-struct svc_task {
-	xml_elem *st;
-	jid from, to;
-};
-
-static const struct reg *
-service_find(const char *domain)
-{
-	struct reg_list *l = list_get(REG_SERVICE);
-
-	for (size_t i = 0; l != NULL && i < l->n; i++)
-		if (strcmp(l->e[i].s1, domain) == 0)
-			return &l->e[i];
-	return NULL;
-}
-
-static void
-svc_task_run(struct worker *w, void *a, uint64_t b)
-{
-	struct svc_task *t = a;
-	const struct reg *r = service_find(t->to.domain);
-
-	/* The service may have gone between post and run. */
-	if (r != NULL)
-		((xmppd_service_fn)r->fn)(t->st, &t->from, &t->to, r->ud);
-	else
-		xmppd_bounce(t->st, "service-unavailable", NULL);
-	xml_elem_unref(t->st);
-	jid_free(&t->from);
-	jid_free(&t->to);
-	free(t);
-}
-
-int
-module_service_route(xml_elem *st, const jid *from, const jid *to)
-{
-	struct svc_task *t;
-	uint64_t h = 1469598103934665603ULL;
-
-	if (list_get(REG_SERVICE) == NULL || service_find(to->domain) == NULL)
-		return 0;
-	t = calloc(1, sizeof(*t));
-	if (t == NULL || jid_copy(&t->to, to) < 0) {
-		free(t);
-		return 1;
-	}
-	if (from->domain == NULL || jid_copy(&t->from, from) < 0)
-		memset(&t->from, 0, sizeof(t->from));
-	t->st = xml_elem_ref(st);
-	for (const char *p = to->bare; *p != '\0'; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-	worker_post(worker_get((unsigned)(h % worker_count())), svc_task_run, t, 0);
-	return 1;
-}
-
-void
-module_stream_features(xml_elem *features, int authenticated)
-{
-	struct reg_list *l = list_get(REG_STREAM_FEATURE);
-
-	for (size_t i = 0; l != NULL && i < l->n; i++)
-		if (l->e[i].authenticated == authenticated)
-			xmppd_elem_append_copy(features, l->e[i].el);
-}
-
-/* ---------------------------------------------------------------- */
 /* Registration API (hooks/xmppd.h).                                  */
 
 XMPPD_API int
@@ -375,7 +88,7 @@ xmppd_hook_add(xmppd_ctx *ctx, enum xmppd_hook hook, const char *host, int prior
 		return -1;
 	if (host != NULL && (r.host = ctx_strdup(ctx, host)) == NULL)
 		return -1;
-	return reg_add((enum reg_kind)hook, &r);
+	return registry_add((enum reg_kind)hook, &r);
 }
 
 XMPPD_API enum xmppd_result
@@ -397,7 +110,7 @@ xmppd_iq_register(xmppd_ctx *ctx, const char *host, const char *ns, unsigned typ
 		return -1;
 	if (host != NULL && (r.host = ctx_strdup(ctx, host)) == NULL)
 		return -1;
-	return reg_add(REG_IQ, &r);
+	return registry_add(REG_IQ, &r);
 }
 
 XMPPD_API int
@@ -405,7 +118,7 @@ xmppd_disco_feature(xmppd_ctx *ctx, const char *ns)
 {
 	struct reg r = { .owner = ctx, .s1 = ctx_strdup(ctx, ns) };
 
-	return r.s1 != NULL ? reg_add(REG_DISCO_FEATURE, &r) : -1;
+	return r.s1 != NULL ? registry_add(REG_DISCO_FEATURE, &r) : -1;
 }
 
 XMPPD_API int
@@ -413,7 +126,7 @@ xmppd_disco_account_feature(xmppd_ctx *ctx, const char *ns)
 {
 	struct reg r = { .owner = ctx, .s1 = ctx_strdup(ctx, ns) };
 
-	return r.s1 != NULL ? reg_add(REG_DISCO_ACCOUNT_FEATURE, &r) : -1;
+	return r.s1 != NULL ? registry_add(REG_DISCO_ACCOUNT_FEATURE, &r) : -1;
 }
 
 XMPPD_API int
@@ -422,13 +135,13 @@ xmppd_disco_identity(xmppd_ctx *ctx, const char *category, const char *type, con
 	struct reg r = { .owner = ctx, .s1 = ctx_strdup(ctx, category),
 		.s2 = ctx_strdup(ctx, type), .s3 = name ? ctx_strdup(ctx, name) : NULL };
 
-	return r.s1 != NULL && r.s2 != NULL ? reg_add(REG_DISCO_IDENTITY, &r) : -1;
+	return r.s1 != NULL && r.s2 != NULL ? registry_add(REG_DISCO_IDENTITY, &r) : -1;
 }
 
 XMPPD_API void
 xmppd_disco_foreach_feature(int account, void (*fn)(const char *ns, void *ud), void *ud)
 {
-	struct reg_list *l = list_get(account ? REG_DISCO_ACCOUNT_FEATURE : REG_DISCO_FEATURE);
+	const struct reg_list *l = registry_list(account ? REG_DISCO_ACCOUNT_FEATURE : REG_DISCO_FEATURE);
 
 	for (size_t i = 0; l != NULL && i < l->n; i++)
 		fn(l->e[i].s1, ud);
@@ -438,7 +151,7 @@ XMPPD_API void
 xmppd_disco_foreach_identity(void (*fn)(const char *category, const char *type,
     const char *name, void *ud), void *ud)
 {
-	struct reg_list *l = list_get(REG_DISCO_IDENTITY);
+	const struct reg_list *l = registry_list(REG_DISCO_IDENTITY);
 
 	for (size_t i = 0; l != NULL && i < l->n; i++)
 		fn(l->e[i].s1, l->e[i].s2, l->e[i].s3, ud);
@@ -454,7 +167,7 @@ xmppd_stream_feature(xmppd_ctx *ctx, const xmppd_elem *el, int authenticated)
 		return -1;
 	ctx->elems = v;
 	r.el = v[ctx->nelems++] = xml_elem_copy(el);
-	return reg_add(REG_STREAM_FEATURE, &r);
+	return registry_add(REG_STREAM_FEATURE, &r);
 }
 
 XMPPD_API int
@@ -463,14 +176,14 @@ xmppd_service_register(xmppd_ctx *ctx, const char *domain, xmppd_service_fn fn, 
 	struct reg r = { .owner = ctx, .fn = (void *)fn, .ud = ud };
 	char *d = jid_nameprep(domain, strlen(domain));
 
-	if (d == NULL || fn == NULL || service_find(d) != NULL || xmppd_is_local_host(d)) {
+	if (d == NULL || fn == NULL || registry_service_find(d) != NULL || xmppd_is_local_host(d)) {
 		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot claim domain %s", domain);
 		free(d);
 		return -1;
 	}
 	r.s1 = ctx_strdup(ctx, d);
 	free(d);
-	return r.s1 != NULL ? reg_add(REG_SERVICE, &r) : -1;
+	return r.s1 != NULL ? registry_add(REG_SERVICE, &r) : -1;
 }
 
 XMPPD_API int
@@ -480,7 +193,7 @@ xmppd_ctl_register(xmppd_ctx *ctx, const char *name, const char *usage, xmppd_ct
 	static const char *const builtin[] = { "status", "register", "unregister", "passwd",
 		"users", "connected", "kick", "reload", "stop", "module", NULL };
 	struct reg r = { .owner = ctx, .fn = (void *)fn, .ud = ud };
-	struct reg_list *l = list_get(REG_CTL);
+	const struct reg_list *l = registry_list(REG_CTL);
 
 	for (size_t i = 0; builtin[i] != NULL; i++)
 		if (strcmp(builtin[i], name) == 0)
@@ -490,29 +203,13 @@ xmppd_ctl_register(xmppd_ctx *ctx, const char *name, const char *usage, xmppd_ct
 			return -1;
 	r.s1 = ctx_strdup(ctx, name);
 	r.s2 = ctx_strdup(ctx, usage != NULL ? usage : name);
-	return r.s1 != NULL && fn != NULL ? reg_add(REG_CTL, &r) : -1;
-}
-
-int
-module_ctl_run(int argc, char **argv, int *rc_r, char **out_r)
-{
-	struct reg_list *l = list_get(REG_CTL);
-
-	*out_r = NULL;
-	for (size_t i = 0; l != NULL && i < l->n; i++)
-		if (strcmp(l->e[i].s1, argv[0]) == 0) {
-			*rc_r = ((xmppd_ctl_fn)l->e[i].fn)(argc, argv, out_r, l->e[i].ud);
-			if (*rc_r < 0 && *out_r == NULL)
-				*out_r = strdup(l->e[i].s2);
-			return 1;
-		}
-	return 0;
+	return r.s1 != NULL && fn != NULL ? registry_add(REG_CTL, &r) : -1;
 }
 
 XMPPD_API void
 xmppd_service_foreach(void (*fn)(const char *domain, void *ud), void *ud)
 {
-	struct reg_list *l = list_get(REG_SERVICE);
+	const struct reg_list *l = registry_list(REG_SERVICE);
 
 	for (size_t i = 0; l != NULL && i < l->n; i++)
 		fn(l->e[i].s1, ud);
@@ -962,12 +659,12 @@ ctx_destroy(xmppd_ctx *ctx)
 static void
 ctx_unregister(xmppd_ctx *ctx)
 {
-	reg_remove_owner(ctx);
+	registry_remove_owner(ctx);
 	worker_post_all(timers_drop_task, ctx, 0);
 	for (size_t i = 0; i < ctx->nslots; i++)
 		worker_post_all(slot_clear_task, NULL, (uint64_t)ctx->slots[i]);
 	worker_sync_all();
-	reclaim();
+	registry_reclaim();
 	pthread_mutex_lock(&slot_lock);
 	for (size_t i = 0; i < ctx->nslots; i++)
 		slot_owner[ctx->slots[i]] = NULL;
