@@ -172,6 +172,7 @@ c2s_init(unsigned nworkers)
 	if (cworkers == NULL)
 		return -1;
 	ncworkers = nworkers;
+	listener_set_handler(CONF_LISTEN_C2S, c2s_accept);
 	for (unsigned i = 0; i < nworkers; i++) {
 		cworkers[i].nbuckets = 1024;
 		cworkers[i].buckets = calloc(cworkers[i].nbuckets, sizeof(struct c2s *));

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum conf_listen_module { CONF_LISTEN_C2S, CONF_LISTEN_S2S };
+enum conf_listen_module { CONF_LISTEN_C2S, CONF_LISTEN_S2S, CONF_LISTEN__COUNT };
 
 struct conf_listen {
 	char *ip;                   /* "::" by default; "127.0.0.1", ... */

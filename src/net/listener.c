@@ -17,12 +17,10 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
-#include "c2s/c2s.h"
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/worker.h"
 #include "net/listener.h"
-#include "s2s/s2s.h"
 
 struct lsock {
 	int fd;
@@ -33,6 +31,16 @@ struct lsock {
 
 static struct lsock *socks;
 static size_t nsocks;
+/* What each kind of listener hands its connections to (registered by the
+ * transport, nginx's ls->handler). */
+static listener_accept_fn handlers[CONF_LISTEN__COUNT];
+
+void
+listener_set_handler(enum conf_listen_module kind, listener_accept_fn fn)
+{
+	if ((unsigned)kind < CONF_LISTEN__COUNT)
+		handlers[kind] = fn;
+}
 
 void
 sockaddr_format(const struct sockaddr *sa, char *buf, size_t len)
@@ -125,11 +133,16 @@ accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
 {
 	struct lsock *s = arg;
+	listener_accept_fn fn = handlers[s->l.module];
 
-	if (s->l.module == CONF_LISTEN_C2S)
-		c2s_accept(worker_get(s->worker), fd, sa, (socklen_t)salen, &s->l);
-	else
-		s2s_accept(worker_get(s->worker), fd, sa, (socklen_t)salen, &s->l);
+	if (fn == NULL) {
+		/* No transport registered for this kind: nothing can speak on
+		 * the connection. */
+		log_error("listener", "no handler for a %s listener", s->l.ip);
+		close(fd);
+		return;
+	}
+	fn(worker_get(s->worker), fd, sa, (socklen_t)salen, &s->l);
 }
 
 static void

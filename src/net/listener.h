@@ -11,7 +11,17 @@
 
 #include <sys/socket.h>
 
-struct conf;
+#include "core/conf.h"
+
+struct worker;
+
+/* Takes a connection accepted on worker w (called on w's thread); fd is
+ * the handler's to close. */
+typedef void (*listener_accept_fn)(struct worker *w, int fd, const struct sockaddr *sa,
+    socklen_t salen, const struct conf_listen *l);
+/* Each transport registers the handler of its kind of listener at start-up
+ * (c2s_init, s2s_init), before listener_start_all. */
+void listener_set_handler(enum conf_listen_module kind, listener_accept_fn fn);
 
 int listener_bind_all(const struct conf *c, unsigned nworkers, const char **error_r);
 int listener_start_all(void);

@@ -11,10 +11,18 @@
 #include "core/registry.h"
 #include "router/router.h"
 #include "router/sm.h"
-#include "s2s/s2s.h"
 #include "xmpp/stanza.h"
 
 #define ROUTER_MAX_IQ 64
+
+/* Where stanzas for other servers go (s2s_route, registered by s2s). */
+static router_remote_fn remote_fn;
+
+void
+router_set_remote(router_remote_fn fn)
+{
+	remote_fn = fn;
+}
 
 static struct {
 	const char *ns;
@@ -50,7 +58,10 @@ router_route_filtered(xml_elem *st, const jid *from, const jid *to)
 		return;
 	}
 	/* Any other domain is another server's (RFC 6120 10.4). */
-	s2s_route(st, from, to);
+	if (remote_fn != NULL)
+		remote_fn(st, from, to);
+	else
+		router_bounce(st, "remote-server-not-found", "no federation here");
 }
 
 void

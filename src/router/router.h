@@ -2,9 +2,11 @@
  * router.h - route(): every stanza goes through here (doc/architecture.md,
  * "How a stanza travels").
  *
- * router_route dispatches by the domain of 'to': a local host goes to the
- * session manager, anything else to s2s (s2s/s2s.h). The caller keeps its reference to st; the
- * router takes its own where it keeps one.
+ * router_route dispatches by the domain of 'to': a service domain goes to
+ * its module (service.c), a local host to the session manager (sm.h),
+ * anything else to the remote route s2s registered (router_set_remote).
+ * The caller keeps its reference to st; the router takes its own where it
+ * keeps one.
  */
 #ifndef XMPPD_ROUTER_H
 #define XMPPD_ROUTER_H
@@ -13,6 +15,12 @@
 #include "xmpp/jid.h"
 
 void router_route(xml_elem *st, const jid *from, const jid *to);
+
+/* Stanzas for a domain that is neither local nor a service go to fn
+ * (s2s_route, registered by s2s_init; RFC 6120 10.4). Any thread; fn keeps
+ * its own reference if it needs one. Without one they bounce. */
+typedef void (*router_remote_fn)(xml_elem *st, const jid *from, const jid *to);
+void router_set_remote(router_remote_fn fn);
 /* The same after filter_packet has run. */
 void router_route_filtered(xml_elem *st, const jid *from, const jid *to);
 /* service.c: 1 if to's domain is a registered service domain (the stanza

@@ -32,6 +32,7 @@
 #include "core/worker.h"
 #include "net/listener.h"
 #include "net/tls.h"
+#include "router/router.h"
 #include "s2s/s2s.h"
 #include "s2s/s2s_int.h"
 #include "xmpp/ns.h"
@@ -67,6 +68,8 @@ s2s_init(unsigned nworkers)
 	if (sworkers == NULL)
 		return -1;
 	nsworkers = nworkers;
+	listener_set_handler(CONF_LISTEN_S2S, s2s_accept);
+	router_set_remote(s2s_route);
 	for (unsigned i = 0; i < nworkers; i++) {
 		sworkers[i].id = i;
 		sworkers[i].next_id = ((uint64_t)i << 56) + 1;
