@@ -33,6 +33,7 @@
 #include "ctl/ctl.h"
 #include "net/listener.h"
 #include "net/tls.h"
+#include "router/session.h"
 #include "router/sm.h"
 #include "s2s/s2s.h"
 #include "store/store.h"
@@ -297,7 +298,7 @@ main(int argc, char **argv)
 		fatal("cannot create the main event base");
 	if (worker_init(n, &err) < 0)
 		fatal("workers: %s", err);
-	if (c2s_init(n) < 0 || s2s_init(n) < 0)
+	if (session_init(n) < 0 || c2s_init(n) < 0 || s2s_init(n) < 0)
 		fatal("out of memory");
 	/* The control socket first: it refuses to start a second server
 	 * on the same spool before that one could share our ports
@@ -340,6 +341,7 @@ main(int argc, char **argv)
 	listener_free_all();
 	s2s_free_all();
 	c2s_free_all();
+	session_free_all();
 	sm_free();
 	worker_free_all();
 	for (int i = 0; i < 3; i++)

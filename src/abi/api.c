@@ -15,7 +15,7 @@
 #include <event2/buffer.h>
 
 #include "auth/account.h"
-#include "c2s/c2s.h"
+#include "router/session.h"
 #include "core/acl.h"
 #include "core/clock.h"
 #include "core/conf.h"
@@ -331,7 +331,7 @@ xmppd_iq_reply(const xmppd_elem *iq, xmppd_elem *payload)
 		xmppd_elem_append_copy(r, payload);
 		xml_elem_unref(payload);
 	}
-	if (!c2s_preauth_reply(iq, r))
+	if (!session_preauth_reply(iq, r))
 		xmppd_route(r);
 	xml_elem_unref(r);
 }
@@ -341,12 +341,12 @@ xmppd_iq_error(const xmppd_elem *iq, const char *condition, const char *text)
 {
 	xml_elem *r;
 
-	if (c2s_preauth_addr(iq) == NULL) {
+	if (session_preauth_addr(iq) == NULL) {
 		router_bounce((xml_elem *)iq, condition, text);
 		return;
 	}
 	if ((r = stanza_error_reply(iq, condition, text)) != NULL) {
-		(void)c2s_preauth_reply(iq, r);
+		(void)session_preauth_reply(iq, r);
 		xml_elem_unref(r);
 	}
 }
@@ -354,7 +354,7 @@ xmppd_iq_error(const xmppd_elem *iq, const char *condition, const char *text)
 XMPPD_API const struct sockaddr *
 xmppd_iq_stream_addr(const xmppd_elem *iq)
 {
-	return c2s_preauth_addr(iq);
+	return session_preauth_addr(iq);
 }
 
 XMPPD_API size_t
@@ -501,7 +501,7 @@ xmppd_user_remove(const char *node, const char *host, const char **error_r)
 		size_t n = sm_find(&j, t, 64);
 
 		for (size_t i = 0; i < n && i < 64; i++)
-			c2s_kick(t[i].worker, t[i].sid, "not-authorized", "account removed");
+			session_kick(t[i].worker, t[i].sid, "not-authorized", "account removed");
 		jid_free(&j);
 	}
 	return 0;

@@ -16,12 +16,12 @@
 
 #include <event2/event.h>
 
-#include "c2s/c2s.h"
+#include "abi/module.h"
 #include "core/conf.h"
 #include "core/log.h"
-#include "abi/module.h"
 #include "core/registry.h"
 #include "core/worker.h"
+#include "router/session.h"
 
 #ifndef XMPPD_MODULE_DIR
 #define XMPPD_MODULE_DIR "/usr/local/lib/xmppd"
@@ -242,7 +242,7 @@ xmppd_session_slot(xmppd_ctx *ctx)
 static void
 slot_clear_task(struct worker *w, void *a, uint64_t slot)
 {
-	c2s_clear_slot(w, (int)slot);
+	session_clear_slot(w, (int)slot);
 }
 
 /* ---------------------------------------------------------------- */

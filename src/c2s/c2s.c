@@ -39,6 +39,7 @@
 #include "net/listener.h"
 #include "net/tls.h"
 #include "router/router.h"
+#include "router/session.h"
 #include "router/sm.h"
 #include "xml/stream.h"
 #include "xmpp/jid.h"
@@ -52,10 +53,9 @@
 struct c2s_worker;
 
 struct c2s {
-	struct c2s *hnext;             /* in the worker's sid hash */
+	struct session s;              /* what the router knows (first: the sink's argument) */
 	struct c2s *prev, *next;       /* in the worker's list */
 	struct c2s *dnext;             /* in the worker's list of output to flush */
-	uint64_t sid;
 	struct worker *w;
 	struct c2s_worker *cw;
 	struct conf *conf;             /* the configuration it started with */
@@ -72,9 +72,6 @@ struct c2s {
 	unsigned starttls_pending : 1;
 	unsigned header_sent : 1;
 	unsigned authenticated : 1;
-	unsigned bound : 1;
-	unsigned available : 1;
-	unsigned closing : 1;
 	unsigned paused : 1;           /* reading stopped: auth failure delay */
 	unsigned counted_ip : 1;
 	unsigned direct : 1;           /* TLS on the socket, handshake done: c2s_flush writes */
@@ -85,21 +82,13 @@ struct c2s {
 	const char *delayed_failure;   /* SASL condition to send after the delay */
 	char *host;                    /* the domain the client asked for */
 	char *node;                    /* authenticated account */
-	jid jid;                       /* bound full JID */
-	int priority;
-	uint64_t last_input_ms;        /* for xmppd_session_idle_ms (mod_ping) */
-	struct module_slot *slots;     /* MODULE_MAX_SLOTS, allocated on first use */
 	char stream_id[20];
-	char addr[64];
 	char tag[24];                  /* "c2s#12" for logs */
-	struct sockaddr_storage sa;
 };
 
 struct c2s_worker {
-	struct c2s **buckets;
-	size_t nbuckets, count;
+	size_t count;
 	struct c2s *list;
-	uint64_t next_sid;
 	int shutting_down;
 	struct event *shutdown_timer;
 	struct event *idle_timer;
@@ -108,9 +97,8 @@ struct c2s_worker {
 	struct c2s *dirty;             /* connections with output in c->out */
 };
 
-/* The public session type is this struct under its ABI name. */
-#define SESSION(c) ((xmppd_session *)(c))
-#define C2S(s) ((struct c2s *)(s))
+/* The ABI's session is the router's (router/session.h). */
+#define SESSION(c) ((xmppd_session *)&(c)->s)
 
 static struct c2s_worker *cworkers;
 static unsigned ncworkers;
@@ -124,7 +112,6 @@ static void c2s_write_cb(struct bufferevent *bev, void *arg);
 static void c2s_event_cb(struct bufferevent *bev, short what, void *arg);
 static void c2s_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void flush_cb(evutil_socket_t fd, short what, void *arg);
-static void deliver_task(struct worker *w, void *a, uint64_t sid);
 static void on_stream_start(void *ud, const char *ns, const char **attrs);
 static void on_element(void *ud, xml_elem *e);
 static void on_stream_end(void *ud);
@@ -133,6 +120,23 @@ static void on_stream_error(void *ud, const char *condition, const char *text);
 static const struct xml_stream_cb stream_cb = {
 	on_stream_start, on_element, on_stream_end, on_stream_error,
 };
+
+static void c2s_send(struct c2s *c, const xml_elem *e);
+
+/* The sink the router delivers through (router/session.h). */
+static void
+sink_send(struct session *s, const xml_elem *st)
+{
+	c2s_send((struct c2s *)s, st);
+}
+
+static void
+sink_close(struct session *s, const char *condition, const char *text)
+{
+	c2s_stream_error((struct c2s *)s, condition, text);
+}
+
+static const struct session_ops c2s_session_ops = { sink_send, sink_close };
 
 /* ---------------------------------------------------------------- */
 /* The per-worker registry of connections.                            */
@@ -159,7 +163,7 @@ idle_sweep_cb(evutil_socket_t fd, short what, void *arg)
 	if (after == 0)
 		return;
 	for (c = cw->sweep != NULL ? cw->sweep : cw->list; c != NULL && n > 0; c = c->next, n--)
-		if (!c->closing && now - c->last_input_ms >= after &&
+		if (!c->s.closing && now - c->s.last_input_ms >= after &&
 		    xml_stream_hibernate(c->xs))
 			log_debug(c->tag, "idle: parser given back");
 	cw->sweep = c;
@@ -174,13 +178,6 @@ c2s_init(unsigned nworkers)
 	ncworkers = nworkers;
 	listener_set_handler(CONF_LISTEN_C2S, c2s_accept);
 	for (unsigned i = 0; i < nworkers; i++) {
-		cworkers[i].nbuckets = 1024;
-		cworkers[i].buckets = calloc(cworkers[i].nbuckets, sizeof(struct c2s *));
-		if (cworkers[i].buckets == NULL)
-			return -1;
-		/* The worker number in the top byte keeps ids unique
-		 * server-wide. */
-		cworkers[i].next_sid = ((uint64_t)i << 56) + 1;
 		/* Made before the worker thread runs: its base is unlocked. */
 		cworkers[i].idle_timer = event_new(worker_base(worker_get(i)), -1, EV_PERSIST,
 		    idle_sweep_cb, &cworkers[i]);
@@ -198,32 +195,8 @@ c2s_init(unsigned nworkers)
 }
 
 static void
-reg_add(struct c2s_worker *cw, struct c2s *c)
+list_add(struct c2s_worker *cw, struct c2s *c)
 {
-	size_t b;
-
-	if (cw->count >= cw->nbuckets) {
-		size_t n = cw->nbuckets * 2;
-		struct c2s **v = calloc(n, sizeof(*v));
-
-		if (v != NULL) {
-			for (size_t i = 0; i < cw->nbuckets; i++) {
-				struct c2s *x = cw->buckets[i], *next;
-
-				for (; x != NULL; x = next) {
-					next = x->hnext;
-					x->hnext = v[x->sid & (n - 1)];
-					v[x->sid & (n - 1)] = x;
-				}
-			}
-			free(cw->buckets);
-			cw->buckets = v;
-			cw->nbuckets = n;
-		}
-	}
-	b = c->sid & (cw->nbuckets - 1);
-	c->hnext = cw->buckets[b];
-	cw->buckets[b] = c;
 	c->next = cw->list;
 	if (cw->list != NULL)
 		cw->list->prev = c;
@@ -232,15 +205,8 @@ reg_add(struct c2s_worker *cw, struct c2s *c)
 }
 
 static void
-reg_del(struct c2s_worker *cw, struct c2s *c)
+list_del(struct c2s_worker *cw, struct c2s *c)
 {
-	struct c2s **pp = &cw->buckets[c->sid & (cw->nbuckets - 1)];
-
-	for (; *pp != NULL; pp = &(*pp)->hnext)
-		if (*pp == c) {
-			*pp = c->hnext;
-			break;
-		}
 	if (cw->sweep == c)
 		cw->sweep = c->next;
 	if (c->prev != NULL)
@@ -250,17 +216,6 @@ reg_del(struct c2s_worker *cw, struct c2s *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	cw->count--;
-}
-
-static struct c2s *
-reg_find(struct c2s_worker *cw, uint64_t sid)
-{
-	struct c2s *c = cw->buckets[sid & (cw->nbuckets - 1)];
-
-	for (; c != NULL; c = c->hnext)
-		if (c->sid == sid)
-			return c;
-	return NULL;
 }
 
 /* ---------------------------------------------------------------- */
@@ -393,7 +348,7 @@ c2s_writes(struct c2s *c, const char *s)
 static void
 c2s_send(struct c2s *c, const xml_elem *e)
 {
-	if (c->closing)
+	if (c->s.closing)
 		return;
 	xml_serialize(e, NS_CLIENT, c2s_out(c));
 	/* A reader that does not keep up is cut off rather than allowed to
@@ -442,7 +397,7 @@ c2s_stream_error(struct c2s *c, const char *condition, const char *text)
 {
 	struct evbuffer *out;
 
-	if (c->closing)
+	if (c->s.closing)
 		return;
 	if (!c->header_sent)
 		send_header(c, NULL);   /* 4.9.1.2: a header comes first */
@@ -521,12 +476,12 @@ c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
 	}
 	c->l = l;
 	c->conf = conf_current();
-	c->sid = cw->next_sid++;
-	c->last_input_ms = clock_now_ms();
-	memcpy(&c->sa, sa, salen < sizeof(c->sa) ? salen : sizeof(c->sa));
-	sockaddr_format(sa, c->addr, sizeof(c->addr));
+	/* In the router's table from now on: a session that is not bound
+	 * yet is only ever answered (pre-authentication IQs). */
+	session_add(&c->s, w, &c2s_session_ops, sa, salen);
+	c->s.last_input_ms = clock_now_ms();
 	snprintf(c->tag, sizeof(c->tag), "c2s#%u.%llu", worker_id(w),
-	    (unsigned long long)(c->sid & 0xffffffffffffffULL));
+	    (unsigned long long)(c->s.sid & 0xffffffffffffffULL));
 	evutil_make_socket_nonblocking(fd);
 	{
 		/* Stanzas are small and latency matters: Nagle's algorithm
@@ -566,11 +521,11 @@ c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
 	lim.max_attrs = c->conf->max_xml_attrs;
 	c->xs = xml_stream_new(&stream_cb, c, &lim);
 	c->timer = evtimer_new(base, c2s_timer_cb, c);
-	reg_add(cw, c);
+	list_add(cw, c);
 	__atomic_add_fetch(&nconnections, 1, __ATOMIC_RELAXED);
 	bufferevent_setcb(c->bev, c2s_read_cb, NULL, c2s_event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	log_debug(c->tag, "connection from %s%s", c->addr, l->tls ? " (direct TLS)" : "");
+	log_debug(c->tag, "connection from %s%s", c->s.addr, l->tls ? " (direct TLS)" : "");
 
 	n = ipcount_inc(sa);
 	c->counted_ip = 1;
@@ -586,6 +541,7 @@ c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
 	}
 	return;
 fail:
+	session_remove(&c->s);
 	if (c->ssl != NULL)
 		SSL_free(c->ssl);
 	if (c->shaper != NULL)
@@ -596,52 +552,13 @@ fail:
 	free(c);
 }
 
-/* Takes the session out of the table and tells the user's other resources
- * it went away (RFC 6121 4.5.2: the server generates unavailable presence
- * when a session ends without one). */
-static void
-free_slots(struct c2s *c)
-{
-	if (c->slots == NULL)
-		return;
-	for (int i = 0; i < MODULE_MAX_SLOTS; i++)
-		if (c->slots[i].data != NULL && c->slots[i].free_fn != NULL)
-			c->slots[i].free_fn(c->slots[i].data);
-	free(c->slots);
-	c->slots = NULL;
-}
-
-static void
-session_end(struct c2s *c)
-{
-	if (!c->bound)
-		return;
-	if (hooks_any(XMPPD_HOOK_SM_SESSION_CLOSED)) {
-		struct xmppd_session_args sa = { SESSION(c) };
-
-		(void)hooks_run(XMPPD_HOOK_SM_SESSION_CLOSED, c->jid.domain, &sa);
-	}
-	if (c->available) {
-		xml_elem *p = xml_elem_new(NULL, "presence");
-
-		xml_attr_set(p, "type", "unavailable");
-		xml_attr_set(p, "from", c->jid.full);
-		sm_set_presence(&c->jid, c->sid, 0, 0, NULL);
-		sm_presence_to_own_resources(p, &c->jid, c->sid, 0);
-		xml_elem_unref(p);
-		c->available = 0;
-	}
-	sm_unbind(&c->jid, c->sid);
-	c->bound = 0;
-}
-
 static void
 c2s_close(struct c2s *c)
 {
-	if (c->closing)
+	if (c->s.closing)
 		return;
-	c->closing = 1;
-	session_end(c);
+	c->s.closing = 1;
+	session_end(&c->s);
 	c2s_flush(c);
 	/* A lingering close: our last bytes (the stream error) must reach
 	 * the peer (net/linger.h). */
@@ -653,11 +570,12 @@ c2s_free(struct c2s *c)
 {
 	struct c2s_worker *cw = c->cw;
 
-	session_end(c);
-	reg_del(cw, c);
+	/* The session's end first: its hooks may still send to it. */
+	session_remove(&c->s);
+	list_del(cw, c);
 	undirty(c);
 	if (c->counted_ip)
-		ipcount_dec((struct sockaddr *)&c->sa);
+		ipcount_dec((struct sockaddr *)&c->s.sa);
 	event_free(c->timer);
 	/* Frees the SSL, the STARTTLS filter's underlying bufferevent and
 	 * closes the socket (BEV_OPT_CLOSE_ON_FREE). */
@@ -668,9 +586,7 @@ c2s_free(struct c2s *c)
 	if (c->out != NULL)
 		evbuffer_free(c->out);
 	xml_stream_free(&c->xs);
-	free_slots(c);
 	sasl_end(&c->sasl);
-	jid_free(&c->jid);
 	free(c->host);
 	free(c->node);
 	conf_unref(c->conf);
@@ -686,7 +602,7 @@ c2s_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct c2s *c = arg;
 
-	if (c->closing)
+	if (c->s.closing)
 		linger_check(&c->linger, c->bev, c->timer);
 }
 
@@ -723,7 +639,7 @@ c2s_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct c2s *c = arg;
 
-	if (c->closing) {
+	if (c->s.closing) {
 		if (linger_timer(&c->linger, c->bev, c->timer))
 			c2s_free(c);
 		return;
@@ -750,7 +666,7 @@ c2s_timer_cb(evutil_socket_t fd, short what, void *arg)
 		c2s_read_cb(c->bev, c);
 		return;
 	}
-	if (!c->bound)
+	if (!c->s.bound)
 		c2s_stream_error(c, "connection-timeout", "negotiation took too long");
 }
 
@@ -845,8 +761,8 @@ c2s_read_cb(struct bufferevent *bev, void *arg)
 	struct c2s *c = arg;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 
-	c->last_input_ms = clock_now_ms();
-	while (!c->closing && !c->paused && evbuffer_get_length(in) > 0) {
+	c->s.last_input_ms = clock_now_ms();
+	while (!c->s.closing && !c->paused && evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v;
 		size_t consumed = 0;
 		int r;
@@ -861,7 +777,7 @@ c2s_read_cb(struct bufferevent *bev, void *arg)
 		if (r < 0) {
 			/* The error callback has closed the stream; an ended
 			 * stream without error is closed here. */
-			if (!c->closing)
+			if (!c->s.closing)
 				c2s_close(c);
 			break;
 		}
@@ -963,7 +879,7 @@ on_stream_end(void *ud)
 	struct c2s *c = ud;
 
 	/* RFC 6120 4.4: answer the closing tag with ours and close. */
-	if (!c->closing) {
+	if (!c->s.closing) {
 		c2s_writes(c, "</stream:stream>");
 		c2s_close(c);
 	}
@@ -982,7 +898,7 @@ sasl_failure(struct c2s *c, const char *condition)
 
 	sasl_end(&c->sasl);
 	c->auth_failures++;
-	log_info(c->tag, "authentication failed (%s) from %s", condition, c->addr);
+	log_info(c->tag, "authentication failed (%s) from %s", condition, c->s.addr);
 	/* A delay before the answer slows password guessing; the stream
 	 * reads nothing meanwhile. */
 	c->delayed_failure = condition;
@@ -1017,7 +933,7 @@ sasl_exchange(struct c2s *c, const char *in)
 			 * (doc/configuration.md, "Access control"). */
 			if (jid_make(&who, sasl_node(c->sasl), c->host, NULL, &e) == 0) {
 				allowed = access_check(c->conf, c->conf->c2s_access, &who,
-				    (struct sockaddr *)&c->sa);
+				    (struct sockaddr *)&c->s.sa);
 				jid_free(&who);
 			}
 			if (!allowed) {
@@ -1031,7 +947,7 @@ sasl_exchange(struct c2s *c, const char *in)
 		c->node = strdup(sasl_node(c->sasl));
 		c->authenticated = 1;
 		log_info(c->tag, "%s@%s authenticated with %s from %s", c->node, c->host,
-		    sasl_mechanism(c->sasl), c->addr);
+		    sasl_mechanism(c->sasl), c->s.addr);
 		/* 6.4.6: additional data with success (SCRAM's v=...). */
 		if (*out)
 			evbuffer_add_printf(ob, "<success xmlns='" NS_SASL "'>%s</success>", out);
@@ -1129,7 +1045,6 @@ handle_bind(struct c2s *c, xml_elem *iq, xml_elem *bind)
 	const char *want = xml_child_text(bind, NS_BIND, "resource");
 	const char *err;
 	char gen[32];
-	struct sm_target old;
 	xml_elem *r, *b, *j;
 
 	if (want == NULL || *want == '\0') {
@@ -1137,31 +1052,24 @@ handle_bind(struct c2s *c, xml_elem *iq, xml_elem *bind)
 		random_resource(gen, sizeof(gen));
 		want = gen;
 	}
-	if (jid_make(&c->jid, c->node, c->host, want, &err) < 0) {
+	if (jid_make(&c->s.jid, c->node, c->host, want, &err) < 0) {
 		/* 7.7.2.1: a resource resourceprep refuses. */
 		reply_iq_error(c, iq, "bad-request");
 		return;
 	}
-	if (sm_bind(&c->jid, c->sid, worker_id(c->w), c->addr, &old) == 1) {
-		log_info(c->tag, "%s replaces an older session", c->jid.full);
-		c2s_kick(old.worker, old.sid, "conflict", "replaced by a new connection");
-	}
-	c->bound = 1;
+	session_bind(&c->s);
 	evtimer_del(c->timer);
 	r = stanza_iq_result(iq);
 	xml_attr_set(r, "from", NULL);
 	xml_attr_set(r, "to", NULL);
 	b = xml_elem_add_child(r, NS_BIND, "bind");
 	j = xml_elem_add_child(b, NS_BIND, "jid");
-	xml_elem_add_text(j, c->jid.full, strlen(c->jid.full));
+	xml_elem_add_text(j, c->s.jid.full, strlen(c->s.jid.full));
 	c2s_send(c, r);
 	xml_elem_unref(r);
-	log_info(c->tag, "bound %s", c->jid.full);
-	if (hooks_any(XMPPD_HOOK_SM_SESSION_OPENED)) {
-		struct xmppd_session_args sa = { SESSION(c) };
-
-		(void)hooks_run(XMPPD_HOOK_SM_SESSION_OPENED, c->jid.domain, &sa);
-	}
+	log_info(c->tag, "bound %s", c->s.jid.full);
+	/* After the client has its result: a hook may send it stanzas. */
+	session_opened(&c->s);
 }
 
 /* Presence without 'to': the user's own availability (RFC 6121 4.2, 4.5). */
@@ -1169,20 +1077,20 @@ static void
 handle_own_presence(struct c2s *c, xml_elem *p)
 {
 	const char *type = xml_attr_get(p, "type");
-	int was = c->available;
+	int was = c->s.available;
 
 	if (type == NULL) {
-		c->available = 1;
-		c->priority = stanza_priority(p);
-		sm_set_presence(&c->jid, c->sid, 1, c->priority, p);
-		sm_presence_to_own_resources(p, &c->jid, c->sid, !was);
+		c->s.available = 1;
+		c->s.priority = stanza_priority(p);
+		sm_set_presence(&c->s.jid, c->s.sid, 1, c->s.priority, p);
+		sm_presence_to_own_resources(p, &c->s.jid, c->s.sid, !was);
 		/* RFC 6121 4.2.2, 4.4.2: including the resource that sent it. */
 		c2s_send(c, p);
 	} else if (strcmp(type, "unavailable") == 0) {
-		c->available = 0;
-		sm_set_presence(&c->jid, c->sid, 0, 0, NULL);
+		c->s.available = 0;
+		sm_set_presence(&c->s.jid, c->s.sid, 0, 0, NULL);
 		if (was) {
-			sm_presence_to_own_resources(p, &c->jid, c->sid, 0);
+			sm_presence_to_own_resources(p, &c->s.jid, c->s.sid, 0);
 			c2s_send(c, p);     /* RFC 6121 4.5.2 */
 		}
 	}
@@ -1205,12 +1113,12 @@ handle_stanza(struct c2s *c, xml_elem *st)
 	}
 	/* RFC 6120 8.1.2.1: a 'from' must be the client's own address; the
 	 * server stamps the full JID either way. */
-	if (from != NULL && strcmp(from, c->jid.full) != 0 && strcmp(from, c->jid.bare) != 0) {
+	if (from != NULL && strcmp(from, c->s.jid.full) != 0 && strcmp(from, c->s.jid.bare) != 0) {
 		jid jf;
 		int ok = 0;
 
 		if (jid_parse(&jf, from, strlen(from), &err) == 0) {
-			ok = strcmp(jf.full, c->jid.full) == 0 || strcmp(jf.full, c->jid.bare) == 0;
+			ok = strcmp(jf.full, c->s.jid.full) == 0 || strcmp(jf.full, c->s.jid.bare) == 0;
 			jid_free(&jf);
 		}
 		if (!ok) {
@@ -1218,19 +1126,19 @@ handle_stanza(struct c2s *c, xml_elem *st)
 			return;
 		}
 	}
-	xml_attr_set(st, "from", c->jid.full);
+	xml_attr_set(st, "from", c->s.jid.full);
 
 	if (hooks_any(XMPPD_HOOK_USER_SEND_PACKET) ||
 	    (kind == STANZA_PRESENCE && hooks_any(XMPPD_HOOK_PRESENCE_OUT))) {
-		struct xmppd_packet_args pa = { st, &c->jid, NULL, SESSION(c) };
+		struct xmppd_packet_args pa = { st, &c->s.jid, NULL, SESSION(c) };
 		jid pto;
 		int have_to = to != NULL && jid_parse(&pto, to, strlen(to), &err) == 0;
 
 		pa.to = have_to ? &pto : NULL;
 		/* STOP or DROP: a module took the stanza (blocking, ...). */
-		if (hooks_run(XMPPD_HOOK_USER_SEND_PACKET, c->jid.domain, &pa) != XMPPD_CONTINUE ||
+		if (hooks_run(XMPPD_HOOK_USER_SEND_PACKET, c->s.jid.domain, &pa) != XMPPD_CONTINUE ||
 		    (kind == STANZA_PRESENCE &&
-		    hooks_run(XMPPD_HOOK_PRESENCE_OUT, c->jid.domain, &pa) != XMPPD_CONTINUE)) {
+		    hooks_run(XMPPD_HOOK_PRESENCE_OUT, c->s.jid.domain, &pa) != XMPPD_CONTINUE)) {
 			if (have_to)
 				jid_free(&pto);
 			return;
@@ -1248,7 +1156,7 @@ handle_stanza(struct c2s *c, xml_elem *st)
 		/* RFC 6121 3.1.2: a subscription request goes out from the
 		 * bare JID; the roster module records it (STOP when it has
 		 * routed its own copy). */
-		xml_attr_set(st, "from", c->jid.bare);
+		xml_attr_set(st, "from", c->s.jid.bare);
 		if (jid_parse(&pto, to, strlen(to), &err) < 0) {
 			xml_elem *r2 = stanza_error_reply(st, "jid-malformed", NULL);
 
@@ -1261,18 +1169,18 @@ handle_stanza(struct c2s *c, xml_elem *st)
 		}
 		if (hooks_any(XMPPD_HOOK_ROSTER_OUT_SUBSCRIPTION)) {
 			jid jb;
-			struct xmppd_packet_args pa = { st, &c->jid, &pto, SESSION(c) };
+			struct xmppd_packet_args pa = { st, &c->s.jid, &pto, SESSION(c) };
 
-			if (jid_bare_of(&jb, &c->jid) == 0) {
+			if (jid_bare_of(&jb, &c->s.jid) == 0) {
 				pa.from = &jb;
-				r = hooks_run(XMPPD_HOOK_ROSTER_OUT_SUBSCRIPTION, c->jid.domain, &pa);
+				r = hooks_run(XMPPD_HOOK_ROSTER_OUT_SUBSCRIPTION, c->s.jid.domain, &pa);
 				jid_free(&jb);
 			}
 		}
 		if (r == XMPPD_CONTINUE) {
 			jid jb;
 
-			if (jid_bare_of(&jb, &c->jid) == 0) {
+			if (jid_bare_of(&jb, &c->s.jid) == 0) {
 				router_route(st, &jb, &pto);
 				jid_free(&jb);
 			}
@@ -1296,7 +1204,7 @@ handle_stanza(struct c2s *c, xml_elem *st)
 			return;
 		}
 		/* RFC 6120 10.3: handled as if addressed to the account. */
-		if (jid_make(&jto, c->jid.node, c->jid.domain, NULL, &err) < 0)
+		if (jid_make(&jto, c->s.jid.node, c->s.jid.domain, NULL, &err) < 0)
 			return;
 	} else if (jid_parse(&jto, to, strlen(to), &err) < 0) {
 		/* 8.3.3.8. */
@@ -1331,30 +1239,8 @@ handle_stanza(struct c2s *c, xml_elem *st)
 		jid_free(&jto);
 		return;
 	}
-	router_route(st, &c->jid, &jto);
+	router_route(st, &c->s.jid, &jto);
 	jid_free(&jto);
-}
-
-/* The pre-authentication IQ being handled on this thread, so that the
- * module's reply finds its stream (XMPPD_IQ_STREAM). */
-static __thread struct c2s *preauth_conn;
-static __thread const xml_elem *preauth_iq;
-
-int
-c2s_preauth_reply(const xml_elem *iq, const xml_elem *reply)
-{
-	if (preauth_conn == NULL || iq != preauth_iq)
-		return 0;
-	c2s_send(preauth_conn, reply);
-	return 1;
-}
-
-const struct sockaddr *
-c2s_preauth_addr(const xml_elem *iq)
-{
-	if (preauth_conn == NULL || iq != preauth_iq)
-		return NULL;
-	return (const struct sockaddr *)&preauth_conn->sa;
 }
 
 static int
@@ -1374,11 +1260,10 @@ handle_preauth_iq(struct c2s *c, xml_elem *iq)
 		return 0;
 	xml_attr_set(iq, "to", NULL);
 	xml_attr_set(iq, "from", NULL);
-	preauth_conn = c;
-	preauth_iq = iq;
+	/* A module's answer to it comes back to this session. */
+	session_preauth_begin(&c->s, iq);
 	handled = registry_iq_dispatch_stream(iq, &host);
-	preauth_conn = NULL;
-	preauth_iq = NULL;
+	session_preauth_end();
 	jid_free(&host);
 	return handled;
 }
@@ -1389,7 +1274,7 @@ on_element(void *ud, xml_elem *e)
 	struct c2s *c = ud;
 	const char *ns = xml_elem_ns(e);
 
-	if (c->closing)
+	if (c->s.closing)
 		goto out;
 	if (!c->tls && ns != NULL && strcmp(ns, NS_TLS) == 0 &&
 	    strcmp(xml_elem_name(e), "starttls") == 0 && !c->authenticated) {
@@ -1413,7 +1298,7 @@ on_element(void *ud, xml_elem *e)
 		c2s_stream_error(c, "not-authorized", NULL);
 		goto out;
 	}
-	if (!c->bound) {
+	if (!c->s.bound) {
 		xml_elem *bind;
 		const char *type = xml_attr_get(e, "type");
 
@@ -1436,114 +1321,7 @@ out:
 }
 
 /* ---------------------------------------------------------------- */
-/* Delivery from the router, kicks, shutdown.                         */
-
-static void
-deliver_local(struct c2s_worker *cw, uint64_t sid, xml_elem *st)
-{
-	struct c2s *c = reg_find(cw, sid);
-
-	if (c != NULL && c->bound && !c->closing) {
-		if (hooks_any(XMPPD_HOOK_USER_RECEIVE_PACKET) ||
-		    (stanza_kind(st) == STANZA_PRESENCE && hooks_any(XMPPD_HOOK_PRESENCE_IN))) {
-			struct xmppd_packet_args pa = { st, NULL, &c->jid, SESSION(c) };
-
-			if (hooks_run(XMPPD_HOOK_USER_RECEIVE_PACKET, c->jid.domain, &pa) !=
-			    XMPPD_CONTINUE)
-				return;
-			if (stanza_kind(st) == STANZA_PRESENCE &&
-			    hooks_run(XMPPD_HOOK_PRESENCE_IN, c->jid.domain, &pa) != XMPPD_CONTINUE)
-				return;
-		}
-		c2s_send(c, st);
-		return;
-	}
-	if (c != NULL && c->bound) {
-		/* Closing, and still in the session table: we are inside its
-		 * own session_end (a hook routed this here). Routing again now
-		 * would pick it again; try once more when session_end is over
-		 * and the session is out of the table. */
-		worker_post(c->w, deliver_task, xml_elem_ref(st), sid);
-		return;
-	}
-	/* The session went away between the lookup and now, and is out of
-	 * the session table: a message is routed again, which finds the
-	 * resource gone (RFC 6121 8.5.3.2: a full JID is treated as the bare
-	 * one) or, for a bare JID, the resources that remain or offline
-	 * storage (8.5.2). Dropping it here lost a message sent to a bare JID
-	 * just as the user's only session closed (seen in t1020). */
-	if (stanza_kind(st) == STANZA_MESSAGE) {
-		const char *to = xml_attr_get(st, "to"), *from = xml_attr_get(st, "from");
-		const char *e;
-		jid jto, jfrom;
-
-		if (to == NULL || jid_parse(&jto, to, strlen(to), &e) < 0)
-			return;
-		if (from == NULL || jid_parse(&jfrom, from, strlen(from), &e) < 0)
-			memset(&jfrom, 0, sizeof(jfrom));
-		log_debug("c2s", "session %llx gone: message to %s routed again",
-		    (unsigned long long)sid, to);
-		sm_route(st, &jfrom, &jto);
-		jid_free(&jto);
-		jid_free(&jfrom);
-	}
-}
-
-static void
-deliver_task(struct worker *w, void *a, uint64_t sid)
-{
-	xml_elem *st = a;
-
-	deliver_local(&cworkers[worker_id(w)], sid, st);
-	xml_elem_unref(st);
-}
-
-void
-c2s_deliver(unsigned worker, uint64_t sid, xml_elem *st)
-{
-	struct worker *self = worker_self();
-
-	if (self != NULL && worker_id(self) == worker) {
-		deliver_local(&cworkers[worker], sid, st);
-		return;
-	}
-	worker_post(worker_get(worker), deliver_task, xml_elem_ref(st), sid);
-}
-
-struct kick {
-	const char *condition;
-	const char *text;
-};
-
-static void
-kick_task(struct worker *w, void *a, uint64_t sid)
-{
-	struct kick *k = a;
-	struct c2s *c = reg_find(&cworkers[worker_id(w)], sid);
-
-	if (c != NULL && !c->closing) {
-		/* The table entry may already belong to the new session with
-		 * the same full JID: leave it alone. */
-		if (strcmp(k->condition, "conflict") == 0) {
-			c->bound = 0;
-			c->available = 0;
-		}
-		c2s_stream_error(c, k->condition, k->text);
-	}
-	free(k);
-}
-
-void
-c2s_kick(unsigned worker, uint64_t sid, const char *condition, const char *text)
-{
-	struct kick *k = malloc(sizeof(*k));
-
-	if (k == NULL)
-		return;
-	k->condition = condition;
-	k->text = text;
-	worker_post(worker_get(worker), kick_task, k, sid);
-}
+/* Shutdown.                                                          */
 
 static void
 shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -1598,109 +1376,7 @@ c2s_free_all(void)
 			event_free(cworkers[i].idle_timer);
 		if (cworkers[i].flush_ev != NULL)
 			event_free(cworkers[i].flush_ev);
-		free(cworkers[i].buckets);
 	}
 	free(cworkers);
 	cworkers = NULL;
-}
-
-/* ---------------------------------------------------------------- */
-/* The session side of the module ABI (hooks/xmppd.h).               */
-
-void
-c2s_clear_slot(struct worker *w, int slot)
-{
-	for (struct c2s *c = cworkers[worker_id(w)].list; c != NULL; c = c->next) {
-		if (c->slots == NULL || c->slots[slot].data == NULL)
-			continue;
-		if (c->slots[slot].free_fn != NULL)
-			c->slots[slot].free_fn(c->slots[slot].data);
-		c->slots[slot].data = NULL;
-		c->slots[slot].free_fn = NULL;
-	}
-}
-
-XMPPD_API const xmppd_jid *
-xmppd_session_jid(xmppd_session *s)
-{
-	return &C2S(s)->jid;
-}
-
-XMPPD_API int
-xmppd_session_available(xmppd_session *s)
-{
-	return C2S(s)->available;
-}
-
-XMPPD_API int
-xmppd_session_priority(xmppd_session *s)
-{
-	return C2S(s)->priority;
-}
-
-XMPPD_API const struct sockaddr *
-xmppd_session_addr(xmppd_session *s)
-{
-	return (const struct sockaddr *)&C2S(s)->sa;
-}
-
-XMPPD_API uint64_t
-xmppd_session_idle_ms(xmppd_session *s)
-{
-	uint64_t now = clock_now_ms();
-
-	return now > C2S(s)->last_input_ms ? now - C2S(s)->last_input_ms : 0;
-}
-
-XMPPD_API void
-xmppd_session_send(xmppd_session *s, const xmppd_elem *stanza)
-{
-	c2s_send(C2S(s), stanza);
-}
-
-XMPPD_API void
-xmppd_session_close(xmppd_session *s, const char *condition, const char *text)
-{
-	c2s_stream_error(C2S(s), condition, text);
-}
-
-XMPPD_API void *
-xmppd_session_get(xmppd_session *s, int slot)
-{
-	struct c2s *c = C2S(s);
-
-	if (slot < 0 || slot >= MODULE_MAX_SLOTS || c->slots == NULL)
-		return NULL;
-	return c->slots[slot].data;
-}
-
-XMPPD_API void
-xmppd_session_set(xmppd_session *s, int slot, void *data, void (*free_fn)(void *))
-{
-	struct c2s *c = C2S(s);
-
-	if (slot < 0 || slot >= MODULE_MAX_SLOTS)
-		return;
-	if (c->slots == NULL && (c->slots = calloc(MODULE_MAX_SLOTS, sizeof(*c->slots))) == NULL)
-		return;
-	if (c->slots[slot].data != NULL && c->slots[slot].free_fn != NULL &&
-	    c->slots[slot].data != data)
-		c->slots[slot].free_fn(c->slots[slot].data);
-	c->slots[slot].data = data;
-	c->slots[slot].free_fn = free_fn;
-}
-
-XMPPD_API void
-xmppd_session_foreach_local(void (*fn)(xmppd_session *s, void *ud), void *ud)
-{
-	struct worker *w = worker_self();
-	struct c2s *c, *next;
-
-	if (w == NULL)
-		return;
-	for (c = cworkers[worker_id(w)].list; c != NULL; c = next) {
-		next = c->next;
-		if (c->bound && !c->closing)
-			fn(SESSION(c), ud);
-	}
 }

@@ -28,6 +28,7 @@
 #include "core/registry.h"
 #include "core/worker.h"
 #include "ctl/ctl.h"
+#include "router/session.h"
 #include "router/sm.h"
 #include "s2s/s2s.h"
 #include "xmpp/jid.h"
@@ -105,7 +106,7 @@ kick_jid(const jid *j, const char *condition, const char *text)
 	size_t n = sm_find(j, t, 64);
 
 	for (size_t i = 0; i < n && i < 64; i++)
-		c2s_kick(t[i].worker, t[i].sid, condition, text);
+		session_kick(t[i].worker, t[i].sid, condition, text);
 	return n;
 }
 

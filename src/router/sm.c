@@ -10,10 +10,10 @@
 #include <openssl/rand.h>
 
 #include "auth/account.h"
-#include "c2s/c2s.h"
 #include "core/log.h"
 #include "core/registry.h"
 #include "router/router.h"
+#include "router/session.h"
 #include "router/sm.h"
 #include "xmpp/stanza.h"
 
@@ -371,7 +371,7 @@ deliver_selected(xml_elem *st, const char *bare, const char *resource, enum sel 
 	for (size_t i = 0; i < n; i++) {
 		if (t[i].sid == skip_sid)
 			continue;
-		c2s_deliver(t[i].worker, t[i].sid, st);
+		session_deliver(t[i].worker, t[i].sid, st);
 		got++;
 	}
 	if (t != local)
@@ -405,7 +405,7 @@ sm_presence_to_own_resources(xml_elem *st, const jid *full, uint64_t sid, int in
 	}
 	pthread_mutex_unlock(&s->lock);
 	for (size_t i = 0; i < nothers; i++) {
-		c2s_deliver(self_worker, sid, others[i]);
+		session_deliver(self_worker, sid, others[i]);
 		xml_elem_unref(others[i]);
 	}
 }
@@ -623,7 +623,7 @@ sm_send_to_resources(const jid *bare, const xml_elem *st, int available_only)
 		xml_elem *c = xml_elem_copy(st);
 
 		xml_attr_set(c, "to", v[i].full);
-		c2s_deliver(v[i].t.worker, v[i].t.sid, c);
+		session_deliver(v[i].t.worker, v[i].t.sid, c);
 		xml_elem_unref(c);
 	}
 	free(v);
