@@ -28,12 +28,13 @@
 #include "core/registry.h"
 #include "core/worker.h"
 #include "ctl/ctl.h"
+#include "net/listener.h"
 #include "router/session.h"
 #include "router/sm.h"
 #include "s2s/s2s.h"
 #include "xmpp/jid.h"
 
-static struct evconnlistener *ctl_listener;
+static struct listener *ctl_listener;
 static const struct ctl_daemon *daemon_ops;
 static char *ctl_path;
 
@@ -155,11 +156,23 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 	char *node = NULL, *host = NULL;
 
 	if (strcmp(cmd, "status") == 0) {
+		struct listener_stats ls;
+
 		reply_ok(out);
 		evbuffer_add_printf(out, "running xmppd %s, up %lld s, %u workers, "
 		    "%zu sessions, %lu connections\n", PACKAGE_VERSION,
 		    (long long)(time(NULL) - clock_start_time()), worker_count(),
 		    sm_session_count(), c2s_connection_count());
+		/* Failed accepts, out of descriptors above all (net/listener.h). */
+		listener_stats_get(&ls);
+		if (ls.last == 0)
+			evbuffer_add_printf(out, "accept pauses: 0, last never, "
+			    "paused now: %u of %u sockets\n", ls.paused_now, ls.listeners);
+		else
+			evbuffer_add_printf(out, "accept pauses: %lu, last %lld s ago (%s), "
+			    "paused now: %u of %u sockets\n", ls.pauses,
+			    (long long)(time(NULL) - ls.last), strerror(ls.last_errno),
+			    ls.paused_now, ls.listeners);
 	} else if (strcmp(cmd, "register") == 0) {
 		if (!nargs_ok(out, argc, 4, "register USER HOST PASSWORD") ||
 		    account_args(out, argv[1], argv[2], &node, &host) < 0)
@@ -430,8 +443,8 @@ ctl_listen(struct event_base *base, const char *path, const struct ctl_daemon *d
 	umask(old);
 	/* Owner only: the socket can create accounts and stop the server. */
 	(void)chmod(path, 0600);
-	ctl_listener = evconnlistener_new(base, ctl_accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE,
-	    -1, fd);
+	/* Paused like the other listeners when accept fails (EMFILE). */
+	ctl_listener = listener_open(base, fd, ctl_accept_cb, NULL, "control socket");
 	if (ctl_listener == NULL) {
 		*error_r = "cannot listen";
 		close(fd);
@@ -444,9 +457,7 @@ ctl_listen(struct event_base *base, const char *path, const struct ctl_daemon *d
 void
 ctl_close(void)
 {
-	if (ctl_listener != NULL)
-		evconnlistener_free(ctl_listener);
-	ctl_listener = NULL;
+	listener_close(&ctl_listener);
 	if (ctl_path != NULL)
 		unlink(ctl_path);
 	free(ctl_path);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -26,7 +27,7 @@ struct lsock {
 	int fd;
 	unsigned worker;
 	struct conf_listen l;        /* copied: outlives configuration reloads */
-	struct evconnlistener *ev;
+	struct listener *lis;
 };
 
 static struct lsock *socks;
@@ -129,7 +130,7 @@ listener_bind_all(const struct conf *c, unsigned nworkers, const char **error_r)
 }
 
 static void
-accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa,
+sock_accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
 {
 	struct lsock *s = arg;
@@ -145,26 +146,23 @@ accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa,
 	fn(worker_get(s->worker), fd, sa, (socklen_t)salen, &s->l);
 }
 
-static void
-accept_error_cb(struct evconnlistener *ev, void *arg)
-{
-	int e = EVUTIL_SOCKET_ERROR();
-
-	/* EMFILE and friends: log and go on; the listener stays armed. */
-	log_error("listener", "accept: %s", evutil_socket_error_to_string(e));
-}
-
 int
 listener_start_all(void)
 {
 	for (size_t i = 0; i < nsocks; i++) {
 		struct lsock *s = &socks[i];
+		const char *kind = s->l.module == CONF_LISTEN_C2S ? "c2s" : "s2s";
+		char name[320];
 
-		s->ev = evconnlistener_new(worker_base(worker_get(s->worker)), accept_cb, s,
-		    LEV_OPT_CLOSE_ON_FREE, -1, s->fd);
-		if (s->ev == NULL)
+		/* For the log: "c2s 192.0.2.1:5222", "s2s [2001:db8::1]:5269". */
+		if (strchr(s->l.ip, ':') != NULL)
+			snprintf(name, sizeof(name), "%s [%s]:%u", kind, s->l.ip, s->l.port);
+		else
+			snprintf(name, sizeof(name), "%s %s:%u", kind, s->l.ip, s->l.port);
+		s->lis = listener_open(worker_base(worker_get(s->worker)), s->fd, sock_accept_cb,
+		    s, name);
+		if (s->lis == NULL)
 			return -1;
-		evconnlistener_set_error_cb(s->ev, accept_error_cb);
 	}
 	return 0;
 }
@@ -173,8 +171,8 @@ void
 listener_free_all(void)
 {
 	for (size_t i = 0; i < nsocks; i++) {
-		if (socks[i].ev != NULL)
-			evconnlistener_free(socks[i].ev);
+		if (socks[i].lis != NULL)
+			listener_close(&socks[i].lis);
 		else if (socks[i].fd >= 0)
 			close(socks[i].fd);
 		free(socks[i].l.ip);
@@ -183,6 +181,169 @@ listener_free_all(void)
 	free(socks);
 	socks = NULL;
 	nsocks = 0;
+}
+
+/*
+ * Listeners that pause.  accept(2) fails with EMFILE or ENFILE when every
+ * descriptor is in use (ENOBUFS or ENOMEM when the kernel is short of
+ * memory); the connection stays in the backlog and the socket stays
+ * readable, so a listener that only logs the error and goes on is called
+ * again at once and spins at full CPU, writing a line each time.  As nginx
+ * does (ngx_event_accept: ngx_disable_accept_events, then a retry after
+ * accept_mutex_delay, 500 ms), the listener is disabled and a timer on its
+ * own event base enables it again ACCEPT_PAUSE_MS later; what waits in the
+ * backlog is accepted then, once descriptors are free.  Any other error is
+ * treated alike: retrying at once cannot help either.  No spare descriptor
+ * is kept in reserve: while every one is in use the control socket cannot
+ * accept either, and answers once one is free.
+ *
+ * The counters are per process, under a mutex: they change only when an
+ * accept fails, never on the path of a connection.
+ */
+#define ACCEPT_PAUSE_MS 500
+#define ACCEPT_LOG_INTERVAL 10          /* seconds, at least, between lines */
+
+struct listener {
+	struct evconnlistener *ev;
+	struct event *timer;            /* ends the pause */
+	evconnlistener_cb cb;
+	void *arg;
+	int paused;                     /* under pause_lock */
+	char name[352];
+};
+
+static pthread_mutex_t pause_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	unsigned long pauses;           /* failed accepts, each one a pause */
+	unsigned long unlogged;         /* of those, not counted in a line yet */
+	time_t last;                    /* of the last failure; 0: never */
+	time_t logged;                  /* of the last log line; 0: never */
+	int last_errno;
+	unsigned paused_now;
+	unsigned listeners;
+} pstats;
+
+static void
+listener_accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct listener *l = arg;
+
+	l->cb(ev, fd, sa, salen, l->arg);
+}
+
+static void
+listener_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+
+	pthread_mutex_lock(&pause_lock);
+	if (l->paused) {
+		l->paused = 0;
+		pstats.paused_now--;
+	}
+	pthread_mutex_unlock(&pause_lock);
+	evconnlistener_enable(l->ev);
+}
+
+static void
+listener_error_cb(struct evconnlistener *ev, void *arg)
+{
+	struct listener *l = arg;
+	int e = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
+	time_t now = time(NULL);
+	unsigned long n = 0;
+	long period = 0;
+	int report = 0;
+
+	evconnlistener_disable(ev);
+	evtimer_add(l->timer, &tv);
+	pthread_mutex_lock(&pause_lock);
+	if (!l->paused) {
+		l->paused = 1;
+		pstats.paused_now++;
+	}
+	pstats.pauses++;
+	pstats.unlogged++;
+	pstats.last = now;
+	pstats.last_errno = e;
+	if (pstats.logged == 0 || now - pstats.logged >= ACCEPT_LOG_INTERVAL) {
+		report = 1;
+		n = pstats.unlogged;
+		period = pstats.logged == 0 ? 0 : (long)(now - pstats.logged);
+		pstats.unlogged = 0;
+		pstats.logged = now;
+	}
+	pthread_mutex_unlock(&pause_lock);
+	if (!report)
+		return;
+	if (n == 1)
+		log_error("listener", "accept on %s: %s: accepting paused, retried every %d ms "
+		    "(this is logged at most every %d s)", l->name, strerror(e), ACCEPT_PAUSE_MS,
+		    ACCEPT_LOG_INTERVAL);
+	else
+		log_error("listener", "accept on %s: %s: %lu accept attempts deferred in the "
+		    "last %ld s", l->name, strerror(e), n, period);
+}
+
+struct listener *
+listener_open(struct event_base *base, int fd, evconnlistener_cb cb, void *arg,
+    const char *name)
+{
+	struct listener *l = calloc(1, sizeof(*l));
+
+	if (l == NULL)
+		return NULL;
+	l->cb = cb;
+	l->arg = arg;
+	snprintf(l->name, sizeof(l->name), "%s", name);
+	l->timer = evtimer_new(base, listener_resume_cb, l);
+	if (l->timer == NULL)
+		goto fail;
+	l->ev = evconnlistener_new(base, listener_accept_cb, l, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (l->ev == NULL)
+		goto fail;
+	evconnlistener_set_error_cb(l->ev, listener_error_cb);
+	pthread_mutex_lock(&pause_lock);
+	pstats.listeners++;
+	pthread_mutex_unlock(&pause_lock);
+	return l;
+fail:
+	if (l->timer != NULL)
+		event_free(l->timer);
+	free(l);
+	return NULL;
+}
+
+void
+listener_close(struct listener **lp)
+{
+	struct listener *l = *lp;
+
+	if (l == NULL)
+		return;
+	pthread_mutex_lock(&pause_lock);
+	if (l->paused)
+		pstats.paused_now--;
+	pstats.listeners--;
+	pthread_mutex_unlock(&pause_lock);
+	event_free(l->timer);
+	evconnlistener_free(l->ev);
+	free(l);
+	*lp = NULL;
+}
+
+void
+listener_stats_get(struct listener_stats *st_r)
+{
+	pthread_mutex_lock(&pause_lock);
+	st_r->pauses = pstats.pauses;
+	st_r->last = pstats.last;
+	st_r->last_errno = pstats.last_errno;
+	st_r->paused_now = pstats.paused_now;
+	st_r->listeners = pstats.listeners;
+	pthread_mutex_unlock(&pause_lock);
 }
 
 /*

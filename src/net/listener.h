@@ -10,6 +10,9 @@
 #define XMPPD_LISTENER_H
 
 #include <sys/socket.h>
+#include <time.h>
+
+#include <event2/listener.h>
 
 #include "core/conf.h"
 
@@ -23,11 +26,35 @@ typedef void (*listener_accept_fn)(struct worker *w, int fd, const struct sockad
  * (c2s_init, s2s_init), before listener_start_all. */
 void listener_set_handler(enum conf_listen_module kind, listener_accept_fn fn);
 
+struct event_base;
+
 int listener_bind_all(const struct conf *c, unsigned nworkers, const char **error_r);
 int listener_start_all(void);
 /* Stops accepting (on shutdown); call from the main thread after the
  * workers have exited, or from each worker for its own. */
 void listener_free_all(void);
+
+/* An evconnlistener on fd (a listening socket, closed by listener_close)
+ * that calls cb(ev, fd, addr, len, arg) for each connection and, when
+ * accept(2) fails (EMFILE, ENFILE, ENOBUFS, ENOMEM...), stops accepting
+ * for a moment instead of retrying at once, and logs that at most once per
+ * interval, naming it by name ("c2s 192.0.2.1:5222"). Returns NULL on
+ * failure, fd left open. Used by the listeners above and the control
+ * socket; one listener belongs to the thread of base. */
+struct listener;
+struct listener *listener_open(struct event_base *base, int fd, evconnlistener_cb cb,
+    void *arg, const char *name);
+void listener_close(struct listener **lp);
+
+/* The process's accept pauses so far, for xmppctl status. */
+struct listener_stats {
+	unsigned long pauses;           /* failed accepts (each pauses its listener) */
+	time_t last;                    /* of the last one; 0 if none */
+	int last_errno;                 /* its error */
+	unsigned paused_now;            /* listeners paused at this moment */
+	unsigned listeners;             /* listeners open */
+};
+void listener_stats_get(struct listener_stats *st_r);
 
 /* Connections per IP address (max_connections_per_ip). */
 unsigned ipcount_inc(const struct sockaddr *sa);

@@ -585,17 +585,27 @@ class Server:
 
     # -- process -----------------------------------------------------------
 
-    def start(self, timeout=10):
-        """Starts xmppd and waits until the c2s port accepts connections."""
+    def start(self, timeout=10, rlimit_nofile=None):
+        """Starts xmppd and waits until the c2s port accepts connections.
+
+        rlimit_nofile: run it with RLIMIT_NOFILE set to that many
+        descriptors, soft and hard (xmppd raises its soft limit to the
+        hard one at start-up, so both must be low)."""
         if not os.access(XMPPD, os.X_OK):
             raise HarnessError('%s is not an executable (set XMPPD or top_builddir)' % XMPPD)
         self._log_fh = open(self.log_path, 'ab')
         self._log_fh.write(('--- xmppd start %s ---\n' % time.strftime('%H:%M:%S')).encode())
         self._log_fh.flush()
+        preexec = None
+        if rlimit_nofile is not None:
+            import resource
+
+            def preexec():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (rlimit_nofile, rlimit_nofile))
         self.proc = subprocess.Popen([XMPPD, '-c', self.conf_path],
                                      stdin=subprocess.DEVNULL,
                                      stdout=self._log_fh, stderr=self._log_fh,
-                                     cwd=str(self.dir))
+                                     cwd=str(self.dir), preexec_fn=preexec)
         self._reaped = False
         deadline = time.monotonic() + timeout
         while True:
