@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 #define XMPPD_ABI_MAJOR 1
-#define XMPPD_ABI_MINOR 0
+#define XMPPD_ABI_MINOR 1
 
 #if defined(__GNUC__)
 #define XMPPD_API __attribute__((visibility("default")))
@@ -406,12 +406,23 @@ XMPPD_API long xmppd_store_del_prefix(xmppd_txn *txn, const char *table, const v
  * into buf. Returns the length, or 0 if it does not fit (LMDB keys are at
  * most 511 bytes). The list ends with (char *)NULL. */
 XMPPD_API size_t xmppd_store_key(char *buf, size_t size, ...);
+/*
+ * (ABI 1.1) Declares table a user table: every key in it starts with
+ * xmppd_store_key(host, node, ...) of the account it belongs to. When an
+ * account is removed, the core deletes its rows from every user table in
+ * the same transaction as the account itself, also for tables of modules
+ * not loaded then (the declaration is kept in the store). Call it in
+ * load(), once per table. 0 or -1.
+ */
+XMPPD_API int xmppd_store_user_table(xmppd_ctx *ctx, const char *table);
 
 /* ------------------------------------------------------------------ */
 /* Accounts (any thread; node and host prepared)                       */
 
 XMPPD_API int xmppd_user_exists(const char *node, const char *host);
-/* Create / remove run register_user / remove_user. 0 or -1 with *error_r
+/* Create runs register_user after the account is made; remove runs
+ * remove_user before the account and its user tables' rows are deleted
+ * (in one transaction), then closes its sessions. 0 or -1 with *error_r
  * ("exists", "not found", ...). */
 XMPPD_API int xmppd_user_create(const char *node, const char *host, const char *password,
     const char **error_r);

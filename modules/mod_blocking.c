@@ -496,30 +496,6 @@ on_receive(void *args, void *ud)
 	return xmppd_session_get(pa->session, b->slot) != NULL ? XMPPD_CONTINUE : XMPPD_DROP;
 }
 
-static enum xmppd_result
-on_remove_user(void *args, void *ud)
-{
-	struct blocking *b = ud;
-	struct xmppd_user_args *ua = args;
-	char prefix[KEY_MAX];
-	size_t plen = xmppd_store_key(prefix, sizeof(prefix), ua->host, ua->node, (char *)NULL);
-	xmppd_txn *txn;
-
-	if (plen == 0 || (txn = xmppd_store_begin(1)) == NULL)
-		goto err;
-	if (xmppd_store_del_prefix(txn, TABLE, prefix, plen) < 0) {
-		xmppd_store_abort(txn);
-		goto err;
-	}
-	if (xmppd_store_commit(txn) < 0)
-		goto err;
-	return XMPPD_CONTINUE;
-err:
-	xmppd_log(b->ctx, XMPPD_LOG_ERROR, "%s@%s: cannot delete the blocklist", ua->node,
-	    ua->host);
-	return XMPPD_CONTINUE;
-}
-
 /* ---------------------------------------------------------------- */
 /* Loading.                                                           */
 
@@ -557,7 +533,7 @@ load(xmppd_ctx *ctx)
 	    xmppd_hook_add(ctx, XMPPD_HOOK_FILTER_PACKET, NULL, PRIORITY, on_filter, b) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_USER_SEND_PACKET, NULL, PRIORITY, on_send, b) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_USER_RECEIVE_PACKET, NULL, PRIORITY, on_receive, b) < 0 ||
-	    xmppd_hook_add(ctx, XMPPD_HOOK_REMOVE_USER, NULL, PRIORITY, on_remove_user, b) < 0 ||
+	    xmppd_store_user_table(ctx, TABLE) < 0 ||
 	    xmppd_disco_feature(ctx, NS_BLOCKING) < 0) {
 		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot register handlers");
 		return -1;

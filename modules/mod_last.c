@@ -242,29 +242,6 @@ seed(void *ud)
 }
 
 /* ---------------------------------------------------------------- */
-/* Stored data follows the account.                                   */
-
-static enum xmppd_result
-forget_user(void *args, void *ud)
-{
-	struct xmppd_user_args *a = args;
-	char key[512];
-	size_t klen = user_key(key, sizeof(key), a->node, a->host);
-	xmppd_txn *txn;
-
-	if (klen == 0 || (txn = xmppd_store_begin(1)) == NULL)
-		return XMPPD_CONTINUE;
-	if (xmppd_store_del(txn, TABLE, key, klen) < 0) {
-		xmppd_store_abort(txn);
-		txn = NULL;
-	}
-	if (txn == NULL || xmppd_store_commit(txn) < 0)
-		xmppd_log(ud, XMPPD_LOG_ERROR, "cannot delete the last activity of %s@%s",
-		    a->node, a->host);
-	return XMPPD_CONTINUE;
-}
-
-/* ---------------------------------------------------------------- */
 /* The query.                                                         */
 
 static void
@@ -347,9 +324,7 @@ load(xmppd_ctx *ctx)
 	    XMPPD_IQ_SERVER | XMPPD_IQ_ACCOUNT, last_iq, ctx) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_PRESENCE_OUT, NULL, 50, presence_out, ctx) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_SM_SESSION_CLOSED, NULL, 50, session_closed, ctx) < 0 ||
-	    xmppd_hook_add(ctx, XMPPD_HOOK_REMOVE_USER, NULL, 50, forget_user, ctx) < 0 ||
-	    /* An account made again under a removed name starts afresh. */
-	    xmppd_hook_add(ctx, XMPPD_HOOK_REGISTER_USER, NULL, 50, forget_user, ctx) < 0 ||
+	    xmppd_store_user_table(ctx, TABLE) < 0 ||
 	    xmppd_timer_add_every_worker(ctx, 1, seed, ctx) < 0 ||
 	    xmppd_disco_feature(ctx, NS_LAST) < 0 ||
 	    xmppd_disco_account_feature(ctx, NS_LAST) < 0)

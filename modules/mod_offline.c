@@ -554,30 +554,6 @@ session_closed(void *args, void *ud)
 	return XMPPD_CONTINUE;
 }
 
-/* remove_user, and register_user: a name used again starts afresh. */
-static enum xmppd_result
-forget_user(void *args, void *ud)
-{
-	struct xmppd_user_args *ua = args;
-	char prefix[KEY_MAX];
-	size_t plen = user_prefix(prefix, ua->host, ua->node);
-	xmppd_txn *txn;
-
-	if (plen == 0 || (txn = xmppd_store_begin(1)) == NULL)
-		goto err;
-	if (xmppd_store_del_prefix(txn, TABLE, prefix, plen) < 0) {
-		xmppd_store_abort(txn);
-		goto err;
-	}
-	if (xmppd_store_commit(txn) < 0)
-		goto err;
-	return XMPPD_CONTINUE;
-err:
-	xmppd_log(module_ctx, XMPPD_LOG_ERROR, "%s@%s: cannot delete the offline messages",
-	    ua->node, ua->host);
-	return XMPPD_CONTINUE;
-}
-
 /* ---------------------------------------------------------------- */
 
 static int
@@ -593,8 +569,7 @@ load(xmppd_ctx *ctx)
 	if (xmppd_hook_add(ctx, XMPPD_HOOK_OFFLINE_MESSAGE, NULL, 50, offline_message, NULL) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_PRESENCE_OUT, NULL, 80, presence_out, NULL) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_SM_SESSION_CLOSED, NULL, 50, session_closed, NULL) < 0 ||
-	    xmppd_hook_add(ctx, XMPPD_HOOK_REMOVE_USER, NULL, 50, forget_user, NULL) < 0 ||
-	    xmppd_hook_add(ctx, XMPPD_HOOK_REGISTER_USER, NULL, 50, forget_user, NULL) < 0 ||
+	    xmppd_store_user_table(ctx, TABLE) < 0 ||
 	    xmppd_disco_feature(ctx, FEATURE) < 0)
 		return -1;
 	return 0;

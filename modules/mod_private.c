@@ -213,37 +213,14 @@ private_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
 }
 
 /* ---------------------------------------------------------------- */
-/* Stored data follows the account.                                   */
-
-static enum xmppd_result
-forget_user(void *args, void *ud)
-{
-	struct xmppd_user_args *a = args;
-	char prefix[512];
-	size_t plen = xmppd_store_key(prefix, sizeof(prefix), a->host, a->node,
-	    (const char *)NULL);
-	xmppd_txn *txn;
-
-	if (plen == 0 || (txn = xmppd_store_begin(1)) == NULL)
-		return XMPPD_CONTINUE;
-	if (xmppd_store_del_prefix(txn, TABLE, prefix, plen) < 0) {
-		xmppd_store_abort(txn);
-		txn = NULL;
-	}
-	if (txn == NULL || xmppd_store_commit(txn) < 0)
-		xmppd_log(ud, XMPPD_LOG_ERROR, "cannot delete private XML of %s@%s",
-		    a->node, a->host);
-	return XMPPD_CONTINUE;
-}
+/* Loading.                                                           */
 
 static int
 load(xmppd_ctx *ctx)
 {
 	if (xmppd_iq_register(ctx, NULL, NS_PRIVATE, XMPPD_IQ_GET | XMPPD_IQ_SET,
 	    XMPPD_IQ_SERVER | XMPPD_IQ_ACCOUNT, private_iq, ctx) < 0 ||
-	    xmppd_hook_add(ctx, XMPPD_HOOK_REMOVE_USER, NULL, 50, forget_user, ctx) < 0 ||
-	    /* An account made again under a removed name starts afresh. */
-	    xmppd_hook_add(ctx, XMPPD_HOOK_REGISTER_USER, NULL, 50, forget_user, ctx) < 0 ||
+	    xmppd_store_user_table(ctx, TABLE) < 0 ||
 	    xmppd_disco_account_feature(ctx, NS_PRIVATE) < 0)
 		return -1;
 	return 0;

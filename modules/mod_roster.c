@@ -835,34 +835,24 @@ roster_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
 	return XMPPD_STOP;
 }
 
-/* The account is gone: its roster too, and its contacts are told. */
+/*
+ * The account is about to go (remove_user runs before the core deletes it
+ * and, in the same transaction, its rows of our user tables): its contacts
+ * are told, as if the user had removed every item (XEP-0077 3.2, RFC 6121
+ * 2.5.2).
+ */
 static enum xmppd_result
 on_remove_user(void *args, void *ud)
 {
-	struct roster *r = ud;
 	struct xmppd_user_args *ua = args;
 	xmppd_jid *user = xmppd_jid_make(ua->node, ua->host, NULL);
 	struct contacts to, from, pending;
-	char p[KEY_MAX];
-	size_t plen;
-	xmppd_txn *t;
 
-	if (user == NULL || (plen = roster_key(p, user, NULL)) == 0)
+	if (user == NULL)
 		goto out;
 	roster_contacts(T_ROSTER, user, F_TO | F_ASK, &to);
 	roster_contacts(T_ROSTER, user, F_FROM, &from);
 	roster_contacts(T_PENDING, user, 0, &pending);
-	if ((t = xmppd_store_begin(1)) != NULL &&
-	    (xmppd_store_del_prefix(t, T_ROSTER, p, plen) < 0 ||
-	    xmppd_store_del_prefix(t, T_PENDING, p, plen) < 0 ||
-	    xmppd_store_del(t, T_LAST, p, plen) < 0)) {
-		xmppd_store_abort(t);
-		t = NULL;
-	}
-	if (t == NULL || xmppd_store_commit(t) < 0)
-		xmppd_log(r->ctx, XMPPD_LOG_ERROR, "%s: cannot delete the roster",
-		    xmppd_jid_bare(user));
-	/* As if the user had removed every item (RFC 6121 2.5.2). */
 	for (size_t i = 0; i < to.n; i++)
 		roster_send(user, to.v[i], "unsubscribe");
 	for (size_t i = 0; i < from.n; i++)
@@ -1105,6 +1095,8 @@ load(xmppd_ctx *ctx)
 	if (xmppd_iq_register(ctx, NULL, NS_ROSTER, XMPPD_IQ_GET | XMPPD_IQ_SET,
 	    XMPPD_IQ_ACCOUNT, roster_iq, r) < 0 || roster_presence_load(r) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_REMOVE_USER, NULL, PRIORITY, on_remove_user, r) < 0 ||
+	    xmppd_store_user_table(ctx, T_ROSTER) < 0 || xmppd_store_user_table(ctx, T_PENDING) < 0 ||
+	    xmppd_store_user_table(ctx, T_LAST) < 0 ||
 	    /* RFC 6121 2.6.1 (XEP-0237) and 3.4.1. */
 	    feature(ctx, NS_ROSTERVER, "ver") < 0 || feature(ctx, NS_PREAPPROVAL, "sub") < 0 ||
 	    xmppd_disco_account_feature(ctx, NS_ROSTER) < 0 ||

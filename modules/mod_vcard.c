@@ -302,27 +302,7 @@ vcard_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
 }
 
 /* ---------------------------------------------------------------- */
-/* Stored data follows the account.                                   */
-
-static enum xmppd_result
-forget_user(void *args, void *ud)
-{
-	struct xmppd_user_args *a = args;
-	char key[512];
-	size_t klen = user_key(key, sizeof(key), a->node, a->host);
-	xmppd_txn *txn;
-
-	if (klen == 0 || (txn = xmppd_store_begin(1)) == NULL)
-		return XMPPD_CONTINUE;
-	if (xmppd_store_del(txn, T_VCARD, key, klen) < 0 ||
-	    xmppd_store_del(txn, T_PHOTO, key, klen) < 0) {
-		xmppd_store_abort(txn);
-		txn = NULL;
-	}
-	if (txn == NULL || xmppd_store_commit(txn) < 0)
-		xmppd_log(ud, XMPPD_LOG_ERROR, "cannot delete the vCard of %s@%s", a->node, a->host);
-	return XMPPD_CONTINUE;
-}
+/* Loading.                                                           */
 
 static int
 load(xmppd_ctx *ctx)
@@ -331,9 +311,8 @@ load(xmppd_ctx *ctx)
 	    XMPPD_IQ_SERVER | XMPPD_IQ_ACCOUNT, vcard_iq, ctx) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_FILTER_PACKET, NULL, 50, filter_packet, ctx) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_PRESENCE_IN, NULL, 1000, presence_in, ctx) < 0 ||
-	    xmppd_hook_add(ctx, XMPPD_HOOK_REMOVE_USER, NULL, 50, forget_user, ctx) < 0 ||
-	    /* An account made again under a removed name starts afresh. */
-	    xmppd_hook_add(ctx, XMPPD_HOOK_REGISTER_USER, NULL, 50, forget_user, ctx) < 0 ||
+	    xmppd_store_user_table(ctx, T_VCARD) < 0 ||
+	    xmppd_store_user_table(ctx, T_PHOTO) < 0 ||
 	    xmppd_disco_feature(ctx, NS_VCARD) < 0 ||
 	    xmppd_disco_account_feature(ctx, NS_VCARD) < 0)
 		return -1;

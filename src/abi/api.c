@@ -14,15 +14,16 @@
 
 #include <event2/buffer.h>
 
+#include "abi/module.h"
 #include "auth/account.h"
-#include "router/session.h"
 #include "core/acl.h"
 #include "core/clock.h"
 #include "core/conf.h"
-#include "abi/module.h"
 #include "core/registry.h"
 #include "router/router.h"
+#include "router/session.h"
 #include "router/sm.h"
+#include "router/users.h"
 #include "store/store.h"
 #include "xml/stream.h"
 #include "xml/xml.h"
@@ -434,6 +435,19 @@ xmppd_store_del_prefix(xmppd_txn *txn, const char *table, const void *prefix, si
 	return store_del_prefix((store_txn *)txn, table, prefix, plen);
 }
 
+XMPPD_API int
+xmppd_store_user_table(xmppd_ctx *ctx, const char *table)
+{
+	const char *err;
+
+	if (users_register_table(table, &err) < 0) {
+		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot declare user table %s: %s",
+		    table ? table : "(null)", err);
+		return -1;
+	}
+	return 0;
+}
+
 XMPPD_API size_t
 xmppd_store_key(char *buf, size_t size, ...)
 {
@@ -469,12 +483,7 @@ XMPPD_API int
 xmppd_user_create(const char *node, const char *host, const char *password,
     const char **error_r)
 {
-	struct xmppd_user_args a = { node, host };
-
-	if (account_create(node, host, password, error_r) < 0)
-		return -1;
-	(void)hooks_run(XMPPD_HOOK_REGISTER_USER, host, &a);
-	return 0;
+	return users_create(node, host, password, error_r);
 }
 
 XMPPD_API int
@@ -487,24 +496,7 @@ xmppd_user_set_password(const char *node, const char *host, const char *password
 XMPPD_API int
 xmppd_user_remove(const char *node, const char *host, const char **error_r)
 {
-	struct xmppd_user_args a = { node, host };
-	jid j;
-	const char *e;
-
-	if (account_delete(node, host, error_r) < 0)
-		return -1;
-	/* Modules drop what they keep for the account (roster, vCard ...),
-	 * then its sessions end. */
-	(void)hooks_run(XMPPD_HOOK_REMOVE_USER, host, &a);
-	if (jid_make(&j, node, host, NULL, &e) == 0) {
-		struct sm_target t[64];
-		size_t n = sm_find(&j, t, 64);
-
-		for (size_t i = 0; i < n && i < 64; i++)
-			session_kick(t[i].worker, t[i].sid, "not-authorized", "account removed");
-		jid_free(&j);
-	}
-	return 0;
+	return users_remove(node, host, error_r);
 }
 
 XMPPD_API int

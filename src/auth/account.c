@@ -328,24 +328,34 @@ account_set_password(const char *node, const char *host, const char *password,
 }
 
 int
-account_delete(const char *node, const char *host, const char **error_r)
+account_delete_in(store_txn *txn, const char *node, const char *host, const char **error_r)
 {
 	struct store_key k;
-	store_txn *txn;
 	int rc;
 
 	if (make_key(&k, node, host) == -1) {
 		*error_r = "invalid account name";
 		return -1;
 	}
+	rc = store_del(txn, ACCOUNT_TABLE, k.buf, k.len);
+	if (rc != 0) {
+		*error_r = rc == 1 ? "not found" : "storage error";
+		return -1;
+	}
+	return 0;
+}
+
+int
+account_delete(const char *node, const char *host, const char **error_r)
+{
+	store_txn *txn;
+
 	if ((txn = store_begin(1)) == NULL) {
 		*error_r = "storage error";
 		return -1;
 	}
-	rc = store_del(txn, ACCOUNT_TABLE, k.buf, k.len);
-	if (rc != 0) {
+	if (account_delete_in(txn, node, host, error_r) < 0) {
 		store_abort(txn);
-		*error_r = rc == 1 ? "not found" : "storage error";
 		return -1;
 	}
 	if (store_commit(txn) == -1) {

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/store.h"
+
 enum account_hash { ACCOUNT_SHA1 = 0, ACCOUNT_SHA256 = 1 };
 
 struct account_scram {
@@ -38,6 +40,10 @@ int account_create(const char *node, const char *host, const char *password,
 int account_set_password(const char *node, const char *host, const char *password,
     const char **error_r);
 int account_delete(const char *node, const char *host, const char **error_r);
+/* The same inside the caller's write transaction (router/users.c deletes
+ * the account and its data in one). */
+int account_delete_in(store_txn *txn, const char *node, const char *host,
+    const char **error_r);
 /* 1 if the account exists, 0 if not, -1 on error. */
 int account_exists(const char *node, const char *host);
 /* 0 and the secrets, 1 if no such account, -1 on error. */

@@ -31,6 +31,7 @@
 #include "net/listener.h"
 #include "router/session.h"
 #include "router/sm.h"
+#include "router/users.h"
 #include "s2s/s2s.h"
 #include "xmpp/jid.h"
 
@@ -180,7 +181,7 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 		if (*argv[3] == '\0')
 			reply_err(out, "the password is empty");
 		/* Through the module API, so that register_user runs. */
-		else if (xmppd_user_create(node, host, argv[3], &err) < 0)
+		else if (users_create(node, host, argv[3], &err) < 0)
 			reply_err(out, "cannot register %s@%s: %s", node, host,
 			    strcmp(err, "exists") == 0 ? "the account already exists" : err);
 		else {
@@ -192,9 +193,9 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 		if (!nargs_ok(out, argc, 3, "unregister USER HOST") ||
 		    account_args(out, argv[1], argv[2], &node, &host) < 0)
 			return;
-		/* xmppd_user_remove runs remove_user (modules drop what they
-		 * keep for the account) and closes its sessions. */
-		if (xmppd_user_remove(node, host, &err) < 0) {
+		/* users_remove runs remove_user, deletes the account with
+		 * every module's data for it, and closes its sessions. */
+		if (users_remove(node, host, &err) < 0) {
 			reply_err(out, "cannot unregister %s@%s: %s", node, host,
 			    strcmp(err, "not found") == 0 ? "no such account" : err);
 		} else {

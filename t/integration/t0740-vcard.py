@@ -188,8 +188,9 @@ async def main():
 
     # The vCard goes with the account (XEP-0077 3.2: all information
     # associated with the entity). Seen in the spool by mdb_dump, after
-    # the removal and before the name is registered again (mod_vcard also
-    # wipes on register_user, which would hide a removal that left rows).
+    # the removal and before the name is registered again: the core
+    # deletes the rows of every declared user table with the account
+    # (xmppd_store_user_table).
     r = await bob.iq('set', None, vcard('Bob', '', b64_lines(IMAGE)))
     xt.is_(r['type'] if r is not None else None, 'result', 'bob stores a vCard with a photo')
     r = await desk.iq('set', None, vcard('Alice again', '', b64_lines(IMAGE)))
@@ -213,6 +214,20 @@ async def main():
     xt.is_(photos(p) if p is not None else None, [], "and no avatar hash in the new bob's presence")
 
     await xt.disconnect_all(desk, bob)
+
+    # The core keeps the list of user tables in the store, so a table is
+    # purged with the account even while its module is not loaded: alice
+    # is removed from a server running without mod_vcard.
+    xt.is_(srv.stop(), 0, 'xmppd exits 0 on SIGTERM')
+    srv.conf['modules'] = {'mod_disco': {}}
+    srv.write_config()
+    srv.start()
+    xt.is_(sorted(xt.user_rows(srv, 'alice')), ['accounts', 'mod_vcard', 'mod_vcard_photo'],
+           'restarted without mod_vcard: alice still has her vCard rows')
+    code, out, err = await srv.actl('unregister', 'alice', srv.host)
+    xt.is_(code, 0, 'xmppctl unregister alice') or xt.diag(out + err)
+    xt.is_(xt.user_rows(srv, 'alice'), {},
+           'and after it none of her rows is left, mod_vcard\'s included')
     xt.is_(srv.stop(), 0, 'xmppd exits 0 on SIGTERM')
 
 

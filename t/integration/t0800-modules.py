@@ -32,6 +32,17 @@ import xmppdtest as xt  # noqa: E402
 NS_VERSION = 'jabber:iq:version'
 NS_WF = 'urn:xmppd:example:wordfilter'
 NS_FAILLOAD = 'urn:xmppd:test:failload'
+
+
+def abi_version():
+    """(major, minor) of the ABI, as hooks/xmppd.h says."""
+    text = (xt.TOP_SRCDIR / 'hooks' / 'xmppd.h').read_text()
+    return (int(re.search(r'#define XMPPD_ABI_MAJOR (\d+)', text).group(1)),
+            int(re.search(r'#define XMPPD_ABI_MINOR (\d+)', text).group(1)))
+
+
+ABI = abi_version()
+ABI_S = '%d.%d' % ABI
 NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas'
 TOP_SRCDIR = xt.TOP_SRCDIR
 # The warnings the project builds with: the example must pass them.
@@ -185,7 +196,12 @@ async def main():
     shutil.copy(version_so, moddir / 'mod_version.so')
     xt.build_test_module(moddir, 'mod_badabi')
     xt.build_test_module(moddir, 'mod_badminor', 'mod_badabi',
-                         ['-DBADABI_MAJOR=1', '-DBADABI_MINOR=1', '-DBADABI_NAME="mod_badminor"'])
+                         ['-DBADABI_MAJOR=%d' % ABI[0], '-DBADABI_MINOR=%d' % (ABI[1] + 1),
+                          '-DBADABI_NAME="mod_badminor"'])
+    # Built for ABI 1.0, the first minor: it must load on any 1.x.
+    xt.build_test_module(moddir, 'mod_oldminor', 'mod_badabi',
+                         ['-DBADABI_MAJOR=%d' % ABI[0], '-DBADABI_MINOR=0',
+                          '-DBADABI_NAME="mod_oldminor"'])
     xt.build_test_module(moddir, 'mod_failload')
     xt.build_test_module(moddir, 'mod_needsdep')
 
@@ -416,14 +432,21 @@ async def main():
     xt.ok(code == 1 and 'is not a module name' in err,
           '(d) module load ../mod_version: "not a module name"') or xt.diag(code, out, err)
     code, out, err = srv.ctl('module', 'load', 'mod_badabi')
-    xt.ok(code == 1 and 'mod_badabi: built for module ABI 99.0, this xmppd has ABI 1.0' in err,
-          '(d) module load mod_badabi: "built for module ABI 99.0, this xmppd has ABI 1.0"') \
+    xt.ok(code == 1 and 'mod_badabi: built for module ABI 99.0, this xmppd has ABI %s' % ABI_S in err,
+          '(d) module load mod_badabi: "built for module ABI 99.0, this xmppd has ABI %s"' % ABI_S) \
         or xt.diag(code, out, err)
     xt.unlike(srv.log(), 'mod_badabi load\\(\\) was called', '(d) its load() never ran')
     code, out, err = srv.ctl('module', 'load', 'mod_badminor')
-    xt.ok(code == 1 and 'built for module ABI 1.1, this xmppd has ABI 1.0' in err,
-          '(d) a newer ABI minor is refused too: "built for module ABI 1.1"') \
+    newer = '%d.%d' % (ABI[0], ABI[1] + 1)
+    xt.ok(code == 1 and 'built for module ABI %s, this xmppd has ABI %s' % (newer, ABI_S) in err,
+          '(d) a newer ABI minor is refused too: "built for module ABI %s"' % newer) \
         or xt.diag(code, out, err)
+    code, out, err = srv.ctl('module', 'load', 'mod_oldminor')
+    xt.ok(code == 0 and 'mod_oldminor load() was called' in srv.log(),
+          '(d) a module built for ABI %d.0 loads on %s (minors only add)' % (ABI[0], ABI_S)) \
+        or xt.diag(code, out, err)
+    code, out, err = srv.ctl('module', 'unload', 'mod_oldminor')
+    xt.is_(code, 0, '(d) and unloads') or xt.diag(out, err)
 
     # (e) a failing load() leaves nothing behind.
     for attempt in range(3):
@@ -457,8 +480,8 @@ async def main():
 
     code, log, _ = start_refused(bad, {'mod_version': {}, 'mod_badabi': {}})
     xt.ok(code not in (0, None), '(d) a module built for ABI 99: xmppd exits non-zero (%r)' % code)
-    xt.like(log, r'mod_badabi: built for module ABI 99\.0, this xmppd has ABI 1\.0',
-            '(d) ... with "built for module ABI 99.0, this xmppd has ABI 1.0"')
+    xt.like(log, r'mod_badabi: built for module ABI 99\.0, this xmppd has ABI %s' % re.escape(ABI_S),
+            '(d) ... with "built for module ABI 99.0, this xmppd has ABI %s"' % ABI_S)
 
     code, log, text = start_refused(bad, {'mod_version': {'show_os': False, 'x': 1}})
     line = yaml_line(text, 'x', 'mod_version:')

@@ -3,7 +3,8 @@
  * t/integration/t0800-modules.py: the loader must refuse it, naming both
  * versions. BADABI_MAJOR / BADABI_MINOR choose what it claims (by default
  * 99.0, a major this xmppd cannot have), BADABI_NAME its name (the file
- * must be BADABI_NAME.so).
+ * must be BADABI_NAME.so). Built as mod_oldminor, for the same major and
+ * minor 0, it must load.
  */
 #include <xmppd.h>
 
@@ -20,7 +21,8 @@
 static int
 load(xmppd_ctx *ctx)
 {
-	/* Never reached: a refused module is not loaded. */
+	/* Reached only for a version this xmppd accepts (mod_oldminor):
+	 * a refused module is not loaded. */
 	xmppd_log(ctx, XMPPD_LOG_ERROR, "%s load() was called", BADABI_NAME);
 	return 0;
 }
