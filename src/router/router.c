@@ -13,8 +13,6 @@
 #include "router/sm.h"
 #include "xmpp/stanza.h"
 
-#define ROUTER_MAX_IQ 64
-
 /* Where stanzas for other servers go (s2s_route, registered by s2s). */
 static router_remote_fn remote_fn;
 
@@ -24,11 +22,6 @@ router_set_remote(router_remote_fn fn)
 	remote_fn = fn;
 }
 
-static struct {
-	const char *ns;
-	router_iq_fn fn;
-} iq_handlers[ROUTER_MAX_IQ];
-static size_t niq_handlers;
 
 void
 router_route(xml_elem *st, const jid *from, const jid *to)
@@ -87,23 +80,11 @@ router_bounce(xml_elem *st, const char *condition, const char *text)
 	xml_elem_unref(err);
 }
 
-int
-router_iq_register(const char *ns, router_iq_fn fn)
-{
-	if (niq_handlers == ROUTER_MAX_IQ)
-		return -1;
-	iq_handlers[niq_handlers].ns = ns;
-	iq_handlers[niq_handlers].fn = fn;
-	niq_handlers++;
-	return 0;
-}
-
 void
 router_iq_handle(xml_elem *iq, const jid *from, const jid *to)
 {
 	const char *type = xml_attr_get(iq, "type");
 	xml_elem *payload;
-	const char *ns;
 
 	/* Results and errors addressed to the server or to a bare JID end
 	 * here (RFC 6121 8.5.2.1.3). */
@@ -117,10 +98,6 @@ router_iq_handle(xml_elem *iq, const jid *from, const jid *to)
 	}
 	if (registry_iq_dispatch(iq, from, to))
 		return;
-	ns = xml_elem_ns(payload);
-	for (size_t i = 0; ns != NULL && i < niq_handlers; i++)
-		if (strcmp(iq_handlers[i].ns, ns) == 0 && iq_handlers[i].fn(iq, from, to))
-			return;
 	/* RFC 6120 8.4: a namespace nobody here understands. */
 	router_bounce(iq, "service-unavailable", NULL);
 }

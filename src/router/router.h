@@ -31,13 +31,9 @@ int router_service_route(xml_elem *st, const jid *from, const jid *to);
  * sender. Nothing is sent for errors and IQ results. */
 void router_bounce(xml_elem *st, const char *condition, const char *text);
 
-/*
- * IQ get/set addressed to the server or handled on behalf of an account
- * (RFC 6121 8.5.2.1.3). A handler answers (or routes on) and returns 1, or
- * returns 0 if the IQ is not its business.
- */
-typedef int (*router_iq_fn)(xml_elem *iq, const jid *from, const jid *to);
-int router_iq_register(const char *ns, router_iq_fn fn);
+/* IQ get/set addressed to the server or handled on behalf of an account
+ * (RFC 6121 8.5.2.1.3): to the modules' IQ handlers (core/registry.h), or
+ * answered <service-unavailable/>. Results and errors end here. */
 void router_iq_handle(xml_elem *iq, const jid *from, const jid *to);
 
 #endif
