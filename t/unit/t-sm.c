@@ -323,6 +323,13 @@ route_on(unsigned worker, xml_elem *st)
 /* Checks                                                              */
 /* ------------------------------------------------------------------ */
 
+/*
+ * The checks are macros around functions, so that a failure names the
+ * line of the test that made it (cmocka would name the helper's), and
+ * lists what every fake session received.
+ */
+static int check_line;
+
 static size_t
 total_recs(void)
 {
@@ -333,63 +340,74 @@ total_recs(void)
 	return n;
 }
 
-/* Every fake's record, for a failure message. */
 static void
-dump(void)
+check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+check(int ok, const char *fmt, ...)
 {
+	char msg[512];
+	va_list ap;
+
+	if (ok)
+		return;
 	for (size_t i = 0; i < nfakes; i++)
 		for (size_t j = 0; j < fakes[i]->nrecs && j < MAX_RECS; j++)
 			print_message("# %s@example.com/%s got %s\n", fakes[i]->node,
 			    fakes[i]->resource, fakes[i]->recs[j].text);
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fail_msg("t-sm.c:%d: %s", check_line, msg);
+}
+
+static const char *
+name_of(const struct fake *f)
+{
+	return f->s.jid.full != NULL ? f->s.jid.full : f->resource;
+}
+
+static void
+check_attr(const xml_elem *e, const char *name, const char *want)
+{
+	const char *v = xml_attr_get(e, name);
+
+	check(want == NULL ? v == NULL : v != NULL && strcmp(v, want) == 0,
+	    "<%s/> has %s=%s%s%s, expected %s%s%s", xml_elem_name(e), name,
+	    v ? "'" : "", v ? v : "(none)", v ? "'" : "", want ? "'" : "",
+	    want ? want : "(none)", want ? "'" : "");
 }
 
 /* Exactly n stanzas were sent to all the fakes together. */
 static void
-expect_total(size_t n)
+check_total(size_t n)
 {
-	if (total_recs() != n)
-		dump();
-	assert_int_equal(total_recs(), n);
-}
-
-static void
-expect_attr(const xml_elem *e, const char *name, const char *want)
-{
-	const char *v = xml_attr_get(e, name);
-
-	if (want == NULL)
-		assert_null(v);
-	else {
-		assert_non_null(v);
-		assert_string_equal(v, want);
-	}
+	check(total_recs() == n, "%zu stanzas delivered in all, expected %zu",
+	    total_recs(), n);
 }
 
 /* f got exactly one stanza: name, type (NULL: no type attribute) and id;
  * returned for further checks. */
 static const xml_elem *
-expect_one(struct fake *f, const char *name, const char *type, const char *id)
+check_one(struct fake *f, const char *name, const char *type, const char *id)
 {
 	const xml_elem *st;
 
-	if (f->nrecs != 1)
-		dump();
-	assert_int_equal(f->nrecs, 1);
+	check(f->nrecs == 1, "%s got %zu stanzas, expected one <%s/>", name_of(f),
+	    f->nrecs, name);
 	st = f->recs[0].st;
-	assert_string_equal(xml_elem_name(st), name);
-	assert_null(xml_elem_ns(st));
-	expect_attr(st, "type", type);
-	expect_attr(st, "id", id);
+	check(strcmp(xml_elem_name(st), name) == 0 && xml_elem_ns(st) == NULL,
+	    "%s got <%s/>, expected <%s/>", name_of(f), xml_elem_name(st), name);
+	check_attr(st, "type", type);
+	check_attr(st, "id", id);
 	return st;
 }
 
 /* f got nothing. */
 static void
-expect_none(struct fake *f)
+check_none(struct fake *f)
 {
-	if (f->nrecs != 0)
-		dump();
-	assert_int_equal(f->nrecs, 0);
+	check(f->nrecs == 0, "%s got %zu stanzas, expected none", name_of(f), f->nrecs);
 }
 
 /*
@@ -399,32 +417,40 @@ expect_none(struct fake *f)
  * error type and the condition in the stanzas namespace).
  */
 static void
-expect_error(struct fake *f, const char *name, const char *id, const char *to,
+check_error(struct fake *f, const char *name, const char *id, const char *to,
     const char *condition, const char *error_type)
 {
-	const xml_elem *st = expect_one(f, name, "error", id);
+	const xml_elem *st = check_one(f, name, "error", id);
 	const xml_elem *err, *cond;
 
-	expect_attr(st, "from", to);
-	expect_attr(st, "to", f->s.jid.full);
+	check_attr(st, "from", to);
+	check_attr(st, "to", f->s.jid.full);
 	err = xml_child(st, NULL, "error");
-	assert_non_null(err);
-	expect_attr(err, "type", error_type);
+	check(err != NULL, "no <error/> in the error");
+	check_attr(err, "type", error_type);
 	cond = xml_child(err, NS_STANZAS, NULL);
-	assert_non_null(cond);
-	assert_string_equal(xml_elem_name(cond), condition);
+	check(cond != NULL, "no condition in <error/>");
+	check(strcmp(xml_elem_name(cond), condition) == 0, "condition <%s/>, expected <%s/>",
+	    xml_elem_name(cond), condition);
 }
 
 static void
-expect_all_bound(void)
+check_all_bound(void)
 {
 	for (size_t i = 0; i < nfakes; i++) {
 		if (fakes[i]->removed)
 			continue;
-		assert_int_equal(fakes[i]->bind_failed, 0);
-		assert_int_equal(fakes[i]->s.bound, 1);
+		check(!fakes[i]->bind_failed && fakes[i]->s.bound, "%s is not bound",
+		    name_of(fakes[i]));
 	}
 }
+
+#define expect_attr(...) (check_line = __LINE__, check_attr(__VA_ARGS__))
+#define expect_total(...) (check_line = __LINE__, check_total(__VA_ARGS__))
+#define expect_one(...) (check_line = __LINE__, check_one(__VA_ARGS__))
+#define expect_none(...) (check_line = __LINE__, check_none(__VA_ARGS__))
+#define expect_error(...) (check_line = __LINE__, check_error(__VA_ARGS__))
+#define expect_all_bound() (check_line = __LINE__, check_all_bound())
 
 /* ------------------------------------------------------------------ */
 /* Set-up                                                              */
@@ -1027,30 +1053,30 @@ static const xml_elem *
 rec_named(struct fake *f, const char *name)
 {
 	const xml_elem *found = NULL;
+	size_t n = 0;
 
 	for (size_t i = 0; i < f->nrecs && i < MAX_RECS; i++)
 		if (strcmp(xml_elem_name(f->recs[i].st), name) == 0) {
-			if (found != NULL)
-				dump();
-			assert_null(found);
 			found = f->recs[i].st;
+			n++;
 		}
-	if (found == NULL)
-		dump();
-	assert_non_null(found);
+	check(n == 1, "%s got %zu <%s/>, expected one", name_of(f), n, name);
 	return found;
 }
 
 /* f was told that gone went unavailable (RFC 6121 4.5.2: the server
  * sends it for a session that ends without it). */
 static void
-expect_gone(struct fake *f, const char *gone)
+check_gone(struct fake *f, const char *gone)
 {
 	const xml_elem *p = rec_named(f, "presence");
 
-	expect_attr(p, "type", "unavailable");
-	expect_attr(p, "from", gone);
+	check_attr(p, "type", "unavailable");
+	check_attr(p, "from", gone);
 }
+
+#define expect_named(...) (check_line = __LINE__, rec_named(__VA_ARGS__))
+#define expect_gone(...) (check_line = __LINE__, check_gone(__VA_ARGS__))
 
 static void
 test_removed_session(void **state)
@@ -1068,7 +1094,7 @@ test_removed_session(void **state)
 	 * the resource that remains (8.5.2.1.1). */
 	route_while_removing(balcony, message("chat", "r1", ROMEO, "juliet@example.com"));
 	expect_none(balcony);
-	st = rec_named(chamber, "message");
+	st = expect_named(chamber, "message");
 	expect_attr(st, "id", "r1");
 	expect_attr(st, "from", ROMEO);
 	expect_gone(chamber, "juliet@example.com/balcony");
@@ -1082,7 +1108,7 @@ test_removed_session(void **state)
 	expect_all_bound();
 	route_while_removing(tomb, message("chat", "r2", ROMEO, "juliet@example.com/tomb"));
 	expect_none(tomb);
-	st = rec_named(chamber, "message");
+	st = expect_named(chamber, "message");
 	expect_attr(st, "id", "r2");
 	expect_gone(chamber, "juliet@example.com/tomb");
 	expect_total(2);
@@ -1097,7 +1123,8 @@ test_removed_session(void **state)
 	expect_error(romeo, "message", "r3", "juliet@example.com/cell",
 	    "service-unavailable", "cancel");
 	expect_none(cell);
-	assert_int_equal(chamber->nrecs, 1);
+	check_line = __LINE__;
+	check(chamber->nrecs == 1, "chamber got %zu stanzas, expected 1", chamber->nrecs);
 	expect_gone(chamber, "juliet@example.com/cell");
 	expect_total(2);
 	reset_recs();
