@@ -212,9 +212,12 @@ session_end(struct session *s)
 /* Delivery and kicks, from any thread.                               */
 
 static void deliver_task(struct worker *w, void *a, uint64_t sid);
+static void deliver_copy_task(struct worker *w, void *a, uint64_t sid);
 
+/* copy: st went to several sessions (a headline, a tie of priorities) and
+ * this is one of the copies. */
 static void
-deliver_local(struct worker *w, uint64_t sid, xml_elem *st)
+deliver_local(struct worker *w, uint64_t sid, xml_elem *st, int copy)
 {
 	struct session *s = session_find(w, sid);
 
@@ -238,7 +241,7 @@ deliver_local(struct worker *w, uint64_t sid, xml_elem *st)
 		 * own session_end (a hook routed this here). Routing again now
 		 * would pick it again; try once more when session_end is over
 		 * and the session is out of the table. */
-		worker_post(w, deliver_task, xml_elem_ref(st), sid);
+		worker_post(w, copy ? deliver_copy_task : deliver_task, xml_elem_ref(st), sid);
 		return;
 	}
 	/* The session went away between the lookup and now, and is out of
@@ -246,8 +249,15 @@ deliver_local(struct worker *w, uint64_t sid, xml_elem *st)
 	 * resource gone (RFC 6121 8.5.3.2: a full JID is treated as the bare
 	 * one) or, for a bare JID, the resources that remain or offline
 	 * storage (8.5.2). Dropping it here lost a message sent to a bare JID
-	 * just as the user's only session closed (seen in t1020). */
-	if (stanza_kind(st) == STANZA_MESSAGE) {
+	 * just as the user's only session closed (seen in t1020). A copy of
+	 * a message that went to several resources is dropped instead: the
+	 * others have theirs, and routed again it would reach them twice.
+	 * An IQ get or set (always to one full JID) is routed again too, so
+	 * that its sender gets the answer RFC 6120 8.2.3 promises
+	 * (8.5.3.2.3: <service-unavailable/>). */
+	if ((stanza_kind(st) == STANZA_MESSAGE && !copy) || (stanza_kind(st) == STANZA_IQ &&
+	    (strcmp(stanza_type(st) ? stanza_type(st) : "", "get") == 0 ||
+	    strcmp(stanza_type(st) ? stanza_type(st) : "", "set") == 0))) {
 		const char *to = xml_attr_get(st, "to"), *from = xml_attr_get(st, "from");
 		const char *e;
 		jid jto, jfrom;
@@ -256,8 +266,8 @@ deliver_local(struct worker *w, uint64_t sid, xml_elem *st)
 			return;
 		if (from == NULL || jid_parse(&jfrom, from, strlen(from), &e) < 0)
 			memset(&jfrom, 0, sizeof(jfrom));
-		log_debug("session", "session %llx gone: message to %s routed again",
-		    (unsigned long long)sid, to);
+		log_debug("session", "session %llx gone: %s to %s routed again",
+		    (unsigned long long)sid, xml_elem_name(st), to);
 		sm_route(st, &jfrom, &jto);
 		jid_free(&jto);
 		jid_free(&jfrom);
@@ -269,20 +279,42 @@ deliver_task(struct worker *w, void *a, uint64_t sid)
 {
 	xml_elem *st = a;
 
-	deliver_local(w, sid, st);
+	deliver_local(w, sid, st, 0);
 	xml_elem_unref(st);
+}
+
+static void
+deliver_copy_task(struct worker *w, void *a, uint64_t sid)
+{
+	xml_elem *st = a;
+
+	deliver_local(w, sid, st, 1);
+	xml_elem_unref(st);
+}
+
+static void
+deliver(unsigned worker, uint64_t sid, xml_elem *st, int copy)
+{
+	struct worker *self = worker_self();
+
+	if (self != NULL && worker_id(self) == worker) {
+		deliver_local(self, sid, st, copy);
+		return;
+	}
+	worker_post(worker_get(worker), copy ? deliver_copy_task : deliver_task,
+	    xml_elem_ref(st), sid);
 }
 
 void
 session_deliver(unsigned worker, uint64_t sid, xml_elem *st)
 {
-	struct worker *self = worker_self();
+	deliver(worker, sid, st, 0);
+}
 
-	if (self != NULL && worker_id(self) == worker) {
-		deliver_local(self, sid, st);
-		return;
-	}
-	worker_post(worker_get(worker), deliver_task, xml_elem_ref(st), sid);
+void
+session_deliver_copy(unsigned worker, uint64_t sid, xml_elem *st)
+{
+	deliver(worker, sid, st, 1);
 }
 
 struct kick {

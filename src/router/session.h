@@ -89,6 +89,9 @@ void session_end(struct session *s);
  * message is routed again (RFC 6121 8.5.3.2, 8.5.2). st is referenced as
  * needed; the caller keeps its own. */
 void session_deliver(unsigned worker, uint64_t sid, xml_elem *st);
+/* The same for one of several copies of st (a stanza that went to more
+ * than one resource): if the session is gone, this copy is dropped. */
+void session_deliver_copy(unsigned worker, uint64_t sid, xml_elem *st);
 /* Any thread: ends session sid with a stream error. condition and text
  * must be string constants (they are used on the other worker). */
 void session_kick(unsigned worker, uint64_t sid, const char *condition, const char *text);

@@ -371,7 +371,12 @@ deliver_selected(xml_elem *st, const char *bare, const char *resource, enum sel 
 	for (size_t i = 0; i < n; i++) {
 		if (t[i].sid == skip_sid)
 			continue;
-		session_deliver(t[i].worker, t[i].sid, st);
+		/* One of several: a copy that finds its session gone is not
+		 * routed again (router/session.h). */
+		if (n > 1)
+			session_deliver_copy(t[i].worker, t[i].sid, st);
+		else
+			session_deliver(t[i].worker, t[i].sid, st);
 		got++;
 	}
 	if (t != local)

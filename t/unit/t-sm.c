@@ -1136,6 +1136,35 @@ test_removed_session(void **state)
 	    "cancel");
 	expect_none(chamber);
 	expect_total(1);
+	reset_recs();
+
+	/* An IQ get to a full JID whose session goes before it arrives is
+	 * answered, not lost: service-unavailable (RFC 6121 8.5.3.2.3,
+	 * RFC 6120 8.2.3: a get or set always gets an answer). */
+	cell = fake_new("juliet", "cell", 0, 1, 1);
+	settle();
+	expect_all_bound();
+	route_while_removing(cell, iq("get", "r5", ROMEO, "juliet@example.com/cell", "urn:x:t"));
+	expect_error(romeo, "iq", "r5", "juliet@example.com/cell", "service-unavailable",
+	    "cancel");
+	expect_none(cell);
+	expect_total(1);
+	reset_recs();
+
+	/* A headline to the bare JID goes to every non-negative resource
+	 * (8.5.2.1.1); when one of them goes before its copy arrives, that
+	 * copy is dropped: routed again it would reach the others a second
+	 * time. */
+	balcony = fake_new("juliet", "balcony", 1, 1, 5);
+	chamber = fake_new("juliet", "chamber", 0, 1, 0);
+	settle();
+	expect_all_bound();
+	route_while_removing(balcony, message("headline", "r6", ROMEO, "juliet@example.com"));
+	expect_none(balcony);
+	st = expect_named(chamber, "message");
+	expect_attr(st, "id", "r6");
+	expect_gone(chamber, "juliet@example.com/balcony");
+	expect_total(2);
 }
 
 /* ------------------------------------------------------------------ */
