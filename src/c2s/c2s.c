@@ -809,10 +809,10 @@ start_tls(struct c2s *c)
 			return;
 		}
 		c->tls = 1;
-		bufferevent_setcb(c->bev, c2s_read_cb, NULL, c2s_event_cb, c);
-		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 		c->header_sent = 0;
 		log_debug(c->tag, "STARTTLS: TLS directly on the socket");
+		bufferevent_setcb(c->bev, c2s_read_cb, NULL, c2s_event_cb, c);
+		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 		return;
 	}
 	/* Otherwise: <proceed/> is in the plain output buffer and is flushed
@@ -832,9 +832,11 @@ start_tls(struct c2s *c)
 	    c->shaper != NULL ? " (shaped)" : "");
 	/* Everything read from here on has come through TLS. */
 	c->tls = 1;
-	bufferevent_setcb(c->bev, c2s_read_cb, NULL, c2s_event_cb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	c->header_sent = 0;
+	bufferevent_setcb(c->bev, c2s_read_cb, NULL, c2s_event_cb, c);
+	/* Last: the handshake runs on a buffered record in here, and a
+	 * broken one frees c (c2s_event_cb). */
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
 static void

@@ -560,18 +560,19 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Puts TLS over the plain socket after <proceed/> (RFC 6120 5.4.3.3).
- * client: we initiated the stream. */
-int
-s2s_start_tls(struct s2s_conn *c, int client)
+/* Puts TLS over the plain socket after <proceed/> (RFC 6120 5.4.3); the
+ * initiating side opens the new stream over it (5.4.3.3). May free c. */
+void
+s2s_start_tls(struct s2s_conn *c)
 {
+	int client = c->kind != S2S_IN;
 	struct bufferevent *filter;
 
 	c->starttls_pending = 0;
 	c->ssl = client ? tls_new_client(c->local, c->remote, NULL) : tls_new_s2s_server(NULL);
 	if (c->ssl == NULL) {
 		s2s_stream_error(c, "internal-server-error", "no TLS context");
-		return -1;
+		return;
 	}
 	filter = bufferevent_openssl_filter_new(worker_base(c->w), c->bev, c->ssl,
 	    client ? BUFFEREVENT_SSL_CONNECTING : BUFFEREVENT_SSL_ACCEPTING,
@@ -580,14 +581,17 @@ s2s_start_tls(struct s2s_conn *c, int client)
 		SSL_free(c->ssl);
 		c->ssl = NULL;
 		s2s_stream_error(c, "internal-server-error", NULL);
-		return -1;
+		return;
 	}
 	c->bev = filter;
 	c->tls = 1;
-	bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	c->header_sent = 0;
-	return 0;
+	if (client)
+		s2s_send_header(c, c->local, c->remote);
+	bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
+	/* Last: the handshake runs on a buffered record in here, and a
+	 * broken one frees c (event_cb). */
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
 static void
@@ -615,12 +619,7 @@ read_cb(struct bufferevent *bev, void *arg)
 			break;
 		}
 		if (c->starttls_pending) {
-			if (s2s_start_tls(c, c->kind != S2S_IN) < 0)
-				return;
-			if (c->kind != S2S_IN) {
-				/* RFC 6120 5.4.3.3: a new stream over TLS. */
-				s2s_send_header(c, c->local, c->remote);
-			}
+			s2s_start_tls(c);
 			return;
 		}
 	}

@@ -144,7 +144,7 @@ void s2s_update_listing(struct s2s_conn *c);
 /* Held while changing what s2s_list reads (pairs, local, remote). */
 void s2s_glock(void);
 void s2s_gunlock(void);
-int s2s_start_tls(struct s2s_conn *c, int client);
+void s2s_start_tls(struct s2s_conn *c);
 void s2s_established(struct s2s_conn *c);
 struct evdns_base *s2s_dns(struct s2s_worker *sw, const struct conf *conf);
 /* Our domain, or a subdomain of one (a service such as a MUC). */
