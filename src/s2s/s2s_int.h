@@ -90,6 +90,12 @@ struct s2s_conn {
 	unsigned version1 : 1;           /* in: the peer said version 1.0 */
 
 	struct linger_state linger;          /* while closing (net/linger.h) */
+	/* Between <proceed/> and the peer's first TLS record: the TLS
+	 * filter's callbacks on the plain bufferevent, which the gate wraps
+	 * (s2s_start_tls). */
+	bufferevent_data_cb gate_read, gate_write;
+	bufferevent_event_cb gate_event;
+	void *gate_arg;
 	char *local, *remote;            /* out/verify: the pair; in: header to/from */
 	char stream_id[40];              /* in: ours; out: the peer's */
 	const char *auth;                /* out: "external" / "dialback" */
