@@ -65,11 +65,13 @@ struct c2s {
 	xml_stream *xs;
 	sasl_session *sasl;
 	struct event *timer;           /* negotiation timeout, auth delay, close */
+	struct event *tls_gate;        /* watches the socket while tls_wait (start_tls) */
 	struct ev_token_bucket_cfg *shaper;  /* listen: shaper (or NULL) */
 	struct evbuffer *out;          /* output of this loop iteration (c2s_flush) */
 
 	unsigned tls : 1;              /* TLS is up */
 	unsigned starttls_pending : 1;
+	unsigned tls_wait : 1;         /* <proceed/> sent, no TLS record yet (c->ssl is ours) */
 	unsigned header_sent : 1;
 	unsigned authenticated : 1;
 	unsigned paused : 1;           /* reading stopped: auth failure delay */
@@ -111,6 +113,7 @@ static void c2s_read_cb(struct bufferevent *bev, void *arg);
 static void c2s_write_cb(struct bufferevent *bev, void *arg);
 static void c2s_event_cb(struct bufferevent *bev, short what, void *arg);
 static void c2s_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void tls_gate_cb(evutil_socket_t fd, short what, void *arg);
 static void flush_cb(evutil_socket_t fd, short what, void *arg);
 static void on_stream_start(void *ud, const char *ns, const char **attrs);
 static void on_element(void *ud, xml_elem *e);
@@ -399,6 +402,15 @@ c2s_stream_error(struct c2s *c, const char *condition, const char *text)
 
 	if (c->s.closing)
 		return;
+	if (c->tls_wait) {
+		/* After <proceed/> the plain stream is over and the client
+		 * reads TLS (RFC 6120 5.4.2.3): no stream error, the TCP
+		 * connection is closed (5.4.3.2). */
+		log_info(c->tag, "closing before TLS: <%s/>%s%s", condition,
+		    text ? ": " : "", text ? text : "");
+		c2s_close(c);
+		return;
+	}
 	if (!c->header_sent)
 		send_header(c, NULL);   /* 4.9.1.2: a header comes first */
 	out = c2s_out(c);
@@ -558,6 +570,11 @@ c2s_close(struct c2s *c)
 	if (c->s.closing)
 		return;
 	c->s.closing = 1;
+	if (c->tls_gate != NULL) {
+		/* The lingering close reads the socket from now on. */
+		event_free(c->tls_gate);
+		c->tls_gate = NULL;
+	}
 	session_end(&c->s);
 	c2s_flush(c);
 	/* A lingering close: our last bytes (the stream error) must reach
@@ -577,10 +594,15 @@ c2s_free(struct c2s *c)
 	if (c->counted_ip)
 		ipcount_dec((struct sockaddr *)&c->s.sa);
 	event_free(c->timer);
+	if (c->tls_gate != NULL)
+		event_free(c->tls_gate);
 	/* Frees the SSL, the STARTTLS filter's underlying bufferevent and
 	 * closes the socket (BEV_OPT_CLOSE_ON_FREE). */
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
+	/* An SSL not layered on yet (tls_wait) is not the bufferevent's. */
+	if (c->tls_wait && c->ssl != NULL)
+		SSL_free(c->ssl);
 	if (c->shaper != NULL)
 		ev_token_bucket_cfg_free(c->shaper);
 	if (c->out != NULL)
@@ -692,23 +714,38 @@ flush_plain(struct c2s *c)
 	return r;
 }
 
+/*
+ * STARTTLS (RFC 6120 5.4). After <proceed/> the next bytes must be the
+ * client's first TLS record; whitespace before it is skipped and anything
+ * else ends the connection unread (net/tls.h: the STARTTLS injection
+ * class, CVE-2011-0411). start_tls looks at what came with <starttls/>,
+ * then tls_gate_cb watches the socket, without reading it, until the
+ * record shows; layer_tls puts TLS on.
+ */
+
+/* Not TLS after <proceed/>: closed without a word (RFC 6120 5.4.3.2);
+ * the lingering close discards what the client sent. */
 static void
-start_tls(struct c2s *c)
+refuse_tls(struct c2s *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	log_info(c->tag, "STARTTLS: not a TLS record after <proceed/>: closing");
+	evbuffer_drain(in, evbuffer_get_length(in));
+	c2s_close(c);
+}
+
+/* The first TLS record is next: in the plain input, or still in the
+ * socket. Frees c if the handshake fails at once; the caller must not
+ * touch c afterwards. */
+static void
+layer_tls(struct c2s *c)
 {
 	struct bufferevent *filter;
 
-	c->starttls_pending = 0;
-	/* <proceed/> goes out in the clear: into the plain bufferevent now,
-	 * before TLS is layered on. */
-	c2s_flush(c);
-	c->ssl = tls_new_server(NULL);
-	if (c->ssl == NULL) {
-		c2s_stream_error(c, "internal-server-error", "no certificate");
-		return;
-	}
-	/* The usual case: <proceed/> can go out now and the client has sent
-	 * nothing more (it must wait for <proceed/>, RFC 6120 5.4.3.3). Then
-	 * TLS runs directly on the socket: no filter layered over a plain
+	/* The usual case: the client sent nothing with <starttls/> and
+	 * <proceed/> is out (it is a few dozen bytes). Then TLS runs
+	 * directly on the socket: no filter layered over a plain
 	 * bufferevent, one copy less each way and less memory per session. */
 	if (c->shaper == NULL && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
 	    flush_plain(c) == 0) {
@@ -716,6 +753,7 @@ start_tls(struct c2s *c)
 
 		bufferevent_setfd(c->bev, -1);          /* keep the socket open */
 		bufferevent_free(c->bev);
+		c->tls_wait = 0;
 		c->bev = bufferevent_openssl_socket_new(worker_base(c->w), fd, c->ssl,
 		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 		if (c->bev == NULL) {
@@ -727,16 +765,16 @@ start_tls(struct c2s *c)
 			return;
 		}
 		c->tls = 1;
-		bufferevent_setcb(c->bev, c2s_read_cb, NULL, c2s_event_cb, c);
-		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 		c->header_sent = 0;
 		log_debug(c->tag, "STARTTLS: TLS directly on the socket");
+		bufferevent_setcb(c->bev, c2s_read_cb, NULL, c2s_event_cb, c);
+		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 		return;
 	}
 	/* Otherwise: <proceed/> is in the plain output buffer and is flushed
-	 * before the filter's first TLS record; whatever the client sent
-	 * after <starttls/> stays in the underlying input for the filter to
-	 * read. */
+	 * before the filter's first TLS record; the record the client sent
+	 * with <starttls/>, if any, is in the underlying input for the
+	 * filter to read. */
 	filter = bufferevent_openssl_filter_new(worker_base(c->w), c->bev, c->ssl,
 	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 	if (filter == NULL) {
@@ -745,14 +783,74 @@ start_tls(struct c2s *c)
 		c2s_stream_error(c, "internal-server-error", NULL);
 		return;
 	}
+	c->tls_wait = 0;
 	c->bev = filter;
 	log_debug(c->tag, "STARTTLS: TLS in a filter over the plain bufferevent%s",
 	    c->shaper != NULL ? " (shaped)" : "");
 	/* Everything read from here on has come through TLS. */
 	c->tls = 1;
-	bufferevent_setcb(c->bev, c2s_read_cb, NULL, c2s_event_cb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	c->header_sent = 0;
+	bufferevent_setcb(c->bev, c2s_read_cb, NULL, c2s_event_cb, c);
+	/* Last: the handshake runs on a buffered record in here, and a
+	 * broken one frees c (c2s_event_cb). */
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void
+start_tls(struct c2s *c)
+{
+	c->starttls_pending = 0;
+	/* <proceed/> goes out in the clear: into the plain bufferevent now,
+	 * before TLS is layered on. */
+	c2s_flush(c);
+	c->ssl = tls_new_server(NULL);
+	if (c->ssl == NULL) {
+		c2s_stream_error(c, "internal-server-error", "no certificate");
+		return;
+	}
+	c->tls_wait = 1;
+	switch (tls_gate_buffer(bufferevent_get_input(c->bev))) {
+	case TLS_GATE_RECORD:
+		/* The client did not wait for <proceed/> (it should, RFC
+		 * 6120 5.4.2.3), but it is TLS. */
+		layer_tls(c);
+		return;
+	case TLS_GATE_REFUSE:
+		refuse_tls(c);
+		return;
+	default:
+		break;
+	}
+	/* Nothing, or only whitespace (now dropped), came with <starttls/>:
+	 * the socket is watched, not read, until the first record shows. */
+	bufferevent_disable(c->bev, EV_READ);
+	c->tls_gate = event_new(worker_base(c->w), bufferevent_getfd(c->bev),
+	    EV_READ | EV_PERSIST, tls_gate_cb, c);
+	if (c->tls_gate == NULL || event_add(c->tls_gate, NULL) < 0)
+		c2s_close(c);
+}
+
+static void
+tls_gate_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct c2s *c = arg;
+
+	switch (tls_gate_socket(fd)) {
+	case TLS_GATE_WAIT:
+		return;
+	case TLS_GATE_RECORD:
+		event_free(c->tls_gate);
+		c->tls_gate = NULL;
+		layer_tls(c);
+		return;
+	case TLS_GATE_REFUSE:
+		refuse_tls(c);
+		return;
+	case TLS_GATE_CLOSED:
+		log_debug(c->tag, "connection closed by peer before TLS");
+		c2s_free(c);
+		return;
+	}
 }
 
 static void

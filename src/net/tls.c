@@ -3,11 +3,14 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
@@ -491,4 +494,61 @@ tls_channel_binding(SSL *ssl, const char *type, const char **type_r,
 		return -1;
 	*type_r = "tls-unique";
 	return (int)n;
+}
+
+/* ---------------------------------------------------------------- */
+/* After <proceed/> (tls.h).                                          */
+
+/* XML 1.0 2.3, production S. */
+static int
+is_xml_space(unsigned char b)
+{
+	return b == ' ' || b == '\t' || b == '\r' || b == '\n';
+}
+
+/* The first byte of a record is its content type (RFC 8446 5.1):
+ * handshake (22) for a ClientHello or ServerHello, alert (21) for a
+ * server that refuses our ClientHello. Neither is a byte of XML text. */
+static enum tls_gate
+first_byte(unsigned char b)
+{
+	return b == 22 || b == 21 ? TLS_GATE_RECORD : TLS_GATE_REFUSE;
+}
+
+enum tls_gate
+tls_gate_buffer(struct evbuffer *in)
+{
+	unsigned char b;
+
+	while (evbuffer_copyout(in, &b, 1) == 1) {
+		if (!is_xml_space(b))
+			return first_byte(b);
+		evbuffer_drain(in, 1);
+	}
+	return TLS_GATE_WAIT;
+}
+
+enum tls_gate
+tls_gate_socket(int fd)
+{
+	unsigned char buf[64];
+
+	for (;;) {
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK);
+		size_t k = 0;
+
+		if (n == 0)
+			return TLS_GATE_CLOSED;
+		if (n < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ?
+			    TLS_GATE_WAIT : TLS_GATE_CLOSED;
+		while (k < (size_t)n && is_xml_space(buf[k]))
+			k++;
+		/* What was peeked is there: this read takes exactly the
+		 * whitespace. */
+		if (k > 0 && recv(fd, buf, k, 0) != (ssize_t)k)
+			return TLS_GATE_CLOSED;
+		if (k < (size_t)n)
+			return first_byte(buf[k]);
+	}
 }

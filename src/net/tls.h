@@ -14,6 +14,7 @@
 #include <openssl/ssl.h>
 
 struct conf;
+struct evbuffer;
 
 /* Loads every certfile of c; on failure the running set is unchanged and
  * *error_r says which file and why (static buffer, main thread). */
@@ -50,5 +51,27 @@ const char *tls_version(SSL *ssl);
  */
 int tls_channel_binding(SSL *ssl, const char *type, const char **type_r,
     unsigned char *out, size_t outlen);
+
+/*
+ * Between <proceed/> and the peer's first TLS record (RFC 6120 5.4.2.3):
+ * whitespace is skipped, a leniency (5.3.3 forbids whitespace there, and
+ * Go clients send a newline after <starttls/>). Any other byte is not TLS:
+ * plain text that a peer did not wait with, or that was injected to be
+ * read as if it had come through TLS (CVE-2011-0411). It must reach
+ * neither TLS nor the parser of the new stream: the connection ends.
+ */
+enum tls_gate {
+	TLS_GATE_WAIT,      /* nothing but whitespace so far (skipped) */
+	TLS_GATE_RECORD,    /* a TLS record starts here: hand over to TLS */
+	TLS_GATE_REFUSE,    /* a byte that cannot start a TLS record */
+	TLS_GATE_CLOSED     /* end of file or a socket error */
+};
+
+/* Drains the whitespace at the start of in and says what follows. */
+enum tls_gate tls_gate_buffer(struct evbuffer *in);
+/* The same on a non-blocking socket with nothing read yet: the
+ * whitespace is read and dropped, the record is only peeked at, so that
+ * an SSL on the socket reads it whole. */
+enum tls_gate tls_gate_socket(int fd);
 
 #endif

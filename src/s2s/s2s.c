@@ -556,34 +556,121 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Puts TLS over the plain socket after <proceed/> (RFC 6120 5.4.3.3).
- * client: we initiated the stream. */
-int
-s2s_start_tls(struct s2s_conn *c, int client)
+/*
+ * STARTTLS (RFC 6120 5.4), on either side: after <proceed/> the next
+ * bytes from the peer must be its first TLS record (ClientHello, or our
+ * ClientHello's answer); whitespace before it is skipped and anything
+ * else ends the connection unread (net/tls.h: the STARTTLS injection
+ * class, CVE-2011-0411). Until the record shows, the gate sits between
+ * the plain bufferevent and the TLS filter: it wraps the filter's
+ * callbacks on the plain bufferevent and hands over at the first record.
+ */
+
+/* Not TLS after <proceed/>: closed without a word, as a failed
+ * handshake is (RFC 6120 5.4.3.2). Frees c. */
+static void
+refuse_tls(struct s2s_conn *c, struct bufferevent *plain)
 {
-	struct bufferevent *filter;
+	struct evbuffer *in = bufferevent_get_input(plain);
+
+	evbuffer_drain(in, evbuffer_get_length(in));
+	log_info(c->tag, "STARTTLS: not a TLS record after <proceed/>: closing");
+	if (!c->closing && c->kind != S2S_IN && c->state != ST_ESTABLISHED)
+		s2s_out_fail(c, "remote-server-not-found", "not TLS after <proceed/>");
+	s2s_free(c);
+}
+
+static void
+gate_read_cb(struct bufferevent *plain, void *arg)
+{
+	struct s2s_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(plain);
+	bufferevent_data_cb filter_read = c->gate_read;
+	void *filter_arg = c->gate_arg;
+
+	if (c->closing) {
+		/* Lingering: the filter has nothing to say any more. */
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
+	switch (tls_gate_buffer(in)) {
+	case TLS_GATE_WAIT:
+		return;
+	case TLS_GATE_RECORD:
+		/* The filter's own callbacks again, and the record for it. */
+		bufferevent_setcb(plain, c->gate_read, c->gate_write, c->gate_event, c->gate_arg);
+		if (filter_read != NULL)
+			filter_read(plain, filter_arg);
+		return;
+	default:
+		refuse_tls(c, plain);
+		return;
+	}
+}
+
+static void
+gate_write_cb(struct bufferevent *plain, void *arg)
+{
+	struct s2s_conn *c = arg;
+
+	if (c->gate_write != NULL)
+		c->gate_write(plain, c->gate_arg);
+}
+
+static void
+gate_event_cb(struct bufferevent *plain, short what, void *arg)
+{
+	struct s2s_conn *c = arg;
+
+	if (c->gate_event != NULL)
+		c->gate_event(plain, what, c->gate_arg);
+}
+
+/* Puts TLS over the plain socket after <proceed/> (RFC 6120 5.4.3); the
+ * initiating side opens the new stream over it (5.4.3.3). May free c. */
+void
+s2s_start_tls(struct s2s_conn *c)
+{
+	int client = c->kind != S2S_IN;
+	struct bufferevent *plain = c->bev, *filter;
+	enum tls_gate first;
 
 	c->starttls_pending = 0;
+	first = tls_gate_buffer(bufferevent_get_input(plain));
+	if (first == TLS_GATE_REFUSE) {
+		refuse_tls(c, plain);
+		return;
+	}
 	c->ssl = client ? tls_new_client(c->local, c->remote, NULL) : tls_new_s2s_server(NULL);
 	if (c->ssl == NULL) {
 		s2s_stream_error(c, "internal-server-error", "no TLS context");
-		return -1;
+		return;
 	}
-	filter = bufferevent_openssl_filter_new(worker_base(c->w), c->bev, c->ssl,
+	filter = bufferevent_openssl_filter_new(worker_base(c->w), plain, c->ssl,
 	    client ? BUFFEREVENT_SSL_CONNECTING : BUFFEREVENT_SSL_ACCEPTING,
 	    BEV_OPT_CLOSE_ON_FREE);
 	if (filter == NULL) {
 		SSL_free(c->ssl);
 		c->ssl = NULL;
 		s2s_stream_error(c, "internal-server-error", NULL);
-		return -1;
+		return;
+	}
+	if (first == TLS_GATE_WAIT) {
+		/* No record yet (whitespace, if any, is dropped): the gate
+		 * looks at the peer's bytes before the filter does. */
+		bufferevent_getcb(plain, &c->gate_read, &c->gate_write, &c->gate_event,
+		    &c->gate_arg);
+		bufferevent_setcb(plain, gate_read_cb, gate_write_cb, gate_event_cb, c);
 	}
 	c->bev = filter;
 	c->tls = 1;
-	bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	c->header_sent = 0;
-	return 0;
+	if (client)
+		s2s_send_header(c, c->local, c->remote);
+	bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
+	/* Last: the handshake runs on a buffered record in here, and a
+	 * broken one frees c (event_cb). */
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
 static void
@@ -611,12 +698,7 @@ read_cb(struct bufferevent *bev, void *arg)
 			break;
 		}
 		if (c->starttls_pending) {
-			if (s2s_start_tls(c, c->kind != S2S_IN) < 0)
-				return;
-			if (c->kind != S2S_IN) {
-				/* RFC 6120 5.4.3.3: a new stream over TLS. */
-				s2s_send_header(c, c->local, c->remote);
-			}
+			s2s_start_tls(c);
 			return;
 		}
 	}

@@ -91,6 +91,12 @@ struct s2s_conn {
 	unsigned peer_verified : 1;      /* out: its certificate verified for remote */
 
 	struct linger_state linger;          /* while closing (net/linger.h) */
+	/* Between <proceed/> and the peer's first TLS record: the TLS
+	 * filter's callbacks on the plain bufferevent, which the gate wraps
+	 * (s2s_start_tls). */
+	bufferevent_data_cb gate_read, gate_write;
+	bufferevent_event_cb gate_event;
+	void *gate_arg;
 	char *local, *remote;            /* out/verify: the pair; in: header to/from */
 	char stream_id[40];              /* in: ours; out: the peer's */
 	const char *auth;                /* out: "external", "external-unverified", "dialback" */
@@ -145,7 +151,7 @@ void s2s_update_listing(struct s2s_conn *c);
 /* Held while changing what s2s_list reads (pairs, local, remote). */
 void s2s_glock(void);
 void s2s_gunlock(void);
-int s2s_start_tls(struct s2s_conn *c, int client);
+void s2s_start_tls(struct s2s_conn *c);
 void s2s_established(struct s2s_conn *c);
 struct evdns_base *s2s_dns(struct s2s_worker *sw, const struct conf *conf);
 /* Our domain, or a subdomain of one (a service such as a MUC). */
