@@ -3,29 +3,20 @@
  *
  * A connection goes through: stream header -> (STARTTLS -> TLS handshake ->
  * header) -> SASL -> header -> resource binding -> session. Everything runs
- * on the worker that accepted the socket. A connection is never freed
- * inside an expat callback: errors set it closing, and it is freed from a
- * libevent callback once its output has drained (or a timer says the peer
- * is not reading).
+ * on the worker that accepted the socket. The stream (its bytes, TLS, the
+ * parser, stream errors, the lingering close) is stream/xstream.h's; this
+ * file is what a client stream says. A connection is freed only from the
+ * stream's end callback, never inside an expat callback.
  */
 #include "config.h"
 
-#include <errno.h>
-#include <limits.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/event.h>
-#include <openssl/err.h>
 #include <openssl/rand.h>
-#include <openssl/ssl.h>
 
 #include "auth/sasl.h"
 #include "c2s/c2s.h"
@@ -35,96 +26,78 @@
 #include "core/log.h"
 #include "core/registry.h"
 #include "core/worker.h"
-#include "net/linger.h"
 #include "net/listener.h"
 #include "net/tls.h"
 #include "router/router.h"
 #include "router/session.h"
 #include "router/sm.h"
-#include "xml/stream.h"
+#include "stream/xstream.h"
 #include "xmpp/jid.h"
 #include "xmpp/ns.h"
 #include "xmpp/stanza.h"
 
 #define C2S_SHUTDOWN_MAX_MS 3000
-#define C2S_SWEEP_TICK_MS 1000      /* the idle sweep runs this often */
-#define C2S_SWEEP_ROUND 10          /* and visits 1/10 of the sessions each time */
-
-struct c2s_worker;
 
 struct c2s {
 	struct session s;              /* what the router knows (first: the sink's argument) */
-	struct c2s *prev, *next;       /* in the worker's list */
-	struct c2s *dnext;             /* in the worker's list of output to flush */
+	struct xstream xs;             /* the stream (stream/xstream.h) */
 	struct worker *w;
-	struct c2s_worker *cw;
 	struct conf *conf;             /* the configuration it started with */
 	const struct conf_listen *l;
-	struct bufferevent *bev;
-	SSL *ssl;
-	xml_stream *xs;
 	sasl_session *sasl;
-	struct event *timer;           /* negotiation timeout, auth delay, close */
-	struct event *tls_gate;        /* watches the socket while tls_wait (start_tls) */
-	struct ev_token_bucket_cfg *shaper;  /* listen: shaper (or NULL) */
-	struct evbuffer *out;          /* output of this loop iteration (c2s_flush) */
 
-	unsigned tls : 1;              /* TLS is up */
-	unsigned starttls_pending : 1;
-	unsigned tls_wait : 1;         /* <proceed/> sent, no TLS record yet (c->ssl is ours) */
-	unsigned header_sent : 1;
 	unsigned authenticated : 1;
-	unsigned paused : 1;           /* reading stopped: auth failure delay */
-	unsigned counted_ip : 1;
-	unsigned direct : 1;           /* TLS on the socket, handshake done: c2s_flush writes */
-	unsigned dirty : 1;            /* in the worker's flush list */
 
 	unsigned auth_failures;
-	struct linger_state linger;          /* while closing (net/linger.h) */
 	const char *delayed_failure;   /* SASL condition to send after the delay */
 	char *host;                    /* the domain the client asked for */
 	char *node;                    /* authenticated account */
-	char stream_id[20];
 	char tag[24];                  /* "c2s#12" for logs */
 };
 
-struct c2s_worker {
-	size_t count;
-	struct c2s *list;
-	int shutting_down;
-	struct event *shutdown_timer;
-	struct event *idle_timer;
-	struct c2s *sweep;             /* where the idle sweep goes on */
-	struct event *flush_ev;        /* made active when output is queued */
-	struct c2s *dirty;             /* connections with output in c->out */
-};
+#define C2S(x) ((struct c2s *)((char *)(x) - offsetof(struct c2s, xs)))
 
 /* The ABI's session is the router's (router/session.h). */
 #define SESSION(c) ((xmppd_session *)&(c)->s)
 
-static struct c2s_worker *cworkers;
-static unsigned ncworkers;
-static unsigned long nconnections;   /* atomic */
+/* Every client stream, per worker (stream/conn.h). */
+static struct conn_set *c2s_set;
 
-static void c2s_close(struct c2s *c);
-static void c2s_free(struct c2s *c);
-static void c2s_stream_error(struct c2s *c, const char *condition, const char *text);
-static void c2s_read_cb(struct bufferevent *bev, void *arg);
-static void c2s_write_cb(struct bufferevent *bev, void *arg);
-static void c2s_event_cb(struct bufferevent *bev, short what, void *arg);
-static void c2s_timer_cb(evutil_socket_t fd, short what, void *arg);
-static void tls_gate_cb(evutil_socket_t fd, short what, void *arg);
-static void flush_cb(evutil_socket_t fd, short what, void *arg);
-static void on_stream_start(void *ud, const char *ns, const char **attrs);
-static void on_element(void *ud, xml_elem *e);
-static void on_stream_end(void *ud);
-static void on_stream_error(void *ud, const char *condition, const char *text);
+static void on_stream_start(struct xstream *xs, const char *ns, const char **attrs);
+static void on_element(struct xstream *xs, xml_elem *e);
+static void on_end(struct xstream *xs, enum conn_end how, const char *why);
+static void on_closing(struct xstream *xs);
+static void on_header_first(struct xstream *xs);
+static int on_timeout(struct xstream *xs);
 
-static const struct xml_stream_cb stream_cb = {
-	on_stream_start, on_element, on_stream_end, on_stream_error,
+static const struct xstream_class c2s_class = {
+	.ns = NS_CLIENT,
+	.lang = "en",
+	.stream_start = on_stream_start,
+	.element = on_element,
+	.end = on_end,
+	.closing = on_closing,
+	.header_first = on_header_first,
+	.timeout = on_timeout,
 };
 
-static void c2s_send(struct c2s *c, const xml_elem *e);
+static void
+c2s_send(struct c2s *c, const xml_elem *e)
+{
+	xstream_send(&c->xs, e);
+}
+
+static void
+c2s_writes(struct c2s *c, const char *s)
+{
+	xstream_puts(&c->xs, s);
+}
+
+static void
+c2s_stream_error(struct c2s *c, const char *condition, const char *text)
+{
+	xstream_error(&c->xs, condition, text);
+}
 
 /* The sink the router delivers through (router/session.h). */
 static void
@@ -142,754 +115,174 @@ sink_close(struct session *s, const char *condition, const char *text)
 static const struct session_ops c2s_session_ops = { sink_send, sink_close };
 
 /* ---------------------------------------------------------------- */
-/* The per-worker registry of connections.                            */
-
-/*
- * Streams quiet for hibernate_after seconds give their XML parser back
- * (xml_stream_hibernate); their next bytes take one again. The sweep visits
- * a tenth of the worker's sessions every second, so a stream hibernates
- * between hibernate_after and hibernate_after + 10 s of quiet, and streams
- * that went quiet together do not all hibernate (and wake) at once: a sweep
- * of the whole list every 90 s freed thousands of parsers in one go and
- * showed as a latency spike when they were all remade
- * (doc/performance.md).
- */
-static void
-idle_sweep_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct c2s_worker *cw = arg;
-	uint64_t after = (uint64_t)conf_local()->hibernate_after * 1000;
-	uint64_t now = clock_now_ms();
-	size_t n = cw->count / C2S_SWEEP_ROUND + 1;
-	struct c2s *c;
-
-	if (after == 0)
-		return;
-	for (c = cw->sweep != NULL ? cw->sweep : cw->list; c != NULL && n > 0; c = c->next, n--)
-		if (!c->s.closing && now - c->s.last_input_ms >= after &&
-		    xml_stream_hibernate(c->xs))
-			log_debug(c->tag, "idle: parser given back");
-	cw->sweep = c;
-}
+/* Life cycle.                                                        */
 
 int
 c2s_init(unsigned nworkers)
 {
-	cworkers = calloc(nworkers, sizeof(*cworkers));
-	if (cworkers == NULL)
+	c2s_set = conn_set_new(nworkers);
+	if (c2s_set == NULL)
 		return -1;
-	ncworkers = nworkers;
 	listener_set_handler(CONF_LISTEN_C2S, c2s_accept);
-	for (unsigned i = 0; i < nworkers; i++) {
-		/* Made before the worker thread runs: its base is unlocked. */
-		cworkers[i].idle_timer = event_new(worker_base(worker_get(i)), -1, EV_PERSIST,
-		    idle_sweep_cb, &cworkers[i]);
-		cworkers[i].flush_ev = event_new(worker_base(worker_get(i)), -1, 0,
-		    flush_cb, &cworkers[i]);
-		if (cworkers[i].flush_ev == NULL)
-			return -1;
-		if (cworkers[i].idle_timer != NULL) {
-			struct timeval tv = { C2S_SWEEP_TICK_MS / 1000, 0 };
-
-			event_add(cworkers[i].idle_timer, &tv);
-		}
-	}
-	return 0;
-}
-
-static void
-list_add(struct c2s_worker *cw, struct c2s *c)
-{
-	c->next = cw->list;
-	if (cw->list != NULL)
-		cw->list->prev = c;
-	cw->list = c;
-	cw->count++;
-}
-
-static void
-list_del(struct c2s_worker *cw, struct c2s *c)
-{
-	if (cw->sweep == c)
-		cw->sweep = c->next;
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		cw->list = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	cw->count--;
-}
-
-/* ---------------------------------------------------------------- */
-/* Output.                                                            */
-
-/*
- * Output. Everything a connection sends is queued in c->out during a loop
- * iteration and handed over once at its end (flush_cb): several stanzas for
- * one client become one TLS record and one write. When the bufferevent has
- * nothing waiting and TLS runs on the socket, c2s_flush writes with
- * SSL_write itself: a bufferevent would arm EV_WRITE (epoll_ctl), wait a
- * loop iteration for writability and disarm it again (epoll_ctl), two
- * system calls per delivered stanza (doc/performance.md). Only what the
- * socket does not take goes to the bufferevent, which then waits for
- * EV_WRITE as usual. OpenSSL's retry rule (a write that wanted to block is
- * retried with the same bytes) holds: the bytes are not drained, so they
- * lead the bufferevent's output, which libevent writes next; the SSL has
- * SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER and ENABLE_PARTIAL_WRITE (set when
- * c->direct is, c2s_event_cb). t0230 drives this hand-over.
- */
-static void
-write_direct(struct c2s *c)
-{
-	while (evbuffer_get_length(c->out) > 0) {
-		struct evbuffer_iovec v;
-		int n;
-
-		if (evbuffer_peek(c->out, -1, NULL, &v, 1) < 1)
-			break;
-		ERR_clear_error();
-		n = SSL_write(c->ssl, v.iov_base, (int)(v.iov_len > INT_MAX ? INT_MAX : v.iov_len));
-		if (n <= 0) {
-			/* Would block, or failed: the bufferevent retries the
-			 * same bytes and reports a failure through the event
-			 * callback. */
-			int err = SSL_get_error(c->ssl, n);
-
-			ERR_clear_error();
-			if (err == SSL_ERROR_WANT_WRITE)
-				log_debug(c->tag, "socket full: %zu bytes go to the bufferevent",
-				    evbuffer_get_length(c->out));
-			break;
-		}
-		evbuffer_drain(c->out, (size_t)n);
-	}
-}
-
-static void
-c2s_flush(struct c2s *c)
-{
-	struct evbuffer *bout;
-
-	if (c->out == NULL || c->bev == NULL || evbuffer_get_length(c->out) == 0)
-		return;
-	bout = bufferevent_get_output(c->bev);
-	if (c->direct && evbuffer_get_length(bout) == 0)
-		write_direct(c);
-	if (evbuffer_get_length(c->out) > 0)
-		evbuffer_add_buffer(bout, c->out);
-}
-
-static void
-flush_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct c2s_worker *cw = arg;
-	struct c2s *c;
-
-	while ((c = cw->dirty) != NULL) {
-		cw->dirty = c->dnext;
-		c->dnext = NULL;
-		c->dirty = 0;
-		c2s_flush(c);
-	}
-}
-
-/* The buffer to queue output in; the connection is flushed at the end of
- * this loop iteration. */
-static struct evbuffer *
-c2s_out(struct c2s *c)
-{
-	if (!c->dirty) {
-		c->dirty = 1;
-		c->dnext = c->cw->dirty;
-		if (c->cw->dirty == NULL)
-			event_active(c->cw->flush_ev, EV_WRITE, 0);
-		c->cw->dirty = c;
-	}
-	return c->out;
-}
-
-static void
-undirty(struct c2s *c)
-{
-	struct c2s **pp;
-
-	if (!c->dirty)
-		return;
-	for (pp = &c->cw->dirty; *pp != NULL; pp = &(*pp)->dnext)
-		if (*pp == c) {
-			*pp = c->dnext;
-			break;
-		}
-	c->dirty = 0;
-}
-
-static int
-send_queue_full(struct c2s *c)
-{
-	struct bufferevent *u = bufferevent_get_underlying(c->bev);
-	size_t n = evbuffer_get_length(bufferevent_get_output(c->bev)) +
-	    evbuffer_get_length(c->out);
-
-	if (u != NULL)
-		n += evbuffer_get_length(bufferevent_get_output(u));
-	return n > c->conf->max_send_queue;
-}
-
-static void
-c2s_write(struct c2s *c, const char *s, size_t len)
-{
-	evbuffer_add(c2s_out(c), s, len);
-}
-
-static void
-c2s_writes(struct c2s *c, const char *s)
-{
-	c2s_write(c, s, strlen(s));
-}
-
-static void
-c2s_send(struct c2s *c, const xml_elem *e)
-{
-	if (c->s.closing)
-		return;
-	xml_serialize(e, NS_CLIENT, c2s_out(c));
-	/* A reader that does not keep up is cut off rather than allowed to
-	 * pin the server's memory. */
-	if (send_queue_full(c))
-		c2s_stream_error(c, "resource-constraint", "send queue full");
-}
-
-static void
-new_stream_id(struct c2s *c)
-{
-	unsigned char r[8];
-	static const char digits[] = "0123456789abcdef";
-
-	RAND_bytes(r, sizeof(r));
-	for (int i = 0; i < 8; i++) {
-		c->stream_id[2 * i] = digits[r[i] >> 4];
-		c->stream_id[2 * i + 1] = digits[r[i] & 15];
-	}
-	c->stream_id[16] = '\0';
-}
-
-static void
-send_header(struct c2s *c, const char *peer_from)
-{
-	struct evbuffer *out = c2s_out(c);
-	const char *host = c->host != NULL ? c->host : c->conf->hosts[0];
-
-	new_stream_id(c);
-	/* RFC 6120 4.7: from = our domain, to = the client's 'from' if it
-	 * gave one, a fresh id, version 1.0. */
-	evbuffer_add_printf(out, "<?xml version='1.0'?><stream:stream xmlns='" NS_CLIENT
-	    "' xmlns:stream='" XML_NS_STREAM "' id='%s' from='", c->stream_id);
-	xml_escape_attr(out, host);
-	if (peer_from != NULL) {
-		evbuffer_add_printf(out, "' to='");
-		xml_escape_attr(out, peer_from);
-	}
-	evbuffer_add_printf(out, "' version='1.0' xml:lang='en'>");
-	c->header_sent = 1;
-}
-
-/* RFC 6120 4.9: the error, then the end of the stream, then close. */
-static void
-c2s_stream_error(struct c2s *c, const char *condition, const char *text)
-{
-	struct evbuffer *out;
-
-	if (c->s.closing)
-		return;
-	if (c->tls_wait) {
-		/* After <proceed/> the plain stream is over and the client
-		 * reads TLS (RFC 6120 5.4.2.3): no stream error, the TCP
-		 * connection is closed (5.4.3.2). */
-		log_info(c->tag, "closing before TLS: <%s/>%s%s", condition,
-		    text ? ": " : "", text ? text : "");
-		c2s_close(c);
-		return;
-	}
-	if (!c->header_sent)
-		send_header(c, NULL);   /* 4.9.1.2: a header comes first */
-	out = c2s_out(c);
-	evbuffer_add_printf(out, "<stream:error><%s xmlns='" NS_STREAMS "'/>", condition);
-	if (text != NULL) {
-		evbuffer_add_printf(out, "<text xmlns='" NS_STREAMS "'>");
-		xml_escape_attr(out, text);
-		evbuffer_add_printf(out, "</text>");
-	}
-	evbuffer_add_printf(out, "</stream:error></stream:stream>");
-	log_info(c->tag, "stream error <%s/>%s%s", condition, text ? ": " : "",
-	    text ? text : "");
-	c2s_close(c);
-}
-
-/* ---------------------------------------------------------------- */
-/* Life cycle.                                                        */
-
-/*
- * A socket bufferevent read through the listener's shaper and, when the
- * connection is TLS (c->ssl), an OpenSSL filter over it. A shaped
- * connection keeps TLS in a filter because libevent's token bucket on a
- * bufferevent_openssl_socket_new() strands data: when the bucket runs dry
- * mid-record, the rest of the record waits in OpenSSL's buffer and the
- * socket never becomes readable again to fetch it (t0610). The filter
- * shapes the bytes on the wire instead. NULL on failure; the caller still
- * owns fd and c->ssl then.
- */
-static struct bufferevent *
-shaped_bev(struct c2s *c, struct event_base *base, int fd)
-{
-	struct bufferevent *bev, *filter;
-
-	bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL)
-		return NULL;
-	if (c->shaper != NULL)
-		bufferevent_set_rate_limit(bev, c->shaper);
-	if (c->ssl == NULL)
-		return bev;
-	filter = bufferevent_openssl_filter_new(base, bev, c->ssl,
-	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	if (filter == NULL) {
-		bufferevent_setfd(bev, -1);
-		bufferevent_free(bev);
-	}
-	return filter;
+	/* Idle streams give their XML parser back (doc/architecture.md,
+	 * "Client streams"). */
+	return xstream_hibernate_idle(c2s_set);
 }
 
 void
 c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
     const struct conf_listen *l)
 {
-	struct c2s_worker *cw = &cworkers[worker_id(w)];
-	struct event_base *base = worker_base(w);
-	struct xml_stream_limits lim;
+	struct conn_accept_opts o = { NULL, NULL, 1 };
+	struct xstream_params p;
 	struct c2s *c;
-	unsigned n;
 
-	if (cw->shutting_down) {
-		close(fd);
-		return;
-	}
-	c = calloc(1, sizeof(*c));
-	if (c == NULL) {
+	if (conn_set_stopped(c2s_set, w) || (c = calloc(1, sizeof(*c))) == NULL) {
 		close(fd);
 		return;
 	}
 	c->w = w;
-	c->cw = cw;
-	if ((c->out = evbuffer_new()) == NULL) {
-		close(fd);
-		free(c);
-		return;
-	}
 	c->l = l;
 	c->conf = conf_current();
 	/* In the router's table from now on: a session that is not bound
 	 * yet is only ever answered (pre-authentication IQs). */
 	session_add(&c->s, w, &c2s_session_ops, sa, salen);
-	c->s.last_input_ms = clock_now_ms();
 	snprintf(c->tag, sizeof(c->tag), "c2s#%u.%llu", worker_id(w),
 	    (unsigned long long)(c->s.sid & 0xffffffffffffffULL));
-	evutil_make_socket_nonblocking(fd);
-	{
-		/* Stanzas are small and latency matters: Nagle's algorithm
-		 * with the peer's delayed ACK holds a stanza for ~40 ms. */
-		int one = 1;
-
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	}
-
-	if (l->shaper != NULL) {
-		const struct conf_shaper *sh = shaper_find(c->conf, l->shaper);
-
-		/* The listener's shaper (acl.h). */
-		if (sh != NULL)
-			c->shaper = shaper_bucket_cfg(sh);
-	}
+	p.limits.max_stanza_size = l->max_stanza_size;
+	p.limits.max_depth = c->conf->max_xml_depth;
+	p.limits.max_attrs = c->conf->max_xml_attrs;
+	p.max_send_queue = c->conf->max_send_queue;
+	p.initiating = 0;
+	p.last_input_ms = &c->s.last_input_ms;
+	if (xstream_init(&c->xs, &c2s_class, c2s_set, w, c->tag, &p) < 0)
+		goto fail;
+	/* The listener's shaper (acl.h). */
+	if (l->shaper != NULL)
+		o.shaper = shaper_find(c->conf, l->shaper);
 	if (l->tls) {
 		/* XEP-0368: TLS from the first byte, ALPN "xmpp-client". */
-		c->ssl = tls_new_server("xmpp-client");
-		if (c->ssl == NULL) {
+		o.ssl = tls_new_server("xmpp-client");
+		if (o.ssl == NULL) {
 			log_error(c->tag, "direct TLS listener but no certificate");
 			goto fail;
 		}
-		c->tls = 1;
 	}
-	if (c->ssl != NULL && c->shaper == NULL) {
-		c->bev = bufferevent_openssl_socket_new(base, fd, c->ssl,
-		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	} else {
-		/* Plain, or TLS under a shaper: see shaped_bev(). */
-		c->bev = shaped_bev(c, base, fd);
-	}
-	if (c->bev == NULL)
-		goto fail;
-	lim.max_stanza_size = l->max_stanza_size;
-	lim.max_depth = c->conf->max_xml_depth;
-	lim.max_attrs = c->conf->max_xml_attrs;
-	c->xs = xml_stream_new(&stream_cb, c, &lim);
-	c->timer = evtimer_new(base, c2s_timer_cb, c);
-	list_add(cw, c);
-	__atomic_add_fetch(&nconnections, 1, __ATOMIC_RELAXED);
-	bufferevent_setcb(c->bev, c2s_read_cb, NULL, c2s_event_cb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	log_debug(c->tag, "connection from %s%s", c->s.addr, l->tls ? " (direct TLS)" : "");
-
-	n = ipcount_inc(sa);
-	c->counted_ip = 1;
-	if (c->conf->max_connections_per_ip > 0 && n > c->conf->max_connections_per_ip) {
-		c2s_stream_error(c, "policy-violation", "too many connections from your address");
-		return;
-	}
-	/* RFC 6120 4.9.3.4 / our limit: negotiation must end in time. */
-	{
-		struct timeval tv = { c->conf->negotiation_timeout, 0 };
-
-		evtimer_add(c->timer, &tv);
+	if (xstream_accept(&c->xs, fd, sa, salen, &o, c->conf->max_connections_per_ip,
+	    c->conf->negotiation_timeout) < 0) {
+		fd = -1;
+		goto fail;
 	}
 	return;
 fail:
+	if (fd >= 0)
+		close(fd);
+	xstream_free(&c->xs);
 	session_remove(&c->s);
-	if (c->ssl != NULL)
-		SSL_free(c->ssl);
-	if (c->shaper != NULL)
-		ev_token_bucket_cfg_free(c->shaper);
-	close(fd);
 	conf_unref(c->conf);
-	evbuffer_free(c->out);
 	free(c);
-}
-
-static void
-c2s_close(struct c2s *c)
-{
-	if (c->s.closing)
-		return;
-	c->s.closing = 1;
-	if (c->tls_gate != NULL) {
-		/* The lingering close reads the socket from now on. */
-		event_free(c->tls_gate);
-		c->tls_gate = NULL;
-	}
-	session_end(&c->s);
-	c2s_flush(c);
-	/* A lingering close: our last bytes (the stream error) must reach
-	 * the peer (net/linger.h). */
-	linger_start(&c->linger, c->bev, c->timer, c2s_write_cb, c2s_event_cb, c);
 }
 
 static void
 c2s_free(struct c2s *c)
 {
-	struct c2s_worker *cw = c->cw;
-
 	/* The session's end first: its hooks may still send to it. */
 	session_remove(&c->s);
-	list_del(cw, c);
-	undirty(c);
-	if (c->counted_ip)
-		ipcount_dec((struct sockaddr *)&c->s.sa);
-	event_free(c->timer);
-	if (c->tls_gate != NULL)
-		event_free(c->tls_gate);
-	/* Frees the SSL, the STARTTLS filter's underlying bufferevent and
-	 * closes the socket (BEV_OPT_CLOSE_ON_FREE). */
-	if (c->bev != NULL)
-		bufferevent_free(c->bev);
-	/* An SSL not layered on yet (tls_wait) is not the bufferevent's. */
-	if (c->tls_wait && c->ssl != NULL)
-		SSL_free(c->ssl);
-	if (c->shaper != NULL)
-		ev_token_bucket_cfg_free(c->shaper);
-	if (c->out != NULL)
-		evbuffer_free(c->out);
-	xml_stream_free(&c->xs);
+	xstream_free(&c->xs);
 	sasl_end(&c->sasl);
 	free(c->host);
 	free(c->node);
 	conf_unref(c->conf);
 	log_debug(c->tag, "closed");
 	free(c);
-	__atomic_sub_fetch(&nconnections, 1, __ATOMIC_RELAXED);
-	if (cw->shutting_down && cw->count == 0)
-		event_base_loopexit(worker_base(worker_get((unsigned)(cw - cworkers))), NULL);
+}
+
+/* The stream is over (stream/xstream.h): the peer went, or our close is
+ * done. */
+static void
+on_end(struct xstream *xs, enum conn_end how, const char *why)
+{
+	c2s_free(C2S(xs));
+}
+
+/* The stream starts closing: nothing more is delivered to the session. */
+static void
+on_closing(struct xstream *xs)
+{
+	struct c2s *c = C2S(xs);
+
+	c->s.closing = 1;
+	session_end(&c->s);
+}
+
+/* RFC 6120 4.7: from = our domain, a fresh id, version 1.0. */
+static void
+send_header(struct c2s *c)
+{
+	xstream_send_header(&c->xs, c->host != NULL ? c->host : c->conf->hosts[0], NULL);
 }
 
 static void
-c2s_write_cb(struct bufferevent *bev, void *arg)
+on_header_first(struct xstream *xs)
 {
-	struct c2s *c = arg;
-
-	if (c->s.closing)
-		linger_check(&c->linger, c->bev, c->timer);
+	send_header(C2S(xs));
 }
 
+/* The delay after a failed authentication is over. */
 static void
-c2s_event_cb(struct bufferevent *bev, short what, void *arg)
+auth_delay_over(struct c2s *c)
 {
-	struct c2s *c = arg;
-
-	if (what & BEV_EVENT_CONNECTED) {
-		/* c->tls was set when the TLS layer was put in place: with
-		 * TLS 1.3 the client's next stream header comes in the same
-		 * flight as its Finished and is read before this event. */
-		log_debug(c->tag, "TLS established: %s", tls_version(c->ssl));
-		/* From now on c2s_flush may write with SSL_write itself, unless
-		 * TLS is a filter over another bufferevent. */
-		c->direct = bufferevent_get_underlying(c->bev) == NULL;
-		if (c->direct)
-			SSL_set_mode(c->ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-			    SSL_MODE_ENABLE_PARTIAL_WRITE);
+	xstream_printf(&c->xs, "<failure xmlns='" NS_SASL "'><%s/></failure>",
+	    c->delayed_failure);
+	c->delayed_failure = NULL;
+	if (c->auth_failures >= c->conf->max_auth_attempts) {
+		/* RFC 6120 6.4.5: too many retries. */
+		c2s_stream_error(c, "policy-violation", "too many authentication failures");
 		return;
 	}
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		if (what & BEV_EVENT_ERROR)
-			log_debug(c->tag, "connection error: %s",
-			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-		else
-			log_debug(c->tag, "connection closed by peer");
-		c2s_free(c);
-	}
+	xstream_set_timer(&c->xs, c->conf->negotiation_timeout);
+	xstream_resume(&c->xs);
 }
 
-static void
-c2s_timer_cb(evutil_socket_t fd, short what, void *arg)
+static int
+on_timeout(struct xstream *xs)
 {
-	struct c2s *c = arg;
+	struct c2s *c = C2S(xs);
 
-	if (c->s.closing) {
-		if (linger_timer(&c->linger, c->bev, c->timer))
-			c2s_free(c);
-		return;
+	if (c->delayed_failure != NULL) {
+		auth_delay_over(c);
+		return 1;
 	}
-	if (c->paused && c->delayed_failure != NULL) {
-		/* The delay after a failed authentication is over. */
-		struct evbuffer *out = c2s_out(c);
-
-		evbuffer_add_printf(out, "<failure xmlns='" NS_SASL "'><%s/></failure>",
-		    c->delayed_failure);
-		c->delayed_failure = NULL;
-		c->paused = 0;
-		if (c->auth_failures >= c->conf->max_auth_attempts) {
-			/* RFC 6120 6.4.5: too many retries. */
-			c2s_stream_error(c, "policy-violation", "too many authentication failures");
-			return;
-		}
-		{
-			struct timeval tv = { c->conf->negotiation_timeout, 0 };
-
-			evtimer_add(c->timer, &tv);
-		}
-		bufferevent_enable(c->bev, EV_READ);
-		c2s_read_cb(c->bev, c);
-		return;
-	}
-	if (!c->s.bound)
-		c2s_stream_error(c, "connection-timeout", "negotiation took too long");
+	/* 0: the negotiation deadline, <connection-timeout/>. */
+	return c->s.bound;
 }
 
 /* ---------------------------------------------------------------- */
-/* Input.                                                             */
+/* Negotiation.                                                       */
 
-/* Writes the plain output buffer to the socket now. 0 if all of it went
- * (the usual case: <proceed/> is a few dozen bytes), -1 if not. */
-static int
-flush_plain(struct c2s *c)
-{
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	int r = 0;
-
-	/* A socket bufferevent freezes the start of its output buffer so
-	 * that only it drains it: unfreeze around our own write, or
-	 * evbuffer_write always fails. */
-	evbuffer_unfreeze(out, 1);
-	while (r == 0 && evbuffer_get_length(out) > 0)
-		if (evbuffer_write(out, bufferevent_getfd(c->bev)) <= 0)
-			r = -1;
-	evbuffer_freeze(out, 1);
-	return r;
-}
-
-/*
- * STARTTLS (RFC 6120 5.4). After <proceed/> the next bytes must be the
- * client's first TLS record; whitespace before it is skipped and anything
- * else ends the connection unread (net/tls.h: the STARTTLS injection
- * class, CVE-2011-0411). start_tls looks at what came with <starttls/>,
- * then tls_gate_cb watches the socket, without reading it, until the
- * record shows; layer_tls puts TLS on.
- */
-
-/* Not TLS after <proceed/>: closed without a word (RFC 6120 5.4.3.2);
- * the lingering close discards what the client sent. */
-static void
-refuse_tls(struct c2s *c)
-{
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-
-	log_info(c->tag, "STARTTLS: not a TLS record after <proceed/>: closing");
-	evbuffer_drain(in, evbuffer_get_length(in));
-	c2s_close(c);
-}
-
-/* The first TLS record is next: in the plain input, or still in the
- * socket. Frees c if the handshake fails at once; the caller must not
- * touch c afterwards. */
-static void
-layer_tls(struct c2s *c)
-{
-	struct bufferevent *filter;
-
-	/* The usual case: the client sent nothing with <starttls/> and
-	 * <proceed/> is out (it is a few dozen bytes). Then TLS runs
-	 * directly on the socket: no filter layered over a plain
-	 * bufferevent, one copy less each way and less memory per session. */
-	if (c->shaper == NULL && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
-	    flush_plain(c) == 0) {
-		int fd = bufferevent_getfd(c->bev);
-
-		bufferevent_setfd(c->bev, -1);          /* keep the socket open */
-		bufferevent_free(c->bev);
-		c->tls_wait = 0;
-		c->bev = bufferevent_openssl_socket_new(worker_base(c->w), fd, c->ssl,
-		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-		if (c->bev == NULL) {
-			/* Out of memory: drop this connection only. */
-			SSL_free(c->ssl);
-			c->ssl = NULL;
-			close(fd);
-			c2s_free(c);
-			return;
-		}
-		c->tls = 1;
-		c->header_sent = 0;
-		log_debug(c->tag, "STARTTLS: TLS directly on the socket");
-		bufferevent_setcb(c->bev, c2s_read_cb, NULL, c2s_event_cb, c);
-		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-		return;
-	}
-	/* Otherwise: <proceed/> is in the plain output buffer and is flushed
-	 * before the filter's first TLS record; the record the client sent
-	 * with <starttls/>, if any, is in the underlying input for the
-	 * filter to read. */
-	filter = bufferevent_openssl_filter_new(worker_base(c->w), c->bev, c->ssl,
-	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	if (filter == NULL) {
-		SSL_free(c->ssl);
-		c->ssl = NULL;
-		c2s_stream_error(c, "internal-server-error", NULL);
-		return;
-	}
-	c->tls_wait = 0;
-	c->bev = filter;
-	log_debug(c->tag, "STARTTLS: TLS in a filter over the plain bufferevent%s",
-	    c->shaper != NULL ? " (shaped)" : "");
-	/* Everything read from here on has come through TLS. */
-	c->tls = 1;
-	c->header_sent = 0;
-	bufferevent_setcb(c->bev, c2s_read_cb, NULL, c2s_event_cb, c);
-	/* Last: the handshake runs on a buffered record in here, and a
-	 * broken one frees c (c2s_event_cb). */
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-}
-
+/* RFC 6120 5.4.2.3: <proceed/>, then TLS from the next byte (the
+ * whitespace rule and the hand-over are stream/conn.h's). */
 static void
 start_tls(struct c2s *c)
 {
-	c->starttls_pending = 0;
-	/* <proceed/> goes out in the clear: into the plain bufferevent now,
-	 * before TLS is layered on. */
-	c2s_flush(c);
-	c->ssl = tls_new_server(NULL);
-	if (c->ssl == NULL) {
-		c2s_stream_error(c, "internal-server-error", "no certificate");
+	SSL *ssl = tls_new_server(NULL);
+
+	if (ssl == NULL) {
+		/* 5.4.2.2: failure, and the stream ends. */
+		log_error(c->tag, "STARTTLS: no certificate");
+		c2s_writes(c, "<failure xmlns='" NS_TLS "'/></stream:stream>");
+		xstream_close(&c->xs);
 		return;
 	}
-	c->tls_wait = 1;
-	switch (tls_gate_buffer(bufferevent_get_input(c->bev))) {
-	case TLS_GATE_RECORD:
-		/* The client did not wait for <proceed/> (it should, RFC
-		 * 6120 5.4.2.3), but it is TLS. */
-		layer_tls(c);
-		return;
-	case TLS_GATE_REFUSE:
-		refuse_tls(c);
-		return;
-	default:
-		break;
-	}
-	/* Nothing, or only whitespace (now dropped), came with <starttls/>:
-	 * the socket is watched, not read, until the first record shows. */
-	bufferevent_disable(c->bev, EV_READ);
-	c->tls_gate = event_new(worker_base(c->w), bufferevent_getfd(c->bev),
-	    EV_READ | EV_PERSIST, tls_gate_cb, c);
-	if (c->tls_gate == NULL || event_add(c->tls_gate, NULL) < 0)
-		c2s_close(c);
+	c2s_writes(c, "<proceed xmlns='" NS_TLS "'/>");
+	xstream_starttls(&c->xs, ssl, 0);
 }
 
 static void
-tls_gate_cb(evutil_socket_t fd, short what, void *arg)
+on_stream_start(struct xstream *xs, const char *ns, const char **attrs)
 {
-	struct c2s *c = arg;
-
-	switch (tls_gate_socket(fd)) {
-	case TLS_GATE_WAIT:
-		return;
-	case TLS_GATE_RECORD:
-		event_free(c->tls_gate);
-		c->tls_gate = NULL;
-		layer_tls(c);
-		return;
-	case TLS_GATE_REFUSE:
-		refuse_tls(c);
-		return;
-	case TLS_GATE_CLOSED:
-		log_debug(c->tag, "connection closed by peer before TLS");
-		c2s_free(c);
-		return;
-	}
-}
-
-static void
-c2s_read_cb(struct bufferevent *bev, void *arg)
-{
-	struct c2s *c = arg;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-
-	c->s.last_input_ms = clock_now_ms();
-	while (!c->s.closing && !c->paused && evbuffer_get_length(in) > 0) {
-		struct evbuffer_iovec v;
-		size_t consumed = 0;
-		int r;
-
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-			break;
-		if (log_enabled(LOG_LVL_DEBUG))
-			log_debug(c->tag, "<<< %.*s", (int)(v.iov_len > 2000 ? 2000 : v.iov_len),
-			    (const char *)v.iov_base);
-		r = xml_stream_feed(c->xs, v.iov_base, v.iov_len, &consumed);
-		evbuffer_drain(in, consumed);
-		if (r < 0) {
-			/* The error callback has closed the stream; an ended
-			 * stream without error is closed here. */
-			if (!c->s.closing)
-				c2s_close(c);
-			break;
-		}
-		if (c->starttls_pending) {
-			start_tls(c);
-			return;
-		}
-	}
-}
-
-static void
-on_stream_start(void *ud, const char *ns, const char **attrs)
-{
-	struct c2s *c = ud;
+	struct c2s *c = C2S(xs);
 	const char *to = NULL, *version = NULL, *from = NULL;
 	xml_elem *features;
 	char *host;
@@ -910,7 +303,7 @@ on_stream_start(void *ud, const char *ns, const char **attrs)
 			free(host);
 		}
 	}
-	send_header(c, NULL);
+	send_header(c);
 	(void)from;
 	/* RFC 6120 4.8.1: the content namespace must be jabber:client. */
 	if (ns == NULL || strcmp(ns, NS_CLIENT) != 0) {
@@ -930,7 +323,7 @@ on_stream_start(void *ud, const char *ns, const char **attrs)
 	}
 
 	features = xml_elem_new(XML_NS_STREAM, "features");
-	if (!c->tls) {
+	if (!c->xs.tls) {
 		xml_elem *st = xml_elem_add_child(features, NS_TLS, "starttls");
 
 		if (c->l->starttls_required)
@@ -938,7 +331,7 @@ on_stream_start(void *ud, const char *ns, const char **attrs)
 		else
 			sasl_add_features(features, NULL, 0);
 	} else if (!c->authenticated) {
-		sasl_add_features(features, c->ssl, c->conf->allow_plain);
+		sasl_add_features(features, xstream_ssl(&c->xs), c->conf->allow_plain);
 	} else {
 		xml_elem *s;
 
@@ -950,62 +343,28 @@ on_stream_start(void *ud, const char *ns, const char **attrs)
 	}
 	/* Module features: the registered ones (before authentication only
 	 * on an encrypted stream), then the fold hook. */
-	if (c->authenticated || c->tls)
+	if (c->authenticated || c->xs.tls)
 		registry_stream_features(features, c->authenticated);
 	if (hooks_any(XMPPD_HOOK_C2S_STREAM_FEATURES)) {
-		struct xmppd_features_args fa = { features, c->host, c->tls, c->authenticated };
+		struct xmppd_features_args fa = { features, c->host, c->xs.tls, c->authenticated };
 
 		(void)hooks_run(XMPPD_HOOK_C2S_STREAM_FEATURES, c->host, &fa);
 	}
-	/* The features element is written with the stream prefix. */
-	{
-		struct evbuffer *out = c2s_out(c);
-		xml_elem *child;
-
-		evbuffer_add_printf(out, "<stream:features>");
-		for (child = xml_first_child(features); child != NULL;
-		    child = xml_next_sibling(child))
-			xml_serialize(child, NS_CLIENT, out);
-		evbuffer_add_printf(out, "</stream:features>");
-	}
+	xstream_send_features(&c->xs, features);
 	xml_elem_unref(features);
-}
-
-static void
-on_stream_end(void *ud)
-{
-	struct c2s *c = ud;
-
-	/* RFC 6120 4.4: answer the closing tag with ours and close. */
-	if (!c->s.closing) {
-		c2s_writes(c, "</stream:stream>");
-		c2s_close(c);
-	}
-}
-
-static void
-on_stream_error(void *ud, const char *condition, const char *text)
-{
-	c2s_stream_error(ud, condition, text);
 }
 
 static void
 sasl_failure(struct c2s *c, const char *condition)
 {
-	struct timeval tv;
-
 	sasl_end(&c->sasl);
 	c->auth_failures++;
 	log_info(c->tag, "authentication failed (%s) from %s", condition, c->s.addr);
 	/* A delay before the answer slows password guessing; the stream
 	 * reads nothing meanwhile. */
 	c->delayed_failure = condition;
-	c->paused = 1;
-	bufferevent_disable(c->bev, EV_READ);
-	tv.tv_sec = c->conf->auth_failure_delay_ms / 1000;
-	tv.tv_usec = (c->conf->auth_failure_delay_ms % 1000) * 1000;
-	evtimer_del(c->timer);
-	evtimer_add(c->timer, &tv);
+	xstream_pause(&c->xs);
+	xstream_set_timer_ms(&c->xs, c->conf->auth_failure_delay_ms);
 }
 
 static void
@@ -1013,12 +372,11 @@ sasl_exchange(struct c2s *c, const char *in)
 {
 	const char *cond = NULL;
 	char *out = NULL;
-	struct evbuffer *ob = c2s_out(c);
 
 	switch (sasl_step(c->sasl, in, &out, &cond)) {
 	case SASL_CONTINUE:
 		/* RFC 6120 6.4.2: an empty challenge is "=". */
-		evbuffer_add_printf(ob, "<challenge xmlns='" NS_SASL "'>%s</challenge>",
+		xstream_printf(&c->xs, "<challenge xmlns='" NS_SASL "'>%s</challenge>",
 		    *out ? out : "=");
 		break;
 	case SASL_SUCCESS:
@@ -1048,13 +406,12 @@ sasl_exchange(struct c2s *c, const char *in)
 		    sasl_mechanism(c->sasl), c->s.addr);
 		/* 6.4.6: additional data with success (SCRAM's v=...). */
 		if (*out)
-			evbuffer_add_printf(ob, "<success xmlns='" NS_SASL "'>%s</success>", out);
+			xstream_printf(&c->xs, "<success xmlns='" NS_SASL "'>%s</success>", out);
 		else
-			evbuffer_add_printf(ob, "<success xmlns='" NS_SASL "'/>");
+			xstream_puts(&c->xs, "<success xmlns='" NS_SASL "'/>");
 		sasl_end(&c->sasl);
 		/* 6.4.6: the client opens a new stream over the same TLS. */
-		c->header_sent = 0;
-		xml_stream_restart(c->xs);
+		xstream_restart(&c->xs);
 		break;
 	case SASL_FAILURE:
 		sasl_failure(c, cond);
@@ -1076,7 +433,7 @@ handle_sasl(struct c2s *c, xml_elem *e)
 			sasl_end(&c->sasl);
 		/* STARTTLS is mandatory-to-negotiate here: nothing but it
 		 * is accepted first (RFC 6120 5.3.1). */
-		if (!c->tls && c->l->starttls_required) {
+		if (!c->xs.tls && c->l->starttls_required) {
 			c2s_writes(c, "<failure xmlns='" NS_SASL "'><encryption-required/></failure>");
 			return;
 		}
@@ -1084,7 +441,7 @@ handle_sasl(struct c2s *c, xml_elem *e)
 			sasl_failure(c, "invalid-mechanism");
 			return;
 		}
-		c->sasl = sasl_start(mech, c->host, c->tls ? c->ssl : NULL,
+		c->sasl = sasl_start(mech, c->host, xstream_ssl(&c->xs),
 		    c->conf->allow_plain, &cond);
 		if (c->sasl == NULL) {
 			if (strcmp(cond, "encryption-required") == 0) {
@@ -1156,7 +513,7 @@ handle_bind(struct c2s *c, xml_elem *iq, xml_elem *bind)
 		return;
 	}
 	session_bind(&c->s);
-	evtimer_del(c->timer);
+	xstream_cancel_timer(&c->xs);
 	r = stanza_iq_result(iq);
 	xml_attr_set(r, "from", NULL);
 	xml_attr_set(r, "to", NULL);
@@ -1367,34 +724,29 @@ handle_preauth_iq(struct c2s *c, xml_elem *iq)
 }
 
 static void
-on_element(void *ud, xml_elem *e)
+on_element(struct xstream *xs, xml_elem *e)
 {
-	struct c2s *c = ud;
+	struct c2s *c = C2S(xs);
 	const char *ns = xml_elem_ns(e);
 
-	if (c->s.closing)
-		goto out;
-	if (!c->tls && ns != NULL && strcmp(ns, NS_TLS) == 0 &&
+	if (!c->xs.tls && ns != NULL && strcmp(ns, NS_TLS) == 0 &&
 	    strcmp(xml_elem_name(e), "starttls") == 0 && !c->authenticated) {
-		/* RFC 6120 5.4.2.3: proceed, then TLS on the next byte. */
-		c2s_writes(c, "<proceed xmlns='" NS_TLS "'/>");
-		c->starttls_pending = 1;
-		xml_stream_restart(c->xs);
-		goto out;
+		start_tls(c);
+		return;
 	}
 	if (!c->authenticated) {
 		if (ns != NULL && strcmp(ns, NS_SASL) == 0) {
 			handle_sasl(c, e);
-			goto out;
+			return;
 		}
 		/* IQs a module handles before authentication (XEP-0077), once
 		 * the stream is encrypted. */
-		if (c->tls && stanza_kind(e) == STANZA_IQ && c->sasl == NULL &&
+		if (c->xs.tls && stanza_kind(e) == STANZA_IQ && c->sasl == NULL &&
 		    handle_preauth_iq(c, e))
-			goto out;
+			return;
 		/* 4.9.3.12: nothing else before authentication. */
 		c2s_stream_error(c, "not-authorized", NULL);
-		goto out;
+		return;
 	}
 	if (!c->s.bound) {
 		xml_elem *bind;
@@ -1403,78 +755,36 @@ on_element(void *ud, xml_elem *e)
 		if (stanza_kind(e) == STANZA_IQ && type != NULL && strcmp(type, "set") == 0 &&
 		    (bind = xml_child(e, NS_BIND, "bind")) != NULL) {
 			handle_bind(c, e, bind);
-			goto out;
+			return;
 		}
 		if (stanza_kind(e) == STANZA_IQ) {
 			/* RFC 6120 7.1: nothing to route before binding. */
 			reply_iq_error(c, e, "not-authorized");
-			goto out;
+			return;
 		}
 		c2s_stream_error(c, "not-authorized", "bind a resource first");
-		goto out;
+		return;
 	}
 	handle_stanza(c, e);
-out:
-	xml_elem_unref(e);
 }
 
 /* ---------------------------------------------------------------- */
 /* Shutdown.                                                          */
 
-static void
-shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct c2s_worker *cw = arg;
-
-	/* Peers that do not read their last bytes are not waited for. */
-	while (cw->list != NULL)
-		c2s_free(cw->list);
-	event_base_loopexit(worker_base(worker_get((unsigned)(cw - cworkers))), NULL);
-}
-
-static void
-shutdown_task(struct worker *w, void *a, uint64_t b)
-{
-	struct c2s_worker *cw = &cworkers[worker_id(w)];
-	struct timeval tv = { C2S_SHUTDOWN_MAX_MS / 1000, (C2S_SHUTDOWN_MAX_MS % 1000) * 1000 };
-	struct c2s *c, *next;
-
-	cw->shutting_down = 1;
-	for (c = cw->list; c != NULL; c = next) {
-		next = c->next;
-		c2s_stream_error(c, "system-shutdown", NULL);
-	}
-	if (cw->count == 0) {
-		event_base_loopexit(worker_base(w), NULL);
-		return;
-	}
-	cw->shutdown_timer = evtimer_new(worker_base(w), shutdown_timeout_cb, cw);
-	evtimer_add(cw->shutdown_timer, &tv);
-}
-
 void
 c2s_shutdown_all(void)
 {
-	worker_post_all(shutdown_task, NULL, 0);
+	xstream_shutdown_all(c2s_set, C2S_SHUTDOWN_MAX_MS);
 }
 
 unsigned long
 c2s_connection_count(void)
 {
-	return __atomic_load_n(&nconnections, __ATOMIC_RELAXED);
+	return conn_set_count(c2s_set);
 }
 
 void
 c2s_free_all(void)
 {
-	for (unsigned i = 0; i < ncworkers; i++) {
-		if (cworkers[i].shutdown_timer != NULL)
-			event_free(cworkers[i].shutdown_timer);
-		if (cworkers[i].idle_timer != NULL)
-			event_free(cworkers[i].idle_timer);
-		if (cworkers[i].flush_ev != NULL)
-			event_free(cworkers[i].flush_ev);
-	}
-	free(cworkers);
-	cworkers = NULL;
+	conn_set_free(&c2s_set);
 }

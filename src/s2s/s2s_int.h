@@ -18,7 +18,7 @@
 #include <event2/util.h>
 #include <openssl/ssl.h>
 
-#include "net/linger.h"
+#include "stream/linger.h"
 #include "xml/stream.h"
 #include "xml/xml.h"
 
