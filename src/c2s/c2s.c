@@ -63,7 +63,7 @@ struct c2s {
 /* Every client stream, per worker (stream/conn.h). */
 static struct conn_set *c2s_set;
 
-static void on_stream_start(struct xstream *xs, const char *ns, const char **attrs);
+static void on_stream_start(struct xstream *xs, const struct xstream_header *h);
 static void on_element(struct xstream *xs, xml_elem *e);
 static void on_end(struct xstream *xs, enum conn_end how, const char *why);
 static void on_closing(struct xstream *xs);
@@ -280,21 +280,13 @@ start_tls(struct c2s *c)
 }
 
 static void
-on_stream_start(struct xstream *xs, const char *ns, const char **attrs)
+on_stream_start(struct xstream *xs, const struct xstream_header *h)
 {
 	struct c2s *c = C2S(xs);
-	const char *to = NULL, *version = NULL, *from = NULL;
+	const char *to = h->to;
 	xml_elem *features;
 	char *host;
 
-	for (size_t i = 0; attrs[i] != NULL; i += 2) {
-		if (strcmp(attrs[i], "to") == 0)
-			to = attrs[i + 1];
-		else if (strcmp(attrs[i], "version") == 0)
-			version = attrs[i + 1];
-		else if (strcmp(attrs[i], "from") == 0)
-			from = attrs[i + 1];
-	}
 	if (to != NULL && (host = jid_nameprep(to, strlen(to))) != NULL) {
 		if (conf_is_local_host(c->conf, host)) {
 			free(c->host);
@@ -304,14 +296,13 @@ on_stream_start(struct xstream *xs, const char *ns, const char **attrs)
 		}
 	}
 	send_header(c);
-	(void)from;
 	/* RFC 6120 4.8.1: the content namespace must be jabber:client. */
-	if (ns == NULL || strcmp(ns, NS_CLIENT) != 0) {
+	if (h->ns == NULL || strcmp(h->ns, NS_CLIENT) != 0) {
 		c2s_stream_error(c, "invalid-namespace", NULL);
 		return;
 	}
 	/* 4.7.5: we speak 1.0; a missing or lower major version is refused. */
-	if (version == NULL || strtol(version, NULL, 10) < 1) {
+	if (!h->version1) {
 		c2s_stream_error(c, "unsupported-version", NULL);
 		return;
 	}

@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -154,19 +155,27 @@ static void
 xs_stream_start(void *ud, const char *ns, const char **attrs)
 {
 	struct xstream *xs = ud;
+	struct xstream_header h = { ns, NULL, NULL, NULL, 0 };
+	const char *version = NULL;
 
 	if (xs->closing)
 		return;
-	if (xs->initiating) {
-		/* RFC 6120 4.7.3: the receiving entity's id. */
-		const char *id = "";
-
-		for (size_t i = 0; attrs[i] != NULL; i += 2)
-			if (strcmp(attrs[i], "id") == 0)
-				id = attrs[i + 1];
-		snprintf(xs->id, sizeof(xs->id), "%s", id);
+	for (size_t i = 0; attrs[i] != NULL; i += 2) {
+		if (strcmp(attrs[i], "to") == 0)
+			h.to = attrs[i + 1];
+		else if (strcmp(attrs[i], "from") == 0)
+			h.from = attrs[i + 1];
+		else if (strcmp(attrs[i], "id") == 0)
+			h.id = attrs[i + 1];
+		else if (strcmp(attrs[i], "version") == 0)
+			version = attrs[i + 1];
 	}
-	xs->cls->stream_start(xs, ns, attrs);
+	/* RFC 6120 4.7.5: no version, or a major below 1, is not 1.0. */
+	h.version1 = version != NULL && strtol(version, NULL, 10) >= 1;
+	if (xs->initiating)
+		/* 4.7.3: the receiving entity's id. */
+		snprintf(xs->id, sizeof(xs->id), "%s", h.id != NULL ? h.id : "");
+	xs->cls->stream_start(xs, &h);
 }
 
 static void
@@ -291,6 +300,12 @@ xstream_printf(struct xstream *xs, const char *fmt, ...)
 	va_start(ap, fmt);
 	evbuffer_add_vprintf(conn_out(xs->conn), fmt, ap);
 	va_end(ap);
+}
+
+void
+xstream_vprintf(struct xstream *xs, const char *fmt, va_list ap)
+{
+	evbuffer_add_vprintf(conn_out(xs->conn), fmt, ap);
 }
 
 void

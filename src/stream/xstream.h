@@ -22,6 +22,7 @@
 #ifndef XMPPD_STREAM_XSTREAM_H
 #define XMPPD_STREAM_XSTREAM_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -33,13 +34,20 @@
 struct xstream;
 struct worker;
 
+/* The peer's stream header (RFC 6120 4.7), as read. */
+struct xstream_header {
+	const char *ns;               /* the content namespace it declared, or NULL */
+	const char *to, *from, *id;   /* its attributes, or NULL */
+	int version1;                 /* 'version' with a major of 1 or more (4.7.5) */
+};
+
 struct xstream_class {
 	const char *ns;               /* the content namespace: "jabber:client" */
 	const char *decls;            /* more declarations in our header (" xmlns:db='...'"), or NULL */
 	const char *lang;             /* our header's xml:lang, or NULL */
 
-	/* The peer's stream header (attrs: name, value, ..., NULL). */
-	void (*stream_start)(struct xstream *xs, const char *ns, const char **attrs);
+	/* The peer's stream header. */
+	void (*stream_start)(struct xstream *xs, const struct xstream_header *h);
 	/* A depth-1 element, borrowed (xml_elem_ref to keep it). Elements
 	 * in the content namespace have ns NULL. */
 	void (*element)(struct xstream *xs, xml_elem *e);
@@ -128,6 +136,8 @@ void xstream_write(struct xstream *xs, const char *s, size_t len);
 void xstream_puts(struct xstream *xs, const char *s);
 void xstream_printf(struct xstream *xs, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+void xstream_vprintf(struct xstream *xs, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 /* s escaped for an attribute value or text. */
 void xstream_escape(struct xstream *xs, const char *s);
 
