@@ -1,12 +1,14 @@
 /*
- * c2s.c - client streams: RFC 6120 negotiation and the bound session.
+ * c2s.c - client streams: accept, life cycle, the stream header and
+ * features, what each negotiation state accepts, the sink, shutdown.
  *
  * A connection goes through: stream header -> (STARTTLS -> TLS handshake ->
- * header) -> SASL -> header -> resource binding -> session. Everything runs
- * on the worker that accepted the socket. The stream (its bytes, TLS, the
- * parser, stream errors, the lingering close) is stream/xstream.h's; this
- * file is what a client stream says. A connection is freed only from the
- * stream's end callback, never inside an expat callback.
+ * header) -> SASL -> header -> resource binding -> session (c2s_int.h says
+ * which file does what). Everything runs on the worker that accepted the
+ * socket. The stream (its bytes, TLS, the parser, stream errors, the
+ * lingering close) is stream/xstream.h's; src/c2s/ is what a client stream
+ * says. A connection is freed only from the stream's end callback, never
+ * inside an expat callback.
  */
 #include "config.h"
 
@@ -16,49 +18,23 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
-
 #include "auth/sasl.h"
 #include "c2s/c2s.h"
+#include "c2s/c2s_int.h"
 #include "core/acl.h"
-#include "core/clock.h"
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/registry.h"
 #include "core/worker.h"
 #include "net/listener.h"
 #include "net/tls.h"
-#include "router/router.h"
 #include "router/session.h"
-#include "router/sm.h"
 #include "stream/xstream.h"
 #include "xmpp/jid.h"
 #include "xmpp/ns.h"
 #include "xmpp/stanza.h"
 
 #define C2S_SHUTDOWN_MAX_MS 3000
-
-struct c2s {
-	struct session s;              /* what the router knows (first: the sink's argument) */
-	struct xstream xs;             /* the stream (stream/xstream.h) */
-	struct worker *w;
-	struct conf *conf;             /* the configuration it started with */
-	const struct conf_listen *l;
-	sasl_session *sasl;
-
-	unsigned authenticated : 1;
-
-	unsigned auth_failures;
-	const char *delayed_failure;   /* SASL condition to send after the delay */
-	char *host;                    /* the domain the client asked for */
-	char *node;                    /* authenticated account */
-	char tag[24];                  /* "c2s#12" for logs */
-};
-
-#define C2S(x) ((struct c2s *)((char *)(x) - offsetof(struct c2s, xs)))
-
-/* The ABI's session is the router's (router/session.h). */
-#define SESSION(c) ((xmppd_session *)&(c)->s)
 
 /* Every client stream, per worker (stream/conn.h). */
 static struct conn_set *c2s_set;
@@ -80,24 +56,6 @@ static const struct xstream_class c2s_class = {
 	.header_first = on_header_first,
 	.timeout = on_timeout,
 };
-
-static void
-c2s_send(struct c2s *c, const xml_elem *e)
-{
-	xstream_send(&c->xs, e);
-}
-
-static void
-c2s_writes(struct c2s *c, const char *s)
-{
-	xstream_puts(&c->xs, s);
-}
-
-static void
-c2s_stream_error(struct c2s *c, const char *condition, const char *text)
-{
-	xstream_error(&c->xs, condition, text);
-}
 
 /* The sink the router delivers through (router/session.h). */
 static void
@@ -229,29 +187,13 @@ on_header_first(struct xstream *xs)
 	send_header(C2S(xs));
 }
 
-/* The delay after a failed authentication is over. */
-static void
-auth_delay_over(struct c2s *c)
-{
-	xstream_printf(&c->xs, "<failure xmlns='" NS_SASL "'><%s/></failure>",
-	    c->delayed_failure);
-	c->delayed_failure = NULL;
-	if (c->auth_failures >= c->conf->max_auth_attempts) {
-		/* RFC 6120 6.4.5: too many retries. */
-		c2s_stream_error(c, "policy-violation", "too many authentication failures");
-		return;
-	}
-	xstream_set_timer(&c->xs, c->conf->negotiation_timeout);
-	xstream_resume(&c->xs);
-}
-
 static int
 on_timeout(struct xstream *xs)
 {
 	struct c2s *c = C2S(xs);
 
 	if (c->delayed_failure != NULL) {
-		auth_delay_over(c);
+		c2s_auth_delay_over(c);
 		return 1;
 	}
 	/* 0: the negotiation deadline, <connection-timeout/>. */
@@ -260,24 +202,6 @@ on_timeout(struct xstream *xs)
 
 /* ---------------------------------------------------------------- */
 /* Negotiation.                                                       */
-
-/* RFC 6120 5.4.2.3: <proceed/>, then TLS from the next byte (the
- * whitespace rule and the hand-over are stream/conn.h's). */
-static void
-start_tls(struct c2s *c)
-{
-	SSL *ssl = tls_new_server(NULL);
-
-	if (ssl == NULL) {
-		/* 5.4.2.2: failure, and the stream ends. */
-		log_error(c->tag, "STARTTLS: no certificate");
-		c2s_writes(c, "<failure xmlns='" NS_TLS "'/></stream:stream>");
-		xstream_close(&c->xs);
-		return;
-	}
-	c2s_writes(c, "<proceed xmlns='" NS_TLS "'/>");
-	xstream_starttls(&c->xs, ssl, 0);
-}
 
 static void
 on_stream_start(struct xstream *xs, const struct xstream_header *h)
@@ -346,375 +270,6 @@ on_stream_start(struct xstream *xs, const struct xstream_header *h)
 }
 
 static void
-sasl_failure(struct c2s *c, const char *condition)
-{
-	sasl_end(&c->sasl);
-	c->auth_failures++;
-	log_info(c->tag, "authentication failed (%s) from %s", condition, c->s.addr);
-	/* A delay before the answer slows password guessing; the stream
-	 * reads nothing meanwhile. */
-	c->delayed_failure = condition;
-	xstream_pause(&c->xs);
-	xstream_set_timer_ms(&c->xs, c->conf->auth_failure_delay_ms);
-}
-
-static void
-sasl_exchange(struct c2s *c, const char *in)
-{
-	const char *cond = NULL;
-	char *out = NULL;
-
-	switch (sasl_step(c->sasl, in, &out, &cond)) {
-	case SASL_CONTINUE:
-		/* RFC 6120 6.4.2: an empty challenge is "=". */
-		xstream_printf(&c->xs, "<challenge xmlns='" NS_SASL "'>%s</challenge>",
-		    *out ? out : "=");
-		break;
-	case SASL_SUCCESS:
-		if (c->conf->c2s_access != NULL) {
-			jid who;
-			const char *e;
-			int allowed = 0;
-
-			/* The configured access rule decides who may log in
-			 * (doc/configuration.md, "Access control"). */
-			if (jid_make(&who, sasl_node(c->sasl), c->host, NULL, &e) == 0) {
-				allowed = access_check(c->conf, c->conf->c2s_access, &who,
-				    (struct sockaddr *)&c->s.sa);
-				jid_free(&who);
-			}
-			if (!allowed) {
-				free(out);
-				log_info(c->tag, "%s@%s is not allowed to log in (c2s_access)",
-				    sasl_node(c->sasl), c->host);
-				sasl_failure(c, "not-authorized");
-				return;
-			}
-		}
-		c->node = strdup(sasl_node(c->sasl));
-		c->authenticated = 1;
-		log_info(c->tag, "%s@%s authenticated with %s from %s", c->node, c->host,
-		    sasl_mechanism(c->sasl), c->s.addr);
-		/* 6.4.6: additional data with success (SCRAM's v=...). */
-		if (*out)
-			xstream_printf(&c->xs, "<success xmlns='" NS_SASL "'>%s</success>", out);
-		else
-			xstream_puts(&c->xs, "<success xmlns='" NS_SASL "'/>");
-		sasl_end(&c->sasl);
-		/* 6.4.6: the client opens a new stream over the same TLS. */
-		xstream_restart(&c->xs);
-		break;
-	case SASL_FAILURE:
-		sasl_failure(c, cond);
-		break;
-	}
-	free(out);
-}
-
-static void
-handle_sasl(struct c2s *c, xml_elem *e)
-{
-	const char *name = xml_elem_name(e);
-	const char *cond;
-
-	if (strcmp(name, "auth") == 0) {
-		const char *mech = xml_attr_get(e, "mechanism");
-
-		if (c->sasl != NULL)
-			sasl_end(&c->sasl);
-		/* STARTTLS is mandatory-to-negotiate here: nothing but it
-		 * is accepted first (RFC 6120 5.3.1). */
-		if (!c->xs.tls && c->l->starttls_required) {
-			c2s_writes(c, "<failure xmlns='" NS_SASL "'><encryption-required/></failure>");
-			return;
-		}
-		if (mech == NULL) {
-			sasl_failure(c, "invalid-mechanism");
-			return;
-		}
-		c->sasl = sasl_start(mech, c->host, xstream_ssl(&c->xs),
-		    c->conf->allow_plain, &cond);
-		if (c->sasl == NULL) {
-			if (strcmp(cond, "encryption-required") == 0) {
-				c2s_writes(c, "<failure xmlns='" NS_SASL "'><encryption-required/></failure>");
-				return;
-			}
-			sasl_failure(c, cond);
-			return;
-		}
-		sasl_exchange(c, xml_text(e));
-	} else if (strcmp(name, "response") == 0) {
-		if (c->sasl == NULL) {
-			c2s_stream_error(c, "policy-violation", "response outside an exchange");
-			return;
-		}
-		sasl_exchange(c, xml_text(e));
-	} else if (strcmp(name, "abort") == 0) {
-		/* 6.4.4. */
-		sasl_end(&c->sasl);
-		c2s_writes(c, "<failure xmlns='" NS_SASL "'><aborted/></failure>");
-	} else {
-		c2s_stream_error(c, "unsupported-stanza-type", NULL);
-	}
-}
-
-static void
-reply_iq_error(struct c2s *c, xml_elem *iq, const char *condition)
-{
-	xml_elem *r = stanza_error_reply(iq, condition, NULL);
-
-	if (r != NULL) {
-		c2s_send(c, r);
-		xml_elem_unref(r);
-	}
-}
-
-static void
-random_resource(char *buf, size_t len)
-{
-	unsigned char r[8];
-	static const char digits[] = "0123456789abcdef";
-
-	RAND_bytes(r, sizeof(r));
-	snprintf(buf, len, "xmppd-");
-	for (int i = 0; i < 8 && 6 + 2 * i + 2 < (int)len; i++) {
-		buf[6 + 2 * i] = digits[r[i] >> 4];
-		buf[6 + 2 * i + 1] = digits[r[i] & 15];
-		buf[6 + 2 * i + 2] = '\0';
-	}
-}
-
-/* RFC 6120 7: resource binding. */
-static void
-handle_bind(struct c2s *c, xml_elem *iq, xml_elem *bind)
-{
-	const char *want = xml_child_text(bind, NS_BIND, "resource");
-	const char *err;
-	char gen[32];
-	xml_elem *r, *b, *j;
-
-	if (want == NULL || *want == '\0') {
-		/* 7.6.1: the server generates one. */
-		random_resource(gen, sizeof(gen));
-		want = gen;
-	}
-	if (jid_make(&c->s.jid, c->node, c->host, want, &err) < 0) {
-		/* 7.7.2.1: a resource resourceprep refuses. */
-		reply_iq_error(c, iq, "bad-request");
-		return;
-	}
-	session_bind(&c->s);
-	xstream_cancel_timer(&c->xs);
-	r = stanza_iq_result(iq);
-	xml_attr_set(r, "from", NULL);
-	xml_attr_set(r, "to", NULL);
-	b = xml_elem_add_child(r, NS_BIND, "bind");
-	j = xml_elem_add_child(b, NS_BIND, "jid");
-	xml_elem_add_text(j, c->s.jid.full, strlen(c->s.jid.full));
-	c2s_send(c, r);
-	xml_elem_unref(r);
-	log_info(c->tag, "bound %s", c->s.jid.full);
-	/* After the client has its result: a hook may send it stanzas. */
-	session_opened(&c->s);
-}
-
-/* Presence without 'to': the user's own availability (RFC 6121 4.2, 4.5). */
-static void
-handle_own_presence(struct c2s *c, xml_elem *p)
-{
-	const char *type = xml_attr_get(p, "type");
-	int was = c->s.available;
-
-	if (type == NULL) {
-		c->s.available = 1;
-		c->s.priority = stanza_priority(p);
-		sm_set_presence(&c->s.jid, c->s.sid, 1, c->s.priority, p);
-		sm_presence_to_own_resources(p, &c->s.jid, c->s.sid, !was);
-		/* RFC 6121 4.2.2, 4.4.2: including the resource that sent it. */
-		c2s_send(c, p);
-	} else if (strcmp(type, "unavailable") == 0) {
-		c->s.available = 0;
-		sm_set_presence(&c->s.jid, c->s.sid, 0, 0, NULL);
-		if (was) {
-			sm_presence_to_own_resources(p, &c->s.jid, c->s.sid, 0);
-			c2s_send(c, p);     /* RFC 6121 4.5.2 */
-		}
-	}
-	/* Other types without 'to' have no meaning and are dropped. */
-}
-
-static void
-handle_stanza(struct c2s *c, xml_elem *st)
-{
-	enum stanza_kind kind = stanza_kind(st);
-	const char *to = xml_attr_get(st, "to");
-	const char *from = xml_attr_get(st, "from");
-	const char *type = xml_attr_get(st, "type");
-	const char *err;
-	jid jto;
-
-	if (kind == STANZA_OTHER) {
-		c2s_stream_error(c, "unsupported-stanza-type", NULL);
-		return;
-	}
-	/* RFC 6120 8.1.2.1: a 'from' must be the client's own address; the
-	 * server stamps the full JID either way. */
-	if (from != NULL && strcmp(from, c->s.jid.full) != 0 && strcmp(from, c->s.jid.bare) != 0) {
-		jid jf;
-		int ok = 0;
-
-		if (jid_parse(&jf, from, strlen(from), &err) == 0) {
-			ok = strcmp(jf.full, c->s.jid.full) == 0 || strcmp(jf.full, c->s.jid.bare) == 0;
-			jid_free(&jf);
-		}
-		if (!ok) {
-			c2s_stream_error(c, "invalid-from", NULL);
-			return;
-		}
-	}
-	xml_attr_set(st, "from", c->s.jid.full);
-
-	if (hooks_any(XMPPD_HOOK_USER_SEND_PACKET) ||
-	    (kind == STANZA_PRESENCE && hooks_any(XMPPD_HOOK_PRESENCE_OUT))) {
-		struct xmppd_packet_args pa = { st, &c->s.jid, NULL, SESSION(c) };
-		jid pto;
-		int have_to = to != NULL && jid_parse(&pto, to, strlen(to), &err) == 0;
-
-		pa.to = have_to ? &pto : NULL;
-		/* STOP or DROP: a module took the stanza (blocking, ...). */
-		if (hooks_run(XMPPD_HOOK_USER_SEND_PACKET, c->s.jid.domain, &pa) != XMPPD_CONTINUE ||
-		    (kind == STANZA_PRESENCE &&
-		    hooks_run(XMPPD_HOOK_PRESENCE_OUT, c->s.jid.domain, &pa) != XMPPD_CONTINUE)) {
-			if (have_to)
-				jid_free(&pto);
-			return;
-		}
-		if (have_to)
-			jid_free(&pto);
-	}
-
-	if (kind == STANZA_PRESENCE && to != NULL && type != NULL &&
-	    (strcmp(type, "subscribe") == 0 || strcmp(type, "subscribed") == 0 ||
-	    strcmp(type, "unsubscribe") == 0 || strcmp(type, "unsubscribed") == 0)) {
-		jid pto;
-		enum xmppd_result r = XMPPD_CONTINUE;
-
-		/* RFC 6121 3.1.2: a subscription request goes out from the
-		 * bare JID; the roster module records it (STOP when it has
-		 * routed its own copy). */
-		xml_attr_set(st, "from", c->s.jid.bare);
-		if (jid_parse(&pto, to, strlen(to), &err) < 0) {
-			xml_elem *r2 = stanza_error_reply(st, "jid-malformed", NULL);
-
-			if (r2 != NULL) {
-				xml_attr_set(r2, "from", NULL);
-				c2s_send(c, r2);
-				xml_elem_unref(r2);
-			}
-			return;
-		}
-		if (hooks_any(XMPPD_HOOK_ROSTER_OUT_SUBSCRIPTION)) {
-			jid jb;
-			struct xmppd_packet_args pa = { st, &c->s.jid, &pto, SESSION(c) };
-
-			if (jid_bare_of(&jb, &c->s.jid) == 0) {
-				pa.from = &jb;
-				r = hooks_run(XMPPD_HOOK_ROSTER_OUT_SUBSCRIPTION, c->s.jid.domain, &pa);
-				jid_free(&jb);
-			}
-		}
-		if (r == XMPPD_CONTINUE) {
-			jid jb;
-
-			if (jid_bare_of(&jb, &c->s.jid) == 0) {
-				router_route(st, &jb, &pto);
-				jid_free(&jb);
-			}
-		}
-		jid_free(&pto);
-		return;
-	}
-
-	if (kind == STANZA_IQ) {
-		/* RFC 6120 8.2.3: id and a known type are required. */
-		if (xml_attr_get(st, "id") == NULL || type == NULL ||
-		    (strcmp(type, "get") != 0 && strcmp(type, "set") != 0 &&
-		    strcmp(type, "result") != 0 && strcmp(type, "error") != 0)) {
-			reply_iq_error(c, st, "bad-request");
-			return;
-		}
-	}
-	if (to == NULL) {
-		if (kind == STANZA_PRESENCE) {
-			handle_own_presence(c, st);
-			return;
-		}
-		/* RFC 6120 10.3: handled as if addressed to the account. */
-		if (jid_make(&jto, c->s.jid.node, c->s.jid.domain, NULL, &err) < 0)
-			return;
-	} else if (jid_parse(&jto, to, strlen(to), &err) < 0) {
-		/* 8.3.3.8. */
-		xml_elem *r = stanza_error_reply(st, "jid-malformed", NULL);
-
-		if (r != NULL) {
-			xml_attr_set(r, "from", NULL);
-			c2s_send(c, r);
-			xml_elem_unref(r);
-		}
-		return;
-	}
-	if (kind == STANZA_IQ && jto.node == NULL && jto.resource == NULL &&
-	    strcmp(jto.domain, c->host) == 0 && strcmp(type, "set") == 0 &&
-	    xml_child(st, NS_SESSION, "session") != NULL) {
-		/* The legacy session IQ: nothing to establish any more, but
-		 * old clients and tsung wait for the result. */
-		xml_elem *r = stanza_iq_result(st);
-
-		c2s_send(c, r);
-		xml_elem_unref(r);
-		jid_free(&jto);
-		return;
-	}
-	if (kind == STANZA_IQ && to == NULL && strcmp(type, "set") == 0 &&
-	    xml_child(st, NS_SESSION, "session") != NULL) {
-		xml_elem *r = stanza_iq_result(st);
-
-		xml_attr_set(r, "from", NULL);
-		c2s_send(c, r);
-		xml_elem_unref(r);
-		jid_free(&jto);
-		return;
-	}
-	router_route(st, &c->s.jid, &jto);
-	jid_free(&jto);
-}
-
-static int
-handle_preauth_iq(struct c2s *c, xml_elem *iq)
-{
-	const char *type = xml_attr_get(iq, "type");
-	const char *err;
-	jid host;
-	int handled;
-
-	/* An id and get/set (RFC 6120 8.2.3); 'to' and 'from' mean nothing
-	 * before authentication. */
-	if (xml_attr_get(iq, "id") == NULL || type == NULL ||
-	    (strcmp(type, "get") != 0 && strcmp(type, "set") != 0))
-		return 0;
-	if (jid_make(&host, NULL, c->host, NULL, &err) < 0)
-		return 0;
-	xml_attr_set(iq, "to", NULL);
-	xml_attr_set(iq, "from", NULL);
-	/* A module's answer to it comes back to this session. */
-	session_preauth_begin(&c->s, iq);
-	handled = registry_iq_dispatch_stream(iq, &host);
-	session_preauth_end();
-	jid_free(&host);
-	return handled;
-}
-
-static void
 on_element(struct xstream *xs, xml_elem *e)
 {
 	struct c2s *c = C2S(xs);
@@ -722,18 +277,18 @@ on_element(struct xstream *xs, xml_elem *e)
 
 	if (!c->xs.tls && ns != NULL && strcmp(ns, NS_TLS) == 0 &&
 	    strcmp(xml_elem_name(e), "starttls") == 0 && !c->authenticated) {
-		start_tls(c);
+		c2s_start_tls(c);
 		return;
 	}
 	if (!c->authenticated) {
 		if (ns != NULL && strcmp(ns, NS_SASL) == 0) {
-			handle_sasl(c, e);
+			c2s_handle_sasl(c, e);
 			return;
 		}
 		/* IQs a module handles before authentication (XEP-0077), once
 		 * the stream is encrypted. */
 		if (c->xs.tls && stanza_kind(e) == STANZA_IQ && c->sasl == NULL &&
-		    handle_preauth_iq(c, e))
+		    c2s_preauth_iq(c, e))
 			return;
 		/* 4.9.3.12: nothing else before authentication. */
 		c2s_stream_error(c, "not-authorized", NULL);
@@ -745,18 +300,18 @@ on_element(struct xstream *xs, xml_elem *e)
 
 		if (stanza_kind(e) == STANZA_IQ && type != NULL && strcmp(type, "set") == 0 &&
 		    (bind = xml_child(e, NS_BIND, "bind")) != NULL) {
-			handle_bind(c, e, bind);
+			c2s_bind(c, e, bind);
 			return;
 		}
 		if (stanza_kind(e) == STANZA_IQ) {
 			/* RFC 6120 7.1: nothing to route before binding. */
-			reply_iq_error(c, e, "not-authorized");
+			c2s_reply_iq_error(c, e, "not-authorized");
 			return;
 		}
 		c2s_stream_error(c, "not-authorized", "bind a resource first");
 		return;
 	}
-	handle_stanza(c, e);
+	c2s_handle_stanza(c, e);
 }
 
 /* ---------------------------------------------------------------- */
