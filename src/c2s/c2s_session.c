@@ -84,6 +84,19 @@ c2s_bind(struct c2s *c, xml_elem *iq, xml_elem *bind)
 	session_opened(&c->s);
 }
 
+/* RFC 6120 8.3.3.8: a 'to' that is not a JID. */
+static void
+reply_jid_malformed(struct c2s *c, xml_elem *st)
+{
+	xml_elem *r = stanza_error_reply(st, "jid-malformed", NULL);
+
+	if (r != NULL) {
+		xml_attr_set(r, "from", NULL);
+		c2s_send(c, r);
+		xml_elem_unref(r);
+	}
+}
+
 /* Presence without 'to': the user's own availability (RFC 6121 4.2, 4.5). */
 static void
 handle_own_presence(struct c2s *c, xml_elem *p)
@@ -170,13 +183,7 @@ c2s_handle_stanza(struct c2s *c, xml_elem *st)
 		 * routed its own copy). */
 		xml_attr_set(st, "from", c->s.jid.bare);
 		if (jid_parse(&pto, to, strlen(to), &err) < 0) {
-			xml_elem *r2 = stanza_error_reply(st, "jid-malformed", NULL);
-
-			if (r2 != NULL) {
-				xml_attr_set(r2, "from", NULL);
-				c2s_send(c, r2);
-				xml_elem_unref(r2);
-			}
+			reply_jid_malformed(c, st);
 			return;
 		}
 		if (hooks_any(XMPPD_HOOK_ROSTER_OUT_SUBSCRIPTION)) {
@@ -219,33 +226,20 @@ c2s_handle_stanza(struct c2s *c, xml_elem *st)
 		if (jid_make(&jto, c->s.jid.node, c->s.jid.domain, NULL, &err) < 0)
 			return;
 	} else if (jid_parse(&jto, to, strlen(to), &err) < 0) {
-		/* 8.3.3.8. */
-		xml_elem *r = stanza_error_reply(st, "jid-malformed", NULL);
+		reply_jid_malformed(c, st);
+		return;
+	}
+	if (kind == STANZA_IQ && strcmp(type, "set") == 0 &&
+	    (to == NULL || (jto.node == NULL && jto.resource == NULL &&
+	    strcmp(jto.domain, c->host) == 0)) &&
+	    xml_child(st, NS_SESSION, "session") != NULL) {
+		/* The legacy session IQ, to the server or without 'to':
+		 * nothing to establish any more, but old clients and tsung
+		 * wait for the result. */
+		xml_elem *r = stanza_iq_result(st);
 
-		if (r != NULL) {
+		if (to == NULL)
 			xml_attr_set(r, "from", NULL);
-			c2s_send(c, r);
-			xml_elem_unref(r);
-		}
-		return;
-	}
-	if (kind == STANZA_IQ && jto.node == NULL && jto.resource == NULL &&
-	    strcmp(jto.domain, c->host) == 0 && strcmp(type, "set") == 0 &&
-	    xml_child(st, NS_SESSION, "session") != NULL) {
-		/* The legacy session IQ: nothing to establish any more, but
-		 * old clients and tsung wait for the result. */
-		xml_elem *r = stanza_iq_result(st);
-
-		c2s_send(c, r);
-		xml_elem_unref(r);
-		jid_free(&jto);
-		return;
-	}
-	if (kind == STANZA_IQ && to == NULL && strcmp(type, "set") == 0 &&
-	    xml_child(st, NS_SESSION, "session") != NULL) {
-		xml_elem *r = stanza_iq_result(st);
-
-		xml_attr_set(r, "from", NULL);
 		c2s_send(c, r);
 		xml_elem_unref(r);
 		jid_free(&jto);
