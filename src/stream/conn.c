@@ -76,6 +76,7 @@ struct conn {
 	unsigned connected : 1;        /* outgoing: BEV_EVENT_CONNECTED came */
 	unsigned tls_wait : 1;         /* STARTTLS: no TLS record from the peer yet */
 	unsigned ssl_mine : 1;         /* c->ssl is not a bufferevent's (tls_wait on the socket) */
+	unsigned tls_on : 1;           /* TLS carries the connection (tls_installed told) */
 	unsigned direct : 1;           /* TLS on the socket, handshake done: conn_flush writes */
 	unsigned dirty : 1;            /* in the worker's flush list */
 	unsigned closing : 1;
@@ -356,6 +357,7 @@ conn_accept(struct conn *c, int fd, const struct sockaddr *sa, socklen_t salen,
 	if (o->shaper != NULL)
 		c->shaper = shaper_bucket_cfg(o->shaper);
 	c->ssl = o->ssl;
+	c->tls_on = c->ssl != NULL;
 	if (c->ssl != NULL && c->shaper == NULL)
 		bev = bufferevent_openssl_socket_new(worker_base(c->w), fd, c->ssl,
 		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
@@ -366,6 +368,7 @@ conn_accept(struct conn *c, int fd, const struct sockaddr *sa, socklen_t salen,
 		if (c->ssl != NULL)
 			SSL_free(c->ssl);
 		c->ssl = NULL;
+		c->tls_on = 0;
 		close(fd);
 		return -1;
 	}
@@ -396,12 +399,14 @@ conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t salen, SSL *ss
 	c->outgoing = 1;
 	c->connected = 0;
 	c->ssl = ssl;
+	c->tls_on = ssl != NULL;
 	attach(c, bev);
 	if (bufferevent_socket_connect(bev, sa, (int)salen) == 0)
 		return 0;
 	bufferevent_free(bev);          /* and the SSL with it */
 	c->bev = NULL;
 	c->ssl = NULL;
+	c->tls_on = 0;
 	return -1;
 }
 
@@ -410,7 +415,8 @@ conn_pair(struct conn *c, struct bufferevent **peer_r)
 {
 	struct bufferevent *pair[2];
 
-	if (bufferevent_pair_new(worker_base(c->w), 0, pair) < 0)
+	/* Deferred callbacks, as a socket's come from the loop. */
+	if (bufferevent_pair_new(worker_base(c->w), BEV_OPT_DEFER_CALLBACKS, pair) < 0)
 		return -1;
 	attach(c, pair[0]);
 	*peer_r = pair[1];
@@ -457,7 +463,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	struct conn *c = arg;
 
 	if (what & BEV_EVENT_CONNECTED) {
-		if (c->ssl != NULL) {
+		if (c->tls_on) {
 			/* conn_starttls told the owner when the TLS layer was
 			 * put in place: with TLS 1.3 the client's next stream
 			 * header comes in the same flight as its Finished and
@@ -487,6 +493,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 			bufferevent_free(c->bev);
 			c->bev = NULL;
 			c->ssl = NULL;
+			c->tls_on = 0;
 			c->direct = 0;
 			c->ops->end(c->arg, CONN_END_CONNECT_FAILED, why);
 			return;
@@ -723,6 +730,15 @@ refuse_tls(struct conn *c, struct bufferevent *plain)
 	c->ops->tls_refused(c->arg);
 }
 
+/* From now on the peer's bytes come through TLS: the owner restarts its
+ * stream (and may write its new header). */
+static void
+tls_installed(struct conn *c)
+{
+	c->tls_on = 1;
+	c->ops->tls_installed(c->arg);
+}
+
 static void
 gate_read_cb(struct bufferevent *plain, void *arg)
 {
@@ -743,6 +759,7 @@ gate_read_cb(struct bufferevent *plain, void *arg)
 		/* The filter's own callbacks again, and the record for it. */
 		c->tls_wait = 0;
 		bufferevent_setcb(plain, c->gate_read, c->gate_write, c->gate_event, c->gate_arg);
+		tls_installed(c);
 		if (filter_read != NULL)
 			filter_read(plain, filter_arg);
 		return;
@@ -803,9 +820,10 @@ starttls_filter(struct conn *c, int client, int wait)
 	log_debug(c->tag, "STARTTLS: TLS in a filter over the plain bufferevent%s",
 	    c->shaper != NULL ? " (shaped)" : "");
 	bufferevent_setcb(filter, read_cb, write_cb, event_cb, c);
-	/* Everything read from here on comes through TLS; the owner may
-	 * write (our new stream header) into it now. */
-	c->ops->tls_installed(c->arg);
+	/* The peer's record is there already: everything read from here
+	 * on comes through TLS. Else the gate says so when it shows. */
+	if (!wait)
+		tls_installed(c);
 	/* Last: the handshake runs on a buffered record in here, and a
 	 * broken one ends c (event_cb). */
 	bufferevent_enable(filter, c->paused ? EV_WRITE : EV_READ | EV_WRITE);
@@ -859,7 +877,7 @@ starttls_socket(struct conn *c)
 	}
 	log_debug(c->tag, "STARTTLS: TLS directly on the socket");
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-	c->ops->tls_installed(c->arg);
+	tls_installed(c);
 	bufferevent_enable(c->bev, c->paused ? EV_WRITE : EV_READ | EV_WRITE);
 }
 
@@ -929,7 +947,7 @@ conn_tls_waiting(const struct conn *c)
 SSL *
 conn_ssl(const struct conn *c)
 {
-	return c->ssl_mine ? NULL : c->ssl;
+	return c->tls_on ? c->ssl : NULL;
 }
 
 /* ---------------------------------------------------------------- */

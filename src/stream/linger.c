@@ -60,7 +60,7 @@ linger_check(struct linger_state *l, struct bufferevent *bev, struct event *time
 		else
 			/* No socket (a bufferevent pair, in tests): the
 			 * partner sees the end of the stream as EOF. */
-			(void)bufferevent_flush(bev, EV_WRITE, BEV_FINISHED);
+			(void)bufferevent_flush(u != NULL ? u : bev, EV_WRITE, BEV_FINISHED);
 	}
 	l->half_closed = 1;
 	/* From now on the timer only bounds the wait for EOF. */

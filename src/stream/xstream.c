@@ -280,16 +280,19 @@ xs_end(void *arg, enum conn_end how, const char *why)
 /* ---------------------------------------------------------------- */
 /* Output.                                                            */
 
+/* Nothing is written after the end of the stream (the error or end tag
+ * that closed it went last). */
 void
 xstream_write(struct xstream *xs, const char *s, size_t len)
 {
-	conn_write(xs->conn, s, len);
+	if (!xs->closing)
+		conn_write(xs->conn, s, len);
 }
 
 void
 xstream_puts(struct xstream *xs, const char *s)
 {
-	conn_write(xs->conn, s, strlen(s));
+	xstream_write(xs, s, strlen(s));
 }
 
 void
@@ -298,20 +301,22 @@ xstream_printf(struct xstream *xs, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(conn_out(xs->conn), fmt, ap);
+	xstream_vprintf(xs, fmt, ap);
 	va_end(ap);
 }
 
 void
 xstream_vprintf(struct xstream *xs, const char *fmt, va_list ap)
 {
-	evbuffer_add_vprintf(conn_out(xs->conn), fmt, ap);
+	if (!xs->closing)
+		evbuffer_add_vprintf(conn_out(xs->conn), fmt, ap);
 }
 
 void
 xstream_escape(struct xstream *xs, const char *s)
 {
-	xml_escape_attr(conn_out(xs->conn), s);
+	if (!xs->closing)
+		xml_escape_attr(conn_out(xs->conn), s);
 }
 
 /* RFC 6120 4.7.3: unique and unpredictable; 128 random bits. */
@@ -332,8 +337,11 @@ new_id(struct xstream *xs)
 void
 xstream_send_header(struct xstream *xs, const char *from, const char *to)
 {
-	struct evbuffer *out = conn_out(xs->conn);
+	struct evbuffer *out;
 
+	if (xs->closing)
+		return;
+	out = conn_out(xs->conn);
 	evbuffer_add_printf(out, "<?xml version='1.0'?><stream:stream xmlns='%s' xmlns:stream='"
 	    XML_NS_STREAM "'%s", xs->cls->ns, xs->cls->decls != NULL ? xs->cls->decls : "");
 	if (!xs->initiating) {
@@ -373,8 +381,11 @@ xstream_send(struct xstream *xs, const xml_elem *e)
 void
 xstream_send_features(struct xstream *xs, const xml_elem *features)
 {
-	struct evbuffer *out = conn_out(xs->conn);
+	struct evbuffer *out;
 
+	if (xs->closing)
+		return;
+	out = conn_out(xs->conn);
 	/* Written with the stream prefix, as the header declared it. */
 	evbuffer_add(out, "<stream:features>", 17);
 	for (xml_elem *child = xml_first_child(features); child != NULL;
