@@ -26,6 +26,7 @@
 #include "c2s/c2s.h"
 #include "core/clock.h"
 #include "core/conf.h"
+#include "core/conf_keys.h"
 #include "core/log.h"
 #include "abi/module.h"
 #include "core/registry.h"
@@ -54,6 +55,27 @@ usage(FILE *f)
 	    SYSCONFDIR "/xmppd/xmppd.yml");
 }
 
+/*
+ * The sections of xmppd.yml whose owners sit above the core (the core's
+ * own are built into the loader). Before the first conf_load: a key of a
+ * section not registered is refused as unknown. Sections are checked in
+ * this order after the file is read, so the first of several mistakes is
+ * reported in the order the checks always had (access rule names, then a
+ * listener's shaper).
+ */
+static void
+register_conf_sections(void)
+{
+	static const struct conf_section *const owned[] = {
+		&tls_conf_section, &auth_conf_section, &c2s_conf_section,
+		&s2s_conf_section, &listen_conf_section,
+	};
+
+	for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
+		if (conf_section_register(owned[i]) < 0)
+			fatal("configuration section '%s' cannot be registered", owned[i]->name);
+}
+
 static void
 apply_runtime(const struct conf *c)
 {
@@ -71,9 +93,10 @@ main_reload(char *errbuf, size_t errlen)
 	struct conf *n, *old;
 	const char *err;
 
-	n = conf_load(config_path, errbuf, errlen);
+	n = conf_load(config_path, &err);
 	if (n == NULL) {
-		log_error("main", "reload refused, keeping the running configuration: %s", errbuf);
+		snprintf(errbuf, errlen, "%s", err);
+		log_error("main", "reload refused, keeping the running configuration: %s", err);
 		return -1;
 	}
 	/* Modules too: a bad option or a missing file refuses the whole
@@ -250,9 +273,10 @@ main(int argc, char **argv)
 	if (config_path == NULL)
 		config_path = SYSCONFDIR "/xmppd/xmppd.yml";
 
-	c = conf_load(config_path, errbuf, sizeof(errbuf));
+	register_conf_sections();
+	c = conf_load(config_path, &err);
 	if (c == NULL) {
-		fprintf(stderr, "%s\n", errbuf);
+		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
 	if (tls_load(c, &err) < 0) {

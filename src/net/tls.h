@@ -51,4 +51,10 @@ const char *tls_version(SSL *ssl);
 int tls_channel_binding(SSL *ssl, const char *type, const char **type_r,
     unsigned char *out, size_t outlen);
 
+/* The TLS section of xmppd.yml (tls_conf.c: certfiles, ca_file,
+ * tls_min_version), registered with conf_section_register
+ * (core/conf_keys.h) by the composition root. */
+struct conf_section;
+extern const struct conf_section tls_conf_section;
+
 #endif
