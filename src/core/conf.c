@@ -100,6 +100,7 @@ static const struct conf_key top_keys[] = {
 	{ "workers",               key_uint,          C(workers), 0, 1024 },
 	{ "spool_dir",             key_path,          C(spool_dir), 0, 0 },
 	{ "store_map_size",        key_size,          C(store_map_size), MIB, SIZE_MAX },
+	{ "store_test_delay_ms",   key_uint,          C(store_test_delay_ms), 0, 60000 },
 	{ "user",                  key_string,        C(user), 0, 0 },
 	{ "pidfile",               key_path,          C(pidfile), 0, 0 },
 	{ "ctl_socket",            key_path,          C(ctl_socket), 0, 0 },
