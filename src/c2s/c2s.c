@@ -32,6 +32,7 @@
 #include "core/acl.h"
 #include "core/clock.h"
 #include "core/conf.h"
+#include "core/hold.h"
 #include "core/log.h"
 #include "core/registry.h"
 #include "core/worker.h"
@@ -67,6 +68,7 @@ struct c2s {
 	struct event *timer;           /* negotiation timeout, auth delay, close */
 	struct ev_token_bucket_cfg *shaper;  /* listen: shaper (or NULL) */
 	struct evbuffer *out;          /* output of this loop iteration (c2s_flush) */
+	struct hold *hold;             /* a stanza's store work pending: read nothing */
 
 	unsigned tls : 1;              /* TLS is up */
 	unsigned starttls_pending : 1;
@@ -76,6 +78,7 @@ struct c2s {
 	unsigned counted_ip : 1;
 	unsigned direct : 1;           /* TLS on the socket, handshake done: c2s_flush writes */
 	unsigned dirty : 1;            /* in the worker's flush list */
+	unsigned held_off : 1;         /* reading stopped while held */
 
 	unsigned auth_failures;
 	struct linger_state linger;          /* while closing (net/linger.h) */
@@ -108,6 +111,7 @@ static void c2s_close(struct c2s *c);
 static void c2s_free(struct c2s *c);
 static void c2s_stream_error(struct c2s *c, const char *condition, const char *text);
 static void c2s_read_cb(struct bufferevent *bev, void *arg);
+static void c2s_resume(void *arg);
 static void c2s_write_cb(struct bufferevent *bev, void *arg);
 static void c2s_event_cb(struct bufferevent *bev, short what, void *arg);
 static void c2s_timer_cb(evutil_socket_t fd, short what, void *arg);
@@ -476,6 +480,7 @@ c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
 	}
 	c->l = l;
 	c->conf = conf_current();
+	c->hold = hold_new(c2s_resume, c);
 	/* In the router's table from now on: a session that is not bound
 	 * yet is only ever answered (pre-authentication IQs). */
 	session_add(&c->s, w, &c2s_session_ops, sa, salen);
@@ -548,6 +553,7 @@ fail:
 		ev_token_bucket_cfg_free(c->shaper);
 	close(fd);
 	conf_unref(c->conf);
+	hold_detach(c->hold);
 	evbuffer_free(c->out);
 	free(c);
 }
@@ -586,6 +592,8 @@ c2s_free(struct c2s *c)
 	if (c->out != NULL)
 		evbuffer_free(c->out);
 	xml_stream_free(&c->xs);
+	/* Store work still pending completes without us. */
+	hold_detach(c->hold);
 	sasl_end(&c->sasl);
 	free(c->host);
 	free(c->node);
@@ -762,7 +770,14 @@ c2s_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 
 	c->s.last_input_ms = clock_now_ms();
-	while (!c->s.closing && !c->paused && evbuffer_get_length(in) > 0) {
+	/* RFC 6120 10.1: while the last stanza's store work is pending,
+	 * nothing more is processed, nor read (c2s_resume goes on). */
+	if (hold_busy(c->hold) && !c->held_off && !c->s.closing) {
+		c->held_off = 1;
+		bufferevent_disable(c->bev, EV_READ);
+	}
+	while (!c->s.closing && !c->paused && !hold_busy(c->hold) &&
+	    evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v;
 		size_t consumed = 0;
 		int r;
@@ -786,6 +801,21 @@ c2s_read_cb(struct bufferevent *bev, void *arg)
 			return;
 		}
 	}
+}
+
+/* The store work of the stanza that held the stream has completed. */
+static void
+c2s_resume(void *arg)
+{
+	struct c2s *c = arg;
+
+	if (c->s.closing)
+		return;
+	if (c->held_off) {
+		c->held_off = 0;
+		bufferevent_enable(c->bev, EV_READ);
+	}
+	c2s_read_cb(c->bev, c);
 }
 
 static void
@@ -1273,6 +1303,8 @@ on_element(void *ud, xml_elem *e)
 {
 	struct c2s *c = ud;
 	const char *ns = xml_elem_ns(e);
+	/* Store work the handlers start counts against this stream. */
+	struct hold *prev = hold_enter(c->hold);
 
 	if (c->s.closing)
 		goto out;
@@ -1317,6 +1349,11 @@ on_element(void *ud, xml_elem *e)
 	}
 	handle_stanza(c, e);
 out:
+	hold_leave(prev);
+	/* RFC 6120 10.1: the next stanza waits until this one's store work
+	 * has completed (a roster set, then presence). */
+	if (hold_busy(c->hold))
+		xml_stream_pause(c->xs);
 	xml_elem_unref(e);
 }
 
