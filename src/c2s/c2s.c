@@ -79,6 +79,7 @@ struct c2s {
 	unsigned direct : 1;           /* TLS on the socket, handshake done: c2s_flush writes */
 	unsigned dirty : 1;            /* in the worker's flush list */
 	unsigned held_off : 1;         /* reading stopped while held */
+	unsigned peer_eof : 1;         /* the peer closed with input waiting for the hold */
 
 	unsigned auth_failures;
 	struct linger_state linger;          /* while closing (net/linger.h) */
@@ -633,6 +634,14 @@ c2s_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		/* What the client sent before it closed is still handled, in
+		 * order, once the stanza it waits for is done (c2s_resume). */
+		if ((what & BEV_EVENT_EOF) && !c->s.closing && hold_busy(c->hold) &&
+		    evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+			log_debug(c->tag, "closed by peer: handling what it sent first");
+			c->peer_eof = 1;
+			return;
+		}
 		if (what & BEV_EVENT_ERROR)
 			log_debug(c->tag, "connection error: %s",
 			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -809,6 +818,13 @@ c2s_resume(void *arg)
 {
 	struct c2s *c = arg;
 
+	if (c->peer_eof) {
+		/* Nothing more will come: the rest of the input, then out. */
+		c2s_read_cb(c->bev, c);
+		if (!hold_busy(c->hold))
+			c2s_free(c);
+		return;
+	}
 	if (c->s.closing)
 		return;
 	if (c->held_off) {

@@ -479,6 +479,13 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 			s2s_out_conn_failed(c, why);
 			return;
 		}
+		/* What the peer sent before it closed is still handled, in
+		 * order, once the stanza it waits for is done (resume_cb). */
+		if ((what & BEV_EVENT_EOF) && !c->closing && hold_busy(c->hold) &&
+		    evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+			c->peer_eof = 1;
+			return;
+		}
 		log_debug(c->tag, "connection %s", why);
 		if (!c->closing && c->kind != S2S_IN && c->state != ST_ESTABLISHED)
 			s2s_out_fail(c, "remote-server-not-found", why);
@@ -637,6 +644,15 @@ resume_cb(void *arg)
 {
 	struct s2s_conn *c = arg;
 
+	if (c->peer_eof) {
+		read_cb(c->bev, c);
+		if (!hold_busy(c->hold)) {
+			if (!c->closing && c->kind != S2S_IN && c->state != ST_ESTABLISHED)
+				s2s_out_fail(c, "remote-server-not-found", "closed by peer");
+			s2s_free(c);
+		}
+		return;
+	}
 	if (c->closing || c->bev == NULL)
 		return;
 	if (c->held_off) {

@@ -91,6 +91,7 @@ struct s2s_conn {
 	unsigned version1 : 1;           /* in: the peer said version 1.0 */
 	unsigned peer_verified : 1;      /* out: its certificate verified for remote */
 	unsigned held_off : 1;           /* reading stopped while held */
+	unsigned peer_eof : 1;           /* the peer closed with input waiting for the hold */
 
 	struct linger_state linger;          /* while closing (net/linger.h) */
 	char *local, *remote;            /* out/verify: the pair; in: header to/from */

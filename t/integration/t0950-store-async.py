@@ -14,6 +14,9 @@ depends on it, and looks at what the client sees.
   the set stored, and answers after it.
 - A set, then a ping (answered without the store): the ping's answer comes
   after the set's, and not before the set's store work had time to finish.
+- A set and a message, then the client closes at once: the message is
+  still delivered (the input that waited is handled before the stream
+  goes).
 - mod_vcard: a vCard with a photo, then available presence: the user's
   other resource gets the presence with the new photo's hash (XEP-0153 3.1).
 - Federation: a vCard get and a ping from another server on one s2s stream:
@@ -128,6 +131,21 @@ async def c2s_checks(srv):
     xt.is_((type_g3, text), ('result', 'second'), 'the stream reads on: a later get sees the second set')
     raw.close()
 
+    # A client that sends and closes at once: what it sent after a stanza
+    # with store work pending is still handled, in order.
+    bob = await xt.login_ok(srv, 'bob', 'bob-pw', resource='b')
+    quick = await xt.Raw.open(srv)
+    await quick.login('alice', 'alice-pw', 'quick')
+    await quick.read_until(r'<presence\b', 10)
+    await quick.send(private_set('s4', 'third') +
+                     "<message to='%s' type='chat'><body>after-set</body></message>"
+                     "</stream:stream>" % bob.jid)
+    quick.close()
+    m = await bob.message(body='after-set', timeout=10)
+    xt.ok(m is not None, 'a client that closes right after a set and a message: the message '
+          'still arrives')
+    await bob.disconnect()
+
     # XEP-0153: a vCard with a photo, then available presence, in one
     # write from alice/desk; alice/phone must get that presence with the
     # new photo's hash: mod_vcard learns it when the set has completed.
@@ -188,6 +206,7 @@ async def main():
                     modules={'mod_private': {}, 'mod_vcard': {},
                              'mod_ping': {'send_pings': False}})
     srv.register('alice', 'alice-pw')
+    srv.register('bob', 'bob-pw')
     await c2s_checks(srv)
     xt.is_(srv.stop(), 0, 'xmppd exits 0 on SIGTERM')
     await s2s_checks()
