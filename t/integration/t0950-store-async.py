@@ -19,6 +19,9 @@ depends on it, and looks at what the client sees.
   goes).
 - mod_vcard: a vCard with a photo, then available presence: the user's
   other resource gets the presence with the new photo's hash (XEP-0153 3.1).
+- Unloading mod_private while a set is pending: the set completes and is
+  answered before the module goes (hooks/xmppd.h: unload waits for a
+  module's store work).
 - Federation: a vCard get and a ping from another server on one s2s stream:
   the answers come back in that order.
 """
@@ -166,6 +169,29 @@ async def c2s_checks(srv):
     xt.is_(reply(desk, 'v1')[1], 'result', 'and the vCard set was answered with a result')
     desk.close()
     await phone.disconnect()
+
+    # Unloading a module whose store work is pending waits for it: the
+    # set's callback runs (its reply arrives) before the code goes.
+    raw = await xt.Raw.open(srv)
+    await raw.login('alice', 'alice-pw', 'unload')
+    await raw.read_until(r'<presence\b', 10)
+    raw.set_mark()
+    await raw.send(private_set('s5', 'before-unload'))
+    await xt.asyncio.sleep(0.1)         # read and submitted; DELAY_MS to go
+    code, out, err = await srv.actl('module', 'unload', 'mod_private')
+    xt.is_(code, 0, 'xmppctl module unload mod_private, with a set pending') or xt.diag(out + err)
+    await wait_reply(raw, 's5')
+    xt.is_(reply(raw, 's5')[1], 'result',
+           'the pending set still completes and is answered') or xt.diag(raw.since_mark()[-500:])
+    code, out, err = await srv.actl('module', 'load', 'mod_private')
+    raw.set_mark()
+    await raw.send(private_get('g5'))
+    await wait_reply(raw, 'g5')
+    _, type_g5, e = reply(raw, 'g5')
+    text = e.findtext('{%s}query/{test:prefs}prefs' % NS_PRIVATE) if e is not None else None
+    xt.is_((code, type_g5, text), (0, 'result', 'before-unload'),
+           'loaded again: what it stored is there')
+    raw.close()
 
 
 async def s2s_checks():
