@@ -415,7 +415,8 @@ XMPPD_API uint64_t xmppd_now_ms(void);
  *    pending, the stream that sent the stanza processes no further input;
  *    it resumes when the last of them has completed. A roster set followed
  *    by a presence on one stream: the presence is handled after the set's
- *    batch has completed.
+ *    batch has completed. (Work started elsewhere, by the stanza's
+ *    delivery on another worker or from a timer, does not hold it.)
  *  - Unload: the loader waits until every operation the module submitted
  *    has completed (and its callback returned) before it calls unload and
  *    unmaps the module; callbacks may run after the module's registrations
@@ -461,7 +462,8 @@ typedef int (*xmppd_batch_get_fn)(xmppd_batch *b, int status, const void *val, s
     void *ud);
 typedef int (*xmppd_batch_row_fn)(xmppd_batch *b, const void *key, size_t klen,
     const void *val, size_t vlen, void *ud);
-/* xmppd_scan_fn (below) is the row function of xmppd_store_ascan. */
+/* The row function of xmppd_store_ascan (and of the synchronous
+ * xmppd_store_scan): non-zero stops. */
 typedef int (*xmppd_scan_fn)(void *ud, const void *key, size_t klen, const void *val,
     size_t vlen);
 
