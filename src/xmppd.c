@@ -30,6 +30,7 @@
 #include "core/log.h"
 #include "abi/module.h"
 #include "core/registry.h"
+#include "core/astore.h"
 #include "core/worker.h"
 #include "ctl/ctl.h"
 #include "net/listener.h"
@@ -37,6 +38,7 @@
 #include "router/session.h"
 #include "router/sm.h"
 #include "s2s/s2s.h"
+#include "store/backend.h"
 #include "store/store.h"
 #include "xml/stream.h"
 
@@ -304,6 +306,12 @@ main(int argc, char **argv)
 
 	if (store_open(c->spool_dir, c->store_map_size, &err) < 0)
 		fatal("cannot open the store in %s: %s", c->spool_dir, err);
+	/* The asynchronous store, for modules (core/astore.h). */
+	if (astore_init(store_lmdb_backend(c->store_test_delay_ms)) < 0)
+		fatal("out of memory");
+	if (c->store_test_delay_ms > 0)
+		log_warning("main", "store_test_delay_ms: every store operation completes %u ms "
+		    "late (for tests only)", c->store_test_delay_ms);
 	if (sasl_init(&err) < 0)
 		fatal("SASL: %s", err);
 	if (sm_init() < 0)
@@ -367,6 +375,7 @@ main(int argc, char **argv)
 	session_free_all();
 	sm_free();
 	worker_free_all();
+	astore_free();
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);
 	event_free(stop_ev);

@@ -14,10 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
 #include "abi/module.h"
+#include "core/astore.h"
+#include "core/clock.h"
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/registry.h"
@@ -56,6 +59,8 @@ struct xmppd_ctx {
 	size_t nslots;
 	const struct conf *conf;    /* while loading: the one it came from */
 	struct conf_node *opts_node; /* a copy of the options it was loaded with */
+	struct astore_owner store;  /* its asynchronous store work in flight */
+	int stuck;                  /* that work never completed: keep the code mapped */
 };
 
 static struct xmppd_ctx *modules;       /* loaded, in load order */
@@ -627,6 +632,12 @@ module_conf_of(xmppd_ctx *ctx)
 	return ctx->conf;
 }
 
+struct astore_owner *
+module_store_owner(xmppd_ctx *ctx)
+{
+	return ctx != NULL ? &ctx->store : NULL;
+}
+
 /* ---------------------------------------------------------------- */
 /* Loading and unloading.                                             */
 
@@ -670,15 +681,49 @@ ctx_destroy(xmppd_ctx *ctx)
 		xml_elem_unref(ctx->elems[i]);
 	free(ctx->elems);
 	conf_node_free(ctx->opts_node);
-	if (ctx->dl != NULL)
+	if (ctx->dl != NULL && !ctx->stuck)
 		dlclose(ctx->dl);
 	free(ctx->name);
 	free(ctx->path);
 	free(ctx);
 }
 
+/*
+ * Waits until every asynchronous store operation of ctx has completed and
+ * its callback returned (hooks/xmppd.h: unload waits for them, nothing is
+ * cancelled). They complete on the workers' loops, which keep running:
+ * with LMDB within a loop iteration, with a backend that answers later
+ * when it answers. A module whose work never completes (a backend that
+ * lost it) is left mapped rather than unmapped under a callback.
+ */
+#define STORE_QUIESCE_MAX_MS 60000
+
+static void
+store_quiesce(xmppd_ctx *ctx)
+{
+	uint64_t start = clock_now_ms(), said = start;
+
+	while (astore_pending(&ctx->store) > 0) {
+		uint64_t now = clock_now_ms();
+
+		if (now - start >= STORE_QUIESCE_MAX_MS) {
+			log_error("module", "%s: %lu store operation(s) never completed; "
+			    "its code stays mapped", ctx->name, astore_pending(&ctx->store));
+			ctx->stuck = 1;
+			return;
+		}
+		if (now - said >= 1000) {
+			log_notice("module", "%s: waiting for %lu store operation(s)", ctx->name,
+			    astore_pending(&ctx->store));
+			said = now;
+		}
+		usleep(1000);
+	}
+}
+
 /* Removes every registration of ctx and waits until no worker can be
- * running its code (DESIGN.md: unload waits for quiescence). */
+ * running its code (DESIGN.md: unload waits for quiescence), its store
+ * work included. */
 static void
 ctx_unregister(xmppd_ctx *ctx)
 {
@@ -687,6 +732,7 @@ ctx_unregister(xmppd_ctx *ctx)
 	for (size_t i = 0; i < ctx->nslots; i++)
 		worker_post_all(slot_clear_task, NULL, (uint64_t)ctx->slots[i]);
 	worker_sync_all();
+	store_quiesce(ctx);
 	registry_reclaim();
 	pthread_mutex_lock(&slot_lock);
 	for (size_t i = 0; i < ctx->nslots; i++)
@@ -798,7 +844,9 @@ unload_ctx(xmppd_ctx *ctx)
 			break;
 		}
 	ctx_unregister(ctx);
-	if (ctx->mod->unload != NULL)
+	/* Store work that never completed may still call the module: its
+	 * state stays too. */
+	if (ctx->mod->unload != NULL && !ctx->stuck)
 		ctx->mod->unload(ctx);
 	log_notice("module", "unloaded %s", ctx->name);
 	ctx_destroy(ctx);

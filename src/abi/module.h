@@ -39,5 +39,7 @@ int module_check_conf(const struct conf *c, const char **error_r);
 /* Used by api.c: the option values and registries of a context. */
 struct xmppd_ctx;
 const struct conf *module_conf_of(xmppd_ctx *ctx);
+/* What the asynchronous store counts the module's pending work in. */
+struct astore_owner *module_store_owner(xmppd_ctx *ctx);
 
 #endif

@@ -32,6 +32,7 @@
 #include "core/acl.h"
 #include "core/clock.h"
 #include "core/conf.h"
+#include "core/hold.h"
 #include "core/log.h"
 #include "core/registry.h"
 #include "core/worker.h"
@@ -68,6 +69,7 @@ struct c2s {
 	struct event *tls_gate;        /* watches the socket while tls_wait (start_tls) */
 	struct ev_token_bucket_cfg *shaper;  /* listen: shaper (or NULL) */
 	struct evbuffer *out;          /* output of this loop iteration (c2s_flush) */
+	struct hold *hold;             /* a stanza's store work pending: read nothing */
 
 	unsigned tls : 1;              /* TLS is up */
 	unsigned starttls_pending : 1;
@@ -78,6 +80,8 @@ struct c2s {
 	unsigned counted_ip : 1;
 	unsigned direct : 1;           /* TLS on the socket, handshake done: c2s_flush writes */
 	unsigned dirty : 1;            /* in the worker's flush list */
+	unsigned held_off : 1;         /* reading stopped while held */
+	unsigned peer_eof : 1;         /* the peer closed with input waiting for the hold */
 
 	unsigned auth_failures;
 	struct linger_state linger;          /* while closing (net/linger.h) */
@@ -110,6 +114,7 @@ static void c2s_close(struct c2s *c);
 static void c2s_free(struct c2s *c);
 static void c2s_stream_error(struct c2s *c, const char *condition, const char *text);
 static void c2s_read_cb(struct bufferevent *bev, void *arg);
+static void c2s_resume(void *arg);
 static void c2s_write_cb(struct bufferevent *bev, void *arg);
 static void c2s_event_cb(struct bufferevent *bev, short what, void *arg);
 static void c2s_timer_cb(evutil_socket_t fd, short what, void *arg);
@@ -488,6 +493,7 @@ c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
 	}
 	c->l = l;
 	c->conf = conf_current();
+	c->hold = hold_new(c2s_resume, c);
 	/* In the router's table from now on: a session that is not bound
 	 * yet is only ever answered (pre-authentication IQs). */
 	session_add(&c->s, w, &c2s_session_ops, sa, salen);
@@ -560,6 +566,7 @@ fail:
 		ev_token_bucket_cfg_free(c->shaper);
 	close(fd);
 	conf_unref(c->conf);
+	hold_detach(c->hold);
 	evbuffer_free(c->out);
 	free(c);
 }
@@ -608,6 +615,8 @@ c2s_free(struct c2s *c)
 	if (c->out != NULL)
 		evbuffer_free(c->out);
 	xml_stream_free(&c->xs);
+	/* Store work still pending completes without us. */
+	hold_detach(c->hold);
 	sasl_end(&c->sasl);
 	free(c->host);
 	free(c->node);
@@ -647,6 +656,14 @@ c2s_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		/* What the client sent before it closed is still handled, in
+		 * order, once the stanza it waits for is done (c2s_resume). */
+		if ((what & BEV_EVENT_EOF) && !c->s.closing && hold_busy(c->hold) &&
+		    evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+			log_debug(c->tag, "closed by peer: handling what it sent first");
+			c->peer_eof = 1;
+			return;
+		}
 		if (what & BEV_EVENT_ERROR)
 			log_debug(c->tag, "connection error: %s",
 			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -860,7 +877,14 @@ c2s_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 
 	c->s.last_input_ms = clock_now_ms();
-	while (!c->s.closing && !c->paused && evbuffer_get_length(in) > 0) {
+	/* RFC 6120 10.1: while the last stanza's store work is pending,
+	 * nothing more is processed, nor read (c2s_resume goes on). */
+	if (hold_busy(c->hold) && !c->held_off && !c->s.closing) {
+		c->held_off = 1;
+		bufferevent_disable(c->bev, EV_READ);
+	}
+	while (!c->s.closing && !c->paused && !hold_busy(c->hold) &&
+	    evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v;
 		size_t consumed = 0;
 		int r;
@@ -884,6 +908,28 @@ c2s_read_cb(struct bufferevent *bev, void *arg)
 			return;
 		}
 	}
+}
+
+/* The store work of the stanza that held the stream has completed. */
+static void
+c2s_resume(void *arg)
+{
+	struct c2s *c = arg;
+
+	if (c->peer_eof) {
+		/* Nothing more will come: the rest of the input, then out. */
+		c2s_read_cb(c->bev, c);
+		if (!hold_busy(c->hold))
+			c2s_free(c);
+		return;
+	}
+	if (c->s.closing)
+		return;
+	if (c->held_off) {
+		c->held_off = 0;
+		bufferevent_enable(c->bev, EV_READ);
+	}
+	c2s_read_cb(c->bev, c);
 }
 
 static void
@@ -1371,6 +1417,8 @@ on_element(void *ud, xml_elem *e)
 {
 	struct c2s *c = ud;
 	const char *ns = xml_elem_ns(e);
+	/* Store work the handlers start counts against this stream. */
+	struct hold *prev = hold_enter(c->hold);
 
 	if (c->s.closing)
 		goto out;
@@ -1415,6 +1463,11 @@ on_element(void *ud, xml_elem *e)
 	}
 	handle_stanza(c, e);
 out:
+	hold_leave(prev);
+	/* RFC 6120 10.1: the next stanza waits until this one's store work
+	 * has completed (a roster set, then presence). */
+	if (hold_busy(c->hold))
+		xml_stream_pause(c->xs);
 	xml_elem_unref(e);
 }
 

@@ -34,6 +34,7 @@ static const struct conf_key core_keys[] = {
 	{ "workers",               conf_key_uint,     C(workers), 0, 1024 },
 	{ "spool_dir",             conf_key_path,     C(spool_dir), 0, 0 },
 	{ "store_map_size",        conf_key_size,     C(store_map_size), CONF_MIB, SIZE_MAX },
+	{ "store_test_delay_ms",   conf_key_uint,     C(store_test_delay_ms), 0, 60000 },
 	{ "user",                  conf_key_string,   C(user), 0, 0 },
 	{ "pidfile",               conf_key_path,     C(pidfile), 0, 0 },
 	{ "ctl_socket",            conf_key_path,     C(ctl_socket), 0, 0 },

@@ -27,6 +27,7 @@
 #include "core/acl.h"
 #include "core/clock.h"
 #include "core/conf.h"
+#include "core/hold.h"
 #include "core/log.h"
 #include "core/placement.h"
 #include "core/worker.h"
@@ -48,6 +49,7 @@ static pthread_mutex_t glock = PTHREAD_MUTEX_INITIALIZER;
 static struct s2s_conn *glist;
 
 static void read_cb(struct bufferevent *bev, void *arg);
+static void resume_cb(void *arg);
 static void write_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
@@ -170,6 +172,7 @@ s2s_conn_new(struct worker *w, enum s2s_kind kind)
 	c->conf = conf_current();
 	c->timer = evtimer_new(base, timer_cb, c);
 	c->tick = event_new(base, -1, EV_PERSIST, tick_cb, c);
+	c->hold = hold_new(resume_cb, c);
 	c->last_stanza_ms = c->last_io_ms = clock_now_ms();
 	snprintf(c->tag, sizeof(c->tag), "s2s-%s#%u.%llu", kinds[kind], sw->id,
 	    (unsigned long long)(c->id & 0xffffffffffffffULL));
@@ -411,6 +414,7 @@ s2s_free(struct s2s_conn *c)
 		ipcount_dec((struct sockaddr *)&c->sa);
 	event_free(c->timer);
 	event_free(c->tick);
+	hold_detach(c->hold);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
 	else if (c->ssl != NULL)
@@ -473,6 +477,13 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		if (c->kind != S2S_IN && !c->connected && !c->closing) {
 			/* The next address or target. */
 			s2s_out_conn_failed(c, why);
+			return;
+		}
+		/* What the peer sent before it closed is still handled, in
+		 * order, once the stanza it waits for is done (resume_cb). */
+		if ((what & BEV_EVENT_EOF) && !c->closing && hold_busy(c->hold) &&
+		    evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+			c->peer_eof = 1;
 			return;
 		}
 		log_debug(c->tag, "connection %s", why);
@@ -680,7 +691,13 @@ read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 
 	c->last_io_ms = clock_now_ms();
-	while (!c->closing && evbuffer_get_length(in) > 0) {
+	/* RFC 6120 10.1: the stream's next stanza waits for the store work
+	 * of the last one (resume_cb goes on). */
+	if (hold_busy(c->hold) && !c->held_off && !c->closing) {
+		c->held_off = 1;
+		bufferevent_disable(c->bev, EV_READ);
+	}
+	while (!c->closing && !hold_busy(c->hold) && evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v;
 		size_t consumed = 0;
 		int r;
@@ -705,6 +722,29 @@ read_cb(struct bufferevent *bev, void *arg)
 }
 
 static void
+resume_cb(void *arg)
+{
+	struct s2s_conn *c = arg;
+
+	if (c->peer_eof) {
+		read_cb(c->bev, c);
+		if (!hold_busy(c->hold)) {
+			if (!c->closing && c->kind != S2S_IN && c->state != ST_ESTABLISHED)
+				s2s_out_fail(c, "remote-server-not-found", "closed by peer");
+			s2s_free(c);
+		}
+		return;
+	}
+	if (c->closing || c->bev == NULL)
+		return;
+	if (c->held_off) {
+		c->held_off = 0;
+		bufferevent_enable(c->bev, EV_READ);
+	}
+	read_cb(c->bev, c);
+}
+
+static void
 on_stream_start(void *ud, const char *ns, const char **attrs)
 {
 	struct s2s_conn *c = ud;
@@ -720,6 +760,7 @@ on_element(void *ud, xml_elem *e)
 {
 	struct s2s_conn *c = ud;
 	const char *ns = xml_elem_ns(e);
+	struct hold *prev = hold_enter(c->hold);
 
 	if (c->closing)
 		goto out;
@@ -739,6 +780,9 @@ on_element(void *ud, xml_elem *e)
 	else
 		s2s_out_element(c, e);
 out:
+	hold_leave(prev);
+	if (hold_busy(c->hold))
+		xml_stream_pause(c->xs);
 	xml_elem_unref(e);
 }
 

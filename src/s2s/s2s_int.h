@@ -76,6 +76,7 @@ struct s2s_conn {
 	xml_stream *xs;
 	struct event *timer;             /* negotiation deadline, then close polls */
 	struct event *tick;              /* idle close and keepalive */
+	struct hold *hold;               /* a stanza's store work pending: read nothing */
 
 	unsigned tls : 1;
 	unsigned starttls_pending : 1;
@@ -89,6 +90,8 @@ struct s2s_conn {
 	unsigned counted_ip : 1;
 	unsigned version1 : 1;           /* in: the peer said version 1.0 */
 	unsigned peer_verified : 1;      /* out: its certificate verified for remote */
+	unsigned held_off : 1;           /* reading stopped while held */
+	unsigned peer_eof : 1;           /* the peer closed with input waiting for the hold */
 
 	struct linger_state linger;          /* while closing (net/linger.h) */
 	/* Between <proceed/> and the peer's first TLS record: the TLS
