@@ -24,6 +24,8 @@
  *    the store, or guarded by the module.
  *  - Functions marked "any thread" may be called from any thread; the
  *    others only from the thread that is running the module's callback.
+ *  - The asynchronous store's callbacks (ABI 1.2) run on the worker that
+ *    made the call, never before the call returns ("Store" below).
  *
  * Ownership: arguments are borrowed unless the name says take, and results
  * are borrowed unless the function says "new" (then the caller owns one
@@ -43,7 +45,7 @@ extern "C" {
 #endif
 
 #define XMPPD_ABI_MAJOR 1
-#define XMPPD_ABI_MINOR 1
+#define XMPPD_ABI_MINOR 2
 
 #if defined(__GNUC__)
 #define XMPPD_API __attribute__((visibility("default")))
@@ -60,7 +62,8 @@ typedef struct xmppd_elem xmppd_elem;       /* an XML element (a stanza) */
 typedef struct xmppd_jid xmppd_jid;         /* a prepared JID */
 typedef struct xmppd_session xmppd_session; /* a bound client session */
 typedef struct xmppd_ctx xmppd_ctx;         /* a loaded module */
-typedef struct xmppd_txn xmppd_txn;         /* a store transaction */
+typedef struct xmppd_txn xmppd_txn;         /* a store transaction (synchronous) */
+typedef struct xmppd_batch xmppd_batch;     /* a store batch (asynchronous, ABI 1.2) */
 typedef struct xmppd_timer xmppd_timer;
 
 /* What a hook handler returns. Errors never travel through it: a handler
@@ -377,13 +380,148 @@ XMPPD_API void xmppd_timer_del(xmppd_timer *t);
 XMPPD_API uint64_t xmppd_now_ms(void);
 
 /* ------------------------------------------------------------------ */
-/* Store (any thread; LMDB underneath, but no LMDB types here)         */
+/* Store: the asynchronous API (ABI 1.2)                               */
 
-/* Tables are named; use your module's name or a prefix of it. A write
- * transaction is durable once xmppd_store_commit returns 0. Keep
- * transactions short and never send, route or close a session while one is
- * open: that can run other modules' hooks, which open their own (LMDB has
- * one writer at a time: a deadlock). */
+/*
+ * What every module uses (doc/modules.md, "The store"). Operations complete
+ * through a callback, so that a backend that answers later (PostgreSQL,
+ * over the network) needs no change to a module; LMDB answers at once.
+ *
+ * Tables are named (your module's name or a prefix of it, at most 64
+ * bytes); keys are 1 to 511 bytes (prefixes 0 to 511), built with
+ * xmppd_store_key; values are any bytes.
+ *
+ * The contract, for every backend:
+ *  - Call these only on a worker, from a callback the core runs there (a
+ *    hook, an IQ or service handler, a timer, or one of these callbacks).
+ *    Elsewhere (load, unload, reload, a control command: the main thread)
+ *    they return -1 and nothing runs.
+ *  - Every callback runs on the worker that made the call, from its event
+ *    loop, and NEVER before the call has returned: state the caller sets
+ *    up after the call is in place when the callback runs.
+ *  - Every call that returned 0 completes exactly once, whatever happens
+ *    (errors, shutdown): its get, row and done functions run.
+ *  - Operations one worker submits take effect, and complete, in
+ *    submission order: a get submitted after a batch sees the batch's
+ *    writes, and callbacks run in the order the calls were made.
+ *  - A batch is all or nothing, and durable when its done callback reports
+ *    XMPPD_STORE_OK. Batches are independent: one that fails leaves
+ *    nothing behind and does not fail the others. Writes of several
+ *    batches are committed together (group commit: one transaction per
+ *    loop iteration of the worker, not one per stanza), so a module never
+ *    commits by itself.
+ *  - Stanza order (RFC 6120 10.1): while operations that a stanza's
+ *    handlers started (directly, or from those operations' callbacks) are
+ *    pending, the stream that sent the stanza processes no further input;
+ *    it resumes when the last of them has completed. A roster set followed
+ *    by a presence on one stream: the presence is handled after the set's
+ *    batch has completed. (Work started elsewhere, by the stanza's
+ *    delivery on another worker or from a timer, does not hold it.)
+ *  - Unload: the loader waits until every operation the module submitted
+ *    has completed (and its callback returned) before it calls unload and
+ *    unmaps the module; callbacks may run after the module's registrations
+ *    are gone.
+ *
+ * What a callback may do:
+ *  - get, row (of xmppd_store_ascan) and done callbacks run after the
+ *    backend's work, with no transaction open: route, send, reply to an
+ *    IQ (xmppd_iq_reply / xmppd_iq_error on an iq the handler kept a
+ *    reference to: a deferred reply), start more asynchronous operations
+ *    (they count against the same stream), use every other function.
+ *    Never the synchronous xmppd_store_* below: they block the worker (on
+ *    a backend that answers later, for a round trip).
+ *  - The get and row functions of a batch (xmppd_batch_get / _scan) are
+ *    steps: they run while the batch executes, inside its transaction
+ *    (with LMDB, the worker holds the write lock). A step may only read
+ *    what it is given, copy it, append ops to its batch (xmppd_batch_put,
+ *    ... on the batch passed to it) and decide: return 0 to go on, < 0 to
+ *    fail the batch (XMPPD_STORE_ABORTED), and for a row > 0 to skip the
+ *    rest of the scan. It must not route, send, reply, or call anything
+ *    that may touch the store; do that in the done callback.
+ *
+ * Pointers passed to callbacks (keys, values) are valid during the call
+ * only. Arguments to these functions are copied: the caller's buffers may
+ * be freed when the call returns. Keep no xmppd_session pointer for a
+ * callback (the session may end meanwhile); keep a JID and route.
+ */
+enum xmppd_store_status {
+	XMPPD_STORE_OK = 0,
+	XMPPD_STORE_NOT_FOUND = 1,  /* a get: no such key */
+	XMPPD_STORE_ERROR = -1,     /* the backend failed (I/O, full, ...) */
+	XMPPD_STORE_INVALID = -2,   /* a bad table name, key or prefix */
+	XMPPD_STORE_ABORTED = -3,   /* a step of the batch returned < 0 */
+};
+
+/* A get's result: status OK with the value, or NOT_FOUND / an error with
+ * NULL, 0. */
+typedef void (*xmppd_store_get_fn)(int status, const void *val, size_t vlen, void *ud);
+/* The end of a scan or a batch. */
+typedef void (*xmppd_store_done_fn)(int status, void *ud);
+/* A batch's steps (see above): b is the batch, to append ops to. */
+typedef int (*xmppd_batch_get_fn)(xmppd_batch *b, int status, const void *val, size_t vlen,
+    void *ud);
+typedef int (*xmppd_batch_row_fn)(xmppd_batch *b, const void *key, size_t klen,
+    const void *val, size_t vlen, void *ud);
+/* The row function of xmppd_store_ascan (and of the synchronous
+ * xmppd_store_scan): non-zero stops. */
+typedef int (*xmppd_scan_fn)(void *ud, const void *key, size_t klen, const void *val,
+    size_t vlen);
+
+/* One key. fn runs once. 0, or -1 (not on a worker: nothing runs). */
+XMPPD_API int xmppd_store_aget(xmppd_ctx *ctx, const char *table, const void *key,
+    size_t klen, xmppd_store_get_fn fn, void *ud);
+/* Every key starting with prefix, in key order: row for each until it
+ * returns non-zero (the backend may have read further), then done (may be
+ * NULL) with OK or an error (no rows are given after an error). 0 or -1. */
+XMPPD_API int xmppd_store_ascan(xmppd_ctx *ctx, const char *table, const void *prefix,
+    size_t plen, xmppd_scan_fn row, xmppd_store_done_fn done, void *ud);
+
+/*
+ * A batch: writes and reads that run in order, atomically, when submitted.
+ * Build it with the functions below (each copies its arguments and returns
+ * 0, or -1 for a bad argument or no memory: the batch then completes with
+ * XMPPD_STORE_INVALID or XMPPD_STORE_ERROR without running), then submit
+ * it; the core frees it after its done callback. A get or scan inside a
+ * batch sees the batch's earlier writes. From a step, the same functions
+ * append to the running batch (-1 then only says the op was not added).
+ */
+XMPPD_API xmppd_batch *xmppd_batch_new(xmppd_ctx *ctx);       /* NULL: no memory */
+XMPPD_API int xmppd_batch_put(xmppd_batch *b, const char *table, const void *key,
+    size_t klen, const void *val, size_t vlen);
+/* An absent key is not an error. */
+XMPPD_API int xmppd_batch_del(xmppd_batch *b, const char *table, const void *key,
+    size_t klen);
+XMPPD_API int xmppd_batch_del_prefix(xmppd_batch *b, const char *table, const void *prefix,
+    size_t plen);
+/* fn runs while the batch executes, with OK and the value or NOT_FOUND. */
+XMPPD_API int xmppd_batch_get(xmppd_batch *b, const char *table, const void *key,
+    size_t klen, xmppd_batch_get_fn fn, void *ud);
+/* fn runs for each row with the prefix, in key order, while the batch
+ * executes. */
+XMPPD_API int xmppd_batch_scan(xmppd_batch *b, const char *table, const void *prefix,
+    size_t plen, xmppd_batch_row_fn fn, void *ud);
+/* Submits b; done (may be NULL) runs once with OK (durable), ABORTED,
+ * INVALID or ERROR (then nothing of b was written). 0, or -1 (not on a
+ * worker: nothing runs, b is freed). */
+XMPPD_API int xmppd_batch_submit(xmppd_batch *b, xmppd_store_done_fn done, void *ud);
+/* Drops a batch that was not submitted. NULL ok. */
+XMPPD_API void xmppd_batch_free(xmppd_batch *b);
+
+/* ------------------------------------------------------------------ */
+/* Store: synchronous (deprecated for modules)                         */
+
+/*
+ * The ABI 1.0 store calls, kept so that older modules load. Deprecated for
+ * modules: they block the calling worker until the store answers, which a
+ * backend across a network makes long, and they bypass the stream order
+ * above. Never call them from the asynchronous API's callbacks (a step
+ * holds the worker's write transaction: a deadlock).
+ *
+ * Any thread. A write transaction is durable once xmppd_store_commit
+ * returns 0. Keep transactions short and never send, route or close a
+ * session while one is open: that can run other modules' hooks, which open
+ * their own (LMDB has one writer at a time: a deadlock).
+ */
 XMPPD_API xmppd_txn *xmppd_store_begin(int write);
 XMPPD_API int xmppd_store_commit(xmppd_txn *txn);   /* 0 or -1; frees txn */
 XMPPD_API void xmppd_store_abort(xmppd_txn *txn);   /* frees txn; NULL ok */
@@ -396,14 +534,12 @@ XMPPD_API int xmppd_store_put(xmppd_txn *txn, const char *table, const void *key
 XMPPD_API int xmppd_store_del(xmppd_txn *txn, const char *table, const void *key, size_t klen);
 /* Every key starting with prefix, in order, until fn returns non-zero
  * (returned). 0 at the end, -1 on error. fn must not write the table. */
-typedef int (*xmppd_scan_fn)(void *ud, const void *key, size_t klen, const void *val,
-    size_t vlen);
 XMPPD_API int xmppd_store_scan(xmppd_txn *txn, const char *table, const void *prefix,
     size_t plen, xmppd_scan_fn fn, void *ud);
 XMPPD_API long xmppd_store_del_prefix(xmppd_txn *txn, const char *table, const void *prefix,
     size_t plen);
-/* Builds a key from strings, each followed by a NUL byte (unambiguous),
- * into buf. Returns the length, or 0 if it does not fit (LMDB keys are at
+/* (Both APIs.) Builds a key from strings, each followed by a NUL byte
+ * (unambiguous), into buf. Returns the length, or 0 if it does not fit (LMDB keys are at
  * most 511 bytes). The list ends with (char *)NULL. */
 XMPPD_API size_t xmppd_store_key(char *buf, size_t size, ...);
 /*

@@ -9,6 +9,11 @@
  * element as XML. Each element is at most max_size bytes, and an account
  * holds at most max_items of them.
  *
+ * The store is used through the asynchronous API (ABI 1.2): a set is one
+ * batch and a get one read per element; the IQ is answered from their
+ * callbacks (a deferred reply). The reference conversion for other modules
+ * (doc/modules.md, "The store").
+ *
  * Results are built by parsing the stored text into the reply rather than
  * with xmppd_iq_reply, whose copy keeps either the text or the children of
  * an element but not both: private XML is the client's, and comes back as
@@ -55,88 +60,154 @@ elem_key(char *buf, size_t size, const xmppd_jid *user, const xmppd_elem *e)
 	    xmppd_elem_ns(e), xmppd_elem_name(e), (const char *)NULL);
 }
 
+/* ---------------------------------------------------------------- */
+/* Set: one batch, answered when it has completed.                    */
+
+/* A set in flight: the IQ (a reference: the reply is deferred, from the
+ * batch's done callback) and what its steps found. */
+struct pset {
+	xmppd_elem *iq;
+	long items;                 /* elements the account holds */
+	long max_items;
+	const char *cond, *why;     /* why a step failed the batch */
+};
+
+/* Step: every element the account holds (the scan comes first). */
 static int
-count_one(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+count_row(xmppd_batch *b, const void *key, size_t klen, const void *val, size_t vlen,
+    void *ud)
 {
-	(*(long *)ud)++;
+	((struct pset *)ud)->items++;
 	return 0;
 }
 
-/* ---------------------------------------------------------------- */
+/* Step, before each put: a new name must fit (XEP-0049 leaves the limit
+ * to the server; resource-constraint, RFC 6120 8.3.3.18). It sees the
+ * batch's earlier puts, so a name given twice counts once. */
+static int
+check_new(xmppd_batch *b, int status, const void *val, size_t vlen, void *ud)
+{
+	struct pset *ps = ud;
+
+	if (status == XMPPD_STORE_OK)
+		return 0;               /* replaces what is stored */
+	if (ps->items >= ps->max_items) {
+		ps->cond = "resource-constraint";
+		ps->why = "too many stored elements";
+		return -1;
+	}
+	ps->items++;
+	return 0;
+}
+
+static void
+set_done(int status, void *ud)
+{
+	struct pset *ps = ud;
+
+	if (status == XMPPD_STORE_OK)
+		xmppd_iq_reply(ps->iq, NULL);
+	else if (status == XMPPD_STORE_ABORTED && ps->cond != NULL)
+		xmppd_iq_error(ps->iq, ps->cond, ps->why);
+	else
+		xmppd_iq_error(ps->iq, "internal-server-error", NULL);
+	xmppd_elem_unref(ps->iq);
+	free(ps);
+}
 
 static void
 private_set(xmppd_ctx *ctx, xmppd_elem *iq, xmppd_elem *query, const xmppd_jid *user)
 {
-	size_t max_size = (size_t)xmppd_opt_int(ctx, "max_size"), klen, plen, len, vlen;
-	long items = 0, max_items = xmppd_opt_int(ctx, "max_items");
-	const char *cond = NULL, *why = NULL;
+	size_t max_size = (size_t)xmppd_opt_int(ctx, "max_size"), klen, plen, len;
 	char key[512], prefix[512], *text;
-	const void *val;
+	struct pset *ps;
+	xmppd_batch *b;
 	xmppd_elem *c;
-	xmppd_txn *txn;
-	int r;
 
-	plen = xmppd_store_key(prefix, sizeof(prefix), xmppd_jid_domain(user),
-	    xmppd_jid_node(user), (const char *)NULL);
-	if (plen == 0 || (txn = xmppd_store_begin(1)) == NULL) {
-		xmppd_iq_error(iq, "internal-server-error", NULL);
-		return;
-	}
-	if (xmppd_store_scan(txn, TABLE, prefix, plen, count_one, &items) < 0)
-		cond = "internal-server-error";
-	/* All or nothing: the transaction commits only if every one fits. */
-	for (c = xmppd_elem_first_child(query); cond == NULL && c != NULL;
-	    c = xmppd_elem_next_sibling(c)) {
-		if ((klen = elem_key(key, sizeof(key), user, c)) == 0) {
-			cond = "not-acceptable";
-			why = "the namespace and name are too long";
-			break;
+	/* What can be refused without the store is, at once. */
+	for (c = xmppd_elem_first_child(query); c != NULL; c = xmppd_elem_next_sibling(c)) {
+		if (elem_key(key, sizeof(key), user, c) == 0) {
+			xmppd_iq_error(iq, "not-acceptable", "the namespace and name are too long");
+			return;
 		}
 		if ((text = xmppd_elem_to_string(c, &len)) == NULL) {
-			cond = "internal-server-error";
-			break;
-		}
-		if (len > max_size) {
-			cond = "not-acceptable";
-			why = "the element is too large";
-		} else if ((r = xmppd_store_get(txn, TABLE, key, klen, &val, &vlen)) < 0) {
-			cond = "internal-server-error";
-		} else if (r == 1 && items >= max_items) {
-			cond = "resource-constraint";
-			why = "too many stored elements";
-		} else if (xmppd_store_put(txn, TABLE, key, klen, text, len) < 0) {
-			cond = "internal-server-error";
-		} else if (r == 1) {
-			items++;
+			xmppd_iq_error(iq, "internal-server-error", NULL);
+			return;
 		}
 		free(text);
+		if (len > max_size) {
+			xmppd_iq_error(iq, "not-acceptable", "the element is too large");
+			return;
+		}
 	}
-	if (cond != NULL) {
-		xmppd_store_abort(txn);
-		xmppd_iq_error(iq, cond, why);
-		return;
-	}
-	if (xmppd_store_commit(txn) < 0) {
-		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot store private XML of %s",
-		    xmppd_jid_bare(user));
+	plen = xmppd_store_key(prefix, sizeof(prefix), xmppd_jid_domain(user),
+	    xmppd_jid_node(user), (const char *)NULL);
+	if (plen == 0 || (ps = calloc(1, sizeof(*ps))) == NULL) {
 		xmppd_iq_error(iq, "internal-server-error", NULL);
 		return;
 	}
-	xmppd_iq_reply(iq, NULL);
+	if ((b = xmppd_batch_new(ctx)) == NULL) {
+		free(ps);
+		xmppd_iq_error(iq, "internal-server-error", NULL);
+		return;
+	}
+	ps->max_items = xmppd_opt_int(ctx, "max_items");
+	/* All or nothing: the count, then for each element a check and the
+	 * put, in one batch; a step that refuses fails all of it. */
+	(void)xmppd_batch_scan(b, TABLE, prefix, plen, count_row, ps);
+	for (c = xmppd_elem_first_child(query); c != NULL; c = xmppd_elem_next_sibling(c)) {
+		klen = elem_key(key, sizeof(key), user, c);
+		if ((text = xmppd_elem_to_string(c, &len)) == NULL) {
+			xmppd_batch_free(b);
+			free(ps);
+			xmppd_iq_error(iq, "internal-server-error", NULL);
+			return;
+		}
+		/* A failure here fails the batch when submitted (ERROR). */
+		(void)xmppd_batch_get(b, TABLE, key, klen, check_new, ps);
+		(void)xmppd_batch_put(b, TABLE, key, klen, text, len);
+		free(text);
+	}
+	ps->iq = xmppd_elem_ref(iq);
+	if (xmppd_batch_submit(b, set_done, ps) < 0) {
+		xmppd_elem_unref(ps->iq);
+		free(ps);
+		xmppd_iq_error(iq, "internal-server-error", NULL);
+	}
 }
 
-/* Writes what is stored for e, or an empty e (XEP-0049 2.3), to out. */
-static int
-write_one(FILE *out, xmppd_txn *txn, const xmppd_jid *user, const xmppd_elem *e)
-{
-	char key[512], *text;
-	size_t klen = elem_key(key, sizeof(key), user, e), len;
-	const void *val;
-	xmppd_elem *empty;
+/* ---------------------------------------------------------------- */
+/* Get: one read per element asked for, answered when the last one   */
+/* has completed (they complete in the order they were made).         */
 
-	if (klen != 0 && xmppd_store_get(txn, TABLE, key, klen, &val, &len) == 0)
-		return fwrite(val, 1, len, out) == len ? 0 : -1;
-	empty = xmppd_elem_new(xmppd_elem_ns(e), xmppd_elem_name(e));
+struct pget {
+	xmppd_elem *iq;             /* a reference: the deferred reply */
+	FILE *out;                  /* the reply, as text */
+	char *text;
+	size_t len;
+	int bad;
+	unsigned left;              /* reads not completed yet */
+};
+
+struct pone {
+	struct pget *pg;
+	const xmppd_elem *want;     /* in pg->iq's tree, which pg keeps */
+	int nokey;                  /* too long to be a key: never stored */
+};
+
+/* Writes the stored element, or an empty one (XEP-0049 2.3), to out. */
+static int
+write_one(FILE *out, int status, const void *val, size_t vlen, const xmppd_elem *want)
+{
+	xmppd_elem *empty;
+	size_t len;
+	char *text;
+
+	if (status == XMPPD_STORE_OK)
+		return fwrite(val, 1, vlen, out) == vlen ? 0 : -1;
+	if (status != XMPPD_STORE_NOT_FOUND)
+		return -1;
+	empty = xmppd_elem_new(xmppd_elem_ns(want), xmppd_elem_name(want));
 	text = xmppd_elem_to_string(empty, &len);
 	xmppd_elem_unref(empty);
 	if (text == NULL || fwrite(text, 1, len, out) != len) {
@@ -148,35 +219,80 @@ write_one(FILE *out, xmppd_txn *txn, const xmppd_jid *user, const xmppd_elem *e)
 }
 
 static void
-private_get(xmppd_elem *iq, xmppd_elem *query, const xmppd_jid *user)
+get_finish(struct pget *pg)
 {
-	char *text = NULL;
-	size_t len = 0;
-	FILE *out = open_memstream(&text, &len);
-	xmppd_txn *txn = xmppd_store_begin(0);
-	xmppd_elem *c, *r = NULL;
-	int bad = out == NULL || txn == NULL;
+	xmppd_elem *r = NULL;
 
-	if (!bad)
-		fputs("<iq type='result'><query xmlns='" NS_PRIVATE "'>", out);
-	for (c = xmppd_elem_first_child(query); !bad && c != NULL; c = xmppd_elem_next_sibling(c))
-		bad = write_one(out, txn, user, c) < 0;
-	xmppd_store_abort(txn);
-	if (out != NULL) {
-		fputs("</query></iq>", out);
-		bad |= fclose(out) != 0;
-	}
-	if (!bad && (r = xmppd_elem_parse(text, len)) != NULL) {
+	fputs("</query></iq>", pg->out);
+	pg->bad |= fclose(pg->out) != 0;
+	if (!pg->bad && (r = xmppd_elem_parse(pg->text, pg->len)) != NULL) {
 		/* As stanza_iq_result does: the addresses swapped. */
-		xmppd_elem_set_attr(r, "id", xmppd_elem_attr(iq, "id"));
-		xmppd_elem_set_attr(r, "to", xmppd_elem_attr(iq, "from"));
-		xmppd_elem_set_attr(r, "from", xmppd_elem_attr(iq, "to"));
+		xmppd_elem_set_attr(r, "id", xmppd_elem_attr(pg->iq, "id"));
+		xmppd_elem_set_attr(r, "to", xmppd_elem_attr(pg->iq, "from"));
+		xmppd_elem_set_attr(r, "from", xmppd_elem_attr(pg->iq, "to"));
 		xmppd_route(r);
 		xmppd_elem_unref(r);
 	} else {
-		xmppd_iq_error(iq, "internal-server-error", NULL);
+		xmppd_iq_error(pg->iq, "internal-server-error", NULL);
 	}
-	free(text);
+	xmppd_elem_unref(pg->iq);
+	free(pg->text);
+	free(pg);
+}
+
+static void
+got_one(int status, const void *val, size_t vlen, void *ud)
+{
+	struct pone *po = ud;
+	struct pget *pg = po->pg;
+
+	if (po->nokey)
+		status = XMPPD_STORE_NOT_FOUND;
+	if (!pg->bad)
+		pg->bad = write_one(pg->out, status, val, vlen, po->want) < 0;
+	free(po);
+	if (--pg->left == 0)
+		get_finish(pg);
+}
+
+static void
+private_get(xmppd_ctx *ctx, xmppd_elem *iq, xmppd_elem *query, const xmppd_jid *user)
+{
+	struct pget *pg = calloc(1, sizeof(*pg));
+	struct pone *po;
+	xmppd_elem *c;
+	char key[512];
+	size_t klen;
+
+	if (pg == NULL || (pg->out = open_memstream(&pg->text, &pg->len)) == NULL) {
+		free(pg);
+		xmppd_iq_error(iq, "internal-server-error", NULL);
+		return;
+	}
+	pg->iq = xmppd_elem_ref(iq);
+	fputs("<iq type='result'><query xmlns='" NS_PRIVATE "'>", pg->out);
+	/* No callback runs before the calls return: counting up here is
+	 * safe. A key that does not fit cannot be stored: empty. */
+	for (c = xmppd_elem_first_child(query); c != NULL && !pg->bad;
+	    c = xmppd_elem_next_sibling(c)) {
+		if ((po = calloc(1, sizeof(*po))) == NULL) {
+			pg->bad = 1;
+			break;
+		}
+		po->pg = pg;
+		po->want = c;
+		klen = elem_key(key, sizeof(key), user, c);
+		po->nokey = klen == 0;
+		pg->left++;
+		/* A key that does not fit still takes its turn (INVALID). */
+		if (xmppd_store_aget(ctx, TABLE, key, klen, got_one, po) < 0) {
+			pg->left--;
+			pg->bad = 1;
+			free(po);
+		}
+	}
+	if (pg->left == 0)
+		get_finish(pg);
 }
 
 static enum xmppd_result
@@ -208,7 +324,7 @@ private_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
 	else if (set)
 		private_set(ud, iq, query, to);
 	else
-		private_get(iq, query, to);
+		private_get(ud, iq, query, to);
 	return XMPPD_STOP;
 }
 
@@ -228,7 +344,7 @@ load(xmppd_ctx *ctx)
 
 XMPPD_MODULE_EXPORT const struct xmppd_module xmppd_module = {
 	.abi_major = XMPPD_ABI_MAJOR,
-	.abi_minor = XMPPD_ABI_MINOR,
+	.abi_minor = XMPPD_ABI_MINOR,   /* 1.2: the asynchronous store */
 	.name = "mod_private",
 	.version = "1.0",
 	.options = options,

@@ -14,11 +14,21 @@
  * and, for the broadcast to the user's own resources, which the core does
  * without routing, in presence_in, by sending the recipient a changed copy.
  *
+ * Presence cannot wait for the store, so the hash of every user with a
+ * session is kept in memory (the photo cache below): loaded when a session
+ * opens (the stream holds its next stanza, the initial presence, until it
+ * is: RFC 6120 10.1), replaced when a vCard set has completed, dropped when
+ * the user's last session ends.
+ *
+ * The store is used through the asynchronous API (ABI 1.2): gets answer
+ * from the read's callback, sets from the batch's (deferred IQ replies).
+ *
  * Tables: mod_vcard (host NUL node NUL -> the vCard as XML) and
  * mod_vcard_photo (the same key -> 40 hex digits).
  *
  * Links with -lcrypto (OpenSSL: base64 decoding and SHA-1).
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +41,7 @@
 #define T_VCARD "mod_vcard"
 #define T_PHOTO "mod_vcard_photo"
 #define HASH_HEX 40
+#define PHOTO_BUCKETS 1024
 
 static const struct xmppd_option options[] = {
 	/* The largest vCard stored, serialized, in bytes. */
@@ -109,25 +120,178 @@ out:
 	return rc;
 }
 
-/* The stored hash of node@host's avatar into hex; 1 found, else 0. */
-static int
-stored_hash(const char *node, const char *host, char *hex)
+/* ---------------------------------------------------------------- */
+/* The photo cache.                                                   */
+
+/*
+ * One entry per user with a session on any worker (module-wide, under a
+ * mutex: presence is stamped on the sender's worker, and on the recipient's
+ * for the broadcast to the user's own resources). Each session holds a
+ * reference through its slot (freed when the session ends or the module
+ * unloads), and so does a load in flight.
+ */
+struct photo {
+	struct photo *next;
+	unsigned refs;
+	int known;                  /* hex is what the store holds */
+	char hex[HASH_HEX + 1];     /* "" when the user has no avatar */
+	char bare[];
+};
+
+static struct photo *photos[PHOTO_BUCKETS];
+static pthread_mutex_t photo_lock = PTHREAD_MUTEX_INITIALIZER;
+static int slot = -1;
+
+static struct photo **
+photo_bucket(const char *bare)
 {
-	char key[512];
-	size_t klen = user_key(key, sizeof(key), node, host), vlen;
-	const void *val;
-	xmppd_txn *txn;
+	unsigned h = 5381;
+
+	for (const unsigned char *p = (const unsigned char *)bare; *p != '\0'; p++)
+		h = h * 33 + *p;
+	return &photos[h % PHOTO_BUCKETS];
+}
+
+/* Called with photo_lock held. */
+static struct photo *
+photo_find(const char *bare)
+{
+	struct photo *p;
+
+	for (p = *photo_bucket(bare); p != NULL && strcmp(p->bare, bare) != 0; p = p->next)
+		;
+	return p;
+}
+
+/* The entry of bare, made if needed, with a reference; NULL: no memory. */
+static struct photo *
+photo_ref(const char *bare)
+{
+	struct photo *p;
+
+	pthread_mutex_lock(&photo_lock);
+	if ((p = photo_find(bare)) == NULL && (p = calloc(1, sizeof(*p) + strlen(bare) + 1)) != NULL) {
+		strcpy(p->bare, bare);
+		p->next = *photo_bucket(bare);
+		*photo_bucket(bare) = p;
+	}
+	if (p != NULL)
+		p->refs++;
+	pthread_mutex_unlock(&photo_lock);
+	return p;
+}
+
+static void
+photo_unref(void *data)
+{
+	struct photo *p = data, **pp;
+
+	pthread_mutex_lock(&photo_lock);
+	if (--p->refs == 0) {
+		for (pp = photo_bucket(p->bare); *pp != p; pp = &(*pp)->next)
+			;
+		*pp = p->next;
+		free(p);
+	}
+	pthread_mutex_unlock(&photo_lock);
+}
+
+/* The hash of bare's avatar into hex; 1 if there is one, else 0 (also
+ * when bare has no session, or its hash is still being loaded). */
+static int
+photo_lookup(const char *bare, char *hex)
+{
+	struct photo *p;
 	int found = 0;
 
-	if (klen == 0 || (txn = xmppd_store_begin(0)) == NULL)
-		return 0;
-	if (xmppd_store_get(txn, T_PHOTO, key, klen, &val, &vlen) == 0 && vlen == HASH_HEX) {
-		memcpy(hex, val, HASH_HEX);
-		hex[HASH_HEX] = '\0';
+	pthread_mutex_lock(&photo_lock);
+	if ((p = photo_find(bare)) != NULL && p->known && p->hex[0] != '\0') {
+		memcpy(hex, p->hex, HASH_HEX + 1);
 		found = 1;
 	}
-	xmppd_store_abort(txn);
+	pthread_mutex_unlock(&photo_lock);
 	return found;
+}
+
+/* A vCard set has completed: what the store now holds ("" none). */
+static void
+photo_learn(const char *bare, const char *hex)
+{
+	struct photo *p;
+
+	pthread_mutex_lock(&photo_lock);
+	if ((p = photo_find(bare)) != NULL) {
+		strcpy(p->hex, hex);
+		p->known = 1;
+	}
+	pthread_mutex_unlock(&photo_lock);
+}
+
+/* The load's read has completed. A set that completed meanwhile knows
+ * better: it wrote after this read. */
+static void
+photo_loaded(int status, const void *val, size_t vlen, void *ud)
+{
+	struct photo *p = ud;
+
+	pthread_mutex_lock(&photo_lock);
+	if (!p->known && (status == XMPPD_STORE_OK || status == XMPPD_STORE_NOT_FOUND)) {
+		if (status == XMPPD_STORE_OK && vlen == HASH_HEX)
+			memcpy(p->hex, val, HASH_HEX);
+		p->hex[status == XMPPD_STORE_OK && vlen == HASH_HEX ? HASH_HEX : 0] = '\0';
+		p->known = 1;
+	}
+	pthread_mutex_unlock(&photo_lock);
+	photo_unref(p);
+}
+
+/* A session of a user: its reference on the user's entry, and the load if
+ * the hash is not known yet. */
+static void
+photo_adopt(xmppd_ctx *ctx, xmppd_session *s)
+{
+	const xmppd_jid *jid = xmppd_session_jid(s);
+	char key[512];
+	size_t klen;
+	struct photo *p;
+	int known;
+
+	if (jid == NULL || xmppd_jid_node(jid) == NULL || xmppd_session_get(s, slot) != NULL ||
+	    (p = photo_ref(xmppd_jid_bare(jid))) == NULL)
+		return;
+	xmppd_session_set(s, slot, p, photo_unref);
+	pthread_mutex_lock(&photo_lock);
+	known = p->known;
+	if (!known)
+		p->refs++;              /* the load's */
+	pthread_mutex_unlock(&photo_lock);
+	if (known)
+		return;
+	klen = user_key(key, sizeof(key), xmppd_jid_node(jid), xmppd_jid_domain(jid));
+	if (xmppd_store_aget(ctx, T_PHOTO, key, klen, photo_loaded, p) < 0)
+		photo_unref(p);
+}
+
+static enum xmppd_result
+session_opened(void *args, void *ud)
+{
+	photo_adopt(ud, ((struct xmppd_session_args *)args)->session);
+	return XMPPD_CONTINUE;
+}
+
+/* Loaded while users are online: their sessions are adopted on their
+ * workers (a timer on each, once). */
+static void
+adopt_one(xmppd_session *s, void *ud)
+{
+	photo_adopt(ud, s);
+}
+
+static uint64_t
+adopt_sweep(void *ud)
+{
+	xmppd_session_foreach_local(adopt_one, ud);
+	return 0;
 }
 
 /*
@@ -149,7 +313,7 @@ with_photo(const xmppd_elem *st, const xmppd_jid *from)
 	if (from == NULL)
 		from = parsed = xmppd_jid_parse(xmppd_elem_attr(st, "from"));
 	if (from != NULL && xmppd_jid_node(from) != NULL)
-		found = stored_hash(xmppd_jid_node(from), xmppd_jid_domain(from), hex);
+		found = photo_lookup(xmppd_jid_bare(from), hex);
 	xmppd_jid_free(parsed);
 	if (!found)
 		return NULL;
@@ -206,27 +370,58 @@ presence_in(void *args, void *ud)
 /* ---------------------------------------------------------------- */
 /* XEP-0054: the IQs.                                                 */
 
+/* A get's read has completed: the deferred reply. */
 static void
-vcard_get(xmppd_elem *iq, const xmppd_jid *to)
+vcard_got(int status, const void *val, size_t vlen, void *ud)
 {
-	char key[512];
-	size_t klen = user_key(key, sizeof(key), xmppd_jid_node(to), xmppd_jid_domain(to)), vlen;
-	const void *val;
-	xmppd_elem *vcard = NULL;
-	xmppd_txn *txn;
-	int r = -1;
+	xmppd_elem *iq = ud, *vcard;
 
-	if (klen != 0 && (txn = xmppd_store_begin(0)) != NULL) {
-		if ((r = xmppd_store_get(txn, T_VCARD, key, klen, &val, &vlen)) == 0)
-			vcard = xmppd_elem_parse(val, vlen);
-		xmppd_store_abort(txn);
-	}
-	if (r == 1)     /* XEP-0054 3.1, 3.3: none stored */
+	if (status == XMPPD_STORE_NOT_FOUND)    /* XEP-0054 3.1, 3.3: none stored */
 		xmppd_iq_error(iq, "item-not-found", NULL);
-	else if (vcard == NULL)
+	else if (status != XMPPD_STORE_OK || (vcard = xmppd_elem_parse(val, vlen)) == NULL)
 		xmppd_iq_error(iq, "internal-server-error", NULL);
 	else
 		xmppd_iq_reply(iq, vcard);
+	xmppd_elem_unref(iq);
+}
+
+static void
+vcard_get(xmppd_ctx *ctx, xmppd_elem *iq, const xmppd_jid *to)
+{
+	char key[512];
+	size_t klen = user_key(key, sizeof(key), xmppd_jid_node(to), xmppd_jid_domain(to));
+
+	if (klen == 0 || xmppd_store_aget(ctx, T_VCARD, key, klen, vcard_got,
+	    xmppd_elem_ref(iq)) < 0) {
+		if (klen != 0)
+			xmppd_elem_unref(iq);
+		xmppd_iq_error(iq, "internal-server-error", NULL);
+	}
+}
+
+/* A set in flight: the IQ (a reference) and the hash it stores. */
+struct vset {
+	xmppd_elem *iq;
+	xmppd_ctx *ctx;
+	char hex[HASH_HEX + 1];     /* "" none */
+	char bare[];
+};
+
+static void
+vcard_stored(int status, void *ud)
+{
+	struct vset *vs = ud;
+
+	if (status == XMPPD_STORE_OK) {
+		/* Durable: presence from now on carries the new hash. */
+		photo_learn(vs->bare, vs->hex);
+		xmppd_iq_reply(vs->iq, NULL);
+	} else {
+		xmppd_log(vs->ctx, XMPPD_LOG_ERROR, "cannot store the vCard of %s", vs->bare);
+		xmppd_iq_error(vs->iq, "internal-server-error", NULL);
+	}
+	xmppd_elem_unref(vs->iq);
+	free(vs);
 }
 
 static void
@@ -234,8 +429,9 @@ vcard_set(xmppd_ctx *ctx, xmppd_elem *iq, xmppd_elem *vcard, const xmppd_jid *to
 {
 	char key[512], hex[HASH_HEX + 1], *text;
 	size_t klen = user_key(key, sizeof(key), xmppd_jid_node(to), xmppd_jid_domain(to)), len;
-	xmppd_txn *txn;
-	int photo, r;
+	struct vset *vs;
+	xmppd_batch *b;
+	int photo;
 
 	if ((text = xmppd_elem_to_string(vcard, &len)) == NULL || klen == 0) {
 		free(text);
@@ -252,29 +448,34 @@ vcard_set(xmppd_ctx *ctx, xmppd_elem *iq, xmppd_elem *vcard, const xmppd_jid *to
 		xmppd_iq_error(iq, "bad-request", "PHOTO/BINVAL is not base64");
 		return;
 	}
-	if ((txn = xmppd_store_begin(1)) == NULL) {
+	if ((vs = calloc(1, sizeof(*vs) + strlen(xmppd_jid_bare(to)) + 1)) == NULL ||
+	    (b = xmppd_batch_new(ctx)) == NULL) {
+		free(vs);
 		free(text);
 		xmppd_iq_error(iq, "internal-server-error", NULL);
 		return;
 	}
 	/* An empty vCard removes the stored one (XEP-0054 3.2 replaces the
-	 * whole vCard; there is nothing left to keep). */
+	 * whole vCard; there is nothing left to keep). The vCard and its
+	 * hash change together. */
 	if (xmppd_elem_first_child(vcard) == NULL)
-		r = xmppd_store_del(txn, T_VCARD, key, klen);
+		(void)xmppd_batch_del(b, T_VCARD, key, klen);
 	else
-		r = xmppd_store_put(txn, T_VCARD, key, klen, text, len);
-	if (r >= 0)
-		r = photo ? xmppd_store_put(txn, T_PHOTO, key, klen, hex, HASH_HEX) :
-		    xmppd_store_del(txn, T_PHOTO, key, klen);
+		(void)xmppd_batch_put(b, T_VCARD, key, klen, text, len);
+	if (photo)
+		(void)xmppd_batch_put(b, T_PHOTO, key, klen, hex, HASH_HEX);
+	else
+		(void)xmppd_batch_del(b, T_PHOTO, key, klen);
 	free(text);
-	if (r < 0 || xmppd_store_commit(txn) < 0) {
-		if (r < 0)
-			xmppd_store_abort(txn);
-		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot store the vCard of %s", xmppd_jid_bare(to));
+	vs->iq = xmppd_elem_ref(iq);
+	vs->ctx = ctx;
+	strcpy(vs->hex, photo ? hex : "");
+	strcpy(vs->bare, xmppd_jid_bare(to));
+	if (xmppd_batch_submit(b, vcard_stored, vs) < 0) {
+		xmppd_elem_unref(vs->iq);
+		free(vs);
 		xmppd_iq_error(iq, "internal-server-error", NULL);
-		return;
 	}
-	xmppd_iq_reply(iq, NULL);
 }
 
 static enum xmppd_result
@@ -297,7 +498,7 @@ vcard_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
 	else if (xmppd_jid_node(to) == NULL)
 		xmppd_iq_reply(iq, xmppd_elem_new(NS_VCARD, "vCard"));   /* the server's */
 	else
-		vcard_get(iq, to);
+		vcard_get(ud, iq, to);
 	return XMPPD_STOP;
 }
 
@@ -307,7 +508,10 @@ vcard_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
 static int
 load(xmppd_ctx *ctx)
 {
-	if (xmppd_iq_register(ctx, NULL, NS_VCARD, XMPPD_IQ_GET | XMPPD_IQ_SET,
+	if ((slot = xmppd_session_slot(ctx)) < 0 ||
+	    xmppd_hook_add(ctx, XMPPD_HOOK_SM_SESSION_OPENED, NULL, 0, session_opened, ctx) < 0 ||
+	    xmppd_timer_add_every_worker(ctx, 1, adopt_sweep, ctx) < 0 ||
+	    xmppd_iq_register(ctx, NULL, NS_VCARD, XMPPD_IQ_GET | XMPPD_IQ_SET,
 	    XMPPD_IQ_SERVER | XMPPD_IQ_ACCOUNT, vcard_iq, ctx) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_FILTER_PACKET, NULL, 50, filter_packet, ctx) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_PRESENCE_IN, NULL, 1000, presence_in, ctx) < 0 ||
@@ -319,11 +523,29 @@ load(xmppd_ctx *ctx)
 	return 0;
 }
 
+/* The slots' references went before this (the core frees session slots,
+ * and waits for the loads in flight, before calling unload). */
+static void
+unload(xmppd_ctx *ctx)
+{
+	struct photo *p, *next;
+
+	for (size_t i = 0; i < PHOTO_BUCKETS; i++) {
+		for (p = photos[i]; p != NULL; p = next) {
+			next = p->next;
+			free(p);
+		}
+		photos[i] = NULL;
+	}
+	slot = -1;
+}
+
 XMPPD_MODULE_EXPORT const struct xmppd_module xmppd_module = {
 	.abi_major = XMPPD_ABI_MAJOR,
-	.abi_minor = XMPPD_ABI_MINOR,
+	.abi_minor = XMPPD_ABI_MINOR,   /* 1.2: the asynchronous store */
 	.name = "mod_vcard",
 	.version = "1.0",
 	.options = options,
 	.load = load,
+	.unload = unload,
 };

@@ -1,5 +1,5 @@
 /*
- * main.c - xmppd: start-up, privileges, signals, reload, shutdown.
+ * xmppd.c - xmppd: start-up, privileges, signals, reload, shutdown.
  */
 #include "config.h"
 
@@ -26,9 +26,11 @@
 #include "c2s/c2s.h"
 #include "core/clock.h"
 #include "core/conf.h"
+#include "core/conf_keys.h"
 #include "core/log.h"
 #include "abi/module.h"
 #include "core/registry.h"
+#include "core/astore.h"
 #include "core/worker.h"
 #include "ctl/ctl.h"
 #include "net/listener.h"
@@ -36,6 +38,7 @@
 #include "router/session.h"
 #include "router/sm.h"
 #include "s2s/s2s.h"
+#include "store/backend.h"
 #include "store/store.h"
 #include "xml/stream.h"
 
@@ -54,6 +57,27 @@ usage(FILE *f)
 	    SYSCONFDIR "/xmppd/xmppd.yml");
 }
 
+/*
+ * The sections of xmppd.yml whose owners sit above the core (the core's
+ * own are built into the loader). Before the first conf_load: a key of a
+ * section not registered is refused as unknown. Sections are checked in
+ * this order after the file is read, so the first of several mistakes is
+ * reported in the order the checks always had (access rule names, then a
+ * listener's shaper).
+ */
+static void
+register_conf_sections(void)
+{
+	static const struct conf_section *const owned[] = {
+		&tls_conf_section, &auth_conf_section, &c2s_conf_section,
+		&s2s_conf_section, &listen_conf_section,
+	};
+
+	for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
+		if (conf_section_register(owned[i]) < 0)
+			fatal("configuration section '%s' cannot be registered", owned[i]->name);
+}
+
 static void
 apply_runtime(const struct conf *c)
 {
@@ -65,33 +89,30 @@ apply_runtime(const struct conf *c)
 	account_set_iterations(c->scram_iterations);
 }
 
+/*
+ * SIGHUP and xmppctl reload (the control socket's reload callback). Main
+ * thread. 0, or -1 with the reason in *error_r: the message of the step
+ * that refused (conf_load's, module_check_conf's or tls_load's buffer),
+ * valid until the next reload or module command.
+ */
 static int
-main_reload(char *errbuf, size_t errlen)
+main_reload(const char **error_r)
 {
 	struct conf *n, *old;
 	const char *err;
 
-	n = conf_load(config_path, errbuf, errlen);
-	if (n == NULL) {
-		log_error("main", "reload refused, keeping the running configuration: %s", errbuf);
-		return -1;
-	}
+	n = conf_load(config_path, &err);
+	if (n == NULL)
+		goto refused;
 	/* Modules too: a bad option or a missing file refuses the whole
 	 * reload, like any other error in the file. */
-	if (module_check_conf(n, errbuf, errlen) < 0) {
-		log_error("main", "reload refused, keeping the running configuration: %s", errbuf);
+	if (module_check_conf(n, &err) < 0 || tls_load(n, &err) < 0) {
 		conf_unref(n);
-		return -1;
-	}
-	if (tls_load(n, &err) < 0) {
-		snprintf(errbuf, errlen, "%s", err);
-		log_error("main", "reload refused, keeping the running configuration: %s", err);
-		conf_unref(n);
-		return -1;
+		goto refused;
 	}
 	/* Modules follow the new file: added, removed, options changed. */
-	if (module_apply_conf(n, errbuf, errlen) < 0)
-		log_error("main", "reload: %s", errbuf);
+	if (module_apply_conf(n, &err) < 0)
+		log_error("main", "reload: %s", err);
 	old = conf_current();
 	if (old->nlisten != n->nlisten || (n->workers != 0 && old->workers != n->workers) ||
 	    strcmp(old->spool_dir, n->spool_dir) != 0)
@@ -103,6 +124,10 @@ main_reload(char *errbuf, size_t errlen)
 	conf_swap(n);
 	log_notice("main", "configuration reloaded from %s", config_path);
 	return 0;
+refused:
+	log_error("main", "reload refused, keeping the running configuration: %s", err);
+	*error_r = err;
+	return -1;
 }
 
 static void
@@ -124,11 +149,11 @@ main_request_stop(void)
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
-	char err[512];
+	const char *err;
 
 	switch (sig) {
 	case SIGHUP:
-		(void)main_reload(err, sizeof(err));
+		(void)main_reload(&err);
 		break;
 	case SIGTERM:
 	case SIGINT:
@@ -219,7 +244,6 @@ main(int argc, char **argv)
 	};
 	struct event *sigs[4];
 	int check_only = 0, ch;
-	char errbuf[1024];
 	const char *err;
 	struct conf *c;
 	unsigned n;
@@ -250,9 +274,10 @@ main(int argc, char **argv)
 	if (config_path == NULL)
 		config_path = SYSCONFDIR "/xmppd/xmppd.yml";
 
-	c = conf_load(config_path, errbuf, sizeof(errbuf));
+	register_conf_sections();
+	c = conf_load(config_path, &err);
 	if (c == NULL) {
-		fprintf(stderr, "%s\n", errbuf);
+		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
 	if (tls_load(c, &err) < 0) {
@@ -261,8 +286,8 @@ main(int argc, char **argv)
 		tls_free();
 		return 1;
 	}
-	if (check_only && module_check_conf(c, errbuf, sizeof(errbuf)) < 0) {
-		fprintf(stderr, "%s\n", errbuf);
+	if (check_only && module_check_conf(c, &err) < 0) {
+		fprintf(stderr, "%s\n", err);
 		conf_unref(c);
 		tls_free();
 		return 1;
@@ -281,6 +306,12 @@ main(int argc, char **argv)
 
 	if (store_open(c->spool_dir, c->store_map_size, &err) < 0)
 		fatal("cannot open the store in %s: %s", c->spool_dir, err);
+	/* The asynchronous store, for modules (core/astore.h). */
+	if (astore_init(store_lmdb_backend(c->store_test_delay_ms)) < 0)
+		fatal("out of memory");
+	if (c->store_test_delay_ms > 0)
+		log_warning("main", "store_test_delay_ms: every store operation completes %u ms "
+		    "late (for tests only)", c->store_test_delay_ms);
 	if (sasl_init(&err) < 0)
 		fatal("SASL: %s", err);
 	if (sm_init() < 0)
@@ -321,8 +352,8 @@ main(int argc, char **argv)
 	if (worker_start_all() < 0)
 		fatal("cannot start the workers");
 	/* All or nothing (the loader has unloaded what it loaded). */
-	if (module_load_all(c, errbuf, sizeof(errbuf)) < 0)
-		fatal("modules: %s", errbuf);
+	if (module_load_all(c, &err) < 0)
+		fatal("modules: %s", err);
 
 	log_notice("main", "xmppd %s started: %u workers, %zu listeners, hosts:%s%s",
 	    PACKAGE_VERSION, n, c->nlisten, c->hosts[0], c->nhosts > 1 ? " ..." : "");
@@ -345,6 +376,7 @@ main(int argc, char **argv)
 	session_free_all();
 	sm_free();
 	worker_free_all();
+	astore_free();
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);
 	event_free(stop_ev);

@@ -17,6 +17,7 @@
 #include "abi/module.h"
 #include "auth/account.h"
 #include "core/acl.h"
+#include "core/astore.h"
 #include "core/clock.h"
 #include "core/conf.h"
 #include "core/registry.h"
@@ -24,6 +25,7 @@
 #include "router/session.h"
 #include "router/sm.h"
 #include "router/users.h"
+#include "store/backend.h"
 #include "store/store.h"
 #include "xml/stream.h"
 #include "xml/xml.h"
@@ -382,7 +384,81 @@ xmppd_is_local_host(const char *domain)
 }
 
 /* ---------------------------------------------------------------- */
-/* Store.                                                             */
+/* Store: asynchronous (core/astore.c).                               */
+
+_Static_assert((int)XMPPD_STORE_OK == (int)STORE_OK &&
+    (int)XMPPD_STORE_NOT_FOUND == (int)STORE_NOT_FOUND &&
+    (int)XMPPD_STORE_ERROR == (int)STORE_ERROR &&
+    (int)XMPPD_STORE_INVALID == (int)STORE_INVALID &&
+    (int)XMPPD_STORE_ABORTED == (int)STORE_ABORTED, "store statuses are the ABI's");
+
+XMPPD_API int
+xmppd_store_aget(xmppd_ctx *ctx, const char *table, const void *key, size_t klen,
+    xmppd_store_get_fn fn, void *ud)
+{
+	return astore_get(module_store_owner(ctx), table, key, klen, fn, ud);
+}
+
+XMPPD_API int
+xmppd_store_ascan(xmppd_ctx *ctx, const char *table, const void *prefix, size_t plen,
+    xmppd_scan_fn row, xmppd_store_done_fn done, void *ud)
+{
+	return astore_scan(module_store_owner(ctx), table, prefix, plen, row, done, ud);
+}
+
+XMPPD_API xmppd_batch *
+xmppd_batch_new(xmppd_ctx *ctx)
+{
+	return astore_batch_new(module_store_owner(ctx));
+}
+
+XMPPD_API int
+xmppd_batch_put(xmppd_batch *b, const char *table, const void *key, size_t klen,
+    const void *val, size_t vlen)
+{
+	return astore_batch_put(b, table, key, klen, val, vlen);
+}
+
+XMPPD_API int
+xmppd_batch_del(xmppd_batch *b, const char *table, const void *key, size_t klen)
+{
+	return astore_batch_del(b, table, key, klen);
+}
+
+XMPPD_API int
+xmppd_batch_del_prefix(xmppd_batch *b, const char *table, const void *prefix, size_t plen)
+{
+	return astore_batch_del_prefix(b, table, prefix, plen);
+}
+
+XMPPD_API int
+xmppd_batch_get(xmppd_batch *b, const char *table, const void *key, size_t klen,
+    xmppd_batch_get_fn fn, void *ud)
+{
+	return astore_batch_get(b, table, key, klen, fn, ud);
+}
+
+XMPPD_API int
+xmppd_batch_scan(xmppd_batch *b, const char *table, const void *prefix, size_t plen,
+    xmppd_batch_row_fn fn, void *ud)
+{
+	return astore_batch_scan(b, table, prefix, plen, fn, ud);
+}
+
+XMPPD_API int
+xmppd_batch_submit(xmppd_batch *b, xmppd_store_done_fn done, void *ud)
+{
+	return astore_batch_submit(b, done, ud);
+}
+
+XMPPD_API void
+xmppd_batch_free(xmppd_batch *b)
+{
+	astore_batch_free(b);
+}
+
+/* ---------------------------------------------------------------- */
+/* Store: synchronous (deprecated for modules).                       */
 
 XMPPD_API xmppd_txn *
 xmppd_store_begin(int write)

@@ -10,13 +10,17 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
 #include "abi/module.h"
+#include "core/astore.h"
+#include "core/clock.h"
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/registry.h"
@@ -55,9 +59,31 @@ struct xmppd_ctx {
 	size_t nslots;
 	const struct conf *conf;    /* while loading: the one it came from */
 	struct conf_node *opts_node; /* a copy of the options it was loaded with */
+	struct astore_owner store;  /* its asynchronous store work in flight */
+	int stuck;                  /* that work never completed: keep the code mapped */
 };
 
 static struct xmppd_ctx *modules;       /* loaded, in load order */
+
+/*
+ * The message of the module_* function that failed last (module.h): they
+ * all run on the main thread, so one buffer serves, valid until the next
+ * call.
+ */
+static char module_error[1024];
+
+static const char *merror(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static const char *
+merror(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(module_error, sizeof(module_error), fmt, ap);
+	va_end(ap);
+	return module_error;
+}
 
 static char *
 ctx_strdup(xmppd_ctx *ctx, const char *s)
@@ -455,7 +481,7 @@ opt_set(const struct xmppd_option *o, struct opt_value *v, const char *scalar,
 
 static int
 ctx_options(xmppd_ctx *ctx, const struct conf *c, const struct conf_module *cm,
-    char *err, size_t errlen)
+    const char **error_r)
 {
 	const struct xmppd_option *opts = ctx->mod->options;
 	const char *why;
@@ -468,12 +494,14 @@ ctx_options(xmppd_ctx *ctx, const struct conf *c, const struct conf_module *cm,
 	/* Filled privately and published whole: on a reload, workers keep
 	 * reading the old array until it is swapped. */
 	v = calloc(n + 1, sizeof(*v));
-	if (v == NULL)
+	if (v == NULL) {
+		*error_r = merror("%s: out of memory", ctx->name);
 		return -1;
+	}
 	for (size_t i = 0; i < n; i++)
 		if (opts[i].default_value != NULL &&
 		    opt_set(&opts[i], &v[i], opts[i].default_value, NULL, &why) < 0) {
-			snprintf(err, errlen, "%s: the default of option '%s' is invalid (%s)",
+			*error_r = merror("%s: the default of option '%s' is invalid (%s)",
 			    ctx->name, opts[i].name, why);
 			goto fail;
 		}
@@ -485,18 +513,18 @@ ctx_options(xmppd_ctx *ctx, const struct conf *c, const struct conf_module *cm,
 		for (i = 0; i < n && strcmp(opts[i].name, key) != 0; i++)
 			;
 		if (i == n) {
-			snprintf(err, errlen, "%s:%d: %s: unknown option '%s'", c->path, val->line,
+			*error_r = merror("%s:%d: %s: unknown option '%s'", c->path, val->line,
 			    ctx->name, key);
 			goto fail;
 		}
 		opt_free(&v[i]);
 		if (opt_set(&opts[i], &v[i], NULL, val, &why) < 0) {
 			if (opts[i].type == XMPPD_OPT_INT)
-				snprintf(err, errlen, "%s:%d: %s: '%s' expects a whole number "
+				*error_r = merror("%s:%d: %s: '%s' expects a whole number "
 				    "from %ld to %ld", c->path, val->line, ctx->name, key,
 				    opts[i].min, opts[i].max);
 			else
-				snprintf(err, errlen, "%s:%d: %s: '%s' %s", c->path, val->line,
+				*error_r = merror("%s:%d: %s: '%s' %s", c->path, val->line,
 				    ctx->name, key, why);
 			goto fail;
 		}
@@ -604,6 +632,12 @@ module_conf_of(xmppd_ctx *ctx)
 	return ctx->conf;
 }
 
+struct astore_owner *
+module_store_owner(xmppd_ctx *ctx)
+{
+	return ctx != NULL ? &ctx->store : NULL;
+}
+
 /* ---------------------------------------------------------------- */
 /* Loading and unloading.                                             */
 
@@ -647,15 +681,49 @@ ctx_destroy(xmppd_ctx *ctx)
 		xml_elem_unref(ctx->elems[i]);
 	free(ctx->elems);
 	conf_node_free(ctx->opts_node);
-	if (ctx->dl != NULL)
+	if (ctx->dl != NULL && !ctx->stuck)
 		dlclose(ctx->dl);
 	free(ctx->name);
 	free(ctx->path);
 	free(ctx);
 }
 
+/*
+ * Waits until every asynchronous store operation of ctx has completed and
+ * its callback returned (hooks/xmppd.h: unload waits for them, nothing is
+ * cancelled). They complete on the workers' loops, which keep running:
+ * with LMDB within a loop iteration, with a backend that answers later
+ * when it answers. A module whose work never completes (a backend that
+ * lost it) is left mapped rather than unmapped under a callback.
+ */
+#define STORE_QUIESCE_MAX_MS 60000
+
+static void
+store_quiesce(xmppd_ctx *ctx)
+{
+	uint64_t start = clock_now_ms(), said = start;
+
+	while (astore_pending(&ctx->store) > 0) {
+		uint64_t now = clock_now_ms();
+
+		if (now - start >= STORE_QUIESCE_MAX_MS) {
+			log_error("module", "%s: %lu store operation(s) never completed; "
+			    "its code stays mapped", ctx->name, astore_pending(&ctx->store));
+			ctx->stuck = 1;
+			return;
+		}
+		if (now - said >= 1000) {
+			log_notice("module", "%s: waiting for %lu store operation(s)", ctx->name,
+			    astore_pending(&ctx->store));
+			said = now;
+		}
+		usleep(1000);
+	}
+}
+
 /* Removes every registration of ctx and waits until no worker can be
- * running its code (DESIGN.md: unload waits for quiescence). */
+ * running its code (DESIGN.md: unload waits for quiescence), its store
+ * work included. */
 static void
 ctx_unregister(xmppd_ctx *ctx)
 {
@@ -664,6 +732,7 @@ ctx_unregister(xmppd_ctx *ctx)
 	for (size_t i = 0; i < ctx->nslots; i++)
 		worker_post_all(slot_clear_task, NULL, (uint64_t)ctx->slots[i]);
 	worker_sync_all();
+	store_quiesce(ctx);
 	registry_reclaim();
 	pthread_mutex_lock(&slot_lock);
 	for (size_t i = 0; i < ctx->nslots; i++)
@@ -674,25 +743,25 @@ ctx_unregister(xmppd_ctx *ctx)
 
 static int
 load_module(const struct conf *c, const char *name, const struct conf_module *cm,
-    char *err, size_t errlen)
+    const char **error_r)
 {
 	const char *dir = c->module_dir != NULL ? c->module_dir : XMPPD_MODULE_DIR;
 	xmppd_ctx *ctx;
 	char path[PATH_MAX];
 
 	if (find_loaded(name) != NULL) {
-		snprintf(err, errlen, "%s is already loaded", name);
+		*error_r = merror("%s is already loaded", name);
 		return -1;
 	}
 	if (strchr(name, '/') != NULL || strncmp(name, "mod_", 4) != 0) {
-		snprintf(err, errlen, "'%s' is not a module name (mod_...)", name);
+		*error_r = merror("'%s' is not a module name (mod_...)", name);
 		return -1;
 	}
 	snprintf(path, sizeof(path), "%s/%s.so", dir, name);
 	ctx = calloc(1, sizeof(*ctx));
 	if (ctx == NULL || (ctx->name = strdup(name)) == NULL ||
 	    (ctx->path = strdup(path)) == NULL) {
-		snprintf(err, errlen, "out of memory");
+		*error_r = merror("out of memory");
 		goto fail;
 	}
 	ctx->conf = c;
@@ -700,38 +769,38 @@ load_module(const struct conf *c, const char *name, const struct conf_module *cm
 	 * RTLD_LOCAL: modules do not see each other's symbols. */
 	ctx->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (ctx->dl == NULL) {
-		snprintf(err, errlen, "%s: %s", name, dlerror());
+		*error_r = merror("%s: %s", name, dlerror());
 		goto fail;
 	}
 	ctx->mod = dlsym(ctx->dl, XMPPD_MODULE_SYMBOL);
 	if (ctx->mod == NULL) {
-		snprintf(err, errlen, "%s: %s exports no '%s' descriptor", name, path,
+		*error_r = merror("%s: %s exports no '%s' descriptor", name, path,
 		    XMPPD_MODULE_SYMBOL);
 		goto fail;
 	}
 	/* nginx style: say exactly why a module is refused. */
 	if (ctx->mod->abi_major != XMPPD_ABI_MAJOR || ctx->mod->abi_minor > XMPPD_ABI_MINOR) {
-		snprintf(err, errlen, "%s: built for module ABI %u.%u, this xmppd has ABI %u.%u",
+		*error_r = merror("%s: built for module ABI %u.%u, this xmppd has ABI %u.%u",
 		    name, ctx->mod->abi_major, ctx->mod->abi_minor, XMPPD_ABI_MAJOR,
 		    XMPPD_ABI_MINOR);
 		goto fail;
 	}
 	if (ctx->mod->name == NULL || strcmp(ctx->mod->name, name) != 0) {
-		snprintf(err, errlen, "%s: the file calls itself '%s'", name,
+		*error_r = merror("%s: the file calls itself '%s'", name,
 		    ctx->mod->name ? ctx->mod->name : "(null)");
 		goto fail;
 	}
 	for (size_t i = 0; ctx->mod->depends != NULL && ctx->mod->depends[i] != NULL; i++)
 		if (find_loaded(ctx->mod->depends[i]) == NULL) {
-			snprintf(err, errlen, "%s needs %s, which is not loaded", name,
+			*error_r = merror("%s needs %s, which is not loaded", name,
 			    ctx->mod->depends[i]);
 			goto fail;
 		}
-	if (ctx_options(ctx, c, cm, err, errlen) < 0)
+	if (ctx_options(ctx, c, cm, error_r) < 0)
 		goto fail;
 	ctx->opts_node = cm != NULL ? conf_node_dup(cm->opts) : NULL;
 	if (ctx->mod->load == NULL || ctx->mod->load(ctx) < 0) {
-		snprintf(err, errlen, "%s: load failed (see the log)", name);
+		*error_r = merror("%s: load failed (see the log)", name);
 		/* All or nothing: take back whatever it registered. */
 		ctx_unregister(ctx);
 		goto fail;
@@ -775,36 +844,41 @@ unload_ctx(xmppd_ctx *ctx)
 			break;
 		}
 	ctx_unregister(ctx);
-	if (ctx->mod->unload != NULL)
+	/* Store work that never completed may still call the module: its
+	 * state stays too. */
+	if (ctx->mod->unload != NULL && !ctx->stuck)
 		ctx->mod->unload(ctx);
 	log_notice("module", "unloaded %s", ctx->name);
 	ctx_destroy(ctx);
 }
 
 int
-module_load_all(const struct conf *c, char *err, size_t errlen)
+module_load_all(const struct conf *c, const char **error_r)
 {
 	size_t loaded = 0, pass;
-	char last[1024] = "";
+	char last[sizeof(module_error)] = "";
+	const char *err;
 
 	/* Dependencies first: as many passes as there are modules. */
 	for (pass = 0; pass <= c->nmodules && loaded < c->nmodules; pass++) {
 		for (size_t i = 0; i < c->nmodules; i++) {
 			if (find_loaded(c->modules[i].name) != NULL)
 				continue;
-			if (load_module(c, c->modules[i].name, &c->modules[i], last,
-			    sizeof(last)) == 0) {
+			if (load_module(c, c->modules[i].name, &c->modules[i], &err) == 0) {
 				loaded++;
-			} else if (strstr(last, "which is not loaded") == NULL) {
-				snprintf(err, errlen, "%s", last);
+				continue;
+			}
+			snprintf(last, sizeof(last), "%s", err);
+			if (strstr(last, "which is not loaded") == NULL) {
 				module_unload_all();
+				*error_r = merror("%s", last);
 				return -1;
 			}
 		}
 	}
 	if (loaded < c->nmodules) {
-		snprintf(err, errlen, "%s (missing from 'modules', or a dependency cycle)", last);
 		module_unload_all();
+		*error_r = merror("%s (missing from 'modules', or a dependency cycle)", last);
 		return -1;
 	}
 	return 0;
@@ -813,7 +887,7 @@ module_load_all(const struct conf *c, char *err, size_t errlen)
 /* Opens a module file to read its descriptor and validate options: no
  * load(), no registration. */
 static int
-check_one(const struct conf *c, const struct conf_module *cm, char *err, size_t errlen)
+check_one(const struct conf *c, const struct conf_module *cm, const char **error_r)
 {
 	const char *dir = c->module_dir != NULL ? c->module_dir : XMPPD_MODULE_DIR;
 	xmppd_ctx tmp;
@@ -825,22 +899,22 @@ check_one(const struct conf *c, const struct conf_module *cm, char *err, size_t 
 	snprintf(path, sizeof(path), "%s/%s.so", dir, cm->name);
 	tmp.dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (tmp.dl == NULL) {
-		snprintf(err, errlen, "%s:%d: %s: %s", c->path, cm->line, cm->name, dlerror());
+		*error_r = merror("%s:%d: %s: %s", c->path, cm->line, cm->name, dlerror());
 		return -1;
 	}
 	tmp.mod = dlsym(tmp.dl, XMPPD_MODULE_SYMBOL);
 	if (tmp.mod == NULL)
-		snprintf(err, errlen, "%s:%d: %s: no '%s' descriptor", c->path, cm->line,
+		*error_r = merror("%s:%d: %s: no '%s' descriptor", c->path, cm->line,
 		    cm->name, XMPPD_MODULE_SYMBOL);
 	else if (tmp.mod->abi_major != XMPPD_ABI_MAJOR || tmp.mod->abi_minor > XMPPD_ABI_MINOR)
-		snprintf(err, errlen, "%s: built for module ABI %u.%u, this xmppd has ABI %u.%u",
+		*error_r = merror("%s: built for module ABI %u.%u, this xmppd has ABI %u.%u",
 		    cm->name, tmp.mod->abi_major, tmp.mod->abi_minor, XMPPD_ABI_MAJOR,
 		    XMPPD_ABI_MINOR);
-	else if (ctx_options(&tmp, c, cm, err, errlen) == 0) {
+	else if (ctx_options(&tmp, c, cm, error_r) == 0) {
 		rc = 0;
 		for (size_t i = 0; tmp.mod->depends != NULL && tmp.mod->depends[i] != NULL; i++)
 			if (conf_module_find(c, tmp.mod->depends[i]) == NULL) {
-				snprintf(err, errlen, "%s:%d: %s needs %s, which is not in 'modules'",
+				*error_r = merror("%s:%d: %s needs %s, which is not in 'modules'",
 				    c->path, cm->line, cm->name, tmp.mod->depends[i]);
 				rc = -1;
 				break;
@@ -854,32 +928,32 @@ check_one(const struct conf *c, const struct conf_module *cm, char *err, size_t 
 }
 
 int
-module_check_conf(const struct conf *c, char *err, size_t errlen)
+module_check_conf(const struct conf *c, const char **error_r)
 {
 	for (size_t i = 0; i < c->nmodules; i++)
-		if (check_one(c, &c->modules[i], err, errlen) < 0)
+		if (check_one(c, &c->modules[i], error_r) < 0)
 			return -1;
 	return 0;
 }
 
 int
-module_load_one(const struct conf *c, const char *name, char *err, size_t errlen)
+module_load_one(const struct conf *c, const char *name, const char **error_r)
 {
-	return load_module(c, name, conf_module_find(c, name), err, errlen);
+	return load_module(c, name, conf_module_find(c, name), error_r);
 }
 
 int
-module_unload_one(const char *name, char *err, size_t errlen)
+module_unload_one(const char *name, const char **error_r)
 {
 	xmppd_ctx *ctx = find_loaded(name);
 	const char *user;
 
 	if (ctx == NULL) {
-		snprintf(err, errlen, "%s is not loaded", name);
+		*error_r = merror("%s is not loaded", name);
 		return -1;
 	}
 	if ((user = needed_by(name)) != NULL) {
-		snprintf(err, errlen, "%s is needed by %s; unload that first", name, user);
+		*error_r = merror("%s is needed by %s; unload that first", name, user);
 		return -1;
 	}
 	unload_ctx(ctx);
@@ -887,13 +961,13 @@ module_unload_one(const char *name, char *err, size_t errlen)
 }
 
 int
-module_reload_one(const struct conf *c, const char *name, char *err, size_t errlen)
+module_reload_one(const struct conf *c, const char *name, const char **error_r)
 {
 	xmppd_ctx *ctx = find_loaded(name);
 	const struct conf_module *cm = conf_module_find(c, name);
 
 	if (ctx == NULL) {
-		snprintf(err, errlen, "%s is not loaded", name);
+		*error_r = merror("%s is not loaded", name);
 		return -1;
 	}
 	if (ctx->mod->reload != NULL) {
@@ -902,7 +976,7 @@ module_reload_one(const struct conf *c, const char *name, char *err, size_t errl
 		int ok;
 
 		ctx->conf = c;
-		if (ctx_options(ctx, c, cm, err, errlen) < 0) {
+		if (ctx_options(ctx, c, cm, error_r) < 0) {
 			/* Nothing was published: the module keeps its options. */
 			ctx->conf = NULL;
 			return -1;
@@ -932,17 +1006,19 @@ module_reload_one(const struct conf *c, const char *name, char *err, size_t errl
 		/* reload() said no: fall back to unload + load. */
 	}
 	if (needed_by(name) != NULL) {
-		snprintf(err, errlen, "%s cannot be reloaded while %s needs it", name,
+		*error_r = merror("%s cannot be reloaded while %s needs it", name,
 		    needed_by(name));
 		return -1;
 	}
 	unload_ctx(ctx);
-	return load_module(c, name, cm, err, errlen);
+	return load_module(c, name, cm, error_r);
 }
 
 int
-module_apply_conf(const struct conf *c, char *err, size_t errlen)
+module_apply_conf(const struct conf *c, const char **error_r)
 {
+	char kept[sizeof(module_error)] = "";
+	const char *err;
 	int rc = 0;
 	int again;
 
@@ -968,8 +1044,10 @@ module_apply_conf(const struct conf *c, char *err, size_t errlen)
 			if (!conf_node_equal(m->opts_node, conf_module_opts(c, m->name)))
 				names[k++] = strdup(m->name);
 		for (size_t i = 0; i < k; i++) {
-			if (module_reload_one(c, names[i], err, errlen) < 0)
+			if (module_reload_one(c, names[i], &err) < 0) {
+				snprintf(kept, sizeof(kept), "%s", err);
 				rc = -1;
+			}
 			free(names[i]);
 		}
 		free(names);
@@ -977,9 +1055,14 @@ module_apply_conf(const struct conf *c, char *err, size_t errlen)
 	for (size_t pass = 0; pass < c->nmodules; pass++)
 		for (size_t i = 0; i < c->nmodules; i++)
 			if (find_loaded(c->modules[i].name) == NULL &&
-			    load_module(c, c->modules[i].name, &c->modules[i], err, errlen) < 0 &&
-			    pass + 1 == c->nmodules)
+			    load_module(c, c->modules[i].name, &c->modules[i], &err) < 0 &&
+			    pass + 1 == c->nmodules) {
+				snprintf(kept, sizeof(kept), "%s", err);
 				rc = -1;
+			}
+	/* The failure that counts, not a dependency's missing in an early pass. */
+	if (rc < 0)
+		*error_r = merror("%s", kept);
 	return rc;
 }
 

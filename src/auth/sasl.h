@@ -44,4 +44,10 @@ const char *sasl_node(sasl_session *s);
 const char *sasl_mechanism(sasl_session *s);
 void sasl_end(sasl_session **s);
 
+/* The SASL section of xmppd.yml (auth_conf.c: scram_iterations,
+ * allow_plain), registered with conf_section_register (core/conf_keys.h)
+ * by the composition root. */
+struct conf_section;
+extern const struct conf_section auth_conf_section;
+
 #endif

@@ -30,4 +30,10 @@ void c2s_shutdown_all(void);
 /* Number of open connections (all states), all workers. */
 unsigned long c2s_connection_count(void);
 
+/* The client streams' section of xmppd.yml (c2s_conf.c: hibernate_after,
+ * auth_failure_delay_ms, max_auth_attempts, c2s_access), registered with
+ * conf_section_register (core/conf_keys.h) by the composition root. */
+struct conf_section;
+extern const struct conf_section c2s_conf_section;
+
 #endif

@@ -1,6 +1,6 @@
 /*
  * acl.c - matching acls, evaluating access rules, and the token buckets of
- * shapers, over the sections conf.c reads (acl, access_rules, shaper).
+ * shapers, over the sections acl_conf.c reads (acl, access_rules, shaper).
  *
  * Nothing here allocates or writes to the configuration, so any thread may
  * call these on a struct conf it holds a reference to. Sharing a compiled
@@ -35,7 +35,7 @@ acl_find(const struct conf *c, const char *name)
 }
 
 /* addr as 16 bytes, IPv4 in its IPv4-mapped form (RFC 4291 2.5.5.2), as
- * conf.c stores networks. Returns 0, or -1 for another family. */
+ * acl_conf.c stores networks. Returns 0, or -1 for another family. */
 static int
 addr_bytes(const struct sockaddr *sa, unsigned char out[16])
 {
@@ -146,6 +146,17 @@ access_check(const struct conf *c, const char *rule, const jid *user,
 				return ar->r[j].allow;
 		return 0;
 	}
+	return 0;
+}
+
+int
+access_rule_exists(const struct conf *c, const char *name)
+{
+	if (strcmp(name, "all") == 0 || strcmp(name, "none") == 0)
+		return 1;
+	for (size_t i = 0; c != NULL && i < c->naccess_rules; i++)
+		if (strcmp(c->access_rules[i].name, name) == 0)
+			return 1;
 	return 0;
 }
 

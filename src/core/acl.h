@@ -31,11 +31,21 @@ int acl_match(const struct conf *c, const char *name, const jid *user,
 int access_check(const struct conf *c, const char *rule, const jid *user,
     const struct sockaddr *addr);
 
+/* 1 if c defines the access rule called name, or it is "all" or "none":
+ * for the sections that name one (c2s_access, s2s_access). */
+int access_rule_exists(const struct conf *c, const char *name);
+
 /* Finds the named shaper; NULL if none (unlimited). */
 const struct conf_shaper *shaper_find(const struct conf *c, const char *name);
 /* A connection's shaper: libevent's token bucket with sh's rate and burst
  * on reads (the bytes on the wire), writes unlimited. The caller frees it
  * with ev_token_bucket_cfg_free; NULL if out of memory. */
 struct ev_token_bucket_cfg *shaper_bucket_cfg(const struct conf_shaper *sh);
+
+struct conf_section;
+
+/* The acl, access_rules and shaper sections of xmppd.yml (acl_conf.c),
+ * built into the loader. */
+extern const struct conf_section acl_conf_section;
 
 #endif

@@ -85,6 +85,7 @@ struct conf_access_rule {
 	struct {
 		int allow;              /* 1 allow, 0 deny */
 		char *acl;              /* an acl name, "all" or "none" */
+		int line;               /* where the acl was named */
 	} *r;
 	size_t n;
 	int line;
@@ -113,6 +114,7 @@ struct conf {
 	unsigned workers;           /* 0 = online CPUs (resolved at start) */
 	char *spool_dir;            /* LMDB environment directory */
 	size_t store_map_size;      /* bytes, default 1 GiB */
+	unsigned store_test_delay_ms; /* tests only: store work completes this late; 0 */
 	char *user;                 /* drop to this user after binding, or NULL */
 	char *pidfile;              /* or NULL */
 	char *ctl_socket;           /* default: <spool_dir>/xmppd.ctl */
@@ -172,16 +174,21 @@ struct conf_s2s_host {
 };
 
 /*
- * Reads path. Returns the configuration, or NULL with a message in
- * errbuf: "xmppd.yml:12: 'workers' expects a number from 1 to 1024".
- * Unknown keys are errors. Relative paths in the file (spool_dir, certfiles,
- * ...) are taken relative to the file's directory.
+ * Reads path. Returns the configuration, or NULL with a message in *error_r
+ * (if error_r is not NULL): "xmppd.yml:12: 'workers' expects a whole number
+ * from 0 to 1024". Unknown keys are errors; a key is known if a built-in
+ * section or one registered with conf_section_register (conf_keys.h) has
+ * it. Relative paths in the file (spool_dir, certfiles, ...) are taken
+ * relative to the file's directory.
+ *
+ * The message is in a buffer of the calling thread, valid until that
+ * thread's next conf_load or conf_parse: copy it to keep it longer.
  */
-struct conf *conf_load(const char *path, char *errbuf, size_t errlen);
+struct conf *conf_load(const char *path, const char **error_r);
 /* The same for len bytes at buf as if read from path (which names the file
  * in messages and is the base of relative paths); the fuzz target's entry. */
-struct conf *conf_parse(const char *path, const char *buf, size_t len, char *errbuf,
-    size_t errlen);
+struct conf *conf_parse(const char *path, const char *buf, size_t len,
+    const char **error_r);
 struct conf *conf_ref(struct conf *c);
 void conf_unref(struct conf *c);
 

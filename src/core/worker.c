@@ -42,6 +42,7 @@ struct worker {
 
 static struct worker *workers;
 static unsigned nworkers;
+static void (*exit_hook)(struct worker *w);
 static __thread struct worker *current;
 
 static void
@@ -134,6 +135,8 @@ worker_main(void *arg)
 	pthread_setname_np(pthread_self(), name);
 	log_debug(name, "worker started");
 	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	if (exit_hook != NULL)
+		exit_hook(w);
 	conf_local_release();
 	log_debug(name, "worker stopped");
 	return NULL;
@@ -188,6 +191,12 @@ worker_free_all(void)
 	free(workers);
 	workers = NULL;
 	nworkers = 0;
+}
+
+void
+worker_set_exit_hook(void (*fn)(struct worker *w))
+{
+	exit_hook = fn;
 }
 
 unsigned

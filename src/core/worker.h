@@ -47,5 +47,9 @@ void worker_post_all(worker_task_fn fn, void *a, uint64_t b);
 void worker_sync_all(void);
 /* Tells every worker its loop may exit (after shutdown closed streams). */
 void worker_exit_all(void);
+/* fn(w) runs on each worker's thread when its loop has ended, before the
+ * thread exits (the asynchronous store completes what is pending there).
+ * One function; set before the workers start. */
+void worker_set_exit_hook(void (*fn)(struct worker *w));
 
 #endif

@@ -262,7 +262,6 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 		jid_free(&j);
 	} else if (strcmp(cmd, "module") == 0) {
 		const char *sub = argc > 1 ? argv[1] : "";
-		char errbuf[1024];
 		struct conf *c;
 		int rc;
 
@@ -279,14 +278,14 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 		/* Options come from the running configuration's 'modules'. */
 		c = conf_current();
 		if (strcmp(sub, "load") == 0)
-			rc = module_load_one(c, argv[2], errbuf, sizeof(errbuf));
+			rc = module_load_one(c, argv[2], &err);
 		else if (strcmp(sub, "unload") == 0)
-			rc = module_unload_one(argv[2], errbuf, sizeof(errbuf));
+			rc = module_unload_one(argv[2], &err);
 		else
-			rc = module_reload_one(c, argv[2], errbuf, sizeof(errbuf));
+			rc = module_reload_one(c, argv[2], &err);
 		conf_unref(c);
 		if (rc < 0) {
-			reply_err(out, "module %s %s: %s", sub, argv[2], errbuf);
+			reply_err(out, "module %s %s: %s", sub, argv[2], err);
 		} else {
 			reply_ok(out);
 			evbuffer_add_printf(out, "%sed %s\n", sub, argv[2]);
@@ -299,13 +298,11 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 		reply_ok(out);
 		s2s_list(out);
 	} else if (strcmp(cmd, "reload") == 0) {
-		char errbuf[1024];
-
 		if (!nargs_ok(out, argc, 1, "reload"))
 			return;
-		if (daemon_ops->reload(errbuf, sizeof(errbuf)) < 0)
+		if (daemon_ops->reload(&err) < 0)
 			reply_err(out, "reload refused, the running configuration is kept: %s",
-			    errbuf);
+			    err);
 		else {
 			reply_ok(out);
 			evbuffer_add_printf(out, "configuration reloaded\n");

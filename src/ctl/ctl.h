@@ -17,8 +17,10 @@ struct event_base;
  * it starts (the composition root, src/xmppd.c). */
 struct ctl_daemon {
 	/* Reloads the configuration file and certificates; 0, or -1 with
-	 * the reason in errbuf (the running configuration is unchanged). */
-	int (*reload)(char *errbuf, size_t errlen);
+	 * the reason in *error_r (the running configuration is unchanged).
+	 * The message is the daemon's, valid until the next reload or module
+	 * command (main thread). */
+	int (*reload)(const char **error_r);
 	/* Starts an orderly shutdown. */
 	void (*request_stop)(void);
 };

@@ -63,4 +63,9 @@ void ipcount_dec(const struct sockaddr *sa);
 /* "192.0.2.1:5222" / "[2001:db8::1]:5222" */
 void sockaddr_format(const struct sockaddr *sa, char *buf, size_t len);
 
+/* The listen section of xmppd.yml (listener_conf.c), registered with
+ * conf_section_register (core/conf_keys.h) by the composition root. */
+struct conf_section;
+extern const struct conf_section listen_conf_section;
+
 #endif

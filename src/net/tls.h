@@ -74,4 +74,10 @@ enum tls_gate tls_gate_buffer(struct evbuffer *in);
  * an SSL on the socket reads it whole. */
 enum tls_gate tls_gate_socket(int fd);
 
+/* The TLS section of xmppd.yml (tls_conf.c: certfiles, ca_file,
+ * tls_min_version), registered with conf_section_register
+ * (core/conf_keys.h) by the composition root. */
+struct conf_section;
+extern const struct conf_section tls_conf_section;
+
 #endif

@@ -39,4 +39,10 @@ void s2s_free_all(void);
 void s2s_list(struct evbuffer *out);
 unsigned long s2s_connection_count(void);
 
+/* The federation section of xmppd.yml (s2s_conf.c: the s2s_* keys),
+ * registered with conf_section_register (core/conf_keys.h) by the
+ * composition root. */
+struct conf_section;
+extern const struct conf_section s2s_conf_section;
+
 #endif

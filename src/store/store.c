@@ -59,6 +59,7 @@ struct store_txn {
 	MDB_txn *txn;
 	int write;
 	struct store_pending *pending;
+	struct store_txn *parent;      /* a nested transaction's */
 };
 
 static int	 table_name_ok(const char *);
@@ -178,11 +179,13 @@ table_dbi(store_txn *st, const char *name, MDB_dbi *dbi_r, int *visible_r)
 		log_error("store", "invalid table name");
 		return -1;
 	}
-	for (p = st->pending; p != NULL; p = p->next)
-		if (strcmp(p->table.name, name) == 0) {
-			*dbi_r = p->table.dbi;
-			return 0;
-		}
+	/* Tables created by this transaction or, nested, by its parents. */
+	for (store_txn *anc = st; anc != NULL; anc = anc->parent)
+		for (p = anc->pending; p != NULL; p = p->next)
+			if (strcmp(p->table.name, name) == 0) {
+				*dbi_r = p->table.dbi;
+				return 0;
+			}
 
 	pthread_mutex_lock(&table_lock);
 	if ((t = table_find(name)) != NULL) {
@@ -386,12 +389,46 @@ store_begin(int write)
 	return st;
 }
 
+store_txn *
+store_begin_nested(store_txn *parent)
+{
+	store_txn *st;
+	int rc;
+
+	if (parent == NULL || !parent->write) {
+		log_error("store", "nested begin: no write transaction to nest in");
+		return NULL;
+	}
+	if ((st = calloc(1, sizeof(*st))) == NULL) {
+		log_error("store", "nested begin: out of memory");
+		return NULL;
+	}
+	st->write = 1;
+	st->parent = parent;
+	if ((rc = mdb_txn_begin(env, parent->txn, 0, &st->txn)) != 0) {
+		log_error("store", "nested begin: %s", mdb_strerror(rc));
+		free(st);
+		return NULL;
+	}
+	thread_writers++;
+	return st;
+}
+
 static void
 txn_free(store_txn *st, int publish)
 {
 	struct store_pending *p, *next;
 
-	if (publish && st->pending != NULL) {
+	if (publish && st->parent != NULL) {
+		/* A nested commit: the tables it created are the parent's
+		 * now (LMDB moved their handles there), published when the
+		 * outermost transaction commits. */
+		while ((p = st->pending) != NULL) {
+			st->pending = p->next;
+			p->next = st->parent->pending;
+			st->parent->pending = p;
+		}
+	} else if (publish && st->pending != NULL) {
 		pthread_mutex_lock(&table_lock);
 		for (p = st->pending; p != NULL; p = p->next)
 			table_publish(p->table.name, p->table.dbi);

@@ -26,6 +26,12 @@ void store_close(void);
 int store_is_open(void);
 
 store_txn *store_begin(int write);
+/* A transaction nested in a write transaction (LMDB's nested
+ * transactions): what it writes becomes the parent's when it commits
+ * (durable when the outermost one commits) and is undone when it aborts,
+ * without touching the parent's other work. The parent must not be used
+ * while the child is open. NULL on error. */
+store_txn *store_begin_nested(store_txn *parent);
 int store_commit(store_txn *txn);          /* 0 or -1; frees txn either way */
 void store_abort(store_txn *txn);          /* frees txn; NULL allowed */
 

@@ -557,6 +557,12 @@ conn_drain(struct conn *c, size_t len)
 		evbuffer_drain(bufferevent_get_input(c->bev), len);
 }
 
+int
+conn_input_pending(const struct conn *c)
+{
+	return c->bev != NULL && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+}
+
 void
 conn_pause(struct conn *c)
 {

@@ -158,6 +158,8 @@ SSL *conn_ssl(const struct conn *c);
  * nothing is buffered. */
 int conn_peek(struct conn *c, const char **p_r, size_t *len_r);
 void conn_drain(struct conn *c, size_t len);
+/* Input is buffered (read from the socket, not yet drained). */
+int conn_input_pending(const struct conn *c);
 /* Stops reading; conn_resume reads again, and input() follows from the
  * event loop for what is already buffered. */
 void conn_pause(struct conn *c);

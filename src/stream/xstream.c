@@ -16,6 +16,7 @@
 
 #include "core/clock.h"
 #include "core/conf.h"
+#include "core/hold.h"
 #include "core/log.h"
 #include "core/worker.h"
 #include "stream/conn.h"
@@ -27,6 +28,7 @@
 #define SHUTDOWN_POLL_MS 20
 
 static void xs_input(void *arg);
+static void xs_resume(void *arg);
 static void xs_connected(void *arg);
 static void xs_tls_installed(void *arg);
 static void xs_tls_refused(void *arg);
@@ -61,6 +63,8 @@ xstream_init(struct xstream *xs, const struct xstream_class *cls, struct conn_se
 	*xs->last_input_ms = clock_now_ms();
 	xs->conn = conn_new(set, w, &xs_conn_ops, xs, tag);
 	xs->xp = xml_stream_new(&xs_parser_cb, xs, &p->limits);
+	/* NULL when out of memory: the stream is then never held. */
+	xs->hold = hold_new(xs_resume, xs);
 	if (xs->conn == NULL || xs->xp == NULL) {
 		xstream_free(xs);
 		return -1;
@@ -73,6 +77,9 @@ xstream_free(struct xstream *xs)
 {
 	conn_free(&xs->conn);
 	xml_stream_free(&xs->xp);
+	/* Store work still pending completes without us. */
+	hold_detach(xs->hold);
+	xs->hold = NULL;
 	if (xs->starttls != NULL) {
 		SSL_free(xs->starttls);
 		xs->starttls = NULL;
@@ -116,15 +123,16 @@ xstream_connect(struct xstream *xs, const struct sockaddr *sa, socklen_t salen, 
 /* ---------------------------------------------------------------- */
 /* Input.                                                             */
 
+/* Feeds what is buffered to the parser, as long as the stream is open,
+ * not paused and not held. */
 static void
-xs_input(void *arg)
+feed(struct xstream *xs)
 {
-	struct xstream *xs = arg;
 	const char *p;
 	size_t len;
 
-	*xs->last_input_ms = clock_now_ms();
-	while (!xs->closing && xs->paused == 0 && conn_peek(xs->conn, &p, &len) == 0) {
+	while (!xs->closing && xs->paused == 0 && !hold_busy(xs->hold) &&
+	    conn_peek(xs->conn, &p, &len) == 0) {
 		size_t consumed = 0;
 		int r;
 
@@ -149,6 +157,42 @@ xs_input(void *arg)
 			return;
 		}
 	}
+}
+
+static void
+xs_input(void *arg)
+{
+	struct xstream *xs = arg;
+
+	*xs->last_input_ms = clock_now_ms();
+	/* RFC 6120 10.1: while the last stanza's store work is pending,
+	 * nothing more is handled, nor read (xs_resume goes on). */
+	if (hold_busy(xs->hold) && !xs->held_off && !xs->closing) {
+		xs->held_off = 1;
+		xstream_pause(xs);
+	}
+	feed(xs);
+}
+
+/* The store work of the stanza that held the stream has completed (from
+ * the store's completion, never inside this stream's parser). */
+static void
+xs_resume(void *arg)
+{
+	struct xstream *xs = arg;
+
+	if (xs->held_off) {
+		xs->held_off = 0;
+		if (xs->peer_eof)
+			xs->paused--;           /* nothing more comes from the socket */
+		else
+			xstream_resume(xs);
+	}
+	feed(xs);
+	/* The peer has gone: once what it sent is handled, so is the
+	 * stream. */
+	if (xs->peer_eof && !hold_busy(xs->hold))
+		xs->cls->end(xs, CONN_END_EOF, "closed by peer");
 }
 
 static void
@@ -182,9 +226,16 @@ static void
 xs_element(void *ud, xml_elem *e)
 {
 	struct xstream *xs = ud;
+	/* Store work the handlers start counts against this stream. */
+	struct hold *prev = hold_enter(xs->hold);
 
 	if (!xs->closing)
 		xs->cls->element(xs, e);
+	hold_leave(prev);
+	/* RFC 6120 10.1: the next stanza waits until this one's store work
+	 * has completed (a roster set, then presence). */
+	if (hold_busy(xs->hold))
+		xml_stream_pause(xs->xp);
 	xml_elem_unref(e);
 }
 
@@ -274,6 +325,14 @@ xs_end(void *arg, enum conn_end how, const char *why)
 
 	if (how == CONN_END_CONNECT_FAILED)
 		xs->tls = 0;
+	if (how == CONN_END_EOF && !xs->closing && hold_busy(xs->hold) &&
+	    conn_input_pending(xs->conn)) {
+		/* What the peer sent before it closed is still handled, in
+		 * order, once the stanza it waits for is done (xs_resume). */
+		log_debug(xs->tag, "closed by peer: handling what it sent first");
+		xs->peer_eof = 1;
+		return;
+	}
 	xs->cls->end(xs, how, why);
 }
 

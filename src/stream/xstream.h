@@ -9,8 +9,9 @@
  * (4.9: a header first if none was sent, the error, </stream:stream>, then
  * the lingering close), answers </stream:stream> with ours (4.4), bounds
  * the send queue (<resource-constraint/>), keeps the negotiation deadline,
- * gives idle parsers back (hibernation), and shuts every stream of a set
- * down with <system-shutdown/>.
+ * holds the stream while the store work of its current stanza is pending
+ * (core/hold.h, RFC 6120 10.1), gives idle parsers back (hibernation), and
+ * shuts every stream of a set down with <system-shutdown/>.
  *
  * The owner embeds struct xstream in its connection object and describes
  * its kind of stream in a struct xstream_class (a static const table): the
@@ -31,6 +32,7 @@
 #include "xml/stream.h"
 #include "xml/xml.h"
 
+struct hold;
 struct xstream;
 struct worker;
 
@@ -49,7 +51,9 @@ struct xstream_class {
 	/* The peer's stream header. */
 	void (*stream_start)(struct xstream *xs, const struct xstream_header *h);
 	/* A depth-1 element, borrowed (xml_elem_ref to keep it). Elements
-	 * in the content namespace have ns NULL. */
+	 * in the content namespace have ns NULL. Store work it starts holds
+	 * the stream: nothing more is read or handled until that work has
+	 * completed. */
 	void (*element)(struct xstream *xs, xml_elem *e);
 	/* The connection is over (conn.h, enum conn_end): the owner calls
 	 * xstream_free and frees itself, or, for CONN_END_CONNECT_FAILED,
@@ -85,11 +89,14 @@ struct xstream {
 	uint64_t *last_input_ms;      /* the owner's: clock_now_ms of the peer's last bytes */
 	size_t max_send_queue;        /* bytes queued before <resource-constraint/> */
 	SSL *starttls;                /* TLS to put on after the current element */
+	struct hold *hold;            /* the current stanza's store work (core/hold.h) */
 	unsigned starttls_client : 1;
 	unsigned initiating : 1;      /* we opened the stream: id is the peer's */
 	unsigned header_sent : 1;     /* our header of the current stream is out */
 	unsigned closing : 1;         /* an end tag or error was sent: nothing more */
 	unsigned tls : 1;             /* TLS is on (installed; maybe still handshaking) */
+	unsigned held_off : 1;        /* reading paused while held */
+	unsigned peer_eof : 1;        /* the peer closed with input waiting for the hold */
 	unsigned paused;              /* xstream_pause depth */
 	char id[65];                  /* the stream id (4.7.3): ours, or the peer's */
 };
@@ -164,9 +171,9 @@ SSL *xstream_ssl(const struct xstream *xs);
 void xstream_set_timer(struct xstream *xs, unsigned seconds);
 void xstream_set_timer_ms(struct xstream *xs, unsigned ms);
 void xstream_cancel_timer(struct xstream *xs);
-/* Reads no more input (the auth failure delay, store work in flight)
- * until as many xstream_resume; what is buffered is processed then, from
- * the event loop. */
+/* Reads no more input (the auth failure delay) until as many
+ * xstream_resume; what is buffered is processed then, from the event
+ * loop. (Store work holds a stream by itself: see class.element.) */
 void xstream_pause(struct xstream *xs);
 void xstream_resume(struct xstream *xs);
 

@@ -65,6 +65,7 @@ enum xs_pending {
 	XS_NONE,
 	XS_STOP,
 	XS_RESTART,
+	XS_PAUSE,
 };
 
 /* States of the scanner that decides what may be held back (see feed). */
@@ -914,6 +915,17 @@ xml_stream_stop(xml_stream *s)
 	s->state = XS_STOPPED;
 }
 
+void
+xml_stream_pause(xml_stream *s)
+{
+	/* Only from a callback, and a restart or stop asked for already
+	 * ends this feed anyway. */
+	if (s->state != XS_OPEN || !s->in_parse || s->pending != XS_NONE)
+		return;
+	s->pending = XS_PAUSE;
+	XML_StopParser(s->p, XML_FALSE);
+}
+
 /* ------------------------------------------------------------------------
  * Feeding
  */
@@ -1030,9 +1042,18 @@ parse_buf(xml_stream *s, const char *buf, size_t n, size_t k, size_t *used_r)
 			used = s->event_end - start - k;
 		*used_r = used < n - k ? used : n - k;
 		s->pending = XS_NONE;
-		if (pending == XS_STOP)
+		if (pending == XS_STOP) {
 			s->state = XS_STOPPED;
-		else if (parser_open(s) == -1) {
+		} else if (pending == XS_PAUSE) {
+			/* The stopped parser cannot go on: it goes back to the
+			 * pool and the next feed takes one put at depth 1, as
+			 * after hibernation (wake). What expat had beyond the
+			 * element is the caller's again. */
+			parser_put(s->p, s->held_big);
+			s->p = NULL;
+			s->held_big = 0;
+			s->asleep = 1;
+		} else if (parser_open(s) == -1) {
 			stream_fail(s, "resource-constraint", "out of memory");
 			return -1;
 		}

@@ -54,8 +54,9 @@ void xml_stream_free(xml_stream **s);
  * Feeds len bytes. Returns 0 when the input was processed, -1 after a stream
  * error (reported through cb->error, once) or when the stream has ended.
  * *consumed_r is how many bytes were processed: less than len only when a
- * callback called xml_stream_restart or xml_stream_stop; the caller then
- * feeds the rest (after a restart) or drops it (after a stop).
+ * callback called xml_stream_restart, xml_stream_stop or xml_stream_pause;
+ * the caller then feeds the rest (after a restart or a pause) or drops it
+ * (after a stop).
  */
 int xml_stream_feed(xml_stream *s, const char *data, size_t len, size_t *consumed_r);
 
@@ -66,6 +67,11 @@ void xml_stream_restart(xml_stream *s);
 /* From a callback: stop right after the current element; feed returns with
  * the bytes consumed so far. Used to hand the rest of the chunk elsewhere. */
 void xml_stream_stop(xml_stream *s);
+/* From an element callback: stop right after the current element; feed
+ * returns 0 with the bytes consumed so far, and the stream stays open: the
+ * caller keeps the rest and feeds it later (a stream whose stanza has work
+ * pending, core/hold.h). Costs a parser swap, as a wake from hibernation. */
+void xml_stream_pause(xml_stream *s);
 
 /*
  * Gives back the expat parser (up to ~10 KiB with its buffers) of a stream

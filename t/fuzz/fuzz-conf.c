@@ -14,7 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/sasl.h"
+#include "c2s/c2s.h"
 #include "core/conf.h"
+#include "core/conf_keys.h"
+#include "net/listener.h"
+#include "net/tls.h"
+#include "s2s/s2s.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -30,17 +36,28 @@ check(int cond)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char err[1024];
+	static int registered;
+	const char *err = NULL;
 	struct conf *c;
 
+	/* Every key the daemon knows (src/xmppd.c registers the same). */
+	if (!registered) {
+		check(conf_section_register(&tls_conf_section) == 0);
+		check(conf_section_register(&auth_conf_section) == 0);
+		check(conf_section_register(&c2s_conf_section) == 0);
+		check(conf_section_register(&s2s_conf_section) == 0);
+		check(conf_section_register(&listen_conf_section) == 0);
+		registered = 1;
+	}
 	/* Real files are small; a large one only makes runs slow. */
 	if (size > 64 * 1024)
 		return 0;
-	err[0] = 'x';
-	c = conf_parse(NAME, (const char *)data, size, err, sizeof(err));
+	c = conf_parse(NAME, (const char *)data, size, &err);
 	if (c == NULL) {
-		const char *p = err + strlen(NAME ":");
+		const char *p;
 
+		check(err != NULL);
+		p = err + strlen(NAME ":");
 		check(strncmp(err, NAME ":", strlen(NAME ":")) == 0);
 		check(*p >= '0' && *p <= '9');
 		while (*p >= '0' && *p <= '9')

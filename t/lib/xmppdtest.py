@@ -1835,3 +1835,25 @@ def bind_mount(src, dst):
     """mount --bind src dst, in this test's private mount namespace."""
     if _libc().mount(str(src).encode(), str(dst).encode(), None, _MS_BIND, None) != 0:
         raise HarnessError('mount --bind %s %s: %s' % (src, dst, os.strerror(ctypes.get_errno())))
+
+
+# ---------------------------------------------------------------------------
+# A store that answers later (store_test_delay_ms)
+# ---------------------------------------------------------------------------
+
+# XMPPD_TEST_STORE_DELAY_MS=N runs every server a test starts with
+# store_test_delay_ms: N (unless the test sets the key itself): each store
+# operation of the asynchronous API then completes N ms late, as with a
+# backend across a network, so that any test can be run that way
+# (doc/testing.md).
+STORE_DELAY_MS = os.environ.get('XMPPD_TEST_STORE_DELAY_MS')
+if STORE_DELAY_MS:
+    _server_init_undelayed = Server.__init__
+
+    def _server_init_delayed(self, *args, **kw):
+        conf = dict(kw.get('conf') or {})
+        conf.setdefault('store_test_delay_ms', int(STORE_DELAY_MS))
+        kw['conf'] = conf
+        _server_init_undelayed(self, *args, **kw)
+
+    Server.__init__ = _server_init_delayed

@@ -35,8 +35,12 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "c2s/c2s.h"
 #include "core/acl.h"
 #include "core/conf.h"
+#include "core/conf_keys.h"
+#include "net/listener.h"
+#include "net/tls.h"
 #include "xmpp/jid.h"
 
 struct scratch {
@@ -101,11 +105,12 @@ write_temp(const char *dir, const char *text, char *path, size_t len)
 static struct conf *
 load_text(struct scratch *s, const char *text)
 {
-	char path[PATH_MAX], err[512];
+	char path[PATH_MAX];
+	const char *err = NULL;
 	struct conf *c;
 
 	write_temp(s->dir, text, path, sizeof(path));
-	c = conf_load(path, err, sizeof(err));
+	c = conf_load(path, &err);
 	if (c == NULL)
 		print_error("unexpected error: %s\n", err);
 	assert_non_null(c);
@@ -117,12 +122,12 @@ load_text(struct scratch *s, const char *text)
 static void
 load_bad(struct scratch *s, const char *text, int line, const char *msg)
 {
-	char path[PATH_MAX], err[512], want[PATH_MAX + 600];
+	char path[PATH_MAX], want[PATH_MAX + 600];
+	const char *err = "(not set)";
 	struct conf *c;
 
 	write_temp(s->dir, text, path, sizeof(path));
-	memset(err, 'x', sizeof(err));
-	c = conf_load(path, err, sizeof(err));
+	c = conf_load(path, &err);
 	snprintf(want, sizeof(want), "%s:%d: %s", path, line, msg);
 	if (c != NULL || strcmp(err, want) != 0)
 		print_error("file:\n%s\n", text);
@@ -1059,6 +1064,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_shaper_bucket, setup, teardown),
 	};
 
+	/* The sections these files use besides the core's: as the daemon
+	 * does (src/xmppd.c), before the first load. */
+	if (conf_section_register(&tls_conf_section) < 0 ||
+	    conf_section_register(&c2s_conf_section) < 0 ||
+	    conf_section_register(&listen_conf_section) < 0)
+		return 1;
 	cmocka_set_message_output(CM_OUTPUT_TAP);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

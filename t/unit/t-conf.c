@@ -1,7 +1,8 @@
 /*
  * t-conf.c - the configuration loader: the shipped example loads, defaults
  * are applied, every kind of mistake is reported with its file and line,
- * relative paths follow the file, and references free what they should.
+ * relative paths follow the file, references free what they should, and a
+ * key is known only if the section that owns it is registered.
  *
  * Each test works in its own scratch directory under $TMPDIR (or /tmp).
  */
@@ -25,8 +26,14 @@
 #include <cmocka.h>
 #include <openssl/ssl.h>
 
+#include "auth/sasl.h"
+#include "c2s/c2s.h"
 #include "core/conf.h"
+#include "core/conf_keys.h"
 #include "core/log.h"
+#include "net/listener.h"
+#include "net/tls.h"
+#include "s2s/s2s.h"
 
 struct scratch {
 	char dir[256];           /* realpath of the scratch directory */
@@ -109,11 +116,12 @@ write_file(const char *path, const char *text)
 static struct conf *
 load_text(struct scratch *s, const char *text)
 {
-	char path[PATH_MAX], err[512];
+	char path[PATH_MAX];
+	const char *err = NULL;
 	struct conf *c;
 
 	write_temp(s->dir, text, path, sizeof(path));
-	c = conf_load(path, err, sizeof(err));
+	c = conf_load(path, &err);
 	if (c == NULL)
 		print_error("unexpected error: %s\n", err);
 	assert_non_null(c);
@@ -139,12 +147,13 @@ static void
 test_example_loads(void **state)
 {
 	const char *srcdir = getenv("srcdir");
-	char path[PATH_MAX], top[PATH_MAX], err[512];
+	char path[PATH_MAX], top[PATH_MAX];
+	const char *err = NULL;
 	char *want;
 	struct conf *c;
 
 	snprintf(path, sizeof(path), "%s/conf/xmppd.yml", srcdir ? srcdir : ".");
-	c = conf_load(path, err, sizeof(err));
+	c = conf_load(path, &err);
 	if (c == NULL)
 		print_error("%s\n", err);
 	assert_non_null(c);
@@ -226,6 +235,18 @@ test_defaults(void **state)
 	assert_int_equal(c->scram_iterations, 4096);
 	assert_int_equal(c->tls_min_version, TLS1_2_VERSION);
 	assert_int_equal(c->allow_plain, 1);
+	/* Federation (doc/federation.md). */
+	assert_int_equal(c->s2s_use_starttls, CONF_S2S_TLS_REQUIRED);
+	assert_int_equal(c->s2s_dialback, 1);
+	assert_null(c->s2s_secret);
+	assert_null(c->s2s_access);
+	assert_int_equal(c->ns2s_hosts, 0);
+	assert_int_equal(c->s2s_idle_timeout, 600);
+	assert_int_equal(c->s2s_keepalive, 60);
+	assert_int_equal(c->s2s_keepalive_timeout, 30);
+	assert_int_equal(c->s2s_connect_timeout, 30);
+	assert_int_equal(c->s2s_max_queue, 1000);
+	assert_null(c->s2s_resolv_conf);
 	conf_unref(c);
 }
 
@@ -346,6 +367,58 @@ test_all_keys(void **state)
 	assert_false(conf_is_local_host(c, "example.net"));
 	assert_false(conf_is_local_host(c, NULL));
 	assert_false(conf_is_local_host(NULL, "localhost"));
+	conf_unref(c);
+}
+
+/* The s2s_* keys, none at its default (s2s/s2s_conf.c). */
+static void
+test_s2s_keys(void **state)
+{
+	struct scratch *s = *state;
+	struct conf *c = load_text(s,
+	    "hosts: [localhost]\n"
+	    "s2s_use_starttls: optional\n"
+	    "s2s_dialback: false\n"
+	    "s2s_secret: sekrit\n"
+	    "s2s_access: federate\n"
+	    "access_rules: {federate: [{allow: all}]}\n"
+	    "s2s_hosts:\n"
+	    "  example.net: \"127.0.0.2:5270\"\n"
+	    "  Example.COM.: \"[::1]\"\n"
+	    "s2s_idle_timeout: 0\n"
+	    "s2s_keepalive: 5\n"
+	    "s2s_keepalive_timeout: 7\n"
+	    "s2s_connect_timeout: 9\n"
+	    "s2s_max_queue: 10\n"
+	    "s2s_resolv_conf: resolv.conf\n");
+	const struct conf_s2s_host *h;
+	char *want;
+
+	assert_int_equal(c->s2s_use_starttls, CONF_S2S_TLS_OPTIONAL);
+	assert_int_equal(c->s2s_dialback, 0);
+	assert_string_equal(c->s2s_secret, "sekrit");
+	assert_string_equal(c->s2s_access, "federate");
+	assert_int_equal(c->ns2s_hosts, 2);
+	assert_non_null(h = conf_s2s_host(c, "example.net"));
+	assert_string_equal(h->host, "127.0.0.2");
+	assert_int_equal(h->port, 5270);
+	assert_int_equal(h->line, 8);
+	assert_non_null(h = conf_s2s_host(c, "example.com"));
+	assert_string_equal(h->host, "::1");
+	assert_int_equal(h->port, 5269);
+	assert_null(conf_s2s_host(c, "example.org"));
+	assert_int_equal(c->s2s_idle_timeout, 0);
+	assert_int_equal(c->s2s_keepalive, 5);
+	assert_int_equal(c->s2s_keepalive_timeout, 7);
+	assert_int_equal(c->s2s_connect_timeout, 9);
+	assert_int_equal(c->s2s_max_queue, 10);
+	want = join(s->dir, "resolv.conf");
+	assert_string_equal(c->s2s_resolv_conf, want);
+	free(want);
+	conf_unref(c);
+
+	c = load_text(s, "hosts: [localhost]\ns2s_use_starttls: false\n");
+	assert_int_equal(c->s2s_use_starttls, CONF_S2S_TLS_FALSE);
 	conf_unref(c);
 }
 
@@ -516,6 +589,31 @@ static const struct bad bad_files[] = {
 	  "  - {port: 5269, module: s2s}\n", 3,
 	  "'max_send_queue' (262144) is smaller than 'max_stanza_size' (524288) "
 	  "of the listener on line 5" },
+	/* federation */
+	{ H "s2s_use_starttls: maybe\n", 2,
+	  "'s2s_use_starttls' expects false, optional or required" },
+	{ H "s2s_dialback: 2\n", 2, "'s2s_dialback' expects true or false" },
+	{ H "s2s_max_queue: 0\n", 2,
+	  "'s2s_max_queue' expects a whole number from 1 to 1000000" },
+	{ H "s2s_dialback: yes\ns2s_dialback: no\n", 3,
+	  "'s2s_dialback' is set twice (first on line 2)" },
+	{ H "s2s_access:\n  nobody\n", 3,
+	  "'s2s_access' refers to undefined access rule 'nobody'" },
+	{ H "s2s_hosts: [a]\n", 2,
+	  "'s2s_hosts' expects a mapping of domain: \"host:port\"" },
+	{ H "s2s_hosts:\n  a.example: x\n  A.example: y\n", 4,
+	  "'s2s_hosts' has 'A.example' twice (first on line 3)" },
+	{ H "s2s_hosts:\n  a.example: \"::1:5269\"\n", 3,
+	  "'::1:5269': write an IPv6 address as \"[address]:port\"" },
+	{ H "s2s_hosts:\n  a.example: \"h:99999\"\n", 3,
+	  "'h:99999': the port must be a number from 1 to 65535" },
+	/* the first of two mistakes, in the order of the sections' checks */
+	{ H "certfiles: [a.pem]\ns2s_access: nope\nlisten:\n"
+	  "  - {port: 5222, module: c2s, shaper: fast}\n", 3,
+	  "'s2s_access' refers to undefined access rule 'nope'" },
+	{ H "listen:\n  - {port: 5222, module: c2s}\n"
+	  "access_rules: {r: [{allow: noacl}]}\n", 3,
+	  "listener on port 5222 needs TLS but no 'certfiles' are set" },
 };
 
 /* Replaces %DIR% in msg by dir. */
@@ -537,12 +635,12 @@ test_errors(void **state)
 	size_t i;
 
 	for (i = 0; i < sizeof(bad_files) / sizeof(bad_files[0]); i++) {
-		char path[PATH_MAX], err[512], want[PATH_MAX + 1100], msg[1024];
+		char path[PATH_MAX], want[PATH_MAX + 1100], msg[1024];
+		const char *err = "(not set)";
 		struct conf *c;
 
 		write_temp(s->dir, bad_files[i].yaml, path, sizeof(path));
-		memset(err, 'x', sizeof(err));
-		c = conf_load(path, err, sizeof(err));
+		c = conf_load(path, &err);
 		expand(msg, sizeof(msg), bad_files[i].msg, s->dir);
 		snprintf(want, sizeof(want), "%s:%d: %s", path, bad_files[i].line, msg);
 		if (c != NULL || strcmp(err, want) != 0)
@@ -553,34 +651,193 @@ test_errors(void **state)
 	}
 }
 
+/* Another thread's load, for test_error_messages. */
+struct other_load {
+	const char *path;
+	const char *err;
+	char copy[512];
+};
+
+static void *
+load_elsewhere(void *arg)
+{
+	struct other_load *o = arg;
+
+	if (conf_load(o->path, &o->err) != NULL)
+		abort();
+	snprintf(o->copy, sizeof(o->copy), "%s", o->err);
+	return NULL;
+}
+
+/*
+ * The message is the calling thread's (conf.h): another thread's load does
+ * not touch it, the same thread's next load replaces it. No error_r: still
+ * refused. A message longer than the buffer is cut, never overflowed.
+ */
 static void
-test_error_buffers(void **state)
+test_error_messages(void **state)
 {
 	struct scratch *s = *state;
-	char path[PATH_MAX], err[16];
+	char a[PATH_MAX], b[PATH_MAX], want_a[PATH_MAX + 64], want_b[PATH_MAX + 64];
+	char deep[PATH_MAX], full[PATH_MAX + 64];
+	struct other_load o;
+	const char *err = NULL, *err2 = NULL;
+	pthread_t t;
 
-	/* No buffer, or a short one: still refused, never overflowed. */
-	write_temp(s->dir, H "hostz: 1\n", path, sizeof(path));
-	assert_null(conf_load(path, NULL, 0));
-	assert_null(conf_load(path, err, sizeof(err)));
-	assert_int_equal(strlen(err), sizeof(err) - 1);
-	unlink(path);
+	write_temp(s->dir, H "hostz: 1\n", a, sizeof(a));
+	write_temp(s->dir, H "workers: x\n", b, sizeof(b));
+	snprintf(want_a, sizeof(want_a), "%s:2: unknown key 'hostz'", a);
+	snprintf(want_b, sizeof(want_b), "%s:2: 'workers' expects a whole number "
+	    "from 0 to 1024", b);
+
+	assert_null(conf_load(a, NULL));
+	assert_null(conf_load(a, &err));
+	assert_string_equal(err, want_a);
+	o.path = b;
+	assert_int_equal(pthread_create(&t, NULL, load_elsewhere, &o), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_string_equal(o.copy, want_b);
+	assert_string_equal(err, want_a);           /* untouched by the other thread */
+	assert_null(conf_load(b, &err2));
+	assert_string_equal(err2, want_b);
+
+	/* A path of some 1200 bytes: longer than the message buffer. */
+	snprintf(deep, sizeof(deep), "%s", s->dir);
+	for (int i = 0; i < 6; i++) {
+		size_t n = strlen(deep);
+
+		deep[n++] = '/';
+		memset(deep + n, 'd', 200);
+		deep[n + 200] = '\0';
+		assert_int_equal(mkdir(deep, 0755), 0);
+	}
+	snprintf(full, sizeof(full), "%s/x.yml", deep);
+	write_file(full, H "hostz: 1\n");
+	assert_null(conf_load(full, &err));
+	assert_true(strlen(err) > 1000);
+	assert_true(strlen(err) < strlen(full));
+	assert_memory_equal(err, full, strlen(err));
+	unlink(full);
+	unlink(a);
+	unlink(b);
 }
 
 static void
 test_unreadable(void **state)
 {
 	struct scratch *s = *state;
-	char path[PATH_MAX], err[512], want[PATH_MAX + 64];
+	char path[PATH_MAX], want[PATH_MAX + 64];
+	const char *err = NULL;
 
 	snprintf(path, sizeof(path), "%s/missing.yml", s->dir);
-	assert_null(conf_load(path, err, sizeof(err)));
+	assert_null(conf_load(path, &err));
 	snprintf(want, sizeof(want), "%s: %s", path, strerror(ENOENT));
 	assert_string_equal(err, want);
 
-	assert_null(conf_load(s->dir, err, sizeof(err)));
+	assert_null(conf_load(s->dir, &err));
 	snprintf(want, sizeof(want), "%s: not a regular file", s->dir);
 	assert_string_equal(err, want);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sections                                                            */
+/* ------------------------------------------------------------------ */
+
+/* Loads text, which must fail with "PATH:line: msg". */
+static void
+expect_error(struct scratch *s, const char *text, int line, const char *msg)
+{
+	char path[PATH_MAX], want[PATH_MAX + 600];
+	const char *err = "(not set)";
+	struct conf *c;
+
+	write_temp(s->dir, text, path, sizeof(path));
+	c = conf_load(path, &err);
+	unlink(path);
+	snprintf(want, sizeof(want), "%s:%d: %s", path, line, msg);
+	if (c != NULL) {
+		conf_unref(c);
+		fail_msg("loaded, but should not have:\n%s", text);
+	}
+	assert_string_equal(err, want);
+}
+
+/* A section of the test's own, registered as a subsystem's would be. */
+static unsigned answer, answer_checks;
+
+static int
+key_answer(struct conf_loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
+{
+	unsigned long long v;
+
+	if (conf_get_uint(l, k->name, val, k->min, k->max, &v) < 0)
+		return -1;
+	answer = (unsigned)v;
+	return 0;
+}
+
+static void
+answer_defaults(struct conf *c)
+{
+	answer = 0;
+}
+
+static int
+answer_check(struct conf_loader *l)
+{
+	answer_checks++;
+	if (answer == 13)
+		return conf_fail_at(l, conf_value_line(l, "t_answer"),
+		    "'t_answer' may not be 13");
+	return 0;
+}
+
+static const struct conf_key answer_keys[] = {
+	{ "t_answer", key_answer, 0, 1, 100 },
+};
+static const struct conf_section answer_section = {
+	.name = "t-conf", .keys = answer_keys, .nkeys = CONF_NKEYS(answer_keys),
+	.defaults = answer_defaults, .check = answer_check,
+};
+/* Its key is the core's. */
+static const struct conf_key clash_keys[] = {
+	{ "workers", conf_key_uint, 0, 0, 1 },
+};
+static const struct conf_section clash_section = {
+	.name = "clash", .keys = clash_keys, .nkeys = CONF_NKEYS(clash_keys),
+};
+
+/*
+ * A key is known only once its section is registered; then its handler,
+ * defaults and check run, with the loader's file:line messages. Keys are
+ * unique across sections.
+ */
+static void
+test_sections(void **state)
+{
+	struct scratch *s = *state;
+	unsigned checks;
+	struct conf *c;
+
+	expect_error(s, H "t_answer: 42\n", 2, "unknown key 't_answer'");
+	assert_int_equal(conf_section_register(&answer_section), 0);
+	assert_int_equal(conf_section_register(&answer_section), 0);   /* no-op */
+	assert_int_equal(conf_section_register(&clash_section), -1);
+
+	checks = answer_checks;
+	c = load_text(s, H "t_answer: 42\n");
+	assert_int_equal(answer, 42);
+	assert_int_equal(answer_checks, checks + 1);
+	conf_unref(c);
+	c = load_text(s, H "workers: 1\n");
+	assert_int_equal(answer, 0);                            /* its default */
+	assert_int_equal(c->workers, 1);                        /* the clash did not register */
+	conf_unref(c);
+	expect_error(s, H "t_answer: 0\n", 2, "'t_answer' expects a whole number from 1 to 100");
+	expect_error(s, H "t_answer: 1\nt_answer: 2\n", 3,
+	    "'t_answer' is set twice (first on line 2)");
+	expect_error(s, H "t_answer:\n  13\n", 3, "'t_answer' may not be 13");
+	answer = 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -591,7 +848,8 @@ static void
 test_relative_paths(void **state)
 {
 	struct scratch *s = *state;
-	char sub[512], path[PATH_MAX], cwd[PATH_MAX], err[512];
+	char sub[512], path[PATH_MAX], cwd[PATH_MAX];
+	const char *err = NULL;
 	struct conf *c;
 	char *want;
 	int pass;
@@ -612,10 +870,10 @@ test_relative_paths(void **state)
 	 * both give absolute paths under the file's directory. */
 	for (pass = 0; pass < 2; pass++) {
 		if (pass == 0) {
-			c = conf_load(path, err, sizeof(err));
+			c = conf_load(path, &err);
 		} else {
 			assert_int_equal(chdir(s->dir), 0);
-			c = conf_load("etc/xmppd.yml", err, sizeof(err));
+			c = conf_load("etc/xmppd.yml", &err);
 			assert_int_equal(chdir(cwd), 0);
 		}
 		if (c == NULL)
@@ -771,15 +1029,25 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listener_defaults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_all_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_s2s_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_error_buffers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_error_messages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreadable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_relative_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refcount_swap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_swap_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_conf_local, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sections, setup, teardown),
 	};
 
+	/* Every section the daemon registers (src/xmppd.c), in its order:
+	 * the keys of one not registered are unknown. */
+	if (conf_section_register(&tls_conf_section) < 0 ||
+	    conf_section_register(&auth_conf_section) < 0 ||
+	    conf_section_register(&c2s_conf_section) < 0 ||
+	    conf_section_register(&s2s_conf_section) < 0 ||
+	    conf_section_register(&listen_conf_section) < 0)
+		return 1;
 	cmocka_set_message_output(CM_OUTPUT_TAP);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

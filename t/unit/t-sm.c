@@ -466,7 +466,7 @@ static int
 group_setup(void **state)
 {
 	const char *tmp = getenv("TMPDIR"), *err = NULL;
-	char path[256], errbuf[512], yml[512];
+	char path[256], yml[512];
 	struct conf *c;
 
 	snprintf(scratch, sizeof(scratch), "%s/t-sm.XXXXXX",
@@ -481,9 +481,9 @@ group_setup(void **state)
 	    "workers: %d\n"
 	    "loglevel: warning\n"
 	    "spool_dir: spool\n", NWORKERS);
-	c = conf_parse(path, yml, strlen(yml), errbuf, sizeof(errbuf));
+	c = conf_parse(path, yml, strlen(yml), &err);
 	if (c == NULL) {
-		fprintf(stderr, "conf_parse: %s\n", errbuf);
+		fprintf(stderr, "conf_parse: %s\n", err);
 		return -1;
 	}
 	conf_swap(c);
