@@ -17,7 +17,9 @@
  * sent (4.9.1.2), the end tag (4.4), the negotiation deadline, the
  * send-queue bound (<resource-constraint/>), the lingering close (our
  * side shut down after the last bytes, input dropped, then the end),
- * pause and resume, and STARTTLS's rule: whitespace before the first TLS
+ * pause and resume, the hold of a stanza's store work (RFC 6120 10.1:
+ * nothing after it is handled before that work is done, even if the peer
+ * has closed meanwhile), and STARTTLS's rule: whitespace before the first TLS
  * record is skipped, anything else closes the connection unread
  * (net/tls.h, CVE-2011-0411).
  */
@@ -41,6 +43,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "core/hold.h"
 #include "core/log.h"
 #include "core/worker.h"
 #include "stream/conn.h"
@@ -80,6 +83,7 @@ struct tst {
 	int nelems;
 	int closings;                 /* class.closing calls */
 	int tls_installed;
+	struct hold *work;            /* "store work" <hold/> started */
 };
 
 #define TST(x) ((struct tst *)((char *)(x) - offsetof(struct tst, xs)))
@@ -111,6 +115,10 @@ on_element(struct xstream *xs, xml_elem *e)
 	if (ns != NULL && strcmp(ns, NS_TLS) == 0 && strcmp(xml_elem_name(e), "starttls") == 0) {
 		xstream_puts(xs, "<proceed xmlns='" NS_TLS "'/>");
 		xstream_starttls(xs, SSL_new(server_ctx), 0);
+	} else if (strcmp(xml_elem_name(e), "hold") == 0) {
+		/* As an asynchronous store operation does (core/astore.c). */
+		t->work = hold_take();
+		assert_non_null(t->work);
 	} else if (strcmp(xml_elem_name(e), "auth") == 0) {
 		/* As after SASL (RFC 6120 6.4.6). */
 		xstream_puts(xs, "<success/>");
@@ -203,6 +211,12 @@ tst_release(struct tst *t)
 	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
 		if (live[i] == t)
 			live[i] = NULL;
+	if (t->work != NULL) {
+		struct hold *w = t->work;
+
+		t->work = NULL;
+		hold_release(w);
+	}
 	if (!t->freed)
 		xstream_free(&t->xs);
 	bufferevent_free(t->peer);
@@ -416,6 +430,54 @@ test_pause(void **state)
 	settle();
 	assert_int_equal(t->nelems, 2);
 	assert_string_equal(t->elems[1], "<message id='2'/>");
+	tst_free(t);
+}
+
+/* RFC 6120 10.1: while an element's store work is pending nothing after
+ * it is handled, from the same read or a later one; then all of it, in
+ * order. */
+static void
+test_hold(void **state)
+{
+	struct tst *t = tst_new(1 << 20);
+	struct hold *w;
+
+	peer_send(t, HDR_IN "<hold/><message id='1'/>");
+	assert_int_equal(t->nelems, 1);
+	peer_send(t, "<message id='2'/>");
+	assert_int_equal(t->nelems, 1);
+	w = t->work;
+	t->work = NULL;
+	hold_release(w);
+	settle();
+	assert_int_equal(t->nelems, 3);
+	assert_string_equal(t->elems[1], "<message id='1'/>");
+	assert_string_equal(t->elems[2], "<message id='2'/>");
+	peer_send(t, "<message id='3'/>");
+	assert_int_equal(t->nelems, 4);
+	tst_free(t);
+}
+
+/* A peer that closes while held still has what it sent before handled;
+ * the stream ends after that. */
+static void
+test_hold_peer_eof(void **state)
+{
+	struct tst *t = tst_new(1 << 20);
+	struct hold *w;
+
+	peer_send(t, HDR_IN "<hold/><message id='last'/>");
+	bufferevent_flush(t->peer, EV_WRITE, BEV_FINISHED);
+	settle();
+	assert_int_equal(t->nelems, 1);
+	assert_false(t->freed);
+	w = t->work;
+	t->work = NULL;
+	hold_release(w);
+	assert_int_equal(t->nelems, 2);
+	assert_string_equal(t->elems[1], "<message id='last'/>");
+	assert_true(t->freed);
+	assert_int_equal(t->how, CONN_END_EOF);
 	tst_free(t);
 }
 
@@ -792,6 +854,8 @@ main(void)
 		cmocka_unit_test_teardown(test_header, teardown),
 		cmocka_unit_test_teardown(test_element, teardown),
 		cmocka_unit_test_teardown(test_pause, teardown),
+		cmocka_unit_test_teardown(test_hold, teardown),
+		cmocka_unit_test_teardown(test_hold_peer_eof, teardown),
 		cmocka_unit_test_teardown(test_error_before_header, teardown),
 		cmocka_unit_test_teardown(test_error_and_linger, teardown),
 		cmocka_unit_test_teardown(test_linger_grace, teardown),
