@@ -25,15 +25,10 @@ c2s_start_tls(struct c2s *c)
 {
 	SSL *ssl = tls_new_server(NULL);
 
-	if (ssl == NULL) {
-		/* 5.4.2.2: failure, and the stream ends. */
+	if (ssl == NULL)
 		log_error(c->tag, "STARTTLS: no certificate");
-		c2s_writes(c, "<failure xmlns='" NS_TLS "'/></stream:stream>");
-		xstream_close(&c->xs);
-		return;
-	}
-	c2s_writes(c, "<proceed xmlns='" NS_TLS "'/>");
-	xstream_starttls(&c->xs, ssl, 0);
+	/* Without one: <failure/>, and the stream ends (5.4.2.2). */
+	xstream_proceed(&c->xs, ssl);
 }
 
 static void

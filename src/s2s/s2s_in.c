@@ -447,15 +447,9 @@ s2s_in_element(struct s2s_conn *c, xml_elem *e)
 		if (!c->xs.tls && c->conf->s2s_use_starttls != CONF_S2S_TLS_FALSE &&
 		    (ssl = tls_new_s2s_server(NULL)) == NULL)
 			log_error(c->tag, "STARTTLS: no certificate");
-		if (ssl == NULL) {
-			/* RFC 6120 5.4.2.2: failure, and the stream ends. */
-			s2s_write(c, "<failure xmlns='" NS_TLS "'/></stream:stream>");
-			xstream_close(&c->xs);
-			return;
-		}
-		/* RFC 6120 5.4.2.3: TLS from the next byte (stream/conn.h). */
-		s2s_write(c, "<proceed xmlns='" NS_TLS "'/>");
-		xstream_starttls(&c->xs, ssl, 0);
+		/* RFC 6120 5.4.2.3: TLS from the next byte (stream/conn.h);
+		 * without it, <failure/> and the end (5.4.2.2). */
+		xstream_proceed(&c->xs, ssl);
 		return;
 	}
 	if (ns != NULL && strcmp(ns, NS_DIALBACK) == 0 && strcmp(name, "verify") == 0 &&

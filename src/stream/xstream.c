@@ -124,8 +124,9 @@ xstream_connect(struct xstream *xs, const struct sockaddr *sa, socklen_t salen, 
 /* Input.                                                             */
 
 /* Feeds what is buffered to the parser, as long as the stream is open,
- * not paused and not held. */
-static void
+ * not paused and not held. 0, or -1 when STARTTLS took over: xs may be
+ * gone then. */
+static int
 feed(struct xstream *xs)
 {
 	const char *p;
@@ -154,9 +155,10 @@ feed(struct xstream *xs)
 			 * the rest is for TLS (or refused). May end xs. */
 			xs->starttls = NULL;
 			conn_starttls(xs->conn, ssl, xs->starttls_client);
-			return;
+			return -1;
 		}
 	}
+	return 0;
 }
 
 static void
@@ -171,7 +173,7 @@ xs_input(void *arg)
 		xs->held_off = 1;
 		xstream_pause(xs);
 	}
-	feed(xs);
+	(void)feed(xs);
 }
 
 /* The store work of the stanza that held the stream has completed (from
@@ -188,7 +190,8 @@ xs_resume(void *arg)
 		else
 			xstream_resume(xs);
 	}
-	feed(xs);
+	if (feed(xs) < 0)
+		return;
 	/* The peer has gone: once what it sent is handled, so is the
 	 * stream. */
 	if (xs->peer_eof && !hold_busy(xs->hold))
@@ -473,6 +476,18 @@ xstream_starttls(struct xstream *xs, SSL *ssl, int client)
 	/* RFC 6120 5.4.3.3: the stream restarts over TLS; nothing after
 	 * this element is parsed as this stream. */
 	xml_stream_restart(xs->xp);
+}
+
+void
+xstream_proceed(struct xstream *xs, SSL *ssl)
+{
+	if (ssl == NULL) {
+		xstream_puts(xs, "<failure xmlns='" NS_TLS "'/></stream:stream>");
+		xstream_close(xs);
+		return;
+	}
+	xstream_puts(xs, "<proceed xmlns='" NS_TLS "'/>");
+	xstream_starttls(xs, ssl, 0);
 }
 
 SSL *

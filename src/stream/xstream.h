@@ -163,6 +163,11 @@ void xstream_restart(struct xstream *xs);
  * after the current element (<proceed/> is out, or came); the stream
  * restarts over it (RFC 6120 5.4.3.3). */
 void xstream_starttls(struct xstream *xs, SSL *ssl, int client);
+/* The receiving side's answer to <starttls/> (RFC 6120 5.4.2), from
+ * element(): with ssl (taken), <proceed/> and TLS after this element; with
+ * NULL (no certificate, or STARTTLS not allowed), <failure/> and the end
+ * of the stream (5.4.2.2). */
+void xstream_proceed(struct xstream *xs, SSL *ssl);
 /* TLS's SSL once it is on (channel binding, certificates), else NULL. */
 SSL *xstream_ssl(const struct xstream *xs);
 
