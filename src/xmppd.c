@@ -366,6 +366,7 @@ main(int argc, char **argv)
 	/* Servers first: <system-shutdown/> on every s2s stream, bounded. */
 	s2s_shutdown_all();
 	c2s_shutdown_all();
+	worker_exit_all();
 	worker_join_all();
 	/* Workers have stopped: nothing runs module code any more. */
 	module_unload_all();

@@ -24,8 +24,8 @@ void c2s_free_all(void);
 void c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
     const struct conf_listen *l);
 
-/* Closes every stream with <system-shutdown/>; each worker's loop exits
- * when its last connection is gone (bounded by a timer). Main thread. */
+/* Closes every stream with <system-shutdown/> and returns once they are
+ * gone (bounded: those left are then freed). Main thread. */
 void c2s_shutdown_all(void);
 /* Number of open connections (all states), all workers. */
 unsigned long c2s_connection_count(void);

@@ -1,33 +1,28 @@
 /*
- * s2s.c - the stream machinery shared by incoming, outgoing and verify
- * streams: the per-worker registry, output, stream errors, STARTTLS,
- * lingering close, idle timeout and keepalive, shutdown and the listing
- * for `xmppctl s2s`. The protocol lives in s2s_in.c and s2s_out.c.
+ * s2s.c - what incoming, outgoing and verify streams share above the
+ * stream layer (stream/xstream.h): the set of connections, the stream
+ * class (peer stream errors, the negotiation deadline, closing), idle
+ * timeout and keepalive, the entry points (accept, route), shutdown and
+ * the listing for `xmppctl s2s`. The protocol lives in s2s_in.c and
+ * s2s_out.c.
  */
 #include "config.h"
 
-#include <errno.h>
-#include <linux/sockios.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <openssl/rand.h>
 
 #include "core/acl.h"
 #include "core/clock.h"
 #include "core/conf.h"
-#include "core/hold.h"
 #include "core/log.h"
 #include "core/placement.h"
 #include "core/worker.h"
@@ -40,34 +35,54 @@
 
 #define S2S_SHUTDOWN_MAX_MS 2000
 
+#define S2S(x) ((struct s2s_conn *)((char *)(x) - offsetof(struct s2s_conn, xs)))
+
 static struct s2s_worker *sworkers;
 static unsigned nsworkers;
-static unsigned long nconns;                /* atomic */
+/* Every s2s stream, per worker (stream/conn.h). */
+static struct conn_set *s2s_set;
 
 /* Every connection, for xmppctl s2s (main thread) to walk. */
 static pthread_mutex_t glock = PTHREAD_MUTEX_INITIALIZER;
 static struct s2s_conn *glist;
 
-static void read_cb(struct bufferevent *bev, void *arg);
-static void resume_cb(void *arg);
-static void write_cb(struct bufferevent *bev, void *arg);
-static void event_cb(struct bufferevent *bev, short what, void *arg);
-static void timer_cb(evutil_socket_t fd, short what, void *arg);
 static void tick_cb(evutil_socket_t fd, short what, void *arg);
-static void on_stream_start(void *ud, const char *ns, const char **attrs);
-static void on_element(void *ud, xml_elem *e);
-static void on_stream_end(void *ud);
-static void on_stream_error(void *ud, const char *condition, const char *text);
+static void on_stream_start(struct xstream *xs, const struct xstream_header *h);
+static void on_element(struct xstream *xs, xml_elem *e);
+static void on_end(struct xstream *xs, enum conn_end how, const char *why);
+static void on_stream_end(struct xstream *xs);
+static void on_parse_error(struct xstream *xs, const char *condition, const char *text);
+static void on_closing(struct xstream *xs);
+static void on_header_first(struct xstream *xs);
+static int on_timeout(struct xstream *xs);
+static void on_connected(struct xstream *xs);
+static void on_tls_installed(struct xstream *xs);
+static void on_shutdown(struct xstream *xs);
 
-static const struct xml_stream_cb stream_cb = {
-	on_stream_start, on_element, on_stream_end, on_stream_error,
+/* RFC 6120 4.7; the dialback prefix is declared on every stream
+ * (XEP-0220 2.1.2). An incoming stream's header carries our id. */
+static const struct xstream_class s2s_class = {
+	.ns = NS_SERVER,
+	.decls = " xmlns:db='" NS_DIALBACK "'",
+	.stream_start = on_stream_start,
+	.element = on_element,
+	.end = on_end,
+	.stream_end = on_stream_end,
+	.parse_error = on_parse_error,
+	.closing = on_closing,
+	.header_first = on_header_first,
+	.timeout = on_timeout,
+	.connected = on_connected,
+	.tls_installed = on_tls_installed,
+	.shutdown = on_shutdown,
 };
 
 int
 s2s_init(unsigned nworkers)
 {
 	sworkers = calloc(nworkers, sizeof(*sworkers));
-	if (sworkers == NULL)
+	s2s_set = conn_set_new(nworkers);
+	if (sworkers == NULL || s2s_set == NULL)
 		return -1;
 	nsworkers = nworkers;
 	listener_set_handler(CONF_LISTEN_S2S, s2s_accept);
@@ -159,9 +174,9 @@ struct s2s_conn *
 s2s_conn_new(struct worker *w, enum s2s_kind kind)
 {
 	struct s2s_worker *sw = s2s_worker_of(w);
-	struct event_base *base = worker_base(w);
 	struct s2s_conn *c = calloc(1, sizeof(*c));
 	static const char *const kinds[] = { "in", "out", "verify" };
+	struct xstream_params p;
 
 	if (c == NULL)
 		return NULL;
@@ -170,51 +185,67 @@ s2s_conn_new(struct worker *w, enum s2s_kind kind)
 	c->kind = kind;
 	c->id = sw->next_id++;
 	c->conf = conf_current();
-	c->timer = evtimer_new(base, timer_cb, c);
-	c->tick = event_new(base, -1, EV_PERSIST, tick_cb, c);
-	c->hold = hold_new(resume_cb, c);
-	c->last_stanza_ms = c->last_io_ms = clock_now_ms();
 	snprintf(c->tag, sizeof(c->tag), "s2s-%s#%u.%llu", kinds[kind], sw->id,
 	    (unsigned long long)(c->id & 0xffffffffffffffULL));
-	c->next = sw->list;
-	if (sw->list != NULL)
-		sw->list->prev = c;
-	sw->list = c;
-	sw->count++;
+	p.limits.max_stanza_size = 524288;   /* RFC 6120 13.12: at least 10000 */
+	p.limits.max_depth = c->conf->max_xml_depth;
+	p.limits.max_attrs = c->conf->max_xml_attrs;
+	p.max_send_queue = c->conf->max_send_queue;
+	p.initiating = kind != S2S_IN;
+	p.last_input_ms = &c->last_io_ms;
+	if (xstream_init(&c->xs, &s2s_class, s2s_set, w, c->tag, &p) < 0 ||
+	    (c->tick = event_new(worker_base(w), -1, EV_PERSIST, tick_cb, c)) == NULL) {
+		xstream_free(&c->xs);
+		conf_unref(c->conf);
+		free(c);
+		return NULL;
+	}
+	c->last_stanza_ms = c->last_io_ms = clock_now_ms();
 	pthread_mutex_lock(&glock);
 	c->gnext = glist;
 	if (glist != NULL)
 		glist->gprev = c;
 	glist = c;
 	pthread_mutex_unlock(&glock);
-	__atomic_add_fetch(&nconns, 1, __ATOMIC_RELAXED);
 	return c;
+}
+
+struct s2s_conn *
+s2s_first(struct s2s_worker *sw)
+{
+	struct conn *k = conn_set_first(s2s_set, worker_get(sw->id));
+
+	return k != NULL ? S2S(xstream_of(k)) : NULL;
+}
+
+struct s2s_conn *
+s2s_next(const struct s2s_conn *c)
+{
+	struct conn *k = conn_next(c->xs.conn);
+
+	return k != NULL ? S2S(xstream_of(k)) : NULL;
 }
 
 struct s2s_conn *
 s2s_find(struct s2s_worker *sw, uint64_t id)
 {
-	for (struct s2s_conn *c = sw->list; c != NULL; c = c->next)
+	for (struct s2s_conn *c = s2s_first(sw); c != NULL; c = s2s_next(c))
 		if (c->id == id)
 			return c;
 	return NULL;
 }
 
-/* Starts reading and writing on bev with the stream parser. */
-void
-s2s_attach(struct s2s_conn *c, struct bufferevent *bev)
+int
+s2s_stopping(const struct s2s_worker *sw)
 {
-	struct xml_stream_limits lim;
+	return conn_set_stopped(s2s_set, worker_get(sw->id));
+}
+
+void
+s2s_start_tick(struct s2s_conn *c)
+{
 	unsigned p;
 
-	c->bev = bev;
-	lim.max_stanza_size = 524288;   /* RFC 6120 13.12: at least 10000 */
-	lim.max_depth = c->conf->max_xml_depth;
-	lim.max_attrs = c->conf->max_xml_attrs;
-	if (c->xs == NULL)
-		c->xs = xml_stream_new(&stream_cb, c, &lim);
-	bufferevent_setcb(bev, read_cb, NULL, event_cb, c);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	/* The tick: often enough for the shortest of the idle timeout, the
 	 * keepalive interval and its timeout. */
 	p = c->conf->s2s_keepalive_timeout;
@@ -227,15 +258,6 @@ s2s_attach(struct s2s_conn *c, struct bufferevent *bev)
 
 		event_add(c->tick, &tv);
 	}
-}
-
-void
-s2s_set_deadline(struct s2s_conn *c, unsigned seconds)
-{
-	struct timeval tv = { seconds, 0 };
-
-	evtimer_del(c->timer);
-	evtimer_add(c->timer, &tv);
 }
 
 void
@@ -255,9 +277,11 @@ s2s_gunlock(void)
 void
 s2s_update_listing(struct s2s_conn *c)
 {
+	SSL *ssl = xstream_ssl(&c->xs);
+
 	pthread_mutex_lock(&glock);
-	if (c->ssl != NULL && c->tls)
-		snprintf(c->tlsver, sizeof(c->tlsver), "%s", tls_version(c->ssl));
+	if (ssl != NULL && c->xs.tls)
+		snprintf(c->tlsver, sizeof(c->tlsver), "%s", tls_version(ssl));
 	pthread_mutex_unlock(&glock);
 }
 
@@ -269,139 +293,45 @@ s2s_write(struct s2s_conn *c, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (c->bev == NULL)
-		return;
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+	xstream_vprintf(&c->xs, fmt, ap);
 	va_end(ap);
 	c->last_io_ms = clock_now_ms();
 }
 
 void
-s2s_write_escaped(struct s2s_conn *c, const char *s)
-{
-	xml_escape_attr(bufferevent_get_output(c->bev), s);
-}
-
-static size_t
-pending_output(struct s2s_conn *c)
-{
-	struct bufferevent *u = bufferevent_get_underlying(c->bev);
-	size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
-
-	if (u != NULL)
-		n += evbuffer_get_length(bufferevent_get_output(u));
-	return n;
-}
-
-void
 s2s_send_stanza(struct s2s_conn *c, xml_elem *st)
 {
-	if (c->closing)
+	if (c->xs.closing)
 		return;
 	/* NULL-namespace elements are written unqualified: jabber:server
-	 * here (xml.h). */
-	xml_serialize(st, NS_SERVER, bufferevent_get_output(c->bev));
+	 * here (xml.h). Past max_send_queue: <resource-constraint/>. */
+	xstream_send(&c->xs, st);
 	__atomic_add_fetch(&c->n_out, 1, __ATOMIC_RELAXED);
 	c->last_stanza_ms = c->last_io_ms = clock_now_ms();
-	if (pending_output(c) > c->conf->max_send_queue)
-		s2s_stream_error(c, "resource-constraint", "send queue full");
-}
-
-void
-s2s_new_stream_id(struct s2s_conn *c)
-{
-	unsigned char r[12];
-	static const char digits[] = "0123456789abcdef";
-
-	RAND_bytes(r, sizeof(r));
-	for (int i = 0; i < 12; i++) {
-		c->stream_id[2 * i] = digits[r[i] >> 4];
-		c->stream_id[2 * i + 1] = digits[r[i] & 15];
-	}
-	c->stream_id[24] = '\0';
-}
-
-/* RFC 6120 4.7; the dialback prefix is declared on every stream
- * (XEP-0220 2.1.2). An incoming stream's header carries our id. */
-void
-s2s_send_header(struct s2s_conn *c, const char *from, const char *to)
-{
-	s2s_write(c, "<?xml version='1.0'?><stream:stream xmlns='" NS_SERVER
-	    "' xmlns:stream='" XML_NS_STREAM "' xmlns:db='" NS_DIALBACK "'");
-	if (c->kind == S2S_IN)
-		s2s_write(c, " id='%s'", c->stream_id);
-	if (from != NULL) {
-		s2s_write(c, " from='");
-		s2s_write_escaped(c, from);
-		s2s_write(c, "'");
-	}
-	if (to != NULL) {
-		s2s_write(c, " to='");
-		s2s_write_escaped(c, to);
-		s2s_write(c, "'");
-	}
-	s2s_write(c, " version='1.0'>");
-	c->header_sent = 1;
-}
-
-/* RFC 6120 4.9: the error, the end of the stream, then close. */
-void
-s2s_stream_error(struct s2s_conn *c, const char *condition, const char *text)
-{
-	if (c->closing)
-		return;
-	if (c->bev != NULL && (c->kind == S2S_IN || c->connected)) {
-		if (!c->header_sent) {
-			if (c->kind == S2S_IN && c->stream_id[0] == '\0')
-				s2s_new_stream_id(c);
-			s2s_send_header(c, c->local, NULL);   /* 4.9.1.2 */
-		}
-		s2s_write(c, "<stream:error><%s xmlns='" NS_STREAMS "'/>", condition);
-		if (text != NULL) {
-			s2s_write(c, "<text xmlns='" NS_STREAMS "'>");
-			s2s_write_escaped(c, text);
-			s2s_write(c, "</text>");
-		}
-		s2s_write(c, "</stream:error></stream:stream>");
-	}
-	log_info(c->tag, "stream error <%s/>%s%s", condition, text ? ": " : "",
-	    text ? text : "");
-	s2s_close(c);
 }
 
 /* ---------------------------------------------------------------- */
-/* Closing: as c2s.c, a lingering close (our last bytes reach the peer).  */
+/* Closing.                                                           */
 
-void
-s2s_close(struct s2s_conn *c)
+/* The stream starts closing (its last bytes go with the lingering close,
+ * stream/conn.h): a link's queue is bounced, a verify stream's questions
+ * answered. */
+static void
+on_closing(struct xstream *xs)
 {
-	if (c->closing)
-		return;
-	c->closing = 1;
-	if (c->kind == S2S_OUT)
+	struct s2s_conn *c = S2S(xs);
+
+	if (c->kind != S2S_IN)
 		s2s_out_closed(c);
 	event_del(c->tick);
-	/* A lingering close (net/linger.h); a link that never connected has
-	 * nothing to say goodbye on and is freed from the timer at once. */
-	linger_start(&c->linger, c->bev != NULL && (c->kind == S2S_IN || c->connected) ?
-	    c->bev : NULL, c->timer, write_cb, event_cb, c);
 }
 
 void
 s2s_free(struct s2s_conn *c)
 {
-	struct s2s_worker *sw = c->sw;
-
-	if (c->kind == S2S_OUT)
+	if (c->kind != S2S_IN)
 		s2s_out_closed(c);
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		sw->list = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	sw->count--;
 	pthread_mutex_lock(&glock);
 	if (c->gprev != NULL)
 		c->gprev->gnext = c->gnext;
@@ -410,16 +340,8 @@ s2s_free(struct s2s_conn *c)
 	if (c->gnext != NULL)
 		c->gnext->gprev = c->gprev;
 	pthread_mutex_unlock(&glock);
-	if (c->counted_ip)
-		ipcount_dec((struct sockaddr *)&c->sa);
-	event_free(c->timer);
 	event_free(c->tick);
-	hold_detach(c->hold);
-	if (c->bev != NULL)
-		bufferevent_free(c->bev);
-	else if (c->ssl != NULL)
-		SSL_free(c->ssl);
-	xml_stream_free(&c->xs);
+	xstream_free(&c->xs);
 	for (size_t i = 0; i < c->npairs; i++) {
 		free(c->pairs[i].local);
 		free(c->pairs[i].remote);
@@ -441,81 +363,67 @@ s2s_free(struct s2s_conn *c)
 	conf_unref(c->conf);
 	log_debug(c->tag, "closed");
 	free(c);
-	__atomic_sub_fetch(&nconns, 1, __ATOMIC_RELAXED);
 }
 
 /* ---------------------------------------------------------------- */
-/* Events.                                                            */
+/* The stream's events.                                               */
 
 static void
-write_cb(struct bufferevent *bev, void *arg)
+on_end(struct xstream *xs, enum conn_end how, const char *why)
 {
-	struct s2s_conn *c = arg;
+	struct s2s_conn *c = S2S(xs);
 
-	if (c->closing)
-		linger_check(&c->linger, c->bev, c->timer);
+	if (how == CONN_END_CONNECT_FAILED) {
+		/* The next address or target. */
+		s2s_out_conn_failed(c, why);
+		return;
+	}
+	if (!c->xs.closing && c->kind != S2S_IN && c->state != ST_ESTABLISHED)
+		s2s_out_fail(c, "remote-server-not-found", why);
+	s2s_free(c);
 }
 
 static void
-event_cb(struct bufferevent *bev, short what, void *arg)
+on_connected(struct xstream *xs)
 {
-	struct s2s_conn *c = arg;
+	s2s_out_connected(S2S(xs));
+}
 
-	if (what & BEV_EVENT_CONNECTED) {
-		if (c->tls)
-			log_debug(c->tag, "TLS established: %s", tls_version(c->ssl));
-		if (c->kind != S2S_IN && !c->connected && !c->closing) {
-			c->connected = 1;
-			s2s_out_connected(c);
-		}
-		return;
-	}
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		const char *why = (what & BEV_EVENT_ERROR) ?
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()) : "closed by peer";
+/* After STARTTLS the initiating side opens the new stream over TLS
+ * (RFC 6120 5.4.3.3). */
+static void
+on_tls_installed(struct xstream *xs)
+{
+	struct s2s_conn *c = S2S(xs);
 
-		if (c->kind != S2S_IN && !c->connected && !c->closing) {
-			/* The next address or target. */
-			s2s_out_conn_failed(c, why);
-			return;
-		}
-		/* What the peer sent before it closed is still handled, in
-		 * order, once the stanza it waits for is done (resume_cb). */
-		if ((what & BEV_EVENT_EOF) && !c->closing && hold_busy(c->hold) &&
-		    evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
-			c->peer_eof = 1;
-			return;
-		}
-		log_debug(c->tag, "connection %s", why);
-		if (!c->closing && c->kind != S2S_IN && c->state != ST_ESTABLISHED)
-			s2s_out_fail(c, "remote-server-not-found", why);
-		s2s_free(c);
-	}
+	if (c->kind != S2S_IN)
+		xstream_send_header(&c->xs, c->local, c->remote);
 }
 
 static void
-timer_cb(evutil_socket_t fd, short what, void *arg)
+on_header_first(struct xstream *xs)
 {
-	struct s2s_conn *c = arg;
+	struct s2s_conn *c = S2S(xs);
 
-	if (c->closing) {
-		if (linger_timer(&c->linger, c->bev, c->timer))
-			s2s_free(c);
-		return;
-	}
-	/* The negotiation deadline. */
-	if (c->kind == S2S_IN) {
-		if (c->npairs == 0)
-			s2s_stream_error(c, "connection-timeout", "negotiation took too long");
-		return;
-	}
+	xstream_send_header(&c->xs, c->local, NULL);
+}
+
+/* The negotiation deadline. */
+static int
+on_timeout(struct xstream *xs)
+{
+	struct s2s_conn *c = S2S(xs);
+
+	if (c->kind == S2S_IN)
+		return c->npairs > 0;   /* 0: <connection-timeout/> */
 	if (c->state != ST_ESTABLISHED) {
 		s2s_out_fail(c, "remote-server-timeout", "timed out");
-		if (c->connected)
-			s2s_stream_error(c, "connection-timeout", NULL);
+		if (conn_is_up(c->xs.conn))
+			xstream_error(&c->xs, "connection-timeout", NULL);
 		else
-			s2s_close(c);
+			xstream_close(&c->xs);
 	}
+	return 1;
 }
 
 /*
@@ -531,14 +439,10 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	const struct conf *k = c->conf;
 	uint64_t now = clock_now_ms();
 
-	if (c->closing || c->bev == NULL || c->state != ST_ESTABLISHED)
+	if (c->xs.closing || !conn_is_up(c->xs.conn) || c->state != ST_ESTABLISHED)
 		return;
 	if (c->ka_sent) {
-		int unacked = 0, sfd = bufferevent_getfd(c->bev);
-
-		if (sfd >= 0)
-			(void)ioctl(sfd, SIOCOUTQ, &unacked);
-		if (pending_output(c) == 0 && unacked == 0) {
+		if (conn_queued(c->xs.conn) == 0 && conn_unacked(c->xs.conn) == 0) {
 			c->ka_sent = 0;
 		} else if (now - c->ka_sent_ms >= (uint64_t)k->s2s_keepalive_timeout * 1000) {
 			log_info(c->tag, "peer %s does not acknowledge: closing", c->addr);
@@ -555,8 +459,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (k->s2s_idle_timeout > 0 && now - c->last_stanza_ms >=
 	    (uint64_t)k->s2s_idle_timeout * (c->kind == S2S_IN ? 2000 : 1000)) {
 		log_info(c->tag, "idle for %u s: closing", k->s2s_idle_timeout);
-		s2s_write(c, "</stream:stream>");
-		s2s_close(c);
+		xstream_end(&c->xs);
 		return;
 	}
 	if (k->s2s_keepalive > 0 && !c->ka_sent &&
@@ -567,203 +470,23 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/*
- * STARTTLS (RFC 6120 5.4), on either side: after <proceed/> the next
- * bytes from the peer must be its first TLS record (ClientHello, or our
- * ClientHello's answer); whitespace before it is skipped and anything
- * else ends the connection unread (net/tls.h: the STARTTLS injection
- * class, CVE-2011-0411). Until the record shows, the gate sits between
- * the plain bufferevent and the TLS filter: it wraps the filter's
- * callbacks on the plain bufferevent and hands over at the first record.
- */
-
-/* Not TLS after <proceed/>: closed without a word, as a failed
- * handshake is (RFC 6120 5.4.3.2). Frees c. */
 static void
-refuse_tls(struct s2s_conn *c, struct bufferevent *plain)
+on_stream_start(struct xstream *xs, const struct xstream_header *h)
 {
-	struct evbuffer *in = bufferevent_get_input(plain);
-
-	evbuffer_drain(in, evbuffer_get_length(in));
-	log_info(c->tag, "STARTTLS: not a TLS record after <proceed/>: closing");
-	if (!c->closing && c->kind != S2S_IN && c->state != ST_ESTABLISHED)
-		s2s_out_fail(c, "remote-server-not-found", "not TLS after <proceed/>");
-	s2s_free(c);
-}
-
-static void
-gate_read_cb(struct bufferevent *plain, void *arg)
-{
-	struct s2s_conn *c = arg;
-	struct evbuffer *in = bufferevent_get_input(plain);
-	bufferevent_data_cb filter_read = c->gate_read;
-	void *filter_arg = c->gate_arg;
-
-	if (c->closing) {
-		/* Lingering: the filter has nothing to say any more. */
-		evbuffer_drain(in, evbuffer_get_length(in));
-		return;
-	}
-	switch (tls_gate_buffer(in)) {
-	case TLS_GATE_WAIT:
-		return;
-	case TLS_GATE_RECORD:
-		/* The filter's own callbacks again, and the record for it. */
-		bufferevent_setcb(plain, c->gate_read, c->gate_write, c->gate_event, c->gate_arg);
-		if (filter_read != NULL)
-			filter_read(plain, filter_arg);
-		return;
-	default:
-		refuse_tls(c, plain);
-		return;
-	}
-}
-
-static void
-gate_write_cb(struct bufferevent *plain, void *arg)
-{
-	struct s2s_conn *c = arg;
-
-	if (c->gate_write != NULL)
-		c->gate_write(plain, c->gate_arg);
-}
-
-static void
-gate_event_cb(struct bufferevent *plain, short what, void *arg)
-{
-	struct s2s_conn *c = arg;
-
-	if (c->gate_event != NULL)
-		c->gate_event(plain, what, c->gate_arg);
-}
-
-/* Puts TLS over the plain socket after <proceed/> (RFC 6120 5.4.3); the
- * initiating side opens the new stream over it (5.4.3.3). May free c. */
-void
-s2s_start_tls(struct s2s_conn *c)
-{
-	int client = c->kind != S2S_IN;
-	struct bufferevent *plain = c->bev, *filter;
-	enum tls_gate first;
-
-	c->starttls_pending = 0;
-	first = tls_gate_buffer(bufferevent_get_input(plain));
-	if (first == TLS_GATE_REFUSE) {
-		refuse_tls(c, plain);
-		return;
-	}
-	c->ssl = client ? tls_new_client(c->local, c->remote, NULL) : tls_new_s2s_server(NULL);
-	if (c->ssl == NULL) {
-		s2s_stream_error(c, "internal-server-error", "no TLS context");
-		return;
-	}
-	filter = bufferevent_openssl_filter_new(worker_base(c->w), plain, c->ssl,
-	    client ? BUFFEREVENT_SSL_CONNECTING : BUFFEREVENT_SSL_ACCEPTING,
-	    BEV_OPT_CLOSE_ON_FREE);
-	if (filter == NULL) {
-		SSL_free(c->ssl);
-		c->ssl = NULL;
-		s2s_stream_error(c, "internal-server-error", NULL);
-		return;
-	}
-	if (first == TLS_GATE_WAIT) {
-		/* No record yet (whitespace, if any, is dropped): the gate
-		 * looks at the peer's bytes before the filter does. */
-		bufferevent_getcb(plain, &c->gate_read, &c->gate_write, &c->gate_event,
-		    &c->gate_arg);
-		bufferevent_setcb(plain, gate_read_cb, gate_write_cb, gate_event_cb, c);
-	}
-	c->bev = filter;
-	c->tls = 1;
-	c->header_sent = 0;
-	if (client)
-		s2s_send_header(c, c->local, c->remote);
-	bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
-	/* Last: the handshake runs on a buffered record in here, and a
-	 * broken one frees c (event_cb). */
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-}
-
-static void
-read_cb(struct bufferevent *bev, void *arg)
-{
-	struct s2s_conn *c = arg;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-
-	c->last_io_ms = clock_now_ms();
-	/* RFC 6120 10.1: the stream's next stanza waits for the store work
-	 * of the last one (resume_cb goes on). */
-	if (hold_busy(c->hold) && !c->held_off && !c->closing) {
-		c->held_off = 1;
-		bufferevent_disable(c->bev, EV_READ);
-	}
-	while (!c->closing && !hold_busy(c->hold) && evbuffer_get_length(in) > 0) {
-		struct evbuffer_iovec v;
-		size_t consumed = 0;
-		int r;
-
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-			break;
-		if (log_enabled(LOG_LVL_DEBUG))
-			log_debug(c->tag, "<<< %.*s", (int)(v.iov_len > 2000 ? 2000 : v.iov_len),
-			    (const char *)v.iov_base);
-		r = xml_stream_feed(c->xs, v.iov_base, v.iov_len, &consumed);
-		evbuffer_drain(in, consumed);
-		if (r < 0) {
-			if (!c->closing)
-				s2s_close(c);
-			break;
-		}
-		if (c->starttls_pending) {
-			s2s_start_tls(c);
-			return;
-		}
-	}
-}
-
-static void
-resume_cb(void *arg)
-{
-	struct s2s_conn *c = arg;
-
-	if (c->peer_eof) {
-		read_cb(c->bev, c);
-		if (!hold_busy(c->hold)) {
-			if (!c->closing && c->kind != S2S_IN && c->state != ST_ESTABLISHED)
-				s2s_out_fail(c, "remote-server-not-found", "closed by peer");
-			s2s_free(c);
-		}
-		return;
-	}
-	if (c->closing || c->bev == NULL)
-		return;
-	if (c->held_off) {
-		c->held_off = 0;
-		bufferevent_enable(c->bev, EV_READ);
-	}
-	read_cb(c->bev, c);
-}
-
-static void
-on_stream_start(void *ud, const char *ns, const char **attrs)
-{
-	struct s2s_conn *c = ud;
+	struct s2s_conn *c = S2S(xs);
 
 	if (c->kind == S2S_IN)
-		s2s_in_stream_start(c, ns, attrs);
+		s2s_in_stream_start(c, h);
 	else
-		s2s_out_stream_start(c, ns, attrs);
+		s2s_out_stream_start(c, h);
 }
 
 static void
-on_element(void *ud, xml_elem *e)
+on_element(struct xstream *xs, xml_elem *e)
 {
-	struct s2s_conn *c = ud;
+	struct s2s_conn *c = S2S(xs);
 	const char *ns = xml_elem_ns(e);
-	struct hold *prev = hold_enter(c->hold);
 
-	if (c->closing)
-		goto out;
 	if (ns != NULL && strcmp(ns, XML_NS_STREAM) == 0 &&
 	    strcmp(xml_elem_name(e), "error") == 0) {
 		xml_elem *cond = xml_first_child(e);
@@ -772,42 +495,32 @@ on_element(void *ud, xml_elem *e)
 		    cond != NULL ? xml_elem_name(cond) : "?");
 		if (c->kind != S2S_IN && c->state != ST_ESTABLISHED)
 			s2s_out_fail(c, "remote-server-not-found", "stream error");
-		s2s_close(c);
-		goto out;
+		xstream_close(&c->xs);
+		return;
 	}
 	if (c->kind == S2S_IN)
 		s2s_in_element(c, e);
 	else
 		s2s_out_element(c, e);
-out:
-	hold_leave(prev);
-	if (hold_busy(c->hold))
-		xml_stream_pause(c->xs);
-	xml_elem_unref(e);
+}
+
+/* The peer's </stream:stream>, before we answer it and close. */
+static void
+on_stream_end(struct xstream *xs)
+{
+	struct s2s_conn *c = S2S(xs);
+
+	if (c->kind != S2S_IN && c->state != ST_ESTABLISHED)
+		s2s_out_fail(c, "remote-server-not-found", "stream closed");
 }
 
 static void
-on_stream_end(void *ud)
+on_parse_error(struct xstream *xs, const char *condition, const char *text)
 {
-	struct s2s_conn *c = ud;
-
-	/* RFC 6120 4.4: answer the closing tag with ours and close. */
-	if (!c->closing) {
-		if (c->kind != S2S_IN && c->state != ST_ESTABLISHED)
-			s2s_out_fail(c, "remote-server-not-found", "stream closed");
-		s2s_write(c, "</stream:stream>");
-		s2s_close(c);
-	}
-}
-
-static void
-on_stream_error(void *ud, const char *condition, const char *text)
-{
-	struct s2s_conn *c = ud;
+	struct s2s_conn *c = S2S(xs);
 
 	if (c->kind != S2S_IN && c->state != ST_ESTABLISHED)
 		s2s_out_fail(c, "remote-server-not-found", text);
-	s2s_stream_error(c, condition, text);
 }
 
 /* ---------------------------------------------------------------- */
@@ -817,48 +530,30 @@ void
 s2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
     const struct conf_listen *l)
 {
-	struct s2s_worker *sw = s2s_worker_of(w);
-	struct bufferevent *bev;
+	struct conn_accept_opts o = { NULL, NULL, 0 };
 	struct s2s_conn *c;
-	unsigned n;
 
-	if (sw->shutting_down || (c = s2s_conn_new(w, S2S_IN)) == NULL) {
+	if (conn_set_stopped(s2s_set, w) || (c = s2s_conn_new(w, S2S_IN)) == NULL) {
 		close(fd);
 		return;
 	}
-	memcpy(&c->sa, sa, salen < sizeof(c->sa) ? salen : sizeof(c->sa));
 	sockaddr_format(sa, c->addr, sizeof(c->addr));
-	evutil_make_socket_nonblocking(fd);
 	if (l->tls) {
 		/* XEP-0368: TLS from the first byte, ALPN "xmpp-server". */
-		c->ssl = tls_new_s2s_server("xmpp-server");
-		if (c->ssl == NULL) {
+		o.ssl = tls_new_s2s_server("xmpp-server");
+		if (o.ssl == NULL) {
 			log_error(c->tag, "direct TLS listener but no certificate");
 			close(fd);
 			s2s_free(c);
 			return;
 		}
-		bev = bufferevent_openssl_socket_new(worker_base(w), fd, c->ssl,
-		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-		c->tls = 1;
-	} else {
-		bev = bufferevent_socket_new(worker_base(w), fd, BEV_OPT_CLOSE_ON_FREE);
-	}
-	if (bev == NULL) {
-		close(fd);
-		s2s_free(c);
-		return;
 	}
 	c->state = ST_NEGOTIATING;
-	s2s_attach(c, bev);
 	log_debug(c->tag, "connection from %s%s", c->addr, l->tls ? " (direct TLS)" : "");
-	n = ipcount_inc(sa);
-	c->counted_ip = 1;
-	if (c->conf->max_connections_per_ip > 0 && n > c->conf->max_connections_per_ip) {
-		s2s_stream_error(c, "policy-violation", "too many connections from your address");
-		return;
-	}
-	s2s_set_deadline(c, c->conf->negotiation_timeout);
+	s2s_start_tick(c);
+	if (xstream_accept(&c->xs, fd, sa, salen, &o, c->conf->max_connections_per_ip,
+	    c->conf->negotiation_timeout) < 0)
+		s2s_free(c);
 }
 
 struct route_task {
@@ -930,16 +625,16 @@ s2s_list(struct evbuffer *out)
 			if (c->npairs == 0)
 				evbuffer_add_printf(out, "in\t%s\t%s\t-\t%s\t%lu\t%lu\t%s\t%s\n",
 				    c->local ? c->local : "-", c->remote ? c->remote : "-", tv,
-				    in, o, c->closing ? "closing" : states[c->state], c->addr);
+				    in, o, c->xs.closing ? "closing" : states[c->state], c->addr);
 			for (size_t i = 0; i < c->npairs; i++)
 				evbuffer_add_printf(out, "in\t%s\t%s\t%s\t%s\t%lu\t%lu\t%s\t%s\n",
 				    c->pairs[i].local, c->pairs[i].remote, c->pairs[i].auth, tv,
-				    in, o, c->closing ? "closing" : "established", c->addr);
+				    in, o, c->xs.closing ? "closing" : "established", c->addr);
 		} else {
 			evbuffer_add_printf(out, "%s\t%s\t%s\t%s\t%s\t%lu\t%lu\t%s\t%s\n",
 			    c->kind == S2S_OUT ? "out" : "verify", c->local, c->remote,
 			    c->auth ? c->auth : "-", tv, in, o,
-			    c->closing ? "closing" : states[c->state],
+			    c->xs.closing ? "closing" : states[c->state],
 			    c->addr[0] ? c->addr : "-");
 		}
 	}
@@ -949,36 +644,25 @@ s2s_list(struct evbuffer *out)
 unsigned long
 s2s_connection_count(void)
 {
-	return __atomic_load_n(&nconns, __ATOMIC_RELAXED);
+	return conn_set_count(s2s_set);
 }
 
+/* Before the <system-shutdown/>: a link that is not up bounces its queue. */
 static void
-shutdown_task(struct worker *w, void *a, uint64_t b)
+on_shutdown(struct xstream *xs)
 {
-	struct s2s_worker *sw = s2s_worker_of(w);
-	struct s2s_conn *c, *next;
+	struct s2s_conn *c = S2S(xs);
 
-	sw->shutting_down = 1;
-	for (c = sw->list; c != NULL; c = next) {
-		next = c->next;
-		if (c->kind != S2S_IN && c->state != ST_ESTABLISHED)
-			s2s_out_fail(c, "remote-server-not-found", "server shutting down");
-		s2s_stream_error(c, "system-shutdown", NULL);
-	}
+	if (c->kind != S2S_IN && c->state != ST_ESTABLISHED)
+		s2s_out_fail(c, "remote-server-not-found", "server shutting down");
 }
 
 void
 s2s_shutdown_all(void)
 {
-	struct timespec ts = { 0, 20 * 1000 * 1000 };
-
-	if (sworkers == NULL)
-		return;
-	worker_post_all(shutdown_task, NULL, 0);
 	/* Streams close after their last bytes went out (lingering close),
 	 * before c2s shutdown lets the workers stop. */
-	for (int i = 0; i < S2S_SHUTDOWN_MAX_MS / 20 && s2s_connection_count() > 0; i++)
-		nanosleep(&ts, NULL);
+	xstream_shutdown_all(s2s_set, S2S_SHUTDOWN_MAX_MS);
 }
 
 void
@@ -986,14 +670,16 @@ s2s_free_all(void)
 {
 	for (unsigned i = 0; i < nsworkers; i++) {
 		struct s2s_worker *sw = &sworkers[i];
+		struct s2s_conn *c;
 
-		while (sw->list != NULL)
-			s2s_free(sw->list);
+		while ((c = s2s_first(sw)) != NULL)
+			s2s_free(c);
 		s2s_dns_free_all(sw);
 		if (sw->dns != NULL)
 			evdns_base_free(sw->dns, 1);
 		sw->dns = NULL;
 	}
+	conn_set_free(&s2s_set);
 	free(sworkers);
 	sworkers = NULL;
 	nsworkers = 0;

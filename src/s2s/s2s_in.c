@@ -20,9 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
 #include <openssl/evp.h>
 
 #include "core/clock.h"
@@ -72,10 +69,10 @@ add_pair(struct s2s_conn *c, const char *local, const char *remote, const char *
 	c->npairs++;
 	s2s_gunlock();
 	c->state = ST_ESTABLISHED;
-	evtimer_del(c->timer);
+	xstream_cancel_timer(&c->xs);
 	s2s_update_listing(c);
 	log_info(c->tag, "%s authenticated for %s by %s (%s)", remote, local, auth,
-	    c->tls ? tls_version(c->ssl) : "no TLS");
+	    c->xs.tls ? tls_version(xstream_ssl(&c->xs)) : "no TLS");
 	return 0;
 }
 
@@ -93,22 +90,23 @@ send_features(struct s2s_conn *c)
 {
 	int starttls_ok = c->conf->s2s_use_starttls != CONF_S2S_TLS_FALSE;
 	int required = c->conf->s2s_use_starttls == CONF_S2S_TLS_REQUIRED;
+	SSL *ssl = xstream_ssl(&c->xs);
 	const char *why;
 
 	s2s_write(c, "<stream:features>");
-	if (!c->tls && starttls_ok) {
+	if (!c->xs.tls && starttls_ok) {
 		s2s_write(c, "<starttls xmlns='" NS_TLS "'>%s</starttls>",
 		    required ? "<required/>" : "");
 	}
-	if (c->tls || !required) {
+	if (c->xs.tls || !required) {
 		/* XEP-0178 3: EXTERNAL only when the certificate will do. */
-		if (c->tls && c->remote != NULL && find_pair(c, c->local, c->remote) == NULL &&
-		    tls_peer_verified(c->ssl, c->remote, &why))
+		if (c->xs.tls && c->remote != NULL && find_pair(c, c->local, c->remote) == NULL &&
+		    tls_peer_verified(ssl, c->remote, &why))
 			s2s_write(c, "<mechanisms xmlns='" NS_SASL "'><mechanism>EXTERNAL"
 			    "</mechanism></mechanisms>");
-		else if (c->tls && c->remote != NULL)
+		else if (c->xs.tls && c->remote != NULL)
 			log_debug(c->tag, "no EXTERNAL for %s: %s", c->remote,
-			    c->ssl != NULL && tls_peer_verified(c->ssl, c->remote, &why) ?
+			    ssl != NULL && tls_peer_verified(ssl, c->remote, &why) ?
 			    "already authenticated" : why);
 		if (c->conf->s2s_dialback)
 			s2s_write(c, "<dialback xmlns='" NS_DIALBACK_FEAT "'><errors/></dialback>");
@@ -117,20 +115,11 @@ send_features(struct s2s_conn *c)
 }
 
 void
-s2s_in_stream_start(struct s2s_conn *c, const char *ns, const char **attrs)
+s2s_in_stream_start(struct s2s_conn *c, const struct xstream_header *h)
 {
-	const char *to = NULL, *from = NULL, *version = NULL;
 	char *host;
 
-	for (size_t i = 0; attrs[i] != NULL; i += 2) {
-		if (strcmp(attrs[i], "to") == 0)
-			to = attrs[i + 1];
-		else if (strcmp(attrs[i], "from") == 0)
-			from = attrs[i + 1];
-		else if (strcmp(attrs[i], "version") == 0)
-			version = attrs[i + 1];
-	}
-	if ((host = prep_domain_attr(to)) != NULL) {
+	if ((host = prep_domain_attr(h->to)) != NULL) {
 		if (c->local == NULL || strcmp(c->local, host) == 0) {
 			s2s_glock();
 			free(c->local);
@@ -139,37 +128,37 @@ s2s_in_stream_start(struct s2s_conn *c, const char *ns, const char **attrs)
 		} else {
 			/* RFC 6120 4.3.3: a restart keeps the same 'to'. */
 			free(host);
-			s2s_stream_error(c, "host-unknown", "the stream changed its 'to'");
+			xstream_error(&c->xs, "host-unknown", "the stream changed its 'to'");
 			return;
 		}
 	}
-	if ((host = prep_domain_attr(from)) != NULL) {
+	if ((host = prep_domain_attr(h->from)) != NULL) {
 		s2s_glock();
 		free(c->remote);
 		c->remote = host;
 		s2s_gunlock();
 	}
-	s2s_new_stream_id(c);
-	/* 4.7.1: from is the domain they asked for; to is theirs. */
-	s2s_send_header(c, c->local != NULL && conf_is_local_host(c->conf, c->local) ?
+	/* 4.7.1: from is the domain they asked for; to is theirs; a new id
+	 * (4.7.3). */
+	xstream_send_header(&c->xs, c->local != NULL && conf_is_local_host(c->conf, c->local) ?
 	    c->local : c->conf->hosts[0], c->remote);
 	s2s_update_listing(c);
-	if (ns == NULL || strcmp(ns, NS_SERVER) != 0) {
+	if (h->ns == NULL || strcmp(h->ns, NS_SERVER) != 0) {
 		/* 4.8.1 / 4.9.3.10. */
-		s2s_stream_error(c, "invalid-namespace", NULL);
+		xstream_error(&c->xs, "invalid-namespace", NULL);
 		return;
 	}
 	/* 4.9.3.6: a domain not served here. */
 	if (c->local == NULL || !s2s_is_local_domain(c->conf, c->local)) {
-		s2s_stream_error(c, "host-unknown", NULL);
+		xstream_error(&c->xs, "host-unknown", NULL);
 		return;
 	}
-	if (from != NULL && c->remote == NULL) {
+	if (h->from != NULL && c->remote == NULL) {
 		/* 4.9.3.9 (and 4.7.1): a 'from' that is not a domain. */
-		s2s_stream_error(c, "invalid-from", NULL);
+		xstream_error(&c->xs, "invalid-from", NULL);
 		return;
 	}
-	c->version1 = version != NULL && strtol(version, NULL, 10) >= 1;
+	c->version1 = h->version1;
 	/* 4.7.5: no features to a pre-1.0 peer (dialback only). */
 	if (c->version1)
 		send_features(c);
@@ -197,7 +186,7 @@ handle_auth(struct s2s_conn *c, xml_elem *e)
 		sasl_failure(c, "invalid-mechanism", "not EXTERNAL");
 		return;
 	}
-	if (!c->tls) {
+	if (!c->xs.tls) {
 		sasl_failure(c, "encryption-required", "no TLS");
 		return;
 	}
@@ -238,12 +227,12 @@ handle_auth(struct s2s_conn *c, xml_elem *e)
 		sasl_failure(c, "invalid-authzid", "not the stream's 'from'");
 		return;
 	}
-	if (!tls_peer_verified(c->ssl, dom, &why)) {
+	if (!tls_peer_verified(xstream_ssl(&c->xs), dom, &why)) {
 		free(dom);
 		sasl_failure(c, "not-authorized", why);
 		return;
 	}
-	if (!s2s_remote_allowed(c->conf, dom, (const struct sockaddr *)&c->sa)) {
+	if (!s2s_remote_allowed(c->conf, dom, conn_peer(c->xs.conn))) {
 		free(dom);
 		sasl_failure(c, "not-authorized", "s2s_access denies the domain");
 		return;
@@ -261,8 +250,7 @@ handle_auth(struct s2s_conn *c, xml_elem *e)
 	free(dom);
 	s2s_write(c, "<success xmlns='" NS_SASL "'/>");
 	/* 6.4.6: the initiating server restarts the stream. */
-	c->header_sent = 0;
-	xml_stream_restart(c->xs);
+	xstream_restart(&c->xs);
 }
 
 /* ---------------------------------------------------------------- */
@@ -273,12 +261,12 @@ db_answer(struct s2s_conn *c, const char *what, const char *from, const char *to
     const char *id, const char *type, const char *condition)
 {
 	s2s_write(c, "<db:%s from='", what);
-	s2s_write_escaped(c, from);
+	xstream_escape(&c->xs, from);
 	s2s_write(c, "' to='");
-	s2s_write_escaped(c, to);
+	xstream_escape(&c->xs, to);
 	if (id != NULL) {
 		s2s_write(c, "' id='");
-		s2s_write_escaped(c, id);
+		xstream_escape(&c->xs, id);
 	}
 	s2s_write(c, "' type='%s'", type);
 	if (condition == NULL) {
@@ -299,7 +287,7 @@ handle_db_result(struct s2s_conn *c, xml_elem *e)
 	const char *key = xml_text(e), *why;
 
 	if (from == NULL || to == NULL) {
-		s2s_stream_error(c, "improper-addressing", "db:result needs 'from' and 'to'");
+		xstream_error(&c->xs, "improper-addressing", "db:result needs 'from' and 'to'");
 		goto out;
 	}
 	if (!s2s_is_local_domain(c->conf, to)) {
@@ -311,7 +299,7 @@ handle_db_result(struct s2s_conn *c, xml_elem *e)
 		db_answer(c, "result", to, from, NULL, "error", "policy-violation");
 		goto out;
 	}
-	if (!s2s_remote_allowed(c->conf, from, (const struct sockaddr *)&c->sa)) {
+	if (!s2s_remote_allowed(c->conf, from, conn_peer(c->xs.conn))) {
 		log_info(c->tag, "%s refused by s2s_access", from);
 		db_answer(c, "result", to, from, NULL, "error", "forbidden");
 		goto out;
@@ -320,7 +308,7 @@ handle_db_result(struct s2s_conn *c, xml_elem *e)
 		db_answer(c, "result", to, from, NULL, "valid", NULL);
 		goto out;
 	}
-	if (c->tls && tls_peer_verified(c->ssl, from, &why)) {
+	if (c->xs.tls && tls_peer_verified(xstream_ssl(&c->xs), from, &why)) {
 		/* XEP-0344 2.4: the certificate already proves the domain;
 		 * asking its authoritative server would add nothing. */
 		if (add_pair(c, to, from, "dialback") == 0)
@@ -333,7 +321,7 @@ handle_db_result(struct s2s_conn *c, xml_elem *e)
 	}
 	/* XEP-0220 2.3: ask the authoritative server of 'from'. */
 	log_debug(c->tag, "verifying the dialback key of %s with its server", from);
-	s2s_verify_start(c->w, c->id, to, from, c->stream_id, key);
+	s2s_verify_start(c->w, c->id, to, from, c->xs.id, key);
 out:
 	free(from);
 	free(to);
@@ -345,7 +333,7 @@ s2s_in_verified(struct s2s_worker *sw, uint64_t in_id, const char *local,
 {
 	struct s2s_conn *c = s2s_find(sw, in_id);
 
-	if (c == NULL || c->closing)
+	if (c == NULL || c->xs.closing)
 		return;
 	if (strcmp(type, "valid") == 0) {
 		if (add_pair(c, local, remote, "dialback") < 0) {
@@ -372,7 +360,7 @@ handle_db_verify(struct s2s_conn *c, xml_elem *e)
 	const char *id = xml_attr_get(e, "id");
 
 	if (from == NULL || to == NULL || id == NULL) {
-		s2s_stream_error(c, "improper-addressing", "db:verify needs 'from', 'to' and 'id'");
+		xstream_error(&c->xs, "improper-addressing", "db:verify needs 'from', 'to' and 'id'");
 	} else if (!s2s_is_local_domain(c->conf, to)) {
 		db_answer(c, "verify", to, from, id, "error", "item-not-found");
 	} else {
@@ -396,26 +384,26 @@ handle_stanza(struct s2s_conn *c, xml_elem *st)
 	jid jf, jt;
 
 	if (c->npairs == 0) {
-		s2s_stream_error(c, "not-authorized", "authenticate first");
+		xstream_error(&c->xs, "not-authorized", "authenticate first");
 		return;
 	}
 	/* RFC 6120 8.1.1.2, 8.1.2.2: both addresses are required. */
 	if (f == NULL || t == NULL) {
-		s2s_stream_error(c, "improper-addressing", "'from' and 'to' are required");
+		xstream_error(&c->xs, "improper-addressing", "'from' and 'to' are required");
 		return;
 	}
 	if (jid_parse(&jf, f, strlen(f), &err) < 0) {
-		s2s_stream_error(c, "invalid-from", err);
+		xstream_error(&c->xs, "invalid-from", err);
 		return;
 	}
 	if (jid_parse(&jt, t, strlen(t), &err) < 0) {
 		jid_free(&jf);
-		s2s_stream_error(c, "improper-addressing", err);
+		xstream_error(&c->xs, "improper-addressing", err);
 		return;
 	}
 	if (!s2s_is_local_domain(c->conf, jt.domain)) {
 		/* Not ours to route on (4.9.3.6). */
-		s2s_stream_error(c, "host-unknown", jt.domain);
+		xstream_error(&c->xs, "host-unknown", jt.domain);
 		goto out;
 	}
 	if (find_pair(c, jt.domain, jf.domain) == NULL) {
@@ -426,7 +414,7 @@ handle_stanza(struct s2s_conn *c, xml_elem *st)
 		/* 4.9.3.9: a 'from' the peer did not authenticate; a known
 		 * 'from' to a domain of ours it did not authenticate for
 		 * (XEP-0220 2.6: each pair is authenticated). */
-		s2s_stream_error(c, known ? "not-authorized" : "invalid-from", f);
+		xstream_error(&c->xs, known ? "not-authorized" : "invalid-from", f);
 		goto out;
 	}
 	__atomic_add_fetch(&c->n_in, 1, __ATOMIC_RELAXED);
@@ -454,15 +442,14 @@ s2s_in_element(struct s2s_conn *c, xml_elem *e)
 	int required = c->conf->s2s_use_starttls == CONF_S2S_TLS_REQUIRED;
 
 	if (ns != NULL && strcmp(ns, NS_TLS) == 0 && strcmp(name, "starttls") == 0) {
-		if (c->tls || c->conf->s2s_use_starttls == CONF_S2S_TLS_FALSE) {
-			s2s_write(c, "<failure xmlns='" NS_TLS "'/></stream:stream>");
-			s2s_close(c);
-			return;
-		}
-		/* RFC 6120 5.4.2.3. */
-		s2s_write(c, "<proceed xmlns='" NS_TLS "'/>");
-		c->starttls_pending = 1;
-		xml_stream_restart(c->xs);
+		SSL *ssl = NULL;
+
+		if (!c->xs.tls && c->conf->s2s_use_starttls != CONF_S2S_TLS_FALSE &&
+		    (ssl = tls_new_s2s_server(NULL)) == NULL)
+			log_error(c->tag, "STARTTLS: no certificate");
+		/* RFC 6120 5.4.2.3: TLS from the next byte (stream/conn.h);
+		 * without it, <failure/> and the end (5.4.2.2). */
+		xstream_proceed(&c->xs, ssl);
 		return;
 	}
 	if (ns != NULL && strcmp(ns, NS_DIALBACK) == 0 && strcmp(name, "verify") == 0 &&
@@ -470,9 +457,9 @@ s2s_in_element(struct s2s_conn *c, xml_elem *e)
 		handle_db_verify(c, e);
 		return;
 	}
-	if (!c->tls && required) {
+	if (!c->xs.tls && required) {
 		/* RFC 6120 5.3.1: STARTTLS is mandatory-to-negotiate here. */
-		s2s_stream_error(c, "policy-violation", "STARTTLS is required");
+		xstream_error(&c->xs, "policy-violation", "STARTTLS is required");
 		return;
 	}
 	if (ns != NULL && strcmp(ns, NS_SASL) == 0) {
@@ -481,7 +468,7 @@ s2s_in_element(struct s2s_conn *c, xml_elem *e)
 		else if (strcmp(name, "abort") == 0)
 			s2s_write(c, "<failure xmlns='" NS_SASL "'><aborted/></failure>");
 		else
-			s2s_stream_error(c, "unsupported-stanza-type", NULL);
+			xstream_error(&c->xs, "unsupported-stanza-type", NULL);
 		return;
 	}
 	if (ns != NULL && strcmp(ns, NS_DIALBACK) == 0 && strcmp(name, "result") == 0 &&
@@ -493,5 +480,5 @@ s2s_in_element(struct s2s_conn *c, xml_elem *e)
 		handle_stanza(c, e);
 		return;
 	}
-	s2s_stream_error(c, "unsupported-stanza-type", name);
+	xstream_error(&c->xs, "unsupported-stanza-type", name);
 }

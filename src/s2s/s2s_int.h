@@ -6,8 +6,9 @@
  * the receiving server), an outgoing link (we are the initiating server of
  * a local -> remote pair) and a verification stream (we ask the
  * authoritative server of a domain whether a dialback key is valid,
- * XEP-0220 2.3). A connection lives on one worker, in that worker's list,
- * and is freed only from a libevent callback, never inside expat's.
+ * XEP-0220 2.3). Each is an XML stream (stream/xstream.h) on one worker,
+ * in the set of s2s streams, and is freed only from a libevent callback,
+ * never inside expat's.
  */
 #ifndef XMPPD_S2S_INT_H
 #define XMPPD_S2S_INT_H
@@ -16,10 +17,8 @@
 #include <sys/socket.h>
 
 #include <event2/util.h>
-#include <openssl/ssl.h>
 
-#include "net/linger.h"
-#include "xml/stream.h"
+#include "stream/xstream.h"
 #include "xml/xml.h"
 
 struct conf;
@@ -63,7 +62,7 @@ struct s2s_target {
 struct s2s_worker;
 
 struct s2s_conn {
-	struct s2s_conn *prev, *next;    /* the worker's list */
+	struct xstream xs;               /* the stream: bytes, TLS, parser, closing */
 	struct s2s_conn *gprev, *gnext;  /* every connection, for xmppctl (glock) */
 	uint64_t id;
 	enum s2s_kind kind;
@@ -71,37 +70,16 @@ struct s2s_conn {
 	struct worker *w;
 	struct s2s_worker *sw;
 	struct conf *conf;
-	struct bufferevent *bev;
-	SSL *ssl;
-	xml_stream *xs;
-	struct event *timer;             /* negotiation deadline, then close polls */
 	struct event *tick;              /* idle close and keepalive */
-	struct hold *hold;               /* a stanza's store work pending: read nothing */
 
-	unsigned tls : 1;
-	unsigned starttls_pending : 1;
-	unsigned header_sent : 1;
-	unsigned closing : 1;
-	unsigned connected : 1;          /* out: TCP up */
 	unsigned in_table : 1;           /* out: the link for its pair */
 	unsigned tried_external : 1;
 	unsigned sasl_done : 1;
 	unsigned ka_sent : 1;
-	unsigned counted_ip : 1;
 	unsigned version1 : 1;           /* in: the peer said version 1.0 */
 	unsigned peer_verified : 1;      /* out: its certificate verified for remote */
-	unsigned held_off : 1;           /* reading stopped while held */
-	unsigned peer_eof : 1;           /* the peer closed with input waiting for the hold */
 
-	struct linger_state linger;          /* while closing (net/linger.h) */
-	/* Between <proceed/> and the peer's first TLS record: the TLS
-	 * filter's callbacks on the plain bufferevent, which the gate wraps
-	 * (s2s_start_tls). */
-	bufferevent_data_cb gate_read, gate_write;
-	bufferevent_event_cb gate_event;
-	void *gate_arg;
 	char *local, *remote;            /* out/verify: the pair; in: header to/from */
-	char stream_id[40];              /* in: ours; out: the peer's */
 	const char *auth;                /* out: "external", "external-unverified", "dialback" */
 	struct s2s_pair *pairs;          /* in */
 	size_t npairs;
@@ -117,45 +95,40 @@ struct s2s_conn {
 	const char *fail_condition;      /* the bounce if every target fails */
 
 	uint64_t last_stanza_ms;         /* idle timeout */
-	uint64_t last_io_ms;             /* keepalive */
+	uint64_t last_io_ms;             /* keepalive: the last bytes either way */
 	uint64_t ka_sent_ms;
 	unsigned long n_in, n_out;       /* stanzas; read by xmppctl (atomic) */
 	char tlsver[16];
 	char addr[64];
 	char tag[48];
-	struct sockaddr_storage sa;
 };
 
 struct s2s_worker {
-	struct s2s_conn *list;
-	unsigned count;
 	unsigned id;
 	uint64_t next_id;
 	struct evdns_base *dns;
 	struct srv_lookup *lookups;      /* SRV queries under way */
-	int shutting_down;
 };
 
-/* s2s.c: the worker of w, the stream machinery. */
+/* s2s.c: the worker of w, the connections, what s2s adds to the stream. */
 struct s2s_worker *s2s_worker_of(struct worker *w);
 struct s2s_conn *s2s_conn_new(struct worker *w, enum s2s_kind kind);
+/* The worker's connections (newest first), and by id. */
+struct s2s_conn *s2s_first(struct s2s_worker *sw);
+struct s2s_conn *s2s_next(const struct s2s_conn *c);
 struct s2s_conn *s2s_find(struct s2s_worker *sw, uint64_t id);
-void s2s_attach(struct s2s_conn *c, struct bufferevent *bev);
-void s2s_send_header(struct s2s_conn *c, const char *from, const char *to);
+/* The server is shutting down: no new links on sw. */
+int s2s_stopping(const struct s2s_worker *sw);
+/* Starts the idle and keepalive tick (a socket is there now). */
+void s2s_start_tick(struct s2s_conn *c);
+/* Writes to the stream; counts as traffic for the keepalive. */
 void s2s_write(struct s2s_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void s2s_write_escaped(struct s2s_conn *c, const char *s);
 void s2s_send_stanza(struct s2s_conn *c, xml_elem *st);
-void s2s_stream_error(struct s2s_conn *c, const char *condition, const char *text);
-void s2s_close(struct s2s_conn *c);
 void s2s_free(struct s2s_conn *c);
-void s2s_set_deadline(struct s2s_conn *c, unsigned seconds);
-void s2s_new_stream_id(struct s2s_conn *c);
 void s2s_update_listing(struct s2s_conn *c);
 /* Held while changing what s2s_list reads (pairs, local, remote). */
 void s2s_glock(void);
 void s2s_gunlock(void);
-void s2s_start_tls(struct s2s_conn *c);
-void s2s_established(struct s2s_conn *c);
 struct evdns_base *s2s_dns(struct s2s_worker *sw, const struct conf *conf);
 /* Our domain, or a subdomain of one (a service such as a MUC). */
 int s2s_is_local_domain(const struct conf *c, const char *domain);
@@ -163,7 +136,7 @@ int s2s_is_local_domain(const struct conf *c, const char *domain);
 int s2s_remote_allowed(const struct conf *c, const char *domain, const struct sockaddr *sa);
 
 /* s2s_in.c */
-void s2s_in_stream_start(struct s2s_conn *c, const char *ns, const char **attrs);
+void s2s_in_stream_start(struct s2s_conn *c, const struct xstream_header *h);
 void s2s_in_element(struct s2s_conn *c, xml_elem *e);
 /* A verify stream's answer for an incoming stream's db:result. */
 void s2s_in_verified(struct s2s_worker *sw, uint64_t in_id, const char *local,
@@ -171,7 +144,7 @@ void s2s_in_verified(struct s2s_worker *sw, uint64_t in_id, const char *local,
 
 /* s2s_out.c */
 void s2s_out_route(struct worker *w, xml_elem *st, const char *local, const char *remote);
-void s2s_out_stream_start(struct s2s_conn *c, const char *ns, const char **attrs);
+void s2s_out_stream_start(struct s2s_conn *c, const struct xstream_header *h);
 void s2s_out_element(struct s2s_conn *c, xml_elem *e);
 void s2s_out_connected(struct s2s_conn *c);
 void s2s_out_conn_failed(struct s2s_conn *c, const char *why);

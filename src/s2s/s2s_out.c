@@ -18,11 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
-#include <event2/event.h>
+#include <event2/util.h>
 #include <openssl/evp.h>
 
 #include "core/conf.h"
@@ -47,8 +44,8 @@ find_link(struct s2s_worker *sw, const char *local, const char *remote)
 {
 	/* A linear search: a worker holds few links (one per remote domain
 	 * its pairs hash to), and it runs once per stanza at most. */
-	for (struct s2s_conn *c = sw->list; c != NULL; c = c->next)
-		if (c->kind == S2S_OUT && c->in_table && !c->closing &&
+	for (struct s2s_conn *c = s2s_first(sw); c != NULL; c = s2s_next(c))
+		if (c->kind == S2S_OUT && c->in_table && !c->xs.closing &&
 		    strcmp(c->local, local) == 0 && strcmp(c->remote, remote) == 0)
 			return c;
 	return NULL;
@@ -106,10 +103,10 @@ static void
 fail_and_close(struct s2s_conn *c, const char *condition, const char *why)
 {
 	s2s_out_fail(c, condition, why);
-	if (c->connected && c->bev != NULL)
-		s2s_stream_error(c, "undefined-condition", why);
+	if (conn_is_up(c->xs.conn))
+		xstream_error(&c->xs, "undefined-condition", why);
 	else
-		s2s_close(c);
+		xstream_close(&c->xs);
 }
 
 static void
@@ -144,7 +141,7 @@ targets_cb(struct s2s_worker *sw, uint64_t id, struct s2s_target *t, size_t n)
 {
 	struct s2s_conn *c = s2s_find(sw, id);
 
-	if (c == NULL || c->closing) {
+	if (c == NULL || c->xs.closing) {
 		s2s_targets_free(t, n);
 		return;
 	}
@@ -172,7 +169,7 @@ out_new(struct worker *w, enum s2s_kind kind, const char *local, const char *rem
 	c->state = ST_RESOLVING;
 	c->in_table = kind == S2S_OUT;
 	/* From now until authenticated (or the verify answer). */
-	s2s_set_deadline(c, c->conf->s2s_connect_timeout);
+	xstream_set_timer(&c->xs, c->conf->s2s_connect_timeout);
 	log_debug(c->tag, "opening %s -> %s", local, remote);
 	return c;
 }
@@ -209,7 +206,7 @@ addr_cb(int result, struct evutil_addrinfo *res, void *arg)
 	struct s2s_conn *c = s2s_find(t->sw, t->id);
 
 	free(t);
-	if (c == NULL || c->closing) {
+	if (c == NULL || c->xs.closing) {
 		if (res != NULL)
 			evutil_freeaddrinfo(res);
 		return;
@@ -262,44 +259,24 @@ try_target(struct s2s_conn *c)
 static void
 try_connect(struct s2s_conn *c)
 {
-	struct event_base *base = worker_base(c->w);
-
 	for (; c->cur_addr != NULL; c->cur_addr = c->cur_addr->ai_next) {
 		const struct s2s_target *tg = &c->targets[c->cur_target];
-		struct bufferevent *bev;
+		SSL *ssl = NULL;
 
-		c->ssl = NULL;
-		c->tls = 0;
-		if (tg->direct_tls) {
-			/* XEP-0368: TLS first, ALPN xmpp-server, SNI the domain. */
-			if ((c->ssl = tls_new_client(c->local, c->remote, "xmpp-server")) == NULL)
-				continue;
-			bev = bufferevent_openssl_socket_new(base, -1, c->ssl,
-			    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-			c->tls = 1;
-		} else {
-			bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-		}
-		if (bev == NULL) {
-			if (c->ssl != NULL)
-				SSL_free(c->ssl);
-			c->ssl = NULL;
+		/* XEP-0368: TLS first, ALPN xmpp-server, SNI the domain. */
+		if (tg->direct_tls &&
+		    (ssl = tls_new_client(c->local, c->remote, "xmpp-server")) == NULL)
 			continue;
-		}
 		sockaddr_format(c->cur_addr->ai_addr, c->addr, sizeof(c->addr));
-		s2s_attach(c, bev);
+		s2s_start_tick(c);
 		c->state = ST_CONNECTING;
 		log_debug(c->tag, "connecting to %s (%s)%s", c->addr, tg->host,
 		    tg->direct_tls ? " with direct TLS" : "");
-		if (bufferevent_socket_connect(bev, c->cur_addr->ai_addr,
-		    (int)c->cur_addr->ai_addrlen) == 0)
+		if (xstream_connect(&c->xs, c->cur_addr->ai_addr,
+		    (socklen_t)c->cur_addr->ai_addrlen, ssl) == 0)
 			return;
 		log_info(c->tag, "connect to %s: %s", c->addr,
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-		bufferevent_free(bev);
-		c->bev = NULL;
-		c->ssl = NULL;
-		c->tls = 0;
 	}
 	evutil_freeaddrinfo(c->addrs);
 	c->addrs = NULL;
@@ -307,14 +284,12 @@ try_connect(struct s2s_conn *c)
 	try_target(c);
 }
 
+/* The connection to c->addr failed before it was up (stream/conn.h has
+ * dropped the socket): the next address. */
 void
 s2s_out_conn_failed(struct s2s_conn *c, const char *why)
 {
 	log_info(c->tag, "cannot connect to %s: %s", c->addr, why);
-	bufferevent_free(c->bev);
-	c->bev = NULL;
-	c->ssl = NULL;
-	c->tls = 0;
 	c->addr[0] = '\0';
 	if (c->cur_addr != NULL)
 		c->cur_addr = c->cur_addr->ai_next;
@@ -328,7 +303,7 @@ s2s_out_connected(struct s2s_conn *c)
 	c->state = ST_NEGOTIATING;
 	s2s_update_listing(c);
 	/* RFC 6120 4.7.1, 4.7.2: from our domain, to theirs. */
-	s2s_send_header(c, c->local, c->remote);
+	xstream_send_header(&c->xs, c->local, c->remote);
 }
 
 void
@@ -348,7 +323,7 @@ s2s_out_route(struct worker *w, xml_elem *st, const char *local, const char *rem
 		return;
 	}
 	if (c == NULL) {
-		if (sw->shutting_down || (c = out_new(w, S2S_OUT, local, remote)) == NULL) {
+		if (s2s_stopping(sw) || (c = out_new(w, S2S_OUT, local, remote)) == NULL) {
 			router_bounce(st, "remote-server-not-found", NULL);
 			return;
 		}
@@ -389,14 +364,14 @@ established(struct s2s_conn *c, const char *auth)
 
 	c->auth = auth;
 	c->state = ST_ESTABLISHED;
-	evtimer_del(c->timer);
+	xstream_cancel_timer(&c->xs);
 	s2s_update_listing(c);
 	log_info(c->tag, "link %s -> %s established (%s, %s)", c->local, c->remote, auth,
-	    c->tls ? tls_version(c->ssl) : "no TLS");
+	    c->xs.tls ? tls_version(xstream_ssl(&c->xs)) : "no TLS");
 	c->queue = NULL;
 	c->qlen = c->qcap = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (!c->closing)
+		if (!c->xs.closing)
 			send_on_link(c, q[i]);
 		else
 			router_bounce(q[i], "remote-server-not-found", NULL);
@@ -410,16 +385,16 @@ send_db_result(struct s2s_conn *c)
 {
 	char key[65];
 
-	if (c->stream_id[0] == '\0') {
+	if (c->xs.id[0] == '\0') {
 		fail_and_close(c, "remote-server-not-found", "the peer gave no stream id");
 		return;
 	}
 	/* XEP-0220 2.1.1: the key, from our domain to theirs. */
-	dialback_key(c->conf, c->remote, c->local, c->stream_id, key);
+	dialback_key(c->conf, c->remote, c->local, c->xs.id, key);
 	s2s_write(c, "<db:result from='");
-	s2s_write_escaped(c, c->local);
+	xstream_escape(&c->xs, c->local);
 	s2s_write(c, "' to='");
-	s2s_write_escaped(c, c->remote);
+	xstream_escape(&c->xs, c->remote);
 	s2s_write(c, "'>%s</db:result>", key);
 }
 
@@ -431,13 +406,13 @@ send_db_verify(struct s2s_conn *c)
 		if (c->vreq[i].sent)
 			continue;
 		s2s_write(c, "<db:verify from='");
-		s2s_write_escaped(c, c->local);
+		xstream_escape(&c->xs, c->local);
 		s2s_write(c, "' to='");
-		s2s_write_escaped(c, c->remote);
+		xstream_escape(&c->xs, c->remote);
 		s2s_write(c, "' id='");
-		s2s_write_escaped(c, c->vreq[i].id);
+		xstream_escape(&c->xs, c->vreq[i].id);
 		s2s_write(c, "'>");
-		s2s_write_escaped(c, c->vreq[i].key);
+		xstream_escape(&c->xs, c->vreq[i].key);
 		s2s_write(c, "</db:verify>");
 		c->vreq[i].sent = 1;
 	}
@@ -471,7 +446,7 @@ receiving_server_ok(struct s2s_conn *c)
 	const char *why = "no TLS";
 	char reason[256];
 
-	c->peer_verified = c->tls && tls_peer_verified(c->ssl, c->remote, &why);
+	c->peer_verified = c->xs.tls && tls_peer_verified(xstream_ssl(&c->xs), c->remote, &why);
 	if (c->peer_verified)
 		return 1;
 	if (c->conf->s2s_dialback) {
@@ -497,7 +472,7 @@ authenticate(struct s2s_conn *c, xml_elem *features)
 		return;
 	/* XEP-0178 3: EXTERNAL when offered over TLS; the authorization
 	 * identity is our domain. */
-	if (c->tls && !c->tried_external && features != NULL &&
+	if (c->xs.tls && !c->tried_external && features != NULL &&
 	    offers_mechanism(features, "EXTERNAL")) {
 		int n = (int)strlen(c->local);
 		unsigned char *b64 = malloc((size_t)(4 * ((n + 2) / 3) + 1));
@@ -522,25 +497,17 @@ authenticate(struct s2s_conn *c, xml_elem *features)
 }
 
 void
-s2s_out_stream_start(struct s2s_conn *c, const char *ns, const char **attrs)
+s2s_out_stream_start(struct s2s_conn *c, const struct xstream_header *h)
 {
-	const char *id = NULL, *version = NULL;
-
-	for (size_t i = 0; attrs[i] != NULL; i += 2) {
-		if (strcmp(attrs[i], "id") == 0)
-			id = attrs[i + 1];
-		else if (strcmp(attrs[i], "version") == 0)
-			version = attrs[i + 1];
-	}
-	if (ns == NULL || strcmp(ns, NS_SERVER) != 0) {
+	/* Its id is in c->xs.id (stream/xstream.h). */
+	if (h->ns == NULL || strcmp(h->ns, NS_SERVER) != 0) {
 		fail_and_close(c, "remote-server-not-found", "not a server stream");
 		return;
 	}
-	snprintf(c->stream_id, sizeof(c->stream_id), "%s", id != NULL ? id : "");
-	if (version == NULL || strtol(version, NULL, 10) < 1) {
+	if (!h->version1) {
 		/* RFC 6120 4.7.5: a pre-1.0 peer sends no features; only
 		 * dialback is possible, and no TLS. */
-		if (!c->tls && c->conf->s2s_use_starttls == CONF_S2S_TLS_REQUIRED) {
+		if (!c->xs.tls && c->conf->s2s_use_starttls == CONF_S2S_TLS_REQUIRED) {
 			fail_and_close(c, "remote-server-not-found", "the peer cannot do TLS");
 			return;
 		}
@@ -565,12 +532,12 @@ s2s_out_element(struct s2s_conn *c, xml_elem *e)
 			established(c, c->peer_verified ? "external" : "external-unverified");
 			return;
 		}
-		if (!c->tls && c->conf->s2s_use_starttls != CONF_S2S_TLS_FALSE &&
+		if (!c->xs.tls && c->conf->s2s_use_starttls != CONF_S2S_TLS_FALSE &&
 		    xml_child(e, NS_TLS, "starttls") != NULL) {
 			s2s_write(c, "<starttls xmlns='" NS_TLS "'/>");
 			return;
 		}
-		if (!c->tls && c->conf->s2s_use_starttls == CONF_S2S_TLS_REQUIRED) {
+		if (!c->xs.tls && c->conf->s2s_use_starttls == CONF_S2S_TLS_REQUIRED) {
 			/* s2s_use_starttls: required (RFC 6120 5.3.1). */
 			fail_and_close(c, "remote-server-not-found", "the peer does not offer TLS");
 			return;
@@ -580,9 +547,18 @@ s2s_out_element(struct s2s_conn *c, xml_elem *e)
 	}
 	if (ns != NULL && strcmp(ns, NS_TLS) == 0) {
 		if (strcmp(name, "proceed") == 0) {
-			/* RFC 6120 5.4.2.3: TLS from the next byte. */
-			c->starttls_pending = 1;
-			xml_stream_restart(c->xs);
+			SSL *ssl = tls_new_client(c->local, c->remote, NULL);
+
+			if (ssl == NULL) {
+				/* The peer reads TLS now: nothing more to say
+				 * in the clear. */
+				s2s_out_fail(c, "remote-server-not-found", "no TLS context");
+				xstream_close(&c->xs);
+				return;
+			}
+			/* RFC 6120 5.4.2.3: TLS from the next byte; our new
+			 * stream header goes over it (on_tls_installed). */
+			xstream_starttls(&c->xs, ssl, 1);
 			return;
 		}
 		fail_and_close(c, "remote-server-not-found", "STARTTLS failed");
@@ -593,8 +569,8 @@ s2s_out_element(struct s2s_conn *c, xml_elem *e)
 			/* RFC 6120 6.4.6: a new stream, no features needed but
 			 * the stream restart itself. */
 			c->sasl_done = 1;
-			xml_stream_restart(c->xs);
-			s2s_send_header(c, c->local, c->remote);
+			xstream_restart(&c->xs);
+			xstream_send_header(&c->xs, c->local, c->remote);
 			return;
 		}
 		if (strcmp(name, "failure") == 0) {
@@ -643,9 +619,8 @@ s2s_out_element(struct s2s_conn *c, xml_elem *e)
 				left += c->vreq[i].in_id != 0;
 			}
 			if (left == 0) {
-				evtimer_del(c->timer);
-				s2s_write(c, "</stream:stream>");
-				s2s_close(c);
+				xstream_cancel_timer(&c->xs);
+				xstream_end(&c->xs);
 			}
 			return;
 		}

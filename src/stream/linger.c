@@ -7,7 +7,7 @@
 
 #include <event2/buffer.h>
 
-#include "net/linger.h"
+#include "stream/linger.h"
 
 static void
 arm(struct event *timer, unsigned ms)
@@ -57,6 +57,10 @@ linger_check(struct linger_state *l, struct bufferevent *bev, struct event *time
 			return;
 		if (bufferevent_getfd(bev) >= 0)
 			(void)shutdown(bufferevent_getfd(bev), SHUT_WR);
+		else
+			/* No socket (a bufferevent pair, in tests): the
+			 * partner sees the end of the stream as EOF. */
+			(void)bufferevent_flush(u != NULL ? u : bev, EV_WRITE, BEV_FINISHED);
 	}
 	l->half_closed = 1;
 	/* From now on the timer only bounds the wait for EOF. */

@@ -5,8 +5,8 @@
  * reset makes the peer drop what we wrote last: the stream error that says
  * why. So a closing stream keeps reading (and discarding), waits until its
  * output has drained, shuts its side down, and waits for the peer's EOF, at
- * most LINGER_GRACE_MS (nginx calls this a lingering close). c2s and s2s
- * both close this way.
+ * most LINGER_GRACE_MS (nginx calls this a lingering close). Every
+ * connection closes this way: conn.c calls it, nothing else does.
  */
 #ifndef XMPPD_LINGER_H
 #define XMPPD_LINGER_H
