@@ -10,6 +10,10 @@
  * status of its last unavailable presence and whether it is counted as
  * available; module-wide, under a mutex, how many available sessions each
  * bare JID has (the ABI cannot ask whether a user is online elsewhere).
+ *
+ * The store is used through the asynchronous API (ABI 1.2): the logout is
+ * one batch, submitted when the session ends; a query is answered from its
+ * read's callback (a deferred reply).
  */
 #define _GNU_SOURCE     /* asprintf, tdestroy */
 
@@ -184,6 +188,22 @@ user_key(char *buf, size_t size, const char *node, const char *host)
 	return xmppd_store_key(buf, size, host, node, (const char *)NULL);
 }
 
+/* A logout being written: for the log, if it fails. */
+struct logout {
+	xmppd_ctx *ctx;
+	char bare[];
+};
+
+static void
+logout_stored(int status, void *ud)
+{
+	struct logout *l = ud;
+
+	if (status != XMPPD_STORE_OK)
+		xmppd_log(l->ctx, XMPPD_LOG_ERROR, "cannot store the last logout of %s", l->bare);
+	free(l);
+}
+
 /* XEP-0012 3: remember when the user logged out, and with which status. */
 static enum xmppd_result
 session_closed(void *args, void *ud)
@@ -191,12 +211,14 @@ session_closed(void *args, void *ud)
 	xmppd_ctx *ctx = ud;
 	xmppd_session *session = ((struct xmppd_session_args *)args)->session;
 	const xmppd_jid *jid = xmppd_session_jid(session);
+	const char *bare = xmppd_jid_bare(jid);
 	struct sess *s = xmppd_session_get(session, slot);
 	const char *status = s != NULL && s->status != NULL ? s->status : "";
-	char key[512], *val;
+	struct logout *l = NULL;
+	xmppd_batch *b = NULL;
+	char key[512], *val = NULL;
 	size_t klen;
 	int n;
-	xmppd_txn *txn;
 
 	if (s != NULL)
 		set_counted(session, s, 0);
@@ -206,18 +228,23 @@ session_closed(void *args, void *ud)
 		return XMPPD_CONTINUE;
 	klen = user_key(key, sizeof(key), xmppd_jid_node(jid), xmppd_jid_domain(jid));
 	n = klen == 0 ? -1 : asprintf(&val, "%lld\n%s", (long long)time(NULL), status);
-	if (n < 0)
+	if (n < 0 || (l = malloc(sizeof(*l) + strlen(bare) + 1)) == NULL ||
+	    (b = xmppd_batch_new(ctx)) == NULL) {
+		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot store the last logout of %s", bare);
+		free(l);
+		if (n >= 0)
+			free(val);
 		return XMPPD_CONTINUE;
-	if ((txn = xmppd_store_begin(1)) != NULL &&
-	    xmppd_store_put(txn, TABLE, key, klen, val, (size_t)n) < 0) {
-		xmppd_store_abort(txn);
-		txn = NULL;
 	}
-	/* commit frees the transaction, whatever it returns. */
-	if (txn == NULL || xmppd_store_commit(txn) < 0)
-		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot store the last logout of %s",
-		    xmppd_jid_bare(jid));
+	l->ctx = ctx;
+	strcpy(l->bare, bare);
+	/* The batch copies the value; a failed put fails it (done says why). */
+	(void)xmppd_batch_put(b, TABLE, key, klen, val, (size_t)n);
 	free(val);
+	if (xmppd_batch_submit(b, logout_stored, l) < 0) {
+		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot store the last logout of %s", bare);
+		free(l);
+	}
 	return XMPPD_CONTINUE;
 }
 
@@ -257,15 +284,35 @@ reply_seconds(xmppd_elem *iq, long long seconds, const char *status)
 	xmppd_iq_reply(iq, q);
 }
 
+/* The record's read has completed: the deferred reply. */
+static void
+last_got(int status, const void *val, size_t vlen, void *ud)
+{
+	xmppd_elem *iq = ud;
+	char *text, *nl;
+
+	if (status != XMPPD_STORE_OK) {
+		/* Never logged out (or the store failed). */
+		xmppd_iq_error(iq, status == XMPPD_STORE_NOT_FOUND ? "item-not-found" :
+		    "internal-server-error", NULL);
+	} else if ((text = strndup(val, vlen)) == NULL || (nl = strchr(text, '\n')) == NULL) {
+		free(text);
+		xmppd_iq_error(iq, "internal-server-error", NULL);
+	} else {
+		*nl = '\0';
+		reply_seconds(iq, (long long)time(NULL) - strtoll(text, NULL, 10), nl + 1);
+		free(text);
+	}
+	xmppd_elem_unref(iq);
+}
+
 static enum xmppd_result
 last_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
 {
+	xmppd_ctx *ctx = ud;
 	const char *fbare = xmppd_jid_bare(from), *tbare = xmppd_jid_bare(to);
-	const void *val;
-	size_t vlen, klen;
-	char key[512], *text, *nl;
-	xmppd_txn *txn;
-	int r;
+	char key[512];
+	size_t klen;
 
 	if (xmppd_jid_node(to) == NULL) {
 		/* XEP-0012 5: the server's uptime. */
@@ -287,27 +334,12 @@ last_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
 		return XMPPD_STOP;
 	}
 	klen = user_key(key, sizeof(key), xmppd_jid_node(to), xmppd_jid_domain(to));
-	if (klen == 0 || (txn = xmppd_store_begin(0)) == NULL) {
+	if (klen == 0 || xmppd_store_aget(ctx, TABLE, key, klen, last_got,
+	    xmppd_elem_ref(iq)) < 0) {
+		if (klen != 0)
+			xmppd_elem_unref(iq);
 		xmppd_iq_error(iq, "internal-server-error", NULL);
-		return XMPPD_STOP;
 	}
-	r = xmppd_store_get(txn, TABLE, key, klen, &val, &vlen);
-	if (r != 0) {
-		xmppd_store_abort(txn);
-		/* Never logged out (or the store failed). */
-		xmppd_iq_error(iq, r == 1 ? "item-not-found" : "internal-server-error", NULL);
-		return XMPPD_STOP;
-	}
-	text = strndup(val, vlen);
-	xmppd_store_abort(txn);
-	if (text == NULL || (nl = strchr(text, '\n')) == NULL) {
-		free(text);
-		xmppd_iq_error(iq, "internal-server-error", NULL);
-		return XMPPD_STOP;
-	}
-	*nl = '\0';
-	reply_seconds(iq, (long long)time(NULL) - strtoll(text, NULL, 10), nl + 1);
-	free(text);
 	return XMPPD_STOP;
 }
 
@@ -345,7 +377,7 @@ unload(xmppd_ctx *ctx)
 
 XMPPD_MODULE_EXPORT const struct xmppd_module xmppd_module = {
 	.abi_major = XMPPD_ABI_MAJOR,
-	.abi_minor = XMPPD_ABI_MINOR,
+	.abi_minor = XMPPD_ABI_MINOR,   /* 1.2: the asynchronous store */
 	.name = "mod_last",
 	.version = "1.0",
 	.load = load,

@@ -35,22 +35,42 @@
  * store answers <service-unavailable/> as XEP-0160 2 step 3 says (ejabberd
  * uses resource-constraint; the XEP's word is followed here).
  *
- * Durability: a message is only acknowledged (STOP) once its write
- * transaction committed, so it survives kill -9. Delivery is "deliver,
- * then delete": the messages are written to the session, then removed in
- * one transaction; a crash in between gives a duplicate at the next login,
- * never a loss. "Delivered" means queued on the client's stream: if the
- * stream is closed while they are written (its send queue overflowing),
- * only the messages queued before that are deleted.
+ * The store is used through the asynchronous API (ABI 1.2).
  *
- * Races handled: a per-user lock (striped) makes concurrent logins of one
- * user take the messages once; a message stored while the user was
- * becoming available is caught by a second pass after the presence is
- * recorded, or, if stored later still, taken back and routed live by its
- * sender's worker. Such a late message may arrive after newer live ones.
+ * Storing: offline_message takes the message (STOP) and submits one batch:
+ * a scan of the user's range counts the quota and finds the next number, a
+ * step after it appends the put or, over quota, fails the batch. Its done
+ * callback bounces the message with <service-unavailable/> if the batch
+ * failed (full, or the store failed: the sender must not believe it was
+ * kept). The sender's stream handles its next stanza only once the batch
+ * has completed, so what follows a message on that stream comes after it
+ * is durable (and survives kill -9).
+ *
+ * Delivery is "deliver, then delete": the presence starts a read of the
+ * user's range; its rows are written to the session (through the
+ * user_receive_packet hook, as live stanzas are), then those written are
+ * deleted in one batch; a crash in between gives a duplicate at the next
+ * login, never a loss. "Delivered" means queued on the client's stream: if
+ * the stream is closed while they are written (its send queue
+ * overflowing), only the messages queued before that are deleted. Live
+ * messages that reach the session while its stored ones are being read
+ * are held back and written after them, so that stored messages come
+ * before later live ones (RFC 6120 10.1). The presence itself is recorded
+ * (and echoed to the client, RFC 6121 4.2.2) at once, before the stored
+ * messages arrive.
+ *
+ * Races handled: a claim per user (module-wide, in memory) makes a read,
+ * its writes and its delete exclude any other delivery to the user, so
+ * concurrent logins of one user take the messages once (the one that
+ * finds the claim taken tries again shortly). The read runs after the
+ * presence is recorded, so a message the core routes from then on goes
+ * live; one routed before but stored after the read is taken back (under
+ * the claim) by its sender's worker once stored and routed live. Such a
+ * late message may arrive after newer live ones.
  */
-#define _GNU_SOURCE             /* PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP */
+#define _GNU_SOURCE             /* tdestroy */
 #include <pthread.h>
+#include <search.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,9 +86,10 @@
 #define NS_CHATSTATES "http://jabber.org/protocol/chatstates"
 #define NS_HINTS "urn:xmpp:hints"
 #define FEATURE "msgoffline"    /* XEP-0160 5 */
-#define NSTRIPES 64
-
-static uint64_t second_pass(void *ud);
+/* A delivery or a late message that finds the user's claim taken tries
+ * again this often, and gives up after CLAIM_GIVE_UP_MS. */
+#define CLAIM_RETRY_MS 10
+#define CLAIM_GIVE_UP_MS 60000
 
 static const struct xmppd_option options[] = {
 	/* XEP-0160 2: what one account may have waiting. */
@@ -82,20 +103,6 @@ static const struct xmppd_option options[] = {
 /* Set at load, read-only afterwards. */
 static xmppd_ctx *module_ctx;
 static int slot = -1;
-
-/* One user's flush and the taking back of a late message exclude each
- * other; users are spread over the stripes by a hash of their key.
- * Recursive: a hook run while a flush writes could route a message that
- * comes back here on the same thread. */
-static pthread_mutex_t stripes[NSTRIPES] = {
-	[0 ... NSTRIPES - 1] = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP
-};
-
-/* Per session (its worker only). */
-struct sess {
-	int closed;             /* the session ended (possibly while we wrote) */
-	int second_pass;        /* a pass is due once the presence is recorded */
-};
 
 /* ---------------------------------------------------------------- */
 /* Keys.                                                              */
@@ -125,14 +132,76 @@ get_seq(const unsigned char *p)
 	return v;
 }
 
-static pthread_mutex_t *
-stripe_of(const char *prefix, size_t plen)
-{
-	uint32_t h = 2166136261u;       /* FNV-1a */
+/* ---------------------------------------------------------------- */
+/* Claims.                                                            */
 
-	for (size_t i = 0; i < plen; i++)
-		h = (h ^ (unsigned char)prefix[i]) * 16777619u;
-	return &stripes[h % NSTRIPES];
+/*
+ * A user's claim: held by a delivery from its read until its delete has
+ * completed, or by the taking back of a late message, so that no message
+ * is written twice. Module-wide (a user's sessions, and the senders of his
+ * messages, are on any worker): the bare JIDs claimed, under claim_lock.
+ */
+static pthread_mutex_t claim_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *claims;
+
+static int
+claim_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* 1 taken, 0 another has it, -1 no memory. */
+static int
+claim_take(const char *bare)
+{
+	char *c;
+	int r = 1;
+
+	pthread_mutex_lock(&claim_lock);
+	if (tfind(bare, &claims, claim_cmp) != NULL)
+		r = 0;
+	else if ((c = strdup(bare)) == NULL)
+		r = -1;
+	else if (tsearch(c, &claims, claim_cmp) == NULL) {
+		free(c);
+		r = -1;
+	}
+	pthread_mutex_unlock(&claim_lock);
+	return r;
+}
+
+static void
+claim_release(const char *bare)
+{
+	void *found;
+	char *c;
+
+	pthread_mutex_lock(&claim_lock);
+	if ((found = tfind(bare, &claims, claim_cmp)) != NULL) {
+		c = *(char **)found;
+		tdelete(bare, &claims, claim_cmp);
+		free(c);
+	}
+	pthread_mutex_unlock(&claim_lock);
+}
+
+/* For xmppd_user_presences: is one of the user's resources eligible
+ * (RFC 6121 8.5.2.1.1: a non-negative priority)? */
+static void
+nonneg_cb(const xmppd_elem *presence, void *ud)
+{
+	const char *s = xmppd_elem_child_text((xmppd_elem *)presence, NULL, "priority");
+	char *end;
+	long v = 0;
+
+	/* As the core reads it (RFC 6121 4.7.2.3): bad values count as 0. */
+	if (s != NULL) {
+		v = strtol(s, &end, 10);
+		if (end == s || v < -128 || v > 127)
+			v = 0;
+	}
+	if (v >= 0)
+		*(int *)ud = 1;
 }
 
 /* ---------------------------------------------------------------- */
@@ -206,106 +275,220 @@ stamped_copy(const xmppd_elem *st, const char *domain)
 	return copy;
 }
 
-struct tally {
-	size_t plen;
-	uint64_t n, bytes, next;
+/*
+ * A message being stored: the message (a reference: the bounce, or the
+ * taking back, comes from the batch's done callback), its text, and what
+ * the batch's steps find.
+ */
+struct job {
+	struct job *next;           /* in late_list */
+	xmppd_elem *st;
+	xmppd_jid *user;            /* the recipient's bare JID */
+	char *text;
+	size_t len;
+	char key[KEY_MAX];          /* the user's prefix, then the message's key */
+	size_t plen, klen;
+	uint64_t n, bytes, next_seq;        /* the user's messages, and one past the last */
+	uint64_t max_messages, max_bytes;
+	int full;                   /* a step refused it: over quota */
+	int taken;                  /* taken back */
+	uint64_t since;             /* waiting for the user's claim since */
 };
 
-static int
-tally_cb(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+/* Late messages waiting for their user's claim (under claim_lock). */
+static struct job *late_list;
+
+static void
+job_free(struct job *j)
 {
-	struct tally *t = ud;
+	xmppd_elem_unref(j->st);
+	xmppd_jid_free(j->user);
+	free(j->text);
+	free(j);
+}
+
+/* Step: every message the user has (the scan comes first). */
+static int
+tally_row(xmppd_batch *b, const void *key, size_t klen, const void *val, size_t vlen,
+    void *ud)
+{
+	struct job *j = ud;
 	uint64_t seq;
 
-	if (klen != t->plen + SEQ_LEN)
+	if (klen != j->plen + SEQ_LEN)
 		return 0;
-	seq = get_seq((const unsigned char *)key + t->plen);
-	t->n++;
-	t->bytes += vlen;
-	if (seq >= t->next)
-		t->next = seq + 1;
+	seq = get_seq((const unsigned char *)key + j->plen);
+	j->n++;
+	j->bytes += vlen;
+	if (seq >= j->next_seq)
+		j->next_seq = seq + 1;
 	return 0;
 }
 
-/* 0 stored (committed) with its key in key/klen_r, 1 over quota, -1 error. */
+/* Step, after the scan: the quota (XEP-0160 2), then the put, appended
+ * under the next number. */
 static int
-store_message(const char *prefix, size_t plen, const char *text, size_t len,
-    char *key, size_t *klen_r)
+place(xmppd_batch *b, int status, const void *val, size_t vlen, void *ud)
 {
-	struct tally t = { plen, 0, 0, 0 };
-	xmppd_txn *txn = xmppd_store_begin(1);
+	struct job *j = ud;
 
-	if (txn == NULL)
+	if (j->n + 1 > j->max_messages || j->bytes + j->len > j->max_bytes) {
+		j->full = 1;
 		return -1;
-	if (xmppd_store_scan(txn, TABLE, prefix, plen, tally_cb, &t) < 0)
-		goto err;
-	if (t.n + 1 > (uint64_t)xmppd_opt_int(module_ctx, "max_messages") ||
-	    t.bytes + len > (uint64_t)xmppd_opt_int(module_ctx, "max_bytes")) {
-		xmppd_store_abort(txn);
-		return 1;
 	}
-	memcpy(key, prefix, plen);
-	put_seq((unsigned char *)key + plen, t.next);
-	*klen_r = plen + SEQ_LEN;
-	if (xmppd_store_put(txn, TABLE, key, *klen_r, text, len) < 0)
-		goto err;
-	return xmppd_store_commit(txn) == 0 ? 0 : -1;
-err:
-	xmppd_store_abort(txn);
-	return -1;
+	put_seq((unsigned char *)j->key + j->plen, j->next_seq);
+	j->klen = j->plen + SEQ_LEN;
+	return xmppd_batch_put(b, TABLE, j->key, j->klen, j->text, j->len) < 0 ? -1 : 0;
+}
+
+/* Step: the message is still there (keys are reused once a queue
+ * empties: compare the text), so it is taken. */
+static int
+take_back(xmppd_batch *b, int status, const void *val, size_t vlen, void *ud)
+{
+	struct job *j = ud;
+
+	if (status != XMPPD_STORE_OK || vlen != j->len || memcmp(val, j->text, vlen) != 0)
+		return 0;
+	if (xmppd_batch_del(b, TABLE, j->key, j->klen) < 0)
+		return -1;
+	j->taken = 1;
+	return 0;
 }
 
 static void
-nonneg_cb(const xmppd_elem *presence, void *ud)
+taken_back(int status, void *ud)
 {
-	const char *s = xmppd_elem_child_text((xmppd_elem *)presence, NULL, "priority");
-	char *end;
-	long v = 0;
+	struct job *j = ud;
 
-	/* As the core reads it (RFC 6121 4.7.2.3): bad values count as 0. */
-	if (s != NULL) {
-		v = strtol(s, &end, 10);
-		if (end == s || v < -128 || v > 127)
-			v = 0;
+	claim_release(xmppd_jid_bare(j->user));
+	if (status == XMPPD_STORE_OK && j->taken)
+		xmppd_route(j->st);
+	else if (status != XMPPD_STORE_OK)
+		xmppd_log(module_ctx, XMPPD_LOG_ERROR, "%s: cannot take back a late message; it "
+		    "waits for the next login", xmppd_jid_bare(j->user));
+	job_free(j);
+}
+
+/* 1: the user's claim is another's, try again; 0: done with j (taken
+ * back, or left for the next login). */
+static int
+late_try(struct job *j)
+{
+	const char *bare = xmppd_jid_bare(j->user);
+	xmppd_batch *b = NULL;
+	int r = claim_take(bare);
+
+	if (r == 0)
+		return 1;
+	if (r < 0 || (b = xmppd_batch_new(module_ctx)) == NULL) {
+		if (r > 0)
+			claim_release(bare);
+		xmppd_log(module_ctx, XMPPD_LOG_ERROR, "%s: out of memory taking back a late "
+		    "message; it waits for the next login", bare);
+		job_free(j);
+		return 0;
 	}
-	if (v >= 0)
-		*(int *)ud = 1;
+	(void)xmppd_batch_get(b, TABLE, j->key, j->klen, take_back, j);
+	if (xmppd_batch_submit(b, taken_back, j) < 0) {
+		claim_release(bare);
+		job_free(j);
+	}
+	return 0;
+}
+
+static void
+late_unlist(struct job *j)
+{
+	pthread_mutex_lock(&claim_lock);
+	for (struct job **pp = &late_list; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	pthread_mutex_unlock(&claim_lock);
+}
+
+static void
+late_list_add(struct job *j)
+{
+	pthread_mutex_lock(&claim_lock);
+	j->next = late_list;
+	late_list = j;
+	pthread_mutex_unlock(&claim_lock);
+}
+
+/* Is the user still available, and is the claim free now? */
+static uint64_t
+late_retry(void *ud)
+{
+	struct job *j = ud;
+	int online = 0;
+
+	late_unlist(j);
+	(void)xmppd_user_presences(j->user, nonneg_cb, &online);
+	if (!online || xmppd_now_ms() - j->since > CLAIM_GIVE_UP_MS) {
+		if (online)
+			xmppd_log(module_ctx, XMPPD_LOG_WARNING, "%s: a late message waits for "
+			    "the next login (the user's messages stayed claimed)",
+			    xmppd_jid_bare(j->user));
+		job_free(j);
+		return 0;
+	}
+	if (late_try(j) == 0)
+		return 0;
+	late_list_add(j);
+	return CLAIM_RETRY_MS;
 }
 
 /*
- * The user may have become available between the core's look-up and our
- * commit, after that resource's flush: take the message back (unless a
- * flush got it meanwhile) and route it live.
+ * Stored. The user may have become available between the core's look-up
+ * and the store's commit, after that resource's delivery read the store:
+ * take the message back (unless a delivery got it meanwhile) and route it
+ * live.
  */
 static void
-catch_late(xmppd_elem *st, const char *node, const char *host, const char *key,
-    size_t klen, const char *text, size_t len)
+late_check(struct job *j)
 {
-	xmppd_jid *bare = xmppd_jid_make(node, host, NULL);
-	pthread_mutex_t *m = stripe_of(key, klen - SEQ_LEN);
-	const void *val;
-	size_t vlen;
-	int online = 0, taken = 0;
-	xmppd_txn *txn;
+	int online = 0;
 
-	if (bare == NULL)
+	(void)xmppd_user_presences(j->user, nonneg_cb, &online);
+	if (!online) {
+		job_free(j);
 		return;
-	(void)xmppd_user_presences(bare, nonneg_cb, &online);
-	xmppd_jid_free(bare);
-	if (!online)
-		return;
-	pthread_mutex_lock(m);
-	if ((txn = xmppd_store_begin(1)) != NULL) {
-		/* Keys are reused once a queue empties: compare the text. */
-		if (xmppd_store_get(txn, TABLE, key, klen, &val, &vlen) == 0 && vlen == len &&
-		    memcmp(val, text, len) == 0 && xmppd_store_del(txn, TABLE, key, klen) == 0)
-			taken = xmppd_store_commit(txn) == 0;
-		else
-			xmppd_store_abort(txn);
 	}
-	pthread_mutex_unlock(m);
-	if (taken)
-		xmppd_route(st);
+	if (late_try(j) == 0)
+		return;
+	j->since = xmppd_now_ms();
+	late_list_add(j);
+	if (xmppd_timer_add(module_ctx, CLAIM_RETRY_MS, late_retry, j) == NULL) {
+		late_unlist(j);
+		xmppd_log(module_ctx, XMPPD_LOG_WARNING, "%s: cannot schedule taking back a late "
+		    "message; it waits for the next login", xmppd_jid_bare(j->user));
+		job_free(j);
+	}
+}
+
+static void
+stored(int status, void *ud)
+{
+	struct job *j = ud;
+
+	if (status == XMPPD_STORE_OK) {
+		late_check(j);
+		return;
+	}
+	if (status == XMPPD_STORE_ABORTED && j->full)
+		xmppd_log(module_ctx, XMPPD_LOG_INFO, "%s: offline store full",
+		    xmppd_jid_bare(j->user));
+	else
+		xmppd_log(module_ctx, XMPPD_LOG_ERROR, "%s: cannot store a message",
+		    xmppd_jid_bare(j->user));
+	/* XEP-0160 2 step 3 for a full store; for a failed one, RFC 6121
+	 * 8.5.2.2.1 (store or bounce): the sender must not believe it was
+	 * kept. */
+	xmppd_bounce(j->st, "service-unavailable", NULL);
+	job_free(j);
 }
 
 static enum xmppd_result
@@ -315,10 +498,9 @@ offline_message(void *args, void *ud)
 	const char *kind = xmppd_stanza_kind(pa->stanza);
 	const char *type = xmppd_elem_attr(pa->stanza, "type");
 	const char *node, *host;
-	char prefix[KEY_MAX], key[KEY_MAX], *text;
-	size_t plen, len, klen = 0;
 	xmppd_elem *copy;
-	int r;
+	xmppd_batch *b;
+	struct job *j;
 
 	if (kind == NULL || strcmp(kind, "message") != 0 || pa->to == NULL ||
 	    (node = xmppd_jid_node(pa->to)) == NULL)
@@ -338,149 +520,298 @@ offline_message(void *args, void *ud)
 	case WORTH_STORING:
 		break;
 	}
-	if ((plen = user_prefix(prefix, host, node)) == 0)
+	/* Whatever fails before the batch is submitted: CONTINUE, and the
+	 * core answers service-unavailable. */
+	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return XMPPD_CONTINUE;
-	if ((copy = stamped_copy(pa->stanza, host)) == NULL)
-		return XMPPD_CONTINUE;
-	text = xmppd_elem_to_string(copy, &len);
-	xmppd_elem_unref(copy);
-	if (text == NULL)
-		return XMPPD_CONTINUE;
-	r = store_message(prefix, plen, text, len, key, &klen);
-	if (r != 0) {
-		/* CONTINUE: the core answers service-unavailable (XEP-0160 2
-		 * for a full store; for a failed one the sender must not
-		 * believe it was kept). */
-		if (r < 0)
-			xmppd_log(module_ctx, XMPPD_LOG_ERROR, "%s@%s: cannot store a message",
-			    node, host);
-		else
-			xmppd_log(module_ctx, XMPPD_LOG_INFO, "%s@%s: offline store full", node,
-			    host);
-		free(text);
+	if ((j->plen = user_prefix(j->key, host, node)) == 0 ||
+	    (j->user = xmppd_jid_make(node, host, NULL)) == NULL ||
+	    (copy = stamped_copy(pa->stanza, host)) == NULL) {
+		job_free(j);
 		return XMPPD_CONTINUE;
 	}
-	catch_late(pa->stanza, node, host, key, klen, text, len);
-	free(text);
-	return XMPPD_STOP;
+	j->text = xmppd_elem_to_string(copy, &j->len);
+	xmppd_elem_unref(copy);
+	if (j->text == NULL || (b = xmppd_batch_new(module_ctx)) == NULL) {
+		job_free(j);
+		return XMPPD_CONTINUE;
+	}
+	j->max_messages = (uint64_t)xmppd_opt_int(module_ctx, "max_messages");
+	j->max_bytes = (uint64_t)xmppd_opt_int(module_ctx, "max_bytes");
+	/* One batch: the scan counts (its steps), then a get of the prefix
+	 * itself, which no message has as its key, runs place after it. */
+	(void)xmppd_batch_scan(b, TABLE, j->key, j->plen, tally_row, j);
+	(void)xmppd_batch_get(b, TABLE, j->key, j->plen, place, j);
+	j->st = xmppd_elem_ref(pa->stanza);
+	if (xmppd_batch_submit(b, stored, j) < 0) {
+		job_free(j);
+		return XMPPD_CONTINUE;
+	}
+	return XMPPD_STOP;          /* taken: stored, or bounced from stored() */
 }
 
 /* ---------------------------------------------------------------- */
 /* Delivery.                                                          */
 
-struct item {
-	uint64_t seq;
-	char *text;
-	size_t len;
+/* A live message held back while the stored ones are read. */
+struct held {
+	struct held *next;
+	xmppd_elem *st;
 };
 
-struct collect {
+/*
+ * Per session (its worker only). The slot holds a reference, and so does
+ * a delivery in flight. A delivery's callbacks reach the session through
+ * session, which the slot's free function clears: the core frees the slot
+ * when the session ends, before the session goes (and on unload), so the
+ * pointer is never used after the session has gone.
+ */
+struct sess {
+	unsigned refs;
+	xmppd_session *session;     /* NULL once the slot is freed */
+	int closed;                 /* the session ended (possibly while we wrote) */
+	int delivering;             /* from the presence until the stored ones are written */
+	int waiting;                /* delivering, and the user's claim is another's */
+	int writing;                /* our own writes pass user_receive_packet */
+	uint64_t waiting_since;
+	struct held *held, **held_tail;
+};
+
+/* A delivery in flight: the read of the user's range, then the delete of
+ * what was written. It holds the user's claim. */
+struct delivery {
+	struct sess *ss;            /* a reference */
+	char *bare;
+	char key[KEY_MAX];          /* the user's prefix, then a message's key */
 	size_t plen;
-	struct item *v;
+	uint64_t *seqs;             /* written (or unreadable): deleted after */
 	size_t n, cap;
-	int failed;
+	int stopped;                /* out of memory: the rest waits */
 };
 
-static int
-collect_cb(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+static void
+sess_unref(struct sess *ss)
 {
-	struct collect *c = ud;
-	struct item *it;
-
-	if (klen != c->plen + SEQ_LEN)
-		return 0;
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? 2 * c->cap : 16;
-		struct item *v = realloc(c->v, cap * sizeof(*v));
-
-		if (v == NULL)
-			goto fail;
-		c->v = v;
-		c->cap = cap;
-	}
-	it = &c->v[c->n];
-	if ((it->text = malloc(vlen + 1)) == NULL)
-		goto fail;
-	memcpy(it->text, val, vlen);
-	it->text[vlen] = '\0';
-	it->len = vlen;
-	it->seq = get_seq((const unsigned char *)key + c->plen);
-	c->n++;
-	return 0;
-fail:
-	/* Deliver what fits; the rest waits for the next login. */
-	c->failed = 1;
-	return 1;
+	if (--ss->refs == 0)
+		free(ss);
 }
 
 /*
- * Sends the user's stored messages to s in order, then deletes those that
- * were written before the stream closed (deliver, then delete).
+ * The stored messages are written (or will not be): the live ones held
+ * back meanwhile follow them. If the session went meanwhile, they are
+ * routed again, as the core does with a message whose session went
+ * (RFC 6121 8.5.3.2: to the resources left, or to offline storage).
  */
 static void
-flush(xmppd_session *s, struct sess *ss)
+delivery_end(struct sess *ss)
 {
-	const xmppd_jid *j = xmppd_session_jid(s);
-	const char *node = xmppd_jid_node(j), *host = xmppd_jid_domain(j);
-	struct collect c = { 0, NULL, 0, 0, 0 };
-	char key[KEY_MAX];
-	size_t plen, usable, done = 0;
-	pthread_mutex_t *m;
-	xmppd_txn *txn;
-	int deleted = 0;
+	struct held *h;
 
-	if (node == NULL || (plen = user_prefix(key, host, node)) == 0)
-		return;
-	c.plen = plen;
-	m = stripe_of(key, plen);
-	pthread_mutex_lock(m);
-	if ((txn = xmppd_store_begin(0)) == NULL) {
-		pthread_mutex_unlock(m);
-		return;
+	ss->delivering = 0;
+	while ((h = ss->held) != NULL) {
+		ss->held = h->next;
+		if (ss->session != NULL && !ss->closed)
+			xmppd_session_send(ss->session, h->st);
+		else
+			xmppd_route(h->st);
+		xmppd_elem_unref(h->st);
+		free(h);
 	}
-	usable = xmppd_store_scan(txn, TABLE, key, plen, collect_cb, &c) < 0 ? 0 : c.n;
-	xmppd_store_abort(txn);
-	if (c.failed)
-		xmppd_log(module_ctx, XMPPD_LOG_WARNING, "%s@%s: out of memory reading the "
-		    "offline messages; %zu now, the rest later", node, host, c.n);
-	/* No store transaction is open while we write: a hook the writing
-	 * runs (a stream closed on overflow runs session_closed) may well
-	 * open one of its own. */
-	for (; done < usable && !ss->closed; done++) {
-		xmppd_elem *el = xmppd_elem_parse(c.v[done].text, c.v[done].len);
+	ss->held_tail = &ss->held;
+}
+
+/* The session ended, or the module is unloading. */
+static void
+sess_slot_free(void *p)
+{
+	struct sess *ss = p;
+
+	ss->session = NULL;
+	ss->closed = 1;
+	if (ss->waiting) {
+		ss->waiting = 0;
+		delivery_end(ss);
+	}
+	sess_unref(ss);
+}
+
+static struct sess *
+sess_get(xmppd_session *s)
+{
+	struct sess *ss = xmppd_session_get(s, slot);
+
+	if (ss == NULL && (ss = calloc(1, sizeof(*ss))) != NULL) {
+		ss->refs = 1;
+		ss->session = s;
+		ss->held_tail = &ss->held;
+		xmppd_session_set(s, slot, ss, sess_slot_free);
+	}
+	return ss;
+}
+
+static void
+delivery_free(struct delivery *d)
+{
+	claim_release(d->bare);
+	sess_unref(d->ss);
+	free(d->bare);
+	free(d->seqs);
+	free(d);
+}
+
+/* A row of the read: written to the session, in order. */
+static int
+deliver_row(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct delivery *d = ud;
+	struct sess *ss = d->ss;
+	xmppd_session *s = ss->session;
+	const xmppd_jid *j;
+	xmppd_elem *el;
+
+	if (klen != d->plen + SEQ_LEN)
+		return 0;
+	if (s == NULL || ss->closed)
+		return 1;               /* the rest waits for the next login */
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? 2 * d->cap : 16;
+		uint64_t *v = realloc(d->seqs, cap * sizeof(*v));
+
+		if (v == NULL) {
+			d->stopped = 1;
+			return 1;
+		}
+		d->seqs = v;
+		d->cap = cap;
+	}
+	d->seqs[d->n++] = get_seq((const unsigned char *)key + d->plen);
+	if ((el = xmppd_elem_parse(val, vlen)) == NULL) {
+		xmppd_log(module_ctx, XMPPD_LOG_ERROR, "%s: offline message %llu unreadable, "
+		    "dropped", d->bare, (unsigned long long)d->seqs[d->n - 1]);
+		return 0;
+	}
+	j = xmppd_session_jid(s);
+	{
 		struct xmppd_packet_args pa = { el, NULL, j, s };
 
-		if (el == NULL) {
-			xmppd_log(module_ctx, XMPPD_LOG_ERROR, "%s@%s: offline message %llu "
-			    "unreadable, dropped", node, host, (unsigned long long)c.v[done].seq);
-			continue;
-		}
 		/* Filters of delivered stanzas apply to stored ones too. */
-		if (xmppd_hook_run(XMPPD_HOOK_USER_RECEIVE_PACKET, host, &pa) == XMPPD_CONTINUE)
+		ss->writing = 1;
+		if (xmppd_hook_run(XMPPD_HOOK_USER_RECEIVE_PACKET, xmppd_jid_domain(j), &pa) ==
+		    XMPPD_CONTINUE)
 			xmppd_session_send(s, el);
-		xmppd_elem_unref(el);
+		ss->writing = 0;
 	}
-	/* Written (or closed while this one was queued): delete them all in
-	 * one transaction. */
-	if (done > 0 && (txn = xmppd_store_begin(1)) != NULL) {
-		int bad = 0;
+	xmppd_elem_unref(el);
+	return 0;
+}
 
-		for (size_t i = 0; i < done && !bad; i++) {
-			put_seq((unsigned char *)key + plen, c.v[i].seq);
-			bad = xmppd_store_del(txn, TABLE, key, plen + SEQ_LEN) < 0;
-		}
-		if (bad)
-			xmppd_store_abort(txn);
-		else
-			deleted = xmppd_store_commit(txn) == 0;
+static void
+deleted(int status, void *ud)
+{
+	struct delivery *d = ud;
+
+	if (status != XMPPD_STORE_OK)
+		xmppd_log(module_ctx, XMPPD_LOG_ERROR, "%s: cannot delete %zu delivered "
+		    "offline messages; they will come again", d->bare, d->n);
+	delivery_free(d);
+}
+
+/* The read has completed, its rows written: the held live messages
+ * follow, then what was written is deleted, in one batch. */
+static void
+read_done(int status, void *ud)
+{
+	struct delivery *d = ud;
+	xmppd_batch *b;
+
+	if (status != XMPPD_STORE_OK)
+		xmppd_log(module_ctx, XMPPD_LOG_ERROR, "%s: cannot read the offline messages",
+		    d->bare);
+	else if (d->stopped)
+		xmppd_log(module_ctx, XMPPD_LOG_WARNING, "%s: out of memory delivering the "
+		    "offline messages; %zu now, the rest later", d->bare, d->n);
+	delivery_end(d->ss);
+	if (d->n == 0) {
+		delivery_free(d);
+		return;
 	}
-	if (done > 0 && !deleted)
-		xmppd_log(module_ctx, XMPPD_LOG_ERROR, "%s@%s: cannot delete %zu delivered "
-		    "offline messages; they will come again", node, host, done);
-	pthread_mutex_unlock(m);
-	for (size_t i = 0; i < c.n; i++)
-		free(c.v[i].text);
-	free(c.v);
+	if ((b = xmppd_batch_new(module_ctx)) == NULL) {
+		deleted(XMPPD_STORE_ERROR, d);
+		return;
+	}
+	for (size_t i = 0; i < d->n; i++) {
+		put_seq((unsigned char *)d->key + d->plen, d->seqs[i]);
+		(void)xmppd_batch_del(b, TABLE, d->key, d->plen + SEQ_LEN);
+	}
+	if (xmppd_batch_submit(b, deleted, d) < 0)
+		deleted(XMPPD_STORE_ERROR, d);
+}
+
+/* Starts the delivery to ss (delivering, its session there). 1: the
+ * user's claim is another's, try again later; 0: started, or given up. */
+static int
+delivery_try(struct sess *ss)
+{
+	const xmppd_jid *j = xmppd_session_jid(ss->session);
+	const char *node = xmppd_jid_node(j), *bare = xmppd_jid_bare(j);
+	struct delivery *d = NULL;
+	int r;
+
+	if (node == NULL) {
+		delivery_end(ss);
+		return 0;
+	}
+	if ((r = claim_take(bare)) == 0)
+		return 1;
+	if (r < 0 || (d = calloc(1, sizeof(*d))) == NULL || (d->bare = strdup(bare)) == NULL ||
+	    (d->plen = user_prefix(d->key, xmppd_jid_domain(j), node)) == 0) {
+		xmppd_log(module_ctx, XMPPD_LOG_ERROR, "%s: cannot deliver the offline "
+		    "messages now", bare);
+		if (r > 0)
+			claim_release(bare);
+		if (d != NULL)
+			free(d->bare);
+		free(d);
+		delivery_end(ss);
+		return 0;
+	}
+	d->ss = ss;
+	ss->refs++;
+	if (xmppd_store_ascan(module_ctx, TABLE, d->key, d->plen, deliver_row, read_done, d) < 0) {
+		delivery_free(d);
+		delivery_end(ss);
+	}
+	return 0;
+}
+
+/* Sessions waiting for their user's claim (another resource's delivery)
+ * try again; one that is no longer eligible gives up. */
+static void
+wait_one(xmppd_session *s, void *ud)
+{
+	struct sess *ss = xmppd_session_get(s, slot);
+
+	if (ss == NULL || !ss->waiting)
+		return;
+	if (!xmppd_session_available(s) || xmppd_session_priority(s) < 0 ||
+	    xmppd_now_ms() - ss->waiting_since > CLAIM_GIVE_UP_MS) {
+		ss->waiting = 0;
+		delivery_end(ss);
+		return;
+	}
+	if (delivery_try(ss) == 0)
+		ss->waiting = 0;
+	else
+		(*(unsigned *)ud)++;
+}
+
+static uint64_t
+wait_sweep(void *ud)
+{
+	unsigned left = 0;
+
+	xmppd_session_foreach_local(wait_one, &left);
+	return left > 0 ? CLAIM_RETRY_MS : 0;
 }
 
 /*
@@ -488,7 +819,8 @@ flush(xmppd_session *s, struct sess *ss)
  * the resource that next sends non-negative available presence gets the
  * messages: the initial presence, or an available resource whose priority
  * goes from negative to non-negative (it was not eligible before, RFC 6121
- * 8.5.2.1.1). A negative priority gets nothing.
+ * 8.5.2.1.1). A negative priority gets nothing. The read starts now and
+ * completes after the presence is recorded.
  */
 static enum xmppd_result
 presence_out(void *args, void *ud)
@@ -504,43 +836,53 @@ presence_out(void *args, void *ud)
 		return XMPPD_CONTINUE;
 	if (xmppd_session_available(s) && xmppd_session_priority(s) >= 0)
 		return XMPPD_CONTINUE;  /* eligible already: had them */
-	if ((ss = xmppd_session_get(s, slot)) == NULL) {
-		if ((ss = calloc(1, sizeof(*ss))) == NULL) {
-			xmppd_log(module_ctx, XMPPD_LOG_ERROR, "out of memory");
-			return XMPPD_CONTINUE;
-		}
-		xmppd_session_set(s, slot, ss, free);
-	}
-	if (ss->closed)
+	if ((ss = sess_get(s)) == NULL) {
+		xmppd_log(module_ctx, XMPPD_LOG_ERROR, "out of memory");
 		return XMPPD_CONTINUE;
-	flush(s, ss);
-	if (ss->closed)
-		return XMPPD_DROP;      /* nobody left to be available */
-	/* Messages stored between our read and the core recording this
-	 * presence would wait for the next login: look again just after. */
-	ss->second_pass = 1;
-	if (xmppd_timer_add(module_ctx, 0, second_pass, NULL) == NULL)
-		xmppd_log(module_ctx, XMPPD_LOG_WARNING, "cannot schedule the second pass");
+	}
+	if (ss->closed || ss->delivering)
+		return XMPPD_CONTINUE;
+	ss->delivering = 1;
+	if (delivery_try(ss) == 0)
+		return XMPPD_CONTINUE;
+	ss->waiting = 1;
+	ss->waiting_since = xmppd_now_ms();
+	if (xmppd_timer_add(module_ctx, CLAIM_RETRY_MS, wait_sweep, NULL) == NULL) {
+		xmppd_log(module_ctx, XMPPD_LOG_WARNING, "%s: cannot schedule the delivery of "
+		    "the offline messages", xmppd_jid_bare(xmppd_session_jid(s)));
+		ss->waiting = 0;
+		delivery_end(ss);
+	}
 	return XMPPD_CONTINUE;
 }
 
-static void
-second_pass_one(xmppd_session *s, void *ud)
+/*
+ * A live message to a session whose stored messages are still being read
+ * waits for them (RFC 6120 10.1: it was sent after them). Last in the
+ * hook, so that every filter has had its say: what is held back is what
+ * would have been written.
+ */
+static enum xmppd_result
+hold_live(void *args, void *ud)
 {
-	struct sess *ss = xmppd_session_get(s, slot);
+	struct xmppd_packet_args *pa = args;
+	const char *kind;
+	struct sess *ss;
+	struct held *h;
 
-	if (ss == NULL || !ss->second_pass)
-		return;
-	ss->second_pass = 0;
-	if (!ss->closed && xmppd_session_available(s) && xmppd_session_priority(s) >= 0)
-		flush(s, ss);
-}
-
-static uint64_t
-second_pass(void *ud)
-{
-	xmppd_session_foreach_local(second_pass_one, NULL);
-	return 0;
+	if (pa->session == NULL || (ss = xmppd_session_get(pa->session, slot)) == NULL ||
+	    !ss->delivering || ss->writing)
+		return XMPPD_CONTINUE;
+	kind = xmppd_stanza_kind(pa->stanza);
+	if (kind == NULL || strcmp(kind, "message") != 0)
+		return XMPPD_CONTINUE;
+	if ((h = malloc(sizeof(*h))) == NULL)
+		return XMPPD_CONTINUE;  /* out of order rather than lost */
+	h->next = NULL;
+	h->st = xmppd_elem_ref(pa->stanza);
+	*ss->held_tail = h;
+	ss->held_tail = &h->next;
+	return XMPPD_STOP;
 }
 
 static enum xmppd_result
@@ -565,9 +907,11 @@ load(xmppd_ctx *ctx)
 		return -1;
 	}
 	/* Late in presence_out, so that a module refusing the presence has
-	 * had its say before the messages go out. */
+	 * had its say before the messages go out; last in
+	 * user_receive_packet (hold_live). */
 	if (xmppd_hook_add(ctx, XMPPD_HOOK_OFFLINE_MESSAGE, NULL, 50, offline_message, NULL) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_PRESENCE_OUT, NULL, 80, presence_out, NULL) < 0 ||
+	    xmppd_hook_add(ctx, XMPPD_HOOK_USER_RECEIVE_PACKET, NULL, 1000, hold_live, NULL) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_SM_SESSION_CLOSED, NULL, 50, session_closed, NULL) < 0 ||
 	    xmppd_store_user_table(ctx, TABLE) < 0 ||
 	    xmppd_disco_feature(ctx, FEATURE) < 0)
@@ -582,12 +926,30 @@ reload(xmppd_ctx *ctx)
 	return 0;
 }
 
+/* The store work has completed (the loader waited for it), so no claim
+ * is held; the slots were freed and the timers removed: what waited for
+ * a claim goes (it stays stored for the next login). */
+static void
+unload(xmppd_ctx *ctx)
+{
+	struct job *j;
+
+	while ((j = late_list) != NULL) {
+		late_list = j->next;
+		job_free(j);
+	}
+	tdestroy(claims, free);
+	claims = NULL;
+	slot = -1;
+}
+
 XMPPD_MODULE_EXPORT const struct xmppd_module xmppd_module = {
 	.abi_major = XMPPD_ABI_MAJOR,
-	.abi_minor = XMPPD_ABI_MINOR,
+	.abi_minor = XMPPD_ABI_MINOR,   /* 1.2: the asynchronous store */
 	.name = "mod_offline",
 	.version = "1.0",
 	.options = options,
 	.load = load,
 	.reload = reload,
+	.unload = unload,
 };

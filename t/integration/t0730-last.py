@@ -155,7 +155,22 @@ async def main():
     r = await alice4.iq('get', srv.jid('alice'), QUERY)
     xt.is_(condition(r), 'item-not-found', 'a new alice under the old name has no last activity')
 
+    # A session still open when the server stops ends with it: its logout
+    # is written before the server exits (XEP-0012 3), and read after the
+    # restart.
+    bob.xmpp.send_presence(ptype='unavailable', pstatus='Gone with the server')
+    await bob.iq('get', srv.host, QUERY)    # the presence is handled first (RFC 6120 10.1)
+    xt.is_(await srv.astop(), 0, 'xmppd exits 0 on SIGTERM with bob still connected')
+    srv.start()
     await xt.disconnect_all(bob, alice4)
+    bob2 = await xt.login_ok(srv, 'bob', 'bob-pw', resource='b2', presence=False)
+    r = await bob2.iq('get', srv.jid('bob'), QUERY)
+    secs, text = last_of(r)
+    xt.ok(secs is not None and 0 <= secs < 60 and text == 'Gone with the server',
+          'after the restart bob sees the logout of the session the stop ended (%r, %r)'
+          % (secs, text)) or xt.diag(str(r))
+
+    await xt.disconnect_all(bob2)
     xt.is_(srv.stop(), 0, 'xmppd exits 0 on SIGTERM')
 
 

@@ -32,10 +32,12 @@ def raw_message(c, to, body=None, mtype='chat', extra=''):
     c.send_raw("<message to='%s'%s>%s%s</message>" % (to, t, b, extra))
 
 
-async def sync(c):
+async def sync(c, timeout=5):
     """A round trip to the server: the stanzas c sent before are routed (and
-    stored, or bounced) once the answer is back."""
-    r = await c.iq('get', c.server.host, "<query xmlns='%s'/>" % NS_DISCO_INFO)
+    stored, or bounced) once the answer is back. Each stored message holds
+    c's stream until the store has answered (RFC 6120 10.1): with a store
+    that answers late, many of them take a while."""
+    r = await c.iq('get', c.server.host, "<query xmlns='%s'/>" % NS_DISCO_INFO, timeout=timeout)
     if r is None:
         raise xt.HarnessError('no answer to disco#info from %s' % c.jid)
     return r
@@ -185,6 +187,38 @@ async def main():
     xt.ok(m is not None and not delays(m), 'to an available bob a message is delivered live, unstamped')
     await offline(srv, bob)
 
+    # -- Stored before live (RFC 6120 10.1, XEP-0160 2 step 5) --------------
+    # A message sent once the recipient is available (its other resource has
+    # seen its presence) comes after the ones stored before it, even while
+    # those are still being read from the store.
+    b0 = await xt.login_ok(srv, 'bob', 'bob-pw', resource='lurk', priority=-1)
+    raw_message(alice, bob_bare, 'ord-1', 'chat')
+    raw_message(alice, bob_bare, 'ord-2', 'chat')
+    await sync(alice)
+    bord = await xt.login_ok(srv, 'bob', 'bob-pw', resource='ord', priority=0)
+    p = await b0.presence(frm=srv.jid('bob', 'ord'))
+    xt.ok(p is not None, "bob's other resource sees his new resource's presence")
+    raw_message(alice, bob_bare, 'ord-live', 'chat')
+    got = await collect(bord, 3, settle=0.5)
+    xt.is_(bodies(got), ['ord-1', 'ord-2', 'ord-live'],
+           'the new resource gets the stored messages, then the live one sent after its presence')
+    xt.ok(len(got) == 3 and delays(got[0]) and delays(got[1]) and not delays(got[2]),
+          'the stored ones stamped, the live one not')
+    got = await collect(b0, 1, timeout=0.5)
+    xt.is_(bodies(got), [], 'the resource with priority -1 gets none of them')
+    await offline(srv, b0, bord)
+
+    # A message stored just as its recipient becomes available (the store's
+    # answer may come after the new resource has read the store, which then
+    # had it) still arrives once.
+    brace = await xt.login_ok(srv, 'bob', 'bob-pw', resource='race', presence=False)
+    raw_message(alice, bob_bare, 'race-1', 'chat')
+    await asyncio.sleep(0.05)
+    brace.xmpp.send_presence()
+    got = await collect(brace, 2, timeout=3, settle=1.0)
+    xt.is_(bodies(got), ['race-1'], 'a message stored as its recipient logs in arrives once')
+    await offline(srv, brace)
+
     # -- Negative priority (RFC 6121 8.5.2.1.1, XEP-0160 2) -----------------
     raw_message(alice, bob_bare, 'neg-1', 'chat')
     raw_message(alice, bob_bare, 'neg-2', 'chat')
@@ -332,6 +366,34 @@ async def main():
     xt.is_([b[:5] for b in bodies(got)], ['big1-', 'small'], 'bob gets the one that fit and the small one')
     await xt.disconnect_all(qa, qb)
     q.teardown()
+
+    # -- A store that fails (RFC 6121 8.5.2.2.1, XEP-0160 2) ---------------
+    # A 1 MiB spool fills up: a message the store could not keep comes back
+    # to its sender as service-unavailable (from the store's answer), and
+    # every message that did not come back is delivered, in order.
+    f = xt.Server(name='t0930-full', workers=2,
+                  modules={'mod_offline': {'max_messages': 100000, 'max_bytes': 1 << 30}},
+                  conf={'store_map_size': 1 << 20, 'max_send_queue': 8 << 20})
+    for u in ('alice', 'bob'):
+        f.register(u, u + '-pw')
+    fa = await xt.login_ok(f, 'alice', 'alice-pw', resource='a')
+    sent = ['full%02d' % i for i in range(30)]
+    for b in sent:
+        raw_message(fa, f.jid('bob'), b + '-' + 'z' * 48000, 'chat')
+    await sync(fa, timeout=30)
+    await asyncio.sleep(0.3)
+    errs = [(b.split('-')[0] if b else b, c) for b, c in errors_of(fa)]
+    back = [b for b, _ in errs]
+    xt.ok(errs and all(c == 'service-unavailable' for _, c in errs) and len(errs) < len(sent),
+          'once the spool is full, messages come back with service-unavailable (%d of %d: %s)'
+          % (len(errs), len(sent), sorted(set(c for _, c in errs))))
+    fb = await xt.login_ok(f, 'bob', 'bob-pw', resource='b')
+    got = await collect(fb, len(sent), timeout=5, settle=1.0)
+    kept = [b for b in sent if b not in back]
+    xt.is_([b.split('-')[0] for b in bodies(got)], kept,
+           'bob gets, in order, exactly the %d messages that did not come back' % len(kept))
+    await xt.disconnect_all(fa, fb)
+    f.teardown()
 
     # -- A stream that overflows while they are written ---------------------
     # max_send_queue 16 KiB: the third 6000-byte message closes bob's
