@@ -440,6 +440,23 @@ async def main():
            'and it is still enforced')
     await no_session(srv)
 
+    # -- The module reloaded while alice is online: its lists in memory go
+    # with it and are loaded again (her session's when it next sends, the
+    # routing worker's on first need). -----------------------------------
+    code, out, err = await srv.actl('module', 'reload', 'mod_blocking')
+    xt.is_(code, 0, 'xmppctl module reload mod_blocking') or xt.diag(out + err)
+    xt.is_(await blocklist(a1), want, 'alice reads the same list from the reloaded module')
+    a1.set_mark()
+    await a1.send("<message to='dan@%s/d' type='chat'><body>after the reload</body></message>"
+                  % HOST2)
+    e = await wait_stanza(a1, 'message', r"\btype=[\"']error[\"']")
+    xt.ok(cond(e) == 'not-acceptable' and e.find('error/{%s}blocked' % NS_BLOCK_ERR) is not None,
+          'her message to dan@%s is refused as blocked' % HOST2) or xt.diag(a1.since_mark())
+    dan.send(alice_bare, 'dan after the reload')
+    m = await dan.message(mtype='error')
+    xt.is_(m['error']['condition'] if m is not None else None, 'service-unavailable',
+           "and dan's to her <service-unavailable/>")
+
     # -- Unblock all ----------------------------------------------------
     a2 = await raw_login(srv, 'alice', 'two')
     xt.is_(await blocklist(a2), want, 'alice/two reads the list (so it gets pushes, XEP-0191 3.3)')
