@@ -514,6 +514,53 @@ async def main():
     await dan.disconnect()
     await asyncio.sleep(0)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0')
+    await store_full()
+
+
+async def store_full():
+    """A block the store cannot write (its map is full): the client is told
+    <internal-server-error/> (RFC 6120 8.3.3.8), and nothing of it is
+    stored or enforced (a batch is all or nothing)."""
+    srv = xt.Server(name='t0770-full', workers=2, start=False,
+                    modules={'mod_private': {'max_size': 200000, 'max_items': 100000},
+                             'mod_blocking': {'max_items': 100000}})
+    srv.conf['store_map_size'] = 1 << 20     # the least allowed
+    srv.write_config()
+    srv.start()
+    for u in ('alice', 'bob'):
+        srv.register(u, u + '-pw')
+    a1 = await raw_login(srv, 'alice', 'one')
+    bob = await xt.login_ok(srv, 'bob', 'bob-pw', resource='b')
+    # Private XML (XEP-0049) fills the map: smaller and smaller elements,
+    # each size until three sets in a row are refused.
+    sets = refused = 0
+    for size in (150000, 20000, 2000, 200):
+        in_a_row = 0
+        while in_a_row < 3 and sets < 200:
+            sets += 1
+            r = await raw_iq(a1, 'set', "<query xmlns='jabber:iq:private'><x%d xmlns='t:full'>%s"
+                             "</x%d></query>" % (sets, 'a' * size, sets))
+            in_a_row = in_a_row + 1 if cond(r) is not None else 0
+            refused += cond(r) is not None
+    xt.ok(refused >= 12 and sets < 200, 'the store is full: private XML sets are refused') \
+        or xt.diag(sets, refused)
+    jids = [bob.jid.bare] + ['u%03d%s@example.net' % (i, 'x' * 200) for i in range(40)]
+    r = await raw_iq(a1, 'set', block_xml('block', *jids))
+    xt.is_(cond(r), 'internal-server-error',
+           'a block of 41 JIDs that cannot be written: <internal-server-error/>')
+    xt.is_(await blocklist(a1), [], 'nothing of it was stored')
+    a1.set_mark()
+    await a1.send("<message to='%s' type='chat'><body>not blocked after all</body></message>"
+                  % bob.jid.bare)
+    xt.ok(await bob.message(body='not blocked after all') is not None,
+          "alice's message to bob is delivered (her list in memory is unchanged)")
+    bob.send(srv.jid('alice', 'one'), 'bob is not blocked either')
+    xt.ok(await wait_stanza(a1, 'message', body='bob is not blocked either') is not None,
+          "and bob's to her")
+    a1.close()
+    await bob.disconnect()
+    await srv.wait_connected(lambda s: not s)
+    xt.is_(await srv.astop(), 0, 'the server with the full store exits 0')
 
 
 xt.run(main)
