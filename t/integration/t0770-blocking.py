@@ -2,10 +2,22 @@
 """t0770-blocking: mod_blocking, XEP-0191 Blocking Command: the blocklist,
 pushes, what a blocked entity's stanzas get, what the user's stanzas to a
 blocked JID get, JID matching (bare, full, domain, subdomain), unblocking,
-persistence across a restart, and removal with the account."""
+persistence across a restart, and removal with the account.
+
+The module keeps the lists in memory, per worker (its hooks decide as a
+stanza passes and cannot wait for the store). So the test also checks:
+a block or unblock and a message in one write (the message is decided by
+the new list); stanzas to an account that has no session on the worker
+that routes them (the list is loaded there on first need, and is not
+used any more once the account's owner has changed it on another
+worker); a resource on another worker that has seen a push cannot reach
+the blocked JID; an account with no session at all, after a restart.
+Run it with XMPPD_TEST_STORE_DELAY_MS=200 too (doc/modules.md, "Testing
+against a backend that answers later")."""
 
 import asyncio
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
@@ -92,11 +104,167 @@ async def raw_login(srv, user, resource):
     return r
 
 
+async def raw_on_worker(srv, user, resource, want, tries=20):
+    """A Raw session of user on a worker w with want(w): connections are
+    spread over the workers by the kernel, so this logs in as resource0,
+    resource1, ... and closes those that land elsewhere (waiting until
+    their sessions are gone). Returns (raw, full JID, worker), or Nones."""
+    for i in range(tries):
+        full = srv.jid(user, '%s%d' % (resource, i))
+        r = await raw_login(srv, user, '%s%d' % (resource, i))
+        sessions = await srv.wait_connected(lambda s: xt.session_of(s, full))
+        w = (xt.session_of(sessions, full) or {}).get('worker')
+        if w is not None and want(w):
+            return r, full, w
+        r.close()
+        await srv.wait_connected(lambda s: not xt.session_of(s, full))
+    return None, None, None
+
+
+def in_key_order(el):
+    """The <blocklist/> items of an IQ Element in the order they came, and
+    whether that is the store's key order (the bytes of the JIDs)."""
+    q = el.find('{%s}blocklist' % NS_BLOCK) if el is not None else None
+    got = [i.get('jid') for i in q.findall('{%s}item' % NS_BLOCK)] if q is not None else None
+    return got, got is not None and got == sorted(got, key=lambda j: j.encode('utf-8'))
+
+
+async def same_write(srv, a1, bob):
+    """A block (or an unblock) and a message to the JID in one write: the
+    message waits for the change to complete (RFC 6120 10.1) and is
+    decided by the new list (XEP-0191 3.3, 3.4)."""
+    bob_bare = bob.jid.bare
+    a1.set_mark()
+    await a1.send("<iq type='set' id='sw-block'>%s</iq>"
+                  "<message to='%s' id='sw-m1' type='chat'><body>sent with the block</body></message>"
+                  % (block_xml('block', bob_bare), bob_bare))
+    r = await a1.read_until(stanza_rx('iq', r"\bid=[\"']sw-block[\"']"))
+    xt.ok(r is not None and "type='result'" in r.group(0).replace('"', "'"),
+          'block bob and a message to him in one write: the block is answered with a result')
+    e = await a1.read_until(stanza_rx('message', r"\bid=[\"']sw-m1[\"']"))
+    e = xt.ET.fromstring(e.group(0)) if e else None
+    xt.ok(cond(e) == 'not-acceptable' and e.find('error/{%s}blocked' % NS_BLOCK_ERR) is not None,
+          'the message written with it comes back <not-acceptable/> with <blocked/>') \
+        or xt.diag(a1.since_mark())
+    m1 = re.search(stanza_rx('message', r"\bid=[\"']sw-m1[\"']"), a1.since_mark(), re.S)
+    xt.ok(r is not None and m1 is not None and r.start() < m1.start(),
+          'after the result of the block') or xt.diag(a1.since_mark())
+    m = await bob.message(body='sent with the block', timeout=1.5)
+    xt.ok(m is None, 'and bob does not get it')
+
+    a1.set_mark()
+    await a1.send("<iq type='set' id='sw-unblock'>%s</iq>"
+                  "<message to='%s' id='sw-m2' type='chat'><body>sent with the unblock</body></message>"
+                  % (block_xml('unblock', bob_bare), bob_bare))
+    r = await a1.read_until(stanza_rx('iq', r"\bid=[\"']sw-unblock[\"']"))
+    xt.ok(r is not None and "type='result'" in r.group(0).replace('"', "'"),
+          'unblock bob and a message to him in one write: the unblock is answered with a result')
+    m = await bob.message(body='sent with the unblock')
+    xt.ok(m is not None, 'and bob gets the message written with it')
+
+
+async def other_worker(srv):
+    """erin's lists, when the stanzas for her are routed on a worker where
+    she has no session (filter_packet runs on the sender's thread): fred
+    and gina are on the other worker. Then a resource of erin's on that
+    worker, and what it may send once it has seen a push. Ends with erin
+    blocking fred and nobody connected."""
+    e1, e1_jid, wy = await raw_on_worker(srv, 'erin', 'y', lambda w: True)
+    fred, wx = await xt.login_on_worker(srv, 'fred', 'fred-pw', lambda w: w != wy, 'x')
+    gina, _ = await xt.login_on_worker(srv, 'gina', 'gina-pw', lambda w: w == wx, 'x')
+    hank = await xt.login_ok(srv, 'hank', 'hank-pw', resource='h')
+    if not xt.ok(e1 is not None and fred is not None and gina is not None,
+                 'erin on one worker, fred and gina on the other'):
+        xt.diag(await srv.aconnected())
+        return
+    fred_bare, hank_bare = srv.jid('fred'), srv.jid('hank')
+
+    # The first stanza for erin on fred's worker: her list is loaded there.
+    e1.set_mark()
+    fred.send(e1_jid, 'fred, before any block')
+    xt.ok(await wait_stanza(e1, 'message', body='fred, before any block') is not None,
+          "fred's message reaches erin (her list read on fred's worker, where she has no session)")
+    r = await raw_iq(e1, 'set', block_xml('block', fred_bare))
+    xt.is_(r.get('type') if r is not None else None, 'result', 'erin blocks fred (on her worker)')
+    # What fred's worker read before is out of date (XEP-0191 3.3).
+    e1.set_mark()
+    fred.send(e1_jid, 'fred, after the block')
+    m = await fred.message(mtype='error')
+    xt.is_(m['error']['condition'] if m is not None else None, 'service-unavailable',
+           "fred's next message is refused <service-unavailable/>, although it is decided on "
+           "another worker")
+    got = await wait_stanza(e1, 'message', body='fred, after the block', timeout=1.5)
+    xt.ok(got is None, 'and erin does not get it')
+    r = await fred.iq('get', e1_jid, "<query xmlns='jabber:iq:version'/>")
+    xt.is_(cond(r.xml) if r is not None else None, 'service-unavailable',
+           "fred's IQ get to erin: <service-unavailable/>")
+    e1.set_mark()
+    gina.send(e1_jid, 'gina, from the same worker')
+    xt.ok(await wait_stanza(e1, 'message', body='gina, from the same worker') is not None,
+          "gina's message from that worker still reaches erin")
+
+    # A resource of erin's on fred's worker: it reads the list, and once
+    # it has seen the push of a block made on the other worker, its
+    # stanzas to the blocked JID are refused (XEP-0191 3.3).
+    e2, e2_jid, _ = await raw_on_worker(srv, 'erin', 'x', lambda w: w == wx)
+    if not xt.ok(e2 is not None, "a second resource of erin's on fred's worker"):
+        return
+    xt.is_(await blocklist(e2), [fred_bare], 'erin/x reads the list: fred')
+    e2.set_mark()
+    r = await raw_iq(e1, 'set', block_xml('block', hank_bare))
+    xt.is_(r.get('type') if r is not None else None, 'result', 'erin/y blocks hank')
+    push = await wait_stanza(e2, 'iq', r"\btype=[\"']set[\"']", body='<block')
+    xt.is_(items(push, 'block'), [hank_bare], 'erin/x gets the push')
+    e2.set_mark()
+    await e2.send("<message to='%s' type='chat'><body>erin/x, after the block push</body></message>"
+                  % hank_bare)
+    e = await wait_stanza(e2, 'message', r"\btype=[\"']error[\"']")
+    xt.ok(cond(e) == 'not-acceptable' and e.find('error/{%s}blocked' % NS_BLOCK_ERR) is not None,
+          "erin/x's message to hank right after the push: <not-acceptable/> with <blocked/>") \
+        or xt.diag(e2.since_mark())
+    m = await hank.message(body='erin/x, after the block push', timeout=1.5)
+    xt.ok(m is None, 'hank does not get it')
+    e2.set_mark()
+    r = await raw_iq(e1, 'set', block_xml('unblock', hank_bare))
+    xt.is_(r.get('type') if r is not None else None, 'result', 'erin/y unblocks hank')
+    push = await wait_stanza(e2, 'iq', r"\btype=[\"']set[\"']", body='<unblock')
+    xt.is_(items(push, 'unblock'), [hank_bare], 'erin/x gets the unblock push')
+    await e2.send("<message to='%s' type='chat'><body>erin/x, after the unblock push</body></message>"
+                  % hank_bare)
+    xt.ok(await hank.message(body='erin/x, after the unblock push') is not None,
+          "erin/x's message to hank right after that push reaches him (XEP-0191 3.4)")
+    # fred is still blocked on his worker, where erin's list is now hers.
+    fred.send(e2_jid, 'fred, to erin/x')
+    m = await fred.message(mtype='error')
+    xt.is_(m['error']['condition'] if m is not None else None, 'service-unavailable',
+           "fred's message to erin/x: <service-unavailable/>")
+    e1.close()
+    e2.close()
+    await xt.disconnect_all(fred, gina, hank)
+    await srv.wait_connected(lambda s: not any(x['jid'].split('@')[0] in
+                                               ('erin', 'fred', 'gina', 'hank') for x in s))
+
+
+async def no_session(srv):
+    """After a restart, erin has no session anywhere: the first stanzas for
+    her load her list where they are routed."""
+    erin_bare = srv.jid('erin')
+    fred = await xt.login_ok(srv, 'fred', 'fred-pw', resource='f')
+    gina = await xt.login_ok(srv, 'gina', 'gina-pw', resource='g')
+    r = await fred.iq('get', erin_bare, "<query xmlns='%s'/>" % NS_DISCO)
+    xt.is_(cond(r.xml) if r is not None else None, 'service-unavailable',
+           "fred's service discovery query to erin, who is offline: <service-unavailable/> "
+           "(she blocks him)")
+    r = await gina.iq('get', erin_bare, "<query xmlns='%s'/>" % NS_DISCO)
+    xt.is_(r['type'] if r is not None else None, 'result', "gina's is answered")
+    await xt.disconnect_all(fred, gina)
+
+
 async def main():
     srv = xt.Server(workers=2, hosts=('xmppd.test', HOST2, HOST3),
                     modules={'mod_disco': {}, 'mod_register': {},
                              'mod_blocking': {'max_items': 5}})
-    for u in ('alice', 'bob', 'carol'):
+    for u in ('alice', 'bob', 'carol', 'erin', 'fred', 'gina', 'hank'):
         srv.register(u, u + '-pw')
     srv.register('dan', 'dan-pw', HOST2)
     srv.register('sam', 'sam-pw', HOST3)
@@ -217,6 +385,7 @@ async def main():
                   % bob_bare)
     xt.ok(await bob.message(body='welcome back bob') is not None,
           "and alice's message reaches bob")
+    await same_write(srv, a1, bob)
 
     # -- Domains ---------------------------------------------------------
     r = await raw_iq(a1, 'set', block_xml('block', HOST2))
@@ -241,20 +410,52 @@ async def main():
 
     # -- Persistence ----------------------------------------------------
     want = sorted([alice_bare, srv.jid('carol', 'desk'), HOST2])
-    xt.is_(await blocklist(a1), want, 'the list before the restart')
+    got, ordered = in_key_order(await raw_iq(a1, 'get', "<blocklist xmlns='%s'/>" % NS_BLOCK))
+    xt.is_(sorted(got or []), want, 'the list before the restart')
+    xt.ok(ordered, 'in key order (the store\'s)') or xt.diag(got)
+    await other_worker(srv)
     for c in (bob, carol, carol2, dan, sam):
         await c.disconnect()
     for r in (a1, a2, a3):
         r.close()
+    # Stopped with no session left: a session that ends during the
+    # shutdown, after another worker has stopped, is another matter.
+    await srv.wait_connected(lambda s: not s)
     xt.is_(await srv.astop(), 0, 'xmppd stops')
     srv.start()
     a1 = await raw_login(srv, 'alice', 'one')
+    # Her first stanza after the initial presence: decided by the list
+    # loaded when her session opened (the stream waited for it).
+    await a1.send("<message to='dan@%s/d' type='chat'><body>first after the restart</body>"
+                  "</message>" % HOST2)
+    e = await wait_stanza(a1, 'message', r"\btype=[\"']error[\"']")
+    xt.ok(cond(e) == 'not-acceptable' and e.find('error/{%s}blocked' % NS_BLOCK_ERR) is not None,
+          "alice's first message after logging in again, to dan@%s, is refused as blocked"
+          % HOST2) or xt.diag(a1.since_mark())
     xt.is_(await blocklist(a1), want, 'the same list after a restart')
     dan = await xt.login_ok(srv, 'dan', 'dan-pw', host=HOST2, resource='d')
     dan.send(alice_bare, 'dan after restart')
     m = await dan.message(mtype='error')
     xt.is_(m['error']['condition'] if m is not None else None, 'service-unavailable',
            'and it is still enforced')
+    await no_session(srv)
+
+    # -- The module reloaded while alice is online: its lists in memory go
+    # with it and are loaded again (her session's when it next sends, the
+    # routing worker's on first need). -----------------------------------
+    code, out, err = await srv.actl('module', 'reload', 'mod_blocking')
+    xt.is_(code, 0, 'xmppctl module reload mod_blocking') or xt.diag(out + err)
+    xt.is_(await blocklist(a1), want, 'alice reads the same list from the reloaded module')
+    a1.set_mark()
+    await a1.send("<message to='dan@%s/d' type='chat'><body>after the reload</body></message>"
+                  % HOST2)
+    e = await wait_stanza(a1, 'message', r"\btype=[\"']error[\"']")
+    xt.ok(cond(e) == 'not-acceptable' and e.find('error/{%s}blocked' % NS_BLOCK_ERR) is not None,
+          'her message to dan@%s is refused as blocked' % HOST2) or xt.diag(a1.since_mark())
+    dan.send(alice_bare, 'dan after the reload')
+    m = await dan.message(mtype='error')
+    xt.is_(m['error']['condition'] if m is not None else None, 'service-unavailable',
+           "and dan's to her <service-unavailable/>")
 
     # -- Unblock all ----------------------------------------------------
     a2 = await raw_login(srv, 'alice', 'two')
@@ -313,6 +514,53 @@ async def main():
     await dan.disconnect()
     await asyncio.sleep(0)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0')
+    await store_full()
+
+
+async def store_full():
+    """A block the store cannot write (its map is full): the client is told
+    <internal-server-error/> (RFC 6120 8.3.3.8), and nothing of it is
+    stored or enforced (a batch is all or nothing)."""
+    srv = xt.Server(name='t0770-full', workers=2, start=False,
+                    modules={'mod_private': {'max_size': 200000, 'max_items': 100000},
+                             'mod_blocking': {'max_items': 100000}})
+    srv.conf['store_map_size'] = 1 << 20     # the least allowed
+    srv.write_config()
+    srv.start()
+    for u in ('alice', 'bob'):
+        srv.register(u, u + '-pw')
+    a1 = await raw_login(srv, 'alice', 'one')
+    bob = await xt.login_ok(srv, 'bob', 'bob-pw', resource='b')
+    # Private XML (XEP-0049) fills the map: smaller and smaller elements,
+    # each size until three sets in a row are refused.
+    sets = refused = 0
+    for size in (150000, 20000, 2000, 200):
+        in_a_row = 0
+        while in_a_row < 3 and sets < 200:
+            sets += 1
+            r = await raw_iq(a1, 'set', "<query xmlns='jabber:iq:private'><x%d xmlns='t:full'>%s"
+                             "</x%d></query>" % (sets, 'a' * size, sets))
+            in_a_row = in_a_row + 1 if cond(r) is not None else 0
+            refused += cond(r) is not None
+    xt.ok(refused >= 12 and sets < 200, 'the store is full: private XML sets are refused') \
+        or xt.diag(sets, refused)
+    jids = [bob.jid.bare] + ['u%03d%s@example.net' % (i, 'x' * 200) for i in range(40)]
+    r = await raw_iq(a1, 'set', block_xml('block', *jids))
+    xt.is_(cond(r), 'internal-server-error',
+           'a block of 41 JIDs that cannot be written: <internal-server-error/>')
+    xt.is_(await blocklist(a1), [], 'nothing of it was stored')
+    a1.set_mark()
+    await a1.send("<message to='%s' type='chat'><body>not blocked after all</body></message>"
+                  % bob.jid.bare)
+    xt.ok(await bob.message(body='not blocked after all') is not None,
+          "alice's message to bob is delivered (her list in memory is unchanged)")
+    bob.send(srv.jid('alice', 'one'), 'bob is not blocked either')
+    xt.ok(await wait_stanza(a1, 'message', body='bob is not blocked either') is not None,
+          "and bob's to her")
+    a1.close()
+    await bob.disconnect()
+    await srv.wait_connected(lambda s: not s)
+    xt.is_(await srv.astop(), 0, 'the server with the full store exits 0')
 
 
 xt.run(main)
