@@ -9,9 +9,21 @@
  * roster_out_subscription: the user's roster is updated and the module
  * routes its own copy, to the contact's bare JID (or nothing, where A.2
  * says not to route). Inbound subscription presence and probes to a local
- * user come to roster_in_subscription: a stanza to deliver is handed back
- * to the core (CONTINUE), which gives it to the available resources with
- * non-negative priority (RFC 6121 3.1.3, 8.5.2.1.2).
+ * user come to roster_in_subscription, on the sender's worker (a client's
+ * or a server stream's). Both hooks return STOP at once and finish from
+ * the change's completion (mod_roster.c, roster_change_*): pushes,
+ * answers, and for inbound presence to deliver, the stanza routed again,
+ * which this module then lets through to the core's delivery (the
+ * available resources with non-negative priority, RFC 6121 3.1.3,
+ * 8.5.2.1.2). The sending stream reads nothing more meanwhile, so its
+ * next stanza sees the change (RFC 6120 10.1).
+ *
+ * Presence cannot wait for the store: the subscribers a presence goes to,
+ * and the contacts probed at login, come from mod_roster_cache.c, loaded
+ * when the session opens (its stream holds the initial presence until
+ * then) and kept up to date as changes complete. Should an entry not be
+ * loaded (a failed load, a module loaded while users are online), the
+ * presence waits for a new load, which holds the stream in the same way.
  *
  * Choices where the RFC leaves room:
  *  - A pending request (Pending In) is kept in mod_roster_pending, not as
@@ -25,11 +37,11 @@
  *  - A probe from an entity without a subscription is answered with
  *    unsubscribed (4.3.2), never with presence; with no resource
  *    available, a subscribed prober gets the last unavailable presence,
- *    stamped with XEP-0203 delay.
- *  - Probes for a new session are sent from a zero-delay timer: the core
- *    records the session's availability only after presence_out, and the
- *    answers of local contacts arrive synchronously, so the new session
- *    would otherwise miss them.
+ *    stamped with XEP-0203 delay. A probe the store cannot answer gets
+ *    nothing (unsubscribed would cancel a subscription that may exist).
+ *  - Probes for a new session go out with its broadcast; the answers of
+ *    local contacts come from the completion of a store read, after the
+ *    core has recorded the session's availability.
  *  - Subscription presence to oneself is dropped.
  */
 #include <stdint.h>
@@ -44,6 +56,7 @@
 
 #define NS_DELAY "urn:xmpp:delay"
 #define DIRECTED_MAX 64                 /* directed presence kept per session */
+#define PENDING_MAX 64                  /* requests delivered again at a time */
 
 /* What a subscription stanza makes the module do once it is stored. */
 enum {
@@ -59,35 +72,21 @@ enum {
 
 enum sub_type { S_SUBSCRIBE, S_SUBSCRIBED, S_UNSUBSCRIBE, S_UNSUBSCRIBED };
 
-/* A session's slot: did it read the roster, and whom did it send directed
- * presence (RFC 6121 4.6). Touched only on the session's worker. */
+/* A session's slot: did it read the roster, whom did it send directed
+ * presence (RFC 6121 4.6), and its user's cache entry (a reference).
+ * Touched only on the session's worker; id finds it again from a
+ * callback. */
 struct sess {
 	int interested;
+	uint64_t id;
+	struct rentry *ce;
 	size_t ndirected;
 	char *directed[DIRECTED_MAX];
 };
 
-/* ---------------------------------------------------------------- */
-/* Helpers.                                                           */
-
-static int
-count_cb(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
-{
-	(*(size_t *)ud)++;
-	return 0;
-}
-
-static int
-sub_type(const char *type)
-{
-	static const char *const names[] = { "subscribe", "subscribed", "unsubscribe",
-		"unsubscribed" };
-
-	for (int i = 0; type != NULL && i < 4; i++)
-		if (strcmp(type, names[i]) == 0)
-			return i;
-	return -1;
-}
+/* The stanza this thread is delivering again (on_in_subscription lets it
+ * through to the core). */
+static __thread const xmppd_elem *passing;
 
 /* ---------------------------------------------------------------- */
 /* Presence the module sends.                                         */
@@ -129,63 +128,47 @@ roster_unavailable(const xmppd_elem *p, void *ud)
 }
 
 static int
-contacts_cb(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+same_attr(const xmppd_elem *a, const xmppd_elem *b, const char *name)
 {
-	struct contacts *c = ud;
-	const unsigned char *v = val;
+	const char *x = xmppd_elem_attr(a, name), *y = xmppd_elem_attr(b, name);
 
-	if (klen <= c->plen + 1 || (c->want != 0 && (vlen < 2 || v[0] != REC_VERSION ||
-	    (v[1] & F_GONE) || !(v[1] & c->want))))
-		return 0;
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 16;
-		char **n = realloc(c->v, cap * sizeof(*n));
-
-		if (n == NULL)
-			return -1;
-		c->v = n;
-		c->cap = cap;
-	}
-	if ((c->v[c->n] = strdup((const char *)key + c->plen)) == NULL)
-		return -1;
-	c->n++;
-	return 0;
+	return x == y || (x != NULL && y != NULL && strcmp(x, y) == 0);
 }
 
-void
-roster_contacts_free(struct contacts *c)
+/* Inbound subscription presence the roster has taken in: routed again,
+ * for the core to deliver (a filter may have replaced the stanza on the
+ * way: the same addresses and type are it). */
+static void
+deliver_in(xmppd_elem *st)
 {
-	for (size_t i = 0; i < c->n; i++)
-		free(c->v[i]);
-	free(c->v);
+	const xmppd_elem *prev = passing;
+
+	passing = st;
+	xmppd_route(st);
+	passing = prev;
 }
 
-/* The contacts whose item has one of the flags in want; want 0: every
- * contact with a record in table. */
-void
-roster_contacts(const char *table, const xmppd_jid *user, unsigned want, struct contacts *c)
+static int
+is_passing(const xmppd_elem *st)
 {
-	char p[KEY_MAX];
-	xmppd_txn *t;
-
-	memset(c, 0, sizeof(*c));
-	c->want = want;
-	if ((c->plen = roster_key(p, user, NULL)) == 0 || (t = xmppd_store_begin(0)) == NULL)
-		return;
-	(void)xmppd_store_scan(t, table, p, c->plen, contacts_cb, c);
-	xmppd_store_abort(t);
+	return passing != NULL && (st == passing || (same_attr(st, passing, "type") &&
+	    same_attr(st, passing, "from") && same_attr(st, passing, "to")));
 }
 
 /* ---------------------------------------------------------------- */
 /* Subscriptions (RFC 6121 3, Appendix A).                            */
 
-struct sub {
-	const xmppd_jid *user;  /* bare */
-	const char *contact;    /* bare */
-	struct item it;         /* the item after the change, for the push */
-	uint32_t epoch;
-	unsigned act;
-};
+static int
+sub_type(const char *type)
+{
+	static const char *const names[] = { "subscribe", "subscribed", "unsubscribe",
+		"unsubscribed" };
+
+	for (int i = 0; type != NULL && i < 4; i++)
+		if (strcmp(type, names[i]) == 0)
+			return i;
+	return -1;
+}
 
 /* The state changes of Appendix A (A.2 outbound, A.3 inbound) and of
  * pre-approval (3.4). f is the item's flags, pin whether a request from
@@ -259,61 +242,117 @@ transition(int out, enum sub_type ty, unsigned f, int pin, unsigned *nf, int *pi
 	return 0;
 }
 
-/* Applies a subscription stanza st to the user's roster, in one write
- * transaction committed before anything is routed. */
-static void
-sub_apply(struct roster *r, struct sub *s, int out, enum sub_type ty, const xmppd_elem *st)
+/* A subscription stanza in flight (a change of the user's item for the
+ * contact). */
+struct subop {
+	xmppd_elem *st;             /* a reference */
+	int out;
+	enum sub_type ty;
+	unsigned act;
+};
+
+/* Step: Appendix A on what the store holds, and the writes it needs. */
+static int
+sub_decide(struct rchange *c, xmppd_batch *b)
 {
-	char k[KEY_MAX], p[KEY_MAX];
-	size_t kl = roster_key(k, s->user, s->contact), npending = 0;
-	struct meta m;
-	xmppd_txn *t = xmppd_store_begin(1);
-	int rc, pin, live, pin_to;
+	struct subop *so = c->ud;
+	int live = c->old == 1, pin_to;
 	unsigned f, nf;
 
-	memset(&s->it, 0, sizeof(s->it));
-	if (t == NULL || kl == 0 || roster_meta_get(t, s->user, &m) < 0 ||
-	    (rc = roster_item_get(t, s->user, s->contact, &s->it)) < 0 ||
-	    (pin = roster_pending_get(t, s->user, s->contact)) < 0)
-		goto err;
-	s->epoch = m.epoch;
-	pin = pin == 0;
-	live = rc == 0 && !(s->it.flags & F_GONE);
 	if (!live)
-		roster_item_free(&s->it);
-	f = live ? s->it.flags : 0;
-	s->act = transition(out, ty, f, pin, &nf, &pin_to);
+		roster_item_free(&c->it);
+	f = live ? c->it.flags : 0;
+	so->act = transition(so->out, so->ty, f, c->pin, &nf, &pin_to);
 	if (nf != f) {
-		if (!live && m.nitems >= (uint64_t)r->max_items) {
-			s->act = A_FULL;
-			xmppd_store_abort(t);
-			return;
+		if (!live && c->m.nitems >= (uint64_t)c->r->max_items) {
+			so->act = A_FULL;
+			return 0;       /* nothing written */
 		}
-		s->it.flags = nf;
-		if (roster_item_store(r, t, s->user, s->contact, &m, &s->it,
-		    rc != 0 ? 0 : live ? 1 : 2) < 0)
-			goto err;
-		s->act |= A_PUSH;
+		c->it.flags = nf;
+		if (roster_change_write(c, b) < 0)
+			return -1;
+		so->act |= A_PUSH;
 	}
-	if (pin_to < 0 && pin && roster_pending_del(t, s->user, s->contact) < 0)
-		goto err;
+	if (pin_to < 0 && c->pin && roster_change_pending(c, b, NULL) < 0)
+		return -1;
 	/* A stranger's requests are kept up to max_items; past that they
 	 * are still delivered to whoever is online, not stored. */
-	if (pin_to > 0 && (xmppd_store_scan(t, T_PENDING, p, roster_key(p, s->user, NULL),
-	    count_cb, &npending) < 0 || (npending < (size_t)r->max_items &&
-	    roster_stanza_put(t, T_PENDING, k, kl, st) < 0)))
-		goto err;
-	if (xmppd_store_commit(t) < 0) {
-		t = NULL;
-		goto err;
+	if (pin_to > 0 && c->npending < (size_t)c->r->max_items &&
+	    roster_change_pending(c, b, so->st) < 0)
+		return -1;
+	return 0;
+}
+
+/* Durable (or failed): what the change makes the module send. */
+static void
+sub_done(struct rchange *c, int status)
+{
+	struct subop *so = c->ud;
+	unsigned act = so->act;
+
+	if (status != XMPPD_STORE_OK) {
+		xmppd_log(c->r->ctx, XMPPD_LOG_ERROR, "%s: cannot update the roster item %s",
+		    xmppd_jid_bare(c->user), c->contact);
+		act = A_ERROR;
 	}
-	return;
-err:
-	xmppd_store_abort(t);
-	roster_item_free(&s->it);
-	xmppd_log(r->ctx, XMPPD_LOG_ERROR, "%s: cannot update the roster item %s",
-	    xmppd_jid_bare(s->user), s->contact);
-	s->act = A_ERROR;
+	if (so->out) {
+		if (act & A_FULL)
+			xmppd_bounce(so->st, "resource-constraint", "the roster is full");
+		if (act & A_ERROR)
+			xmppd_bounce(so->st, "internal-server-error", NULL);
+		if (act & A_PUSH)
+			roster_push(c->user, c->contact, &c->it, c->m.epoch);
+		if (act & A_SEND_UNAVAILABLE)
+			(void)xmppd_user_presences(c->user, roster_unavailable, c->contact);
+		if (act & A_PASS)
+			roster_forward(so->st, c->contact);
+		if (act & A_SEND_PRESENCE)
+			(void)xmppd_user_presences(c->user, roster_forward, c->contact);
+	} else {
+		if (act & A_PUSH)
+			roster_push(c->user, c->contact, &c->it, c->m.epoch);
+		if (act & A_REPLY_SUBSCRIBED)
+			roster_send(c->user, c->contact, "subscribed");
+		if (act & A_REPLY_UNSUBSCRIBED)
+			roster_send(c->user, c->contact, "unsubscribed");
+		if (act & A_SEND_PRESENCE)
+			(void)xmppd_user_presences(c->user, roster_forward, c->contact);
+		if (act & A_SEND_UNAVAILABLE)
+			(void)xmppd_user_presences(c->user, roster_unavailable, c->contact);
+		/* What the core would have done had the hook said CONTINUE. */
+		if (act & (A_PASS | A_ERROR))
+			deliver_in(so->st);
+	}
+	xmppd_elem_unref(so->st);
+	free(so);
+}
+
+/* Starts the change st makes to user's item for contact. 0, or -1 when it
+ * could not be started. */
+static int
+sub_start(struct roster *r, const xmppd_jid *user, const char *contact, int out,
+    enum sub_type ty, xmppd_elem *st)
+{
+	struct subop *so = calloc(1, sizeof(*so));
+	struct rchange *c;
+
+	if (so == NULL || (c = roster_change_new(r, user, contact)) == NULL) {
+		free(so);
+		return -1;
+	}
+	so->st = xmppd_elem_ref(st);
+	so->out = out;
+	so->ty = ty;
+	c->decide = sub_decide;
+	c->done = sub_done;
+	c->ud = so;
+	/* An inbound request is stored only if the user has room. */
+	if (roster_change_submit(c, !out && ty == S_SUBSCRIBE) < 0) {
+		xmppd_elem_unref(so->st);
+		free(so);
+		return -1;
+	}
+	return 0;
 }
 
 /* What a client sends (the core has set 'from' to its bare JID). */
@@ -323,78 +362,114 @@ on_out_subscription(void *args, void *ud)
 	struct roster *r = ud;
 	struct xmppd_packet_args *pa = args;
 	int ty = sub_type(xmppd_elem_attr(pa->stanza, "type"));
-	struct sub s = { pa->from, NULL, { 0 }, 0, 0 };
 	xmppd_jid *contact;
 	char k[KEY_MAX];
 
 	if (ty < 0 || pa->from == NULL || pa->to == NULL || xmppd_jid_node(pa->from) == NULL ||
 	    (contact = roster_bare(pa->to)) == NULL)
 		return XMPPD_CONTINUE;
-	s.contact = xmppd_jid_bare(contact);
-	if (strcmp(s.contact, xmppd_jid_bare(pa->from)) == 0) {
+	if (strcmp(xmppd_jid_bare(contact), xmppd_jid_bare(pa->from)) == 0) {
 		/* Subscribing to oneself means nothing. */
-		xmppd_jid_free(contact);
-		return XMPPD_STOP;
-	}
-	if (roster_key(k, s.user, s.contact) == 0) {
+	} else if (roster_key(k, pa->from, xmppd_jid_bare(contact)) == 0) {
 		xmppd_bounce(pa->stanza, "not-acceptable", "JID too long to store");
-		xmppd_jid_free(contact);
-		return XMPPD_STOP;
-	}
-	sub_apply(r, &s, 1, (enum sub_type)ty, pa->stanza);
-	if (s.act & A_FULL)
-		xmppd_bounce(pa->stanza, "resource-constraint", "the roster is full");
-	if (s.act & A_ERROR)
+	} else if (sub_start(r, pa->from, xmppd_jid_bare(contact), 1, (enum sub_type)ty,
+	    pa->stanza) < 0) {
 		xmppd_bounce(pa->stanza, "internal-server-error", NULL);
-	if (s.act & A_PUSH)
-		roster_push(s.user, s.contact, &s.it, s.epoch);
-	if (s.act & A_SEND_UNAVAILABLE)
-		(void)xmppd_user_presences(s.user, roster_unavailable, (void *)s.contact);
-	if (s.act & A_PASS)
-		roster_forward(pa->stanza, (void *)s.contact);
-	if (s.act & A_SEND_PRESENCE)
-		(void)xmppd_user_presences(s.user, roster_forward, (void *)s.contact);
-	roster_item_free(&s.it);
+	}
 	xmppd_jid_free(contact);
 	return XMPPD_STOP;
 }
 
-/* RFC 6121 4.3.2: a probe from contact (the prober's address is to). */
-static void
-answer_probe(const xmppd_jid *user, const char *contact, const char *to)
-{
-	char k[KEY_MAX];
-	size_t kl, vl;
-	const void *v;
-	struct item it;
-	xmppd_elem *last = NULL;
-	xmppd_txn *t = xmppd_store_begin(0);
-	int subscribed;
+/* ---------------------------------------------------------------- */
+/* Probes (RFC 6121 4.3).                                             */
 
-	if (t == NULL)
-		return;
-	subscribed = roster_item_get(t, user, contact, &it) == 0 &&
-	    (it.flags & (F_FROM | F_GONE)) == F_FROM;
-	roster_item_free(&it);
-	if (subscribed && (kl = roster_key(k, user, NULL)) > 0 &&
-	    xmppd_store_get(t, T_LAST, k, kl, &v, &vl) == 0)
-		last = roster_stanza_parse(v, vl);
-	xmppd_store_abort(t);
-	if (!subscribed) {
-		roster_send(user, contact, "unsubscribed");
-	} else if (xmppd_user_presences(user, roster_forward, (void *)to) == 0) {
-		/* No resource available: the last unavailable presence. */
-		if (last != NULL)
-			roster_forward(last, (void *)to);
-		else
-			roster_send(user, to, "unavailable");
-	}
+struct probe {
+	struct roster *r;
+	xmppd_jid *user;            /* bare */
+	char *contact;              /* the prober's bare JID */
+	char *to;                   /* the prober's address */
+};
+
+static void
+probe_free(struct probe *pr)
+{
+	xmppd_jid_free(pr->user);
+	free(pr->contact);
+	free(pr->to);
+	free(pr);
+}
+
+/* No resource available: the last unavailable presence. */
+static void
+probe_last(int status, const void *val, size_t vlen, void *ud)
+{
+	struct probe *pr = ud;
+	xmppd_elem *last = status == XMPPD_STORE_OK ? roster_stanza_parse(val, vlen) : NULL;
+
+	if (last != NULL)
+		roster_forward(last, pr->to);
+	else
+		roster_send(pr->user, pr->to, "unavailable");
 	xmppd_elem_unref(last);
+	probe_free(pr);
+}
+
+/* 4.3.2: the prober's item read; subscribed to the user's presence? */
+static void
+probe_item(int status, const void *val, size_t vlen, void *ud)
+{
+	struct probe *pr = ud;
+	char k[KEY_MAX];
+	size_t kl;
+	int f;
+
+	if (status != XMPPD_STORE_OK && status != XMPPD_STORE_NOT_FOUND) {
+		xmppd_log(pr->r->ctx, XMPPD_LOG_WARNING, "%s: cannot answer a probe from %s",
+		    xmppd_jid_bare(pr->user), pr->contact);
+		probe_free(pr);
+		return;
+	}
+	f = status == XMPPD_STORE_OK ? roster_record_flags(val, vlen) : -1;
+	if (f < 0 || (f & (F_FROM | F_GONE)) != F_FROM) {
+		roster_send(pr->user, pr->contact, "unsubscribed");
+		probe_free(pr);
+		return;
+	}
+	if (xmppd_user_presences(pr->user, roster_forward, pr->to) > 0) {
+		probe_free(pr);
+		return;
+	}
+	if ((kl = roster_key(k, pr->user, NULL)) == 0 ||
+	    xmppd_store_aget(pr->r->ctx, T_LAST, k, kl, probe_last, pr) < 0)
+		probe_last(XMPPD_STORE_ERROR, NULL, 0, pr);
+}
+
+/* A probe from contact (the prober's address is to). */
+static void
+probe_start(struct roster *r, const xmppd_jid *user, const char *contact, const char *to)
+{
+	struct probe *pr = calloc(1, sizeof(*pr));
+	char k[KEY_MAX];
+	size_t kl;
+
+	if (pr == NULL || (pr->user = xmppd_jid_copy(user)) == NULL ||
+	    (pr->contact = strdup(contact)) == NULL || (pr->to = strdup(to)) == NULL) {
+		if (pr != NULL)
+			probe_free(pr);
+		return;
+	}
+	pr->r = r;
+	/* A JID too long for a key has no item: not subscribed. */
+	if ((kl = roster_key(k, user, contact)) == 0) {
+		probe_item(XMPPD_STORE_NOT_FOUND, NULL, 0, pr);
+		return;
+	}
+	if (xmppd_store_aget(r->ctx, T_ROSTER, k, kl, probe_item, pr) < 0)
+		probe_item(XMPPD_STORE_ERROR, NULL, 0, pr);
 }
 
 /* Subscription presence and probes to a local user (the core's
- * roster_in_subscription). CONTINUE hands a stanza to deliver back to the
- * core (available resources with non-negative priority). */
+ * roster_in_subscription, on the sender's thread). */
 static enum xmppd_result
 on_in_subscription(void *args, void *ud)
 {
@@ -402,46 +477,37 @@ on_in_subscription(void *args, void *ud)
 	struct xmppd_packet_args *pa = args;
 	const char *type = xmppd_elem_attr(pa->stanza, "type");
 	int ty = sub_type(type);
-	struct sub s = { NULL, NULL, { 0 }, 0, 0 };
 	xmppd_jid *user, *contact;
 	enum xmppd_result res = XMPPD_STOP;
 	char k[KEY_MAX];
 
 	if (pa->to == NULL || xmppd_jid_node(pa->to) == NULL || type == NULL ||
-	    (ty < 0 && strcmp(type, "probe") != 0))
+	    (ty < 0 && strcmp(type, "probe") != 0) || is_passing(pa->stanza))
 		return XMPPD_CONTINUE;
 	if (pa->from == NULL || xmppd_jid_domain(pa->from) == NULL)
 		return XMPPD_STOP;
+	if (roster_on_main(r)) {
+		/* Routed by a control command: the store answers on a worker
+		 * only, so the stanza is routed again from one. */
+		return roster_route_on_worker(r, xmppd_elem_ref(pa->stanza)) < 0 ?
+		    XMPPD_CONTINUE : XMPPD_STOP;
+	}
 	if ((user = roster_bare(pa->to)) == NULL)
 		return XMPPD_CONTINUE;
 	if ((contact = roster_bare(pa->from)) == NULL) {
 		xmppd_jid_free(user);
 		return XMPPD_STOP;
 	}
-	s.user = user;
-	s.contact = xmppd_jid_bare(contact);
-	if (strcmp(s.contact, xmppd_jid_bare(user)) == 0) {
+	if (strcmp(xmppd_jid_bare(contact), xmppd_jid_bare(user)) == 0) {
 		/* The user's own: nothing to do with a roster. */
-	} else if (ty >= 0 && roster_key(k, user, s.contact) == 0) {
+	} else if (ty >= 0 && roster_key(k, user, xmppd_jid_bare(contact)) == 0) {
 		/* A JID too long to keep a state for: delivered as it is. */
 		res = XMPPD_CONTINUE;
 	} else if (ty < 0) {
-		answer_probe(user, s.contact, xmppd_jid_full(pa->from));
-	} else {
-		sub_apply(r, &s, 0, (enum sub_type)ty, pa->stanza);
-		if (s.act & A_PUSH)
-			roster_push(user, s.contact, &s.it, s.epoch);
-		if (s.act & A_REPLY_SUBSCRIBED)
-			roster_send(user, s.contact, "subscribed");
-		if (s.act & A_REPLY_UNSUBSCRIBED)
-			roster_send(user, s.contact, "unsubscribed");
-		if (s.act & A_SEND_PRESENCE)
-			(void)xmppd_user_presences(user, roster_forward, (void *)s.contact);
-		if (s.act & A_SEND_UNAVAILABLE)
-			(void)xmppd_user_presences(user, roster_unavailable, (void *)s.contact);
-		if (s.act & (A_PASS | A_ERROR))
-			res = XMPPD_CONTINUE;
-		roster_item_free(&s.it);
+		probe_start(r, user, xmppd_jid_bare(contact), xmppd_jid_full(pa->from));
+	} else if (sub_start(r, user, xmppd_jid_bare(contact), 0, (enum sub_type)ty,
+	    pa->stanza) < 0) {
+		res = XMPPD_CONTINUE;   /* as after a store error: delivered */
 	}
 	xmppd_jid_free(contact);
 	xmppd_jid_free(user);
@@ -449,20 +515,7 @@ on_in_subscription(void *args, void *ud)
 }
 
 /* ---------------------------------------------------------------- */
-/* Presence (RFC 6121 4).                                             */
-
-/* RFC 6121 4.2.2, 4.4.2, 4.5.2: p to every contact with a subscription to
- * the user's presence. */
-static void
-broadcast(const xmppd_jid *user, const xmppd_elem *p)
-{
-	struct contacts c;
-
-	roster_contacts(T_ROSTER, user, F_FROM, &c);
-	for (size_t i = 0; i < c.n; i++)
-		roster_forward(p, c.v[i]);
-	roster_contacts_free(&c);
-}
+/* Sessions.                                                          */
 
 static void
 sess_free(void *data)
@@ -471,17 +524,163 @@ sess_free(void *data)
 
 	for (size_t i = 0; i < ss->ndirected; i++)
 		free(ss->directed[i]);
+	cache_unref(ss->ce);
 	free(ss);
 }
 
+/* With create, a new slot also takes the user's cache entry and loads it
+ * (the stream that opened the session waits for that). */
 static struct sess *
 sess_of(struct roster *r, xmppd_session *s, int create)
 {
+	static uint64_t ids;
 	struct sess *ss = xmppd_session_get(s, r->slot);
+	const xmppd_jid *jid = xmppd_session_jid(s);
+	xmppd_jid *user;
 
-	if (ss == NULL && create && (ss = calloc(1, sizeof(*ss))) != NULL)
-		xmppd_session_set(s, r->slot, ss, sess_free);
+	if (ss != NULL || !create || jid == NULL || xmppd_jid_node(jid) == NULL ||
+	    (ss = calloc(1, sizeof(*ss))) == NULL)
+		return ss;
+	ss->id = __atomic_add_fetch(&ids, 1, __ATOMIC_RELAXED);
+	if ((user = roster_bare(jid)) != NULL) {
+		ss->ce = cache_ref(xmppd_jid_bare(user));
+		xmppd_jid_free(user);
+	}
+	xmppd_session_set(s, r->slot, ss, sess_free);
+	if (ss->ce != NULL && cache_load(r, ss->ce, NULL, NULL) < 0)
+		xmppd_log(r->ctx, XMPPD_LOG_WARNING, "%s: cannot load the roster",
+		    xmppd_jid_full(jid));
 	return ss;
+}
+
+static enum xmppd_result
+on_session_opened(void *args, void *ud)
+{
+	(void)sess_of(ud, ((struct xmppd_session_args *)args)->session, 1);
+	return XMPPD_CONTINUE;
+}
+
+/* Loaded while users are online: their sessions are adopted on their
+ * workers (a timer on each, once). */
+static void
+adopt_one(xmppd_session *s, void *ud)
+{
+	(void)sess_of(ud, s, 1);
+}
+
+static uint64_t
+adopt_sweep(void *ud)
+{
+	xmppd_session_foreach_local(adopt_one, ud);
+	return 0;
+}
+
+struct find {
+	struct roster *r;
+	uint64_t id;
+	xmppd_session *s;
+};
+
+static void
+find_one(xmppd_session *s, void *ud)
+{
+	struct find *f = ud;
+	struct sess *ss = xmppd_session_get(s, f->r->slot);
+
+	if (ss != NULL && ss->id == f->id)
+		f->s = s;
+}
+
+/* The session whose slot has id, on this worker; NULL if it has gone. */
+static xmppd_session *
+sess_find(struct roster *r, uint64_t id)
+{
+	struct find f = { r, id, NULL };
+
+	xmppd_session_foreach_local(find_one, &f);
+	return f.s;
+}
+
+/* ---------------------------------------------------------------- */
+/* Presence (RFC 6121 4).                                             */
+
+enum { W_BROADCAST = 1, W_PROBES = 2 };
+
+/* Presence to send once the user's contacts are known. */
+struct later {
+	struct roster *r;
+	xmppd_jid *user;
+	xmppd_elem *p;              /* a reference */
+	unsigned what;
+};
+
+/* RFC 6121 4.2.2, 4.4.2, 4.5.2: p to every contact with a subscription to
+ * the user's presence; 4.2.2: probes, from the bare JID, to the contacts
+ * the user is subscribed to. */
+static void
+send_now(struct rentry *e, const xmppd_jid *user, const xmppd_elem *p, unsigned what)
+{
+	struct contacts c;
+
+	if ((what & W_BROADCAST) && cache_contacts(e, F_FROM, 0, &c) == 0) {
+		for (size_t i = 0; i < c.n; i++)
+			roster_forward(p, c.v[i]);
+		roster_contacts_free(&c);
+	}
+	if ((what & W_PROBES) && cache_contacts(e, F_TO, 0, &c) == 0) {
+		for (size_t i = 0; i < c.n; i++)
+			roster_send(user, c.v[i], "probe");
+		roster_contacts_free(&c);
+	}
+}
+
+static void
+later_free(struct later *l)
+{
+	xmppd_jid_free(l->user);
+	xmppd_elem_unref(l->p);
+	free(l);
+}
+
+static void
+later_run(struct rentry *e, int ok, void *arg)
+{
+	struct later *l = arg;
+
+	if (ok)
+		send_now(e, l->user, l->p, l->what);
+	else
+		xmppd_log(l->r->ctx, XMPPD_LOG_WARNING, "%s: no roster: presence not broadcast",
+		    xmppd_jid_bare(l->user));
+	later_free(l);
+}
+
+/* What p makes the module send to the contacts of user (e: the user's
+ * entry, a reference taken): now, or after a load of e. */
+static void
+to_contacts(struct roster *r, struct rentry *e, const xmppd_jid *user, const xmppd_elem *p,
+    unsigned what)
+{
+	struct later *l;
+
+	if (e == NULL)
+		return;
+	if (cache_loaded(e)) {
+		send_now(e, user, p, what);
+		cache_unref(e);
+		return;
+	}
+	if ((l = calloc(1, sizeof(*l))) == NULL || (l->user = xmppd_jid_copy(user)) == NULL) {
+		free(l);
+		cache_unref(e);
+		return;
+	}
+	l->r = r;
+	l->p = xmppd_elem_ref((xmppd_elem *)p);
+	l->what = what;
+	if (cache_load(r, e, later_run, l) < 0)
+		later_run(e, 0, l);
+	cache_unref(e);
 }
 
 /* 4.6.3: unavailable (p, re-addressed) to whoever got directed presence. */
@@ -499,16 +698,13 @@ directed_flush(struct sess *ss, const xmppd_elem *p)
 /* 4.6.2: directed presence to an entity without a subscription is noted,
  * so that it learns when the session goes away. */
 static void
-directed_note(struct roster *r, xmppd_session *s, const xmppd_jid *user, const xmppd_jid *to,
-    const char *type)
+directed_note(struct roster *r, xmppd_session *s, const xmppd_jid *to, const char *type)
 {
 	struct sess *ss = sess_of(r, s, type == NULL);
 	const char *full = xmppd_jid_full(to);
 	xmppd_jid *tb;
-	struct item it;
-	xmppd_txn *t;
+	unsigned flags = 0;
 	size_t i;
-	int from = 0;
 
 	if (ss == NULL)
 		return;
@@ -523,15 +719,28 @@ directed_note(struct roster *r, xmppd_session *s, const xmppd_jid *user, const x
 	}
 	if (i < ss->ndirected || ss->ndirected == DIRECTED_MAX || (tb = roster_bare(to)) == NULL)
 		return;
-	if ((t = xmppd_store_begin(0)) != NULL) {
-		from = roster_item_get(t, user, xmppd_jid_bare(tb), &it) == 0 &&
-		    (it.flags & (F_FROM | F_GONE)) == F_FROM;
-		roster_item_free(&it);
-		xmppd_store_abort(t);
-	}
+	/* Not loaded: noted (at worst a subscriber gets unavailable twice). */
+	if (ss->ce == NULL || cache_flags(ss->ce, xmppd_jid_bare(tb), &flags) < 0)
+		flags = 0;
 	xmppd_jid_free(tb);
-	if (!from && (ss->directed[ss->ndirected] = strdup(full)) != NULL)
+	if (!(flags & F_FROM) && (ss->directed[ss->ndirected] = strdup(full)) != NULL)
 		ss->ndirected++;
+}
+
+struct last {
+	struct roster *r;
+	char bare[];
+};
+
+static void
+last_stored(int status, void *ud)
+{
+	struct last *l = ud;
+
+	if (status != XMPPD_STORE_OK)
+		xmppd_log(l->r->ctx, XMPPD_LOG_WARNING, "%s: cannot store the last presence",
+		    l->bare);
+	free(l);
 }
 
 /* Kept for probes while no resource is available (4.3.2), stamped with
@@ -539,17 +748,18 @@ directed_note(struct roster *r, xmppd_session *s, const xmppd_jid *user, const x
 static void
 last_store(struct roster *r, const xmppd_jid *user, const xmppd_elem *p)
 {
-	char k[KEY_MAX], stamp[32];
-	size_t kl = roster_key(k, user, NULL);
+	char k[KEY_MAX], stamp[32], *v;
+	size_t kl = roster_key(k, user, NULL), vl;
 	xmppd_elem *c, *d;
 	time_t now = time(NULL);
 	struct tm tm;
-	xmppd_txn *t;
+	xmppd_batch *b;
+	struct last *l;
 
-	/* A removed account's sessions end after remove_user ran (and
-	 * deleted this row with the roster): their unavailable presence
-	 * must not store it again (XEP-0077 3.2). */
-	if (!xmppd_user_exists(xmppd_jid_node(user), xmppd_jid_domain(user)))
+	/* A removed account's sessions end after remove_user ran (and the
+	 * core deleted this row with the roster): their unavailable
+	 * presence must not store it again (XEP-0077 3.2). */
+	if (kl == 0 || !xmppd_user_exists(xmppd_jid_node(user), xmppd_jid_domain(user)))
 		return;
 	c = xmppd_elem_copy(p);
 	xmppd_elem_set_attr(c, "to", NULL);
@@ -559,67 +769,71 @@ last_store(struct roster *r, const xmppd_jid *user, const xmppd_elem *p)
 		xmppd_elem_set_attr(d, "from", xmppd_jid_domain(user));
 		xmppd_elem_set_attr(d, "stamp", stamp);
 	}
-	t = kl > 0 ? xmppd_store_begin(1) : NULL;
-	if (t != NULL && roster_stanza_put(t, T_LAST, k, kl, c) < 0) {
-		xmppd_store_abort(t);
-		t = NULL;
-	}
-	if (t == NULL || xmppd_store_commit(t) < 0)
-		xmppd_log(r->ctx, XMPPD_LOG_WARNING, "%s: cannot store the last presence",
-		    xmppd_jid_bare(user));
+	v = roster_stanza_record(c, &vl);
 	xmppd_elem_unref(c);
+	if (v == NULL || (l = malloc(sizeof(*l) + strlen(xmppd_jid_bare(user)) + 1)) == NULL) {
+		free(v);
+		return;
+	}
+	l->r = r;
+	strcpy(l->bare, xmppd_jid_bare(user));
+	if ((b = xmppd_batch_new(r->ctx)) == NULL) {
+		last_stored(XMPPD_STORE_ERROR, l);
+	} else {
+		(void)xmppd_batch_put(b, T_LAST, k, kl, v, vl);
+		if (xmppd_batch_submit(b, last_stored, l) < 0)
+			last_stored(XMPPD_STORE_ERROR, l);
+	}
+	free(v);
 }
 
-struct pending_list {
-	xmppd_elem *v[64];
+/* RFC 6121 3.1.3: requests still unanswered, to the session that just
+ * became available (at most PENDING_MAX at a time: the rest come next
+ * time). */
+struct redeliver {
+	struct roster *r;
+	uint64_t id;                /* the session's slot */
+	xmppd_elem *v[PENDING_MAX];
 	size_t n;
 };
 
 static int
-pending_cb(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+pending_row(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
 {
-	struct pending_list *pl = ud;
+	struct redeliver *rd = ud;
 
-	if ((pl->v[pl->n] = roster_stanza_parse(val, vlen)) != NULL)
-		pl->n++;
-	return pl->n == 64;
+	if ((rd->v[rd->n] = roster_stanza_parse(val, vlen)) != NULL)
+		rd->n++;
+	return rd->n == PENDING_MAX;
 }
 
-/* RFC 6121 3.1.3: requests still unanswered, to the session that just
- * became available (at most 64 at a time: the rest come next time). */
 static void
-pending_redeliver(xmppd_session *s, const xmppd_jid *user)
+pending_done(int status, void *ud)
+{
+	struct redeliver *rd = ud;
+	xmppd_session *s = status == XMPPD_STORE_OK ? sess_find(rd->r, rd->id) : NULL;
+
+	for (size_t i = 0; i < rd->n; i++) {
+		if (s != NULL)
+			xmppd_session_send(s, rd->v[i]);
+		xmppd_elem_unref(rd->v[i]);
+	}
+	free(rd);
+}
+
+static void
+pending_redeliver(struct roster *r, struct sess *ss, const xmppd_jid *user)
 {
 	char p[KEY_MAX];
 	size_t plen = roster_key(p, user, NULL);
-	struct pending_list pl;
-	xmppd_txn *t;
+	struct redeliver *rd;
 
-	pl.n = 0;
-	if (plen == 0 || (t = xmppd_store_begin(0)) == NULL)
+	if (ss == NULL || plen == 0 || (rd = calloc(1, sizeof(*rd))) == NULL)
 		return;
-	(void)xmppd_store_scan(t, T_PENDING, p, plen, pending_cb, &pl);
-	xmppd_store_abort(t);
-	for (size_t i = 0; i < pl.n; i++) {
-		xmppd_session_send(s, pl.v[i]);
-		xmppd_elem_unref(pl.v[i]);
-	}
-}
-
-/* RFC 6121 4.2.2: probes to the contacts the user is subscribed to, from
- * the bare JID; run just after the initial presence was recorded. */
-static uint64_t
-probe_timer(void *ud)
-{
-	xmppd_jid *user = ud;
-	struct contacts c;
-
-	roster_contacts(T_ROSTER, user, F_TO, &c);
-	for (size_t i = 0; i < c.n; i++)
-		roster_send(user, c.v[i], "probe");
-	roster_contacts_free(&c);
-	xmppd_jid_free(user);
-	return 0;
+	rd->r = r;
+	rd->id = ss->id;
+	if (xmppd_store_ascan(r->ctx, T_PENDING, p, plen, pending_row, pending_done, rd) < 0)
+		free(rd);
 }
 
 /* A client's presence. Without 'to' it is broadcast (4.2, 4.4, 4.5); the
@@ -632,29 +846,29 @@ on_presence_out(void *args, void *ud)
 	struct xmppd_packet_args *pa = args;
 	const char *type = xmppd_elem_attr(pa->stanza, "type");
 	xmppd_session *s = pa->session;
-	xmppd_jid *user, *probe_user;
+	struct sess *ss;
+	xmppd_jid *user;
 
 	if (s == NULL || (type != NULL && strcmp(type, "unavailable") != 0) ||
 	    (user = roster_bare(xmppd_session_jid(s))) == NULL)
 		return XMPPD_CONTINUE;
+	ss = sess_of(r, s, 1);
 	if (pa->to != NULL) {
 		if (strcmp(xmppd_jid_bare(pa->to), xmppd_jid_bare(user)) != 0)
-			directed_note(r, s, user, pa->to, type);
+			directed_note(r, s, pa->to, type);
 	} else if (type == NULL) {
 		int initial = !xmppd_session_available(s);
 
-		broadcast(user, pa->stanza);
+		to_contacts(r, cache_ref(xmppd_jid_bare(user)), user, pa->stanza,
+		    W_BROADCAST | (initial ? W_PROBES : 0));
 		if (initial && xmppd_presence_priority(pa->stanza) >= 0)
-			pending_redeliver(s, user);
-		if (initial && (probe_user = xmppd_jid_copy(user)) != NULL &&
-		    xmppd_timer_add(r->ctx, 0, probe_timer, probe_user) == NULL)
-			(void)probe_timer(probe_user);
+			pending_redeliver(r, ss, user);
 	} else {
 		if (xmppd_session_available(s)) {
-			broadcast(user, pa->stanza);
+			to_contacts(r, cache_ref(xmppd_jid_bare(user)), user, pa->stanza, W_BROADCAST);
 			last_store(r, user, pa->stanza);
 		}
-		directed_flush(sess_of(r, s, 0), pa->stanza);
+		directed_flush(ss, pa->stanza);
 	}
 	xmppd_jid_free(user);
 	return XMPPD_CONTINUE;
@@ -678,7 +892,7 @@ on_session_closed(void *args, void *ud)
 	xmppd_elem_set_attr(p, "type", "unavailable");
 	xmppd_elem_set_attr(p, "from", xmppd_jid_full(xmppd_session_jid(s)));
 	if (xmppd_session_available(s)) {
-		broadcast(user, p);
+		to_contacts(r, cache_ref(xmppd_jid_bare(user)), user, p, W_BROADCAST);
 		last_store(r, user, p);
 	}
 	directed_flush(ss, p);
@@ -742,9 +956,12 @@ roster_presence_load(struct roster *r)
 	    on_in_subscription, r) < 0 ||
 	    xmppd_hook_add(r->ctx, XMPPD_HOOK_PRESENCE_OUT, NULL, PRIORITY, on_presence_out,
 	    r) < 0 ||
+	    xmppd_hook_add(r->ctx, XMPPD_HOOK_SM_SESSION_OPENED, NULL, PRIORITY,
+	    on_session_opened, r) < 0 ||
 	    xmppd_hook_add(r->ctx, XMPPD_HOOK_SM_SESSION_CLOSED, NULL, PRIORITY,
 	    on_session_closed, r) < 0 ||
 	    xmppd_hook_add(r->ctx, XMPPD_HOOK_USER_SEND_PACKET, NULL, PRIORITY, on_send, r) < 0 ||
 	    xmppd_hook_add(r->ctx, XMPPD_HOOK_USER_RECEIVE_PACKET, NULL, PRIORITY, on_receive,
-	    r) < 0 ? -1 : 0;
+	    r) < 0 ||
+	    xmppd_timer_add_every_worker(r->ctx, 1, adopt_sweep, r) < 0 ? -1 : 0;
 }

@@ -6,6 +6,7 @@ since an older version), persistence across a restart, xmppctl roster
 list/add/remove, and the roster going away with the account."""
 
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
@@ -143,6 +144,37 @@ async def main():
     p = await push_for(a2, bob_jid)
     push_is(p, srv.jid('alice'), {bob_jid: ('none', None, 'Robert', ['Family'])},
             'the update is pushed; subscription, ask and approved from a set are ignored')
+
+    # RFC 6120 10.1: a stream's stanzas are handled in order, also while
+    # the store completes late (XMPPD_TEST_STORE_DELAY_MS): a get sent in
+    # the same write as a set sees the set, and the answers keep the
+    # order (the push, the set's result: RFC 6121 2.3.2; then the get's).
+    # On bob's roster: alice's versions stay as the checks below expect.
+    rb = await xt.Raw.open(srv)
+    await rb.login('bob', 'bob-pw', 'order')
+    rb.set_mark()
+    await rb.send("<iq type='get' id='ord-first'><query xmlns='%s'/></iq>" % NS_R)
+    xt.ok(await rb.read_until(r"<iq\b[^>]*\bid=['\"]ord-first['\"]"),
+          'bob asks for his roster (he is then an interested resource)')
+    rb.set_mark()
+    await rb.send("<iq type='set' id='ord-set'><query xmlns='%s'><item jid='%s' name='Dave'/>"
+                  "</query></iq><iq type='get' id='ord-get'><query xmlns='%s'/></iq>"
+                  % (NS_R, dave_jid, NS_R))
+    got = await rb.read_until(r"<iq\b[^>]*\bid=['\"]ord-get['\"][^>]*?(?:/>|>.*?</iq>)", 10)
+    seen = rb.since_mark()
+    where = [m.start() if m else None for m in (
+        re.search(r"<iq\b[^>]*\bid=['\"]roster-push-", seen),
+        re.search(r"<iq\b[^>]*\bid=['\"]ord-set['\"]", seen),
+        re.search(r"<iq\b[^>]*\bid=['\"]ord-get['\"]", seen))]
+    xt.ok(None not in where and where == sorted(where),
+          'set and get in one write: the push, the set\'s result, then the get\'s result, in '
+          'that order (%s)' % where) or xt.diag(seen)
+    el = xt.ET.fromstring(got.group(0)) if got else None
+    q = el.find('{%s}query' % NS_R) if el is not None else None
+    xt.is_([(i.get('jid'), i.get('name')) for i in q.findall('{%s}item' % NS_R)]
+           if q is not None else None, [(dave_jid, 'Dave')],
+           'and the get lists the item the set added')
+    rb.close()
 
     # Error cases (RFC 6121 2.3.3) and limits.
     r = await a1.iq('set', None, "<query xmlns='%s'/>" % NS_R)

@@ -37,6 +37,11 @@ async def client(srv, user, resource, status=None, priority=None):
     await c.connect()
     if not c.ok:
         raise xt.HarnessError('login failed: ' + c.describe())
+    # The initial presence has been handled (the session is available)
+    # once a round trip sent after it is back: a stream's stanzas are
+    # handled in order (RFC 6120 10.1), also while the roster is read
+    # from a store that answers late (XMPPD_TEST_STORE_DELAY_MS).
+    await c.iq('get', srv.host, "<query xmlns='urn:xmppd:test:sync'/>")
     return c
 
 
