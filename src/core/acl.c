@@ -15,7 +15,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include <event2/bufferevent.h>
 
 #include "core/acl.h"
 #include "core/conf.h"
@@ -175,9 +174,55 @@ shaper_find(const struct conf *c, const char *name)
 	return NULL;
 }
 
-struct ev_token_bucket_cfg *
-shaper_bucket_cfg(const struct conf_shaper *sh)
+void
+shaper_bucket_init(struct shaper_bucket *b, const struct conf_shaper *sh, uint64_t now_ms)
 {
-	return ev_token_bucket_cfg_new(sh->rate, sh->burst, EV_RATE_LIMIT_MAX,
-	    EV_RATE_LIMIT_MAX, NULL);
+	b->rate = sh->rate > 0 ? sh->rate : 1;
+	b->burst = sh->burst > 0 ? sh->burst : b->rate;
+	b->level = (int64_t)(b->rate < b->burst ? b->rate : b->burst);
+	b->last_ms = now_ms;
+}
+
+uint64_t
+shaper_bucket_allow(struct shaper_bucket *b, uint64_t now_ms)
+{
+	if (now_ms > b->last_ms) {
+		/* Whole bytes only; the time of a fraction is kept for the
+		 * next refill, so a slow rate still refills when asked
+		 * often. */
+		uint64_t ms = now_ms - b->last_ms;
+		uint64_t add = ms > UINT64_MAX / b->rate ? UINT64_MAX : b->rate * ms / 1000;
+
+		if (add > 0) {
+			if (add >= b->burst + (uint64_t)(b->level < 0 ? -b->level : 0) ||
+			    (int64_t)add < 0) {
+				b->level = (int64_t)b->burst;
+				b->last_ms = now_ms;
+			} else {
+				b->level += (int64_t)add;
+				if (b->level > (int64_t)b->burst)
+					b->level = (int64_t)b->burst;
+				b->last_ms += add * 1000 / b->rate;
+				if (b->level == (int64_t)b->burst)
+					b->last_ms = now_ms;
+			}
+		}
+	}
+	return b->level > 0 ? (uint64_t)b->level : 0;
+}
+
+void
+shaper_bucket_take(struct shaper_bucket *b, uint64_t n)
+{
+	b->level -= n > (uint64_t)INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)n;
+}
+
+unsigned
+shaper_bucket_wait_ms(const struct shaper_bucket *b)
+{
+	/* Until the level is above 0 again: the debt and one byte. */
+	uint64_t need = (uint64_t)(b->level < 0 ? -b->level : 0) + 1;
+	uint64_t ms = (need * 1000 + b->rate - 1) / b->rate;
+
+	return ms < 1 ? 1 : ms > 60000 ? 60000 : (unsigned)ms;
 }

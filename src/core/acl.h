@@ -37,10 +37,28 @@ int access_rule_exists(const struct conf *c, const char *name);
 
 /* Finds the named shaper; NULL if none (unlimited). */
 const struct conf_shaper *shaper_find(const struct conf *c, const char *name);
-/* A connection's shaper: libevent's token bucket with sh's rate and burst
- * on reads (the bytes on the wire), writes unlimited. The caller frees it
- * with ev_token_bucket_cfg_free; NULL if out of memory. */
-struct ev_token_bucket_cfg *shaper_bucket_cfg(const struct conf_shaper *sh);
+/*
+ * A connection's shaper: a token bucket on what is read from it (writes
+ * are not limited), doc/configuration.md "Shapers". It holds up to
+ * sh->burst bytes, refills at sh->rate bytes a second and starts with one
+ * second's worth (at most the burst). A read may take more than the bucket
+ * holds (a TLS record is read whole): the bucket is in debt then, and
+ * nothing is read until the debt is refilled. Times are clock_now_ms().
+ * The stream layer keeps one per shaped connection (stream/conn.c).
+ */
+struct shaper_bucket {
+	int64_t level;              /* bytes that may be read; < 0: in debt */
+	uint64_t rate, burst;
+	uint64_t last_ms;           /* refilled up to here */
+};
+void shaper_bucket_init(struct shaper_bucket *b, const struct conf_shaper *sh,
+    uint64_t now_ms);
+/* Refills to now_ms and says how many bytes may be read now (0: none). */
+uint64_t shaper_bucket_allow(struct shaper_bucket *b, uint64_t now_ms);
+/* n bytes were read (after shaper_bucket_allow; may leave it in debt). */
+void shaper_bucket_take(struct shaper_bucket *b, uint64_t n);
+/* Milliseconds until something may be read again (at least 1). */
+unsigned shaper_bucket_wait_ms(const struct shaper_bucket *b);
 
 struct conf_section;
 

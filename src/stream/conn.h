@@ -5,13 +5,13 @@
  * A conn is a socket (or, for tests, one end of an in-memory pair) with
  * what every stream needs around it: TLS on it (direct TLS from the first
  * byte, or STARTTLS after <proceed/> with the whitespace rule of net/tls.h),
- * the listener's shaper, an output queue handed to the socket once per loop
- * iteration (written with SSL_write directly when nothing waits), the
- * send-queue length, a lingering close (linger.h), the per-IP count, one
- * timer, and the per-worker lists of a conn_set. Its owner never learns
- * whether TLS is under it, nor how the bytes move: every bufferevent and
- * SSL_* call is in conn.c (Redis' ConnectionType), so that the I/O can be
- * replaced without touching a transport.
+ * the listener's shaper, input read into a per-worker buffer, an output
+ * queue handed to the socket once per loop iteration, the send-queue
+ * length, a lingering close, the per-IP count, one timer, and the
+ * per-worker lists of a conn_set. Its owner never learns whether TLS is
+ * under it, nor how the bytes move: every socket and SSL_* call is in
+ * conn.c (Redis' ConnectionType), which does its own I/O on the socket
+ * (no bufferevent; how, at the top of conn.c).
  *
  * A conn lives on the worker that made it and is touched only on that
  * worker's thread. Its owner fills in struct conn_ops; the callbacks come
@@ -28,7 +28,6 @@
 
 #include "net/tls.h"
 
-struct bufferevent;
 struct conf_shaper;
 struct evbuffer;
 struct worker;
@@ -120,9 +119,10 @@ int conn_accept(struct conn *c, int fd, const struct sockaddr *sa, socklen_t sal
  * NULL; connected or end(CONN_END_CONNECT_FAILED) follows. 0, or -1 if it
  * failed at once (the SSL freed; try the next address). */
 int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t salen, SSL *ssl);
-/* Tests: c on one end of an in-memory pair; *peer_r is the other end,
- * the caller's to free. 0 or -1. */
-int conn_pair(struct conn *c, struct bufferevent **peer_r);
+/* Tests: c on one end of a socket pair (AF_UNIX, no per-IP count);
+ * *peer_r is the other end's descriptor, non-blocking, the caller's to
+ * close. 0 or -1. */
+int conn_pair(struct conn *c, int *peer_r);
 
 /* Has a socket and, outgoing, is connected: something written now will
  * be sent. */
@@ -155,7 +155,8 @@ SSL *conn_ssl(const struct conn *c);
 /* Input.                                                             */
 
 /* The next contiguous input: 0 and *p_r, *len_r (len > 0), or -1 when
- * nothing is buffered. */
+ * nothing is buffered. From input() (or anywhere while paused); what is
+ * left undrained when input() returns is kept for the next call. */
 int conn_peek(struct conn *c, const char **p_r, size_t *len_r);
 void conn_drain(struct conn *c, size_t len);
 /* Input is buffered (read from the socket, not yet drained). */
@@ -187,7 +188,8 @@ unsigned conn_unacked(const struct conn *c);
 void conn_set_timer(struct conn *c, unsigned ms);
 void conn_cancel_timer(struct conn *c);
 /* A lingering close: what is queued goes, input is read and dropped,
- * our side is shut down and the peer's EOF awaited (linger.h); then
+ * our side is shut down (after TLS's close_notify) and the peer's EOF
+ * awaited, each wait at most two seconds (conn.c, LINGER_GRACE_MS); then
  * end(CONN_END_EOF or CONN_END_CLOSED). Idempotent. */
 void conn_close(struct conn *c);
 int conn_closing(const struct conn *c);

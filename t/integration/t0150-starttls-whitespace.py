@@ -371,8 +371,8 @@ async def main():
     srv.s2s_port, shaped_port = xt.free_ports(srv.ip, 2)
     srv.conf['listen'] += [
         {'port': srv.s2s_port, 'ip': srv.ip, 'module': 's2s'},
-        # A shaped listener keeps TLS in a filter over the plain
-        # bufferevent (c2s.c, shaped_bev): the other way TLS goes on.
+        # A shaped listener: the bucket limits what is read, so the
+        # record after the whitespace may come in pieces.
         {'port': shaped_port, 'ip': srv.ip, 'module': 'c2s', 'starttls_required': True,
          'shaper': 'fast'}]
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -404,7 +404,7 @@ async def main():
     # buffered with <starttls/>, past the newline.
     await check_handshake(srv, 'a newline and the ClientHello with <starttls/>',
                           with_starttls=b'\n', hello_early=True)
-    # The same on the shaped listener, where TLS is a filter.
+    # The same on the shaped listener.
     await check_handshake(srv, 'shaped listener, (a) a newline with <starttls/>',
                           port=shaped_port, with_starttls=b'\n')
     await check_handshake(srv, 'shaped listener, (b) a newline on its own',

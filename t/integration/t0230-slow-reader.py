@@ -2,10 +2,10 @@
 """t0230-slow-reader: a client that stops reading while megabytes are sent
 to it gets every stanza intact and in order once it reads again.
 
-xmppd writes a client's output with SSL_write itself while the socket takes
-it, and hands the rest to the bufferevent when the socket is full (a TLS
-record may then be half written: OpenSSL requires the retry to present the
-same bytes). This drives that hand-over many times over, then checks the
+xmppd writes a client's output with SSL_write while the socket takes it,
+and keeps the rest until the socket is writable again (a TLS record may
+then be half written: OpenSSL requires the retry to present the same
+bytes, stream/conn.c). This drives that retry many times over, then checks the
 stream is still sound both ways; and that a reader slower than
 max_send_queue is cut off with <resource-constraint/>."""
 
@@ -80,14 +80,14 @@ async def main():
     xt.ok(bob_jid is not None, 'bob logs in on a raw stream')
 
     # ~7 MB for bob while he does not read: more than the socket buffers
-    # hold, so xmppd's writes block and go on from the bufferevent.
+    # hold, so xmppd's writes block and go on when the socket drains.
     for i in range(N):
         alice.send(bob_jid, 'm%03d-' % i + 'x' * SIZE)
     deadline = asyncio.get_running_loop().time() + 20
     while 'socket full' not in srv.log() and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.2)
-    xt.like(srv.log(), r'socket full: \d+ bytes go to the bufferevent',
-            'the socket filled up and the rest went to the bufferevent')
+    xt.like(srv.log(), r'socket full: \d+ bytes wait for it',
+            'the socket filled up and the rest waited in the send queue')
     await asyncio.sleep(1)
 
     # Now bob reads everything.

@@ -3,11 +3,10 @@
  * loader keeps of them, every mistake reported with its file and line,
  * and acl_match / access_check / shaper_find over what was loaded.
  *
- * A shaper's token bucket is libevent's bufferevent rate limit, built by
- * shaper_bucket_cfg (acl.c) from the shaper's rate and burst, which
- * c2s_accept puts on each connection. test_shaper_bucket puts the same
- * bucket, from a loaded shaper, on a bufferevent and checks rate and burst
- * against libevent's clock and what doc/configuration.md promises.
+ * A shaper's token bucket is shaper_bucket_* (acl.c), which the stream
+ * layer keeps on each shaped connection (stream/conn.c); test_shaper_bucket
+ * drives one from a loaded shaper on a clock of its own and checks rate,
+ * burst and debt against what doc/configuration.md promises.
  *
  * Each test works in its own scratch directory under $TMPDIR (or /tmp).
  */
@@ -27,13 +26,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
 
 #include "c2s/c2s.h"
 #include "core/acl.h"
@@ -888,161 +884,62 @@ test_shaper(void **state)
 }
 
 /*
- * libevent's rate limit counts in ticks (one second when, as in
- * c2s_accept, no tick length is given) of the time gettimeofday gives
- * outside the event loop: tick n is second n. The bucket holds at most
- * the burst; each tick adds the rate; it starts at the rate.
- */
-static unsigned long
-tick_now(void)
-{
-	struct timeval tv;
-
-	gettimeofday(&tv, NULL);
-	return (unsigned long)tv.tv_sec;
-}
-
-static void
-sleep_until_tick(unsigned long t)
-{
-	while (tick_now() < t) {
-		struct timespec ts = { 0, 20 * 1000000L };
-
-		nanosleep(&ts, NULL);
-	}
-}
-
-/* The bucket's level, read within one tick: *tick_r is that tick. */
-static ev_ssize_t
-level(struct bufferevent *bev, unsigned long *tick_r)
-{
-	for (;;) {
-		unsigned long t = tick_now();
-		ev_ssize_t l = bufferevent_get_read_limit(bev);
-
-		if (tick_now() == t) {
-			*tick_r = t;
-			return l;
-		}
-	}
-}
-
-/* What the bucket should hold at tick t if it held l at tick from. */
-static long long
-expect(const struct conf_shaper *sh, long long l, unsigned long from, unsigned long t)
-{
-	long long v = l + (long long)sh->rate * (long long)(t - from);
-
-	return v > (long long)sh->burst ? (long long)sh->burst : v;
-}
-
-struct shaped {
-	const struct conf_shaper *sh;
-	struct ev_token_bucket_cfg *cfg;
-	struct bufferevent *bev;
-	int peer;
-	unsigned long since;     /* the tick of the last known level */
-	long long level;
-};
-
-/* A bufferevent read through sh, as c2s_accept sets it up: the shaper's
- * rate and burst for reads, writes unlimited, the default tick. */
-static void
-shaped_new(struct shaped *x, struct event_base *base, const struct conf_shaper *sh)
-{
-	int sv[2];
-
-	assert_non_null(sh);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	x->sh = sh;
-	x->peer = sv[1];
-	x->cfg = shaper_bucket_cfg(sh);
-	assert_non_null(x->cfg);
-	x->bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
-	assert_non_null(x->bev);
-	do {
-		x->since = tick_now();
-		assert_int_equal(bufferevent_set_rate_limit(x->bev, x->cfg), 0);
-	} while (tick_now() != x->since && (bufferevent_set_rate_limit(x->bev, NULL), 1));
-	x->level = (long long)sh->rate;
-}
-
-/* Reads the level and checks it against what rate and burst predict. */
-static ev_ssize_t
-shaped_check(struct shaped *x)
-{
-	unsigned long t;
-	ev_ssize_t l = level(x->bev, &t);
-
-	assert_int_equal(l, expect(x->sh, x->level, x->since, t));
-	x->level = l;
-	x->since = t;
-	return l;
-}
-
-static void
-shaped_free(struct shaped *x)
-{
-	bufferevent_free(x->bev);
-	ev_token_bucket_cfg_free(x->cfg);
-	close(x->peer);
-}
-
-/*
  * doc/configuration.md: the bucket holds up to burst_size bytes (a rate
  * alone: one second's worth) and refills at rate bytes per second; a read
  * larger than what it holds leaves it in debt, and the connection is not
- * read again until the debt is refilled.
+ * read again until the debt is refilled. shaper_bucket_* (acl.c), which
+ * stream/conn.c keeps per shaped connection, on a clock given here.
  */
 static void
 test_shaper_bucket(void **state)
 {
 	struct scratch *s = *state;
 	struct conf *c = load_text(s, H "shaper:\n  fast: {rate: 1000, burst_size: 2500}\n"
-	    "  plain: 700\n");
-	struct event_base *base = event_base_new();
-	struct shaped fast, plain;
-	unsigned long start;
-	ev_ssize_t l;
+	    "  plain: 700\n  slow: 7\n");
+	struct shaper_bucket fast, plain, slow;
+	uint64_t t0 = 5000, t;
+	unsigned got;
 
-	assert_non_null(base);
-	shaped_new(&fast, base, shaper_find(c, "fast"));
-	shaped_new(&plain, base, shaper_find(c, "plain"));
-	start = fast.since;
+	shaper_bucket_init(&fast, shaper_find(c, "fast"), t0);
+	shaper_bucket_init(&plain, shaper_find(c, "plain"), t0);
+	shaper_bucket_init(&slow, shaper_find(c, "slow"), t0);
 
 	/* A new connection may read one second's worth at once (the model
 	 * starts at the rate), not the burst: that builds up while idle. */
-	(void)shaped_check(&fast);
-	(void)shaped_check(&plain);
+	assert_int_equal(shaper_bucket_allow(&fast, t0), 1000);
+	assert_int_equal(shaper_bucket_allow(&plain, t0), 700);
 
-	/* Idle for three ticks: the bucket is full, and full is the burst
+	/* Half a second refills half the rate. */
+	assert_int_equal(shaper_bucket_allow(&fast, t0 + 500), 1500);
+	/* Idle for three seconds: the bucket is full, and full is the burst
 	 * (2500), or one second's worth (700) for a rate alone. */
-	sleep_until_tick(start + 3);
-	assert_int_equal(shaped_check(&fast), 2500);
-	assert_int_equal(shaped_check(&plain), 700);
-	assert_int_equal(bufferevent_get_max_to_read(fast.bev), 2500);
+	assert_int_equal(shaper_bucket_allow(&fast, t0 + 3000), 2500);
+	assert_int_equal(shaper_bucket_allow(&plain, t0 + 3000), 700);
+	assert_int_equal(shaper_bucket_allow(&fast, t0 + 60000), 2500);
 
 	/* 2900 bytes read out of 2500: 400 in debt, and nothing may be read
-	 * until a tick refills it. */
-	assert_int_equal(bufferevent_decrement_read_limit(fast.bev, 2900), 0);
-	fast.level -= 2900;
-	if (shaped_check(&fast) < 0) {
-		unsigned long t = tick_now();
-		ev_ssize_t m = bufferevent_get_max_to_read(fast.bev);
+	 * until it is refilled: 401 ms for 400 bytes and one more. */
+	t = t0 + 60000;
+	shaper_bucket_take(&fast, 2900);
+	assert_int_equal(shaper_bucket_allow(&fast, t), 0);
+	assert_int_equal(shaper_bucket_wait_ms(&fast), 401);
+	assert_int_equal(shaper_bucket_allow(&fast, t + 400), 0);
+	assert_int_equal(shaper_bucket_allow(&fast, t + 401), 1);
+	/* Each second adds the rate (1000): 600 a second after the debt. */
+	assert_int_equal(shaper_bucket_allow(&fast, t + 1000), 600);
 
-		if (t == fast.since && tick_now() == t)
-			assert_int_equal(m, 0);
+	/* A slow rate still refills when asked every few milliseconds:
+	 * fractions of a byte are not lost (7 bytes/s: one every 143 ms). */
+	shaper_bucket_take(&slow, 7);
+	assert_int_equal(shaper_bucket_allow(&slow, t0), 0);
+	got = 0;
+	for (t = t0; t <= t0 + 2000; t += 10) {
+		uint64_t a = shaper_bucket_allow(&slow, t);
+
+		shaper_bucket_take(&slow, a);
+		got += (unsigned)a;
 	}
-
-	/* Each second adds the rate (1000): 600 a tick later, and reading
-	 * goes on. */
-	sleep_until_tick(fast.since + 1);
-	l = shaped_check(&fast);
-	assert_true(l > 0 && bufferevent_get_max_to_read(fast.bev) > 0);
-
-	shaped_free(&fast);
-	shaped_free(&plain);
-	event_base_free(base);
+	assert_int_equal(got, 14);
 	conf_unref(c);
 }
 

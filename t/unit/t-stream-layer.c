@@ -26,12 +26,14 @@
 #include "config.h"
 
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -182,6 +184,7 @@ tst_new(size_t max_send_queue)
 {
 	struct tst *t = calloc(1, sizeof(*t));
 	struct xstream_params p;
+	int fd;
 
 	assert_non_null(t);
 	p.limits.max_stanza_size = 65536;
@@ -191,7 +194,9 @@ tst_new(size_t max_send_queue)
 	p.initiating = 0;
 	p.last_input_ms = &t->last_input_ms;
 	assert_int_equal(xstream_init(&t->xs, &test_class, set, worker_get(0), "test", &p), 0);
-	assert_int_equal(conn_pair(t->xs.conn, &t->peer), 0);
+	assert_int_equal(conn_pair(t->xs.conn, &fd), 0);
+	t->peer = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	assert_non_null(t->peer);
 	t->got = evbuffer_new();
 	t->answer = 1;
 	bufferevent_setcb(t->peer, peer_read_cb, NULL, peer_event_cb, t);
@@ -284,6 +289,17 @@ static void
 peer_send(struct tst *t, const char *s)
 {
 	bufferevent_write(t->peer, s, strlen(s));
+	settle();
+}
+
+/* The peer's end of the stream: what it wrote goes, then its EOF
+ * (shutdown of its side, as a TCP peer's FIN). */
+static void
+peer_finish(struct tst *t)
+{
+	settle();
+	assert_int_equal(evbuffer_get_length(bufferevent_get_output(t->peer)), 0);
+	assert_int_equal(shutdown(bufferevent_getfd(t->peer), SHUT_WR), 0);
 	settle();
 }
 
@@ -467,7 +483,7 @@ test_hold_peer_eof(void **state)
 	struct hold *w;
 
 	peer_send(t, HDR_IN "<hold/><message id='last'/>");
-	bufferevent_flush(t->peer, EV_WRITE, BEV_FINISHED);
+	peer_finish(t);
 	settle();
 	assert_int_equal(t->nelems, 1);
 	assert_false(t->freed);
@@ -476,7 +492,9 @@ test_hold_peer_eof(void **state)
 	hold_release(w);
 	assert_int_equal(t->nelems, 2);
 	assert_string_equal(t->elems[1], "<message id='last'/>");
-	assert_true(t->freed);
+	/* The EOF, read once the stream reads again (or seen before). */
+	assert_true(wait_for(&t->freed));
+	assert_int_equal(t->nelems, 2);
 	assert_int_equal(t->how, CONN_END_EOF);
 	tst_free(t);
 }
@@ -526,7 +544,7 @@ test_error_and_linger(void **state)
 	peer_send(t, "<message>dropped</message>");
 	assert_int_equal(t->nelems, 0);
 	assert_false(t->freed);
-	bufferevent_flush(t->peer, EV_WRITE, BEV_FINISHED);
+	peer_finish(t);
 	assert_true(wait_for(&t->freed));
 	assert_int_equal(t->how, CONN_END_EOF);
 	tst_free(t);
@@ -646,14 +664,16 @@ test_send_queue(void **state)
 	evbuffer_drain(t->got, evbuffer_get_length(t->got));
 
 	/* Not read: the message that takes the queue past 4096 bytes is
-	 * the last; the error follows it. */
+	 * the last; the error follows it. The socket pair's own buffers
+	 * (conn_pair keeps them small) take a few messages first. */
 	bufferevent_disable(t->peer, EV_READ);
-	for (sent = 0; sent < 20 && t->closings == 0; sent++) {
+	for (sent = 0; sent < 40 && t->closings == 0; sent++) {
 		xstream_send(&t->xs, m);
 		settle();
 	}
 	assert_int_equal(t->closings, 1);
-	assert_int_equal(sent, 4096 / (strlen(text) + 32) + 1);
+	assert_true(sent >= (int)(4096 / (strlen(text) + 32)) + 1);
+	assert_true(sent < 40);
 	xstream_send(&t->xs, m);       /* closing: not written */
 	bufferevent_enable(t->peer, EV_READ);
 	settle();
@@ -867,6 +887,9 @@ main(void)
 		cmocka_unit_test_teardown(test_starttls_injection, teardown),
 	};
 
+	/* A write to a peer that has gone fails with EPIPE, as in the
+	 * daemon (src/xmppd.c). */
+	signal(SIGPIPE, SIG_IGN);
 	cmocka_set_message_output(CM_OUTPUT_TAP);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
