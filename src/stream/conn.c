@@ -1018,8 +1018,10 @@ input(struct conn *c)
 		}
 		c->rp = NULL;
 		/* Plain: the socket is drained (it is watched level-
-		 * triggered anyway). TLS: OpenSSL may have more records. */
-		if (!c->tls_io && (size_t)n < allow)
+		 * triggered anyway). TLS: go on only for records OpenSSL
+		 * has read ahead; for the socket, its next event (one
+		 * read(2) per burst, not a second one that says EAGAIN). */
+		if (c->tls_io ? !SSL_has_pending(c->ssl) : (size_t)n < allow)
 			return;
 	}
 	/* The budget is spent: the rest from the loop, after the others. */
