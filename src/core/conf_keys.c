@@ -126,6 +126,24 @@ conf_scalar(yaml_node_t *n, size_t *len_r)
 	return (const char *)n->data.scalar.value;
 }
 
+int
+conf_get_word(struct conf_loader *l, yaml_node_t *n, const char *const *words,
+    const int *values, const char *expected, int *out)
+{
+	size_t len;
+	const char *s;
+
+	if (conf_check_tag(l, n) < 0)
+		return -1;
+	if ((s = conf_scalar(n, &len)) != NULL)
+		for (size_t i = 0; words[i] != NULL; i++)
+			if (strcmp(s, words[i]) == 0) {
+				*out = values[i];
+				return 0;
+			}
+	return conf_fail(l, n, "%s", expected);
+}
+
 /* The text of a plain (unquoted) scalar: numbers and booleans. */
 const char *
 conf_plain(yaml_node_t *n)

@@ -149,6 +149,11 @@ int conf_get_uint(struct conf_loader *l, const char *name, yaml_node_t *n,
 int conf_get_size(struct conf_loader *l, const char *name, yaml_node_t *n,
     unsigned long long min, unsigned long long max, size_t *out);
 int conf_get_bool(struct conf_loader *l, const char *name, yaml_node_t *n, int *out);
+/* One of a fixed set of words (a scalar, no tag): words[i] is a word
+ * and values[i] what it stands for, words ends with NULL; *out gets the
+ * value. expected is the message when it is none of them. */
+int conf_get_word(struct conf_loader *l, yaml_node_t *n, const char *const *words,
+    const int *values, const char *expected, int *out);
 /* A string taken relative to the file's directory. */
 int conf_get_path(struct conf_loader *l, const char *name, yaml_node_t *n, char **out);
 

@@ -58,18 +58,13 @@ key_ip(struct conf_loader *l, const struct conf_key *k, yaml_node_t *val, void *
 static int
 key_module(struct conf_loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
 {
-	size_t len;
-	const char *s;
+	static const char *const words[] = { "c2s", "s2s", NULL };
+	static const int values[] = { CONF_LISTEN_C2S, CONF_LISTEN_S2S };
+	int v;
 
-	if (conf_check_tag(l, val) < 0)
+	if (conf_get_word(l, val, words, values, "'module' expects c2s or s2s", &v) < 0)
 		return -1;
-	s = conf_scalar(val, &len);
-	if (s != NULL && strcmp(s, "c2s") == 0)
-		*CONF_FIELD(enum conf_listen_module, base, k) = CONF_LISTEN_C2S;
-	else if (s != NULL && strcmp(s, "s2s") == 0)
-		*CONF_FIELD(enum conf_listen_module, base, k) = CONF_LISTEN_S2S;
-	else
-		return conf_fail(l, val, "'module' expects c2s or s2s");
+	*CONF_FIELD(enum conf_listen_module, base, k) = (enum conf_listen_module)v;
 	return 0;
 }
 

@@ -32,19 +32,11 @@ tls_defaults(struct conf *c)
 static int
 key_tls_version(struct conf_loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
 {
-	size_t len;
-	const char *s;
+	static const char *const words[] = { "1.2", "1.3", NULL };
+	static const int values[] = { TLS1_2_VERSION, TLS1_3_VERSION };
 
-	if (conf_check_tag(l, val) < 0)
-		return -1;
-	s = conf_scalar(val, &len);
-	if (s != NULL && strcmp(s, "1.2") == 0)
-		*CONF_FIELD(int, base, k) = TLS1_2_VERSION;
-	else if (s != NULL && strcmp(s, "1.3") == 0)
-		*CONF_FIELD(int, base, k) = TLS1_3_VERSION;
-	else
-		return conf_fail(l, val, "'tls_min_version' expects \"1.2\" or \"1.3\"");
-	return 0;
+	return conf_get_word(l, val, words, values,
+	    "'tls_min_version' expects \"1.2\" or \"1.3\"", CONF_FIELD(int, base, k));
 }
 
 static int

@@ -52,20 +52,18 @@ s2s_defaults(struct conf *c)
 static int
 key_s2s_starttls(struct conf_loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
 {
-	const char *s;
+	static const char *const words[] = { "false", "no", "optional", "required", "true", NULL };
+	static const int values[] = { CONF_S2S_TLS_FALSE, CONF_S2S_TLS_FALSE, CONF_S2S_TLS_OPTIONAL,
+	    CONF_S2S_TLS_REQUIRED, CONF_S2S_TLS_REQUIRED };
 
+	static const char expected[] = "'s2s_use_starttls' expects false, optional or required";
+
+	/* Unquoted only: "false" in quotes is not YAML's false. */
 	if (conf_check_tag(l, val) < 0)
 		return -1;
-	s = conf_plain(val);
-	if (s != NULL && (strcmp(s, "false") == 0 || strcmp(s, "no") == 0))
-		*CONF_FIELD(int, base, k) = CONF_S2S_TLS_FALSE;
-	else if (s != NULL && strcmp(s, "optional") == 0)
-		*CONF_FIELD(int, base, k) = CONF_S2S_TLS_OPTIONAL;
-	else if (s != NULL && (strcmp(s, "required") == 0 || strcmp(s, "true") == 0))
-		*CONF_FIELD(int, base, k) = CONF_S2S_TLS_REQUIRED;
-	else
-		return conf_fail(l, val, "'s2s_use_starttls' expects false, optional or required");
-	return 0;
+	if (conf_plain(val) == NULL)
+		return conf_fail(l, val, "%s", expected);
+	return conf_get_word(l, val, words, values, expected, CONF_FIELD(int, base, k));
 }
 
 /*
