@@ -414,7 +414,10 @@ conn_free(struct conn **cp)
 
 /* Reading is wanted unless paused, and always while closing (to discard),
  * during a handshake or the STARTTLS gate, and while a write waits for
- * it; never while connecting or while the bucket is empty. */
+ * it; never while connecting, while the bucket is empty, or while
+ * STARTTLS waits for the plain output to go (the peer's first record
+ * stays in the socket for the gate; the socket is watched level-
+ * triggered, so an event that cannot read would come back at once). */
 static void
 update_events(struct conn *c)
 {
@@ -423,7 +426,8 @@ update_events(struct conn *c)
 	if (c->rev == NULL)
 		return;
 	want = !c->connecting && !c->shaped_wait && c->failed == NULL &&
-	    (c->closing || c->handshake || c->write_wants_read || !c->paused);
+	    (c->closing || (!c->tls_flush &&
+	    (c->handshake || c->write_wants_read || !c->paused)));
 	if (want && !c->reading) {
 		if (event_add(c->rev, NULL) == 0)
 			c->reading = 1;
@@ -799,6 +803,7 @@ conn_starttls(struct conn *c, SSL *ssl, int client)
 		}
 	}
 	c->tls_flush = 1;
+	update_events(c);
 	/* What is queued (<proceed/>, or the stream that sent <starttls/>)
 	 * goes out in the clear first; then TLS. */
 	conn_flush(c);
