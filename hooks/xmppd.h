@@ -374,7 +374,9 @@ XMPPD_API xmppd_timer *xmppd_timer_add(xmppd_ctx *ctx, uint64_t delay_ms, xmppd_
 /* One timer on every worker (e.g. a sweep over xmppd_session_foreach_local). */
 XMPPD_API int xmppd_timer_add_every_worker(xmppd_ctx *ctx, uint64_t delay_ms,
     xmppd_timer_fn fn, void *ud);
-/* Cancels a timer (on its worker). Timers left are removed on unload. */
+/* Cancels a timer (on its worker). Timers left are removed on unload;
+ * once the unload has begun, xmppd_timer_add and _every_worker fail (NULL,
+ * -1) and a timer handle may no longer be cancelled. */
 XMPPD_API void xmppd_timer_del(xmppd_timer *t);
 /* Milliseconds of a monotonic clock. */
 XMPPD_API uint64_t xmppd_now_ms(void);

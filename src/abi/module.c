@@ -61,6 +61,7 @@ struct xmppd_ctx {
 	struct conf_node *opts_node; /* a copy of the options it was loaded with */
 	struct astore_owner store;  /* its asynchronous store work in flight */
 	int stuck;                  /* that work never completed: keep the code mapped */
+	int unloading;              /* atomic: no new timers (ctx_unregister) */
 };
 
 static struct xmppd_ctx *modules;       /* loaded, in load order */
@@ -324,6 +325,15 @@ timer_start_task(struct worker *w, void *a, uint64_t b)
 	struct xmppd_timer *t = a;
 	struct timeval tv = { (time_t)(t->delay / 1000), (suseconds_t)(t->delay % 1000) * 1000 };
 
+	/* Made for this worker by another one just before its module began
+	 * to unload, and arrived after this worker dropped that module's
+	 * timers: it is not started (its code is about to be unmapped). The
+	 * flag is set before the drop tasks are posted, so a start task
+	 * that runs after this worker's drop sees it. */
+	if (__atomic_load_n(&t->owner->unloading, __ATOMIC_ACQUIRE)) {
+		free(t);
+		return;
+	}
 	t->ev = evtimer_new(worker_base(w), timer_cb, t);
 	t->next = worker_timers[t->worker];
 	worker_timers[t->worker] = t;
@@ -333,9 +343,11 @@ timer_start_task(struct worker *w, void *a, uint64_t b)
 static struct xmppd_timer *
 timer_new_on(xmppd_ctx *ctx, unsigned worker, uint64_t delay, xmppd_timer_fn fn, void *ud)
 {
-	struct xmppd_timer *t = calloc(1, sizeof(*t));
+	struct xmppd_timer *t;
 
-	if (t == NULL)
+	/* A module being unloaded gets no new timer (hooks/xmppd.h). */
+	if (__atomic_load_n(&ctx->unloading, __ATOMIC_ACQUIRE) ||
+	    (t = calloc(1, sizeof(*t))) == NULL)
 		return NULL;
 	t->owner = ctx;
 	t->fn = fn;
@@ -727,6 +739,7 @@ store_quiesce(xmppd_ctx *ctx)
 static void
 ctx_unregister(xmppd_ctx *ctx)
 {
+	__atomic_store_n(&ctx->unloading, 1, __ATOMIC_RELEASE);
 	registry_remove_owner(ctx);
 	worker_post_all(timers_drop_task, ctx, 0);
 	for (size_t i = 0; i < ctx->nslots; i++)

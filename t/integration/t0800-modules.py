@@ -204,6 +204,7 @@ async def main():
                           '-DBADABI_NAME="mod_oldminor"'])
     xt.build_test_module(moddir, 'mod_failload')
     xt.build_test_module(moddir, 'mod_needsdep')
+    xt.build_test_module(moddir, 'mod_timerstorm')
 
     srv = xt.Server(workers=2, conf={'module_dir': str(moddir)}, modules={
         'mod_version': {},
@@ -468,6 +469,27 @@ async def main():
           'messages flow')
     await asyncio.sleep(0.3)       # its 10 ms timers would have fired by now
     xt.ok(srv.running(), '(e) xmppd still runs (its timers did not fire into unmapped code)')
+
+    # (f) Unloading a module whose timers make timers on every worker: a
+    # timer on its way to another worker when the unload begins is not
+    # started there (it would run unmapped code 50 ms later).
+    cycles = 0
+    for cycle in range(12):
+        code, out, err = srv.ctl('module', 'load', 'mod_timerstorm')
+        if code != 0:
+            xt.diag(code, out, err)
+            break
+        await asyncio.sleep(0.1)
+        code, out, err = srv.ctl('module', 'unload', 'mod_timerstorm')
+        if code != 0:
+            xt.diag(code, out, err)
+            break
+        await asyncio.sleep(0.1)
+        if not srv.running():
+            break
+        cycles += 1
+    xt.is_(cycles, 12, '(f) mod_timerstorm loaded and unloaded 12 times, xmppd running after each')
+    xt.ok(await xt.roundtrip(alice, bob), '(f) and messages flow')
 
     await xt.disconnect_all(alice, bob)
     code = await srv.astop()
