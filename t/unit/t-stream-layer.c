@@ -1,7 +1,9 @@
 /*
  * t-stream-layer.c - the stream layer (src/stream/: conn.h, xstream.h)
- * without sockets: an XML stream on one end of an in-memory bufferevent
- * pair, driven and read from the other end, as a peer would see it.
+ * without a network: an XML stream on one end of an in-process socket
+ * pair (conn_pair, AF_UNIX), driven and read from the other end through a
+ * bufferevent, as a peer would see it; the stream's conn does the same
+ * I/O on it as on a TCP socket.
  *
  * One worker is made (worker_init) but its thread is never started: the
  * test runs the worker's event base itself, on the main thread, so that a
