@@ -154,18 +154,27 @@ job_finish(struct job *j, int rc, char *out)
 		job_free(j);
 }
 
-/* On worker 0: every job posted so far, in order. */
-static uint64_t
-jobs_timer(void *ud)
+/* Every job posted so far, in order; the queue is empty after. */
+static struct job *
+queue_take_all(void)
 {
-	struct job *j, *next;
+	struct job *j;
 
 	pthread_mutex_lock(&queue_lock);
 	j = queue;
 	queue = NULL;
 	queue_tail = &queue;
 	pthread_mutex_unlock(&queue_lock);
-	for (; j != NULL; j = next) {
+	return j;
+}
+
+/* On worker 0: every job posted so far, in order. */
+static uint64_t
+jobs_timer(void *ud)
+{
+	struct job *j, *next;
+
+	for (j = queue_take_all(); j != NULL; j = next) {
 		next = j->next;
 		j->run(j);
 	}
@@ -607,12 +616,7 @@ roster_ctl_unload(void)
 
 	/* Their timers were dropped with the module's: nobody waits for
 	 * them (a waiter would be the main thread, which is unloading). */
-	pthread_mutex_lock(&queue_lock);
-	j = queue;
-	queue = NULL;
-	queue_tail = &queue;
-	pthread_mutex_unlock(&queue_lock);
-	for (; j != NULL; j = next) {
+	for (j = queue_take_all(); j != NULL; j = next) {
 		next = j->next;
 		job_free(j);
 	}
