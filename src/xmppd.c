@@ -33,6 +33,8 @@
 #include "core/astore.h"
 #include "core/worker.h"
 #include "ctl/ctl.h"
+#include "http/http.h"
+#include "http/http_conf.h"
 #include "net/listener.h"
 #include "net/tls.h"
 #include "router/session.h"
@@ -70,7 +72,7 @@ register_conf_sections(void)
 {
 	static const struct conf_section *const owned[] = {
 		&tls_conf_section, &auth_conf_section, &c2s_conf_section,
-		&s2s_conf_section, &listen_conf_section,
+		&s2s_conf_section, &listen_conf_section, &http_conf_section,
 	};
 
 	for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
@@ -329,7 +331,7 @@ main(int argc, char **argv)
 		fatal("cannot create the main event base");
 	if (worker_init(n, &err) < 0)
 		fatal("workers: %s", err);
-	if (session_init(n) < 0 || c2s_init(n) < 0 || s2s_init(n) < 0)
+	if (session_init(n) < 0 || http_init(n) < 0 || c2s_init(n) < 0 || s2s_init(n) < 0)
 		fatal("out of memory");
 	/* The control socket first: it refuses to start a second server
 	 * on the same spool before that one could share our ports
@@ -366,6 +368,7 @@ main(int argc, char **argv)
 	/* Servers first: <system-shutdown/> on every s2s stream, bounded. */
 	s2s_shutdown_all();
 	c2s_shutdown_all();
+	http_shutdown(1000);
 	worker_exit_all();
 	worker_join_all();
 	/* Workers have stopped: nothing runs module code any more. */
@@ -373,6 +376,7 @@ main(int argc, char **argv)
 	listener_free_all();
 	s2s_free_all();
 	c2s_free_all();
+	http_free();
 	session_free_all();
 	sm_free();
 	worker_free_all();

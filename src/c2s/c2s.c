@@ -26,6 +26,8 @@
 #include "core/log.h"
 #include "core/registry.h"
 #include "core/worker.h"
+#include "http/http.h"
+#include "http/websocket.h"
 #include "net/listener.h"
 #include "net/tls.h"
 #include "router/session.h"
@@ -45,6 +47,7 @@ static void on_end(struct xstream *xs, enum conn_end how, const char *why);
 static void on_closing(struct xstream *xs);
 static void on_header_first(struct xstream *xs);
 static int on_timeout(struct xstream *xs);
+static void c2s_ws_request(struct http_req *r, void *arg);
 
 static const struct xstream_class c2s_class = {
 	.ns = NS_CLIENT,
@@ -82,6 +85,9 @@ c2s_init(unsigned nworkers)
 	if (c2s_set == NULL)
 		return -1;
 	listener_set_handler(CONF_LISTEN_C2S, c2s_accept);
+	/* RFC 7395 on the HTTP listener. */
+	if (http_route_add("/xmpp-websocket", c2s_ws_request, NULL, NULL) < 0)
+		return -1;
 	/* Idle streams give their XML parser back (doc/architecture.md,
 	 * "Client streams"). */
 	return xstream_hibernate_idle(c2s_set);
@@ -140,6 +146,62 @@ fail:
 	session_remove(&c->s);
 	conf_unref(c->conf);
 	free(c);
+}
+
+/*
+ * RFC 7395: a WebSocket at /xmpp-websocket is a client stream in framed
+ * mode (stream/xstream.h) on the connection the HTTP listener hands over;
+ * from then on it is a c2s connection like any other (SASL, bind, every
+ * module, stream management), in c2s_set.
+ */
+static void
+c2s_ws_request(struct http_req *r, void *arg)
+{
+	struct worker *w = http_req_worker(r);
+	const struct conf_listen *l = http_req_listener(r);
+	struct sockaddr_storage sa;
+	int secure = http_req_secure(r);
+	struct xstream_params p;
+	struct conn *conn;
+	struct c2s *c;
+
+	(void)arg;
+	memcpy(&sa, http_req_client(r), sizeof(sa));
+	if (conn_set_stopped(c2s_set, w)) {
+		http_error(r, 503, "shutting down");
+		return;
+	}
+	if ((conn = http_ws_accept(r, "xmpp")) == NULL)
+		return;
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		conn_free(&conn);
+		return;
+	}
+	c->w = w;
+	c->l = l;
+	c->conf = conf_current();
+	c->ws = 1;
+	session_add(&c->s, w, &c2s_session_ops, (struct sockaddr *)&sa,
+	    sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+	snprintf(c->tag, sizeof(c->tag), "ws#%u.%llu", worker_id(w),
+	    (unsigned long long)(c->s.sid & 0xffffffffffffffULL));
+	p.limits.max_stanza_size = l->max_stanza_size;
+	p.limits.max_depth = c->conf->max_xml_depth;
+	p.limits.max_attrs = c->conf->max_xml_attrs;
+	p.max_send_queue = c->conf->max_send_queue;
+	p.initiating = 0;
+	p.last_input_ms = &c->s.last_input_ms;
+	if (xstream_init_ws(&c->xs, &c2s_class, c2s_set, conn, c->tag, &p) < 0) {
+		conn_free(&conn);
+		session_remove(&c->s);
+		conf_unref(c->conf);
+		free(c);
+		return;
+	}
+	/* wss://, or ws:// behind a TLS proxy the listener trusts. */
+	c->xs.tls = secure;
+	log_debug(c->tag, "WebSocket from %s%s", c->s.addr, secure ? " (secure)" : "");
+	xstream_set_timer(&c->xs, c->conf->negotiation_timeout);
 }
 
 static void
@@ -238,7 +300,11 @@ on_stream_start(struct xstream *xs, const struct xstream_header *h)
 	}
 
 	features = xml_elem_new(XML_NS_STREAM, "features");
-	if (!c->xs.tls) {
+	if (!c->xs.tls && c->ws) {
+		/* No STARTTLS in a WebSocket (RFC 7395 3.4: TLS is the
+		 * HTTP connection's): an unencrypted one gets SCRAM only. */
+		sasl_add_features(features, NULL, 0);
+	} else if (!c->xs.tls) {
 		xml_elem *st = xml_elem_add_child(features, NS_TLS, "starttls");
 
 		if (c->l->starttls_required)
@@ -275,7 +341,7 @@ on_element(struct xstream *xs, xml_elem *e)
 	struct c2s *c = C2S(xs);
 	const char *ns = xml_elem_ns(e);
 
-	if (!c->xs.tls && ns != NULL && strcmp(ns, NS_TLS) == 0 &&
+	if (!c->xs.tls && !c->ws && ns != NULL && strcmp(ns, NS_TLS) == 0 &&
 	    strcmp(xml_elem_name(e), "starttls") == 0 && !c->authenticated) {
 		c2s_start_tls(c);
 		return;

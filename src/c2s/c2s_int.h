@@ -37,6 +37,7 @@ struct c2s {
 	sasl_session *sasl;
 
 	unsigned authenticated : 1;
+	unsigned ws : 1;               /* a WebSocket (RFC 7395, framed xstream) */
 
 	unsigned auth_failures;
 	const char *delayed_failure;   /* SASL condition to send after the delay */

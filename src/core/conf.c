@@ -418,6 +418,10 @@ conf_free(struct conf *c)
 		free(c->shapers[i].name);
 	free(c->shapers);
 	free(c->c2s_access);
+	free(c->public_base_url);
+	for (i = 0; i < c->nwebsocket_origins; i++)
+		free(c->websocket_origins[i]);
+	free(c->websocket_origins);
 	free(c->s2s_secret);
 	free(c->s2s_access);
 	for (i = 0; i < c->ns2s_hosts; i++) {

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum conf_listen_module { CONF_LISTEN_C2S, CONF_LISTEN_S2S, CONF_LISTEN__COUNT };
+enum conf_listen_module { CONF_LISTEN_C2S, CONF_LISTEN_S2S, CONF_LISTEN_HTTP, CONF_LISTEN__COUNT };
 
 struct conf_listen {
 	char *ip;                   /* "::" by default; "127.0.0.1", ... */
@@ -24,6 +24,7 @@ struct conf_listen {
 	int starttls_required;      /* c2s default 1 */
 	size_t max_stanza_size;     /* c2s default 262144, s2s 524288 */
 	char *shaper;               /* name or NULL (module issue) */
+	int secure;                 /* http: plain, but counts as encrypted (a TLS proxy in front) */
 	int line;                   /* where it was declared, for messages */
 };
 
@@ -147,6 +148,17 @@ struct conf {
 	struct conf_shaper *shapers;
 	size_t nshapers;
 	char *c2s_access;                  /* access rule for logins; NULL: everyone */
+
+	/* The HTTP listener (http/http_conf.c, doc/configuration.md "HTTP"). */
+	size_t http_max_header_size;       /* request line and headers; default 8 KiB */
+	size_t http_max_body_size;         /* default 1 MiB */
+	unsigned http_request_timeout;     /* s from a request's first byte to its end; 10 */
+	unsigned http_idle_timeout;        /* s a kept-alive connection may idle; 60 */
+	unsigned http_max_requests_per_ip; /* a second (burst twice that); 0 unlimited; 100 */
+	char *public_base_url;             /* "https://chat.example.org"; NULL: from Host */
+	char **websocket_origins;          /* allowed Origin values; none set: any */
+	size_t nwebsocket_origins;
+	unsigned websocket_ping_interval;  /* s of quiet before a ping; 0 never; 60 */
 
 	/* Federation (doc/federation.md). */
 	int s2s_use_starttls;              /* CONF_S2S_TLS_*; default REQUIRED */

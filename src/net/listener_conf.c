@@ -27,7 +27,7 @@ static const struct conf_key top_keys[] = {
 #define L(field) offsetof(struct conf_listen, field)
 
 /* Indexes into listen_keys, for the required keys and derived defaults. */
-enum { LK_PORT, LK_IP, LK_MODULE, LK_TLS, LK_STARTTLS, LK_MAX_STANZA, LK_SHAPER };
+enum { LK_PORT, LK_IP, LK_MODULE, LK_TLS, LK_STARTTLS, LK_MAX_STANZA, LK_SHAPER, LK_SECURE };
 
 /* RFC 6120 13.12 (4): a server must accept stanzas of at least 10000 bytes. */
 static const struct conf_key listen_keys[] = {
@@ -38,6 +38,9 @@ static const struct conf_key listen_keys[] = {
 	{ "starttls_required", conf_key_bool,   L(starttls_required), 0, 0 },
 	{ "max_stanza_size",   conf_key_size,   L(max_stanza_size), 10000, 64 * CONF_MIB },
 	{ "shaper",            conf_key_string, L(shaper), 0, 0 },
+	/* module: http only: a plain listener behind a TLS-terminating
+	 * proxy counts as encrypted (Prosody's consider_bosh_secure). */
+	{ "secure",            conf_key_bool,   L(secure), 0, 0 },
 };
 
 static int
@@ -58,11 +61,11 @@ key_ip(struct conf_loader *l, const struct conf_key *k, yaml_node_t *val, void *
 static int
 key_module(struct conf_loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
 {
-	static const char *const words[] = { "c2s", "s2s", NULL };
-	static const int values[] = { CONF_LISTEN_C2S, CONF_LISTEN_S2S };
+	static const char *const words[] = { "c2s", "s2s", "http", NULL };
+	static const int values[] = { CONF_LISTEN_C2S, CONF_LISTEN_S2S, CONF_LISTEN_HTTP };
 	int v;
 
-	if (conf_get_word(l, val, words, values, "'module' expects c2s or s2s", &v) < 0)
+	if (conf_get_word(l, val, words, values, "'module' expects c2s, s2s or http", &v) < 0)
 		return -1;
 	*CONF_FIELD(enum conf_listen_module, base, k) = (enum conf_listen_module)v;
 	return 0;
@@ -127,7 +130,16 @@ parse_listener(struct conf_loader *l, yaml_node_t *e, struct conf_listen *li)
 	if (li->ip == NULL && (li->ip = strdup("::")) == NULL)
 		return conf_fail(l, e, "out of memory");
 	if (!seen[LK_MAX_STANZA])
-		li->max_stanza_size = li->module == CONF_LISTEN_C2S ? 262144 : 524288;
+		li->max_stanza_size = li->module == CONF_LISTEN_S2S ? 524288 : 262144;
+	if (li->module == CONF_LISTEN_HTTP) {
+		/* TLS from the first byte or none: no STARTTLS in HTTP. */
+		if (seen[LK_STARTTLS])
+			return conf_fail_at(l, seen[LK_STARTTLS], "'starttls_required' is for "
+			    "c2s and s2s listeners; an http listener has 'tls' or 'secure'");
+		li->starttls_required = 0;
+	} else if (seen[LK_SECURE]) {
+		return conf_fail_at(l, seen[LK_SECURE], "'secure' is for http listeners");
+	}
 	return 0;
 }
 

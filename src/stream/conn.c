@@ -84,6 +84,11 @@ struct frame {
 	int gone;
 };
 
+/* The calls into owners on this thread, innermost first: per thread, not
+ * per set, so that a conn that moves to another set inside a call
+ * (conn_move: an HTTP connection upgraded to WebSocket) is still found. */
+static __thread struct frame *frames;
+
 struct conn_worker {
 	struct conn_set *set;
 	struct conn *list;
@@ -93,7 +98,6 @@ struct conn_worker {
 	struct conn *dirty;            /* connections with output in c->out */
 	struct event *sweep_ev;
 	struct conn *sweep;            /* where the sweep goes on */
-	struct frame *frames;          /* calls into owners, innermost first */
 	char *rbuf;                    /* READ_BUF bytes: what was just read */
 };
 
@@ -155,6 +159,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg);
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
 static void flush_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_flush(struct conn *c);
+static void link_conn(struct conn *c, struct conn_worker *cw);
 static void tls_install(struct conn *c);
 static int tls_prefix(struct conn *c, const void *p, size_t n);
 
@@ -163,15 +168,16 @@ frame_push(struct conn *c, struct frame *f)
 {
 	f->c = c;
 	f->gone = 0;
-	f->up = c->cw->frames;
-	c->cw->frames = f;
+	f->up = frames;
+	frames = f;
 }
 
 /* 1 if the frame's connection is still there. */
 static int
 frame_pop(struct conn_worker *cw, struct frame *f)
 {
-	cw->frames = f->up;
+	(void)cw;
+	frames = f->up;
 	return !f->gone;
 }
 
@@ -324,12 +330,7 @@ conn_new(struct conn_set *set, struct worker *w, const struct conn_ops *ops, voi
 		free(c);
 		return NULL;
 	}
-	c->next = cw->list;
-	if (cw->list != NULL)
-		cw->list->prev = c;
-	cw->list = c;
-	cw->count++;
-	__atomic_add_fetch(&set->count, 1, __ATOMIC_RELAXED);
+	link_conn(c, cw);
 	return c;
 }
 
@@ -337,6 +338,55 @@ void *
 conn_arg(const struct conn *c)
 {
 	return c->arg;
+}
+
+static void undirty(struct conn *c);
+static void set_dirty(struct conn *c);
+
+static void
+unlink_conn(struct conn *c)
+{
+	struct conn_worker *cw = c->cw;
+
+	if (cw->sweep == c)
+		cw->sweep = c->next;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		cw->list = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	cw->count--;
+	__atomic_sub_fetch(&cw->set->count, 1, __ATOMIC_RELAXED);
+}
+
+static void
+link_conn(struct conn *c, struct conn_worker *cw)
+{
+	c->cw = cw;
+	c->next = cw->list;
+	if (cw->list != NULL)
+		cw->list->prev = c;
+	cw->list = c;
+	cw->count++;
+	__atomic_add_fetch(&cw->set->count, 1, __ATOMIC_RELAXED);
+}
+
+void
+conn_move(struct conn *c, struct conn_set *set, const struct conn_ops *ops, void *arg,
+    const char *tag)
+{
+	int dirty = c->dirty;
+
+	undirty(c);
+	unlink_conn(c);
+	link_conn(c, &set->w[worker_id(c->w)]);
+	c->ops = ops;
+	c->arg = arg;
+	c->tag = tag;
+	if (dirty)
+		set_dirty(c);
 }
 
 static void
@@ -379,24 +429,14 @@ void
 conn_free(struct conn **cp)
 {
 	struct conn *c = *cp;
-	struct conn_worker *cw;
 
 	if (c == NULL)
 		return;
-	cw = c->cw;
-	for (struct frame *f = cw->frames; f != NULL; f = f->up)
+	for (struct frame *f = frames; f != NULL; f = f->up)
 		if (f->c == c)
 			f->gone = 1;
-	if (cw->sweep == c)
-		cw->sweep = c->next;
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		cw->list = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	cw->count--;
 	undirty(c);
+	unlink_conn(c);
 	if (c->counted_ip)
 		ipcount_dec((struct sockaddr *)&c->sa);
 	event_free(c->timer);
@@ -407,7 +447,6 @@ conn_free(struct conn **cp)
 	if (c->in != NULL)
 		evbuffer_free(c->in);
 	evbuffer_free(c->out);
-	__atomic_sub_fetch(&cw->set->count, 1, __ATOMIC_RELAXED);
 	free(c);
 	*cp = NULL;
 }
@@ -1346,8 +1385,8 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-struct evbuffer *
-conn_out(struct conn *c)
+static void
+set_dirty(struct conn *c)
 {
 	if (!c->dirty) {
 		c->dirty = 1;
@@ -1356,6 +1395,12 @@ conn_out(struct conn *c)
 			event_active(c->cw->flush_ev, EV_WRITE, 0);
 		c->cw->dirty = c;
 	}
+}
+
+struct evbuffer *
+conn_out(struct conn *c)
+{
+	set_dirty(c);
 	return c->out;
 }
 

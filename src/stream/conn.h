@@ -101,6 +101,11 @@ struct conn *conn_new(struct conn_set *set, struct worker *w, const struct conn_
 /* Frees everything: closes the socket, frees the SSL, leaves the set. */
 void conn_free(struct conn **cp);
 void *conn_arg(const struct conn *c);
+/* Hands c (on this worker's thread) to another owner and set: an HTTP
+ * connection upgraded to a WebSocket stream. May be called from inside
+ * the old owner's callbacks; later callbacks go to ops with arg. */
+void conn_move(struct conn *c, struct conn_set *set, const struct conn_ops *ops, void *arg,
+    const char *tag);
 
 struct conn_accept_opts {
 	SSL *ssl;                       /* direct TLS (XEP-0368): taken; or NULL */

@@ -20,12 +20,15 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "stream/conn.h"
+#include "stream/ws.h"
 #include "stream/xstream.h"
 #include "xml/stream.h"
 #include "xml/xml.h"
 #include "xmpp/ns.h"
 
 #define SHUTDOWN_POLL_MS 20
+/* RFC 7395 3.3.1 */
+#define NS_FRAMING "urn:ietf:params:xml:ns:xmpp-framing"
 
 static void xs_input(void *arg);
 static void xs_resume(void *arg);
@@ -72,9 +75,44 @@ xstream_init(struct xstream *xs, const struct xstream_class *cls, struct conn_se
 	return 0;
 }
 
+static void xs_ws_message(void *arg, const char *p, size_t len);
+
+static const struct ws_ops xs_ws_ops = { xs_ws_message };
+
+int
+xstream_init_ws(struct xstream *xs, const struct xstream_class *cls, struct conn_set *set,
+    struct conn *c, const char *tag, const struct xstream_params *p)
+{
+	xs->cls = cls;
+	xs->tag = tag;
+	xs->last_input_ms = p->last_input_ms;
+	xs->max_send_queue = p->max_send_queue;
+	xs->initiating = 0;
+	*xs->last_input_ms = clock_now_ms();
+	xs->xp = xml_stream_new(&xs_parser_cb, xs, &p->limits);
+	xs->hold = hold_new(xs_resume, xs);
+	xs->ws = ws_new(c, p->limits.max_stanza_size, &xs_ws_ops, xs);
+	xs->wsin = evbuffer_new();
+	xs->msg = evbuffer_new();
+	if (xs->xp == NULL || xs->ws == NULL || xs->wsin == NULL || xs->msg == NULL) {
+		xstream_free(xs);
+		return -1;
+	}
+	conn_move(c, set, &xs_conn_ops, xs, tag);
+	xs->conn = c;
+	xs->tls = conn_ssl(c) != NULL;
+	return 0;
+}
+
 void
 xstream_free(struct xstream *xs)
 {
+	ws_free(&xs->ws);
+	if (xs->wsin != NULL)
+		evbuffer_free(xs->wsin);
+	if (xs->msg != NULL)
+		evbuffer_free(xs->msg);
+	xs->wsin = xs->msg = NULL;
 	conn_free(&xs->conn);
 	xml_stream_free(&xs->xp);
 	/* Store work still pending completes without us. */
@@ -126,11 +164,113 @@ xstream_connect(struct xstream *xs, const struct sockaddr *sa, socklen_t salen, 
 /* Feeds what is buffered to the parser, as long as the stream is open,
  * not paused and not held. 0, or -1 when STARTTLS took over: xs may be
  * gone then. */
+/*
+ * A peer's message (framed mode), appended to the parser's input as
+ * stream bytes: RFC 7395 3.3.2's <open/> becomes a stream header (the
+ * framing namespace stays its default: xs_stream_start checks it and sets
+ * the content namespace), 3.6's <close/> the end tag, anything else goes
+ * as it came (3.3.3: one stanza, fully qualified).
+ */
+static int
+starts_with_tag(const char *p, size_t len, const char *name)
+{
+	size_t n = strlen(name);
+
+	return len > n + 1 && p[0] == '<' && memcmp(p + 1, name, n) == 0 &&
+	    (p[n + 1] == ' ' || p[n + 1] == '/' || p[n + 1] == '>' || p[n + 1] == '\t' ||
+	    p[n + 1] == '\n' || p[n + 1] == '\r');
+}
+
+static void
+xs_ws_message(void *arg, const char *p, size_t len)
+{
+	struct xstream *xs = arg;
+	size_t end;
+
+	while (len > 0 && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
+		p++;
+		len--;
+	}
+	end = len;
+	while (end > 0 && (p[end - 1] == ' ' || p[end - 1] == '\t' || p[end - 1] == '\n' ||
+	    p[end - 1] == '\r'))
+		end--;
+	if (starts_with_tag(p, end, "open")) {
+		/* <open .../> (or <open ...></open>): its attributes go in a
+		 * stream start tag that stays open. */
+		size_t body = end;
+
+		if (body >= 2 && memcmp(p + body - 2, "/>", 2) == 0)
+			body -= 2;
+		else if (body >= 8 && memcmp(p + body - 7, "</open>", 7) == 0 &&
+		    memchr(p, '>', body - 7) == p + body - 8)
+			body -= 8;
+		else
+			body = 0;
+		if (body > 5) {
+			evbuffer_add_printf(xs->wsin, "<stream:stream xmlns:stream='%s'", XML_NS_STREAM);
+			evbuffer_add(xs->wsin, p + 5, body - 5);
+			evbuffer_add(xs->wsin, ">", 1);
+			return;
+		}
+	} else if (starts_with_tag(p, end, "close")) {
+		evbuffer_add(xs->wsin, "</stream:stream>", 16);
+		return;
+	}
+	evbuffer_add(xs->wsin, p, len);
+}
+
+/* Framed mode: feeds the parser from the peer's messages, reading more
+ * frames when they are used up. */
+static void
+feed_ws(struct xstream *xs)
+{
+	while (!xs->closing && xs->paused == 0 && !hold_busy(xs->hold)) {
+		struct evbuffer_iovec v;
+		size_t consumed = 0;
+		const char *why = NULL;
+		int r;
+
+		if (evbuffer_peek(xs->wsin, -1, NULL, &v, 1) >= 1 && v.iov_len > 0) {
+			if (log_enabled(LOG_LVL_DEBUG))
+				log_debug(xs->tag, "<<< %.*s",
+				    (int)(v.iov_len > 2000 ? 2000 : v.iov_len), (char *)v.iov_base);
+			r = xml_stream_feed(xs->xp, v.iov_base, v.iov_len, &consumed);
+			evbuffer_drain(xs->wsin, consumed);
+			if (r < 0) {
+				if (!xs->closing)
+					xstream_close(xs);
+				break;
+			}
+			continue;
+		}
+		if (!conn_input_pending(xs->conn))
+			break;
+		r = ws_read(xs->ws, &why);
+		if (r == 1 && evbuffer_get_length(xs->wsin) == 0) {
+			/* The peer's close frame (RFC 7395 3.6.1: after its
+			 * <close/>, or instead of it): the stream is over. */
+			xstream_close(xs);
+			break;
+		}
+		if (r < 0) {
+			log_info(xs->tag, "WebSocket closed: %s", why);
+			xstream_close(xs);
+			break;
+		}
+	}
+}
+
 static int
 feed(struct xstream *xs)
 {
 	const char *p;
 	size_t len;
+
+	if (xs->ws != NULL) {
+		feed_ws(xs);
+		return 0;
+	}
 
 	while (!xs->closing && xs->paused == 0 && !hold_busy(xs->hold) &&
 	    conn_peek(xs->conn, &p, &len) == 0) {
@@ -216,6 +356,16 @@ xs_stream_start(void *ud, const char *ns, const char **attrs)
 			h.id = attrs[i + 1];
 		else if (strcmp(attrs[i], "version") == 0)
 			version = attrs[i + 1];
+	}
+	if (xs->ws != NULL) {
+		/* RFC 7395 3.3.2: <open/> in the framing namespace; what it
+		 * carries is the class's content (jabber:client). */
+		if (ns == NULL || strcmp(ns, NS_FRAMING) != 0 ||
+		    xml_stream_set_content_ns(xs->xp, xs->cls->ns) < 0) {
+			xstream_error(xs, "invalid-namespace", "<open/> is not in the framing namespace");
+			return;
+		}
+		h.ns = xs->cls->ns;
 	}
 	/* RFC 6120 4.7.5: no version, or a major below 1, is not 1.0. */
 	h.version1 = version != NULL && strtol(version, NULL, 10) >= 1;
@@ -344,11 +494,35 @@ xs_end(void *arg, enum conn_end how, const char *why)
 
 /* Nothing is written after the end of the stream (the error or end tag
  * that closed it went last). */
+/* Where output goes: the conn's queue, or (framed) the message being
+ * written, which msg_end sends. */
+static struct evbuffer *
+out_buf(struct xstream *xs)
+{
+	return xs->ws != NULL ? xs->msg : conn_out(xs->conn);
+}
+
+static void
+msg_end(struct xstream *xs)
+{
+	size_t n;
+
+	if (xs->ws == NULL || (n = evbuffer_get_length(xs->msg)) == 0)
+		return;
+	ws_send(xs->ws, (const char *)evbuffer_pullup(xs->msg, -1), n);
+	evbuffer_drain(xs->msg, n);
+}
+
 void
 xstream_write(struct xstream *xs, const char *s, size_t len)
 {
-	if (!xs->closing)
-		conn_write(xs->conn, s, len);
+	if (xs->closing)
+		return;
+	if (xs->ws != NULL) {
+		ws_send(xs->ws, s, len);
+		return;
+	}
+	conn_write(xs->conn, s, len);
 }
 
 void
@@ -370,15 +544,25 @@ xstream_printf(struct xstream *xs, const char *fmt, ...)
 void
 xstream_vprintf(struct xstream *xs, const char *fmt, va_list ap)
 {
-	if (!xs->closing)
-		evbuffer_add_vprintf(conn_out(xs->conn), fmt, ap);
+	if (xs->closing)
+		return;
+	evbuffer_add_vprintf(out_buf(xs), fmt, ap);
+	msg_end(xs);
 }
 
 void
 xstream_escape(struct xstream *xs, const char *s)
 {
-	if (!xs->closing)
+	/* Plain streams only: a message cannot be written in pieces. */
+	if (!xs->closing && xs->ws == NULL)
 		xml_escape_attr(conn_out(xs->conn), s);
+}
+
+void
+xstream_ping(struct xstream *xs)
+{
+	if (xs->ws != NULL && !xs->closing)
+		ws_ping(xs->ws);
 }
 
 /* RFC 6120 4.7.3: unique and unpredictable; 128 random bits. */
@@ -403,9 +587,13 @@ xstream_send_header(struct xstream *xs, const char *from, const char *to)
 
 	if (xs->closing)
 		return;
-	out = conn_out(xs->conn);
-	evbuffer_add_printf(out, "<?xml version='1.0'?><stream:stream xmlns='%s' xmlns:stream='"
-	    XML_NS_STREAM "'%s", xs->cls->ns, xs->cls->decls != NULL ? xs->cls->decls : "");
+	out = out_buf(xs);
+	if (xs->ws != NULL)
+		/* RFC 7395 3.3.2: <open/> in the framing namespace. */
+		evbuffer_add(out, "<open xmlns='" NS_FRAMING "'", sizeof(NS_FRAMING) + 13);
+	else
+		evbuffer_add_printf(out, "<?xml version='1.0'?><stream:stream xmlns='%s' xmlns:stream='"
+		    XML_NS_STREAM "'%s", xs->cls->ns, xs->cls->decls != NULL ? xs->cls->decls : "");
 	if (!xs->initiating) {
 		/* 4.7.3: the receiving entity gives every stream an id. */
 		new_id(xs);
@@ -424,7 +612,11 @@ xstream_send_header(struct xstream *xs, const char *from, const char *to)
 	evbuffer_add(out, " version='1.0'", 14);
 	if (xs->cls->lang != NULL)
 		evbuffer_add_printf(out, " xml:lang='%s'", xs->cls->lang);
-	evbuffer_add(out, ">", 1);
+	if (xs->ws != NULL)
+		evbuffer_add(out, "/>", 2);
+	else
+		evbuffer_add(out, ">", 1);
+	msg_end(xs);
 	xs->header_sent = 1;
 }
 
@@ -433,7 +625,13 @@ xstream_send(struct xstream *xs, const xml_elem *e)
 {
 	if (xs->closing)
 		return;
-	xml_serialize(e, xs->cls->ns, conn_out(xs->conn));
+	if (xs->ws != NULL) {
+		/* RFC 7395 3.3.3: each stanza one message, fully qualified. */
+		xml_serialize_qualified(e, xs->cls->ns, xs->msg);
+		msg_end(xs);
+	} else {
+		xml_serialize(e, xs->cls->ns, conn_out(xs->conn));
+	}
 	/* A reader that does not keep up is cut off rather than allowed to
 	 * pin the server's memory. */
 	if (conn_queued(xs->conn) > xs->max_send_queue)
@@ -447,13 +645,19 @@ xstream_send_features(struct xstream *xs, const xml_elem *features)
 
 	if (xs->closing)
 		return;
-	out = conn_out(xs->conn);
-	/* Written with the stream prefix, as the header declared it. */
-	evbuffer_add(out, "<stream:features>", 17);
+	out = out_buf(xs);
+	/* Written with the stream prefix, as the header declared it; framed,
+	 * the message declares it (RFC 7395 3.3.3). */
+	if (xs->ws != NULL)
+		evbuffer_add_printf(out, "<stream:features xmlns:stream='" XML_NS_STREAM
+		    "' xmlns='%s'>", xs->cls->ns);
+	else
+		evbuffer_add(out, "<stream:features>", 17);
 	for (xml_elem *child = xml_first_child(features); child != NULL;
 	    child = xml_next_sibling(child))
 		xml_serialize(child, xs->cls->ns, out);
 	evbuffer_add(out, "</stream:features>", 18);
+	msg_end(xs);
 }
 
 /* ---------------------------------------------------------------- */
@@ -520,14 +724,23 @@ xstream_error(struct xstream *xs, const char *condition, const char *text)
 			else
 				xstream_send_header(xs, NULL, NULL);
 		}
-		out = conn_out(xs->conn);
-		evbuffer_add_printf(out, "<stream:error><%s xmlns='" NS_STREAMS "'/>", condition);
+		out = out_buf(xs);
+		evbuffer_add_printf(out, "<stream:error%s><%s xmlns='" NS_STREAMS "'/>",
+		    xs->ws != NULL ? " xmlns:stream='" XML_NS_STREAM "'" : "", condition);
 		if (text != NULL) {
 			evbuffer_add_printf(out, "<text xmlns='" NS_STREAMS "'>");
 			xml_escape_attr(out, text);
 			evbuffer_add_printf(out, "</text>");
 		}
-		evbuffer_add_printf(out, "</stream:error></stream:stream>");
+		if (xs->ws != NULL) {
+			/* RFC 7395 3.6: the error, then <close/>. */
+			evbuffer_add_printf(out, "</stream:error>");
+			msg_end(xs);
+			evbuffer_add(out, "<close xmlns='" NS_FRAMING "'/>", sizeof(NS_FRAMING) + 16);
+			msg_end(xs);
+		} else {
+			evbuffer_add_printf(out, "</stream:error></stream:stream>");
+		}
 	}
 	log_info(xs->tag, "stream error <%s/>%s%s", condition, text ? ": " : "",
 	    text ? text : "");
@@ -539,7 +752,11 @@ xstream_end(struct xstream *xs)
 {
 	if (xs->closing)
 		return;
-	xstream_puts(xs, "</stream:stream>");
+	if (xs->ws != NULL)
+		/* RFC 7395 3.6.1 */
+		xstream_puts(xs, "<close xmlns='" NS_FRAMING "'/>");
+	else
+		xstream_puts(xs, "</stream:stream>");
 	xstream_close(xs);
 }
 
@@ -551,6 +768,10 @@ xstream_close(struct xstream *xs)
 	xs->closing = 1;
 	if (xs->cls->closing != NULL)
 		xs->cls->closing(xs);
+	/* RFC 7395 3.6.1: the server closes the WebSocket (RFC 6455 7.1.2)
+	 * before the TCP connection. */
+	if (xs->ws != NULL)
+		ws_close(xs->ws, 1000);
 	conn_close(xs->conn);
 }
 
@@ -633,9 +854,27 @@ static void
 idle_visit(void *arg)
 {
 	struct xstream *xs = arg;
-	uint64_t after = (uint64_t)conf_local()->hibernate_after * 1000;
+	const struct conf *conf = conf_local();
+	uint64_t after = (uint64_t)conf->hibernate_after * 1000;
+	uint64_t quiet = clock_now_ms() - *xs->last_input_ms;
 
-	if (after == 0 || xs->closing)
+	if (xs->closing)
+		return;
+	if (xs->ws != NULL && conf->websocket_ping_interval > 0) {
+		/* RFC 7395 3.7: WebSocket pings, not whitespace, keep the
+		 * connection alive; the pong is input. A peer quiet for three
+		 * intervals (two pings unanswered) is gone. The sweep visits
+		 * each stream every ten seconds. */
+		uint64_t ival = (uint64_t)conf->websocket_ping_interval * 1000;
+
+		if (quiet >= 3 * ival) {
+			xstream_error(xs, "connection-timeout", "no answer to WebSocket pings");
+			return;
+		}
+		if (quiet >= ival)
+			xstream_ping(xs);
+	}
+	if (after == 0)
 		return;
 	if (clock_now_ms() - *xs->last_input_ms >= after && xml_stream_hibernate(xs->xp))
 		log_debug(xs->tag, "idle: parser given back");

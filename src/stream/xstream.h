@@ -33,6 +33,7 @@
 #include "xml/xml.h"
 
 struct hold;
+struct ws;
 struct xstream;
 struct worker;
 
@@ -90,6 +91,11 @@ struct xstream {
 	size_t max_send_queue;        /* bytes queued before <resource-constraint/> */
 	SSL *starttls;                /* TLS to put on after the current element */
 	struct hold *hold;            /* the current stanza's store work (core/hold.h) */
+	/* Framed mode (RFC 7395, XMPP over WebSocket): each message one
+	 * element, <open/> and <close/> for the stream tags. */
+	struct ws *ws;                /* the framing, or NULL: a plain stream */
+	struct evbuffer *wsin;        /* the peer's messages, as stream bytes */
+	struct evbuffer *msg;         /* our message being written */
 	unsigned starttls_client : 1;
 	unsigned initiating : 1;      /* we opened the stream: id is the peer's */
 	unsigned header_sent : 1;     /* our header of the current stream is out */
@@ -113,6 +119,19 @@ struct xstream_params {
  * outlive it. 0, or -1 when out of memory (nothing to free). */
 int xstream_init(struct xstream *xs, const struct xstream_class *cls, struct conn_set *set,
     struct worker *w, const char *tag, const struct xstream_params *p);
+/*
+ * Framed mode (RFC 7395): a stream on c, a conn whose WebSocket opening
+ * handshake is done (http/websocket.c), taken over from its owner into
+ * set. The peer's <open/> is its stream header and <close/> its end tag;
+ * every output call (xstream_send, _puts, _printf, a header, features, an
+ * error) is one WebSocket message; messages are bounded by
+ * p->limits.max_stanza_size as a whole (reassembled). 0, or -1 when out of
+ * memory (c is left to its old owner).
+ */
+int xstream_init_ws(struct xstream *xs, const struct xstream_class *cls, struct conn_set *set,
+    struct conn *c, const char *tag, const struct xstream_params *p);
+/* A WebSocket ping (keepalive, RFC 7395 3.7); nothing on a plain stream. */
+void xstream_ping(struct xstream *xs);
 /* Frees the conn and the parser (the object xs is in is the owner's). */
 void xstream_free(struct xstream *xs);
 struct xstream *xstream_of(struct conn *c);

@@ -873,6 +873,18 @@ out:
 	return rc;
 }
 
+int
+xml_stream_set_content_ns(xml_stream *s, const char *ns)
+{
+	char *copy = strdup(ns);
+
+	if (copy == NULL)
+		return -1;
+	free(s->content_ns);
+	s->content_ns = copy;
+	return 0;
+}
+
 void
 xml_stream_set_limits(xml_stream *s, const struct xml_stream_limits *limits)
 {

@@ -90,6 +90,12 @@ void xml_stream_pool_free(void);
 /* Parsers in the calling thread's pool (for tests). */
 unsigned xml_stream_pool_size(void);
 
+/* From stream_start: elements in ns are the stream's content (reported
+ * with ns NULL) from now on, whatever the header declared. A WebSocket
+ * stream's <open/> declares the framing namespace while its stanzas are
+ * jabber:client (RFC 7395 3.3.2). 0, or -1 when out of memory. */
+int xml_stream_set_content_ns(xml_stream *s, const char *ns);
+
 /* Changes limits (for example a larger stanza size after authentication). */
 void xml_stream_set_limits(xml_stream *s, const struct xml_stream_limits *limits);
 

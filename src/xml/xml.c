@@ -635,6 +635,7 @@ struct sink {
 	struct evbuffer *evb;		/* xml_serialize target, or NULL */
 	size_t blen;
 	int failed;
+	int qualify;			/* the top element declares its namespace */
 	char buf[4096];
 };
 
@@ -837,7 +838,7 @@ sink_open(struct sink *k, const xml_elem *e, const xml_elem *top,
 
 	sink_lit(k, "<");
 	sink_name(k, e, top);
-	outer = e == top ? dns : scope_ns(e->parent, top, dns);
+	outer = e == top ? (k->qualify ? NULL : dns) : scope_ns(e->parent, top, dns);
 	mine = scope_ns(e, top, dns);
 	/*
 	 * With no default_ns (logging), NULL-namespace elements are written
@@ -906,12 +907,13 @@ xml_elem_size(const xml_elem *e, const char *default_ns)
 	k.count = 0;
 	k.mem = NULL;
 	k.evb = NULL;
+	k.qualify = 0;
 	sink_tree(&k, e, default_ns);
 	return k.count;
 }
 
-int
-xml_serialize(const xml_elem *e, const char *default_ns, struct evbuffer *out)
+static int
+serialize(const xml_elem *e, const char *default_ns, struct evbuffer *out, int qualify)
 {
 	struct sink k;
 
@@ -920,9 +922,22 @@ xml_serialize(const xml_elem *e, const char *default_ns, struct evbuffer *out)
 	k.evb = out;
 	k.blen = 0;
 	k.failed = 0;
+	k.qualify = qualify;
 	sink_tree(&k, e, default_ns);
 	sink_flush(&k);
 	return k.failed ? -1 : 0;
+}
+
+int
+xml_serialize(const xml_elem *e, const char *default_ns, struct evbuffer *out)
+{
+	return serialize(e, default_ns, out, 0);
+}
+
+int
+xml_serialize_qualified(const xml_elem *e, const char *default_ns, struct evbuffer *out)
+{
+	return serialize(e, default_ns, out, 1);
 }
 
 char *
@@ -934,6 +949,7 @@ xml_to_string(const xml_elem *e, const char *default_ns, size_t *len_r)
 	k.count = 0;
 	k.mem = xmalloc(len + 1);
 	k.evb = NULL;
+	k.qualify = 0;
 	sink_tree(&k, e, default_ns);
 	k.mem[len] = '\0';
 	if (len_r != NULL)
@@ -951,6 +967,7 @@ xml_escape_attr(struct evbuffer *out, const char *s)
 	k.evb = out;
 	k.blen = 0;
 	k.failed = 0;
+	k.qualify = 0;
 	sink_escaped(&k, s, strlen(s), esc_attr);
 	sink_flush(&k);
 }

@@ -72,6 +72,10 @@ size_t xml_elem_size(const xml_elem *e, const char *default_ns);
  * for ("jabber:client" on c2s). Escapes &, <, > in text and &, <, >, ', " in
  * attribute values; emits empty elements as <x/>. */
 int xml_serialize(const xml_elem *e, const char *default_ns, struct evbuffer *out);
+/* The same, with the top element declaring its namespace (default_ns for
+ * NULL): a standalone element, as a WebSocket message carries one (RFC 7395
+ * 3.3.3: every stanza fully qualified). */
+int xml_serialize_qualified(const xml_elem *e, const char *default_ns, struct evbuffer *out);
 /* The same into a malloc'd NUL-terminated string (tests, logging). */
 char *xml_to_string(const xml_elem *e, const char *default_ns, size_t *len_r);
 /* Escapes s for an attribute value into out. */

@@ -1,0 +1,106 @@
+/*
+ * http.h - the HTTP/1.1 listener (`listen` with `module: http`): requests
+ * parsed with http-parser on a conn (stream/conn.h: TLS, shaper, per-IP
+ * count), routed by path to handlers that transports and modules
+ * register, answered with keep-alive, within limits (doc/configuration.md,
+ * "HTTP"). Why not evhttp: doc/architecture.md, "The HTTP listener".
+ *
+ * A request lives on its connection's worker and is handled there; a
+ * handler answers at once (http_respond) or later (http_req_hold, for a
+ * long poll), or takes the connection over (http_req_take, WebSocket).
+ * One request per connection is handled at a time (pipelined requests
+ * wait in the input, in order: RFC 9112 9.3.2).
+ */
+#ifndef XMPPD_HTTP_HTTP_H
+#define XMPPD_HTTP_HTTP_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct conf;
+struct conf_listen;
+struct conn;
+struct http_req;
+struct worker;
+
+/* A handler: answers r, holds it or takes its connection. */
+typedef void (*http_handler_fn)(struct http_req *r, void *arg);
+
+/*
+ * Routes requests whose path is path (exact), or starts with path when it
+ * ends in '/', to fn on the request's worker. Main thread, any time
+ * (modules register at load): the table is replaced whole and the old one
+ * retired after a quiescent point by the caller (http_route_remove), as
+ * the registries are. 0, or -1 (the path is taken, or out of memory).
+ */
+int http_route_add(const char *path, http_handler_fn fn, void *arg, const void *owner);
+/* Removes the routes owner added; returns how many. Main thread. */
+unsigned http_route_remove(const void *owner);
+/* 1 if a handler serves path. */
+int http_route_exists(const char *path);
+/* XEP-0156 host-meta (hostmeta.c); http_init registers it. */
+int http_hostmeta_init(void);
+
+/* Sets the HTTP listener up (its accept handler); before the workers run.
+ * 0 or -1. */
+int http_init(unsigned nworkers);
+void http_shutdown(unsigned max_ms);
+void http_free(void);
+/* Open HTTP connections (not counting those taken over). */
+unsigned long http_connection_count(void);
+
+/* ---------------------------------------------------------------- */
+/* The request (valid until it is answered, or its connection drops).   */
+
+const char *http_req_method(const struct http_req *r);   /* "GET" */
+const char *http_req_path(const struct http_req *r);     /* "/http-bind", decoded no further */
+const char *http_req_query(const struct http_req *r);    /* after '?', or NULL */
+/* A header's value (the first, for a repeated one), name case-blind. */
+const char *http_req_header(const struct http_req *r, const char *name);
+const char *http_req_body(const struct http_req *r, size_t *len_r);
+/* The client: the socket's peer, or the address a trusted proxy gave
+ * (PROXY protocol, X-Forwarded-For from trusted_proxies). */
+const struct sockaddr *http_req_client(const struct http_req *r);
+/* The request came over TLS, or the listener says `secure: true`. */
+int http_req_secure(const struct http_req *r);
+/* The Host header's name without the port, lowercased; or NULL. */
+const char *http_req_host(const struct http_req *r);
+const struct conf *http_req_conf(const struct http_req *r);
+const struct conf_listen *http_req_listener(const struct http_req *r);
+struct worker *http_req_worker(const struct http_req *r);
+/* The URL base ("https://chat.example.org:5443") for URLs handed out for
+ * this request: public_base_url if set, else the request's scheme and
+ * Host. NULL when there is neither. */
+const char *http_req_base_url(struct http_req *r);
+
+/* ---------------------------------------------------------------- */
+/* Answers.                                                           */
+
+/*
+ * The response: status, a content type (or NULL), the body, and extra
+ * header lines ("Name: value\r\n" each, or NULL). CORS headers are the
+ * handler's (http_cors). Date, Content-Length, Connection and, for errors,
+ * a text body are added. The request is over.
+ */
+void http_respond(struct http_req *r, int status, const char *content_type, const char *body,
+    size_t len, const char *headers);
+/* An error answer with a one-line text body. */
+void http_error(struct http_req *r, int status, const char *text);
+/* The CORS headers of a public endpoint (BOSH, host-meta): any origin,
+ * the methods given; "" when the request has no Origin. */
+const char *http_cors(const struct http_req *r, const char *methods);
+
+/* The handler answers later: r stays valid until http_respond, or until
+ * its connection drops, when gone(r, arg) is called (r then freed). */
+void http_req_hold(struct http_req *r, void (*gone)(struct http_req *r, void *arg), void *arg);
+
+/*
+ * Takes the connection over after headers (e.g. a 101 answer) were
+ * written with http_req_write: the HTTP layer forgets it; what the client
+ * sent after the request is left in the conn's input. The caller conn_moves
+ * it to its own set and ops at once.
+ */
+struct conn *http_req_take(struct http_req *r);
+void http_req_write(struct http_req *r, const char *s, size_t len);
+
+#endif
