@@ -193,8 +193,10 @@ sasl_add_features(xml_elem *features, SSL *ssl, int allow_plain)
 
 		if (mechs[i].plus && !have_cb)
 			continue;
-		/* RFC 6120 13.8.3 (and our default): PLAIN never in the clear. */
-		if (strcmp(mechs[i].name, "PLAIN") == 0 && (ssl == NULL || !allow_plain))
+		/* RFC 6120 13.8.3 (and our default): PLAIN never in the clear;
+		 * the caller says whether the stream is encrypted (TLS here, or
+		 * at a proxy the listener trusts: secure: true). */
+		if (strcmp(mechs[i].name, "PLAIN") == 0 && !allow_plain)
 			continue;
 		e = xml_elem_add_child(m, NS_SASL, "mechanism");
 		xml_elem_add_text(e, mechs[i].name, strlen(mechs[i].name));
@@ -222,7 +224,7 @@ sasl_start(const char *mech, const char *host, SSL *ssl, int allow_plain,
 		*condition_r = "invalid-mechanism";
 		return NULL;
 	}
-	if (strcmp(mech, "PLAIN") == 0 && (ssl == NULL || !allow_plain)) {
+	if (strcmp(mech, "PLAIN") == 0 && !allow_plain) {
 		*condition_r = ssl == NULL ? "encryption-required" : "invalid-mechanism";
 		return NULL;
 	}

@@ -21,11 +21,14 @@ int sasl_init(const char **error_r);
 void sasl_free(void);
 
 /* Adds <mechanisms/> (and XEP-0440 <sasl-channel-binding/>) to features.
- * ssl is the stream's TLS session or NULL. */
+ * ssl is the stream's TLS session or NULL (no -PLUS then); allow_plain
+ * says PLAIN may be offered: the stream is encrypted (here or at a TLS
+ * proxy the listener trusts) and the configuration allows it. */
 void sasl_add_features(xml_elem *features, SSL *ssl, int allow_plain);
 
 /*
- * Starts mech for an account on host. Returns NULL with *condition_r set
+ * Starts mech for an account on host (allow_plain as above). Returns NULL
+ * with *condition_r set
  * to the RFC 6120 6.5 failure condition ("invalid-mechanism",
  * "encryption-required").
  */

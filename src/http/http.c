@@ -243,6 +243,7 @@ rate_allow(const struct sockaddr *sa, unsigned rate)
 		struct conf_shaper sh = { NULL, rate, 2 * (uint64_t)rate, 0 };
 
 		shaper_bucket_init(&s->b, &sh, now);
+		s->b.level = (int64_t)s->b.burst;    /* a new address may burst at once */
 		memcpy(&s->sa, sa, sa->sa_family == AF_INET ? sizeof(struct sockaddr_in) :
 		    sizeof(struct sockaddr_in6));
 		s->used = 1;
@@ -808,6 +809,19 @@ shutdown_task(struct worker *w, void *a, uint64_t b)
 	}
 }
 
+/* What is left after the grace: freed on its worker (nothing will call
+ * back: the workers stop next). */
+static void
+end_task(struct worker *w, void *a, uint64_t b)
+{
+	(void)a;
+	(void)b;
+	for (struct conn *c = conn_set_first(http_set, w), *next; c != NULL; c = next) {
+		next = conn_next(c);
+		hc_free(conn_arg(c));
+	}
+}
+
 void
 http_shutdown(unsigned max_ms)
 {
@@ -819,6 +833,13 @@ http_shutdown(unsigned max_ms)
 		worker_post(worker_get(i), shutdown_task, NULL, 0);
 	while (conn_set_count(http_set) > 0 && clock_now_ms() < until)
 		usleep(20000);
+	if (conn_set_count(http_set) == 0)
+		return;
+	for (unsigned i = 0; i < worker_count(); i++)
+		worker_post(worker_get(i), end_task, NULL, 0);
+	until = clock_now_ms() + 1000;
+	while (conn_set_count(http_set) > 0 && clock_now_ms() < until)
+		usleep(5000);
 }
 
 void

@@ -862,17 +862,20 @@ idle_visit(void *arg)
 		return;
 	if (xs->ws != NULL && conf->websocket_ping_interval > 0) {
 		/* RFC 7395 3.7: WebSocket pings, not whitespace, keep the
-		 * connection alive; the pong is input. A peer quiet for three
-		 * intervals (two pings unanswered) is gone. The sweep visits
-		 * each stream every ten seconds. */
+		 * connection alive; the pong is input. A peer that stays
+		 * quiet for an interval after our ping is gone. The sweep
+		 * visits each stream every ten seconds. */
 		uint64_t ival = (uint64_t)conf->websocket_ping_interval * 1000;
+		uint64_t now = clock_now_ms();
 
-		if (quiet >= 3 * ival) {
-			xstream_error(xs, "connection-timeout", "no answer to WebSocket pings");
+		if (xs->ping_ms != 0 && *xs->last_input_ms < xs->ping_ms && now - xs->ping_ms >= ival) {
+			xstream_error(xs, "connection-timeout", "no answer to a WebSocket ping");
 			return;
 		}
-		if (quiet >= ival)
+		if (quiet >= ival && (xs->ping_ms == 0 || *xs->last_input_ms >= xs->ping_ms)) {
 			xstream_ping(xs);
+			xs->ping_ms = now;
+		}
 	}
 	if (after == 0)
 		return;

@@ -96,6 +96,7 @@ struct xstream {
 	struct ws *ws;                /* the framing, or NULL: a plain stream */
 	struct evbuffer *wsin;        /* the peer's messages, as stream bytes */
 	struct evbuffer *msg;         /* our message being written */
+	uint64_t ping_ms;             /* when our last ping went, or 0 */
 	unsigned starttls_client : 1;
 	unsigned initiating : 1;      /* we opened the stream: id is the peer's */
 	unsigned header_sent : 1;     /* our header of the current stream is out */

@@ -1,0 +1,360 @@
+#!/usr/bin/python3
+"""t1410-websocket: XMPP over WebSocket (RFC 7395) on the HTTP listener.
+
+A client nobody here wrote (@xmpp/client from npm, over wss://) chats with
+a slixmpp TCP client; a raw WebSocket client checks the handshake (RFC 6455
+4.2), the framing (<open/>, <close/>, one element per message), the size
+bound on the reassembled message, the origin list and the keepalive pings.
+"""
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import ssl
+import struct
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
+import xmppdtest as xt  # noqa: E402
+
+FRAMING = 'urn:ietf:params:xml:ns:xmpp-framing'
+GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+HERE = os.path.dirname(os.path.abspath(__file__))
+WS_CLIENT = os.path.join(HERE, '..', 'tools', 'ws-client')
+
+
+class RawWS:
+    """A WebSocket client written for this test: exact bytes both ways."""
+
+    def __init__(self, reader, writer, status, headers):
+        self.r, self.w = reader, writer
+        self.status, self.headers = status, headers
+        self.closed_code = None
+
+    @classmethod
+    async def connect(cls, ip, port, tls=False, protocol='xmpp', version='13',
+                      key=None, origin=None, path='/xmpp-websocket'):
+        ctx = None
+        if tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        reader, writer = await asyncio.open_connection(ip, port, ssl=ctx)
+        key = key or base64.b64encode(os.urandom(16)).decode()
+        req = ('GET %s HTTP/1.1\r\nHost: xmppd.test\r\nUpgrade: websocket\r\n'
+               'Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: %s\r\n'
+               'Sec-WebSocket-Version: %s\r\n' % (path, key, version))
+        if protocol:
+            req += 'Sec-WebSocket-Protocol: %s\r\n' % protocol
+        if origin:
+            req += 'Origin: %s\r\n' % origin
+        writer.write((req + '\r\n').encode())
+        head = await asyncio.wait_for(reader.readuntil(b'\r\n\r\n'), 5)
+        lines = head.decode().split('\r\n')
+        status = int(lines[0].split()[1])
+        headers = {}
+        for ln in lines[1:]:
+            if ':' in ln:
+                k, v = ln.split(':', 1)
+                headers[k.strip().lower()] = v.strip()
+        ws = cls(reader, writer, status, headers)
+        ws.key = key
+        return ws
+
+    def frame(self, payload, opcode=1, fin=True):
+        p = payload.encode() if isinstance(payload, str) else payload
+        mask = os.urandom(4)
+        b0 = (0x80 if fin else 0) | opcode
+        n = len(p)
+        if n < 126:
+            hdr = struct.pack('!BB', b0, 0x80 | n)
+        elif n < 65536:
+            hdr = struct.pack('!BBH', b0, 0x80 | 126, n)
+        else:
+            hdr = struct.pack('!BBQ', b0, 0x80 | 127, n)
+        return hdr + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(p))
+
+    def send(self, payload, opcode=1, fin=True):
+        self.w.write(self.frame(payload, opcode, fin))
+
+    async def recv(self, timeout=5):
+        """(opcode, payload) of the next frame, or (None, None) at EOF or
+        after timeout seconds."""
+        try:
+            b0, b1 = await asyncio.wait_for(self.r.readexactly(2), timeout)
+            n = b1 & 0x7f
+            if n == 126:
+                n = struct.unpack('!H', await self.r.readexactly(2))[0]
+            elif n == 127:
+                n = struct.unpack('!Q', await self.r.readexactly(8))[0]
+            if b1 & 0x80:
+                await self.r.readexactly(4)      # servers do not mask
+            data = await self.r.readexactly(n)
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+            return None, None
+        op = b0 & 0x0f
+        if op == 8:
+            self.closed_code = struct.unpack('!H', data[:2])[0] if len(data) >= 2 else 0
+        return op, data
+
+    async def text(self, timeout=5):
+        """The next text message (pings and pongs skipped), or None."""
+        while True:
+            op, data = await self.recv(timeout)
+            if op is None or op == 8:
+                return None
+            if op == 1:
+                return data.decode()
+
+    async def open(self, to='xmppd.test', ns=FRAMING):
+        self.send("<open xmlns='%s' to='%s' version='1.0'/>" % (ns, to))
+        return await self.text(), await self.text()
+
+    async def until_close(self, timeout=5):
+        """Texts until the close frame: (texts, close code or None)."""
+        texts = []
+        while True:
+            op, data = await self.recv(timeout)
+            if op is None:
+                return texts, None
+            if op == 1:
+                texts.append(data.decode())
+            if op == 8:
+                return texts, self.closed_code
+
+    def close(self):
+        try:
+            self.w.close()
+        except Exception:
+            pass
+
+
+def ws_client_ready():
+    """node and @xmpp/client (npm ci into t/tools/ws-client, once)."""
+    if shutil.which('node') is None or shutil.which('npm') is None:
+        return False
+    if os.path.isdir(os.path.join(WS_CLIENT, 'node_modules', '@xmpp', 'client')):
+        return True
+    r = subprocess.run(['npm', 'ci', '--no-audit', '--no-fund'], cwd=WS_CLIENT,
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        xt.diag('npm ci failed: %s' % r.stderr[-2000:])
+    return r.returncode == 0
+
+
+async def main():
+    srv = xt.Server(workers=2, start=False)
+    hp, hsp, hsecure = xt.free_ports(srv.ip, 3)
+    srv.conf['listen'] += [
+        {'port': hp, 'ip': srv.ip, 'module': 'http', 'max_stanza_size': 10000},
+        {'port': hsp, 'ip': srv.ip, 'module': 'http', 'tls': True},
+        {'port': hsecure, 'ip': srv.ip, 'module': 'http', 'secure': True},
+    ]
+    srv.conf['websocket_origins'] = ['https://chat.example', 'https://other.example']
+    srv.conf['websocket_ping_interval'] = 2
+    srv.write_config()
+    srv.start()
+    for u in ('alice', 'bob'):
+        srv.register(u, u + '-pw')
+
+    # --- the opening handshake (RFC 6455 4.2.2) ---------------------------
+    ws = await RawWS.connect(srv.ip, hp)
+    want = base64.b64encode(hashlib.sha1((ws.key + GUID).encode()).digest()).decode()
+    xt.is_((ws.status, ws.headers.get('upgrade', '').lower(),
+            ws.headers.get('sec-websocket-accept'), ws.headers.get('sec-websocket-protocol')),
+           (101, 'websocket', want, 'xmpp'),
+           '101 with Upgrade, the Sec-WebSocket-Accept of our key and the xmpp subprotocol')
+
+    # <open/> answered by <open/> and the features, one message each
+    # (RFC 7395 3.3.2, 3.3.3).
+    hdr, feats = await ws.open()
+    xt.like(hdr or '', r"^<open xmlns='%s'[^>]* from='xmppd\.test'[^>]* version='1\.0'[^>]*/>$"
+            % FRAMING, 'the server answers with its own <open/>, from its domain, version 1.0')
+    xt.like(feats or '', r"^<stream:features xmlns:stream='http://etherx\.jabber\.org/streams'"
+            r".*</stream:features>$", 'the features are one message, declaring the stream prefix')
+    xt.ok(feats is not None and 'SCRAM-SHA-1' in feats and '>PLAIN<' not in feats and
+          'starttls' not in feats,
+          'ws:// (not secure): SCRAM offered, no PLAIN and no STARTTLS (RFC 7395 3.4)') \
+        or xt.diag(feats)
+
+    # <close/> is answered by <close/> and a close frame 1000 (3.6.1).
+    ws.send("<close xmlns='%s'/>" % FRAMING)
+    texts, code = await ws.until_close()
+    xt.is_((texts, code), (["<close xmlns='%s'/>" % FRAMING], 1000),
+           '<close/> is answered with <close/> and a WebSocket close frame, code 1000')
+    ws.close()
+
+    # A handshake the server refuses, each with its status.
+    ws = await RawWS.connect(srv.ip, hp, protocol=None)
+    xt.is_(ws.status, 400, 'no xmpp subprotocol offered: 400 (RFC 7395 3.2)')
+    ws.close()
+    ws = await RawWS.connect(srv.ip, hp, version='8')
+    xt.is_((ws.status, ws.headers.get('sec-websocket-version')), (426, '13'),
+           'WebSocket version 8: 426 with Sec-WebSocket-Version: 13 (RFC 6455 4.2.2)')
+    ws.close()
+    ws = await RawWS.connect(srv.ip, hp, key='not-a-key')
+    xt.is_(ws.status, 400, 'a Sec-WebSocket-Key that is not 16 bytes in base64: 400')
+    ws.close()
+    ws = await RawWS.connect(srv.ip, hp, origin='https://evil.example')
+    xt.is_(ws.status, 403, 'an Origin not in websocket_origins: 403')
+    ws.close()
+    ws = await RawWS.connect(srv.ip, hp, origin='https://chat.example')
+    xt.is_(ws.status, 101, 'an Origin in websocket_origins: 101')
+    ws.close()
+
+    # The wrong namespace on <open/>: invalid-namespace, <close/>, close.
+    ws = await RawWS.connect(srv.ip, hp)
+    ws.send("<open xmlns='jabber:client' to='xmppd.test' version='1.0'/>")
+    texts, code = await ws.until_close()
+    xt.ok(len(texts) == 3 and texts[0].startswith('<open ') and
+          "<invalid-namespace xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in texts[1] and
+          texts[1].startswith("<stream:error xmlns:stream='http://etherx.jabber.org/streams'>") and
+          texts[2] == "<close xmlns='%s'/>" % FRAMING and code == 1000,
+          '<open/> outside the framing namespace: <stream:error><invalid-namespace/>, '
+          '<close/>, close frame (RFC 7395 3.3.2, 3.6)') or xt.diag(texts, code)
+    ws.close()
+
+    # The size bound is on the reassembled message: three 4,000-byte
+    # fragments pass each frame's size but not the listener's 10,000.
+    ws = await RawWS.connect(srv.ip, hp)
+    await ws.open()
+    ws.send('<iq type="get" id="a">' + 'x' * 3000, fin=False)
+    ws.send('y' * 4000, opcode=0, fin=False)
+    ws.send('z' * 4000 + '</iq>', opcode=0, fin=True)
+    texts, code = await ws.until_close()
+    xt.is_(code, 1009, 'a message of 11,000 bytes in frames of 4,000: closed with 1009 '
+           '(message too big), the bound counts the whole message')
+    ws.close()
+    # ... while a fragmented message under the bound is taken whole.
+    ws = await RawWS.connect(srv.ip, hp)
+    await ws.open()
+    ws.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechan", fin=False)
+    ws.send("ism='SCRAM-SHA-1'>" + base64.b64encode(b'n,,n=alice,r=abcdefgh').decode(),
+            opcode=0, fin=False)
+    ws.send('</auth>', opcode=0, fin=True)
+    t = await ws.text()
+    xt.like(t or '', r"^<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>",
+            'a SASL <auth/> sent in three fragments is reassembled and answered with a challenge')
+    # A binary message is refused (RFC 7395 3.2: text only).
+    ws.send(b'<presence/>', opcode=2)
+    texts, code = await ws.until_close()
+    xt.is_(code, 1003, 'a binary message: closed with 1003')
+    ws.close()
+
+    # Keepalive (RFC 7395 3.7): a quiet client gets pings; one that answers
+    # them stays, one that does not is cut with <connection-timeout/>.
+    ws = await RawWS.connect(srv.ip, hp)
+    await ws.open()
+    silent = await RawWS.connect(srv.ip, hp)
+    await silent.open()
+    pings, ws_texts = [], []
+
+    async def answer_pings(stop):
+        while not stop.is_set():
+            op, data = await ws.recv(timeout=0.5)
+            if op == 9:
+                pings.append(data)
+                ws.send(data, opcode=10)      # pong, RFC 6455 5.5.3
+            elif op == 1:
+                ws_texts.append(data.decode())
+            elif op == 8 or (op is None and ws.r.at_eof()):
+                return
+    stop = asyncio.Event()
+    answerer = asyncio.ensure_future(answer_pings(stop))
+    texts, code = await silent.until_close(timeout=45)
+    xt.ok(any("<connection-timeout xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in t
+              for t in texts) and code == 1000,
+          'a client that does not answer pings is closed with <connection-timeout/>') \
+        or xt.diag(texts, code)
+    silent.close()
+    stop.set()
+    await answerer
+    xt.ok(len(pings) >= 1, 'the quiet client that answers was pinged too (%d pings; '
+          'websocket_ping_interval 2 s, swept every 10 s)' % len(pings))
+    ws.send("<close xmlns='%s'/>" % FRAMING)
+    texts, code = await ws.until_close()
+    xt.is_((ws_texts, texts, code), ([], ["<close xmlns='%s'/>" % FRAMING], 1000),
+           'the client that answered its pings is still there: no stream error, '
+           '<close/> answered normally')
+    ws.close()
+
+    # secure: true (a TLS proxy in front): PLAIN is offered on ws://.
+    ws = await RawWS.connect(srv.ip, hsecure)
+    _, feats = await ws.open()
+    xt.ok(feats is not None and '>PLAIN<' in feats,
+          'secure: true: the plain listener counts as encrypted, PLAIN is offered') \
+        or xt.diag(feats)
+    ws.close()
+
+    # --- @xmpp/client over wss:// chatting with a TCP client ---------------
+    have = ws_client_ready()
+    xt.require_peer('node, npm and @xmpp/client (t/tools/ws-client)',
+                    shutil.which('node') or '/nonexistent/node',
+                    os.path.join(WS_CLIENT, 'node_modules', '@xmpp', 'client') if have
+                    else '/nonexistent/@xmpp/client')
+    if have:
+        bob = await xt.login_ok(srv, 'bob', 'bob-pw', resource='tcp')
+        env = dict(os.environ, NODE_TLS_REJECT_UNAUTHORIZED='0', NODE_NO_WARNINGS='1')
+        proc = await asyncio.create_subprocess_exec(
+            'node', os.path.join(WS_CLIENT, 'chat.js'),
+            'wss://%s:%d/xmpp-websocket' % (srv.ip, hsp), 'xmppd.test', 'alice', 'alice-pw',
+            str(bob.jid), 'hello from the browser side',
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=env)
+        events = []
+
+        async def next_event(pred, timeout=15):
+            while True:
+                for e in events:
+                    if pred(e):
+                        events.remove(e)
+                        return e
+                try:
+                    line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+                except asyncio.TimeoutError:
+                    return None
+                if not line:
+                    return None
+                events.append(json.loads(line))
+
+        online = await next_event(lambda e: e['event'] in ('online', 'start-failed', 'error'))
+        xt.ok(online is not None and online['event'] == 'online' and
+              online['jid'].startswith('alice@xmppd.test/'),
+              '@xmpp/client logs in over wss:// and binds a resource') or xt.diag(online, events)
+        m = await bob.message(body='hello from the browser side', timeout=10)
+        xt.ok(m is not None and str(m['from']) == (online or {}).get('jid'),
+              'the TCP client receives the WebSocket client\'s message, from its full JID') \
+            or xt.diag(m and str(m['from']))
+        bob.send((online or {}).get('jid', 'alice@xmppd.test'), 'hi back over TCP')
+        e = await next_event(lambda e: e['event'] == 'stanza' and 'hi back over TCP' in e['xml'])
+        xt.ok(e is not None and re.search(r"from=['\"]%s['\"]" % re.escape(str(bob.jid)), e['xml']),
+              'the WebSocket client receives the TCP client\'s message') or xt.diag(e)
+        m = await bob.message(body='echo: hi back over TCP', timeout=10)
+        xt.ok(m is not None, 'and its answer comes back to the TCP client')
+        sessions = await srv.wait_connected(
+            lambda s: xt.session_of(s, (online or {}).get('jid', '-')))
+        xt.ok(xt.session_of(sessions, (online or {}).get('jid', '-')) is not None,
+              'xmppctl connected lists the WebSocket session')
+        proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except asyncio.TimeoutError:
+            proc.kill()
+        err = (await proc.stderr.read()).decode()
+        e = await next_event(lambda e: e['event'] == 'offline', timeout=2)
+        xt.ok(e is not None, '@xmpp/client closes its stream and sees it closed') \
+            or xt.diag(events, err[-1000:])
+        sessions = await srv.wait_connected(
+            lambda s: not xt.session_of(s, (online or {}).get('jid', '-')))
+        xt.ok(not xt.session_of(sessions, (online or {}).get('jid', '-')),
+              'the WebSocket session is gone after the client closed')
+        await bob.disconnect()
+    srv.stop()
+
+
+xt.run(main, timeout=240)
