@@ -373,7 +373,14 @@ async def main():
            'the unacknowledged IQ is answered with an error')
     xt.ok(rep is not None and rep.xml.find('{jabber:client}error/{%s}service-unavailable'
                                            % NS_STANZAS) is not None, 'service-unavailable')
-    rows = xt.user_rows(srv, 'erin').get('mod_offline', [])
+    # The row is committed by the store's next group (the IQ's error may
+    # come back first).
+    deadline = time.monotonic() + 5
+    while True:
+        rows = xt.user_rows(srv, 'erin').get('mod_offline', [])
+        if rows or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
     xt.is_(len(rows), 1, 'the unacknowledged message is in offline storage')
     e2 = await xt.login_ok(srv, 'erin', 'erin-pw', resource='again')
     msgs = []
