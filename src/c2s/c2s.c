@@ -48,6 +48,7 @@ static void on_closing(struct xstream *xs);
 static void on_header_first(struct xstream *xs);
 static int on_timeout(struct xstream *xs);
 static void c2s_ws_request(struct http_req *r, void *arg);
+static void on_element_done(struct xstream *xs);
 
 static const struct xstream_class c2s_class = {
 	.ns = NS_CLIENT,
@@ -58,6 +59,7 @@ static const struct xstream_class c2s_class = {
 	.closing = on_closing,
 	.header_first = on_header_first,
 	.timeout = on_timeout,
+	.element_done = on_element_done,
 };
 
 /* The sink the router delivers through (router/session.h). */
@@ -70,10 +72,15 @@ sink_send(struct session *s, const xml_elem *st)
 static void
 sink_close(struct session *s, const char *condition, const char *text)
 {
-	c2s_stream_error((struct c2s *)s, condition, text);
+	struct c2s *c = (struct c2s *)s;
+
+	/* A session without its connection (stream management) ends
+	 * there. */
+	if (!c2s_sm_close(c))
+		c2s_stream_error(c, condition, text);
 }
 
-static const struct session_ops c2s_session_ops = { sink_send, sink_close };
+const struct session_ops c2s_session_ops = { sink_send, sink_close };
 
 /* ---------------------------------------------------------------- */
 /* Life cycle.                                                        */
@@ -83,6 +90,8 @@ c2s_init(unsigned nworkers)
 {
 	c2s_set = conn_set_new(nworkers);
 	if (c2s_set == NULL)
+		return -1;
+	if (c2s_sm_init(nworkers) < 0)
 		return -1;
 	listener_set_handler(CONF_LISTEN_C2S, c2s_accept);
 	/* RFC 7395 on the HTTP listener. */
@@ -204,10 +213,14 @@ c2s_ws_request(struct http_req *r, void *arg)
 	xstream_set_timer(&c->xs, c->conf->negotiation_timeout);
 }
 
-static void
-c2s_free(struct c2s *c)
+void
+c2s_destroy(struct c2s *c)
 {
-	/* The session's end first: its hooks may still send to it. */
+	/* The session's end first: its hooks may still send to it. Then
+	 * what the client did not acknowledge goes back to the router
+	 * (XEP-0198 4), which no longer finds this session. */
+	session_end(&c->s);
+	c2s_sm_end(c);
 	session_remove(&c->s);
 	xstream_free(&c->xs);
 	sasl_end(&c->sasl);
@@ -223,7 +236,18 @@ c2s_free(struct c2s *c)
 static void
 on_end(struct xstream *xs, enum conn_end how, const char *why)
 {
-	c2s_free(C2S(xs));
+	struct c2s *c = C2S(xs);
+
+	/* A stream management session outlives its connection (c2s_sm.c). */
+	if (c2s_sm_conn_end(c, how))
+		return;
+	c2s_destroy(c);
+}
+
+static void
+on_element_done(struct xstream *xs)
+{
+	c2s_sm_element_done(C2S(xs));
 }
 
 /* The stream starts closing: nothing more is delivered to the session. */
@@ -232,6 +256,8 @@ on_closing(struct xstream *xs)
 {
 	struct c2s *c = C2S(xs);
 
+	if (c2s_sm_closing(c))
+		return;
 	c->s.closing = 1;
 	session_end(&c->s);
 }
@@ -321,6 +347,7 @@ on_stream_start(struct xstream *xs, const struct xstream_header *h)
 		 * no-op for old clients (draft-cridland-xmpp-session). */
 		s = xml_elem_add_child(features, NS_SESSION, "session");
 		(void)xml_elem_add_child(s, NS_SESSION, "optional");
+		c2s_sm_features(c, features);
 	}
 	/* Module features: the registered ones (before authentication only
 	 * on an encrypted stream), then the fold hook. */
@@ -360,6 +387,12 @@ on_element(struct xstream *xs, xml_elem *e)
 		c2s_stream_error(c, "not-authorized", NULL);
 		return;
 	}
+	/* XEP-0198: enable, resume, r, a (c2s_sm.c says when each is
+	 * allowed). */
+	if (ns != NULL && strcmp(ns, NS_SM) == 0) {
+		c2s_sm_element(c, e);
+		return;
+	}
 	if (!c->s.bound) {
 		xml_elem *bind;
 		const char *type = xml_attr_get(e, "type");
@@ -377,6 +410,8 @@ on_element(struct xstream *xs, xml_elem *e)
 		c2s_stream_error(c, "not-authorized", "bind a resource first");
 		return;
 	}
+	/* Counted in h once done (on_element_done, XEP-0198 4). */
+	c->sm_count = c->sm != NULL;
 	c2s_handle_stanza(c, e);
 }
 
@@ -387,6 +422,8 @@ void
 c2s_shutdown_all(void)
 {
 	xstream_shutdown_all(c2s_set, C2S_SHUTDOWN_MAX_MS);
+	/* Then the sessions that have no connection. */
+	c2s_sm_shutdown();
 }
 
 unsigned long
@@ -399,4 +436,5 @@ void
 c2s_free_all(void)
 {
 	conn_set_free(&c2s_set);
+	c2s_sm_free_all();
 }

@@ -24,6 +24,14 @@ static const struct conf_key c2s_keys[] = {
 	{ "auth_failure_delay_ms", conf_key_uint,     C(auth_failure_delay_ms), 0, 60000 },
 	{ "max_auth_attempts",     conf_key_uint,     C(max_auth_attempts), 1, 10 },
 	{ "c2s_access",            conf_key_string,   C(c2s_access), 0, 0 },
+	/* Stream management (XEP-0198, c2s_sm.c). The names follow
+	 * ejabberd's mod_stream_mgmt (max_resume_timeout, max_ack_queue,
+	 * ack_timeout) with an sm_ prefix, since they are top-level keys. */
+	{ "sm_max_resume",         conf_key_uint,     C(sm_max_resume), 0, 86400 },
+	{ "sm_max_ack_queue",      conf_key_uint,     C(sm_max_ack_queue), 1, 1000000 },
+	{ "sm_ack_after",          conf_key_uint,     C(sm_ack_after), 1, 1000000 },
+	{ "sm_ack_interval",       conf_key_uint,     C(sm_ack_interval), 1, 3600 },
+	{ "sm_ack_timeout",        conf_key_uint,     C(sm_ack_timeout), 1, 3600 },
 };
 
 static void
@@ -32,6 +40,11 @@ c2s_defaults(struct conf *c)
 	c->hibernate_after = 90;
 	c->auth_failure_delay_ms = 1000;
 	c->max_auth_attempts = 3;
+	c->sm_max_resume = 300;        /* Prosody's smacks_hibernation_time */
+	c->sm_max_ack_queue = 5000;    /* ejabberd's max_ack_queue */
+	c->sm_ack_after = 5;
+	c->sm_ack_interval = 30;       /* Prosody's smacks_max_ack_delay */
+	c->sm_ack_timeout = 60;        /* ejabberd's ack_timeout */
 }
 
 /* The access rule may be defined after c2s_access. */

@@ -9,6 +9,9 @@
  *   c2s_session.c  resource binding, the checks and stamping of a bound
  *                  session's stanzas, its own presence, pre-authentication
  *                  IQs
+ *   c2s_sm.c       stream management (XEP-0198): acks, the unacknowledged
+ *                  queue, detached sessions, resumption; c2s_send
+ *   smq.c          the counters and queue of stream management
  *
  * A connection is a session of the router's (router/session.h) and an XML
  * stream (stream/xstream.h); it lives on one worker and is touched only
@@ -24,8 +27,10 @@
 #include "stream/xstream.h"
 #include "xml/xml.h"
 
+struct c2s_sm;
 struct conf;
 struct conf_listen;
+struct hold;
 struct worker;
 
 struct c2s {
@@ -38,6 +43,23 @@ struct c2s {
 
 	unsigned authenticated : 1;
 	unsigned ws : 1;               /* a WebSocket (RFC 7395, framed xstream) */
+	/* Stream management (c2s_sm.c; doc/architecture.md, "What a
+	 * detached session is"). Without its connection (gone: the xstream
+	 * freed, xs.closing set so nothing is written) a c2s lives on as a
+	 * detached session (sm set, resumable), a session that moved to a
+	 * new connection on another worker (moved: it forwards what is
+	 * delivered to it until the new one has taken over), or a
+	 * connection whose <resume/> is being answered (resuming). */
+	unsigned sm_count : 1;         /* the element being handled counts for h */
+	unsigned gone : 1;
+	unsigned moved : 1;
+	unsigned released : 1;         /* moved, and the new session has taken over */
+	unsigned resuming : 1;
+	unsigned keep : 1;             /* we close the connection; the session stays */
+	struct c2s_sm *sm;             /* once <enable/>d */
+	unsigned fwd_worker;           /* moved: where the session went */
+	uint64_t fwd_sid;
+	struct c2s *gprev, *gnext;     /* gone: in the worker's list */
 
 	unsigned auth_failures;
 	const char *delayed_failure;   /* SASL condition to send after the delay */
@@ -51,11 +73,9 @@ struct c2s {
 /* The ABI's session is the router's (router/session.h). */
 #define SESSION(c) ((xmppd_session *)&(c)->s)
 
-static inline void
-c2s_send(struct c2s *c, const xml_elem *e)
-{
-	xstream_send(&c->xs, e);
-}
+/* A stanza (or any element) to the client; counted and queued once
+ * stream management is on (c2s_sm.c). */
+void c2s_send(struct c2s *c, const xml_elem *e);
 
 static inline void
 c2s_writes(struct c2s *c, const char *s)
@@ -68,6 +88,33 @@ c2s_stream_error(struct c2s *c, const char *condition, const char *text)
 {
 	xstream_error(&c->xs, condition, text);
 }
+
+/* c2s.c */
+/* The session is over: frees c (stream, session, stream management). */
+void c2s_destroy(struct c2s *c);
+extern const struct session_ops c2s_session_ops;
+
+/* c2s_sm.c */
+int c2s_sm_init(unsigned nworkers);
+void c2s_sm_free_all(void);
+/* Adds <sm/> to the features after authentication (XEP-0198 2). */
+void c2s_sm_features(struct c2s *c, xml_elem *features);
+/* An element in urn:xmpp:sm:3 from an authenticated client. */
+void c2s_sm_element(struct c2s *c, xml_elem *e);
+/* The stanza last handled is done (xstream class.element_done). */
+void c2s_sm_element_done(struct c2s *c);
+/* The connection is over: 1 if c stays (detached, moved, resuming), 0 if
+ * the caller destroys it. */
+int c2s_sm_conn_end(struct c2s *c, enum conn_end how);
+/* Closing: 1 if the session stays (nothing is to end). */
+int c2s_sm_closing(struct c2s *c);
+/* The sink's close for a c2s without its connection: 1 if handled. */
+int c2s_sm_close(struct c2s *c);
+/* From c2s_destroy, after session_end: unacknowledged stanzas go back to
+ * the router (XEP-0198 4), the id and the timer go. */
+void c2s_sm_end(struct c2s *c);
+/* Main thread, at shutdown: ends every session without a connection. */
+void c2s_sm_shutdown(void);
 
 /* c2s_auth.c */
 /* <starttls/>: <proceed/> and TLS (RFC 6120 5.4.2.3). */

@@ -131,6 +131,14 @@ struct conf {
 	unsigned max_connections_per_ip;   /* default 100; 0 = unlimited */
 	unsigned auth_failure_delay_ms;    /* default 1000 */
 	unsigned max_auth_attempts;        /* per stream, default 3 */
+
+	/* Stream management, XEP-0198 (c2s/c2s_conf.c; doc/configuration.md,
+	 * "Stream management"). */
+	unsigned sm_max_resume;            /* s a detached session waits; 0: no resumption; 300 */
+	unsigned sm_max_ack_queue;         /* unacknowledged stanzas before policy-violation; 5000 */
+	unsigned sm_ack_after;             /* <r/> after this many unacknowledged stanzas; 5 */
+	unsigned sm_ack_interval;          /* s: <r/> when stanzas wait unacknowledged this long; 30 */
+	unsigned sm_ack_timeout;           /* s an <r/> may go unanswered before the link is dead; 60 */
 	size_t max_send_queue;             /* bytes queued to a slow reader, default 1 MiB */
 	unsigned scram_iterations;         /* default 4096 */
 	int tls_min_version;               /* TLS1_2_VERSION (default) or TLS1_3_VERSION */

@@ -228,6 +228,27 @@ sm_bind(const jid *full, uint64_t sid, unsigned worker, const char *addr,
 	return replaced;
 }
 
+int
+sm_move(const jid *full, uint64_t old_sid, uint64_t sid, unsigned worker, const char *addr)
+{
+	uint64_t h = sm_hash(full->bare);
+	struct sm_shard *s = shard_of(h);
+	struct sm_user *u;
+	struct sm_res *r;
+	int rc = -1;
+
+	pthread_mutex_lock(&s->lock);
+	u = user_find(s, h, full->bare);
+	if (u != NULL && (r = res_find(u, full->resource)) != NULL && r->sid == old_sid) {
+		r->sid = sid;
+		r->worker = worker;
+		snprintf(r->addr, sizeof(r->addr), "%s", addr);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
 void
 sm_unbind(const jid *full, uint64_t sid)
 {

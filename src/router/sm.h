@@ -31,6 +31,13 @@ void sm_free(void);
  */
 int sm_bind(const jid *full, uint64_t sid, unsigned worker, const char *addr,
     struct sm_target *old_r);
+/*
+ * The resource full of session old_sid now belongs to session sid on
+ * worker: stream management resumed it on another connection (XEP-0198 5),
+ * so its presence and priority stay. 0, or -1 if the resource is no longer
+ * old_sid's (a bind replaced it meanwhile).
+ */
+int sm_move(const jid *full, uint64_t old_sid, uint64_t sid, unsigned worker, const char *addr);
 /* Removes the resource if it still belongs to sid. */
 void sm_unbind(const jid *full, uint64_t sid);
 /* Records presence: available with priority, and the presence stanza

@@ -323,6 +323,11 @@ xs_resume(void *arg)
 {
 	struct xstream *xs = arg;
 
+	if (xs->done_pending && !hold_busy(xs->hold)) {
+		xs->done_pending = 0;
+		if (xs->cls->element_done != NULL && !xs->closing)
+			xs->cls->element_done(xs);
+	}
 	if (xs->held_off) {
 		xs->held_off = 0;
 		if (xs->peer_eof)
@@ -387,8 +392,12 @@ xs_element(void *ud, xml_elem *e)
 	hold_leave(prev);
 	/* RFC 6120 10.1: the next stanza waits until this one's store work
 	 * has completed (a roster set, then presence). */
-	if (hold_busy(xs->hold))
+	if (hold_busy(xs->hold)) {
 		xml_stream_pause(xs->xp);
+		xs->done_pending = 1;
+	} else if (xs->cls->element_done != NULL && !xs->closing) {
+		xs->cls->element_done(xs);
+	}
 	xml_elem_unref(e);
 }
 
@@ -703,6 +712,13 @@ xstream_ssl(const struct xstream *xs)
 void
 xstream_error(struct xstream *xs, const char *condition, const char *text)
 {
+	xstream_error_app(xs, condition, NULL, text);
+}
+
+void
+xstream_error_app(struct xstream *xs, const char *condition, const char *app,
+    const char *text)
+{
 	struct evbuffer *out;
 
 	if (xs->closing)
@@ -727,6 +743,8 @@ xstream_error(struct xstream *xs, const char *condition, const char *text)
 		out = out_buf(xs);
 		evbuffer_add_printf(out, "<stream:error%s><%s xmlns='" NS_STREAMS "'/>",
 		    xs->ws != NULL ? " xmlns:stream='" XML_NS_STREAM "'" : "", condition);
+		if (app != NULL)
+			evbuffer_add(out, app, strlen(app));
 		if (text != NULL) {
 			evbuffer_add_printf(out, "<text xmlns='" NS_STREAMS "'>");
 			xml_escape_attr(out, text);

@@ -80,6 +80,11 @@ struct xstream_class {
 	void (*tls_installed)(struct xstream *xs);
 	/* xstream_shutdown_all, before the <system-shutdown/>. */
 	void (*shutdown)(struct xstream *xs);
+	/* The element last handed to element() is done: everything it
+	 * caused through the store has completed (right after element()
+	 * when it started no store work, else when the hold is released).
+	 * Stream management counts a stanza as handled here (XEP-0198 4). */
+	void (*element_done)(struct xstream *xs);
 };
 
 struct xstream {
@@ -104,6 +109,7 @@ struct xstream {
 	unsigned tls : 1;             /* TLS is on (installed; maybe still handshaking) */
 	unsigned held_off : 1;        /* reading paused while held */
 	unsigned peer_eof : 1;        /* the peer closed with input waiting for the hold */
+	unsigned done_pending : 1;    /* class.element_done waits for the hold */
 	unsigned paused;              /* xstream_pause depth */
 	char id[65];                  /* the stream id (4.7.3): ours, or the peer's */
 };
@@ -172,6 +178,10 @@ void xstream_escape(struct xstream *xs, const char *s);
  * </stream:stream>, close. After <proceed/> and before TLS, the TCP
  * connection is closed without a word (5.4.3.2). */
 void xstream_error(struct xstream *xs, const char *condition, const char *text);
+/* The same with an application-specific condition (RFC 6120 4.9.4):
+ * app is written as is after the defined condition (NULL: none). */
+void xstream_error_app(struct xstream *xs, const char *condition, const char *app,
+    const char *text);
 /* </stream:stream> and close (RFC 6120 4.4). */
 void xstream_end(struct xstream *xs);
 /* Closes without another word: the lingering close (conn_close). */

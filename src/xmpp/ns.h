@@ -14,5 +14,6 @@
 #define NS_SESSION      "urn:ietf:params:xml:ns:xmpp-session"
 #define NS_SASL_CB      "urn:xmpp:sasl-cb:0"          /* XEP-0440 */
 #define NS_PING         "urn:xmpp:ping"
+#define NS_SM           "urn:xmpp:sm:3"               /* XEP-0198 */
 
 #endif
