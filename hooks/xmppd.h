@@ -45,7 +45,7 @@ extern "C" {
 #endif
 
 #define XMPPD_ABI_MAJOR 1
-#define XMPPD_ABI_MINOR 2
+#define XMPPD_ABI_MINOR 3
 
 #if defined(__GNUC__)
 #define XMPPD_API __attribute__((visibility("default")))
@@ -65,6 +65,7 @@ typedef struct xmppd_ctx xmppd_ctx;         /* a loaded module */
 typedef struct xmppd_txn xmppd_txn;         /* a store transaction (synchronous) */
 typedef struct xmppd_batch xmppd_batch;     /* a store batch (asynchronous, ABI 1.2) */
 typedef struct xmppd_timer xmppd_timer;
+typedef struct xmppd_http_req xmppd_http_req; /* an HTTP request (ABI 1.3) */
 
 /* What a hook handler returns. Errors never travel through it: a handler
  * that rejects a stanza bounces it (xmppd_bounce) and returns STOP. */
@@ -338,6 +339,39 @@ XMPPD_API int xmppd_is_local_host(const char *domain);
 typedef int (*xmppd_ctl_fn)(int argc, char **argv, char **out_r, void *ud);
 XMPPD_API int xmppd_ctl_register(xmppd_ctx *ctx, const char *name, const char *usage,
     xmppd_ctl_fn fn, void *ud);
+
+/* ------------------------------------------------------------------ */
+/* HTTP handlers (ABI 1.3; doc/modules.md, "HTTP")                      */
+
+/*
+ * Serves requests on the HTTP listeners (listen with module: http) whose
+ * path is path, or starts with it when it ends in '/'. fn runs on the
+ * worker of the request's connection and must answer it before it
+ * returns (xmppd_http_respond); the request is valid until then. A path
+ * already served (by the core: /xmpp-websocket, /http-bind,
+ * /.well-known/host-meta, or another module) is refused (-1). Removed when
+ * the module unloads.
+ */
+typedef void (*xmppd_http_fn)(xmppd_http_req *req, void *ud);
+XMPPD_API int xmppd_http_register(xmppd_ctx *ctx, const char *path, xmppd_http_fn fn,
+    void *ud);
+XMPPD_API const char *xmppd_http_method(const xmppd_http_req *req);  /* "GET" */
+XMPPD_API const char *xmppd_http_path(const xmppd_http_req *req);
+XMPPD_API const char *xmppd_http_query(const xmppd_http_req *req);   /* or NULL */
+/* A header's value (case-blind name), or NULL. */
+XMPPD_API const char *xmppd_http_header(const xmppd_http_req *req, const char *name);
+XMPPD_API const void *xmppd_http_body(const xmppd_http_req *req, size_t *len_r);
+/* The client's address (after PROXY protocol / trusted X-Forwarded-For). */
+XMPPD_API const struct sockaddr *xmppd_http_client(const xmppd_http_req *req);
+/* Over TLS, or on a listener with secure: true. */
+XMPPD_API int xmppd_http_secure(const xmppd_http_req *req);
+/* The base for URLs handed out ("https://chat.example.org"): the
+ * configured public_base_url, else the request's scheme and Host. */
+XMPPD_API const char *xmppd_http_base_url(xmppd_http_req *req);
+/* The answer: status, Content-Type (or NULL), the body and extra header
+ * lines ("Name: value\r\n" each, or NULL). */
+XMPPD_API void xmppd_http_respond(xmppd_http_req *req, int status, const char *content_type,
+    const void *body, size_t len, const char *headers);
 
 /* ------------------------------------------------------------------ */
 /* Sessions (the session's worker, during a callback that handed it)   */

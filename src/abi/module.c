@@ -25,6 +25,7 @@
 #include "core/log.h"
 #include "core/registry.h"
 #include "core/worker.h"
+#include "http/http.h"
 #include "router/session.h"
 
 #ifndef XMPPD_MODULE_DIR
@@ -231,6 +232,105 @@ xmppd_ctl_register(xmppd_ctx *ctx, const char *name, const char *usage, xmppd_ct
 	r.s1 = ctx_strdup(ctx, name);
 	r.s2 = ctx_strdup(ctx, usage != NULL ? usage : name);
 	return r.s1 != NULL && fn != NULL ? registry_add(REG_CTL, &r) : -1;
+}
+
+/* ---- HTTP handlers (ABI 1.3) ---- */
+
+/* A module's handler: the route's argument, owned by the module's ctx. */
+struct http_handler {
+	xmppd_http_fn fn;
+	void *ud;
+};
+
+static void
+http_call(struct http_req *r, void *arg)
+{
+	const struct http_handler *h = arg;
+
+	/* A handler that returns without answering gets a 500 from the
+	 * HTTP layer (http.c, dispatch). */
+	h->fn((xmppd_http_req *)r, h->ud);
+}
+
+XMPPD_API int
+xmppd_http_register(xmppd_ctx *ctx, const char *path, xmppd_http_fn fn, void *ud)
+{
+	struct http_handler *h;
+	char **v;
+
+	if (fn == NULL || path == NULL || (h = malloc(sizeof(*h))) == NULL)
+		return -1;
+	h->fn = fn;
+	h->ud = ud;
+	/* Freed with the ctx's strings (after its routes are gone). */
+	if ((v = realloc(ctx->strs, (ctx->nstrs + 1) * sizeof(*v))) == NULL) {
+		free(h);
+		return -1;
+	}
+	ctx->strs = v;
+	v[ctx->nstrs++] = (char *)h;
+	if (http_route_add(path, http_call, h, ctx) < 0) {
+		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot serve HTTP path %s", path);
+		return -1;
+	}
+	return 0;
+}
+
+XMPPD_API const char *
+xmppd_http_method(const xmppd_http_req *req)
+{
+	return http_req_method((const struct http_req *)req);
+}
+
+XMPPD_API const char *
+xmppd_http_path(const xmppd_http_req *req)
+{
+	return http_req_path((const struct http_req *)req);
+}
+
+XMPPD_API const char *
+xmppd_http_query(const xmppd_http_req *req)
+{
+	return http_req_query((const struct http_req *)req);
+}
+
+XMPPD_API const char *
+xmppd_http_header(const xmppd_http_req *req, const char *name)
+{
+	return http_req_header((const struct http_req *)req, name);
+}
+
+XMPPD_API const void *
+xmppd_http_body(const xmppd_http_req *req, size_t *len_r)
+{
+	return http_req_body((const struct http_req *)req, len_r);
+}
+
+XMPPD_API const struct sockaddr *
+xmppd_http_client(const xmppd_http_req *req)
+{
+	return http_req_client((const struct http_req *)req);
+}
+
+XMPPD_API int
+xmppd_http_secure(const xmppd_http_req *req)
+{
+	return http_req_secure((const struct http_req *)req);
+}
+
+XMPPD_API const char *
+xmppd_http_base_url(xmppd_http_req *req)
+{
+	return http_req_base_url((struct http_req *)req);
+}
+
+XMPPD_API void
+xmppd_http_respond(xmppd_http_req *req, int status, const char *content_type, const void *body,
+    size_t len, const char *headers)
+{
+	if (status < 100 || status > 599)
+		status = 500;
+	http_respond((struct http_req *)req, status, content_type, body, len, headers);
 }
 
 XMPPD_API void
@@ -741,6 +841,7 @@ ctx_unregister(xmppd_ctx *ctx)
 {
 	__atomic_store_n(&ctx->unloading, 1, __ATOMIC_RELEASE);
 	registry_remove_owner(ctx);
+	(void)http_route_remove(ctx);
 	worker_post_all(timers_drop_task, ctx, 0);
 	for (size_t i = 0; i < ctx->nslots; i++)
 		worker_post_all(slot_clear_task, NULL, (uint64_t)ctx->slots[i]);

@@ -299,6 +299,9 @@ struct http_conn {
 };
 
 static struct conn_set *http_set;
+/* The request a handler is running for: answering, holding or taking it
+ * clears this, so that one left unanswered is told (500). */
+static __thread struct http_req *in_handler;
 static __thread unsigned long http_serial;   /* for the log tags */
 static unsigned long taken;       /* connections handed over (atomic) */
 
@@ -643,7 +646,13 @@ dispatch(struct http_conn *hc)
 		return;
 	}
 	log_debug(hc->tag, "%s %s", r->method, r->path);
+	in_handler = r;
 	rt->fn(r, rt->arg);
+	if (in_handler == r) {
+		in_handler = NULL;
+		http_error(r, 500, "the handler did not answer");
+	}
+	in_handler = NULL;
 }
 
 /* Parses what the client sent, one request at a time. */
@@ -975,6 +984,8 @@ http_respond(struct http_req *r, int status, const char *content_type, const cha
 	if (r->answered)
 		return;
 	r->answered = 1;
+	if (in_handler == r)
+		in_handler = NULL;
 	/* RFC 9110 9.3.2: HEAD gets the headers of GET, no content. */
 	write_response(hc, status, content_type, body, len, headers,
 	    r->keep_alive && !hc->closing, strcmp(r->method, "HEAD") == 0);
@@ -1007,6 +1018,8 @@ http_cors(const struct http_req *r, const char *methods)
 void
 http_req_hold(struct http_req *r, void (*gone)(struct http_req *r, void *arg), void *arg)
 {
+	if (in_handler == r)
+		in_handler = NULL;
 	r->held = 1;
 	r->gone = gone;
 	r->gone_arg = arg;
@@ -1024,6 +1037,8 @@ http_req_take(struct http_req *r)
 	struct http_conn *hc = r->hc;
 	struct conn *c = hc->c;
 
+	if (in_handler == r)
+		in_handler = NULL;
 	conn_cancel_timer(c);
 	hc->c = NULL;
 	hc->req = NULL;

@@ -74,7 +74,9 @@ async def chat_ok(alice, bob, tag):
 
 
 async def main():
-    srv = xt.Server(workers=2, start=False)
+    moddir = xt.scratch_dir('t1400-modules')
+    xt.build_test_module(moddir, 'mod_httptest')
+    srv = xt.Server(workers=2, start=False, conf={'module_dir': str(moddir)}, modules={})
     hp, hsp = xt.free_ports(srv.ip, 2)
     srv.conf['listen'] += [
         {'port': hp, 'ip': srv.ip, 'module': 'http'},
@@ -207,6 +209,28 @@ async def main():
                        'Host: xmppd.test\r\n\r\n', tls=True)
     xt.ok(st[0] == 200 and int(st[1].get('content-length', 0)) > 0 and st[2] == b'',
           'HEAD: the headers of GET (Content-Length), no content') or xt.diag(st)
+
+    # --- handlers from a module, through the ABI (1.3) ---------------------
+    code, out, err = srv.ctl('module', 'load', 'mod_httptest')
+    xt.is_(code, 0, 'xmppctl module load mod_httptest') or xt.diag(out, err)
+    st = await request(srv.ip, hsp, 'POST /test/echo?a=1&b=2 HTTP/1.1\r\nHost: xmppd.test:%d\r\n'
+                       'X-Test: hello\r\nContent-Length: 7\r\n\r\npayload' % hsp, tls=True)
+    xt.is_((st[0], st[1].get('x-echo'), st[2].decode()),
+           (200, 'yes', 'method=POST\npath=/test/echo\nquery=a=1&b=2\nx-test=hello\nbody=7\n'
+            'secure=1\nbase=https://xmppd.test:%d\nfamily=inet\nud=echo\n' % hsp),
+           "a module's handler gets the method, path, query, headers, body, "
+           'secure, base URL and client, and its answer goes out')
+    st = await request(srv.ip, hp, 'GET /test/tree/a/b HTTP/1.1\r\nHost: xmppd.test\r\n\r\n')
+    xt.ok(st[0] == 200 and 'path=/test/tree/a/b\n' in st[2].decode() and 'secure=0' in st[2].decode(),
+          'a path registered with a trailing / serves what is under it') or xt.diag(st)
+    st = await request(srv.ip, hp, 'GET /test/silent HTTP/1.1\r\nHost: xmppd.test\r\n\r\n')
+    xt.is_(st[0], 500, 'a handler that returns without answering: 500 from the core')
+    st = await request(srv.ip, hp, 'GET /test/claimed HTTP/1.1\r\nHost: xmppd.test\r\n\r\n')
+    xt.is_(st[2], b'refused\n', "a module cannot take a core path (/xmpp-websocket)")
+    code, out, err = srv.ctl('module', 'unload', 'mod_httptest')
+    st = await request(srv.ip, hp, 'GET /test/echo HTTP/1.1\r\nHost: xmppd.test\r\n\r\n')
+    xt.ok(code == 0 and st[0] == 404, "after the module's unload its path is 404") \
+        or xt.diag(code, out, err, st[0])
 
     await xt.disconnect_all(alice, bob)
     srv.stop()
