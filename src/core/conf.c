@@ -418,6 +418,7 @@ conf_free(struct conf *c)
 		free(c->shapers[i].name);
 	free(c->shapers);
 	free(c->c2s_access);
+	free(c->trusted_proxies);
 	free(c->s2s_secret);
 	free(c->s2s_access);
 	for (i = 0; i < c->ns2s_hosts; i++) {
