@@ -167,9 +167,12 @@ class HAProxy:
             self.proc = None
 
 
-def addr_of(sessions, jid):
+def addr_is(sessions, jid, want, name):
+    """The session of jid is listed, at address want (which is known)."""
     s = xt.session_of(sessions, jid)
-    return s['addr'] if s else None
+    got = s['addr'] if s else None
+    return xt.ok(want is not None and got == want, name) or \
+        xt.diag('got %r, expected %r' % (got, want))
 
 
 async def main():
@@ -190,22 +193,49 @@ async def main():
     for u in users:
         srv.register(u, u + '-pw')
 
+    # v2 with TLVs the server does not use: a CRC32C and a unique id
+    # (section 2.2: "a receiver may choose to skip over and ignore").
+    v2_opts = ('send-proxy-v2 proxy-v2-options crc32c,unique-id',
+               ['unique-id-format %{+X}o\\ %ci:%cp_%fi:%fp_%Ts_%rt'])
+    # What haproxy sends there, seen by a listener of our own.
+    headers = asyncio.Queue()
+
+    async def probe_conn(reader, writer):
+        try:
+            head = await asyncio.wait_for(reader.readexactly(16), 5)
+            head += await asyncio.wait_for(reader.readexactly(struct.unpack('!H', head[14:16])[0]), 5)
+            headers.put_nowait(head)
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, OSError):
+            headers.put_nowait(None)
+        writer.close()
+    probe = await asyncio.start_server(probe_conn, PROXY_IP, 0)
+    probe_port = probe.sockets[0].getsockname()[1]
     hap = HAProxy(srv.dir, [
         ('v1', (srv.ip, pp_port), 'send-proxy', []),
-        # v2 with TLVs the server does not use: a CRC32C and a unique id
-        # (section 2.2: "a receiver may choose to skip over and ignore").
-        ('v2', (srv.ip, pp_port), 'send-proxy-v2 proxy-v2-options crc32c,unique-id',
-         ['unique-id-format %{+X}o\\ %ci:%cp_%fi:%fp_%Ts_%rt']),
+        ('v2', (srv.ip, pp_port)) + v2_opts,
         ('v2tls', (srv.ip, ppt_port), 'send-proxy-v2', []),
         ('v1tls', (srv.ip, ppt_port), 'send-proxy', []),
+        ('probe', (PROXY_IP, probe_port)) + v2_opts,
     ])
     hap.start()
     clients = []
     try:
+        # Set-up: the v2 frontend really sends TLVs (a header longer than
+        # its 12 bytes of IPv4 addresses and ports).
+        raw = await raw_to(srv, PROXY_IP, hap.ports['probe'], '127.0.0.2')
+        try:
+            head = await asyncio.wait_for(headers.get(), 10)
+        except asyncio.TimeoutError:
+            head = None
+        raw.close()
+        xt.ok(head is not None and head.startswith(V2_SIG) and len(head) > 16 + 12,
+              'set-up: haproxy\'s v2 header carries TLVs (%s bytes)'
+              % (len(head) if head else None)) or xt.diag(repr(head))
         await run_checks(srv, hap, pp_port, ppt_port, clients)
     finally:
         await xt.disconnect_all(*clients)
         hap.stop()
+        probe.close()
 
 
 async def run_checks(srv, hap, pp_port, ppt_port, clients):
@@ -222,9 +252,9 @@ async def run_checks(srv, hap, pp_port, ppt_port, clients):
         xt.diag(bob.describe())
     sessions = await srv.wait_connected(
         lambda s: xt.session_of(s, srv.jid('alice', 'r')) and xt.session_of(s, srv.jid('bob', 'r')))
-    xt.is_(addr_of(sessions, srv.jid('alice', 'r')), alice_addr,
+    addr_is(sessions, srv.jid('alice', 'r'), alice_addr,
            'xmppctl connected shows alice at her own address (v1), not haproxy\'s')
-    xt.is_(addr_of(sessions, srv.jid('bob', 'r')), bob_addr,
+    addr_is(sessions, srv.jid('bob', 'r'), bob_addr,
            'xmppctl connected shows bob at his own address (v2)')
     xt.ok(alice_addr is not None and alice_addr.startswith('127.0.0.2:'),
           'alice connected from 127.0.0.2 (%s)' % alice_addr)
@@ -240,9 +270,9 @@ async def run_checks(srv, hap, pp_port, ppt_port, clients):
     xt.ok(dave.ok, 'direct TLS with send-proxy: dave logs in') or xt.diag(dave.describe())
     sessions = await srv.wait_connected(
         lambda s: xt.session_of(s, srv.jid('carol', 'r')) and xt.session_of(s, srv.jid('dave', 'r')))
-    xt.is_(addr_of(sessions, srv.jid('carol', 'r')), carol_addr,
+    addr_is(sessions, srv.jid('carol', 'r'), carol_addr,
            'xmppctl connected shows carol at her own address (direct TLS, v2)')
-    xt.is_(addr_of(sessions, srv.jid('dave', 'r')), dave_addr,
+    addr_is(sessions, srv.jid('dave', 'r'), dave_addr,
            'xmppctl connected shows dave at his own address (direct TLS, v1)')
 
     # 3. max_connections_per_ip counts clients: alice and bob are the two
@@ -287,7 +317,7 @@ async def run_checks(srv, hap, pp_port, ppt_port, clients):
             jid = None
             xt.diag(str(e))
         sessions = await srv.wait_connected(lambda s: xt.session_of(s, srv.jid(user, 'r')))
-        xt.is_(addr_of(sessions, srv.jid(user, 'r')), want(raw),
+        addr_is(sessions, srv.jid(user, 'r'), want(raw),
                '%s: the session\'s address is %s' % (what, want(raw))) or xt.diag(jid)
         raw.close()
 
