@@ -206,9 +206,12 @@ test_v1(void **state)
 	assert_int_equal(parse_str("PRO", &r), PROXY_INCOMPLETE);
 	assert_int_equal(proxy_parse((const unsigned char *)"", 0, &r), PROXY_INCOMPLETE);
 
-	/* Over-long: no CRLF within 107 bytes. */
+	/* Over-long: no CRLF within 107 bytes; a CRLF as bytes 107-108. */
 	memset(buf, 'x', sizeof(buf));
 	memcpy(buf, "PROXY UNKNOWN ", 14);
+	assert_int_equal(parse_hdr(buf, 106, &r), PROXY_INCOMPLETE);
+	assert_int_equal(parse_hdr(buf, 107, &r), PROXY_INVALID);
+	assert_int_equal(parse_hdr(buf, sizeof(buf), &r), PROXY_INVALID);
 	buf[106] = '\r';
 	buf[107] = '\n';
 	assert_int_equal(parse_hdr(buf, 108, &r), PROXY_INVALID);
