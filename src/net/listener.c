@@ -1,5 +1,7 @@
 /*
- * listener.c - listening sockets and the per-IP connection counts.
+ * listener.c - listening sockets, the PROXY protocol header a
+ * proxy_protocol listener reads before its transport has the connection,
+ * and the per-IP connection counts.
  */
 #include "config.h"
 
