@@ -115,6 +115,19 @@ acl_match(const struct conf *c, const char *name, const jid *user,
 	return 0;
 }
 
+int
+acl_net_match(const struct conf_net *nets, size_t n, const struct sockaddr *addr)
+{
+	unsigned char a[16];
+
+	if (addr == NULL || addr_bytes(addr, a) < 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (prefix_match(a, nets[i].addr, nets[i].prefix))
+			return 1;
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Access rules                                                        */
 /* ------------------------------------------------------------------ */

@@ -21,6 +21,9 @@
 int acl_match(const struct conf *c, const char *name, const jid *user,
     const struct sockaddr *addr);
 
+/* 1 if addr is in one of nets[0..n) (trusted_proxies), else 0. */
+int acl_net_match(const struct conf_net *nets, size_t n, const struct sockaddr *addr);
+
 /*
  * Evaluates the access rule called rule: its entries in order, the first
  * whose acl matches decides. Returns 1 (allow) or 0 (deny). No entry

@@ -25,12 +25,13 @@
 #include "core/conf_keys.h"
 #include "xmpp/jid.h"
 
-static conf_key_fn key_acl, key_access_rules, key_shapers;
+static conf_key_fn key_acl, key_access_rules, key_shapers, key_trusted_proxies;
 
 static const struct conf_key acl_keys[] = {
 	{ "acl",                   key_acl,           0, 0, 0 },
 	{ "access_rules",          key_access_rules,  0, 0, 0 },
 	{ "shaper",                key_shapers,       0, 0, 0 },
+	{ "trusted_proxies",       key_trusted_proxies, 0, 0, 0 },
 };
 
 /* Enough for any link; the limit only keeps the arithmetic in range. */
@@ -481,6 +482,58 @@ key_shapers(struct conf_loader *l, const struct conf_key *k, yaml_node_t *val, v
 			    "second from 1 to %llu, or {rate: N, burst_size: M}", buf,
 			    SHAPER_RATE_MAX);
 		sh->rate = sh->burst = v;
+	}
+	return 0;
+}
+
+/*
+ * trusted_proxies: [ADDRESS or NETWORK, ...], the proxies whose PROXY
+ * header (a listener's proxy_protocol) or X-Forwarded-For is believed
+ * (net/proxy.h). Default none; at most TRUSTED_PROXIES_MAX entries.
+ */
+#define TRUSTED_PROXIES_MAX 1024
+
+static int
+key_trusted_proxies(struct conf_loader *l, const struct conf_key *k, yaml_node_t *val,
+    void *base)
+{
+	struct conf *c = l->c;
+	size_t n;
+
+	if (conf_check_tag(l, val) < 0)
+		return -1;
+	if (val->type != YAML_SEQUENCE_NODE)
+		return conf_fail(l, val, "'trusted_proxies' expects a list of addresses or "
+		    "networks, such as [\"192.0.2.10\", \"2001:db8::/64\"]");
+	if ((n = conf_nitems(val)) > TRUSTED_PROXIES_MAX)
+		return conf_fail(l, val, "'trusted_proxies' has %zu entries: at most %d",
+		    n, TRUSTED_PROXIES_MAX);
+	if (n > 0 && (c->trusted_proxies = calloc(n, sizeof(*c->trusted_proxies))) == NULL)
+		return conf_fail(l, val, "out of memory");
+	for (yaml_node_item_t *it = val->data.sequence.items.start;
+	    it < val->data.sequence.items.top; it++) {
+		yaml_node_t *e = yaml_document_get_node(l->doc, *it);
+		struct conf_net *net = &c->trusted_proxies[c->ntrusted_proxies];
+		const char *s;
+		size_t len;
+		unsigned max;
+		char buf[80];
+		int rc;
+
+		if (conf_check_tag(l, e) < 0)
+			return -1;
+		if ((s = conf_scalar(e, &len)) == NULL || len == 0)
+			return conf_fail(l, e, "'trusted_proxies' expects a list of addresses "
+			    "or networks");
+		rc = parse_network(s, net->addr, &net->prefix, &max);
+		if (rc == -1)
+			return conf_fail(l, e, "'%s' is not an IP address or network, such "
+			    "as \"192.0.2.10\" or \"2001:db8::/64\"",
+			    conf_shown(s, len, buf, sizeof(buf)));
+		if (rc == -2)
+			return conf_fail(l, e, "'%s' has a bad prefix length: expected 0 to "
+			    "%u", conf_shown(s, len, buf, sizeof(buf)), max);
+		c->ntrusted_proxies++;
 	}
 	return 0;
 }

@@ -422,6 +422,7 @@ conf_free(struct conf *c)
 	for (i = 0; i < c->nwebsocket_origins; i++)
 		free(c->websocket_origins[i]);
 	free(c->websocket_origins);
+	free(c->trusted_proxies);
 	free(c->s2s_secret);
 	free(c->s2s_access);
 	for (i = 0; i < c->ns2s_hosts; i++) {

@@ -25,6 +25,9 @@ struct conf_listen {
 	size_t max_stanza_size;     /* c2s default 262144, s2s 524288 */
 	char *shaper;               /* name or NULL (module issue) */
 	int secure;                 /* http: plain, but counts as encrypted (a TLS proxy in front) */
+	/* PROXY protocol (net/proxy.h): every connection starts with a
+	 * header from one of trusted_proxies; default 0. */
+	int proxy_protocol;
 	int line;                   /* where it was declared, for messages */
 };
 
@@ -92,6 +95,13 @@ struct conf_access_rule {
 	int line;
 };
 
+/* An address or network (trusted_proxies): IPv4 as IPv4-mapped IPv6,
+ * the prefix length in that form, bits past it cleared. */
+struct conf_net {
+	unsigned char addr[16];
+	unsigned prefix;
+};
+
 struct conf_shaper {
 	char *name;
 	uint64_t rate;              /* bytes per second */
@@ -156,6 +166,10 @@ struct conf {
 	struct conf_shaper *shapers;
 	size_t nshapers;
 	char *c2s_access;                  /* access rule for logins; NULL: everyone */
+	/* Proxies whose PROXY header or X-Forwarded-For is believed
+	 * (net/proxy.h); default none. */
+	struct conf_net *trusted_proxies;
+	size_t ntrusted_proxies;
 
 	/* The HTTP listener (http/http_conf.c, doc/configuration.md "HTTP"). */
 	size_t http_max_header_size;       /* request line and headers; default 8 KiB */

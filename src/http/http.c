@@ -37,6 +37,7 @@
 #include "core/worker.h"
 #include "http/http.h"
 #include "net/listener.h"
+#include "net/proxy.h"
 #include "net/tls.h"
 #include "stream/conn.h"
 
@@ -612,17 +613,42 @@ static const http_parser_settings settings = {
 	.on_message_complete = on_message_complete,
 };
 
-/* The client's address: the socket's peer (or the PROXY header's, which
- * conn_peer gives), or, from a trusted proxy, X-Forwarded-For's. */
-static void
+/*
+ * The client's address: the socket's peer (or the PROXY header's, which
+ * the listener has put there), or, when that peer is one of
+ * trusted_proxies, what X-Forwarded-For says (net/proxy.h: from the right,
+ * the first address that is not a trusted proxy). Several X-Forwarded-For
+ * lines are one list (RFC 9110 5.3). -1 if a trusted proxy's header is
+ * malformed.
+ */
+static int
 find_client(struct http_conn *hc, struct http_req *r)
 {
 	const struct sockaddr *peer = conn_peer(hc->c);
+	const struct conf *c = hc->conf;
+	char xff[2048];
+	size_t n = 0;
 
 	memset(&r->client, 0, sizeof(r->client));
-	if (peer != NULL)
-		memcpy(&r->client, peer, peer->sa_family == AF_INET6 ?
-		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+	if (peer == NULL)
+		return 0;
+	memcpy(&r->client, peer, peer->sa_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+	if (c->ntrusted_proxies == 0)
+		return 0;
+	xff[0] = '\0';
+	for (unsigned i = 0; i < r->nh; i++) {
+		if (strcasecmp(r->h[i].name, "X-Forwarded-For") != 0)
+			continue;
+		n += (size_t)snprintf(xff + n, n < sizeof(xff) ? sizeof(xff) - n : 0, "%s%s",
+		    n > 0 ? ", " : "", r->h[i].value);
+		if (n >= sizeof(xff))
+			return -1;
+	}
+	if (n == 0)
+		return 0;
+	return proxy_xff_client(xff, peer, c->trusted_proxies, c->ntrusted_proxies,
+	    &r->client) < 0 ? -1 : 0;
 }
 
 static void
@@ -636,7 +662,10 @@ dispatch(struct http_conn *hc)
 	 * upgrade closes the connection. */
 	if (hc->p.upgrade)
 		r->keep_alive = 0;
-	find_client(hc, r);
+	if (find_client(hc, r) < 0) {
+		http_error(r, 400, "malformed X-Forwarded-For from a trusted proxy");
+		return;
+	}
 	if (!rate_allow((struct sockaddr *)&r->client, hc->conf->http_max_requests_per_ip)) {
 		refuse(hc, 429, "too many requests from your address", "Retry-After: 1\r\n");
 		return;

@@ -1,5 +1,7 @@
 /*
- * listener.c - listening sockets and the per-IP connection counts.
+ * listener.c - listening sockets, the PROXY protocol header a
+ * proxy_protocol listener reads before its transport has the connection,
+ * and the per-IP connection counts.
  */
 #include "config.h"
 
@@ -18,17 +20,26 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "core/acl.h"
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/worker.h"
 #include "net/listener.h"
+#include "net/proxy.h"
+
+struct pwait;
 
 struct lsock {
 	int fd;
 	unsigned worker;
 	struct conf_listen l;        /* copied: outlives configuration reloads */
 	struct listener *lis;
+	struct pwait *waiting;       /* proxy_protocol: connections before their header */
 };
+
+static void proxy_wait(struct lsock *s, int fd, const struct sockaddr *sa, socklen_t salen);
+static void proxy_wait_free_all(struct lsock *s);
+static void lsock_name(const struct lsock *s, char *buf, size_t len);
 
 static struct lsock *socks;
 static size_t nsocks;
@@ -143,6 +154,11 @@ sock_accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *s
 		close(fd);
 		return;
 	}
+	if (s->l.proxy_protocol) {
+		/* The header first; the handler gets the client's address. */
+		proxy_wait(s, fd, sa, (socklen_t)salen);
+		return;
+	}
 	fn(worker_get(s->worker), fd, sa, (socklen_t)salen, &s->l);
 }
 
@@ -151,14 +167,9 @@ listener_start_all(void)
 {
 	for (size_t i = 0; i < nsocks; i++) {
 		struct lsock *s = &socks[i];
-		const char *kind = s->l.module == CONF_LISTEN_C2S ? "c2s" : "s2s";
 		char name[320];
 
-		/* For the log: "c2s 192.0.2.1:5222", "s2s [2001:db8::1]:5269". */
-		if (strchr(s->l.ip, ':') != NULL)
-			snprintf(name, sizeof(name), "%s [%s]:%u", kind, s->l.ip, s->l.port);
-		else
-			snprintf(name, sizeof(name), "%s %s:%u", kind, s->l.ip, s->l.port);
+		lsock_name(s, name, sizeof(name));
 		s->lis = listener_open(worker_base(worker_get(s->worker)), s->fd, sock_accept_cb,
 		    s, name);
 		if (s->lis == NULL)
@@ -171,6 +182,7 @@ void
 listener_free_all(void)
 {
 	for (size_t i = 0; i < nsocks; i++) {
+		proxy_wait_free_all(&socks[i]);
 		if (socks[i].lis != NULL)
 			listener_close(&socks[i].lis);
 		else if (socks[i].fd >= 0)
@@ -181,6 +193,224 @@ listener_free_all(void)
 	free(socks);
 	socks = NULL;
 	nsocks = 0;
+}
+
+/*
+ * PROXY protocol (a listener with proxy_protocol; net/proxy.h). The
+ * connection's first bytes must be a PROXY header from a trusted proxy,
+ * read here before the transport hears of the connection: before TLS on
+ * a direct-TLS listener, before the per-IP count (which so counts the
+ * client, not the proxy) and before the session's address is set. The
+ * header is read without reading past it: each read peeks (MSG_PEEK),
+ * proxy_parse says how much of what is there is header, and exactly that
+ * much is taken; what follows it stays in the socket for the transport.
+ * A connection that is not from a trusted proxy, sends something that is
+ * not a header, or none within PROXY_WAIT_MAX_S (or the negotiation
+ * timeout, if shorter) is closed without a word: nothing has been said
+ * on it yet. Each wait is on the listener's worker, in its list.
+ */
+#define PROXY_WAIT_MAX_S 10
+#define PROXY_REFUSED_LOG_INTERVAL 1    /* s: one line per worker, then a count */
+
+struct pwait {
+	struct pwait *prev, *next;
+	struct lsock *s;
+	int fd;
+	struct sockaddr_storage sa;     /* the socket's peer: the proxy */
+	socklen_t salen;
+	struct event *rev, *timer;
+	size_t have;                    /* header bytes taken so far */
+	unsigned char buf[PROXY_HEADER_MAX];
+};
+
+/* For the log: "c2s 192.0.2.1:5222", "s2s [2001:db8::1]:5269". */
+static void
+lsock_name(const struct lsock *s, char *buf, size_t len)
+{
+	const char *kind = s->l.module == CONF_LISTEN_C2S ? "c2s" :
+	    s->l.module == CONF_LISTEN_HTTP ? "http" : "s2s";
+
+	if (strchr(s->l.ip, ':') != NULL)
+		snprintf(buf, len, "%s [%s]:%u", kind, s->l.ip, s->l.port);
+	else
+		snprintf(buf, len, "%s %s:%u", kind, s->l.ip, s->l.port);
+}
+
+static void
+pwait_free(struct pwait *pw, int close_fd)
+{
+	struct lsock *s = pw->s;
+
+	if (pw->prev != NULL)
+		pw->prev->next = pw->next;
+	else
+		s->waiting = pw->next;
+	if (pw->next != NULL)
+		pw->next->prev = pw->prev;
+	if (pw->rev != NULL)
+		event_free(pw->rev);
+	if (pw->timer != NULL)
+		event_free(pw->timer);
+	if (close_fd)
+		close(pw->fd);
+	free(pw);
+}
+
+static void
+pwait_fail(struct pwait *pw, const char *why)
+{
+	char name[320], peer[80];
+
+	lsock_name(pw->s, name, sizeof(name));
+	sockaddr_format((struct sockaddr *)&pw->sa, peer, sizeof(peer));
+	log_info("listener", "%s: connection from %s: %s: closed", name, peer, why);
+	pwait_free(pw, 1);
+}
+
+/* The header is in: the transport takes the connection, with the
+ * client's address unless the header keeps the proxy's (LOCAL, UNKNOWN). */
+static void
+pwait_done(struct pwait *pw, const struct proxy_result *r)
+{
+	struct lsock *s = pw->s;
+	listener_accept_fn fn = handlers[s->l.module];
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	int fd = pw->fd;
+
+	if (r->local) {
+		sa = pw->sa;
+		salen = pw->salen;
+	} else {
+		sa = r->src;
+		salen = r->srclen;
+	}
+	if (log_enabled(LOG_LVL_DEBUG)) {
+		char name[320], peer[80], client[80];
+
+		lsock_name(s, name, sizeof(name));
+		sockaddr_format((struct sockaddr *)&pw->sa, peer, sizeof(peer));
+		sockaddr_format((struct sockaddr *)&sa, client, sizeof(client));
+		log_debug("listener", "%s: PROXY v%d from %s: client %s%s", name, r->version,
+		    peer, client, r->local ? " (the proxy's own)" : "");
+	}
+	pwait_free(pw, 0);
+	if (fn == NULL) {
+		close(fd);
+		return;
+	}
+	fn(worker_get(s->worker), fd, (struct sockaddr *)&sa, salen, &s->l);
+}
+
+static void
+pwait_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pwait *pw = arg;
+	struct proxy_result r;
+	enum proxy_status st;
+	size_t take;
+	ssize_t n;
+
+	if (pw->have >= sizeof(pw->buf)) {
+		pwait_fail(pw, "PROXY header too long");
+		return;
+	}
+	n = recv(fd, pw->buf + pw->have, sizeof(pw->buf) - pw->have, MSG_PEEK);
+	if (n < 0) {
+		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+			return;
+		pwait_fail(pw, strerror(errno));
+		return;
+	}
+	if (n == 0) {
+		pwait_fail(pw, "closed before its PROXY header");
+		return;
+	}
+	st = proxy_parse(pw->buf, pw->have + (size_t)n, &r);
+	if (st == PROXY_INVALID) {
+		pwait_fail(pw, "not a valid PROXY header");
+		return;
+	}
+	/* Incomplete: all of it is header. Complete: the header's rest. */
+	take = st == PROXY_COMPLETE ? r.len - pw->have : (size_t)n;
+	if (recv(fd, pw->buf + pw->have, take, 0) != (ssize_t)take) {
+		pwait_fail(pw, "read failed");
+		return;
+	}
+	pw->have += take;
+	if (st == PROXY_COMPLETE)
+		pwait_done(pw, &r);
+}
+
+static void
+pwait_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	pwait_fail(arg, "no PROXY header in time");
+}
+
+/* The refusals of this worker's thread, logged at most once a second. */
+static _Thread_local time_t refused_logged;
+static _Thread_local unsigned long refused_unlogged;
+
+static void
+proxy_wait(struct lsock *s, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+	const struct conf *c = conf_local();
+	struct event_base *base = worker_base(worker_get(s->worker));
+	unsigned secs = c->negotiation_timeout;
+	struct timeval tv;
+	struct pwait *pw;
+
+	if (!acl_net_match(c->trusted_proxies, c->ntrusted_proxies, sa)) {
+		time_t now = time(NULL);
+
+		/* Only a trusted proxy may say who the client is. */
+		refused_unlogged++;
+		if (now - refused_logged >= PROXY_REFUSED_LOG_INTERVAL) {
+			char name[320], peer[80];
+
+			lsock_name(s, name, sizeof(name));
+			sockaddr_format(sa, peer, sizeof(peer));
+			log_notice("listener", "%s: connection from %s refused: not in "
+			    "trusted_proxies (%lu refused since the last such line, this "
+			    "one included)", name,
+			    peer, refused_unlogged);
+			refused_logged = now;
+			refused_unlogged = 0;
+		}
+		close(fd);
+		return;
+	}
+	if ((pw = calloc(1, sizeof(*pw))) == NULL) {
+		close(fd);
+		return;
+	}
+	pw->s = s;
+	pw->fd = fd;
+	memcpy(&pw->sa, sa, salen < sizeof(pw->sa) ? salen : sizeof(pw->sa));
+	pw->salen = salen < sizeof(pw->sa) ? salen : sizeof(pw->sa);
+	pw->next = s->waiting;
+	if (s->waiting != NULL)
+		s->waiting->prev = pw;
+	s->waiting = pw;
+	(void)evutil_make_socket_nonblocking(fd);
+	if (secs == 0 || secs > PROXY_WAIT_MAX_S)
+		secs = PROXY_WAIT_MAX_S;
+	tv.tv_sec = secs;
+	tv.tv_usec = 0;
+	pw->rev = event_new(base, fd, EV_READ | EV_PERSIST, pwait_read_cb, pw);
+	pw->timer = evtimer_new(base, pwait_timeout_cb, pw);
+	if (pw->rev == NULL || pw->timer == NULL || event_add(pw->rev, NULL) < 0 ||
+	    evtimer_add(pw->timer, &tv) < 0)
+		pwait_free(pw, 1);
+}
+
+/* Shutdown: the connections still waiting for their header go. */
+static void
+proxy_wait_free_all(struct lsock *s)
+{
+	while (s->waiting != NULL)
+		pwait_free(s->waiting, 1);
 }
 
 /*

@@ -5,6 +5,8 @@
  *
  * listener_bind_all runs as root before privileges are dropped;
  * listener_start_all attaches the sockets to the workers' event bases.
+ * On a listener with proxy_protocol the handler is called only once the
+ * PROXY header is in, with the client's address (net/proxy.h).
  */
 #ifndef XMPPD_LISTENER_H
 #define XMPPD_LISTENER_H

@@ -27,7 +27,8 @@ static const struct conf_key top_keys[] = {
 #define L(field) offsetof(struct conf_listen, field)
 
 /* Indexes into listen_keys, for the required keys and derived defaults. */
-enum { LK_PORT, LK_IP, LK_MODULE, LK_TLS, LK_STARTTLS, LK_MAX_STANZA, LK_SHAPER, LK_SECURE };
+enum { LK_PORT, LK_IP, LK_MODULE, LK_TLS, LK_STARTTLS, LK_MAX_STANZA, LK_SHAPER, LK_SECURE,
+	LK_PROXY_PROTOCOL };
 
 /* RFC 6120 13.12 (4): a server must accept stanzas of at least 10000 bytes. */
 static const struct conf_key listen_keys[] = {
@@ -41,6 +42,9 @@ static const struct conf_key listen_keys[] = {
 	/* module: http only: a plain listener behind a TLS-terminating
 	 * proxy counts as encrypted (Prosody's consider_bosh_secure). */
 	{ "secure",            conf_key_bool,   L(secure), 0, 0 },
+	/* Behind a proxy (net/proxy.h): a PROXY header starts every
+	 * connection; listen_check_refs wants trusted_proxies with it. */
+	{ "proxy_protocol",    conf_key_bool,   L(proxy_protocol), 0, 0 },
 };
 
 static int
@@ -209,6 +213,12 @@ listen_check_refs(struct conf_loader *l)
 	for (size_t i = 0; i < c->nlisten; i++) {
 		const struct conf_listen *li = &c->listen[i];
 
+		/* PROXY protocol: a header is believed only from a trusted
+		 * proxy; with none, every connection would be refused. */
+		if (li->proxy_protocol && c->ntrusted_proxies == 0)
+			return conf_fail_at(l, li->line, "listener on port %u has "
+			    "'proxy_protocol' but 'trusted_proxies' is empty: every "
+			    "connection would be refused", li->port);
 		if (li->shaper == NULL || strcmp(li->shaper, "none") == 0)
 			continue;
 		if (shaper_find(c, li->shaper) == NULL)

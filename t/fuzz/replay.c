@@ -23,7 +23,7 @@
 #include <sys/stat.h>
 
 #ifndef FUZZ_NAME
-#error FUZZ_NAME must name the target (stream, jid, sasl, conf)
+#error FUZZ_NAME must name the target (stream, jid, sasl, conf, proxy)
 #endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -82,7 +82,8 @@ async def main():
         {'port': hp, 'ip': srv.ip, 'module': 'http'},
         {'port': hsp, 'ip': srv.ip, 'module': 'http', 'tls': True},
     ]
-    srv.conf.update({'http_max_header_size': 2048, 'http_max_body_size': 4096,
+    srv.conf.update({'trusted_proxies': ['127.0.0.1/32'],
+                     'http_max_header_size': 2048, 'http_max_body_size': 4096,
                      'http_request_timeout': 2, 'http_idle_timeout': 6})
     srv.write_config()
     srv.start()
@@ -217,12 +218,23 @@ async def main():
                        'X-Test: hello\r\nContent-Length: 7\r\n\r\npayload' % hsp, tls=True)
     xt.is_((st[0], st[1].get('x-echo'), st[2].decode()),
            (200, 'yes', 'method=POST\npath=/test/echo\nquery=a=1&b=2\nx-test=hello\nbody=7\n'
-            'secure=1\nbase=https://xmppd.test:%d\nfamily=inet\nud=echo\n' % hsp),
+            'secure=1\nbase=https://xmppd.test:%d\nfamily=inet\nclient=127.0.0.1\nud=echo\n' % hsp),
            "a module's handler gets the method, path, query, headers, body, "
            'secure, base URL and client, and its answer goes out')
     st = await request(srv.ip, hp, 'GET /test/tree/a/b HTTP/1.1\r\nHost: xmppd.test\r\n\r\n')
     xt.ok(st[0] == 200 and 'path=/test/tree/a/b\n' in st[2].decode() and 'secure=0' in st[2].decode(),
           'a path registered with a trailing / serves what is under it') or xt.diag(st)
+    # X-Forwarded-For counts only from trusted_proxies (127.0.0.1 here):
+    # from the right, the first address that is not a trusted proxy.
+    st = await request(srv.ip, hp, 'GET /test/echo HTTP/1.1\r\nHost: xmppd.test\r\n'
+                       'X-Forwarded-For: 203.0.113.50, 198.51.100.9\r\n'
+                       'X-Forwarded-For: 127.0.0.1\r\n\r\n')
+    xt.ok(st[0] == 200 and 'client=198.51.100.9\n' in st[2].decode(),
+          'from a trusted proxy, X-Forwarded-For gives the client (the rightmost address '
+          'that is not a trusted proxy, over two header lines)') or xt.diag(st)
+    st = await request(srv.ip, hp, 'GET /test/echo HTTP/1.1\r\nHost: xmppd.test\r\n'
+                       'X-Forwarded-For: 198.51.100.9 junk\r\n\r\n')
+    xt.is_(st[0], 400, 'a malformed X-Forwarded-For from a trusted proxy: 400')
     st = await request(srv.ip, hp, 'GET /test/silent HTTP/1.1\r\nHost: xmppd.test\r\n\r\n')
     xt.is_(st[0], 500, 'a handler that returns without answering: 500 from the core')
     st = await request(srv.ip, hp, 'GET /test/claimed HTTP/1.1\r\nHost: xmppd.test\r\n\r\n')
@@ -280,6 +292,20 @@ async def main():
     st = await request(srv2.ip, hp2, 'GET /.well-known/host-meta HTTP/1.1\r\nHost: xmppd.test\r\n\r\n')
     xt.ok(st[0] == 200 and "href='wss://chat.example.org/xmpp-websocket'" in st[2].decode(),
           'after a pause requests pass again; URLs use public_base_url') or xt.diag(st)
+    # No trusted_proxies here: X-Forwarded-For changes nothing, and the
+    # limit still sees the socket's address (it is spent again).
+    r, w = await connect(srv2.ip, hp2)
+    statuses = []
+    for i in range(12):
+        w.write(('GET /.well-known/host-meta HTTP/1.1\r\nHost: xmppd.test\r\n'
+                 'X-Forwarded-For: 198.51.100.%d\r\n\r\n' % i).encode())
+        st = await response(r)
+        statuses.append(st[0])
+        if st[0] != 200:
+            break
+    xt.ok(statuses[-1] == 429, 'X-Forwarded-For from an untrusted peer is ignored: '
+          'a new address in every request does not escape the limit') or xt.diag(statuses)
+    w.close()
     srv2.stop()
 
 

@@ -9,6 +9,8 @@
  *  - registering /xmpp-websocket (the core's) must fail: /test/claimed
  *    answers "refused" or "taken" accordingly.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -25,14 +27,19 @@ echo(xmppd_http_req *req, void *ud)
 	const char *q = xmppd_http_query(req), *x = xmppd_http_header(req, "X-Test");
 	const char *base = xmppd_http_base_url(req);
 	const struct sockaddr *sa = xmppd_http_client(req);
+	char addr[64] = "?";
 	int n;
 
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof(addr));
 	(void)xmppd_http_body(req, &blen);
 	n = snprintf(out, sizeof(out), "method=%s\npath=%s\nquery=%s\nx-test=%s\nbody=%zu\n"
-	    "secure=%d\nbase=%s\nfamily=%s\nud=%s\n", xmppd_http_method(req), xmppd_http_path(req),
+	    "secure=%d\nbase=%s\nfamily=%s\nclient=%s\nud=%s\n", xmppd_http_method(req), xmppd_http_path(req),
 	    q ? q : "-", x ? x : "-", blen, xmppd_http_secure(req), base ? base : "-",
 	    sa->sa_family == AF_INET ? "inet" : sa->sa_family == AF_INET6 ? "inet6" : "other",
-	    (const char *)ud);
+	    addr, (const char *)ud);
 	xmppd_http_respond(req, 200, "text/plain", out, (size_t)n, "X-Echo: yes\r\n");
 }
 
