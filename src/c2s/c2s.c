@@ -303,16 +303,16 @@ on_stream_start(struct xstream *xs, const struct xstream_header *h)
 	if (!c->xs.tls && c->ws) {
 		/* No STARTTLS in a WebSocket (RFC 7395 3.4: TLS is the
 		 * HTTP connection's): an unencrypted one gets SCRAM only. */
-		sasl_add_features(features, NULL, 0);
+		sasl_add_features(features, NULL, 0, 0);
 	} else if (!c->xs.tls) {
 		xml_elem *st = xml_elem_add_child(features, NS_TLS, "starttls");
 
 		if (c->l->starttls_required)
 			(void)xml_elem_add_child(st, NS_TLS, "required");
 		else
-			sasl_add_features(features, NULL, 0);
+			sasl_add_features(features, NULL, 0, 0);
 	} else if (!c->authenticated) {
-		sasl_add_features(features, xstream_ssl(&c->xs), c->conf->allow_plain);
+		sasl_add_features(features, xstream_ssl(&c->xs), c->xs.tls, c->conf->allow_plain);
 	} else {
 		xml_elem *s;
 
