@@ -88,6 +88,9 @@ c2s_init(unsigned nworkers)
 	/* RFC 7395 on the HTTP listener. */
 	if (http_route_add("/xmpp-websocket", c2s_ws_request, NULL, NULL) < 0)
 		return -1;
+	/* XEP-0206 on the HTTP listener. */
+	if (c2s_bosh_init(nworkers) < 0)
+		return -1;
 	/* Idle streams give their XML parser back (doc/architecture.md,
 	 * "Client streams"). */
 	return xstream_hibernate_idle(c2s_set);
@@ -202,6 +205,41 @@ c2s_ws_request(struct http_req *r, void *arg)
 	c->xs.tls = secure;
 	log_debug(c->tag, "WebSocket from %s%s", c->s.addr, secure ? " (secure)" : "");
 	xstream_set_timer(&c->xs, c->conf->negotiation_timeout);
+}
+
+struct xstream *
+c2s_new_framed(struct worker *w, const struct conf_listen *l, const struct sockaddr *sa,
+    socklen_t salen, int secure, const struct xstream_framer *f, void *farg, const char *kind)
+{
+	struct xstream_params p;
+	struct c2s *c;
+
+	if (conn_set_stopped(c2s_set, w) || (c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->w = w;
+	c->l = l;
+	c->conf = conf_current();
+	c->ws = 1;
+	session_add(&c->s, w, &c2s_session_ops, sa, salen);
+	snprintf(c->tag, sizeof(c->tag), "%s#%u.%llu", kind, worker_id(w),
+	    (unsigned long long)(c->s.sid & 0xffffffffffffffULL));
+	p.limits.max_stanza_size = l->max_stanza_size;
+	p.limits.max_depth = c->conf->max_xml_depth;
+	p.limits.max_attrs = c->conf->max_xml_attrs;
+	p.max_send_queue = c->conf->max_send_queue;
+	p.initiating = 0;
+	p.last_input_ms = &c->s.last_input_ms;
+	if (xstream_init_framed(&c->xs, &c2s_class, c2s_set, w, f, farg, c->tag, &p) < 0) {
+		session_remove(&c->s);
+		conf_unref(c->conf);
+		free(c);
+		return NULL;
+	}
+	/* https://, or http:// behind a TLS proxy the listener trusts. */
+	c->xs.tls = secure;
+	log_debug(c->tag, "%s from %s%s", kind, c->s.addr, secure ? " (secure)" : "");
+	xstream_set_timer(&c->xs, c->conf->negotiation_timeout);
+	return &c->xs;
 }
 
 static void
@@ -398,5 +436,6 @@ c2s_connection_count(void)
 void
 c2s_free_all(void)
 {
+	c2s_bosh_free();
 	conn_set_free(&c2s_set);
 }

@@ -15,4 +15,8 @@
 #define NS_SASL_CB      "urn:xmpp:sasl-cb:0"          /* XEP-0440 */
 #define NS_PING         "urn:xmpp:ping"
 
+/* RFC 7395 3.3.2: the framing of XMPP over WebSocket (and of BOSH's
+ * framed stream, c2s/bosh.c). */
+#define NS_FRAMING "urn:ietf:params:xml:ns:xmpp-framing"
+
 #endif
