@@ -181,7 +181,7 @@ sasl_free(void)
 }
 
 void
-sasl_add_features(xml_elem *features, SSL *ssl, int allow_plain)
+sasl_add_features(xml_elem *features, SSL *ssl, int secure, int allow_plain)
 {
 	xml_elem *m = xml_elem_add_child(features, NS_SASL, "mechanisms");
 	unsigned char cb[64];
@@ -193,10 +193,8 @@ sasl_add_features(xml_elem *features, SSL *ssl, int allow_plain)
 
 		if (mechs[i].plus && !have_cb)
 			continue;
-		/* RFC 6120 13.8.3 (and our default): PLAIN never in the clear;
-		 * the caller says whether the stream is encrypted (TLS here, or
-		 * at a proxy the listener trusts: secure: true). */
-		if (strcmp(mechs[i].name, "PLAIN") == 0 && !allow_plain)
+		/* RFC 6120 13.8.3 (and our default): PLAIN never in the clear. */
+		if (strcmp(mechs[i].name, "PLAIN") == 0 && (!secure || !allow_plain))
 			continue;
 		e = xml_elem_add_child(m, NS_SASL, "mechanism");
 		xml_elem_add_text(e, mechs[i].name, strlen(mechs[i].name));
@@ -211,7 +209,7 @@ sasl_add_features(xml_elem *features, SSL *ssl, int allow_plain)
 }
 
 sasl_session *
-sasl_start(const char *mech, const char *host, SSL *ssl, int allow_plain,
+sasl_start(const char *mech, const char *host, SSL *ssl, int secure, int allow_plain,
     const char **condition_r)
 {
 	struct sasl_session *s;
@@ -224,8 +222,8 @@ sasl_start(const char *mech, const char *host, SSL *ssl, int allow_plain,
 		*condition_r = "invalid-mechanism";
 		return NULL;
 	}
-	if (strcmp(mech, "PLAIN") == 0 && !allow_plain) {
-		*condition_r = ssl == NULL ? "encryption-required" : "invalid-mechanism";
+	if (strcmp(mech, "PLAIN") == 0 && (!secure || !allow_plain)) {
+		*condition_r = !secure ? "encryption-required" : "invalid-mechanism";
 		return NULL;
 	}
 	if (mechs[i].plus && ssl == NULL) {

@@ -21,10 +21,10 @@ int sasl_init(const char **error_r);
 void sasl_free(void);
 
 /* Adds <mechanisms/> (and XEP-0440 <sasl-channel-binding/>) to features.
- * ssl is the stream's TLS session or NULL (no -PLUS then); allow_plain
- * says PLAIN may be offered: the stream is encrypted (here or at a TLS
- * proxy the listener trusts) and the configuration allows it. */
-void sasl_add_features(xml_elem *features, SSL *ssl, int allow_plain);
+ * ssl is the stream's TLS session or NULL (channel binding); secure says
+ * the stream is encrypted (TLS on it, or on the HTTP connection or proxy
+ * a WebSocket or BOSH session came through): PLAIN only then. */
+void sasl_add_features(xml_elem *features, SSL *ssl, int secure, int allow_plain);
 
 /*
  * Starts mech for an account on host (allow_plain as above). Returns NULL
@@ -32,8 +32,8 @@ void sasl_add_features(xml_elem *features, SSL *ssl, int allow_plain);
  * to the RFC 6120 6.5 failure condition ("invalid-mechanism",
  * "encryption-required").
  */
-sasl_session *sasl_start(const char *mech, const char *host, SSL *ssl, int allow_plain,
-    const char **condition_r);
+sasl_session *sasl_start(const char *mech, const char *host, SSL *ssl, int secure,
+    int allow_plain, const char **condition_r);
 /*
  * One step. in is the base64 text of <auth/> or <response/> ("" for none,
  * "=" for empty). *out_r (malloc'd base64, "" if empty) is the challenge or

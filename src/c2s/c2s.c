@@ -97,6 +97,9 @@ c2s_init(unsigned nworkers)
 	/* RFC 7395 on the HTTP listener. */
 	if (http_route_add("/xmpp-websocket", c2s_ws_request, NULL, NULL) < 0)
 		return -1;
+	/* XEP-0206 on the HTTP listener. */
+	if (c2s_bosh_init(nworkers) < 0)
+		return -1;
 	/* Idle streams give their XML parser back (doc/architecture.md,
 	 * "Client streams"). */
 	return xstream_hibernate_idle(c2s_set);
@@ -211,6 +214,41 @@ c2s_ws_request(struct http_req *r, void *arg)
 	c->xs.tls = secure;
 	log_debug(c->tag, "WebSocket from %s%s", c->s.addr, secure ? " (secure)" : "");
 	xstream_set_timer(&c->xs, c->conf->negotiation_timeout);
+}
+
+struct xstream *
+c2s_new_framed(struct worker *w, const struct conf_listen *l, const struct sockaddr *sa,
+    socklen_t salen, int secure, const struct xstream_framer *f, void *farg, const char *kind)
+{
+	struct xstream_params p;
+	struct c2s *c;
+
+	if (conn_set_stopped(c2s_set, w) || (c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->w = w;
+	c->l = l;
+	c->conf = conf_current();
+	c->ws = 1;
+	session_add(&c->s, w, &c2s_session_ops, sa, salen);
+	snprintf(c->tag, sizeof(c->tag), "%s#%u.%llu", kind, worker_id(w),
+	    (unsigned long long)(c->s.sid & 0xffffffffffffffULL));
+	p.limits.max_stanza_size = l->max_stanza_size;
+	p.limits.max_depth = c->conf->max_xml_depth;
+	p.limits.max_attrs = c->conf->max_xml_attrs;
+	p.max_send_queue = c->conf->max_send_queue;
+	p.initiating = 0;
+	p.last_input_ms = &c->s.last_input_ms;
+	if (xstream_init_framed(&c->xs, &c2s_class, c2s_set, w, f, farg, c->tag, &p) < 0) {
+		session_remove(&c->s);
+		conf_unref(c->conf);
+		free(c);
+		return NULL;
+	}
+	/* https://, or http:// behind a TLS proxy the listener trusts. */
+	c->xs.tls = secure;
+	log_debug(c->tag, "%s from %s%s", kind, c->s.addr, secure ? " (secure)" : "");
+	xstream_set_timer(&c->xs, c->conf->negotiation_timeout);
+	return &c->xs;
 }
 
 void
@@ -329,16 +367,16 @@ on_stream_start(struct xstream *xs, const struct xstream_header *h)
 	if (!c->xs.tls && c->ws) {
 		/* No STARTTLS in a WebSocket (RFC 7395 3.4: TLS is the
 		 * HTTP connection's): an unencrypted one gets SCRAM only. */
-		sasl_add_features(features, NULL, 0);
+		sasl_add_features(features, NULL, 0, 0);
 	} else if (!c->xs.tls) {
 		xml_elem *st = xml_elem_add_child(features, NS_TLS, "starttls");
 
 		if (c->l->starttls_required)
 			(void)xml_elem_add_child(st, NS_TLS, "required");
 		else
-			sasl_add_features(features, NULL, 0);
+			sasl_add_features(features, NULL, 0, 0);
 	} else if (!c->authenticated) {
-		sasl_add_features(features, xstream_ssl(&c->xs), c->conf->allow_plain);
+		sasl_add_features(features, xstream_ssl(&c->xs), c->xs.tls, c->conf->allow_plain);
 	} else {
 		xml_elem *s;
 
@@ -435,6 +473,7 @@ c2s_connection_count(void)
 void
 c2s_free_all(void)
 {
+	c2s_bosh_free();
 	conn_set_free(&c2s_set);
 	c2s_sm_free_all();
 }

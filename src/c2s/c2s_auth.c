@@ -118,8 +118,8 @@ c2s_handle_sasl(struct c2s *c, xml_elem *e)
 			sasl_failure(c, "invalid-mechanism");
 			return;
 		}
-		c->sasl = sasl_start(mech, c->host, xstream_ssl(&c->xs),
-		    c->xs.tls && c->conf->allow_plain, &cond);
+		c->sasl = sasl_start(mech, c->host, xstream_ssl(&c->xs), c->xs.tls,
+		    c->conf->allow_plain, &cond);
 		if (c->sasl == NULL) {
 			if (strcmp(cond, "encryption-required") == 0) {
 				c2s_writes(c, "<failure xmlns='" NS_SASL "'><encryption-required/></failure>");

@@ -42,7 +42,7 @@ struct c2s {
 	sasl_session *sasl;
 
 	unsigned authenticated : 1;
-	unsigned ws : 1;               /* a WebSocket (RFC 7395, framed xstream) */
+	unsigned ws : 1;               /* framed: WebSocket (RFC 7395) or BOSH (XEP-0206) */
 	/* Stream management (c2s_sm.c; doc/architecture.md, "What a
 	 * detached session is"). Without its connection (gone: the xstream
 	 * freed, xs.closing set so nothing is written) a c2s lives on as a
@@ -115,6 +115,18 @@ int c2s_sm_close(struct c2s *c);
 void c2s_sm_end(struct c2s *c);
 /* Main thread, at shutdown: ends every session without a connection. */
 void c2s_sm_shutdown(void);
+/* A client stream in framed mode on another framing than WebSocket (BOSH,
+ * c2s/bosh.c), on worker w (the caller's thread), for a client at sa;
+ * secure: the HTTP request came over TLS (or a listener that says so).
+ * The stream is fed through xstream_frame_in. NULL when out of memory. */
+struct xstream *c2s_new_framed(struct worker *w, const struct conf_listen *l,
+    const struct sockaddr *sa, socklen_t salen, int secure, const struct xstream_framer *f,
+    void *farg, const char *kind);
+
+/* bosh.c */
+/* Registers /http-bind (XEP-0124, XEP-0206). 0 or -1. */
+int c2s_bosh_init(unsigned nworkers);
+void c2s_bosh_free(void);
 
 /* c2s_auth.c */
 /* <starttls/>: <proceed/> and TLS (RFC 6120 5.4.2.3). */

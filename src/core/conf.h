@@ -181,6 +181,10 @@ struct conf {
 	char **websocket_origins;          /* allowed Origin values; none set: any */
 	size_t nwebsocket_origins;
 	unsigned websocket_ping_interval;  /* s of quiet before a ping; 0 never; 60 */
+	/* BOSH (XEP-0124, c2s/bosh.c). */
+	unsigned bosh_max_wait;            /* s a request may be held; 60 */
+	unsigned bosh_max_inactivity;      /* s with no request before the session ends; 60 */
+	unsigned bosh_max_pause;           /* s a client may pause for (XEP-0124 10); 120 */
 
 	/* Federation (doc/federation.md). */
 	int s2s_use_starttls;              /* CONF_S2S_TLS_*; default REQUIRED */

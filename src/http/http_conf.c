@@ -28,6 +28,11 @@ static const struct conf_key http_keys[] = {
 	{ "public_base_url",          key_base_url,  C(public_base_url), 0, 0 },
 	{ "websocket_origins",        key_origins,   0, 0, 0 },
 	{ "websocket_ping_interval",  conf_key_uint, C(websocket_ping_interval), 0, 86400 },
+	/* BOSH (XEP-0124): the client's wait, inactivity and pause are
+	 * capped by these (section 7.1). */
+	{ "bosh_max_wait",            conf_key_uint, C(bosh_max_wait), 1, 3600 },
+	{ "bosh_max_inactivity",      conf_key_uint, C(bosh_max_inactivity), 2, 3600 },
+	{ "bosh_max_pause",           conf_key_uint, C(bosh_max_pause), 0, 86400 },
 };
 
 static void
@@ -39,6 +44,9 @@ http_defaults(struct conf *c)
 	c->http_idle_timeout = 60;
 	c->http_max_requests_per_ip = 100;
 	c->websocket_ping_interval = 60;
+	c->bosh_max_wait = 60;
+	c->bosh_max_inactivity = 60;   /* Prosody's bosh_max_inactivity */
+	c->bosh_max_pause = 120;
 }
 
 /* "https://host[:port][/path]" (or http://, for a listener behind a TLS

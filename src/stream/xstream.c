@@ -28,7 +28,6 @@
 
 #define SHUTDOWN_POLL_MS 20
 /* RFC 7395 3.3.1 */
-#define NS_FRAMING "urn:ietf:params:xml:ns:xmpp-framing"
 
 static void xs_input(void *arg);
 static void xs_resume(void *arg);
@@ -79,6 +78,35 @@ static void xs_ws_message(void *arg, const char *p, size_t len);
 
 static const struct ws_ops xs_ws_ops = { xs_ws_message };
 
+/* The WebSocket framer: messages are text frames (stream/ws.h). */
+static void
+wsf_send(void *arg, const char *p, size_t len)
+{
+	struct xstream *xs = arg;
+
+	ws_send(xs->ws, p, len);
+}
+
+static void
+wsf_close(void *arg)
+{
+	struct xstream *xs = arg;
+
+	/* RFC 7395 3.6.1: the server closes the WebSocket (RFC 6455
+	 * 7.1.2) before the TCP connection. */
+	ws_close(xs->ws, 1000);
+}
+
+static size_t
+wsf_queued(void *arg)
+{
+	struct xstream *xs = arg;
+
+	return conn_queued(xs->conn);
+}
+
+static const struct xstream_framer ws_framer = { wsf_send, wsf_close, wsf_queued };
+
 int
 xstream_init_ws(struct xstream *xs, const struct xstream_class *cls, struct conn_set *set,
     struct conn *c, const char *tag, const struct xstream_params *p)
@@ -100,8 +128,37 @@ xstream_init_ws(struct xstream *xs, const struct xstream_class *cls, struct conn
 	}
 	conn_move(c, set, &xs_conn_ops, xs, tag);
 	xs->conn = c;
+	xs->framer = &ws_framer;
+	xs->framer_arg = xs;
 	xs->tls = conn_ssl(c) != NULL;
 	return 0;
+}
+
+int
+xstream_init_framed(struct xstream *xs, const struct xstream_class *cls, struct conn_set *set,
+    struct worker *w, const struct xstream_framer *f, void *farg, const char *tag,
+    const struct xstream_params *p)
+{
+	if (xstream_init(xs, cls, set, w, tag, p) < 0)
+		return -1;
+	xs->wsin = evbuffer_new();
+	xs->msg = evbuffer_new();
+	if (xs->wsin == NULL || xs->msg == NULL) {
+		xstream_free(xs);
+		return -1;
+	}
+	xs->framer = f;
+	xs->framer_arg = farg;
+	return 0;
+}
+
+void
+xstream_frame_in(struct xstream *xs, const char *p, size_t len)
+{
+	if (xs->framer != NULL && !xs->closing) {
+		*xs->last_input_ms = clock_now_ms();
+		xs_ws_message(xs, p, len);
+	}
 }
 
 void
@@ -244,7 +301,7 @@ feed_ws(struct xstream *xs)
 			}
 			continue;
 		}
-		if (!conn_input_pending(xs->conn))
+		if (xs->ws == NULL || !conn_input_pending(xs->conn))
 			break;
 		r = ws_read(xs->ws, &why);
 		if (r == 1 && evbuffer_get_length(xs->wsin) == 0) {
@@ -267,7 +324,7 @@ feed(struct xstream *xs)
 	const char *p;
 	size_t len;
 
-	if (xs->ws != NULL) {
+	if (xs->framer != NULL) {
 		feed_ws(xs);
 		return 0;
 	}
@@ -299,6 +356,12 @@ feed(struct xstream *xs)
 		}
 	}
 	return 0;
+}
+
+void
+xstream_frames_fed(struct xstream *xs)
+{
+	(void)feed(xs);
 }
 
 static void
@@ -362,7 +425,7 @@ xs_stream_start(void *ud, const char *ns, const char **attrs)
 		else if (strcmp(attrs[i], "version") == 0)
 			version = attrs[i + 1];
 	}
-	if (xs->ws != NULL) {
+	if (xs->framer != NULL) {
 		/* RFC 7395 3.3.2: <open/> in the framing namespace; what it
 		 * carries is the class's content (jabber:client). */
 		if (ns == NULL || strcmp(ns, NS_FRAMING) != 0 ||
@@ -508,7 +571,7 @@ xs_end(void *arg, enum conn_end how, const char *why)
 static struct evbuffer *
 out_buf(struct xstream *xs)
 {
-	return xs->ws != NULL ? xs->msg : conn_out(xs->conn);
+	return xs->framer != NULL ? xs->msg : conn_out(xs->conn);
 }
 
 static void
@@ -516,9 +579,9 @@ msg_end(struct xstream *xs)
 {
 	size_t n;
 
-	if (xs->ws == NULL || (n = evbuffer_get_length(xs->msg)) == 0)
+	if (xs->framer == NULL || (n = evbuffer_get_length(xs->msg)) == 0)
 		return;
-	ws_send(xs->ws, (const char *)evbuffer_pullup(xs->msg, -1), n);
+	xs->framer->send(xs->framer_arg, (const char *)evbuffer_pullup(xs->msg, -1), n);
 	evbuffer_drain(xs->msg, n);
 }
 
@@ -527,8 +590,8 @@ xstream_write(struct xstream *xs, const char *s, size_t len)
 {
 	if (xs->closing)
 		return;
-	if (xs->ws != NULL) {
-		ws_send(xs->ws, s, len);
+	if (xs->framer != NULL) {
+		xs->framer->send(xs->framer_arg, s, len);
 		return;
 	}
 	conn_write(xs->conn, s, len);
@@ -563,7 +626,7 @@ void
 xstream_escape(struct xstream *xs, const char *s)
 {
 	/* Plain streams only: a message cannot be written in pieces. */
-	if (!xs->closing && xs->ws == NULL)
+	if (!xs->closing && xs->framer == NULL)
 		xml_escape_attr(conn_out(xs->conn), s);
 }
 
@@ -597,7 +660,7 @@ xstream_send_header(struct xstream *xs, const char *from, const char *to)
 	if (xs->closing)
 		return;
 	out = out_buf(xs);
-	if (xs->ws != NULL)
+	if (xs->framer != NULL)
 		/* RFC 7395 3.3.2: <open/> in the framing namespace. */
 		evbuffer_add(out, "<open xmlns='" NS_FRAMING "'", sizeof(NS_FRAMING) + 13);
 	else
@@ -621,7 +684,7 @@ xstream_send_header(struct xstream *xs, const char *from, const char *to)
 	evbuffer_add(out, " version='1.0'", 14);
 	if (xs->cls->lang != NULL)
 		evbuffer_add_printf(out, " xml:lang='%s'", xs->cls->lang);
-	if (xs->ws != NULL)
+	if (xs->framer != NULL)
 		evbuffer_add(out, "/>", 2);
 	else
 		evbuffer_add(out, ">", 1);
@@ -634,7 +697,7 @@ xstream_send(struct xstream *xs, const xml_elem *e)
 {
 	if (xs->closing)
 		return;
-	if (xs->ws != NULL) {
+	if (xs->framer != NULL) {
 		/* RFC 7395 3.3.3: each stanza one message, fully qualified. */
 		xml_serialize_qualified(e, xs->cls->ns, xs->msg);
 		msg_end(xs);
@@ -643,7 +706,8 @@ xstream_send(struct xstream *xs, const xml_elem *e)
 	}
 	/* A reader that does not keep up is cut off rather than allowed to
 	 * pin the server's memory. */
-	if (conn_queued(xs->conn) > xs->max_send_queue)
+	if ((xs->framer != NULL ? xs->framer->queued(xs->framer_arg) : conn_queued(xs->conn)) >
+	    xs->max_send_queue)
 		xstream_error(xs, "resource-constraint", "send queue full");
 }
 
@@ -657,7 +721,7 @@ xstream_send_features(struct xstream *xs, const xml_elem *features)
 	out = out_buf(xs);
 	/* Written with the stream prefix, as the header declared it; framed,
 	 * the message declares it (RFC 7395 3.3.3). */
-	if (xs->ws != NULL)
+	if (xs->framer != NULL)
 		evbuffer_add_printf(out, "<stream:features xmlns:stream='" XML_NS_STREAM
 		    "' xmlns='%s'>", xs->cls->ns);
 	else
@@ -732,7 +796,9 @@ xstream_error_app(struct xstream *xs, const char *condition, const char *app,
 		xstream_close(xs);
 		return;
 	}
-	if (conn_is_up(xs->conn)) {
+	/* A framer without a socket of its own (BOSH) always has a way to
+	 * the peer. */
+	if (conn_is_up(xs->conn) || (xs->framer != NULL && xs->ws == NULL)) {
 		if (!xs->header_sent) {
 			/* 4.9.1.2: a header comes first. */
 			if (xs->cls->header_first != NULL)
@@ -742,7 +808,7 @@ xstream_error_app(struct xstream *xs, const char *condition, const char *app,
 		}
 		out = out_buf(xs);
 		evbuffer_add_printf(out, "<stream:error%s><%s xmlns='" NS_STREAMS "'/>",
-		    xs->ws != NULL ? " xmlns:stream='" XML_NS_STREAM "'" : "", condition);
+		    xs->framer != NULL ? " xmlns:stream='" XML_NS_STREAM "'" : "", condition);
 		if (app != NULL)
 			evbuffer_add(out, app, strlen(app));
 		if (text != NULL) {
@@ -750,7 +816,7 @@ xstream_error_app(struct xstream *xs, const char *condition, const char *app,
 			xml_escape_attr(out, text);
 			evbuffer_add_printf(out, "</text>");
 		}
-		if (xs->ws != NULL) {
+		if (xs->framer != NULL) {
 			/* RFC 7395 3.6: the error, then <close/>. */
 			evbuffer_add_printf(out, "</stream:error>");
 			msg_end(xs);
@@ -770,7 +836,7 @@ xstream_end(struct xstream *xs)
 {
 	if (xs->closing)
 		return;
-	if (xs->ws != NULL)
+	if (xs->framer != NULL)
 		/* RFC 7395 3.6.1 */
 		xstream_puts(xs, "<close xmlns='" NS_FRAMING "'/>");
 	else
@@ -786,10 +852,9 @@ xstream_close(struct xstream *xs)
 	xs->closing = 1;
 	if (xs->cls->closing != NULL)
 		xs->cls->closing(xs);
-	/* RFC 7395 3.6.1: the server closes the WebSocket (RFC 6455 7.1.2)
-	 * before the TCP connection. */
-	if (xs->ws != NULL)
-		ws_close(xs->ws, 1000);
+	/* The framing's close first (the WebSocket's closing handshake). */
+	if (xs->framer != NULL)
+		xs->framer->close(xs->framer_arg);
 	conn_close(xs->conn);
 }
 

@@ -34,6 +34,7 @@
 
 struct hold;
 struct ws;
+struct xstream_framer;
 struct xstream;
 struct worker;
 
@@ -96,9 +97,11 @@ struct xstream {
 	size_t max_send_queue;        /* bytes queued before <resource-constraint/> */
 	SSL *starttls;                /* TLS to put on after the current element */
 	struct hold *hold;            /* the current stanza's store work (core/hold.h) */
-	/* Framed mode (RFC 7395, XMPP over WebSocket): each message one
-	 * element, <open/> and <close/> for the stream tags. */
-	struct ws *ws;                /* the framing, or NULL: a plain stream */
+	/* Framed mode (RFC 7395 over WebSocket, XEP-0206 over BOSH): each
+	 * message one element, <open/> and <close/> for the stream tags. */
+	const struct xstream_framer *framer; /* the framing, or NULL: a plain stream */
+	void *framer_arg;
+	struct ws *ws;                /* the WebSocket framer's, or NULL */
 	struct evbuffer *wsin;        /* the peer's messages, as stream bytes */
 	struct evbuffer *msg;         /* our message being written */
 	uint64_t ping_ms;             /* when our last ping went, or 0 */
@@ -137,6 +140,29 @@ int xstream_init(struct xstream *xs, const struct xstream_class *cls, struct con
  */
 int xstream_init_ws(struct xstream *xs, const struct xstream_class *cls, struct conn_set *set,
     struct conn *c, const char *tag, const struct xstream_params *p);
+/*
+ * Framed mode on another framing (BOSH, XEP-0206): the stream has a conn
+ * without a socket (its timer only) and every message in or out goes
+ * through the framer. The framer gives the peer's messages with
+ * xstream_frame_in (an <open/> in the framing namespace for a stream
+ * header, as RFC 7395 3.3.2 has it) and then xstream_frames_fed.
+ */
+struct xstream_framer {
+	/* One message of ours (a header as <open/>, features, a stanza, an
+	 * error, <close/>); p is valid during the call only. */
+	void (*send)(void *arg, const char *p, size_t len);
+	/* The stream is closing: nothing more will be sent. */
+	void (*close)(void *arg);
+	/* Bytes queued for the peer (the max_send_queue bound). */
+	size_t (*queued)(void *arg);
+};
+int xstream_init_framed(struct xstream *xs, const struct xstream_class *cls, struct conn_set *set,
+    struct worker *w, const struct xstream_framer *f, void *farg, const char *tag,
+    const struct xstream_params *p);
+/* A message from the peer, queued for the parser; xstream_frames_fed
+ * parses what is queued (at once, unless held or paused). */
+void xstream_frame_in(struct xstream *xs, const char *p, size_t len);
+void xstream_frames_fed(struct xstream *xs);
 /* A WebSocket ping (keepalive, RFC 7395 3.7); nothing on a plain stream. */
 void xstream_ping(struct xstream *xs);
 /* Frees the conn and the parser (the object xs is in is the owner's). */

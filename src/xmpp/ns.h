@@ -16,4 +16,8 @@
 #define NS_PING         "urn:xmpp:ping"
 #define NS_SM           "urn:xmpp:sm:3"               /* XEP-0198 */
 
+/* RFC 7395 3.3.2: the framing of XMPP over WebSocket (and of BOSH's
+ * framed stream, c2s/bosh.c). */
+#define NS_FRAMING "urn:ietf:params:xml:ns:xmpp-framing"
+
 #endif

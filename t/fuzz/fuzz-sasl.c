@@ -141,7 +141,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	p = data + 2;
 	end = data + size;
 
-	s = sasl_start(mech, "localhost", tls ? ssl : NULL, tls, &condition);
+	s = sasl_start(mech, "localhost", tls ? ssl : NULL, tls, 1, &condition);
 	if (s == NULL) {
 		check(is_condition(condition));
 		return 0;

@@ -183,9 +183,11 @@ async def main():
     st = await request(srv.ip, hsp, 'GET /.well-known/host-meta HTTP/1.1\r\n'
                        'Host: xmppd.test:%d\r\nOrigin: https://web.example\r\n\r\n' % hsp, tls=True)
     want = "<Link rel='urn:xmpp:alt-connections:websocket' href='wss://xmppd.test:%d/xmpp-websocket'/>" % hsp
+    want_bosh = "<Link rel='urn:xmpp:alt-connections:xbosh' href='https://xmppd.test:%d/http-bind'/>" % hsp
     xt.ok(st[0] == 200 and st[1].get('content-type', '').startswith('application/xrd+xml') and
-          want in st[2].decode() and st[1].get('access-control-allow-origin') == '*',
-          'host-meta over HTTPS: the wss:// URL of the host asked for, XRD, CORS') \
+          want in st[2].decode() and want_bosh in st[2].decode() and
+          st[1].get('access-control-allow-origin') == '*',
+          'host-meta over HTTPS: the wss:// and https:// URLs of the host asked for, XRD, CORS') \
         or xt.diag(st)
     st = await request(srv.ip, hsp, 'GET /.well-known/host-meta.json HTTP/1.1\r\n'
                        'Host: xmppd.test:%d\r\n\r\n' % hsp, tls=True)
@@ -193,9 +195,11 @@ async def main():
         links = json.loads(st[2])['links']
     except Exception:
         links = None
-    xt.is_(links, [{'rel': 'urn:xmpp:alt-connections:websocket',
+    xt.is_(links, [{'rel': 'urn:xmpp:alt-connections:xbosh',
+                    'href': 'https://xmppd.test:%d/http-bind' % hsp},
+                   {'rel': 'urn:xmpp:alt-connections:websocket',
                     'href': 'wss://xmppd.test:%d/xmpp-websocket' % hsp}],
-           'host-meta.json lists the same link (JRD)')
+           'host-meta.json lists the BOSH and WebSocket URLs (JRD)')
     xt.is_(st[1].get('access-control-allow-origin'), '*',
            'host-meta.json has the CORS header without an Origin too')
     st = await request(srv.ip, hp, 'GET /.well-known/host-meta HTTP/1.1\r\n'
