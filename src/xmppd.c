@@ -24,6 +24,7 @@
 #include "auth/account.h"
 #include "auth/sasl.h"
 #include "c2s/c2s.h"
+#include "component/component.h"
 #include "core/clock.h"
 #include "core/conf.h"
 #include "core/conf_keys.h"
@@ -329,7 +330,7 @@ main(int argc, char **argv)
 		fatal("cannot create the main event base");
 	if (worker_init(n, &err) < 0)
 		fatal("workers: %s", err);
-	if (session_init(n) < 0 || c2s_init(n) < 0 || s2s_init(n) < 0)
+	if (session_init(n) < 0 || c2s_init(n) < 0 || s2s_init(n) < 0 || component_init(n) < 0)
 		fatal("out of memory");
 	/* The control socket first: it refuses to start a second server
 	 * on the same spool before that one could share our ports
@@ -365,6 +366,8 @@ main(int argc, char **argv)
 	ctl_close();
 	/* Servers first: <system-shutdown/> on every s2s stream, bounded. */
 	s2s_shutdown_all();
+	/* Then external components (XEP-0114), like servers. */
+	component_shutdown_all();
 	c2s_shutdown_all();
 	worker_exit_all();
 	worker_join_all();
@@ -372,6 +375,7 @@ main(int argc, char **argv)
 	module_unload_all();
 	listener_free_all();
 	s2s_free_all();
+	component_free_all();
 	c2s_free_all();
 	session_free_all();
 	sm_free();

@@ -124,6 +124,11 @@ listener_bind_all(const struct conf *c, unsigned nworkers, const char **error_r)
 			s->l = c->listen[i];
 			s->l.ip = strdup(c->listen[i].ip);
 			s->l.shaper = c->listen[i].shaper ? strdup(c->listen[i].shaper) : NULL;
+			/* A component listener's domains and secrets are read
+			 * from the running configuration (they follow a
+			 * reload; conf_component_find). */
+			s->l.components = NULL;
+			s->l.ncomponents = 0;
 			nsocks++;
 		}
 	return 0;

@@ -421,7 +421,8 @@ xstream_send_header(struct xstream *xs, const char *from, const char *to)
 		xml_escape_attr(out, to);
 		evbuffer_add(out, "'", 1);
 	}
-	evbuffer_add(out, " version='1.0'", 14);
+	if (!xs->cls->no_version)
+		evbuffer_add(out, " version='1.0'", 14);
 	if (xs->cls->lang != NULL)
 		evbuffer_add_printf(out, " xml:lang='%s'", xs->cls->lang);
 	evbuffer_add(out, ">", 1);
