@@ -227,6 +227,31 @@ async def main():
         xt.ok(m is not None and str(m['from']) == to,
               "alice gets the component's reply from %s" % to) or xt.diag(m)
 
+    # From both workers: whichever one the component is on, one of these
+    # clients is on the other, so a stanza crosses to the component's
+    # worker (posted there, never touching its connection from here).
+    by_worker, extra = {}, []
+    for c in (alice, bob):
+        s = xt.session_of(await srv.aconnected(), c.jid)
+        by_worker.setdefault(s['worker'] if s else None, c)
+    for n in range(12):
+        if len([w for w in by_worker if w is not None]) >= 2:
+            break
+        srv.register('extra%d' % n, 'extra-pw')
+        c = await xt.login_ok(srv, 'extra%d' % n, 'extra-pw', resource='x')
+        extra.append(c)
+        s = xt.session_of(await srv.aconnected(), c.jid)
+        by_worker.setdefault(s['worker'] if s else None, c)
+    xt.ok(len([w for w in by_worker if w is not None]) >= 2,
+          'clients on both workers (xmppctl connected)') or xt.diag(by_worker)
+    for w, c in sorted((w, c) for w, c in by_worker.items() if w is not None):
+        body = 'from worker %s' % w
+        c.send('w@' + COMP, body)
+        m = await c.message(body='echo: ' + body)
+        xt.ok(m is not None and str(m['from']) == 'w@' + COMP,
+              'a client on worker %s and the component exchange messages' % w) or xt.diag(m)
+    await xt.disconnect_all(*extra)
+
     # An IQ round trip, alice -> component -> alice.
     r = await alice.iq('get', 'bot@' + COMP, "<query xmlns='%s'/>" % NS_ECHO)
     q = r.xml.find('{%s}query' % NS_ECHO) if r is not None else None
@@ -319,10 +344,20 @@ async def main():
     r = await alice.iq('get', COMP, "<query xmlns='%s'/>" % NS_ECHO)
     xt.ok(r is not None and r['type'] == 'error' and r['error']['condition'] == 'service-unavailable',
           'an IQ to the disconnected component: <service-unavailable/>') or xt.diag(r)
-    alice.xmpp.send_presence(pto=COMP, ptype='unavailable')
-    alice.xmpp.send_message(mto=COMP, mbody='marker', mtype='error')
-    m = await alice.message(lambda m: m['type'] == 'error', timeout=1.5)
-    xt.ok(m is None, 'no bounce for unavailable presence or an error message') or xt.diag(m)
+    # RFC 6120 8.3.1: never an error for an error; nothing to say to an
+    # unavailable presence. (A directed available presence is answered,
+    # as a check that presence bounces are seen at all.)
+    alice.xmpp.send_presence(pto='p@' + COMP, ptype='unavailable')
+    alice.xmpp.send_message(mto='e@' + COMP, mbody='marker', mtype='error')
+    alice.xmpp.send_presence(pto='a@' + COMP)
+    p = await alice.presence(lambda p: p['type'] == 'error' and str(p['from']) == 'a@' + COMP,
+                             timeout=5)
+    xt.ok(p is not None and p['error']['condition'] == 'service-unavailable',
+          'a directed available presence to it comes back <service-unavailable/>') or xt.diag(p)
+    m = await alice.message(lambda m: str(m['from']) == 'e@' + COMP, timeout=1)
+    xt.ok(m is None, 'no bounce for an error message') or xt.diag(m)
+    xt.ok(not [x for x in alice.presences.items if str(x['from']) == 'p@' + COMP],
+          'no bounce for unavailable presence') or xt.diag(alice.presences.items)
     r = await alice.iq('get', srv.host, "<query xmlns='%s'/>" % NS_ITEMS)
     xt.is_(items(r), [COMP, OTHER], 'disco#items still lists the disconnected component')
 
