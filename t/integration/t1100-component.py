@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import os
 import re
+import shutil
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
@@ -172,8 +173,19 @@ def config_errors(srv, port):
 
 
 async def main():
+    # mod_disco from the build tree, and a module that claims a service
+    # domain (t/modules/mod_claimdomain.c), built twice: for a component's
+    # domain and, as the control, for a free one.
+    moddir = xt.scratch_dir('t1100-modules')
+    disco_so = os.path.join(xt.MODULE_DIR, 'mod_disco.so')
+    if not os.path.exists(disco_so):
+        raise xt.HarnessError('%s is missing (make modules/mod_disco.la)' % disco_so)
+    shutil.copy(disco_so, moddir / 'mod_disco.so')
+    for name, dom in (('mod_claimcomp', COMP), ('mod_claimfree', 'free.xmppd.test')):
+        xt.build_test_module(moddir, name, 'mod_claimdomain',
+                             ['-DCLAIM_NAME="%s"' % name, '-DCLAIM_DOMAIN="%s"' % dom])
     srv = xt.Server(workers=2, modules={'mod_disco': {}}, start=False,
-                    conf={'negotiation_timeout': 4})
+                    conf={'negotiation_timeout': 4, 'module_dir': str(moddir)})
     port, port2 = xt.free_ports(srv.ip, 2)
     srv.conf['listen'].append({'port': port, 'ip': srv.ip, 'module': 'component',
                                'hosts': {d: {'password': p} for d, p in SECRETS.items()}})
@@ -184,6 +196,19 @@ async def main():
         srv.register(u, u + '-pw')
     alice = await xt.login_ok(srv, 'alice', 'alice-pw', resource='a')
     bob = await xt.login_ok(srv, 'bob', 'bob-pw', resource='b')
+
+    # A module cannot claim a component's domain as its service domain.
+    # (Why is in the log only; the control below differs in the domain alone.)
+    code, out, err = await srv.actl('module', 'load', 'mod_claimcomp')
+    xt.ok(code == 1 and 'load failed' in err,
+          "a module claiming %s does not load: it is an external component's" % COMP) or \
+        xt.diag(code, out, err)
+    code, out, err = await srv.actl('module', 'list')
+    xt.ok(code == 0 and 'mod_claimcomp' not in out and 'mod_disco' in out,
+          'module list: mod_claimcomp is not loaded') or xt.diag(code, out, err)
+    code, out, err = await srv.actl('module', 'load', 'mod_claimfree')
+    xt.is_(code, 0, 'the same module claiming a free domain loads') or xt.diag(out, err)
+    code, out, err = await srv.actl('module', 'unload', 'mod_claimfree')
 
     # disco#items lists the configured components, connected or not
     # (Prosody's choice; doc/architecture.md).
