@@ -304,7 +304,9 @@ typedef void (*xmppd_service_fn)(xmppd_elem *stanza, const xmppd_jid *from,
     const xmppd_jid *to, void *ud);
 XMPPD_API int xmppd_service_register(xmppd_ctx *ctx, const char *domain,
     xmppd_service_fn fn, void *ud);
-/* Service domains registered (for disco#items); any thread. */
+/* Service domains registered, then the domains of the external components
+ * (XEP-0114) the configuration has, connected or not (for disco#items);
+ * any thread. */
 XMPPD_API void xmppd_service_foreach(void (*fn)(const char *domain, void *ud), void *ud);
 
 /* ------------------------------------------------------------------ */

@@ -24,6 +24,7 @@
 #include "auth/account.h"
 #include "auth/sasl.h"
 #include "c2s/c2s.h"
+#include "component/component.h"
 #include "core/clock.h"
 #include "core/conf.h"
 #include "core/conf_keys.h"
@@ -331,7 +332,8 @@ main(int argc, char **argv)
 		fatal("cannot create the main event base");
 	if (worker_init(n, &err) < 0)
 		fatal("workers: %s", err);
-	if (session_init(n) < 0 || http_init(n) < 0 || c2s_init(n) < 0 || s2s_init(n) < 0)
+	if (session_init(n) < 0 || http_init(n) < 0 || c2s_init(n) < 0 || s2s_init(n) < 0 ||
+	    component_init(n) < 0)
 		fatal("out of memory");
 	/* The control socket first: it refuses to start a second server
 	 * on the same spool before that one could share our ports
@@ -367,6 +369,8 @@ main(int argc, char **argv)
 	ctl_close();
 	/* Servers first: <system-shutdown/> on every s2s stream, bounded. */
 	s2s_shutdown_all();
+	/* Then external components (XEP-0114), like servers. */
+	component_shutdown_all();
 	c2s_shutdown_all();
 	http_shutdown(1000);
 	worker_exit_all();
@@ -375,6 +379,7 @@ main(int argc, char **argv)
 	module_unload_all();
 	listener_free_all();
 	s2s_free_all();
+	component_free_all();
 	c2s_free_all();
 	http_free();
 	session_free_all();

@@ -26,6 +26,7 @@
 #include "core/registry.h"
 #include "core/worker.h"
 #include "http/http.h"
+#include "net/listener.h"
 #include "router/session.h"
 
 #ifndef XMPPD_MODULE_DIR
@@ -203,9 +204,17 @@ xmppd_service_register(xmppd_ctx *ctx, const char *domain, xmppd_service_fn fn, 
 {
 	struct reg r = { .owner = ctx, .fn = (void *)fn, .ud = ud };
 	char *d = jid_nameprep(domain, strlen(domain));
+	const struct conf_listen *cl;
 
 	if (d == NULL || fn == NULL || registry_service_find(d) != NULL || xmppd_is_local_host(d)) {
 		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot claim domain %s", domain);
+		free(d);
+		return -1;
+	}
+	/* An external component's domain is the component's (XEP-0114). */
+	if (conf_component_find(conf_local(), d, &cl) != NULL) {
+		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot claim domain %s: it is an external "
+		    "component's (the listener on line %d)", d, cl->line);
 		free(d);
 		return -1;
 	}
@@ -219,7 +228,7 @@ xmppd_ctl_register(xmppd_ctx *ctx, const char *name, const char *usage, xmppd_ct
     void *ud)
 {
 	static const char *const builtin[] = { "status", "register", "unregister", "passwd",
-		"users", "connected", "kick", "reload", "stop", "module", NULL };
+		"users", "connected", "kick", "reload", "stop", "module", "components", NULL };
 	struct reg r = { .owner = ctx, .fn = (void *)fn, .ud = ud };
 	const struct reg_list *l = registry_list(REG_CTL);
 
@@ -337,9 +346,18 @@ XMPPD_API void
 xmppd_service_foreach(void (*fn)(const char *domain, void *ud), void *ud)
 {
 	const struct reg_list *l = registry_list(REG_SERVICE);
+	/* A reference of our own: fn may call what refreshes conf_local. */
+	struct conf *c = conf_current();
 
 	for (size_t i = 0; l != NULL && i < l->n; i++)
 		fn(l->e[i].s1, ud);
+	/* External components' domains (XEP-0114), as Prosody lists them:
+	 * every configured one, connected or not (the domain answers
+	 * either way, doc/architecture.md "External components"). */
+	for (size_t i = 0; i < c->nlisten; i++)
+		for (size_t j = 0; j < c->listen[i].ncomponents; j++)
+			fn(c->listen[i].components[j].domain, ud);
+	conf_unref(c);
 }
 
 /* ---------------------------------------------------------------- */

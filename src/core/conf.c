@@ -385,6 +385,11 @@ conf_free(struct conf *c)
 	for (i = 0; i < c->nlisten; i++) {
 		free(c->listen[i].ip);
 		free(c->listen[i].shaper);
+		for (j = 0; j < c->listen[i].ncomponents; j++) {
+			free(c->listen[i].components[j].domain);
+			free(c->listen[i].components[j].password);
+		}
+		free(c->listen[i].components);
 	}
 	free(c->listen);
 	free(c->module_dir);

@@ -14,7 +14,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum conf_listen_module { CONF_LISTEN_C2S, CONF_LISTEN_S2S, CONF_LISTEN_HTTP, CONF_LISTEN__COUNT };
+enum conf_listen_module { CONF_LISTEN_C2S, CONF_LISTEN_S2S, CONF_LISTEN_HTTP, CONF_LISTEN_COMPONENT,
+	CONF_LISTEN__COUNT };
+
+/* An external component's domain on a `module: component` listener
+ * (XEP-0114; the `hosts` key, as ejabberd's ejabberd_service). */
+struct conf_component_host {
+	char *domain;               /* prepared (nameprep) */
+	char *password;             /* the shared secret of the handshake */
+	int line;
+};
 
 struct conf_listen {
 	char *ip;                   /* "::" by default; "127.0.0.1", ... */
@@ -29,6 +38,9 @@ struct conf_listen {
 	 * header from one of trusted_proxies; default 0. */
 	int proxy_protocol;
 	int line;                   /* where it was declared, for messages */
+	/* module: component only: the domains it serves and their secrets. */
+	struct conf_component_host *components;
+	size_t ncomponents;
 };
 
 /*

@@ -22,6 +22,7 @@
 #include "auth/account.h"
 #include "c2s/c2s.h"
 #include "core/clock.h"
+#include "component/component.h"
 #include "core/conf.h"
 #include "core/log.h"
 #include "abi/module.h"
@@ -297,6 +298,12 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 		 * stanzas in, out, state, address. */
 		reply_ok(out);
 		s2s_list(out);
+	} else if (strcmp(cmd, "components") == 0) {
+		if (!nargs_ok(out, argc, 1, "components"))
+			return;
+		/* doc/admin.md: domain, connected since, address. */
+		reply_ok(out);
+		component_list(out);
 	} else if (strcmp(cmd, "reload") == 0) {
 		if (!nargs_ok(out, argc, 1, "reload"))
 			return;

@@ -33,6 +33,7 @@ static const struct {
 	{ "connected", 0, "", "list sessions: JID, worker, address, priority" },
 	{ "kick", 1, "JID", "close the session of a full JID, or all of a bare JID" },
 	{ "s2s", 0, "", "list server links: direction, domains, auth, TLS, stanzas in/out" },
+	{ "components", 0, "", "list connected external components: domain, since, address" },
 	{ "reload", 0, "", "reload the configuration and certificates" },
 	{ "module", -1, "list | load|unload|reload NAME", "list or change loaded modules" },
 	{ "stop", 0, "", "close every stream and stop the server" },

@@ -135,6 +135,11 @@ listener_bind_all(const struct conf *c, unsigned nworkers, const char **error_r)
 			s->l = c->listen[i];
 			s->l.ip = strdup(c->listen[i].ip);
 			s->l.shaper = c->listen[i].shaper ? strdup(c->listen[i].shaper) : NULL;
+			/* A component listener's domains and secrets are read
+			 * from the running configuration (they follow a
+			 * reload; conf_component_find). */
+			s->l.components = NULL;
+			s->l.ncomponents = 0;
 			nsocks++;
 		}
 	return 0;
@@ -228,7 +233,8 @@ static void
 lsock_name(const struct lsock *s, char *buf, size_t len)
 {
 	const char *kind = s->l.module == CONF_LISTEN_C2S ? "c2s" :
-	    s->l.module == CONF_LISTEN_HTTP ? "http" : "s2s";
+	    s->l.module == CONF_LISTEN_HTTP ? "http" :
+	    s->l.module == CONF_LISTEN_COMPONENT ? "component" : "s2s";
 
 	if (strchr(s->l.ip, ':') != NULL)
 		snprintf(buf, len, "%s [%s]:%u", kind, s->l.ip, s->l.port);

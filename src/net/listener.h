@@ -65,6 +65,15 @@ void ipcount_dec(const struct sockaddr *sa);
 /* "192.0.2.1:5222" / "[2001:db8::1]:5222" */
 void sockaddr_format(const struct sockaddr *sa, char *buf, size_t len);
 
+/*
+ * An external component's domain (XEP-0114) in c: the `hosts` entry of
+ * the `module: component` listener that serves it, or NULL. If l_r is not
+ * NULL it gets that listener. A domain is on one listener at most
+ * (listener_conf.c refuses it twice). Any thread; c is the caller's.
+ */
+const struct conf_component_host *conf_component_find(const struct conf *c,
+    const char *domain, const struct conf_listen **l_r);
+
 /* The listen section of xmppd.yml (listener_conf.c), registered with
  * conf_section_register (core/conf_keys.h) by the composition root. */
 struct conf_section;

@@ -18,7 +18,7 @@
 #include "core/conf_keys.h"
 #include "net/listener.h"
 
-static conf_key_fn key_listen, key_ip, key_module;
+static conf_key_fn key_listen, key_ip, key_module, key_component_hosts;
 
 static const struct conf_key top_keys[] = {
 	{ "listen",                key_listen,        0, 0, 0 },
@@ -28,7 +28,7 @@ static const struct conf_key top_keys[] = {
 
 /* Indexes into listen_keys, for the required keys and derived defaults. */
 enum { LK_PORT, LK_IP, LK_MODULE, LK_TLS, LK_STARTTLS, LK_MAX_STANZA, LK_SHAPER, LK_SECURE,
-	LK_PROXY_PROTOCOL };
+	LK_PROXY_PROTOCOL, LK_HOSTS };
 
 /* RFC 6120 13.12 (4): a server must accept stanzas of at least 10000 bytes. */
 static const struct conf_key listen_keys[] = {
@@ -45,6 +45,8 @@ static const struct conf_key listen_keys[] = {
 	/* Behind a proxy (net/proxy.h): a PROXY header starts every
 	 * connection; listen_check_refs wants trusted_proxies with it. */
 	{ "proxy_protocol",    conf_key_bool,   L(proxy_protocol), 0, 0 },
+	/* module: component only (below, "External components"). */
+	{ "hosts",             key_component_hosts, 0, 0, 0 },
 };
 
 static int
@@ -65,11 +67,13 @@ key_ip(struct conf_loader *l, const struct conf_key *k, yaml_node_t *val, void *
 static int
 key_module(struct conf_loader *l, const struct conf_key *k, yaml_node_t *val, void *base)
 {
-	static const char *const words[] = { "c2s", "s2s", "http", NULL };
-	static const int values[] = { CONF_LISTEN_C2S, CONF_LISTEN_S2S, CONF_LISTEN_HTTP };
+	static const char *const words[] = { "c2s", "s2s", "http", "component", NULL };
+	static const int values[] = { CONF_LISTEN_C2S, CONF_LISTEN_S2S, CONF_LISTEN_HTTP,
+		CONF_LISTEN_COMPONENT };
 	int v;
 
-	if (conf_get_word(l, val, words, values, "'module' expects c2s, s2s or http", &v) < 0)
+	if (conf_get_word(l, val, words, values, "'module' expects c2s, s2s, http or component",
+	    &v) < 0)
 		return -1;
 	*CONF_FIELD(enum conf_listen_module, base, k) = (enum conf_listen_module)v;
 	return 0;
@@ -113,6 +117,90 @@ listen_overlap(const struct conf_listen *a, const struct conf_listen *b)
 	return memcmp(aa, ab, fa == AF_INET ? 4 : 16) == 0;
 }
 
+/* ---------------------------------------------------------------- */
+/* External components (XEP-0114): module: component, hosts.          */
+
+/*
+ * hosts: { DOMAIN: { password: SECRET }, ... }, ejabberd_service's shape.
+ * Each domain is prepared; its password is required and not empty.
+ */
+static int
+key_component_hosts(struct conf_loader *l, const struct conf_key *k, yaml_node_t *val,
+    void *base)
+{
+	static const struct conf_key host_keys[] = {
+		{ "password", conf_key_string, offsetof(struct conf_component_host, password), 0, 0 },
+	};
+	struct conf_listen *li = base;
+	char buf[80];
+	size_t n;
+
+	if (conf_check_tag(l, val) < 0)
+		return -1;
+	if (val->type != YAML_MAPPING_NODE || (n = conf_npairs(val)) == 0)
+		return conf_fail(l, val, "'hosts' of a listener expects a mapping of "
+		    "component domain: {password: SECRET}");
+	if ((li->components = calloc(n, sizeof(*li->components))) == NULL)
+		return conf_fail(l, val, "out of memory");
+	for (yaml_node_pair_t *p = val->data.mapping.pairs.start;
+	    p < val->data.mapping.pairs.top; p++) {
+		yaml_node_t *kn = yaml_document_get_node(l->doc, p->key);
+		yaml_node_t *vn = yaml_document_get_node(l->doc, p->value);
+		struct conf_component_host *h;
+		int seen[1] = { 0 };
+		const char *name;
+		char *dom;
+
+		if ((name = conf_key_name(l, kn, "a component domain")) == NULL)
+			return -1;
+		if ((dom = conf_prep_domain(name, strlen(name))) == NULL)
+			return conf_fail(l, kn, "'hosts' key '%s' is not a valid domain name",
+			    conf_shown(name, strlen(name), buf, sizeof(buf)));
+		for (size_t i = 0; i < li->ncomponents; i++)
+			if (strcmp(li->components[i].domain, dom) == 0) {
+				free(dom);
+				return conf_fail(l, kn, "'hosts' has '%s' twice (first on line %d)",
+				    conf_shown(name, strlen(name), buf, sizeof(buf)),
+				    li->components[i].line);
+			}
+		h = &li->components[li->ncomponents++];
+		h->domain = dom;
+		h->line = conf_line(kn);
+		if (conf_check_tag(l, vn) < 0)
+			return -1;
+		if (vn->type != YAML_MAPPING_NODE)
+			return conf_fail(l, vn, "component '%s' expects {password: SECRET}", dom);
+		if (conf_read_map(l, vn, host_keys, CONF_NKEYS(host_keys), h, seen) < 0)
+			return -1;
+		if (h->password == NULL || h->password[0] == '\0')
+			return conf_fail(l, vn, "component '%s' needs a non-empty 'password'", dom);
+	}
+	return 0;
+}
+
+/* What a component listener needs and what only it may have. */
+static int
+component_listener_check(struct conf_loader *l, yaml_node_t *e, struct conf_listen *li,
+    const int *seen)
+{
+	if (li->module != CONF_LISTEN_COMPONENT) {
+		if (seen[LK_HOSTS])
+			return conf_fail_at(l, seen[LK_HOSTS], "'hosts' is only for a listener "
+			    "with 'module: component'");
+		return 0;
+	}
+	if (!seen[LK_HOSTS])
+		return conf_fail(l, e, "a 'module: component' listener needs 'hosts' "
+		    "(component domain: {password: SECRET})");
+	/* XEP-0114 has no STARTTLS: the stream is in the clear, or direct
+	 * TLS with 'tls: true'. */
+	if (seen[LK_STARTTLS] && li->starttls_required)
+		return conf_fail_at(l, seen[LK_STARTTLS], "'starttls_required' does not apply "
+		    "to a component listener (XEP-0114 has no STARTTLS; use 'tls: true')");
+	li->starttls_required = 0;
+	return 0;
+}
+
 static int
 parse_listener(struct conf_loader *l, yaml_node_t *e, struct conf_listen *li)
 {
@@ -134,7 +222,8 @@ parse_listener(struct conf_loader *l, yaml_node_t *e, struct conf_listen *li)
 	if (li->ip == NULL && (li->ip = strdup("::")) == NULL)
 		return conf_fail(l, e, "out of memory");
 	if (!seen[LK_MAX_STANZA])
-		li->max_stanza_size = li->module == CONF_LISTEN_S2S ? 524288 : 262144;
+		li->max_stanza_size = li->module == CONF_LISTEN_C2S || li->module == CONF_LISTEN_HTTP ?
+		    262144 : 524288;
 	if (li->module == CONF_LISTEN_HTTP) {
 		/* TLS from the first byte or none: no STARTTLS in HTTP. */
 		if (seen[LK_STARTTLS])
@@ -144,7 +233,7 @@ parse_listener(struct conf_loader *l, yaml_node_t *e, struct conf_listen *li)
 	} else if (seen[LK_SECURE]) {
 		return conf_fail_at(l, seen[LK_SECURE], "'secure' is for http listeners");
 	}
-	return 0;
+	return component_listener_check(l, e, li, seen);
 }
 
 static int
@@ -176,12 +265,58 @@ key_listen(struct conf_loader *l, const struct conf_key *k, yaml_node_t *val, vo
 	return 0;
 }
 
+/*
+ * A component domain is the component's alone: not one of our hosts
+ * (their stanzas go to the session manager), and on one listener only.
+ * (A module's service domain is refused when the module claims it,
+ * xmppd_service_register.)
+ */
+static int
+component_domains_check(struct conf_loader *l)
+{
+	const struct conf *c = l->c;
+
+	for (size_t i = 0; i < c->nlisten; i++)
+		for (size_t j = 0; j < c->listen[i].ncomponents; j++) {
+			const struct conf_component_host *h = &c->listen[i].components[j];
+
+			if (conf_is_local_host(c, h->domain))
+				return conf_fail_at(l, h->line, "component domain '%s' is one of "
+				    "'hosts'", h->domain);
+			for (size_t k = 0; k < i; k++)
+				for (size_t m = 0; m < c->listen[k].ncomponents; m++)
+					if (strcmp(c->listen[k].components[m].domain,
+					    h->domain) == 0)
+						return conf_fail_at(l, h->line, "component "
+						    "domain '%s' is already on the listener on "
+						    "line %d", h->domain, c->listen[k].line);
+		}
+	return 0;
+}
+
+const struct conf_component_host *
+conf_component_find(const struct conf *c, const char *domain, const struct conf_listen **l_r)
+{
+	if (domain == NULL)
+		return NULL;
+	for (size_t i = 0; i < c->nlisten; i++)
+		for (size_t j = 0; j < c->listen[i].ncomponents; j++)
+			if (strcmp(c->listen[i].components[j].domain, domain) == 0) {
+				if (l_r != NULL)
+					*l_r = &c->listen[i];
+				return &c->listen[i].components[j];
+			}
+	return NULL;
+}
+
 /* What a listener needs from the rest of the file. */
 static int
 listen_check(struct conf_loader *l)
 {
 	const struct conf *c = l->c;
 
+	if (component_domains_check(l) < 0)
+		return -1;
 	for (size_t i = 0; i < c->nlisten; i++) {
 		const struct conf_listen *li = &c->listen[i];
 		int line;

@@ -15,11 +15,19 @@
 
 /* Where stanzas for other servers go (s2s_route, registered by s2s). */
 static router_remote_fn remote_fn;
+/* Where stanzas for external components go (component_route). */
+static router_component_fn component_fn;
 
 void
 router_set_remote(router_remote_fn fn)
 {
 	remote_fn = fn;
+}
+
+void
+router_set_component(router_component_fn fn)
+{
+	component_fn = fn;
 }
 
 
@@ -50,6 +58,10 @@ router_route_filtered(xml_elem *st, const jid *from, const jid *to)
 		sm_route(st, from, to);
 		return;
 	}
+	/* An external component's domain (XEP-0114), connected or not:
+	 * after the local hosts, so that their stanzas pay nothing. */
+	if (component_fn != NULL && component_fn(st, from, to))
+		return;
 	/* Any other domain is another server's (RFC 6120 10.4). */
 	if (remote_fn != NULL)
 		remote_fn(st, from, to);

@@ -3,7 +3,8 @@
  * "How a stanza travels").
  *
  * router_route dispatches by the domain of 'to': a service domain goes to
- * its module (service.c), a local host to the session manager (sm.h),
+ * its module (service.c), a local host to the session manager (sm.h), an
+ * external component's domain to the component route (router_set_component),
  * anything else to the remote route s2s registered (router_set_remote).
  * The caller keeps its reference to st; the router takes its own where it
  * keeps one.
@@ -21,6 +22,12 @@ void router_route(xml_elem *st, const jid *from, const jid *to);
  * its own reference if it needs one. Without one they bounce. */
 typedef void (*router_remote_fn)(xml_elem *st, const jid *from, const jid *to);
 void router_set_remote(router_remote_fn fn);
+/* Stanzas for an external component's domain (XEP-0114) go to fn
+ * (component_route, registered by component_init), which returns 1 if
+ * to's domain is a component's (the stanza was delivered or bounced) and
+ * 0 if not. Any thread. */
+typedef int (*router_component_fn)(xml_elem *st, const jid *from, const jid *to);
+void router_set_component(router_component_fn fn);
 /* The same after filter_packet has run. */
 void router_route_filtered(xml_elem *st, const jid *from, const jid *to);
 /* service.c: 1 if to's domain is a registered service domain (the stanza

@@ -139,6 +139,9 @@ s2s_is_local_domain(const struct conf *c, const char *domain)
 		return 0;
 	if (conf_is_local_host(c, domain))
 		return 1;
+	/* An external component's domain is served here too (XEP-0114). */
+	if (conf_component_find(c, domain, NULL) != NULL)
+		return 1;
 	dl = strlen(domain);
 	for (size_t i = 0; i < c->nhosts; i++) {
 		size_t hl = strlen(c->hosts[i]);

@@ -282,6 +282,9 @@ xs_ws_message(void *arg, const char *p, size_t len)
 static void
 feed_ws(struct xstream *xs)
 {
+	const char *p;
+	size_t len;
+
 	while (!xs->closing && xs->paused == 0 && !hold_busy(xs->hold)) {
 		struct evbuffer_iovec v;
 		size_t consumed = 0;
@@ -301,7 +304,9 @@ feed_ws(struct xstream *xs)
 			}
 			continue;
 		}
-		if (xs->ws == NULL || !conn_input_pending(xs->conn))
+		/* What the conn has read (not what OpenSSL still buffers: the
+		 * conn reads that next, and calls again). */
+		if (xs->ws == NULL || conn_peek(xs->conn, &p, &len) < 0)
 			break;
 		r = ws_read(xs->ws, &why);
 		if (r == 1 && evbuffer_get_length(xs->wsin) == 0) {
@@ -315,6 +320,10 @@ feed_ws(struct xstream *xs)
 			xstream_close(xs);
 			break;
 		}
+		/* wslay takes all it is given: no message yet means a frame
+		 * is still coming. */
+		if (evbuffer_get_length(xs->wsin) == 0)
+			break;
 	}
 }
 
@@ -681,7 +690,8 @@ xstream_send_header(struct xstream *xs, const char *from, const char *to)
 		xml_escape_attr(out, to);
 		evbuffer_add(out, "'", 1);
 	}
-	evbuffer_add(out, " version='1.0'", 14);
+	if (!xs->cls->no_version)
+		evbuffer_add(out, " version='1.0'", 14);
 	if (xs->cls->lang != NULL)
 		evbuffer_add_printf(out, " xml:lang='%s'", xs->cls->lang);
 	if (xs->framer != NULL)

@@ -49,6 +49,8 @@ struct xstream_class {
 	const char *ns;               /* the content namespace: "jabber:client" */
 	const char *decls;            /* more declarations in our header (" xmlns:db='...'"), or NULL */
 	const char *lang;             /* our header's xml:lang, or NULL */
+	int no_version;               /* our header has no 'version' (XEP-0114 3: the
+	                               * component protocol predates RFC 6120's 1.0) */
 
 	/* The peer's stream header. */
 	void (*stream_start)(struct xstream *xs, const struct xstream_header *h);
@@ -184,7 +186,8 @@ int xstream_connect(struct xstream *xs, const struct sockaddr *sa, socklen_t sal
 
 /* Our stream header (RFC 6120 4.7): the content namespace, the class's
  * declarations, a new id on the receiving side, from and to if not NULL,
- * version 1.0 and the class's xml:lang. */
+ * version 1.0 (unless the class says no_version) and the class's
+ * xml:lang. */
 void xstream_send_header(struct xstream *xs, const char *from, const char *to);
 /* Serializes e (elements of the content namespace unqualified); a peer
  * that does not read (max_send_queue) gets <resource-constraint/>. */

@@ -553,7 +553,7 @@ static const struct bad bad_files[] = {
 	{ H "listen:\n  - port: 0\n", 3,
 	  "'port' expects a whole number from 1 to 65535" },
 	{ H "listen:\n  - {port: 5222, module: xmpp}\n", 3,
-	  "'module' expects c2s, s2s or http" },
+	  "'module' expects c2s, s2s, http or component" },
 	{ H "listen:\n  - {port: 5222, module: c2s, ip: localhost}\n", 3,
 	  "'ip' expects an IPv4 or IPv6 address, such as \"::\" or \"127.0.0.1\"" },
 	{ H "listen:\n  - {port: 5222, module: c2s, tls: 1}\n", 3,
