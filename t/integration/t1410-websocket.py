@@ -291,6 +291,62 @@ async def main():
         or xt.diag(feats)
     ws.close()
 
+    # --- stream management (XEP-0198) on a WebSocket -----------------------
+    # Resume after the connection drops: the stanzas sent meanwhile come,
+    # in order, once.
+    async def ws_login(resource, sm=None):
+        ws = await RawWS.connect(srv.ip, hsecure)
+        await ws.open()
+        ws.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>%s</auth>"
+                % base64.b64encode(b'\0alice\0alice-pw').decode())
+        ok = (await ws.text() or '').startswith('<success')
+        await ws.open()
+        if sm is not None:
+            ws.send(sm)
+            return ws, ok, await ws.text()
+        ws.send("<iq type='set' id='b1' xmlns='jabber:client'><bind xmlns='urn:ietf:params:"
+                "xml:ns:xmpp-bind'><resource>%s</resource></bind></iq>" % resource)
+        bound = await ws.text()
+        ws.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        return ws, ok and bound is not None and "type='result'" in bound, await ws.text()
+
+    bob = await xt.login_ok(srv, 'bob', 'bob-pw', resource='tcp')
+    ws, logged_in, enabled = await ws_login('smws')
+    m = re.search(r"<enabled xmlns='urn:xmpp:sm:3'[^>]* id='([^']+)'", enabled or '')
+    xt.ok(logged_in and m is not None and "resume='true'" in enabled,
+          'a WebSocket session enables stream management with resume') or xt.diag(enabled)
+    previd = m.group(1) if m else 'none'
+    bob.send('alice@xmppd.test/smws', 'sm one')
+    t = await ws.text()
+    xt.ok(t is not None and 'sm one' in t, 'the WebSocket session gets a message (not acked)')
+    ws.w.transport.abort()          # the connection drops, no <close/>
+    await asyncio.sleep(0.5)
+    bob.send('alice@xmppd.test/smws', 'sm two')
+    bob.send('alice@xmppd.test/smws', 'sm three')
+    await asyncio.sleep(0.5)
+    ws2, ok2, resumed = await ws_login(
+        None, "<resume xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>" % previd)
+    xt.ok(ok2 and resumed is not None and resumed.startswith('<resumed ') and
+          "previd='%s'" % previd in resumed,
+          'a new WebSocket resumes the detached session (<resumed/>)') or xt.diag(resumed)
+    got = []
+    for _ in range(6):
+        t = await ws2.text(timeout=3)
+        if t is None:
+            break
+        mm = re.search(r'<body>(sm [a-z]+)</body>', t)
+        if mm:
+            got.append(mm.group(1))
+        if len(got) == 3:
+            break
+    xt.is_(got, ['sm one', 'sm two', 'sm three'],
+           'the unacknowledged message and the two sent while detached come, in order, once')
+    ws2.send("<a xmlns='urn:xmpp:sm:3' h='3'/>")
+    ws2.send("<close xmlns='%s'/>" % FRAMING)
+    await ws2.until_close()
+    ws2.close()
+    await bob.disconnect()
+
     # --- @xmpp/client over wss:// chatting with a TCP client ---------------
     have = ws_client_ready()
     xt.require_peer('node, npm and @xmpp/client (t/tools/ws-client)',
