@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "c2s/bosh_rid.h"
 #include "c2s/c2s_int.h"
 #include "core/clock.h"
 #include "core/conf.h"
@@ -654,15 +655,19 @@ session_request(struct bosh *b, struct bosh_req *h, xml_elem *body)
 		answer_terminate(h, 400, "bad-request");
 		return;
 	}
-	if (rid < b->next_rid) {
+	switch (bosh_rid_classify(rid, b->next_rid, b->requests)) {
+	case BOSH_RID_REPEAT: {
 		struct bosh_cached *k = &b->cache[rid % b->requests];
 
 		/* XEP-0124 14.3: a repeated rid gets the same answer, while
 		 * it is one of the last 'requests'. */
-		if (k->body != NULL && k->rid == rid && rid + b->requests >= b->next_rid) {
+		if (k->body != NULL && k->rid == rid) {
 			answer(h, 200, k->body, k->len);
 			return;
 		}
+	}
+		/* FALLTHROUGH */
+	case BOSH_RID_OLD:
 		for (unsigned i = 0; i < b->nheld; i++)
 			if (b->held[i].rid == rid) {
 				/* Still held: the client gave up on it; the new
@@ -675,15 +680,19 @@ session_request(struct bosh *b, struct bosh_req *h, xml_elem *body)
 		b->condition = "item-not-found";
 		bosh_free(b);
 		return;
-	}
-	if (rid >= b->next_rid + b->requests || b->ended) {
+	case BOSH_RID_BEYOND:
 		/* XEP-0124 14.3: beyond the window the session is over. */
 		answer_terminate(h, 200, "item-not-found");
 		b->condition = "item-not-found";
 		bosh_free(b);
 		return;
-	}
-	if (rid > b->next_rid) {
+	case BOSH_RID_EARLY:
+		if (b->ended) {
+			answer_terminate(h, 200, "item-not-found");
+			b->condition = "item-not-found";
+			bosh_free(b);
+			return;
+		}
 		/* XEP-0124 14.2: it waits for the ones before it. */
 		for (unsigned i = 0; i < b->nearly; i++)
 			if (b->early[i].rid == rid) {
@@ -695,6 +704,14 @@ session_request(struct bosh *b, struct bosh_req *h, xml_elem *body)
 		b->early[b->nearly].body = xml_elem_ref(body);
 		b->nearly++;
 		return;
+	case BOSH_RID_NEXT:
+		if (b->ended) {
+			answer_terminate(h, 200, "item-not-found");
+			b->condition = "item-not-found";
+			bosh_free(b);
+			return;
+		}
+		break;
 	}
 	process(b, h, rid, body);
 	/* Then those that waited for it, in order. */
