@@ -358,6 +358,10 @@ main(int argc, char **argv)
 	/* All or nothing (the loader has unloaded what it loaded). */
 	if (module_load_all(c, &err) < 0)
 		fatal("modules: %s", err);
+	/* Stream management sessions kept by sm_durable: detached again,
+	 * once the modules that see them end are loaded. */
+	if (c2s_sm_restore() < 0)
+		log_error("main", "stream management sessions could not be restored");
 
 	log_notice("main", "xmppd %s started: %u workers, %zu listeners, hosts:%s%s",
 	    PACKAGE_VERSION, n, c->nlisten, c->hosts[0], c->nhosts > 1 ? " ..." : "");

@@ -144,62 +144,10 @@ xmppd_elem_to_string(const xmppd_elem *e, size_t *len_r)
 	return xml_to_string(e, NS_CLIENT, len_r);
 }
 
-struct parse_state {
-	xml_elem *got;
-	int bad;
-};
-
-static void
-parse_start(void *ud, const char *ns, const char **attrs)
-{
-}
-
-static void
-parse_elem(void *ud, xml_elem *e)
-{
-	struct parse_state *p = ud;
-
-	if (p->got == NULL)
-		p->got = e;
-	else
-		xml_elem_unref(e);
-}
-
-static void
-parse_end(void *ud)
-{
-}
-
-static void
-parse_error(void *ud, const char *cond, const char *text)
-{
-	((struct parse_state *)ud)->bad = 1;
-}
-
 XMPPD_API xmppd_elem *
 xmppd_elem_parse(const char *text, size_t len)
 {
-	static const struct xml_stream_cb cb = { parse_start, parse_elem, parse_end, parse_error };
-	/* The stream parser is the one place that turns bytes into trees
-	 * (with its limits); wrap the element in a stream to use it. */
-	static const char head[] = "<stream:stream xmlns='" NS_CLIENT "' xmlns:stream='"
-	    XML_NS_STREAM "'>";
-	struct xml_stream_limits lim = { len + 1024, 64, 256 };
-	struct parse_state p = { NULL, 0 };
-	xml_stream *xs = xml_stream_new(&cb, &p, &lim);
-	size_t used;
-
-	if (xs == NULL)
-		return NULL;
-	if (xml_stream_feed(xs, head, sizeof(head) - 1, &used) < 0 ||
-	    xml_stream_feed(xs, text, len, &used) < 0)
-		p.bad = 1;
-	xml_stream_free(&xs);
-	if (p.bad) {
-		xml_elem_unref(p.got);
-		return NULL;
-	}
-	return p.got;
+	return xml_parse_elem(text, len, NS_CLIENT);
 }
 
 XMPPD_API xmppd_elem *

@@ -24,6 +24,12 @@ void c2s_free_all(void);
 void c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
     const struct conf_listen *l);
 
+/* sm_durable (c2s_smd.c): the stream management sessions the store holds
+ * become detached sessions again, on the workers; without sm_durable the
+ * rows a durable run left are dropped. Main thread, once the workers run
+ * and the modules are loaded. 0 or -1. */
+int c2s_sm_restore(void);
+
 /* Closes every stream with <system-shutdown/> and returns once they are
  * gone (bounded: those left are then freed). Main thread. */
 void c2s_shutdown_all(void);

@@ -32,6 +32,8 @@ static const struct conf_key c2s_keys[] = {
 	{ "sm_ack_after",          conf_key_uint,     C(sm_ack_after), 1, 1000000 },
 	{ "sm_ack_interval",       conf_key_uint,     C(sm_ack_interval), 1, 3600 },
 	{ "sm_ack_timeout",        conf_key_uint,     C(sm_ack_timeout), 1, 3600 },
+	/* Resumption that survives a restart of the server (c2s_smd.c). */
+	{ "sm_durable",            conf_key_bool,     C(sm_durable), 0, 0 },
 };
 
 static void
@@ -45,6 +47,7 @@ c2s_defaults(struct conf *c)
 	c->sm_ack_after = 5;
 	c->sm_ack_interval = 30;       /* Prosody's smacks_max_ack_delay */
 	c->sm_ack_timeout = 60;        /* ejabberd's ack_timeout */
+	c->sm_durable = 0;
 }
 
 /* The access rule may be defined after c2s_access. */

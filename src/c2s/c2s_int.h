@@ -57,6 +57,7 @@ struct c2s {
 	unsigned resuming : 1;
 	unsigned keep : 1;             /* we close the connection; the session stays */
 	struct c2s_sm *sm;             /* once <enable/>d */
+	xml_elem *presence;            /* sm_durable: the last available presence (c2s_smd.c) */
 	unsigned fwd_worker;           /* moved: where the session went */
 	uint64_t fwd_sid;
 	struct c2s *gprev, *gnext;     /* gone: in the worker's list */
@@ -127,6 +128,9 @@ struct xstream *c2s_new_framed(struct worker *w, const struct conf_listen *l,
 /* Registers /http-bind (XEP-0124, XEP-0206). 0 or -1. */
 int c2s_bosh_init(unsigned nworkers);
 void c2s_bosh_free(void);
+/* c2s_smd.c: the session's own presence changed (p: available, NULL:
+ * unavailable); kept for its durable state row. */
+void c2s_sm_presence(struct c2s *c, xml_elem *p);
 
 /* c2s_auth.c */
 /* <starttls/>: <proceed/> and TLS (RFC 6120 5.4.2.3). */

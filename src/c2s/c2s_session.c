@@ -108,12 +108,14 @@ handle_own_presence(struct c2s *c, xml_elem *p)
 		c->s.available = 1;
 		c->s.priority = stanza_priority(p);
 		sm_set_presence(&c->s.jid, c->s.sid, 1, c->s.priority, p);
+		c2s_sm_presence(c, p);
 		sm_presence_to_own_resources(p, &c->s.jid, c->s.sid, !was);
 		/* RFC 6121 4.2.2, 4.4.2: including the resource that sent it. */
 		c2s_send(c, p);
 	} else if (strcmp(type, "unavailable") == 0) {
 		c->s.available = 0;
 		sm_set_presence(&c->s.jid, c->s.sid, 0, 0, NULL);
+		c2s_sm_presence(c, NULL);
 		if (was) {
 			sm_presence_to_own_resources(p, &c->s.jid, c->s.sid, 0);
 			c2s_send(c, p);     /* RFC 6121 4.5.2 */

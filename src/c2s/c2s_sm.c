@@ -34,6 +34,7 @@
 #include <openssl/rand.h>
 
 #include "c2s/c2s_int.h"
+#include "c2s/c2s_sm_int.h"
 #include "c2s/smq.h"
 #include "core/clock.h"
 #include "core/conf.h"
@@ -49,20 +50,6 @@
 #include "xmpp/ns.h"
 #include "xmpp/stanza.h"
 
-#define SM_ID_BYTES 16
-#define SM_ID_LEN (2 * SM_ID_BYTES)
-
-struct c2s_sm {
-	struct smq out;            /* what we sent, not yet acknowledged */
-	uint32_t h_in;             /* the client's stanzas handled (XEP-0198 4) */
-	unsigned resume : 1;       /* resumption granted (XEP-0198 5) */
-	unsigned r_pending : 1;    /* our <r/> is unanswered */
-	unsigned max;              /* s a detached session waits */
-	unsigned since_r;          /* stanzas sent since our last <r/> */
-	uint64_t r_at_ms;          /* when that <r/> went */
-	struct event *timer;       /* attached: acks; detached: the end */
-	char id[SM_ID_LEN + 1];    /* the resumption id ('previd') */
-};
 
 /* ---------------------------------------------------------------- */
 /* Resumption ids: id -> (worker, sid), any thread.                   */
@@ -109,6 +96,12 @@ smid_set(const char *id, unsigned worker, uint64_t sid)
 		x->sid = sid;
 	}
 	pthread_mutex_unlock(&smid_lock);
+}
+
+void
+c2s_sm_id_set(const char *id, unsigned worker, uint64_t sid)
+{
+	smid_set(id, worker, sid);
 }
 
 static int
@@ -189,6 +182,12 @@ gone_link(struct c2s *c)
 	*head = c;
 }
 
+void
+c2s_sm_gone_link(struct c2s *c)
+{
+	gone_link(c);
+}
+
 static void
 gone_unlink(struct c2s *c)
 {
@@ -249,6 +248,12 @@ arm(struct c2s *c, unsigned ms)
 	    (c->sm->timer = evtimer_new(worker_base(c->w), timer_cb, c)) == NULL)
 		return;
 	evtimer_add(c->sm->timer, &tv);
+}
+
+void
+c2s_sm_arm(struct c2s *c, unsigned ms)
+{
+	arm(c, ms);
 }
 
 static int
@@ -331,14 +336,29 @@ c2s_send(struct c2s *c, const xml_elem *e)
 			log_info(c->tag, "detached session: too many stanzas queued, ending it");
 			arm(c, 0);
 		} else {
-			xstream_send(&c->xs, e);
+			if (!sm->durable)
+				xstream_send(&c->xs, e);
 			xstream_error(&c->xs, "policy-violation", "too many unacknowledged stanzas");
 		}
+		return;
+	}
+	if (sm->durable) {
+		/* Written once its row is committed (c2s_smd.c): a client
+		 * never acknowledges a stanza a restart would forget. */
+		c2s_smd_queued(c, st);
 		return;
 	}
 	if (c->gone || c->xs.closing)
 		return;
 	xstream_send(&c->xs, e);
+	c2s_sm_wrote(c);
+}
+
+void
+c2s_sm_wrote(struct c2s *c)
+{
+	struct c2s_sm *sm = c->sm;
+
 	/* Acks are asked for after sm_ack_after stanzas, and after
 	 * sm_ack_interval seconds for any stanza still unacknowledged. */
 	if (++sm->since_r >= c->conf->sm_ack_after && !sm->r_pending)
@@ -416,6 +436,9 @@ enable(struct c2s *c, xml_elem *e)
 		    c->conf->sm_max_resume;
 		new_id(sm->id);
 		smid_set(sm->id, worker_id(c->w), c->s.sid);
+		/* sm_durable: the state goes to the store from now on. */
+		sm->durable = c->conf->sm_durable != 0;
+		c2s_smd_state(c);
 		xstream_printf(&c->xs, "<enabled xmlns='" NS_SM "' id='%s' resume='true' max='%u'/>",
 		    sm->id, sm->max);
 	} else {
@@ -430,7 +453,7 @@ handle_a(struct c2s *c, xml_elem *e)
 {
 	struct c2s_sm *sm = c->sm;
 	int ok;
-	uint32_t h = parse_u32(xml_attr_get(e, "h"), &ok);
+	uint32_t h = parse_u32(xml_attr_get(e, "h"), &ok), before = sm->out.acked;
 	char app[160];
 
 	if (!ok) {
@@ -446,6 +469,12 @@ handle_a(struct c2s *c, xml_elem *e)
 		    "You acknowledged more stanzas than we sent");
 		return;
 	}
+	if (sm->durable) {
+		uint64_t old = sm->acked64;
+
+		sm->acked64 += (uint32_t)(sm->out.acked - before);
+		c2s_smd_acked(c, old);
+	}
 	sm->r_pending = 0;
 	if (smq_len(&sm->out) > 0)
 		arm(c, c->conf->sm_ack_interval * 1000);
@@ -459,7 +488,9 @@ c2s_sm_element_done(struct c2s *c)
 	/* XEP-0198 4 and doc/architecture.md: a stanza is handled once the
 	 * store work it caused is committed, so an <a/> never covers a
 	 * message that a crash could still lose. */
-	if (c->sm_count && c->sm != NULL)
+	if (c->sm_count && c->sm != NULL && c->sm->durable)
+		c2s_smd_handled(c);       /* counted once its state row is committed */
+	else if (c->sm_count && c->sm != NULL)
 		c->sm->h_in++;
 	c->sm_count = 0;
 }
@@ -533,12 +564,15 @@ sm_dispose(struct c2s *c, struct c2s_sm *sm)
 	smq_free(&sm->out);
 	if (sm->resume)
 		smid_del(sm->id, c->s.sid);
+	c2s_smd_forget(sm);
 	free(sm);
 }
 
 void
 c2s_sm_end(struct c2s *c)
 {
+	xml_elem_unref(c->presence);
+	c->presence = NULL;
 	gone_unlink(c);
 	c->gone = 0;
 	if (c->sm != NULL) {
@@ -612,6 +646,8 @@ c2s_sm_conn_end(struct c2s *c, enum conn_end how)
 	if (detach && !c->moved) {
 		c->sm->r_pending = 0;
 		arm(c, c->sm->max * 1000);
+		c->sm->deadline_ms = c2s_smd_wall_ms() + c->sm->max * 1000ULL;
+		c2s_smd_state(c);
 		log_info(c->tag, "%s detached for %u s (%s)", c->s.jid.full, c->sm->max,
 		    how == CONN_END_EOF ? "closed by the client" : "connection lost");
 	}
@@ -647,6 +683,7 @@ struct resume {
 	uint64_t old_sid;
 	jid jid;
 	int available, priority;
+	xml_elem *presence;         /* sm_durable: the last available presence */
 	struct module_slot *slots;
 	struct c2s_sm *sm;
 };
@@ -656,6 +693,7 @@ resume_free(struct resume *r)
 {
 	free(r->node);
 	free(r->host);
+	xml_elem_unref(r->presence);
 	jid_free(&r->jid);
 	free(r);
 }
@@ -718,6 +756,9 @@ answer_task(struct worker *w, void *a, uint64_t sid)
 	memset(&r->jid, 0, sizeof(r->jid));
 	c->s.available = r->available != 0;
 	c->s.priority = r->priority;
+	xml_elem_unref(c->presence);
+	c->presence = r->presence;
+	r->presence = NULL;
 	if (c->s.slots == NULL) {
 		c->s.slots = r->slots;
 	} else if (r->slots != NULL) {
@@ -742,6 +783,15 @@ answer_task(struct worker *w, void *a, uint64_t sid)
 	}
 	c->s.bound = 1;
 	smid_set(sm->id, worker_id(w), c->s.sid);
+	if (sm->durable) {
+		/* Everything of the old worker's is committed by now
+		 * (takeover_task): what is queued is replayed below. */
+		sm->h_in = sm->h_pending;
+		sm->a_wanted = 0;
+		sm->committed64 = sm->wire64 = sm->acked64 + smq_len(&sm->out);
+		sm->deadline_ms = c->gone ? c2s_smd_wall_ms() + sm->max * 1000ULL : 0;
+		c2s_smd_state(c);
+	}
 	worker_post(worker_get(r->old_worker), release_task, NULL, r->old_sid);
 	log_info(c->tag, "resumed %s (h %u, %u to replay)", c->s.jid.full, sm->h_in,
 	    smq_len(&sm->out));
@@ -770,6 +820,14 @@ fail(struct resume *r, const char *condition)
 	worker_post(worker_get(r->worker), answer_task, r, r->sid);
 }
 
+static void
+post_answer(void *a)
+{
+	struct resume *r = a;
+
+	worker_post(worker_get(r->worker), answer_task, r, r->sid);
+}
+
 /* On the old session's worker. */
 static void
 takeover_task(struct worker *w, void *a, uint64_t sid)
@@ -778,6 +836,7 @@ takeover_task(struct worker *w, void *a, uint64_t sid)
 	struct session *s = session_find(w, sid);
 	struct c2s *c = s != NULL && s->ops == &c2s_session_ops ? (struct c2s *)s : NULL;
 	struct c2s_sm *sm;
+	uint32_t before;
 
 	if (c == NULL || (sm = c->sm) == NULL || !sm->resume || c->moved || !c->s.bound ||
 	    c->s.closing || strcmp(sm->id, r->id) != 0) {
@@ -792,10 +851,17 @@ takeover_task(struct worker *w, void *a, uint64_t sid)
 		fail(r, "item-not-found");
 		return;
 	}
+	before = sm->out.acked;
 	if (smq_ack(&sm->out, r->h) < 0) {
 		r->send_count = sm->out.sent;
 		fail(r, "handled-count-too-high");
 		return;
+	}
+	if (sm->durable) {
+		uint64_t old = sm->acked64;
+
+		sm->acked64 += (uint32_t)(sm->out.acked - before);
+		c2s_smd_acked(c, old);
 	}
 	/* Everything the session is goes to the new connection. */
 	disarm(sm);
@@ -808,6 +874,8 @@ takeover_task(struct worker *w, void *a, uint64_t sid)
 	}
 	r->available = c->s.available;
 	r->priority = c->s.priority;
+	r->presence = c->presence;
+	c->presence = NULL;
 	r->slots = c->s.slots;
 	c->s.slots = NULL;
 	r->old_worker = worker_id(w);
@@ -820,6 +888,13 @@ takeover_task(struct worker *w, void *a, uint64_t sid)
 		 * new one wins, as in Prosody and ejabberd. */
 		log_info(c->tag, "%s resumed on another connection", c->s.jid.full);
 		xstream_error(&c->xs, "conflict", "the session was resumed on another connection");
+	}
+	if (sm->durable) {
+		/* The answer waits for everything this worker queued for the
+		 * session to be committed: the new connection replays the
+		 * queue at once. */
+		c2s_smd_after_commit(post_answer, r);
+		return;
 	}
 	worker_post(worker_get(r->worker), answer_task, r, r->sid);
 }
@@ -877,7 +952,9 @@ c2s_sm_element(struct c2s *c, xml_elem *e)
 		resume(c, e);
 	} else if (strcmp(name, "r") == 0) {
 		/* XEP-0198 4: answered at once with what is handled. */
-		if (c->sm != NULL)
+		if (c->sm != NULL && c->sm->durable && c->sm->h_in != c->sm->h_pending)
+			c->sm->a_wanted = 1;    /* answered once committed (c2s_smd.c) */
+		else if (c->sm != NULL)
 			xstream_printf(&c->xs, "<a xmlns='" NS_SM "' h='%u'/>", c->sm->h_in);
 	} else if (strcmp(name, "a") == 0) {
 		if (c->sm != NULL)

@@ -161,6 +161,7 @@ struct conf {
 	unsigned sm_ack_after;             /* <r/> after this many unacknowledged stanzas; 5 */
 	unsigned sm_ack_interval;          /* s: <r/> when stanzas wait unacknowledged this long; 30 */
 	unsigned sm_ack_timeout;           /* s an <r/> may go unanswered before the link is dead; 60 */
+	int sm_durable;                    /* resumption state kept in the store (survives a restart); 0 */
 	size_t max_send_queue;             /* bytes queued to a slow reader, default 1 MiB */
 	unsigned scram_iterations;         /* default 4096 */
 	int tls_min_version;               /* TLS1_2_VERSION (default) or TLS1_3_VERSION */

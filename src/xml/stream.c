@@ -1174,3 +1174,67 @@ xml_stream_feed(xml_stream *s, const char *data, size_t len,
 		*consumed_r = len;
 	return 0;
 }
+
+/* ---------------------------------------------------------------- */
+/* One element from text (xml_parse_elem).                           */
+
+struct parse_one {
+	xml_elem *got;
+	int bad;
+};
+
+static void
+one_start(void *ud, const char *ns, const char **attrs)
+{
+}
+
+static void
+one_elem(void *ud, xml_elem *e)
+{
+	struct parse_one *p = ud;
+
+	if (p->got == NULL) {
+		p->got = e;
+	} else {
+		xml_elem_unref(e);
+	}
+}
+
+static void
+one_end(void *ud)
+{
+}
+
+static void
+one_error(void *ud, const char *cond, const char *text)
+{
+	((struct parse_one *)ud)->bad = 1;
+}
+
+xml_elem *
+xml_parse_elem(const char *text, size_t len, const char *ns)
+{
+	static const struct xml_stream_cb cb = { one_start, one_elem, one_end, one_error };
+	/* Wrapped in a stream: the stream parser is the one place that
+	 * turns bytes into trees. */
+	struct xml_stream_limits lim = { len + 1024, 64, 256 };
+	struct parse_one p = { NULL, 0 };
+	xml_stream *xs;
+	char head[256];
+	int n;
+	size_t used;
+
+	n = snprintf(head, sizeof(head), "<stream:stream xmlns='%s' xmlns:stream='"
+	    XML_NS_STREAM "'>", ns);
+	if (n < 0 || (size_t)n >= sizeof(head) || (xs = xml_stream_new(&cb, &p, &lim)) == NULL)
+		return NULL;
+	if (xml_stream_feed(xs, head, (size_t)n, &used) < 0 ||
+	    xml_stream_feed(xs, text, len, &used) < 0)
+		p.bad = 1;
+	xml_stream_free(&xs);
+	if (p.bad || p.got == NULL) {
+		xml_elem_unref(p.got);
+		return NULL;
+	}
+	return p.got;
+}

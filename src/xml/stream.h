@@ -90,6 +90,14 @@ void xml_stream_pool_free(void);
 /* Parsers in the calling thread's pool (for tests). */
 unsigned xml_stream_pool_size(void);
 
+/*
+ * One element from its text (as xml_to_string wrote it, in content
+ * namespace ns), through this parser and its limits: a new tree the caller
+ * unrefs (the first, if there are several), or NULL if the text is not
+ * well-formed.
+ */
+xml_elem *xml_parse_elem(const char *text, size_t len, const char *ns);
+
 /* From stream_start: elements in ns are the stream's content (reported
  * with ns NULL) from now on, whatever the header declared. A WebSocket
  * stream's <open/> declares the framing namespace while its stanzas are

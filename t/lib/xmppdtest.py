@@ -1857,3 +1857,85 @@ if STORE_DELAY_MS:
         _server_init_undelayed(self, *args, **kw)
 
     Server.__init__ = _server_init_delayed
+
+
+# ---------------------------------------------------------------------------
+# Stream management over a raw stream (t1200-sm, t1210-sm-durable)
+# ---------------------------------------------------------------------------
+
+NS_SM = 'urn:xmpp:sm:3'
+
+
+def sm_elems(text):
+    """The complete top-level elements in text (a stretch of a c2s stream
+    after its header), as ElementTree elements."""
+    text = re.sub(r'<\?xml[^>]*\?>', '', text)
+    text = re.sub(r'<stream:stream\b[^>]*>', '', text)
+    text = text.replace('</stream:stream>', '')
+    root = ET.fromstring("<x xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+                         + text + '</x>')
+    return list(root)
+
+
+def sm_stanzas(text):
+    return [e for e in sm_elems(text) if e.tag.startswith('{jabber:client}')
+            and e.tag.split('}')[1] in ('message', 'presence', 'iq')]
+
+
+def sm_bodies(text):
+    return [e.findtext('{jabber:client}body') for e in sm_stanzas(text)
+            if e.tag == '{jabber:client}message']
+
+
+async def sm_authed(srv, user):
+    """A raw stream authenticated as user (PLAIN, password USER-pw), read up
+    to the features of the stream that follows SASL."""
+    r = await Raw.open(srv)
+    if await r.open_stream() is None or not await r.starttls():
+        raise HarnessError('raw: no TLS for %s' % user)
+    if await r.open_stream() is None:
+        raise HarnessError('raw: no features after TLS')
+    if not await r.auth_plain(user, user + '-pw'):
+        raise HarnessError('raw: PLAIN failed for %s' % user)
+    r.set_mark()
+    await r.send(stream_header(srv.host))
+    if not await r.read_until(r'</stream:features>'):
+        raise HarnessError('raw: no features after SASL')
+    r.set_mark()
+    return r
+
+
+async def sm_enable(r, max_=None):
+    """<enable resume='true'/>: the answer's text (<enabled/> or
+    <failed/>), or None."""
+    r.set_mark()
+    m = " max='%d'" % max_ if max_ is not None else ''
+    await r.send("<enable xmlns='%s' resume='true'%s/>" % (NS_SM, m))
+    got = await r.read_until(r'<enabled\b[^>]*/>|<failed\b.*?</failed>')
+    r.set_mark()
+    return got.group(0) if got else None
+
+
+async def sm_ask_h(r, timeout=5):
+    """<r/>: the server's h, or None."""
+    r.set_mark()
+    await r.send("<r xmlns='%s'/>" % NS_SM)
+    m = await r.read_until(r"<a xmlns='%s' h='(\d+)'/>" % NS_SM, timeout)
+    return int(m.group(1)) if m else None
+
+
+async def sm_resume(srv, user, previd, h):
+    """A new stream for user that resumes previd with h: (raw, the answer
+    element's text or None)."""
+    r = await sm_authed(srv, user)
+    await r.send("<resume xmlns='%s' previd='%s' h='%d'/>" % (NS_SM, previd, h))
+    m = await r.read_until(r'<resumed\b[^>]*/>|<failed\b[^>]*/>|<failed\b.*?</failed>')
+    return r, (m.group(0) if m else None)
+
+
+def sm_failed_condition(text):
+    """The condition of a <failed/> answer, or None."""
+    if text is None or not text.startswith('<failed'):
+        return None
+    kids = list(sm_elems(text)[0])
+    return kids[0].tag.split('}')[1] if kids else None
