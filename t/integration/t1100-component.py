@@ -18,15 +18,10 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
+from xt_transports import Component, NS_ACCEPT, NS_ECHO  # noqa: E402
 
-from slixmpp.componentxmpp import ComponentXMPP  # noqa: E402
-from slixmpp.xmlstream import ET  # noqa: E402
-from slixmpp.xmlstream.handler import Callback  # noqa: E402
-from slixmpp.xmlstream.matcher import MatchXPath  # noqa: E402
 
-NS_ACCEPT = 'jabber:component:accept'
 NS_ITEMS = 'http://jabber.org/protocol/disco#items'
-NS_ECHO = 'urn:xmppd:test:echo'
 COMP = 'comp.xmppd.test'
 OTHER = 'other.xmppd.test'
 SECRETS = {COMP: 'comp-secret', OTHER: 'other-secret'}
@@ -36,66 +31,6 @@ def comp_header(domain, ns=NS_ACCEPT):
     # XEP-0114 3: the component names its domain in 'to'.
     return ("<stream:stream xmlns='%s' xmlns:stream='http://etherx.jabber.org/streams' "
             "to='%s'>" % (ns, domain))
-
-
-class Component:
-    """slixmpp's ComponentXMPP that answers every message with one back
-    (from the address it was sent to) and every IQ get in NS_ECHO with a
-    result carrying the same payload."""
-
-    def __init__(self, srv, port, domain, secret):
-        self.domain = domain
-        self.x = x = ComponentXMPP(domain, secret, srv.ip, port)
-        self.messages = xt.Mailbox()
-        self.started = asyncio.get_running_loop().create_future()
-        self.closed = asyncio.Event()
-        self.stream_error = None
-        x.add_event_handler('session_start', self._started)
-        x.add_event_handler('disconnected', lambda *_: self.closed.set())
-        x.add_event_handler('stream_error', self._stream_error)
-        x.register_handler(Callback('t-msg', MatchXPath('{%s}message' % NS_ACCEPT),
-                                    self._message))
-        x.register_handler(Callback('t-iq', MatchXPath('{%s}iq/{%s}query' % (NS_ACCEPT, NS_ECHO)),
-                                    self._iq))
-
-    def _started(self, _):
-        if not self.started.done():
-            self.started.set_result(True)
-
-    def _stream_error(self, err):
-        self.stream_error = err['condition']
-        if not self.started.done():
-            self.started.set_result(False)
-
-    def _message(self, m):
-        self.messages.put(m)
-        if m['type'] == 'error':
-            return
-        self.x.send_message(mto=m['from'], mfrom=m['to'], mbody='echo: ' + m['body'],
-                            mtype=m['type'])
-
-    def _iq(self, iq):
-        if iq['type'] != 'get':
-            return
-        r = self.x.make_iq_result(iq['id'], ito=iq['from'], ifrom=iq['to'])
-        q = ET.Element('{%s}query' % NS_ECHO)
-        q.set('seen-from', str(iq['from']))
-        r.append(q)
-        r.send()
-
-    async def connect(self, timeout=10):
-        self.x.connect()
-        try:
-            return await asyncio.wait_for(asyncio.shield(self.started), timeout)
-        except asyncio.TimeoutError:
-            return False
-
-    async def disconnect(self):
-        self.x.disconnect(wait=1)
-        try:
-            await asyncio.wait_for(self.closed.wait(), 5)
-        except asyncio.TimeoutError:
-            self.x.abort()
 
 
 async def raw_component(srv, port, domain, secret=None, digest=None, header=None):

@@ -14,124 +14,16 @@ import json
 import os
 import re
 import shutil
-import ssl
-import struct
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
+from xt_transports import FRAMING, RawWS  # noqa: E402
 
-FRAMING = 'urn:ietf:params:xml:ns:xmpp-framing'
 GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 HERE = os.path.dirname(os.path.abspath(__file__))
 WS_CLIENT = os.path.join(HERE, '..', 'tools', 'ws-client')
-
-
-class RawWS:
-    """A WebSocket client written for this test: exact bytes both ways."""
-
-    def __init__(self, reader, writer, status, headers):
-        self.r, self.w = reader, writer
-        self.status, self.headers = status, headers
-        self.closed_code = None
-
-    @classmethod
-    async def connect(cls, ip, port, tls=False, protocol='xmpp', version='13',
-                      key=None, origin=None, path='/xmpp-websocket'):
-        ctx = None
-        if tls:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        reader, writer = await asyncio.open_connection(ip, port, ssl=ctx)
-        key = key or base64.b64encode(os.urandom(16)).decode()
-        req = ('GET %s HTTP/1.1\r\nHost: xmppd.test\r\nUpgrade: websocket\r\n'
-               'Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: %s\r\n'
-               'Sec-WebSocket-Version: %s\r\n' % (path, key, version))
-        if protocol:
-            req += 'Sec-WebSocket-Protocol: %s\r\n' % protocol
-        if origin:
-            req += 'Origin: %s\r\n' % origin
-        writer.write((req + '\r\n').encode())
-        head = await asyncio.wait_for(reader.readuntil(b'\r\n\r\n'), 5)
-        lines = head.decode().split('\r\n')
-        status = int(lines[0].split()[1])
-        headers = {}
-        for ln in lines[1:]:
-            if ':' in ln:
-                k, v = ln.split(':', 1)
-                headers[k.strip().lower()] = v.strip()
-        ws = cls(reader, writer, status, headers)
-        ws.key = key
-        return ws
-
-    def frame(self, payload, opcode=1, fin=True):
-        p = payload.encode() if isinstance(payload, str) else payload
-        mask = os.urandom(4)
-        b0 = (0x80 if fin else 0) | opcode
-        n = len(p)
-        if n < 126:
-            hdr = struct.pack('!BB', b0, 0x80 | n)
-        elif n < 65536:
-            hdr = struct.pack('!BBH', b0, 0x80 | 126, n)
-        else:
-            hdr = struct.pack('!BBQ', b0, 0x80 | 127, n)
-        return hdr + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(p))
-
-    def send(self, payload, opcode=1, fin=True):
-        self.w.write(self.frame(payload, opcode, fin))
-
-    async def recv(self, timeout=5):
-        """(opcode, payload) of the next frame, or (None, None) at EOF or
-        after timeout seconds."""
-        try:
-            b0, b1 = await asyncio.wait_for(self.r.readexactly(2), timeout)
-            n = b1 & 0x7f
-            if n == 126:
-                n = struct.unpack('!H', await self.r.readexactly(2))[0]
-            elif n == 127:
-                n = struct.unpack('!Q', await self.r.readexactly(8))[0]
-            if b1 & 0x80:
-                await self.r.readexactly(4)      # servers do not mask
-            data = await self.r.readexactly(n)
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
-            return None, None
-        op = b0 & 0x0f
-        if op == 8:
-            self.closed_code = struct.unpack('!H', data[:2])[0] if len(data) >= 2 else 0
-        return op, data
-
-    async def text(self, timeout=5):
-        """The next text message (pings and pongs skipped), or None."""
-        while True:
-            op, data = await self.recv(timeout)
-            if op is None or op == 8:
-                return None
-            if op == 1:
-                return data.decode()
-
-    async def open(self, to='xmppd.test', ns=FRAMING):
-        self.send("<open xmlns='%s' to='%s' version='1.0'/>" % (ns, to))
-        return await self.text(), await self.text()
-
-    async def until_close(self, timeout=5):
-        """Texts until the close frame: (texts, close code or None)."""
-        texts = []
-        while True:
-            op, data = await self.recv(timeout)
-            if op is None:
-                return texts, None
-            if op == 1:
-                texts.append(data.decode())
-            if op == 8:
-                return texts, self.closed_code
-
-    def close(self):
-        try:
-            self.w.close()
-        except Exception:
-            pass
 
 
 def ws_client_ready():

@@ -7,102 +7,18 @@ malformed body, long polling (wait, hold), pause, terminate, the
 inactivity timeout (the contact sees unavailable presence), CORS."""
 
 import asyncio
-import base64
-import http.client
 import os
-import random
 import re
 import sys
 import time
-import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
+from xt_transports import (Bosh, NS_BOSH, NS_C, NS_SASL, NS_STREAM,  # noqa: E402
+                           NS_XBOSH)
 
-NS_BOSH = 'http://jabber.org/protocol/httpbind'
-NS_XBOSH = 'urn:xmpp:xbosh'
-NS_STREAM = 'http://etherx.jabber.org/streams'
-NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl'
-NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind'
-NS_C = 'jabber:client'
 MAX_WAIT = 20
 INACTIVITY = 4
-
-
-class Bosh:
-    """One BOSH session seen from the client: each request on its own HTTP
-    connection (so that several can be open at once), run in a thread so
-    that the slixmpp clients go on meanwhile."""
-
-    def __init__(self, srv, port):
-        self.srv, self.port = srv, port
-        self.rid = random.randint(1 << 20, 1 << 30)
-        self.sid = None
-        self.last_raw = None
-
-    def post_sync(self, data, method='POST', headers=None, timeout=30):
-        c = http.client.HTTPConnection(self.srv.ip, self.port, timeout=timeout)
-        try:
-            h = {'Content-Type': 'text/xml; charset=utf-8'}
-            h.update(headers or {})
-            c.request(method, '/http-bind', body=data, headers=h)
-            r = c.getresponse()
-            return r.status, dict((k.lower(), v) for k, v in r.getheaders()), r.read()
-        finally:
-            c.close()
-
-    async def post(self, data, **kw):
-        return await asyncio.get_running_loop().run_in_executor(
-            None, lambda: self.post_sync(data, **kw))
-
-    def body(self, children='', rid=None, **attrs):
-        if rid is None:
-            self.rid += 1
-            rid = self.rid
-        a = ''.join(" %s='%s'" % (k.replace('_', ':'), v) for k, v in attrs.items())
-        if self.sid is not None:
-            a += " sid='%s'" % self.sid
-        return ("<body xmlns='%s' xmlns:xmpp='%s' rid='%d'%s>%s</body>"
-                % (NS_BOSH, NS_XBOSH, rid, a, children)), rid
-
-    async def request(self, children='', rid=None, **attrs):
-        """(HTTP status, parsed <body/> or None, timing in s)."""
-        data, _ = self.body(children, rid, **attrs)
-        t0 = time.monotonic()
-        st, hdrs, raw = await self.post(data.encode())
-        self.last_raw, self.last_headers = raw, hdrs
-        try:
-            b = ET.fromstring(raw)
-        except ET.ParseError:
-            b = None
-        return st, b, time.monotonic() - t0
-
-    async def create(self, wait=10, hold=1, to=None):
-        data = ("<body xmlns='%s' xmlns:xmpp='%s' rid='%d' wait='%d' hold='%d' to='%s'"
-                " xml:lang='en' ver='1.6' xmpp:version='1.0' content='text/xml; charset=utf-8'/>"
-                % (NS_BOSH, NS_XBOSH, self.rid, wait, hold, to or self.srv.host))
-        st, hdrs, raw = await self.post(data.encode())
-        self.last_raw, self.last_headers = raw, hdrs
-        b = ET.fromstring(raw)
-        self.sid = b.get('sid')
-        return st, b
-
-    async def login(self, user, resource):
-        """PLAIN, restart, bind: the bound JID, or raises."""
-        tok = base64.b64encode(('\0%s\0%s-pw' % (user, user)).encode()).decode()
-        st, b, _ = await self.request("<auth xmlns='%s' mechanism='PLAIN'>%s</auth>" % (NS_SASL, tok))
-        if b is None or b.find('{%s}success' % NS_SASL) is None:
-            raise xt.HarnessError('BOSH SASL failed: %r' % self.last_raw)
-        st, b, _ = await self.request(xmpp_restart='true')
-        if b is None or b.find('{%s}features/{%s}bind' % (NS_STREAM, NS_BIND)) is None:
-            raise xt.HarnessError('BOSH restart: no bind feature: %r' % self.last_raw)
-        st, b, _ = await self.request(
-            "<iq xmlns='jabber:client' type='set' id='b1'><bind xmlns='%s'><resource>%s</resource>"
-            "</bind></iq>" % (NS_BIND, resource))
-        j = b.find('{%s}iq/{%s}bind/{%s}jid' % (NS_C, NS_BIND, NS_BIND)) if b is not None else None
-        if j is None:
-            raise xt.HarnessError('BOSH bind failed: %r' % self.last_raw)
-        return j.text
 
 
 def messages(b):
