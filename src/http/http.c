@@ -296,6 +296,7 @@ struct http_conn {
 	unsigned too_big : 2;         /* the head (1) or body (2) went over its bound */
 	unsigned closing : 1;
 	unsigned started : 1;         /* the current request's first byte came */
+	unsigned paused : 1;          /* input came while busy: not read until done */
 	char tag[24];
 };
 
@@ -693,6 +694,13 @@ hc_input(void *arg)
 	const char *p;
 	size_t len;
 
+	if (hc->busy && !hc->closing) {
+		/* A request is being handled (held) and the client sends
+		 * more: it waits unread, in the socket, not in our memory. */
+		conn_pause(c);
+		hc->paused = 1;
+		return;
+	}
 	while (!hc->busy && !hc->closing && conn_peek(c, &p, &len) == 0) {
 		size_t n;
 		enum http_errno err;
@@ -772,8 +780,10 @@ req_done(struct http_req *r)
 		return;
 	}
 	arm_timer(hc);
-	/* Pipelined bytes are already buffered: the loop hands them on. */
-	if (conn_input_pending(hc->c)) {
+	/* Pipelined bytes are already buffered: the loop hands them on
+	 * (conn_resume calls input() from the loop). */
+	if (hc->paused || conn_input_pending(hc->c)) {
+		hc->paused = 0;
 		conn_pause(hc->c);
 		conn_resume(hc->c);
 	}
@@ -1069,6 +1079,8 @@ http_req_take(struct http_req *r)
 	if (in_handler == r)
 		in_handler = NULL;
 	conn_cancel_timer(c);
+	if (hc->paused)
+		conn_resume(c);
 	hc->c = NULL;
 	hc->req = NULL;
 	req_free(r);
