@@ -645,6 +645,15 @@ process(struct bosh *b, struct bosh_req *h, uint64_t rid, xml_elem *body)
 	rearm(b);
 }
 
+/* XEP-0124 14.3: a request the session cannot take ends it. */
+static void
+end_item_not_found(struct bosh *b, struct bosh_req *h)
+{
+	answer_terminate(h, 200, "item-not-found");
+	b->condition = "item-not-found";
+	bosh_free(b);
+}
+
 /* A request for session b (on its worker). */
 static void
 session_request(struct bosh *b, struct bosh_req *h, xml_elem *body)
@@ -676,21 +685,15 @@ session_request(struct bosh *b, struct bosh_req *h, xml_elem *body)
 				b->held[i].h = h;
 				return;
 			}
-		answer_terminate(h, 200, "item-not-found");
-		b->condition = "item-not-found";
-		bosh_free(b);
+		end_item_not_found(b, h);
 		return;
 	case BOSH_RID_BEYOND:
 		/* XEP-0124 14.3: beyond the window the session is over. */
-		answer_terminate(h, 200, "item-not-found");
-		b->condition = "item-not-found";
-		bosh_free(b);
+		end_item_not_found(b, h);
 		return;
 	case BOSH_RID_EARLY:
 		if (b->ended) {
-			answer_terminate(h, 200, "item-not-found");
-			b->condition = "item-not-found";
-			bosh_free(b);
+			end_item_not_found(b, h);
 			return;
 		}
 		/* XEP-0124 14.2: it waits for the ones before it. */
@@ -706,9 +709,7 @@ session_request(struct bosh *b, struct bosh_req *h, xml_elem *body)
 		return;
 	case BOSH_RID_NEXT:
 		if (b->ended) {
-			answer_terminate(h, 200, "item-not-found");
-			b->condition = "item-not-found";
-			bosh_free(b);
+			end_item_not_found(b, h);
 			return;
 		}
 		break;

@@ -105,6 +105,56 @@ c2s_init(unsigned nworkers)
 	return xstream_hibernate_idle(c2s_set);
 }
 
+/*
+ * A new client connection on worker w for a client at sa, in the router's
+ * table from now on (a session that is not bound yet is only ever
+ * answered: pre-authentication IQs), named "KIND#worker.serial" in logs;
+ * *p gets the stream's parameters. NULL when out of memory.
+ */
+static struct c2s *
+c2s_new(struct worker *w, const struct conf_listen *l, const struct sockaddr *sa,
+    socklen_t salen, const char *kind, struct xstream_params *p)
+{
+	struct c2s *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	c->w = w;
+	c->l = l;
+	c->conf = conf_current();
+	session_add(&c->s, w, &c2s_session_ops, sa, salen);
+	snprintf(c->tag, sizeof(c->tag), "%s#%u.%llu", kind, worker_id(w),
+	    (unsigned long long)(c->s.sid & 0xffffffffffffffULL));
+	p->limits.max_stanza_size = l->max_stanza_size;
+	p->limits.max_depth = c->conf->max_xml_depth;
+	p->limits.max_attrs = c->conf->max_xml_attrs;
+	p->max_send_queue = c->conf->max_send_queue;
+	p->initiating = 0;
+	p->last_input_ms = &c->s.last_input_ms;
+	return c;
+}
+
+/* Undoes c2s_new when the stream could not be made. */
+static void
+c2s_new_failed(struct c2s *c)
+{
+	session_remove(&c->s);
+	conf_unref(c->conf);
+	free(c);
+}
+
+/* A framed stream (WebSocket, BOSH) is set up: wss:// or https://, or
+ * plain behind a TLS proxy the listener trusts (secure: true), counts as
+ * encrypted; negotiation has its deadline as on TCP. */
+static void
+c2s_framed_started(struct c2s *c, int secure, const char *kind)
+{
+	c->ws = 1;
+	c->xs.tls = secure;
+	log_debug(c->tag, "%s from %s%s", kind, c->s.addr, secure ? " (secure)" : "");
+	xstream_set_timer(&c->xs, c->conf->negotiation_timeout);
+}
+
 void
 c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
     const struct conf_listen *l)
@@ -113,24 +163,10 @@ c2s_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
 	struct xstream_params p;
 	struct c2s *c;
 
-	if (conn_set_stopped(c2s_set, w) || (c = calloc(1, sizeof(*c))) == NULL) {
+	if (conn_set_stopped(c2s_set, w) || (c = c2s_new(w, l, sa, salen, "c2s", &p)) == NULL) {
 		close(fd);
 		return;
 	}
-	c->w = w;
-	c->l = l;
-	c->conf = conf_current();
-	/* In the router's table from now on: a session that is not bound
-	 * yet is only ever answered (pre-authentication IQs). */
-	session_add(&c->s, w, &c2s_session_ops, sa, salen);
-	snprintf(c->tag, sizeof(c->tag), "c2s#%u.%llu", worker_id(w),
-	    (unsigned long long)(c->s.sid & 0xffffffffffffffULL));
-	p.limits.max_stanza_size = l->max_stanza_size;
-	p.limits.max_depth = c->conf->max_xml_depth;
-	p.limits.max_attrs = c->conf->max_xml_attrs;
-	p.max_send_queue = c->conf->max_send_queue;
-	p.initiating = 0;
-	p.last_input_ms = &c->s.last_input_ms;
 	if (xstream_init(&c->xs, &c2s_class, c2s_set, w, c->tag, &p) < 0)
 		goto fail;
 	/* The listener's shaper (acl.h). */
@@ -155,9 +191,7 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	xstream_free(&c->xs);
-	session_remove(&c->s);
-	conf_unref(c->conf);
-	free(c);
+	c2s_new_failed(c);
 }
 
 /*
@@ -185,35 +219,17 @@ c2s_ws_request(struct http_req *r, void *arg)
 	}
 	if ((conn = http_ws_accept(r, "xmpp")) == NULL)
 		return;
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
+	if ((c = c2s_new(w, l, (struct sockaddr *)&sa, sa.ss_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in), "ws", &p)) == NULL) {
 		conn_free(&conn);
 		return;
 	}
-	c->w = w;
-	c->l = l;
-	c->conf = conf_current();
-	c->ws = 1;
-	session_add(&c->s, w, &c2s_session_ops, (struct sockaddr *)&sa,
-	    sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
-	snprintf(c->tag, sizeof(c->tag), "ws#%u.%llu", worker_id(w),
-	    (unsigned long long)(c->s.sid & 0xffffffffffffffULL));
-	p.limits.max_stanza_size = l->max_stanza_size;
-	p.limits.max_depth = c->conf->max_xml_depth;
-	p.limits.max_attrs = c->conf->max_xml_attrs;
-	p.max_send_queue = c->conf->max_send_queue;
-	p.initiating = 0;
-	p.last_input_ms = &c->s.last_input_ms;
 	if (xstream_init_ws(&c->xs, &c2s_class, c2s_set, conn, c->tag, &p) < 0) {
 		conn_free(&conn);
-		session_remove(&c->s);
-		conf_unref(c->conf);
-		free(c);
+		c2s_new_failed(c);
 		return;
 	}
-	/* wss://, or ws:// behind a TLS proxy the listener trusts. */
-	c->xs.tls = secure;
-	log_debug(c->tag, "WebSocket from %s%s", c->s.addr, secure ? " (secure)" : "");
-	xstream_set_timer(&c->xs, c->conf->negotiation_timeout);
+	c2s_framed_started(c, secure, "WebSocket");
 }
 
 struct xstream *
@@ -223,31 +239,13 @@ c2s_new_framed(struct worker *w, const struct conf_listen *l, const struct socka
 	struct xstream_params p;
 	struct c2s *c;
 
-	if (conn_set_stopped(c2s_set, w) || (c = calloc(1, sizeof(*c))) == NULL)
+	if (conn_set_stopped(c2s_set, w) || (c = c2s_new(w, l, sa, salen, kind, &p)) == NULL)
 		return NULL;
-	c->w = w;
-	c->l = l;
-	c->conf = conf_current();
-	c->ws = 1;
-	session_add(&c->s, w, &c2s_session_ops, sa, salen);
-	snprintf(c->tag, sizeof(c->tag), "%s#%u.%llu", kind, worker_id(w),
-	    (unsigned long long)(c->s.sid & 0xffffffffffffffULL));
-	p.limits.max_stanza_size = l->max_stanza_size;
-	p.limits.max_depth = c->conf->max_xml_depth;
-	p.limits.max_attrs = c->conf->max_xml_attrs;
-	p.max_send_queue = c->conf->max_send_queue;
-	p.initiating = 0;
-	p.last_input_ms = &c->s.last_input_ms;
 	if (xstream_init_framed(&c->xs, &c2s_class, c2s_set, w, f, farg, c->tag, &p) < 0) {
-		session_remove(&c->s);
-		conf_unref(c->conf);
-		free(c);
+		c2s_new_failed(c);
 		return NULL;
 	}
-	/* https://, or http:// behind a TLS proxy the listener trusts. */
-	c->xs.tls = secure;
-	log_debug(c->tag, "%s from %s%s", kind, c->s.addr, secure ? " (secure)" : "");
-	xstream_set_timer(&c->xs, c->conf->negotiation_timeout);
+	c2s_framed_started(c, secure, kind);
 	return &c->xs;
 }
 

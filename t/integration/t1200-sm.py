@@ -17,14 +17,12 @@ that a resumption often crosses them."""
 import asyncio
 import json
 import os
-import re
 import signal
 import socket
 import struct
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
@@ -38,54 +36,10 @@ MAX_RESUME = 60
 
 # -- raw helpers -------------------------------------------------------------
 
-def elems(text):
-    """The complete top-level elements in text (a stretch of a c2s stream
-    after its header), as ElementTree elements."""
-    text = re.sub(r'<\?xml[^>]*\?>', '', text)
-    text = re.sub(r'<stream:stream\b[^>]*>', '', text)
-    text = text.replace('</stream:stream>', '')
-    root = ET.fromstring("<x xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
-                         + text + '</x>')
-    return list(root)
-
-
-def stanzas(text):
-    return [e for e in elems(text) if e.tag.split('}')[1] in ('message', 'presence', 'iq')
-            and e.tag.startswith('{jabber:client}')]
-
-
-def bodies(text):
-    return [e.findtext('{jabber:client}body') for e in stanzas(text)
-            if e.tag == '{jabber:client}message']
-
-
-async def authed(srv, user):
-    """A raw stream authenticated as user; returns it after the features of
-    the stream that follows SASL (r.features holds their text)."""
-    r = await xt.Raw.open(srv)
-    if await r.open_stream() is None or not await r.starttls():
-        raise xt.HarnessError('raw: no TLS for %s' % user)
-    if await r.open_stream() is None:
-        raise xt.HarnessError('raw: no features after TLS')
-    r.tls_features = r.since_mark()
-    if not await r.auth_plain(user, user + '-pw'):
-        raise xt.HarnessError('raw: PLAIN failed for %s' % user)
-    r.set_mark()
-    await r.send(xt.stream_header(srv.host))
-    if not await r.read_until(r'</stream:features>'):
-        raise xt.HarnessError('raw: no features after SASL')
-    r.features = r.since_mark()
-    r.set_mark()
-    return r
-
-
-async def enable(r, max_=None):
-    r.set_mark()
-    m = " max='%d'" % max_ if max_ is not None else ''
-    await r.send("<enable xmlns='%s' resume='true'%s/>" % (NS_SM, m))
-    got = await r.read_until(r'<enabled\b[^>]*/>|<failed\b.*?</failed>')
-    r.set_mark()
-    return got.group(0) if got else None
+# The raw stream-management helpers are the harness's (xmppdtest.py).
+elems, stanzas, bodies = xt.sm_elems, xt.sm_stanzas, xt.sm_bodies
+authed, enable, ask_h = xt.sm_authed, xt.sm_enable, xt.sm_ask_h
+resume, failed_condition = xt.sm_resume, xt.sm_failed_condition
 
 
 async def sm_session(srv, user, resource, max_=None):
@@ -105,36 +59,12 @@ async def sm_session(srv, user, resource, max_=None):
     return r, jid, attrs
 
 
-async def ask_h(r, timeout=5):
-    """<r/>: the server's h, or None."""
-    r.set_mark()
-    await r.send("<r xmlns='%s'/>" % NS_SM)
-    m = await r.read_until(r"<a xmlns='%s' h='(\d+)'/>" % NS_SM, timeout)
-    return int(m.group(1)) if m else None
-
-
-async def resume(srv, user, previd, h):
-    """A new stream for user that resumes previd with h: (raw, the answer
-    element's text or None)."""
-    r = await authed(srv, user)
-    await r.send("<resume xmlns='%s' previd='%s' h='%d'/>" % (NS_SM, previd, h))
-    m = await r.read_until(r'<resumed\b[^>]*/>|<failed\b[^>]*/>|<failed\b.*?</failed>')
-    return r, (m.group(0) if m else None)
-
-
 def cut(r):
     """Drops the TCP connection at once (a reset): no </stream:stream>."""
     s = r.writer.get_extra_info('socket')
     if s is not None:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
     r.writer.transport.abort()
-
-
-def failed_condition(text):
-    if text is None or not text.startswith('<failed'):
-        return None
-    kids = list(elems(text)[0])
-    return kids[0].tag.split('}')[1] if kids else None
 
 
 async def roster_both(srv, a, b):

@@ -1889,18 +1889,21 @@ def sm_bodies(text):
 
 async def sm_authed(srv, user):
     """A raw stream authenticated as user (PLAIN, password USER-pw), read up
-    to the features of the stream that follows SASL."""
+    to the features of the stream that follows SASL (their text in
+    r.features; those after TLS in r.tls_features)."""
     r = await Raw.open(srv)
     if await r.open_stream() is None or not await r.starttls():
         raise HarnessError('raw: no TLS for %s' % user)
     if await r.open_stream() is None:
         raise HarnessError('raw: no features after TLS')
+    r.tls_features = r.since_mark()
     if not await r.auth_plain(user, user + '-pw'):
         raise HarnessError('raw: PLAIN failed for %s' % user)
     r.set_mark()
     await r.send(stream_header(srv.host))
     if not await r.read_until(r'</stream:features>'):
         raise HarnessError('raw: no features after SASL')
+    r.features = r.since_mark()
     r.set_mark()
     return r
 
