@@ -26,6 +26,14 @@
  * the number of connections, the time a login may take, the messaging
  * time, the drain time and the whole run (--max-time).
  *
+ * With --websocket PATH every connection is XMPP over WebSocket (RFC 7395)
+ * instead: the HTTP/1.1 upgrade (RFC 6455 4.1, subprotocol "xmpp"), then
+ * one masked text frame per element, <open/> and <close/> in the framing
+ * namespace instead of the stream tags, no STARTTLS (--ws-tls: TLS from
+ * the first byte, wss://). The server's messages are unwrapped and fed to
+ * the same stream parser, its <open/> as a stream header, its <close/> as
+ * the end tag.
+ *
  * With --wait-stdin the run pauses after the logins and after the
  * messages, printing "READY login {...}" / "READY chat {...}", until a
  * line arrives on standard input; end of input ends the run. That is how
@@ -73,6 +81,15 @@
 #define MAX_SOURCES	250
 #define BODY_TAG	"lg "
 
+#define WS_NS_FRAMING	"urn:ietf:params:xml:ns:xmpp-framing"
+#define WS_GUID		"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"   /* RFC 6455 1.3 */
+#define WS_MAX_MESSAGE	(1 << 20)
+/* What the parser is given for the server's <open/>: a stream header with
+ * the prefixes the server's elements may use (RFC 7395 3.3.3: each one is
+ * fully qualified anyway). */
+#define WS_PARSER_HEADER "<stream:stream xmlns='jabber:client' " \
+	"xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
+
 /* ------------------------------------------------------------------
  * Options and state
  */
@@ -102,6 +119,8 @@ static struct {
 	int nagle;
 	int quiet;
 	unsigned long seed;
+	const char *ws_path;        /* --websocket: RFC 7395 at this path */
+	int ws_tls;                 /* --ws-tls: wss://, TLS from the first byte */
 } opt = {
 	.server = "127.0.0.1", .domain = "localhost", .prefix = "u",
 	.password = "bench-pw", .resource = "lg", .port = 5222, .users = 100,
@@ -111,6 +130,7 @@ static struct {
 
 enum state {
 	ST_CONNECTING,   /* TCP connect in progress */
+	ST_UPGRADE,      /* WebSocket: GET sent, waiting for the 101 */
 	ST_FEAT0,        /* header sent, waiting for features (STARTTLS) */
 	ST_PROCEED,      /* <starttls/> sent */
 	ST_FEAT1,        /* TLS up, header sent, waiting for mechanisms */
@@ -140,6 +160,9 @@ struct conn {
 	unsigned char server_sig[32];
 	size_t server_sig_len;
 	int scram_sig_checked;
+	char ws_key[25];            /* Sec-WebSocket-Key sent (base64 of 16 bytes) */
+	char *wsmsg;                /* WebSocket message being reassembled */
+	size_t wsmsg_len, wsmsg_cap;
 };
 
 struct error_kind {
@@ -326,11 +349,24 @@ b64_decode(const char *in, unsigned char *out)
 	return n - pad;
 }
 
+static void ws_send(struct conn *, const char *, size_t);
+
+/* One element to the server: as it is over TCP, one frame over WebSocket. */
+static void
+conn_write(struct conn *c, const char *s, size_t len)
+{
+	if (c->bev == NULL)
+		return;
+	if (opt.ws_path != NULL)
+		ws_send(c, s, len);
+	else
+		bufferevent_write(c->bev, s, len);
+}
+
 static void
 send_str(struct conn *c, const char *s)
 {
-	if (c->bev != NULL)
-		bufferevent_write(c->bev, s, strlen(s));
+	conn_write(c, s, strlen(s));
 }
 
 static void __attribute__((format(printf, 2, 3)))
@@ -343,8 +379,8 @@ send_fmt(struct conn *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	if (n > 0 && (size_t)n < sizeof(buf) && c->bev != NULL)
-		bufferevent_write(c->bev, buf, (size_t)n);
+	if (n > 0 && (size_t)n < sizeof(buf))
+		conn_write(c, buf, (size_t)n);
 }
 
 static void
@@ -555,6 +591,12 @@ scram_success(struct conn *c, const char *data_b64)
 static void
 send_header(struct conn *c)
 {
+	if (opt.ws_path != NULL) {
+		/* RFC 7395 3.3.2: <open/> instead of the stream header, also
+		 * after SASL (3.3.5). */
+		send_fmt(c, "<open xmlns='" WS_NS_FRAMING "' to='%s' version='1.0'/>", opt.domain);
+		return;
+	}
 	send_fmt(c, "<?xml version='1.0'?><stream:stream to='%s' xmlns='jabber:client' "
 	    "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>", opt.domain);
 }
@@ -836,14 +878,323 @@ static const struct xml_stream_cb stream_cb = {
 };
 
 /* ------------------------------------------------------------------
+ * XMPP over WebSocket (RFC 7395), client side: the upgrade (RFC 6455 4.1)
+ * and the framing (RFC 6455 5), written here: a client needs only text
+ * frames out and a reassembly of the server's frames in.
+ */
+
+/* Stanzas carry their namespace over WebSocket (RFC 7395 3.3.3: no stream
+ * header supplies a default): <message/>, <presence/> and <iq/> written
+ * without an xmlns get xmlns='jabber:client'. */
+static size_t
+ws_qualify_at(const char *s, size_t len)
+{
+	static const char *const names[] = { "message", "presence", "iq" };
+	const char *gt;
+	size_t i, n;
+
+	for (i = 0; i < 3; i++) {
+		n = strlen(names[i]);
+		if (len > n + 1 && s[0] == '<' && memcmp(s + 1, names[i], n) == 0 &&
+		    (s[n + 1] == ' ' || s[n + 1] == '/' || s[n + 1] == '>'))
+			break;
+	}
+	if (i == 3)
+		return 0;
+	gt = memchr(s, '>', len);
+	if (gt == NULL)
+		return 0;
+	for (const char *p = s; p + 6 <= gt; p++)
+		if (memcmp(p, "xmlns=", 6) == 0)
+			return 0;
+	return n + 1;
+}
+
+/* One message in one final text frame, masked as RFC 6455 5.3 requires of a
+ * client. The masking key comes from the run's xorshift generator: it only
+ * has to be unpredictable to scripts in a browser, and this is no browser. */
+static void
+ws_frame(struct conn *c, int opcode, const char *s, size_t len, size_t ins_at,
+    const char *ins, size_t ins_len)
+{
+	unsigned char stackbuf[2048], *buf = stackbuf, mask[4];
+	size_t total = len + ins_len, hl = 2, i, j;
+	uint32_t m = (uint32_t)rnd();
+
+	if (total + 14 > sizeof(stackbuf) && (buf = malloc(total + 14)) == NULL) {
+		conn_fail(c, "ws:out-of-memory");
+		return;
+	}
+	buf[0] = (unsigned char)(0x80 | opcode);    /* FIN */
+	if (total < 126) {
+		buf[1] = (unsigned char)(0x80 | total);
+	} else if (total < 65536) {
+		buf[1] = 0x80 | 126;
+		buf[2] = (unsigned char)(total >> 8);
+		buf[3] = (unsigned char)total;
+		hl = 4;
+	} else {
+		buf[1] = 0x80 | 127;
+		for (i = 0; i < 8; i++)
+			buf[2 + i] = (unsigned char)((uint64_t)total >> (56 - 8 * i));
+		hl = 10;
+	}
+	memcpy(mask, &m, 4);
+	memcpy(buf + hl, mask, 4);
+	hl += 4;
+	/* The payload (with the namespace put in at ins_at), masked. */
+	for (i = 0, j = 0; i < len; i++) {
+		if (i == ins_at && ins_len > 0)
+			for (size_t k = 0; k < ins_len; k++, j++)
+				buf[hl + j] = (unsigned char)ins[k] ^ mask[j & 3];
+		buf[hl + j] = (unsigned char)s[i] ^ mask[j & 3];
+		j++;
+	}
+	bufferevent_write(c->bev, buf, hl + total);
+	if (buf != stackbuf)
+		free(buf);
+}
+
+static void
+ws_send(struct conn *c, const char *s, size_t len)
+{
+	static const char ns[] = " xmlns='jabber:client'";
+	size_t at = ws_qualify_at(s, len);
+
+	if (at > 0)
+		ws_frame(c, 1, s, len, at, ns, sizeof(ns) - 1);
+	else
+		ws_frame(c, 1, s, len, 0, NULL, 0);
+}
+
+static void
+ws_accept_for(const char *key, char out[29])
+{
+	unsigned char d[SHA_DIGEST_LENGTH];
+	char in[64];
+
+	snprintf(in, sizeof(in), "%s%s", key, WS_GUID);
+	SHA1((unsigned char *)in, strlen(in), d);
+	EVP_EncodeBlock((unsigned char *)out, d, SHA_DIGEST_LENGTH);
+}
+
+/* RFC 6455 4.1: the opening handshake, with the xmpp subprotocol (RFC 7395
+ * 3.1). */
+static void
+ws_upgrade(struct conn *c)
+{
+	unsigned char nonce[16];
+
+	if (RAND_bytes(nonce, sizeof(nonce)) != 1) {
+		conn_fail(c, "ws:rand");
+		return;
+	}
+	EVP_EncodeBlock((unsigned char *)c->ws_key, nonce, sizeof(nonce));
+	evbuffer_add_printf(bufferevent_get_output(c->bev),
+	    "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+	    "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+	    "Sec-WebSocket-Protocol: xmpp\r\n\r\n", opt.ws_path, opt.domain, c->ws_key);
+	c->st = ST_UPGRADE;
+}
+
+/* The server's response: 101, the right Sec-WebSocket-Accept, subprotocol
+ * xmpp (RFC 6455 4.1, the client's checks; RFC 7395 3.1). 1 when done,
+ * 0 when more is needed, -1 on failure. */
+static int
+ws_response(struct conn *c, struct evbuffer *in)
+{
+	struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+	char *h, *line, *save, want[29];
+	int accept_ok = 0, proto_ok = 0;
+	size_t hl;
+
+	if (end.pos < 0) {
+		if (evbuffer_get_length(in) > 16384) {
+			conn_fail(c, "ws:response-too-long");
+			return -1;
+		}
+		return 0;
+	}
+	hl = (size_t)end.pos + 4;
+	h = malloc(hl + 1);
+	if (h == NULL) {
+		conn_fail(c, "ws:out-of-memory");
+		return -1;
+	}
+	evbuffer_remove(in, h, hl);
+	h[hl] = '\0';
+	if (strncmp(h, "HTTP/1.1 101", 12) != 0) {
+		conn_fail(c, "ws:status-%.3s", strlen(h) >= 12 ? h + 9 : "?");
+		free(h);
+		return -1;
+	}
+	ws_accept_for(c->ws_key, want);
+	for (line = strtok_r(h, "\r\n", &save); line != NULL; line = strtok_r(NULL, "\r\n", &save)) {
+		char *colon = strchr(line, ':'), *v;
+
+		if (colon == NULL)
+			continue;
+		*colon = '\0';
+		for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
+			;
+		if (strcasecmp(line, "Sec-WebSocket-Accept") == 0)
+			accept_ok = strcmp(v, want) == 0;
+		else if (strcasecmp(line, "Sec-WebSocket-Protocol") == 0)
+			proto_ok = strcmp(v, "xmpp") == 0;
+	}
+	free(h);
+	if (!accept_ok || !proto_ok) {
+		conn_fail(c, "ws:%s", !accept_ok ? "bad-accept" : "no-xmpp-subprotocol");
+		return -1;
+	}
+	return 1;
+}
+
+/* Bytes to the parser, as read_cb does over TCP. */
+static void
+feed(struct conn *c, const char *p, size_t left)
+{
+	while (left > 0 && c->st != ST_DEAD) {
+		size_t used = 0;
+
+		if (xml_stream_feed(c->xs, p, left, &used) < 0 && c->st != ST_DEAD) {
+			if (c->st == ST_CLOSING) {
+				c->st = ST_DEAD;
+				break;
+			}
+			conn_fail(c, "parse:feed-failed");
+		}
+		if (used == 0)
+			used = left;   /* cannot happen; never loop */
+		p += used;
+		left -= used;
+	}
+}
+
+/* One whole message from the server: RFC 7395 3.3.2's <open/> becomes a
+ * stream header for the parser, 3.6's <close/> its end tag. */
+static void
+ws_message(struct conn *c, const char *p, size_t len)
+{
+	while (len > 0 && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+		p++, len--;
+	if (len > 6 && memcmp(p, "<open", 5) == 0 && (p[5] == ' ' || p[5] == '/'))
+		feed(c, WS_PARSER_HEADER, sizeof(WS_PARSER_HEADER) - 1);
+	else if (len > 7 && memcmp(p, "<close", 6) == 0 && (p[6] == ' ' || p[6] == '/'))
+		feed(c, "</stream:stream>", 16);
+	else
+		feed(c, p, len);
+}
+
+/* The server's frames (RFC 6455 5.2): not masked (5.1), payload lengths in
+ * 7, 16 or 64 bits, text messages possibly fragmented, pings answered. */
+static void
+ws_read(struct conn *c, struct evbuffer *in)
+{
+	if (c->st == ST_UPGRADE) {
+		int r = ws_response(c, in);
+
+		if (r <= 0)
+			return;
+		send_header(c);
+		c->st = ST_FEAT1;       /* no STARTTLS over WebSocket */
+	}
+	while (c->st != ST_DEAD) {
+		size_t avail = evbuffer_get_length(in), hl = 2;
+		unsigned char *h;
+		uint64_t plen;
+		int fin, op;
+
+		if (avail < 2)
+			return;
+		h = evbuffer_pullup(in, (ssize_t)(avail < 10 ? avail : 10));
+		fin = h[0] & 0x80;
+		op = h[0] & 0x0f;
+		if ((h[0] & 0x70) != 0 || (h[1] & 0x80) != 0) {
+			conn_fail(c, "ws:%s", (h[1] & 0x80) ? "masked-server-frame" : "rsv-bits");
+			return;
+		}
+		plen = h[1] & 0x7f;
+		if (plen == 126) {
+			if (avail < 4)
+				return;
+			plen = (uint64_t)h[2] << 8 | h[3];
+			hl = 4;
+		} else if (plen == 127) {
+			int i;
+
+			if (avail < 10)
+				return;
+			for (i = 0, plen = 0; i < 8; i++)
+				plen = plen << 8 | h[2 + i];
+			hl = 10;
+		}
+		if (plen > WS_MAX_MESSAGE || c->wsmsg_len + plen > WS_MAX_MESSAGE) {
+			conn_fail(c, "ws:message-too-big");
+			return;
+		}
+		if (op >= 8 && (plen > 125 || !fin)) {
+			conn_fail(c, "ws:bad-control-frame");
+			return;
+		}
+		if (avail < hl + plen)
+			return;
+		evbuffer_drain(in, hl);
+		if (op >= 8) {
+			/* Control frames: at most 125 bytes, never fragmented (5.5). */
+			char ctl[126];
+
+			evbuffer_remove(in, ctl, (size_t)plen);
+			if (op == 9) {
+				ws_frame(c, 10, ctl, (size_t)plen, 0, NULL, 0);   /* pong (5.5.3) */
+			} else if (op == 8) {
+				if (c->st == ST_CLOSING) {
+					c->st = ST_DEAD;
+				} else {
+					conn_fail(c, "ws:close-%u", plen >= 2 ?
+					    ((unsigned char)ctl[0] << 8 | (unsigned char)ctl[1]) : 1005);
+				}
+				return;
+			}
+			continue;
+		}
+		if (op != 0 && op != 1) {
+			conn_fail(c, "ws:opcode-%d", op);
+			return;
+		}
+		if (c->wsmsg_len + plen + 1 > c->wsmsg_cap) {
+			size_t cap = c->wsmsg_len + (size_t)plen + 1024;
+			char *n = realloc(c->wsmsg, cap);
+
+			if (n == NULL) {
+				conn_fail(c, "ws:out-of-memory");
+				return;
+			}
+			c->wsmsg = n;
+			c->wsmsg_cap = cap;
+		}
+		evbuffer_remove(in, c->wsmsg + c->wsmsg_len, (size_t)plen);
+		c->wsmsg_len += (size_t)plen;
+		if (fin) {
+			size_t len = c->wsmsg_len;
+
+			c->wsmsg_len = 0;
+			ws_message(c, c->wsmsg, len);
+		}
+	}
+}
+
+/* ------------------------------------------------------------------
  * Connections
  */
 
 static void read_cb(struct bufferevent *, void *);
 static void event_cb(struct bufferevent *, short, void *);
 
-static void
-switch_to_tls(struct conn *c)
+/* TLS on the connection's socket: after <proceed/>, or from the first
+ * byte for wss://. 0, or -1 with c failed. */
+static int
+tls_wrap(struct conn *c)
 {
 	SSL *ssl = SSL_new(g.ssl_ctx);
 	struct bufferevent *tls;
@@ -851,7 +1202,7 @@ switch_to_tls(struct conn *c)
 	c->want_tls = 0;
 	if (ssl == NULL) {
 		conn_fail(c, "tls:ssl-new");
-		return;
+		return -1;
 	}
 	SSL_set_tlsext_host_name(ssl, opt.domain);
 	/* The plain bufferevent does not own the socket; nothing is left
@@ -863,13 +1214,21 @@ switch_to_tls(struct conn *c)
 	if (tls == NULL) {
 		SSL_free(ssl);
 		conn_fail(c, "tls:bufferevent");
-		return;
+		return -1;
 	}
 	c->fd = -1;    /* owned by the bufferevent now */
 	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
 	c->bev = tls;
 	bufferevent_setcb(tls, read_cb, NULL, event_cb, c);
 	bufferevent_enable(tls, EV_READ | EV_WRITE);
+	return 0;
+}
+
+static void
+switch_to_tls(struct conn *c)
+{
+	if (tls_wrap(c) < 0)
+		return;
 	send_header(c);
 	c->st = ST_FEAT1;
 }
@@ -882,6 +1241,12 @@ read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer_iovec v[8];
 	int n, i;
 
+	if (opt.ws_path != NULL) {
+		ws_read(c, in);
+		if (c->st == ST_DEAD)
+			conn_free(c);
+		return;
+	}
 	while (c->st != ST_DEAD && evbuffer_get_length(in) > 0) {
 		size_t total = 0;
 
@@ -933,7 +1298,15 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	struct conn *c = arg;
 
 	if (what & BEV_EVENT_CONNECTED) {
-		if (c->st == ST_CONNECTING) {
+		if (c->st == ST_CONNECTING && opt.ws_path != NULL) {
+			/* The upgrade request waits in the TLS bufferevent for
+			 * the handshake with --ws-tls. */
+			if (opt.ws_tls && tls_wrap(c) < 0) {
+				conn_free(c);
+				return;
+			}
+			ws_upgrade(c);
+		} else if (c->st == ST_CONNECTING) {
 			send_header(c);
 			c->st = ST_FEAT0;
 		}
@@ -1014,6 +1387,9 @@ conn_free(struct conn *c)
 	xml_stream_free(&c->xs);
 	free(c->scram_first_bare);
 	c->scram_first_bare = NULL;
+	free(c->wsmsg);
+	c->wsmsg = NULL;
+	c->wsmsg_len = c->wsmsg_cap = 0;
 }
 
 static void
@@ -1391,7 +1767,9 @@ finish(void)
 
 		if (c->st != ST_DEAD && c->bev != NULL) {
 			online_remove(c);
-			send_str(c, "</stream:stream>");
+			/* RFC 7395 3.6: <close/> instead of the end tag. */
+			send_str(c, opt.ws_path != NULL ? "<close xmlns='" WS_NS_FRAMING "'/>" :
+			    "</stream:stream>");
 			c->st = ST_CLOSING;
 		}
 	}
@@ -1482,6 +1860,9 @@ usage(void)
 	    "  --drain S          seconds to wait for messages in flight (5)\n"
 	    "  --to-bare          address messages to bare JIDs (default: full)\n"
 	    "  --nagle            leave Nagle's algorithm on (default: TCP_NODELAY)\n"
+	    "  --websocket PATH   XMPP over WebSocket (RFC 7395) at PATH on an HTTP\n"
+	    "                     listener (--port), instead of a c2s stream\n"
+	    "  --ws-tls           with --websocket: TLS from the first byte (wss://)\n"
 	    "  --max-time S       hard limit on the whole run (600)\n"
 	    "  --wait-stdin       pause after each phase until a line on stdin\n"
 	    "  --seed N           random seed (1)\n"
@@ -1531,6 +1912,8 @@ main(int argc, char **argv)
 		{ "wait-stdin", no_argument, NULL, 'W' },
 		{ "seed", required_argument, NULL, 'e' },
 		{ "nagle", no_argument, NULL, 'N' },
+		{ "websocket", required_argument, NULL, 'X' },
+		{ "ws-tls", no_argument, NULL, 'Y' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -1577,12 +1960,16 @@ main(int argc, char **argv)
 		case 'W': opt.wait_stdin = 1; break;
 		case 'e': opt.seed = strtoul(optarg, NULL, 10); break;
 		case 'N': opt.nagle = 1; break;
+		case 'X': opt.ws_path = optarg; break;
+		case 'Y': opt.ws_tls = 1; break;
 		case 'q': opt.quiet = 1; break;
 		default: usage();
 		}
 	}
 	if (optind != argc || opt.users < 1 || opt.users > 2000000 || opt.concurrency < 1 ||
-	    opt.port < 1 || opt.port > 65535 || opt.max_time <= 0)
+	    opt.port < 1 || opt.port > 65535 || opt.max_time <= 0 ||
+	    (opt.ws_tls && opt.ws_path == NULL) ||
+	    (opt.ws_path != NULL && (opt.ws_path[0] != '/' || strlen(opt.ws_path) > 256)))
 		usage();
 	g.rng = opt.seed * 0x9E3779B97F4A7C15ULL + 1;
 	g.addr.sin_family = AF_INET;
