@@ -121,6 +121,7 @@ static struct {
 	unsigned long seed;
 	const char *ws_path;        /* --websocket: RFC 7395 at this path */
 	int ws_tls;                 /* --ws-tls: wss://, TLS from the first byte */
+	int sm;                     /* --sm: stream management (XEP-0198) with resume */
 } opt = {
 	.server = "127.0.0.1", .domain = "localhost", .prefix = "u",
 	.password = "bench-pw", .resource = "lg", .port = 5222, .users = 100,
@@ -154,6 +155,8 @@ struct conn {
 	int online_pos;             /* index in online[], -1 if not online */
 	int want_tls;               /* <proceed/> seen: switch after the feed */
 	int need_session;
+	int sm_on;                  /* <enabled/> came: stanzas from here on count */
+	unsigned sm_h;              /* stanzas received since (XEP-0198 h) */
 	enum mech mech;
 	double t_start;
 	char *scram_first_bare;     /* client-first-message-bare */
@@ -668,6 +671,9 @@ first_child_name(xml_elem *e, const char *skip)
 static void
 go_online(struct conn *c)
 {
+	/* XEP-0198: acks are answered (<r/> -> <a h/>) from here on. */
+	if (opt.sm)
+		send_str(c, "<enable xmlns='" NS_SM "' resume='true'/>");
 	send_str(c, "<presence/>");
 	c->st = ST_ONLINE;
 	c->online_pos = (int)g.nonline;
@@ -707,8 +713,23 @@ on_message(xml_elem *e)
 static void
 on_stanza(struct conn *c, xml_elem *e)
 {
-	const char *name = xml_elem_name(e), *type, *id;
+	const char *name = xml_elem_name(e), *type, *id, *ns = xml_elem_ns(e);
 
+	if (ns != NULL && strcmp(ns, NS_SM) == 0) {
+		char buf[64];
+
+		if (strcmp(name, "enabled") == 0) {
+			c->sm_on = 1;
+		} else if (strcmp(name, "r") == 0 && c->sm_on) {
+			snprintf(buf, sizeof(buf), "<a xmlns='" NS_SM "' h='%u'/>", c->sm_h);
+			send_str(c, buf);
+		} else if (strcmp(name, "failed") == 0) {
+			conn_fail(c, "sm-failed:%s", first_child_name(e, "text"));
+		}
+		return;
+	}
+	if (c->sm_on)
+		c->sm_h++;     /* a stanza (XEP-0198 4: message, presence, iq) */
 	if (strcmp(name, "message") == 0) {
 		on_message(e);
 		return;
@@ -1863,6 +1884,7 @@ usage(void)
 	    "  --websocket PATH   XMPP over WebSocket (RFC 7395) at PATH on an HTTP\n"
 	    "                     listener (--port), instead of a c2s stream\n"
 	    "  --ws-tls           with --websocket: TLS from the first byte (wss://)\n"
+	    "  --sm               stream management (XEP-0198): enable with resume, answer <r/>\n"
 	    "  --max-time S       hard limit on the whole run (600)\n"
 	    "  --wait-stdin       pause after each phase until a line on stdin\n"
 	    "  --seed N           random seed (1)\n"
@@ -1914,6 +1936,7 @@ main(int argc, char **argv)
 		{ "nagle", no_argument, NULL, 'N' },
 		{ "websocket", required_argument, NULL, 'X' },
 		{ "ws-tls", no_argument, NULL, 'Y' },
+		{ "sm", no_argument, NULL, 'K' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -1962,6 +1985,7 @@ main(int argc, char **argv)
 		case 'N': opt.nagle = 1; break;
 		case 'X': opt.ws_path = optarg; break;
 		case 'Y': opt.ws_tls = 1; break;
+		case 'K': opt.sm = 1; break;
 		case 'q': opt.quiet = 1; break;
 		default: usage();
 		}
