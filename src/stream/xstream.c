@@ -218,9 +218,6 @@ xstream_connect(struct xstream *xs, const struct sockaddr *sa, socklen_t salen, 
 /* ---------------------------------------------------------------- */
 /* Input.                                                             */
 
-/* Feeds what is buffered to the parser, as long as the stream is open,
- * not paused and not held. 0, or -1 when STARTTLS took over: xs may be
- * gone then. */
 /*
  * A peer's message (framed mode), appended to the parser's input as
  * stream bytes: RFC 7395 3.3.2's <open/> becomes a stream header (the
@@ -327,6 +324,9 @@ feed_ws(struct xstream *xs)
 	}
 }
 
+/* Feeds what is buffered to the parser, as long as the stream is open,
+ * not paused and not held. 0, or -1 when STARTTLS took over: xs may be
+ * gone then. */
 static int
 feed(struct xstream *xs)
 {
@@ -573,8 +573,6 @@ xs_end(void *arg, enum conn_end how, const char *why)
 /* ---------------------------------------------------------------- */
 /* Output.                                                            */
 
-/* Nothing is written after the end of the stream (the error or end tag
- * that closed it went last). */
 /* Where output goes: the conn's queue, or (framed) the message being
  * written, which msg_end sends. */
 static struct evbuffer *
@@ -594,6 +592,8 @@ msg_end(struct xstream *xs)
 	evbuffer_drain(xs->msg, n);
 }
 
+/* Nothing is written after the end of the stream (the error or end tag
+ * that closed it went last). */
 void
 xstream_write(struct xstream *xs, const char *s, size_t len)
 {
