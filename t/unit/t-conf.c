@@ -181,7 +181,7 @@ test_example_loads(void **state)
 	assert_string_equal(c->path, want);
 	free(want);
 
-	assert_int_equal(c->nlisten, 2);
+	assert_int_equal(c->nlisten, 3);
 	assert_int_equal(c->listen[0].port, 5222);
 	assert_string_equal(c->listen[0].ip, "::");
 	assert_int_equal(c->listen[0].module, CONF_LISTEN_C2S);
@@ -191,6 +191,11 @@ test_example_loads(void **state)
 	assert_int_equal(c->listen[1].module, CONF_LISTEN_C2S);
 	assert_int_equal(c->listen[1].tls, 1);
 	assert_int_equal(c->listen[1].max_stanza_size, 262144);
+	/* HTTPS: WebSocket, BOSH, host-meta. */
+	assert_int_equal(c->listen[2].port, 5443);
+	assert_int_equal(c->listen[2].module, CONF_LISTEN_HTTP);
+	assert_int_equal(c->listen[2].tls, 1);
+	assert_int_equal(c->listen[2].starttls_required, 0);
 	conf_unref(c);
 }
 
