@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <gsasl.h>
+#include <stringprep.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -30,6 +31,7 @@ struct sasl_session {
 	char *node;                    /* prepared, once known */
 	int looked_up;
 	int exists;
+	int steps;                     /* gsasl_step64 calls so far */
 	struct account_scram scram;
 };
 
@@ -250,6 +252,62 @@ sasl_start(const char *mech, const char *host, SSL *ssl, int secure, int allow_p
 	return s;
 }
 
+/*
+ * The SCRAM client-first message in base64 (RFC 5802 7): 0 if its
+ * username is not empty after SASLprep (RFC 4013), -1 if it is. libgsasl
+ * 2.2 leaks the prepared name when it is empty (a name of characters
+ * SASLprep maps to nothing, "n=\xef\xb8\x8f": fuzz-sasl found it), so such
+ * a message is refused before libgsasl sees it. Anything else (not
+ * base64, no "n=") is left to libgsasl, which refuses it.
+ */
+static int
+scram_first_ok(const char *in64)
+{
+	unsigned char buf[6144];
+	char name[512], *prepped = NULL;
+	size_t n = strlen(in64), len, i, j;
+	const char *p, *end;
+	int rc, dec;
+
+	if (n == 0 || n > 4 * ((sizeof(buf) - 1) / 3) || n % 4 != 0)
+		return 0;
+	if ((dec = EVP_DecodeBlock(buf, (const unsigned char *)in64, (int)n)) < 0)
+		return 0;
+	len = (size_t)dec - (in64[n - 1] == '=') - (n > 1 && in64[n - 2] == '=');
+	end = (const char *)buf + len;
+	/* gs2-header: cbind-flag "," [authzid] "," */
+	p = memchr(buf, ',', len);
+	if (p == NULL || (p = memchr(p + 1, ',', (size_t)(end - p - 1))) == NULL)
+		return 0;
+	p++;
+	if (end - p < 2 || p[0] != 'n' || p[1] != '=')
+		return 0;
+	p += 2;
+	for (i = 0, j = 0; p + i < end && p[i] != ',' && j + 1 < sizeof(name); i++) {
+		/* saslname: "=2C" is ',', "=3D" is '=' */
+		if (p[i] == '=' && p + i + 2 < end && p[i + 1] == '2' && p[i + 2] == 'C') {
+			name[j++] = ',';
+			i += 2;
+		} else if (p[i] == '=' && p + i + 2 < end && p[i + 1] == '3' && p[i + 2] == 'D') {
+			name[j++] = '=';
+			i += 2;
+		} else if (p[i] == '\0') {
+			return 0;
+		} else {
+			name[j++] = p[i];
+		}
+	}
+	name[j] = '\0';
+	rc = stringprep_profile(name, &prepped, "SASLprep", 0);
+	if (rc != STRINGPREP_OK) {
+		free(prepped);
+		return 0;
+	}
+	rc = prepped[0] == '\0' ? -1 : 0;
+	free(prepped);
+	return rc;
+}
+
 enum sasl_result
 sasl_step(sasl_session *s, const char *in, char **out_r, const char **condition_r)
 {
@@ -260,6 +318,11 @@ sasl_step(sasl_session *s, const char *in, char **out_r, const char **condition_
 	/* RFC 6120 6.4.2: "=" stands for an empty response. */
 	if (strcmp(in, "=") == 0)
 		in = "";
+	if (s->steps++ == 0 && strncmp(s->mech, "SCRAM", 5) == 0 && scram_first_ok(in) < 0) {
+		/* RFC 5802 7: an empty username is not one. */
+		*condition_r = "malformed-request";
+		return SASL_FAILURE;
+	}
 	rc = gsasl_step64(s->gs, in, &out);
 	switch (rc) {
 	case GSASL_NEEDS_MORE:
