@@ -45,7 +45,7 @@ extern "C" {
 #endif
 
 #define XMPPD_ABI_MAJOR 1
-#define XMPPD_ABI_MINOR 3
+#define XMPPD_ABI_MINOR 4
 
 #if defined(__GNUC__)
 #define XMPPD_API __attribute__((visibility("default")))
@@ -175,6 +175,9 @@ enum xmppd_hook {
 					    * presence a client sends */
 	XMPPD_HOOK_S2S_SEND_PACKET,        /* struct xmppd_packet_args */
 	XMPPD_HOOK_S2S_RECEIVE_PACKET,     /* struct xmppd_packet_args */
+	/* ABI 1.4 */
+	XMPPD_HOOK_C2S_NONZA,              /* struct xmppd_nonza_args */
+	XMPPD_HOOK_SM_SESSION_RESUMED,     /* struct xmppd_session_args */
 	XMPPD_HOOK__COUNT
 };
 
@@ -188,6 +191,15 @@ struct xmppd_packet_args {
 	/* The client session it comes from (user_send_packet,
 	 * presence_out) or goes to (user_receive_packet, presence_in);
 	 * NULL otherwise. */
+	xmppd_session *session;
+};
+
+/* c2s_nonza (ABI 1.4): a top-level element that is not a stanza and not
+ * the core's (stream management, SASL...), from a bound client (XEP-0352
+ * <active/>). STOP: handled; nobody: unsupported-stanza-type. Not counted
+ * as a stanza by stream management. */
+struct xmppd_nonza_args {
+	xmppd_elem *elem;           /* borrowed */
 	xmppd_session *session;
 };
 
@@ -329,6 +341,38 @@ XMPPD_API size_t xmppd_send_to_resources(const xmppd_jid *bare, const xmppd_elem
     int available_only);
 XMPPD_API int xmppd_is_local_host(const char *domain);
 
+/* (ABI 1.4) What the session manager knows of each resource of an
+ * account, for modules that act for resources on other workers (carbons,
+ * push). flags: the bits modules set on their sessions
+ * (xmppd_session_set_flags) and the core's below. */
+enum {
+	XMPPD_RES_CARBONS = 1u << 0,    /* mod_carbons: enabled (XEP-0280) */
+	XMPPD_RES_INACTIVE = 1u << 1,   /* mod_csi: the client said <inactive/> */
+	XMPPD_RES_PUSH = 1u << 2,       /* mod_push: a registration (XEP-0357) */
+	/* bits 3-15: for modules; 16-31: the core's */
+	XMPPD_RES_SM = 1u << 16,        /* stream management enabled (XEP-0198) */
+	XMPPD_RES_DETACHED = 1u << 17,  /* no connection: waiting for a resumption */
+};
+struct xmppd_resource {
+	const char *resource;
+	const char *full;               /* bare/resource */
+	int available;                  /* sent available presence */
+	int priority;
+	unsigned flags;
+	/* Monotonic ms (xmppd_now_ms) the server's oldest unanswered <r/> to
+	 * it went out (XEP-0198 4), 0 if none. */
+	uint64_t ack_wait_since_ms;
+};
+/* Calls fn for every bound resource of bare (outside the session table's
+ * locks: fn may route). Returns how many. Any thread. */
+XMPPD_API size_t xmppd_user_resources(const xmppd_jid *bare,
+    void (*fn)(const struct xmppd_resource *r, void *ud), void *ud);
+/* Delivers a copy of stanza to the bound resource full as the session
+ * manager does (user_receive_packet runs, then the client gets it), without
+ * routing it (filter_packet does not run): for copies a module makes for
+ * one resource (carbons). 1 if the resource was bound, else 0. Any thread. */
+XMPPD_API int xmppd_deliver(const xmppd_jid *full, const xmppd_elem *stanza);
+
 /* ------------------------------------------------------------------ */
 /* Control commands (xmppctl)                                          */
 
@@ -386,6 +430,10 @@ XMPPD_API const struct sockaddr *xmppd_session_addr(xmppd_session *s);
 XMPPD_API uint64_t xmppd_session_idle_ms(xmppd_session *s);
 /* Writes stanza to this client directly (no routing, no hooks). */
 XMPPD_API void xmppd_session_send(xmppd_session *s, const xmppd_elem *stanza);
+/* (ABI 1.4) Sets the bits of mask in the session's resource flags
+ * (struct xmppd_resource) to those of value; bits 0-15 only. */
+XMPPD_API void xmppd_session_set_flags(xmppd_session *s, unsigned mask, unsigned value);
+XMPPD_API unsigned xmppd_session_flags(xmppd_session *s);
 /* Ends the stream with a stream error (RFC 6120 4.9.3 condition). */
 XMPPD_API void xmppd_session_close(xmppd_session *s, const char *condition, const char *text);
 
@@ -513,6 +561,14 @@ XMPPD_API int xmppd_store_aget(xmppd_ctx *ctx, const char *table, const void *ke
  * NULL) with OK or an error (no rows are given after an error). 0 or -1. */
 XMPPD_API int xmppd_store_ascan(xmppd_ctx *ctx, const char *table, const void *prefix,
     size_t plen, xmppd_scan_fn row, xmppd_store_done_fn done, void *ud);
+/* (ABI 1.4) Keys starting with prefix from start (inclusive; slen 0: the
+ * first key, or the last when reverse), forward in key order or backward
+ * (reverse), at most limit rows (0: all): row for each until it returns
+ * non-zero, then done. Only the rows asked for are read, so a page of an
+ * archive of millions costs a page. 0 or -1. */
+XMPPD_API int xmppd_store_arange(xmppd_ctx *ctx, const char *table, const void *prefix,
+    size_t plen, const void *start, size_t slen, int reverse, size_t limit,
+    xmppd_scan_fn row, xmppd_store_done_fn done, void *ud);
 
 /*
  * A batch: writes and reads that run in order, atomically, when submitted.

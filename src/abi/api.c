@@ -321,6 +321,46 @@ xmppd_send_to_resources(const xmppd_jid *bare, const xmppd_elem *st, int availab
 	return sm_send_to_resources(bare, st, available_only);
 }
 
+struct resources_call {
+	void (*fn)(const struct xmppd_resource *r, void *ud);
+	void *ud;
+};
+
+static void
+resource_cb(const struct sm_resource *r, void *ud)
+{
+	struct resources_call *rc = ud;
+	struct xmppd_resource x = {
+		.resource = r->resource, .full = r->full, .available = r->available,
+		.priority = r->priority, .flags = r->flags, .ack_wait_since_ms = r->ack_wait_ms,
+	};
+
+	rc->fn(&x, rc->ud);
+}
+
+XMPPD_API size_t
+xmppd_user_resources(const xmppd_jid *bare, void (*fn)(const struct xmppd_resource *r,
+    void *ud), void *ud)
+{
+	struct resources_call rc = { fn, ud };
+
+	if (bare == NULL || fn == NULL)
+		return 0;
+	return sm_resources(bare, resource_cb, &rc);
+}
+
+XMPPD_API int
+xmppd_deliver(const xmppd_jid *full, const xmppd_elem *st)
+{
+	struct sm_target t;
+
+	if (full == NULL || full->resource == NULL || st == NULL || sm_find(full, &t, 1) < 1)
+		return 0;
+	/* A copy for one resource: dropped if the session has just gone. */
+	session_deliver_copy(t.worker, t.sid, (xml_elem *)st);
+	return 1;
+}
+
 XMPPD_API int
 xmppd_is_local_host(const char *domain)
 {
@@ -352,6 +392,15 @@ xmppd_store_ascan(xmppd_ctx *ctx, const char *table, const void *prefix, size_t 
     xmppd_scan_fn row, xmppd_store_done_fn done, void *ud)
 {
 	return astore_scan(module_store_owner(ctx), table, prefix, plen, row, done, ud);
+}
+
+XMPPD_API int
+xmppd_store_arange(xmppd_ctx *ctx, const char *table, const void *prefix, size_t plen,
+    const void *start, size_t slen, int reverse, size_t limit, xmppd_scan_fn row,
+    xmppd_store_done_fn done, void *ud)
+{
+	return astore_range(module_store_owner(ctx), table, prefix, plen, start, slen, reverse,
+	    limit, row, done, ud);
 }
 
 XMPPD_API xmppd_batch *

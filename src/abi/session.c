@@ -14,6 +14,7 @@
 #include "core/registry.h"
 #include "hooks/xmppd.h"
 #include "router/session.h"
+#include "router/sm.h"
 
 #define SESS(s) ((struct session *)(s))
 
@@ -61,6 +62,23 @@ xmppd_session_close(xmppd_session *s, const char *condition, const char *text)
 {
 	if (!SESS(s)->closing)
 		SESS(s)->ops->close(SESS(s), condition, text);
+}
+
+XMPPD_API void
+xmppd_session_set_flags(xmppd_session *s, unsigned mask, unsigned value)
+{
+	struct session *x = SESS(s);
+
+	if (x->bound)
+		sm_set_flags(&x->jid, x->sid, mask & 0xffffu, value);
+}
+
+XMPPD_API unsigned
+xmppd_session_flags(xmppd_session *s)
+{
+	struct session *x = SESS(s);
+
+	return x->bound ? sm_flags(&x->jid, x->sid) : 0;
 }
 
 XMPPD_API void *

@@ -446,6 +446,14 @@ on_element(struct xstream *xs, xml_elem *e)
 		c2s_stream_error(c, "not-authorized", "bind a resource first");
 		return;
 	}
+	/* A nonza a module takes (XEP-0352 <active/>): not a stanza, so
+	 * not counted in h; unknown ones are a stream error below. */
+	if (stanza_kind(e) == STANZA_OTHER && hooks_any(XMPPD_HOOK_C2S_NONZA)) {
+		struct xmppd_nonza_args na = { (xmppd_elem *)e, (xmppd_session *)&c->s };
+
+		if (hooks_run(XMPPD_HOOK_C2S_NONZA, c->s.jid.domain, &na) != XMPPD_CONTINUE)
+			return;
+	}
 	/* Counted in h once done (on_element_done, XEP-0198 4). */
 	c->sm_count = c->sm != NULL;
 	c2s_handle_stanza(c, e);

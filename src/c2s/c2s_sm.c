@@ -271,14 +271,25 @@ disarm(struct c2s_sm *sm)
 	}
 }
 
+/* What modules see of the stream (xmppd_user_resources: push decides by
+ * it): an unanswered <r/> since when, on a change only. */
+static void
+ack_wait_changed(struct c2s *c, int pending)
+{
+	if (c->sm->r_pending != (unsigned)pending && c->s.bound)
+		sm_set_ack_wait(&c->s.jid, c->s.sid, pending ? c->sm->r_at_ms : 0);
+	c->sm->r_pending = pending != 0;
+}
+
 /* XEP-0198 4: a request for an ack. */
 static void
 send_r(struct c2s *c)
 {
 	xstream_puts(&c->xs, "<r xmlns='" NS_SM "'/>");
-	c->sm->r_pending = 1;
 	c->sm->since_r = 0;
-	c->sm->r_at_ms = clock_now_ms();
+	if (!c->sm->r_pending)
+		c->sm->r_at_ms = clock_now_ms();
+	ack_wait_changed(c, 1);
 	arm(c, c->conf->sm_ack_timeout * 1000);
 }
 
@@ -444,6 +455,7 @@ enable(struct c2s *c, xml_elem *e)
 	} else {
 		xstream_puts(&c->xs, "<enabled xmlns='" NS_SM "'/>");
 	}
+	sm_set_flags(&c->s.jid, c->s.sid, XMPPD_RES_SM, XMPPD_RES_SM);
 	log_debug(c->tag, "stream management on%s", sm->resume ? ", resumable" : "");
 }
 
@@ -475,7 +487,7 @@ handle_a(struct c2s *c, xml_elem *e)
 		sm->acked64 += (uint32_t)(sm->out.acked - before);
 		c2s_smd_acked(c, old);
 	}
-	sm->r_pending = 0;
+	ack_wait_changed(c, 0);
 	if (smq_len(&sm->out) > 0)
 		arm(c, c->conf->sm_ack_interval * 1000);
 	else if (sm->timer != NULL)
@@ -644,7 +656,8 @@ c2s_sm_conn_end(struct c2s *c, enum conn_end how)
 	c->gone = 1;
 	gone_link(c);
 	if (detach && !c->moved) {
-		c->sm->r_pending = 0;
+		ack_wait_changed(c, 0);
+		sm_set_flags(&c->s.jid, c->s.sid, XMPPD_RES_DETACHED, XMPPD_RES_DETACHED);
 		arm(c, c->sm->max * 1000);
 		c->sm->deadline_ms = c2s_smd_wall_ms() + c->sm->max * 1000ULL;
 		c2s_smd_state(c);
@@ -783,6 +796,8 @@ answer_task(struct worker *w, void *a, uint64_t sid)
 	}
 	c->s.bound = 1;
 	smid_set(sm->id, worker_id(w), c->s.sid);
+	sm_set_flags(&c->s.jid, c->s.sid, XMPPD_RES_DETACHED, c->gone ? XMPPD_RES_DETACHED : 0);
+	sm_set_ack_wait(&c->s.jid, c->s.sid, 0);
 	if (sm->durable) {
 		/* Everything of the old worker's is committed by now
 		 * (takeover_task): what is queued is replayed below. */
@@ -808,6 +823,13 @@ answer_task(struct worker *w, void *a, uint64_t sid)
 		xstream_send(&c->xs, smq_at(&sm->out, i));
 	if (smq_len(&sm->out) > 0)
 		send_r(c);
+	/* Modules learn of it after the replay (XEP-0352 5.2: mod_csi then
+	 * treats the new stream as active and flushes what it held). */
+	if (hooks_any(XMPPD_HOOK_SM_SESSION_RESUMED)) {
+		struct xmppd_session_args sa = { (xmppd_session *)&c->s };
+
+		(void)hooks_run(XMPPD_HOOK_SM_SESSION_RESUMED, c->s.jid.domain, &sa);
+	}
 out:
 	hold_release(r->hold);
 	resume_free(r);

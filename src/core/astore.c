@@ -414,6 +414,28 @@ astore_scan(struct astore_owner *o, const char *table, const void *prefix, size_
 	return submit(b);
 }
 
+int
+astore_range(struct astore_owner *o, const char *table, const void *prefix, size_t plen,
+    const void *start, size_t slen, int reverse, size_t limit, xmppd_scan_fn row,
+    xmppd_store_done_fn done, void *ud)
+{
+	xmppd_batch *b;
+	struct aop *a;
+
+	if (row == NULL || (b = req_new(o, AREQ_SCAN)) == NULL)
+		return -1;
+	b->row = row;
+	b->done = done;
+	b->ud = ud;
+	if (slen > KEY_MAX)
+		b->req.status = STORE_INVALID;
+	else if ((a = op_add(b, STORE_OP_RANGE, table, prefix, plen, 0, start, slen)) != NULL) {
+		a->op.reverse = reverse != 0;
+		a->op.limit = limit;
+	}
+	return submit(b);
+}
+
 xmppd_batch *
 astore_batch_new(struct astore_owner *o)
 {

@@ -40,6 +40,9 @@ int astore_get(struct astore_owner *o, const char *table, const void *key, size_
     xmppd_store_get_fn fn, void *ud);
 int astore_scan(struct astore_owner *o, const char *table, const void *prefix, size_t plen,
     xmppd_scan_fn row, xmppd_store_done_fn done, void *ud);
+int astore_range(struct astore_owner *o, const char *table, const void *prefix, size_t plen,
+    const void *start, size_t slen, int reverse, size_t limit, xmppd_scan_fn row,
+    xmppd_store_done_fn done, void *ud);
 xmppd_batch *astore_batch_new(struct astore_owner *o);
 int astore_batch_put(xmppd_batch *b, const char *table, const void *key, size_t klen,
     const void *val, size_t vlen);

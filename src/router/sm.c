@@ -27,6 +27,8 @@ struct sm_res {
 	int priority;
 	int available;
 	xml_elem *presence;        /* last available presence, or NULL */
+	unsigned flags;            /* XMPPD_RES_* (hooks/xmppd.h) */
+	uint64_t ack_wait_ms;      /* our unanswered <r/> went then; 0 none */
 	char addr[64];
 };
 
@@ -205,6 +207,8 @@ sm_bind(const jid *full, uint64_t sid, unsigned worker, const char *addr,
 		r->presence = NULL;
 		r->available = 0;
 		r->priority = 0;
+		r->flags = 0;
+		r->ack_wait_ms = 0;
 	} else {
 		if (u->nres == u->cap) {
 			size_t cap = u->cap ? u->cap * 2 : 2;
@@ -299,6 +303,88 @@ sm_set_presence(const jid *full, uint64_t sid, int available, int priority,
 	}
 	pthread_mutex_unlock(&s->lock);
 	xml_elem_unref(old);
+}
+
+void
+sm_set_flags(const jid *full, uint64_t sid, unsigned mask, unsigned value)
+{
+	uint64_t h = sm_hash(full->bare);
+	struct sm_shard *s = shard_of(h);
+	struct sm_user *u;
+	struct sm_res *r;
+
+	pthread_mutex_lock(&s->lock);
+	u = user_find(s, h, full->bare);
+	if (u != NULL && (r = res_find(u, full->resource)) != NULL && r->sid == sid)
+		r->flags = (r->flags & ~mask) | (value & mask);
+	pthread_mutex_unlock(&s->lock);
+}
+
+unsigned
+sm_flags(const jid *full, uint64_t sid)
+{
+	uint64_t h = sm_hash(full->bare);
+	struct sm_shard *s = shard_of(h);
+	struct sm_user *u;
+	struct sm_res *r;
+	unsigned flags = 0;
+
+	pthread_mutex_lock(&s->lock);
+	u = user_find(s, h, full->bare);
+	if (u != NULL && (r = res_find(u, full->resource)) != NULL && r->sid == sid)
+		flags = r->flags;
+	pthread_mutex_unlock(&s->lock);
+	return flags;
+}
+
+void
+sm_set_ack_wait(const jid *full, uint64_t sid, uint64_t since_ms)
+{
+	uint64_t h = sm_hash(full->bare);
+	struct sm_shard *s = shard_of(h);
+	struct sm_user *u;
+	struct sm_res *r;
+
+	pthread_mutex_lock(&s->lock);
+	u = user_find(s, h, full->bare);
+	if (u != NULL && (r = res_find(u, full->resource)) != NULL && r->sid == sid)
+		r->ack_wait_ms = since_ms;
+	pthread_mutex_unlock(&s->lock);
+}
+
+size_t
+sm_resources(const jid *bare, sm_resource_fn fn, void *ud)
+{
+	uint64_t h = sm_hash(bare->bare);
+	struct sm_shard *s = shard_of(h);
+	struct sm_user *u;
+	struct sm_resource local[4], *v = local;
+	size_t n = 0;
+
+	pthread_mutex_lock(&s->lock);
+	u = user_find(s, h, bare->bare);
+	if (u != NULL && u->nres > sizeof(local) / sizeof(local[0]))
+		v = calloc(u->nres, sizeof(*v));
+	for (size_t i = 0; u != NULL && v != NULL && i < u->nres; i++) {
+		struct sm_res *r = &u->res[i];
+
+		snprintf(v[n].full, sizeof(v[n].full), "%s/%s", u->bare, r->resource);
+		v[n].resource = v[n].full + strlen(u->bare) + 1;
+		v[n].sid = r->sid;
+		v[n].worker = r->worker;
+		v[n].available = r->available;
+		v[n].priority = r->priority;
+		v[n].flags = r->flags;
+		v[n].ack_wait_ms = r->ack_wait_ms;
+		n++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	/* Outside the lock: fn may route. */
+	for (size_t i = 0; i < n; i++)
+		fn(&v[i], ud);
+	if (v != local)
+		free(v);
+	return n;
 }
 
 size_t

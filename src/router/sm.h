@@ -64,6 +64,26 @@ size_t sm_user_presences(const jid *bare, void (*fn)(const xml_elem *p, void *ud
  * available one) of bare. Returns how many. */
 size_t sm_send_to_resources(const jid *bare, const xml_elem *st, int available_only);
 
+/* A resource's flags (XMPPD_RES_*): the bits of mask set to value's. */
+void sm_set_flags(const jid *full, uint64_t sid, unsigned mask, unsigned value);
+unsigned sm_flags(const jid *full, uint64_t sid);
+/* Our oldest unanswered <r/> to it went at since_ms (0: none). */
+void sm_set_ack_wait(const jid *full, uint64_t sid, uint64_t since_ms);
+
+/* A copy of what the table has of one resource (xmppd_resource). */
+struct sm_resource {
+	const char *resource;       /* into full */
+	char full[3 * 1024 + 4];
+	uint64_t sid;
+	unsigned worker;
+	int available, priority;
+	unsigned flags;
+	uint64_t ack_wait_ms;
+};
+typedef void (*sm_resource_fn)(const struct sm_resource *r, void *ud);
+/* fn for each bound resource of bare, outside the lock. Returns how many. */
+size_t sm_resources(const jid *bare, sm_resource_fn fn, void *ud);
+
 typedef void (*sm_foreach_fn)(void *ud, const char *full, unsigned worker,
     const char *addr, int priority, int available);
 void sm_foreach(sm_foreach_fn fn, void *ud);

@@ -49,6 +49,10 @@ enum store_op_kind {
 	STORE_OP_PUT,
 	STORE_OP_DEL,               /* an absent key is no error */
 	STORE_OP_DEL_PREFIX,
+	/* Keys starting with key[0..klen) from val[0..vlen) (inclusive;
+	 * vlen 0: the first key, or the last when reverse), forward or
+	 * backward, at most limit rows (0: all). A read only. */
+	STORE_OP_RANGE,
 };
 
 struct store_op {
@@ -57,8 +61,10 @@ struct store_op {
 	const char *table;
 	const void *key;            /* the key, or the prefix of a scan */
 	size_t klen;
-	const void *val;            /* put */
+	const void *val;            /* put; a range's start key */
 	size_t vlen;
+	unsigned reverse : 1;       /* a range: backward */
+	size_t limit;               /* a range: most rows, 0 all */
 };
 
 struct store_req;

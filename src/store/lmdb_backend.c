@@ -106,6 +106,7 @@ struct scan_state {
 	struct store_op *op;
 	int copy;                   /* a read: copy the rows */
 	int failed;                 /* the step said < 0, or no memory */
+	size_t left;                /* a range: rows still wanted (0: no limit) */
 };
 
 static int
@@ -119,7 +120,7 @@ scan_row(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
 			ss->failed = 1;
 			return 1;
 		}
-		return 0;
+		return ss->left > 0 && --ss->left == 0;
 	}
 	rc = ss->r->step(ss->r, ss->op, STORE_OK, key, klen, val, vlen);
 	if (rc < 0)
@@ -132,7 +133,7 @@ static int
 run_read(store_txn *txn, struct store_req *r)
 {
 	struct store_op *op = r->ops;
-	struct scan_state ss = { r, op, 1, 0 };
+	struct scan_state ss = { r, op, 1, 0, 0 };
 	const void *val;
 	size_t vlen;
 	int rc;
@@ -151,6 +152,12 @@ run_read(store_txn *txn, struct store_req *r)
 		if (store_scan(txn, op->table, op->key, op->klen, scan_row, &ss) < 0 || ss.failed)
 			return STORE_ERROR;
 		return STORE_OK;
+	case STORE_OP_RANGE:
+		ss.left = op->limit;
+		if (store_range(txn, op->table, op->key, op->klen, op->val, op->vlen, op->reverse,
+		    scan_row, &ss) < 0 || ss.failed)
+			return STORE_ERROR;
+		return STORE_OK;
 	default:
 		return STORE_INVALID;
 	}
@@ -161,7 +168,7 @@ static int
 run_batch(store_txn *txn, struct store_req *r)
 {
 	for (struct store_op *op = r->ops; op != NULL; op = op->next) {
-		struct scan_state ss = { r, op, 0, 0 };
+		struct scan_state ss = { r, op, 0, 0, 0 };
 		const void *val = NULL;
 		size_t vlen = 0;
 		int rc;
@@ -192,6 +199,8 @@ run_batch(store_txn *txn, struct store_req *r)
 			if (ss.failed)
 				return STORE_ABORTED;
 			break;
+		case STORE_OP_RANGE:
+			return STORE_INVALID;   /* reads only (xmppd_store_arange) */
 		}
 	}
 	return STORE_OK;

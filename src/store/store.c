@@ -588,6 +588,96 @@ store_scan(store_txn *st, const char *table, const void *prefix, size_t plen,
 	return ret;
 }
 
+/*
+ * Positions cur at the last key starting with prefix (plen > 0): the key
+ * before the prefix's successor (the prefix with its last byte below 0xff
+ * incremented and what follows dropped), or the table's last key when the
+ * prefix has no successor. MDB_NOTFOUND when there is none.
+ */
+static int
+seek_last(MDB_cursor *cur, const void *prefix, size_t plen, MDB_val *k, MDB_val *v)
+{
+	unsigned char succ[STORE_KEY_MAX];
+	size_t n = plen < sizeof(succ) ? plen : sizeof(succ);
+	int rc;
+
+	memcpy(succ, prefix, n);
+	while (n > 0 && succ[n - 1] == 0xff)
+		n--;
+	if (n == 0)
+		return mdb_cursor_get(cur, k, v, MDB_LAST);
+	succ[n - 1]++;
+	k->mv_size = n;
+	k->mv_data = succ;
+	rc = mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+	if (rc == MDB_NOTFOUND)
+		return mdb_cursor_get(cur, k, v, MDB_LAST);
+	if (rc != 0)
+		return rc;
+	return mdb_cursor_get(cur, k, v, MDB_PREV);
+}
+
+int
+store_range(store_txn *st, const char *table, const void *prefix, size_t plen,
+    const void *start, size_t slen, int reverse, store_scan_fn fn, void *ud)
+{
+	MDB_dbi dbi;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int visible, rc, cmp, ret = 0;
+
+	if (!reverse && slen == 0)
+		return store_scan(st, table, prefix, plen, fn, ud);
+	if (plen > STORE_KEY_MAX || slen > STORE_KEY_MAX)
+		return -1;
+	if (table_dbi(st, table, &dbi, &visible) == -1)
+		return -1;
+	if (!visible)
+		return 0;
+	if ((rc = mdb_cursor_open(st->txn, dbi, &cur)) != 0) {
+		log_error("store", "range %s: %s", table, mdb_strerror(rc));
+		return -1;
+	}
+	/* Where start is: before the prefix's keys (cmp < 0), among them
+	 * (0) or after them (> 0). */
+	cmp = slen == 0 ? (reverse ? 1 : -1) : memcmp(start, prefix, slen < plen ? slen : plen);
+	if (cmp == 0 && slen < plen)
+		cmp = -1;                   /* a shorter start sorts first */
+	if (cmp > 0) {
+		/* Backward from the prefix's last key; forward: nothing. */
+		rc = !reverse ? MDB_NOTFOUND : plen > 0 ? seek_last(cur, prefix, plen, &k, &v) :
+		    mdb_cursor_get(cur, &k, &v, MDB_LAST);
+	} else if (cmp < 0) {
+		k.mv_size = plen;
+		k.mv_data = (void *)prefix;
+		rc = reverse ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v,
+		    plen > 0 ? MDB_SET_RANGE : MDB_FIRST);
+	} else {
+		k.mv_size = slen;
+		k.mv_data = (void *)start;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (reverse) {
+			/* The last key <= start. */
+			if (rc == MDB_NOTFOUND)
+				rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+			else if (rc == 0 && (k.mv_size != slen ||
+			    memcmp(k.mv_data, start, slen) != 0))
+				rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+		}
+	}
+	while (rc == 0 && has_prefix(&k, prefix, plen)) {
+		if ((ret = fn(ud, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != 0)
+			break;
+		rc = mdb_cursor_get(cur, &k, &v, reverse ? MDB_PREV : MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		log_error("store", "range %s: %s", table, mdb_strerror(rc));
+		return -1;
+	}
+	return ret;
+}
+
 long
 store_del_prefix(store_txn *st, const char *table, const void *prefix,
     size_t plen)

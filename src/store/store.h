@@ -51,6 +51,11 @@ typedef int (*store_scan_fn)(void *ud, const void *key, size_t klen,
     const void *val, size_t vlen);
 int store_scan(store_txn *txn, const char *table, const void *prefix, size_t plen,
     store_scan_fn fn, void *ud);
+/* The same over keys starting with prefix from start (inclusive; slen 0:
+ * the first key, or the last when reverse), forward or backward in key
+ * order. A start outside the prefix begins at the prefix's nearest end. */
+int store_range(store_txn *txn, const char *table, const void *prefix, size_t plen,
+    const void *start, size_t slen, int reverse, store_scan_fn fn, void *ud);
 /* Deletes every key starting with prefix; returns how many, or -1. */
 long store_del_prefix(store_txn *txn, const char *table, const void *prefix, size_t plen);
 

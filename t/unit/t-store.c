@@ -282,6 +282,63 @@ count_cb(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
 	return 0;
 }
 
+/* store_range: a start inside, before or after the prefix's keys, both
+ * directions (the archive's pages, XEP-0313). Keys: b/1 b/10 b/2 b/3 under
+ * "b/", with "b" and "ba/1" around them. */
+static void
+test_range(void **state)
+{
+	static const struct {
+		const char *start;
+		int reverse;
+		const char *want;           /* the keys seen, space-separated */
+	} cases[] = {
+		{ "", 0, "b/1 b/10 b/2 b/3" },
+		{ "", 1, "b/3 b/2 b/10 b/1" },
+		{ "b/10", 0, "b/10 b/2 b/3" },
+		{ "b/10", 1, "b/10 b/1" },
+		{ "b/15", 0, "b/2 b/3" },     /* not a key: the next */
+		{ "b/15", 1, "b/10 b/1" },    /* the one before */
+		{ "b/4", 1, "b/3 b/2 b/10 b/1" },
+		{ "b/4", 0, "" },
+		{ "b/0", 1, "" },
+		{ "a", 0, "b/1 b/10 b/2 b/3" },   /* before the prefix */
+		{ "a", 1, "" },
+		{ "c", 1, "b/3 b/2 b/10 b/1" },   /* after it */
+		{ "c", 0, "" },
+		{ "b", 0, "b/1 b/10 b/2 b/3" },   /* a shorter start: before */
+	};
+	store_txn *txn = store_begin(0);
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct scan_ctx ctx;
+		char got[128] = "";
+
+		memset(&ctx, 0, sizeof(ctx));
+		assert_int_equal(store_range(txn, "t_scan", "b/", 2, cases[i].start,
+		    strlen(cases[i].start), cases[i].reverse, scan_cb, &ctx), 0);
+		for (int k = 0; k < ctx.n; k++) {
+			if (k > 0)
+				strcat(got, " ");
+			strcat(got, ctx.seen[k]);
+		}
+		if (strcmp(got, cases[i].want) != 0)
+			fail_msg("range from '%s'%s: '%s', want '%s'", cases[i].start,
+			    cases[i].reverse ? " reverse" : "", got, cases[i].want);
+	}
+	/* The last key of a prefix ending in 0xff bytes: the table's end. */
+	{
+		struct scan_ctx ctx;
+
+		memset(&ctx, 0, sizeof(ctx));
+		assert_int_equal(store_range(txn, "t_scan", "", 0, "", 0, 1, scan_cb, &ctx), 0);
+		assert_int_equal(ctx.n, 8);
+		assert_string_equal(ctx.seen[0], "c/1");
+	}
+	store_abort(txn);
+}
+
 static void
 test_del_prefix(void **state)
 {
@@ -940,6 +997,7 @@ main(void)
 		cmocka_unit_test(test_abort),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_scan),
+		cmocka_unit_test(test_range),
 		cmocka_unit_test(test_del_prefix),
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_table_newer_than_reader),
