@@ -38,6 +38,18 @@
  * messages, printing "READY login {...}" / "READY chat {...}", until a
  * line arrives on standard input; end of input ends the run. That is how
  * tools/bench samples the server between phases.
+ *
+ * The archive (XEP-0313): --carbons enables Message Carbons (XEP-0280) on
+ * every session after bind. --fill N, after the chat phases, has every
+ * other session send N messages in all to the first account (a window of
+ * --fill-window in flight), so that its archive holds N messages with a
+ * few contacts; the stanza-id (XEP-0359) the server puts on a sample of
+ * them is kept ("READY fill {...}"). --queries Q then times Q archive
+ * queries of each kind from the first account, one at a time, from the
+ * IQ sent to its result: the newest page (RSM <before/>, XEP-0059 2.5),
+ * a page in the middle (<before>ID</before> with a kept stanza-id), the
+ * newest page 'with' one contact, and a full-text page (XEP-0431) for a
+ * rare and for a common word ("READY archive {...}").
  */
 #include "config.h"
 
@@ -81,6 +93,19 @@
 #define MAX_SOURCES	250
 #define BODY_TAG	"lg "
 
+#define NS_CARBONS	"urn:xmpp:carbons:2"         /* XEP-0280 */
+#define NS_MAM		"urn:xmpp:mam:2"             /* XEP-0313 */
+#define NS_RSM		"http://jabber.org/protocol/rsm"  /* XEP-0059 */
+#define NS_SID		"urn:xmpp:sid:0"             /* XEP-0359 */
+#define NS_XDATA	"jabber:x:data"              /* XEP-0004 */
+#define FULLTEXT_VAR	"{urn:xmpp:fulltext:0}fulltext"  /* XEP-0431 */
+/* The words of the fill messages the full-text queries look for: one in
+ * every RARE_EVERY messages, and one in all of them. */
+#define RARE_WORD	"needle"
+#define RARE_EVERY	1000
+#define COMMON_WORD	"archive"
+#define MAX_KEPT_IDS	2048
+
 #define WS_NS_FRAMING	"urn:ietf:params:xml:ns:xmpp-framing"
 #define WS_GUID		"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"   /* RFC 6455 1.3 */
 #define WS_MAX_MESSAGE	(1 << 20)
@@ -122,11 +147,16 @@ static struct {
 	const char *ws_path;        /* --websocket: RFC 7395 at this path */
 	int ws_tls;                 /* --ws-tls: wss://, TLS from the first byte */
 	int sm;                     /* --sm: stream management (XEP-0198) with resume */
+	int carbons;                /* --carbons: XEP-0280 enable after bind */
+	long fill;                  /* --fill: messages into the first account's archive */
+	long fill_window;           /* at most this many of them in flight */
+	long queries;               /* --queries: archive queries of each kind */
+	long page;                  /* --page: RSM <max/> of each query */
 } opt = {
 	.server = "127.0.0.1", .domain = "localhost", .prefix = "u",
 	.password = "bench-pw", .resource = "lg", .port = 5222, .users = 100,
 	.concurrency = 200, .mech = MECH_AUTO, .drain = 5, .login_timeout = 60,
-	.max_time = 600, .seed = 1,
+	.max_time = 600, .seed = 1, .fill_window = 1000, .page = 50,
 };
 
 enum state {
@@ -192,7 +222,8 @@ static struct {
 	int nerrors;
 	unsigned long mech_used[4];
 	/* messaging */
-	int phase;                  /* 0 login, 1 hold/idle, 2 messaging, 3 drain, 4 closing */
+	int phase;                  /* 0 login, 1 hold/idle, 2 messaging, 3 drain, 4 closing,
+	                               5 archive fill, 6 fill drain, 7 archive queries */
 	double t_msg_start, t_msg_end, t_drain_end;
 	unsigned long sent, delivered, bounced, foreign;
 	unsigned long stale;        /* arrived after the drain ended (not counted) */
@@ -208,7 +239,34 @@ static struct {
 	struct rusage ru0;
 	uint64_t rng;
 	char json_login[4096], json_chat[4096];
+	char json_fill[2048], json_archive[8192];
+	unsigned long carbons_ok;
+	int fill_started, queries_started;
 } g;
+
+/* The archive scenario (--fill, --queries). */
+enum mam_kind { MQ_NEWEST, MQ_MIDDLE, MQ_WITH, MQ_FT_RARE, MQ_FT_COMMON, MQ_KINDS };
+static const char *const mq_names[MQ_KINDS] = {
+	"newest", "middle", "with", "fulltext_rare", "fulltext_common",
+};
+
+static struct {
+	/* A sample of the stanza-ids of the fill messages, in arrival order. */
+	char *ids[MAX_KEPT_IDS];
+	size_t nids;
+	unsigned long every, seen;
+	unsigned long next_sender;
+	/* The query in flight. */
+	long round;
+	int kind, in_flight;
+	char qid[32];
+	double t_sent;
+	unsigned long results;
+	/* Per kind. */
+	struct samples lat[MQ_KINDS];
+	unsigned long res_min[MQ_KINDS], res_max[MQ_KINDS], complete[MQ_KINDS],
+	    errors[MQ_KINDS], skipped[MQ_KINDS];
+} mam;
 
 static void conn_start(void);
 static void conn_fail(struct conn *, const char *, ...) __attribute__((format(printf, 2, 3)));
@@ -674,6 +732,9 @@ go_online(struct conn *c)
 	/* XEP-0198: acks are answered (<r/> -> <a h/>) from here on. */
 	if (opt.sm)
 		send_str(c, "<enable xmlns='" NS_SM "' resume='true'/>");
+	/* XEP-0280 4: carbons on for this resource. */
+	if (opt.carbons)
+		send_str(c, "<iq type='set' id='carb1'><enable xmlns='" NS_CARBONS "'/></iq>");
 	send_str(c, "<presence/>");
 	c->st = ST_ONLINE;
 	c->online_pos = (int)g.nonline;
@@ -681,8 +742,11 @@ go_online(struct conn *c)
 	login_done(c, 1);
 }
 
+static void mam_result(xml_elem *);
+static void fill_stanza_id(struct conn *, xml_elem *);
+
 static void
-on_message(xml_elem *e)
+on_message(struct conn *c, xml_elem *e)
 {
 	const char *type = xml_attr_get(e, "type");
 	const char *body;
@@ -694,6 +758,10 @@ on_message(xml_elem *e)
 
 		count_error("message-error:%s", err ? first_child_name(err, "text") : "?");
 		g.bounced++;
+		return;
+	}
+	if (xml_child(e, NS_MAM, "result") != NULL) {
+		mam_result(e);
 		return;
 	}
 	body = xml_child_text(e, NULL, "body");
@@ -708,7 +776,11 @@ on_message(xml_elem *e)
 	}
 	g.delivered++;
 	samples_add(&g.msg_lat, (double)(now_ns() - t) / 1e6);
+	if (g.phase == 5 || g.phase == 6)
+		fill_stanza_id(c, e);
 }
+
+static void mam_answer(xml_elem *, const char *);
 
 static void
 on_stanza(struct conn *c, xml_elem *e)
@@ -731,13 +803,27 @@ on_stanza(struct conn *c, xml_elem *e)
 	if (c->sm_on)
 		c->sm_h++;     /* a stanza (XEP-0198 4: message, presence, iq) */
 	if (strcmp(name, "message") == 0) {
-		on_message(e);
+		on_message(c, e);
 		return;
 	}
 	if (strcmp(name, "iq") != 0)
 		return;     /* presence, our own or anyone's */
 	type = xml_attr_get(e, "type");
 	id = xml_attr_get(e, "id");
+	if (id != NULL && type != NULL && strcmp(id, "carb1") == 0) {
+		if (strcmp(type, "result") == 0) {
+			g.carbons_ok++;
+		} else {
+			xml_elem *err = xml_child(e, NULL, "error");
+
+			count_error("carbons-error:%s", err ? first_child_name(err, "text") : "?");
+		}
+		return;
+	}
+	if (id != NULL && mam.in_flight && strcmp(id, mam.qid) == 0) {
+		mam_answer(e, type);
+		return;
+	}
 	if (type != NULL && (strcmp(type, "get") == 0 || strcmp(type, "set") == 0)) {
 		/* Pings and the like: answer, so that no server drops us for
 		 * idleness. */
@@ -1530,6 +1616,179 @@ send_one(void)
 }
 
 /* ------------------------------------------------------------------
+ * The archive: filling the first account's, and querying it (XEP-0313)
+ */
+
+/* The first account: its archive is filled and queried. */
+static struct conn *
+archive_owner(void)
+{
+	struct conn *c = &g.conns[0];
+
+	return opt.users > 0 && c->st == ST_ONLINE ? c : NULL;
+}
+
+static void
+bare_of(const struct conn *c, char *buf, size_t len)
+{
+	char user[128];
+
+	user_name(c, user, sizeof(user));
+	snprintf(buf, len, "%s@%s", user, opt.domain);
+}
+
+/* One fill message to the owner from the next other session in turn, so
+ * that each contact has an equal share of the archive. Every message has
+ * COMMON_WORD, one in RARE_EVERY also RARE_WORD. */
+static void
+send_fill(struct conn *to)
+{
+	struct conn *from;
+	char buf[600], bare[200];
+	unsigned long n;
+
+	do
+		from = g.online[mam.next_sender++ % (unsigned long)g.nonline];
+	while (from == to);
+	bare_of(to, bare, sizeof(bare));
+	g.seq++;
+	n = g.seq - g.phase_seq;
+	snprintf(buf, sizeof(buf), "<message to='%s/%s' type='chat' id='f%lu'><body>"
+	    BODY_TAG "%lu %llu " COMMON_WORD " fill message number %lu topic t%lu%s</body></message>",
+	    bare, opt.resource, g.seq, g.seq, (unsigned long long)now_ns(), n, n % 100,
+	    n % RARE_EVERY == 0 ? " " RARE_WORD : "");
+	send_str(from, buf);
+	g.sent++;
+}
+
+/* A fill message arrived at c: keep a sample of the owner's stanza-ids
+ * (XEP-0359 4: <stanza-id by=the owner's bare JID/>, the archive's id). */
+static void
+fill_stanza_id(struct conn *c, xml_elem *e)
+{
+	char bare[200];
+	xml_elem *ch;
+
+	if (c != archive_owner())
+		return;
+	bare_of(c, bare, sizeof(bare));
+	for (ch = xml_first_child(e); ch != NULL; ch = xml_next_sibling(ch)) {
+		const char *ns = xml_elem_ns(ch), *by, *id;
+
+		if (ns == NULL || strcmp(ns, NS_SID) != 0 ||
+		    strcmp(xml_elem_name(ch), "stanza-id") != 0)
+			continue;
+		by = xml_attr_get(ch, "by");
+		id = xml_attr_get(ch, "id");
+		if (by == NULL || id == NULL || strcmp(by, bare) != 0)
+			continue;
+		if (mam.seen++ % mam.every != 0 || mam.nids == MAX_KEPT_IDS)
+			return;
+		/* It goes back into a query as text: only ids that need no
+		 * escaping are kept. */
+		if (strlen(id) > 200 || strpbrk(id, "<>&'\"") != NULL) {
+			count_error("fill:odd-stanza-id");
+			return;
+		}
+		mam.ids[mam.nids++] = strdup(id);
+		return;
+	}
+}
+
+/* The next query: the kinds take turns, so that a disturbance of the
+ * machine falls on all of them alike. */
+static void
+send_query(struct conn *c)
+{
+	char field[400] = "", form[700] = "", before[300] = "<before/>", buf[1600];
+	char bare[200];
+	int kind = (int)(mam.round % MQ_KINDS);
+
+	switch (kind) {
+	case MQ_MIDDLE:
+		/* XEP-0059 2.5: the page before an id from the middle half of
+		 * the fill. */
+		if (mam.nids == 0) {
+			mam.skipped[kind]++;
+			mam.round++;
+			return;
+		}
+		snprintf(before, sizeof(before), "<before>%s</before>",
+		    mam.ids[mam.nids / 4 + rnd() % (mam.nids / 2 + 1)]);
+		break;
+	case MQ_WITH:
+		/* XEP-0313 4.1.1: one contact, the second account. */
+		bare_of(&g.conns[1], bare, sizeof(bare));
+		snprintf(field, sizeof(field), "<field var='with'><value>%s</value></field>", bare);
+		break;
+	case MQ_FT_RARE:
+	case MQ_FT_COMMON:
+		/* XEP-0431 2. */
+		snprintf(field, sizeof(field), "<field var='" FULLTEXT_VAR "'><value>%s</value></field>",
+		    kind == MQ_FT_RARE ? RARE_WORD : COMMON_WORD);
+		break;
+	default:
+		break;
+	}
+	if (field[0] != '\0')
+		snprintf(form, sizeof(form), "<x xmlns='" NS_XDATA "' type='submit'>"
+		    "<field var='FORM_TYPE' type='hidden'><value>" NS_MAM "</value></field>%s</x>",
+		    field);
+	snprintf(mam.qid, sizeof(mam.qid), "mq%ld", mam.round);
+	snprintf(buf, sizeof(buf), "<iq type='set' id='%s'><query xmlns='" NS_MAM "' queryid='%s'>"
+	    "%s<set xmlns='" NS_RSM "'><max>%ld</max>%s</set></query></iq>",
+	    mam.qid, mam.qid, form, opt.page, before);
+	mam.kind = kind;
+	mam.results = 0;
+	mam.in_flight = 1;
+	mam.t_sent = now();
+	send_str(c, buf);
+}
+
+/* A <message><result queryid/></message> (XEP-0313 5). */
+static void
+mam_result(xml_elem *e)
+{
+	xml_elem *r = xml_child(e, NS_MAM, "result");
+	const char *qid = xml_attr_get(r, "queryid");
+
+	if (!mam.in_flight || qid == NULL || strcmp(qid, mam.qid) != 0) {
+		count_error("mam:stray-result");
+		return;
+	}
+	mam.results++;
+}
+
+/* The IQ that ends the query in flight: its time is the figure. */
+static void
+mam_answer(xml_elem *e, const char *type)
+{
+	int k = mam.kind;
+
+	if (type != NULL && strcmp(type, "result") == 0) {
+		xml_elem *fin = xml_child(e, NS_MAM, "fin");
+		const char *complete = fin ? xml_attr_get(fin, "complete") : NULL;
+
+		samples_add(&mam.lat[k], (now() - mam.t_sent) * 1e3);
+		if (mam.lat[k].n == 1 || mam.results < mam.res_min[k])
+			mam.res_min[k] = mam.results;
+		if (mam.results > mam.res_max[k])
+			mam.res_max[k] = mam.results;
+		if (complete != NULL && (strcmp(complete, "true") == 0 || strcmp(complete, "1") == 0))
+			mam.complete[k]++;
+		if (fin == NULL)
+			count_error("mam:%s:no-fin", mq_names[k]);
+	} else {
+		xml_elem *err = xml_child(e, NULL, "error");
+
+		mam.errors[k]++;
+		count_error("mam-error:%s:%s", mq_names[k], err ? first_child_name(err, "text") : "?");
+	}
+	mam.in_flight = 0;
+	mam.round++;
+}
+
+/* ------------------------------------------------------------------
  * Phases and reports
  */
 
@@ -1630,6 +1889,55 @@ report_chat(void)
 }
 
 static void
+report_fill(void)
+{
+	char lat[256];
+	double secs = g.t_msg_end - g.t_msg_start;
+
+	g.chat_reported = 1;
+	json_pct(lat, sizeof(lat), &g.msg_lat);
+	snprintf(g.json_fill, sizeof(g.json_fill),
+	    "{\"messages\":%ld,\"sent\":%lu,\"delivered\":%lu,\"bounced\":%lu,\"lost\":%ld,"
+	    "\"seconds\":%.3f,\"delivered_per_s\":%.1f,\"latency_ms\":%s,\"stanza_ids\":%lu,"
+	    "\"ids_kept\":%zu,\"gen_cpu_s\":%.3f}",
+	    opt.fill, g.sent, g.delivered, g.bounced,
+	    (long)g.sent - (long)g.delivered - (long)g.bounced, secs,
+	    secs > 0 ? (double)g.delivered / secs : 0, lat, mam.seen, mam.nids, gen_cpu());
+	if (!opt.quiet)
+		fprintf(stderr, "loadgen: fill: %lu sent, %lu delivered in %.1f s (%.0f/s), "
+		    "%lu stanza-ids\n", g.sent, g.delivered, secs,
+		    secs > 0 ? (double)g.delivered / secs : 0, mam.seen);
+}
+
+static void
+report_archive(void)
+{
+	size_t used = 0, len = sizeof(g.json_archive);
+	char *out = g.json_archive;
+	int k;
+
+	used += (size_t)snprintf(out, len, "{\"page\":%ld,\"rounds\":%ld,\"kinds\":{",
+	    opt.page, opt.queries);
+	for (k = 0; k < MQ_KINDS && used < len; k++) {
+		char lat[256];
+
+		json_pct(lat, sizeof(lat), &mam.lat[k]);
+		used += (size_t)snprintf(out + used, len - used,
+		    "%s\"%s\":{\"latency_ms\":%s,\"results_min\":%lu,\"results_max\":%lu,"
+		    "\"complete\":%lu,\"errors\":%lu,\"skipped\":%lu}", k ? "," : "", mq_names[k],
+		    lat, mam.lat[k].n ? mam.res_min[k] : 0, mam.res_max[k], mam.complete[k],
+		    mam.errors[k], mam.skipped[k]);
+		if (!opt.quiet)
+			fprintf(stderr, "loadgen: archive %s: %zu queries, ms p50 %.2f p99 %.2f, "
+			    "%lu-%lu results, %lu errors\n", mq_names[k], mam.lat[k].n,
+			    pct(&mam.lat[k], 50), pct(&mam.lat[k], 99),
+			    mam.lat[k].n ? mam.res_min[k] : 0, mam.res_max[k], mam.errors[k]);
+	}
+	if (used < len)
+		snprintf(out + used, len - used, "}}");
+}
+
+static void
 wait_for_go(const char *what, const char *json)
 {
 	printf("READY %s %s\n", what, json);
@@ -1695,10 +2003,28 @@ phase_next(void)
 			g.t_msg_end = t + opt.duration;
 			return;
 		}
+		if (opt.fill > 0 && !g.fill_started) {
+			g.fill_started = 1;
+			g.phase = 5;
+			g.phase_seq = g.seq;
+			g.sent = g.delivered = g.bounced = 0;
+			g.msg_lat.n = 0;
+			g.chat_reported = 0;
+			g.t_msg_start = t;
+			mam.every = opt.fill / 1000 > 0 ? (unsigned long)(opt.fill / 1000) : 1;
+			return;
+		}
+		if (opt.queries > 0 && !g.queries_started) {
+			g.queries_started = 1;
+			g.phase = 7;
+			return;
+		}
 		g.phase = 4;
 		finish();
 		return;
 	case 3:   /* drained: the next rate, or the end */
+	case 6:   /* the fill drained */
+	case 7:   /* the queries done */
 		goto chat;
 	default:
 		return;
@@ -1758,6 +2084,54 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 			wait_for_go("chat", g.json_chat);
 		}
 		return;
+	case 5: {
+		struct conn *owner = archive_owner();
+
+		if (owner == NULL || g.nonline < 2) {
+			count_error("fill:%s", owner == NULL ? "owner-offline" : "no-sender");
+			g.phase = 6;
+			g.t_drain_end = t;
+			return;
+		}
+		while ((long)g.sent < opt.fill &&
+		    (long)(g.sent - g.delivered - g.bounced) < opt.fill_window)
+			send_fill(owner);
+		if ((long)g.sent >= opt.fill) {
+			g.phase = 6;
+			g.t_drain_end = t + opt.drain;
+		}
+		return;
+	}
+	case 6:
+		if (g.delivered + g.bounced >= g.sent || t >= g.t_drain_end) {
+			g.t_msg_end = t;
+			report_fill();
+			wait_for_go("fill", g.json_fill);
+		}
+		return;
+	case 7: {
+		struct conn *owner = archive_owner();
+
+		if (mam.in_flight) {
+			/* Bounded: an answer that does not come is an error. */
+			if (t - mam.t_sent > 30) {
+				count_error("timeout:mam-%s", mq_names[mam.kind]);
+				mam.errors[mam.kind]++;
+				mam.in_flight = 0;
+				mam.round++;
+			}
+			return;
+		}
+		if (owner == NULL || mam.round >= opt.queries * MQ_KINDS) {
+			if (owner == NULL)
+				count_error("archive:owner-offline");
+			report_archive();
+			wait_for_go("archive", g.json_archive);
+			return;
+		}
+		send_query(owner);
+		return;
+	}
 	default:
 		return;
 	}
@@ -1807,6 +2181,12 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 		g.t_msg_end = g.t_msg_end < now() ? g.t_msg_end : now();
 		report_chat();
 	}
+	if (g.phase == 5 || g.phase == 6) {
+		g.t_msg_end = now();
+		report_fill();
+	}
+	if (g.phase == 7)
+		report_archive();
 	g.waiting_stdin = 0;
 	g.phase = 4;
 	finish();
@@ -1885,6 +2265,13 @@ usage(void)
 	    "                     listener (--port), instead of a c2s stream\n"
 	    "  --ws-tls           with --websocket: TLS from the first byte (wss://)\n"
 	    "  --sm               stream management (XEP-0198): enable with resume, answer <r/>\n"
+	    "  --carbons          enable Message Carbons (XEP-0280) after bind\n"
+	    "  --fill N           after the chat phases, N messages from the other sessions\n"
+	    "                     to the first account (its archive, XEP-0313)\n"
+	    "  --fill-window W    at most W fill messages in flight (1000)\n"
+	    "  --queries Q        then Q timed archive queries of each kind from the first\n"
+	    "                     account: newest page, middle page, 'with', full text\n"
+	    "  --page N           RSM <max/> of each query (50)\n"
 	    "  --max-time S       hard limit on the whole run (600)\n"
 	    "  --wait-stdin       pause after each phase until a line on stdin\n"
 	    "  --seed N           random seed (1)\n"
@@ -1937,6 +2324,11 @@ main(int argc, char **argv)
 		{ "websocket", required_argument, NULL, 'X' },
 		{ "ws-tls", no_argument, NULL, 'Y' },
 		{ "sm", no_argument, NULL, 'K' },
+		{ "carbons", no_argument, NULL, 'C' },
+		{ "fill", required_argument, NULL, 'F' },
+		{ "fill-window", required_argument, NULL, 'G' },
+		{ "queries", required_argument, NULL, 'Q' },
+		{ "page", required_argument, NULL, 'g' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -1986,13 +2378,20 @@ main(int argc, char **argv)
 		case 'X': opt.ws_path = optarg; break;
 		case 'Y': opt.ws_tls = 1; break;
 		case 'K': opt.sm = 1; break;
+		case 'C': opt.carbons = 1; break;
+		case 'F': opt.fill = atol(optarg); break;
+		case 'G': opt.fill_window = atol(optarg); break;
+		case 'Q': opt.queries = atol(optarg); break;
+		case 'g': opt.page = atol(optarg); break;
 		case 'q': opt.quiet = 1; break;
 		default: usage();
 		}
 	}
 	if (optind != argc || opt.users < 1 || opt.users > 2000000 || opt.concurrency < 1 ||
 	    opt.port < 1 || opt.port > 65535 || opt.max_time <= 0 ||
-	    (opt.ws_tls && opt.ws_path == NULL) ||
+	    (opt.ws_tls && opt.ws_path == NULL) || opt.fill < 0 || opt.fill_window < 1 ||
+	    opt.queries < 0 || opt.page < 1 || opt.page > 100000 ||
+	    ((opt.fill > 0 || opt.queries > 0) && opt.users < 2) ||
 	    (opt.ws_path != NULL && (opt.ws_path[0] != '/' || strlen(opt.ws_path) > 256)))
 		usage();
 	g.rng = opt.seed * 0x9E3779B97F4A7C15ULL + 1;
@@ -2045,9 +2444,12 @@ main(int argc, char **argv)
 		char errs[2048];
 
 		json_errors(errs, sizeof(errs));
-		printf("RESULT {\"login\":%s,\"chat\":%s,\"errors\":%s,\"wall_s\":%.3f,"
+		printf("RESULT {\"login\":%s,\"chat\":%s,\"fill\":%s,\"archive\":%s,"
+		    "\"carbons_enabled\":%lu,\"errors\":%s,\"wall_s\":%.3f,"
 		    "\"gen_cpu_s\":%.3f,\"pbkdf2_runs\":%lu,\"pbkdf2_cache_hits\":%lu}\n",
 		    g.json_login[0] ? g.json_login : "null", g.json_chat[0] ? g.json_chat : "null",
+		    g.json_fill[0] ? g.json_fill : "null",
+		    g.json_archive[0] ? g.json_archive : "null", g.carbons_ok,
 		    errs, now() - g.t0, gen_cpu(), scram_derivations, scram_cache_hits);
 		fflush(stdout);
 		if (!opt.quiet)
