@@ -454,13 +454,10 @@ on_route(void *args, void *ud)
 	if (node == NULL || domain == NULL || !xmppd_is_local_host(domain))
 		return XMPPD_CONTINUE;
 	copy = eligible(a->stanza, DIR_RECEIVED, &priv);
-	if (priv) {
-		/* XEP-0280 7: the receiving server SHOULD remove <private/>
-		 * before delivering. The copies below would not be made
-		 * anyway. */
+	/* XEP-0280 7: the receiving server SHOULD remove <private/> before
+	 * delivering (eligible() has already said no copies). */
+	if (priv)
 		a->stanza = without_private(a->stanza);
-		return XMPPD_CONTINUE;
-	}
 	if (!copy)
 		return XMPPD_CONTINUE;
 	type = xmppd_stanza_type(a->stanza);
