@@ -341,10 +341,11 @@ async def main():
 
     # -- Errors, groupchat (6.1) ----------------------------------------------
     err = ("<error type='cancel'><service-unavailable xmlns='%s'/></error>" % xt.NS_STANZAS_ERR)
-    await w.case('an error to alice/a1: copied', bob, alice + '/a1',
-                 {'a1': ['original'], 'a2': ['received']}, mtype='error', extra=err)
+    # Without a body, so that only the rule for errors copies them.
+    await w.case('an error (no body) to alice/a1: copied', bob, alice + '/a1',
+                 {'a1': ['original'], 'a2': ['received']}, body=None, mtype='error', extra=err)
     await w.case('an error to the bare JID (ignored, RFC 6121 8.5.2.1.1): no copies', bob, alice,
-                 {}, mtype='error', extra=err)
+                 {}, body=None, mtype='error', extra=err)
     await w.case('groupchat (to alice/a1): not copied', bob, alice + '/a1',
                  {'a1': ['original']}, mtype='groupchat')
     await w.case('alice/a1 -> bob, groupchat: no <sent/> copy', a1, bob.jid,
