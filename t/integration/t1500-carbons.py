@@ -352,6 +352,8 @@ async def main():
                  {'bob': ['original']}, mtype='groupchat')
 
     # -- Private messages with a room occupant (6.1) -----------------------------
+    # The rule keys on the muc#user <x/> that XEP-0045 7.5 puts on such
+    # messages (not on the sender's address), so bob plays the occupant.
     await w.case('a private message from an occupant (chat with muc#user <x/>): not copied',
                  bob, alice + '/a1', {'a1': ['original']}, extra="<x xmlns='%s'/>" % NS_MUC_USER)
     await w.case('alice/a1 -> an occupant (chat with muc#user <x/>): a2 gets <sent/>',
