@@ -40,7 +40,8 @@
  *    them without a body), or a call proposal (XEP-0353 <propose/>: the
  *    phone must ring);
  *  - a subscription request (presence type subscribe, RFC 6121 3.1.3),
- *    counted in pending-subscription-count;
+ *    counted in pending-subscription-count; taken in roster_in_subscription
+ *    after the roster module, so only one it lets through to the user;
  *  - never: groupchat (a phone in busy rooms would be woken for every
  *    line; mod_cloud_notify pushes them when queued, we do not), headline
  *    and error messages, body-less messages (chat states, receipts,
@@ -661,41 +662,30 @@ asleep(const struct res_list *l, const char *resource, uint64_t now)
 }
 
 /*
- * filter_packet: a message or subscription request routed to a local
- * account. Before the session manager delivers it, so a detached session
- * is still detached and an offline account still offline.
+ * A message (subscription 0) or subscription request (1) for the local
+ * account pa->to, before the session manager delivers it: a detached
+ * session is still detached, an offline account still offline.
  */
-static enum xmppd_result
-filter(void *args, void *ud)
+static void
+notify(struct xmppd_packet_args *pa, int subscription)
 {
-	struct xmppd_packet_args *pa = args;
-	const char *kind = xmppd_stanza_kind(pa->stanza), *type, *bare, *sender, *body = NULL;
+	const char *bare, *sender, *body = NULL;
 	struct res_list rl = { NULL, 0, 0, 0 };
 	struct outgoing *out = NULL;
 	size_t nout = 0, cap = 0;
 	enum worth w = NOT_WORTH;
-	int subscription = 0;
 	struct account *a;
 	uint64_t now;
 
-	if (kind == NULL || pa->to == NULL || xmppd_jid_node(pa->to) == NULL)
-		return XMPPD_CONTINUE;
-	if (strcmp(kind, "message") == 0)
-		;
-	else if (strcmp(kind, "presence") == 0 && (type = xmppd_elem_attr(pa->stanza, "type")) != NULL &&
-	    strcmp(type, "subscribe") == 0)
-		subscription = 1;       /* RFC 6121 3.1.3 */
-	else
-		return XMPPD_CONTINUE;
 	bare = xmppd_jid_bare(pa->to);
 	/* The hot path: one look-up for an account without registrations. */
 	pthread_mutex_lock(&reg_lock);
 	a = account_find(bare);
 	pthread_mutex_unlock(&reg_lock);
 	if (a == NULL || !xmppd_is_local_host(xmppd_jid_domain(pa->to)))
-		return XMPPD_CONTINUE;
+		return;
 	if (!subscription && (w = message_worth(pa->stanza)) == NOT_WORTH)
-		return XMPPD_CONTINUE;
+		return;
 	sender = xmppd_elem_attr(pa->stanza, "from");
 	if (w == WORTH_PLAIN && xmppd_opt_bool(module_ctx, "push_include_body")) {
 		body = xmppd_elem_child_text(pa->stanza, NULL, "body");
@@ -706,7 +696,7 @@ filter(void *args, void *ud)
 	if (rl.nomem) {
 		xmppd_log(module_ctx, XMPPD_LOG_ERROR, "%s: out of memory; no push", bare);
 		res_list_free(&rl);
-		return XMPPD_CONTINUE;
+		return;
 	}
 	now = xmppd_now_ms();
 	pthread_mutex_lock(&reg_lock);
@@ -741,6 +731,39 @@ filter(void *args, void *ud)
 	res_list_free(&rl);
 	send_all(out, nout);
 	free(out);
+}
+
+/* filter_packet: every message routed (the rules at the top say which
+ * are worth it). */
+static enum xmppd_result
+filter(void *args, void *ud)
+{
+	struct xmppd_packet_args *pa = args;
+	const char *kind = xmppd_stanza_kind(pa->stanza);
+
+	if (kind != NULL && strcmp(kind, "message") == 0 && pa->to != NULL &&
+	    xmppd_jid_node(pa->to) != NULL)
+		notify(pa, 0);
+	return XMPPD_CONTINUE;
+}
+
+/*
+ * roster_in_subscription, after the roster module (50): a subscription
+ * request (RFC 6121 3.1.3) the user is to see. Not filter_packet: the
+ * roster module routes such a request once on its way in and again, once
+ * recorded, for delivery; the hook runs for the second pass only after
+ * it, and not at all for a request it answers itself (a contact the user
+ * approved already, 3.1.3), which no device needs to be woken for.
+ */
+static enum xmppd_result
+in_subscription(void *args, void *ud)
+{
+	struct xmppd_packet_args *pa = args;
+	const char *type = xmppd_elem_attr(pa->stanza, "type");
+
+	if (type != NULL && strcmp(type, "subscribe") == 0 && pa->to != NULL &&
+	    xmppd_jid_node(pa->to) != NULL)
+		notify(pa, 1);
 	return XMPPD_CONTINUE;
 }
 
@@ -1162,6 +1185,8 @@ load(xmppd_ctx *ctx)
 	 * and mod_carbons (70), so the stanza seen is the final one. */
 	if (xmppd_hook_add(ctx, XMPPD_HOOK_USER_SEND_PACKET, NULL, 50, send_packet, NULL) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_FILTER_PACKET, NULL, 75, filter, NULL) < 0 ||
+	    xmppd_hook_add(ctx, XMPPD_HOOK_ROSTER_IN_SUBSCRIPTION, NULL, 75, in_subscription,
+	    NULL) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_SM_SESSION_OPENED, NULL, 50, session_awake, NULL) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_SM_SESSION_RESUMED, NULL, 50, session_awake, NULL) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_REMOVE_USER, NULL, 50, remove_user, NULL) < 0 ||
