@@ -454,7 +454,8 @@ form_field(xmppd_elem *x, const char *var, const char *type, const char *value)
 	xmppd_elem_add_text(v, value, strlen(value));
 }
 
-/* The publish for r (reg_lock held: it reads r). body NULL: none. */
+/* The publish for r (reg_lock held: it reads r). body NULL: none (the
+ * caller never gives one for an encrypted message). */
 static xmppd_elem *
 notification_make(const char *bare, const struct reg *r, const char *sender, const char *body,
     int encrypted)
@@ -483,7 +484,7 @@ notification_make(const char *bare, const struct reg *r, const char *sender, con
 	}
 	if (sender != NULL)
 		form_field(x, "last-message-sender", NULL, sender);
-	if (body != NULL && !encrypted)
+	if (body != NULL)
 		form_field(x, "last-message-body", NULL, body);
 	if (encrypted)
 		(void)xmppd_elem_add_child(n, NS_PUSH, "encrypted");
@@ -687,6 +688,7 @@ notify(struct xmppd_packet_args *pa, int subscription)
 	if (!subscription && (w = message_worth(pa->stanza)) == NOT_WORTH)
 		return;
 	sender = xmppd_elem_attr(pa->stanza, "from");
+	/* Never the body of an encrypted message: a fallback text. */
 	if (w == WORTH_PLAIN && xmppd_opt_bool(module_ctx, "push_include_body")) {
 		body = xmppd_elem_child_text(pa->stanza, NULL, "body");
 		if (body != NULL && body[0] == '\0')

@@ -217,6 +217,10 @@ async def rows_settle(srv, user, pred, timeout=5):
         await asyncio.sleep(0.1)
 
 
+def error_condition(r):
+    return r['error']['condition'] if r is not None and r['type'] == 'error' else None
+
+
 def summary(d):
     return (d or {}).get('fields') or {}
 
@@ -224,7 +228,7 @@ def summary(d):
 # -- the test ----------------------------------------------------------------------
 
 async def main():
-    xt.plan(44)
+    xt.plan(47)
     mods = {'mod_disco': {}, 'mod_roster': {}, 'mod_offline': {},
             'mod_push': {'push_ack_timeout': ACK_TIMEOUT, 'push_rate_limit': 100}}
     srv = xt.Server(workers=2, modules=mods, start=False,
@@ -372,6 +376,20 @@ async def main():
     bob.send(srv.jid('frank'), 'f2')
     await quiet('frank-2', 'disable without a node removes every node of that app server')
     xt.is_(push_rows(srv, 'frank'), [], 'and their rows')
+
+    # -- What enable refuses --------------------------------------------------------
+    fr = await xt.login_ok(srv, 'frank', resource='f')
+    r = await fr.iq('set', None, "<enable xmlns='%s' node='x'/>" % NS_PUSH)
+    xt.is_(error_condition(r), 'bad-request', "enable without 'jid': bad-request (XEP-0357 5)")
+    oks = [await enable(fr, 'frank-m%d' % i) for i in range(10)]
+    r = await fr.iq('set', None, enable_xml('frank-m10'))
+    xt.ok(all(oks) and error_condition(r) == 'resource-constraint',
+          'an 11th registration (push_max_registrations 10): resource-constraint') or \
+        xt.diag(oks, error_condition(r))
+    xt.ok(await enable(fr, 'frank-m3'), 'enabling one it has again still works at the limit')
+    if not await disable(fr, None):
+        raise xt.HarnessError('frank cannot disable')
+    await fr.disconnect()
 
     # -- A restart: registrations survive; with push_include_body ---------------
     await xt.disconnect_all(bob, laptop, tablet)
