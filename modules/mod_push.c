@@ -809,11 +809,29 @@ store_remove(const char *bare, const char *app, const char *pnode)
 		removed(XMPPD_STORE_ERROR, what);
 }
 
+/* The <error/> of a reply. In the content namespace, or in one of the
+ * stream namespaces written out: slixmpp's components send
+ * <error xmlns='jabber:client'/> on a jabber:component:accept stream. */
+static xmppd_elem *
+error_child(const xmppd_elem *reply)
+{
+	for (xmppd_elem *c = xmppd_elem_first_child(reply); c != NULL;
+	    c = xmppd_elem_next_sibling(c)) {
+		const char *ns = xmppd_elem_ns(c);
+
+		if (strcmp(xmppd_elem_name(c), "error") == 0 && (ns == NULL ||
+		    strcmp(ns, "jabber:client") == 0 || strcmp(ns, "jabber:server") == 0 ||
+		    strcmp(ns, "jabber:component:accept") == 0))
+			return c;
+	}
+	return NULL;
+}
+
 /* Errors that say nothing of the registration (the rules at the top). */
 static int
 transient(const xmppd_elem *reply)
 {
-	xmppd_elem *e = xmppd_elem_child(reply, NULL, "error");
+	xmppd_elem *e = error_child(reply);
 	const char *type = e != NULL ? xmppd_elem_attr(e, "type") : NULL;
 
 	if (e == NULL)

@@ -94,12 +94,12 @@ def parse_notification(iq):
 
 class AppServer:
     """A component that records every IQ and answers it: a result, or
-    item-not-found for a node in refuse (XEP-0357 7.1)."""
+    the error refuse[node] gives, (type, condition) (XEP-0357 7.1)."""
 
     def __init__(self, srv, port):
         self.x = x = ComponentXMPP(APP, SECRET, srv.ip, port)
         self.notes = xt.Mailbox()
-        self.refuse = set()
+        self.refuse = {}
         self.started = asyncio.get_running_loop().create_future()
         self.closed = asyncio.Event()
         x.add_event_handler('session_start', lambda _: self.started.done() or
@@ -113,7 +113,8 @@ class AppServer:
         d = parse_notification(iq)
         self.notes.put(d)
         if d['node'] in self.refuse:
-            self.x.make_iq_error(iq['id'], type='cancel', condition='item-not-found',
+            etype, cond = self.refuse[d['node']]
+            self.x.make_iq_error(iq['id'], type=etype, condition=cond,
                                  ito=iq['from'], ifrom=iq['to']).send()
         else:
             self.x.make_iq_result(iq['id'], ito=iq['from'], ifrom=iq['to']).send()
@@ -228,7 +229,7 @@ def summary(d):
 # -- the test ----------------------------------------------------------------------
 
 async def main():
-    xt.plan(47)
+    xt.plan(48)
     mods = {'mod_disco': {}, 'mod_roster': {}, 'mod_offline': {},
             'mod_push': {'push_ack_timeout': ACK_TIMEOUT, 'push_rate_limit': 100}}
     srv = xt.Server(workers=2, modules=mods, start=False,
@@ -350,7 +351,7 @@ async def main():
 
     # -- The app server refuses: the registration goes -------------------------
     await registered_offline(srv, 'erin', 'erin-bad')
-    app.refuse.add('erin-bad')
+    app.refuse['erin-bad'] = ('cancel', 'item-not-found')
     xt.is_(push_rows(srv, 'erin'), [(APP, 'erin-bad')], "erin's registration is in the store")
     bob.send(srv.jid('erin'), 'e1')
     d = await app.note('erin-bad')
@@ -359,6 +360,19 @@ async def main():
     xt.is_(rows, [], 'its error answer removes the row from the store (XEP-0357 7.1)')
     bob.send(srv.jid('erin'), 'e2')
     await quiet('erin-bad', 'and no further notification goes there')
+    # An error of type wait is transient (RFC 6120 8.3.2; XEP-0357 7.1 lets
+    # a server keep such a registration).
+    await registered_offline(srv, 'erin', 'erin-busy')
+    app.refuse['erin-busy'] = ('wait', 'resource-constraint')
+    bob.send(srv.jid('erin'), 'e-busy-1')
+    first = await app.note('erin-busy')
+    rows = await rows_settle(srv, 'erin', lambda rows: not rows, timeout=1.5)
+    bob.send(srv.jid('erin'), 'e-busy-2')
+    again = await app.note('erin-busy')
+    xt.ok(first is not None and rows == [(APP, 'erin-busy')] and again is not None,
+          'an error of type wait keeps the registration: still stored, notified again') or \
+        xt.diag(first, rows, again)
+    del app.refuse['erin-busy']
 
     # -- disable ---------------------------------------------------------------------
     fr = await xt.login_ok(srv, 'frank', resource='f')
@@ -401,7 +415,7 @@ async def main():
     xt.is_(await srv.astop(), 0, 'xmppd stops')
     srv.start()
     app = AppServer(srv, port)
-    app.refuse.add('erin-bad')
+    app.refuse['erin-bad'] = ('cancel', 'item-not-found')
     if not await app.connect():
         raise xt.HarnessError('the app server component did not connect again')
     bob = await xt.login_ok(srv, 'bob', resource='b')
