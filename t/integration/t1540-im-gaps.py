@@ -1,0 +1,126 @@
+#!/usr/bin/python3
+"""t1540-im-gaps: what clients notice (issue 13, points 7 and 8): XEP-0334
+hints, standalone XEP-0085 chat states, XEP-0184 receipts and XEP-0333
+markers in offline storage (mod_offline); XEP-0012 last activity from the
+last unavailable presence, with its status, to the user and the contacts
+the user shares presence with, forbidden to anyone else (mod_last, through
+the roster query); the presence XEP-0191 3.3 and 3.4 send on block and
+unblock (mod_blocking); what an account's disco#info shows (mod_disco).
+vCards (XEP-0054) are in t0740."""
+
+import asyncio
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
+import xmppdtest as xt  # noqa: E402
+
+NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info'
+NS_CHATSTATES = 'http://jabber.org/protocol/chatstates'
+NS_HINTS = 'urn:xmpp:hints'
+NS_RECEIPTS = 'urn:xmpp:receipts'
+NS_MARKERS = 'urn:xmpp:chat-markers:0'
+NS_SID = 'urn:xmpp:sid:0'
+NS_DELAY = 'urn:xmpp:delay'
+
+
+async def sync(c, timeout=5):
+    """A round trip: what c sent before has been routed (and stored, or
+    bounced: a stored message holds c's stream until the store answers)."""
+    r = await c.iq('get', c.server.host, "<query xmlns='%s'/>" % NS_DISCO_INFO, timeout=timeout)
+    if r is None:
+        raise xt.HarnessError('no answer to disco#info from %s' % c.jid)
+    return r
+
+
+async def drain(box, settle):
+    """Everything that arrives in box until nothing has for settle seconds."""
+    got = []
+    while True:
+        s = await box.get(None, settle)
+        if s is None:
+            return got
+        got.append(s)
+
+
+async def offline(srv, *clients):
+    await xt.disconnect_all(*clients)
+    bare = [str(c.jid.bare) for c in clients]
+    await srv.wait_connected(lambda s: not any(x['jid'].split('/')[0] in bare for x in s))
+
+
+# -- Point 7: what offline storage keeps (mod_offline) -------------------------
+
+# (id, body, extra children, stored?). XEP-0160 3 and XEP-0085 5.6: a
+# standalone chat state is not stored, one next to a body is; XEP-0334:
+# 4.2 no-store is not stored (and bounced, RFC 6121 8.5.2.2.1), 4.1
+# no-permanent-store rules out archives, not storage for an offline
+# recipient (3.3), 4.4 store keeps even a standalone chat state;
+# XEP-0184 receipts and XEP-0333 markers have no body but are state the
+# recipient needs when it comes back (and XEP-0333 1 expects a device that
+# was away to find them): stored.
+OFFLINE_CASES = [
+    ('nostore-body', 'not kept', "<no-store xmlns='%s'/>" % NS_HINTS, False),
+    ('nostore-cs', None, "<composing xmlns='%s'/><no-store xmlns='%s'/>" % (NS_CHATSTATES, NS_HINTS),
+     False),
+    ('npstore-body', 'kept for delivery', "<no-permanent-store xmlns='%s'/>" % NS_HINTS, True),
+    ('npstore-cs', None, "<paused xmlns='%s'/><no-permanent-store xmlns='%s'/>"
+     % (NS_CHATSTATES, NS_HINTS), False),
+    ('cs-alone', None, "<active xmlns='%s'/><thread>th1</thread>" % NS_CHATSTATES, False),
+    ('cs-origin', None, "<composing xmlns='%s'/><origin-id xmlns='%s' id='o-1'/>"
+     % (NS_CHATSTATES, NS_SID), False),
+    ('cs-store', None, "<gone xmlns='%s'/><store xmlns='%s'/>" % (NS_CHATSTATES, NS_HINTS), True),
+    ('body-cs', 'with a chat state', "<active xmlns='%s'/>" % NS_CHATSTATES, True),
+    ('receipt', None, "<received xmlns='%s' id='r-1'/>" % NS_RECEIPTS, True),
+    ('marker', None, "<displayed xmlns='%s' id='d-1'/>" % NS_MARKERS, True),
+    ('markable', 'read me', "<markable xmlns='%s'/><request xmlns='%s'/>" % (NS_MARKERS, NS_RECEIPTS),
+     True),
+]
+
+
+async def offline_hints(srv):
+    alice = await xt.login_ok(srv, 'alice', resource='hints')
+    bob_bare = srv.jid('bob')
+    for sid, body, extra, _ in OFFLINE_CASES:
+        xt.send_message_id(alice, bob_bare, body, 'chat', sid=sid, extra=extra)
+    await sync(alice)
+    errs = await drain(alice.messages, 1.0)
+    xt.is_(sorted((m['id'], m['error']['condition']) for m in errs if m['type'] == 'error'),
+           [('nostore-body', 'service-unavailable')],
+           'only the no-store message with a body comes back, service-unavailable (RFC 6121 '
+           '8.5.2.2.1); a standalone chat state with no-store goes silently')
+    bob = await xt.login_ok(srv, 'bob', resource='hints')
+    got = await drain(bob.messages, 1.5)
+    want = [sid for sid, _, _, stored in OFFLINE_CASES if stored]
+    xt.is_([m['id'] for m in got], want,
+           'bob gets, in order, the no-permanent-store message, the chat state with <store/>, '
+           'the body with a chat state, the receipt, the marker and the markable message; not '
+           'no-store, nor a standalone chat state (alone, with a thread, an origin-id or '
+           'no-permanent-store)')
+    by_id = {m['id']: m for m in got}
+    m = by_id.get('body-cs')
+    xt.ok(m is not None and m['body'] == 'with a chat state'
+          and m.xml.find('{%s}active' % NS_CHATSTATES) is not None
+          and m.xml.find('{%s}delay' % NS_DELAY) is not None,
+          'the body with a chat state keeps its <active/>, stamped with a delay')
+    m = by_id.get('receipt')
+    r = m.xml.find('{%s}received' % NS_RECEIPTS) if m is not None else None
+    xt.ok(r is not None and r.get('id') == 'r-1', 'the receipt keeps its <received id="r-1"/>')
+    m = by_id.get('marker')
+    r = m.xml.find('{%s}displayed' % NS_MARKERS) if m is not None else None
+    xt.ok(r is not None and r.get('id') == 'd-1', 'the marker keeps its <displayed id="d-1"/>')
+    await offline(srv, alice, bob)
+
+
+async def main():
+    srv = xt.Server(workers=2, modules={
+        'mod_offline': {}, 'mod_disco': {}, 'mod_roster': {}, 'mod_last': {},
+        'mod_blocking': {}})
+    for u in ('alice', 'bob', 'carol', 'dave', 'erin'):
+        srv.register(u, u + '-pw')
+    await offline_hints(srv)
+    srv.teardown()
+
+
+xt.run(main, timeout=170)
