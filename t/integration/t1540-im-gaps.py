@@ -50,6 +50,40 @@ async def offline(srv, *clients):
     await srv.wait_connected(lambda s: not any(x['jid'].split('/')[0] in bare for x in s))
 
 
+async def client(srv, user, resource, priority=None, status=None):
+    """A logged-in client that answers no subscription request on its own
+    (slixmpp would grant them) and sends its own initial presence."""
+    c = xt.Client(srv, user, user + '-pw', resource=resource, priority=priority, presence=False)
+    c.xmpp.auto_authorize = None
+    c.xmpp.auto_subscribe = False
+    await c.connect()
+    if not c.ok:
+        raise xt.HarnessError('login failed: ' + c.describe())
+    c.send_raw('<presence>%s</presence>' % ('<status>%s</status>' % status if status else ''))
+    await sync(c)
+    return c
+
+
+async def subscribe(srv, frm, to):
+    """frm subscribes to to's presence and to grants it (RFC 6121 3.1):
+    frm's item for to gets 'to', to's item for frm 'from'."""
+    frm.send_raw("<presence to='%s' type='subscribe'/>" % to.jid.bare)
+    p = await to.presence(pred=lambda p: p['type'] == 'subscribe' and p['from'].bare == frm.jid.bare)
+    if p is None:
+        raise xt.HarnessError('%s got no subscribe from %s' % (to.jid, frm.jid))
+    to.send_raw("<presence to='%s' type='subscribed'/>" % frm.jid.bare)
+    p = await frm.presence(pred=lambda p: p['type'] == 'subscribed' and p['from'].bare == to.jid.bare)
+    if p is None:
+        raise xt.HarnessError('%s got no subscribed from %s' % (frm.jid, to.jid))
+    await sync(frm)
+    await sync(to)
+
+
+def presences_from(got, bare):
+    """(from, type) of the presence stanzas in got from bare's resources."""
+    return sorted((str(p['from']), p['type']) for p in got if p['from'].bare == bare)
+
+
 # -- Point 7: what offline storage keeps (mod_offline) -------------------------
 
 # (id, body, extra children, stored?). XEP-0160 3 and XEP-0085 5.6: a
@@ -113,6 +147,84 @@ async def offline_hints(srv):
     await offline(srv, alice, bob)
 
 
+# -- Point 8: last activity (mod_last, XEP-0012) -------------------------------
+
+NS_LAST = 'jabber:iq:last'
+LAST = "<query xmlns='%s'/>" % NS_LAST
+
+
+def last_of(r):
+    """('result', seconds, text) or ('error', condition, None)."""
+    if r is None:
+        return None
+    if r['type'] == 'error':
+        return ('error', r['error']['condition'], None)
+    q = r.xml.find('{%s}query' % NS_LAST)
+    try:
+        return ('result', int(q.get('seconds')), q.text or '')
+    except (AttributeError, TypeError, ValueError):
+        return ('result', None, None)
+
+
+async def last_activity(srv):
+    """alice shares her presence with bob (bob subscribed to her: her
+    item 'from') and carol ('both'); she is subscribed to dave's presence
+    only (her item 'to': dave does not see hers); erin's request to her
+    is pending. XEP-0012 4 and 8: only those allowed to see her presence
+    (the presence subscription, RFC 6121 2.1.2.5, 4) may learn it."""
+    alice = await client(srv, 'alice', 'desk')
+    bob = await client(srv, 'bob', 'b')
+    carol = await client(srv, 'carol', 'c')
+    dave = await client(srv, 'dave', 'd')
+    erin = await client(srv, 'erin', 'e')
+    await subscribe(srv, bob, alice)
+    await subscribe(srv, carol, alice)
+    await subscribe(srv, alice, carol)
+    await subscribe(srv, alice, dave)
+    erin.send_raw("<presence to='%s' type='subscribe'/>" % alice.jid.bare)
+    await alice.presence(pred=lambda p: p['type'] == 'subscribe' and p['from'].bare == erin.jid.bare)
+    a = srv.jid('alice')
+
+    # Online: XEP-0012 4, an available resource answers seconds='0' and no
+    # text; to a subscriber as to the user.
+    xt.is_(last_of(await bob.iq('get', a, LAST)), ('result', 0, ''),
+           "bob (alice's item: from) asks while she is online: seconds 0, no text")
+    xt.is_(last_of(await carol.iq('get', a, LAST)), ('result', 0, ''),
+           'carol (both): the same')
+    xt.is_(last_of(await dave.iq('get', a, LAST)), ('error', 'forbidden', None),
+           "dave (alice's item: to, he does not see her presence): forbidden")
+    xt.is_(last_of(await erin.iq('get', a, LAST)), ('error', 'forbidden', None),
+           'erin (her request pending): forbidden')
+    xt.is_(last_of(await alice.iq('get', srv.jid('erin'), LAST)), ('error', 'forbidden', None),
+           'alice asking about erin (no item on either side): forbidden')
+
+    # The seconds count from her last unavailable presence, not from the
+    # end of the session (which comes 2.5 s later), and carry its status.
+    alice.send_raw('<presence type="unavailable"><status>Out for lunch</status></presence>')
+    await sync(alice)
+    await asyncio.sleep(2.5)
+    await offline(srv, alice)
+    r = last_of(await bob.iq('get', a, LAST))
+    xt.ok(r is not None and r[0] == 'result' and r[1] is not None and 2 <= r[1] < 60
+          and r[2] == 'Out for lunch',
+          'alice offline: bob gets the seconds since her unavailable presence (2..60) and its '
+          'status (%r)' % (r,))
+    r = last_of(await carol.iq('get', a, LAST))
+    xt.ok(r is not None and r[0] == 'result' and r[2] == 'Out for lunch',
+          'so does carol (%r); the roster was read with alice offline' % (r,))
+    xt.is_(last_of(await dave.iq('get', a, LAST)), ('error', 'forbidden', None),
+           'dave still gets forbidden')
+    # A contact who stops being a subscriber (RFC 6121 3.3: alice cancels
+    # bob's subscription) is refused from then on.
+    alice = await client(srv, 'alice', 'desk2')
+    alice.send_raw("<presence to='%s' type='unsubscribed'/>" % bob.jid.bare)
+    await sync(alice)
+    await bob.presence(pred=lambda p: p['type'] == 'unsubscribed' and p['from'].bare == a)
+    xt.is_(last_of(await bob.iq('get', a, LAST)), ('error', 'forbidden', None),
+           'after alice cancelled his subscription bob gets forbidden')
+    await offline(srv, alice, bob, carol, dave, erin)
+
+
 async def main():
     srv = xt.Server(workers=2, modules={
         'mod_offline': {}, 'mod_disco': {}, 'mod_roster': {}, 'mod_last': {},
@@ -120,6 +232,7 @@ async def main():
     for u in ('alice', 'bob', 'carol', 'dave', 'erin'):
         srv.register(u, u + '-pw')
     await offline_hints(srv)
+    await last_activity(srv)
     srv.teardown()
 
 
