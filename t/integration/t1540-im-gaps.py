@@ -225,14 +225,120 @@ async def last_activity(srv):
     await offline(srv, alice, bob, carol, dave, erin)
 
 
+# -- Point 8: presence on block and unblock (mod_blocking, XEP-0191) -----------
+
+NS_BLOCKING = 'urn:xmpp:blocking'
+
+
+def items_xml(jids):
+    return ''.join("<item jid='%s'/>" % j for j in jids)
+
+
+async def settle_presences(*clients, settle=1.5):
+    """{client: [presence...]} of what each got until all is quiet."""
+    got = await asyncio.gather(*(drain(c.presences, settle) for c in clients))
+    return dict(zip(clients, got))
+
+
+def seen(got, bare):
+    """(from, type attribute) of got's presence from bare, in order of
+    the resource (RFC 6121: None is available)."""
+    return sorted((str(p['from']), p.xml.get('type')) for p in got if p['from'].bare == bare)
+
+
+async def blocking_presence(srv):
+    """ann (two resources) shares presence both ways with ben; cat is
+    subscribed to ann (ann's item: from); ann to don (ann's item: to);
+    eve has nothing to do with her. XEP-0191 3.3: on block, unavailable
+    presence goes to the blocked contact only if it receives ann's
+    presence (from, both); and as nothing from the contact reaches ann any
+    more, her resources see the contacts they were seeing go (to, both).
+    3.4: on unblock, the current presence goes out again to those allowed
+    to see it, and a probe brings back the presence of those ann is
+    subscribed to (RFC 6121 4.3)."""
+    ann1 = await client(srv, 'ann', 'one', status='one here')
+    ann2 = await client(srv, 'ann', 'two', status='two here')
+    ben = await client(srv, 'ben', 'b', status='ben here')
+    cat = await client(srv, 'cat', 'c')
+    don = await client(srv, 'don', 'd', status='don here')
+    eve = await client(srv, 'eve', 'e')
+    await subscribe(srv, ben, ann1)
+    await subscribe(srv, ann1, ben)
+    await subscribe(srv, cat, ann1)
+    await subscribe(srv, ann1, don)
+    # ann's resources and ben, cat and don see each other as the
+    # subscriptions say (checked: the set-up is what the rules below
+    # depend on).
+    ann2.send_raw('<presence><status>two here</status></presence>')
+    ann1.send_raw('<presence><status>one here</status></presence>')
+    await sync(ann1)
+    await sync(ann2)
+    everyone = (ann1, ann2, ben, cat, don, eve)
+    got = await settle_presences(*everyone, settle=1.0)
+    a1, a2 = str(ann1.jid), str(ann2.jid)
+    xt.ok(seen(got[ben], srv.jid('ann')) and seen(got[cat], srv.jid('ann'))
+          and not seen(got[don], srv.jid('ann')) and not seen(got[eve], srv.jid('ann')),
+          "set-up: ben and cat see ann's presence, don and eve do not")
+    contacts = [srv.jid(u) for u in ('ben', 'cat', 'don', 'eve')]
+
+    r = await ann1.iq('set', None, "<block xmlns='%s'>%s</block>" % (NS_BLOCKING, items_xml(contacts)))
+    xt.is_(r['type'] if r is not None else None, 'result', 'ann blocks ben, cat, don and eve')
+    got = await settle_presences(*everyone)
+    unavail = [(a1, 'unavailable'), (a2, 'unavailable')]
+    xt.is_(seen(got[ben], srv.jid('ann')), unavail,
+           'ben (both) gets unavailable presence from each of ann\'s resources (3.3)')
+    xt.is_(seen(got[cat], srv.jid('ann')), unavail, 'so does cat (from)')
+    xt.is_(seen(got[don], srv.jid('ann')), [], 'don (ann\'s item: to) gets nothing from ann')
+    xt.is_(seen(got[eve], srv.jid('ann')), [], 'eve (none) gets nothing from ann')
+    for a in (ann1, ann2):
+        xt.is_((seen(got[a], srv.jid('ben')), seen(got[a], srv.jid('don'))),
+               ([(str(ben.jid), 'unavailable')], [(str(don.jid), 'unavailable')]),
+               '%s sees ben (both) and don (to) go unavailable' % a.jid)
+        xt.is_(seen(got[a], srv.jid('cat')) + seen(got[a], srv.jid('eve')), [],
+               '%s gets nothing from cat (from) or eve, whom she was not seeing' % a.jid)
+
+    r = await ann1.iq('set', None, "<unblock xmlns='%s'>%s</unblock>"
+                      % (NS_BLOCKING, items_xml(contacts)))
+    xt.is_(r['type'] if r is not None else None, 'result', 'ann unblocks them')
+    got = await settle_presences(*everyone)
+    avail = [(a1, None), (a2, None)]
+    xt.is_(seen(got[ben], srv.jid('ann')), avail,
+           'ben gets the current presence of each of ann\'s resources again (3.4)')
+    st = sorted(p['status'] for p in got[ben] if p['from'].bare == srv.jid('ann'))
+    xt.is_(st, ['one here', 'two here'], 'with their status')
+    xt.is_(seen(got[cat], srv.jid('ann')), avail, 'so does cat')
+    xt.is_(seen(got[don], srv.jid('ann')) + seen(got[eve], srv.jid('ann')), [],
+           'don and eve get nothing')
+    for a in (ann1, ann2):
+        xt.is_((seen(got[a], srv.jid('ben')), seen(got[a], srv.jid('don'))),
+               ([(str(ben.jid), None)], [(str(don.jid), None)]),
+               '%s sees ben and don available again (the probe, RFC 6121 4.3)' % a.jid)
+        xt.is_(seen(got[a], srv.jid('cat')) + seen(got[a], srv.jid('eve')), [],
+               '%s gets nothing from cat or eve' % a.jid)
+
+    # 3.5: unblocking all restores what each item blocked.
+    r = await ann1.iq('set', None, "<block xmlns='%s'>%s</block>"
+                      % (NS_BLOCKING, items_xml([srv.jid('ben')])))
+    got = await settle_presences(ben, ann1)
+    xt.is_(seen(got[ben], srv.jid('ann')), unavail, 'ann blocks ben again: he sees her go')
+    r = await ann1.iq('set', None, "<unblock xmlns='%s'/>" % NS_BLOCKING)
+    xt.is_(r['type'] if r is not None else None, 'result', 'ann unblocks everyone (3.5)')
+    got = await settle_presences(ben, ann1)
+    xt.is_((seen(got[ben], srv.jid('ann')), seen(got[ann1], srv.jid('ben'))),
+           (avail, [(str(ben.jid), None)]),
+           'ben sees ann again, and ann sees ben again')
+    await offline(srv, *everyone)
+
+
 async def main():
     srv = xt.Server(workers=2, modules={
         'mod_offline': {}, 'mod_disco': {}, 'mod_roster': {}, 'mod_last': {},
         'mod_blocking': {}})
-    for u in ('alice', 'bob', 'carol', 'dave', 'erin'):
+    for u in ('alice', 'bob', 'carol', 'dave', 'erin', 'ann', 'ben', 'cat', 'don', 'eve'):
         srv.register(u, u + '-pw')
     await offline_hints(srv)
     await last_activity(srv)
+    await blocking_presence(srv)
     srv.teardown()
 
 
