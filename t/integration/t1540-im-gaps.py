@@ -10,8 +10,8 @@ vCards (XEP-0054) are in t0740."""
 
 import asyncio
 import os
+import shutil
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
@@ -330,15 +330,94 @@ async def blocking_presence(srv):
     await offline(srv, *everyone)
 
 
+# -- Point 8: an account's service discovery (mod_disco, XEP-0030 8) -----------
+
+NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items'
+
+
+def info_summary(r):
+    """('result', identities, has jabber:iq:last) or ('error', condition)."""
+    if r is None:
+        return None
+    if r['type'] == 'error':
+        return ('error', r['error']['condition'])
+    q = r.xml.find('{%s}query' % NS_DISCO_INFO)
+    ids = sorted((i.get('category'), i.get('type')) for i in q.findall('{%s}identity' % NS_DISCO_INFO))
+    feats = [f.get('var') for f in q.findall('{%s}feature' % NS_DISCO_INFO)]
+    return ('result', ids, NS_LAST in feats)
+
+
+def items_summary(r):
+    """('result', [(jid, node)]) or ('error', condition)."""
+    if r is None:
+        return None
+    if r['type'] == 'error':
+        return ('error', r['error']['condition'])
+    q = r.xml.find('{%s}query' % NS_DISCO_ITEMS)
+    return ('result', sorted((i.get('jid'), i.get('node')) for i in q.findall('{%s}item' % NS_DISCO_ITEMS)))
+
+
+async def account_disco(srv):
+    """XEP-0030 8: a disco#info to an account's bare JID is answered only
+    to those authorized to receive its presence (subscription from or
+    both), service-unavailable to anyone else (rule 1.2); disco#items
+    shows them what modules add (here mod_discofold's item, as a PEP
+    service would list nodes) and anyone else an empty result (rule 2.2).
+    gus is subscribed to fay (fay's item: from); fay to hal (her item:
+    to, hal does not see her presence); ivy has nothing to do with her."""
+    fay = await client(srv, 'fay', 'f')
+    gus = await client(srv, 'gus', 'g')
+    hal = await client(srv, 'hal', 'h')
+    ivy = await client(srv, 'ivy', 'i')
+    await subscribe(srv, gus, fay)
+    await subscribe(srv, fay, hal)
+    f = srv.jid('fay')
+    info = "<query xmlns='%s'/>" % NS_DISCO_INFO
+    items = "<query xmlns='%s'/>" % NS_DISCO_ITEMS
+    full = ('result', [('account', 'registered')], True)
+    fold = ('result', [(f, 'discofold')])
+    xt.is_(info_summary(await fay.iq('get', f, info)), full, 'fay asks about her own account')
+    xt.is_(info_summary(await gus.iq('get', f, info)), full,
+           'gus (subscribed to her presence) gets the account identity and features')
+    xt.is_(info_summary(await hal.iq('get', f, info)), ('error', 'service-unavailable'),
+           'hal (fay\'s item: to) gets service-unavailable (XEP-0030 8 rule 1.2)')
+    xt.is_(info_summary(await ivy.iq('get', f, info)), ('error', 'service-unavailable'),
+           'ivy (none) gets service-unavailable')
+    xt.is_(items_summary(await fay.iq('get', f, items)), fold, 'fay sees her items')
+    xt.is_(items_summary(await gus.iq('get', f, items)), fold, 'so does gus')
+    xt.is_(items_summary(await hal.iq('get', f, items)), ('result', []),
+           'hal gets an empty result (rule 2.2)')
+    xt.is_(items_summary(await ivy.iq('get', f, items)), ('result', []), 'so does ivy')
+    # The same with fay offline: her roster is read from the store.
+    await offline(srv, fay)
+    xt.is_((info_summary(await gus.iq('get', f, info)), items_summary(await gus.iq('get', f, items)),
+            info_summary(await ivy.iq('get', f, info))),
+           (full, fold, ('error', 'service-unavailable')),
+           'with fay offline: the same answers to gus and ivy')
+    await offline(srv, gus, hal, ivy)
+
+
 async def main():
-    srv = xt.Server(workers=2, modules={
-        'mod_offline': {}, 'mod_disco': {}, 'mod_roster': {}, 'mod_last': {},
-        'mod_blocking': {}})
-    for u in ('alice', 'bob', 'carol', 'dave', 'erin', 'ann', 'ben', 'cat', 'don', 'eve'):
+    # The shipped modules and mod_discofold (t/modules), in one directory.
+    shipped = ('mod_offline', 'mod_disco', 'mod_roster', 'mod_last', 'mod_blocking')
+    moddir = xt.scratch_dir('t1540-modules')
+    for name in shipped:
+        so = os.path.join(xt.MODULE_DIR, name + '.so')
+        if not os.path.exists(so):
+            raise xt.HarnessError('%s is missing (build the modules, or set '
+                                  'XMPPD_TEST_MODULE_DIR)' % so)
+        shutil.copy(so, moddir / (name + '.so'))
+    xt.build_test_module(moddir, 'mod_discofold')
+    mods = {name: {} for name in shipped}
+    mods['mod_discofold'] = {}
+    srv = xt.Server(workers=2, conf={'module_dir': str(moddir)}, modules=mods)
+    for u in ('alice', 'bob', 'carol', 'dave', 'erin', 'ann', 'ben', 'cat', 'don', 'eve',
+              'fay', 'gus', 'hal', 'ivy'):
         srv.register(u, u + '-pw')
     await offline_hints(srv)
     await last_activity(srv)
     await blocking_presence(srv)
+    await account_disco(srv)
     srv.teardown()
 
 
