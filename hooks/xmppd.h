@@ -288,6 +288,50 @@ XMPPD_API void xmppd_iq_error(const xmppd_elem *iq, const char *condition, const
  * and rate limits); NULL otherwise. */
 XMPPD_API const struct sockaddr *xmppd_iq_stream_addr(const xmppd_elem *iq);
 
+/*
+ * (ABI 1.4) Sends iq, a get or set with 'from' (the server, or a local
+ * account's bare JID) and 'to' set (taken: its 'id' is replaced by one the
+ * core makes, random), and calls fn once on this worker, never before this
+ * returns: with the reply (a result or an error, from iq's 'to'; borrowed
+ * for the call) or NULL once timeout_ms (at most 120000; 0 = that) has
+ * passed without one. The reply reaches nobody else. For answers from
+ * other entities (XEP-0357 push: an app server's error disables the
+ * registration). Counts as the module's store work: its unload drops the
+ * requests still waiting (fn is not called for them) and waits for the
+ * replies being delivered. 0, or -1 (not on a worker, a bad iq; iq freed).
+ */
+typedef void (*xmppd_iq_reply_fn)(const xmppd_elem *reply, void *ud);
+XMPPD_API int xmppd_iq_request(xmppd_ctx *ctx, xmppd_elem *iq_take, uint64_t timeout_ms,
+    xmppd_iq_reply_fn fn, void *ud);
+
+/* ------------------------------------------------------------------ */
+/* Rosters (ABI 1.4): the subscription between a user and a contact     */
+
+enum {
+	XMPPD_SUB_NONE = 0,
+	XMPPD_SUB_TO = 1,           /* the user sees the contact's presence */
+	XMPPD_SUB_FROM = 2,         /* the contact sees the user's */
+	XMPPD_SUB_BOTH = 3,
+	XMPPD_SUB_IN_ROSTER = 4,    /* the contact is in the user's roster */
+	XMPPD_SUB_PENDING_OUT = 8,  /* the user asked to subscribe */
+	XMPPD_SUB_PENDING_IN = 16,  /* the contact asked */
+};
+typedef void (*xmppd_roster_sub_fn)(int sub, void *ud);
+/* The state between the local user and contact (both taken as bare JIDs):
+ * fn runs once, on this worker, never before this returns, with
+ * XMPPD_SUB_* bits, or < 0 when no module provides rosters. Called while a
+ * stanza is handled, the stream waits for the answer as for store work.
+ * 0, or -1 (not on a worker: fn does not run). */
+XMPPD_API int xmppd_roster_subscription(xmppd_ctx *ctx, const xmppd_jid *user,
+    const xmppd_jid *contact, xmppd_roster_sub_fn fn, void *ud);
+/* The roster module answers them: provider(user, contact, done, done_ud)
+ * calls done(sub, done_ud) exactly once, on this worker, during the call
+ * or later (from its store callbacks). One provider; removed when its
+ * module unloads. 0, or -1 (another module provides them). */
+typedef void (*xmppd_roster_provider_fn)(const xmppd_jid *user, const xmppd_jid *contact,
+    xmppd_roster_sub_fn done, void *done_ud);
+XMPPD_API int xmppd_roster_provide(xmppd_ctx *ctx, xmppd_roster_provider_fn fn);
+
 /* ------------------------------------------------------------------ */
 /* Service discovery, stream features, service domains                 */
 

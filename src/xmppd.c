@@ -356,6 +356,7 @@ main(int argc, char **argv)
 	if (worker_start_all() < 0)
 		fatal("cannot start the workers");
 	/* All or nothing (the loader has unloaded what it loaded). */
+	request_init();
 	if (module_load_all(c, &err) < 0)
 		fatal("modules: %s", err);
 	/* Stream management sessions kept by sm_durable: detached again,

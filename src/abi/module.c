@@ -768,6 +768,18 @@ module_store_owner(xmppd_ctx *ctx)
 	return ctx != NULL ? &ctx->store : NULL;
 }
 
+const char *
+module_name_of(xmppd_ctx *ctx)
+{
+	return ctx->name;
+}
+
+int
+module_unloading(xmppd_ctx *ctx)
+{
+	return __atomic_load_n(&ctx->unloading, __ATOMIC_ACQUIRE);
+}
+
 /* ---------------------------------------------------------------- */
 /* Loading and unloading.                                             */
 
@@ -859,6 +871,7 @@ ctx_unregister(xmppd_ctx *ctx)
 {
 	__atomic_store_n(&ctx->unloading, 1, __ATOMIC_RELEASE);
 	registry_remove_owner(ctx);
+	request_forget_owner(ctx);
 	(void)http_route_remove(ctx);
 	worker_post_all(timers_drop_task, ctx, 0);
 	for (size_t i = 0; i < ctx->nslots; i++)

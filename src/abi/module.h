@@ -41,5 +41,14 @@ struct xmppd_ctx;
 const struct conf *module_conf_of(xmppd_ctx *ctx);
 /* What the asynchronous store counts the module's pending work in. */
 struct astore_owner *module_store_owner(xmppd_ctx *ctx);
+const char *module_name_of(xmppd_ctx *ctx);
+/* Its unload has begun (no new work is accepted). */
+int module_unloading(xmppd_ctx *ctx);
+
+/* request.c: IQ requests and the roster query (ABI 1.4). */
+void request_init(void);
+/* ctx unloads: its waiting requests are dropped, its roster provider
+ * removed. */
+void request_forget_owner(xmppd_ctx *ctx);
 
 #endif

@@ -511,19 +511,51 @@ c2s_sm_element_done(struct c2s *c)
 /* The end of a session: XEP-0198 4's unacknowledged stanzas.         */
 
 /*
- * The hook point for carbons and the archive (XEP-0280, XEP-0313; not
- * built yet): a message that the user's other resources already got as a
- * carbon, or that the client will fetch from the archive, is not to be
- * stored offline a second time. The rule once they exist: a message
- * carbon-copied to an available resource is dropped here; an archived
- * message is still stored offline unless the session had queried the
- * archive (the client then syncs from it). Today nothing delivered it.
+ * Unacknowledged messages and carbons (XEP-0280, mod_carbons): a carbon
+ * copy (<sent/> or <received/>) is not handed back - its original went to
+ * the resource it was for - and neither is a message the user's other
+ * available resources got as carbons (any resource with carbons enabled:
+ * they had a <received/> copy), which routed again to the bare JID would
+ * reach them a second time. Everything else goes to the bare JID (another
+ * resource, else offline storage). An archived message (XEP-0313) is handed
+ * back like any other: a client without the archive still finds it offline
+ * (doc/modules.md, "mod_mam and offline storage").
  */
-static int
-delivered_elsewhere(const xml_elem *st)
+#define NS_CARBONS "urn:xmpp:carbons:2"
+
+static void
+carbons_on(const struct sm_resource *r, void *ud)
 {
-	(void)st;
-	return 0;
+	int *n = ud;
+
+	if (r->available && (r->flags & XMPPD_RES_CARBONS))
+		(*n)++;
+}
+
+static int
+delivered_elsewhere(struct c2s *c, const xml_elem *st)
+{
+	const char *type = stanza_type(st);
+	jid bare;
+	const char *e;
+	int n = 0;
+
+	if (xml_child(st, NS_CARBONS, "sent") != NULL || xml_child(st, NS_CARBONS, "received") != NULL)
+		return 1;
+	/* XEP-0280 6.1: what carbons copy; mod_carbons has the full rules,
+	 * this is their common case (chat, or normal with a body). */
+	if (type == NULL)
+		type = "normal";            /* RFC 6121 5.2.2 */
+	if (strcmp(type, "chat") != 0 && !(strcmp(type, "normal") == 0 &&
+	    xml_child(st, NULL, "body") != NULL))
+		return 0;
+	if (xml_child(st, NS_CARBONS, "private") != NULL)
+		return 0;
+	if (c->s.jid.node == NULL || jid_make(&bare, c->s.jid.node, c->s.jid.domain, NULL, &e) < 0)
+		return 0;
+	(void)sm_resources(&bare, carbons_on, &n);
+	jid_free(&bare);
+	return n > 0;
 }
 
 /* XEP-0198 4: "in the same way as a stanza sent to an unavailable
@@ -547,7 +579,7 @@ hand_back(struct c2s *c, xml_elem *st)
 		return;
 	}
 	if (kind != STANZA_MESSAGE || strcmp(type, "error") == 0 ||
-	    strcmp(type, "groupchat") == 0 || delivered_elsewhere(st))
+	    strcmp(type, "groupchat") == 0 || delivered_elsewhere(c, st))
 		return;
 	if (c->s.jid.bare == NULL || jid_make(&bare, c->s.jid.node, c->s.jid.domain, NULL, &e) < 0)
 		return;

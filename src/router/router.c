@@ -30,6 +30,14 @@ router_set_component(router_component_fn fn)
 	component_fn = fn;
 }
 
+static router_iq_reply_fn iq_reply_fn;
+
+void
+router_set_iq_reply(router_iq_reply_fn fn)
+{
+	iq_reply_fn = fn;
+}
+
 
 void
 router_route(xml_elem *st, const jid *from, const jid *to)
@@ -100,8 +108,12 @@ router_iq_handle(xml_elem *iq, const jid *from, const jid *to)
 
 	/* Results and errors addressed to the server or to a bare JID end
 	 * here (RFC 6121 8.5.2.1.3). */
-	if (type == NULL || (strcmp(type, "get") != 0 && strcmp(type, "set") != 0))
+	if (type == NULL || (strcmp(type, "get") != 0 && strcmp(type, "set") != 0)) {
+		if (iq_reply_fn != NULL && type != NULL && (strcmp(type, "result") == 0 ||
+		    strcmp(type, "error") == 0))
+			(void)iq_reply_fn(iq, from);
 		return;
+	}
 	payload = xml_first_child(iq);
 	/* RFC 6120 8.2.3: a get or set has exactly one payload. */
 	if (payload == NULL || xml_next_sibling(payload) != NULL) {

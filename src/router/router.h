@@ -28,6 +28,12 @@ void router_set_remote(router_remote_fn fn);
  * 0 if not. Any thread. */
 typedef int (*router_component_fn)(xml_elem *st, const jid *from, const jid *to);
 void router_set_component(router_component_fn fn);
+/* IQ results and errors addressed to the server or to a bare JID (which
+ * nobody handles: RFC 6121 8.5.2.1.3) go to fn first (the answers to the
+ * requests modules send, abi/request.c); it returns 1 if it took the
+ * reply. Any thread. */
+typedef int (*router_iq_reply_fn)(xml_elem *iq, const jid *from);
+void router_set_iq_reply(router_iq_reply_fn fn);
 /* The same after filter_packet has run. */
 void router_route_filtered(xml_elem *st, const jid *from, const jid *to);
 /* service.c: 1 if to's domain is a registered service domain (the stanza

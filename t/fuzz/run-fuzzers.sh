@@ -14,7 +14,7 @@ set -u
 
 srcdir=${srcdir:-.}
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-"stream jid sasl conf proxy"}
+targets=${FUZZ_TARGETS:-"stream jid sasl conf proxy mamtext"}
 
 n=0
 failed=0
