@@ -379,10 +379,15 @@ fetch(struct query *q)
 }
 
 /* The 'with' source: a chunk of mam_with rows from the cursor. */
+struct chunk {
+	struct query *q;
+	size_t before, limit;
+};
+
 static int
 with_row(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
 {
-	struct query *q = ud;
+	struct query *q = ((struct chunk *)ud)->q;
 	size_t wplen = klen - MAM_ID_LEN;
 	uint64_t id;
 
@@ -410,11 +415,6 @@ with_row(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
 	}
 	return 0;
 }
-
-struct chunk {
-	struct query *q;
-	size_t before, limit;
-};
 
 static void
 with_done(int status, void *ud)

@@ -155,7 +155,107 @@ async def main():
            (str(alice.jid), bob_bare), 'the forwarded message is the original (from, to)')
     xt.ok(res and res[0]['stamp'] is not None, 'with a <delay/> stamp')
 
-    await xt.disconnect_all(alice, bob)
+    # -- Paging (XEP-0059, XEP-0313 4.3) ----------------------------------------
+    back, back_ids, back_c, back_pages, err = await walk(bob, 17, backward=True)
+    xt.is_(back, bob_log, 'walking back from <before/> with <before>FIRST</before> gives '
+           'the whole archive, in order')
+    xt.is_(back_c, [False] * (len(back_c) - 1) + [True],
+           "complete='true' on the oldest page only")
+    fwd_b, fwd_ids, fwd_c, fwd_pages, err = await walk(bob, 23, backward=False)
+    xt.is_(fwd_b, bob_log, 'walking forward with <after>LAST</after> gives it too')
+    xt.is_(fwd_c, [False] * (len(fwd_c) - 1) + [True], "complete='true' on the newest page only")
+    xt.is_(fwd_ids, back_ids, 'with the same ids both ways')
+    xt.ok(all(p[0] and p[1] == p[0][0] and p[2] == p[0][-1] for p in fwd_pages),
+          '<first/> and <last/> are the first and last id of each page')
+    xt.is_(len(set(fwd_ids)), len(fwd_ids), 'every id once')
+    flip_b, flip_ids, flip_c, flip_pages, err = await walk(bob, 23, backward=False, flip=True)
+    xt.ok(flip_b == bob_log and all(p[0] == list(reversed(q[0]))
+                                    for p, q in zip(flip_pages, fwd_pages)),
+          '<flip-page/>: the same pages, each sent newest first (XEP-0313 4.3.3)')
+    # An exact fit: the page that ends at the archive's end is complete.
+    n_all = len(bob_log)
+    out, fin, res = await xt.mam_query(bob, rsm='<max>10</max><after>%s</after>'
+                                       % fwd_ids[n_all - 11])
+    xt.is_(([r['body'] for r in res], xt.mam_fin(fin)[0] if fin is not None else None),
+           (bob_log[-10:], True), "a page of exactly the last 10 is complete='true'")
+    out, fin, res = await xt.mam_query(bob, rsm='<max>10</max><after>%s</after>'
+                                       % fwd_ids[n_all - 12])
+    xt.is_(xt.mam_fin(fin)[0] if fin is not None else None, False,
+           'one more and it is not')
+    out, fin, res = await xt.mam_query(bob, rsm='<max>0</max>')
+    xt.is_((out, len(res)), ('result', 0), '<max>0</max>: no results')
+
+    # -- Filters (XEP-0313 4.1) -------------------------------------------------
+    carol1 = await xt.login_ok(srv, 'carol', resource='r1')
+    carol2 = await xt.login_ok(srv, 'carol', resource='r2')
+    for c, body in ((carol1, 'c1-a'), (carol2, 'c2-a'), (carol1, 'c1-b')):
+        c.send(bob.jid, body)
+        await bob.message(body=body)
+        bob_log.append(body)
+    bob.send(carol2.jid, 'to-c2')
+    await carol2.message(body='to-c2')
+    bob_log.append('to-c2')
+    out, fin, res = await xt.mam_query(bob, [('with', srv.jid('carol'))])
+    xt.is_([r['body'] for r in res], ['c1-a', 'c2-a', 'c1-b', 'to-c2'],
+           'with=carol (bare): every message to and from any of her resources')
+    xt.is_(xt.mam_fin(fin)[0], True, 'complete')
+    out, fin, res = await xt.mam_query(bob, [('with', str(carol2.jid))])
+    xt.is_([r['body'] for r in res], ['c2-a', 'to-c2'],
+           'with=carol/r2 (full): only that resource, both directions')
+    out, fin, res = await xt.mam_query(bob, [('with', alice_bare)], rsm='<max>5</max><before/>')
+    xt.is_([r['body'] for r in res], [b for b in bob_log if not b.startswith(('c1', 'c2', 'to-c'))][-5:],
+           "with=alice and <before/>: alice's newest five")
+    out, fin, res = await xt.mam_query(bob, [('with', alice_bare)],
+                                       rsm='<max>5</max><before>%s</before>' % res[0]['id'])
+    xt.is_(len(res), 5, 'and the five before them')
+    # Times: a message's stamp as start and end takes it in (>=, <=).
+    ids_by_body = dict(zip(bob_log, fwd_ids))
+    out, fin, allres = await xt.mam_query(bob, rsm='<max>%d</max>' % MAX_PAGE)
+    k, m = allres[5], allres[12]
+    out, fin, res = await xt.mam_query(bob, [('start', k['stamp']), ('end', m['stamp'])])
+    xt.is_([r['body'] for r in res], [r['body'] for r in allres[5:13]],
+           'start and end: the messages stamped in between, both ends included')
+    out, fin, res = await xt.mam_query(bob, [('after-id', k['id']), ('before-id', m['id'])])
+    xt.is_([r['body'] for r in res], [r['body'] for r in allres[6:12]],
+           'after-id and before-id: the messages strictly between')
+    out, fin, res = await xt.mam_query(bob, [('ids', [m['id'], k['id']])])
+    xt.is_([r['body'] for r in res], [k['body'], m['body']], 'ids: exactly those, in order')
+    out, fin, res = await xt.mam_query(bob, [('start', '2000-01-01T00:00:00Z'),
+                                             ('end', '2000-12-31T23:59:59.999+02:00')])
+    xt.is_((out, len(res), xt.mam_fin(fin)[0]), ('result', 0, True),
+           'a time range before the archive: nothing, complete')
+
+    # -- Full text (XEP-0431) ---------------------------------------------------
+    for body in ('Café au lait', 'the cafeteria is open', 'CAFÉ NOIR tonight',
+                 'nothing here', 'noir et blanc'):
+        alice.send(bob.jid, body)
+        await bob.message(body=body)
+        bob_log.append(body)
+
+    async def search(text, var='{urn:xmpp:fulltext:0}fulltext', more=()):
+        out, fin, res = await xt.mam_query(bob, [(var, text)] + list(more))
+        return out, sorted(r['body'] for r in res)
+
+    xt.is_(await search('cafe'), ('result', sorted(['Café au lait', 'the cafeteria is open',
+                                                     'CAFÉ NOIR tonight'])),
+           "'cafe' finds Café, CAFÉ and the cafeteria (accents, case, word prefix)")
+    xt.is_(await search('CAF'), ('result', sorted(['Café au lait', 'the cafeteria is open',
+                                                    'CAFÉ NOIR tonight'])),
+           "'CAF' finds the same")
+    xt.is_(await search('noir café'), ('result', ['CAFÉ NOIR tonight']),
+           'two terms: the messages with both')
+    xt.is_(await search('lait', var='withtext'), ('result', ['Café au lait']),
+           "ejabberd's withtext field")
+    xt.is_(await search('zebra'), ('result', []), 'a word nobody wrote: nothing')
+    xt.is_(await search('noir', more=[('with', srv.jid('carol'))]), ('result', []),
+           'full text and with together')
+    out, fin, res = await xt.mam_query(bob, [('{urn:xmpp:fulltext:0}fulltext', 'cafe')],
+                                       rsm='<max>2</max><before/>')
+    xt.is_(([r['body'] for r in res], xt.mam_fin(fin)[0]),
+           (['the cafeteria is open', 'CAFÉ NOIR tonight'], False),
+           'full-text results page like any other')
+
+    await xt.disconnect_all(alice, bob, carol1, carol2)
     srv.teardown()
 
 
