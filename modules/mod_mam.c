@@ -210,20 +210,9 @@ mam_expiry_of(const char *bare)
 	return e >= 0 ? e : xmppd_opt_int(mam_ctx, "archive_expiry");
 }
 
-/*
- * The roster's say for default='roster' (XEP-0441 2: archive only
- * messages from and to contacts in the roster). The ABI has no roster
- * query yet; until it has (xmppd_roster_subscription), such a user's
- * messages are archived, as with 'always': losing history is worse than
- * keeping it. Its lists still apply.
- */
-static int
-roster_rule(const char *user, const char *contact_bare)
-{
-	return 1;
-}
-
-/* 1 if user's preferences let the message with contact be archived. */
+/* 1 if user's preferences let the message with contact be archived, 0
+ * if not, -1 if the roster decides (default='roster' and neither list
+ * names the contact, XEP-0441 2). */
 static int
 prefs_allow(const char *user, const xmppd_jid *contact)
 {
@@ -238,7 +227,16 @@ prefs_allow(const char *user, const xmppd_jid *contact)
 	else
 		rule = default_mode == MAM_ALWAYS ? 1 : default_mode == MAM_NEVER ? 0 : -1;
 	pthread_rwlock_unlock(&prefs_lock);
-	return rule >= 0 ? rule : roster_rule(user, cbare);
+	return rule;
+}
+
+/* What the roster query says for 'roster': archived if the contact is in
+ * the user's roster; with no roster module loaded (sub < 0), archived as
+ * with 'always' (losing history is worse than keeping it). */
+static int
+roster_allows(int sub)
+{
+	return sub < 0 || (sub & XMPPD_SUB_IN_ROSTER) != 0;
 }
 
 /* At load (main thread; the synchronous store is allowed there). */
@@ -391,10 +389,23 @@ batch_put_empty(const char *table, const void *key, size_t klen, void *ud)
 	(void)xmppd_batch_put(ud, table, key, klen, "", 0);
 }
 
+/* The copy being routed again from our callbacks (this worker's). */
+static __thread const xmppd_elem *reinjecting;
+
 struct archived {
 	char bare[2 * MAM_KEY_MAX];
 	uint64_t id;
+	xmppd_elem *route;          /* routed once archived, or NULL */
 };
+
+/* Routes st again: filter passes it untouched. */
+static void
+reroute(xmppd_elem *st)
+{
+	reinjecting = st;
+	xmppd_route(st);
+	reinjecting = NULL;
+}
 
 static void
 archived(int status, void *ud)
@@ -406,16 +417,23 @@ archived(int status, void *ud)
 	if (status != XMPPD_STORE_OK)
 		xmppd_log(mam_ctx, XMPPD_LOG_ERROR, "%s: message %s could not be archived "
 		    "(store status %d)", a->bare, idt, status);
+	if (a->route != NULL) {
+		/* Delivered even so: a message is not lost for its archive. */
+		reroute(a->route);
+		xmppd_elem_unref(a->route);
+	}
 	free(a);
 }
 
 /*
  * One batch: the row, its 'with' row, its full-text rows. The stream
- * that sent the message waits for it (the hook started it).
+ * that sent the message waits for it (the hook started it). route (a
+ * reference, taken when 0 is returned) is routed once the batch has
+ * completed. 0, or -1: nothing submitted (route is the caller's).
  */
-static void
+static int
 archive(const char *host, const char *node, uint64_t id, int dir, const xmppd_jid *with,
-    const xmppd_elem *msg)
+    const xmppd_elem *msg, xmppd_elem *route)
 {
 	struct mam_rec r = { 0 };
 	char key[MAM_KEY_MAX];
@@ -438,14 +456,20 @@ archive(const char *host, const char *node, uint64_t id, int dir, const xmppd_ji
 		goto fail;
 	snprintf(a->bare, sizeof(a->bare), "%s@%s", node, host);
 	a->id = id;
+	a->route = route;
 	mam_put_id((unsigned char *)key + klen, id);
 	(void)xmppd_batch_put(b, MAM_TABLE, key, klen + MAM_ID_LEN, val, vlen);
 	mam_index_keys(host, node, id, val, vlen, batch_put_empty, b);
 	free(text);
 	free(val);
-	if (xmppd_batch_submit(b, archived, a) < 0)
+	if (xmppd_batch_submit(b, archived, a) < 0) {
+		/* Not on a worker (a module routing from the main thread). */
+		xmppd_log(mam_ctx, XMPPD_LOG_WARNING, "%s@%s: a message routed off the workers "
+		    "is not archived", node, host);
 		free(a);
-	return;
+		return -1;
+	}
+	return 0;
 fail:
 	xmppd_log(mam_ctx, XMPPD_LOG_ERROR, "%s@%s: out of memory archiving a message", node,
 	    host);
@@ -453,6 +477,33 @@ fail:
 	free(val);
 	free(a);
 	xmppd_batch_free(b);
+	return -1;
+}
+
+/* A message waiting for the roster's answer ('roster' preferences). */
+struct roster_wait {
+	xmppd_elem *st;             /* the message (sent), the copy (received) */
+	xmppd_jid *user, *contact;
+};
+
+static void
+roster_wait_free(struct roster_wait *r)
+{
+	xmppd_elem_unref(r->st);
+	xmppd_jid_free(r->user);
+	xmppd_jid_free(r->contact);
+	free(r);
+}
+
+static void
+roster_out(int sub, void *ud)
+{
+	struct roster_wait *r = ud;
+
+	if (roster_allows(sub))
+		(void)archive(xmppd_jid_domain(r->user), xmppd_jid_node(r->user),
+		    mam_id_next(mam_now_us()), MAM_DIR_OUT, r->contact, r->st, NULL);
+	roster_wait_free(r);
 }
 
 /* A message a local client sends: into the sender's archive. */
@@ -461,6 +512,8 @@ user_send(void *args, void *ud)
 {
 	struct xmppd_packet_args *pa = args;
 	const xmppd_jid *from = pa->from, *to = pa->to;
+	struct roster_wait *r;
+	int rule;
 
 	if (pa->session == NULL || to == NULL || xmppd_jid_domain(to) == NULL ||
 	    xmppd_jid_node(from) == NULL || !is_message(pa->stanza))
@@ -468,10 +521,20 @@ user_send(void *args, void *ud)
 	/* To oneself: archived once, when routed to the account. */
 	if (strcmp(xmppd_jid_bare(to), xmppd_jid_bare(from)) == 0)
 		return XMPPD_CONTINUE;
-	if (!archivable(pa->stanza) || !prefs_allow(xmppd_jid_bare(from), to))
+	if (!archivable(pa->stanza) || (rule = prefs_allow(xmppd_jid_bare(from), to)) == 0)
 		return XMPPD_CONTINUE;
-	archive(xmppd_jid_domain(from), xmppd_jid_node(from), mam_id_next(mam_now_us()),
-	    MAM_DIR_OUT, to, pa->stanza);
+	if (rule < 0 && (r = calloc(1, sizeof(*r))) != NULL) {
+		/* The sending stream waits for the answer and the batch. */
+		r->st = xmppd_elem_ref(pa->stanza);
+		r->user = xmppd_jid_copy(from);
+		r->contact = xmppd_jid_copy(to);
+		if (r->user != NULL && r->contact != NULL &&
+		    xmppd_roster_subscription(mam_ctx, from, to, roster_out, r) == 0)
+			return XMPPD_CONTINUE;
+		roster_wait_free(r);
+	}
+	(void)archive(xmppd_jid_domain(from), xmppd_jid_node(from), mam_id_next(mam_now_us()),
+	    MAM_DIR_OUT, to, pa->stanza, NULL);
 	return XMPPD_CONTINUE;
 }
 
@@ -504,7 +567,7 @@ forged_sid(const xmppd_elem *c, const char *bare)
  * follows the first within moments; one that comes later than RECENT
  * archivings is archived again (a duplicate, never a loss).
  */
-#define RECENT 4096
+#define RECENT 512
 static pthread_mutex_t recent_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
 	const void *elem;
@@ -545,6 +608,45 @@ recent_ours(const xmppd_elem *st, const char *bare)
 	return found;
 }
 
+/* The copy being routed again from roster_in (this worker's). */
+/*
+ * Archives copy (a received message) in the archive of to and gives it
+ * its stanza-id; the copy is routed when the row is committed, so what a
+ * client gets with a stanza-id is in the archive already (a query it
+ * makes at once finds it; a crash cannot leave it with an id the
+ * archive lacks). 1: the copy is taken (routed later); 0: it is the
+ * caller's to route now.
+ */
+static int
+archive_in(xmppd_elem *copy, const xmppd_jid *to, const xmppd_jid *from)
+{
+	char idt[MAM_ID_TEXT + 1];
+	uint64_t id = mam_id_next(mam_now_us());
+	xmppd_elem *sid;
+	int later;
+
+	later = archive(xmppd_jid_domain(to), xmppd_jid_node(to), id, MAM_DIR_IN, from, copy,
+	    copy) == 0;
+	mam_id_format(id, idt);
+	sid = xmppd_elem_add_child(copy, NS_SID, "stanza-id");
+	xmppd_elem_set_attr(sid, "by", xmppd_jid_bare(to));
+	xmppd_elem_set_attr(sid, "id", idt);
+	recent_add(copy, id);
+	return later;
+}
+
+static void
+roster_in(int sub, void *ud)
+{
+	struct roster_wait *r = ud;
+
+	if (!roster_allows(sub) || archive_in(r->st, r->user, r->contact) == 0)
+		reroute(r->st);
+	else
+		r->st = NULL;           /* archive_in took it */
+	roster_wait_free(r);
+}
+
 /* A message routed to a local account: forged ids go, and into the
  * recipient's archive with a stanza-id. */
 static enum xmppd_result
@@ -553,10 +655,9 @@ filter(void *args, void *ud)
 	struct xmppd_packet_args *pa = args;
 	const xmppd_jid *to = pa->to, *from = pa->from;
 	const char *bare, *node;
-	xmppd_elem *copy, *c, *next, *sid;
+	xmppd_elem *copy, *c, *next;
+	struct roster_wait *r;
 	int forged = 0, arch;
-	char idt[MAM_ID_TEXT + 1];
-	uint64_t id;
 
 	if (to == NULL || (node = xmppd_jid_node(to)) == NULL || !is_message(pa->stanza) ||
 	    !xmppd_is_local_host(xmppd_jid_domain(to)))
@@ -565,10 +666,10 @@ filter(void *args, void *ud)
 	for (c = xmppd_elem_first_child(pa->stanza); c != NULL && !forged;
 	    c = xmppd_elem_next_sibling(c))
 		forged = forged_sid(c, bare);
-	if (forged && recent_ours(pa->stanza, bare))
+	if (pa->stanza == reinjecting || (forged && recent_ours(pa->stanza, bare)))
 		return XMPPD_CONTINUE;  /* routed again: archived already */
 	arch = from != NULL && xmppd_jid_domain(from) != NULL && archivable(pa->stanza) &&
-	    xmppd_user_exists(node, xmppd_jid_domain(to)) && prefs_allow(bare, from);
+	    xmppd_user_exists(node, xmppd_jid_domain(to)) ? prefs_allow(bare, from) : 0;
 	if (!forged && !arch)
 		return XMPPD_CONTINUE;
 	if ((copy = xmppd_elem_copy(pa->stanza)) == NULL) {
@@ -580,15 +681,24 @@ filter(void *args, void *ud)
 		if (forged_sid(c, bare))
 			xmppd_elem_remove_child(copy, c);
 	}
-	if (arch) {
-		id = mam_id_next(mam_now_us());
-		archive(xmppd_jid_domain(to), node, id, MAM_DIR_IN, from, copy);
-		mam_id_format(id, idt);
-		sid = xmppd_elem_add_child(copy, NS_SID, "stanza-id");
-		xmppd_elem_set_attr(sid, "by", bare);
-		xmppd_elem_set_attr(sid, "id", idt);
-		recent_add(copy, id);
+	if (arch < 0 && (r = calloc(1, sizeof(*r))) != NULL) {
+		/*
+		 * 'roster': the copy waits for the roster's answer, then is
+		 * routed from its callback, which passes this hook untouched
+		 * (reinjecting); the sending stream waits meanwhile, so its
+		 * stanzas stay in order (RFC 6120 10.1).
+		 */
+		r->st = copy;
+		r->user = xmppd_jid_copy(to);
+		r->contact = xmppd_jid_copy(from);
+		if (r->user != NULL && r->contact != NULL &&
+		    xmppd_roster_subscription(mam_ctx, to, from, roster_in, r) == 0)
+			return XMPPD_STOP;  /* routed from roster_in */
+		r->st = NULL;
+		roster_wait_free(r);
 	}
+	if (arch && archive_in(copy, to, from))
+		return XMPPD_STOP;      /* routed once archived */
 	pa->stanza = copy;          /* the core drops the original */
 	return XMPPD_CONTINUE;
 }

@@ -15,8 +15,8 @@ archive goes with the account."""
 
 import asyncio
 import os
+import shutil
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
@@ -75,9 +75,16 @@ async def walk(c, step, backward, flip=False, fields=None):
 
 
 async def main():
-    srv = xt.Server(workers=2, modules={
+    # The roster query (xmppd_roster_subscription) answered by a test
+    # module: bob has frank in his roster.
+    moddir = xt.scratch_dir('t1510-build') / 'modules'
+    moddir.mkdir()
+    for name in ('mod_mam', 'mod_offline', 'mod_disco'):
+        shutil.copy(os.path.join(xt.MODULE_DIR, name + '.so'), moddir / (name + '.so'))
+    xt.build_test_module(moddir, 'mod_rosterprov')
+    srv = xt.Server(workers=2, conf={'module_dir': str(moddir)}, modules={
         'mod_mam': {'mam_max_page': MAX_PAGE}, 'mod_offline': {}, 'mod_disco': {},
-        'mod_roster': {}})
+        'mod_rosterprov': {'pairs': ['bob@xmppd.test frank@xmppd.test']}})
     for u in ('alice', 'bob', 'carol', 'dave', 'erin', 'frank'):
         srv.register(u, u + '-pw')
     alice = await xt.login_ok(srv, 'alice', resource='phone')
@@ -255,7 +262,169 @@ async def main():
            (['the cafeteria is open', 'CAFÉ NOIR tonight'], False),
            'full-text results page like any other')
 
-    await xt.disconnect_all(alice, bob, carol1, carol2)
+    # -- Stanza ids (XEP-0359 3) -------------------------------------------------
+    xt.send_message_id(alice, bob.jid, 'forged-1', extra=(
+        "<stanza-id xmlns='urn:xmpp:sid:0' by='%s' id='forged'/>"
+        "<stanza-id xmlns='urn:xmpp:sid:0' by='BOB@XMPPD.TEST' id='forged-too'/>"
+        "<stanza-id xmlns='urn:xmpp:sid:0' by='other.example' id='keep-me'/>"
+        "<origin-id xmlns='urn:xmpp:sid:0' id='orig-1'/>") % bob_bare)
+    m = await bob.message(body='forged-1')
+    bob_log.append('forged-1')
+    got = sids(m) if m is not None else []
+    mine = [i for b, i in got if b.lower() == bob_bare]
+    xt.ok(len(mine) == 1 and mine[0] not in ('forged', 'forged-too'),
+          "a stanza-id by=bob from alice is removed (also spelt BOB@XMPPD.TEST); bob's own "
+          "is the one left")
+    xt.ok(('other.example', 'keep-me') in got, "another entity's stanza-id is kept")
+    origin = m.xml.find('{%s}origin-id' % NS_SID) if m is not None else None
+    xt.is_(origin.get('id') if origin is not None else None, 'orig-1', 'origin-id is kept')
+    out, fin, res = await xt.mam_query(bob, rsm='<max>1</max><before/>')
+    xt.is_([r['id'] for r in res], mine[:1], 'and it is the id the archive has')
+    xt.send_message_id(alice, bob.jid, 'forged-2', extra=(
+        "<stanza-id xmlns='urn:xmpp:sid:0' by='%s' id='forged'/>"
+        "<no-store xmlns='urn:xmpp:hints'/>") % bob_bare)
+    m = await bob.message(body='forged-2')
+    xt.is_(sids(m) if m is not None else None, [],
+           'a message that is not archived loses the forged stanza-id too, and gets none')
+
+    # -- What is archived (XEP-0313 6.1.1, XEP-0334 hints) -------------------------
+    dave = await xt.login_ok(srv, 'dave', resource='d')
+    cs = "xmlns='http://jabber.org/protocol/chatstates'"
+    for sid, mtype, body, extra in (
+            ('h-nostore', 'chat', 'x', "<no-store xmlns='urn:xmpp:hints'/>"),
+            ('h-noperm', 'chat', 'x', "<no-permanent-store xmlns='urn:xmpp:hints'/>"),
+            ('h-state', 'chat', None, '<active %s/>' % cs),
+            ('h-store', 'chat', None, "<composing %s/><store xmlns='urn:xmpp:hints'/>" % cs),
+            ('h-receipt', 'chat', None, "<received xmlns='urn:xmpp:receipts' id='r1'/>"),
+            ('h-marker', 'chat', None, "<displayed xmlns='urn:xmpp:chat-markers:0' id='r1'/>"),
+            ('h-headline', 'headline', 'news', ''),
+            ('h-normal', None, 'plain normal', ''),
+            ('h-fake', 'chat', 'fake', "<result xmlns='urn:xmpp:mam:2' id='x'/>"),
+            ('h-body-state', 'chat', 'typing done', '<active %s/>' % cs)):
+        xt.send_message_id(dave, bob.jid, body, mtype=mtype, sid=sid, extra=extra)
+    xt.ok(await bob.message(body='typing done') is not None, 'bob gets what dave sent')
+    out, fin, res = await xt.mam_query(bob, [('with', srv.jid('dave'))])
+    xt.is_([r['msg'].get('id') for r in res if r['msg'] is not None],
+           ['h-store', 'h-receipt', 'h-marker', 'h-normal', 'h-body-state'],
+           'archived: a chat state with <store/>, a receipt, a marker, a normal message, a body '
+           'with a chat state; not: no-store, no-permanent-store, a lone chat state, headline, '
+           'a forged MAM result')
+
+    # -- Preferences (XEP-0441) ---------------------------------------------------
+    P = "<prefs xmlns='urn:xmpp:mam:2' default='%s'><always>%s</always><never>%s</never></prefs>"
+
+    def prefs_of(r):
+        p = r.xml.find('{%s}prefs' % NS_MAM) if r is not None else None
+        if p is None:
+            return None
+        return (p.get('default'),
+                [j.text for j in p.findall('{%s}always/{%s}jid' % (NS_MAM, NS_MAM))],
+                [j.text for j in p.findall('{%s}never/{%s}jid' % (NS_MAM, NS_MAM))])
+
+    r = await bob.iq('get', None, "<prefs xmlns='urn:xmpp:mam:2'/>")
+    xt.is_(prefs_of(r), ('always', [], []), 'the default preferences: always, no lists')
+    erin = await xt.login_ok(srv, 'erin', resource='e')
+    frank = await xt.login_ok(srv, 'frank', resource='f')
+    r = await bob.iq('set', None, P % ('always', '', '<jid>%s</jid>' % srv.jid('erin')))
+    xt.is_(prefs_of(r), ('always', [], [srv.jid('erin')]), 'set: the answer has what was set')
+    r = await bob.iq('get', None, "<prefs xmlns='urn:xmpp:mam:2'/>")
+    xt.is_(prefs_of(r), ('always', [], [srv.jid('erin')]), 'and a get gives it back')
+
+    async def exchange(frm, to, body):
+        """frm sends to; (to got it with a stanza-id by to's account)."""
+        frm.send(to.jid, body)
+        m = await to.message(body=body)
+        return m is not None and sid_by(m, to.jid.bare) is not None
+
+    async def bob_with(user):
+        out, fin, res = await xt.mam_query(bob, [('with', srv.jid(user))])
+        return [r['body'] for r in res]
+
+    xt.is_(await exchange(erin, bob, 'erin-1'), False, '<never/> erin: her message has no '
+           'stanza-id by bob')
+    xt.is_(await bob_with('erin'), [], "and is not in bob's archive")
+    xt.is_([r['body'] for r in xt.mam_rows(srv, 'erin')], ['erin-1'],
+           "but is in erin's own (her preferences)")
+    r = await bob.iq('set', None, P % ('never', '<jid>%s</jid>' % srv.jid('erin'), ''))
+    await exchange(frank, bob, 'frank-1')
+    await exchange(erin, bob, 'erin-2')
+    xt.is_((await bob_with('frank'), await bob_with('erin')), ([], ['erin-2']),
+           "default never with <always/> erin: frank's message is not archived, erin's is")
+    r = await bob.iq('set', None, P % ('roster', '', ''))
+    xt.is_(prefs_of(r), ('roster', [], []), "default 'roster' is accepted")
+    xt.is_(await exchange(frank, bob, 'frank-2'), True,
+           "roster: frank (in bob's roster) gets his message archived, with a stanza-id")
+    xt.is_(await exchange(erin, bob, 'erin-3'), False, 'erin (not in it) does not')
+    await exchange(bob, frank, 'to-frank')
+    await exchange(bob, erin, 'to-erin')
+    xt.is_((await bob_with('frank'), await bob_with('erin')),
+           (['frank-2', 'to-frank'], ['erin-2']),
+           'both directions follow the roster')
+    r = await bob.iq('set', None, "<prefs xmlns='urn:xmpp:mam:2' default='sometimes'/>")
+    xt.is_(xt.iq_outcome(r), 'error:bad-request', 'default=sometimes: bad-request')
+    r = await bob.iq('set', None, "<prefs xmlns='urn:xmpp:mam:2'><always/></prefs>")
+    xt.is_(xt.iq_outcome(r), 'error:bad-request', 'no default: bad-request (XEP-0441 2.2)')
+    r = await bob.iq('set', alice_bare, P % ('never', '', ''))
+    xt.is_(xt.iq_outcome(r), 'error:forbidden', "alice's preferences are not bob's to set")
+    r = await bob.iq('set', None, P % ('always', '', ''))
+
+    # -- Hostile queries ----------------------------------------------------------
+    out, fin, res = await xt.mam_query(bob, rsm='<max>1000000</max>')
+    xt.is_((out, len(res), xt.mam_fin(fin)[0] if fin is not None else None),
+           ('result', MAX_PAGE, False), '<max>1000000</max> is capped at mam_max_page, '
+           'not an error (XEP-0313 4.3.1)')
+    bad = '0000000000000001'
+    for fields, rsm, extra, want, what in (
+            ([], None, "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'>"
+             "<value>urn:xmpp:mam:1</value></field></x>", 'error:bad-request',
+             'another FORM_TYPE'),
+            ([('start', 'yesterday')], None, '', 'error:bad-request', 'a start that is no date'),
+            ([('end', '2024-02-30T00:00:00Z')], None, '', 'error:bad-request',
+             'an end on 30 February'),
+            ([('with', '@@bad@')], None, '', 'error:bad-request', 'a with that is no JID'),
+            ([('colour', 'red')], None, '', 'error:feature-not-implemented',
+             'an unknown field (XEP-0313 4.1.5)'),
+            ([('before-id', bad)], None, '', 'error:item-not-found',
+             'a before-id not in the archive (4.1.3)'),
+            ([('after-id', 'zzz')], None, '', 'error:item-not-found', 'an after-id that is no id'),
+            ([('ids', [fwd_ids[0], bad])], None, '', 'error:item-not-found',
+             'ids with one not in the archive'),
+            (None, '<after>%s</after>' % bad, '', 'error:item-not-found',
+             'an RSM <after/> not in the archive (4.3.2)'),
+            (None, '<before>%s</before>' % bad, '', 'error:item-not-found',
+             'an RSM <before/> not in the archive'),
+            (None, '<max>lots</max>', '', 'error:bad-request', 'a max that is no number'),
+            (None, '<index>3</index>', '', 'error:feature-not-implemented', 'an RSM index')):
+        o, fin, res = await xt.mam_query(bob, fields if fields else None, rsm=rsm,
+                                         extra=extra)
+        xt.is_((o, len(res)), (want, 0), '%s: %s, no results' % (what, want))
+    o, fin, res = await xt.mam_query(bob, to=alice_bare)
+    xt.is_((o, len(res)), ('error:forbidden', 0), "bob querying alice's archive: forbidden "
+           "(XEP-0313 10.1)")
+    r = await bob.iq('get', None, "<query xmlns='urn:xmpp:mam:2'/>")
+    x = r.xml.find('{urn:xmpp:mam:2}query/{jabber:x:data}x') if r is not None else None
+    xt.is_(sorted(f.get('var') for f in x.findall('{jabber:x:data}field')) if x is not None else None,
+           sorted(['FORM_TYPE', 'with', 'start', 'end', 'before-id', 'after-id', 'ids',
+                   '{urn:xmpp:fulltext:0}fulltext']),
+           'the search form lists the fields, full text too (XEP-0431 2)')
+
+    # -- Metadata (XEP-0313 7) -----------------------------------------------------
+    def meta(r):
+        md = r.xml.find('{%s}metadata' % NS_MAM) if r is not None else None
+        if md is None:
+            return None
+        return [(e.tag.split('}')[1], e.get('id'), e.get('timestamp') is not None) for e in md]
+
+    out, fin, newest = await xt.mam_query(bob, rsm='<max>1</max><before/>')
+    r = await bob.iq('get', None, "<metadata xmlns='urn:xmpp:mam:2'/>")
+    xt.is_(meta(r), [('start', fwd_ids[0], True), ('end', newest[0]['id'], True)],
+           'metadata: the first and last id with their times')
+    srv.register('gina', 'gina-pw')
+    gina = await xt.login_ok(srv, 'gina', resource='g')
+    r = await gina.iq('get', None, "<metadata xmlns='urn:xmpp:mam:2'/>")
+    xt.is_(meta(r), [], 'an empty archive: empty metadata')
+
+    await xt.disconnect_all(alice, bob, carol1, carol2, dave, erin, frank, gina)
     srv.teardown()
 
 
