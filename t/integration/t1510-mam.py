@@ -17,6 +17,7 @@ import asyncio
 import os
 import shutil
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
@@ -83,7 +84,7 @@ async def main():
         shutil.copy(os.path.join(xt.MODULE_DIR, name + '.so'), moddir / (name + '.so'))
     xt.build_test_module(moddir, 'mod_rosterprov')
     srv = xt.Server(workers=2, conf={'module_dir': str(moddir)}, modules={
-        'mod_mam': {'mam_max_page': MAX_PAGE}, 'mod_offline': {}, 'mod_disco': {},
+        'mod_mam': {'mam_max_page': MAX_PAGE, 'purge_interval': 1}, 'mod_offline': {}, 'mod_disco': {},
         'mod_rosterprov': {'pairs': ['bob@xmppd.test frank@xmppd.test']}})
     for u in ('alice', 'bob', 'carol', 'dave', 'erin', 'frank'):
         srv.register(u, u + '-pw')
@@ -424,8 +425,82 @@ async def main():
     r = await gina.iq('get', None, "<metadata xmlns='urn:xmpp:mam:2'/>")
     xt.is_(meta(r), [], 'an empty archive: empty metadata')
 
+    # -- xmppctl archive count / purge -------------------------------------------
+    MAM_TABLES = ['mam', 'mam_with', 'mam_ft']
+    total = len(xt.mam_rows(srv, 'bob'))
+    code, out, err = await srv.actl('archive', 'count', bob_bare)
+    xt.is_((code, out.strip()), (0, str(total)), 'xmppctl archive count: the rows bob has')
+    code, out, err = await srv.actl('archive', 'count', 'nobody@' + srv.host)
+    xt.ok(code != 0 and 'no such account' in err + out, 'count of an unknown account: an error')
+    code, out, err = await srv.actl('archive', 'purge', bob_bare, 'last tuesday')
+    xt.ok(code != 0 and 'not a date' in err + out, 'purge before a non-date: an error')
+    out_, fin, res = await xt.mam_query(bob, rsm='<max>20</max>')
+    cut = res[12]
+    code, out, err = await srv.actl('archive', 'purge', bob_bare, cut['stamp'])
+    xt.is_((code, out.strip()), (0, '12'), 'purge BEFORE: the 12 older messages go')
+    out_, fin, res2 = await xt.mam_query(bob, rsm='<max>5</max>')
+    xt.is_([r['id'] for r in res2], [r['id'] for r in res[12:17]],
+           'the archive now starts at the message stamped BEFORE')
+    rows = xt.user_rows(srv, 'bob', tables=MAM_TABLES)
+    xt.is_(len(rows.get('mam_with', [])), total - 12, "their 'with' index rows went with them")
+    code, out, err = await srv.actl('archive', 'purge', bob_bare)
+    xt.is_((code, out.strip()), (0, str(total - 12)), 'purge without a date: all the rest')
+    xt.is_(xt.user_rows(srv, 'bob', tables=MAM_TABLES), {},
+           "bob has no row left in mam, mam_with or mam_ft")
+    out_, fin, res = await xt.mam_query(bob)
+    xt.is_((len(res), xt.mam_fin(fin)[0]), (0, True), 'and his query finds nothing')
+
+    # -- Retention: a user's own expiry (xmppctl archive expiry) -----------------
+    dave_rows = len(xt.mam_rows(srv, 'dave'))
+    code, out, err = await srv.actl('archive', 'expiry', srv.jid('dave'), '1')
+    xt.is_((code, out.strip()), (0, '%s: 1' % srv.jid('dave')), "xmppctl archive expiry dave 1")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and xt.user_rows(srv, 'dave', tables=MAM_TABLES):
+        await asyncio.sleep(0.5)
+    xt.ok(dave_rows > 0 and xt.user_rows(srv, 'dave', tables=MAM_TABLES) == {},
+          "the purge timer deletes dave's rows and their index rows (within 15 s)")
+    xt.ok(len(xt.mam_rows(srv, 'alice')) > 0, "others' archives keep theirs (expiry 0)")
+    code, out, err = await srv.actl('archive', 'expiry', srv.jid('dave'), 'default')
+    xt.is_((code, out.strip()), (0, '%s: 0' % srv.jid('dave')), "expiry default: back to 0")
+    dave.send(bob.jid, 'dave-after')
+    await bob.message(body='dave-after')
+    await asyncio.sleep(2.5)
+    xt.is_([r['body'] for r in xt.mam_rows(srv, 'dave')], ['dave-after'],
+           'and the purge leaves his new messages alone')
+
+    # -- The archive goes with the account -----------------------------------------
+    await alice.disconnect()
+    code, out, err = await srv.actl('unregister', 'alice', srv.host)
+    xt.is_(code, 0, 'xmppctl unregister alice')
+    xt.is_(xt.user_rows(srv, 'alice', tables=MAM_TABLES + ['mam_prefs']), {},
+           "alice's archive rows are gone with her account")
+    srv.register('alice', 'alice-pw')
+    alice = await xt.login_ok(srv, 'alice', resource='phone')
+    out_, fin, res = await xt.mam_query(alice)
+    xt.is_((out_, len(res)), ('result', 0), 'registered again, alice starts with an empty archive')
+
     await xt.disconnect_all(alice, bob, carol1, carol2, dave, erin, frank, gina)
     srv.teardown()
+
+    # -- Retention: archive_expiry -------------------------------------------------
+    srv2 = xt.Server(name='t1510-expiry', workers=2, modules={
+        'mod_mam': {'archive_expiry': 3, 'purge_interval': 1}})
+    for u in ('alice', 'bob'):
+        srv2.register(u, u + '-pw')
+    a2 = await xt.login_ok(srv2, 'alice', resource='a')
+    b2 = await xt.login_ok(srv2, 'bob', resource='b')
+    for i in range(3):
+        a2.send(b2.jid, 'soon gone %d' % i)
+        await b2.message(body='soon gone %d' % i)
+    had = len(xt.mam_rows(srv2, 'bob'))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and xt.user_rows(srv2, 'bob', tables=MAM_TABLES):
+        await asyncio.sleep(0.5)
+    xt.ok(had == 3 and xt.user_rows(srv2, 'bob', tables=MAM_TABLES) == {} and
+          xt.user_rows(srv2, 'alice', tables=MAM_TABLES) == {},
+          'archive_expiry 3: the rows and their index rows are gone after the timer ran')
+    await xt.disconnect_all(a2, b2)
+    srv2.teardown()
 
 
 xt.run(main)
