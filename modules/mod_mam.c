@@ -34,7 +34,15 @@
  *    or <received/>; mod_carbons delivers its copies with xmppd_deliver,
  *    which does not run filter_packet, so a message is archived once
  *    whatever the number of copies).
- * Then the owner's preferences (XEP-0441) decide per contact.
+ * Then the owner's preferences (XEP-0441) decide per contact; with
+ * default 'roster' and no list naming the contact, the roster query
+ * (xmppd_roster_subscription) does, while the sending stream waits: a
+ * received message is held (the hook STOPs it) and routed again from the
+ * answer's callback, passing this hook untouched.
+ *
+ * A received message that is archived is routed once its batch has
+ * completed (again from the callback), so a client never sees a
+ * stanza-id the archive does not have yet.
  *
  * Durability (DESIGN.md "Data layer"): the row, its 'with' index row and
  * its full-text rows are one batch, submitted from the hook, so the
