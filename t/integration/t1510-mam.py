@@ -90,11 +90,12 @@ async def main():
     # module: bob has frank in his roster.
     moddir = xt.scratch_dir('t1510-build') / 'modules'
     moddir.mkdir()
-    for name in ('mod_mam', 'mod_offline', 'mod_disco'):
+    for name in ('mod_mam', 'mod_offline', 'mod_disco', 'mod_carbons'):
         shutil.copy(os.path.join(xt.MODULE_DIR, name + '.so'), moddir / (name + '.so'))
     xt.build_test_module(moddir, 'mod_rosterprov')
     srv = xt.Server(workers=2, conf={'module_dir': str(moddir)}, modules={
-        'mod_mam': {'mam_max_page': MAX_PAGE, 'purge_interval': 1}, 'mod_offline': {}, 'mod_disco': {},
+        'mod_mam': {'mam_max_page': MAX_PAGE, 'purge_interval': 1}, 'mod_offline': {},
+        'mod_disco': {}, 'mod_carbons': {},
         'mod_rosterprov': {'pairs': ['bob@xmppd.test frank@xmppd.test']}})
     for u in ('alice', 'bob', 'carol', 'dave', 'erin', 'frank'):
         srv.register(u, u + '-pw')
@@ -437,6 +438,23 @@ async def main():
     gina = await xt.login_ok(srv, 'gina', resource='g')
     r = await gina.iq('get', None, "<metadata xmlns='urn:xmpp:mam:2'/>")
     xt.is_(meta(r), [], 'an empty archive: empty metadata')
+
+    # -- Carbons (XEP-0280) are not archived again (XEP-0313 6.1.1) -------------
+    phone = await xt.login_ok(srv, 'bob', resource='phone')
+    r = await phone.iq('set', None, "<enable xmlns='urn:xmpp:carbons:2'/>")
+    xt.is_(xt.iq_outcome(r), 'result', "bob's phone enables carbons")
+    carbon = '{urn:xmpp:carbons:2}'
+    alice.send(bob.jid, 'carbon-in')
+    await bob.message(body='carbon-in')
+    m_in = await phone.message(pred=lambda m: m.xml.find(carbon + 'received') is not None)
+    bob.send(alice.jid, 'carbon-out')
+    await alice.message(body='carbon-out')
+    m_out = await phone.message(pred=lambda m: m.xml.find(carbon + 'sent') is not None)
+    xt.ok(m_in is not None and m_out is not None, 'the phone gets a received and a sent copy')
+    bodies = [r['body'] for r in xt.mam_rows(srv, 'bob')]
+    xt.is_((bodies.count('carbon-in'), bodies.count('carbon-out')), (1, 1),
+           "bob's archive has each message once, whatever the copies")
+    await phone.disconnect()
 
     # -- xmppctl archive count / purge -------------------------------------------
     MAM_TABLES = ['mam', 'mam_with', 'mam_ft']
