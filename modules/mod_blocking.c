@@ -57,10 +57,28 @@
  *    traffic would be worse), as does a list a hook needs where the
  *    asynchronous store cannot be used (xmppd_route from the main thread).
  *
- * Not done: the unavailable presence XEP-0191 3.3 asks to send to a newly
- * blocked JID (and the current presence on unblock, 3.4) needs to know who
- * may see the user's presence, which is roster data the module ABI does not
- * expose yet.
+ * Presence on block and unblock (XEP-0191 3.3, 3.4), once the change is
+ * durable, the result sent and the pushes out, for each JID newly blocked
+ * or unblocked that has a node (a contact), after the roster query (ABI
+ * 1.4) has said what the user and the contact share:
+ *  - block, the contact receiving the user's presence (subscription from
+ *    or both, RFC 6121 2.1.2.5): unavailable presence from each available
+ *    resource of the user to the blocked JID (3.3), past this module's own
+ *    filter, which would drop it; and, as nothing from the contact reaches
+ *    the user any more, the user's available resources get unavailable
+ *    presence from the contact's resources they were seeing (subscription
+ *    to or both): each available resource of a local contact (or only the
+ *    blocked one, for a full JID), the blocked JID itself for a remote
+ *    contact, whose resources this server does not know;
+ *  - unblock (3.4): the user's current presence, from each available
+ *    resource, to the unblocked JID (from or both), and a probe from the
+ *    user's bare JID to the contact (to or both, RFC 6121 4.3) so that the
+ *    contact's presence, hidden by the unavailable presence above, comes
+ *    back. These are routed as usual: a JID still blocked by another item
+ *    gets nothing.
+ * Domain items (and domain/resource) name no contact: the roster query is
+ * per contact and the ABI does not list a roster, so they change no
+ * presence.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -941,6 +959,7 @@ struct change {
 	int block;
 	long have, max_items;
 	size_t plen;
+	struct list before;         /* the list before the batch */
 	struct list after;          /* the list once the batch is written */
 	int bad;                    /* no memory for after */
 	const char *cond, *why;     /* why a step failed the batch */
@@ -952,16 +971,22 @@ change_free(struct change *ch)
 	xmppd_elem_unref(ch->iq);
 	xmppd_jid_free(ch->user);
 	free_items(ch->v, ch->n);
+	list_clear(&ch->before);
 	list_clear(&ch->after);
 	free(ch);
 }
 
-/* Step: every item the account holds (the scan comes first). */
+/* Step: every item the account holds (the scan comes first), kept to
+ * know what the change blocks or unblocks. */
 static int
 count_row(xmppd_batch *b, const void *key, size_t klen, const void *val, size_t vlen,
     void *ud)
 {
-	((struct change *)ud)->have++;
+	struct change *ch = ud;
+
+	ch->have++;
+	if (list_row(&ch->before, ch->plen, key, klen) < 0)
+		ch->bad = 1;
 	return 0;
 }
 
@@ -996,6 +1021,181 @@ after_row(xmppd_batch *b, const void *key, size_t klen, const void *val, size_t 
 	return 0;
 }
 
+/* ---------------------------------------------------------------- */
+/* Presence on block and unblock (XEP-0191 3.3, 3.4).                 */
+
+/* What one JID blocked or unblocked does to presence, once the roster
+ * has answered. */
+struct pjob {
+	xmppd_jid *user;            /* bare */
+	xmppd_jid *item;            /* the JID blocked or unblocked */
+	xmppd_jid *contact;         /* its bare JID */
+	int block;
+};
+
+static void
+pjob_free(struct pjob *j)
+{
+	xmppd_jid_free(j->user);
+	xmppd_jid_free(j->item);
+	xmppd_jid_free(j->contact);
+	free(j);
+}
+
+/* Routes st past this module's filter (it was decided: 3.3 says it goes
+ * to the JID just blocked). */
+static void
+route_past_filter(xmppd_elem *st)
+{
+	const xmppd_elem *prev = rerouting;
+
+	rerouting = st;
+	xmppd_route(st);
+	rerouting = prev;
+}
+
+/* 3.3: unavailable from the user's resource p is the presence of, to the
+ * blocked JID. */
+static void
+unavailable_to_item(const xmppd_elem *p, void *ud)
+{
+	struct pjob *j = ud;
+	const char *from = xmppd_elem_attr(p, "from");
+	xmppd_elem *u;
+
+	if (from == NULL)
+		return;
+	u = xmppd_elem_new(NULL, "presence");
+	xmppd_elem_set_attr(u, "type", "unavailable");
+	xmppd_elem_set_attr(u, "from", from);
+	xmppd_elem_set_attr(u, "to", xmppd_jid_full(j->item));
+	route_past_filter(u);
+	xmppd_elem_unref(u);
+}
+
+/* The user's resources stop seeing the contact's resource from. */
+static void
+unavailable_from(struct pjob *j, const char *from)
+{
+	xmppd_elem *u = xmppd_elem_new(NULL, "presence");
+
+	xmppd_elem_set_attr(u, "type", "unavailable");
+	xmppd_elem_set_attr(u, "from", from);
+	(void)xmppd_send_to_resources(j->user, u, 1);
+	xmppd_elem_unref(u);
+}
+
+/* A local contact's available resource p: blocked (the whole contact, or
+ * this very resource)? Then the user's resources see it go. */
+static void
+contact_resource_gone(const xmppd_elem *p, void *ud)
+{
+	struct pjob *j = ud;
+	const char *from = xmppd_elem_attr(p, "from");
+
+	if (from == NULL || (xmppd_jid_resource(j->item) != NULL &&
+	    strcmp(from, xmppd_jid_full(j->item)) != 0))
+		return;
+	unavailable_from(j, from);
+}
+
+/* 3.4: the user's current presence p (a resource's), to the JID
+ * unblocked. */
+static void
+presence_to_item(const xmppd_elem *p, void *ud)
+{
+	struct pjob *j = ud;
+	xmppd_elem *c = xmppd_elem_copy(p);
+
+	xmppd_elem_set_attr(c, "to", xmppd_jid_full(j->item));
+	xmppd_route(c);
+	xmppd_elem_unref(c);
+}
+
+static void
+pjob_sub(int sub, void *ud)
+{
+	struct pjob *j = ud;
+	xmppd_elem *probe;
+
+	/* No roster (or it could not be read): nobody is known to share
+	 * presence with the user, so nothing is sent. */
+	if (sub < 0) {
+		pjob_free(j);
+		return;
+	}
+	if (j->block) {
+		if (sub & XMPPD_SUB_FROM)
+			(void)xmppd_user_presences(j->user, unavailable_to_item, j);
+		if (sub & XMPPD_SUB_TO) {
+			if (xmppd_is_local_host(xmppd_jid_domain(j->contact)))
+				(void)xmppd_user_presences(j->contact, contact_resource_gone, j);
+			else
+				unavailable_from(j, xmppd_jid_full(j->item));
+		}
+	} else {
+		if (sub & XMPPD_SUB_FROM)
+			(void)xmppd_user_presences(j->user, presence_to_item, j);
+		if (sub & XMPPD_SUB_TO) {
+			/* RFC 6121 4.3.1: from the bare JID, to the bare JID. */
+			probe = xmppd_elem_new(NULL, "presence");
+			xmppd_elem_set_attr(probe, "type", "probe");
+			xmppd_elem_set_attr(probe, "from", xmppd_jid_bare(j->user));
+			xmppd_elem_set_attr(probe, "to", xmppd_jid_bare(j->contact));
+			xmppd_route(probe);
+			xmppd_elem_unref(probe);
+		}
+	}
+	pjob_free(j);
+}
+
+/* Starts what blocking (or unblocking) item does to presence. */
+static void
+presence_effects(const xmppd_jid *user, const char *item, int block)
+{
+	struct pjob *j;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return;
+	j->block = block;
+	if ((j->user = xmppd_jid_copy(user)) == NULL ||
+	    (j->item = xmppd_jid_parse(item)) == NULL || xmppd_jid_node(j->item) == NULL ||
+	    same_user(j->item, user) ||
+	    (j->contact = xmppd_jid_make(xmppd_jid_node(j->item), xmppd_jid_domain(j->item),
+	    NULL)) == NULL) {
+		pjob_free(j);
+		return;
+	}
+	if (xmppd_roster_subscription(state.ctx, user, j->contact, pjob_sub, j) < 0) {
+		xmppd_log(state.ctx, XMPPD_LOG_WARNING, "%s: cannot ask the roster about %s",
+		    xmppd_jid_bare(user), item);
+		pjob_free(j);
+	}
+}
+
+/* What the change blocked or unblocked: the items not blocked before
+ * (block), or blocked before and not after (unblock, all of them for an
+ * empty <unblock/>, 3.5). */
+static void
+change_presence(struct change *ch)
+{
+	const struct list *was = &ch->before, *now = &ch->after;
+	int found;
+
+	if (ch->bad)
+		return;                 /* no memory for the lists */
+	for (size_t i = 0; i < was->n && !ch->block; i++) {
+		(void)list_pos(now, was->v[i], &found);
+		if (!found)
+			presence_effects(ch->user, was->v[i], 0);
+	}
+	for (size_t i = 0; i < ch->n && ch->block; i++) {
+		(void)list_pos(was, xmppd_jid_full(ch->v[i]), &found);
+		if (!found)
+			presence_effects(ch->user, xmppd_jid_full(ch->v[i]), 1);
+	}
+}
+
 /* The batch has completed. Durable: this worker's entry gets the new list
  * and the other workers' entries are out of date, before the result and
  * the pushes go out (routing them may run the hooks that read it). */
@@ -1016,6 +1216,10 @@ change_done(int status, void *ud)
 		change_free(ch);
 		return;
 	}
+	/* Before the lists move into the entry; the roster's answers, and so
+	 * the presence, come after the result and the pushes (never before
+	 * xmppd_roster_subscription returns). */
+	change_presence(ch);
 	e = entry_for(ch->user);
 	if (e != NULL && !ch->bad) {
 		/* Current if no other change completed since it was. */
@@ -1099,8 +1303,10 @@ change_list(struct blocking *b, xmppd_elem *iq, xmppd_elem *el, const xmppd_jid 
 			(void)xmppd_batch_put(batch, TABLE, key, klen, &value, 1);
 		}
 	} else if (n == 0) {
+		(void)xmppd_batch_scan(batch, TABLE, prefix, plen, count_row, ch);
 		(void)xmppd_batch_del_prefix(batch, TABLE, prefix, plen);
 	} else {
+		(void)xmppd_batch_scan(batch, TABLE, prefix, plen, count_row, ch);
 		for (size_t i = 0; i < n; i++) {
 			klen = xmppd_store_key(key, sizeof(key), host, node, xmppd_jid_full(v[i]),
 			    (char *)NULL);
@@ -1356,7 +1562,7 @@ unload(xmppd_ctx *ctx)
 
 XMPPD_MODULE_EXPORT const struct xmppd_module xmppd_module = {
 	.abi_major = XMPPD_ABI_MAJOR,
-	.abi_minor = XMPPD_ABI_MINOR,   /* 1.2: the asynchronous store */
+	.abi_minor = XMPPD_ABI_MINOR,   /* 1.4: the roster query */
 	.name = "mod_blocking",
 	.version = "1.0",
 	.options = options,

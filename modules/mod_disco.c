@@ -14,13 +14,20 @@
  * (which means "this node is mine, even if it is empty"), the node does not
  * exist: item-not-found (XEP-0030 3.2, 4.2, 7).
  *
- * Accounts: XEP-0030 8 asks for service-unavailable to a disco#info from
- * someone without a presence subscription to the account. Rosters are not
- * in the module ABI yet, so the account's identity (account/registered) and
- * features are shown to any requester, as Prosody shows an account's
- * identity; its items, which may reveal more (resources, PEP nodes), go to
- * the account owner only and everyone else gets an empty result (XEP-0030 8
- * allows an empty result set there).
+ * Accounts (XEP-0030 8, the server answering for the account, RFC 6121
+ * 8.5.2.1.3): the account itself, a local server domain (trusted), and
+ * the entities authorized to receive the account's presence (a
+ * subscription from or both, RFC 6121 2.1.2.5, learnt through the roster
+ * query of ABI 1.4) get the answer: disco#info the account identity
+ * (account/registered) and features, disco#items what the fold hook adds
+ * (items other than resources, such as PEP nodes; no resource is ever
+ * listed). Anyone else gets service-unavailable to disco#info (8, rule
+ * 1.2: MUST) and an empty result to disco#items, with or without a node
+ * (rule 2.2: empty rather than telling which nodes exist), as do all
+ * requesters but the account and the server when no module provides
+ * rosters. An account that does not exist is answered by the core
+ * (service-unavailable, RFC 6121 8.5.1; rule 1.1 for disco#info, where
+ * rule 2.1 would have an empty disco#items result).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +38,9 @@
 
 #define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
+
+/* Set at load, read-only afterwards. */
+static xmppd_ctx *module_ctx;
 
 /* Keys of the children already in a reply, to drop repeats. */
 struct seen {
@@ -228,16 +238,13 @@ new_query(const char *ns, const char *node)
 	return q;
 }
 
-/* XEP-0030 3.1; for an account, RFC 6121 8.5.2.1.3 and XEP-0030 8. */
-static enum xmppd_result
-info_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
+/* XEP-0030 3.1: the answer, for an entity allowed to have it. */
+static void
+info_answer(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, const char *node)
 {
-	const char *node = check_request(iq);
 	int account = xmppd_jid_node(to) != NULL;
 	xmppd_elem *q;
 
-	if (node == NULL)
-		return XMPPD_STOP;
 	q = new_query(NS_DISCO_INFO, node);
 	if (*node == '\0') {
 		if (account) {
@@ -253,46 +260,127 @@ info_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
 		xmppd_disco_foreach_feature(account, add_feature, q);
 	}
 	if (fold(XMPPD_HOOK_DISCO_INFO, iq, q, from, to, node) < 0)
-		return XMPPD_STOP;
+		return;
 	dedup(q, NS_DISCO_INFO);
 	xmppd_iq_reply(iq, q);
-	return XMPPD_STOP;
 }
 
-static int
-is_owner(const xmppd_jid *from, const xmppd_jid *to)
+/* XEP-0030 4.1: the answer, for an entity allowed to have it. */
+static void
+items_answer(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, const char *node)
 {
-	const char *fb = from != NULL ? xmppd_jid_bare(from) : NULL;
+	xmppd_elem *q = new_query(NS_DISCO_ITEMS, node);
 
-	return fb != NULL && strcmp(fb, xmppd_jid_bare(to)) == 0;
-}
-
-/* XEP-0030 4.1; for an account, XEP-0030 8 (empty unless the owner). */
-static enum xmppd_result
-items_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
-{
-	const char *node = check_request(iq);
-	xmppd_elem *q;
-
-	if (node == NULL)
-		return XMPPD_STOP;
-	q = new_query(NS_DISCO_ITEMS, node);
-	if (xmppd_jid_node(to) != NULL && !is_owner(from, to)) {
-		/* Nothing is shown to others, a node included: for them
-		 * every node is empty rather than telling which exist. */
-		xmppd_iq_reply(iq, q);
-		return XMPPD_STOP;
-	}
 	if (*node == '\0' && xmppd_jid_node(to) == NULL) {
 		struct items_ctx ic = { q, xmppd_jid_domain(to) };
 
 		xmppd_service_foreach(add_service, &ic);
 	}
 	if (fold(XMPPD_HOOK_DISCO_ITEMS, iq, q, from, to, node) < 0)
-		return XMPPD_STOP;
+		return;
 	dedup(q, NS_DISCO_ITEMS);
 	xmppd_iq_reply(iq, q);
+}
+
+/* What an entity not allowed to see the account gets (XEP-0030 8). */
+static void
+refuse(xmppd_elem *iq, int items, const char *node)
+{
+	if (items)
+		xmppd_iq_reply(iq, new_query(NS_DISCO_ITEMS, node));  /* rule 2.2 */
+	else
+		xmppd_iq_error(iq, "service-unavailable", NULL);       /* rule 1.2 */
+}
+
+/* A query about an account from another entity, waiting for the roster. */
+struct ask {
+	xmppd_elem *iq;             /* a reference */
+	xmppd_jid *from, *to;
+	int items;
+	char node[];
+};
+
+static void
+ask_free(struct ask *a)
+{
+	xmppd_elem_unref(a->iq);
+	xmppd_jid_free(a->from);
+	xmppd_jid_free(a->to);
+	free(a);
+}
+
+static void
+sub_known(int sub, void *ud)
+{
+	struct ask *a = ud;
+
+	/* XEP-0030 8: authorized to receive the account's presence (from
+	 * or both); no roster (sub < 0): nobody is. */
+	if (sub < 0 || !(sub & XMPPD_SUB_FROM))
+		refuse(a->iq, a->items, a->node);
+	else if (a->items)
+		items_answer(a->iq, a->from, a->to, a->node);
+	else
+		info_answer(a->iq, a->from, a->to, a->node);
+	ask_free(a);
+}
+
+/* The account itself, or a server domain of ours (XEP-0030 8: "otherwise
+ * trusted"). */
+static int
+trusted(const xmppd_jid *from, const xmppd_jid *to)
+{
+	if (from == NULL || xmppd_jid_domain(from) == NULL)
+		return 0;
+	if (xmppd_jid_node(from) == NULL)
+		return xmppd_jid_resource(from) == NULL && xmppd_is_local_host(xmppd_jid_domain(from));
+	return strcmp(xmppd_jid_bare(from), xmppd_jid_bare(to)) == 0;
+}
+
+/* XEP-0030 3.1 and 4.1; for an account, RFC 6121 8.5.2.1.3 and XEP-0030 8. */
+static enum xmppd_result
+disco_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, int items)
+{
+	const char *node = check_request(iq);
+	struct ask *a;
+
+	if (node == NULL)
+		return XMPPD_STOP;
+	if (xmppd_jid_node(to) == NULL || trusted(from, to)) {
+		if (items)
+			items_answer(iq, from, to, node);
+		else
+			info_answer(iq, from, to, node);
+		return XMPPD_STOP;
+	}
+	if ((a = calloc(1, sizeof(*a) + strlen(node) + 1)) == NULL ||
+	    (a->from = xmppd_jid_copy(from)) == NULL || (a->to = xmppd_jid_copy(to)) == NULL) {
+		if (a != NULL)
+			xmppd_jid_free(a->from);
+		free(a);
+		xmppd_iq_error(iq, "internal-server-error", NULL);
+		return XMPPD_STOP;
+	}
+	a->iq = xmppd_elem_ref(iq);
+	a->items = items;
+	strcpy(a->node, node);
+	if (xmppd_roster_subscription(module_ctx, to, from, sub_known, a) < 0) {
+		ask_free(a);
+		xmppd_iq_error(iq, "internal-server-error", NULL);
+	}
 	return XMPPD_STOP;
+}
+
+static enum xmppd_result
+info_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
+{
+	return disco_iq(iq, from, to, 0);
+}
+
+static enum xmppd_result
+items_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
+{
+	return disco_iq(iq, from, to, 1);
 }
 
 /* ---------------------------------------------------------------- */
@@ -304,6 +392,7 @@ load(xmppd_ctx *ctx)
 	const unsigned types = XMPPD_IQ_GET | XMPPD_IQ_SET;
 	const unsigned scopes = XMPPD_IQ_SERVER | XMPPD_IQ_ACCOUNT;
 
+	module_ctx = ctx;
 	if (xmppd_iq_register(ctx, NULL, NS_DISCO_INFO, types, scopes, info_iq, ctx) < 0 ||
 	    xmppd_iq_register(ctx, NULL, NS_DISCO_ITEMS, types, scopes, items_iq, ctx) < 0) {
 		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot register the disco IQ handlers");
@@ -314,7 +403,7 @@ load(xmppd_ctx *ctx)
 
 XMPPD_MODULE_EXPORT const struct xmppd_module xmppd_module = {
 	.abi_major = XMPPD_ABI_MAJOR,
-	.abi_minor = XMPPD_ABI_MINOR,
+	.abi_minor = XMPPD_ABI_MINOR,   /* 1.4: the roster query */
 	.name = "mod_disco",
 	.version = "1.0",
 	.load = load,

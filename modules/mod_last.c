@@ -1,19 +1,30 @@
 /*
  * mod_last - XEP-0012: Last Activity.
  *
- * To the server: its uptime (XEP-0012 5). To an account's bare JID: 0 if
- * the account has an available resource, else the seconds since its last
- * logout and the status of its last unavailable presence (XEP-0012 3).
+ * To the server: its uptime (XEP-0012 5). To an account's bare JID
+ * (XEP-0012 4, answered by the server on the user's behalf): an empty
+ * query with seconds='0' if the account has an available resource, else
+ * the seconds since the user's last unavailable presence, with that
+ * presence's status as its text.
+ *
+ * Who may ask (XEP-0012 4 and 8: only those allowed to see the user's
+ * presence): the user's own resources, and contacts with a subscription
+ * to the user's presence (RFC 6121 2.1.2.5: subscription from or both),
+ * learnt from the roster module through the roster query (ABI 1.4).
+ * Anyone else, and everyone but the user when no module provides
+ * rosters, gets <forbidden/>.
  *
  * What is kept: per account, in the table mod_last, the time of the last
- * logout and that status ("SECONDS\nSTATUS"); per session, in a slot, the
- * status of its last unavailable presence and whether it is counted as
- * available; module-wide, under a mutex, how many available sessions each
- * bare JID has (the ABI cannot ask whether a user is online elsewhere).
+ * unavailable presence and its status ("SECONDS\nSTATUS"): written when
+ * an available resource sends unavailable presence, and when a session
+ * that is still available ends (the server's unavailable presence on its
+ * behalf, RFC 6121 4.5.3, which has no status); per session, in a slot,
+ * whether it is counted as available; module-wide, under a mutex, how many
+ * available sessions each bare JID has.
  *
- * The store is used through the asynchronous API (ABI 1.2): the logout is
- * one batch, submitted when the session ends; a query is answered from its
- * read's callback (a deferred reply).
+ * The store is used through the asynchronous API (ABI 1.2): a record is
+ * one batch; a query is answered from its read's callback (a deferred
+ * reply), after the roster query's answer.
  */
 #define _GNU_SOURCE     /* asprintf, tdestroy */
 
@@ -33,7 +44,6 @@
 
 struct sess {
 	int counted;            /* counted in the online table */
-	char *status;           /* of the last unavailable presence, or NULL */
 };
 
 struct online {
@@ -107,10 +117,7 @@ online_is(const char *bare)
 static void
 sess_free(void *p)
 {
-	struct sess *s = p;
-
-	free(s->status);
-	free(s);
+	free(p);
 }
 
 static struct sess *
@@ -153,8 +160,72 @@ status_dup(const char *text)
 	return s;
 }
 
-/* The user's own presence (no 'to', RFC 6121 4.2, 4.5): availability, and
- * the status of an unavailable one (XEP-0012 3). */
+static size_t
+user_key(char *buf, size_t size, const char *node, const char *host)
+{
+	return xmppd_store_key(buf, size, host, node, (const char *)NULL);
+}
+
+/* A record being written: for the log, if it fails. */
+struct record {
+	xmppd_ctx *ctx;
+	char bare[];
+};
+
+static void
+record_stored(int status, void *ud)
+{
+	struct record *l = ud;
+
+	if (status != XMPPD_STORE_OK)
+		xmppd_log(l->ctx, XMPPD_LOG_ERROR, "cannot store the last activity of %s", l->bare);
+	free(l);
+}
+
+/* XEP-0012 4: the user's unavailable presence now, with its status. */
+static void
+record_last(xmppd_ctx *ctx, const xmppd_jid *jid, const char *status)
+{
+	const char *bare = xmppd_jid_bare(jid);
+	struct record *l = NULL;
+	xmppd_batch *b = NULL;
+	char key[512], *val = NULL, *text;
+	size_t klen;
+	int n;
+
+	/* A removed account's sessions end after remove_user ran: write
+	 * nothing for it then. */
+	if (!xmppd_user_exists(xmppd_jid_node(jid), xmppd_jid_domain(jid)))
+		return;
+	if ((text = status_dup(status)) == NULL) {
+		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot store the last activity of %s", bare);
+		return;
+	}
+	klen = user_key(key, sizeof(key), xmppd_jid_node(jid), xmppd_jid_domain(jid));
+	n = klen == 0 ? -1 : asprintf(&val, "%lld\n%s", (long long)time(NULL), text);
+	free(text);
+	if (n < 0 || (l = malloc(sizeof(*l) + strlen(bare) + 1)) == NULL ||
+	    (b = xmppd_batch_new(ctx)) == NULL) {
+		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot store the last activity of %s", bare);
+		free(l);
+		if (n >= 0)
+			free(val);
+		return;
+	}
+	l->ctx = ctx;
+	strcpy(l->bare, bare);
+	/* The batch copies the value; a failed put fails it (done says why). */
+	(void)xmppd_batch_put(b, TABLE, key, klen, val, (size_t)n);
+	free(val);
+	if (xmppd_batch_submit(b, record_stored, l) < 0) {
+		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot store the last activity of %s", bare);
+		free(l);
+	}
+}
+
+/* The user's own presence (no 'to', RFC 6121 4.2, 4.4, 4.5): availability,
+ * and XEP-0012 4: the time and status of an unavailable one from an
+ * available resource (the one the contacts see). */
 static enum xmppd_result
 presence_out(void *args, void *ud)
 {
@@ -169,82 +240,30 @@ presence_out(void *args, void *ud)
 		return XMPPD_CONTINUE;
 	if ((s = sess_get(pa->session)) == NULL)
 		return XMPPD_CONTINUE;
-	free(s->status);
-	s->status = NULL;
 	if (type == NULL) {
 		set_counted(pa->session, s, 1);
 		return XMPPD_CONTINUE;
 	}
-	status = xmppd_elem_child_text(pa->stanza, NULL, "status");
-	if (status != NULL && *status != '\0')
-		s->status = status_dup(status);
+	if (s->counted) {
+		status = xmppd_elem_child_text(pa->stanza, NULL, "status");
+		record_last(ud, xmppd_session_jid(pa->session), status != NULL ? status : "");
+	}
 	set_counted(pa->session, s, 0);
 	return XMPPD_CONTINUE;
 }
 
-static size_t
-user_key(char *buf, size_t size, const char *node, const char *host)
-{
-	return xmppd_store_key(buf, size, host, node, (const char *)NULL);
-}
-
-/* A logout being written: for the log, if it fails. */
-struct logout {
-	xmppd_ctx *ctx;
-	char bare[];
-};
-
-static void
-logout_stored(int status, void *ud)
-{
-	struct logout *l = ud;
-
-	if (status != XMPPD_STORE_OK)
-		xmppd_log(l->ctx, XMPPD_LOG_ERROR, "cannot store the last logout of %s", l->bare);
-	free(l);
-}
-
-/* XEP-0012 3: remember when the user logged out, and with which status. */
+/* A session that ends while available: the server sends unavailable
+ * presence for it (RFC 6121 4.5.3), without a status. */
 static enum xmppd_result
 session_closed(void *args, void *ud)
 {
-	xmppd_ctx *ctx = ud;
 	xmppd_session *session = ((struct xmppd_session_args *)args)->session;
-	const xmppd_jid *jid = xmppd_session_jid(session);
-	const char *bare = xmppd_jid_bare(jid);
 	struct sess *s = xmppd_session_get(session, slot);
-	const char *status = s != NULL && s->status != NULL ? s->status : "";
-	struct logout *l = NULL;
-	xmppd_batch *b = NULL;
-	char key[512], *val = NULL;
-	size_t klen;
-	int n;
 
-	if (s != NULL)
-		set_counted(session, s, 0);
-	/* A removed account's sessions end after remove_user ran: write
-	 * nothing for it then. */
-	if (!xmppd_user_exists(xmppd_jid_node(jid), xmppd_jid_domain(jid)))
+	if (s == NULL || !s->counted)
 		return XMPPD_CONTINUE;
-	klen = user_key(key, sizeof(key), xmppd_jid_node(jid), xmppd_jid_domain(jid));
-	n = klen == 0 ? -1 : asprintf(&val, "%lld\n%s", (long long)time(NULL), status);
-	if (n < 0 || (l = malloc(sizeof(*l) + strlen(bare) + 1)) == NULL ||
-	    (b = xmppd_batch_new(ctx)) == NULL) {
-		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot store the last logout of %s", bare);
-		free(l);
-		if (n >= 0)
-			free(val);
-		return XMPPD_CONTINUE;
-	}
-	l->ctx = ctx;
-	strcpy(l->bare, bare);
-	/* The batch copies the value; a failed put fails it (done says why). */
-	(void)xmppd_batch_put(b, TABLE, key, klen, val, (size_t)n);
-	free(val);
-	if (xmppd_batch_submit(b, logout_stored, l) < 0) {
-		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot store the last logout of %s", bare);
-		free(l);
-	}
+	set_counted(session, s, 0);
+	record_last(ud, xmppd_session_jid(session), "");
 	return XMPPD_CONTINUE;
 }
 
@@ -306,38 +325,84 @@ last_got(int status, const void *val, size_t vlen, void *ud)
 	xmppd_elem_unref(iq);
 }
 
+/* The requester may see the user's presence: answer iq (taken: a
+ * reference) about the account to. */
+static void
+last_allowed(xmppd_ctx *ctx, xmppd_elem *iq, const xmppd_jid *to)
+{
+	char key[512];
+	size_t klen;
+
+	/* XEP-0012 4: an available resource: seconds='0', no text. */
+	if (online_is(xmppd_jid_bare(to))) {
+		reply_seconds(iq, 0, NULL);
+		xmppd_elem_unref(iq);
+		return;
+	}
+	klen = user_key(key, sizeof(key), xmppd_jid_node(to), xmppd_jid_domain(to));
+	/* last_got takes the reference. */
+	if (klen == 0 || xmppd_store_aget(ctx, TABLE, key, klen, last_got, iq) < 0) {
+		xmppd_iq_error(iq, "internal-server-error", NULL);
+		xmppd_elem_unref(iq);
+	}
+}
+
+/* A query from someone else than the user, waiting for the roster. */
+struct ask {
+	xmppd_ctx *ctx;
+	xmppd_elem *iq;             /* a reference */
+	xmppd_jid *to;              /* the account */
+};
+
+static void
+sub_known(int sub, void *ud)
+{
+	struct ask *a = ud;
+
+	/* XEP-0012 4, 8; RFC 6121 2.1.2.5: the contact must have a
+	 * subscription to the user's presence (from or both). No roster
+	 * (sub < 0): nobody but the user. */
+	if (sub < 0 || !(sub & XMPPD_SUB_FROM)) {
+		xmppd_iq_error(a->iq, "forbidden", NULL);
+		xmppd_elem_unref(a->iq);
+	} else {
+		last_allowed(a->ctx, a->iq, a->to);
+	}
+	xmppd_jid_free(a->to);
+	free(a);
+}
+
 static enum xmppd_result
 last_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
 {
 	xmppd_ctx *ctx = ud;
 	const char *fbare = xmppd_jid_bare(from), *tbare = xmppd_jid_bare(to);
-	char key[512];
-	size_t klen;
+	struct ask *a;
 
 	if (xmppd_jid_node(to) == NULL) {
 		/* XEP-0012 5: the server's uptime. */
 		reply_seconds(iq, (long long)(time(NULL) - xmppd_start_time()), NULL);
 		return XMPPD_STOP;
 	}
-	/*
-	 * XEP-0012 3, 8: only those allowed to see the user's presence may
-	 * learn it. TODO: allow the user's presence subscribers once rosters
-	 * exist (the roster issue); until then only the user's own resources.
-	 */
-	if (fbare == NULL || tbare == NULL || strcmp(fbare, tbare) != 0) {
+	if (fbare == NULL || tbare == NULL || xmppd_jid_domain(from) == NULL) {
 		xmppd_iq_error(iq, "forbidden", NULL);
 		return XMPPD_STOP;
 	}
-	/* XEP-0012 3: an available resource means "active now". */
-	if (online_is(tbare)) {
-		reply_seconds(iq, 0, NULL);
+	if (xmppd_jid_node(from) != NULL && strcmp(fbare, tbare) == 0) {
+		last_allowed(ctx, xmppd_elem_ref(iq), to);
 		return XMPPD_STOP;
 	}
-	klen = user_key(key, sizeof(key), xmppd_jid_node(to), xmppd_jid_domain(to));
-	if (klen == 0 || xmppd_store_aget(ctx, TABLE, key, klen, last_got,
-	    xmppd_elem_ref(iq)) < 0) {
-		if (klen != 0)
-			xmppd_elem_unref(iq);
+	if ((a = malloc(sizeof(*a))) == NULL || (a->to = xmppd_jid_copy(to)) == NULL) {
+		free(a);
+		xmppd_iq_error(iq, "internal-server-error", NULL);
+		return XMPPD_STOP;
+	}
+	a->ctx = ctx;
+	a->iq = xmppd_elem_ref(iq);
+	if (xmppd_roster_subscription(ctx, to, from, sub_known, a) < 0) {
+		xmppd_elem_unref(a->iq);
+		xmppd_jid_free(a->to);
+		free(a);
 		xmppd_iq_error(iq, "internal-server-error", NULL);
 	}
 	return XMPPD_STOP;
@@ -377,7 +442,7 @@ unload(xmppd_ctx *ctx)
 
 XMPPD_MODULE_EXPORT const struct xmppd_module xmppd_module = {
 	.abi_major = XMPPD_ABI_MAJOR,
-	.abi_minor = XMPPD_ABI_MINOR,   /* 1.2: the asynchronous store */
+	.abi_minor = XMPPD_ABI_MINOR,   /* 1.4: the roster query */
 	.name = "mod_last",
 	.version = "1.0",
 	.load = load,

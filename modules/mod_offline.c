@@ -21,14 +21,18 @@
  *
  * What is stored (XEP-0160 3, RFC 6121 8.5.2.2.1, 5.2.2):
  *  - normal, chat and unknown types (treated as normal), if they carry
- *    anything besides chat states (XEP-0085), <thread/> and processing
- *    hints (XEP-0334): a standalone chat state is dropped silently
- *    (XEP-0160 3 "SHOULD NOT be stored", XEP-0085 "MAY refuse to deliver
- *    standalone notifications"); a receipt (XEP-0184) or any other
+ *    anything besides chat states (XEP-0085), <thread/>, processing
+ *    hints (XEP-0334) and XEP-0359 ids: a standalone chat state is
+ *    dropped silently (XEP-0160 3 "SHOULD NOT be stored", XEP-0085 "MAY
+ *    refuse to deliver standalone notifications"); a body with a chat
+ *    state, a receipt (XEP-0184), a marker (XEP-0333) or any other
  *    payload is stored;
  *  - <no-store xmlns='urn:xmpp:hints'/>: not stored, so the core answers
- *    service-unavailable (RFC 6121 8.5.2.2.1: store or bounce); <store/>
- *    makes even a lone chat state worth storing (XEP-0334);
+ *    service-unavailable (RFC 6121 8.5.2.2.1: store or bounce), except a
+ *    standalone chat state, dropped silently as without the hint;
+ *    <store/> makes even a lone chat state worth storing;
+ *    <no-permanent-store/> is stored (XEP-0334 3.3, 4.1: only archives
+ *    and logs are ruled out);
  *  - groupchat: left to the core, which bounces it; headline and error:
  *    dropped (the core does not even ask for those).
  * Quota: max_messages and max_bytes (the stored text) per user; a full
@@ -85,6 +89,7 @@
 #define NS_DELAY "urn:xmpp:delay"
 #define NS_CHATSTATES "http://jabber.org/protocol/chatstates"
 #define NS_HINTS "urn:xmpp:hints"
+#define NS_SID "urn:xmpp:sid:0"        /* XEP-0359: origin-id, stanza-id */
 #define FEATURE "msgoffline"    /* XEP-0160 5 */
 /* A delivery or a late message that finds the user's claim taken tries
  * again this often, and gives up after CLAIM_GIVE_UP_MS. */
@@ -209,12 +214,24 @@ nonneg_cb(const xmppd_elem *presence, void *ud)
 
 enum worth { WORTH_STORING, NOT_WORTH, ASKED_NOT_TO };
 
-/* XEP-0160 3 / XEP-0085: only a chat state (with its thread and hints) is
- * not worth keeping; XEP-0334 no-store asks us not to, store to keep it. */
+/*
+ * XEP-0160 3 / XEP-0085 5.6: a standalone chat state (a chat state with
+ * nothing but its thread, hints and XEP-0359 ids) is not worth keeping;
+ * a chat state next to a body, or to any other payload (a XEP-0184
+ * receipt, a XEP-0333 marker: state the sender's other devices and the
+ * archive keep too), does not make the message less worth storing.
+ * XEP-0334 4.2 no-store asks us not to store it: bounced like any
+ * message not stored (RFC 6121 8.5.2.2.1), but a standalone chat state
+ * with no-store goes silently, as it would without the hint; 4.4 store
+ * makes even a standalone chat state worth it; 4.1 no-permanent-store
+ * forbids archives and logs, not storage "as a normal part of delivery
+ * (e.g. if the recipient is offline at the time of sending)" (3.3), so
+ * it changes nothing here (it is MAM's).
+ */
 static enum worth
 worth(const xmppd_elem *st)
 {
-	enum worth w = NOT_WORTH;
+	int payload = 0, no_store = 0, store = 0;
 
 	for (xmppd_elem *c = xmppd_elem_first_child(st); c != NULL;
 	    c = xmppd_elem_next_sibling(c)) {
@@ -222,17 +239,19 @@ worth(const xmppd_elem *st)
 
 		if (ns != NULL && strcmp(ns, NS_HINTS) == 0) {
 			if (strcmp(name, "no-store") == 0)
-				return ASKED_NOT_TO;
-			if (strcmp(name, "store") == 0)
-				w = WORTH_STORING;
+				no_store = 1;
+			else if (strcmp(name, "store") == 0)
+				store = 1;
 			continue;
 		}
 		if ((ns == NULL && strcmp(name, "thread") == 0) ||
-		    (ns != NULL && strcmp(ns, NS_CHATSTATES) == 0))
+		    (ns != NULL && (strcmp(ns, NS_CHATSTATES) == 0 || strcmp(ns, NS_SID) == 0)))
 			continue;
-		w = WORTH_STORING;
+		payload = 1;
 	}
-	return w;
+	if (no_store)
+		return payload ? ASKED_NOT_TO : NOT_WORTH;
+	return payload || store ? WORTH_STORING : NOT_WORTH;
 }
 
 /* XEP-0082 dateTime in UTC with milliseconds. */

@@ -473,7 +473,7 @@ load(xmppd_ctx *ctx)
 	}
 	if (xmppd_iq_register(ctx, NULL, NS_ROSTER, XMPPD_IQ_GET | XMPPD_IQ_SET,
 	    XMPPD_IQ_ACCOUNT, roster_iq, r) < 0 || roster_presence_load(r) < 0 ||
-	    roster_ctl_load(r) < 0 ||
+	    roster_ctl_load(r) < 0 || roster_query_load(r) < 0 ||
 	    xmppd_store_user_table(ctx, T_ROSTER) < 0 || xmppd_store_user_table(ctx, T_PENDING) < 0 ||
 	    xmppd_store_user_table(ctx, T_LAST) < 0 ||
 	    /* RFC 6121 2.6.1 (XEP-0237) and 3.4.1. */
@@ -496,7 +496,7 @@ unload(xmppd_ctx *ctx)
 
 XMPPD_MODULE_EXPORT const struct xmppd_module xmppd_module = {
 	.abi_major = XMPPD_ABI_MAJOR,
-	.abi_minor = XMPPD_ABI_MINOR,   /* 1.2: the asynchronous store */
+	.abi_minor = XMPPD_ABI_MINOR,   /* 1.4: the roster query */
 	.name = "mod_roster",
 	.version = "1.0",
 	.options = options,

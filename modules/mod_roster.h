@@ -38,6 +38,9 @@
  * tombstone (a removed item, kept for XEP-0237). */
 enum { F_TO = 1, F_FROM = 2, F_ASK = 4, F_APPROVED = 8, F_GONE = 16 };
 #define F_STATE (F_TO | F_FROM | F_ASK | F_APPROVED)
+/* In mod_roster_cache.c only: the contact has a (live) item, whatever
+ * its state (an item with subscription none has no F_STATE bit). */
+#define F_ITEM 32
 
 struct roster {
 	xmppd_ctx *ctx;
@@ -107,6 +110,7 @@ struct rchange {
 	struct meta m;
 	struct item it;             /* as stored, then as written */
 	int old;                    /* 0 absent, 1 live, 2 tombstone */
+	int live;                   /* a live item is there once written */
 	int pin;                    /* a request from the contact is pending */
 	size_t npending;            /* count_pending: the user's pending requests */
 	int changed;                /* the item or the request was written */
@@ -169,11 +173,16 @@ int cache_contacts(struct rentry *e, unsigned want, int pending, struct contacts
 int cache_contacts_of(const char *bare, unsigned want, int pending, struct contacts *c);
 /* contact's state in *flags_r; -1 if e is not loaded. */
 int cache_flags(struct rentry *e, const char *contact, unsigned *flags_r);
+/* cache_flags, and whether a request from contact is pending. */
+int cache_state(struct rentry *e, const char *contact, unsigned *flags_r, int *pin_r);
 /* A change (numbered seq) has completed: contact's state and request. */
 void cache_apply(const char *bare, const char *contact, unsigned flags, int pin,
     uint64_t seq);
 /* Unload: frees whatever is left. */
 void cache_free_all(void);
+/* Registers the provider of the roster query (xmppd_roster_subscription,
+ * ABI 1.4), answered from the cache. 0 or -1. */
+int roster_query_load(struct roster *r);
 
 /* ---------------------------------------------------------------- */
 /* mod_roster_presence.c. */

@@ -245,20 +245,30 @@ cache_contacts_of(const char *bare, unsigned want, int pending, struct contacts 
 }
 
 int
-cache_flags(struct rentry *e, const char *contact, unsigned *flags_r)
+cache_state(struct rentry *e, const char *contact, unsigned *flags_r, int *pin_r)
 {
 	int found, rc = -1;
 	size_t i;
 
 	*flags_r = 0;
+	*pin_r = 0;
 	pthread_mutex_lock(&cache_lock);
 	if (e->loaded) {
 		i = slot_of(e, contact, &found);
 		*flags_r = found ? e->v[i].flags : 0;
+		*pin_r = found && e->v[i].pin;
 		rc = 0;
 	}
 	pthread_mutex_unlock(&cache_lock);
 	return rc;
+}
+
+int
+cache_flags(struct rentry *e, const char *contact, unsigned *flags_r)
+{
+	int pin;
+
+	return cache_state(e, contact, flags_r, &pin);
 }
 
 void
@@ -328,7 +338,7 @@ load_item(xmppd_batch *b, const void *key, size_t klen, const void *val, size_t 
 
 	if (klen <= l->plen + 1 || f < 0 || (f & F_GONE))
 		return 0;
-	return load_add(l, (const char *)key + l->plen, (unsigned)f & F_STATE, 0);
+	return load_add(l, (const char *)key + l->plen, ((unsigned)f & F_STATE) | F_ITEM, 0);
 }
 
 static int
@@ -480,4 +490,97 @@ cache_load(struct roster *r, struct rentry *e, void (*fn)(struct rentry *e, int 
 		return -1;
 	}
 	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* The roster query (ABI 1.4): answered from the cache.               */
+
+static struct roster *query_roster;
+
+/* The user's state with contact as XMPPD_SUB_* bits (RFC 6121 2.1.2.5:
+ * to, from, both; ask='subscribe' is Pending Out; a request stored from
+ * the contact is Pending In, 3.1.3). */
+static int
+sub_bits(struct rentry *e, const char *contact)
+{
+	unsigned f;
+	int pin, sub = XMPPD_SUB_NONE;
+
+	if (cache_state(e, contact, &f, &pin) < 0)
+		return -1;
+	if (f & F_TO)
+		sub |= XMPPD_SUB_TO;
+	if (f & F_FROM)
+		sub |= XMPPD_SUB_FROM;
+	if (f & F_ITEM)
+		sub |= XMPPD_SUB_IN_ROSTER;
+	if (f & F_ASK)
+		sub |= XMPPD_SUB_PENDING_OUT;
+	if (pin)
+		sub |= XMPPD_SUB_PENDING_IN;
+	return sub;
+}
+
+/* A query waiting for the user's roster to be read. */
+struct rquery {
+	xmppd_roster_sub_fn done;
+	void *done_ud;
+	char contact[];
+};
+
+static void
+query_loaded(struct rentry *e, int ok, void *arg)
+{
+	struct rquery *q = arg;
+
+	/* A store that failed: unknown, which the ABI says with < 0. */
+	q->done(ok ? sub_bits(e, q->contact) : -1, q->done_ud);
+	free(q);
+}
+
+/*
+ * The user's entry answers at once when a session of the user keeps it
+ * loaded (and current: changes are applied as they complete); otherwise
+ * the roster is read from the store first, as the presence code does for
+ * an entry that is not loaded, and the entry goes again with the last
+ * reference.
+ */
+static void
+provide(const xmppd_jid *user, const xmppd_jid *contact, xmppd_roster_sub_fn done,
+    void *done_ud)
+{
+	struct rentry *e = cache_ref(xmppd_jid_bare(user));
+	const char *cb = xmppd_jid_bare(contact);
+	struct rquery *q;
+
+	if (e == NULL) {
+		done(-1, done_ud);
+		return;
+	}
+	if (cache_loaded(e)) {
+		done(sub_bits(e, cb), done_ud);
+		cache_unref(e);
+		return;
+	}
+	if ((q = malloc(sizeof(*q) + strlen(cb) + 1)) == NULL) {
+		done(-1, done_ud);
+		cache_unref(e);
+		return;
+	}
+	q->done = done;
+	q->done_ud = done_ud;
+	strcpy(q->contact, cb);
+	/* The load holds its own reference to e until query_loaded ran. */
+	if (cache_load(query_roster, e, query_loaded, q) < 0) {
+		free(q);
+		done(-1, done_ud);
+	}
+	cache_unref(e);
+}
+
+int
+roster_query_load(struct roster *r)
+{
+	query_roster = r;
+	return xmppd_roster_provide(r->ctx, provide);
 }

@@ -305,6 +305,7 @@ item_step(xmppd_batch *b, int status, const void *val, size_t vlen, void *ud)
 	c->old = 0;
 	if (status == XMPPD_STORE_OK && roster_item_decode(val, vlen, &c->it) == 0)
 		c->old = (c->it.flags & F_GONE) ? 2 : 1;
+	c->live = c->old == 1;
 	return 0;
 }
 
@@ -326,7 +327,7 @@ change_done(int status, void *ud)
 	/* Durable: what presence decides from memory follows. */
 	if (status == XMPPD_STORE_OK && c->changed)
 		cache_apply(xmppd_jid_bare(c->user), c->contact,
-		    (c->it.flags & F_GONE) ? 0 : c->it.flags & F_STATE, c->pin, c->seq);
+		    c->live ? (c->it.flags & F_STATE) | F_ITEM : 0, c->pin, c->seq);
 	c->done(c, status);
 	change_free(c);
 }
@@ -383,6 +384,7 @@ roster_change_write(struct rchange *c, xmppd_batch *b)
 	if (kl == 0 || pl == 0)
 		return -1;
 	c->changed = 1;
+	c->live = live;
 	c->it.ver = ++m->ver;
 	if (c->old == 1 && !live && m->nitems > 0)
 		m->nitems--;

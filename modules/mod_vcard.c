@@ -3,7 +3,10 @@
  *
  * A user stores a vCard with a set to their own account and anyone reads it
  * with a get to the account's bare JID (XEP-0054 3, 6: vCards are
- * world-readable). The server's own vCard is empty.
+ * world-readable). The server's own vCard is empty. A vCard is read back
+ * as it was published, even an empty one; with none stored, one's own get
+ * answers an empty vCard (3.1) and another's service-unavailable, as for
+ * an account that does not exist (3.3).
  *
  * Avatars: when a stored vCard has a PHOTO with a BINVAL, the SHA-1 of the
  * decoded image is kept and put into every available presence the user
@@ -370,31 +373,53 @@ presence_in(void *args, void *ud)
 /* ---------------------------------------------------------------- */
 /* XEP-0054: the IQs.                                                 */
 
+/* A get in flight: the IQ (a reference) and whose vCard it asks for. */
+struct vget {
+	xmppd_elem *iq;
+	int own;                    /* the requester's own vCard */
+};
+
 /* A get's read has completed: the deferred reply. */
 static void
 vcard_got(int status, const void *val, size_t vlen, void *ud)
 {
-	xmppd_elem *iq = ud, *vcard;
+	struct vget *vg = ud;
+	xmppd_elem *vcard;
 
-	if (status == XMPPD_STORE_NOT_FOUND)    /* XEP-0054 3.1, 3.3: none stored */
-		xmppd_iq_error(iq, "item-not-found", NULL);
-	else if (status != XMPPD_STORE_OK || (vcard = xmppd_elem_parse(val, vlen)) == NULL)
-		xmppd_iq_error(iq, "internal-server-error", NULL);
-	else
-		xmppd_iq_reply(iq, vcard);
-	xmppd_elem_unref(iq);
+	if (status == XMPPD_STORE_NOT_FOUND && vg->own) {
+		/* XEP-0054 3.1: one's own vCard, none stored: an empty one. */
+		xmppd_iq_reply(vg->iq, xmppd_elem_new(NS_VCARD, "vCard"));
+	} else if (status == XMPPD_STORE_NOT_FOUND) {
+		/* XEP-0054 3.3: another user's, none stored: the error a
+		 * user who does not exist gets too (the core answers those
+		 * service-unavailable, RFC 6121 8.5.1), so that the answer
+		 * does not tell which accounts exist. */
+		xmppd_iq_error(vg->iq, "service-unavailable", NULL);
+	} else if (status != XMPPD_STORE_OK || (vcard = xmppd_elem_parse(val, vlen)) == NULL) {
+		xmppd_iq_error(vg->iq, "internal-server-error", NULL);
+	} else {
+		xmppd_iq_reply(vg->iq, vcard);
+	}
+	xmppd_elem_unref(vg->iq);
+	free(vg);
 }
 
 static void
-vcard_get(xmppd_ctx *ctx, xmppd_elem *iq, const xmppd_jid *to)
+vcard_get(xmppd_ctx *ctx, xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to)
 {
 	char key[512];
 	size_t klen = user_key(key, sizeof(key), xmppd_jid_node(to), xmppd_jid_domain(to));
+	struct vget *vg;
 
-	if (klen == 0 || xmppd_store_aget(ctx, T_VCARD, key, klen, vcard_got,
-	    xmppd_elem_ref(iq)) < 0) {
-		if (klen != 0)
-			xmppd_elem_unref(iq);
+	if (klen == 0 || (vg = malloc(sizeof(*vg))) == NULL) {
+		xmppd_iq_error(iq, "internal-server-error", NULL);
+		return;
+	}
+	vg->iq = xmppd_elem_ref(iq);
+	vg->own = same_bare(from, to);
+	if (xmppd_store_aget(ctx, T_VCARD, key, klen, vcard_got, vg) < 0) {
+		xmppd_elem_unref(vg->iq);
+		free(vg);
 		xmppd_iq_error(iq, "internal-server-error", NULL);
 	}
 }
@@ -455,13 +480,11 @@ vcard_set(xmppd_ctx *ctx, xmppd_elem *iq, xmppd_elem *vcard, const xmppd_jid *to
 		xmppd_iq_error(iq, "internal-server-error", NULL);
 		return;
 	}
-	/* An empty vCard removes the stored one (XEP-0054 3.2 replaces the
-	 * whole vCard; there is nothing left to keep). The vCard and its
-	 * hash change together. */
-	if (xmppd_elem_first_child(vcard) == NULL)
-		(void)xmppd_batch_del(b, T_VCARD, key, klen);
-	else
-		(void)xmppd_batch_put(b, T_VCARD, key, klen, text, len);
+	/* XEP-0054 3.2: the set replaces the whole vCard, and what is read
+	 * back is what was published, an empty vCard too (a client that
+	 * reads item-not-found after publishing takes it for a failure).
+	 * The vCard and its hash change together. */
+	(void)xmppd_batch_put(b, T_VCARD, key, klen, text, len);
 	if (photo)
 		(void)xmppd_batch_put(b, T_PHOTO, key, klen, hex, HASH_HEX);
 	else
@@ -498,7 +521,7 @@ vcard_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
 	else if (xmppd_jid_node(to) == NULL)
 		xmppd_iq_reply(iq, xmppd_elem_new(NS_VCARD, "vCard"));   /* the server's */
 	else
-		vcard_get(ud, iq, to);
+		vcard_get(ud, iq, from, to);
 	return XMPPD_STOP;
 }
 

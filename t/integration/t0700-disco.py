@@ -93,9 +93,11 @@ async def main():
           'server-only features are not listed for the account') or xt.diag(f)
     xt.is_(len(f), len(set(f)), 'no account feature is listed twice')
 
+    # XEP-0030 8 rule 1.2: not to someone who may not see the account's
+    # presence (no roster module here: nobody but the account may).
     r = await bob.iq('get', srv.jid('alice'), "<query xmlns='%s'/>" % NS_INFO)
-    xt.is_(identities(r), [('account', 'registered', None)],
-           'another user sees the account identity too')
+    xt.is_(cond(r), 'service-unavailable',
+           "another user without a presence subscription: service-unavailable")
     r = await alice.iq('get', srv.jid('alice'), "<query xmlns='%s' node='x'/>" % NS_INFO)
     xt.is_(cond(r), 'item-not-found', 'disco#info to an unknown node of an account: item-not-found')
 

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """t0730-last: XEP-0012 Last Activity (mod_last): the server's uptime, a
-user's last logout and its status, privacy, availability."""
+user's last unavailable presence and its status, privacy, availability.
+What contacts with a presence subscription see is in t1540."""
 
 import asyncio
 import os
@@ -49,19 +50,20 @@ async def main():
     xt.ok(up1 is not None and up2 is not None and up2 >= up1 + 2,
           'two seconds later the uptime grew by at least 2 (%r -> %r)' % (up1, up2))
 
-    # XEP-0012 3: a user with an available resource is active now.
+    # XEP-0012 4: a user with an available resource is active now.
     r = await alice.iq('get', srv.jid('alice'), QUERY)
     xt.is_(last_of(r), (0, ''), 'alice online asks about herself: seconds 0, no status') \
         or xt.diag(str(r))
 
-    # XEP-0012 3, 8: only those allowed to see the presence may ask.
+    # XEP-0012 4, 8: only those allowed to see the presence may ask (bob
+    # has no subscription to alice's presence: no roster at all here).
     r = await bob.iq('get', srv.jid('alice'), QUERY)
     xt.is_(condition(r), 'forbidden', 'bob asking about alice (online) gets forbidden')
     xt.ok(r is not None and r.xml.find('{%s}query' % NS_LAST) is not None
           and r.xml.find('{%s}query' % NS_LAST).get('seconds') is None,
           'and the error reveals no seconds')
 
-    # Never logged out: nothing to tell.
+    # Never unavailable after being available: nothing to tell.
     carol = await xt.login_ok(srv, 'carol', 'carol-pw', resource='c', presence=False)
     r = await carol.iq('get', srv.jid('carol'), QUERY)
     xt.is_(condition(r), 'item-not-found', 'carol (never logged out) gets item-not-found')
@@ -94,23 +96,38 @@ async def main():
     await asyncio.sleep(0.3)
     xt.is_(last_of(await alice2.iq('get', srv.jid('alice'), QUERY)), (0, ''),
            'after her presence, alice is active now: seconds 0')
-    # Unavailable again without closing the session: not available, and the
-    # session's logout (later) is what counts, so the old record stays.
+    # Unavailable again without closing the session: the last unavailable
+    # presence is what counts (issue 13 point 8), from now, with its status.
     alice2.xmpp.send_presence(ptype='unavailable', pstatus='brb')
     await asyncio.sleep(0.3)
     secs3, text3 = last_of(await alice2.iq('get', srv.jid('alice'), QUERY))
-    xt.ok(secs3 is not None and secs3 >= 2 and text3 == 'Heading Home',
-          'unavailable but connected: the last logout is still the old one (%r, %r)' % (secs3, text3))
-    # A connection that drops without an unavailable presence: the status of
-    # the session's last unavailable presence ('brb') is kept.
+    xt.ok(secs3 is not None and secs3 < 2 and text3 == 'brb',
+          'unavailable but connected: counted from that presence, with its status (%r, %r)'
+          % (secs3, text3))
+    # A connection that drops later, the resource unavailable already: no
+    # new unavailable presence, so the seconds still count from 'brb'.
+    await asyncio.sleep(2.2)
     alice2.abort()
     await srv.wait_connected(lambda s: not any(x['jid'].startswith(srv.jid('alice')) for x in s))
     alice3 = await xt.login_ok(srv, 'alice', 'alice-pw', resource='tab', presence=False)
     secs4, text4 = last_of(await alice3.iq('get', srv.jid('alice'), QUERY))
-    xt.ok(secs4 is not None and secs4 < 2, 'after the drop the logout is recent (%r)' % secs4)
-    xt.is_(text4, 'brb', 'and its status is the last one the session sent')
+    xt.ok(secs4 is not None and secs4 >= 2, 'after the drop of the unavailable resource the '
+          'seconds still count from its unavailable presence (%r)' % secs4)
+    xt.is_(text4, 'brb', 'and its status is that presence\'s')
+    # A connection that drops while available: the server's unavailable
+    # presence for it (RFC 6121 4.5.3) counts, and it has no status.
+    alice3.xmpp.send_presence()
+    await asyncio.sleep(0.3)
+    alice3.abort()
+    await srv.wait_connected(lambda s: not any(x['jid'].startswith(srv.jid('alice')) for x in s))
+    alice3 = await xt.login_ok(srv, 'alice', 'alice-pw', resource='tab1', presence=False)
+    secs4, text4 = last_of(await alice3.iq('get', srv.jid('alice'), QUERY))
+    xt.ok(secs4 is not None and secs4 < 2, 'after the drop of an available resource it is '
+          'recent (%r)' % secs4)
+    xt.is_(text4, '', 'with no status')
 
     # A long status is cut (at a character boundary) before it is stored.
+    alice3.xmpp.send_presence()
     alice3.xmpp.send_presence(ptype='unavailable', pstatus='\u00e9' * 3000)
     await alice3.disconnect()
     await srv.wait_connected(lambda s: not any(x['jid'].startswith(srv.jid('alice')) for x in s))
@@ -135,6 +152,8 @@ async def main():
     # write the record again. Seen in the spool by mdb_dump, after the
     # removal and before the name is registered again (mod_last also wipes
     # on register_user, which would hide a removal that left a row).
+    carol.xmpp.send_presence()
+    await carol.iq('get', srv.host, QUERY)
     await carol.disconnect()
     await srv.wait_connected(lambda s: not any(x['jid'].startswith(srv.jid('carol')) for x in s))
     xt.is_(sorted(xt.user_rows(srv, 'alice')), ['accounts', 'mod_last'],

@@ -65,9 +65,18 @@ async def main():
     desk = await xt.login_ok(srv, 'alice', 'alice-pw', resource='desk')
     bob = await xt.login_ok(srv, 'bob', 'bob-pw', resource='b')
 
-    # XEP-0054 3.1: nothing stored yet.
+    # XEP-0054 3.1: nothing stored yet; her own get answers an empty
+    # vCard, another user's get service-unavailable, the error of an
+    # account that does not exist (3.3: the same in both cases).
     r = await desk.iq('get', None, EMPTY)
-    xt.is_(condition(r), 'item-not-found', 'alice has no vCard yet: item-not-found')
+    v = vcard_of(r)
+    xt.ok(v is not None and len(v) == 0 and not (v.text or '').strip(),
+          'alice has no vCard yet: her own get answers an empty <vCard/>') or xt.diag(str(r))
+    r = await desk.iq('get', srv.jid('alice'), EMPTY)
+    v = vcard_of(r)
+    xt.ok(v is not None and len(v) == 0, 'and so does her get to her own bare JID') or xt.diag(str(r))
+    r = await bob.iq('get', srv.jid('alice'), EMPTY)
+    xt.is_(condition(r), 'service-unavailable', "bob's get of alice's (none): service-unavailable")
 
     # 3.2: store one (no 'to'), with an avatar; 3.1: read it back.
     desc = 'Curiouser & curiouser <said> "Alice"'
@@ -88,9 +97,10 @@ async def main():
     v = vcard_of(await bob.iq('get', srv.jid('alice'), EMPTY))
     xt.is_(field(v, 'FN'), 'Alice Liddell', "bob reads alice's vCard")
     r = await bob.iq('get', srv.jid('carol'), EMPTY)
-    xt.is_(condition(r), 'item-not-found', "carol's (none) gives bob item-not-found")
+    xt.is_(condition(r), 'service-unavailable', "carol's (none) gives bob service-unavailable")
     r = await bob.iq('get', srv.jid('nobody'), EMPTY)
-    xt.is_(condition(r), 'service-unavailable', 'a vCard of a nonexistent user: service-unavailable')
+    xt.is_(condition(r), 'service-unavailable', 'a vCard of a nonexistent user: service-unavailable, '
+           'the same error')
 
     # 3.2: nobody writes another's vCard, nor the server's.
     r = await bob.iq('set', srv.jid('alice'), vcard('Mallory'))
@@ -154,8 +164,9 @@ async def main():
     # Service discovery.
     r = await bob.iq('get', srv.host, "<query xmlns='%s'/>" % NS_DISCO_INFO)
     xt.like(str(r), r"<feature var=.vcard-temp.", 'the server advertises vcard-temp')
-    r = await bob.iq('get', srv.jid('alice'), "<query xmlns='%s'/>" % NS_DISCO_INFO)
-    xt.like(str(r), r"<feature var=.vcard-temp.", 'an account advertises vcard-temp')
+    r = await desk.iq('get', srv.jid('alice'), "<query xmlns='%s'/>" % NS_DISCO_INFO)
+    xt.like(str(r), r"<feature var=.vcard-temp.", 'an account advertises vcard-temp (to itself: '
+            'XEP-0030 8 keeps it from those without a presence subscription)')
 
     # Everything survives a restart.
     await xt.disconnect_all(desk, phone, tab, bob)
@@ -180,11 +191,21 @@ async def main():
     p = await bob.presence(frm=desk.jid, pred=lambda p: p['status'] == 'no-photo')
     xt.is_(photos(p) if p is not None else None, [''], "then her presence keeps the client's empty photo")
 
-    # An empty vCard removes it.
+    # An empty vCard is published as it is (XEP-0054 3.2 replaces the
+    # whole vCard): read back, by her and by others, it is an empty
+    # <vCard/>, not an error (issue 13 point 8).
     r = await desk.iq('set', None, EMPTY)
     xt.is_(r['type'] if r is not None else None, 'result', 'alice stores an empty vCard')
     r = await bob.iq('get', srv.jid('alice'), EMPTY)
-    xt.is_(condition(r), 'item-not-found', 'after which there is nothing to read')
+    v = vcard_of(r)
+    xt.ok(v is not None and len(v) == 0, "bob reads alice's published empty vCard as an empty "
+          "<vCard/>") or xt.diag(str(r))
+    r = await desk.iq('get', None, EMPTY)
+    v = vcard_of(r)
+    xt.ok(v is not None and len(v) == 0, 'and so does alice') or xt.diag(str(r))
+    desk.send_raw("<presence to='%s'><status>empty-vcard</status></presence>" % bob.jid)
+    p = await bob.presence(frm=desk.jid, pred=lambda p: p['status'] == 'empty-vcard')
+    xt.is_(photos(p) if p is not None else None, [], 'with no avatar hash in her presence')
 
     # The vCard goes with the account (XEP-0077 3.2: all information
     # associated with the entity). Seen in the spool by mdb_dump, after
@@ -207,7 +228,7 @@ async def main():
            "alice's account, vCard and photo hash rows are untouched")
     srv.register('bob', 'bob-pw2')
     r = await desk.iq('get', srv.jid('bob'), EMPTY)
-    xt.is_(condition(r), 'item-not-found', 'the new bob has no vCard')
+    xt.is_(condition(r), 'service-unavailable', 'the new bob has no vCard: service-unavailable')
     bob = await xt.login_ok(srv, 'bob', 'bob-pw2', resource='b2')
     bob.send_raw("<presence to='%s'><status>new-bob</status></presence>" % desk.jid)
     p = await desk.presence(pred=lambda p: p['status'] == 'new-bob')

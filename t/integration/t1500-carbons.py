@@ -442,8 +442,43 @@ async def main():
     xt.is_(await a2.iq('set', DISABLE), ('result', None, alice),
            'disabling again: a result too (XEP-0280 10.1)')
 
-    await xt.disconnect_all(a1.c, a3.c, bob.c)
-    a2.raw.close()
+    # -- Unacknowledged messages and carbons (src/c2s/c2s_sm.c) -------------------
+    # When a session with stream management ends, what the client had not
+    # acknowledged is handed back to the bare JID (XEP-0198 4), except a
+    # message the user's other resources already got as a carbon: routed
+    # again it would reach them a second time. a2 gets a message it never
+    # acknowledges, its connection drops, and a new a2 replaces the
+    # detached session (its end hands the queue back). With a1's carbons
+    # off (the control), a1 then gets the message; with them on, a1 had a
+    # <received/> copy and gets nothing more.
+    async def hand_back(label, expect_again):
+        nonlocal a2
+        mid = xt.send_message_id(bob.c, alice + '/a2', label)
+        # a2's stream reads it, but never answers an <r/> for it.
+        deadline = time.monotonic() + 10
+        while a2.raw.data.find(mid.encode()) < 0 and time.monotonic() < deadline:
+            await a2.raw._read_some(0.5)
+        first = await a1.get(about(mid), 5)
+        cut(a2.raw)
+        await asyncio.sleep(0.5)
+        new_a2 = await xt.login_ok(srv, 'alice', resource='a2', priority=5)
+        again = await a1.get(lambda el: el.tag == MSG and el.get('id') == mid and
+                             unwrap(el)[0] == 'original', 3)
+        return first, again, new_a2
+
+    xt.is_(await a1.iq('set', DISABLE), ('result', None, alice), 'a1 disables carbons')
+    first, again, new_a2 = await hand_back('handed back', True)
+    xt.is_((first, again is not None), (None, True),
+           'carbons off: a1 gets the message a2 left unacknowledged, handed back (XEP-0198 4)')
+    await xt.disconnect_all(new_a2)
+    a2, previd = await raw_party(srv, 'a2', 5)
+    xt.is_(await a1.iq('set', ENABLE), ('result', None, alice), 'a1 enables carbons again')
+    first, again, new_a2 = await hand_back('not twice', False)
+    xt.is_((unwrap(first)[0] if first is not None else None, again),
+           ('received', None),
+           'carbons on: a1 had a <received/> copy and the handed-back original does not '
+           'reach it a second time')
+    await xt.disconnect_all(a1.c, a3.c, bob.c, new_a2)
 
 
 xt.run(main)

@@ -1942,3 +1942,98 @@ def sm_failed_condition(text):
         return None
     kids = list(sm_elems(text)[0])
     return kids[0].tag.split('}')[1] if kids else None
+
+
+# ---------------------------------------------------------------------------
+# Message Archive Management (t1510-mam, t1511-mam-crash)
+# ---------------------------------------------------------------------------
+#
+# mam_rows reads an archive as the store holds it (mdb_dump, independent
+# of the server's code): table mam, key HOST NUL NODE NUL + the 8-byte
+# big-endian id, value the record of modules/mam_store.c (version 1, the
+# time in us, the direction, the other party's bare and full JID each
+# NUL-terminated, the message's text). mam_query runs a query as a client
+# sends it and collects the results it got.
+
+NS_MAM = 'urn:xmpp:mam:2'
+NS_RSM = 'http://jabber.org/protocol/rsm'
+NS_FORWARD = 'urn:xmpp:forward:0'
+NS_SID = 'urn:xmpp:sid:0'
+
+
+def mam_rows(server, user, host=None):
+    """[{'id': int, 'ts': us, 'dir': 'in'|'out', 'with': bare, 'with_full',
+    'xml': the message text, 'body'}] of user's archive in key order."""
+    if 'mam' not in store_tables(server):
+        return []
+    prefix = ('%s\0%s\0' % (host or server.host, user)).encode('utf-8')
+    out = []
+    for k, v in store_rows(server, 'mam'):
+        if not k.startswith(prefix) or len(k) != len(prefix) + 8:
+            continue
+        if v[0] != 1:
+            raise HarnessError('mam row of version %d' % v[0])
+        ts = int.from_bytes(v[1:9], 'big')
+        rest = v[10:]
+        bare, full, text = rest.split(b'\0', 2)
+        try:
+            # The server writes the content namespace implicitly.
+            el = ET.fromstring(text)
+            body = el.findtext('body') or el.findtext('{jabber:client}body')
+        except ET.ParseError:
+            body = None
+        out.append({'id': int.from_bytes(k[len(prefix):], 'big'), 'ts': ts,
+                    'dir': 'out' if v[9] == 1 else 'in', 'with': bare.decode(),
+                    'with_full': full.decode(), 'xml': text.decode('utf-8', 'replace'),
+                    'body': body})
+    return out
+
+
+def mam_form(fields):
+    """A submitted urn:xmpp:mam:2 form: fields is [(var, value or [values])]."""
+    out = ["<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
+           "<value>%s</value></field>" % NS_MAM]
+    for var, val in fields:
+        vals = val if isinstance(val, (list, tuple)) else [val]
+        out.append("<field var='%s'>%s</field>" % (_esc(var), ''.join(
+            '<value>%s</value>' % _esc(v) for v in vals)))
+    return ''.join(out) + '</x>'
+
+
+async def mam_query(c, fields=None, rsm=None, extra='', to=None, timeout=10):
+    """c queries an archive (to: None = its own): returns (outcome, the
+    <fin/> element or None, results) with outcome as iq_outcome gives it
+    and results [{'id', 'body', 'msg' (the forwarded element), 'stamp',
+    'from' (the result's from)}] in the order they came."""
+    qid = new_id('q')
+    form = mam_form(fields) if fields is not None else ''
+    rs = "<set xmlns='%s'>%s</set>" % (NS_RSM, rsm) if rsm is not None else ''
+    r = await c.iq('set', to, "<query xmlns='%s' queryid='%s'>%s%s%s</query>"
+                   % (NS_MAM, qid, form, rs, extra), timeout=timeout)
+    results = []
+    while True:
+        m = await c.messages.get(lambda m: m.xml.find('{%s}result' % NS_MAM) is not None,
+                                 timeout=0)
+        if m is None:
+            break
+        res = m.xml.find('{%s}result' % NS_MAM)
+        if res.get('queryid') != qid:
+            continue
+        fwd = res.find('{%s}forwarded' % NS_FORWARD)
+        msg = fwd.find('{jabber:client}message') if fwd is not None else None
+        d = fwd.find('{urn:xmpp:delay}delay') if fwd is not None else None
+        results.append({'id': res.get('id'), 'msg': msg, 'from': m.xml.get('from'),
+                        'body': msg.findtext('{jabber:client}body') if msg is not None else None,
+                        'stamp': d.get('stamp') if d is not None else None})
+    fin = r.xml.find('{%s}fin' % NS_MAM) if r is not None and r['type'] == 'result' else None
+    return iq_outcome(r), fin, results
+
+
+def mam_fin(fin):
+    """(complete, first, last) of a <fin/>."""
+    if fin is None:
+        return None
+    s = fin.find('{%s}set' % NS_RSM)
+    return (fin.get('complete') == 'true',
+            s.findtext('{%s}first' % NS_RSM) if s is not None else None,
+            s.findtext('{%s}last' % NS_RSM) if s is not None else None)
