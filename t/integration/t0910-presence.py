@@ -173,7 +173,12 @@ async def main():
     alice.xmpp.send_presence(pstatus='after blocking')
     p = await pres(bob, alice.jid, status='after blocking')
     xt.ok(p is not None, 'bob sees alice\'s new presence')
-    xt.ok(await none_from(carol, A), 'carol does not')
+    # XEP-0191 3.3: blocking a contact who saw her presence sends it her
+    # unavailable presence; nothing after that.
+    p = await carol.presences.get(lambda p: p['from'].bare == A, 3)
+    xt.is_(p['type'] if p is not None else None, 'unavailable',
+           'carol gets alice\'s unavailable presence as she is blocked (XEP-0191 3.3)')
+    xt.ok(await none_from(carol, A), 'and not the presence alice sent after blocking her')
     await carol.disconnect()
     carol = await client(srv, 'carol', 'c2')
     xt.ok(await none_from(carol, A, timeout=2), 'nor when she logs in again (no probe answer)')
