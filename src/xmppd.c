@@ -310,6 +310,7 @@ main(int argc, char **argv)
 	if (store_open(c->spool_dir, c->store_map_size, &err) < 0)
 		fatal("cannot open the store in %s: %s", c->spool_dir, err);
 	/* The asynchronous store, for modules (core/astore.h). */
+	astore_set_commit_window(c->store_commit_window_ms);
 	if (astore_init(store_lmdb_backend(c->store_test_delay_ms)) < 0)
 		fatal("out of memory");
 	if (c->store_test_delay_ms > 0)

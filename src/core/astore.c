@@ -22,6 +22,7 @@
 #include "core/astore.h"
 #include "core/hold.h"
 #include "core/log.h"
+#include "core/clock.h"
 #include "core/worker.h"
 #include "store/backend.h"
 
@@ -70,10 +71,18 @@ struct astore_worker {
 	struct xmppd_batch *head, *last;  /* fifo */
 	struct xmppd_batch *unhanded;     /* first not given to the backend */
 	int in_run;                       /* inside backend->run */
+	uint64_t last_flush_ms;           /* clock_now_ms of the last group handed over */
 	int delivering;
 };
 
 static struct store_backend *backend;
+static unsigned commit_window_ms;
+
+void
+astore_set_commit_window(unsigned ms)
+{
+	commit_window_ms = ms;
+}
 static __thread struct astore_worker *self;
 
 static void deliver(struct astore_worker *aw);
@@ -210,6 +219,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	for (b = aw->unhanded; b != NULL; b = b->fnext)
 		b->req.next = b->fnext != NULL ? &b->fnext->req : NULL;
 	aw->unhanded = NULL;
+	aw->last_flush_ms = clock_now_ms();
 	ag->g.complete = group_complete;
 	aw->in_run = 1;
 	backend->run(backend, &ag->g, aw->base);
@@ -326,8 +336,20 @@ submit(xmppd_batch *b)
 		aw->head = b;
 	aw->last = b;
 	if (aw->unhanded == NULL) {
+		uint64_t now = commit_window_ms > 0 ? clock_now_ms() : 0;
+
 		aw->unhanded = b;
-		event_active(aw->flush_ev, EV_TIMEOUT, 0);
+		if (commit_window_ms == 0 || now - aw->last_flush_ms >= commit_window_ms) {
+			event_active(aw->flush_ev, EV_TIMEOUT, 0);
+		} else {
+			/* Committed a moment ago: what comes until the window
+			 * ends joins this group (one commit, one sync, for
+			 * all of it; doc/architecture.md). */
+			uint64_t wait = aw->last_flush_ms + commit_window_ms - now;
+			struct timeval tv = { 0, (suseconds_t)(wait * 1000) };
+
+			event_add(aw->flush_ev, &tv);
+		}
 	}
 	return 0;
 }

@@ -28,6 +28,11 @@ struct astore_owner {
 /* Takes b. Main thread, before the workers start: the workers complete
  * what is pending when their loops end. 0 or -1. */
 int astore_init(struct store_backend *b);
+/* Group commit over a window (store_commit_window_ms): a worker hands the
+ * backend a group at most once per ms milliseconds, so that under load
+ * one commit covers the work of several loop iterations (0: every
+ * iteration). Main thread, before astore_init. */
+void astore_set_commit_window(unsigned ms);
 /* After the workers have stopped. */
 void astore_free(void);
 /* Operations of o submitted whose callbacks have not returned yet. Any

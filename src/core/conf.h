@@ -138,6 +138,7 @@ struct conf {
 	char *spool_dir;            /* LMDB environment directory */
 	size_t store_map_size;      /* bytes, default 1 GiB */
 	unsigned store_test_delay_ms; /* tests only: store work completes this late; 0 */
+	unsigned store_commit_window_ms; /* a worker commits at most once per window; 0 */
 	char *user;                 /* drop to this user after binding, or NULL */
 	char *pidfile;              /* or NULL */
 	char *ctl_socket;           /* default: <spool_dir>/xmppd.ctl */

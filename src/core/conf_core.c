@@ -35,6 +35,7 @@ static const struct conf_key core_keys[] = {
 	{ "spool_dir",             conf_key_path,     C(spool_dir), 0, 0 },
 	{ "store_map_size",        conf_key_size,     C(store_map_size), CONF_MIB, SIZE_MAX },
 	{ "store_test_delay_ms",   conf_key_uint,     C(store_test_delay_ms), 0, 60000 },
+	{ "store_commit_window_ms", conf_key_uint,    C(store_commit_window_ms), 0, 100 },
 	{ "user",                  conf_key_string,   C(user), 0, 0 },
 	{ "pidfile",               conf_key_path,     C(pidfile), 0, 0 },
 	{ "ctl_socket",            conf_key_path,     C(ctl_socket), 0, 0 },

@@ -803,6 +803,71 @@ test_delay(void **state)
 	assert_int_equal(counting->groups, 2);
 }
 
+/* store_commit_window_ms: work submitted within the window after a group
+ * was handed over waits for the window's end and goes as one group (one
+ * commit for several loop iterations' work). */
+#define WINDOW_MS 150
+
+static void
+window_late(int status, void *ud)
+{
+	uint64_t ms = clock_now_ms() - t0;
+
+	done(status, ud);
+	say("%s ", ms >= WINDOW_MS - 20 ? "waited" : "EARLY");
+}
+
+static void
+window_last(int status, void *ud)
+{
+	window_late(status, ud);
+	astore_set_commit_window(0);
+	finish();
+}
+
+static void
+window_third(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	event_free(arg);
+	/* Another loop iteration, still within the window: the same group. */
+	if (astore_batch_submit(batch_put("t", "w", "3"), window_last, "w3") < 0)
+		say("submit-refused ");
+}
+
+static void
+window_first_done(int status, void *ud)
+{
+	struct event *ev = evtimer_new(worker_base(worker_self()), window_third,
+	    event_self_cbarg());
+	struct timeval tv = { 0, 20 * 1000 };
+
+	done(status, ud);
+	t0 = clock_now_ms();
+	if (astore_batch_submit(batch_put("t", "w", "2"), window_late, "w2") < 0)
+		say("submit-refused ");
+	evtimer_add(ev, &tv);
+}
+
+static void
+window_scenario(void)
+{
+	astore_set_commit_window(WINDOW_MS);
+	counting->groups = 0;
+	/* Nothing committed for longer than the window: at once. */
+	if (astore_batch_submit(batch_put("t", "w", "1"), window_first_done, "w1") < 0)
+		say("submit-refused ");
+}
+
+static void
+test_commit_window(void **state)
+{
+	run_on_worker(window_scenario);
+	assert_string_equal(logbuf, "w1=OK w2=OK waited w3=OK waited ");
+	assert_int_equal(counting->groups, 2);
+}
+
 /* Work pending when the worker's loop ends completes before the thread
  * exits (shutdown): nothing is lost, nothing leaks. */
 static int drained;
@@ -866,6 +931,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_hold, setup_now, teardown),
 		cmocka_unit_test_setup_teardown(test_hold_detach, setup_now, teardown),
 		cmocka_unit_test_setup_teardown(test_delay, setup_delay, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_window, setup_now, teardown),
 		cmocka_unit_test_setup_teardown(test_drain_on_exit, setup_delay, teardown),
 	};
 
