@@ -305,8 +305,10 @@ sm_set_presence(const jid *full, uint64_t sid, int available, int priority,
 	xml_elem_unref(old);
 }
 
-void
-sm_set_flags(const jid *full, uint64_t sid, unsigned mask, unsigned value)
+/* The entry of resource full if it is still session sid's, with its
+ * shard locked (the caller unlocks *s_r); else NULL, nothing locked. */
+static struct sm_res *
+res_lock(const jid *full, uint64_t sid, struct sm_shard **s_r)
 {
 	uint64_t h = sm_hash(full->bare);
 	struct sm_shard *s = shard_of(h);
@@ -315,41 +317,50 @@ sm_set_flags(const jid *full, uint64_t sid, unsigned mask, unsigned value)
 
 	pthread_mutex_lock(&s->lock);
 	u = user_find(s, h, full->bare);
-	if (u != NULL && (r = res_find(u, full->resource)) != NULL && r->sid == sid)
-		r->flags = (r->flags & ~mask) | (value & mask);
+	if (u != NULL && (r = res_find(u, full->resource)) != NULL && r->sid == sid) {
+		*s_r = s;
+		return r;
+	}
 	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+void
+sm_set_flags(const jid *full, uint64_t sid, unsigned mask, unsigned value)
+{
+	struct sm_shard *s;
+	struct sm_res *r = res_lock(full, sid, &s);
+
+	if (r != NULL) {
+		r->flags = (r->flags & ~mask) | (value & mask);
+		pthread_mutex_unlock(&s->lock);
+	}
 }
 
 unsigned
 sm_flags(const jid *full, uint64_t sid)
 {
-	uint64_t h = sm_hash(full->bare);
-	struct sm_shard *s = shard_of(h);
-	struct sm_user *u;
-	struct sm_res *r;
+	struct sm_shard *s;
+	struct sm_res *r = res_lock(full, sid, &s);
 	unsigned flags = 0;
 
-	pthread_mutex_lock(&s->lock);
-	u = user_find(s, h, full->bare);
-	if (u != NULL && (r = res_find(u, full->resource)) != NULL && r->sid == sid)
+	if (r != NULL) {
 		flags = r->flags;
-	pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->lock);
+	}
 	return flags;
 }
 
 void
 sm_set_ack_wait(const jid *full, uint64_t sid, uint64_t since_ms)
 {
-	uint64_t h = sm_hash(full->bare);
-	struct sm_shard *s = shard_of(h);
-	struct sm_user *u;
-	struct sm_res *r;
+	struct sm_shard *s;
+	struct sm_res *r = res_lock(full, sid, &s);
 
-	pthread_mutex_lock(&s->lock);
-	u = user_find(s, h, full->bare);
-	if (u != NULL && (r = res_find(u, full->resource)) != NULL && r->sid == sid)
+	if (r != NULL) {
 		r->ack_wait_ms = since_ms;
-	pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->lock);
+	}
 }
 
 size_t
