@@ -23,10 +23,13 @@
  *    message (a full JID: the records are checked for it, reading on in
  *    chunks, at most MAM_FT_CANDIDATES of them: beyond, the page is not
  *    complete);
- *  - full text (XEP-0431): each term's word-prefix scan of mam_ft (at most
- *    MAM_FT_CANDIDATES ids a term: beyond, results may miss older
- *    matches and the page is not complete), intersected, sorted by id,
- *    then gets as above;
+ *  - full text (XEP-0431): each term's word-prefix read of mam_ft in the
+ *    direction of paging (at most TERM_READ_MAX rows and MAM_FT_CANDIDATES
+ *    ids a term: beyond, results may miss matches further in that
+ *    direction and the page is not complete; for an exact word the newest
+ *    page is its newest matches, for a prefix of several words the words
+ *    are read one after the other), intersected, sorted by id, then gets
+ *    as above;
  *  - 'ids': a get of each (at most mam_max_page of them); one that is not
  *    archived is item-not-found (XEP-0313 4.1.3).
  * RSM <count/> and index are not given (XEP-0313 4.1.4: optional), and a
@@ -477,10 +480,17 @@ source_next(struct query *q)
 
 /* The full-text source: each term's prefix scan, then the ids all
  * terms have, in paging order. */
+/* Rows of mam_ft read for one term at most: bounded reads (an ascan
+ * would copy every row of a word found in a million messages), and in the
+ * direction of paging, so that the newest page of a common word is made
+ * of its newest matches. */
+#define TERM_READ_MAX (2 * MAM_FT_CANDIDATES)
+
 struct term_scan {
 	struct query *q;
 	size_t i;
 	size_t tplen;
+	size_t seen;                /* rows read */
 };
 
 static int
@@ -491,6 +501,7 @@ term_row(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
 	struct idset *s = &q->term_ids[t->i];
 	uint64_t id;
 
+	t->seen++;
 	/* host NUL node NUL word NUL id8: the word goes on past the term. */
 	if (klen < t->tplen + 1 + MAM_ID_LEN ||
 	    ((const char *)key)[klen - MAM_ID_LEN - 1] != '\0')
@@ -554,6 +565,9 @@ term_done(int status, void *ud)
 	struct term_scan *t = ud;
 	struct query *q = t->q;
 
+	/* The read stopped at its bound: there may be more matches. */
+	if (t->seen >= TERM_READ_MAX)
+		q->term_ids[t->i].capped = 1;
 	free(t);
 	if (status != XMPPD_STORE_OK)
 		q->error = "internal-server-error";
@@ -590,8 +604,8 @@ fulltext_start(struct query *q)
 		t->q = q;
 		t->i = i;
 		t->tplen = q->plen + tl;
-		if (xmppd_store_ascan(mam_ctx, MAM_TABLE_FT, key, t->tplen, term_row, term_done,
-		    t) < 0) {
+		if (xmppd_store_arange(mam_ctx, MAM_TABLE_FT, key, t->tplen, NULL, 0, q->backward,
+		    TERM_READ_MAX, term_row, term_done, t) < 0) {
 			free(t);
 			q->error = "internal-server-error";
 			break;
