@@ -371,6 +371,11 @@ XMPPD_API void xmppd_service_foreach(void (*fn)(const char *domain, void *ud), v
 /* Routes stanza by its 'to' (RFC 6120 10); 'from' must be set. The core
  * takes its own reference. */
 XMPPD_API void xmppd_route(xmppd_elem *stanza);
+/* (ABI 1.4) The same without filter_packet, for a stanza that has been
+ * through it already and was held (mod_offline's message taken back for
+ * a session that came online): routed again, the filters would archive,
+ * carbon-copy and push it a second time. */
+XMPPD_API void xmppd_route_filtered(xmppd_elem *stanza);
 /* Answers stanza with an error of condition to its sender (nothing for an
  * error or an IQ result). */
 XMPPD_API void xmppd_bounce(const xmppd_elem *stanza, const char *condition, const char *text);

@@ -565,57 +565,6 @@ forged_sid(const xmppd_elem *c, const char *bare)
 	return r;
 }
 
-/*
- * The copies this hook made recently, with the id it gave each. A module
- * may route a message a second time (mod_offline routes a message it had
- * stored when the user came online meanwhile, XEP-0160 2): that is the
- * copy made here, already archived, with our stanza-id. Recognized by the
- * element itself (routed stanzas are immutable) and its id, it passes
- * untouched: archived once, its id kept. A ring: the second routing
- * follows the first within moments; one that comes later than RECENT
- * archivings is archived again (a duplicate, never a loss).
- */
-#define RECENT 512
-static pthread_mutex_t recent_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-	const void *elem;
-	uint64_t id;
-} recent[RECENT];
-static size_t recent_next;
-
-static void
-recent_add(const xmppd_elem *e, uint64_t id)
-{
-	pthread_mutex_lock(&recent_lock);
-	recent[recent_next].elem = e;
-	recent[recent_next].id = id;
-	recent_next = (recent_next + 1) % RECENT;
-	pthread_mutex_unlock(&recent_lock);
-}
-
-/* Is st a copy made here, with its stanza-id by bare as given? */
-static int
-recent_ours(const xmppd_elem *st, const char *bare)
-{
-	const char *idt = NULL;
-	uint64_t id;
-	int found = 0;
-
-	for (xmppd_elem *c = xmppd_elem_first_child(st); c != NULL; c = xmppd_elem_next_sibling(c))
-		if (forged_sid(c, bare)) {
-			if (idt != NULL)
-				return 0;       /* two: not ours */
-			idt = xmppd_elem_attr(c, "id");
-		}
-	if (mam_id_parse(idt, &id) < 0)
-		return 0;
-	pthread_mutex_lock(&recent_lock);
-	for (size_t i = 0; i < RECENT && !found; i++)
-		found = recent[i].elem == (const void *)st && recent[i].id == id;
-	pthread_mutex_unlock(&recent_lock);
-	return found;
-}
-
 /* The copy being routed again from roster_in (this worker's). */
 /*
  * Archives copy (a received message) in the archive of to and gives it
@@ -639,7 +588,6 @@ archive_in(xmppd_elem *copy, const xmppd_jid *to, const xmppd_jid *from)
 	sid = xmppd_elem_add_child(copy, NS_SID, "stanza-id");
 	xmppd_elem_set_attr(sid, "by", xmppd_jid_bare(to));
 	xmppd_elem_set_attr(sid, "id", idt);
-	recent_add(copy, id);
 	return later;
 }
 
@@ -674,8 +622,12 @@ filter(void *args, void *ud)
 	for (c = xmppd_elem_first_child(pa->stanza); c != NULL && !forged;
 	    c = xmppd_elem_next_sibling(c))
 		forged = forged_sid(c, bare);
-	if (pa->stanza == reinjecting || (forged && recent_ours(pa->stanza, bare)))
-		return XMPPD_CONTINUE;  /* routed again: archived already */
+	/* Our own copy, routed again from our callbacks. (A module that holds
+	 * a message which passed the filters routes it with
+	 * xmppd_route_filtered: mod_offline's taken-back messages do not come
+	 * here a second time.) */
+	if (pa->stanza == reinjecting)
+		return XMPPD_CONTINUE;
 	arch = from != NULL && xmppd_jid_domain(from) != NULL && archivable(pa->stanza) &&
 	    xmppd_user_exists(node, xmppd_jid_domain(to)) ? prefs_allow(bare, from) : 0;
 	if (!forged && !arch)

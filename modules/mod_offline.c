@@ -381,8 +381,10 @@ taken_back(int status, void *ud)
 	struct job *j = ud;
 
 	claim_release(xmppd_jid_bare(j->user));
+	/* It passed filter_packet when it first came: not again (an
+	 * archive, carbons and push have seen it). */
 	if (status == XMPPD_STORE_OK && j->taken)
-		xmppd_route(j->st);
+		xmppd_route_filtered(j->st);
 	else if (status != XMPPD_STORE_OK)
 		xmppd_log(module_ctx, XMPPD_LOG_ERROR, "%s: cannot take back a late message; it "
 		    "waits for the next login", xmppd_jid_bare(j->user));
@@ -632,7 +634,7 @@ delivery_end(struct sess *ss)
 		if (ss->session != NULL && !ss->closed)
 			xmppd_session_send(ss->session, h->st);
 		else
-			xmppd_route(h->st);
+			xmppd_route_filtered(h->st);   /* filtered once already */
 		xmppd_elem_unref(h->st);
 		free(h);
 	}

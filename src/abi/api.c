@@ -252,8 +252,8 @@ xmppd_nodeprep(const char *s)
 /* ---------------------------------------------------------------- */
 /* Routing.                                                           */
 
-XMPPD_API void
-xmppd_route(xmppd_elem *st)
+static void
+route_parsed(xmppd_elem *st, int filter)
 {
 	const char *to = xml_attr_get(st, "to"), *from = xml_attr_get(st, "from"), *e;
 	jid jto, jfrom;
@@ -262,9 +262,24 @@ xmppd_route(xmppd_elem *st)
 		return;
 	if (from == NULL || jid_parse(&jfrom, from, strlen(from), &e) < 0)
 		memset(&jfrom, 0, sizeof(jfrom));
-	router_route(st, &jfrom, &jto);
+	if (filter)
+		router_route(st, &jfrom, &jto);
+	else
+		router_route_filtered(st, &jfrom, &jto);
 	jid_free(&jto);
 	jid_free(&jfrom);
+}
+
+XMPPD_API void
+xmppd_route(xmppd_elem *st)
+{
+	route_parsed(st, 1);
+}
+
+XMPPD_API void
+xmppd_route_filtered(xmppd_elem *st)
+{
+	route_parsed(st, 0);
 }
 
 XMPPD_API void
