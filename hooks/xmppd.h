@@ -45,7 +45,7 @@ extern "C" {
 #endif
 
 #define XMPPD_ABI_MAJOR 1
-#define XMPPD_ABI_MINOR 4
+#define XMPPD_ABI_MINOR 5
 
 #if defined(__GNUC__)
 #define XMPPD_API __attribute__((visibility("default")))
@@ -178,6 +178,9 @@ enum xmppd_hook {
 	/* ABI 1.4 */
 	XMPPD_HOOK_C2S_NONZA,              /* struct xmppd_nonza_args */
 	XMPPD_HOOK_SM_SESSION_RESUMED,     /* struct xmppd_session_args */
+	/* ABI 1.5 */
+	XMPPD_HOOK_PUBSUB_EVENT,           /* struct xmppd_pubsub_event_args */
+	XMPPD_HOOK_CAPS_PRESENCE,          /* struct xmppd_caps_presence_args */
 	XMPPD_HOOK__COUNT
 };
 
@@ -235,6 +238,42 @@ struct xmppd_user_args {
 struct xmppd_roster_args {
 	xmppd_elem *query;
 	const xmppd_jid *user;
+};
+
+/* pubsub_event (ABI 1.5): a node of a pubsub service or of an account's
+ * PEP changed; run by the module that keeps nodes (mod_pubsub) on the
+ * node's worker once the change is durable, before the notifications go
+ * out. For modules that mirror a node (XEP-0402 bookmarks into XEP-0048
+ * storage, XEP-0398 avatars into the vCard). The result is ignored. */
+enum {
+	XMPPD_PUBSUB_PUBLISHED = 1,     /* item: the <item id=...> with its payload */
+	XMPPD_PUBSUB_RETRACTED = 2,     /* item: <item id=.../>, no payload */
+	XMPPD_PUBSUB_PURGED = 3,        /* every item went; item NULL */
+	XMPPD_PUBSUB_DELETED = 4,       /* the node went; item NULL */
+};
+struct xmppd_pubsub_event_args {
+	int kind;                   /* XMPPD_PUBSUB_* */
+	const xmppd_jid *service;   /* pubsub.DOMAIN, or the account's bare JID (PEP) */
+	const char *node;
+	const char *item_id;        /* PUBLISHED, RETRACTED; else NULL */
+	const xmppd_elem *item;     /* borrowed */
+	const xmppd_jid *publisher; /* who did it: a bare JID, or NULL (the server) */
+};
+
+/* caps_presence (ABI 1.5): run by the module that keeps entity
+ * capabilities (XEP-0115, mod_caps) when a resource whose features it
+ * knows sends available presence, and when it sends unavailable
+ * presence. from is the resource's full JID; to is the local account's
+ * bare JID the presence was for, or NULL for a local user's own
+ * broadcast (then from is one of the account's resources). Runs on the
+ * worker routing the presence, or for a hash first met there, on the one
+ * that verified it (XEP-0115 5.4) once the answer came: so an available
+ * presence runs it once its features are known, and xmppd_caps_has_feature
+ * answers for from during the call. */
+struct xmppd_caps_presence_args {
+	const xmppd_jid *from;
+	const xmppd_jid *to;        /* or NULL */
+	int available;
 };
 
 typedef enum xmppd_result (*xmppd_hook_fn)(void *args, void *ud);
@@ -421,6 +460,81 @@ XMPPD_API size_t xmppd_user_resources(const xmppd_jid *bare,
  * routing it (filter_packet does not run): for copies a module makes for
  * one resource (carbons). 1 if the resource was bound, else 0. Any thread. */
 XMPPD_API int xmppd_deliver(const xmppd_jid *full, const xmppd_elem *stanza);
+
+/* ------------------------------------------------------------------ */
+/* Entities (ABI 1.5)                                                  */
+
+/*
+ * An entity without a connection (a pubsub node, an account's PEP nodes,
+ * a MUC room) lives on one worker, the one the core's placement names for
+ * its key (DESIGN.md, "Threads"), and its state is touched by that worker
+ * alone. Handlers that receive a stanza for it elsewhere (an IQ to an
+ * account's bare JID runs on the sender's worker) pass it there.
+ */
+/* The calling worker's number (0 .. xmppd_worker_count()-1), or -1 when
+ * not on a worker. Any thread. */
+XMPPD_API int xmppd_worker_id(void);
+XMPPD_API unsigned xmppd_worker_count(void);
+/* The worker that owns the entity named key: a bare JID (a service's
+ * addressee, as xmppd_service_register places it; an account's own
+ * entities) or any string a module names its entities with. Fixed for
+ * the life of the process. Any thread. */
+XMPPD_API unsigned xmppd_entity_worker(const char *key);
+/* Runs fn(ud) on the worker that owns key, after the tasks already posted
+ * there (so what one worker posts for one entity runs in that order), and
+ * never before this returns, also when that worker is the caller's. Counts
+ * as the module's store work: its unload waits until fn has run. Any
+ * thread. 0, or -1 (no memory, the module is unloading: fn will not run). */
+typedef void (*xmppd_entity_fn)(void *ud);
+XMPPD_API int xmppd_entity_post(xmppd_ctx *ctx, const char *key, xmppd_entity_fn fn,
+    void *ud);
+
+/* ------------------------------------------------------------------ */
+/* Entity capabilities (ABI 1.5; XEP-0115)                             */
+
+/* Whether the resource full (local, or remote whose presence reached a
+ * local account) advertised feature in its current presence's caps:
+ * 1, 0, or -1 (no caps known for it, not verified yet, or no module keeps
+ * caps). Any thread. */
+XMPPD_API int xmppd_caps_has_feature(const xmppd_jid *full, const char *feature);
+/* The module that keeps them (mod_caps) answers: any thread, without
+ * blocking. One provider; removed when its module unloads. 0, or -1
+ * (another module provides them). */
+typedef int (*xmppd_caps_provider_fn)(const xmppd_jid *full, const char *feature);
+XMPPD_API int xmppd_caps_provide(xmppd_ctx *ctx, xmppd_caps_provider_fn fn);
+
+/* ------------------------------------------------------------------ */
+/* Publish-subscribe (ABI 1.5; XEP-0060, XEP-0163)                     */
+
+/*
+ * A module acts on a node as a client would with an IQ: request is the
+ * IQ's payload (<pubsub xmlns='http://jabber.org/protocol/pubsub'> or
+ * '#owner', with one action: <publish>, <retract>, <items>, <subscribe>,
+ * <configure>, <create>, <delete>...), set says whether the IQ would be a
+ * set. service is pubsub.DOMAIN or an account's bare JID (PEP); actor is
+ * the JID it acts as (its access is checked as for an IQ from it), or NULL
+ * for the server (an owner of every node). To hear of changes, subscribe a
+ * JID the module owns or hook pubsub_event.
+ *
+ * fn runs once, on the calling worker, never before this returns: with
+ * condition NULL and the reply's payload (or NULL for an empty result), or
+ * with the RFC 6120 condition and the XEP-0060 application condition
+ * element (or NULL) of the error the IQ would get; both borrowed for the
+ * call. Counts as the module's store work. 0, or -1 (not on a worker, no
+ * memory: fn does not run). With no module keeping nodes, fn gets
+ * "service-unavailable".
+ */
+typedef void (*xmppd_pubsub_fn)(const char *condition, const xmppd_elem *result, void *ud);
+XMPPD_API int xmppd_pubsub_request(xmppd_ctx *ctx, const xmppd_jid *actor,
+    const xmppd_jid *service, int set, const xmppd_elem *request, xmppd_pubsub_fn fn,
+    void *ud);
+/* The module that keeps nodes answers: provider(...) calls done(condition,
+ * result, done_ud) exactly once, from any thread, during the call or
+ * later; the core copies what it needs and calls the asker on its worker.
+ * One provider; removed when its module unloads. 0, or -1. */
+typedef void (*xmppd_pubsub_provider_fn)(const xmppd_jid *actor, const xmppd_jid *service,
+    int set, const xmppd_elem *request, xmppd_pubsub_fn done, void *done_ud);
+XMPPD_API int xmppd_pubsub_provide(xmppd_ctx *ctx, xmppd_pubsub_provider_fn fn);
 
 /* ------------------------------------------------------------------ */
 /* Control commands (xmppctl)                                          */

@@ -872,6 +872,7 @@ ctx_unregister(xmppd_ctx *ctx)
 	__atomic_store_n(&ctx->unloading, 1, __ATOMIC_RELEASE);
 	registry_remove_owner(ctx);
 	request_forget_owner(ctx);
+	entity_forget_owner(ctx);
 	(void)http_route_remove(ctx);
 	worker_post_all(timers_drop_task, ctx, 0);
 	for (size_t i = 0; i < ctx->nslots; i++)

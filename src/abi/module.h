@@ -50,5 +50,7 @@ void request_init(void);
 /* ctx unloads: its waiting requests are dropped, its roster provider
  * removed. */
 void request_forget_owner(xmppd_ctx *ctx);
+/* entity.c (ABI 1.5): ctx unloads: its caps and pubsub providers go. */
+void entity_forget_owner(xmppd_ctx *ctx);
 
 #endif
