@@ -481,8 +481,9 @@ XMPPD_API unsigned xmppd_worker_count(void);
  * the life of the process. Any thread. */
 XMPPD_API unsigned xmppd_entity_worker(const char *key);
 /* Runs fn(ud) on the worker that owns key, after the tasks already posted
- * there (so what one worker posts for one entity runs in that order), and
- * never before this returns, also when that worker is the caller's. Counts
+ * there (so what one worker posts for one entity runs in that order);
+ * when that worker is the caller's, never before this returns (another
+ * worker may run it at once: set up what fn reads before the call). Counts
  * as the module's store work: its unload waits until fn has run. Any
  * thread. 0, or -1 (no memory, the module is unloading: fn will not run). */
 typedef void (*xmppd_entity_fn)(void *ud);

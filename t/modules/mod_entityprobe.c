@@ -1,0 +1,273 @@
+/*
+ * mod_entityprobe - a test module (t1600-entity-abi) for ABI 1.5's
+ * entities and providers, driven by IQs to the server:
+ *
+ *   <post xmlns='urn:xmppd:test:entity' key='K'/>   (get)
+ *     xmppd_entity_post(K): the reply, sent from the posted function,
+ *     says on which worker it ran, which one xmppd_entity_worker(K)
+ *     names, and whether the call had returned before it ran:
+ *     <post worker='W' owner='O' returned='1' order='N'/>. Several posts
+ *     of one key from one IQ run in order (order counts them).
+ *   <pubsub xmlns='urn:xmppd:test:entity'/>        (get)
+ *     xmppd_pubsub_request with a <pubsub/> payload: the reply carries
+ *     the condition (or 'none') and the result's first child name, and
+ *     whether the callback ran on the asking worker after the call
+ *     returned: <pubsub condition='C' result='R' same='1' returned='1'/>.
+ *   <caps xmlns='urn:xmppd:test:entity' feature='F'/>  (get)
+ *     <caps has='N'/>: xmppd_caps_has_feature(sender, F).
+ *
+ * With option `provide: true` it is the pubsub provider (answering from
+ * another worker, through xmppd_entity_post, with <pubsub><echo/></pubsub>
+ * or, for a request with a <fail/> child, item-not-found) and the caps
+ * provider (a feature "yes" is 1, "no" 0, else -1).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xmppd.h>
+
+#define NS "urn:xmppd:test:entity"
+#define NS_PUBSUB "http://jabber.org/protocol/pubsub"
+#define POSTS 4
+
+static const struct xmppd_option options[] = {
+	{ "provide", XMPPD_OPT_BOOL, "false", 0, 0 },
+	{ NULL, 0, NULL, 0, 0 },
+};
+
+static xmppd_ctx *module_ctx;
+
+/* ---- xmppd_entity_post ---- */
+
+struct post {
+	xmppd_elem *iq;             /* a reference */
+	char key[256];
+	int returned;               /* set after xmppd_entity_post returned */
+	int ran;                    /* how many of the POSTS ran */
+	int order_ok;
+	int worker;
+};
+
+struct post_one {
+	struct post *p;
+	int n;
+};
+
+static void
+post_run(void *ud)
+{
+	struct post_one *o = ud;
+	struct post *p = o->p;
+	char buf[32];
+
+	if (o->n != p->ran)
+		p->order_ok = 0;
+	if (p->ran == 0)
+		p->worker = xmppd_worker_id();
+	else if (p->worker != xmppd_worker_id())
+		p->order_ok = 0;
+	p->ran++;
+	if (p->ran == POSTS) {
+		xmppd_elem *r = xmppd_elem_new(NS, "post");
+
+		snprintf(buf, sizeof(buf), "%d", p->worker);
+		xmppd_elem_set_attr(r, "worker", buf);
+		snprintf(buf, sizeof(buf), "%u", xmppd_entity_worker(p->key));
+		xmppd_elem_set_attr(r, "owner", buf);
+		xmppd_elem_set_attr(r, "returned", p->returned ? "1" : "0");
+		xmppd_elem_set_attr(r, "order", p->order_ok ? "1" : "0");
+		xmppd_iq_reply(p->iq, r);
+		xmppd_elem_unref(p->iq);
+		free(p);
+	}
+	free(o);
+}
+
+static void
+do_post(xmppd_elem *iq, const char *key)
+{
+	struct post *p = calloc(1, sizeof(*p));
+
+	if (p == NULL || strlen(key) >= sizeof(p->key)) {
+		free(p);
+		xmppd_iq_error(iq, "bad-request", NULL);
+		return;
+	}
+	memcpy(p->key, key, strlen(key) + 1);
+	p->iq = xmppd_elem_ref(iq);
+	p->order_ok = 1;
+	for (int i = 0; i < POSTS; i++) {
+		struct post_one *o = malloc(sizeof(*o));
+
+		if (o == NULL)
+			abort();
+		o->p = p;
+		o->n = i;
+		if (xmppd_entity_post(module_ctx, key, post_run, o) < 0)
+			abort();
+		/* Read by post_run on the owning worker: written before the
+		 * next post's release, so the first run sees it unless it ran
+		 * before the call returned. */
+		if (i == 0)
+			__atomic_store_n(&p->returned, 1, __ATOMIC_RELEASE);
+	}
+}
+
+/* ---- xmppd_pubsub_request ---- */
+
+struct preq {
+	xmppd_elem *iq;
+	int worker;
+	int returned;
+};
+
+static void
+pubsub_done(const char *condition, const xmppd_elem *result, void *ud)
+{
+	struct preq *q = ud;
+	xmppd_elem *r = xmppd_elem_new(NS, "pubsub");
+	/* A result: its first child; an error: the application element. */
+	xmppd_elem *first = result == NULL ? NULL : condition != NULL ? (xmppd_elem *)result :
+	    xmppd_elem_first_child(result);
+
+	xmppd_elem_set_attr(r, "condition", condition != NULL ? condition : "none");
+	xmppd_elem_set_attr(r, "result", first != NULL ? xmppd_elem_name(first) :
+	    result != NULL ? "empty" : "none");
+	xmppd_elem_set_attr(r, "same", q->worker == xmppd_worker_id() ? "1" : "0");
+	xmppd_elem_set_attr(r, "returned", q->returned ? "1" : "0");
+	xmppd_iq_reply(q->iq, r);
+	xmppd_elem_unref(q->iq);
+	free(q);
+}
+
+static void
+do_pubsub(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, int fail)
+{
+	struct preq *q = calloc(1, sizeof(*q));
+	xmppd_elem *req = xmppd_elem_new(NS_PUBSUB, "pubsub");
+
+	if (fail)
+		(void)xmppd_elem_add_child(req, NULL, "fail");
+	q->iq = xmppd_elem_ref(iq);
+	q->worker = xmppd_worker_id();
+	if (xmppd_pubsub_request(module_ctx, from, to, 0, req, pubsub_done, q) < 0) {
+		xmppd_iq_error(iq, "internal-server-error", NULL);
+		xmppd_elem_unref(q->iq);
+		free(q);
+	} else {
+		q->returned = 1;
+	}
+	xmppd_elem_unref(req);
+}
+
+/* ---- the providers ---- */
+
+struct answer {
+	xmppd_pubsub_fn done;
+	void *ud;
+	int fail;
+};
+
+static void
+answer_run(void *ud)
+{
+	struct answer *a = ud;
+
+	if (a->fail) {
+		xmppd_elem *cond = xmppd_elem_new(NS_PUBSUB "#errors", "item-not-found");
+
+		a->done("item-not-found", cond, a->ud);
+		xmppd_elem_unref(cond);
+	} else {
+		xmppd_elem *r = xmppd_elem_new(NS_PUBSUB, "pubsub");
+
+		(void)xmppd_elem_add_child(r, NULL, "echo");
+		a->done(NULL, r, a->ud);
+		xmppd_elem_unref(r);
+	}
+	free(a);
+}
+
+static void
+pubsub_provider(const xmppd_jid *actor, const xmppd_jid *service, int set,
+    const xmppd_elem *request, xmppd_pubsub_fn done, void *done_ud)
+{
+	struct answer *a = malloc(sizeof(*a));
+
+	(void)actor;
+	(void)set;
+	(void)service;
+	if (a == NULL) {
+		done("resource-constraint", NULL, done_ud);
+		return;
+	}
+	a->done = done;
+	a->ud = done_ud;
+	a->fail = xmppd_elem_child(request, NULL, "fail") != NULL;
+	/* From the worker of another entity than the asker's, as a node's
+	 * would answer; the core hands the answer back to the asker. */
+	if (xmppd_entity_post(module_ctx, "probe-node", answer_run, a) < 0)
+		answer_run(a);
+}
+
+static int
+caps_provider(const xmppd_jid *full, const char *feature)
+{
+	(void)full;
+	return strcmp(feature, "yes") == 0 ? 1 : strcmp(feature, "no") == 0 ? 0 : -1;
+}
+
+/* ---- the IQs ---- */
+
+static enum xmppd_result
+probe_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
+{
+	xmppd_elem *q = xmppd_elem_first_child(iq);
+	const char *name = xmppd_elem_name(q);
+	char buf[16];
+
+	(void)ud;
+	if (strcmp(name, "post") == 0 && xmppd_elem_attr(q, "key") != NULL) {
+		do_post(iq, xmppd_elem_attr(q, "key"));
+	} else if (strcmp(name, "pubsub") == 0) {
+		do_pubsub(iq, from, to, xmppd_elem_attr(q, "fail") != NULL);
+	} else if (strcmp(name, "caps") == 0 && xmppd_elem_attr(q, "feature") != NULL) {
+		xmppd_elem *r = xmppd_elem_new(NS, "caps");
+
+		snprintf(buf, sizeof(buf), "%d",
+		    xmppd_caps_has_feature(from, xmppd_elem_attr(q, "feature")));
+		xmppd_elem_set_attr(r, "has", buf);
+		xmppd_iq_reply(iq, r);
+	} else {
+		xmppd_iq_error(iq, "bad-request", NULL);
+	}
+	return XMPPD_STOP;
+}
+
+static int
+load(xmppd_ctx *ctx)
+{
+	module_ctx = ctx;
+	if (xmppd_opt_bool(ctx, "provide") &&
+	    (xmppd_pubsub_provide(ctx, pubsub_provider) < 0 ||
+	    xmppd_caps_provide(ctx, caps_provider) < 0))
+		return -1;
+	return xmppd_iq_register(ctx, NULL, NS, XMPPD_IQ_GET, XMPPD_IQ_SERVER, probe_iq, NULL);
+}
+
+static void
+unload(xmppd_ctx *ctx)
+{
+	(void)ctx;
+}
+
+XMPPD_MODULE_EXPORT const struct xmppd_module xmppd_module = {
+	.abi_major = XMPPD_ABI_MAJOR,
+	.abi_minor = XMPPD_ABI_MINOR,
+	.name = "mod_entityprobe",
+	.version = "1.0",
+	.options = options,
+	.load = load,
+	.unload = unload,
+};
