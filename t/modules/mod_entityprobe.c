@@ -15,12 +15,18 @@
  *     returned: <pubsub condition='C' result='R' same='1' returned='1'/>.
  *   <caps xmlns='urn:xmppd:test:entity' feature='F'/>  (get)
  *     <caps has='N'/>: xmppd_caps_has_feature(sender, F).
+ *   <hooked xmlns='urn:xmppd:test:entity'/>          (get)
+ *     what caps_presence last ran with for the sender's resource:
+ *     <hooked runs='N' to='BARE or -' available='0|1' has='H'/>, H being
+ *     xmppd_caps_has_feature(from, "urn:xmpp:test:node+notify") during
+ *     the run; runs counts the runs for that resource.
  *
  * With option `provide: true` it is the pubsub provider (answering from
  * another worker, through xmppd_entity_post, with <pubsub><echo/></pubsub>
  * or, for a request with a <fail/> child, item-not-found) and the caps
  * provider (a feature "yes" is 1, "no" 0, else -1).
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +43,41 @@ static const struct xmppd_option options[] = {
 };
 
 static xmppd_ctx *module_ctx;
+
+/* caps_presence runs, by resource (a few: the test has four clients). */
+#define HOOKED_MAX 16
+static pthread_mutex_t hooked_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hooked {
+	char from[256], to[256];
+	int runs, available, has;
+} hooked[HOOKED_MAX];
+
+static enum xmppd_result
+on_caps_presence(void *args, void *ud)
+{
+	struct xmppd_caps_presence_args *a = args;
+	const char *from = xmppd_jid_full(a->from);
+	int has = xmppd_caps_has_feature(a->from, "urn:xmpp:test:node+notify");
+
+	(void)ud;
+	pthread_mutex_lock(&hooked_lock);
+	for (int i = 0; i < HOOKED_MAX; i++) {
+		struct hooked *h = &hooked[i];
+
+		if (h->from[0] != '\0' && strcmp(h->from, from) != 0)
+			continue;
+		if (strlen(from) >= sizeof(h->from))
+			break;
+		memcpy(h->from, from, strlen(from) + 1);
+		snprintf(h->to, sizeof(h->to), "%s", a->to != NULL ? xmppd_jid_bare(a->to) : "-");
+		h->runs++;
+		h->available = a->available;
+		h->has = has;
+		break;
+	}
+	pthread_mutex_unlock(&hooked_lock);
+	return XMPPD_CONTINUE;
+}
 
 /* ---- xmppd_entity_post ---- */
 
@@ -239,6 +280,22 @@ probe_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
 		    xmppd_caps_has_feature(from, xmppd_elem_attr(q, "feature")));
 		xmppd_elem_set_attr(r, "has", buf);
 		xmppd_iq_reply(iq, r);
+	} else if (strcmp(name, "hooked") == 0) {
+		xmppd_elem *r = xmppd_elem_new(NS, "hooked");
+		struct hooked h = { "", "-", 0, 0, 0 };
+
+		pthread_mutex_lock(&hooked_lock);
+		for (int i = 0; i < HOOKED_MAX; i++)
+			if (strcmp(hooked[i].from, xmppd_jid_full(from)) == 0)
+				h = hooked[i];
+		pthread_mutex_unlock(&hooked_lock);
+		snprintf(buf, sizeof(buf), "%d", h.runs);
+		xmppd_elem_set_attr(r, "runs", buf);
+		xmppd_elem_set_attr(r, "to", h.to);
+		xmppd_elem_set_attr(r, "available", h.available ? "1" : "0");
+		snprintf(buf, sizeof(buf), "%d", h.has);
+		xmppd_elem_set_attr(r, "has", buf);
+		xmppd_iq_reply(iq, r);
 	} else {
 		xmppd_iq_error(iq, "bad-request", NULL);
 	}
@@ -252,6 +309,8 @@ load(xmppd_ctx *ctx)
 	if (xmppd_opt_bool(ctx, "provide") &&
 	    (xmppd_pubsub_provide(ctx, pubsub_provider) < 0 ||
 	    xmppd_caps_provide(ctx, caps_provider) < 0))
+		return -1;
+	if (xmppd_hook_add(ctx, XMPPD_HOOK_CAPS_PRESENCE, NULL, 50, on_caps_presence, NULL) < 0)
 		return -1;
 	return xmppd_iq_register(ctx, NULL, NS, XMPPD_IQ_GET, XMPPD_IQ_SERVER, probe_iq, NULL);
 }
