@@ -241,7 +241,7 @@ struct xmppd_roster_args {
 };
 
 /* pubsub_event (ABI 1.5): a node of a pubsub service or of an account's
- * PEP changed; run by the module that keeps nodes (mod_pubsub) on the
+ * PEP changed; run by the module that keeps nodes on the
  * node's worker once the change is durable, before the notifications go
  * out. For modules that mirror a node (XEP-0402 bookmarks into XEP-0048
  * storage, XEP-0398 avatars into the vCard). The result is ignored. */
