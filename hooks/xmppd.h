@@ -531,8 +531,9 @@ XMPPD_API int xmppd_pubsub_request(xmppd_ctx *ctx, const xmppd_jid *actor,
     void *ud);
 /* The module that keeps nodes answers: provider(...) calls done(condition,
  * result, done_ud) exactly once, from any thread, during the call or
- * later; the core copies what it needs and calls the asker on its worker.
- * One provider; removed when its module unloads. 0, or -1. */
+ * later (also for what is outstanding when it unloads: the asker's unload
+ * waits for its answer); the core copies what it needs and calls the asker
+ * on its worker. One provider; removed when its module unloads. 0, or -1. */
 typedef void (*xmppd_pubsub_provider_fn)(const xmppd_jid *actor, const xmppd_jid *service,
     int set, const xmppd_elem *request, xmppd_pubsub_fn done, void *done_ud);
 XMPPD_API int xmppd_pubsub_provide(xmppd_ctx *ctx, xmppd_pubsub_provider_fn fn);
