@@ -263,7 +263,8 @@ struct xmppd_pubsub_event_args {
 /* caps_presence (ABI 1.5): run by the module that keeps entity
  * capabilities (XEP-0115, mod_caps) when a resource whose features it
  * knows sends available presence, and when it sends unavailable
- * presence. from is the resource's full JID; to is the local account's
+ * presence (to a local account: always; its own broadcast: when its caps
+ * were known). from is the resource's full JID; to is the local account's
  * bare JID the presence was for, or NULL for a local user's own
  * broadcast (then from is one of the account's resources). Runs on the
  * worker routing the presence, or for a hash first met there, on the one

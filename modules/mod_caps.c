@@ -515,7 +515,10 @@ forget(const xmppd_jid *from, const xmppd_jid *to)
 		free(r->full);
 		free(r);
 	}
-	if (had)
+	/* The resource is one entry for all the accounts its presence
+	 * reaches, so the copies to the others find it gone: each of them
+	 * still hears that it went. */
+	if (had || to != NULL)
 		run_hook(from, to, 0);
 }
 
@@ -618,7 +621,10 @@ on_filter(void *args, void *ud)
 	struct xmppd_packet_args *pa = args;
 
 	(void)ud;
-	if (pa->to != NULL && xmppd_jid_node(pa->to) != NULL &&
+	/* Every stanza passes here: nothing but a kind check for the
+	 * messages and IQs. */
+	if (strcmp(xmppd_stanza_kind(pa->stanza), "presence") == 0 &&
+	    pa->to != NULL && xmppd_jid_node(pa->to) != NULL &&
 	    xmppd_is_local_host(xmppd_jid_domain(pa->to)) && pa->from != NULL &&
 	    strcmp(xmppd_jid_bare(pa->from), xmppd_jid_bare(pa->to)) != 0) {
 		xmppd_jid *bare = xmppd_jid_make(xmppd_jid_node(pa->to), xmppd_jid_domain(pa->to),
