@@ -503,13 +503,20 @@ forget(const xmppd_jid *from, const xmppd_jid *to)
 	struct res **pp, *r;
 	int had;
 
-	pthread_rwlock_wrlock(&lock);
-	pp = res_slot(xmppd_jid_full(from));
-	if ((r = *pp) != NULL) {
-		*pp = r->next;
-		nres--;
-	}
+	/* Most copies of an unavailable presence find the resource gone
+	 * (the first took it): a read lock tells without blocking others. */
+	pthread_rwlock_rdlock(&lock);
+	r = *res_slot(xmppd_jid_full(from));
 	pthread_rwlock_unlock(&lock);
+	if (r != NULL) {
+		pthread_rwlock_wrlock(&lock);
+		pp = res_slot(xmppd_jid_full(from));
+		if ((r = *pp) != NULL) {
+			*pp = r->next;
+			nres--;
+		}
+		pthread_rwlock_unlock(&lock);
+	}
 	had = r != NULL;
 	if (r != NULL) {
 		free(r->full);
@@ -538,6 +545,17 @@ seen(xmppd_elem *c, const xmppd_jid *from, const xmppd_jid *to)
 	    strlen(ver) >= VER_MAX || strlen(node) > 512 || *ver == '\0')
 		return;
 	snprintf(key, sizeof(key), "sha-1 %s", ver);
+	/* The common case: a broadcast reaching many local contacts, every
+	 * copy after the first finding the resource known with this hash
+	 * verified; a read lock is enough for it. */
+	pthread_rwlock_rdlock(&lock);
+	r = *res_slot(xmppd_jid_full(from));
+	known = r != NULL && r->caps->state == CAPS_OK && strcmp(r->caps->key, key) == 0;
+	pthread_rwlock_unlock(&lock);
+	if (known) {
+		run_hook(from, to, 1);
+		return;
+	}
 	pthread_rwlock_wrlock(&lock);
 	if ((cp = caps_find(key)) == NULL && ncaps < max_hashes &&
 	    (cp = calloc(1, sizeof(*cp))) != NULL) {

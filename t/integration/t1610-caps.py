@@ -208,6 +208,16 @@ async def main():
     caps_presence(alice)
     xt.is_(await wait_has(alice, NS_INFO, '1'), '1', 'available again: known at once')
     xt.is_(len(aa.queries), 1, 'without asking again')
+    xt.is_(await hooked(alice), (3, '-', '1', '1'), 'caps_presence ran for it')
+    caps_presence(alice)        # a status change: same resource, same hash
+    got = None
+    for _ in range(50):
+        got = await hooked(alice)
+        if got is not None and got[0] >= 4:
+            break
+        await asyncio.sleep(0.1)
+    xt.is_(got, (4, '-', '1', '1'),
+           'a second presence with the same caps runs caps_presence again')
 
     await xt.disconnect_all(alice, bob, carol, dave)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0 on SIGTERM')
