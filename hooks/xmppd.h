@@ -45,7 +45,7 @@ extern "C" {
 #endif
 
 #define XMPPD_ABI_MAJOR 1
-#define XMPPD_ABI_MINOR 5
+#define XMPPD_ABI_MINOR 6
 
 #if defined(__GNUC__)
 #define XMPPD_API __attribute__((visibility("default")))
@@ -429,6 +429,10 @@ XMPPD_API size_t xmppd_user_presences(const xmppd_jid *bare,
 XMPPD_API size_t xmppd_send_to_resources(const xmppd_jid *bare, const xmppd_elem *stanza,
     int available_only);
 XMPPD_API int xmppd_is_local_host(const char *domain);
+/* (ABI 1.6) Calls fn with each host the configuration serves (prepared:
+ * nameprep'd), in the configuration's order; returns how many. For modules
+ * that serve a domain per host (pubsub.HOST). Any thread. */
+XMPPD_API size_t xmppd_host_foreach(void (*fn)(const char *host, void *ud), void *ud);
 
 /* (ABI 1.4) What the session manager knows of each resource of an
  * account, for modules that act for resources on other workers (carbons,

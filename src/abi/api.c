@@ -386,6 +386,18 @@ xmppd_is_local_host(const char *domain)
 	return r;
 }
 
+XMPPD_API size_t
+xmppd_host_foreach(void (*fn)(const char *host, void *ud), void *ud)
+{
+	struct conf *c = conf_current();
+	size_t n = c != NULL ? c->nhosts : 0;
+
+	for (size_t i = 0; i < n && fn != NULL; i++)
+		fn(c->hosts[i], ud);
+	conf_unref(c);
+	return n;
+}
+
 /* ---------------------------------------------------------------- */
 /* Store: asynchronous (core/astore.c).                               */
 
