@@ -90,24 +90,30 @@ async def main():
     # -- SASL, restart, bind; a chat both ways ------------------------------
     ajid = await a.login('alice', 'web')
     xt.is_(ajid, 'alice@%s/web' % srv.host, 'PLAIN, xmpp:restart, bind: alice is bound')
-    st, b, _ = await a.request("<presence xmlns='jabber:client' to='%s'/>" % bob.jid)
+    # A request with nothing to answer is held (hold=1) until the next
+    # one comes: that is the poll below, not its wait.
+    sent = asyncio.ensure_future(a.request("<presence xmlns='jabber:client' to='%s'/>" % bob.jid))
     p = await bob.presence(frm=ajid, timeout=5)
     xt.ok(p is not None and p['type'] == 'available', 'bob (TCP) sees alice\'s directed presence')
 
     poll = asyncio.ensure_future(a.request())
+    await sent
     await asyncio.sleep(0.5)
     bob.send(ajid, 'to the web')
     st, b, took = await poll
     xt.ok('to the web' in messages(b) and took < WAIT - 1,
           'TCP -> BOSH: a held request carries the message at once')
-    st, b, took = await a.request("<message xmlns='jabber:client' to='%s' type='chat'>"
-                                  "<body>to tcp</body></message>" % bob.jid)
+    sent = asyncio.ensure_future(a.request("<message xmlns='jabber:client' to='%s' type='chat'>"
+                                           "<body>to tcp</body></message>" % bob.jid))
     m = await bob.message(body='to tcp', timeout=5)
     xt.ok(m is not None and str(m['from']) == ajid, 'BOSH -> TCP: bob gets alice\'s message')
 
     # -- long polling: wait, hold -------------------------------------------
-    # (XEP-0124 7.1/11): an empty request is held until `wait` expires ...
-    st, b, took = await a.request()
+    # (XEP-0124 7.1/11): an empty request is held until `wait` expires
+    # (the message's request, held until it comes, is answered then) ...
+    empty = asyncio.ensure_future(a.request())
+    await sent
+    st, b, took = await empty
     xt.ok(b is not None and len(b) == 0 and WAIT * 0.8 <= took < WAIT * 1.8,
           'an empty request is held for wait=%d s and answered empty (took %.1f s)'
           % (WAIT, took))
