@@ -55,7 +55,7 @@ APP = 'push.xmppd.test'
 SECRET = 'push-secret'
 USERS = ('alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace')
 ACK_TIMEOUT = 3         # push_ack_timeout, seconds
-RATE, WINDOW = 3, 8     # phase 2: push_rate_limit, push_rate_window
+RATE, WINDOW = 3, 4     # phase 2: push_rate_limit, push_rate_window
 
 PUBLISH_OPTIONS = ("<x xmlns='jabber:x:data' type='submit'>"
                    "<field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options"
