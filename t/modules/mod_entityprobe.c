@@ -177,28 +177,44 @@ pubsub_done(const char *condition, const xmppd_elem *result, void *ud)
 	    result != NULL ? "empty" : "none");
 	xmppd_elem_set_attr(r, "same", q->worker == xmppd_worker_id() ? "1" : "0");
 	xmppd_elem_set_attr(r, "returned", q->returned ? "1" : "0");
+	/* t1620: the provider's whole answer. */
+	if (result != NULL)
+		xmppd_elem_append_copy(r, result);
 	xmppd_iq_reply(q->iq, r);
 	xmppd_elem_unref(q->iq);
 	free(q);
 }
 
 static void
-do_pubsub(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, int fail)
+do_pubsub(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, xmppd_elem *probe)
 {
 	struct preq *q = calloc(1, sizeof(*q));
-	xmppd_elem *req = xmppd_elem_new(NS_PUBSUB, "pubsub");
+	xmppd_elem *req, *given = xmppd_elem_first_child(probe);
+	const char *service = xmppd_elem_attr(probe, "service");
+	xmppd_jid *sj = service != NULL ? xmppd_jid_parse(service) : NULL;
+	int set = xmppd_elem_attr(probe, "set") != NULL;
 
-	if (fail)
-		(void)xmppd_elem_add_child(req, NULL, "fail");
+	/* t1620: a request element given in the probe, for service, as the
+	 * server (actor NULL) or as the sender (as='me'). */
+	if (given != NULL) {
+		req = xmppd_elem_copy(given);
+	} else {
+		req = xmppd_elem_new(NS_PUBSUB, "pubsub");
+		if (xmppd_elem_attr(probe, "fail") != NULL)
+			(void)xmppd_elem_add_child(req, NULL, "fail");
+	}
 	q->iq = xmppd_elem_ref(iq);
 	q->worker = xmppd_worker_id();
-	if (xmppd_pubsub_request(module_ctx, from, to, 0, req, pubsub_done, q) < 0) {
+	if (xmppd_pubsub_request(module_ctx, given != NULL &&
+	    xmppd_elem_attr(probe, "as") == NULL ? NULL : from, sj != NULL ? sj : to, set, req,
+	    pubsub_done, q) < 0) {
 		xmppd_iq_error(iq, "internal-server-error", NULL);
 		xmppd_elem_unref(q->iq);
 		free(q);
 	} else {
 		q->returned = 1;
 	}
+	xmppd_jid_free(sj);
 	xmppd_elem_unref(req);
 }
 
@@ -272,7 +288,7 @@ probe_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
 	if (strcmp(name, "post") == 0 && xmppd_elem_attr(q, "key") != NULL) {
 		do_post(iq, xmppd_elem_attr(q, "key"));
 	} else if (strcmp(name, "pubsub") == 0) {
-		do_pubsub(iq, from, to, xmppd_elem_attr(q, "fail") != NULL);
+		do_pubsub(iq, from, to, q);
 	} else if (strcmp(name, "caps") == 0 && xmppd_elem_attr(q, "feature") != NULL) {
 		xmppd_elem *r = xmppd_elem_new(NS, "caps");
 
