@@ -150,8 +150,12 @@ async def config_value(c, node, var):
     return None if x is None else field(x, var)
 
 
-async def no_event(c, timeout=0.4):
-    return await event(c, timeout=timeout) is None
+async def hook_event(c):
+    """What pubsub_event last ran with (mod_entityprobe)."""
+    r = await c.iq('get', HOST, "<event xmlns='%s'/>" % PROBE)
+    e = r.xml.find('{%s}event' % PROBE) if r is not None and r['type'] == 'result' else None
+    return None if e is None else (e.get('kind'), e.get('node'), e.get('item'),
+                                   e.get('publisher'), e.get('payload'), e.get('owner'))
 
 
 async def main():
@@ -164,7 +168,7 @@ async def main():
     mods = {'mod_disco': {}, 'mod_roster': {},
             'mod_pubsub': {'hosts': [HOST], 'max_item_size': 2000,
                            'max_items_per_node': 5, 'default_max_items': 3,
-                           'max_nodes_per_user': 30, 'max_subscriptions_per_node': 4,
+                           'max_nodes_per_user': 10, 'max_subscriptions_per_node': 4,
                            'publish_rate': 1, 'publish_burst': 40}}
     srv = xt.Server(workers=2, modules=mods, start=False)
     srv.conf['module_dir'] = str(moddir)
@@ -229,6 +233,8 @@ async def main():
                                                  q('item', EVENT))) if m else None
     xt.ok(entry is not None and entry.text == 'x', 'with the payload (deliver_payloads)')
     xt.is_(m['type'] if m else None, 'headline', 'as a headline message from the service')
+    xt.is_(await hook_event(alice), ('1', 'n1', 'i1', 'alice@' + HOST, 'entry', '1'),
+           'pubsub_event ran: published, with the item, on the node\'s worker')
     gen = published_id(await publish(alice, 'n1'))
     xt.ok(gen and gen != 'i1', 'publish without an id: the service makes one')
     m = await event(bob)
@@ -282,6 +288,8 @@ async def main():
     xt.is_(ev_items(await event(bob)), ('n1', [('retract', 'i1')]),
            'the subscriber is told (notify_retract)')
     xt.is_(item_ids(await items(bob, 'n1')), ['i2', gen], 'i1 is gone')
+    xt.is_(await hook_event(alice), ('2', 'n1', 'i1', 'alice@' + HOST, '-', '1'),
+           'pubsub_event ran: retracted')
 
     # -- max_items trimming ----------------------------------------------
     for i in range(4):
@@ -404,6 +412,11 @@ async def main():
     xt.is_(got[-1], ('policy-violation', 'too-many-subscriptions'),
            'the fifth subscription of a node of 4: too-many-subscriptions')
     xt.is_(got[:4], ['result'] * 4, 'the first four were taken')
+    dave = await xt.login_ok(srv, 'dave', resource='d')
+    got = [err(await create(dave, 'd%d' % i)) for i in range(11)]
+    xt.is_((got[:10], got[10]), (['result'] * 10, ('not-allowed', 'max-nodes-exceeded')),
+           'the eleventh node of a user (max_nodes_per_user 10): max-nodes-exceeded')
+    await dave.disconnect()
 
     # -- restart: nodes, items, subscriptions survive ---------------------
     await xt.disconnect_all(alice, bob, carol)
@@ -411,7 +424,10 @@ async def main():
     srv.start()
     alice = await xt.login_ok(srv, 'alice', resource='a')
     bob = await xt.login_ok(srv, 'bob', resource='b')
-    xt.is_(item_ids(await items(bob, 'n1')), ['b1', 'i2', gen], 'after a restart: the items')
+    # Several requests for a node not loaded yet: one load, all answered.
+    res = await asyncio.gather(*(items(bob, 'n1') for _ in range(6)))
+    xt.is_([item_ids(r) for r in res], [['b1', 'i2', gen]] * 6,
+           'after a restart: the items, to six requests racing the load')
     xt.is_(await config_value(alice, 'n1', 'pubsub#title'), 'One', 'the configuration')
     publish_r = await publish(alice, 'n1', 'after')
     xt.is_(ev_items(await event(bob)), ('n1', [('item', 'after')]),
@@ -425,6 +441,7 @@ async def main():
     m = await event(bob, lambda m: event_of(m).find(q('purge', EVENT)) is not None)
     xt.ok(m is not None, 'the subscriber gets the purge event')
     xt.is_(item_ids(await items(bob, 'n1')), [], 'no items left')
+    xt.is_((await hook_event(alice) or ())[:2], ('3', 'n1'), 'pubsub_event ran: purged')
     r = await ps(alice, 'set', "<delete node='n1'><redirect uri='xmpp:%s?;node=nf'/></delete>"
                  % PS, OWNER)
     xt.is_(err(r), 'result', 'delete with a redirect')
@@ -433,6 +450,7 @@ async def main():
     xt.is_(None if red is None else red.get('uri'), 'xmpp:%s?;node=nf' % PS,
            'the subscriber gets the delete event with the redirect')
     xt.is_(err(await items(bob, 'n1')), ('item-not-found', None), 'the node is gone')
+    xt.is_((await hook_event(alice) or ())[:2], ('4', 'n1'), 'pubsub_event ran: deleted')
     xt.is_(err(await create(alice, 'n1')), 'result', 'and may be made again')
 
     # -- a module through xmppd_pubsub_request ------------------------------
