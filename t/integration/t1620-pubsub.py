@@ -379,6 +379,9 @@ async def main():
     r = await ps(alice, 'set', "<affiliations node='au'><affiliation jid='carol@%s' "
                  "affiliation='outcast'/></affiliations>" % HOST, OWNER)
     xt.is_(err(r), 'result', 'carol made an outcast of au')
+    r = await ps(alice, 'get', "<subscriptions node='au'/>", OWNER)
+    xt.is_([s.get('jid') for s in r.xml.iter(q('subscription', OWNER))] if r else None, [],
+           "and her subscription went (4.1: an outcast has none)")
     xt.is_(err(await subscribe(carol, 'au')), ('forbidden', None),
            'an outcast may not subscribe')
     r = await ps(bob, 'get', '<subscriptions/>')
