@@ -15,6 +15,8 @@
  *   mod_pubsub_nodes  key(service, node)            -> node record
  *   mod_pubsub_subs   key(service, node, jid)       -> subscription
  *   mod_pubsub_items  key(service, node) + seq(8 BE) -> item record
+ * and for PEP the same in mod_pubsub_pep_*, with key(host, user) in place
+ * of key(service): user tables (xmppd_store_user_table).
  * so that a node's items are in publish order (seq grows) and a range
  * read backwards gives the newest first.
  */
@@ -38,6 +40,10 @@
 #define T_NODES "mod_pubsub_nodes"
 #define T_SUBS "mod_pubsub_subs"
 #define T_ITEMS "mod_pubsub_items"
+/* PEP's (user tables: rows go with the account). */
+#define T_PEP_NODES "mod_pubsub_pep_nodes"
+#define T_PEP_SUBS "mod_pubsub_pep_subs"
+#define T_PEP_ITEMS "mod_pubsub_pep_items"
 
 #define PS_KEY_MAX 512
 #define PS_NODE_NAME_MAX 256
@@ -154,6 +160,7 @@ struct ps_req {
 	void *done_ud;
 	int disco;                  /* 1 disco#info, 2 disco#items */
 	int authorize;              /* an owner's answer to 8.6 (payload is the form) */
+	int sendlast;               /* PEP: the last item to actor_full (4.3.2) */
 	/* Scratch of the operation that runs. */
 	struct ps_node *n;
 	void *op;
@@ -168,6 +175,9 @@ int ps_config_copy(struct ps_config *dst, const struct ps_config *src);
  * 0, or -1 with *cond_r (and *why_r). */
 int ps_config_apply(struct ps_mod *m, struct ps_config *c, xmppd_elem *x,
     const char **cond_r, const char **why_r);
+/* The fields of a publish-options form as the configuration of a node
+ * made by the publish (XEP-0163 3): -1 for an unknown field or bad value. */
+int ps_config_apply_fields(struct ps_mod *m, struct ps_config *c, xmppd_elem *x);
 /* XEP-0060 7.1.5: 0 when every field of the publish-options form matches
  * c, -1 otherwise. */
 int ps_config_preconditions(struct ps_mod *m, const struct ps_config *c, xmppd_elem *x);
@@ -185,6 +195,12 @@ const char *ps_form_value(xmppd_elem *x, const char *var);
 const char *ps_form_type(xmppd_elem *x);
 
 /* ---- pubsub_store.c ---- */
+/* Whether service is an account's bare JID (PEP). */
+int ps_is_pep(const char *service);
+/* The table for service: T_NODES etc., or their PEP twins. */
+const char *ps_table(const char *service, const char *table);
+/* The prefix of every key of service. */
+size_t ps_key_service(char *buf, const char *service);
 size_t ps_key_node(char *buf, const char *service, const char *node);
 size_t ps_key_sub(char *buf, const char *service, const char *node, const char *jid);
 size_t ps_key_item(char *buf, const char *service, const char *node, uint64_t seq);
@@ -220,6 +236,11 @@ struct ps_req *ps_req_new(struct ps_mod *m, const xmppd_jid *actor_full, const c
  * feature: for app "unsupported". */
 void ps_reply(struct ps_req *r, xmppd_elem *payload_take);
 void ps_error(struct ps_req *r, const char *cond, const char *app, const char *feature);
+/* PEP (mod_pubsub.c): notifications to the contacts whose caps ask for
+ * the node (XEP-0163 4.3.1), on the account's worker. */
+void ps_pep_notify(struct ps_mod *m, const struct ps_node *n, const xmppd_elem *msg);
+/* PEP: forgets the nodes of an account (removed), on its worker. */
+void ps_forget_service(struct ps_mod *m, const char *service);
 /* Whether actor may create nodes (access_create). */
 int ps_may_create(struct ps_mod *m, const xmppd_jid *actor);
 /* The service's identity and features (disco#info on the service). */

@@ -87,7 +87,8 @@ ps_req_new(struct ps_mod *m, const xmppd_jid *actor_full, const char *service,
 		goto err;
 	if (node != NULL && (r->node = strdup(node)) == NULL)
 		goto err;
-	if ((r->key = ps_node_key(PS_SERVICE, service, node)) == NULL)
+	r->kind = ps_is_pep(service) ? PS_PEP : PS_SERVICE;
+	if ((r->key = ps_node_key(r->kind, service, node)) == NULL)
 		goto err;
 	if (payload != NULL && (r->payload = xmppd_elem_copy(payload)) == NULL)
 		goto err;
@@ -282,6 +283,26 @@ ps_engine_free(struct ps_mod *m)
 	m->tables = NULL;
 }
 
+void
+ps_forget_service(struct ps_mod *m, const char *service)
+{
+	struct ps_table *t = my_table(m);
+	struct ps_node *n, **pp;
+
+	if (t == NULL)
+		return;
+	for (size_t b = 0; b < NBUCKETS; b++)
+		for (pp = &t->b[b]; (n = *pp) != NULL;) {
+			/* One that is running finds out from the store. */
+			if (strcmp(n->service, service) == 0 && !n->busy && n->qhead == NULL) {
+				*pp = n->hnext;
+				node_free(n);
+			} else {
+				pp = &n->hnext;
+			}
+		}
+}
+
 /* ---------------------------------------------------------------- */
 /* Loading.                                                           */
 
@@ -390,7 +411,7 @@ load_subs_done(int status, void *ud)
 	size_t plen = ps_key_node(pfx, n->service, n->name);
 
 	if (status != XMPPD_STORE_OK || n->load_status < 0 ||
-	    xmppd_store_ascan(engine_mod->ctx, T_ITEMS, pfx, plen,
+	    xmppd_store_ascan(engine_mod->ctx, ps_table(n->service, T_ITEMS), pfx, plen,
 	    load_item_row, load_items_done, n) < 0)
 		load_failed(n);
 }
@@ -414,7 +435,7 @@ load_node_got(int status, const void *val, size_t vlen, void *ud)
 	}
 	n->exists = 1;
 	plen = ps_key_node(pfx, n->service, n->name);
-	if (xmppd_store_ascan(m->ctx, T_SUBS, pfx, plen, load_sub_row, load_subs_done,
+	if (xmppd_store_ascan(m->ctx, ps_table(n->service, T_SUBS), pfx, plen, load_sub_row, load_subs_done,
 	    n) < 0)
 		load_failed(n);
 }
@@ -455,7 +476,7 @@ run_req(void *ud)
 		}
 		n->hnext = t->b[hash2(n->service, n->name)];
 		t->b[hash2(n->service, n->name)] = n;
-		if (xmppd_store_aget(r->m->ctx, T_NODES, key, klen, load_node_got, n) < 0)
+		if (xmppd_store_aget(r->m->ctx, ps_table(n->service, T_NODES), key, klen, load_node_got, n) < 0)
 			n->load_status = -1, n->state = PS_READY;
 	}
 	r->next = NULL;
@@ -626,16 +647,44 @@ send_to(const xmppd_elem *msg, const char *to)
 	xmppd_elem_unref(c);
 }
 
+/* Whether jid (bare or full) is the account of a PEP service. */
+static int
+is_account(const struct ps_node *n, const char *jid)
+{
+	size_t l = strlen(n->service);
+
+	return n->kind == PS_PEP && strncmp(jid, n->service, l) == 0 &&
+	    (jid[l] == '\0' || jid[l] == '/');
+}
+
 /* To every subscriber in state subscribed (XEP-0060 7.1.2); the message
- * is copied with its 'to' set, nothing else changes per subscriber. */
+ * is copied with its 'to' set, nothing else changes per subscriber. PEP
+ * (XEP-0163 4.3.1): also the account's own available resources, and the
+ * contacts whose presence the account has and whose caps ask for
+ * NODE+notify (ps_pep_interested). */
 static void
 notify_all(const struct ps_node *n, const xmppd_elem *msg)
 {
+	xmppd_jid *owner;
+
 	if (!n->cfg.deliver_notifications)
 		return;
 	for (size_t i = 0; i < n->nsubs; i++)
-		if (n->subs[i].state == PS_SUB_SUBSCRIBED)
+		if (n->subs[i].state == PS_SUB_SUBSCRIBED && !is_account(n, n->subs[i].jid))
 			send_to(msg, n->subs[i].jid);
+	if (n->kind != PS_PEP || (owner = xmppd_jid_parse(n->service)) == NULL)
+		return;
+	(void)xmppd_send_to_resources(owner, msg, 1);
+	xmppd_jid_free(owner);
+	ps_pep_notify(engine_mod, n, msg);
+}
+
+/* PEP: the account itself (or the server). */
+static int
+pep_owner(const struct ps_req *r)
+{
+	return r->kind == PS_PEP && (r->actor == NULL ||
+	    strcmp(xmppd_jid_bare(r->actor), r->service) == 0);
 }
 
 /* ---------------------------------------------------------------- */
@@ -706,7 +755,7 @@ create_write(struct ps_req *r)
 		ps_error(r, "internal-server-error", NULL, NULL);
 		return;
 	}
-	(void)xmppd_batch_put(b, T_NODES, key, klen, rec, vlen);
+	(void)xmppd_batch_put(b, ps_table(n->service, T_NODES), key, klen, rec, vlen);
 	free(rec);
 	if (xmppd_batch_submit(b, create_done, r) < 0)
 		create_done(XMPPD_STORE_ERROR, r);
@@ -766,8 +815,10 @@ op_create(struct ps_req *r, xmppd_elem *action)
 		ps_error(r, "conflict", NULL, NULL);      /* 8.1.3.5 */
 		return;
 	}
-	if (r->actor != NULL && !ps_may_create(r->m, r->actor)) {
-		ps_error(r, "forbidden", NULL, NULL);     /* 8.1.3.1 */
+	/* 8.1.3.1; XEP-0163: only the account makes its PEP nodes. */
+	if (r->kind == PS_PEP ? !pep_owner(r) :
+	    r->actor != NULL && !ps_may_create(r->m, r->actor)) {
+		ps_error(r, "forbidden", NULL, NULL);
 		return;
 	}
 	if ((o = calloc(1, sizeof(*o))) == NULL) {
@@ -786,8 +837,8 @@ op_create(struct ps_req *r, xmppd_elem *action)
 	}
 	snprintf(o->creator, sizeof(o->creator), "%s",
 	    r->actor != NULL ? xmppd_jid_bare(r->actor) : "");
-	plen = xmppd_store_key(pfx, sizeof(pfx), r->service, (const char *)NULL);
-	if (xmppd_store_ascan(r->m->ctx, T_NODES, pfx, plen, count_node_row, count_nodes_done,
+	plen = ps_key_service(pfx, r->service);
+	if (xmppd_store_ascan(r->m->ctx, ps_table(r->service, T_NODES), pfx, plen, count_node_row, count_nodes_done,
 	    r) < 0) {
 		ps_config_free(&o->cfg);
 		ps_error(r, "internal-server-error", NULL, NULL);
@@ -855,7 +906,7 @@ write_record(struct ps_req *r, const struct ps_config *cfg, xmppd_batch *b,
 		xmppd_batch_free(b);
 		return -1;
 	}
-	(void)xmppd_batch_put(b, T_NODES, key, klen, rec, vlen);
+	(void)xmppd_batch_put(b, ps_table(n->service, T_NODES), key, klen, rec, vlen);
 	free(rec);
 	if (xmppd_batch_submit(b, done, r) < 0)
 		done(XMPPD_STORE_ERROR, r);
@@ -990,10 +1041,10 @@ op_delete(struct ps_req *r, xmppd_elem *action, int purge)
 	if (red != NULL && xmppd_elem_attr(red, "uri") != NULL)
 		o->redirect = strdup(xmppd_elem_attr(red, "uri"));
 	klen = ps_key_node(key, n->service, n->name);
-	(void)xmppd_batch_del_prefix(b, T_ITEMS, key, klen);
+	(void)xmppd_batch_del_prefix(b, ps_table(n->service, T_ITEMS), key, klen);
 	if (!purge) {
-		(void)xmppd_batch_del_prefix(b, T_SUBS, key, klen);
-		(void)xmppd_batch_del(b, T_NODES, key, klen);
+		(void)xmppd_batch_del_prefix(b, ps_table(n->service, T_SUBS), key, klen);
+		(void)xmppd_batch_del(b, ps_table(n->service, T_NODES), key, klen);
 	}
 	if (xmppd_batch_submit(b, delete_done, r) < 0)
 		delete_done(XMPPD_STORE_ERROR, r);
@@ -1010,6 +1061,7 @@ struct op_publish {
 	ssize_t replaced;           /* index of the item of the same id */
 	size_t trim;                /* oldest items deleted */
 	int keep;                   /* the item is stored (max_items > 0) */
+	int created;                /* PEP: the node is made by this publish */
 	xmppd_elem *item;           /* the item as stored (with its id) */
 };
 
@@ -1025,9 +1077,15 @@ publish_done(int status, void *ud)
 	if (status != XMPPD_STORE_OK) {
 		free(o->xml);
 		xmppd_elem_unref(o->item);
+		if (o->created) {
+			node_clear(n);
+			ps_config_default(r->m, &n->cfg, n->kind);
+		}
 		ps_error(r, "internal-server-error", NULL, NULL);
 		return;
 	}
+	if (o->created)
+		n->exists = 1;
 	if (n->cfg.persist_items) {
 		/* Memory follows the batch: the old copy and the trimmed go. */
 		if (o->replaced >= 0)
@@ -1088,15 +1146,41 @@ op_publish(struct ps_req *r, xmppd_elem *action)
 	struct ps_node *n = r->n;
 	struct op_publish *o;
 	xmppd_elem *item = NULL, *c, *po, *x, *payload = NULL;
-	int nitems = 0, npayloads = 0;
+	int nitems = 0, npayloads = 0, created = 0;
 	char key[PS_KEY_MAX], *rec;
 	size_t klen, vlen, total;
 	xmppd_batch *b;
 	long max;
 
+	po = xmppd_elem_child(r->payload, NS_PUBSUB, "publish-options");
+	x = po != NULL ? xmppd_elem_child(po, NS_XDATA, "x") : NULL;
 	if (!n->exists) {
-		ps_error(r, "item-not-found", NULL, NULL);        /* 7.1.3.3 */
-		return;
+		/* XEP-0163 3 (XEP-0060 7.1.4): PEP makes the node on the
+		 * account's first publish, with the publish-options as its
+		 * configuration (7.1.5); written in the item's batch. */
+		if (!pep_owner(r)) {
+			ps_error(r, "item-not-found", NULL, NULL);        /* 7.1.3.3 */
+			return;
+		}
+		node_clear(n);
+		ps_config_default(r->m, &n->cfg, PS_PEP);
+		if (x != NULL && ps_config_apply_fields(r->m, &n->cfg, x) < 0) {
+			node_clear(n);
+			ps_config_default(r->m, &n->cfg, n->kind);
+			ps_error(r, "conflict", "precondition-not-met", NULL);
+			return;
+		}
+		if ((n->creator = strdup(r->service)) == NULL ||
+		    (n->affs = calloc(1, sizeof(*n->affs))) == NULL ||
+		    (n->affs[0].jid = strdup(r->service)) == NULL) {
+			node_clear(n);
+			ps_config_default(r->m, &n->cfg, n->kind);
+			ps_error(r, "internal-server-error", NULL, NULL);
+			return;
+		}
+		n->affs[0].aff = PS_AFF_OWNER;
+		n->naffs = 1;
+		created = 1;
 	}
 	if (!may_publish(n, r->actor, aff_of(n, r->actor))) {
 		ps_error(r, "forbidden", NULL, NULL);             /* 7.1.3.1 */
@@ -1130,9 +1214,7 @@ op_publish(struct ps_req *r, xmppd_elem *action)
 		return;
 	}
 	/* 7.1.5: publish-options are preconditions. */
-	po = xmppd_elem_child(r->payload, NS_PUBSUB, "publish-options");
-	if (po != NULL && (x = xmppd_elem_child(po, NS_XDATA, "x")) != NULL &&
-	    ps_config_preconditions(r->m, &n->cfg, x) < 0) {
+	if (x != NULL && ps_config_preconditions(r->m, &n->cfg, x) < 0) {
 		ps_error(r, "conflict", "precondition-not-met", NULL);
 		return;
 	}
@@ -1172,7 +1254,8 @@ op_publish(struct ps_req *r, xmppd_elem *action)
 		return;
 	}
 	o->seq = n->next_seq++;
-	if (!n->cfg.persist_items) {
+	o->created = created;
+	if (!n->cfg.persist_items && !created) {
 		publish_done(XMPPD_STORE_OK, r);
 		return;
 	}
@@ -1180,10 +1263,25 @@ op_publish(struct ps_req *r, xmppd_elem *action)
 		publish_done(XMPPD_STORE_ERROR, r);
 		return;
 	}
+	if (created) {
+		klen = ps_key_node(key, n->service, n->name);
+		if ((rec = ps_node_record(n, &vlen)) == NULL) {
+			xmppd_batch_free(b);
+			publish_done(XMPPD_STORE_ERROR, r);
+			return;
+		}
+		(void)xmppd_batch_put(b, ps_table(n->service, T_NODES), key, klen, rec, vlen);
+		free(rec);
+		if (!n->cfg.persist_items) {
+			if (xmppd_batch_submit(b, publish_done, r) < 0)
+				publish_done(XMPPD_STORE_ERROR, r);
+			return;
+		}
+	}
 	o->replaced = item_index(n, o->id);
 	if (o->replaced >= 0) {
 		klen = ps_key_item(key, n->service, n->name, n->items[o->replaced].seq);
-		(void)xmppd_batch_del(b, T_ITEMS, key, klen);
+		(void)xmppd_batch_del(b, ps_table(n->service, T_ITEMS), key, klen);
 	}
 	/* The oldest go when the node is full (max_items). */
 	max = max_items(r, n);
@@ -1192,7 +1290,7 @@ op_publish(struct ps_req *r, xmppd_elem *action)
 		if ((ssize_t)i == o->replaced)
 			continue;
 		klen = ps_key_item(key, n->service, n->name, n->items[i].seq);
-		(void)xmppd_batch_del(b, T_ITEMS, key, klen);
+		(void)xmppd_batch_del(b, ps_table(n->service, T_ITEMS), key, klen);
 		total--;
 		o->trim++;
 	}
@@ -1207,7 +1305,7 @@ op_publish(struct ps_req *r, xmppd_elem *action)
 			publish_done(XMPPD_STORE_ERROR, r);
 			return;
 		}
-		(void)xmppd_batch_put(b, T_ITEMS, key, klen, rec, vlen);
+		(void)xmppd_batch_put(b, ps_table(n->service, T_ITEMS), key, klen, rec, vlen);
 		free(rec);
 	}
 	if (xmppd_batch_submit(b, publish_done, r) < 0)
@@ -1302,7 +1400,7 @@ op_retract(struct ps_req *r, xmppd_elem *action)
 	r->op = o;
 	snprintf(o->id, sizeof(o->id), "%s", id);
 	o->notify = n->cfg.notify_retract || is(nt, "true") || is(nt, "1");
-	(void)xmppd_batch_del(b, T_ITEMS, key, ps_key_item(key, n->service, n->name,
+	(void)xmppd_batch_del(b, ps_table(n->service, T_ITEMS), key, ps_key_item(key, n->service, n->name,
 	    n->items[i].seq));
 	if (xmppd_batch_submit(b, retract_done, r) < 0)
 		retract_done(XMPPD_STORE_ERROR, r);
@@ -1560,13 +1658,13 @@ sub_write(struct ps_req *r, const struct ps_sub *s, int remove, xmppd_store_done
 	if (klen == 0 || (b = xmppd_batch_new(r->m->ctx)) == NULL)
 		return -1;
 	if (remove) {
-		(void)xmppd_batch_del(b, T_SUBS, key, klen);
+		(void)xmppd_batch_del(b, ps_table(n->service, T_SUBS), key, klen);
 	} else {
 		if ((rec = ps_sub_record(s, &vlen)) == NULL) {
 			xmppd_batch_free(b);
 			return -1;
 		}
-		(void)xmppd_batch_put(b, T_SUBS, key, klen, rec, vlen);
+		(void)xmppd_batch_put(b, ps_table(n->service, T_SUBS), key, klen, rec, vlen);
 		free(rec);
 	}
 	if (xmppd_batch_submit(b, done, r) < 0)
@@ -1874,7 +1972,7 @@ items_allowed(struct ps_req *r)
 	/* Reads complete in submission order: the answer keeps the order. */
 	for (i = 0; i < o->nwant; i++) {
 		klen = ps_key_item(key, n->service, n->name, n->items[o->want[i]].seq);
-		if (xmppd_store_aget(r->m->ctx, T_ITEMS, key, klen, item_got, r) < 0) {
+		if (xmppd_store_aget(r->m->ctx, ps_table(n->service, T_ITEMS), key, klen, item_got, r) < 0) {
 			o->bad = 1;
 			o->left -= o->nwant - i;
 			if (o->left == 0)
@@ -2117,7 +2215,7 @@ op_affiliations(struct ps_req *r, xmppd_elem *action, int owner_ns)
 				xmppd_jid *sj = xmppd_jid_parse(n->subs[s].jid);
 
 				if (sj != NULL && strcmp(xmppd_jid_bare(sj), na[k].jid) == 0) {
-					(void)xmppd_batch_del(b, T_SUBS, key, ps_key_sub(key,
+					(void)xmppd_batch_del(b, ps_table(n->service, T_SUBS), key, ps_key_sub(key,
 					    n->service, n->name, n->subs[s].jid));
 					sub_remove(n, &n->subs[s]);
 				} else {
@@ -2204,7 +2302,7 @@ op_subscriptions(struct ps_req *r, xmppd_elem *action, int owner_ns)
 
 		if (is(st, "none")) {
 			if (s != NULL) {
-				(void)xmppd_batch_del(b, T_SUBS, key, klen);
+				(void)xmppd_batch_del(b, ps_table(n->service, T_SUBS), key, klen);
 				sub_remove(n, s);
 			}
 		} else {
@@ -2219,7 +2317,7 @@ op_subscriptions(struct ps_req *r, xmppd_elem *action, int owner_ns)
 			if (s != NULL && s->jid != NULL) {
 				s->state = is(st, "pending") ? PS_SUB_PENDING : PS_SUB_SUBSCRIBED;
 				if ((rec = ps_sub_record(s, &vlen)) != NULL)
-					(void)xmppd_batch_put(b, T_SUBS, key, klen, rec, vlen);
+					(void)xmppd_batch_put(b, ps_table(n->service, T_SUBS), key, klen, rec, vlen);
 				free(rec);
 			}
 		}
@@ -2271,6 +2369,13 @@ op_disco(struct ps_req *r)
 	ps_reply(r, q);
 }
 
+static void
+sendlast_allowed(struct ps_req *r)
+{
+	send_last_item(r->n, xmppd_jid_full(r->actor_full));
+	ps_reply(r, NULL);
+}
+
 /* ---------------------------------------------------------------- */
 /* Dispatch                                                           */
 
@@ -2308,6 +2413,15 @@ dispatch(struct ps_req *r)
 	}
 	if (r->authorize) {
 		op_authorize(r);
+		return;
+	}
+	if (r->sendlast) {
+		/* XEP-0163 4.3.2: a contact's resource became available with
+		 * NODE+notify: the last item, if the contact may see it. */
+		if (!r->n->exists || r->n->cfg.send_last == PS_LAST_NEVER)
+			ps_reply(r, NULL);
+		else
+			check_access(r, sendlast_allowed, 1);
 		return;
 	}
 	ns = xmppd_elem_ns(r->payload);

@@ -270,6 +270,21 @@ ps_config_apply(struct ps_mod *m, struct ps_config *c, xmppd_elem *x,
 	return 0;
 }
 
+int
+ps_config_apply_fields(struct ps_mod *m, struct ps_config *c, xmppd_elem *x)
+{
+	for (xmppd_elem *f = xmppd_elem_first_child(x); f != NULL;
+	    f = xmppd_elem_next_sibling(f)) {
+		const char *var = xmppd_elem_attr(f, "var");
+
+		if (!is(xmppd_elem_name(f), "field") || var == NULL || is(var, "FORM_TYPE"))
+			continue;
+		if (apply_field(m, c, var, xmppd_elem_child_text(f, NS_XDATA, "value")) != 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* Normalised value of one field of c, or NULL when the field is not one
  * we keep. */
 static const char *

@@ -15,16 +15,54 @@
 #define NS_REC "urn:xmppd:pubsub:1"
 #define VERSION '1'
 
+int
+ps_is_pep(const char *service)
+{
+	return strchr(service, '@') != NULL;
+}
+
+const char *
+ps_table(const char *service, const char *table)
+{
+	if (!ps_is_pep(service))
+		return table;
+	return strcmp(table, T_NODES) == 0 ? T_PEP_NODES : strcmp(table, T_SUBS) == 0 ?
+	    T_PEP_SUBS : T_PEP_ITEMS;
+}
+
+/* A PEP key starts with xmppd_store_key(host, user) of the account (user
+ * tables); a service's with xmppd_store_key(service). */
+static size_t
+key3(char *buf, const char *service, const char *a, const char *b)
+{
+	const char *at = strchr(service, '@');
+	char user[PS_KEY_MAX];
+
+	if (at == NULL)
+		return xmppd_store_key(buf, PS_KEY_MAX, service, a, b, (const char *)NULL);
+	if ((size_t)(at - service) >= sizeof(user))
+		return 0;
+	memcpy(user, service, (size_t)(at - service));
+	user[at - service] = '\0';
+	return xmppd_store_key(buf, PS_KEY_MAX, at + 1, user, a, b, (const char *)NULL);
+}
+
+size_t
+ps_key_service(char *buf, const char *service)
+{
+	return key3(buf, service, NULL, NULL);
+}
+
 size_t
 ps_key_node(char *buf, const char *service, const char *node)
 {
-	return xmppd_store_key(buf, PS_KEY_MAX, service, node, (const char *)NULL);
+	return key3(buf, service, node, NULL);
 }
 
 size_t
 ps_key_sub(char *buf, const char *service, const char *node, const char *jid)
 {
-	return xmppd_store_key(buf, PS_KEY_MAX, service, node, jid, (const char *)NULL);
+	return key3(buf, service, node, jid);
 }
 
 size_t
