@@ -159,10 +159,17 @@ async def main():
            'bob (both, caps with +notify) comes online: the last item')
     xt.is_(item_ids(await ps(bob, ab, 'get', "<items node='%s'/>" % MOOD)), ['m1'],
            'and may retrieve the items')
+    # carol, a stranger, sends alice directed presence with the same caps:
+    # she is not allowed alice's presence, so she gets nothing.
+    carol.xmpp.send_raw("<presence to='%s'><c xmlns='%s' hash='sha-1' node='%s' ver='%s'/>"
+                        "</presence>" % (ab, NS_CAPS, CNODE, VER))
+    xt.ok(await event(carol, timeout=0.7) is None,
+          'a stranger with +notify caps sending directed presence: no last item')
     r = await ps(alice, ab, 'set', publish_xml('m2', 'sad'))
     xt.is_(err(r), 'result', 'alice publishes again')
     xt.is_(ev_item(await event(bob)), 'm2', 'bob gets it without a subscription (+notify)')
-    xt.ok(await event(carol, timeout=0.5) is None, 'carol (no presence subscription) does not')
+    xt.ok(await event(carol, timeout=0.5) is None,
+          'carol (+notify caps, no presence subscription) does not')
 
     # -- explicit subscription ---------------------------------------------
     rc, _, _ = srv.ctl('roster', 'add', 'alice', HOST, 'carol@' + HOST)
