@@ -64,7 +64,7 @@ static const struct xmppd_option options[] = {
 	{ NULL, 0, NULL, 0, 0 },
 };
 
-static struct ps_mod mod;
+struct ps_mod ps_module;
 
 static int
 is(const char *a, const char *b)
@@ -75,9 +75,9 @@ is(const char *a, const char *b)
 static const char *
 our_service(const char *domain)
 {
-	for (size_t i = 0; i < mod.nservices; i++)
-		if (is(mod.services[i], domain))
-			return mod.services[i];
+	for (size_t i = 0; i < ps_module.nservices; i++)
+		if (is(ps_module.services[i], domain))
+			return ps_module.services[i];
 	return NULL;
 }
 
@@ -100,8 +100,8 @@ struct bucket {
 
 static struct bucket *buckets;  /* SHAPER_SLOTS per worker */
 
-static uint64_t
-hash_str(const char *s)
+uint64_t
+ps_hash_str(const char *s)
 {
 	uint64_t h = 1469598103934665603ull;
 
@@ -117,11 +117,11 @@ shaper_take(const xmppd_jid *actor)
 	int w = xmppd_worker_id();
 	uint64_t h, now = xmppd_now_ms();
 	struct bucket *b, *slot = NULL;
-	double cap = (double)mod.shaper_burst;
+	double cap = (double)ps_module.shaper_burst;
 
-	if (actor == NULL || w < 0 || (unsigned)w >= mod.nworkers)
+	if (actor == NULL || w < 0 || (unsigned)w >= ps_module.nworkers)
 		return 1;
-	h = hash_str(xmppd_jid_bare(actor));
+	h = ps_hash_str(xmppd_jid_bare(actor));
 	/* Four slots per user: its own, or one whose bucket has refilled
 	 * (an idle user's), or the first. */
 	for (int i = 0; i < 4; i++) {
@@ -131,7 +131,7 @@ shaper_take(const xmppd_jid *actor)
 			break;
 		}
 		if (slot == NULL && (b->h == 0 || b->tokens + (double)(now - b->at) *
-		    (double)mod.shaper_rate / 1000.0 >= cap))
+		    (double)ps_module.shaper_rate / 1000.0 >= cap))
 			slot = b;
 	}
 	if (slot == NULL)
@@ -141,7 +141,7 @@ shaper_take(const xmppd_jid *actor)
 		slot->tokens = cap;
 		slot->at = now;
 	}
-	slot->tokens += (double)(now - slot->at) * (double)mod.shaper_rate / 1000.0;
+	slot->tokens += (double)(now - slot->at) * (double)ps_module.shaper_rate / 1000.0;
 	if (slot->tokens > cap)
 		slot->tokens = cap;
 	slot->at = now;
@@ -289,7 +289,7 @@ affs_row(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
 	if (node == NULL || s->r->actor == NULL)
 		return 0;
 	memset(&n, 0, sizeof(n));
-	if (ps_node_parse(&mod, &n, val, vlen) == 0)
+	if (ps_node_parse(&ps_module, &n, val, vlen) == 0)
 		for (size_t i = 0; i < n.naffs; i++)
 			if (strcmp(n.affs[i].jid, xmppd_jid_bare(s->r->actor)) == 0) {
 				e = xmppd_elem_add_child(s->list, NS_PUBSUB, "affiliation");
@@ -325,8 +325,8 @@ service_scan(struct ps_req *r, int what)
 	if ((s = scan_new(r, res, list)) == NULL)
 		return;
 	s->plen = ps_key_service(pfx, r->service);
-	if (xmppd_store_ascan(mod.ctx, ps_table(r->service, what == 's' ? T_SUBS : T_NODES), pfx, s->plen, row,
-	    scan_done, s) < 0)
+	if (xmppd_store_ascan(ps_module.ctx, ps_table(r->service, what == 's' ? T_SUBS : T_NODES),
+	    pfx, s->plen, row, scan_done, s) < 0)
 		scan_done(XMPPD_STORE_ERROR, s);
 }
 
@@ -369,8 +369,8 @@ start(struct ps_req *r)
 }
 
 /* A <pubsub/> or <pubsub#owner/> request for service. */
-static void
-handle_pubsub(const xmppd_jid *actor, const char *service, int set, const xmppd_elem *payload,
+void
+ps_handle_pubsub(const xmppd_jid *actor, const char *service, int set, const xmppd_elem *payload,
     const xmppd_elem *iq, xmppd_pubsub_fn done, void *done_ud)
 {
 	const char *ns = xmppd_elem_ns(payload), *name, *node;
@@ -407,10 +407,10 @@ handle_pubsub(const xmppd_jid *actor, const char *service, int set, const xmppd_
 		struct ps_config cfg;
 		xmppd_elem *res = xmppd_elem_new(NS_PUBSUB_OWNER, "pubsub"), *d;
 
-		ps_config_default(&mod, &cfg, ps_is_pep(service) ? PS_PEP : PS_SERVICE);
+		ps_config_default(&ps_module, &cfg, ps_is_pep(service) ? PS_PEP : PS_SERVICE);
 		d = xmppd_elem_add_child(res, NS_PUBSUB_OWNER, "default");
 		ps_config_form(&cfg, d, NS_PUBSUB "#node_config", "form");
-		if ((r = ps_req_new(&mod, actor, service, NULL, set, NULL)) == NULL) {
+		if ((r = ps_req_new(&ps_module, actor, service, NULL, set, NULL)) == NULL) {
 			xmppd_elem_unref(res);
 			fail_new(iq, done, done_ud, "internal-server-error", NULL);
 			return;
@@ -439,10 +439,10 @@ handle_pubsub(const xmppd_jid *actor, const char *service, int set, const xmppd_
 		return;
 	}
 	if (!owner && is(name, "publish") && set && !shaper_take(actor)) {
-		fail_new(iq, done, done_ud, mod.shaper_error, NULL);
+		fail_new(iq, done, done_ud, ps_module.shaper_error, NULL);
 		return;
 	}
-	if ((r = ps_req_new(&mod, actor, service, node, set, payload)) == NULL) {
+	if ((r = ps_req_new(&ps_module, actor, service, node, set, payload)) == NULL) {
 		fail_new(iq, done, done_ud, "internal-server-error", NULL);
 		return;
 	}
@@ -470,7 +470,7 @@ disco(xmppd_elem *iq, const xmppd_jid *from, const char *service, xmppd_elem *q,
 		id = xmppd_elem_add_child(res, NS_DISCO_INFO, "identity");
 		xmppd_elem_set_attr(id, "category", "pubsub");
 		xmppd_elem_set_attr(id, "type", "service");
-		xmppd_elem_set_attr(id, "name", mod.name);
+		xmppd_elem_set_attr(id, "name", ps_module.name);
 		ps_service_features(res);
 		xmppd_iq_reply(iq, res);
 		return;
@@ -479,7 +479,7 @@ disco(xmppd_elem *iq, const xmppd_jid *from, const char *service, xmppd_elem *q,
 		xmppd_iq_error(iq, "item-not-found", NULL);
 		return;
 	}
-	if ((r = ps_req_new(&mod, from, service, node, 0, q)) == NULL) {
+	if ((r = ps_req_new(&ps_module, from, service, node, 0, q)) == NULL) {
 		xmppd_iq_error(iq, "internal-server-error", NULL);
 		return;
 	}
@@ -505,7 +505,7 @@ authorization(xmppd_elem *msg, const xmppd_jid *from, const char *service)
 	node = ps_form_value(x, "pubsub#node");
 	if (node == NULL || *node == '\0' || strlen(node) > PS_NODE_NAME_MAX)
 		return;
-	if ((r = ps_req_new(&mod, from, service, node, 1, x)) == NULL)
+	if ((r = ps_req_new(&ps_module, from, service, node, 1, x)) == NULL)
 		return;
 	r->iq = xmppd_elem_ref(msg);
 	r->authorize = 1;
@@ -541,346 +541,9 @@ service_stanza(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to, void 
 		disco(st, from, service, q, 1);
 	else if (is(xmppd_elem_name(q), "pubsub") && (is(xmppd_elem_ns(q), NS_PUBSUB) ||
 	    is(xmppd_elem_ns(q), NS_PUBSUB_OWNER)))
-		handle_pubsub(from, service, is(type, "set"), q, st, NULL, NULL);
+		ps_handle_pubsub(from, service, is(type, "set"), q, st, NULL, NULL);
 	else
 		xmppd_iq_error(st, "service-unavailable", NULL);
-}
-
-/* ---------------------------------------------------------------- */
-/* PEP (XEP-0163): the same engine, on every account's bare JID.      */
-
-/*
- * An IQ to an account's bare JID runs on the sender's worker; the
- * engine hands it to the account's (all of an account's nodes live by
- * its bare JID). Notifications go to the subscribers, the account's
- * available resources and, for nodes open or presence-only, the contacts
- * whose presence reaches the account, who may see the account's presence
- * (subscription from or both, checked when they come), and whose caps
- * ask for NODE+notify (4.3.1). Those contacts are tracked per account on
- * the account's worker from caps_presence (mod_caps): when one becomes
- * available it also gets the last item of each such node (4.3.2).
- */
-#define PEP_CONTACTS_MAX 1000
-#define PEP_BUCKETS 1024
-
-struct pep_account {
-	struct pep_account *next;
-	char *bare;
-	char **contacts;            /* full JIDs */
-	size_t n, cap;
-};
-
-static struct pep_account **pep_tables;  /* PEP_BUCKETS per worker */
-
-static struct pep_account **
-pep_slot(const char *bare)
-{
-	int w = xmppd_worker_id();
-
-	if (w < 0 || (unsigned)w >= mod.nworkers || pep_tables == NULL)
-		return NULL;
-	return &pep_tables[(size_t)w * PEP_BUCKETS + hash_str(bare) % PEP_BUCKETS];
-}
-
-static struct pep_account *
-pep_account(const char *bare, int make)
-{
-	struct pep_account **slot = pep_slot(bare), *a;
-
-	if (slot == NULL)
-		return NULL;
-	for (a = *slot; a != NULL; a = a->next)
-		if (strcmp(a->bare, bare) == 0)
-			return a;
-	if (!make || (a = calloc(1, sizeof(*a))) == NULL)
-		return NULL;
-	if ((a->bare = strdup(bare)) == NULL) {
-		free(a);
-		return NULL;
-	}
-	a->next = *slot;
-	*slot = a;
-	return a;
-}
-
-static void
-pep_account_free(struct pep_account *a)
-{
-	for (size_t i = 0; i < a->n; i++)
-		free(a->contacts[i]);
-	free(a->contacts);
-	free(a->bare);
-	free(a);
-}
-
-void
-ps_pep_notify(struct ps_mod *m, const struct ps_node *n, const xmppd_elem *msg)
-{
-	struct pep_account *a = pep_account(n->service, 0);
-	char feature[PS_NODE_NAME_MAX + 16];
-	xmppd_jid *j;
-
-	(void)m;
-	if (a == NULL || (n->cfg.access != PS_OPEN && n->cfg.access != PS_PRESENCE))
-		return;
-	snprintf(feature, sizeof(feature), "%s+notify", n->name);
-	for (size_t i = 0; i < a->n; i++) {
-		int subscribed = 0;
-
-		for (size_t k = 0; k < n->nsubs && !subscribed; k++)
-			subscribed = strcmp(n->subs[k].jid, a->contacts[i]) == 0;
-		if (subscribed || (j = xmppd_jid_parse(a->contacts[i])) == NULL)
-			continue;
-		if (xmppd_caps_has_feature(j, feature) == 1) {
-			xmppd_elem *c = xmppd_elem_copy(msg);
-
-			xmppd_elem_set_attr(c, "to", a->contacts[i]);
-			xmppd_route(c);
-			xmppd_elem_unref(c);
-		}
-		xmppd_jid_free(j);
-	}
-}
-
-struct pep_presence {
-	xmppd_jid *account, *contact;
-	int available;
-};
-
-static void
-pep_presence_free(struct pep_presence *p)
-{
-	xmppd_jid_free(p->account);
-	xmppd_jid_free(p->contact);
-	free(p);
-}
-
-/* 4.3.2: the last item of each node the contact's caps ask for. */
-static int
-pep_last_row(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
-{
-	struct pep_presence *p = ud;
-	char pfx[PS_KEY_MAX], feature[PS_NODE_NAME_MAX + 16];
-	size_t plen = ps_key_service(pfx, xmppd_jid_bare(p->account));
-	const char *k = key, *node;
-	struct ps_req *r;
-
-	(void)val;
-	(void)vlen;
-	if (klen <= plen || memchr(k + plen, '\0', klen - plen) == NULL)
-		return 0;
-	node = k + plen;
-	snprintf(feature, sizeof(feature), "%s+notify", node);
-	if (xmppd_caps_has_feature(p->contact, feature) != 1)
-		return 0;
-	if ((r = ps_req_new(&mod, p->contact, xmppd_jid_bare(p->account), node, 0, NULL)) == NULL)
-		return 0;
-	r->sendlast = 1;
-	if (ps_submit(r) < 0)
-		ps_req_free(r);
-	return 0;
-}
-
-static void
-pep_last_done(int status, void *ud)
-{
-	(void)status;
-	pep_presence_free(ud);
-}
-
-static void
-pep_roster_answer(int sub, void *ud)
-{
-	struct pep_presence *p = ud;
-	struct pep_account *a;
-	char pfx[PS_KEY_MAX], **nc;
-	const char *full = xmppd_jid_full(p->contact);
-	size_t plen;
-
-	/* The contact must be allowed the account's presence (from, both). */
-	if (sub < 0 || !(sub & XMPPD_SUB_FROM) ||
-	    (a = pep_account(xmppd_jid_bare(p->account), 1)) == NULL) {
-		pep_presence_free(p);
-		return;
-	}
-	for (size_t i = 0; i < a->n; i++)
-		if (strcmp(a->contacts[i], full) == 0)
-			goto known;
-	if (a->n < PEP_CONTACTS_MAX) {
-		if (a->n == a->cap) {
-			size_t cap = a->cap ? a->cap * 2 : 4;
-
-			if ((nc = realloc(a->contacts, cap * sizeof(*nc))) == NULL)
-				goto known;
-			a->contacts = nc;
-			a->cap = cap;
-		}
-		if ((a->contacts[a->n] = strdup(full)) != NULL)
-			a->n++;
-	}
-known:
-	plen = ps_key_service(pfx, xmppd_jid_bare(p->account));
-	if (xmppd_store_ascan(mod.ctx, T_PEP_NODES, pfx, plen, pep_last_row, pep_last_done,
-	    p) < 0)
-		pep_presence_free(p);
-}
-
-/* On the account's worker. */
-static void
-pep_presence_run(void *ud)
-{
-	struct pep_presence *p = ud;
-	struct pep_account *a = pep_account(xmppd_jid_bare(p->account), 0);
-	const char *full = xmppd_jid_full(p->contact);
-
-	if (p->available) {
-		/* Known already: a presence update, not a new resource. */
-		for (size_t i = 0; a != NULL && i < a->n; i++)
-			if (strcmp(a->contacts[i], full) == 0) {
-				pep_presence_free(p);
-				return;
-			}
-	} else {
-		for (size_t i = 0; a != NULL && i < a->n; i++)
-			if (strcmp(a->contacts[i], full) == 0) {
-				free(a->contacts[i]);
-				a->contacts[i] = a->contacts[--a->n];
-				break;
-			}
-		pep_presence_free(p);
-		return;
-	}
-	if (xmppd_roster_subscription(mod.ctx, p->account, p->contact, pep_roster_answer, p) < 0)
-		pep_presence_free(p);
-}
-
-static enum xmppd_result
-pep_caps_presence(void *args, void *ud)
-{
-	struct xmppd_caps_presence_args *a = args;
-	struct pep_presence *p;
-
-	(void)ud;
-	/* A contact's resource, to a local account (its own resources get
-	 * every notification anyway). */
-	if (a->to == NULL || xmppd_jid_resource(a->from) == NULL ||
-	    (p = calloc(1, sizeof(*p))) == NULL)
-		return XMPPD_CONTINUE;
-	p->account = xmppd_jid_parse(xmppd_jid_bare(a->to));
-	p->contact = xmppd_jid_copy(a->from);
-	p->available = a->available;
-	if (p->account == NULL || p->contact == NULL ||
-	    xmppd_entity_post(mod.ctx, xmppd_jid_bare(p->account), pep_presence_run, p) < 0)
-		pep_presence_free(p);
-	return XMPPD_CONTINUE;
-}
-
-static void
-pep_forget_run(void *ud)
-{
-	struct pep_account **slot, *a;
-	char *bare = ud;
-
-	ps_forget_service(&mod, bare);
-	if ((slot = pep_slot(bare)) != NULL)
-		for (; (a = *slot) != NULL; slot = &a->next)
-			if (strcmp(a->bare, bare) == 0) {
-				*slot = a->next;
-				pep_account_free(a);
-				break;
-			}
-	free(bare);
-}
-
-/* The account's rows go with it (user tables); its nodes in memory too. */
-static enum xmppd_result
-pep_remove_user(void *args, void *ud)
-{
-	struct xmppd_user_args *u = args;
-	char *bare;
-
-	(void)ud;
-	if (asprintf(&bare, "%s@%s", u->node, u->host) < 0)
-		return XMPPD_CONTINUE;
-	if (xmppd_entity_post(mod.ctx, bare, pep_forget_run, bare) < 0)
-		free(bare);
-	return XMPPD_CONTINUE;
-}
-
-static enum xmppd_result
-pep_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
-{
-	xmppd_elem *q = xmppd_elem_first_child(iq);
-
-	(void)ud;
-	if (from == NULL || !is(xmppd_elem_name(q), "pubsub"))
-		return XMPPD_CONTINUE;
-	handle_pubsub(from, xmppd_jid_bare(to), is(xmppd_elem_attr(iq, "type"), "set"), q, iq,
-	    NULL, NULL);
-	return XMPPD_STOP;
-}
-
-/* XEP-0163 6.1: the account is a PEP service. */
-static enum xmppd_result
-pep_disco_info(void *args, void *ud)
-{
-	struct xmppd_disco_args *a = args;
-	xmppd_elem *id;
-
-	(void)ud;
-	if (xmppd_jid_node(a->to) == NULL || (a->node != NULL && *a->node != '\0'))
-		return XMPPD_CONTINUE;
-	id = xmppd_elem_add_child(a->query, NS_DISCO_INFO, "identity");
-	xmppd_elem_set_attr(id, "category", "pubsub");
-	xmppd_elem_set_attr(id, "type", "pep");
-	return XMPPD_CONTINUE;
-}
-
-static void
-pep_free(void)
-{
-	if (pep_tables == NULL)
-		return;
-	for (size_t i = 0; i < (size_t)mod.nworkers * PEP_BUCKETS; i++)
-		while (pep_tables[i] != NULL) {
-			struct pep_account *a = pep_tables[i];
-
-			pep_tables[i] = a->next;
-			pep_account_free(a);
-		}
-	free(pep_tables);
-	pep_tables = NULL;
-}
-
-static int
-pep_load(xmppd_ctx *ctx)
-{
-	static const char *const feats[] = {
-		NS_PUBSUB, NS_PUBSUB "#publish", NS_PUBSUB "#auto-create",
-		NS_PUBSUB "#publish-options", NS_PUBSUB "#retrieve-items",
-		NS_PUBSUB "#retract-items", NS_PUBSUB "#delete-items", NS_PUBSUB "#subscribe",
-		NS_PUBSUB "#access-presence", NS_PUBSUB "#persistent-items",
-		NS_PUBSUB "#last-published", NS_PUBSUB "#config-node", NS_PUBSUB "#create-nodes",
-		NS_PUBSUB "#delete-nodes", NS_PUBSUB "#purge-nodes", NS_PUBSUB "#filtered-notifications",
-	};
-
-	if ((pep_tables = calloc((size_t)mod.nworkers * PEP_BUCKETS, sizeof(*pep_tables))) == NULL)
-		return -1;
-	for (size_t i = 0; i < sizeof(feats) / sizeof(feats[0]); i++)
-		if (xmppd_disco_account_feature(ctx, feats[i]) < 0)
-			return -1;
-	if (xmppd_store_user_table(ctx, T_PEP_NODES) < 0 ||
-	    xmppd_store_user_table(ctx, T_PEP_SUBS) < 0 ||
-	    xmppd_store_user_table(ctx, T_PEP_ITEMS) < 0 ||
-	    xmppd_iq_register(ctx, NULL, NS_PUBSUB, XMPPD_IQ_GET | XMPPD_IQ_SET, XMPPD_IQ_ACCOUNT,
-	    pep_iq, NULL) < 0 ||
-	    xmppd_iq_register(ctx, NULL, NS_PUBSUB_OWNER, XMPPD_IQ_GET | XMPPD_IQ_SET,
-	    XMPPD_IQ_ACCOUNT, pep_iq, NULL) < 0 ||
-	    xmppd_hook_add(ctx, XMPPD_HOOK_CAPS_PRESENCE, NULL, 50, pep_caps_presence, NULL) < 0 ||
-	    xmppd_hook_add(ctx, XMPPD_HOOK_REMOVE_USER, NULL, 50, pep_remove_user, NULL) < 0 ||
-	    xmppd_hook_add(ctx, XMPPD_HOOK_DISCO_INFO, NULL, 50, pep_disco_info, NULL) < 0)
-		return -1;
-	return 0;
 }
 
 /* ---------------------------------------------------------------- */
@@ -900,7 +563,7 @@ provider(const xmppd_jid *actor, const xmppd_jid *service, int set, const xmppd_
 		done("service-unavailable", NULL, done_ud);
 		return;
 	}
-	handle_pubsub(actor, s, set, request, NULL, done, done_ud);
+	ps_handle_pubsub(actor, s, set, request, NULL, done, done_ud);
 }
 
 /* ---------------------------------------------------------------- */
@@ -966,7 +629,8 @@ ctl_list(const char *service, const char *node, char **out_r)
 		*out_r = msg("no memory");
 		return -1;
 	}
-	rc = xmppd_store_scan(t, ps_table(service, node != NULL ? T_ITEMS : T_NODES), pfx, l.plen, list_row, &l);
+	rc = xmppd_store_scan(t, ps_table(service, node != NULL ? T_ITEMS : T_NODES), pfx, l.plen,
+	    list_row, &l);
 	xmppd_store_abort(t);
 	fclose(l.out);
 	if (rc < 0) {
@@ -1027,7 +691,7 @@ ctl_delete(const char *service, const char *node, char **out_r)
 	int rc = -1;
 
 	xmppd_elem_set_attr(xmppd_elem_add_child(p, NS_PUBSUB_OWNER, "delete"), "node", node);
-	r = w != NULL ? ps_req_new(&mod, NULL, service, node, 1, p) : NULL;
+	r = w != NULL ? ps_req_new(&ps_module, NULL, service, node, 1, p) : NULL;
 	xmppd_elem_unref(p);
 	if (r == NULL) {
 		free(w);
@@ -1092,19 +756,19 @@ pubsub_ctl(int argc, char **argv, char **out_r, void *ud)
 static void
 free_services(void)
 {
-	for (size_t i = 0; i < mod.nservices; i++)
-		free(mod.services[i]);
-	free(mod.services);
-	mod.services = NULL;
-	mod.nservices = 0;
+	for (size_t i = 0; i < ps_module.nservices; i++)
+		free(ps_module.services[i]);
+	free(ps_module.services);
+	ps_module.services = NULL;
+	ps_module.nservices = 0;
 }
 
 static void
 unload(xmppd_ctx *ctx)
 {
 	(void)ctx;
-	ps_engine_free(&mod);
-	pep_free();
+	ps_engine_free(&ps_module);
+	ps_pep_free();
 	free(buckets);
 	buckets = NULL;
 	free_services();
@@ -1116,25 +780,25 @@ load(xmppd_ctx *ctx)
 	size_t nh = xmppd_opt_list_len(ctx, "hosts");
 	const char *prefix = xmppd_opt_string(ctx, "host_prefix");
 
-	memset(&mod, 0, sizeof(mod));
-	mod.ctx = ctx;
-	mod.name = xmppd_opt_string(ctx, "name");
-	mod.access_create = xmppd_opt_string(ctx, "access_create");
-	mod.max_item_size = xmppd_opt_int(ctx, "max_item_size");
-	mod.max_items_per_node = xmppd_opt_int(ctx, "max_items_per_node");
-	mod.default_max_items = xmppd_opt_int(ctx, "default_max_items");
-	mod.max_nodes_per_user = xmppd_opt_int(ctx, "max_nodes_per_user");
-	mod.max_nodes = xmppd_opt_int(ctx, "max_nodes");
-	mod.max_subscriptions_per_node = xmppd_opt_int(ctx, "max_subscriptions_per_node");
-	mod.shaper_rate = xmppd_opt_int(ctx, "publish_rate");
-	mod.shaper_burst = xmppd_opt_int(ctx, "publish_burst");
-	mod.shaper_error = xmppd_opt_string(ctx, "publish_excess");
-	if (mod.default_max_items > mod.max_items_per_node) {
+	memset(&ps_module, 0, sizeof(ps_module));
+	ps_module.ctx = ctx;
+	ps_module.name = xmppd_opt_string(ctx, "name");
+	ps_module.access_create = xmppd_opt_string(ctx, "access_create");
+	ps_module.max_item_size = xmppd_opt_int(ctx, "max_item_size");
+	ps_module.max_items_per_node = xmppd_opt_int(ctx, "max_items_per_node");
+	ps_module.default_max_items = xmppd_opt_int(ctx, "default_max_items");
+	ps_module.max_nodes_per_user = xmppd_opt_int(ctx, "max_nodes_per_user");
+	ps_module.max_nodes = xmppd_opt_int(ctx, "max_nodes");
+	ps_module.max_subscriptions_per_node = xmppd_opt_int(ctx, "max_subscriptions_per_node");
+	ps_module.shaper_rate = xmppd_opt_int(ctx, "publish_rate");
+	ps_module.shaper_burst = xmppd_opt_int(ctx, "publish_burst");
+	ps_module.shaper_error = xmppd_opt_string(ctx, "publish_excess");
+	if (ps_module.default_max_items > ps_module.max_items_per_node) {
 		xmppd_log(ctx, XMPPD_LOG_ERROR, "default_max_items is above max_items_per_node");
 		return -1;
 	}
-	if (!is(mod.shaper_error, "resource-constraint") &&
-	    !is(mod.shaper_error, "policy-violation")) {
+	if (!is(ps_module.shaper_error, "resource-constraint") &&
+	    !is(ps_module.shaper_error, "policy-violation")) {
 		xmppd_log(ctx, XMPPD_LOG_ERROR,
 		    "publish_excess must be resource-constraint or policy-violation");
 		return -1;
@@ -1143,26 +807,26 @@ load(xmppd_ctx *ctx)
 		xmppd_log(ctx, XMPPD_LOG_ERROR, "option hosts lists no host to serve");
 		return -1;
 	}
-	if ((mod.services = calloc(nh, sizeof(*mod.services))) == NULL)
+	if ((ps_module.services = calloc(nh, sizeof(*ps_module.services))) == NULL)
 		return -1;
 	for (size_t i = 0; i < nh; i++) {
-		if (asprintf(&mod.services[i], "%s%s", prefix != NULL ? prefix : "",
+		if (asprintf(&ps_module.services[i], "%s%s", prefix != NULL ? prefix : "",
 		    xmppd_opt_list_at(ctx, "hosts", i)) < 0) {
 			free_services();
 			return -1;
 		}
-		mod.nservices++;
+		ps_module.nservices++;
 	}
-	if (ps_engine_init(&mod) < 0 ||
-	    (buckets = calloc((size_t)mod.nworkers * SHAPER_SLOTS, sizeof(*buckets))) == NULL)
+	if (ps_engine_init(&ps_module) < 0 ||
+	    (buckets = calloc((size_t)ps_module.nworkers * SHAPER_SLOTS, sizeof(*buckets))) == NULL)
 		goto err;
-	for (size_t i = 0; i < mod.nservices; i++)
-		if (xmppd_service_register(ctx, mod.services[i], service_stanza, NULL) < 0)
+	for (size_t i = 0; i < ps_module.nservices; i++)
+		if (xmppd_service_register(ctx, ps_module.services[i], service_stanza, NULL) < 0)
 			goto err;
-	if (pep_load(ctx) < 0 || xmppd_pubsub_provide(ctx, provider) < 0 ||
+	if (ps_pep_load(ctx) < 0 || xmppd_pubsub_provide(ctx, provider) < 0 ||
 	    xmppd_ctl_register(ctx, "pubsub", CTL_USAGE, pubsub_ctl, NULL) < 0)
 		goto err;
-	xmppd_set_data(ctx, &mod);
+	xmppd_set_data(ctx, &ps_module);
 	return 0;
 err:
 	unload(ctx);

@@ -1,30 +1,36 @@
 /*
- * pubsub.h - mod_pubsub's units: one engine (pubsub_engine.c) that keeps
- * nodes, items and subscriptions, and its front ends (mod_pubsub.c: the
- * XEP-0060 service on pubsub.DOMAIN, the ABI provider, xmppctl pubsub).
+ * pubsub.h - mod_pubsub's units. One engine keeps nodes, items and
+ * subscriptions: pubsub_engine.c (requests, the per-worker node tables,
+ * loading, the queue of each node), pubsub_ops.c (create, configure,
+ * delete, purge, publish, retract), pubsub_subs.c (access models,
+ * subscriptions, items, affiliations, disco of a node, the dispatch),
+ * pubsub_form.c (configuration forms), pubsub_store.c (keys, records).
+ * Its front ends: mod_pubsub.c (the XEP-0060 service on pubsub.DOMAIN,
+ * the ABI provider, xmppctl pubsub) and pubsub_pep.c (XEP-0163 PEP).
  *
- * A *service* is a JID with a kind: a pubsub service domain, or (later,
- * XEP-0163) an account's bare JID. A node is named by (service, node);
- * it lives on the worker xmppd_entity_worker() names for its key
- * (ps_node_key): "SERVICE/NODE" for a service node, the account's bare
- * JID for every PEP node of an account. Its state is touched by that
- * worker only (one table of nodes per worker): a request is handed there
- * with xmppd_entity_post before anything reads the node.
+ * A *service* is a JID with a kind: a pubsub service domain, or an
+ * account's bare JID (PEP). A node is named by (service, node); it lives
+ * on the worker xmppd_entity_worker() names for its key (ps_node_key):
+ * "SERVICE/NODE" for a service node, the account's bare JID for every PEP
+ * node of an account. Its state is touched by that worker only (one
+ * table of nodes per worker): a request is handed there with
+ * xmppd_entity_post before anything reads the node.
  *
  * Tables (values start with a version byte):
  *   mod_pubsub_nodes  key(service, node)            -> node record
  *   mod_pubsub_subs   key(service, node, jid)       -> subscription
  *   mod_pubsub_items  key(service, node) + seq(8 BE) -> item record
- * and for PEP the same in mod_pubsub_pep_*, with key(host, user) in place
- * of key(service): user tables (xmppd_store_user_table).
  * so that a node's items are in publish order (seq grows) and a range
- * read backwards gives the newest first.
+ * read backwards gives the newest first; and for PEP the same in
+ * mod_pubsub_pep_*, with key(host, user) in place of key(service): user
+ * tables (xmppd_store_user_table), whose rows go with the account.
  */
 #ifndef PUBSUB_H
 #define PUBSUB_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <xmppd.h>
 
@@ -167,6 +173,18 @@ struct ps_req {
 	void (*op_free)(void *op);  /* frees what op holds (not op itself) */
 };
 
+/* ---- mod_pubsub.c ---- */
+extern struct ps_mod ps_module;
+/* A <pubsub/> or <pubsub#owner/> request for service, from an IQ (iq) or
+ * a module (done). */
+void ps_handle_pubsub(const xmppd_jid *actor, const char *service, int set,
+    const xmppd_elem *payload, const xmppd_elem *iq, xmppd_pubsub_fn done, void *done_ud);
+uint64_t ps_hash_str(const char *s);
+
+/* ---- pubsub_pep.c ---- */
+int ps_pep_load(xmppd_ctx *ctx);
+void ps_pep_free(void);
+
 /* ---- pubsub_form.c ---- */
 void ps_config_default(struct ps_mod *m, struct ps_config *c, int kind);
 void ps_config_free(struct ps_config *c);
@@ -247,5 +265,35 @@ int ps_may_create(struct ps_mod *m, const xmppd_jid *actor);
 void ps_service_features(xmppd_elem *query);
 /* A random id (hex) into buf (17 bytes). */
 void ps_random_id(char *buf);
+
+/* ---- engine internals (pubsub_engine.c, pubsub_ops.c, pubsub_subs.c) ---- */
+/* Runs the request at the head of its node's queue (pubsub_subs.c). */
+void ps_dispatch(struct ps_req *r);
+void ps_node_clear(struct ps_node *n);
+int ps_items_push(struct ps_node *n, uint64_t seq, const char *id);
+int ps_aff_of(const struct ps_node *n, const xmppd_jid *actor);
+struct ps_sub *ps_sub_find(struct ps_node *n, const char *jid);
+struct ps_sub *ps_sub_of_actor(struct ps_node *n, const xmppd_jid *actor);
+void ps_sub_remove(struct ps_node *n, struct ps_sub *s);
+long ps_max_items(const struct ps_req *r, const struct ps_node *n);
+ssize_t ps_item_index(const struct ps_node *n, const char *id);
+void ps_item_remove_at(struct ps_node *n, size_t i);
+xmppd_elem *ps_result(const char *ns);
+void ps_run_event(struct ps_req *r, int kind, const char *item_id, const xmppd_elem *item);
+xmppd_elem *ps_event_message(const struct ps_node *n, xmppd_elem **event_r);
+void ps_send_to(const xmppd_elem *msg, const char *to);
+void ps_notify_all(const struct ps_node *n, const xmppd_elem *msg);
+int ps_pep_owner(const struct ps_req *r);
+int ps_write_record(struct ps_req *r, const struct ps_config *cfg, xmppd_batch *b,
+    xmppd_store_done_fn done);
+void ps_send_last_item(const struct ps_node *n, const char *to);
+typedef void (*access_fn)(struct ps_req *r);
+/* Runs next(r) when the actor may see the node, else answers the error. */
+void ps_check_access(struct ps_req *r, access_fn next, int for_items);
+void ps_op_create(struct ps_req *r, xmppd_elem *action);
+void ps_op_configure(struct ps_req *r, xmppd_elem *action);
+void ps_op_delete(struct ps_req *r, xmppd_elem *action, int purge);
+void ps_op_publish(struct ps_req *r, xmppd_elem *action);
+void ps_op_retract(struct ps_req *r, xmppd_elem *action);
 
 #endif
