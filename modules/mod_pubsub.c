@@ -61,6 +61,9 @@ static const struct xmppd_option options[] = {
 	{ "publish_rate", XMPPD_OPT_INT, "10", 1, 100000 },
 	{ "publish_burst", XMPPD_OPT_INT, "50", 1, 1000000 },
 	{ "publish_excess", XMPPD_OPT_STRING, "resource-constraint", 0, 0 },
+	/* Seconds a node unused stays in memory (it is read again from the
+	 * store when next asked for). */
+	{ "node_idle_timeout", XMPPD_OPT_INT, "600", 1, 86400 },
 	{ NULL, 0, NULL, 0, 0 },
 };
 
@@ -753,6 +756,16 @@ pubsub_ctl(int argc, char **argv, char **out_r, void *ud)
 /* ---------------------------------------------------------------- */
 /* Loading.                                                           */
 
+static uint64_t
+sweep(void *ud)
+{
+	uint64_t idle = (uint64_t)xmppd_opt_int(ps_module.ctx, "node_idle_timeout") * 1000;
+
+	(void)ud;
+	ps_engine_sweep(&ps_module, idle);
+	return idle / 4 > 1000 ? idle / 4 : 1000;
+}
+
 static void
 free_services(void)
 {
@@ -824,6 +837,8 @@ load(xmppd_ctx *ctx)
 		if (xmppd_service_register(ctx, ps_module.services[i], service_stanza, NULL) < 0)
 			goto err;
 	if (ps_pep_load(ctx) < 0 || xmppd_pubsub_provide(ctx, provider) < 0 ||
+	    xmppd_timer_add_every_worker(ctx, (uint64_t)xmppd_opt_int(ctx, "node_idle_timeout") *
+	    250, sweep, NULL) < 0 ||
 	    xmppd_ctl_register(ctx, "pubsub", CTL_USAGE, pubsub_ctl, NULL) < 0)
 		goto err;
 	xmppd_set_data(ctx, &ps_module);

@@ -127,6 +127,7 @@ struct ps_node {
 	int busy;
 	int draining;
 	int load_status;
+	uint64_t used_ms;           /* when a request last came (xmppd_now_ms) */
 };
 
 /* Module-wide settings, read-only after load. */
@@ -241,6 +242,9 @@ int ps_engine_init(struct ps_mod *m);
 /* On the main thread after every worker stopped running the module:
  * answers what is queued (service-unavailable) and frees the nodes. */
 void ps_engine_free(struct ps_mod *m);
+/* Frees the calling worker's nodes idle for idle_ms (a timer on every
+ * worker): a node is loaded again from the store when next asked for. */
+void ps_engine_sweep(struct ps_mod *m, uint64_t idle_ms);
 /* The key a node lives by (placement), malloc'd. */
 char *ps_node_key(int kind, const char *service, const char *node);
 /* Hands r to its node's worker (r->key) and runs it there. 0 or -1. */

@@ -302,6 +302,30 @@ ps_forget_service(struct ps_mod *m, const char *service)
 		}
 }
 
+/* Nodes stay in memory while used; the store has them all, so one idle
+ * for a while goes (its last payload with it) and memory follows the
+ * nodes in use, not every node ever touched. */
+void
+ps_engine_sweep(struct ps_mod *m, uint64_t idle_ms)
+{
+	struct ps_table *t = my_table(m);
+	uint64_t now = xmppd_now_ms();
+	struct ps_node *n, **pp;
+
+	if (t == NULL)
+		return;
+	for (size_t b = 0; b < NBUCKETS; b++)
+		for (pp = &t->b[b]; (n = *pp) != NULL;) {
+			if (!n->busy && n->qhead == NULL && n->state == PS_READY &&
+			    now - n->used_ms >= idle_ms) {
+				*pp = n->hnext;
+				node_free(n);
+			} else {
+				pp = &n->hnext;
+			}
+		}
+}
+
 /* ---------------------------------------------------------------- */
 /* Loading.                                                           */
 
@@ -478,6 +502,7 @@ run_req(void *ud)
 		if (xmppd_store_aget(r->m->ctx, ps_table(n->service, T_NODES), key, klen, load_node_got, n) < 0)
 			n->load_status = -1, n->state = PS_READY;
 	}
+	n->used_ms = xmppd_now_ms();
 	r->next = NULL;
 	if (n->qtail != NULL)
 		n->qtail->next = r;

@@ -168,7 +168,7 @@ async def main():
     mods = {'mod_disco': {}, 'mod_roster': {},
             'mod_pubsub': {'hosts': [HOST], 'max_item_size': 2000,
                            'max_items_per_node': 5, 'default_max_items': 3,
-                           'max_nodes_per_user': 10, 'max_subscriptions_per_node': 4,
+                           'max_nodes_per_user': 10, 'max_nodes': 26, 'max_subscriptions_per_node': 4,
                            'publish_rate': 1, 'publish_burst': 40}}
     srv = xt.Server(workers=2, modules=mods, start=False)
     srv.conf['module_dir'] = str(moddir)
@@ -495,7 +495,25 @@ async def main():
     xt.ok(wait_type and all(t == 'wait' for t in wait_type), 'of type wait')
     xt.is_(published_id(await publish(alice, 'n1', 'm2')), 'm2', 'another user still publishes')
 
-    await xt.disconnect_all(alice, bob, flood)
+    # -- the service's node limit (max_nodes 26) --------------------------
+    rc, out, e = srv.ctl('pubsub', 'nodes', PS)
+    have = len(out.split())
+    carol = await xt.login_ok(srv, 'carol', resource='c2')
+    got = [err(await create(carol, 'cl%d' % i)) for i in range(26 - have + 1)]
+    xt.is_((have < 26, got[:-1] == ['result'] * (26 - have), got[-1]),
+           (True, True, ('not-allowed', 'max-nodes-exceeded')),
+           'creating past max_nodes of the service: max-nodes-exceeded')
+
+    # -- unload answers, load again finds the nodes --------------------------
+    rc, out, e = srv.ctl('module', 'unload', 'mod_pubsub')
+    xt.is_(rc, 0, 'xmppctl module unload mod_pubsub')
+    xt.is_(err(await items(alice, 'n1'))[0], 'remote-server-not-found',
+           'unloaded: the service domain is no longer served here')
+    rc, out, e = srv.ctl('module', 'load', 'mod_pubsub')
+    xt.is_(rc, 0, 'loaded again')
+    xt.is_(item_ids(await items(alice, 'n1')), ['m2', 'm1'], 'and the node is read back')
+
+    await xt.disconnect_all(alice, bob, flood, carol)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0 on SIGTERM')
     srv.teardown()
 

@@ -117,7 +117,7 @@ async def event(c, timeout=3):
 async def main():
     srv = xt.Server(workers=2, modules={
         'mod_disco': {}, 'mod_roster': {}, 'mod_caps': {},
-        'mod_pubsub': {'hosts': [HOST]}})
+        'mod_pubsub': {'hosts': [HOST], 'node_idle_timeout': 1}})
     for u in ('alice', 'bob', 'carol'):
         srv.register(u, u + '-pw')
     rc, _, _ = srv.ctl('roster', 'add', 'alice', HOST, 'bob@' + HOST)
@@ -189,6 +189,11 @@ async def main():
     bob = await xt.login_ok(srv, 'bob', resource='pc2')
     xt.is_(item_ids(await ps(bob, ab, 'get', "<items node='%s'/>" % MOOD)), ['m3', 'm2', 'm1'],
            'after a restart: the items')
+
+    # node_idle_timeout 1: the node leaves memory and is read back.
+    await asyncio.sleep(2.2)
+    xt.is_(item_ids(await ps(bob, ab, 'get', "<items node='%s'/>" % MOOD)), ['m3', 'm2', 'm1'],
+           'idle past node_idle_timeout: read back from the store')
 
     # -- removing the account removes its nodes ----------------------------
     rc, _, _ = srv.ctl('unregister', 'alice', HOST)
