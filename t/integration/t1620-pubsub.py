@@ -253,6 +253,22 @@ async def main():
     xt.is_(err(await ps(alice, 'get', '<items/>')), ('bad-request', 'nodeid-required'),
            'items without a node: nodeid-required')
 
+    # -- a transient notification-only node (7.1.3.6, 8.5.3.3) --------------
+    xt.is_(err(await create(alice, 'tr', {'pubsub#persist_items': '0',
+                                           'pubsub#deliver_payloads': '0'})), 'result',
+           'a node without persistent items or payloads')
+    xt.is_(err(await publish(alice, 'tr', 'p1')), ('bad-request', 'item-forbidden'),
+           'an item with a payload there: item-forbidden')
+    xt.is_(err(await ps(alice, 'set', "<purge node='tr'/>", OWNER)),
+           ('feature-not-implemented', 'unsupported:persistent-items'),
+           'purge there: unsupported persistent-items')
+    xt.is_(err(await ps(bob, 'set', "<subscribe node='n1' jid='%s'/><options/>" % bob.jid.bare)),
+           ('feature-not-implemented', 'unsupported:subscription-options'),
+           'subscribe with options: unsupported subscription-options')
+    xt.is_(err(await ps(bob, 'get', "<options node='n1' jid='%s'/>" % bob.jid.bare)),
+           ('feature-not-implemented', 'unsupported:subscription-options'),
+           'subscription options: unsupported subscription-options')
+
     # -- publish-options (7.1.5) -----------------------------------------
     xt.is_(published_id(await publish(alice, 'n1', 'i2', options={
         'pubsub#persist_items': 'true', 'pubsub#access_model': 'open'})), 'i2',
@@ -515,6 +531,22 @@ async def main():
 
     await xt.disconnect_all(alice, bob, flood, carol)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0 on SIGTERM')
+    srv.teardown()
+
+    # -- access_create: an access rule -----------------------------------
+    srv = xt.Server(workers=2, modules={'mod_pubsub': {'hosts': [HOST],
+                                                       'access_create': 'creators'}},
+                    conf={'acl': {'creators': {'user': ['alice@' + HOST]}},
+                          'access_rules': {'creators': [{'allow': 'creators'}]}})
+    for u in ('alice', 'bob'):
+        srv.register(u, u + '-pw')
+    alice = await xt.login_ok(srv, 'alice', resource='a')
+    bob = await xt.login_ok(srv, 'bob', resource='b')
+    xt.is_(err(await create(bob, 'x')), ('forbidden', None),
+           'access_create denies bob: forbidden (8.1.3.1)')
+    xt.is_(err(await create(alice, 'x')), 'result', 'and allows alice')
+    await xt.disconnect_all(alice, bob)
+    xt.is_(await srv.astop(), 0, 'xmppd exits 0')
     srv.teardown()
 
 
