@@ -181,18 +181,25 @@ async def main():
     await event(carol, timeout=1)      # the last item, on subscription
     await ps(alice, ab, 'set', publish_xml('m3', 'calm'))
     xt.is_(ev_item(await event(carol)), 'm3', 'a subscriber is notified')
+    xt.is_(ev_item(await event(bob)), 'm3', 'and bob by his caps')
+    r = await ps(bob, ab, 'set', "<subscribe node='%s' jid='%s'/>" % (MOOD, 'bob@' + HOST))
+    await event(bob, timeout=1)        # the last item, on subscription
+    await ps(alice, ab, 'set', publish_xml('m4', 'ok'))
+    first = ev_item(await event(bob))
+    xt.is_((first, await event(bob, timeout=0.6)), ('m4', None),
+           'bob subscribed and asking by caps: one event, not two')
 
     # -- restart ----------------------------------------------------------
     await xt.disconnect_all(alice, alice2, bob, carol)
     xt.is_(await srv.astop(), 0, 'xmppd stops')
     srv.start()
     bob = await xt.login_ok(srv, 'bob', resource='pc2')
-    xt.is_(item_ids(await ps(bob, ab, 'get', "<items node='%s'/>" % MOOD)), ['m3', 'm2', 'm1'],
+    xt.is_(item_ids(await ps(bob, ab, 'get', "<items node='%s'/>" % MOOD)), ['m4', 'm3', 'm2', 'm1'],
            'after a restart: the items')
 
     # node_idle_timeout 1: the node leaves memory and is read back.
     await asyncio.sleep(2.2)
-    xt.is_(item_ids(await ps(bob, ab, 'get', "<items node='%s'/>" % MOOD)), ['m3', 'm2', 'm1'],
+    xt.is_(item_ids(await ps(bob, ab, 'get', "<items node='%s'/>" % MOOD)), ['m4', 'm3', 'm2', 'm1'],
            'idle past node_idle_timeout: read back from the store')
 
     # -- removing the account removes its nodes ----------------------------
