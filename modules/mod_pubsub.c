@@ -32,8 +32,8 @@
 
 #include "pubsub.h"
 
-#define CTL_USAGE "pubsub nodes SERVICE | pubsub items SERVICE NODE | " \
-	"pubsub delete SERVICE NODE"
+#define CTL_USAGE "pubsub nodes SERVICE|USER@HOST | pubsub items SERVICE|USER@HOST NODE | " \
+	"pubsub delete SERVICE|USER@HOST NODE"
 #define CTL_WAIT_S 10
 #define SHAPER_SLOTS 1024
 
@@ -739,7 +739,9 @@ pubsub_ctl(int argc, char **argv, char **out_r, void *ud)
 {
 	(void)ud;
 	*out_r = NULL;
-	if (argc >= 3 && our_service(argv[2]) == NULL) {
+	/* A service domain, or an account's bare JID (its PEP nodes). */
+	if (argc >= 3 && our_service(argv[2]) == NULL && !(ps_is_pep(argv[2]) &&
+	    xmppd_is_local_host(strchr(argv[2], '@') + 1))) {
 		*out_r = msg("%s is not a pubsub service here", argv[2]);
 		return -1;
 	}

@@ -84,25 +84,72 @@ pep_account_free(struct pep_account *a)
 	free(a);
 }
 
+/* The node's subscribers, hashed once per notification, so that a
+ * contact subscribed (by its full or bare JID) is not sent it twice, in
+ * O(contacts + subscribers). */
+struct subset {
+	const char **slot;
+	size_t mask;
+};
+
+static int
+subset_make(struct subset *set, const struct ps_node *n)
+{
+	size_t size = 8;
+
+	set->slot = NULL;
+	set->mask = 0;
+	if (n->nsubs == 0)
+		return 0;
+	while (size < n->nsubs * 2)
+		size *= 2;
+	if ((set->slot = calloc(size, sizeof(*set->slot))) == NULL)
+		return -1;
+	set->mask = size - 1;
+	for (size_t i = 0; i < n->nsubs; i++) {
+		size_t h = ps_hash_str(n->subs[i].jid) & set->mask;
+
+		if (n->subs[i].state != PS_SUB_SUBSCRIBED)
+			continue;
+		while (set->slot[h] != NULL)
+			h = (h + 1) & set->mask;
+		set->slot[h] = n->subs[i].jid;
+	}
+	return 0;
+}
+
+static int
+subset_has(const struct subset *set, const char *jid)
+{
+	if (set->slot == NULL)
+		return 0;
+	for (size_t h = ps_hash_str(jid) & set->mask; set->slot[h] != NULL;
+	    h = (h + 1) & set->mask)
+		if (strcmp(set->slot[h], jid) == 0)
+			return 1;
+	return 0;
+}
+
 void
 ps_pep_notify(struct ps_mod *m, const struct ps_node *n, const xmppd_elem *msg)
 {
 	struct pep_account *a = pep_account(n->service, 0);
 	char feature[PS_NODE_NAME_MAX + 16];
+	struct subset set;
 	xmppd_jid *j;
 
 	(void)m;
-	if (a == NULL || (n->cfg.access != PS_OPEN && n->cfg.access != PS_PRESENCE))
+	if (a == NULL || a->n == 0 || (n->cfg.access != PS_OPEN && n->cfg.access != PS_PRESENCE))
+		return;
+	if (subset_make(&set, n) < 0)
 		return;
 	snprintf(feature, sizeof(feature), "%s+notify", n->name);
 	for (size_t i = 0; i < a->n; i++) {
-		int subscribed = 0;
-
-		for (size_t k = 0; k < n->nsubs && !subscribed; k++)
-			subscribed = strcmp(n->subs[k].jid, a->contacts[i]) == 0;
-		if (subscribed || (j = xmppd_jid_parse(a->contacts[i])) == NULL)
+		if (subset_has(&set, a->contacts[i]) ||
+		    (j = xmppd_jid_parse(a->contacts[i])) == NULL)
 			continue;
-		if (xmppd_caps_has_feature(j, feature) == 1) {
+		if (!subset_has(&set, xmppd_jid_bare(j)) &&
+		    xmppd_caps_has_feature(j, feature) == 1) {
 			xmppd_elem *c = xmppd_elem_copy(msg);
 
 			xmppd_elem_set_attr(c, "to", a->contacts[i]);
@@ -111,6 +158,7 @@ ps_pep_notify(struct ps_mod *m, const struct ps_node *n, const xmppd_elem *msg)
 		}
 		xmppd_jid_free(j);
 	}
+	free(set.slot);
 }
 
 struct pep_presence {

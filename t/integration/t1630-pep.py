@@ -197,6 +197,11 @@ async def main():
     xt.is_(item_ids(await ps(bob, ab, 'get', "<items node='%s'/>" % MOOD)), ['m4', 'm3', 'm2', 'm1'],
            'after a restart: the items')
 
+    rc, out, _ = srv.ctl('pubsub', 'nodes', ab)
+    xt.is_((rc, out.split()), (0, [MOOD]), "xmppctl pubsub nodes of an account: its PEP nodes")
+    rc, out, _ = srv.ctl('pubsub', 'items', ab, MOOD)
+    xt.is_((rc, [ln.split('\t')[0] for ln in out.splitlines()]), (0, ['m1', 'm2', 'm3', 'm4']),
+           'xmppctl pubsub items of a PEP node')
     # node_idle_timeout 1: the node leaves memory and is read back.
     await asyncio.sleep(2.2)
     xt.is_(item_ids(await ps(bob, ab, 'get', "<items node='%s'/>" % MOOD)), ['m4', 'm3', 'm2', 'm1'],
