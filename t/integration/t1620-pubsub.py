@@ -253,6 +253,32 @@ async def main():
     xt.is_(err(await ps(alice, 'get', '<items/>')), ('bad-request', 'nodeid-required'),
            'items without a node: nodeid-required')
 
+    # -- bad input ---------------------------------------------------------
+    xt.is_(err(await create(alice, 'x' * 300)), ('not-acceptable', None),
+           'a node name of 300 bytes: not-acceptable')
+    xt.is_(err(await subscribe(bob, 'n1', '@@bad')), ('bad-request', 'invalid-jid'),
+           'subscribe with a JID that does not parse: invalid-jid')
+    xt.is_(err(await items(bob, 'n1', " max_items='lots'")), ('bad-request', None),
+           "max_items='lots': bad-request")
+    xt.is_(err(await ps(bob, 'get', "<items node='n1'/><set xmlns='%s'><max>-3</max></set>"
+                        % RSM)), ('bad-request', None), 'RSM max -3: bad-request')
+    r = await ps(alice, 'set', "<configure node='n1'>%s</configure>"
+                 % form('submit', {'pubsub#persist_items': 'maybe'}), OWNER)
+    xt.is_(err(r), ('not-acceptable', None), 'a boolean field "maybe": not-acceptable')
+    r = await ps(alice, 'set', "<affiliations node='n1'><affiliation jid='carol@%s' "
+                 "affiliation='emperor'/></affiliations>" % HOST, OWNER)
+    xt.is_(err(r), ('bad-request', None), 'an unknown affiliation: bad-request')
+    xt.is_(err(await ps(alice, 'set', "<frobnicate node='n1'/>")), ('bad-request', None),
+           'an unknown action: bad-request')
+
+    # -- notify_config (8.2.5.3) --------------------------------------------
+    r = await ps(alice, 'set', "<configure node='n1'>%s</configure>"
+                 % form('submit', {'pubsub#notify_config': '1'}), OWNER)
+    m = await event(bob, lambda m: event_of(m).find(q('configuration', EVENT)) is not None)
+    c = event_of(m).find(q('configuration', EVENT)) if m else None
+    xt.is_(None if c is None else c.get('node'), 'n1',
+           'notify_config on: the subscriber gets the configuration event')
+
     # -- a transient notification-only node (7.1.3.6, 8.5.3.3) --------------
     xt.is_(err(await create(alice, 'tr', {'pubsub#persist_items': '0',
                                            'pubsub#deliver_payloads': '0'})), 'result',
