@@ -343,9 +343,7 @@ ps_op_create(struct ps_req *r, xmppd_elem *action)
 
 struct op_write {
 	struct ps_config cfg;       /* configure: the new settings */
-	int have_cfg;
-	int notify_config;
-	xmppd_elem *result;
+	size_t trim;                /* oldest items deleted: max_items lowered */
 };
 
 static void
@@ -363,6 +361,13 @@ config_done(int status, void *ud)
 	}
 	ps_config_free(&n->cfg);
 	n->cfg = o->cfg;
+	for (size_t i = 0; i < o->trim && n->nitems > 0; i++)
+		ps_item_remove_at(n, 0);
+	if (o->trim > 0 && n->nitems == 0) {
+		free(n->last_xml);
+		n->last_xml = NULL;
+		n->last_len = 0;
+	}
 	/* XEP-0060 8.2.5.3: a configuration notification. */
 	if (n->cfg.notify_config) {
 		msg = ps_event_message(n, &ev);
@@ -413,6 +418,9 @@ ps_op_configure(struct ps_req *r, xmppd_elem *action)
 	struct op_write *o;
 	xmppd_elem *res, *c, *x;
 	const char *cond = NULL, *why = NULL;
+	char key[PS_KEY_MAX];
+	xmppd_batch *b;
+	long max;
 
 	if (!n->exists) {
 		ps_error(r, "item-not-found", NULL, NULL);
@@ -446,7 +454,17 @@ ps_op_configure(struct ps_req *r, xmppd_elem *action)
 		ps_error(r, cond, NULL, NULL);
 		return;
 	}
-	if (ps_write_record(r, &o->cfg, NULL, config_done) < 0) {
+	/* A lower max_items: the oldest items go in the same batch. */
+	max = o->cfg.max_items == PS_MAX_ITEMS_MAX ? r->m->max_items_per_node : o->cfg.max_items;
+	if ((b = xmppd_batch_new(r->m->ctx)) == NULL) {
+		ps_config_free(&o->cfg);
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	for (; n->cfg.persist_items && n->nitems - o->trim > (size_t)max; o->trim++)
+		(void)xmppd_batch_del(b, ps_table(n->service, T_ITEMS), key,
+		    ps_key_item(key, n->service, n->name, n->items[o->trim].seq));
+	if (ps_write_record(r, &o->cfg, b, config_done) < 0) {
 		ps_config_free(&o->cfg);
 		ps_error(r, "internal-server-error", NULL, NULL);
 	}

@@ -339,6 +339,15 @@ async def main():
     xt.is_(item_ids(await items(alice, 'nf')), ['t3', 't2'],
            'max_items 2: the oldest go')
 
+    await publish(alice, 'nf', 't4')
+    r = await ps(alice, 'set', "<configure node='nf'>%s</configure>"
+                 % form('submit', {'pubsub#max_items': '1'}), OWNER)
+    xt.is_((err(r), item_ids(await items(alice, 'nf'))), ('result', ['t4']),
+           'max_items lowered to 1: the older items go at once')
+    r = await ps(alice, 'set', "<configure node='nf'>%s</configure>"
+                 % form('submit', {'pubsub#max_items': '2'}), OWNER)
+    await publish(alice, 'nf', 't5')
+
     # -- last item on subscribe (6.1.7) ----------------------------------
     xt.is_(sub_state(await subscribe(carol, 'n1')), 'subscribed', 'carol subscribes')
     xt.is_(ev_items(await event(carol)), ('n1', [('item', 'i2')]),
@@ -518,7 +527,7 @@ async def main():
     rc, out, e = srv.ctl('pubsub', 'nodes', PS)
     xt.ok(rc == 0 and {'n1', 'nf', 'wl'} <= set(out.split()), 'xmppctl pubsub nodes')
     rc, out, e = srv.ctl('pubsub', 'items', PS, 'nf')
-    xt.is_((rc, [ln.split('\t')[0] for ln in out.splitlines()]), (0, ['t2', 't3']),
+    xt.is_((rc, [ln.split('\t')[0] for ln in out.splitlines()]), (0, ['t4', 't5']),
            'xmppctl pubsub items (oldest first)')
     rc, out, e = srv.ctl('pubsub', 'delete', PS, 'nf')
     xt.is_(rc, 0, 'xmppctl pubsub delete')
