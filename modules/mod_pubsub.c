@@ -336,32 +336,24 @@ service_scan(struct ps_req *r, int what)
 /* ---------------------------------------------------------------- */
 /* One request: from an IQ or a module.                               */
 
+/* An answer before any node is involved: a request made for it alone. */
 static void
 fail_new(const xmppd_elem *iq, xmppd_pubsub_fn done, void *done_ud, const char *cond,
     const char *app)
 {
-	struct ps_req r;
+	struct ps_req *r = calloc(1, sizeof(*r));
 
-	memset(&r, 0, sizeof(r));
-	r.iq = iq != NULL ? xmppd_elem_ref((xmppd_elem *)iq) : NULL;
-	r.done = done;
-	r.done_ud = done_ud;
-	/* ps_error frees what the request holds, and the request: a copy
-	 * on the heap. */
-	{
-		struct ps_req *h = malloc(sizeof(*h));
-
-		if (h == NULL) {
-			if (done != NULL)
-				done("internal-server-error", NULL, done_ud);
-			else
-				xmppd_iq_error(iq, "internal-server-error", NULL);
-			xmppd_elem_unref(r.iq);
-			return;
-		}
-		*h = r;
-		ps_error(h, cond, app, NULL);
+	if (r == NULL) {
+		if (done != NULL)
+			done("internal-server-error", NULL, done_ud);
+		else
+			xmppd_iq_error(iq, "internal-server-error", NULL);
+		return;
 	}
+	r->iq = iq != NULL ? xmppd_elem_ref((xmppd_elem *)iq) : NULL;
+	r->done = done;
+	r->done_ud = done_ud;
+	ps_error(r, cond, app, NULL);
 }
 
 static void
