@@ -141,6 +141,8 @@ async def main():
     r = await ps(alice, ab, 'set', publish_xml('m1', 'happy', access='presence'))
     xt.is_(err(r), 'result', 'the first publish makes the node')
     xt.is_(ev_item(await event(alice2)), 'm1', "the account's other resource gets the event")
+    r = await alice.iq('get', None, "<pubsub xmlns='%s'><items node='%s'/></pubsub>" % (NS, MOOD))
+    xt.is_(item_ids(r), ['m1'], "an IQ without 'to' is the account's own (RFC 6120 10.3.3)")
     xt.is_(err(await ps(carol, ab, 'set', publish_xml('c1', 'evil'))), ('forbidden', None),
            "another user publishing to the account's node: forbidden")
     xt.is_(err(await ps(carol, ab, 'get', "<items node='%s'/>" % MOOD)),
