@@ -115,8 +115,13 @@ async def event(c, timeout=3):
 
 
 async def main():
-    srv = xt.Server(workers=2, modules={
-        'mod_disco': {}, 'mod_roster': {}, 'mod_caps': {},
+    moddir = xt.scratch_dir('t1630-build') / 'modules'
+    moddir.mkdir()
+    xt.build_test_module(moddir, 'mod_entityprobe')
+    for m in ('mod_disco', 'mod_roster', 'mod_caps', 'mod_pubsub'):
+        os.symlink(os.path.join(xt.MODULE_DIR, m + '.so'), str(moddir / (m + '.so')))
+    srv = xt.Server(workers=2, conf={'module_dir': str(moddir)}, modules={
+        'mod_disco': {}, 'mod_roster': {}, 'mod_caps': {}, 'mod_entityprobe': {},
         'mod_pubsub': {'hosts': [HOST], 'node_idle_timeout': 1}})
     for u in ('alice', 'bob', 'carol'):
         srv.register(u, u + '-pw')
@@ -191,6 +196,16 @@ async def main():
     xt.is_((first, await event(bob, timeout=0.6)), ('m4', None),
            'bob subscribed and asking by caps: one event, not two')
 
+    # -- a module, through xmppd_pubsub_request (XEP-0402-like) -------------
+    r = await carol.iq('get', HOST, "<pubsub xmlns='%s' service='%s' set='1'><pubsub xmlns='%s'>"
+                       "<publish node='urn:t:books'><item id='b1'><b xmlns='urn:t:books'/></item>"
+                       "</publish></pubsub></pubsub>" % (PROBE, ab, NS))
+    p = r.xml.find('{%s}pubsub' % PROBE) if r is not None and r['type'] == 'result' else None
+    xt.is_(None if p is None else p.get('condition'), 'none',
+           "a module publishes to an account's PEP node as the server")
+    r = await ps(alice, ab, 'get', "<items node='urn:t:books'/>")
+    xt.is_(item_ids(r), ['b1'], 'the account sees the item (the node was made by the publish)')
+
     # -- restart ----------------------------------------------------------
     await xt.disconnect_all(alice, alice2, bob, carol)
     xt.is_(await srv.astop(), 0, 'xmppd stops')
@@ -200,7 +215,8 @@ async def main():
            'after a restart: the items')
 
     rc, out, _ = srv.ctl('pubsub', 'nodes', ab)
-    xt.is_((rc, out.split()), (0, [MOOD]), "xmppctl pubsub nodes of an account: its PEP nodes")
+    xt.is_((rc, sorted(out.split())), (0, ['urn:t:books', MOOD]),
+           "xmppctl pubsub nodes of an account: its PEP nodes")
     rc, out, _ = srv.ctl('pubsub', 'items', ab, MOOD)
     xt.is_((rc, [ln.split('\t')[0] for ln in out.splitlines()]), (0, ['m1', 'm2', 'm3', 'm4']),
            'xmppctl pubsub items of a PEP node')
