@@ -406,6 +406,34 @@ async def main():
     xt.is_(None if s is None else s.get('subscription'), 'subscribed',
            'the owner allows: the subscriber is told')
     xt.is_(item_ids(await items(carol, 'au')), ['a1'], 'and may retrieve items')
+    dave0 = await xt.login_ok(srv, 'dave', resource='d0')
+    xt.is_(sub_state(await subscribe(dave0, 'au')), 'pending', 'dave asks too: pending')
+    m = await alice.message(lambda m: m.xml.find('{%s}x' % XDATA) is not None and
+                            field(m.xml.find('{%s}x' % XDATA), 'pubsub#subscriber_jid') ==
+                            dave0.jid.bare, timeout=3)
+    xt.ok(m is not None, 'the owner is asked about dave')
+    deny = alice.xmpp.Message()
+    deny['to'] = PS
+    deny.append(ET.fromstring(form('submit', {
+        'pubsub#node': 'au', 'pubsub#subscriber_jid': dave0.jid.bare, 'pubsub#allow': 'false'},
+        NS + '#subscribe_authorization')))
+    deny.send()
+    m = await event(dave0, lambda m: event_of(m).find(q('subscription', EVENT)) is not None)
+    s = event_of(m).find(q('subscription', EVENT)) if m else None
+    xt.is_(None if s is None else s.get('subscription'), 'none',
+           'the owner denies: the subscriber is told (subscription none)')
+    xt.is_(err(await items(dave0, 'au')), ('not-authorized', 'not-subscribed'),
+           'and may not retrieve items (not-subscribed)')
+    bobans = bob.xmpp.Message()
+    bobans['to'] = PS
+    bobans.append(ET.fromstring(form('submit', {
+        'pubsub#node': 'au', 'pubsub#subscriber_jid': dave0.jid.bare, 'pubsub#allow': 'true'},
+        NS + '#subscribe_authorization')))
+    bobans.send()
+    m = await bob.message(lambda m: m['type'] == 'error', timeout=3)
+    xt.is_(m['error']['condition'] if m is not None else None, 'forbidden',
+           "a non-owner's answer: a forbidden error")
+    await dave0.disconnect()
 
     # -- owner: affiliations (8.9), subscriptions (8.8) -----------------------
     r = await ps(alice, 'set', "<affiliations node='n1'><affiliation jid='bob@%s' "
