@@ -176,7 +176,7 @@ ps_service_features(xmppd_elem *q)
 		NS_PUBSUB "#purge-nodes", NS_PUBSUB "#retract-items",
 		NS_PUBSUB "#retrieve-affiliations", NS_PUBSUB "#retrieve-default",
 		NS_PUBSUB "#retrieve-items", NS_PUBSUB "#retrieve-subscriptions",
-		NS_PUBSUB "#subscribe",
+		NS_PUBSUB "#subscribe", NS_PUBSUB "#subscription-notifications",
 	};
 
 	for (size_t i = 0; i < sizeof(feats) / sizeof(feats[0]); i++)

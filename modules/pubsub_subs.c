@@ -161,6 +161,27 @@ subscription_elem(const char *ns, const struct ps_node *n, const struct ps_sub *
 	return e;
 }
 
+/* pubsub#notify_sub (XEP-0060 16.4.4 node_config): the owners hear of a
+ * subscription's change, as the event's <subscription/>. */
+static void
+tell_owners(const struct ps_node *n, const char *jid, int state, const char *subid)
+{
+	struct ps_sub s = { (char *)jid, state, { 0 } };
+	xmppd_elem *msg, *ev, *e;
+
+	if (!n->cfg.notify_sub)
+		return;
+	snprintf(s.subid, sizeof(s.subid), "%s", subid);
+	msg = ps_event_message(n, &ev);
+	e = subscription_elem(NS_PUBSUB_EVENT, n, &s);
+	xmppd_elem_append_copy(ev, e);
+	xmppd_elem_unref(e);
+	for (size_t i = 0; i < n->naffs; i++)
+		if (n->affs[i].aff == PS_AFF_OWNER)
+			ps_send_to(msg, n->affs[i].jid);
+	xmppd_elem_unref(msg);
+}
+
 /* XEP-0060 6.1.7: the last published item to a new subscriber. */
 void
 ps_send_last_item(const struct ps_node *n, const char *to)
@@ -256,6 +277,7 @@ sub_done(int status, void *ud)
 		ps_send_last_item(n, s->jid);
 	else if (s->state == PS_SUB_PENDING)
 		ask_owners(n, s);
+	tell_owners(n, s->jid, s->state, s->subid);
 	ps_reply(r, res);
 }
 
@@ -369,8 +391,10 @@ unsub_done(int status, void *ud)
 	struct op_sub *o = r->op;
 	struct ps_sub *s;
 
-	if (status == XMPPD_STORE_OK && (s = ps_sub_find(r->n, o->sub.jid)) != NULL)
+	if (status == XMPPD_STORE_OK && (s = ps_sub_find(r->n, o->sub.jid)) != NULL) {
+		tell_owners(r->n, s->jid, PS_SUB_NONE, s->subid);
 		ps_sub_remove(r->n, s);
+	}
 	if (status != XMPPD_STORE_OK)
 		ps_error(r, "internal-server-error", NULL, NULL);
 	else

@@ -353,6 +353,14 @@ async def main():
     xt.is_(ev_items(await event(carol)), ('n1', [('item', 'i2')]),
            'and gets the last published item')
 
+    # -- notify_sub: the owner hears of subscriptions ----------------------
+    await create(alice, 'ns', {'pubsub#notify_sub': '1'})
+    await subscribe(carol, 'ns')
+    m = await event(alice, lambda m: event_of(m).find(q('subscription', EVENT)) is not None)
+    s = event_of(m).find(q('subscription', EVENT)) if m else None
+    xt.is_(None if s is None else (s.get('node'), s.get('jid'), s.get('subscription')),
+           ('ns', carol.jid.bare, 'subscribed'), 'notify_sub: the owner is told of carol')
+
     # -- unsubscribe (6.2) -----------------------------------------------
     r = await ps(carol, 'set', "<unsubscribe node='n1' jid='%s' subid='nope'/>" % carol.jid.bare)
     xt.is_(err(r), ('not-acceptable', 'invalid-subid'), 'unsubscribe with a wrong subid')
