@@ -20,6 +20,16 @@
  *     <hooked runs='N' to='BARE or -' available='0|1' has='H'/>, H being
  *     xmppd_caps_has_feature(from, "urn:xmpp:test:node+notify") during
  *     the run; runs counts the runs for that resource.
+ *   <pubsub xmlns='urn:xmppd:test:entity' service='S' [set='1'] [as='me']>
+ *     REQUEST</pubsub>                               (get; t1620)
+ *     xmppd_pubsub_request(REQUEST) to S as the server (or the sender):
+ *     the reply as above, with the provider's result (or its error's
+ *     application element) copied in.
+ *   <event xmlns='urn:xmppd:test:entity'/>           (get; t1620)
+ *     what pubsub_event last ran with: <event kind='K' node='N' item='I'
+ *     publisher='P or -' payload='name of the item's first child or -'
+ *     owner='1' runs='R'/>, owner saying it ran on the worker
+ *     xmppd_entity_worker names for SERVICE/NODE.
  *
  * With option `provide: true` it is the pubsub provider (answering from
  * another worker, through xmppd_entity_post, with <pubsub><echo/></pubsub>
@@ -51,6 +61,34 @@ static struct hooked {
 	char from[256], to[256];
 	int runs, available, has;
 } hooked[HOOKED_MAX];
+
+static struct {
+	int kind, owner, runs;
+	char node[128], item[128], publisher[128], payload[64];
+} pevent;
+
+static enum xmppd_result
+on_pubsub_event(void *args, void *ud)
+{
+	struct xmppd_pubsub_event_args *a = args;
+	const xmppd_elem *first = a->item != NULL ? xmppd_elem_first_child(a->item) : NULL;
+	char key[512];
+
+	(void)ud;
+	snprintf(key, sizeof(key), "%s/%s", xmppd_jid_bare(a->service), a->node);
+	pthread_mutex_lock(&hooked_lock);
+	pevent.kind = a->kind;
+	pevent.owner = (int)xmppd_entity_worker(key) == xmppd_worker_id();
+	pevent.runs++;
+	snprintf(pevent.node, sizeof(pevent.node), "%s", a->node);
+	snprintf(pevent.item, sizeof(pevent.item), "%s", a->item_id ? a->item_id : "-");
+	snprintf(pevent.publisher, sizeof(pevent.publisher), "%s",
+	    a->publisher ? xmppd_jid_bare(a->publisher) : "-");
+	snprintf(pevent.payload, sizeof(pevent.payload), "%s",
+	    first != NULL ? xmppd_elem_name(first) : "-");
+	pthread_mutex_unlock(&hooked_lock);
+	return XMPPD_CONTINUE;
+}
 
 static enum xmppd_result
 on_caps_presence(void *args, void *ud)
@@ -177,28 +215,44 @@ pubsub_done(const char *condition, const xmppd_elem *result, void *ud)
 	    result != NULL ? "empty" : "none");
 	xmppd_elem_set_attr(r, "same", q->worker == xmppd_worker_id() ? "1" : "0");
 	xmppd_elem_set_attr(r, "returned", q->returned ? "1" : "0");
+	/* t1620: the provider's whole answer. */
+	if (result != NULL)
+		xmppd_elem_append_copy(r, result);
 	xmppd_iq_reply(q->iq, r);
 	xmppd_elem_unref(q->iq);
 	free(q);
 }
 
 static void
-do_pubsub(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, int fail)
+do_pubsub(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, xmppd_elem *probe)
 {
 	struct preq *q = calloc(1, sizeof(*q));
-	xmppd_elem *req = xmppd_elem_new(NS_PUBSUB, "pubsub");
+	xmppd_elem *req, *given = xmppd_elem_first_child(probe);
+	const char *service = xmppd_elem_attr(probe, "service");
+	xmppd_jid *sj = service != NULL ? xmppd_jid_parse(service) : NULL;
+	int set = xmppd_elem_attr(probe, "set") != NULL;
 
-	if (fail)
-		(void)xmppd_elem_add_child(req, NULL, "fail");
+	/* t1620: a request element given in the probe, for service, as the
+	 * server (actor NULL) or as the sender (as='me'). */
+	if (given != NULL) {
+		req = xmppd_elem_copy(given);
+	} else {
+		req = xmppd_elem_new(NS_PUBSUB, "pubsub");
+		if (xmppd_elem_attr(probe, "fail") != NULL)
+			(void)xmppd_elem_add_child(req, NULL, "fail");
+	}
 	q->iq = xmppd_elem_ref(iq);
 	q->worker = xmppd_worker_id();
-	if (xmppd_pubsub_request(module_ctx, from, to, 0, req, pubsub_done, q) < 0) {
+	if (xmppd_pubsub_request(module_ctx, given != NULL &&
+	    xmppd_elem_attr(probe, "as") == NULL ? NULL : from, sj != NULL ? sj : to, set, req,
+	    pubsub_done, q) < 0) {
 		xmppd_iq_error(iq, "internal-server-error", NULL);
 		xmppd_elem_unref(q->iq);
 		free(q);
 	} else {
 		q->returned = 1;
 	}
+	xmppd_jid_free(sj);
 	xmppd_elem_unref(req);
 }
 
@@ -272,13 +326,28 @@ probe_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
 	if (strcmp(name, "post") == 0 && xmppd_elem_attr(q, "key") != NULL) {
 		do_post(iq, xmppd_elem_attr(q, "key"));
 	} else if (strcmp(name, "pubsub") == 0) {
-		do_pubsub(iq, from, to, xmppd_elem_attr(q, "fail") != NULL);
+		do_pubsub(iq, from, to, q);
 	} else if (strcmp(name, "caps") == 0 && xmppd_elem_attr(q, "feature") != NULL) {
 		xmppd_elem *r = xmppd_elem_new(NS, "caps");
 
 		snprintf(buf, sizeof(buf), "%d",
 		    xmppd_caps_has_feature(from, xmppd_elem_attr(q, "feature")));
 		xmppd_elem_set_attr(r, "has", buf);
+		xmppd_iq_reply(iq, r);
+	} else if (strcmp(name, "event") == 0) {
+		xmppd_elem *r = xmppd_elem_new(NS, "event");
+
+		pthread_mutex_lock(&hooked_lock);
+		snprintf(buf, sizeof(buf), "%d", pevent.kind);
+		xmppd_elem_set_attr(r, "kind", buf);
+		xmppd_elem_set_attr(r, "node", pevent.node);
+		xmppd_elem_set_attr(r, "item", pevent.item);
+		xmppd_elem_set_attr(r, "publisher", pevent.publisher);
+		xmppd_elem_set_attr(r, "payload", pevent.payload);
+		xmppd_elem_set_attr(r, "owner", pevent.owner ? "1" : "0");
+		snprintf(buf, sizeof(buf), "%d", pevent.runs);
+		xmppd_elem_set_attr(r, "runs", buf);
+		pthread_mutex_unlock(&hooked_lock);
 		xmppd_iq_reply(iq, r);
 	} else if (strcmp(name, "hooked") == 0) {
 		xmppd_elem *r = xmppd_elem_new(NS, "hooked");
@@ -310,7 +379,8 @@ load(xmppd_ctx *ctx)
 	    (xmppd_pubsub_provide(ctx, pubsub_provider) < 0 ||
 	    xmppd_caps_provide(ctx, caps_provider) < 0))
 		return -1;
-	if (xmppd_hook_add(ctx, XMPPD_HOOK_CAPS_PRESENCE, NULL, 50, on_caps_presence, NULL) < 0)
+	if (xmppd_hook_add(ctx, XMPPD_HOOK_CAPS_PRESENCE, NULL, 50, on_caps_presence, NULL) < 0 ||
+	    xmppd_hook_add(ctx, XMPPD_HOOK_PUBSUB_EVENT, NULL, 50, on_pubsub_event, NULL) < 0)
 		return -1;
 	return xmppd_iq_register(ctx, NULL, NS, XMPPD_IQ_GET, XMPPD_IQ_SERVER, probe_iq, NULL);
 }

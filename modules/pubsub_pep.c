@@ -1,0 +1,355 @@
+/*
+ * pubsub_pep.c - mod_pubsub's PEP front end (XEP-0163): the engine on
+ * every account's bare JID.
+ */
+#define _GNU_SOURCE             /* asprintf */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xmppd.h>
+
+#include "pubsub.h"
+
+static int
+is(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* PEP (XEP-0163): the same engine, on every account's bare JID.      */
+
+/*
+ * An IQ to an account's bare JID runs on the sender's worker; the
+ * engine hands it to the account's (all of an account's nodes live by
+ * its bare JID). Notifications go to the subscribers, the account's
+ * available resources and, for nodes open or presence-only, the contacts
+ * whose presence reaches the account, who may see the account's presence
+ * (subscription from or both, checked when they come), and whose caps
+ * ask for NODE+notify (4.3.1). Those contacts are tracked per account on
+ * the account's worker from caps_presence (mod_caps): when one becomes
+ * available it also gets the last item of each such node (4.3.2).
+ */
+#define PEP_CONTACTS_MAX 1000
+#define PEP_BUCKETS 1024
+
+struct pep_account {
+	struct pep_account *next;
+	char *bare;
+	char **contacts;            /* full JIDs */
+	size_t n, cap;
+};
+
+static struct pep_account **pep_tables;  /* PEP_BUCKETS per worker */
+
+static struct pep_account **
+pep_slot(const char *bare)
+{
+	int w = xmppd_worker_id();
+
+	if (w < 0 || (unsigned)w >= ps_module.nworkers || pep_tables == NULL)
+		return NULL;
+	return &pep_tables[(size_t)w * PEP_BUCKETS + ps_hash_str(bare) % PEP_BUCKETS];
+}
+
+static struct pep_account *
+pep_account(const char *bare, int make)
+{
+	struct pep_account **slot = pep_slot(bare), *a;
+
+	if (slot == NULL)
+		return NULL;
+	for (a = *slot; a != NULL; a = a->next)
+		if (strcmp(a->bare, bare) == 0)
+			return a;
+	if (!make || (a = calloc(1, sizeof(*a))) == NULL)
+		return NULL;
+	if ((a->bare = strdup(bare)) == NULL) {
+		free(a);
+		return NULL;
+	}
+	a->next = *slot;
+	*slot = a;
+	return a;
+}
+
+static void
+pep_account_free(struct pep_account *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		free(a->contacts[i]);
+	free(a->contacts);
+	free(a->bare);
+	free(a);
+}
+
+void
+ps_pep_notify(struct ps_mod *m, const struct ps_node *n, const xmppd_elem *msg)
+{
+	struct pep_account *a = pep_account(n->service, 0);
+	char feature[PS_NODE_NAME_MAX + 16];
+	xmppd_jid *j;
+
+	(void)m;
+	if (a == NULL || (n->cfg.access != PS_OPEN && n->cfg.access != PS_PRESENCE))
+		return;
+	snprintf(feature, sizeof(feature), "%s+notify", n->name);
+	for (size_t i = 0; i < a->n; i++) {
+		int subscribed = 0;
+
+		for (size_t k = 0; k < n->nsubs && !subscribed; k++)
+			subscribed = strcmp(n->subs[k].jid, a->contacts[i]) == 0;
+		if (subscribed || (j = xmppd_jid_parse(a->contacts[i])) == NULL)
+			continue;
+		if (xmppd_caps_has_feature(j, feature) == 1) {
+			xmppd_elem *c = xmppd_elem_copy(msg);
+
+			xmppd_elem_set_attr(c, "to", a->contacts[i]);
+			xmppd_route(c);
+			xmppd_elem_unref(c);
+		}
+		xmppd_jid_free(j);
+	}
+}
+
+struct pep_presence {
+	xmppd_jid *account, *contact;
+	int available;
+};
+
+static void
+pep_presence_free(struct pep_presence *p)
+{
+	xmppd_jid_free(p->account);
+	xmppd_jid_free(p->contact);
+	free(p);
+}
+
+/* 4.3.2: the last item of each node the contact's caps ask for. */
+static int
+pep_last_row(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct pep_presence *p = ud;
+	char pfx[PS_KEY_MAX], feature[PS_NODE_NAME_MAX + 16];
+	size_t plen = ps_key_service(pfx, xmppd_jid_bare(p->account));
+	const char *k = key, *node;
+	struct ps_req *r;
+
+	(void)val;
+	(void)vlen;
+	if (klen <= plen || memchr(k + plen, '\0', klen - plen) == NULL)
+		return 0;
+	node = k + plen;
+	snprintf(feature, sizeof(feature), "%s+notify", node);
+	if (xmppd_caps_has_feature(p->contact, feature) != 1)
+		return 0;
+	if ((r = ps_req_new(&ps_module, p->contact, xmppd_jid_bare(p->account), node, 0, NULL)) == NULL)
+		return 0;
+	r->sendlast = 1;
+	if (ps_submit(r) < 0)
+		ps_req_free(r);
+	return 0;
+}
+
+static void
+pep_last_done(int status, void *ud)
+{
+	(void)status;
+	pep_presence_free(ud);
+}
+
+static void
+pep_roster_answer(int sub, void *ud)
+{
+	struct pep_presence *p = ud;
+	struct pep_account *a;
+	char pfx[PS_KEY_MAX], **nc;
+	const char *full = xmppd_jid_full(p->contact);
+	size_t plen;
+
+	/* The contact must be allowed the account's presence (from, both). */
+	if (sub < 0 || !(sub & XMPPD_SUB_FROM) ||
+	    (a = pep_account(xmppd_jid_bare(p->account), 1)) == NULL) {
+		pep_presence_free(p);
+		return;
+	}
+	for (size_t i = 0; i < a->n; i++)
+		if (strcmp(a->contacts[i], full) == 0)
+			goto known;
+	if (a->n < PEP_CONTACTS_MAX) {
+		if (a->n == a->cap) {
+			size_t cap = a->cap ? a->cap * 2 : 4;
+
+			if ((nc = realloc(a->contacts, cap * sizeof(*nc))) == NULL)
+				goto known;
+			a->contacts = nc;
+			a->cap = cap;
+		}
+		if ((a->contacts[a->n] = strdup(full)) != NULL)
+			a->n++;
+	}
+known:
+	plen = ps_key_service(pfx, xmppd_jid_bare(p->account));
+	if (xmppd_store_ascan(ps_module.ctx, T_PEP_NODES, pfx, plen, pep_last_row, pep_last_done,
+	    p) < 0)
+		pep_presence_free(p);
+}
+
+/* On the account's worker. */
+static void
+pep_presence_run(void *ud)
+{
+	struct pep_presence *p = ud;
+	struct pep_account *a = pep_account(xmppd_jid_bare(p->account), 0);
+	const char *full = xmppd_jid_full(p->contact);
+
+	if (p->available) {
+		/* Known already: a presence update, not a new resource. */
+		for (size_t i = 0; a != NULL && i < a->n; i++)
+			if (strcmp(a->contacts[i], full) == 0) {
+				pep_presence_free(p);
+				return;
+			}
+	} else {
+		for (size_t i = 0; a != NULL && i < a->n; i++)
+			if (strcmp(a->contacts[i], full) == 0) {
+				free(a->contacts[i]);
+				a->contacts[i] = a->contacts[--a->n];
+				break;
+			}
+		pep_presence_free(p);
+		return;
+	}
+	if (xmppd_roster_subscription(ps_module.ctx, p->account, p->contact, pep_roster_answer, p) < 0)
+		pep_presence_free(p);
+}
+
+static enum xmppd_result
+pep_caps_presence(void *args, void *ud)
+{
+	struct xmppd_caps_presence_args *a = args;
+	struct pep_presence *p;
+
+	(void)ud;
+	/* A contact's resource, to a local account (its own resources get
+	 * every notification anyway). */
+	if (a->to == NULL || xmppd_jid_resource(a->from) == NULL ||
+	    (p = calloc(1, sizeof(*p))) == NULL)
+		return XMPPD_CONTINUE;
+	p->account = xmppd_jid_parse(xmppd_jid_bare(a->to));
+	p->contact = xmppd_jid_copy(a->from);
+	p->available = a->available;
+	if (p->account == NULL || p->contact == NULL ||
+	    xmppd_entity_post(ps_module.ctx, xmppd_jid_bare(p->account), pep_presence_run, p) < 0)
+		pep_presence_free(p);
+	return XMPPD_CONTINUE;
+}
+
+static void
+pep_forget_run(void *ud)
+{
+	struct pep_account **slot, *a;
+	char *bare = ud;
+
+	ps_forget_service(&ps_module, bare);
+	if ((slot = pep_slot(bare)) != NULL)
+		for (; (a = *slot) != NULL; slot = &a->next)
+			if (strcmp(a->bare, bare) == 0) {
+				*slot = a->next;
+				pep_account_free(a);
+				break;
+			}
+	free(bare);
+}
+
+/* The account's rows go with it (user tables); its nodes in memory too. */
+static enum xmppd_result
+pep_remove_user(void *args, void *ud)
+{
+	struct xmppd_user_args *u = args;
+	char *bare;
+
+	(void)ud;
+	if (asprintf(&bare, "%s@%s", u->node, u->host) < 0)
+		return XMPPD_CONTINUE;
+	if (xmppd_entity_post(ps_module.ctx, bare, pep_forget_run, bare) < 0)
+		free(bare);
+	return XMPPD_CONTINUE;
+}
+
+static enum xmppd_result
+pep_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
+{
+	xmppd_elem *q = xmppd_elem_first_child(iq);
+
+	(void)ud;
+	if (from == NULL || !is(xmppd_elem_name(q), "pubsub"))
+		return XMPPD_CONTINUE;
+	ps_handle_pubsub(from, xmppd_jid_bare(to), is(xmppd_elem_attr(iq, "type"), "set"), q, iq,
+	    NULL, NULL);
+	return XMPPD_STOP;
+}
+
+/* XEP-0163 6.1: the account is a PEP service. */
+static enum xmppd_result
+pep_disco_info(void *args, void *ud)
+{
+	struct xmppd_disco_args *a = args;
+	xmppd_elem *id;
+
+	(void)ud;
+	if (xmppd_jid_node(a->to) == NULL || (a->node != NULL && *a->node != '\0'))
+		return XMPPD_CONTINUE;
+	id = xmppd_elem_add_child(a->query, NS_DISCO_INFO, "identity");
+	xmppd_elem_set_attr(id, "category", "pubsub");
+	xmppd_elem_set_attr(id, "type", "pep");
+	return XMPPD_CONTINUE;
+}
+
+void
+ps_pep_free(void)
+{
+	if (pep_tables == NULL)
+		return;
+	for (size_t i = 0; i < (size_t)ps_module.nworkers * PEP_BUCKETS; i++)
+		while (pep_tables[i] != NULL) {
+			struct pep_account *a = pep_tables[i];
+
+			pep_tables[i] = a->next;
+			pep_account_free(a);
+		}
+	free(pep_tables);
+	pep_tables = NULL;
+}
+
+int
+ps_pep_load(xmppd_ctx *ctx)
+{
+	static const char *const feats[] = {
+		NS_PUBSUB, NS_PUBSUB "#publish", NS_PUBSUB "#auto-create",
+		NS_PUBSUB "#publish-options", NS_PUBSUB "#retrieve-items",
+		NS_PUBSUB "#retract-items", NS_PUBSUB "#delete-items", NS_PUBSUB "#subscribe",
+		NS_PUBSUB "#access-presence", NS_PUBSUB "#persistent-items",
+		NS_PUBSUB "#last-published", NS_PUBSUB "#config-node", NS_PUBSUB "#create-nodes",
+		NS_PUBSUB "#delete-nodes", NS_PUBSUB "#purge-nodes", NS_PUBSUB "#filtered-notifications",
+	};
+
+	if ((pep_tables = calloc((size_t)ps_module.nworkers * PEP_BUCKETS, sizeof(*pep_tables))) == NULL)
+		return -1;
+	for (size_t i = 0; i < sizeof(feats) / sizeof(feats[0]); i++)
+		if (xmppd_disco_account_feature(ctx, feats[i]) < 0)
+			return -1;
+	if (xmppd_store_user_table(ctx, T_PEP_NODES) < 0 ||
+	    xmppd_store_user_table(ctx, T_PEP_SUBS) < 0 ||
+	    xmppd_store_user_table(ctx, T_PEP_ITEMS) < 0 ||
+	    xmppd_iq_register(ctx, NULL, NS_PUBSUB, XMPPD_IQ_GET | XMPPD_IQ_SET, XMPPD_IQ_ACCOUNT,
+	    pep_iq, NULL) < 0 ||
+	    xmppd_iq_register(ctx, NULL, NS_PUBSUB_OWNER, XMPPD_IQ_GET | XMPPD_IQ_SET,
+	    XMPPD_IQ_ACCOUNT, pep_iq, NULL) < 0 ||
+	    xmppd_hook_add(ctx, XMPPD_HOOK_CAPS_PRESENCE, NULL, 50, pep_caps_presence, NULL) < 0 ||
+	    xmppd_hook_add(ctx, XMPPD_HOOK_REMOVE_USER, NULL, 50, pep_remove_user, NULL) < 0 ||
+	    xmppd_hook_add(ctx, XMPPD_HOOK_DISCO_INFO, NULL, 50, pep_disco_info, NULL) < 0)
+		return -1;
+	return 0;
+}

@@ -1,0 +1,1079 @@
+/*
+ * pubsub_subs.c - the engine's operations about who sees a node: access
+ * models (XEP-0060 4.5), subscribe, unsubscribe and authorization (6.1,
+ * 6.2, 8.6), items (6.5, with XEP-0059), the owner's and the entity's
+ * affiliations and subscriptions (8.8, 8.9, 5.6, 5.7), disco of a node
+ * (5.3-5.5), and the dispatch of a request to its operation.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "pubsub.h"
+
+static int
+is(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* Access (XEP-0060 4.5): who may subscribe and retrieve items.       */
+
+/* The node's owner whose roster decides (presence, roster): the first
+ * owner that is a local account. */
+static const char *
+roster_owner(const struct ps_node *n)
+{
+	for (size_t i = 0; i < n->naffs; i++)
+		if (n->affs[i].aff == PS_AFF_OWNER && strchr(n->affs[i].jid, '@') != NULL &&
+		    xmppd_is_local_host(strchr(n->affs[i].jid, '@') + 1))
+			return n->affs[i].jid;
+	return NULL;
+}
+
+
+struct access_wait {
+	struct ps_req *r;
+	access_fn next;
+};
+
+static void
+access_denied(struct ps_req *r, int model)
+{
+	/* 6.1.3.2, 6.1.3.3, 6.1.3.4 (and 6.5.9 for items). */
+	if (model == PS_PRESENCE)
+		ps_error(r, "not-authorized", "presence-subscription-required", NULL);
+	else if (model == PS_ROSTER)
+		ps_error(r, "not-authorized", "not-in-roster-group", NULL);
+	else
+		ps_error(r, "not-allowed", "closed-node", NULL);
+}
+
+static void
+roster_answer(int sub, void *ud)
+{
+	struct access_wait *w = ud;
+	struct ps_req *r = w->r;
+	access_fn next = w->next;
+	int model = r->n->cfg.access;
+
+	free(w);
+	/* presence: the contact sees the owner's presence (from or both);
+	 * roster: the contact is in the owner's roster (groups are not
+	 * known through the ABI: any group counts). */
+	if (sub >= 0 && (model == PS_PRESENCE ? (sub & XMPPD_SUB_FROM) != 0 :
+	    (sub & XMPPD_SUB_IN_ROSTER) != 0))
+		next(r);
+	else
+		access_denied(r, model);
+}
+
+/* Runs next(r) when the actor may see the node, else answers the error.
+ * for_items: retrieval (authorize needs a subscription). */
+void
+ps_check_access(struct ps_req *r, access_fn next, int for_items)
+{
+	struct ps_node *n = r->n;
+	int aff = ps_aff_of(n, r->actor);
+	const char *owner;
+	struct access_wait *w;
+	xmppd_jid *oj;
+	struct ps_sub *s;
+
+	if (aff == PS_AFF_OUTCAST) {
+		ps_error(r, "forbidden", NULL, NULL);             /* 6.1.3.8 */
+		return;
+	}
+	if (aff == PS_AFF_OWNER || aff == PS_AFF_PUBLISHER || aff == PS_AFF_MEMBER) {
+		next(r);
+		return;
+	}
+	switch (n->cfg.access) {
+	case PS_OPEN:
+		next(r);
+		return;
+	case PS_WHITELIST:
+		access_denied(r, PS_WHITELIST);
+		return;
+	case PS_AUTHORIZE:
+		if (!for_items) {
+			next(r);
+			return;
+		}
+		s = ps_sub_of_actor(n, r->actor);
+		if (s != NULL && s->state == PS_SUB_SUBSCRIBED)
+			next(r);
+		else if (s != NULL && s->state == PS_SUB_PENDING)
+			ps_error(r, "not-authorized", "pending-subscription", NULL);  /* 6.5.9.? */
+		else
+			ps_error(r, "not-authorized", "not-subscribed", NULL);
+		return;
+	default:
+		break;
+	}
+	if ((owner = roster_owner(n)) == NULL || (oj = xmppd_jid_parse(owner)) == NULL) {
+		access_denied(r, n->cfg.access);
+		return;
+	}
+	if ((w = malloc(sizeof(*w))) == NULL) {
+		xmppd_jid_free(oj);
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	w->r = r;
+	w->next = next;
+	if (xmppd_roster_subscription(r->m->ctx, oj, r->actor, roster_answer, w) < 0) {
+		free(w);
+		access_denied(r, n->cfg.access);
+	}
+	xmppd_jid_free(oj);
+}
+
+/* ---------------------------------------------------------------- */
+/* subscribe (6.1), unsubscribe (6.2), authorization (8.6)            */
+
+struct op_sub {
+	struct ps_sub sub;
+	int is_new;
+	int remove;
+	xmppd_elem *action;
+};
+
+static void
+op_sub_free(void *op)
+{
+	free(((struct op_sub *)op)->sub.jid);
+}
+
+static xmppd_elem *
+subscription_elem(const char *ns, const struct ps_node *n, const struct ps_sub *s)
+{
+	xmppd_elem *e = xmppd_elem_new(ns, "subscription");
+
+	xmppd_elem_set_attr(e, "node", n->name);
+	xmppd_elem_set_attr(e, "jid", s->jid);
+	xmppd_elem_set_attr(e, "subscription", ps_sub_name(s->state));
+	if (s->state != PS_SUB_NONE)
+		xmppd_elem_set_attr(e, "subid", s->subid);
+	return e;
+}
+
+/* XEP-0060 6.1.7: the last published item to a new subscriber. */
+void
+ps_send_last_item(const struct ps_node *n, const char *to)
+{
+	xmppd_elem *msg, *ev, *items, *item, *it, *payload;
+
+	if (n->last_xml == NULL || n->cfg.send_last == PS_LAST_NEVER)
+		return;
+	if ((item = xmppd_elem_parse(n->last_xml, n->last_len)) == NULL)
+		return;
+	msg = ps_event_message(n, &ev);
+	items = xmppd_elem_add_child(ev, NS_PUBSUB_EVENT, "items");
+	xmppd_elem_set_attr(items, "node", n->name);
+	it = xmppd_elem_add_child(items, NS_PUBSUB_EVENT, "item");
+	xmppd_elem_set_attr(it, "id", xmppd_elem_attr(item, "id"));
+	if (n->cfg.deliver_payloads && (payload = xmppd_elem_first_child(item)) != NULL)
+		xmppd_elem_append_copy(it, payload);
+	ps_send_to(msg, to);
+	xmppd_elem_unref(msg);
+	xmppd_elem_unref(item);
+}
+
+/* XEP-0060 8.6.1: the subscription authorization form, to each owner. */
+static void
+ask_owners(const struct ps_node *n, const struct ps_sub *s)
+{
+	xmppd_elem *msg = xmppd_elem_new(NULL, "message"), *x, *f, *v;
+	const char *vals[][3] = {
+		{ "FORM_TYPE", "hidden", NS_PUBSUB "#subscribe_authorization" },
+		{ "pubsub#subid", "hidden", s->subid },
+		{ "pubsub#node", "text-single", n->name },
+		{ "pubsub#subscriber_jid", "jid-single", s->jid },
+		{ "pubsub#allow", "boolean", "false" },
+	};
+
+	xmppd_elem_set_attr(msg, "from", n->service);
+	x = xmppd_elem_add_child(msg, NS_XDATA, "x");
+	xmppd_elem_set_attr(x, "type", "form");
+	xmppd_elem_add_text(xmppd_elem_add_child(x, NS_XDATA, "title"),
+	    "PubSub subscriber request", 25);
+	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+		f = xmppd_elem_add_child(x, NS_XDATA, "field");
+		xmppd_elem_set_attr(f, "var", vals[i][0]);
+		xmppd_elem_set_attr(f, "type", vals[i][1]);
+		v = xmppd_elem_add_child(f, NS_XDATA, "value");
+		xmppd_elem_add_text(v, vals[i][2], strlen(vals[i][2]));
+	}
+	for (size_t i = 0; i < n->naffs; i++)
+		if (n->affs[i].aff == PS_AFF_OWNER)
+			ps_send_to(msg, n->affs[i].jid);
+	xmppd_elem_unref(msg);
+}
+
+static void
+sub_done(int status, void *ud)
+{
+	struct ps_req *r = ud;
+	struct op_sub *o = r->op;
+	struct ps_node *n = r->n;
+	struct ps_sub *s, *ns;
+	xmppd_elem *res;
+
+	if (status != XMPPD_STORE_OK) {
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	if (o->is_new) {
+		if ((ns = realloc(n->subs, (n->nsubs + 1) * sizeof(*ns))) == NULL) {
+			ps_error(r, "internal-server-error", NULL, NULL);
+			return;
+		}
+		n->subs = ns;
+		n->subs[n->nsubs++] = o->sub;
+		o->sub.jid = NULL;      /* the node's now */
+		s = &n->subs[n->nsubs - 1];
+	} else {
+		s = ps_sub_find(n, o->sub.jid);
+		if (s != NULL)
+			s->state = o->sub.state;
+	}
+	if (s == NULL) {
+		ps_reply(r, NULL);
+		return;
+	}
+	res = ps_result(NS_PUBSUB);
+	{
+		xmppd_elem *e = subscription_elem(NS_PUBSUB, n, s);
+
+		xmppd_elem_append_copy(res, e);
+		xmppd_elem_unref(e);
+	}
+	if (s->state == PS_SUB_SUBSCRIBED)
+		ps_send_last_item(n, s->jid);
+	else if (s->state == PS_SUB_PENDING)
+		ask_owners(n, s);
+	ps_reply(r, res);
+}
+
+static int
+sub_write(struct ps_req *r, const struct ps_sub *s, int remove, xmppd_store_done_fn done)
+{
+	struct ps_node *n = r->n;
+	char key[PS_KEY_MAX], *rec = NULL;
+	size_t klen = ps_key_sub(key, n->service, n->name, s->jid), vlen = 0;
+	xmppd_batch *b;
+
+	if (klen == 0 || (b = xmppd_batch_new(r->m->ctx)) == NULL)
+		return -1;
+	if (remove) {
+		(void)xmppd_batch_del(b, ps_table(n->service, T_SUBS), key, klen);
+	} else {
+		if ((rec = ps_sub_record(s, &vlen)) == NULL) {
+			xmppd_batch_free(b);
+			return -1;
+		}
+		(void)xmppd_batch_put(b, ps_table(n->service, T_SUBS), key, klen, rec, vlen);
+		free(rec);
+	}
+	if (xmppd_batch_submit(b, done, r) < 0)
+		done(XMPPD_STORE_ERROR, r);
+	return 0;
+}
+
+static void
+subscribe_allowed(struct ps_req *r)
+{
+	struct op_sub *o = r->op;
+	struct ps_node *n = r->n;
+	struct ps_sub *s = ps_sub_find(n, o->sub.jid);
+	int aff = ps_aff_of(n, r->actor);
+
+	if (s != NULL) {
+		/* 6.1.6: already subscribed (or pending): the same answer. */
+		xmppd_elem *res = ps_result(NS_PUBSUB), *e = subscription_elem(NS_PUBSUB, n, s);
+
+		xmppd_elem_append_copy(res, e);
+		xmppd_elem_unref(e);
+		ps_reply(r, res);
+		return;
+	}
+	/* Limit: subscriptions of a node (XEP-0060 6.1.3.? leaves the
+	 * condition to the service: policy-violation with
+	 * too-many-subscriptions, as 6.1.3.? names it). */
+	if (r->m->max_subscriptions_per_node > 0 &&
+	    (long)n->nsubs >= r->m->max_subscriptions_per_node) {
+		ps_error(r, "policy-violation", "too-many-subscriptions", NULL);
+		return;
+	}
+	o->is_new = 1;
+	ps_random_id(o->sub.subid);
+	/* 6.1.2 / 8.6: authorize makes it pending until an owner decides. */
+	o->sub.state = n->cfg.access == PS_AUTHORIZE && aff != PS_AFF_OWNER &&
+	    aff != PS_AFF_PUBLISHER && aff != PS_AFF_MEMBER ? PS_SUB_PENDING : PS_SUB_SUBSCRIBED;
+	if (sub_write(r, &o->sub, 0, sub_done) < 0) {
+		ps_error(r, "internal-server-error", NULL, NULL);
+	}
+}
+
+/* Whether jid (the subscription's) is the actor's: its bare JID, or one
+ * of its full JIDs. 6.1.3.1: invalid-jid otherwise. */
+static int
+jid_is_actor(const struct ps_req *r, const xmppd_jid *j)
+{
+	return r->actor == NULL || strcmp(xmppd_jid_bare(j), xmppd_jid_bare(r->actor)) == 0;
+}
+
+static void
+op_subscribe(struct ps_req *r, xmppd_elem *action)
+{
+	struct ps_node *n = r->n;
+	struct op_sub *o;
+	xmppd_jid *j = xmppd_jid_parse(xmppd_elem_attr(action, "jid") ?
+	    xmppd_elem_attr(action, "jid") : "");
+
+	if (j == NULL || !jid_is_actor(r, j)) {
+		xmppd_jid_free(j);
+		ps_error(r, "bad-request", "invalid-jid", NULL);  /* 6.1.3.1 */
+		return;
+	}
+	if (!n->exists) {
+		xmppd_jid_free(j);
+		ps_error(r, "item-not-found", NULL, NULL);        /* 6.1.3.12 */
+		return;
+	}
+	if (xmppd_elem_child(r->payload, NS_PUBSUB, "options") != NULL) {
+		xmppd_jid_free(j);
+		ps_error(r, "feature-not-implemented", "unsupported", "subscription-options");
+		return;
+	}
+	if ((o = calloc(1, sizeof(*o))) == NULL || (o->sub.jid = strdup(xmppd_jid_full(j))) == NULL) {
+		free(o);
+		xmppd_jid_free(j);
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	xmppd_jid_free(j);
+	r->op = o;
+	r->op_free = op_sub_free;
+	ps_check_access(r, subscribe_allowed, 0);
+}
+
+static void
+unsub_done(int status, void *ud)
+{
+	struct ps_req *r = ud;
+	struct op_sub *o = r->op;
+	struct ps_sub *s;
+
+	if (status == XMPPD_STORE_OK && (s = ps_sub_find(r->n, o->sub.jid)) != NULL)
+		ps_sub_remove(r->n, s);
+	if (status != XMPPD_STORE_OK)
+		ps_error(r, "internal-server-error", NULL, NULL);
+	else
+		ps_reply(r, NULL);
+}
+
+static void
+op_unsubscribe(struct ps_req *r, xmppd_elem *action)
+{
+	struct ps_node *n = r->n;
+	struct op_sub *o;
+	struct ps_sub *s;
+	const char *subid = xmppd_elem_attr(action, "subid");
+	xmppd_jid *j = xmppd_jid_parse(xmppd_elem_attr(action, "jid") ?
+	    xmppd_elem_attr(action, "jid") : "");
+
+	if (j == NULL || (!jid_is_actor(r, j) && ps_aff_of(n, r->actor) != PS_AFF_OWNER)) {
+		xmppd_jid_free(j);
+		ps_error(r, "bad-request", "invalid-jid", NULL);  /* 6.2.3.3 */
+		return;
+	}
+	if (!n->exists) {
+		xmppd_jid_free(j);
+		ps_error(r, "item-not-found", NULL, NULL);        /* 6.2.3.4 */
+		return;
+	}
+	s = ps_sub_find(n, xmppd_jid_full(j));
+	xmppd_jid_free(j);
+	if (s == NULL) {
+		ps_error(r, "unexpected-request", "not-subscribed", NULL);        /* 6.2.3.2 */
+		return;
+	}
+	if (subid != NULL && strcmp(subid, s->subid) != 0) {
+		ps_error(r, "not-acceptable", "invalid-subid", NULL);     /* 6.2.3.5 */
+		return;
+	}
+	if ((o = calloc(1, sizeof(*o))) == NULL || (o->sub.jid = strdup(s->jid)) == NULL) {
+		free(o);
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	r->op = o;
+	r->op_free = op_sub_free;
+	if (sub_write(r, s, 1, unsub_done) < 0) {
+		ps_error(r, "internal-server-error", NULL, NULL);
+	}
+}
+
+static void
+authz_done(int status, void *ud)
+{
+	struct ps_req *r = ud;
+	struct op_sub *o = r->op;
+	struct ps_node *n = r->n;
+	struct ps_sub *s;
+	xmppd_elem *msg, *ev, *e;
+
+	if (status != XMPPD_STORE_OK || (s = ps_sub_find(n, o->sub.jid)) == NULL) {
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	/* 8.6.2: the subscriber learns the decision. */
+	msg = ps_event_message(n, &ev);
+	xmppd_elem_set_attr(msg, "type", NULL);
+	s->state = o->remove ? PS_SUB_NONE : PS_SUB_SUBSCRIBED;
+	e = subscription_elem(NS_PUBSUB_EVENT, n, s);
+	xmppd_elem_append_copy(ev, e);
+	xmppd_elem_unref(e);
+	ps_send_to(msg, s->jid);
+	xmppd_elem_unref(msg);
+	if (o->remove)
+		ps_sub_remove(n, s);
+	else
+		ps_send_last_item(n, o->sub.jid);
+	ps_reply(r, NULL);
+}
+
+/* 8.6.2: an owner's answer (the submitted form is the payload). */
+static void
+op_authorize(struct ps_req *r)
+{
+	struct ps_node *n = r->n;
+	const char *subscriber = ps_form_value(r->payload, "pubsub#subscriber_jid");
+	const char *allow = ps_form_value(r->payload, "pubsub#allow");
+	struct op_sub *o;
+	struct ps_sub *s;
+
+	if (!n->exists) {
+		ps_error(r, "item-not-found", NULL, NULL);
+		return;
+	}
+	if (ps_aff_of(n, r->actor) != PS_AFF_OWNER) {
+		ps_error(r, "forbidden", NULL, NULL);
+		return;
+	}
+	if (subscriber == NULL || (s = ps_sub_find(n, subscriber)) == NULL ||
+	    s->state != PS_SUB_PENDING) {
+		ps_error(r, "unexpected-request", NULL, NULL);
+		return;
+	}
+	if ((o = calloc(1, sizeof(*o))) == NULL || (o->sub.jid = strdup(s->jid)) == NULL) {
+		free(o);
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	r->op = o;
+	r->op_free = op_sub_free;
+	o->remove = !(is(allow, "1") || is(allow, "true"));
+	o->sub = (struct ps_sub){ o->sub.jid, PS_SUB_SUBSCRIBED, { 0 } };
+	memcpy(o->sub.subid, s->subid, sizeof(o->sub.subid));
+	if (sub_write(r, &o->sub, o->remove, authz_done) < 0) {
+		ps_error(r, "internal-server-error", NULL, NULL);
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* items (6.5)                                                        */
+
+struct op_items {
+	size_t *want;               /* indexes into n->items, in answer order */
+	size_t nwant, left;
+	xmppd_elem *res, *items;
+	int bad;
+	size_t count, first_index;
+	int rsm;
+};
+
+static void
+op_items_free(void *op)
+{
+	struct op_items *o = op;
+
+	free(o->want);
+	xmppd_elem_unref(o->res);
+}
+
+static void
+items_finish(struct ps_req *r)
+{
+	struct op_items *o = r->op;
+	struct ps_node *n = r->n;
+	xmppd_elem *set, *e;
+	char buf[32];
+
+	free(o->want);
+	o->want = NULL;
+	if (o->bad) {
+		xmppd_elem_unref(o->res);
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	/* XEP-0059 2.x: the page's first and last ids and the count. */
+	if (o->rsm) {
+		set = xmppd_elem_add_child(o->res, NS_RSM, "set");
+		e = xmppd_elem_first_child(o->items);
+		if (e != NULL) {
+			xmppd_elem *f = xmppd_elem_add_child(set, NS_RSM, "first"), *l;
+			xmppd_elem *last = e, *nx;
+
+			snprintf(buf, sizeof(buf), "%zu", o->first_index);
+			xmppd_elem_set_attr(f, "index", buf);
+			xmppd_elem_add_text(f, xmppd_elem_attr(e, "id"),
+			    strlen(xmppd_elem_attr(e, "id")));
+			while ((nx = xmppd_elem_next_sibling(last)) != NULL)
+				last = nx;
+			l = xmppd_elem_add_child(set, NS_RSM, "last");
+			xmppd_elem_add_text(l, xmppd_elem_attr(last, "id"),
+			    strlen(xmppd_elem_attr(last, "id")));
+		}
+		snprintf(buf, sizeof(buf), "%zu", n->nitems);
+		xmppd_elem_add_text(xmppd_elem_add_child(set, NS_RSM, "count"), buf, strlen(buf));
+	}
+	e = o->res;
+	o->res = NULL;
+	ps_reply(r, e);
+}
+
+static void
+item_got(int status, const void *val, size_t vlen, void *ud)
+{
+	struct ps_req *r = ud;
+	struct op_items *o = r->op;
+	const char *pub, *id, *xml;
+	xmppd_elem *it;
+	size_t xlen;
+
+	if (status == XMPPD_STORE_OK && ps_item_parse(val, vlen, &pub, &id, &xml, &xlen) == 0 &&
+	    (it = xmppd_elem_parse(xml, xlen)) != NULL) {
+		xmppd_elem_append_copy(o->items, it);
+		xmppd_elem_unref(it);
+	} else if (status != XMPPD_STORE_NOT_FOUND) {
+		o->bad = 1;
+	}
+	if (--o->left == 0)
+		items_finish(r);
+}
+
+static void
+items_allowed(struct ps_req *r)
+{
+	struct op_items *o = r->op;
+	struct ps_node *n = r->n;
+	char key[PS_KEY_MAX];
+	size_t klen, i;
+
+	o->left = o->nwant;
+	if (o->nwant == 0) {
+		items_finish(r);
+		return;
+	}
+	/* Reads complete in submission order: the answer keeps the order. */
+	for (i = 0; i < o->nwant; i++) {
+		klen = ps_key_item(key, n->service, n->name, n->items[o->want[i]].seq);
+		if (xmppd_store_aget(r->m->ctx, ps_table(n->service, T_ITEMS), key, klen, item_got, r) < 0) {
+			o->bad = 1;
+			o->left -= o->nwant - i;
+			if (o->left == 0)
+				items_finish(r);
+			return;
+		}
+	}
+}
+
+static long
+parse_count(const char *s)
+{
+	char *end;
+	long v;
+
+	if (s == NULL)
+		return -1;
+	v = strtol(s, &end, 10);
+	return *s == '\0' || *end != '\0' || v < 0 ? -2 : v;
+}
+
+static void
+op_items(struct ps_req *r, xmppd_elem *action)
+{
+	struct ps_node *n = r->n;
+	struct op_items *o;
+	xmppd_elem *c, *set = xmppd_elem_child(r->payload, NS_RSM, "set");
+	long max = parse_count(xmppd_elem_attr(action, "max_items")), rmax = -1;
+	size_t start = 0, end, k;
+	ssize_t idx;
+
+	if (!n->exists) {
+		ps_error(r, "item-not-found", NULL, NULL);        /* 6.5.9.11 */
+		return;
+	}
+	if (max == -2) {
+		ps_error(r, "bad-request", NULL, NULL);
+		return;
+	}
+	if ((o = calloc(1, sizeof(*o))) == NULL ||
+	    (o->want = calloc(n->nitems + 1, sizeof(*o->want))) == NULL) {
+		free(o);
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	r->op = o;
+	r->op_free = op_items_free;
+	o->res = ps_result(NS_PUBSUB);
+	o->items = xmppd_elem_add_child(o->res, NS_PUBSUB, "items");
+	xmppd_elem_set_attr(o->items, "node", n->name);
+	/* 6.5.8: particular items, in the order asked. */
+	for (c = xmppd_elem_first_child(action); c != NULL; c = xmppd_elem_next_sibling(c))
+		if (is(xmppd_elem_name(c), "item") && xmppd_elem_attr(c, "id") != NULL) {
+			if ((idx = ps_item_index(n, xmppd_elem_attr(c, "id"))) >= 0 &&
+			    o->nwant < n->nitems)
+				o->want[o->nwant++] = (size_t)idx;
+			o->rsm = -1;
+		}
+	if (o->rsm == -1) {
+		o->rsm = 0;
+		ps_check_access(r, items_allowed, 1);
+		return;
+	}
+	/* The result set is newest first (6.5.7: max_items the N most
+	 * recent); position p is n->items[nitems - 1 - p]. XEP-0059 pages
+	 * it: <max/>, <after/> (the page after that id), <before/> (the page
+	 * before it; empty: the last page), <index/>. */
+	end = n->nitems;
+	if (set != NULL) {
+		const char *after = xmppd_elem_child_text(set, NS_RSM, "after");
+		xmppd_elem *before = xmppd_elem_child(set, NS_RSM, "before");
+		long index = parse_count(xmppd_elem_child_text(set, NS_RSM, "index"));
+
+		o->rsm = 1;
+		rmax = parse_count(xmppd_elem_child_text(set, NS_RSM, "max"));
+		if (rmax == -2 || index == -2) {
+			ps_error(r, "bad-request", NULL, NULL);
+			return;
+		}
+		if (xmppd_elem_child(set, NS_RSM, "after") != NULL) {
+			if ((idx = ps_item_index(n, after)) < 0) {
+				ps_error(r, "item-not-found", NULL, NULL);  /* XEP-0059 2.6 */
+				return;
+			}
+			start = n->nitems - (size_t)idx;
+		} else if (before != NULL) {
+			const char *b = xmppd_elem_text(before);
+
+			if (*b != '\0') {
+				if ((idx = ps_item_index(n, b)) < 0) {
+					ps_error(r, "item-not-found", NULL, NULL);
+					return;
+				}
+				end = n->nitems - 1 - (size_t)idx;
+			}
+			if (rmax >= 0 && end > (size_t)rmax)
+				start = end - (size_t)rmax;
+		} else if (index >= 0) {
+			start = (size_t)index < n->nitems ? (size_t)index : n->nitems;
+		}
+	}
+	if (max >= 0 && start + (size_t)max < end)
+		end = start + (size_t)max;
+	if (rmax >= 0 && start + (size_t)rmax < end)
+		end = start + (size_t)rmax;
+	if (!n->cfg.persist_items)
+		start = end = 0;
+	o->first_index = start;
+	for (k = start; k < end; k++)
+		o->want[o->nwant++] = n->nitems - 1 - k;
+	ps_check_access(r, items_allowed, 1);
+}
+
+/* ---------------------------------------------------------------- */
+/* Owner: affiliations (8.9) and subscriptions (8.8); the entity's     */
+/* own for one node (5.6, 5.7 with a node).                           */
+
+static void
+record_done(int status, void *ud)
+{
+	struct ps_req *r = ud;
+
+	if (status != XMPPD_STORE_OK)
+		ps_error(r, "internal-server-error", NULL, NULL);
+	else
+		ps_reply(r, NULL);
+}
+
+static void
+op_affiliations(struct ps_req *r, xmppd_elem *action, int owner_ns)
+{
+	struct ps_node *n = r->n;
+	xmppd_elem *res, *list, *a, *c;
+	struct ps_aff_entry *na;
+	size_t owners = 0, cnt = 0;
+	xmppd_batch *b;
+	char key[PS_KEY_MAX];
+
+	if (!n->exists) {
+		ps_error(r, "item-not-found", NULL, NULL);
+		return;
+	}
+	if (!owner_ns) {
+		/* 5.7 with a node: the actor's own affiliation. */
+		int aff = ps_aff_of(n, r->actor);
+
+		res = ps_result(NS_PUBSUB);
+		list = xmppd_elem_add_child(res, NS_PUBSUB, "affiliations");
+		if (aff != PS_AFF_NONE) {
+			a = xmppd_elem_add_child(list, NS_PUBSUB, "affiliation");
+			xmppd_elem_set_attr(a, "node", n->name);
+			xmppd_elem_set_attr(a, "affiliation", ps_aff_name(aff));
+		}
+		ps_reply(r, res);
+		return;
+	}
+	if (ps_aff_of(n, r->actor) != PS_AFF_OWNER) {
+		ps_error(r, "forbidden", NULL, NULL);     /* 8.9.1.3, 8.9.2.5 */
+		return;
+	}
+	if (!r->set) {
+		res = ps_result(NS_PUBSUB_OWNER);
+		list = xmppd_elem_add_child(res, NS_PUBSUB_OWNER, "affiliations");
+		xmppd_elem_set_attr(list, "node", n->name);
+		for (size_t i = 0; i < n->naffs; i++) {
+			a = xmppd_elem_add_child(list, NS_PUBSUB_OWNER, "affiliation");
+			xmppd_elem_set_attr(a, "jid", n->affs[i].jid);
+			xmppd_elem_set_attr(a, "affiliation", ps_aff_name(n->affs[i].aff));
+		}
+		ps_reply(r, res);
+		return;
+	}
+	/* 8.9.2: validate all, then apply to a new list. */
+	for (c = xmppd_elem_first_child(action); c != NULL; c = xmppd_elem_next_sibling(c)) {
+		xmppd_jid *j = xmppd_jid_parse(xmppd_elem_attr(c, "jid") ?
+		    xmppd_elem_attr(c, "jid") : "");
+		int ok = j != NULL && ps_aff_parse(xmppd_elem_attr(c, "affiliation")) >= 0;
+
+		xmppd_jid_free(j);
+		if (!ok) {
+			ps_error(r, "bad-request", NULL, NULL);
+			return;
+		}
+		cnt++;
+	}
+	if ((na = calloc(n->naffs + cnt + 1, sizeof(*na))) == NULL) {
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	size_t nn = 0;
+
+	for (size_t i = 0; i < n->naffs; i++)
+		na[nn++] = (struct ps_aff_entry){ strdup(n->affs[i].jid), n->affs[i].aff };
+	for (c = xmppd_elem_first_child(action); c != NULL; c = xmppd_elem_next_sibling(c)) {
+		xmppd_jid *j = xmppd_jid_parse(xmppd_elem_attr(c, "jid"));
+		int v = ps_aff_parse(xmppd_elem_attr(c, "affiliation"));
+		size_t k;
+
+		for (k = 0; k < nn; k++)
+			if (na[k].jid != NULL && strcmp(na[k].jid, xmppd_jid_bare(j)) == 0)
+				break;
+		if (k == nn)
+			na[nn++] = (struct ps_aff_entry){ strdup(xmppd_jid_bare(j)), v };
+		else
+			na[k].aff = v;
+		xmppd_jid_free(j);
+	}
+	for (size_t k = 0; k < nn; k++)
+		owners += na[k].aff == PS_AFF_OWNER;
+	/* 8.9.2.4: the last owner stays. */
+	if (owners == 0) {
+		for (size_t k = 0; k < nn; k++)
+			free(na[k].jid);
+		free(na);
+		ps_error(r, "not-acceptable", NULL, NULL);
+		return;
+	}
+	if ((b = xmppd_batch_new(r->m->ctx)) == NULL) {
+		for (size_t k = 0; k < nn; k++)
+			free(na[k].jid);
+		free(na);
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	/* Drop the 'none' entries; outcasts lose their subscriptions
+	 * (8.9.2.4 / 4.1). Memory changes now: the node runs nothing else
+	 * before the batch's end, and a failed batch is logged. */
+	for (size_t i = 0; i < n->naffs; i++)
+		free(n->affs[i].jid);
+	free(n->affs);
+	n->affs = na;
+	n->naffs = 0;
+	for (size_t k = 0; k < nn; k++) {
+		if (na[k].jid == NULL || na[k].aff == PS_AFF_NONE) {
+			free(na[k].jid);
+			continue;
+		}
+		if (na[k].aff == PS_AFF_OUTCAST)
+			for (size_t s = 0; s < n->nsubs;) {
+				xmppd_jid *sj = xmppd_jid_parse(n->subs[s].jid);
+
+				if (sj != NULL && strcmp(xmppd_jid_bare(sj), na[k].jid) == 0) {
+					(void)xmppd_batch_del(b, ps_table(n->service, T_SUBS), key, ps_key_sub(key,
+					    n->service, n->name, n->subs[s].jid));
+					ps_sub_remove(n, &n->subs[s]);
+				} else {
+					s++;
+				}
+				xmppd_jid_free(sj);
+			}
+		na[n->naffs++] = na[k];
+	}
+	if (ps_write_record(r, NULL, b, record_done) < 0)
+		ps_error(r, "internal-server-error", NULL, NULL);
+}
+
+static void
+op_subscriptions(struct ps_req *r, xmppd_elem *action, int owner_ns)
+{
+	struct ps_node *n = r->n;
+	xmppd_elem *res, *list, *c, *e;
+	xmppd_batch *b;
+	char key[PS_KEY_MAX], *rec;
+	size_t vlen;
+
+	if (!n->exists) {
+		ps_error(r, "item-not-found", NULL, NULL);
+		return;
+	}
+	if (!owner_ns) {
+		/* 5.6 with a node: the actor's subscriptions to it. */
+		res = ps_result(NS_PUBSUB);
+		list = xmppd_elem_add_child(res, NS_PUBSUB, "subscriptions");
+		for (size_t i = 0; i < n->nsubs; i++) {
+			xmppd_jid *sj = xmppd_jid_parse(n->subs[i].jid);
+
+			if (sj != NULL && r->actor != NULL &&
+			    strcmp(xmppd_jid_bare(sj), xmppd_jid_bare(r->actor)) == 0) {
+				e = subscription_elem(NS_PUBSUB, n, &n->subs[i]);
+				xmppd_elem_append_copy(list, e);
+				xmppd_elem_unref(e);
+			}
+			xmppd_jid_free(sj);
+		}
+		ps_reply(r, res);
+		return;
+	}
+	if (ps_aff_of(n, r->actor) != PS_AFF_OWNER) {
+		ps_error(r, "forbidden", NULL, NULL);     /* 8.8.1.3, 8.8.2.3 */
+		return;
+	}
+	if (!r->set) {
+		res = ps_result(NS_PUBSUB_OWNER);
+		list = xmppd_elem_add_child(res, NS_PUBSUB_OWNER, "subscriptions");
+		xmppd_elem_set_attr(list, "node", n->name);
+		for (size_t i = 0; i < n->nsubs; i++) {
+			e = xmppd_elem_add_child(list, NS_PUBSUB_OWNER, "subscription");
+			xmppd_elem_set_attr(e, "jid", n->subs[i].jid);
+			xmppd_elem_set_attr(e, "subscription", ps_sub_name(n->subs[i].state));
+			xmppd_elem_set_attr(e, "subid", n->subs[i].subid);
+		}
+		ps_reply(r, res);
+		return;
+	}
+	/* 8.8.2: validate all first. */
+	for (c = xmppd_elem_first_child(action); c != NULL; c = xmppd_elem_next_sibling(c)) {
+		xmppd_jid *j = xmppd_jid_parse(xmppd_elem_attr(c, "jid") ?
+		    xmppd_elem_attr(c, "jid") : "");
+		const char *st = xmppd_elem_attr(c, "subscription");
+		int ok = j != NULL && (is(st, "none") || is(st, "subscribed") || is(st, "pending"));
+
+		xmppd_jid_free(j);
+		if (!ok) {
+			ps_error(r, "bad-request", NULL, NULL);
+			return;
+		}
+	}
+	if ((b = xmppd_batch_new(r->m->ctx)) == NULL) {
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	for (c = xmppd_elem_first_child(action); c != NULL; c = xmppd_elem_next_sibling(c)) {
+		xmppd_jid *j = xmppd_jid_parse(xmppd_elem_attr(c, "jid"));
+		const char *st = xmppd_elem_attr(c, "subscription");
+		struct ps_sub *s = ps_sub_find(n, xmppd_jid_full(j)), *ns;
+		size_t klen = ps_key_sub(key, n->service, n->name, xmppd_jid_full(j));
+
+		if (is(st, "none")) {
+			if (s != NULL) {
+				(void)xmppd_batch_del(b, ps_table(n->service, T_SUBS), key, klen);
+				ps_sub_remove(n, s);
+			}
+		} else {
+			if (s == NULL && (ns = realloc(n->subs, (n->nsubs + 1) *
+			    sizeof(*ns))) != NULL) {
+				n->subs = ns;
+				s = &n->subs[n->nsubs++];
+				memset(s, 0, sizeof(*s));
+				s->jid = strdup(xmppd_jid_full(j));
+				ps_random_id(s->subid);
+			}
+			if (s != NULL && s->jid != NULL) {
+				s->state = is(st, "pending") ? PS_SUB_PENDING : PS_SUB_SUBSCRIBED;
+				if ((rec = ps_sub_record(s, &vlen)) != NULL)
+					(void)xmppd_batch_put(b, ps_table(n->service, T_SUBS), key, klen, rec, vlen);
+				free(rec);
+			}
+		}
+		xmppd_jid_free(j);
+	}
+	if (xmppd_batch_submit(b, record_done, r) < 0)
+		record_done(XMPPD_STORE_ERROR, r);
+}
+
+/* ---------------------------------------------------------------- */
+/* disco on a node (XEP-0060 5.3, 5.4, 5.5)                           */
+
+static void
+disco_items_allowed(struct ps_req *r)
+{
+	struct ps_node *n = r->n;
+	xmppd_elem *q = xmppd_elem_new(NS_DISCO_ITEMS, "query"), *it;
+
+	xmppd_elem_set_attr(q, "node", n->name);
+	for (size_t i = n->nitems; i-- > 0;) {
+		it = xmppd_elem_add_child(q, NS_DISCO_ITEMS, "item");
+		xmppd_elem_set_attr(it, "jid", n->service);
+		xmppd_elem_set_attr(it, "name", n->items[i].id);
+	}
+	ps_reply(r, q);
+}
+
+static void
+op_disco(struct ps_req *r)
+{
+	struct ps_node *n = r->n;
+	xmppd_elem *q, *id;
+
+	if (!n->exists) {
+		ps_error(r, "item-not-found", NULL, NULL);
+		return;
+	}
+	if (r->disco == 2) {
+		ps_check_access(r, disco_items_allowed, 1);
+		return;
+	}
+	q = xmppd_elem_new(NS_DISCO_INFO, "query");
+	xmppd_elem_set_attr(q, "node", n->name);
+	id = xmppd_elem_add_child(q, NS_DISCO_INFO, "identity");
+	xmppd_elem_set_attr(id, "category", "pubsub");
+	xmppd_elem_set_attr(id, "type", "leaf");
+	xmppd_elem_set_attr(xmppd_elem_add_child(q, NS_DISCO_INFO, "feature"), "var", NS_PUBSUB);
+	ps_meta_form(n, q);
+	ps_reply(r, q);
+}
+
+static void
+sendlast_allowed(struct ps_req *r)
+{
+	ps_send_last_item(r->n, xmppd_jid_full(r->actor_full));
+	ps_reply(r, NULL);
+}
+
+/* ---------------------------------------------------------------- */
+/* Dispatch                                                           */
+
+/* The action: <create> when there is one (its <configure> is its form),
+ * else the first child that is not an options form or an RSM set; a lone
+ * <options> is the action (6.3). */
+static xmppd_elem *
+action_of(xmppd_elem *p)
+{
+	xmppd_elem *c, *opts = NULL;
+
+	if ((c = xmppd_elem_child(p, NS_PUBSUB, "create")) != NULL)
+		return c;
+	for (c = xmppd_elem_first_child(p); c != NULL; c = xmppd_elem_next_sibling(c)) {
+		if (is(xmppd_elem_name(c), "options")) {
+			opts = c;
+			continue;
+		}
+		if (!is(xmppd_elem_name(c), "publish-options") && !is(xmppd_elem_name(c), "set"))
+			return c;
+	}
+	return opts;
+}
+
+void
+ps_dispatch(struct ps_req *r)
+{
+	xmppd_elem *a;
+	const char *name, *ns;
+	int owner;
+
+	if (r->disco) {
+		op_disco(r);
+		return;
+	}
+	if (r->authorize) {
+		op_authorize(r);
+		return;
+	}
+	if (r->sendlast) {
+		/* XEP-0163 4.3.2: a contact's resource became available with
+		 * NODE+notify: the last item, if the contact may see it. */
+		if (!r->n->exists || r->n->cfg.send_last == PS_LAST_NEVER)
+			ps_reply(r, NULL);
+		else
+			ps_check_access(r, sendlast_allowed, 1);
+		return;
+	}
+	ns = xmppd_elem_ns(r->payload);
+	owner = is(ns, NS_PUBSUB_OWNER);
+	a = action_of(r->payload);
+	name = a != NULL ? xmppd_elem_name(a) : "";
+	if (!owner) {
+		if (is(name, "create") && r->set)
+			ps_op_create(r, a);
+		else if (is(name, "publish") && r->set)
+			ps_op_publish(r, a);
+		else if (is(name, "retract") && r->set)
+			ps_op_retract(r, a);
+		else if (is(name, "subscribe") && r->set)
+			op_subscribe(r, a);
+		else if (is(name, "unsubscribe") && r->set)
+			op_unsubscribe(r, a);
+		else if (is(name, "items") && !r->set)
+			op_items(r, a);
+		else if (is(name, "subscriptions") && !r->set)
+			op_subscriptions(r, a, 0);
+		else if (is(name, "affiliations") && !r->set)
+			op_affiliations(r, a, 0);
+		else if (is(name, "options"))
+			ps_error(r, "feature-not-implemented", "unsupported",
+			    "subscription-options");
+		else
+			ps_error(r, "bad-request", NULL, NULL);
+		return;
+	}
+	if (is(name, "configure"))
+		ps_op_configure(r, a);
+	else if (is(name, "delete") && r->set)
+		ps_op_delete(r, a, 0);
+	else if (is(name, "purge") && r->set)
+		ps_op_delete(r, a, 1);
+	else if (is(name, "affiliations"))
+		op_affiliations(r, a, 1);
+	else if (is(name, "subscriptions"))
+		op_subscriptions(r, a, 1);
+	else
+		ps_error(r, "bad-request", NULL, NULL);
+}

@@ -1,0 +1,553 @@
+#!/usr/bin/python3
+"""t1620-pubsub: mod_pubsub, the XEP-0060 service on pubsub.xmppd.test.
+
+Raw IQs through slixmpp (the stanzas and error conditions are what is
+checked, with their pubsub#errors elements): disco of the service and of
+nodes; create (named, instant, with a form), configure, delete with
+redirect, purge; publish (given and generated ids), notifications,
+retract; publish-options preconditions; items (all, max_items, by id,
+RSM pages); subscribe/unsubscribe and their errors, the last item on
+subscribe; access models (whitelist, presence, roster, authorize with the
+8.6 form and the owner's answer); owner affiliations and subscriptions;
+limits (item size, max_items cap and trimming, nodes per user,
+subscriptions per node) and the publish shaper; xmppctl pubsub; a module
+through xmppd_pubsub_request (mod_entityprobe); everything surviving a
+restart."""
+
+import asyncio
+import os
+import sys
+import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
+import xmppdtest as xt  # noqa: E402
+
+HOST = 'xmppd.test'
+PS = 'pubsub.' + HOST
+NS = 'http://jabber.org/protocol/pubsub'
+OWNER = NS + '#owner'
+EVENT = NS + '#event'
+ERRS = NS + '#errors'
+XDATA = 'jabber:x:data'
+RSM = 'http://jabber.org/protocol/rsm'
+PROBE = 'urn:xmppd:test:entity'
+
+
+def q(tag, ns=None):
+    return '{%s}%s' % (ns or NS, tag)
+
+
+def err(r):
+    """(condition, pubsub#errors element or None) of an IQ error, or the
+    outcome for anything else."""
+    if r is None:
+        return 'timeout'
+    if r['type'] != 'error':
+        return r['type']
+    e = r.xml.find('{jabber:client}error')
+    app = cond = None
+    if e is not None:
+        for c in e:
+            # slixmpp does not know every RFC 6120 condition
+            # (policy-violation): read it from the XML.
+            if c.tag.startswith('{urn:ietf:params:xml:ns:xmpp-stanzas}') and \
+                    not c.tag.endswith('}text'):
+                cond = c.tag.split('}')[1]
+            if c.tag.startswith('{%s}' % ERRS):
+                app = c.tag.split('}')[1]
+                if c.get('feature'):
+                    app += ':' + c.get('feature')
+    return (cond, app)
+
+
+def form(ftype, fields, form_type=NS + '#node_config'):
+    x = "<x xmlns='%s' type='%s'>" % (XDATA, ftype)
+    x += "<field var='FORM_TYPE' type='hidden'><value>%s</value></field>" % form_type
+    for k, v in fields.items():
+        x += "<field var='%s'><value>%s</value></field>" % (k, v)
+    return x + '</x>'
+
+
+async def ps(c, itype, inner, ns=NS):
+    return await c.iq(itype, PS, "<pubsub xmlns='%s'>%s</pubsub>" % (ns, inner))
+
+
+async def create(c, node, fields=None):
+    conf = '<configure>%s</configure>' % form('submit', fields) if fields else ''
+    return await ps(c, 'set', "<create node='%s'/>%s" % (node, conf))
+
+
+async def publish(c, node, item_id=None, payload="<entry xmlns='urn:t'>x</entry>",
+                  options=None):
+    idattr = " id='%s'" % item_id if item_id else ''
+    po = ('<publish-options>%s</publish-options>'
+          % form('submit', options, NS + '#publish-options')) if options else ''
+    return await ps(c, 'set', "<publish node='%s'><item%s>%s</item></publish>%s"
+                    % (node, idattr, payload, po))
+
+
+def published_id(r):
+    if r is None or r['type'] != 'result':
+        return None
+    it = r.xml.find('%s/%s/%s' % (q('pubsub'), q('publish'), q('item')))
+    return None if it is None else it.get('id')
+
+
+async def subscribe(c, node, jid=None):
+    return await ps(c, 'set', "<subscribe node='%s' jid='%s'/>" % (node, jid or c.jid.bare))
+
+
+def sub_state(r):
+    if r is None or r['type'] != 'result':
+        return None
+    s = r.xml.find('%s/%s' % (q('pubsub'), q('subscription')))
+    return None if s is None else s.get('subscription')
+
+
+async def items(c, node, extra='', inner=''):
+    return await ps(c, 'get', "<items node='%s'%s>%s</items>" % (node, extra, inner))
+
+
+def item_ids(r):
+    if r is None or r['type'] != 'result':
+        return None
+    return [i.get('id') for i in r.xml.findall('%s/%s/%s' % (q('pubsub'), q('items'),
+                                                              q('item')))]
+
+
+def event_of(m):
+    return None if m is None else m.xml.find(q('event', EVENT))
+
+
+async def event(c, pred=None, timeout=3):
+    return await c.message(lambda m: event_of(m) is not None and (pred is None or pred(m)),
+                           timeout=timeout)
+
+
+def ev_items(m):
+    e = event_of(m)
+    if e is None:
+        return None
+    its = e.find(q('items', EVENT))
+    if its is None:
+        return None
+    return (its.get('node'), [(i.tag.split('}')[1], i.get('id')) for i in its])
+
+
+def field(x, var):
+    for f in x.findall('{%s}field' % XDATA):
+        if f.get('var') == var:
+            v = f.find('{%s}value' % XDATA)
+            return '' if v is None else (v.text or '')
+    return None
+
+
+async def config_value(c, node, var):
+    r = await ps(c, 'get', "<configure node='%s'/>" % node, OWNER)
+    if r is None or r['type'] != 'result':
+        return err(r)
+    x = r.xml.find('%s/%s/{%s}x' % (q('pubsub', OWNER), q('configure', OWNER), XDATA))
+    return None if x is None else field(x, var)
+
+
+async def hook_event(c):
+    """What pubsub_event last ran with (mod_entityprobe)."""
+    r = await c.iq('get', HOST, "<event xmlns='%s'/>" % PROBE)
+    e = r.xml.find('{%s}event' % PROBE) if r is not None and r['type'] == 'result' else None
+    return None if e is None else (e.get('kind'), e.get('node'), e.get('item'),
+                                   e.get('publisher'), e.get('payload'), e.get('owner'))
+
+
+async def main():
+    moddir = xt.scratch_dir('t1620-build') / 'modules'
+    moddir.mkdir()
+    xt.build_test_module(moddir, 'mod_entityprobe')
+    # The probe module is loaded from its own directory: the others from
+    # the build tree by absolute path.
+    libs = xt.MODULE_DIR
+    mods = {'mod_disco': {}, 'mod_roster': {},
+            'mod_pubsub': {'hosts': [HOST], 'max_item_size': 2000,
+                           'max_items_per_node': 5, 'default_max_items': 3,
+                           'max_nodes_per_user': 10, 'max_nodes': 26, 'max_subscriptions_per_node': 4,
+                           'publish_rate': 1, 'publish_burst': 40}}
+    srv = xt.Server(workers=2, modules=mods, start=False)
+    srv.conf['module_dir'] = str(moddir)
+    for m in ('mod_disco', 'mod_roster', 'mod_pubsub'):
+        os.symlink(os.path.join(libs, m + '.so'), str(moddir / (m + '.so')))
+    srv.conf['modules']['mod_entityprobe'] = {}
+    srv.write_config()
+    srv.start()
+    for u in ('alice', 'bob', 'carol', 'dave', 'flood'):
+        srv.register(u, u + '-pw')
+    alice = await xt.login_ok(srv, 'alice', resource='a')
+    bob = await xt.login_ok(srv, 'bob', resource='b')
+    carol = await xt.login_ok(srv, 'carol', resource='c')
+    for c in (alice, bob, carol):
+        c.xmpp.send_presence()
+
+    # -- disco of the service (XEP-0060 5.1) -----------------------------
+    r = await alice.iq('get', PS, "<query xmlns='http://jabber.org/protocol/disco#info'/>")
+    ident = r.xml.find('{http://jabber.org/protocol/disco#info}query/'
+                       '{http://jabber.org/protocol/disco#info}identity') if r else None
+    xt.is_(None if ident is None else (ident.get('category'), ident.get('type')),
+           ('pubsub', 'service'), 'disco#info of the service: identity pubsub/service')
+    feats = [f.get('var') for f in r.xml.iter('{http://jabber.org/protocol/disco#info}feature')]
+    xt.ok(NS + '#publish' in feats and NS + '#publish-options' in feats,
+          'and the pubsub features (publish, publish-options)')
+
+    # -- create (8.1) ----------------------------------------------------
+    xt.is_(err(await create(alice, 'n1')), 'result', 'create a named node')
+    xt.is_(err(await create(alice, 'n1')), ('conflict', None), 'the same again: conflict')
+    r = await ps(alice, 'set', '<create/>')
+    cr = r.xml.find('%s/%s' % (q('pubsub'), q('create'))) if r and r['type'] == 'result' else None
+    xt.ok(cr is not None and cr.get('node'), 'an instant node: its name is given back')
+    xt.is_(err(await create(alice, 'nf', {'pubsub#title': 'Formed', 'pubsub#max_items': '2'})),
+           'result', 'create and configure')
+    xt.is_(await config_value(alice, 'nf', 'pubsub#title'), 'Formed',
+           'configure get: the form has the title given at creation')
+    xt.is_(await config_value(alice, 'n1', 'pubsub#max_items'), '3',
+           'a default node: max_items is default_max_items')
+    xt.is_(await config_value(bob, 'n1', 'pubsub#title'), ('forbidden', None),
+           'configure by a non-owner: forbidden')
+    r = await ps(alice, 'set', "<configure node='n1'>%s</configure>"
+                 % form('submit', {'pubsub#max_items': '6'}), OWNER)
+    xt.is_(err(r), ('not-acceptable', None), 'max_items above max_items_per_node: not-acceptable')
+    r = await ps(alice, 'set', "<configure node='n1'>%s</configure>"
+                 % form('submit', {'pubsub#max_items': 'max', 'pubsub#title': 'One'}), OWNER)
+    xt.is_(err(r), 'result', 'configure max_items "max" and a title')
+    xt.is_(await config_value(alice, 'n1', 'pubsub#max_items'), 'max', 'kept as "max"')
+    r = await ps(alice, 'get', '<default/>', OWNER)
+    xt.is_(err(r), 'result', 'the default configuration (8.3)')
+
+    # -- subscribe and publish (6.1, 7.1) ---------------------------------
+    xt.is_(err(await subscribe(bob, 'n1', 'carol@' + HOST)), ('bad-request', 'invalid-jid'),
+           'subscribe for another JID: bad-request, invalid-jid')
+    xt.is_(err(await subscribe(bob, 'nope')), ('item-not-found', None),
+           'subscribe to a missing node: item-not-found')
+    xt.is_(sub_state(await subscribe(bob, 'n1')), 'subscribed', 'bob subscribes to n1')
+    r = await publish(alice, 'n1', 'i1')
+    xt.is_(published_id(r), 'i1', 'publish with an id: the id comes back')
+    m = await event(bob)
+    xt.is_(ev_items(m), ('n1', [('item', 'i1')]), 'the subscriber gets the event')
+    entry = m.xml.find('%s/%s/%s/{urn:t}entry' % (q('event', EVENT), q('items', EVENT),
+                                                 q('item', EVENT))) if m else None
+    xt.ok(entry is not None and entry.text == 'x', 'with the payload (deliver_payloads)')
+    xt.is_(m['type'] if m else None, 'headline', 'as a headline message from the service')
+    xt.is_(await hook_event(alice), ('1', 'n1', 'i1', 'alice@' + HOST, 'entry', '1'),
+           'pubsub_event ran: published, with the item, on the node\'s worker')
+    gen = published_id(await publish(alice, 'n1'))
+    xt.ok(gen and gen != 'i1', 'publish without an id: the service makes one')
+    m = await event(bob)
+    xt.is_(ev_items(m), ('n1', [('item', gen)]), 'and notifies it')
+    xt.is_(err(await publish(alice, 'n1', 'big', "<b xmlns='urn:t'>%s</b>" % ('y' * 2100))),
+           ('not-acceptable', 'payload-too-big'), 'an item above max_item_size: payload-too-big')
+    xt.is_(err(await publish(bob, 'n1', 'b1')), ('forbidden', None),
+           'publish by a subscriber (publishers model): forbidden')
+    xt.is_(err(await publish(alice, 'nope', 'x1')), ('item-not-found', None),
+           'publish to a missing node: item-not-found')
+    xt.is_(err(await ps(alice, 'set', "<publish node='n1'><item id='e'/></publish>")),
+           ('bad-request', 'payload-required'), 'an item without payload: payload-required')
+    xt.is_(err(await ps(alice, 'set', "<publish node='n1'><item id='t'><a xmlns='urn:t'/>"
+                        "<b xmlns='urn:t'/></item></publish>")),
+           ('bad-request', 'invalid-payload'), 'two payloads: invalid-payload')
+    xt.is_(err(await ps(alice, 'get', '<items/>')), ('bad-request', 'nodeid-required'),
+           'items without a node: nodeid-required')
+
+    # -- a transient notification-only node (7.1.3.6, 8.5.3.3) --------------
+    xt.is_(err(await create(alice, 'tr', {'pubsub#persist_items': '0',
+                                           'pubsub#deliver_payloads': '0'})), 'result',
+           'a node without persistent items or payloads')
+    xt.is_(err(await publish(alice, 'tr', 'p1')), ('bad-request', 'item-forbidden'),
+           'an item with a payload there: item-forbidden')
+    xt.is_(err(await ps(alice, 'set', "<purge node='tr'/>", OWNER)),
+           ('feature-not-implemented', 'unsupported:persistent-items'),
+           'purge there: unsupported persistent-items')
+    xt.is_(err(await ps(bob, 'set', "<subscribe node='n1' jid='%s'/><options/>" % bob.jid.bare)),
+           ('feature-not-implemented', 'unsupported:subscription-options'),
+           'subscribe with options: unsupported subscription-options')
+    xt.is_(err(await ps(bob, 'get', "<options node='n1' jid='%s'/>" % bob.jid.bare)),
+           ('feature-not-implemented', 'unsupported:subscription-options'),
+           'subscription options: unsupported subscription-options')
+
+    # -- publish-options (7.1.5) -----------------------------------------
+    xt.is_(published_id(await publish(alice, 'n1', 'i2', options={
+        'pubsub#persist_items': 'true', 'pubsub#access_model': 'open'})), 'i2',
+        'publish-options that match: published')
+    await event(bob)
+    xt.is_(err(await publish(alice, 'n1', 'i3', options={'pubsub#access_model': 'whitelist'})),
+           ('conflict', 'precondition-not-met'), 'an unmatched value: precondition-not-met')
+    xt.is_(err(await publish(alice, 'n1', 'i3', options={'pubsub#unknown': '1'})),
+           ('conflict', 'precondition-not-met'), 'an unknown field: precondition-not-met')
+
+    # -- items (6.5) and RSM (XEP-0059) ----------------------------------
+    xt.is_(item_ids(await items(bob, 'n1')), ['i2', gen, 'i1'], 'all items, newest first')
+    xt.is_(item_ids(await items(bob, 'n1', " max_items='1'")), ['i2'],
+           'max_items=1: the newest')
+    xt.is_(item_ids(await items(bob, 'n1', '', "<item id='i1'/>")), ['i1'], 'one item by id')
+    r = await ps(bob, 'get', "<items node='n1'/><set xmlns='%s'><max>2</max></set>" % RSM)
+    cnt = r.xml.find('%s/{%s}set/{%s}count' % (q('pubsub'), RSM, RSM)) if r else None
+    xt.is_((item_ids(r), None if cnt is None else cnt.text), (['i2', gen], '3'),
+           'RSM max 2: the first page and the count')
+    r = await ps(bob, 'get', "<items node='n1'/><set xmlns='%s'><max>2</max><after>%s</after>"
+                 "</set>" % (RSM, gen))
+    xt.is_(item_ids(r), ['i1'], 'RSM after the page: the rest')
+
+    # -- retract (7.2) ---------------------------------------------------
+    xt.is_(err(await ps(alice, 'set', "<retract node='n1'><item id='zz'/></retract>")),
+           ('item-not-found', None), 'retract an unknown item: item-not-found')
+    xt.is_(err(await ps(alice, 'set', "<retract node='n1'><item/></retract>")),
+           ('bad-request', 'item-required'), 'retract without an id: item-required')
+    xt.is_(err(await ps(bob, 'set', "<retract node='n1'><item id='i1'/></retract>")),
+           ('forbidden', None), 'retract by a subscriber: forbidden')
+    xt.is_(err(await ps(alice, 'set', "<retract node='n1'><item id='i1'/></retract>")),
+           'result', 'the owner retracts i1')
+    xt.is_(ev_items(await event(bob)), ('n1', [('retract', 'i1')]),
+           'the subscriber is told (notify_retract)')
+    xt.is_(item_ids(await items(bob, 'n1')), ['i2', gen], 'i1 is gone')
+    xt.is_(await hook_event(alice), ('2', 'n1', 'i1', 'alice@' + HOST, '-', '1'),
+           'pubsub_event ran: retracted')
+
+    # -- max_items trimming ----------------------------------------------
+    for i in range(4):
+        await publish(alice, 'nf', 't%d' % i)
+    xt.is_(item_ids(await items(alice, 'nf')), ['t3', 't2'],
+           'max_items 2: the oldest go')
+
+    # -- last item on subscribe (6.1.7) ----------------------------------
+    xt.is_(sub_state(await subscribe(carol, 'n1')), 'subscribed', 'carol subscribes')
+    xt.is_(ev_items(await event(carol)), ('n1', [('item', 'i2')]),
+           'and gets the last published item')
+
+    # -- unsubscribe (6.2) -----------------------------------------------
+    r = await ps(carol, 'set', "<unsubscribe node='n1' jid='%s' subid='nope'/>" % carol.jid.bare)
+    xt.is_(err(r), ('not-acceptable', 'invalid-subid'), 'unsubscribe with a wrong subid')
+    r = await ps(carol, 'set', "<unsubscribe node='n1' jid='%s'/>" % carol.jid.bare)
+    xt.is_(err(r), 'result', 'unsubscribe')
+    r = await ps(carol, 'set', "<unsubscribe node='n1' jid='%s'/>" % carol.jid.bare)
+    xt.is_(err(r), ('unexpected-request', 'not-subscribed'), 'again: not-subscribed')
+
+    # -- access models (4.5) ---------------------------------------------
+    await create(alice, 'wl', {'pubsub#access_model': 'whitelist'})
+    xt.is_(err(await subscribe(carol, 'wl')), ('not-allowed', 'closed-node'),
+           'whitelist: a stranger gets closed-node')
+    xt.is_(err(await items(carol, 'wl')), ('not-allowed', 'closed-node'),
+           'and cannot retrieve items')
+    r = await ps(alice, 'set', "<affiliations node='wl'><affiliation jid='carol@%s' "
+                 "affiliation='member'/></affiliations>" % HOST, OWNER)
+    xt.is_(err(r), 'result', 'the owner makes carol a member')
+    xt.is_(sub_state(await subscribe(carol, 'wl')), 'subscribed', 'and she may subscribe')
+    await create(alice, 'pr', {'pubsub#access_model': 'presence'})
+    await create(alice, 'ro', {'pubsub#access_model': 'roster'})
+    rc, out, e = srv.ctl('roster', 'add', 'alice', HOST, 'bob@' + HOST)
+    xt.is_(rc, 0, 'alice and bob share presence (xmppctl roster add)')
+    xt.is_(err(await subscribe(carol, 'pr')),
+           ('not-authorized', 'presence-subscription-required'),
+           'presence: no subscription, presence-subscription-required')
+    xt.is_(sub_state(await subscribe(bob, 'pr')), 'subscribed', 'presence: a contact may')
+    xt.is_(err(await subscribe(carol, 'ro')), ('not-authorized', 'not-in-roster-group'),
+           'roster: not in the roster, not-in-roster-group')
+    xt.is_(sub_state(await subscribe(bob, 'ro')), 'subscribed', 'roster: a contact may')
+
+    # authorize (8.6)
+    await create(alice, 'au', {'pubsub#access_model': 'authorize'})
+    await publish(alice, 'au', 'a1')
+    xt.is_(sub_state(await subscribe(carol, 'au')), 'pending', 'authorize: pending')
+    m = await alice.message(lambda m: m.xml.find('{%s}x' % XDATA) is not None, timeout=3)
+    x = m.xml.find('{%s}x' % XDATA) if m else None
+    xt.is_(None if x is None else (field(x, 'FORM_TYPE'), field(x, 'pubsub#subscriber_jid')),
+           (NS + '#subscribe_authorization', carol.jid.bare),
+           'the owner gets the authorization form')
+    xt.is_(err(await items(carol, 'au')), ('not-authorized', 'pending-subscription'),
+           'items while pending: pending-subscription')
+    ans = alice.xmpp.Message()
+    ans['to'] = PS
+    ans.append(ET.fromstring(form('submit', {
+        'pubsub#node': 'au', 'pubsub#subscriber_jid': carol.jid.bare, 'pubsub#allow': 'true',
+        'pubsub#subid': field(x, 'pubsub#subid') if x is not None else ''},
+        NS + '#subscribe_authorization')))
+    ans.send()
+    m = await event(carol, lambda m: event_of(m).find(q('subscription', EVENT)) is not None)
+    s = event_of(m).find(q('subscription', EVENT)) if m else None
+    xt.is_(None if s is None else s.get('subscription'), 'subscribed',
+           'the owner allows: the subscriber is told')
+    xt.is_(item_ids(await items(carol, 'au')), ['a1'], 'and may retrieve items')
+
+    # -- owner: affiliations (8.9), subscriptions (8.8) -----------------------
+    r = await ps(alice, 'set', "<affiliations node='n1'><affiliation jid='bob@%s' "
+                 "affiliation='publisher'/></affiliations>" % HOST, OWNER)
+    xt.is_(err(r), 'result', 'make bob a publisher of n1')
+    xt.ok(published_id(await publish(bob, 'n1', 'b1')) == 'b1', 'then bob may publish')
+    await event(bob)
+    r = await ps(alice, 'get', "<affiliations node='n1'/>", OWNER)
+    affs = sorted((a.get('jid'), a.get('affiliation')) for a in
+                  r.xml.iter(q('affiliation', OWNER))) if r else None
+    xt.is_(affs, [('alice@' + HOST, 'owner'), ('bob@' + HOST, 'publisher')],
+           'the affiliations, as the owner sees them')
+    r = await ps(alice, 'set', "<affiliations node='n1'><affiliation jid='alice@%s' "
+                 "affiliation='none'/></affiliations>" % HOST, OWNER)
+    xt.is_(err(r), ('not-acceptable', None), 'removing the last owner: not-acceptable')
+    xt.is_(err(await ps(bob, 'get', "<affiliations node='n1'/>", OWNER)), ('forbidden', None),
+           'affiliations by a non-owner: forbidden')
+    r = await ps(alice, 'get', "<subscriptions node='n1'/>", OWNER)
+    subs = [(s.get('jid'), s.get('subscription')) for s in r.xml.iter(q('subscription', OWNER))] \
+        if r else None
+    xt.is_(subs, [('bob@' + HOST, 'subscribed')], 'the subscriptions, as the owner sees them')
+    r = await ps(alice, 'set', "<affiliations node='au'><affiliation jid='carol@%s' "
+                 "affiliation='outcast'/></affiliations>" % HOST, OWNER)
+    xt.is_(err(r), 'result', 'carol made an outcast of au')
+    r = await ps(alice, 'get', "<subscriptions node='au'/>", OWNER)
+    xt.is_([s.get('jid') for s in r.xml.iter(q('subscription', OWNER))] if r else None, [],
+           "and her subscription went (4.1: an outcast has none)")
+    xt.is_(err(await subscribe(carol, 'au')), ('forbidden', None),
+           'an outcast may not subscribe')
+    r = await ps(bob, 'get', '<subscriptions/>')
+    mine = sorted(s.get('node') for s in r.xml.iter(q('subscription'))) if r else None
+    xt.is_(mine, ['n1', 'pr', 'ro'], "bob's subscriptions on the service (5.6)")
+
+    # -- disco of nodes (5.2-5.5) -------------------------------------------
+    r = await alice.iq('get', PS, "<query xmlns='http://jabber.org/protocol/disco#items'/>")
+    nodes = sorted(i.get('node') for i in
+                   r.xml.iter('{http://jabber.org/protocol/disco#items}item')) if r else []
+    xt.ok({'n1', 'nf', 'wl', 'pr', 'ro', 'au'} <= set(nodes), 'disco#items lists the nodes')
+    r = await alice.iq('get', PS, "<query xmlns='http://jabber.org/protocol/disco#info' "
+                       "node='n1'/>")
+    x = r.xml.find('{http://jabber.org/protocol/disco#info}query/{%s}x' % XDATA) if r else None
+    xt.is_(None if x is None else (field(x, 'FORM_TYPE'), field(x, 'pubsub#title')),
+           (NS + '#meta-data', 'One'), 'disco#info of a node: the meta-data form')
+    r = await alice.iq('get', PS, "<query xmlns='http://jabber.org/protocol/disco#items' "
+                       "node='n1'/>")
+    names = [i.get('name') for i in
+             r.xml.iter('{http://jabber.org/protocol/disco#items}item')] if r else None
+    xt.is_(names, ['b1', 'i2', gen], 'disco#items of a node: its items')
+    r = await alice.iq('get', PS, "<query xmlns='http://jabber.org/protocol/disco#info' "
+                       "node='nope'/>")
+    xt.is_(err(r), ('item-not-found', None), 'disco#info of a missing node: item-not-found')
+
+    # -- limits: subscriptions per node, nodes per user, the shaper ---------
+    await create(alice, 'many')
+    got = []
+    for i in range(5):
+        got.append(err(await subscribe(bob, 'many', '%s/r%d' % (bob.jid.bare, i))))
+    xt.is_(got[-1], ('policy-violation', 'too-many-subscriptions'),
+           'the fifth subscription of a node of 4: too-many-subscriptions')
+    xt.is_(got[:4], ['result'] * 4, 'the first four were taken')
+    dave = await xt.login_ok(srv, 'dave', resource='d')
+    got = [err(await create(dave, 'd%d' % i)) for i in range(11)]
+    xt.is_((got[:10], got[10]), (['result'] * 10, ('not-allowed', 'max-nodes-exceeded')),
+           'the eleventh node of a user (max_nodes_per_user 10): max-nodes-exceeded')
+    await dave.disconnect()
+
+    # -- restart: nodes, items, subscriptions survive ---------------------
+    await xt.disconnect_all(alice, bob, carol)
+    xt.is_(await srv.astop(), 0, 'xmppd stops')
+    srv.start()
+    alice = await xt.login_ok(srv, 'alice', resource='a')
+    bob = await xt.login_ok(srv, 'bob', resource='b')
+    # Several requests for a node not loaded yet: one load, all answered.
+    res = await asyncio.gather(*(items(bob, 'n1') for _ in range(6)))
+    xt.is_([item_ids(r) for r in res], [['b1', 'i2', gen]] * 6,
+           'after a restart: the items, to six requests racing the load')
+    xt.is_(await config_value(alice, 'n1', 'pubsub#title'), 'One', 'the configuration')
+    publish_r = await publish(alice, 'n1', 'after')
+    xt.is_(ev_items(await event(bob)), ('n1', [('item', 'after')]),
+           'and the subscription: bob is notified')
+    xt.is_(published_id(publish_r), 'after', 'the publish after the restart answered')
+
+    # -- purge (8.5) and delete (8.4) -------------------------------------
+    xt.is_(err(await ps(bob, 'set', "<purge node='n1'/>", OWNER)), ('forbidden', None),
+           'purge by a non-owner: forbidden')
+    xt.is_(err(await ps(alice, 'set', "<purge node='n1'/>", OWNER)), 'result', 'purge')
+    m = await event(bob, lambda m: event_of(m).find(q('purge', EVENT)) is not None)
+    xt.ok(m is not None, 'the subscriber gets the purge event')
+    xt.is_(item_ids(await items(bob, 'n1')), [], 'no items left')
+    xt.is_((await hook_event(alice) or ())[:2], ('3', 'n1'), 'pubsub_event ran: purged')
+    r = await ps(alice, 'set', "<delete node='n1'><redirect uri='xmpp:%s?;node=nf'/></delete>"
+                 % PS, OWNER)
+    xt.is_(err(r), 'result', 'delete with a redirect')
+    m = await event(bob, lambda m: event_of(m).find(q('delete', EVENT)) is not None)
+    red = event_of(m).find('%s/%s' % (q('delete', EVENT), q('redirect', EVENT))) if m else None
+    xt.is_(None if red is None else red.get('uri'), 'xmpp:%s?;node=nf' % PS,
+           'the subscriber gets the delete event with the redirect')
+    xt.is_(err(await items(bob, 'n1')), ('item-not-found', None), 'the node is gone')
+    xt.is_((await hook_event(alice) or ())[:2], ('4', 'n1'), 'pubsub_event ran: deleted')
+    xt.is_(err(await create(alice, 'n1')), 'result', 'and may be made again')
+
+    # -- a module through xmppd_pubsub_request ------------------------------
+    async def probe(inner, set_=True):
+        return await alice.iq('get', HOST, "<pubsub xmlns='%s' service='%s'%s>%s</pubsub>"
+                              % (PROBE, PS, " set='1'" if set_ else '', inner))
+    r = await probe("<pubsub xmlns='%s'><publish node='n1'><item id='m1'><e xmlns='urn:t'/>"
+                    "</item></publish></pubsub>" % NS)
+    p = r.xml.find('{%s}pubsub' % PROBE) if r is not None and r['type'] == 'result' else None
+    it = p.find('%s/%s/%s' % (q('pubsub'), q('publish'), q('item'))) if p is not None else None
+    xt.is_((p.get('condition') if p is not None else None, it.get('id') if it is not None
+            else None), ('none', 'm1'), 'a module publishes as the server: the result')
+    r = await probe("<pubsub xmlns='%s'><items node='zz'/></pubsub>" % NS, set_=False)
+    p = r.xml.find('{%s}pubsub' % PROBE) if r is not None and r['type'] == 'result' else None
+    xt.is_(p.get('condition') if p is not None else None, 'item-not-found',
+           'and gets the error condition for a missing node')
+    xt.is_(item_ids(await items(alice, 'n1')), ['m1'], "the module's item is in the node")
+
+    # -- xmppctl pubsub ------------------------------------------------------
+    rc, out, e = srv.ctl('pubsub', 'nodes', PS)
+    xt.ok(rc == 0 and {'n1', 'nf', 'wl'} <= set(out.split()), 'xmppctl pubsub nodes')
+    rc, out, e = srv.ctl('pubsub', 'items', PS, 'nf')
+    xt.is_((rc, [ln.split('\t')[0] for ln in out.splitlines()]), (0, ['t2', 't3']),
+           'xmppctl pubsub items (oldest first)')
+    rc, out, e = srv.ctl('pubsub', 'delete', PS, 'nf')
+    xt.is_(rc, 0, 'xmppctl pubsub delete')
+    xt.is_(err(await items(alice, 'nf')), ('item-not-found', None), 'the node is gone')
+    rc, out, e = srv.ctl('pubsub', 'delete', PS, 'nf')
+    xt.ok(rc != 0 and 'no such node' in (out + e), 'deleting it again: no such node')
+
+    # -- the shaper: a flood from one user, others unaffected ---------------
+    flood = await xt.login_ok(srv, 'flood', resource='f')
+    await create(flood, 'fl')
+    res = await asyncio.gather(*(publish(flood, 'fl', 'f%d' % i) for i in range(45)))
+    outcomes = [err(r) for r in res]
+    xt.ok(('resource-constraint', None) in outcomes and outcomes.count('result') >= 35,
+          'a burst past publish_burst: resource-constraint for the excess')
+    wait_type = [r['error']['type'] for r in res if r is not None and r['type'] == 'error']
+    xt.ok(wait_type and all(t == 'wait' for t in wait_type), 'of type wait')
+    xt.is_(published_id(await publish(alice, 'n1', 'm2')), 'm2', 'another user still publishes')
+
+    # -- the service's node limit (max_nodes 26) --------------------------
+    rc, out, e = srv.ctl('pubsub', 'nodes', PS)
+    have = len(out.split())
+    carol = await xt.login_ok(srv, 'carol', resource='c2')
+    got = [err(await create(carol, 'cl%d' % i)) for i in range(26 - have + 1)]
+    xt.is_((have < 26, got[:-1] == ['result'] * (26 - have), got[-1]),
+           (True, True, ('not-allowed', 'max-nodes-exceeded')),
+           'creating past max_nodes of the service: max-nodes-exceeded')
+
+    # -- unload answers, load again finds the nodes --------------------------
+    rc, out, e = srv.ctl('module', 'unload', 'mod_pubsub')
+    xt.is_(rc, 0, 'xmppctl module unload mod_pubsub')
+    xt.is_(err(await items(alice, 'n1'))[0], 'remote-server-not-found',
+           'unloaded: the service domain is no longer served here')
+    rc, out, e = srv.ctl('module', 'load', 'mod_pubsub')
+    xt.is_(rc, 0, 'loaded again')
+    xt.is_(item_ids(await items(alice, 'n1')), ['m2', 'm1'], 'and the node is read back')
+
+    await xt.disconnect_all(alice, bob, flood, carol)
+    xt.is_(await srv.astop(), 0, 'xmppd exits 0 on SIGTERM')
+    srv.teardown()
+
+    # -- access_create: an access rule -----------------------------------
+    srv = xt.Server(workers=2, modules={'mod_pubsub': {'hosts': [HOST],
+                                                       'access_create': 'creators'}},
+                    conf={'acl': {'creators': {'user': ['alice@' + HOST]}},
+                          'access_rules': {'creators': [{'allow': 'creators'}]}})
+    for u in ('alice', 'bob'):
+        srv.register(u, u + '-pw')
+    alice = await xt.login_ok(srv, 'alice', resource='a')
+    bob = await xt.login_ok(srv, 'bob', resource='b')
+    xt.is_(err(await create(bob, 'x')), ('forbidden', None),
+           'access_create denies bob: forbidden (8.1.3.1)')
+    xt.is_(err(await create(alice, 'x')), 'result', 'and allows alice')
+    await xt.disconnect_all(alice, bob)
+    xt.is_(await srv.astop(), 0, 'xmppd exits 0')
+    srv.teardown()
+
+
+xt.run(main, timeout=150)
