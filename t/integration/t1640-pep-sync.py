@@ -49,9 +49,11 @@ def private_q(inner):
     return "<query xmlns='%s'>%s</query>" % (NS_PRIVATE, inner)
 
 
-def items_q(node, item_id=None):
+def items_q(node, item_id=None, max_items=None):
     inner = "<item id='%s'/>" % item_id if item_id else ''
-    return "<pubsub xmlns='%s'><items node='%s'>%s</items></pubsub>" % (NS_PUBSUB, node, inner)
+    mx = " max_items='%d'" % max_items if max_items else ''
+    return "<pubsub xmlns='%s'><items node='%s'%s>%s</items></pubsub>" % (NS_PUBSUB, node, mx,
+                                                                           inner)
 
 
 def publish_q(node, item_id, payload, options=None):
@@ -154,7 +156,7 @@ def vcard_photo(r):
 
 async def main():
     srv = xt.Server(workers=2, modules={'mod_private': {}, 'mod_disco': {}, 'mod_roster': {},
-                                        'mod_vcard': {}, 'mod_caps': {}, 'mod_pubsub': {}})
+                                        'mod_vcard': {}, 'mod_caps': {}, 'mod_pubsub': {'hosts': ['xmppd.test']}})
     for u in ('alice', 'bob', 'carol'):
         srv.register(u, u + '-pw')
     alice = await xt.login_ok(srv, 'alice', 'alice-pw', resource='old')
@@ -240,10 +242,11 @@ async def main():
     xt.is_(r and r['type'], 'result', 'bob sets a vCard with a photo')
 
     async def meta_of(c, jid):
-        it = items_of(await c.iq('get', jid, items_q(NS_META)))
-        if not it:
+        # The newest (XEP-0060 6.5.7), as XEP-0084 clients ask for it.
+        it = items_of(await c.iq('get', jid, items_q(NS_META, max_items=1)))
+        if not it or len(it) != 1:
             return None
-        (iid, m), = list(it.items())[-1:]
+        (iid, m), = list(it.items())
         infos = [(i.get('id'), i.get('bytes'), i.get('type')) for i in m] if m is not None else []
         return iid, infos
     want_meta = (sha1(PNG), [(sha1(PNG), str(len(PNG)), 'image/png')])
@@ -272,7 +275,8 @@ async def main():
     xt.is_(await until(carol_photo, ('image/gif', b64(PNG2))), ('image/gif', b64(PNG2)),
            'her vCard now has that PHOTO (TYPE from the metadata, BINVAL the data)')
     carol.send_raw('<presence/>')
-    p = await carol2.presence(frm=srv.jid('carol', 'c1'))
+    p = await carol2.presence(frm=srv.jid('carol', 'c1'),
+                              pred=lambda p: p.xml.find('{%s}x' % NS_UPDATE) is not None)
     x = p.xml.find('{%s}x' % NS_UPDATE) if p is not None else None
     xt.is_(x.findtext('{%s}photo' % NS_UPDATE) if x is not None else None, h2,
            'and her presence carries the XEP-0153 hash of it')

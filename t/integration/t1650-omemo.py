@@ -60,7 +60,7 @@ OPEN_MAX = [('pubsub#access_model', 'open'), ('pubsub#max_items', 'max')]
 
 async def main():
     srv = xt.Server(workers=2, modules={'mod_disco': {}, 'mod_roster': {}, 'mod_caps': {},
-                                        'mod_pubsub': {}})
+                                        'mod_pubsub': {'hosts': ['xmppd.test']}})
     for u in ('alice', 'bob'):
         srv.register(u, u + '-pw')
     alice = await xt.login_ok(srv, 'alice', 'alice-pw', resource='phone')
@@ -76,7 +76,7 @@ async def main():
         r = await c.iq('set', jid, publish_q(NS_OMEMO + ':devices', 'current',
                                              "<devices xmlns='%s'><device id='%s'/></devices>"
                                              % (NS_OMEMO, dev), OPEN))
-        xt.is_(r and r['type'], 'result', '%s publishes her device list (access open)'
+        xt.is_(r and r['type'], 'result', '%s publishes a device list (access open)'
                % jid.split('@')[0]) or xt.diag(str(r))
     for dev, spk in (('1001', 'c3BrMQ=='), ('1003', 'c3BrMw==')):
         r = await alice.iq('set', ajid, publish_q(NS_OMEMO + ':bundles', dev,
