@@ -25,8 +25,11 @@
 
 #include <xmppd.h>
 
+#include "mod_private.h"
+
 #define NS_PRIVATE "jabber:iq:private"
-#define TABLE "mod_private"
+#define NS_BOOKMARKS "storage:bookmarks"
+#define TABLE PRIVATE_TABLE
 /* XEP-0049 2.3: a get names one namespace; a few elements are plenty. */
 #define MAX_GET 16
 
@@ -35,6 +38,9 @@ static const struct xmppd_option options[] = {
 	{ "max_size", XMPPD_OPT_INT, "65536", 256, 16777216 },
 	/* How many elements one account may keep. */
 	{ "max_items", XMPPD_OPT_INT, "100", 1, 100000 },
+	/* XEP-0402 5.3: XEP-0048 bookmarks kept in step with the
+	 * urn:xmpp:bookmarks:1 and storage:bookmarks PEP nodes (mod_pubsub). */
+	{ "bookmarks_sync", XMPPD_OPT_BOOL, "true", 0, 0 },
 	{ NULL, 0, NULL, 0, 0 },
 };
 
@@ -53,11 +59,18 @@ reserved(const char *ns)
 	    is(ns, NS_PRIVATE);
 }
 
-static size_t
-elem_key(char *buf, size_t size, const xmppd_jid *user, const xmppd_elem *e)
+size_t
+private_key(char *buf, size_t size, const xmppd_jid *user, const xmppd_elem *e)
 {
 	return xmppd_store_key(buf, size, xmppd_jid_domain(user), xmppd_jid_node(user),
 	    xmppd_elem_ns(e), xmppd_elem_name(e), (const char *)NULL);
+}
+#define elem_key private_key
+
+size_t
+private_max_size(xmppd_ctx *ctx)
+{
+	return (size_t)xmppd_opt_int(ctx, "max_size");
 }
 
 /* ---------------------------------------------------------------- */
@@ -66,7 +79,9 @@ elem_key(char *buf, size_t size, const xmppd_jid *user, const xmppd_elem *e)
 /* A set in flight: the IQ (a reference: the reply is deferred, from the
  * batch's done callback) and what its steps found. */
 struct pset {
+	xmppd_ctx *ctx;
 	xmppd_elem *iq;
+	xmppd_jid *user;
 	long items;                 /* elements the account holds */
 	long max_items;
 	const char *cond, *why;     /* why a step failed the batch */
@@ -105,13 +120,21 @@ set_done(int status, void *ud)
 {
 	struct pset *ps = ud;
 
-	if (status == XMPPD_STORE_OK)
+	if (status == XMPPD_STORE_OK) {
+		xmppd_elem *q = xmppd_elem_first_child(ps->iq), *c;
+
 		xmppd_iq_reply(ps->iq, NULL);
-	else if (status == XMPPD_STORE_ABORTED && ps->cond != NULL)
+		/* XEP-0402 5.3: the bookmarks go on to the PEP nodes. */
+		for (c = xmppd_elem_first_child(q); c != NULL && xmppd_opt_bool(ps->ctx,
+		    "bookmarks_sync"); c = xmppd_elem_next_sibling(c))
+			if (is(xmppd_elem_ns(c), NS_BOOKMARKS) && is(xmppd_elem_name(c), "storage"))
+				bookmarks_private_set(ps->ctx, ps->user, c);
+	} else if (status == XMPPD_STORE_ABORTED && ps->cond != NULL)
 		xmppd_iq_error(ps->iq, ps->cond, ps->why);
 	else
 		xmppd_iq_error(ps->iq, "internal-server-error", NULL);
 	xmppd_elem_unref(ps->iq);
+	xmppd_jid_free(ps->user);
 	free(ps);
 }
 
@@ -152,6 +175,14 @@ private_set(xmppd_ctx *ctx, xmppd_elem *iq, xmppd_elem *query, const xmppd_jid *
 		return;
 	}
 	ps->max_items = xmppd_opt_int(ctx, "max_items");
+	ps->ctx = ctx;
+	if ((ps->user = xmppd_jid_make(xmppd_jid_node(user), xmppd_jid_domain(user),
+	    NULL)) == NULL) {
+		xmppd_batch_free(b);
+		free(ps);
+		xmppd_iq_error(iq, "internal-server-error", NULL);
+		return;
+	}
 	/* All or nothing: the count, then for each element a check and the
 	 * put, in one batch; a step that refuses fails all of it. */
 	(void)xmppd_batch_scan(b, TABLE, prefix, plen, count_row, ps);
@@ -159,6 +190,7 @@ private_set(xmppd_ctx *ctx, xmppd_elem *iq, xmppd_elem *query, const xmppd_jid *
 		klen = elem_key(key, sizeof(key), user, c);
 		if ((text = xmppd_elem_to_string(c, &len)) == NULL) {
 			xmppd_batch_free(b);
+			xmppd_jid_free(ps->user);
 			free(ps);
 			xmppd_iq_error(iq, "internal-server-error", NULL);
 			return;
@@ -171,6 +203,7 @@ private_set(xmppd_ctx *ctx, xmppd_elem *iq, xmppd_elem *query, const xmppd_jid *
 	ps->iq = xmppd_elem_ref(iq);
 	if (xmppd_batch_submit(b, set_done, ps) < 0) {
 		xmppd_elem_unref(ps->iq);
+		xmppd_jid_free(ps->user);
 		free(ps);
 		xmppd_iq_error(iq, "internal-server-error", NULL);
 	}
@@ -337,7 +370,7 @@ load(xmppd_ctx *ctx)
 	if (xmppd_iq_register(ctx, NULL, NS_PRIVATE, XMPPD_IQ_GET | XMPPD_IQ_SET,
 	    XMPPD_IQ_SERVER | XMPPD_IQ_ACCOUNT, private_iq, ctx) < 0 ||
 	    xmppd_store_user_table(ctx, TABLE) < 0 ||
-	    xmppd_disco_account_feature(ctx, NS_PRIVATE) < 0)
+	    xmppd_disco_account_feature(ctx, NS_PRIVATE) < 0 || bookmarks_load(ctx) < 0)
 		return -1;
 	return 0;
 }

@@ -39,16 +39,21 @@
 
 #include <xmppd.h>
 
-#define NS_VCARD "vcard-temp"
+#include "mod_vcard.h"
+
+#define NS_VCARD VCARD_NS
 #define NS_UPDATE "vcard-temp:x:update"
-#define T_VCARD "mod_vcard"
-#define T_PHOTO "mod_vcard_photo"
-#define HASH_HEX 40
+#define T_VCARD VCARD_TABLE
+#define T_PHOTO VCARD_PHOTO_TABLE
+#define HASH_HEX VCARD_HASH_HEX
 #define PHOTO_BUCKETS 1024
 
 static const struct xmppd_option options[] = {
 	/* The largest vCard stored, serialized, in bytes. */
 	{ "max_size", XMPPD_OPT_INT, "65536", 256, 16777216 },
+	/* XEP-0398: the vCard photo and the XEP-0084 PEP avatar kept as one
+	 * (vcard_avatar.c; needs mod_pubsub). */
+	{ "avatar_conversion", XMPPD_OPT_BOOL, "true", 0, 0 },
 	{ NULL, 0, NULL, 0, 0 },
 };
 
@@ -61,8 +66,8 @@ same_bare(const xmppd_jid *a, const xmppd_jid *b)
 	return x != NULL && y != NULL && strcmp(x, y) == 0;
 }
 
-static size_t
-user_key(char *buf, size_t size, const char *node, const char *host)
+size_t
+vcard_user_key(char *buf, size_t size, const char *node, const char *host)
 {
 	return xmppd_store_key(buf, size, host, node, (const char *)NULL);
 }
@@ -80,8 +85,8 @@ is(const char *a, const char *b)
  * The SHA-1 of the image in vcard's PHOTO/BINVAL, in hex, into hex (41
  * bytes). 1 done, 0 no image, -1 the data is not base64 (or no memory).
  */
-static int
-photo_hash(xmppd_elem *vcard, char *hex)
+int
+vcard_photo_hash(xmppd_elem *vcard, char *hex)
 {
 	xmppd_elem *photo = xmppd_elem_child(vcard, NS_VCARD, "PHOTO");
 	xmppd_elem *binval = photo != NULL ? xmppd_elem_child(photo, NS_VCARD, "BINVAL") : NULL;
@@ -217,8 +222,8 @@ photo_lookup(const char *bare, char *hex)
 }
 
 /* A vCard set has completed: what the store now holds ("" none). */
-static void
-photo_learn(const char *bare, const char *hex)
+void
+vcard_photo_learn(const char *bare, const char *hex)
 {
 	struct photo *p;
 
@@ -270,7 +275,7 @@ photo_adopt(xmppd_ctx *ctx, xmppd_session *s)
 	pthread_mutex_unlock(&photo_lock);
 	if (known)
 		return;
-	klen = user_key(key, sizeof(key), xmppd_jid_node(jid), xmppd_jid_domain(jid));
+	klen = vcard_user_key(key, sizeof(key), xmppd_jid_node(jid), xmppd_jid_domain(jid));
 	if (xmppd_store_aget(ctx, T_PHOTO, key, klen, photo_loaded, p) < 0)
 		photo_unref(p);
 }
@@ -408,7 +413,7 @@ static void
 vcard_get(xmppd_ctx *ctx, xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to)
 {
 	char key[512];
-	size_t klen = user_key(key, sizeof(key), xmppd_jid_node(to), xmppd_jid_domain(to));
+	size_t klen = vcard_user_key(key, sizeof(key), xmppd_jid_node(to), xmppd_jid_domain(to));
 	struct vget *vg;
 
 	if (klen == 0 || (vg = malloc(sizeof(*vg))) == NULL) {
@@ -438,9 +443,15 @@ vcard_stored(int status, void *ud)
 	struct vset *vs = ud;
 
 	if (status == XMPPD_STORE_OK) {
-		/* Durable: presence from now on carries the new hash. */
-		photo_learn(vs->bare, vs->hex);
+		char old[HASH_HEX + 1] = "";
+
+		/* Durable: presence from now on carries the new hash, and
+		 * XEP-0398: the PEP avatar follows. */
+		(void)photo_lookup(vs->bare, old);
+		vcard_photo_learn(vs->bare, vs->hex);
 		xmppd_iq_reply(vs->iq, NULL);
+		avatar_vcard_stored(vs->ctx, vs->bare, xmppd_elem_first_child(vs->iq), old,
+		    vs->hex);
 	} else {
 		xmppd_log(vs->ctx, XMPPD_LOG_ERROR, "cannot store the vCard of %s", vs->bare);
 		xmppd_iq_error(vs->iq, "internal-server-error", NULL);
@@ -453,7 +464,7 @@ static void
 vcard_set(xmppd_ctx *ctx, xmppd_elem *iq, xmppd_elem *vcard, const xmppd_jid *to)
 {
 	char key[512], hex[HASH_HEX + 1], *text;
-	size_t klen = user_key(key, sizeof(key), xmppd_jid_node(to), xmppd_jid_domain(to)), len;
+	size_t klen = vcard_user_key(key, sizeof(key), xmppd_jid_node(to), xmppd_jid_domain(to)), len;
 	struct vset *vs;
 	xmppd_batch *b;
 	int photo;
@@ -468,7 +479,7 @@ vcard_set(xmppd_ctx *ctx, xmppd_elem *iq, xmppd_elem *vcard, const xmppd_jid *to
 		xmppd_iq_error(iq, "not-acceptable", "the vCard is too large");
 		return;
 	}
-	if ((photo = photo_hash(vcard, hex)) < 0) {
+	if ((photo = vcard_photo_hash(vcard, hex)) < 0) {
 		free(text);
 		xmppd_iq_error(iq, "bad-request", "PHOTO/BINVAL is not base64");
 		return;
@@ -541,7 +552,7 @@ load(xmppd_ctx *ctx)
 	    xmppd_store_user_table(ctx, T_VCARD) < 0 ||
 	    xmppd_store_user_table(ctx, T_PHOTO) < 0 ||
 	    xmppd_disco_feature(ctx, NS_VCARD) < 0 ||
-	    xmppd_disco_account_feature(ctx, NS_VCARD) < 0)
+	    xmppd_disco_account_feature(ctx, NS_VCARD) < 0 || avatar_load(ctx) < 0)
 		return -1;
 	return 0;
 }
