@@ -781,6 +781,27 @@ unload(xmppd_ctx *ctx)
 	free_services();
 }
 
+/* The service domains of the configuration's hosts (xmppd_host_foreach:
+ * the list cannot grow between the count and this, both under load). */
+struct add_service {
+	const char *prefix;
+	size_t max;
+	int failed;
+};
+
+static void
+add_service(const char *host, void *ud)
+{
+	struct add_service *as = ud;
+
+	if (as->failed || ps_module.nservices >= as->max)
+		return;
+	if (asprintf(&ps_module.services[ps_module.nservices], "%s%s", as->prefix, host) < 0)
+		as->failed = 1;
+	else
+		ps_module.nservices++;
+}
+
 static int
 load(xmppd_ctx *ctx)
 {
@@ -810,13 +831,23 @@ load(xmppd_ctx *ctx)
 		    "publish_excess must be resource-constraint or policy-violation");
 		return -1;
 	}
-	if (nh == 0) {
-		xmppd_log(ctx, XMPPD_LOG_ERROR, "option hosts lists no host to serve");
+	/* Without the option, every host the configuration serves. */
+	if (nh == 0 && (nh = xmppd_host_foreach(NULL, NULL)) == 0) {
+		xmppd_log(ctx, XMPPD_LOG_ERROR, "no host to serve");
 		return -1;
 	}
 	if ((ps_module.services = calloc(nh, sizeof(*ps_module.services))) == NULL)
 		return -1;
-	for (size_t i = 0; i < nh; i++) {
+	if (xmppd_opt_list_len(ctx, "hosts") == 0) {
+		struct add_service as = { prefix != NULL ? prefix : "", nh, 0 };
+
+		(void)xmppd_host_foreach(add_service, &as);
+		if (as.failed) {
+			free_services();
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < xmppd_opt_list_len(ctx, "hosts"); i++) {
 		if (asprintf(&ps_module.services[i], "%s%s", prefix != NULL ? prefix : "",
 		    xmppd_opt_list_at(ctx, "hosts", i)) < 0) {
 			free_services();
@@ -844,7 +875,7 @@ err:
 
 XMPPD_MODULE_EXPORT const struct xmppd_module xmppd_module = {
 	.abi_major = XMPPD_ABI_MAJOR,
-	.abi_minor = XMPPD_ABI_MINOR,   /* 1.5: entities, the pubsub provider */
+	.abi_minor = XMPPD_ABI_MINOR,   /* 1.6: the hosts to serve */
 	.name = "mod_pubsub",
 	.version = "1.0",
 	.options = options,

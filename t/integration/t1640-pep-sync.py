@@ -156,7 +156,8 @@ def vcard_photo(r):
 
 async def main():
     srv = xt.Server(workers=2, modules={'mod_private': {}, 'mod_disco': {}, 'mod_roster': {},
-                                        'mod_vcard': {}, 'mod_caps': {}, 'mod_pubsub': {'hosts': ['xmppd.test']}})
+                                        'mod_vcard': {}, 'mod_caps': {},
+                                        'mod_pubsub': {}})
     for u in ('alice', 'bob', 'carol'):
         srv.register(u, u + '-pw')
     alice = await xt.login_ok(srv, 'alice', 'alice-pw', resource='old')

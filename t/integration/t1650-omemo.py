@@ -59,13 +59,22 @@ OPEN_MAX = [('pubsub#access_model', 'open'), ('pubsub#max_items', 'max')]
 
 
 async def main():
-    srv = xt.Server(workers=2, modules={'mod_disco': {}, 'mod_roster': {}, 'mod_caps': {},
-                                        'mod_pubsub': {'hosts': ['xmppd.test']}})
+    # mod_pubsub without options: a service for every host, PEP on all.
+    srv = xt.Server(workers=2, hosts=('xmppd.test', 'second.test'),
+                    modules={'mod_disco': {}, 'mod_roster': {}, 'mod_caps': {},
+                             'mod_pubsub': {}})
     for u in ('alice', 'bob'):
         srv.register(u, u + '-pw')
     alice = await xt.login_ok(srv, 'alice', 'alice-pw', resource='phone')
     bob = await xt.login_ok(srv, 'bob', 'bob-pw', resource='laptop')
     ajid, bjid = srv.jid('alice'), srv.jid('bob')
+
+    for svc in ('pubsub.xmppd.test', 'pubsub.second.test'):
+        r = await alice.iq('get', svc, "<query xmlns='http://jabber.org/protocol/disco#info'/>")
+        ids = [(i.get('category'), i.get('type')) for i in r.xml.iter(
+            '{http://jabber.org/protocol/disco#info}identity')] if r is not None else []
+        xt.ok(('pubsub', 'service') in ids, '%s answers as a pubsub service (the default '
+              'hosts: every host of the configuration)' % svc) or xt.diag(str(r))
 
     r = await bob.iq('get', None, "<query xmlns='jabber:iq:roster'/>")
     xt.ok(r is not None and r['type'] == 'result' and len(r.xml.find(
