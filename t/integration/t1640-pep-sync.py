@@ -235,6 +235,24 @@ async def main():
     got = await until(priv, (want1, []))
     xt.is_(got, (want1, []), 'private storage holds the list as published')
 
+    # -- nicknames (XEP-0172 4.5): a PEP node like any other -----------------
+    NS_NICK = 'http://jabber.org/protocol/nick'
+    r = await alice2.iq('set', ajid, publish_q(NS_NICK, 'current',
+                                               "<nick xmlns='%s'>Alice A.</nick>" % NS_NICK))
+    xt.is_(r and r['type'], 'result', 'alice publishes her nickname')
+    m = await alice.message(pred=lambda m: m.xml.find(
+        '{%s#event}event/{%s#event}items' % (NS_PUBSUB, NS_PUBSUB)) is not None and m.xml.find(
+        '{%s#event}event/{%s#event}items' % (NS_PUBSUB, NS_PUBSUB)).get('node') == NS_NICK)
+    nick = m.xml.find('.//{%s}nick' % NS_NICK) if m is not None else None
+    xt.is_(nick.text if nick is not None else None, 'Alice A.',
+           'her other resource gets the event with it')
+    r = await bob.iq('get', ajid, items_q(NS_NICK))
+    err = r.xml.find('{jabber:client}error') if r is not None and r['type'] == 'error' else None
+    xt.ok(err is not None and err.find(
+        '{http://jabber.org/protocol/pubsub#errors}presence-subscription-required') is not None,
+        'someone without her presence cannot read it (presence access, the default)') \
+        or xt.diag(str(r))
+
     # -- avatars: vCard -> PEP ---------------------------------------------------
     bjid = srv.jid('bob')
     vc = ("<vCard xmlns='%s'><FN>Bob</FN><PHOTO><TYPE>image/png</TYPE><BINVAL>%s</BINVAL>"
