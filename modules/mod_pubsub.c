@@ -175,8 +175,10 @@ ps_service_features(xmppd_elem *q)
 		NS_PUBSUB "#publish-options", NS_PUBSUB "#publisher-affiliation",
 		NS_PUBSUB "#purge-nodes", NS_PUBSUB "#retract-items",
 		NS_PUBSUB "#retrieve-affiliations", NS_PUBSUB "#retrieve-default",
+		NS_PUBSUB "#retrieve-default-sub",
 		NS_PUBSUB "#retrieve-items", NS_PUBSUB "#retrieve-subscriptions",
 		NS_PUBSUB "#subscribe", NS_PUBSUB "#subscription-notifications",
+		NS_PUBSUB "#subscription-options",
 	};
 
 	for (size_t i = 0; i < sizeof(feats) / sizeof(feats[0]); i++)
@@ -405,6 +407,22 @@ ps_handle_pubsub(const xmppd_jid *actor, const char *service, int set, const xmp
 		ps_config_default(&ps_module, &cfg, ps_is_pep(service) ? PS_PEP : PS_SERVICE);
 		d = xmppd_elem_add_child(res, NS_PUBSUB_OWNER, "default");
 		ps_config_form(&cfg, d, NS_PUBSUB "#node_config", "form");
+		if ((r = ps_req_new(&ps_module, actor, service, NULL, set, NULL)) == NULL) {
+			xmppd_elem_unref(res);
+			fail_new(iq, done, done_ud, "internal-server-error", NULL);
+			return;
+		}
+		r->iq = iq != NULL ? xmppd_elem_ref((xmppd_elem *)iq) : NULL;
+		r->done = done;
+		r->done_ud = done_ud;
+		ps_reply(r, res);
+		return;
+	}
+	if (!owner && is(name, "default") && node == NULL && !set) {
+		/* 6.4.1: the service's default subscription options. */
+		xmppd_elem *res = xmppd_elem_new(NS_PUBSUB, "pubsub");
+
+		ps_subopts_form(NULL, xmppd_elem_add_child(res, NS_PUBSUB, "default"), "form");
 		if ((r = ps_req_new(&ps_module, actor, service, NULL, set, NULL)) == NULL) {
 			xmppd_elem_unref(res);
 			fail_new(iq, done, done_ud, "internal-server-error", NULL);

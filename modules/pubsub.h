@@ -94,6 +94,9 @@ struct ps_sub {
 	char *jid;                  /* as subscribed (bare or full) */
 	int state;
 	char subid[17];
+	/* Subscription options (XEP-0060 6.3), parsed: zero is the
+	 * default. pubsub#deliver false: no notifications. */
+	int no_deliver;
 };
 
 struct ps_item {
@@ -203,6 +206,12 @@ int ps_config_preconditions(struct ps_mod *m, const struct ps_config *c, xmppd_e
 /* The node_config form (type form) with c's values, added to parent. */
 void ps_config_form(const struct ps_config *c, xmppd_elem *parent, const char *form_type,
     const char *ftype);
+/* The subscribe_options form (XEP-0060 16.4.2) with s's values (NULL:
+ * the defaults), of type ftype, added to parent. */
+void ps_subopts_form(const struct ps_sub *s, xmppd_elem *parent, const char *ftype);
+/* Applies a submitted subscribe_options form to s: 0, or -1 for
+ * invalid-options (6.3.6), s unchanged. */
+int ps_subopts_apply(struct ps_sub *s, xmppd_elem *x);
 /* The pubsub#meta-data form (XEP-0060 5.4) for n, added to parent. */
 void ps_meta_form(const struct ps_node *n, xmppd_elem *parent);
 const char *ps_access_name(int a);

@@ -150,7 +150,9 @@ is_account(const struct ps_node *n, const char *jid)
 	    (jid[l] == '\0' || jid[l] == '/');
 }
 
-/* To every subscriber in state subscribed (XEP-0060 7.1.2); the message
+/* To every subscriber in state subscribed (XEP-0060 7.1.2) that did not
+ * turn pubsub#deliver off (6.3, 16.4.2: parsed once, in struct ps_sub,
+ * when the options were set); the message
  * is copied with its 'to' set, nothing else changes per subscriber. PEP
  * (XEP-0163 4.3.1): also the account's own available resources, and the
  * contacts whose presence the account has and whose caps ask for
@@ -163,7 +165,8 @@ ps_notify_all(const struct ps_node *n, const xmppd_elem *msg)
 	if (!n->cfg.deliver_notifications)
 		return;
 	for (size_t i = 0; i < n->nsubs; i++)
-		if (n->subs[i].state == PS_SUB_SUBSCRIBED && !is_account(n, n->subs[i].jid))
+		if (n->subs[i].state == PS_SUB_SUBSCRIBED && !n->subs[i].no_deliver &&
+		    !is_account(n, n->subs[i].jid))
 			ps_send_to(msg, n->subs[i].jid);
 	if (n->kind != PS_PEP || (owner = xmppd_jid_parse(n->service)) == NULL)
 		return;
