@@ -56,6 +56,9 @@ static const struct xmppd_option options[] = {
 	/* 0: no limit. */
 	{ "max_nodes_per_user", XMPPD_OPT_INT, "100", 0, 10000000 },
 	{ "max_nodes", XMPPD_OPT_INT, "10000", 0, 100000000 },
+	/* PEP nodes of one account, made by create or by the first publish
+	 * (auto-create); max_nodes and max_nodes_per_user are the service's. */
+	{ "max_pep_nodes", XMPPD_OPT_INT, "100", 0, 10000000 },
 	{ "max_subscriptions_per_node", XMPPD_OPT_INT, "10000", 0, 10000000 },
 	/* Publishes per second per user, and the burst allowed. */
 	{ "publish_rate", XMPPD_OPT_INT, "10", 1, 100000 },
@@ -835,6 +838,7 @@ load(xmppd_ctx *ctx)
 	ps_module.default_max_items = xmppd_opt_int(ctx, "default_max_items");
 	ps_module.max_nodes_per_user = xmppd_opt_int(ctx, "max_nodes_per_user");
 	ps_module.max_nodes = xmppd_opt_int(ctx, "max_nodes");
+	ps_module.max_pep_nodes = xmppd_opt_int(ctx, "max_pep_nodes");
 	ps_module.max_subscriptions_per_node = xmppd_opt_int(ctx, "max_subscriptions_per_node");
 	ps_module.shaper_rate = xmppd_opt_int(ctx, "publish_rate");
 	ps_module.shaper_burst = xmppd_opt_int(ctx, "publish_burst");

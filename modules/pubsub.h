@@ -145,6 +145,7 @@ struct ps_mod {
 	long default_max_items;
 	long max_nodes_per_user;
 	long max_nodes;
+	long max_pep_nodes;         /* PEP nodes of one account, 0: no limit */
 	long max_subscriptions_per_node;
 	long shaper_rate;           /* publishes per second */
 	long shaper_burst;
@@ -171,6 +172,7 @@ struct ps_req {
 	int disco;                  /* 1 disco#info, 2 disco#items */
 	int authorize;              /* an owner's answer to 8.6 (payload is the form) */
 	int sendlast;               /* PEP: the last item to actor_full (4.3.2) */
+	int pep_counted;            /* PEP auto-create: the account's nodes were counted */
 	/* Scratch of the operation that runs. */
 	struct ps_node *n;
 	void *op;
