@@ -422,10 +422,11 @@ ps_handle_pubsub(const xmppd_jid *actor, const char *service, int set, const xmp
 		return;
 	}
 	if (!owner && is(name, "default") && node == NULL && !set) {
-		/* 6.4.1: the service's default subscription options. */
+		/* XEP-0060 6.4.1: <default/> without a node, the service's
+		 * default subscription options (a result form, 6.4.2). */
 		xmppd_elem *res = xmppd_elem_new(NS_PUBSUB, "pubsub");
 
-		ps_subopts_form(NULL, xmppd_elem_add_child(res, NS_PUBSUB, "default"), "form");
+		ps_subopts_form(NULL, xmppd_elem_add_child(res, NS_PUBSUB, "default"), "result");
 		if ((r = ps_req_new(&ps_module, actor, service, NULL, set, NULL)) == NULL) {
 			xmppd_elem_unref(res);
 			fail_new(iq, done, done_ud, "internal-server-error", NULL);

@@ -471,14 +471,16 @@ ps_subopts_form(const struct ps_sub *s, xmppd_elem *parent, const char *ftype)
 	add_list(x, "pubsub#subscription_type", "Subscription type", "items", types, 1);
 }
 
-/* Whether a field has a <value/> (list-multi). */
+/* pubsub#show-values (list-multi): every value a presence state. */
 static int
-has_value(xmppd_elem *f)
+show_values_ok(xmppd_elem *f)
 {
+	static const char *const shows[] = { "chat", "online", "away", "xa", "dnd" };
+
 	for (xmppd_elem *v = xmppd_elem_first_child(f); v != NULL; v = xmppd_elem_next_sibling(v))
-		if (is(xmppd_elem_name(v), "value"))
-			return 1;
-	return 0;
+		if (is(xmppd_elem_name(v), "value") && lookup(shows, 5, xmppd_elem_text(v)) < 0)
+			return 0;
+	return 1;
 }
 
 int
@@ -516,9 +518,10 @@ ps_subopts_apply(struct ps_sub *s, xmppd_elem *x)
 			if (v != NULL && *v != '\0')
 				return -1;
 		} else if (is(var, "pubsub#show-values")) {
-			/* Deliveries are not filtered by presence: refused
-			 * rather than silently ignored. */
-			if (has_value(f))
+			/* Accepted (6.3.7's own example sends it) but not
+			 * kept: notifications are not filtered by presence,
+			 * and the form offered has no such field. */
+			if (!show_values_ok(f))
 				return -1;
 		} else if (is(var, "pubsub#subscription_type")) {
 			/* Leaf nodes only: "nodes" is for collections. */

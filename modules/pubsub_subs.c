@@ -271,16 +271,15 @@ sub_done(int status, void *ud)
 	{
 		xmppd_elem *e = subscription_elem(NS_PUBSUB, n, s), *op;
 
-		/* 6.1.5 (Example 52): options may be configured, not required. */
+		/* 6.1.5: options may be configured, not required. */
 		if (s->state != PS_SUB_NONE)
 			(void)xmppd_elem_add_child(e, NS_PUBSUB, "subscribe-options");
 		xmppd_elem_append_copy(res, e);
 		xmppd_elem_unref(e);
-		/* 6.3.7: subscribed and configured, the options as a result. */
+		/* 6.3.7: subscribed and configured, the options as a result
+		 * form (in an <options/> without node or jid, as asked). */
 		if (o->with_options) {
 			op = xmppd_elem_add_child(res, NS_PUBSUB, "options");
-			xmppd_elem_set_attr(op, "node", n->name);
-			xmppd_elem_set_attr(op, "jid", s->jid);
 			ps_subopts_form(s, op, "result");
 		}
 	}
@@ -390,9 +389,14 @@ op_subscribe(struct ps_req *r, xmppd_elem *action)
 	xmppd_jid_free(j);
 	r->op = o;
 	r->op_free = op_sub_free;
-	/* 6.3.7: subscribe and initialize options in one request; the form
-	 * is checked before anything (6.3.6: invalid-options). */
+	/* 6.3.7: subscribe and set the options in one request; the form is
+	 * checked before anything (6.3.6: invalid-options). The <options/>
+	 * takes node and jid from <subscribe/>: with its own, bad-request. */
 	if ((opts = xmppd_elem_child(r->payload, NS_PUBSUB, "options")) != NULL) {
+		if (xmppd_elem_attr(opts, "node") != NULL || xmppd_elem_attr(opts, "jid") != NULL) {
+			ps_error(r, "bad-request", NULL, NULL);
+			return;
+		}
 		x = xmppd_elem_child(opts, NS_XDATA, "x");
 		if (x == NULL || ps_subopts_apply(&o->sub, x) < 0) {
 			ps_error(r, "bad-request", "invalid-options", NULL);
@@ -620,20 +624,21 @@ op_options(struct ps_req *r, xmppd_elem *action)
 		ps_error(r, "internal-server-error", NULL, NULL);
 }
 
-/* 6.4.2: the default subscription options of a node. */
+/* 6.4: the default subscription options of a node (a result form, as
+ * 6.4.2 shows). */
 static void
 op_default(struct ps_req *r)
 {
 	xmppd_elem *res, *d;
 
 	if (!r->n->exists) {
-		ps_error(r, "item-not-found", NULL, NULL);        /* 6.4.3 */
+		ps_error(r, "item-not-found", NULL, NULL);        /* as 6.3.4 */
 		return;
 	}
 	res = ps_result(NS_PUBSUB);
 	d = xmppd_elem_add_child(res, NS_PUBSUB, "default");
 	xmppd_elem_set_attr(d, "node", r->n->name);
-	ps_subopts_form(NULL, d, "form");
+	ps_subopts_form(NULL, d, "result");
 	ps_reply(r, res);
 }
 

@@ -8,7 +8,9 @@ redirect, purge; publish (given and generated ids), notifications,
 retract; publish-options preconditions; items (all, max_items, by id,
 RSM pages); subscribe/unsubscribe and their errors, the last item on
 subscribe; access models (whitelist, presence, roster, authorize with the
-8.6 form and the owner's answer); owner affiliations and subscriptions;
+8.6 form and the owner's answer); subscription options (6.3: the form,
+submit, pubsub#deliver false stops the events, the errors, subscribe and
+configure in one request; 6.4 defaults); owner affiliations and subscriptions;
 limits (item size, max_items cap and trimming, nodes per user,
 subscriptions per node) and the publish shaper; xmppctl pubsub; a module
 through xmppd_pubsub_request (mod_entityprobe); everything surviving a
@@ -390,8 +392,14 @@ async def main():
     xt.is_((err(r), err(await ps(carol, 'get', "<options node='nf' jid='%s'/>" % cj))),
            (('bad-request', 'invalid-options'), ('unexpected-request', 'not-subscribed')),
            'subscribe with a bad options form: invalid-options, and no subscription')
-    r = await ps(carol, 'set', "<subscribe node='so' jid='%s'/><options>%s</options>"
+    r = await ps(carol, 'set', "<subscribe node='so' jid='%s'/><options node='so'>%s</options>"
                  % (cj, sub_form({'pubsub#deliver': '0'})))
+    xt.is_(err(r), ('bad-request', None), 'subscribe and configure with a node on <options/>: '
+           'bad-request (6.3.7)')
+    r = await ps(carol, 'set', "<subscribe node='so' jid='%s'/><options>%s</options>"
+                 % (cj, sub_form({'pubsub#deliver': '0'}).replace(
+                     '</x>', "<field var='pubsub#show-values'><value>chat</value>"
+                     "<value>online</value></field></x>")))
     s = r.xml.find('%s/%s' % (q('pubsub'), q('subscription'))) if r and r['type'] == 'result' \
         else None
     xt.is_((sub_state(r), None if s is None else s.find(q('subscribe-options')) is not None),
@@ -399,7 +407,7 @@ async def main():
            '<subscribe-options/> (6.1.5)')
     x = opts_x(r)
     xt.is_(None if x is None else (x.get('type'), field(x, 'pubsub#deliver')), ('result', '0'),
-           'and the options as a result form, deliver 0')
+           'and the options as a result form, deliver 0 (show-values accepted)')
     r = await ps(carol, 'get', "<options node='so' jid='%s'/>" % cj)
     x = opts_x(r)
     xt.is_(None if x is None else (x.get('type'), field(x, 'FORM_TYPE'),
@@ -423,9 +431,10 @@ async def main():
            'and submitting them: forbidden')
     bad = [err(await set_opts(carol, cj, f)) for f in (
         {'pubsub#deliver': 'maybe'}, {'pubsub#digest': '1'}, {'pubsub#include_body': 'true'},
-        {'pubsub#subscription_type': 'nodes'}, {'pubsub#show-values': 'away'})]
+        {'pubsub#subscription_type': 'nodes'}, {'pubsub#show-values': 'asleep'})]
     xt.is_(bad, [('bad-request', 'invalid-options')] * 5, 'deliver "maybe", digest, '
-           'include_body, subscription_type nodes, show-values: invalid-options (6.3.6)')
+           'include_body, subscription_type nodes, show-values "asleep": invalid-options '
+           '(6.3.6)')
     r = await ps(carol, 'set', "<options node='so' jid='%s'/>" % cj)
     xt.is_(err(r), ('bad-request', 'invalid-options'), 'a submit without a form: invalid-options')
     xt.is_(field(opts_x(await ps(carol, 'get', "<options node='so' jid='%s'/>" % cj)),
@@ -444,10 +453,10 @@ async def main():
     xt.is_(err(await set_opts(carol, cj, {'pubsub#deliver': 'false'})), 'result',
            'deliver false again (kept over the restart below)')
     x = opts_x(await ps(carol, 'get', "<default node='so'/>"), 'default')
-    xt.is_(None if x is None else field(x, 'pubsub#deliver'), '1',
-           'default subscription options of a node (6.4.2): deliver 1')
+    xt.is_(None if x is None else (x.get('type'), field(x, 'pubsub#deliver')), ('result', '1'),
+           'default subscription options of a node (6.4): a result form, deliver 1')
     xt.ok(opts_x(await ps(carol, 'get', "<default/>"), 'default') is not None,
-          "and of the service (6.4.1)")
+          "and of the service (6.4.1, no node)")
     xt.is_(err(await ps(carol, 'get', "<default node='nope'/>")), ('item-not-found', None),
            'of a missing node: item-not-found')
 
