@@ -18,6 +18,7 @@ restart."""
 
 import asyncio
 import os
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
@@ -158,6 +159,22 @@ async def hook_event(c):
     e = r.xml.find('{%s}event' % PROBE) if r is not None and r['type'] == 'result' else None
     return None if e is None else (e.get('kind'), e.get('node'), e.get('item'),
                                    e.get('publisher'), e.get('payload'), e.get('owner'))
+
+
+def sub_record_to_v1(srv, node, jid):
+    """Rewrites the subscription record of jid on node (server stopped)
+    as the version 1 records written before subscription options were
+    kept: '1', state, NUL, subid (mdb_load, as another writer would)."""
+    for k, v in xt.store_rows(srv, 'mod_pubsub_subs'):
+        if xt.key_parts(k)[1:] == (node, jid) and v[:1] == b'2':
+            old = b'1' + v[1:3] + v[3:].split(b'\0')[0]
+            data = ('VERSION=3\nformat=bytevalue\ntype=btree\nHEADER=END\n %s\n %s\n'
+                    'DATA=END\n' % (k.hex(), old.hex()))
+            r = subprocess.run([os.environ.get('MDB_LOAD') or 'mdb_load', '-s',
+                                'mod_pubsub_subs', srv.spool], input=data.encode(),
+                               capture_output=True, timeout=30)
+            return r.returncode == 0
+    return False
 
 
 async def main():
@@ -606,6 +623,8 @@ async def main():
     # -- restart: nodes, items, subscriptions survive ---------------------
     await xt.disconnect_all(alice, bob, carol)
     xt.is_(await srv.astop(), 0, 'xmppd stops')
+    xt.ok(sub_record_to_v1(srv, 'n1', bob.jid.bare),
+          "bob's subscription to n1 rewritten as a version 1 record")
     srv.start()
     alice = await xt.login_ok(srv, 'alice', resource='a')
     bob = await xt.login_ok(srv, 'bob', resource='b')
@@ -613,6 +632,8 @@ async def main():
     r = await ps(carol, 'get', "<options node='so' jid='%s'/>" % carol.jid.bare)
     xt.is_(opt(r, 'pubsub#deliver'), '0',
            'after a restart: the subscription options (deliver 0)')
+    r = await ps(bob, 'get', "<options node='n1' jid='%s'/>" % bob.jid.bare)
+    xt.is_(opt(r, 'pubsub#deliver'), '1', 'a version 1 record reads as the default options')
     await carol.disconnect()
     # Several requests for a node not loaded yet: one load, all answered.
     res = await asyncio.gather(*(items(bob, 'n1') for _ in range(6)))
