@@ -490,7 +490,10 @@ ps_subopts_apply(struct ps_sub *s, xmppd_elem *x)
 	int no_deliver = s->no_deliver;
 	long l;
 
-	/* 6.3.6: anything but a submission of this form is invalid-options. */
+	/* XEP-0004 3.1: a cancel changes nothing; 6.3.6: anything else but
+	 * a submission of this form is invalid-options. */
+	if (is(xmppd_elem_attr(x, "type"), "cancel"))
+		return 0;
 	if (!is(xmppd_elem_attr(x, "type"), "submit") ||
 	    (ft != NULL && !is(ft, NS_PUBSUB "#subscribe_options")))
 		return -1;

@@ -563,7 +563,7 @@ op_options(struct ps_req *r, xmppd_elem *action)
 	xmppd_jid *j;
 
 	if (!n->exists) {
-		ps_error(r, "item-not-found", NULL, NULL);        /* 6.3.4.? */
+		ps_error(r, "item-not-found", NULL, NULL);        /* 6.3.4 */
 		return;
 	}
 	if (jid == NULL || *jid == '\0') {
