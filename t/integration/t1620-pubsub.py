@@ -458,6 +458,9 @@ async def main():
            '(6.3.6)')
     r = await ps(carol, 'set', "<options node='so' jid='%s'/>" % cj)
     xt.is_(err(r), ('bad-request', 'invalid-options'), 'a submit without a form: invalid-options')
+    r = await ps(carol, 'set', "<options node='so' jid='%s'><x xmlns='%s' type='cancel'/>"
+                 "</options>" % (cj, XDATA))
+    xt.is_(err(r), 'result', 'a cancelled form: result (XEP-0004 3.1)')
     xt.is_(opt(await ps(carol, 'get', "<options node='so' jid='%s'/>" % cj), 'pubsub#deliver'),
            '0', 'the refused submissions changed nothing')
     await publish(bob, 'so', 'so1')
