@@ -56,6 +56,9 @@ static const struct xmppd_option options[] = {
 	/* 0: no limit. */
 	{ "max_nodes_per_user", XMPPD_OPT_INT, "100", 0, 10000000 },
 	{ "max_nodes", XMPPD_OPT_INT, "10000", 0, 100000000 },
+	/* PEP nodes of one account, made by create or by the first publish
+	 * (auto-create); max_nodes and max_nodes_per_user are the service's. */
+	{ "max_pep_nodes", XMPPD_OPT_INT, "100", 0, 10000000 },
 	{ "max_subscriptions_per_node", XMPPD_OPT_INT, "10000", 0, 10000000 },
 	/* Publishes per second per user, and the burst allowed. */
 	{ "publish_rate", XMPPD_OPT_INT, "10", 1, 100000 },
@@ -175,8 +178,10 @@ ps_service_features(xmppd_elem *q)
 		NS_PUBSUB "#publish-options", NS_PUBSUB "#publisher-affiliation",
 		NS_PUBSUB "#purge-nodes", NS_PUBSUB "#retract-items",
 		NS_PUBSUB "#retrieve-affiliations", NS_PUBSUB "#retrieve-default",
+		NS_PUBSUB "#retrieve-default-sub",
 		NS_PUBSUB "#retrieve-items", NS_PUBSUB "#retrieve-subscriptions",
 		NS_PUBSUB "#subscribe", NS_PUBSUB "#subscription-notifications",
+		NS_PUBSUB "#subscription-options",
 	};
 
 	for (size_t i = 0; i < sizeof(feats) / sizeof(feats[0]); i++)
@@ -405,6 +410,23 @@ ps_handle_pubsub(const xmppd_jid *actor, const char *service, int set, const xmp
 		ps_config_default(&ps_module, &cfg, ps_is_pep(service) ? PS_PEP : PS_SERVICE);
 		d = xmppd_elem_add_child(res, NS_PUBSUB_OWNER, "default");
 		ps_config_form(&cfg, d, NS_PUBSUB "#node_config", "form");
+		if ((r = ps_req_new(&ps_module, actor, service, NULL, set, NULL)) == NULL) {
+			xmppd_elem_unref(res);
+			fail_new(iq, done, done_ud, "internal-server-error", NULL);
+			return;
+		}
+		r->iq = iq != NULL ? xmppd_elem_ref((xmppd_elem *)iq) : NULL;
+		r->done = done;
+		r->done_ud = done_ud;
+		ps_reply(r, res);
+		return;
+	}
+	if (!owner && is(name, "default") && node == NULL && !set) {
+		/* XEP-0060 6.4.1: <default/> without a node, the service's
+		 * default subscription options (a result form, 6.4.2). */
+		xmppd_elem *res = xmppd_elem_new(NS_PUBSUB, "pubsub");
+
+		ps_subopts_form(NULL, xmppd_elem_add_child(res, NS_PUBSUB, "default"), "result");
 		if ((r = ps_req_new(&ps_module, actor, service, NULL, set, NULL)) == NULL) {
 			xmppd_elem_unref(res);
 			fail_new(iq, done, done_ud, "internal-server-error", NULL);
@@ -817,6 +839,7 @@ load(xmppd_ctx *ctx)
 	ps_module.default_max_items = xmppd_opt_int(ctx, "default_max_items");
 	ps_module.max_nodes_per_user = xmppd_opt_int(ctx, "max_nodes_per_user");
 	ps_module.max_nodes = xmppd_opt_int(ctx, "max_nodes");
+	ps_module.max_pep_nodes = xmppd_opt_int(ctx, "max_pep_nodes");
 	ps_module.max_subscriptions_per_node = xmppd_opt_int(ctx, "max_subscriptions_per_node");
 	ps_module.shaper_rate = xmppd_opt_int(ctx, "publish_rate");
 	ps_module.shaper_burst = xmppd_opt_int(ctx, "publish_burst");

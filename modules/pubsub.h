@@ -94,6 +94,9 @@ struct ps_sub {
 	char *jid;                  /* as subscribed (bare or full) */
 	int state;
 	char subid[17];
+	/* Subscription options (XEP-0060 6.3), parsed: zero is the
+	 * default. pubsub#deliver false: no notifications. */
+	int no_deliver;
 };
 
 struct ps_item {
@@ -142,6 +145,7 @@ struct ps_mod {
 	long default_max_items;
 	long max_nodes_per_user;
 	long max_nodes;
+	long max_pep_nodes;         /* PEP nodes of one account, 0: no limit */
 	long max_subscriptions_per_node;
 	long shaper_rate;           /* publishes per second */
 	long shaper_burst;
@@ -168,6 +172,7 @@ struct ps_req {
 	int disco;                  /* 1 disco#info, 2 disco#items */
 	int authorize;              /* an owner's answer to 8.6 (payload is the form) */
 	int sendlast;               /* PEP: the last item to actor_full (4.3.2) */
+	int pep_counted;            /* PEP auto-create: the account's nodes were counted */
 	/* Scratch of the operation that runs. */
 	struct ps_node *n;
 	void *op;
@@ -203,6 +208,12 @@ int ps_config_preconditions(struct ps_mod *m, const struct ps_config *c, xmppd_e
 /* The node_config form (type form) with c's values, added to parent. */
 void ps_config_form(const struct ps_config *c, xmppd_elem *parent, const char *form_type,
     const char *ftype);
+/* The subscribe_options form (XEP-0060 16.4.2) with s's values (NULL:
+ * the defaults), of type ftype, added to parent. */
+void ps_subopts_form(const struct ps_sub *s, xmppd_elem *parent, const char *ftype);
+/* Applies a submitted subscribe_options form to s: 0, or -1 for
+ * invalid-options (6.3.6), s unchanged. */
+int ps_subopts_apply(struct ps_sub *s, xmppd_elem *x);
 /* The pubsub#meta-data form (XEP-0060 5.4) for n, added to parent. */
 void ps_meta_form(const struct ps_node *n, xmppd_elem *parent);
 const char *ps_access_name(int a);

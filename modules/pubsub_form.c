@@ -450,3 +450,92 @@ ps_meta_form(const struct ps_node *n, xmppd_elem *parent)
 	snprintf(buf, sizeof(buf), "%zu", n->nsubs);
 	add_field(x, "pubsub#num_subscribers", NULL, NULL, buf);
 }
+
+/* ---------------------------------------------------------------- */
+/* Subscription options (XEP-0060 6.3, the form of 16.4.2).           */
+
+void
+ps_subopts_form(const struct ps_sub *s, xmppd_elem *parent, const char *ftype)
+{
+	xmppd_elem *x = xmppd_elem_add_child(parent, NS_XDATA, "x");
+	static const char *const types[] = { "items" };
+
+	xmppd_elem_set_attr(x, "type", ftype);
+	add_field(x, "FORM_TYPE", "hidden", NULL, NS_PUBSUB "#subscribe_options");
+	add_field(x, "pubsub#deliver", "boolean", "Enable delivery?",
+	    s != NULL && s->no_deliver ? "0" : "1");
+	add_field(x, "pubsub#digest", "boolean",
+	    "Receive digest notifications (approx. one per day)?", "0");
+	add_field(x, "pubsub#include_body", "boolean",
+	    "Receive message body in addition to payload?", "0");
+	add_list(x, "pubsub#subscription_type", "Subscription type", "items", types, 1);
+}
+
+/* pubsub#show-values (list-multi): every value a presence state. */
+static int
+show_values_ok(xmppd_elem *f)
+{
+	static const char *const shows[] = { "chat", "online", "away", "xa", "dnd" };
+
+	for (xmppd_elem *v = xmppd_elem_first_child(f); v != NULL; v = xmppd_elem_next_sibling(v))
+		if (is(xmppd_elem_name(v), "value") && lookup(shows, 5, xmppd_elem_text(v)) < 0)
+			return 0;
+	return 1;
+}
+
+int
+ps_subopts_apply(struct ps_sub *s, xmppd_elem *x)
+{
+	const char *ft = ps_form_type(x);
+	int no_deliver = s->no_deliver;
+	long l;
+
+	/* XEP-0004 3.1: a cancel changes nothing; 6.3.6: anything else but
+	 * a submission of this form is invalid-options. */
+	if (is(xmppd_elem_attr(x, "type"), "cancel"))
+		return 0;
+	if (!is(xmppd_elem_attr(x, "type"), "submit") ||
+	    (ft != NULL && !is(ft, NS_PUBSUB "#subscribe_options")))
+		return -1;
+	for (xmppd_elem *f = xmppd_elem_first_child(x); f != NULL;
+	    f = xmppd_elem_next_sibling(f)) {
+		const char *var = xmppd_elem_attr(f, "var");
+		const char *v = xmppd_elem_child_text(f, NS_XDATA, "value");
+		int b;
+
+		if (!is(xmppd_elem_name(f), "field") || var == NULL || is(var, "FORM_TYPE"))
+			continue;
+		if (is(var, "pubsub#deliver")) {
+			if ((b = parse_bool(v)) < 0)
+				return -1;
+			no_deliver = !b;
+		} else if (is(var, "pubsub#digest") || is(var, "pubsub#include_body")) {
+			/* Neither digests nor bodies are made: only false. */
+			if (parse_bool(v) != 0)
+				return -1;
+		} else if (is(var, "pubsub#digest_frequency")) {
+			if (parse_long(v, &l) < 0)
+				return -1;
+		} else if (is(var, "pubsub#expire")) {
+			/* Subscriptions do not expire: no value only. */
+			if (v != NULL && *v != '\0')
+				return -1;
+		} else if (is(var, "pubsub#show-values")) {
+			/* Accepted (6.3.7's own example sends it) but not
+			 * kept: notifications are not filtered by presence,
+			 * and the form offered has no such field. */
+			if (!show_values_ok(f))
+				return -1;
+		} else if (is(var, "pubsub#subscription_type")) {
+			/* Leaf nodes only: "nodes" is for collections. */
+			if (!is(v, "items"))
+				return -1;
+		} else if (is(var, "pubsub#subscription_depth")) {
+			if (!is(v, "1") && !is(v, "all"))
+				return -1;
+		}
+		/* Other fields are ignored (XEP-0004), as ps_config_apply. */
+	}
+	s->no_deliver = no_deliver;
+	return 0;
+}

@@ -150,7 +150,9 @@ is_account(const struct ps_node *n, const char *jid)
 	    (jid[l] == '\0' || jid[l] == '/');
 }
 
-/* To every subscriber in state subscribed (XEP-0060 7.1.2); the message
+/* To every subscriber in state subscribed (XEP-0060 7.1.2) that did not
+ * turn pubsub#deliver off (6.3, 16.4.2: parsed once, in struct ps_sub,
+ * when the options were set); the message
  * is copied with its 'to' set, nothing else changes per subscriber. PEP
  * (XEP-0163 4.3.1): also the account's own available resources, and the
  * contacts whose presence the account has and whose caps ask for
@@ -163,7 +165,8 @@ ps_notify_all(const struct ps_node *n, const xmppd_elem *msg)
 	if (!n->cfg.deliver_notifications)
 		return;
 	for (size_t i = 0; i < n->nsubs; i++)
-		if (n->subs[i].state == PS_SUB_SUBSCRIBED && !is_account(n, n->subs[i].jid))
+		if (n->subs[i].state == PS_SUB_SUBSCRIBED && !n->subs[i].no_deliver &&
+		    !is_account(n, n->subs[i].jid))
 			ps_send_to(msg, n->subs[i].jid);
 	if (n->kind != PS_PEP || (owner = xmppd_jid_parse(n->service)) == NULL)
 		return;
@@ -279,11 +282,13 @@ count_nodes_done(int status, void *ud)
 		ps_error(r, "internal-server-error", NULL, NULL);
 		return;
 	}
-	/* Limits: nodes of the service and of one user. XEP-0060 8.1.3 leaves
-	 * the condition to the service: not-allowed with max-nodes-exceeded.
+	/* Limits: nodes of the service and of one user; for PEP, the
+	 * account's nodes (max_pep_nodes). XEP-0060 8.1.3 leaves the
+	 * condition to the service: not-allowed with max-nodes-exceeded.
 	 * Counted from the store: two creates racing on two workers may pass
 	 * the limit by one. */
-	if ((r->m->max_nodes > 0 && o->nodes >= r->m->max_nodes) ||
+	if (r->kind == PS_PEP ? r->m->max_pep_nodes > 0 && o->nodes >= r->m->max_pep_nodes :
+	    (r->m->max_nodes > 0 && o->nodes >= r->m->max_nodes) ||
 	    (r->actor != NULL && r->m->max_nodes_per_user > 0 &&
 	    o->mine >= r->m->max_nodes_per_user)) {
 		ps_config_free(&o->cfg);
@@ -564,6 +569,43 @@ ps_op_delete(struct ps_req *r, xmppd_elem *action, int purge)
 /* ---------------------------------------------------------------- */
 /* publish (7.1)                                                      */
 
+/* PEP auto-create: the account's nodes, counted from the store before
+ * the first publish makes one (r->op is the count). */
+static int
+count_pep_row(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct ps_req *r = ud;
+
+	(void)key;
+	(void)klen;
+	(void)val;
+	(void)vlen;
+	(*(long *)r->op)++;
+	return 0;
+}
+
+static void
+count_pep_done(int status, void *ud)
+{
+	struct ps_req *r = ud;
+	long count = *(long *)r->op;
+
+	free(r->op);
+	r->op = NULL;
+	if (status != XMPPD_STORE_OK) {
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	/* As for create (XEP-0060 8.1.3): not-allowed, max-nodes-exceeded;
+	 * racing auto-creates of one account may pass the limit by one. */
+	if (count >= r->m->max_pep_nodes) {
+		ps_error(r, "not-allowed", "max-nodes-exceeded", NULL);
+		return;
+	}
+	r->pep_counted = 1;
+	ps_op_publish(r, xmppd_elem_child(r->payload, NS_PUBSUB, "publish"));
+}
+
 struct op_publish {
 	char id[PS_KEY_MAX];
 	char *xml;                  /* the <item/> serialized */
@@ -671,6 +713,20 @@ ps_op_publish(struct ps_req *r, xmppd_elem *action)
 		 * configuration (7.1.5); written in the item's batch. */
 		if (!ps_pep_owner(r)) {
 			ps_error(r, "item-not-found", NULL, NULL);        /* 7.1.3.3 */
+			return;
+		}
+		/* The account's node limit (max_pep_nodes), before any change. */
+		if (r->m->max_pep_nodes > 0 && !r->pep_counted) {
+			char pfx[PS_KEY_MAX];
+			size_t plen = ps_key_service(pfx, r->service);
+
+			if ((r->op = calloc(1, sizeof(long))) == NULL ||
+			    xmppd_store_ascan(r->m->ctx, ps_table(r->service, T_NODES), pfx, plen,
+			    count_pep_row, count_pep_done, r) < 0) {
+				free(r->op);
+				r->op = NULL;
+				ps_error(r, "internal-server-error", NULL, NULL);
+			}
 			return;
 		}
 		ps_node_clear(n);

@@ -381,6 +381,7 @@ ps_pep_load(xmppd_ctx *ctx)
 		NS_PUBSUB "#access-presence", NS_PUBSUB "#persistent-items",
 		NS_PUBSUB "#last-published", NS_PUBSUB "#config-node", NS_PUBSUB "#create-nodes",
 		NS_PUBSUB "#delete-nodes", NS_PUBSUB "#purge-nodes", NS_PUBSUB "#filtered-notifications",
+		NS_PUBSUB "#subscription-options",
 	};
 
 	if ((pep_tables = calloc((size_t)ps_module.nworkers * PEP_BUCKETS, sizeof(*pep_tables))) == NULL)

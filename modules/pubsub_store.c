@@ -3,7 +3,9 @@
  *
  * Node record: '1', the creator's bare JID, NUL, then
  *   <n xmlns='urn:xmppd:pubsub:1' access=... max=...><a j=JID v=AFF/>...</n>
- * Subscription: '1', state, NUL, subid.
+ * Subscription: '2', state, NUL, subid, NUL, options: one letter per
+ *   option that is not the default ("d": pubsub#deliver false). The
+ *   version '1' ('1', state, NUL, subid) is read as default options.
  * Item: '1', publisher NUL, id NUL, the <item/> as XML.
  */
 #include <stdio.h>
@@ -247,22 +249,48 @@ err:
 char *
 ps_sub_record(const struct ps_sub *s, size_t *len_r)
 {
-	char head[2] = { (char)('0' + s->state), '\0' };
+	size_t il = strlen(s->subid);
+	char *v = malloc(3 + il + 1 + 1);
 
-	return with_header(head, s->subid, strlen(s->subid), len_r);
+	if (v == NULL)
+		return NULL;
+	v[0] = '2';
+	v[1] = (char)('0' + s->state);
+	v[2] = '\0';
+	memcpy(v + 3, s->subid, il);
+	v[3 + il] = '\0';
+	*len_r = 4 + il;
+	if (s->no_deliver)
+		v[(*len_r)++] = 'd';
+	return v;
 }
 
 int
 ps_sub_parse(struct ps_sub *s, const char *jid, const void *val, size_t vlen)
 {
-	const char *p = val;
+	const char *p = val, *opts = NULL;
+	size_t il;
 
-	if (vlen < 3 || p[0] != VERSION || p[2] != '\0' || p[1] < '0' ||
-	    p[1] > '0' + PS_SUB_SUBSCRIBED || vlen - 3 >= sizeof(s->subid))
+	if (vlen < 3 || (p[0] != VERSION && p[0] != '2') || p[2] != '\0' || p[1] < '0' ||
+	    p[1] > '0' + PS_SUB_SUBSCRIBED)
+		return -1;
+	il = vlen - 3;
+	if (p[0] == '2') {
+		const char *nul = memchr(p + 3, '\0', vlen - 3);
+
+		if (nul == NULL)
+			return -1;
+		il = (size_t)(nul - (p + 3));
+		opts = nul + 1;
+	}
+	if (il >= sizeof(s->subid))
 		return -1;
 	memset(s, 0, sizeof(*s));
 	s->state = p[1] - '0';
-	memcpy(s->subid, p + 3, vlen - 3);
+	memcpy(s->subid, p + 3, il);
+	for (; opts != NULL && opts < p + vlen; opts++)
+		if (*opts == 'd')
+			s->no_deliver = 1;
 	return (s->jid = strdup(jid)) == NULL ? -1 : 0;
 }
 

@@ -138,6 +138,7 @@ ps_check_access(struct ps_req *r, access_fn next, int for_items)
 struct op_sub {
 	struct ps_sub sub;
 	int is_new;
+	int with_options;           /* 6.3.7: <options/> came with <subscribe/> */
 	int remove;
 	xmppd_elem *action;
 };
@@ -166,7 +167,7 @@ subscription_elem(const char *ns, const struct ps_node *n, const struct ps_sub *
 static void
 tell_owners(const struct ps_node *n, const char *jid, int state, const char *subid)
 {
-	struct ps_sub s = { (char *)jid, state, { 0 } };
+	struct ps_sub s = { (char *)jid, state, { 0 }, 0 };
 	xmppd_elem *msg, *ev, *e;
 
 	if (!n->cfg.notify_sub)
@@ -268,12 +269,22 @@ sub_done(int status, void *ud)
 	}
 	res = ps_result(NS_PUBSUB);
 	{
-		xmppd_elem *e = subscription_elem(NS_PUBSUB, n, s);
+		xmppd_elem *e = subscription_elem(NS_PUBSUB, n, s), *op;
 
+		/* 6.1.5: options may be configured, not required. */
+		if (s->state != PS_SUB_NONE)
+			(void)xmppd_elem_add_child(e, NS_PUBSUB, "subscribe-options");
 		xmppd_elem_append_copy(res, e);
 		xmppd_elem_unref(e);
+		/* 6.3.7: subscribed and configured, the options as a result
+		 * form (in an <options/> without node or jid, as asked). */
+		if (o->with_options) {
+			op = xmppd_elem_add_child(res, NS_PUBSUB, "options");
+			ps_subopts_form(s, op, "result");
+		}
 	}
-	if (s->state == PS_SUB_SUBSCRIBED)
+	/* 6.1.7, unless pubsub#deliver is off (16.4.2). */
+	if (s->state == PS_SUB_SUBSCRIBED && !s->no_deliver)
 		ps_send_last_item(n, s->jid);
 	else if (s->state == PS_SUB_PENDING)
 		ask_owners(n, s);
@@ -318,6 +329,7 @@ subscribe_allowed(struct ps_req *r)
 		/* 6.1.6: already subscribed (or pending): the same answer. */
 		xmppd_elem *res = ps_result(NS_PUBSUB), *e = subscription_elem(NS_PUBSUB, n, s);
 
+		(void)xmppd_elem_add_child(e, NS_PUBSUB, "subscribe-options");
 		xmppd_elem_append_copy(res, e);
 		xmppd_elem_unref(e);
 		ps_reply(r, res);
@@ -354,6 +366,7 @@ op_subscribe(struct ps_req *r, xmppd_elem *action)
 {
 	struct ps_node *n = r->n;
 	struct op_sub *o;
+	xmppd_elem *opts, *x;
 	xmppd_jid *j = xmppd_jid_parse(xmppd_elem_attr(action, "jid") ?
 	    xmppd_elem_attr(action, "jid") : "");
 
@@ -367,11 +380,6 @@ op_subscribe(struct ps_req *r, xmppd_elem *action)
 		ps_error(r, "item-not-found", NULL, NULL);        /* 6.1.3.12 */
 		return;
 	}
-	if (xmppd_elem_child(r->payload, NS_PUBSUB, "options") != NULL) {
-		xmppd_jid_free(j);
-		ps_error(r, "feature-not-implemented", "unsupported", "subscription-options");
-		return;
-	}
 	if ((o = calloc(1, sizeof(*o))) == NULL || (o->sub.jid = strdup(xmppd_jid_full(j))) == NULL) {
 		free(o);
 		xmppd_jid_free(j);
@@ -381,6 +389,21 @@ op_subscribe(struct ps_req *r, xmppd_elem *action)
 	xmppd_jid_free(j);
 	r->op = o;
 	r->op_free = op_sub_free;
+	/* 6.3.7: subscribe and set the options in one request; the form is
+	 * checked before anything (6.3.6: invalid-options). The <options/>
+	 * takes node and jid from <subscribe/>: with its own, bad-request. */
+	if ((opts = xmppd_elem_child(r->payload, NS_PUBSUB, "options")) != NULL) {
+		if (xmppd_elem_attr(opts, "node") != NULL || xmppd_elem_attr(opts, "jid") != NULL) {
+			ps_error(r, "bad-request", NULL, NULL);
+			return;
+		}
+		x = xmppd_elem_child(opts, NS_XDATA, "x");
+		if (x == NULL || ps_subopts_apply(&o->sub, x) < 0) {
+			ps_error(r, "bad-request", "invalid-options", NULL);
+			return;
+		}
+		o->with_options = 1;
+	}
 	ps_check_access(r, subscribe_allowed, 0);
 }
 
@@ -467,7 +490,7 @@ authz_done(int status, void *ud)
 	xmppd_elem_unref(msg);
 	if (o->remove)
 		ps_sub_remove(n, s);
-	else
+	else if (!s->no_deliver)
 		ps_send_last_item(n, o->sub.jid);
 	ps_reply(r, NULL);
 }
@@ -503,11 +526,120 @@ op_authorize(struct ps_req *r)
 	r->op = o;
 	r->op_free = op_sub_free;
 	o->remove = !(is(allow, "1") || is(allow, "true"));
-	o->sub = (struct ps_sub){ o->sub.jid, PS_SUB_SUBSCRIBED, { 0 } };
+	o->sub = (struct ps_sub){ o->sub.jid, PS_SUB_SUBSCRIBED, { 0 }, s->no_deliver };
 	memcpy(o->sub.subid, s->subid, sizeof(o->sub.subid));
 	if (sub_write(r, &o->sub, o->remove, authz_done) < 0) {
 		ps_error(r, "internal-server-error", NULL, NULL);
 	}
+}
+
+/* ---------------------------------------------------------------- */
+/* Subscription options (6.3) and their defaults (6.4)                */
+
+static void
+options_done(int status, void *ud)
+{
+	struct ps_req *r = ud;
+	struct op_sub *o = r->op;
+	struct ps_sub *s;
+
+	if (status != XMPPD_STORE_OK || (s = ps_sub_find(r->n, o->sub.jid)) == NULL) {
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	s->no_deliver = o->sub.no_deliver;
+	ps_reply(r, NULL);                      /* 6.3.5 */
+}
+
+static void
+op_options(struct ps_req *r, xmppd_elem *action)
+{
+	struct ps_node *n = r->n;
+	const char *jid = xmppd_elem_attr(action, "jid");
+	const char *subid = xmppd_elem_attr(action, "subid");
+	struct op_sub *o;
+	struct ps_sub *s;
+	xmppd_elem *res, *op, *x;
+	xmppd_jid *j;
+
+	if (!n->exists) {
+		ps_error(r, "item-not-found", NULL, NULL);        /* 6.3.4 */
+		return;
+	}
+	if (jid == NULL || *jid == '\0') {
+		ps_error(r, "bad-request", "jid-required", NULL); /* 6.3.4 */
+		return;
+	}
+	if ((j = xmppd_jid_parse(jid)) == NULL) {
+		ps_error(r, "bad-request", "invalid-jid", NULL);
+		return;
+	}
+	/* 6.3.4: another entity's options: forbidden (an owner may). */
+	if (!jid_is_actor(r, j) && ps_aff_of(n, r->actor) != PS_AFF_OWNER) {
+		xmppd_jid_free(j);
+		ps_error(r, "forbidden", NULL, NULL);
+		return;
+	}
+	s = ps_sub_find(n, xmppd_jid_full(j));
+	xmppd_jid_free(j);
+	if (s == NULL) {
+		ps_error(r, "unexpected-request", "not-subscribed", NULL);        /* 6.3.4 */
+		return;
+	}
+	/* One subscription per JID: subid-required never arises; a subid
+	 * that is not its own is invalid-subid (6.3.4). */
+	if (subid != NULL && strcmp(subid, s->subid) != 0) {
+		ps_error(r, "not-acceptable", "invalid-subid", NULL);
+		return;
+	}
+	if (!r->set) {
+		/* 6.3.2: the form with the current values. */
+		res = ps_result(NS_PUBSUB);
+		op = xmppd_elem_add_child(res, NS_PUBSUB, "options");
+		xmppd_elem_set_attr(op, "node", n->name);
+		xmppd_elem_set_attr(op, "jid", s->jid);
+		if (s->state != PS_SUB_NONE)
+			xmppd_elem_set_attr(op, "subid", s->subid);
+		ps_subopts_form(s, op, "form");
+		ps_reply(r, res);
+		return;
+	}
+	if ((o = calloc(1, sizeof(*o))) == NULL || (o->sub.jid = strdup(s->jid)) == NULL) {
+		free(o);
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	r->op = o;
+	r->op_free = op_sub_free;
+	o->sub.state = s->state;
+	o->sub.no_deliver = s->no_deliver;
+	memcpy(o->sub.subid, s->subid, sizeof(o->sub.subid));
+	/* 6.3.5 submit; 6.3.6: a bad form or value is invalid-options. */
+	if ((x = xmppd_elem_child(action, NS_XDATA, "x")) == NULL ||
+	    ps_subopts_apply(&o->sub, x) < 0) {
+		ps_error(r, "bad-request", "invalid-options", NULL);
+		return;
+	}
+	if (sub_write(r, &o->sub, 0, options_done) < 0)
+		ps_error(r, "internal-server-error", NULL, NULL);
+}
+
+/* 6.4: the default subscription options of a node (a result form, as
+ * 6.4.2 shows). */
+static void
+op_default(struct ps_req *r)
+{
+	xmppd_elem *res, *d;
+
+	if (!r->n->exists) {
+		ps_error(r, "item-not-found", NULL, NULL);        /* as 6.3.4 */
+		return;
+	}
+	res = ps_result(NS_PUBSUB);
+	d = xmppd_elem_add_child(res, NS_PUBSUB, "default");
+	xmppd_elem_set_attr(d, "node", r->n->name);
+	ps_subopts_form(NULL, d, "result");
+	ps_reply(r, res);
 }
 
 /* ---------------------------------------------------------------- */
@@ -1082,8 +1214,9 @@ ps_dispatch(struct ps_req *r)
 		else if (is(name, "affiliations") && !r->set)
 			op_affiliations(r, a, 0);
 		else if (is(name, "options"))
-			ps_error(r, "feature-not-implemented", "unsupported",
-			    "subscription-options");
+			op_options(r, a);
+		else if (is(name, "default") && !r->set)
+			op_default(r);
 		else
 			ps_error(r, "bad-request", NULL, NULL);
 		return;

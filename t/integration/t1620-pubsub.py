@@ -8,7 +8,9 @@ redirect, purge; publish (given and generated ids), notifications,
 retract; publish-options preconditions; items (all, max_items, by id,
 RSM pages); subscribe/unsubscribe and their errors, the last item on
 subscribe; access models (whitelist, presence, roster, authorize with the
-8.6 form and the owner's answer); owner affiliations and subscriptions;
+8.6 form and the owner's answer); subscription options (6.3: the form,
+submit, pubsub#deliver false stops the events, the errors, subscribe and
+configure in one request; 6.4 defaults); owner affiliations and subscriptions;
 limits (item size, max_items cap and trimming, nodes per user,
 subscriptions per node) and the publish shaper; xmppctl pubsub; a module
 through xmppd_pubsub_request (mod_entityprobe); everything surviving a
@@ -16,6 +18,7 @@ restart."""
 
 import asyncio
 import os
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
@@ -158,6 +161,22 @@ async def hook_event(c):
                                    e.get('publisher'), e.get('payload'), e.get('owner'))
 
 
+def sub_record_to_v1(srv, node, jid):
+    """Rewrites the subscription record of jid on node (server stopped)
+    as the version 1 records written before subscription options were
+    kept: '1', state, NUL, subid (mdb_load, as another writer would)."""
+    for k, v in xt.store_rows(srv, 'mod_pubsub_subs'):
+        if xt.key_parts(k)[1:] == (node, jid) and v[:1] == b'2':
+            old = b'1' + v[1:3] + v[3:].split(b'\0')[0]
+            data = ('VERSION=3\nformat=bytevalue\ntype=btree\nHEADER=END\n %s\n %s\n'
+                    'DATA=END\n' % (k.hex(), old.hex()))
+            r = subprocess.run([os.environ.get('MDB_LOAD') or 'mdb_load', '-s',
+                                'mod_pubsub_subs', srv.spool], input=data.encode(),
+                               capture_output=True, timeout=30)
+            return r.returncode == 0
+    return False
+
+
 async def main():
     moddir = xt.scratch_dir('t1620-build') / 'modules'
     moddir.mkdir()
@@ -194,6 +213,8 @@ async def main():
     feats = [f.get('var') for f in r.xml.iter('{http://jabber.org/protocol/disco#info}feature')]
     xt.ok(NS + '#publish' in feats and NS + '#publish-options' in feats,
           'and the pubsub features (publish, publish-options)')
+    xt.ok(NS + '#subscription-options' in feats and NS + '#retrieve-default-sub' in feats,
+          'and subscription-options, retrieve-default-sub')
 
     # -- create (8.1) ----------------------------------------------------
     xt.is_(err(await create(alice, 'n1')), 'result', 'create a named node')
@@ -288,12 +309,6 @@ async def main():
     xt.is_(err(await ps(alice, 'set', "<purge node='tr'/>", OWNER)),
            ('feature-not-implemented', 'unsupported:persistent-items'),
            'purge there: unsupported persistent-items')
-    xt.is_(err(await ps(bob, 'set', "<subscribe node='n1' jid='%s'/><options/>" % bob.jid.bare)),
-           ('feature-not-implemented', 'unsupported:subscription-options'),
-           'subscribe with options: unsupported subscription-options')
-    xt.is_(err(await ps(bob, 'get', "<options node='n1' jid='%s'/>" % bob.jid.bare)),
-           ('feature-not-implemented', 'unsupported:subscription-options'),
-           'subscription options: unsupported subscription-options')
 
     # -- publish-options (7.1.5) -----------------------------------------
     xt.is_(published_id(await publish(alice, 'n1', 'i2', options={
@@ -368,6 +383,106 @@ async def main():
     xt.is_(err(r), 'result', 'unsubscribe')
     r = await ps(carol, 'set', "<unsubscribe node='n1' jid='%s'/>" % carol.jid.bare)
     xt.is_(err(r), ('unexpected-request', 'not-subscribed'), 'again: not-subscribed')
+
+    # -- subscription options (6.3, 6.4) ----------------------------------
+    await create(bob, 'so')
+    await subscribe(bob, 'so')
+    cj = carol.jid.bare
+
+    def opt(r, var):
+        x = opts_x(r)
+        return None if x is None else field(x, var)
+
+    def opts_x(r, where='options'):
+        if r is None or r['type'] != 'result':
+            return None
+        return r.xml.find('%s/%s/{%s}x' % (q('pubsub'), q(where), XDATA))
+
+    def sub_form(fields):
+        return form('submit', fields, NS + '#subscribe_options')
+
+    async def set_opts(c, jid, fields, extra=''):
+        return await ps(c, 'set', "<options node='so' jid='%s'%s>%s</options>"
+                        % (jid, extra, sub_form(fields)))
+
+    xt.is_(err(await ps(carol, 'get', "<options node='so' jid='%s'/>" % cj)),
+           ('unexpected-request', 'not-subscribed'), 'options without a subscription: '
+           'unexpected-request, not-subscribed (6.3.4)')
+    r = await ps(carol, 'set', "<subscribe node='nf' jid='%s'/><options>%s</options>"
+                 % (cj, sub_form({'pubsub#deliver': 'maybe'})))
+    xt.is_((err(r), err(await ps(carol, 'get', "<options node='nf' jid='%s'/>" % cj))),
+           (('bad-request', 'invalid-options'), ('unexpected-request', 'not-subscribed')),
+           'subscribe with a bad options form: invalid-options, and no subscription')
+    r = await ps(carol, 'set', "<subscribe node='so' jid='%s'/><options node='so'>%s</options>"
+                 % (cj, sub_form({'pubsub#deliver': '0'})))
+    xt.is_(err(r), ('bad-request', None), 'subscribe and configure with a node on <options/>: '
+           'bad-request (6.3.7)')
+    r = await ps(carol, 'set', "<subscribe node='so' jid='%s'/><options>%s</options>"
+                 % (cj, sub_form({'pubsub#deliver': '0'}).replace(
+                     '</x>', "<field var='pubsub#show-values'><value>chat</value>"
+                     "<value>online</value></field></x>")))
+    s = r.xml.find('%s/%s' % (q('pubsub'), q('subscription'))) if r and r['type'] == 'result' \
+        else None
+    xt.is_((sub_state(r), None if s is None else s.find(q('subscribe-options')) is not None),
+           ('subscribed', True), 'subscribe and configure (6.3.7): subscribed, with '
+           '<subscribe-options/> (6.1.5)')
+    x = opts_x(r)
+    xt.is_(None if x is None else (x.get('type'), field(x, 'pubsub#deliver')), ('result', '0'),
+           'and the options as a result form, deliver 0 (show-values accepted)')
+    r = await ps(carol, 'get', "<options node='so' jid='%s'/>" % cj)
+    x = opts_x(r)
+    xt.is_(None if x is None else (x.get('type'), field(x, 'FORM_TYPE'),
+                                   field(x, 'pubsub#deliver')),
+           ('form', NS + '#subscribe_options', '0'), 'options get (6.3.2): the form, deliver 0')
+    subid = r.xml.find('%s/%s' % (q('pubsub'), q('options'))).get('subid') if x is not None \
+        else None
+    xt.is_(err(await ps(carol, 'get', "<options node='so' jid='%s' subid='%s'/>" % (cj, subid))),
+           'result', 'with its subid: the same')
+    xt.is_(err(await ps(carol, 'get', "<options node='so' jid='%s' subid='nope'/>" % cj)),
+           ('not-acceptable', 'invalid-subid'), 'a wrong subid: invalid-subid')
+    xt.is_(err(await ps(carol, 'get', "<options node='so'/>")), ('bad-request', 'jid-required'),
+           'no jid: jid-required')
+    xt.is_(err(await ps(carol, 'get', "<options jid='%s'/>" % cj)),
+           ('bad-request', 'nodeid-required'), 'no node: nodeid-required')
+    xt.is_(err(await ps(carol, 'get', "<options node='nope' jid='%s'/>" % cj)),
+           ('item-not-found', None), 'a missing node: item-not-found')
+    xt.is_(err(await ps(alice, 'get', "<options node='so' jid='%s'/>" % cj)),
+           ('forbidden', None), "another entity's options: forbidden")
+    xt.is_(err(await set_opts(alice, cj, {'pubsub#deliver': '1'})), ('forbidden', None),
+           'and submitting them: forbidden')
+    bad = [err(await set_opts(carol, cj, f)) for f in (
+        {'pubsub#deliver': 'maybe'}, {'pubsub#digest': '1'}, {'pubsub#include_body': 'true'},
+        {'pubsub#subscription_type': 'nodes'}, {'pubsub#show-values': 'asleep'})]
+    xt.is_(bad, [('bad-request', 'invalid-options')] * 5, 'deliver "maybe", digest, '
+           'include_body, subscription_type nodes, show-values "asleep": invalid-options '
+           '(6.3.6)')
+    r = await ps(carol, 'set', "<options node='so' jid='%s'/>" % cj)
+    xt.is_(err(r), ('bad-request', 'invalid-options'), 'a submit without a form: invalid-options')
+    r = await ps(carol, 'set', "<options node='so' jid='%s'><x xmlns='%s' type='cancel'/>"
+                 "</options>" % (cj, XDATA))
+    xt.is_(err(r), 'result', 'a cancelled form: result (XEP-0004 3.1)')
+    xt.is_(opt(await ps(carol, 'get', "<options node='so' jid='%s'/>" % cj), 'pubsub#deliver'),
+           '0', 'the refused submissions changed nothing')
+    await publish(bob, 'so', 'so1')
+    xt.is_(ev_items(await event(bob, lambda m: ev_items(m)[0] == 'so')),
+           ('so', [('item', 'so1')]), 'a publish: the subscriber with deliver 1 gets it')
+    xt.is_(err(await set_opts(carol, cj, {'pubsub#deliver': '1', 'pubsub#digest': '0',
+                                          'pubsub#subscription_depth': '1'})),
+           'result', 'options submit (6.3.5): deliver 1')
+    await publish(bob, 'so', 'so2')
+    await event(bob, lambda m: ev_items(m)[0] == 'so')
+    xt.is_(ev_items(await event(carol, lambda m: (ev_items(m) or ('',))[0] == 'so')),
+           ('so', [('item', 'so2')]), 'carol gets the second publish, not the first '
+           '(deliver 0 then 1)')
+    xt.is_(err(await set_opts(carol, cj, {'pubsub#deliver': 'false'})), 'result',
+           'deliver false again (kept over the restart below)')
+    x = opts_x(await ps(carol, 'get', "<default node='so'/>"), 'default')
+    xt.is_(None if x is None else (x.get('type'), field(x, 'pubsub#deliver')), ('result', '1'),
+           'default subscription options of a node (6.4): a result form, deliver 1')
+    xt.ok(opts_x(await ps(carol, 'get', "<default/>"), 'default') is not None,
+          "and of the service (6.4.1, no node)")
+    xt.is_(err(await ps(carol, 'get', "<default node='nope'/>")), ('item-not-found', None),
+           'of a missing node: item-not-found')
 
     # -- access models (4.5) ---------------------------------------------
     await create(alice, 'wl', {'pubsub#access_model': 'whitelist'})
@@ -473,7 +588,7 @@ async def main():
            'an outcast may not subscribe')
     r = await ps(bob, 'get', '<subscriptions/>')
     mine = sorted(s.get('node') for s in r.xml.iter(q('subscription'))) if r else None
-    xt.is_(mine, ['n1', 'pr', 'ro'], "bob's subscriptions on the service (5.6)")
+    xt.is_(mine, ['n1', 'pr', 'ro', 'so'], "bob's subscriptions on the service (5.6)")
 
     # -- disco of nodes (5.2-5.5) -------------------------------------------
     r = await alice.iq('get', PS, "<query xmlns='http://jabber.org/protocol/disco#items'/>")
@@ -511,9 +626,18 @@ async def main():
     # -- restart: nodes, items, subscriptions survive ---------------------
     await xt.disconnect_all(alice, bob, carol)
     xt.is_(await srv.astop(), 0, 'xmppd stops')
+    xt.ok(sub_record_to_v1(srv, 'n1', bob.jid.bare),
+          "bob's subscription to n1 rewritten as a version 1 record")
     srv.start()
     alice = await xt.login_ok(srv, 'alice', resource='a')
     bob = await xt.login_ok(srv, 'bob', resource='b')
+    carol = await xt.login_ok(srv, 'carol', resource='c')
+    r = await ps(carol, 'get', "<options node='so' jid='%s'/>" % carol.jid.bare)
+    xt.is_(opt(r, 'pubsub#deliver'), '0',
+           'after a restart: the subscription options (deliver 0)')
+    r = await ps(bob, 'get', "<options node='n1' jid='%s'/>" % bob.jid.bare)
+    xt.is_(opt(r, 'pubsub#deliver'), '1', 'a version 1 record reads as the default options')
+    await carol.disconnect()
     # Several requests for a node not loaded yet: one load, all answered.
     res = await asyncio.gather(*(items(bob, 'n1') for _ in range(6)))
     xt.is_([item_ids(r) for r in res], [['b1', 'i2', gen]] * 6,

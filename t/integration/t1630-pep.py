@@ -9,7 +9,8 @@ may retrieve, a stranger gets presence-subscription-required); only the
 account publishes; explicit subscribers are notified; a contact whose
 caps (verified by mod_caps) ask for NODE+notify gets the last item when
 its resource comes online and later events without subscribing (4.3);
-items survive a restart; removing the account removes its nodes."""
+max_pep_nodes limits auto-create and create; items survive a restart;
+removing the account removes its nodes."""
 
 import asyncio
 import base64
@@ -122,7 +123,7 @@ async def main():
         os.symlink(os.path.join(xt.MODULE_DIR, m + '.so'), str(moddir / (m + '.so')))
     srv = xt.Server(workers=2, conf={'module_dir': str(moddir)}, modules={
         'mod_disco': {}, 'mod_roster': {}, 'mod_caps': {}, 'mod_entityprobe': {},
-        'mod_pubsub': {'hosts': [HOST], 'node_idle_timeout': 1}})
+        'mod_pubsub': {'hosts': [HOST], 'node_idle_timeout': 1, 'max_pep_nodes': 3}})
     for u in ('alice', 'bob', 'carol'):
         srv.register(u, u + '-pw')
     rc, _, _ = srv.ctl('roster', 'add', 'alice', HOST, 'bob@' + HOST)
@@ -141,6 +142,7 @@ async def main():
           "the account's disco#info: identities account/registered and pubsub/pep")
     xt.ok(NS + '#publish' in feats and NS + '#auto-create' in feats,
           'and the PEP features (publish, auto-create)')
+    xt.ok(NS + '#subscription-options' in feats, 'and subscription-options')
 
     # -- auto-create on publish (3) ---------------------------------------
     r = await ps(alice, ab, 'set', publish_xml('m1', 'happy', access='presence'))
@@ -196,6 +198,17 @@ async def main():
     xt.is_((first, await event(bob, timeout=0.6)), ('m4', None),
            'bob subscribed and asking by caps: one event, not two')
 
+    # -- max_pep_nodes 3: auto-create and create are limited --------------
+    cb = 'carol@' + HOST
+    got = [err(await ps(carol, cb, 'set', "<publish node='urn:t:p%d'><item id='x'>"
+                        "<p xmlns='urn:t:p'/></item></publish>" % i)) for i in range(4)]
+    xt.is_(got, ['result'] * 3 + [('not-allowed', 'max-nodes-exceeded')],
+           'the fourth auto-created node (max_pep_nodes 3): not-allowed, max-nodes-exceeded')
+    xt.is_(err(await ps(carol, cb, 'set', "<create node='urn:t:p5'/>")),
+           ('not-allowed', 'max-nodes-exceeded'), 'and a create: max-nodes-exceeded')
+    xt.is_(err(await ps(carol, cb, 'set', "<publish node='urn:t:p0'><item id='y'>"
+                        "<p xmlns='urn:t:p'/></item></publish>")), 'result',
+           'a publish to an existing node still works')
     # -- a module, through xmppd_pubsub_request (XEP-0402-like) -------------
     r = await carol.iq('get', HOST, "<pubsub xmlns='%s' service='%s' set='1'><pubsub xmlns='%s'>"
                        "<publish node='urn:t:books'><item id='b1'><b xmlns='urn:t:books'/></item>"
