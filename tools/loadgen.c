@@ -792,7 +792,7 @@ go_online(struct conn *c)
 
 static void mam_result(xml_elem *);
 static void fill_stanza_id(struct conn *, xml_elem *);
-static void ps_event(struct conn *, xml_elem *);
+static void ps_event(struct conn *, xml_elem *, xml_elem *);
 static int ps_iq(struct conn *, xml_elem *, const char *, const char *);
 static void ps_presence(struct conn *, xml_elem *);
 static void ps_roster_push(struct conn *, xml_elem *);
@@ -818,7 +818,7 @@ on_message(struct conn *c, xml_elem *e)
 		return;
 	}
 	if ((opt.pubsub != NULL || opt.pep) && xml_child(e, NS_PUBSUB_EVENT, "event") != NULL) {
-		ps_event(c, xml_child(e, NS_PUBSUB_EVENT, "event"));
+		ps_event(c, e, xml_child(e, NS_PUBSUB_EVENT, "event"));
 		return;
 	}
 	body = xml_child_text(e, NULL, "body");
@@ -2201,13 +2201,20 @@ ps_publish(void)
 
 /* A notification (XEP-0060 7.1.2.1, or a last item, 6.1.7): one per item. */
 static void
-ps_event(struct conn *c, xml_elem *ev)
+ps_event(struct conn *c, xml_elem *msg, xml_elem *ev)
 {
 	xml_elem *items = xml_child(ev, NS_PUBSUB_EVENT, "items"), *it;
+	const char *from = xml_attr_get(msg, "from");
+	char owner[200];
 	long i = c - g.conns;
 
-	if (items == NULL)
+	/* From the service, or the publisher's bare JID (XEP-0163 4.3.2). */
+	bare_of(&g.conns[0], owner, sizeof(owner));
+	if (items == NULL || from == NULL ||
+	    strcmp(from, opt.pep ? owner : opt.pubsub) != 0) {
+		ps.foreign++;
 		return;
+	}
 	for (it = xml_first_child(items); it != NULL; it = xml_next_sibling(it)) {
 		const char *id = xml_attr_get(it, "id");
 		uint64_t seq, t;
@@ -2451,7 +2458,9 @@ ps_setup_tick(double t)
 		ps.step = 4;
 		/* fall through */
 	case 4:
-		if (ps.nnotified >= ps.ok || (ps.warmups >= 10 && t - ps.t_step > 5)) {
+		/* A refused publish (no service, no PEP) will not change. */
+		if (ps.nnotified >= ps.ok || ps.pub_errors > 0 ||
+		    (ps.warmups >= 10 && t - ps.t_step > 5)) {
 			ps.waiting = 1;
 			ps_report_setup(t);
 			return;
@@ -2579,6 +2588,7 @@ phase_next(void)
 	case 8:   /* set up: publish */
 		g.phase = 9;
 		ps.phase_seq = ps.seq;
+		ps.pub_errors = 0;
 		ps.t_pub_start = t;
 		ps.t_pub_end = t + (opt.publishes > 0 && opt.publish_rate > 0 ?
 		    (double)opt.publishes / opt.publish_rate + 1 : opt.duration);
