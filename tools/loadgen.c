@@ -50,6 +50,14 @@
  * a page in the middle (<before>ID</before> with a kept stanza-id), the
  * newest page 'with' one contact, and a full-text page (XEP-0431) for a
  * rare and for a common word ("READY archive {...}").
+ *
+ * Publish-subscribe: --pubsub SERVICE (XEP-0060: one node, every other
+ * session subscribed with its bare JID) or --pep (XEP-0163: every other
+ * account a mutual contact of the first, with XEP-0115 caps asking for
+ * avatar metadata notifications), set up after the other phases ("READY
+ * pubsub-setup" / "READY pep-setup"); then the first session publishes at
+ * --publish-rate and every notification's latency is measured from the
+ * send time its item id carries ("READY pubsub" / "READY pep").
  */
 #include "config.h"
 
