@@ -50,6 +50,14 @@
  * a page in the middle (<before>ID</before> with a kept stanza-id), the
  * newest page 'with' one contact, and a full-text page (XEP-0431) for a
  * rare and for a common word ("READY archive {...}").
+ *
+ * Publish-subscribe: --pubsub SERVICE (XEP-0060: one node, every other
+ * session subscribed with its bare JID) or --pep (XEP-0163: every other
+ * account a mutual contact of the first, with XEP-0115 caps asking for
+ * avatar metadata notifications), set up after the other phases ("READY
+ * pubsub-setup" / "READY pep-setup"); then the first session publishes at
+ * --publish-rate and every notification's latency is measured from the
+ * send time its item id carries ("READY pubsub" / "READY pep").
  */
 #include "config.h"
 
@@ -106,6 +114,24 @@
 #define COMMON_WORD	"archive"
 #define MAX_KEPT_IDS	2048
 
+#define NS_PUBSUB	"http://jabber.org/protocol/pubsub"        /* XEP-0060 */
+#define NS_PUBSUB_EVENT	"http://jabber.org/protocol/pubsub#event"
+#define NS_CAPS		"http://jabber.org/protocol/caps"          /* XEP-0115 */
+#define NS_DISCO_INFO	"http://jabber.org/protocol/disco#info"    /* XEP-0030 */
+#define NS_ROSTER	"jabber:iq:roster"
+#define NS_AVATAR_META	"urn:xmpp:avatar:metadata"                 /* XEP-0084 */
+#define NS_LG_ITEM	"urn:xmppd:loadgen:0"      /* the payload of --pubsub items */
+/* What every session's caps say (XEP-0115): one identity and these
+ * features, in the byte order of XEP-0115 5.1 step 4. */
+#define CAPS_NODE	"urn:xmppd:loadgen"
+#define CAPS_CATEGORY	"client"
+#define CAPS_TYPE	"pc"
+#define CAPS_NAME	"loadgen"
+static const char *const caps_features[] = {
+	NS_CAPS, NS_DISCO_INFO, NS_AVATAR_META "+notify",
+};
+#define PS_RING		4096     /* publish send times kept, by sequence number */
+
 #define WS_NS_FRAMING	"urn:ietf:params:xml:ns:xmpp-framing"
 #define WS_GUID		"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"   /* RFC 6455 1.3 */
 #define WS_MAX_MESSAGE	(1 << 20)
@@ -152,11 +178,21 @@ static struct {
 	long fill_window;           /* at most this many of them in flight */
 	long queries;               /* --queries: archive queries of each kind */
 	long page;                  /* --page: RSM <max/> of each query */
+	const char *pubsub;         /* --pubsub: the service's JID (XEP-0060) */
+	const char *node;           /* --node: its node */
+	int pep;                    /* --pep: PEP (XEP-0163) avatar fan-out */
+	double publish_rate;        /* --publish-rate: items per second */
+	long publishes;             /* --publishes: at most this many (0: --duration) */
+	double setup_timeout;       /* --setup-timeout: subscriptions, rosters, caps */
+	long setup_window;          /* --setup-window: of those in flight at once */
+	long trace;                 /* --trace: print what this session receives (-1) */
 } opt = {
 	.server = "127.0.0.1", .domain = "localhost", .prefix = "u",
 	.password = "bench-pw", .resource = "lg", .port = 5222, .users = 100,
 	.concurrency = 200, .mech = MECH_AUTO, .drain = 5, .login_timeout = 60,
 	.max_time = 600, .seed = 1, .fill_window = 1000, .page = 50,
+	.node = "bench", .publish_rate = 1, .setup_timeout = 120, .setup_window = 100,
+	.trace = -1,
 };
 
 enum state {
@@ -223,7 +259,8 @@ static struct {
 	unsigned long mech_used[4];
 	/* messaging */
 	int phase;                  /* 0 login, 1 hold/idle, 2 messaging, 3 drain, 4 closing,
-	                               5 archive fill, 6 fill drain, 7 archive queries */
+	                               5 archive fill, 6 fill drain, 7 archive queries,
+	                               8 pubsub setup, 9 publishing, 10 publish drain */
 	double t_msg_start, t_msg_end, t_drain_end;
 	unsigned long sent, delivered, bounced, foreign;
 	unsigned long stale;        /* arrived after the drain ended (not counted) */
@@ -267,6 +304,25 @@ static struct {
 	unsigned long res_min[MQ_KINDS], res_max[MQ_KINDS], complete[MQ_KINDS],
 	    errors[MQ_KINDS], skipped[MQ_KINDS];
 } mam;
+
+/* The publish-subscribe scenarios (--pubsub, --pep). */
+static struct {
+	int step, waiting, created, roster_got, reported, warmups;
+	double t_setup0, t_step;
+	long next, asked, answered, ok;   /* subscriptions (service), rosters (pep) */
+	unsigned char *done, *notified;   /* per conns[] index */
+	unsigned long *last_seq;          /* per conns[] index: the newest item seen */
+	long nnotified;                   /* members that got a warm-up item */
+	char ver[32];                     /* XEP-0115 ver of our caps */
+	unsigned long disco_answered;
+	unsigned long seq, phase_seq;     /* items published; the last before the phase */
+	unsigned long published, acked, pub_errors, delivered, to_publisher, stale, foreign;
+	unsigned long copies;             /* a second notification of one item */
+	double t_pub_start, t_pub_end, t_drain_end;
+	double sent_at[PS_RING];
+	struct samples lat, ack_lat;
+	char json_setup[1024], json_publish[2048];
+} ps;
 
 static void conn_start(void);
 static void conn_fail(struct conn *, const char *, ...) __attribute__((format(printf, 2, 3)));
@@ -744,6 +800,11 @@ go_online(struct conn *c)
 
 static void mam_result(xml_elem *);
 static void fill_stanza_id(struct conn *, xml_elem *);
+static void ps_event(struct conn *, xml_elem *, xml_elem *);
+static int ps_iq(struct conn *, xml_elem *, const char *, const char *);
+static void ps_presence(struct conn *, xml_elem *);
+static void ps_roster_push(struct conn *, xml_elem *);
+static void ps_disco_info(struct conn *, xml_elem *, const char *, const char *);
 
 static void
 on_message(struct conn *c, xml_elem *e)
@@ -762,6 +823,10 @@ on_message(struct conn *c, xml_elem *e)
 	}
 	if (xml_child(e, NS_MAM, "result") != NULL) {
 		mam_result(e);
+		return;
+	}
+	if ((opt.pubsub != NULL || opt.pep) && xml_child(e, NS_PUBSUB_EVENT, "event") != NULL) {
+		ps_event(c, e, xml_child(e, NS_PUBSUB_EVENT, "event"));
 		return;
 	}
 	body = xml_child_text(e, NULL, "body");
@@ -806,6 +871,10 @@ on_stanza(struct conn *c, xml_elem *e)
 		on_message(c, e);
 		return;
 	}
+	if (strcmp(name, "presence") == 0 && opt.pep) {
+		ps_presence(c, e);
+		return;
+	}
 	if (strcmp(name, "iq") != 0)
 		return;     /* presence, our own or anyone's */
 	type = xml_attr_get(e, "type");
@@ -824,6 +893,14 @@ on_stanza(struct conn *c, xml_elem *e)
 		mam_answer(e, type);
 		return;
 	}
+	if (id != NULL && (opt.pubsub != NULL || opt.pep) && ps_iq(c, e, type, id))
+		return;
+	if (type != NULL && strcmp(type, "get") == 0 && xml_child(e, NS_DISCO_INFO, "query")) {
+		ps_disco_info(c, xml_child(e, NS_DISCO_INFO, "query"), id, xml_attr_get(e, "from"));
+		return;
+	}
+	if (type != NULL && strcmp(type, "set") == 0 && xml_child(e, NS_ROSTER, "query"))
+		ps_roster_push(c, xml_child(e, NS_ROSTER, "query"));
 	if (type != NULL && (strcmp(type, "get") == 0 || strcmp(type, "set") == 0)) {
 		/* Pings and the like: answer, so that no server drops us for
 		 * idleness. */
@@ -847,6 +924,14 @@ on_elem(void *ud, xml_elem *e)
 
 	if (c->st == ST_DEAD || c->st == ST_CLOSING)
 		goto out;
+	if (opt.trace >= 0 && c - g.conns == opt.trace) {
+		/* --trace K: what the server sends to session K, for debugging
+		 * a scenario against a new server. */
+		char *x = xml_to_string(e, "jabber:client", NULL);
+
+		fprintf(stderr, "loadgen: trace %ld: %s\n", opt.trace, x ? x : "?");
+		free(x);
+	}
 	if (ns != NULL && strcmp(ns, XML_NS_STREAM) == 0 && strcmp(name, "error") == 0) {
 		conn_fail(c, "stream-error:%s", first_child_name(e, "text"));
 		goto out;
@@ -1976,6 +2061,483 @@ stdin_cb(evutil_socket_t fd, short what, void *arg)
 	phase_next();
 }
 
+/* ------------------------------------------------------------------
+ * Publish-subscribe (XEP-0060) and PEP (XEP-0163): --pubsub, --pep
+ *
+ * The first session (conns[0]) publishes; every other session is a
+ * subscriber (--pubsub SERVICE: subscribed to one node of the service with
+ * its bare JID, XEP-0060 6.1) or a contact (--pep: a mutual presence
+ * subscription with the first account, RFC 6121 3, made here with
+ * subscribe/subscribed exchanges; then a presence with XEP-0115 caps that
+ * advertise NS_AVATAR_META+notify, XEP-0163 4). Each published item's id
+ * carries its sequence number and send time, so that each notification
+ * (XEP-0060 7.1.2.1) gives one publish-to-notification latency.
+ */
+
+static uint64_t
+hex_u64(const char *s)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 16; i++) {
+		int ch = s[i], d = ch >= '0' && ch <= '9' ? ch - '0' :
+		    ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+
+		if (d < 0)
+			return UINT64_MAX;
+		v = v << 4 | (uint64_t)d;
+	}
+	return v;
+}
+
+/* The account index of a JID "PREFIX<n>@DOMAIN[/...]" as a conns[] index,
+ * or -1. */
+static long
+conn_index_of(const char *jid)
+{
+	size_t pl = strlen(opt.prefix), dl = strlen(opt.domain);
+	const char *p, *at;
+	char *end;
+	long n;
+
+	if (jid == NULL || strncmp(jid, opt.prefix, pl) != 0)
+		return -1;
+	p = jid + pl;
+	n = strtol(p, &end, 10);
+	at = end;
+	if (end == p || *at != '@' || strncmp(at + 1, opt.domain, dl) != 0 ||
+	    (at[1 + dl] != '\0' && at[1 + dl] != '/'))
+		return -1;
+	n -= opt.first;
+	return n >= 0 && n < opt.users ? n : -1;
+}
+
+/* XEP-0115 5.1: S is the identities, then the features, each sorted, each
+ * followed by '<'; ver is base64(SHA-1(S)). CAPS_FEATURES is sorted. */
+static void
+caps_init(void)
+{
+	unsigned char d[SHA_DIGEST_LENGTH];
+	char s[512];
+	size_t i, n;
+
+	n = (size_t)snprintf(s, sizeof(s), "%s/%s//%s<", CAPS_CATEGORY, CAPS_TYPE, CAPS_NAME);
+	for (i = 0; i < sizeof(caps_features) / sizeof(caps_features[0]); i++)
+		n += (size_t)snprintf(s + n, sizeof(s) - n, "%s<", caps_features[i]);
+	SHA1((unsigned char *)s, n, d);
+	EVP_EncodeBlock((unsigned char *)ps.ver, d, SHA_DIGEST_LENGTH);
+}
+
+/* An attribute value from the server to copy into a reply: short, and
+ * nothing that would need escaping. */
+static int
+attr_ok(const char *v)
+{
+	return v == NULL || (strlen(v) <= 200 && strpbrk(v, "<>&'\"") == NULL);
+}
+
+/* disco#info (XEP-0030 3.1) of a session: what its caps say (XEP-0115
+ * 6.2: the server asks for NODE#VER and checks the answer's hash). */
+static void
+ps_disco_info(struct conn *c, xml_elem *q, const char *id, const char *from)
+{
+	const char *node = xml_attr_get(q, "node");
+	char buf[1200];
+	size_t i, n;
+
+	if (id == NULL || !attr_ok(id) || !attr_ok(from) || !attr_ok(node))
+		return;
+	n = (size_t)snprintf(buf, sizeof(buf), "<iq type='result' id='%s'%s%s%s><query xmlns='"
+	    NS_DISCO_INFO "'%s%s%s><identity category='" CAPS_CATEGORY "' type='" CAPS_TYPE
+	    "' name='" CAPS_NAME "'/>", id, from ? " to='" : "", from ? from : "",
+	    from ? "'" : "", node ? " node='" : "", node ? node : "", node ? "'" : "");
+	for (i = 0; i < sizeof(caps_features) / sizeof(caps_features[0]); i++)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "<feature var='%s'/>",
+		    caps_features[i]);
+	snprintf(buf + n, sizeof(buf) - n, "</query></iq>");
+	send_str(c, buf);
+	ps.disco_answered++;
+}
+
+static struct conn *
+ps_publisher(void)
+{
+	struct conn *c = &g.conns[0];
+
+	return c->st == ST_ONLINE ? c : NULL;
+}
+
+/* One item: its id is the sequence number and the send time (ns), in hex,
+ * 40 digits as a XEP-0084 item id (the SHA-1 of the image) has. */
+static void
+ps_publish(void)
+{
+	struct conn *c = ps_publisher();
+	char buf[1024], id[48], bare[200];
+	unsigned long long t;
+
+	if (c == NULL) {
+		count_error("pubsub:publisher-offline");
+		return;
+	}
+	ps.seq++;
+	t = (unsigned long long)now_ns();
+	snprintf(id, sizeof(id), "%016lx%016llx00000000", ps.seq, t);
+	ps.sent_at[ps.seq % PS_RING] = now();
+	if (opt.pep) {
+		/* XEP-0084 4.2 / XEP-0163 7: to the account's own PEP service
+		 * (no 'to'); the node is auto-created with the default
+		 * configuration at the first publish (XEP-0163 6.1). */
+		snprintf(buf, sizeof(buf), "<iq type='set' id='psp%lu'><pubsub xmlns='" NS_PUBSUB
+		    "'><publish node='" NS_AVATAR_META "'><item id='%s'><metadata xmlns='"
+		    NS_AVATAR_META "'><info bytes='%lu' id='%s' height='64' width='64' "
+		    "type='image/png'/></metadata></item></publish></pubsub></iq>",
+		    ps.seq, id, 4000 + ps.seq % 1000, id);
+	} else {
+		/* XEP-0060 7.1.1. */
+		bare_of(c, bare, sizeof(bare));
+		snprintf(buf, sizeof(buf), "<iq type='set' id='psp%lu' to='%s'><pubsub xmlns='"
+		    NS_PUBSUB "'><publish node='%s'><item id='%s'><entry xmlns='" NS_LG_ITEM
+		    "'>" BODY_TAG "%lu %llu from %s</entry></item></publish></pubsub></iq>",
+		    ps.seq, opt.pubsub, opt.node, id, ps.seq, t, bare);
+	}
+	send_str(c, buf);
+	if (g.phase == 9)
+		ps.published++;
+}
+
+/* A notification (XEP-0060 7.1.2.1, or a last item, 6.1.7): one per item. */
+static void
+ps_event(struct conn *c, xml_elem *msg, xml_elem *ev)
+{
+	xml_elem *items = xml_child(ev, NS_PUBSUB_EVENT, "items"), *it;
+	const char *from = xml_attr_get(msg, "from");
+	char owner[200];
+	long i = c - g.conns;
+
+	/* From the service, or the publisher's bare JID (XEP-0163 4.3.2). */
+	bare_of(&g.conns[0], owner, sizeof(owner));
+	if (items == NULL || from == NULL ||
+	    strcmp(from, opt.pep ? owner : opt.pubsub) != 0) {
+		ps.foreign++;
+		return;
+	}
+	for (it = xml_first_child(items); it != NULL; it = xml_next_sibling(it)) {
+		const char *id = xml_attr_get(it, "id");
+		uint64_t seq, t;
+
+		if (strcmp(xml_elem_name(it), "item") != 0)
+			continue;
+		if (id == NULL || strlen(id) != 40 || (seq = hex_u64(id)) == UINT64_MAX ||
+		    (t = hex_u64(id + 16)) == UINT64_MAX) {
+			ps.foreign++;
+			continue;
+		}
+		if (i == 0) {
+			ps.to_publisher++;
+			continue;
+		}
+		if (g.phase == 8) {
+			if (!ps.notified[i]) {
+				ps.notified[i] = 1;
+				ps.nnotified++;
+			}
+			continue;
+		}
+		if ((g.phase != 9 && g.phase != 10) || ps.reported || seq <= ps.phase_seq) {
+			ps.stale++;
+			continue;
+		}
+		/* One item notified twice to a session (a server that sends to
+		 * the bare JID and to the full JID too): the first counts. The
+		 * items of one publisher reach a session in order. */
+		if (seq <= ps.last_seq[i]) {
+			ps.copies++;
+			continue;
+		}
+		ps.last_seq[i] = seq;
+		ps.delivered++;
+		samples_add(&ps.lat, (double)(now_ns() - t) / 1e6);
+	}
+}
+
+/* The answers to our pubsub and roster IQs; 1 if e was one. */
+static int
+ps_iq(struct conn *c, xml_elem *e, const char *type, const char *id)
+{
+	int ok = type != NULL && strcmp(type, "result") == 0;
+	xml_elem *err = xml_child(e, NULL, "error");
+	const char *cond = err ? first_child_name(err, "text") : "?";
+
+	if (strncmp(id, "ps", 2) != 0 || (type != NULL && (strcmp(type, "get") == 0 ||
+	    strcmp(type, "set") == 0)))
+		return 0;
+	if (strcmp(id, "ps-create") == 0) {
+		/* XEP-0060 8.1.2; conflict: the node is there already. */
+		if (!ok && strcmp(cond, "conflict") != 0)
+			count_error("pubsub-create-error:%s", cond);
+		ps.created = ok ? 1 : -1;
+	} else if (strcmp(id, "ps-roster") == 0) {
+		if (!ok)
+			count_error("roster-get-error:%s", cond);
+		ps.roster_got = 1;
+	} else if (strncmp(id, "pss", 3) == 0) {
+		/* XEP-0060 6.1.2: subscribed, or 6.1.4 pending/unconfigured. */
+		xml_elem *p = xml_child(e, NS_PUBSUB, "pubsub");
+		xml_elem *s = p ? xml_child(p, NS_PUBSUB, "subscription") : NULL;
+		const char *st = s ? xml_attr_get(s, "subscription") : NULL;
+
+		ps.answered++;
+		if (!ok)
+			count_error("pubsub-subscribe-error:%s", cond);
+		else if (st != NULL && strcmp(st, "subscribed") != 0)
+			count_error("pubsub-subscribe:%s", st);
+		else
+			ps.ok++;
+	} else if (strncmp(id, "psp", 3) == 0) {
+		unsigned long seq = strtoul(id + 3, NULL, 10);
+
+		if (!ok) {
+			count_error("pubsub-publish-error:%s", cond);
+			if (seq > ps.phase_seq)
+				ps.pub_errors++;
+		} else if (seq > ps.phase_seq && g.phase >= 9) {
+			ps.acked++;
+			if (ps.seq - seq < PS_RING)
+				samples_add(&ps.ack_lat, (now() - ps.sent_at[seq % PS_RING]) * 1e3);
+		}
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+/* A roster push (RFC 6121 2.1.6) to the first account: a contact whose
+ * subscription is 'both' is done. The push is answered by the caller. */
+static void
+ps_roster_push(struct conn *c, xml_elem *q)
+{
+	xml_elem *it;
+
+	if (c != &g.conns[0] || g.phase != 8)
+		return;
+	for (it = xml_first_child(q); it != NULL; it = xml_next_sibling(it)) {
+		const char *sub = xml_attr_get(it, "subscription");
+		long i = conn_index_of(xml_attr_get(it, "jid"));
+
+		if (i > 0 && sub != NULL && strcmp(sub, "both") == 0 && !ps.done[i]) {
+			ps.done[i] = 1;
+			ps.ok++;
+		}
+	}
+}
+
+/* Subscription requests during the roster step (RFC 6121 3.1): the first
+ * account approves its contacts', a contact approves the first account's
+ * and asks for the same back. */
+static void
+ps_presence(struct conn *c, xml_elem *e)
+{
+	const char *type = xml_attr_get(e, "type"), *from = xml_attr_get(e, "from");
+	char owner[200], bare[200];
+	long i = c - g.conns, j;
+
+	if (type == NULL || strcmp(type, "subscribe") != 0 || g.phase != 8 || !opt.pep)
+		return;
+	j = conn_index_of(from);
+	if (j < 0)
+		return;
+	bare_of(&g.conns[j], bare, sizeof(bare));
+	if (i == 0) {
+		send_fmt(c, "<presence type='subscribed' to='%s'/>", bare);
+	} else if (j == 0) {
+		bare_of(&g.conns[0], owner, sizeof(owner));
+		send_fmt(c, "<presence type='subscribed' to='%s'/><presence type='subscribe' to='%s'/>",
+		    owner, owner);
+	}
+}
+
+static void
+ps_setup_start(double t)
+{
+	g.phase = 8;
+	ps.step = 0;
+	ps.next = 1;
+	ps.t_setup0 = t;
+	ps.done = calloc((size_t)opt.users, 1);
+	ps.notified = calloc((size_t)opt.users, 1);
+	ps.last_seq = calloc((size_t)opt.users, sizeof(*ps.last_seq));
+	if (ps.done == NULL || ps.notified == NULL || ps.last_seq == NULL)
+		die("out of memory");
+}
+
+static void
+ps_report_setup(double t)
+{
+	snprintf(ps.json_setup, sizeof(ps.json_setup),
+	    "{\"kind\":\"%s\",\"members\":%ld,\"asked\":%ld,\"ok\":%ld,\"caps_ver\":\"%s\","
+	    "\"disco_answered\":%lu,\"warmups\":%d,\"ready\":%ld,\"seconds\":%.3f,"
+	    "\"gen_cpu_s\":%.3f}",
+	    opt.pep ? "pep" : "service", opt.users - 1, ps.asked, ps.ok, ps.ver,
+	    ps.disco_answered, ps.warmups, ps.nnotified, t - ps.t_setup0, gen_cpu());
+	if (!opt.quiet)
+		fprintf(stderr, "loadgen: %s setup: %ld of %ld %s, %lu disco#info answered, "
+		    "%ld ready after %d warm-up publishes, %.1f s\n", opt.pep ? "pep" : "pubsub",
+		    ps.ok, opt.users - 1, opt.pep ? "rosters with both" : "subscribed",
+		    ps.disco_answered, ps.nnotified, ps.warmups, t - ps.t_setup0);
+	wait_for_go(opt.pep ? "pep-setup" : "pubsub-setup", ps.json_setup);
+}
+
+/* The setup steps, on the tick, each bounded by --setup-timeout as a whole.
+ * Service: create the node, subscribe everyone (a window of --setup-window
+ * IQs). PEP: the first account's roster, the subscriptions, caps presences.
+ * Both: warm-up publishes until every member got a notification (the
+ * server may learn caps, or finish subscriptions, asynchronously). */
+static void
+ps_setup_tick(double t)
+{
+	struct conn *owner = ps_publisher();
+	char bare[200];
+
+	if (ps.waiting)
+		return;
+	if (owner == NULL || t - ps.t_setup0 > opt.setup_timeout) {
+		count_error(owner == NULL ? "pubsub:publisher-offline" : "timeout:pubsub-setup");
+		ps.waiting = 1;
+		ps_report_setup(t);
+		return;
+	}
+	switch (ps.step) {
+	case 0:
+		if (opt.pep) {
+			/* RFC 6121 2.1.3: an interested resource gets the pushes. */
+			send_str(owner, "<iq type='get' id='ps-roster'><query xmlns='" NS_ROSTER
+			    "'/></iq>");
+		} else {
+			/* XEP-0060 8.1.1, the default configuration (open access
+			 * on the servers benchmarked, XEP-0060 4.5). */
+			send_fmt(owner, "<iq type='set' id='ps-create' to='%s'><pubsub xmlns='"
+			    NS_PUBSUB "'><create node='%s'/></pubsub></iq>", opt.pubsub, opt.node);
+		}
+		ps.step = 1;
+		return;
+	case 1:
+		if ((opt.pep && ps.roster_got) || (!opt.pep && ps.created != 0))
+			ps.step = 2;
+		return;
+	case 2:
+		while (ps.next < opt.users && ps.asked - (opt.pep ? ps.ok : ps.answered) <
+		    opt.setup_window) {
+			struct conn *c = &g.conns[ps.next++];
+
+			if (c->st != ST_ONLINE)
+				continue;
+			bare_of(c, bare, sizeof(bare));
+			ps.asked++;
+			if (opt.pep)
+				send_fmt(owner, "<presence type='subscribe' to='%s'/>", bare);
+			else
+				/* XEP-0060 6.1.1: the bare JID, as a client does. */
+				send_fmt(c, "<iq type='set' id='pss%ld' to='%s'><pubsub xmlns='"
+				    NS_PUBSUB "'><subscribe node='%s' jid='%s'/></pubsub></iq>",
+				    ps.next - 1, opt.pubsub, opt.node, bare);
+		}
+		if (ps.next >= opt.users && (opt.pep ? ps.ok : ps.answered) >= ps.asked) {
+			if (opt.pep) {
+				long i;
+
+				/* XEP-0115 4: caps in the presence, broadcast
+				 * to the first account now that it subscribes. */
+				for (i = 1; i < opt.users; i++)
+					if (ps.done[i] && g.conns[i].st == ST_ONLINE)
+						send_fmt(&g.conns[i], "<presence><c xmlns='" NS_CAPS
+						    "' hash='sha-1' node='" CAPS_NODE "' ver='%s'/>"
+						    "</presence>", ps.ver);
+			}
+			ps.t_step = t;
+			ps.step = 3;
+		}
+		return;
+	case 3:
+		/* A moment for the caps queries and their answers. */
+		if (opt.pep && t - ps.t_step < (ps.disco_answered > 0 ? 1.0 : 5.0))
+			return;
+		ps.step = 4;
+		/* fall through */
+	case 4:
+		/* A refused publish (no service, no PEP) will not change. */
+		if (ps.nnotified >= ps.ok || ps.pub_errors > 0 ||
+		    (ps.warmups >= 10 && t - ps.t_step > 5)) {
+			ps.waiting = 1;
+			ps_report_setup(t);
+			return;
+		}
+		if (ps.warmups == 0 || (t - ps.t_step > 3 && ps.warmups < 10)) {
+			ps.warmups++;
+			ps.t_step = t;
+			ps_publish();
+		}
+		return;
+	default:
+		return;
+	}
+}
+
+static void
+ps_report_publish(double t)
+{
+	char lat[256], ack[256];
+	double secs = ps.t_pub_end - ps.t_pub_start;
+	long expected = (long)ps.acked * ps.nnotified;
+
+	ps.reported = 1;
+	json_pct(lat, sizeof(lat), &ps.lat);
+	json_pct(ack, sizeof(ack), &ps.ack_lat);
+	snprintf(ps.json_publish, sizeof(ps.json_publish),
+	    "{\"subscribers\":%ld,\"rate\":%.3f,\"seconds\":%.3f,\"published\":%lu,"
+	    "\"acked\":%lu,\"publish_errors\":%lu,\"expected\":%ld,\"delivered\":%lu,"
+	    "\"lost\":%ld,\"copies\":%lu,\"to_publisher\":%lu,\"stale\":%lu,\"foreign\":%lu,"
+	    "\"delivered_per_s\":%.1f,\"latency_ms\":%s,\"ack_ms\":%s,\"gen_cpu_s\":%.3f}",
+	    ps.nnotified, opt.publish_rate, secs, ps.published, ps.acked, ps.pub_errors,
+	    expected, ps.delivered, expected - (long)ps.delivered, ps.copies, ps.to_publisher,
+	    ps.stale,
+	    ps.foreign, secs > 0 ? (double)ps.delivered / secs : 0, lat, ack, gen_cpu());
+	if (!opt.quiet)
+		fprintf(stderr, "loadgen: %lu published (%lu acked) to %ld members, %lu of %ld "
+		    "notifications delivered; latency ms p50 %.2f p99 %.2f max %.2f\n",
+		    ps.published, ps.acked, ps.nnotified, ps.delivered, expected,
+		    pct(&ps.lat, 50), pct(&ps.lat, 99), ps.lat.n ? ps.lat.v[ps.lat.n - 1] : NAN);
+	(void)t;
+}
+
+/* Publishing at --publish-rate for --duration, or until --publishes. */
+static void
+ps_publish_tick(double t)
+{
+	/* The first item at once, then one every 1/rate seconds. */
+	double due = floor((t < ps.t_pub_end ? t - ps.t_pub_start : ps.t_pub_end -
+	    ps.t_pub_start) * opt.publish_rate) + 1;
+
+	if (g.phase == 9) {
+		while ((double)ps.published < due &&
+		    (opt.publishes == 0 || (long)ps.published < opt.publishes) && ps_publisher())
+			ps_publish();
+		if (t >= ps.t_pub_end || (opt.publishes > 0 && (long)ps.published >= opt.publishes) ||
+		    ps_publisher() == NULL) {
+			g.phase = 10;
+			ps.t_pub_end = t < ps.t_pub_end ? t : ps.t_pub_end;
+			ps.t_drain_end = t + opt.drain;
+		}
+		return;
+	}
+	if ((ps.acked + ps.pub_errors >= ps.published &&
+	    (long)ps.delivered >= (long)ps.acked * ps.nnotified) || t >= ps.t_drain_end) {
+		ps_report_publish(t);
+		wait_for_go(opt.pep ? "pep" : "pubsub", ps.json_publish);
+	}
+}
+
 /* Moves on from the phase that just ended. */
 static void
 phase_next(void)
@@ -2019,13 +2581,26 @@ phase_next(void)
 			g.phase = 7;
 			return;
 		}
+		if ((opt.pubsub != NULL || opt.pep) && ps.done == NULL) {
+			ps_setup_start(t);
+			return;
+		}
 		g.phase = 4;
 		finish();
 		return;
 	case 3:   /* drained: the next rate, or the end */
 	case 6:   /* the fill drained */
 	case 7:   /* the queries done */
+	case 10:  /* the notifications drained */
 		goto chat;
+	case 8:   /* set up: publish */
+		g.phase = 9;
+		ps.phase_seq = ps.seq;
+		ps.pub_errors = 0;
+		ps.t_pub_start = t;
+		ps.t_pub_end = t + (opt.publishes > 0 && opt.publish_rate > 0 ?
+		    (double)opt.publishes / opt.publish_rate + 1 : opt.duration);
+		return;
 	default:
 		return;
 	}
@@ -2132,6 +2707,13 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		send_query(owner);
 		return;
 	}
+	case 8:
+		ps_setup_tick(t);
+		return;
+	case 9:
+	case 10:
+		ps_publish_tick(t);
+		return;
 	default:
 		return;
 	}
@@ -2187,6 +2769,12 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (g.phase == 7)
 		report_archive();
+	if (g.phase == 8 && !ps.waiting)
+		ps_report_setup(now());
+	if ((g.phase == 9 || g.phase == 10) && !ps.reported) {
+		ps.t_pub_end = ps.t_pub_end < now() ? ps.t_pub_end : now();
+		ps_report_publish(now());
+	}
 	g.waiting_stdin = 0;
 	g.phase = 4;
 	finish();
@@ -2272,6 +2860,19 @@ usage(void)
 	    "  --queries Q        then Q timed archive queries of each kind from the first\n"
 	    "                     account: newest page, middle page, 'with', full text\n"
 	    "  --page N           RSM <max/> of each query (50)\n"
+	    "  --pubsub SERVICE   after the other phases: the first session creates --node on\n"
+	    "                     the pubsub service SERVICE (XEP-0060), every other one\n"
+	    "                     subscribes with its bare JID, then the first publishes\n"
+	    "  --node NAME        the node (bench)\n"
+	    "  --pep              instead: every other account becomes a mutual contact of the\n"
+	    "                     first (presence subscriptions), sends caps (XEP-0115) with\n"
+	    "                     avatar metadata+notify; the first publishes its avatar\n"
+	    "                     metadata (XEP-0084) through PEP (XEP-0163)\n"
+	    "  --publish-rate P   items published per second (1)\n"
+	    "  --publishes K      publish K items (default: for --duration)\n"
+	    "  --setup-timeout S  limit on the subscriptions, rosters and caps (120)\n"
+	    "  --setup-window W   subscriptions in flight at once (100)\n"
+	    "  --trace K          print every element the server sends to session K\n"
 	    "  --max-time S       hard limit on the whole run (600)\n"
 	    "  --wait-stdin       pause after each phase until a line on stdin\n"
 	    "  --seed N           random seed (1)\n"
@@ -2329,6 +2930,14 @@ main(int argc, char **argv)
 		{ "fill-window", required_argument, NULL, 'G' },
 		{ "queries", required_argument, NULL, 'Q' },
 		{ "page", required_argument, NULL, 'g' },
+		{ "pubsub", required_argument, NULL, 1000 },
+		{ "node", required_argument, NULL, 1001 },
+		{ "pep", no_argument, NULL, 1002 },
+		{ "publish-rate", required_argument, NULL, 1003 },
+		{ "publishes", required_argument, NULL, 1004 },
+		{ "setup-timeout", required_argument, NULL, 1005 },
+		{ "setup-window", required_argument, NULL, 1006 },
+		{ "trace", required_argument, NULL, 1007 },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -2383,6 +2992,14 @@ main(int argc, char **argv)
 		case 'G': opt.fill_window = atol(optarg); break;
 		case 'Q': opt.queries = atol(optarg); break;
 		case 'g': opt.page = atol(optarg); break;
+		case 1000: opt.pubsub = optarg; break;
+		case 1001: opt.node = optarg; break;
+		case 1002: opt.pep = 1; break;
+		case 1003: opt.publish_rate = atof(optarg); break;
+		case 1004: opt.publishes = atol(optarg); break;
+		case 1005: opt.setup_timeout = atof(optarg); break;
+		case 1006: opt.setup_window = atol(optarg); break;
+		case 1007: opt.trace = atol(optarg); break;
 		case 'q': opt.quiet = 1; break;
 		default: usage();
 		}
@@ -2392,9 +3009,13 @@ main(int argc, char **argv)
 	    (opt.ws_tls && opt.ws_path == NULL) || opt.fill < 0 || opt.fill_window < 1 ||
 	    opt.queries < 0 || opt.page < 1 || opt.page > 100000 ||
 	    ((opt.fill > 0 || opt.queries > 0) && opt.users < 2) ||
+	    ((opt.pubsub != NULL || opt.pep) && (opt.users < 2 || (opt.pubsub && opt.pep) ||
+	    opt.publish_rate <= 0 || opt.publishes < 0 || opt.setup_timeout <= 0 ||
+	    opt.setup_window < 1 || !attr_ok(opt.node) || !attr_ok(opt.pubsub))) ||
 	    (opt.ws_path != NULL && (opt.ws_path[0] != '/' || strlen(opt.ws_path) > 256)))
 		usage();
 	g.rng = opt.seed * 0x9E3779B97F4A7C15ULL + 1;
+	caps_init();
 	g.addr.sin_family = AF_INET;
 	g.addr.sin_port = htons((uint16_t)opt.port);
 	if (inet_pton(AF_INET, opt.server, &g.addr.sin_addr) != 1)
@@ -2445,11 +3066,14 @@ main(int argc, char **argv)
 
 		json_errors(errs, sizeof(errs));
 		printf("RESULT {\"login\":%s,\"chat\":%s,\"fill\":%s,\"archive\":%s,"
+		    "\"pubsub_setup\":%s,\"pubsub\":%s,"
 		    "\"carbons_enabled\":%lu,\"errors\":%s,\"wall_s\":%.3f,"
 		    "\"gen_cpu_s\":%.3f,\"pbkdf2_runs\":%lu,\"pbkdf2_cache_hits\":%lu}\n",
 		    g.json_login[0] ? g.json_login : "null", g.json_chat[0] ? g.json_chat : "null",
 		    g.json_fill[0] ? g.json_fill : "null",
-		    g.json_archive[0] ? g.json_archive : "null", g.carbons_ok,
+		    g.json_archive[0] ? g.json_archive : "null",
+		    ps.json_setup[0] ? ps.json_setup : "null",
+		    ps.json_publish[0] ? ps.json_publish : "null", g.carbons_ok,
 		    errs, now() - g.t0, gen_cpu(), scram_derivations, scram_cache_hits);
 		fflush(stdout);
 		if (!opt.quiet)
