@@ -33,7 +33,11 @@
 /* Bounds on what a peer's disco#info may hold, and on waiters per hash. */
 #define ITEMS_MAX 512
 #define VER_MAX 128
-#define WAITERS_MAX 256
+/* Every resource (and every local account its presence reached) that
+ * sent a hash while it was being asked for hears once it is verified: a
+ * client release seen by many users at once (a server restart, the
+ * contacts of one account) makes thousands of them. */
+#define WAITERS_MAX 65536
 #define REPLY_TIMEOUT_MS 20000
 /* A hash whose answer failed verification is not asked for again before
  * this long (a peer announcing a wrong hash must not cost a query per
@@ -64,7 +68,7 @@ struct caps {
 	char **features;            /* sorted */
 	size_t nfeatures;
 	struct waiter *waiters;
-	size_t nwaiters;
+	size_t nwaiters, wcap;
 };
 
 /* One resource's current caps. */
@@ -451,7 +455,7 @@ answered(const xmppd_elem *reply, void *ud)
 		w = c->waiters;
 		nw = c->nwaiters;
 		c->waiters = NULL;
-		c->nwaiters = 0;
+		c->nwaiters = c->wcap = 0;
 	}
 	pthread_rwlock_unlock(&lock);
 	if (feat != NULL)
@@ -594,10 +598,18 @@ seen(xmppd_elem *c, const xmppd_jid *from, const xmppd_jid *to)
 		r->caps = cp;
 	known = cp->state == CAPS_OK;
 	if (r != NULL && cp->state == CAPS_PENDING && cp->nwaiters < WAITERS_MAX) {
-		struct waiter *w = realloc(cp->waiters, (cp->nwaiters + 1) * sizeof(*w));
+		struct waiter *w;
 
-		if (w != NULL) {
-			cp->waiters = w;
+		if (cp->nwaiters == cp->wcap) {
+			size_t cap = cp->wcap != 0 ? cp->wcap * 2 : 16;
+
+			if ((w = realloc(cp->waiters, cap * sizeof(*w))) != NULL) {
+				cp->waiters = w;
+				cp->wcap = cap;
+			}
+		}
+		if (cp->nwaiters < cp->wcap) {
+			w = cp->waiters;
 			w[cp->nwaiters].from = xmppd_jid_copy(from);
 			w[cp->nwaiters].to = to != NULL ? xmppd_jid_copy(to) : NULL;
 			cp->nwaiters++;

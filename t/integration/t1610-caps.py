@@ -67,10 +67,11 @@ def info_xml(node):
 class Answerer:
     """Answers disco#info to a client, counting the queries."""
 
-    def __init__(self, c, extra_feature=None):
+    def __init__(self, c, extra_feature=None, delay=0):
         self.c = c
         self.queries = []
         self.extra = extra_feature
+        self.delay = delay
         c.xmpp.register_handler(Callback('caps-info', MatchXPath(
             '{jabber:client}iq/{%s}query' % NS_INFO), self.handle))
 
@@ -82,8 +83,11 @@ class Answerer:
         body = info_xml(node)
         if self.extra:
             body = body.replace('</query>', "<feature var='%s'/></query>" % self.extra)
-        self.c.xmpp.send_raw("<iq type='result' id='%s' to='%s'>%s</iq>" % (
-            iq['id'], iq['from'].full, body))
+        raw = "<iq type='result' id='%s' to='%s'>%s</iq>" % (iq['id'], iq['from'].full, body)
+        if self.delay:
+            asyncio.get_event_loop().call_later(self.delay, self.c.xmpp.send_raw, raw)
+        else:
+            self.c.xmpp.send_raw(raw)
 
 
 def caps_presence(c, ver=VER, hash_='sha-1'):
@@ -123,7 +127,7 @@ async def main():
     xt.build_test_module(moddir, 'mod_entityprobe')
     srv = xt.Server(workers=2, conf={'module_dir': str(moddir)}, modules={
         'mod_caps': {}, 'mod_disco': {}, 'mod_roster': {}, 'mod_entityprobe': {}})
-    for u in ('alice', 'bob', 'carol', 'dave'):
+    for u in ('alice', 'bob', 'carol', 'dave', 'erin'):
         srv.register(u, u + '-pw')
 
     # -- the server's caps in the stream features (XEP-0115 6.3) ------------------
@@ -198,6 +202,27 @@ async def main():
     await asyncio.sleep(0.5)
     xt.is_((da.queries, await has(dave, NS_INFO)), ([], '-1'),
            'the legacy form (no hash): not asked, not tracked')
+
+    # -- many resources with one hash while it is asked for ------------------------
+    # Twenty resources send a hash nobody has verified yet; the one asked
+    # answers a second later: all of them wait for that answer, and each
+    # hears of it (a client release seen by many users at once).
+    many = [await xt.login_ok(srv, 'erin', 'erin-pw', resource='r%02d' % i, presence=False)
+            for i in range(20)]
+    feats = FEATURES + ['urn:xmpp:test:many']
+    answerers = [Answerer(c, extra_feature='urn:xmpp:test:many', delay=1.0) for c in many]
+    many_ver = ver_of([IDENTITY], feats, [FORM])
+    for c in many:
+        caps_presence(c, ver=many_ver)
+    runs = []
+    for _ in range(60):
+        runs = [await hooked(c) for c in many]
+        if all(r is not None and r[0] >= 1 for r in runs):
+            break
+        await asyncio.sleep(0.1)
+    xt.is_(sum(len(a.queries) for a in answerers), 1, 'twenty resources, one hash: asked once')
+    xt.is_([r[0] if r else None for r in runs], [1] * 20,
+           'caps_presence ran once for each of the twenty after the answer')
 
     # -- forgetting ----------------------------------------------------------------
     bob.xmpp.send_raw("<presence/>")

@@ -54,8 +54,8 @@ static const struct xmppd_option options[] = {
 
 static xmppd_ctx *module_ctx;
 
-/* caps_presence runs, by resource (a few: the test has four clients). */
-#define HOOKED_MAX 16
+/* caps_presence runs, by resource (t1610 has about thirty). */
+#define HOOKED_MAX 64
 static pthread_mutex_t hooked_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hooked {
 	char from[256], to[256];
