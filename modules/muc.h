@@ -1,0 +1,177 @@
+/*
+ * muc.h - mod_muc's units (XEP-0045 Multi-User Chat): mod_muc.c (the
+ * service on conference.HOST, options, disco of the service, xmppctl
+ * muc), muc_room.c (the per-worker room tables, occupants, join, leave,
+ * nickname change, presence broadcast, messages, history, subject),
+ * muc_admin.c (the owner's configuration form, roles and affiliations,
+ * destroy, the room's disco).
+ *
+ * A room is an entity: its bare JID (room@conference.HOST) names the
+ * worker that owns it (xmppd_service_register hands a stanza to the
+ * worker its bare 'to' hashes to, which is xmppd_entity_worker() of the
+ * same string: core/placement.c), so a room's state is touched by one
+ * worker only, without locks. Each worker has its own table of rooms.
+ *
+ * Occupants are hashed by nickname and their sessions by real full JID
+ * in per-room tables, so that what a stanza does costs O(1) lookups
+ * plus one pass over the occupants for a broadcast, which builds each
+ * kind of stanza once and copies it per recipient only to set 'to'.
+ */
+#ifndef MUC_H
+#define MUC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <xmppd.h>
+
+#define NS_MUC "http://jabber.org/protocol/muc"
+#define NS_MUC_USER NS_MUC "#user"
+#define NS_MUC_ADMIN NS_MUC "#admin"
+#define NS_MUC_OWNER NS_MUC "#owner"
+#define NS_MUC_ROOMCONFIG NS_MUC "#roomconfig"
+#define NS_MUC_ROOMINFO NS_MUC "#roominfo"
+#define NS_XDATA "jabber:x:data"
+#define NS_DELAY "urn:xmpp:delay"
+#define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
+#define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
+
+#define MUC_NICK_MAX 256
+#define MUC_OCC_BUCKETS 128
+
+/* XEP-0045 5.1 roles, 5.2 affiliations (ordered: higher is more). */
+enum muc_role { MUC_ROLE_NONE, MUC_ROLE_VISITOR, MUC_ROLE_PARTICIPANT, MUC_ROLE_MODERATOR };
+enum muc_aff { MUC_AFF_OUTCAST = -1, MUC_AFF_NONE = 0, MUC_AFF_MEMBER, MUC_AFF_ADMIN,
+	MUC_AFF_OWNER };
+/* muc#roomconfig_allowpm */
+enum muc_pm { MUC_PM_ANYONE, MUC_PM_PARTICIPANTS, MUC_PM_MODERATORS, MUC_PM_NONE };
+
+struct muc_config {
+	char *name;
+	char *desc;
+	char *secret;               /* "" when none */
+	int persistent;
+	int public;
+	int membersonly;
+	int moderated;
+	int password_protected;
+	int whois_anyone;           /* else moderators only (semi-anonymous) */
+	long maxusers;              /* 0: the service's cap */
+	int changesubject;          /* occupants may change the subject */
+	int allowinvites;
+	int allowpm;                /* enum muc_pm */
+	int logging;
+};
+
+/* One session (a real full JID) of an occupant: XEP-0045 allows one
+ * occupant per real JID; several resources of one user under one
+ * nickname share the occupant (as Prosody and ejabberd do). */
+struct muc_sess {
+	struct muc_sess *next;      /* the occupant's sessions */
+	struct muc_sess *fnext;     /* the room's table by full JID */
+	struct muc_occ *occ;
+	xmppd_jid *full;
+	xmppd_elem *presence;       /* the last presence it sent (a reference) */
+	double tokens;              /* message rate (token bucket) */
+	uint64_t at;
+};
+
+struct muc_occ {
+	struct muc_occ *nnext;      /* the room's table by nickname */
+	struct muc_occ *prev, *next;    /* the room's list, in join order */
+	char *nick;
+	char *bare;                 /* the real bare JID */
+	int role;
+	struct muc_sess *sess;
+	size_t nsess;
+};
+
+struct muc_aff_entry {
+	char *jid;                  /* bare */
+	int aff;
+	char *reason;
+};
+
+struct muc_hist {
+	xmppd_elem *msg;            /* from room/nick, no 'to' */
+	time_t at;
+	size_t chars;
+};
+
+struct muc_room {
+	struct muc_room *hnext;
+	char *jid;                  /* room@service */
+	char *service;
+	struct muc_config cfg;
+	int locked;                 /* XEP-0045 10.1.1: until configured */
+	struct muc_aff_entry *affs;
+	size_t naffs;
+	struct muc_occ *occ_head, *occ_tail;
+	size_t nocc;
+	struct muc_occ *by_nick[MUC_OCC_BUCKETS];
+	struct muc_sess *by_full[MUC_OCC_BUCKETS];
+	struct muc_hist *hist;      /* a ring of mod.history_size */
+	size_t hist_start, hist_len;
+	xmppd_elem *subject;        /* the last subject message (from room/nick) */
+};
+
+/* Module-wide settings, read-only after load. */
+struct muc_mod {
+	xmppd_ctx *ctx;
+	char **services;
+	size_t nservices;
+	const char *name;
+	const char *access_create;
+	long history_size;
+	long max_users;
+	long max_subject;
+	long max_nick;
+	long msg_rate, msg_burst;
+	const char *rate_error;
+	struct muc_table *tables;   /* one per worker */
+	unsigned nworkers;
+};
+
+extern struct muc_mod muc_module;
+
+/* ---- mod_muc.c ---- */
+int muc_is(const char *a, const char *b);
+const char *muc_our_service(const char *domain);
+int muc_may_create(const xmppd_jid *actor);
+/* The <error/>-carrying reply to st, routed. */
+void muc_error(const xmppd_elem *st, const char *cond, const char *text);
+
+/* ---- muc_room.c ---- */
+int muc_rooms_init(void);
+void muc_rooms_free(void);
+/* The calling worker's room of that bare JID, or NULL. */
+struct muc_room *muc_room_find(const char *jid);
+void muc_room_destroy(struct muc_room *r, const char *alt, const char *reason);
+void muc_presence(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to);
+void muc_message(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to);
+struct muc_sess *muc_sess_find(struct muc_room *r, const char *full);
+struct muc_occ *muc_occ_find(struct muc_room *r, const char *nick);
+int muc_aff_of(const struct muc_room *r, const char *bare);
+int muc_aff_set(struct muc_room *r, const char *bare, int aff, const char *reason);
+/* Sends occ's current presence to every occupant (codes for all; self
+ * codes added to its own sessions too); unavailable: its exit. */
+void muc_broadcast_presence(struct muc_room *r, struct muc_occ *o, int unavailable,
+    const int *codes, size_t ncodes, const char *reason, const char *actor);
+void muc_occ_remove(struct muc_room *r, struct muc_occ *o);
+/* A role for a new occupant of aff (XEP-0045 5.1.2). */
+int muc_default_role(const struct muc_room *r, int aff);
+/* Sends msg (from set, no 'to') to every session of every occupant. */
+void muc_broadcast(struct muc_room *r, const xmppd_elem *msg);
+/* Removes the room if nobody is in it and it is not persistent. */
+void muc_room_gc(struct muc_room *r);
+const char *muc_role_name(int role);
+const char *muc_aff_name(int aff);
+int muc_role_parse(const char *s);
+int muc_aff_parse(const char *s);
+
+/* ---- muc_admin.c ---- */
+void muc_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to);
+void muc_room_disco_info(struct muc_room *r, xmppd_elem *iq);
+
+#endif
