@@ -108,6 +108,19 @@ service_disco(xmppd_elem *iq, xmppd_elem *q, int items)
 	xmppd_iq_reply(iq, res);
 }
 
+void
+muc_dispatch(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to)
+{
+	const char *kind = xmppd_stanza_kind(st), *type = xmppd_stanza_type(st);
+
+	if (muc_is(kind, "presence"))
+		muc_presence(st, from, to);
+	else if (muc_is(kind, "message"))
+		muc_message(st, from, to);
+	else if (muc_is(kind, "iq") && (muc_is(type, "get") || muc_is(type, "set")))
+		muc_iq(st, from, to);
+}
+
 static void
 service_stanza(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to, void *ud)
 {
@@ -118,12 +131,8 @@ service_stanza(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to, void 
 	if (from == NULL || muc_our_service(xmppd_jid_domain(to)) == NULL)
 		return;
 	if (xmppd_jid_node(to) != NULL) {
-		if (muc_is(kind, "presence"))
-			muc_presence(st, from, to);
-		else if (muc_is(kind, "message"))
-			muc_message(st, from, to);
-		else if (muc_is(kind, "iq") && (muc_is(type, "get") || muc_is(type, "set")))
-			muc_iq(st, from, to);
+		if (!muc_gate(st, from, to))
+			muc_dispatch(st, from, to);
 		return;
 	}
 	if (!muc_is(kind, "iq") || !(muc_is(type, "get") || muc_is(type, "set")))

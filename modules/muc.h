@@ -99,8 +99,13 @@ struct muc_hist {
 	size_t chars;
 };
 
+struct muc_queued;
+
 struct muc_room {
 	struct muc_room *hnext;
+	/* Loading from the store (muc_store.c): stanzas wait here. */
+	int loading;
+	struct muc_queued *queue, *queue_tail;
 	char *jid;                  /* room@service */
 	char *service;
 	struct muc_config cfg;
@@ -169,6 +174,26 @@ const char *muc_role_name(int role);
 const char *muc_aff_name(int aff);
 int muc_role_parse(const char *s);
 int muc_aff_parse(const char *s);
+
+/* A placeholder room (loading) in the calling worker's table. */
+struct muc_room *muc_room_placeholder(const char *jid, const char *service);
+/* Unlinks and frees a room (what is queued on it is dropped). */
+void muc_room_drop(struct muc_room *r);
+
+/* ---- muc_store.c ---- */
+/* Writes a persistent room's record, or deletes a temporary one's. */
+void muc_room_save(struct muc_room *r);
+void muc_room_forget(const char *room_jid);
+void muc_queue_free(struct muc_room *r);
+/* 1 when st waits for (or started) the room's loading; 0: go on. */
+int muc_gate(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to);
+size_t muc_store_service_prefix(char *buf, size_t size, const char *service);
+#define MUC_T_ROOMS "mod_muc_rooms"
+
+/* ---- mod_muc.c (again) ---- */
+/* Runs a stanza for a room (room@service[/nick]) that is in memory or
+ * known to be absent. */
+void muc_dispatch(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to);
 
 /* ---- muc_admin.c ---- */
 void muc_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to);

@@ -334,7 +334,7 @@ static void
 owner_iq(struct muc_room *r, xmppd_elem *iq, xmppd_elem *q, const xmppd_jid *from, int set)
 {
 	xmppd_elem *x, *d;
-	int members_only_now = 0, was_locked = r->locked;
+	int members_only_now = 0, was_locked = r->locked, was_persistent = r->cfg.persistent;
 
 	if (muc_aff_of(r, xmppd_jid_bare(from)) != MUC_AFF_OWNER) {
 		xmppd_iq_error(iq, "forbidden", "only owners configure the room");
@@ -374,6 +374,8 @@ owner_iq(struct muc_room *r, xmppd_elem *iq, xmppd_elem *q, const xmppd_jid *fro
 		return;
 	}
 	r->locked = 0;
+	if (r->cfg.persistent || was_persistent)
+		muc_room_save(r);
 	xmppd_iq_reply(iq, NULL);
 	if (!was_locked)
 		config_changed(r, members_only_now);
@@ -575,6 +577,9 @@ admin_iq(struct muc_room *r, xmppd_elem *iq, xmppd_elem *q, const xmppd_jid *fro
 		xmppd_iq_error(iq, err, NULL);
 	else
 		xmppd_iq_reply(iq, NULL);
+	/* Earlier items may have changed affiliations even on an error. */
+	if (r->cfg.persistent)
+		muc_room_save(r);
 	muc_room_gc(r);
 }
 

@@ -154,6 +154,7 @@ room_new(const char *jid, const char *service)
 static void
 room_free(struct muc_room *r)
 {
+	muc_queue_free(r);
 	while (r->occ_head != NULL)
 		muc_occ_remove(r, r->occ_head);
 	for (size_t i = 0; i < r->naffs; i++) {
@@ -203,12 +204,29 @@ muc_rooms_free(void)
 	muc_module.tables = NULL;
 }
 
+struct muc_room *
+muc_room_placeholder(const char *jid, const char *service)
+{
+	struct muc_room *r = room_new(jid, service);
+
+	if (r != NULL)
+		r->loading = 1;
+	return r;
+}
+
+void
+muc_room_drop(struct muc_room *r)
+{
+	room_unlink(r);
+	room_free(r);
+}
+
 void
 muc_room_gc(struct muc_room *r)
 {
 	/* XEP-0045 10.1.1 / 9.?: a temporary room goes with its last
 	 * occupant. */
-	if (r->nocc == 0 && !r->cfg.persistent) {
+	if (r->nocc == 0 && !r->cfg.persistent && !r->loading) {
 		room_unlink(r);
 		room_free(r);
 	}
@@ -971,6 +989,8 @@ groupchat(struct muc_room *r, struct muc_sess *s, xmppd_elem *st)
 	if (subj != NULL && body == NULL) {
 		xmppd_elem_unref(r->subject);
 		r->subject = xmppd_elem_ref(m);
+		if (r->cfg.persistent)
+			muc_room_save(r);
 	} else if (body != NULL) {
 		hist_add(r, m);
 	}
@@ -1039,8 +1059,10 @@ invitation(struct muc_room *r, struct muc_sess *s, xmppd_elem *st, xmppd_elem *x
 				muc_error(st, "forbidden", "you may not invite to this room");
 				return;
 			}
-			if (r->cfg.membersonly && muc_aff_of(r, xmppd_jid_bare(tj)) == MUC_AFF_NONE)
-				(void)muc_aff_set(r, xmppd_jid_bare(tj), MUC_AFF_MEMBER, NULL);
+			if (r->cfg.membersonly && muc_aff_of(r, xmppd_jid_bare(tj)) == MUC_AFF_NONE &&
+			    muc_aff_set(r, xmppd_jid_bare(tj), MUC_AFF_MEMBER, NULL) == 0 &&
+			    r->cfg.persistent)
+				muc_room_save(r);
 		}
 		m = xmppd_elem_new(NULL, "message");
 		xmppd_elem_set_attr(m, "from", r->jid);
@@ -1129,6 +1151,8 @@ muc_room_destroy(struct muc_room *r, const char *alt, const char *reason)
 			send_copy(p, s->full);
 		xmppd_elem_unref(p);
 	}
+	if (r->cfg.persistent)
+		muc_room_forget(r->jid);
 	room_unlink(r);
 	room_free(r);
 }
