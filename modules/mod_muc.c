@@ -80,7 +80,7 @@ muc_error(const xmppd_elem *st, const char *cond, const char *text)
 /* The service's own JID.                                             */
 
 static void
-service_disco(xmppd_elem *iq, xmppd_elem *q, int items)
+service_disco(xmppd_elem *iq, const xmppd_jid *to, xmppd_elem *q, int items)
 {
 	xmppd_elem *res, *e;
 
@@ -89,9 +89,7 @@ service_disco(xmppd_elem *iq, xmppd_elem *q, int items)
 		return;
 	}
 	if (items) {
-		/* XEP-0045 6.3: rooms live on their own workers; the
-		 * listing of public rooms is not done yet (empty). */
-		xmppd_iq_reply(iq, xmppd_elem_new(NS_DISCO_ITEMS, "query"));
+		muc_service_items(iq, xmppd_jid_domain(to), q);
 		return;
 	}
 	/* XEP-0045 6.1 */
@@ -140,10 +138,10 @@ service_stanza(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to, void 
 	q = xmppd_elem_first_child(st);
 	if (xmppd_jid_resource(to) == NULL && q != NULL && muc_is(type, "get") &&
 	    muc_is(xmppd_elem_ns(q), NS_DISCO_INFO))
-		service_disco(st, q, 0);
+		service_disco(st, to, q, 0);
 	else if (xmppd_jid_resource(to) == NULL && q != NULL && muc_is(type, "get") &&
 	    muc_is(xmppd_elem_ns(q), NS_DISCO_ITEMS))
-		service_disco(st, q, 1);
+		service_disco(st, to, q, 1);
 	else
 		xmppd_iq_error(st, "service-unavailable", NULL);
 }
@@ -166,6 +164,7 @@ unload(xmppd_ctx *ctx)
 {
 	(void)ctx;
 	muc_rooms_free();
+	muc_ctl_free();
 	free_services();
 }
 
@@ -232,7 +231,7 @@ load(xmppd_ctx *ctx)
 			goto err;
 		muc_module.nservices++;
 	}
-	if (muc_rooms_init() < 0)
+	if (muc_rooms_init() < 0 || muc_ctl_init(ctx) < 0)
 		goto err;
 	for (size_t i = 0; i < muc_module.nservices; i++)
 		if (xmppd_service_register(ctx, muc_module.services[i], service_stanza, NULL) < 0)

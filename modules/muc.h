@@ -175,6 +175,10 @@ const char *muc_aff_name(int aff);
 int muc_role_parse(const char *s);
 int muc_aff_parse(const char *s);
 
+/* A new room with the defaults (unlocked, no occupants, temporary). */
+struct muc_room *muc_room_new(const char *jid, const char *service);
+/* fn for every room of the calling worker (fn must not free any). */
+void muc_rooms_foreach_local(void (*fn)(struct muc_room *r, void *ud), void *ud);
 /* A placeholder room (loading) in the calling worker's table. */
 struct muc_room *muc_room_placeholder(const char *jid, const char *service);
 /* Unlinks and frees a room (what is queued on it is dropped). */
@@ -194,6 +198,13 @@ size_t muc_store_service_prefix(char *buf, size_t size, const char *service);
 /* Runs a stanza for a room (room@service[/nick]) that is in memory or
  * known to be absent. */
 void muc_dispatch(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to);
+
+/* ---- muc_ctl.c ---- */
+int muc_ctl_init(xmppd_ctx *ctx);
+void muc_ctl_free(void);
+/* XEP-0045 6.3: the service's public rooms (with RSM), answered from
+ * the last worker to have looked at its rooms. */
+void muc_service_items(xmppd_elem *iq, const char *service, xmppd_elem *q);
 
 /* ---- muc_admin.c ---- */
 void muc_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to);

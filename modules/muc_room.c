@@ -205,6 +205,24 @@ muc_rooms_free(void)
 }
 
 struct muc_room *
+muc_room_new(const char *jid, const char *service)
+{
+	return room_new(jid, service);
+}
+
+void
+muc_rooms_foreach_local(void (*fn)(struct muc_room *r, void *ud), void *ud)
+{
+	struct muc_table *t = my_table();
+
+	if (t == NULL)
+		return;
+	for (size_t b = 0; b < ROOM_BUCKETS; b++)
+		for (struct muc_room *r = t->b[b]; r != NULL; r = r->hnext)
+			fn(r, ud);
+}
+
+struct muc_room *
 muc_room_placeholder(const char *jid, const char *service)
 {
 	struct muc_room *r = room_new(jid, service);
