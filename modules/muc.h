@@ -83,6 +83,7 @@ struct muc_occ {
 	char *nick;
 	char *bare;                 /* the real bare JID */
 	int role;
+	int aff;                    /* the room's affiliation of bare (a copy) */
 	struct muc_sess *sess;
 	size_t nsess;
 };

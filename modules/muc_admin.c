@@ -159,7 +159,7 @@ static int
 config_apply(struct muc_room *r, xmppd_elem *x, int *members_only_now)
 {
 	struct muc_config c = r->cfg;
-	int ok = 0, dummy = 0;
+	int ok = 0, bad = 0, dummy = 0;
 	char *end;
 
 	c.name = c.desc = c.secret = NULL;
@@ -175,41 +175,41 @@ config_apply(struct muc_room *r, xmppd_elem *x, int *members_only_now)
 		if (muc_is(var, "FORM_TYPE"))
 			ok = ok || muc_is(v, NS_MUC_ROOMCONFIG);
 		else if (muc_is(var, "muc#roomconfig_roomname"))
-			ok = set_str(&c.name, v) == 0 ? ok : -100;
+			ok = set_str(&c.name, v) == 0 ? ok : (bad = 1, ok);
 		else if (muc_is(var, "muc#roomconfig_roomdesc"))
-			ok = set_str(&c.desc, v) == 0 ? ok : -100;
+			ok = set_str(&c.desc, v) == 0 ? ok : (bad = 1, ok);
 		else if (muc_is(var, "muc#roomconfig_roomsecret"))
-			ok = set_str(&c.secret, v) == 0 ? ok : -100;
+			ok = set_str(&c.secret, v) == 0 ? ok : (bad = 1, ok);
 		else if (muc_is(var, "muc#roomconfig_persistentroom"))
-			ok = parse_bool(v, &c.persistent) == 0 ? ok : -100;
+			ok = parse_bool(v, &c.persistent) == 0 ? ok : (bad = 1, ok);
 		else if (muc_is(var, "muc#roomconfig_publicroom"))
-			ok = parse_bool(v, &c.public) == 0 ? ok : -100;
+			ok = parse_bool(v, &c.public) == 0 ? ok : (bad = 1, ok);
 		else if (muc_is(var, "muc#roomconfig_membersonly"))
-			ok = parse_bool(v, &c.membersonly) == 0 ? ok : -100;
+			ok = parse_bool(v, &c.membersonly) == 0 ? ok : (bad = 1, ok);
 		else if (muc_is(var, "muc#roomconfig_moderatedroom"))
-			ok = parse_bool(v, &c.moderated) == 0 ? ok : -100;
+			ok = parse_bool(v, &c.moderated) == 0 ? ok : (bad = 1, ok);
 		else if (muc_is(var, "muc#roomconfig_passwordprotectedroom"))
-			ok = parse_bool(v, &c.password_protected) == 0 ? ok : -100;
+			ok = parse_bool(v, &c.password_protected) == 0 ? ok : (bad = 1, ok);
 		else if (muc_is(var, "muc#roomconfig_changesubject"))
-			ok = parse_bool(v, &c.changesubject) == 0 ? ok : -100;
+			ok = parse_bool(v, &c.changesubject) == 0 ? ok : (bad = 1, ok);
 		else if (muc_is(var, "muc#roomconfig_allowinvites"))
-			ok = parse_bool(v, &c.allowinvites) == 0 ? ok : -100;
+			ok = parse_bool(v, &c.allowinvites) == 0 ? ok : (bad = 1, ok);
 		else if (muc_is(var, "muc#roomconfig_enablelogging"))
-			ok = parse_bool(v, &c.logging) == 0 ? ok : -100;
+			ok = parse_bool(v, &c.logging) == 0 ? ok : (bad = 1, ok);
 		else if (muc_is(var, "muc#roomconfig_whois")) {
 			if (muc_is(v, "anyone"))
 				c.whois_anyone = 1;
 			else if (muc_is(v, "moderators"))
 				c.whois_anyone = 0;
 			else
-				ok = -100;
+				bad = 1;
 		} else if (muc_is(var, "muc#roomconfig_allowpm")) {
 			int i;
 
 			for (i = 0; i < 4 && !muc_is(v, pm_names[i]); i++)
 				;
 			if (i == 4)
-				ok = -100;
+				bad = 1;
 			else
 				c.allowpm = i;
 		} else if (muc_is(var, "muc#roomconfig_maxusers")) {
@@ -218,12 +218,12 @@ config_apply(struct muc_room *r, xmppd_elem *x, int *members_only_now)
 			/* The service's cap bounds it (XEP-0045 leaves it
 			 * to the service). */
 			if (end == v || *end != '\0' || n < 1 || n > muc_module.max_users)
-				ok = -100;
+				bad = 1;
 			else
 				c.maxusers = n;
 		}
 	}
-	if (ok != 1)
+	if (!ok || bad)
 		goto bad;
 	/* The owners and admins lists, checked before anything changes. */
 	for (xmppd_elem *f = xmppd_elem_first_child(x); f != NULL; f = xmppd_elem_next_sibling(f))
@@ -322,7 +322,7 @@ config_changed(struct muc_room *r, int members_only_now)
 
 		for (o = r->occ_head; o != NULL; o = nx) {
 			nx = o->next;
-			if (muc_aff_of(r, o->bare) < MUC_AFF_MEMBER) {
+			if (o->aff < MUC_AFF_MEMBER) {
 				muc_broadcast_presence(r, o, 1, &c, 1, NULL, NULL);
 				muc_occ_remove(r, o);
 			}
@@ -379,6 +379,7 @@ owner_iq(struct muc_room *r, xmppd_elem *iq, xmppd_elem *q, const xmppd_jid *fro
 	xmppd_iq_reply(iq, NULL);
 	if (!was_locked)
 		config_changed(r, members_only_now);
+	muc_room_gc(r);
 }
 
 /* ---------------------------------------------------------------- */
@@ -431,8 +432,7 @@ admin_list(struct muc_room *r, xmppd_elem *iq, xmppd_elem *item, int actor_aff,
 		for (struct muc_occ *o = r->occ_head; o != NULL; o = o->next)
 			if (o->role == role) {
 				e = xmppd_elem_add_child(res, NS_MUC_ADMIN, "item");
-				xmppd_elem_set_attr(e, "affiliation",
-				    muc_aff_name(muc_aff_of(r, o->bare)));
+				xmppd_elem_set_attr(e, "affiliation", muc_aff_name(o->aff));
 				xmppd_elem_set_attr(e, "role", rs);
 				xmppd_elem_set_attr(e, "nick", o->nick);
 				if (o->sess != NULL)

@@ -268,6 +268,11 @@ muc_aff_set(struct muc_room *r, const char *bare, int aff, const char *reason)
 	struct muc_aff_entry *na;
 	size_t i;
 
+	/* Occupants keep a copy (presence items read it for each): an
+	 * affiliation change is rare, a broadcast is not. */
+	for (struct muc_occ *o = r->occ_head; o != NULL; o = o->next)
+		if (strcmp(o->bare, bare) == 0)
+			o->aff = aff;
 	for (i = 0; i < r->naffs; i++)
 		if (strcmp(r->affs[i].jid, bare) == 0)
 			break;
@@ -353,7 +358,7 @@ nick_unlink(struct muc_room *r, struct muc_occ *o)
 }
 
 static struct muc_occ *
-occ_new(struct muc_room *r, const char *nick, const char *bare, int role)
+occ_new(struct muc_room *r, const char *nick, const char *bare, int role, int aff)
 {
 	struct muc_occ *o = calloc(1, sizeof(*o));
 
@@ -364,6 +369,7 @@ occ_new(struct muc_room *r, const char *nick, const char *bare, int role)
 		return NULL;
 	}
 	o->role = role;
+	o->aff = aff;
 	nick_link(r, o);
 	o->prev = r->occ_tail;
 	if (r->occ_tail != NULL)
@@ -511,7 +517,7 @@ occ_presence(struct muc_room *r, struct muc_occ *o, int unavailable, int with_ji
 				xmppd_elem_append_copy(p, c);
 	x = xmppd_elem_add_child(p, NS_MUC_USER, "x");
 	item = xmppd_elem_add_child(x, NS_MUC_USER, "item");
-	xmppd_elem_set_attr(item, "affiliation", muc_aff_name(muc_aff_of(r, o->bare)));
+	xmppd_elem_set_attr(item, "affiliation", muc_aff_name(o->aff));
 	xmppd_elem_set_attr(item, "role", unavailable ? "none" : muc_role_name(o->role));
 	if (with_jid && o->sess != NULL)
 		xmppd_elem_set_attr(item, "jid", xmppd_jid_full(o->sess->full));
@@ -805,7 +811,7 @@ join(struct muc_room *r, xmppd_elem *st, const xmppd_jid *from, const xmppd_jid 
 			}
 		}
 	}
-	if (o == NULL && (o = occ_new(r, nick, bare, muc_default_role(r, aff))) == NULL) {
+	if (o == NULL && (o = occ_new(r, nick, bare, muc_default_role(r, aff), aff)) == NULL) {
 		muc_room_gc(r);
 		muc_error(st, "internal-server-error", NULL);
 		return;
@@ -1121,6 +1127,10 @@ muc_message(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to)
 	}
 	s = muc_sess_find(r, xmppd_jid_full(from));
 	x = xmppd_elem_child(st, NS_MUC_USER, "x");
+	if (s != NULL && !rate_take(s)) {
+		muc_error(st, muc_module.rate_error, "too many messages");
+		return;
+	}
 	/* 7.8.3: a decline comes from a non-occupant. */
 	if (nick == NULL && x != NULL && !muc_is(type, "groupchat") &&
 	    (xmppd_elem_child(x, NS_MUC_USER, "decline") != NULL ||
@@ -1135,10 +1145,6 @@ muc_message(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to)
 	/* 7.4, 7.5: only occupants send to the room or its occupants. */
 	if (s == NULL) {
 		muc_error(st, "not-acceptable", "you are not in the room");
-		return;
-	}
-	if (!rate_take(s)) {
-		muc_error(st, muc_module.rate_error, "too many messages");
 		return;
 	}
 	if (nick != NULL)

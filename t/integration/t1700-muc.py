@@ -126,7 +126,7 @@ def form_vars(r, ns):
 
 async def main():
     srv = xt.Server(workers=2, modules={
-        'mod_disco': {},
+        'mod_disco': {}, 'mod_roster': {},
         'mod_muc': {'history_size': 3, 'message_rate': 1, 'message_burst': 12,
                     'max_subject_length': 40}})
     for u in ('alice', 'bob', 'carol', 'dave'):
@@ -304,6 +304,10 @@ async def main():
     r = await admin(alice, 'lobby', "<item nick='carol2' role='participant'/>")
     p = await pres_from(carol, 'lobby', 'carol2', lambda p: item(p).get('role') == 'participant')
     xt.ok(cond_of(r) == 'result' and p is not None, '8.3: voice granted: role participant')
+    r = await admin(alice, 'lobby', "<item jid='%s' affiliation='member'/>" % carol.jid.bare)
+    p = await pres_from(dave, 'lobby', 'carol2', lambda p: item(p).get('affiliation') == 'member')
+    xt.ok(cond_of(r) == 'result' and p is not None,
+          '9.3: made a member while in the room: everyone sees affiliation member')
 
     # -- 6.4: room disco#info --------------------------------------------------
     r = await dave.iq('get', 'lobby@' + SVC,
@@ -368,9 +372,22 @@ async def main():
     for i in range(14):
         groupchat(eve, 'tmp', 'flood %d' % i)
     xt.is_(cond_of(await error_msg(eve)), 'resource-constraint',
-           'message_burst exceeded: resource-constraint')
+           'message_burst exceeded: resource-constraint (a token bucket per session)')
 
-    await xt.disconnect_all(alice, alice2, bob, carol, dave, eve)
+    # -- 10.2: a bad value changes nothing ---------------------------------
+    r = await configure(alice, 'lobby', [('maxusers', 'many'), ('roomname', 'Renamed')])
+    xt.is_(cond_of(r), 'bad-request', '10.2: a bad field value: bad-request')
+    r = await alice.iq('get', 'lobby@' + SVC, "<query xmlns='%s'/>" % OWNER)
+    xt.is_(form_vars(r, OWNER).get('muc#roomconfig_roomname'), [''],
+           'and nothing of that form was applied')
+
+    # -- a session that ends leaves (directed presence, RFC 6121 4.6.3) ---
+    await xt.disconnect_all(dave)
+    p = await pres_from(alice, 'lobby', 'dave', lambda p: p['type'] == 'unavailable')
+    xt.ok(p is not None and item(p).get('role') == 'none',
+          'an occupant whose session ends leaves the room')
+
+    await xt.disconnect_all(alice, alice2, bob, carol, eve)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0')
 
 
