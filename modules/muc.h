@@ -92,6 +92,7 @@ struct muc_aff_entry {
 	char *jid;                  /* bare */
 	int aff;
 	char *reason;
+	char *nick;                 /* reserved (7.10 registration), or NULL */
 };
 
 struct muc_hist {
@@ -160,6 +161,12 @@ struct muc_sess *muc_sess_find(struct muc_room *r, const char *full);
 struct muc_occ *muc_occ_find(struct muc_room *r, const char *nick);
 int muc_aff_of(const struct muc_room *r, const char *bare);
 int muc_aff_set(struct muc_room *r, const char *bare, int aff, const char *reason);
+/* XEP-0045 7.10, 7.12: reserved nicknames, kept with an affiliation.
+ * The bare JID that reserved nick, or NULL; bare's reserved nick, or
+ * NULL; reserve (bare must have an affiliation): 0 or -1. */
+const char *muc_nick_holder(const struct muc_room *r, const char *nick);
+const char *muc_nick_of(const struct muc_room *r, const char *bare);
+int muc_nick_reserve(struct muc_room *r, const char *bare, const char *nick);
 /* Sends occ's current presence to every occupant (codes for all; self
  * codes added to its own sessions too); unavailable: its exit. */
 void muc_broadcast_presence(struct muc_room *r, struct muc_occ *o, int unavailable,

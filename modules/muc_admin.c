@@ -278,6 +278,7 @@ muc_room_disco_info(struct muc_room *r, xmppd_elem *iq)
 	xmppd_elem_set_attr(e, "type", "text");
 	xmppd_elem_set_attr(e, "name", *r->cfg.name ? r->cfg.name : r->jid);
 	feature(q, NS_MUC);
+	feature(q, "jabber:iq:register");
 	feature(q, r->cfg.public ? "muc_public" : "muc_hidden");
 	feature(q, r->cfg.persistent ? "muc_persistent" : "muc_temporary");
 	feature(q, r->cfg.membersonly ? "muc_membersonly" : "muc_open");
@@ -583,6 +584,107 @@ admin_iq(struct muc_room *r, xmppd_elem *iq, xmppd_elem *q, const xmppd_jid *fro
 	muc_room_gc(r);
 }
 
+/* ---------------------------------------------------------------- */
+/* Registration (XEP-0045 7.10) and the reserved nickname (7.12).     */
+
+#define NS_REGISTER "jabber:iq:register"
+#define NS_MUC_REGISTER NS_MUC "#register"
+
+static void
+register_iq(struct muc_room *r, xmppd_elem *iq, xmppd_elem *q, const xmppd_jid *from,
+    int set)
+{
+	const char *bare = xmppd_jid_bare(from), *nick, *holder;
+	int aff = muc_aff_of(r, bare);
+	xmppd_elem *res, *x, *f;
+	struct muc_occ *occ;
+
+	if (aff == MUC_AFF_OUTCAST) {
+		xmppd_iq_error(iq, "forbidden", NULL);
+		return;
+	}
+	if (!set) {
+		res = xmppd_elem_new(NS_REGISTER, "query");
+		if ((nick = muc_nick_of(r, bare)) != NULL) {
+			/* 7.10: already registered. */
+			xmppd_elem_add_child(res, NS_REGISTER, "registered");
+			xmppd_elem_add_text(xmppd_elem_add_child(res, NS_REGISTER, "username"), nick,
+			    strlen(nick));
+		} else {
+			xmppd_elem_add_text(xmppd_elem_add_child(res, NS_REGISTER, "instructions"),
+			    "Reserve a nickname in this room.", 32);
+			x = xmppd_elem_add_child(res, NS_XDATA, "x");
+			xmppd_elem_set_attr(x, "type", "form");
+			field(x, "FORM_TYPE", "hidden", NULL, NS_MUC_REGISTER);
+			f = field(x, "muc#register_roomnick", "text-single", "Nickname", NULL);
+			xmppd_elem_add_child(f, NS_XDATA, "required");
+		}
+		xmppd_iq_reply(iq, res);
+		return;
+	}
+	if (xmppd_elem_child(q, NS_REGISTER, "remove") != NULL) {
+		/* Cancelling: the reservation goes, and membership with it
+		 * for a member (admins and owners stay). */
+		if (aff == MUC_AFF_MEMBER)
+			(void)muc_aff_set(r, bare, MUC_AFF_NONE, NULL);
+		else
+			(void)muc_nick_reserve(r, bare, NULL);
+		if (r->cfg.persistent)
+			muc_room_save(r);
+		xmppd_iq_reply(iq, NULL);
+		return;
+	}
+	x = xmppd_elem_child(q, NS_XDATA, "x");
+	nick = NULL;
+	if (x != NULL && muc_is(xmppd_elem_attr(x, "type"), "submit"))
+		for (f = xmppd_elem_first_child(x); f != NULL; f = xmppd_elem_next_sibling(f))
+			if (muc_is(xmppd_elem_attr(f, "var"), "muc#register_roomnick"))
+				nick = fvalue(f);
+	if (nick == NULL || *nick == '\0' || strlen(nick) > (size_t)muc_module.max_nick) {
+		/* 7.10: the nickname is required. */
+		xmppd_iq_error(iq, "not-acceptable", "a nickname is required");
+		return;
+	}
+	holder = muc_nick_holder(r, nick);
+	occ = muc_occ_find(r, nick);
+	if ((holder != NULL && strcmp(holder, bare) != 0) ||
+	    (occ != NULL && strcmp(occ->bare, bare) != 0)) {
+		xmppd_iq_error(iq, "conflict", "that nickname is taken");
+		return;
+	}
+	/* Registration is granted at once: the user becomes a member
+	 * (the XEP lets a room ask its admins first; this one does not). */
+	if ((aff == MUC_AFF_NONE && muc_aff_set(r, bare, MUC_AFF_MEMBER, NULL) < 0) ||
+	    muc_nick_reserve(r, bare, nick) < 0) {
+		xmppd_iq_error(iq, "internal-server-error", NULL);
+		return;
+	}
+	if (r->cfg.persistent)
+		muc_room_save(r);
+	xmppd_iq_reply(iq, NULL);
+	for (struct muc_occ *o = r->occ_head; o != NULL; o = o->next)
+		if (aff == MUC_AFF_NONE && strcmp(o->bare, bare) == 0)
+			muc_broadcast_presence(r, o, 0, NULL, 0, NULL, NULL);
+}
+
+/* 7.12: disco#info on node x-roomuser-item names the user's reserved
+ * nickname (or nothing). */
+static void
+reserved_nick_info(struct muc_room *r, xmppd_elem *iq, const xmppd_jid *from)
+{
+	xmppd_elem *q = xmppd_elem_new(NS_DISCO_INFO, "query"), *e;
+	const char *nick = muc_nick_of(r, xmppd_jid_bare(from));
+
+	xmppd_elem_set_attr(q, "node", "x-roomuser-item");
+	if (nick != NULL) {
+		e = xmppd_elem_add_child(q, NS_DISCO_INFO, "identity");
+		xmppd_elem_set_attr(e, "category", "conference");
+		xmppd_elem_set_attr(e, "type", "text");
+		xmppd_elem_set_attr(e, "name", nick);
+	}
+	xmppd_iq_reply(iq, q);
+}
+
 void
 muc_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to)
 {
@@ -600,8 +702,15 @@ muc_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to)
 		xmppd_iq_error(iq, "item-not-found", NULL);
 		return;
 	}
-	if (muc_is(ns, NS_DISCO_INFO) && !set)
+	if (muc_is(ns, NS_DISCO_INFO) && !set && muc_is(xmppd_elem_attr(q, "node"),
+	    "x-roomuser-item"))
+		reserved_nick_info(r, iq, from);
+	else if (muc_is(ns, NS_DISCO_INFO) && !set && xmppd_elem_attr(q, "node") != NULL)
+		xmppd_iq_error(iq, "item-not-found", NULL);
+	else if (muc_is(ns, NS_DISCO_INFO) && !set)
 		muc_room_disco_info(r, iq);
+	else if (muc_is(ns, NS_REGISTER))
+		register_iq(r, iq, q, from, set);
 	else if (muc_is(ns, NS_DISCO_ITEMS) && !set)
 		/* 6.5: occupants are not listed (the XEP lets a room keep
 		 * them to itself). */

@@ -160,6 +160,7 @@ room_free(struct muc_room *r)
 	for (size_t i = 0; i < r->naffs; i++) {
 		free(r->affs[i].jid);
 		free(r->affs[i].reason);
+		free(r->affs[i].nick);
 	}
 	free(r->affs);
 	for (size_t i = 0; i < r->hist_len; i++)
@@ -280,6 +281,7 @@ muc_aff_set(struct muc_room *r, const char *bare, int aff, const char *reason)
 		if (i < r->naffs) {
 			free(r->affs[i].jid);
 			free(r->affs[i].reason);
+			free(r->affs[i].nick);
 			r->affs[i] = r->affs[--r->naffs];
 		}
 		return 0;
@@ -291,12 +293,47 @@ muc_aff_set(struct muc_room *r, const char *bare, int aff, const char *reason)
 		if ((r->affs[i].jid = strdup(bare)) == NULL)
 			return -1;
 		r->affs[i].reason = NULL;
+		r->affs[i].nick = NULL;
 		r->naffs++;
 	}
 	r->affs[i].aff = aff;
 	free(r->affs[i].reason);
 	r->affs[i].reason = reason != NULL && *reason ? strdup(reason) : NULL;
 	return 0;
+}
+
+const char *
+muc_nick_holder(const struct muc_room *r, const char *nick)
+{
+	for (size_t i = 0; i < r->naffs; i++)
+		if (r->affs[i].nick != NULL && strcmp(r->affs[i].nick, nick) == 0)
+			return r->affs[i].jid;
+	return NULL;
+}
+
+const char *
+muc_nick_of(const struct muc_room *r, const char *bare)
+{
+	for (size_t i = 0; i < r->naffs; i++)
+		if (strcmp(r->affs[i].jid, bare) == 0)
+			return r->affs[i].nick;
+	return NULL;
+}
+
+int
+muc_nick_reserve(struct muc_room *r, const char *bare, const char *nick)
+{
+	for (size_t i = 0; i < r->naffs; i++)
+		if (strcmp(r->affs[i].jid, bare) == 0) {
+			char *n = nick != NULL ? strdup(nick) : NULL;
+
+			if (nick != NULL && n == NULL)
+				return -1;
+			free(r->affs[i].nick);
+			r->affs[i].nick = n;
+			return 0;
+		}
+	return -1;
 }
 
 /* XEP-0045 5.1.2: the default role of each affiliation. */
@@ -742,7 +779,7 @@ send_occupants(struct muc_room *r, struct muc_occ *self, const xmppd_jid *to)
 static void
 join(struct muc_room *r, xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to)
 {
-	const char *bare = xmppd_jid_bare(from), *nick = xmppd_jid_resource(to);
+	const char *bare = xmppd_jid_bare(from), *nick = xmppd_jid_resource(to), *holder;
 	xmppd_elem *mx = xmppd_elem_child(st, NS_MUC, "x");
 	struct muc_occ *o = NULL;
 	struct muc_sess *s;
@@ -783,6 +820,11 @@ join(struct muc_room *r, xmppd_elem *st, const xmppd_jid *from, const xmppd_jid 
 			return;
 		}
 		o = muc_occ_find(r, nick);
+		/* 7.2.9: a nickname another user reserved (7.10). */
+		if ((holder = muc_nick_holder(r, nick)) != NULL && strcmp(holder, bare) != 0) {
+			muc_error(st, "conflict", "that nickname is reserved");
+			return;
+		}
 		/* 7.2.9: one nickname, one user (who may have several
 		 * sessions in it). */
 		if (o != NULL && strcmp(o->bare, bare) != 0) {
@@ -877,8 +919,9 @@ change_nick(struct muc_room *r, struct muc_sess *s, xmppd_elem *st, const char *
 		muc_error(st, "not-acceptable", "nickname too long");
 		return;
 	}
-	/* 7.6.2 */
-	if (other != NULL) {
+	/* 7.6.2; 7.10: nor one another user reserved. */
+	if (other != NULL || (muc_nick_holder(r, nick) != NULL &&
+	    strcmp(muc_nick_holder(r, nick), o->bare) != 0)) {
 		muc_error(st, "conflict", "that nickname is in use");
 		return;
 	}

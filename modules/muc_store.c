@@ -83,6 +83,8 @@ record(const struct muc_room *r, size_t *len_r)
 		xmppd_elem_set_attr(a, "aff", muc_aff_name(r->affs[i].aff));
 		if (r->affs[i].reason != NULL)
 			xmppd_elem_set_attr(a, "reason", r->affs[i].reason);
+		if (r->affs[i].nick != NULL)
+			xmppd_elem_set_attr(a, "nick", r->affs[i].nick);
 	}
 	if (r->subject != NULL)
 		xmppd_elem_append_copy(xmppd_elem_add_child(x, "urn:xmppd:muc:1", "subject"),
@@ -157,8 +159,9 @@ parse(struct muc_room *r, const void *val, size_t vlen)
 
 		if (muc_is(xmppd_elem_name(e), "aff") && xmppd_elem_attr(e, "jid") != NULL &&
 		    (aff = muc_aff_parse(xmppd_elem_attr(e, "aff"))) != -2 &&
-		    muc_aff_set(r, xmppd_elem_attr(e, "jid"), aff,
-		    xmppd_elem_attr(e, "reason")) < 0)
+		    (muc_aff_set(r, xmppd_elem_attr(e, "jid"), aff,
+		    xmppd_elem_attr(e, "reason")) < 0 || (xmppd_elem_attr(e, "nick") != NULL &&
+		    muc_nick_reserve(r, xmppd_elem_attr(e, "jid"), xmppd_elem_attr(e, "nick")) < 0)))
 			goto out;
 		if (muc_is(xmppd_elem_name(e), "subject") && xmppd_elem_first_child(e) != NULL) {
 			xmppd_elem_unref(r->subject);
