@@ -1154,6 +1154,85 @@ invitation(struct muc_room *r, struct muc_sess *s, xmppd_elem *st, xmppd_elem *x
 	}
 }
 
+/* ---------------------------------------------------------------- */
+/* Voice requests (XEP-0045 8.6).                                     */
+
+#define NS_MUC_REQUEST NS_MUC "#request"
+
+static const char *
+form_value(xmppd_elem *x, const char *var)
+{
+	for (xmppd_elem *f = xmppd_elem_first_child(x); f != NULL; f = xmppd_elem_next_sibling(f))
+		if (muc_is(xmppd_elem_name(f), "field") && muc_is(xmppd_elem_attr(f, "var"), var)) {
+			xmppd_elem *v = xmppd_elem_child(f, NS_XDATA, "value");
+
+			return v != NULL ? xmppd_elem_text(v) : "";
+		}
+	return NULL;
+}
+
+static void
+req_field(xmppd_elem *x, const char *var, const char *type, const char *label,
+    const char *value)
+{
+	xmppd_elem *f = xmppd_elem_add_child(x, NS_XDATA, "field");
+
+	xmppd_elem_set_attr(f, "var", var);
+	xmppd_elem_set_attr(f, "type", type);
+	if (label != NULL)
+		xmppd_elem_set_attr(f, "label", label);
+	xmppd_elem_add_text(xmppd_elem_add_child(f, NS_XDATA, "value"), value, strlen(value));
+}
+
+/* 1 when st was a voice request or a moderator's answer to one. */
+static int
+voice_request(struct muc_room *r, struct muc_sess *s, xmppd_elem *st)
+{
+	xmppd_elem *x = xmppd_elem_child(st, NS_XDATA, "x"), *m, *fx;
+	const char *allow, *nick;
+	struct muc_occ *o;
+
+	if (x == NULL || !muc_is(xmppd_elem_attr(x, "type"), "submit") ||
+	    !muc_is(form_value(x, "FORM_TYPE"), NS_MUC_REQUEST))
+		return 0;
+	allow = form_value(x, "muc#request_allow");
+	if (allow != NULL) {
+		/* 8.6: a moderator's approval grants voice. */
+		if (s->occ->role != MUC_ROLE_MODERATOR) {
+			muc_error(st, "forbidden", "only moderators approve voice requests");
+			return 1;
+		}
+		nick = form_value(x, "muc#roomnick");
+		if ((muc_is(allow, "true") || muc_is(allow, "1")) && nick != NULL &&
+		    (o = muc_occ_find(r, nick)) != NULL && o->role == MUC_ROLE_VISITOR) {
+			o->role = MUC_ROLE_PARTICIPANT;
+			muc_broadcast_presence(r, o, 0, NULL, 0, NULL, s->occ->nick);
+		}
+		return 1;
+	}
+	if (!muc_is(form_value(x, "muc#role"), "participant"))
+		return 0;
+	/* Only a visitor asks; the request goes to every moderator. */
+	if (s->occ->role != MUC_ROLE_VISITOR)
+		return 1;
+	m = xmppd_elem_new(NULL, "message");
+	xmppd_elem_set_attr(m, "from", r->jid);
+	fx = xmppd_elem_add_child(m, NS_XDATA, "x");
+	xmppd_elem_set_attr(fx, "type", "form");
+	xmppd_elem_add_text(xmppd_elem_add_child(fx, NS_XDATA, "title"), "Voice request", 13);
+	req_field(fx, "FORM_TYPE", "hidden", NULL, NS_MUC_REQUEST);
+	req_field(fx, "muc#role", "list-single", "Requested role", "participant");
+	req_field(fx, "muc#jid", "jid-single", "User ID", xmppd_jid_full(s->full));
+	req_field(fx, "muc#roomnick", "text-single", "Room nickname", s->occ->nick);
+	req_field(fx, "muc#request_allow", "boolean", "Grant voice?", "false");
+	for (o = r->occ_head; o != NULL; o = o->next)
+		if (o->role == MUC_ROLE_MODERATOR)
+			for (struct muc_sess *ms = o->sess; ms != NULL; ms = ms->next)
+				send_copy(m, ms->full);
+	xmppd_elem_unref(m);
+	return 1;
+}
+
 void
 muc_message(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to)
 {
@@ -1192,6 +1271,8 @@ muc_message(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to)
 	}
 	if (nick != NULL)
 		private_message(r, s, st, nick);
+	else if (!muc_is(type, "groupchat") && voice_request(r, s, st))
+		return;
 	else if (muc_is(type, "groupchat"))
 		groupchat(r, s, st);
 	else

@@ -308,6 +308,30 @@ async def main():
     p = await pres_from(dave, 'lobby', 'carol2', lambda p: item(p).get('affiliation') == 'member')
     xt.ok(cond_of(r) == 'result' and p is not None,
           '9.3: made a member while in the room: everyone sees affiliation member')
+    r = await admin(alice, 'lobby', "<item nick='carol2' role='visitor'/>")
+    p = await pres_from(carol, 'lobby', 'carol2', lambda p: item(p).get('role') == 'visitor')
+    xt.ok(cond_of(r) == 'result' and p is not None, '8.4: voice revoked: role visitor')
+    carol.presences.items.clear()   # what came before (the member grant's)
+    carol.send_raw("<message to='lobby@%s'><x xmlns='%s' type='submit'><field var='FORM_TYPE'>"
+                   "<value>%s#request</value></field><field var='muc#role'><value>participant"
+                   "</value></field></x></message>" % (SVC, XDATA, MUC))
+    m = await alice.message(lambda m: m.xml.find('{%s}x' % XDATA) is not None)
+    fx = None if m is None else m.xml.find('{%s}x' % XDATA)
+    fvals = {} if fx is None else {f.get('var'): f.findtext('{%s}value' % XDATA)
+                                   for f in fx.findall('{%s}field' % XDATA)}
+    xt.ok(fvals.get('muc#roomnick') == 'carol2' and fvals.get('muc#jid') == str(carol.jid)
+          and fvals.get('FORM_TYPE') == MUC + '#request',
+          '8.6: a visitor\'s voice request reaches the moderator as a form') or xt.diag(str(m))
+    approve = ("<message to='lobby@%s'><x xmlns='%s' type='submit'><field var='FORM_TYPE'>"
+               "<value>%s#request</value></field><field var='muc#roomnick'><value>carol2"
+               "</value></field><field var='muc#request_allow'><value>true</value></field>"
+               "</x></message>" % (SVC, XDATA, MUC))
+    carol.send_raw(approve)
+    xt.is_(cond_of(await error_msg(carol)), 'forbidden',
+           '8.6: a visitor cannot approve her own request')
+    alice.send_raw(approve)
+    p = await pres_from(carol, 'lobby', 'carol2', lambda p: item(p).get('role') == 'participant')
+    xt.ok(p is not None, '8.6: the moderator approves: carol has voice')
 
     # -- 6.4: room disco#info --------------------------------------------------
     r = await dave.iq('get', 'lobby@' + SVC,
