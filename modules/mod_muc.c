@@ -9,6 +9,8 @@
  * muc_admin.c (IQs); those for the service's own JID are answered here.
  */
 #define _GNU_SOURCE             /* asprintf */
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,9 @@ static const struct xmppd_option options[] = {
 	/* What a message past the rate gets: resource-constraint (type
 	 * wait) or policy-violation. */
 	{ "message_excess", XMPPD_OPT_STRING, "resource-constraint", 0, 0 },
+	/* Rooms one user may have made (since the server started) that
+	 * exist at once; 0: no limit. */
+	{ "max_rooms_per_user", XMPPD_OPT_INT, "100", 0, 1000000 },
 	{ NULL, 0, NULL, 0, 0 },
 };
 
@@ -68,6 +73,94 @@ muc_may_create(const xmppd_jid *actor)
 		return xmppd_jid_node(actor) != NULL &&
 		    xmppd_is_local_host(xmppd_jid_domain(actor));
 	return xmppd_access_check(muc_module.access_create, actor, NULL);
+}
+
+/* ---------------------------------------------------------------- */
+/* Rooms per user: the one table workers share, under its own lock
+ * (creating a room is rare; no room's state is behind it).           */
+
+#define CREATOR_BUCKETS 256
+
+struct creator {
+	struct creator *next;
+	char *bare;
+	long count;
+};
+
+static pthread_mutex_t creators_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct creator *creators[CREATOR_BUCKETS];
+
+static unsigned
+creator_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h % CREATOR_BUCKETS;
+}
+
+int
+muc_creator_take(const char *bare)
+{
+	struct creator **pp, *c;
+	int rc = 0;
+
+	if (muc_module.max_rooms_per_user == 0)
+		return 0;
+	pthread_mutex_lock(&creators_mu);
+	for (pp = &creators[creator_hash(bare)]; (c = *pp) != NULL; pp = &c->next)
+		if (strcmp(c->bare, bare) == 0)
+			break;
+	if (c == NULL) {
+		if ((c = calloc(1, sizeof(*c))) == NULL || (c->bare = strdup(bare)) == NULL) {
+			free(c);
+			rc = -1;
+		} else {
+			*pp = c;
+		}
+	}
+	if (c != NULL && c->count >= muc_module.max_rooms_per_user)
+		rc = -1;
+	else if (c != NULL)
+		c->count++;
+	pthread_mutex_unlock(&creators_mu);
+	return rc;
+}
+
+void
+muc_creator_release(const char *bare)
+{
+	struct creator **pp, *c;
+
+	if (muc_module.max_rooms_per_user == 0)
+		return;
+	pthread_mutex_lock(&creators_mu);
+	for (pp = &creators[creator_hash(bare)]; (c = *pp) != NULL; pp = &c->next)
+		if (strcmp(c->bare, bare) == 0) {
+			if (--c->count <= 0) {
+				*pp = c->next;
+				free(c->bare);
+				free(c);
+			}
+			break;
+		}
+	pthread_mutex_unlock(&creators_mu);
+}
+
+void
+muc_creators_free(void)
+{
+	pthread_mutex_lock(&creators_mu);
+	for (size_t b = 0; b < CREATOR_BUCKETS; b++)
+		while (creators[b] != NULL) {
+			struct creator *c = creators[b];
+
+			creators[b] = c->next;
+			free(c->bare);
+			free(c);
+		}
+	pthread_mutex_unlock(&creators_mu);
 }
 
 void
@@ -164,6 +257,7 @@ unload(xmppd_ctx *ctx)
 {
 	(void)ctx;
 	muc_rooms_free();
+	muc_creators_free();
 	muc_ctl_free();
 	free_services();
 }
@@ -204,6 +298,7 @@ load(xmppd_ctx *ctx)
 	muc_module.msg_rate = xmppd_opt_int(ctx, "message_rate");
 	muc_module.msg_burst = xmppd_opt_int(ctx, "message_burst");
 	muc_module.rate_error = xmppd_opt_string(ctx, "message_excess");
+	muc_module.max_rooms_per_user = xmppd_opt_int(ctx, "max_rooms_per_user");
 	if (!muc_is(muc_module.rate_error, "resource-constraint") &&
 	    !muc_is(muc_module.rate_error, "policy-violation")) {
 		xmppd_log(ctx, XMPPD_LOG_ERROR,

@@ -121,6 +121,7 @@ struct muc_room {
 	struct muc_hist *hist;      /* a ring of mod.history_size */
 	size_t hist_start, hist_len;
 	xmppd_elem *subject;        /* the last subject message (from room/nick) */
+	char *creator;              /* counted against max_rooms_per_user, or NULL */
 };
 
 /* Module-wide settings, read-only after load. */
@@ -135,6 +136,7 @@ struct muc_mod {
 	long max_subject;
 	long max_nick;
 	long msg_rate, msg_burst;
+	long max_rooms_per_user;
 	const char *rate_error;
 	struct muc_table *tables;   /* one per worker */
 	unsigned nworkers;
@@ -146,6 +148,11 @@ extern struct muc_mod muc_module;
 int muc_is(const char *a, const char *b);
 const char *muc_our_service(const char *domain);
 int muc_may_create(const xmppd_jid *actor);
+/* max_rooms_per_user: counts a room made by bare (0), or -1 when it has
+ * as many as it may; release when the room goes. Any worker (a mutex). */
+int muc_creator_take(const char *bare);
+void muc_creator_release(const char *bare);
+void muc_creators_free(void);
 /* The <error/>-carrying reply to st, routed. */
 void muc_error(const xmppd_elem *st, const char *cond, const char *text);
 

@@ -155,6 +155,10 @@ static void
 room_free(struct muc_room *r)
 {
 	muc_queue_free(r);
+	if (r->creator != NULL) {
+		muc_creator_release(r->creator);
+		free(r->creator);
+	}
 	while (r->occ_head != NULL)
 		muc_occ_remove(r, r->occ_head);
 	for (size_t i = 0; i < r->naffs; i++) {
@@ -797,8 +801,17 @@ join(struct muc_room *r, xmppd_elem *st, const xmppd_jid *from, const xmppd_jid 
 			muc_error(st, "not-allowed", "you may not create rooms here");
 			return;
 		}
+		if (muc_creator_take(bare) < 0) {
+			muc_error(st, "policy-violation", "you have made too many rooms");
+			return;
+		}
 		if ((r = room_new(xmppd_jid_bare(to), xmppd_jid_domain(to))) == NULL ||
+		    (r->creator = strdup(bare)) == NULL ||
 		    muc_aff_set(r, bare, MUC_AFF_OWNER, NULL) < 0) {
+			if (r == NULL)
+				muc_creator_release(bare);
+			else if (r->creator == NULL)
+				muc_creator_release(bare);
 			if (r != NULL)
 				muc_room_gc(r);
 			muc_error(st, "internal-server-error", NULL);

@@ -193,6 +193,22 @@ async def main():
         or xt.diag(str(r))
     await xt.disconnect_all(bob)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0')
+    srv.teardown()
+
+    # -- max_rooms_per_user ---------------------------------------------
+    srv = xt.Server(workers=2, modules={'mod_muc': {'max_rooms_per_user': 2}})
+    srv.register('alice', 'alice-pw')
+    alice = await xt.login_ok(srv, 'alice', resource='a')
+    await create(alice, 'one', 'alice')
+    await create(alice, 'two', 'alice')
+    p = await join(alice, 'three', 'alice')
+    xt.is_(cond_of(p), 'policy-violation', 'max_rooms_per_user 2: a third room is refused')
+    alice.send_raw("<presence to='one@%s/alice' type='unavailable'/>" % SVC)
+    await pres_from(alice, 'one', 'alice', lambda p: p['type'] == 'unavailable')
+    p = await join(alice, 'three', 'alice')
+    xt.ok('201' in codes(p), 'once one of them went, she may make another')
+    await xt.disconnect_all(alice)
+    xt.is_(await srv.astop(), 0, 'xmppd exits 0')
 
 
 xt.run(main, timeout=90)
