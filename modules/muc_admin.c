@@ -139,10 +139,17 @@ apply_jids(struct muc_room *r, xmppd_elem *f, int aff, int *changed)
 	return 0;
 }
 
+#define MAX_CONFIG_TEXT 1024
+
 static int
 set_str(char **dst, const char *v)
 {
-	char *c = strdup(v);
+	char *c;
+
+	/* Kept in the room's record: bounded. */
+	if (strlen(v) > MAX_CONFIG_TEXT)
+		return -1;
+	c = strdup(v);
 
 	if (c == NULL)
 		return -1;

@@ -15,6 +15,10 @@
 #include "muc.h"
 
 #define ROOM_BUCKETS 1024
+/* Invitations one message may carry (7.8.2): each is a message out. */
+#define MAX_INVITES 10
+
+static int rate_take(struct muc_sess *s);
 
 struct muc_table {
 	struct muc_room *b[ROOM_BUCKETS];
@@ -703,6 +707,15 @@ send_history(struct muc_room *r, xmppd_elem *hist, const xmppd_jid *to)
 
 		if (maxstanzas >= 0 && n + 1 > (size_t)maxstanzas)
 			break;
+		if (maxchars >= 0 && h->chars == 0) {
+			/* 7.2.15: maxchars counts the XML; measured when a
+			 * joiner first asks, not for every message. */
+			size_t len = 0;
+			char *text = xmppd_elem_to_string(h->msg, &len);
+
+			free(text);
+			h->chars = len > 0 ? len : 1;
+		}
 		if (maxchars >= 0 && chars + h->chars > (size_t)maxchars)
 			break;
 		if (seconds >= 0 && now - h->at > seconds)
@@ -723,14 +736,11 @@ send_history(struct muc_room *r, xmppd_elem *hist, const xmppd_jid *to)
 static void
 hist_add(struct muc_room *r, xmppd_elem *msg)
 {
-	size_t cap = (size_t)muc_module.history_size, len = 0;
+	size_t cap = (size_t)muc_module.history_size;
 	struct muc_hist *h;
-	char *text;
 
 	if (cap == 0)
 		return;
-	if ((text = xmppd_elem_to_string(msg, &len)) != NULL)
-		free(text);
 	if (r->hist_len == cap) {
 		h = &r->hist[r->hist_start];
 		xmppd_elem_unref(h->msg);
@@ -740,7 +750,7 @@ hist_add(struct muc_room *r, xmppd_elem *msg)
 	h = &r->hist[(r->hist_start + r->hist_len) % cap];
 	h->msg = xmppd_elem_ref(msg);
 	h->at = time(NULL);
-	h->chars = len;
+	h->chars = 0;             /* not measured yet */
 	r->hist_len++;
 }
 
@@ -980,6 +990,11 @@ muc_presence(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to)
 		join(r, st, from, to);
 		return;
 	}
+	/* Each goes to every occupant: the message rate bounds them too. */
+	if (!rate_take(s)) {
+		muc_error(st, muc_module.rate_error, "too many presence changes");
+		return;
+	}
 	if (strcmp(s->occ->nick, nick) != 0) {
 		change_nick(r, s, st, nick);
 		return;
@@ -1115,8 +1130,10 @@ static void
 invitation(struct muc_room *r, struct muc_sess *s, xmppd_elem *st, xmppd_elem *x)
 {
 	xmppd_elem *e;
+	int n = 0;
 
-	for (e = xmppd_elem_first_child(x); e != NULL; e = xmppd_elem_next_sibling(e)) {
+	for (e = xmppd_elem_first_child(x); e != NULL && n < MAX_INVITES;
+	    e = xmppd_elem_next_sibling(e)) {
 		const char *to = xmppd_elem_attr(e, "to"), *reason;
 		int invite = muc_is(xmppd_elem_name(e), "invite");
 		xmppd_jid *tj;
@@ -1124,6 +1141,7 @@ invitation(struct muc_room *r, struct muc_sess *s, xmppd_elem *st, xmppd_elem *x
 
 		if (!invite && !muc_is(xmppd_elem_name(e), "decline"))
 			continue;
+		n++;
 		if (to == NULL || (tj = xmppd_jid_parse(to)) == NULL) {
 			muc_error(st, "jid-malformed", NULL);
 			return;

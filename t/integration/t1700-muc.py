@@ -129,7 +129,7 @@ async def main():
         'mod_disco': {}, 'mod_roster': {},
         'mod_muc': {'history_size': 3, 'message_rate': 1, 'message_burst': 12,
                     'max_subject_length': 40}})
-    for u in ('alice', 'bob', 'carol', 'dave'):
+    for u in ('alice', 'bob', 'carol', 'dave', 'frank', 'grace'):
         srv.register(u, u + '-pw')
     alice = await xt.login_ok(srv, 'alice', resource='a1')
     bob = await xt.login_ok(srv, 'bob', resource='b')
@@ -206,6 +206,18 @@ async def main():
     xt.ok(p is not None and m is None, '7.2.15: maxchars=0: no history')
     old = await gc_msg(dave, 'lobby', 'alice', 'hello 0', timeout=0.1)
     xt.ok(old is None, 'history_size 3 keeps three messages')
+    frank = await xt.login_ok(srv, 'frank', resource='f')
+    grace = await xt.login_ok(srv, 'grace', resource='g')
+    await join(frank, 'lobby', 'frank', "<history maxchars='1'/>")
+    m = await gc_msg(frank, 'lobby', 'alice', timeout=0.5)
+    await join(grace, 'lobby', 'grace', "<history maxchars='100000'/>")
+    h = [await gc_msg(grace, 'lobby', 'alice', 'hello %d' % i, timeout=1) for i in (1, 2, 3)]
+    xt.ok(m is None and None not in h,
+          '7.2.15: maxchars counts the XML: 1 gives none, 100000 all three')
+    frank.send_raw("<presence to='lobby@%s/frank' type='unavailable'/>" % SVC)
+    grace.send_raw("<presence to='lobby@%s/grace' type='unavailable'/>" % SVC)
+    await pres_from(grace, 'lobby', 'grace', lambda p: p['type'] == 'unavailable')
+    await pres_from(frank, 'lobby', 'frank', lambda p: p['type'] == 'unavailable')
 
     # -- 8.1: subject -------------------------------------------------------
     groupchat(bob, 'lobby', subject='bob says')
@@ -398,6 +410,22 @@ async def main():
     xt.is_(cond_of(await error_msg(eve)), 'resource-constraint',
            'message_burst exceeded: resource-constraint (a token bucket per session)')
 
+    eve.send_raw("<presence to='tmp@%s/eve'><show>away</show></presence>" % SVC)
+    p = await eve.presence(lambda p: p['type'] == 'error')
+    xt.is_(cond_of(p), 'resource-constraint',
+           'presence changes count against the same bucket')
+
+    # -- bounds on what one stanza makes the room send ----------------------
+    alice.send_raw("<message to='lobby@%s'><x xmlns='%s'>%s</x></message>" % (
+        SVC, USER, ("<invite to='%s'/>" % carol.jid.bare) * 11))
+    got = 0
+    while await carol.message(lambda m: ux(m) is not None and
+                              ux(m).find('{%s}invite' % USER) is not None, timeout=1):
+        got += 1
+    xt.is_(got, 10, 'at most 10 invitations per message')
+    r = await configure(alice, 'lobby', [('roomname', 'n' * 1025)])
+    xt.is_(cond_of(r), 'bad-request', 'a room name past 1024 bytes: bad-request')
+
     # -- 10.2: a bad value changes nothing ---------------------------------
     r = await configure(alice, 'lobby', [('maxusers', 'many'), ('roomname', 'Renamed')])
     xt.is_(cond_of(r), 'bad-request', '10.2: a bad field value: bad-request')
@@ -411,7 +439,7 @@ async def main():
     xt.ok(p is not None and item(p).get('role') == 'none',
           'an occupant whose session ends leaves the room')
 
-    await xt.disconnect_all(alice, alice2, bob, carol, eve)
+    await xt.disconnect_all(alice, alice2, bob, carol, eve, frank, grace)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0')
 
 
