@@ -218,6 +218,16 @@ async def main():
     grace.send_raw("<presence to='lobby@%s/grace' type='unavailable'/>" % SVC)
     await pres_from(grace, 'lobby', 'grace', lambda p: p['type'] == 'unavailable')
     await pres_from(frank, 'lobby', 'frank', lambda p: p['type'] == 'unavailable')
+    await join(frank, 'lobby', 'frank', "<history since='2099-01-01T00:00:00Z'/>")
+    m1 = await gc_msg(frank, 'lobby', 'alice', timeout=0.5)
+    frank.send_raw("<presence to='lobby@%s/frank' type='unavailable'/>" % SVC)
+    await pres_from(frank, 'lobby', 'frank', lambda p: p['type'] == 'unavailable')
+    await join(frank, 'lobby', 'frank', "<history since='2000-01-01T00:00:00Z' seconds='3600'/>")
+    h = [await gc_msg(frank, 'lobby', 'alice', 'hello %d' % i, timeout=1) for i in (1, 2, 3)]
+    xt.ok(m1 is None and None not in h, '7.2.15: since (a future date: none; a past one, '
+          'with seconds 3600: all)')
+    frank.send_raw("<presence to='lobby@%s/frank' type='unavailable'/>" % SVC)
+    await pres_from(frank, 'lobby', 'frank', lambda p: p['type'] == 'unavailable')
 
     # -- 8.1: subject -------------------------------------------------------
     groupchat(bob, 'lobby', subject='bob says')
