@@ -495,7 +495,7 @@ set_aff(struct muc_room *r, struct muc_occ *actor, int actor_aff, xmppd_elem *it
 	int aff = muc_aff_parse(xmppd_elem_attr(item, "affiliation")), old, owners = 0;
 	struct muc_occ *o, *nx;
 	xmppd_jid *j;
-	char *bare;
+	char *bare, *actor_nick;
 
 	if (aff == -2)
 		return "bad-request";
@@ -526,7 +526,9 @@ set_aff(struct muc_room *r, struct muc_occ *actor, int actor_aff, xmppd_elem *it
 		free(bare);
 		return "internal-server-error";
 	}
-	(void)actor;
+	/* The actor may be among those it bans (an owner, one of several):
+	 * its nick is copied before any occupant goes. */
+	actor_nick = actor != NULL ? strdup(actor->nick) : NULL;
 	for (o = r->occ_head; o != NULL; o = nx) {
 		nx = o->next;
 		if (strcmp(o->bare, bare) != 0)
@@ -536,8 +538,7 @@ set_aff(struct muc_room *r, struct muc_occ *actor, int actor_aff, xmppd_elem *it
 			 * members-only room. */
 			int code = aff == MUC_AFF_OUTCAST ? 301 : 321;
 
-			muc_broadcast_presence(r, o, 1, &code, 1, reason,
-			    actor != NULL ? actor->nick : NULL);
+			muc_broadcast_presence(r, o, 1, &code, 1, reason, actor_nick);
 			muc_occ_remove(r, o);
 		} else {
 			o->role = muc_default_role(r, aff) > o->role || aff >= MUC_AFF_ADMIN ||
@@ -545,6 +546,7 @@ set_aff(struct muc_room *r, struct muc_occ *actor, int actor_aff, xmppd_elem *it
 			muc_broadcast_presence(r, o, 0, NULL, 0, reason, NULL);
 		}
 	}
+	free(actor_nick);
 	free(bare);
 	return NULL;
 }

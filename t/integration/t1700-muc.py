@@ -425,6 +425,19 @@ async def main():
     xt.is_(cond_of(p), 'resource-constraint',
            'presence changes count against the same bucket')
 
+    # -- an owner bans herself, present under two nicknames ------------------
+    await create(alice, 'sb', 'alice')
+    r = await admin(alice, 'sb', "<item jid='%s' affiliation='owner'/>" % dave.jid.bare)
+    await join(alice2, 'sb', 'alice-two')
+    r = await admin(alice, 'sb', "<item jid='%s' affiliation='outcast'/>" % alice.jid.bare)
+    p1 = await pres_from(alice, 'sb', 'alice', lambda p: p['type'] == 'unavailable')
+    p2 = await pres_from(alice2, 'sb', 'alice-two', lambda p: p['type'] == 'unavailable')
+    act = None if ux(p2) is None else ux(p2).find('{%s}item/{%s}actor' % (USER, USER))
+    xt.ok(cond_of(r) == 'result' and '301' in codes(p1) and '301' in codes(p2) and
+          act is not None and act.get('nick') == 'alice',
+          '9.1: both occupants of the banned user go with 301, the actor named') \
+        or xt.diag(str(p2))
+
     # -- bounds on what one stanza makes the room send ----------------------
     alice.send_raw("<message to='lobby@%s'><x xmlns='%s'>%s</x></message>" % (
         SVC, USER, ("<invite to='%s'/>" % carol.jid.bare) * 11))
