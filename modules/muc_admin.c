@@ -310,7 +310,8 @@ muc_room_disco_info(struct muc_room *r, xmppd_elem *iq)
 /* Owner (XEP-0045 10).                                               */
 
 static void
-config_changed(struct muc_room *r, int members_only_now)
+config_changed(struct muc_room *r, int members_only_now, int was_whois_anyone,
+    int was_logging)
 {
 	xmppd_elem *m = xmppd_elem_new(NULL, "message"), *x;
 	char code[8];
@@ -321,6 +322,16 @@ config_changed(struct muc_room *r, int members_only_now)
 	x = xmppd_elem_add_child(m, NS_MUC_USER, "x");
 	snprintf(code, sizeof(code), "%d", 104);
 	xmppd_elem_set_attr(xmppd_elem_add_child(x, NS_MUC_USER, "status"), "code", code);
+	/* 10.2.1: and what changed about privacy: 170/171 logging on/off,
+	 * 172/173 now non-anonymous/semi-anonymous. */
+	if (r->cfg.logging != was_logging) {
+		snprintf(code, sizeof(code), "%d", r->cfg.logging ? 170 : 171);
+		xmppd_elem_set_attr(xmppd_elem_add_child(x, NS_MUC_USER, "status"), "code", code);
+	}
+	if (r->cfg.whois_anyone != was_whois_anyone) {
+		snprintf(code, sizeof(code), "%d", r->cfg.whois_anyone ? 172 : 173);
+		xmppd_elem_set_attr(xmppd_elem_add_child(x, NS_MUC_USER, "status"), "code", code);
+	}
 	muc_broadcast(r, m);
 	xmppd_elem_unref(m);
 	/* 9.? / 10.2: a room made members-only removes non-members (322). */
@@ -343,6 +354,7 @@ owner_iq(struct muc_room *r, xmppd_elem *iq, xmppd_elem *q, const xmppd_jid *fro
 {
 	xmppd_elem *x, *d;
 	int members_only_now = 0, was_locked = r->locked, was_persistent = r->cfg.persistent;
+	int was_whois = r->cfg.whois_anyone, was_logging = r->cfg.logging;
 
 	if (muc_aff_of(r, xmppd_jid_bare(from)) != MUC_AFF_OWNER) {
 		xmppd_iq_error(iq, "forbidden", "only owners configure the room");
@@ -386,7 +398,7 @@ owner_iq(struct muc_room *r, xmppd_elem *iq, xmppd_elem *q, const xmppd_jid *fro
 		muc_room_save(r);
 	xmppd_iq_reply(iq, NULL);
 	if (!was_locked)
-		config_changed(r, members_only_now);
+		config_changed(r, members_only_now, was_whois, was_logging);
 	muc_room_gc(r);
 }
 

@@ -315,8 +315,9 @@ async def main():
     # -- 10.2, 8.3: moderated room, 104, voice -----------------------------
     r = await configure(alice, 'lobby', [('moderatedroom', '1'), ('whois', 'anyone')])
     m = await dave.message(lambda m: '104' in codes(m))
-    xt.ok(cond_of(r) == 'result' and m is not None,
-          '10.2.1: a configuration change sends 104 to occupants')
+    xt.ok(cond_of(r) == 'result' and m is not None and '172' in codes(m) and
+          '170' not in codes(m), '10.2.1: a configuration change sends 104 to occupants, '
+          'with 172 (now non-anonymous)') or xt.diag(str(m))
     p = await join(carol, 'lobby', 'carol2')
     xt.ok(item(p).get('role') == 'visitor' and '100' in codes(p),
           '5.1.2: a newcomer of a moderated room is a visitor; 100: non-anonymous') \
