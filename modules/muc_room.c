@@ -897,10 +897,10 @@ join(struct muc_room *r, xmppd_elem *st, const xmppd_jid *from, const xmppd_jid 
 	if (created)
 		self[nself++] = 201;
 	broadcast_presence_nick(r, o, 0, NULL, 0, NULL, NULL, NULL, self, nself);
-	if (!created) {
-		send_history(r, mx != NULL ? xmppd_elem_child(mx, NS_MUC, "history") : NULL, from);
-		send_subject(r, from);
-	}
+	/* 7.2.15, 7.2.16: the history, then the subject, to every joiner
+	 * (the creator of a new room too: clients wait for the subject). */
+	send_history(r, mx != NULL ? xmppd_elem_child(mx, NS_MUC, "history") : NULL, from);
+	send_subject(r, from);
 }
 
 /* 7.14: a session leaves; the occupant goes with its last session. */
