@@ -1,10 +1,14 @@
 /*
  * muc.h - mod_muc's units (XEP-0045 Multi-User Chat): mod_muc.c (the
- * service on conference.HOST, options, disco of the service, xmppctl
- * muc), muc_room.c (the per-worker room tables, occupants, join, leave,
- * nickname change, presence broadcast, messages, history, subject),
- * muc_admin.c (the owner's configuration form, roles and affiliations,
- * destroy, the room's disco).
+ * service on conference.HOST, options, disco of the service, the rooms
+ * per user table), muc_room.c (the per-worker room tables, occupants,
+ * affiliations, presence broadcast, the message rate, destroy),
+ * muc_presence.c (join, leave, nickname change, history, subject on
+ * join), muc_message.c (groupchat, private messages, subject changes,
+ * invitations, voice requests), muc_admin.c (the owner's configuration
+ * form, roles and affiliations, registration, the room's disco),
+ * muc_store.c (persistent rooms, lazy loading), muc_ctl.c (listings
+ * across workers: disco#items of the service, xmppctl muc).
  *
  * A room is an entity: its bare JID (room@conference.HOST) names the
  * worker that owns it (xmppd_service_register hands a stanza to the
@@ -198,6 +202,29 @@ void muc_rooms_foreach_local(void (*fn)(struct muc_room *r, void *ud), void *ud)
 struct muc_room *muc_room_placeholder(const char *jid, const char *service);
 /* Unlinks and frees a room (what is queued on it is dropped). */
 void muc_room_drop(struct muc_room *r);
+
+/* Internals shared by muc_room.c, muc_presence.c, muc_message.c. */
+char *muc_occ_jid(const struct muc_room *r, const char *nick);      /* malloc'd */
+/* A copy of st (from set) to one real JID. */
+void muc_send_copy(const xmppd_elem *st, const xmppd_jid *to);
+/* o's presence as one kind of recipient sees it (new). */
+xmppd_elem *muc_occ_presence(struct muc_room *r, struct muc_occ *o, int unavailable,
+    int with_jid, const int *codes, size_t ncodes, const char *reason, const char *actor,
+    const char *new_nick);
+void muc_broadcast_presence_nick(struct muc_room *r, struct muc_occ *o, int unavailable,
+    const int *codes, size_t ncodes, const char *reason, const char *actor,
+    const char *new_nick, const int *self_codes, size_t nself);
+int muc_sees_jids(const struct muc_room *r, const struct muc_occ *q);
+/* The session's token bucket: 1 when it may send now. */
+int muc_rate_take(struct muc_sess *s);
+void muc_hist_add(struct muc_room *r, xmppd_elem *msg);
+struct muc_occ *muc_occ_new(struct muc_room *r, const char *nick, const char *bare, int role,
+    int aff);
+struct muc_sess *muc_sess_add(struct muc_room *r, struct muc_occ *o, const xmppd_jid *full,
+    xmppd_elem *presence);
+void muc_sess_remove(struct muc_room *r, struct muc_sess *s);
+void muc_nick_link(struct muc_room *r, struct muc_occ *o);
+void muc_nick_unlink(struct muc_room *r, struct muc_occ *o);
 
 /* ---- muc_store.c ---- */
 /* Writes a persistent room's record, or deletes a temporary one's. */
