@@ -196,9 +196,22 @@ async def main():
     srv.teardown()
 
     # -- max_rooms_per_user ---------------------------------------------
-    srv = xt.Server(workers=2, modules={'mod_muc': {'max_rooms_per_user': 2}})
+    srv = xt.Server(workers=2, hosts=(HOST, 'second.test'),
+                    modules={'mod_muc': {'max_rooms_per_user': 2,
+                                         'access_create': 'creators'}},
+                    conf={'acl': {'creators': {'user': ['alice@' + HOST]}},
+                          'access_rules': {'creators': [{'allow': 'creators'}]}})
     srv.register('alice', 'alice-pw')
+    srv.register('bob', 'bob-pw')
     alice = await xt.login_ok(srv, 'alice', resource='a')
+    bob = await xt.login_ok(srv, 'bob', resource='b')
+    r = await alice.iq('get', 'conference.second.test',
+                       "<query xmlns='http://jabber.org/protocol/disco#info'/>")
+    xt.is_(cond_of(r), 'result', 'a service for every host: conference.second.test answers')
+    p = await join(bob, 'bobs', 'bob')
+    xt.is_(cond_of(p), 'not-allowed', 'access_create (an access rule) keeps bob from '
+           'creating a room')
+    await xt.disconnect_all(bob)
     await create(alice, 'one', 'alice')
     await create(alice, 'two', 'alice')
     p = await join(alice, 'three', 'alice')
