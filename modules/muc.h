@@ -43,6 +43,7 @@
 
 #define MUC_NICK_MAX 256
 #define MUC_OCC_BUCKETS 128
+#define MUC_INVITES_KEPT 16
 
 /* XEP-0045 5.1 roles, 5.2 affiliations (ordered: higher is more). */
 enum muc_role { MUC_ROLE_NONE, MUC_ROLE_VISITOR, MUC_ROLE_PARTICIPANT, MUC_ROLE_MODERATOR };
@@ -126,6 +127,13 @@ struct muc_room {
 	size_t hist_start, hist_len;
 	xmppd_elem *subject;        /* the last subject message (from room/nick) */
 	char *creator;              /* counted against max_rooms_per_user, or NULL */
+	/* The last invitations (7.8.2), so that a decline (7.8.3) goes to
+	 * its inviter only: the room relays nothing to anyone else. */
+	struct {
+		char *invitee;      /* bare */
+		char *inviter;      /* full */
+	} invites[MUC_INVITES_KEPT];
+	size_t invite_next;
 };
 
 /* Module-wide settings, read-only after load. */

@@ -105,6 +105,55 @@ private_message(struct muc_room *r, struct muc_sess *s, xmppd_elem *st, const ch
 	xmppd_elem_unref(m);
 }
 
+static void
+invite_note(struct muc_room *r, const char *invitee, const char *inviter)
+{
+	size_t i = r->invite_next++ % MUC_INVITES_KEPT;
+
+	free(r->invites[i].invitee);
+	free(r->invites[i].inviter);
+	r->invites[i].invitee = strdup(invitee);
+	r->invites[i].inviter = strdup(inviter);
+}
+
+/* 7.8.3: a decline goes to whoever invited the decliner, newest first;
+ * without an invitation the room sends nothing (it is no relay). */
+static void
+decline(struct muc_room *r, xmppd_elem *st, xmppd_elem *e)
+{
+	xmppd_jid *from = xmppd_jid_parse(xmppd_elem_attr(st, "from"));
+	const char *reason;
+	xmppd_elem *m, *mx, *de;
+	size_t i, k;
+
+	for (k = 0; from != NULL && k < MUC_INVITES_KEPT; k++) {
+		i = (r->invite_next + MUC_INVITES_KEPT - 1 - k) % MUC_INVITES_KEPT;
+		if (r->invites[i].invitee != NULL && r->invites[i].inviter != NULL &&
+		    strcmp(r->invites[i].invitee, xmppd_jid_bare(from)) == 0)
+			break;
+	}
+	if (from == NULL || k == MUC_INVITES_KEPT) {
+		xmppd_jid_free(from);
+		muc_error(st, "not-acceptable", "no invitation to decline");
+		return;
+	}
+	m = xmppd_elem_new(NULL, "message");
+	xmppd_elem_set_attr(m, "from", r->jid);
+	xmppd_elem_set_attr(m, "to", r->invites[i].inviter);
+	mx = xmppd_elem_add_child(m, NS_MUC_USER, "x");
+	de = xmppd_elem_add_child(mx, NS_MUC_USER, "decline");
+	xmppd_elem_set_attr(de, "from", xmppd_jid_bare(from));
+	if ((reason = xmppd_elem_child_text(e, NS_MUC_USER, "reason")) != NULL && *reason)
+		xmppd_elem_add_text(xmppd_elem_add_child(de, NS_MUC_USER, "reason"), reason,
+		    strlen(reason));
+	xmppd_route(m);
+	xmppd_elem_unref(m);
+	free(r->invites[i].invitee);
+	free(r->invites[i].inviter);
+	r->invites[i].invitee = r->invites[i].inviter = NULL;
+	xmppd_jid_free(from);
+}
+
 /* 7.8.2 mediated invitations, 7.8.3 declines. */
 static void
 invitation(struct muc_room *r, struct muc_sess *s, xmppd_elem *st, xmppd_elem *x)
@@ -122,6 +171,10 @@ invitation(struct muc_room *r, struct muc_sess *s, xmppd_elem *st, xmppd_elem *x
 		if (!invite && !muc_is(xmppd_elem_name(e), "decline"))
 			continue;
 		n++;
+		if (!invite) {
+			decline(r, st, e);
+			return;
+		}
 		if (to == NULL || (tj = xmppd_jid_parse(to)) == NULL) {
 			muc_error(st, "jid-malformed", NULL);
 			return;
@@ -142,19 +195,19 @@ invitation(struct muc_room *r, struct muc_sess *s, xmppd_elem *st, xmppd_elem *x
 			    r->cfg.persistent)
 				muc_room_save(r);
 		}
+		invite_note(r, xmppd_jid_bare(tj), xmppd_jid_full(s->full));
 		m = xmppd_elem_new(NULL, "message");
 		xmppd_elem_set_attr(m, "from", r->jid);
 		xmppd_elem_set_attr(m, "to", xmppd_jid_full(tj));
 		mx = xmppd_elem_add_child(m, NS_MUC_USER, "x");
-		ie = xmppd_elem_add_child(mx, NS_MUC_USER, invite ? "invite" : "decline");
-		xmppd_elem_set_attr(ie, "from", invite ? xmppd_jid_bare(s->full) :
-		    xmppd_elem_attr(st, "from"));
+		ie = xmppd_elem_add_child(mx, NS_MUC_USER, "invite");
+		xmppd_elem_set_attr(ie, "from", xmppd_jid_bare(s->full));
 		if ((reason = xmppd_elem_child_text(e, NS_MUC_USER, "reason")) != NULL && *reason) {
 			xmppd_elem *re = xmppd_elem_add_child(ie, NS_MUC_USER, "reason");
 
 			xmppd_elem_add_text(re, reason, strlen(reason));
 		}
-		if (invite && r->cfg.password_protected) {
+		if (r->cfg.password_protected) {
 			xmppd_elem *pe = xmppd_elem_add_child(mx, NS_MUC_USER, "password");
 
 			xmppd_elem_add_text(pe, r->cfg.secret, strlen(r->cfg.secret));

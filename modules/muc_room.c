@@ -158,6 +158,10 @@ static void
 room_free(struct muc_room *r)
 {
 	muc_queue_free(r);
+	for (size_t i = 0; i < MUC_INVITES_KEPT; i++) {
+		free(r->invites[i].invitee);
+		free(r->invites[i].inviter);
+	}
 	if (r->creator != NULL) {
 		muc_creator_release(r->creator);
 		free(r->creator);

@@ -376,6 +376,18 @@ async def main():
     xt.ok(inv is not None and str(m['from']) == 'lobby@' + SVC and
           inv.get('from') == alice.jid.bare,
           '7.8.2: the invitee gets the invitation from the room') or xt.diag(str(m))
+    eve.send_raw("<message to='lobby@%s'><x xmlns='%s'><decline to='%s'><reason>busy"
+                 "</reason></decline></x></message>" % (SVC, USER, alice.jid.bare))
+    m = await alice.message(lambda m: ux(m) is not None and
+                            ux(m).find('{%s}decline' % USER) is not None)
+    dc = None if m is None else ux(m).find('{%s}decline' % USER)
+    xt.ok(dc is not None and dc.get('from') == eve.jid.bare and
+          dc.findtext('{%s}reason' % USER) == 'busy',
+          '7.8.3: the decline reaches the inviter, from the invitee') or xt.diag(str(m))
+    frank.send_raw("<message to='lobby@%s'><x xmlns='%s'><decline to='%s'/></x></message>"
+                   % (SVC, USER, eve.jid.bare))
+    xt.is_(cond_of(await error_msg(frank)), 'not-acceptable',
+           '7.8.3: a decline without an invitation is not relayed')
 
     # -- 7.2.5, 7.2.6, 7.2.10: password, members-only, max users -----------
     _, r = await create(alice, 'vault', 'alice', [('passwordprotectedroom', '1'),
