@@ -706,6 +706,25 @@ reserved_nick_info(struct muc_room *r, xmppd_elem *iq, const xmppd_jid *from)
 	xmppd_iq_reply(iq, q);
 }
 
+/* 6.5: a public room lists its occupants' room JIDs (nicknames only);
+ * a hidden one lists them to its occupants alone. */
+static void
+room_items(struct muc_room *r, xmppd_elem *iq, const xmppd_jid *from)
+{
+	xmppd_elem *q = xmppd_elem_new(NS_DISCO_ITEMS, "query");
+
+	if (r->cfg.public || muc_sess_find(r, xmppd_jid_full(from)) != NULL)
+		for (struct muc_occ *o = r->occ_head; o != NULL; o = o->next) {
+			char *j = muc_occ_jid(r, o->nick);
+
+			if (j != NULL)
+				xmppd_elem_set_attr(xmppd_elem_add_child(q, NS_DISCO_ITEMS, "item"),
+				    "jid", j);
+			free(j);
+		}
+	xmppd_iq_reply(iq, q);
+}
+
 void
 muc_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to)
 {
@@ -733,9 +752,7 @@ muc_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to)
 	else if (muc_is(ns, NS_REGISTER))
 		register_iq(r, iq, q, from, set);
 	else if (muc_is(ns, NS_DISCO_ITEMS) && !set)
-		/* 6.5: occupants are not listed (the XEP lets a room keep
-		 * them to itself). */
-		xmppd_iq_reply(iq, xmppd_elem_new(NS_DISCO_ITEMS, "query"));
+		room_items(r, iq, from);
 	else if (muc_is(ns, NS_MUC_OWNER))
 		owner_iq(r, iq, q, from, set);
 	else if (muc_is(ns, NS_MUC_ADMIN))

@@ -367,6 +367,12 @@ async def main():
           fv.get('FORM_TYPE') == [MUC + '#roominfo'] and
           fv.get('muc#roominfo_occupants') == ['3'],
           '6.4: the room\'s features and roominfo form') or xt.diag(str(r))
+    r = await eve.iq('get', 'lobby@' + SVC,
+                     "<query xmlns='http://jabber.org/protocol/disco#items'/>")
+    its = [] if r is None else sorted(i.get('jid') for i in r.xml.iter(
+        '{http://jabber.org/protocol/disco#items}item'))
+    xt.is_(its, sorted('lobby@%s/%s' % (SVC, n) for n in ('alice', 'dave', 'carol2')),
+           '6.5: a public room lists its occupants\' room JIDs')
 
     # -- 7.8.2: a mediated invitation ---------------------------------------
     alice.send_raw("<message to='lobby@%s'><x xmlns='%s'><invite to='%s'><reason>come"
