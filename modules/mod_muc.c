@@ -210,6 +210,8 @@ muc_dispatch(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to)
 		muc_message(st, from, to);
 	else if (muc_is(kind, "iq") && (muc_is(type, "get") || muc_is(type, "set")))
 		muc_iq(st, from, to);
+	else if (muc_is(kind, "iq") && xmppd_jid_resource(to) != NULL)
+		muc_iq_answer(st, from, to);
 }
 
 static void

@@ -44,6 +44,7 @@
 #define MUC_NICK_MAX 256
 #define MUC_OCC_BUCKETS 128
 #define MUC_INVITES_KEPT 16
+#define MUC_IQS_KEPT 32
 
 /* XEP-0045 5.1 roles, 5.2 affiliations (ordered: higher is more). */
 enum muc_role { MUC_ROLE_NONE, MUC_ROLE_VISITOR, MUC_ROLE_PARTICIPANT, MUC_ROLE_MODERATOR };
@@ -134,6 +135,16 @@ struct muc_room {
 		char *inviter;      /* full */
 	} invites[MUC_INVITES_KEPT];
 	size_t invite_next;
+	/* IQs relayed between occupants, waiting for their answer. */
+	struct {
+		char *id;           /* the id the room gave it */
+		char *orig_id;
+		char *asker;        /* real full JID */
+		char *target;       /* the real JID it went to */
+		char *target_nick;
+	} iqs[MUC_IQS_KEPT];
+	size_t iq_next;
+	uint64_t iq_seq;
 };
 
 /* Module-wide settings, read-only after load. */
@@ -258,6 +269,8 @@ void muc_service_items(xmppd_elem *iq, const char *service, xmppd_elem *q);
 
 /* ---- muc_admin.c ---- */
 void muc_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to);
+/* An IQ result or error to room/nick: the answer to a relayed IQ. */
+void muc_iq_answer(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to);
 void muc_room_disco_info(struct muc_room *r, xmppd_elem *iq);
 
 #endif

@@ -725,6 +725,107 @@ room_items(struct muc_room *r, xmppd_elem *iq, const xmppd_jid *from)
 	xmppd_iq_reply(iq, q);
 }
 
+/* ---------------------------------------------------------------- */
+/* IQs between occupants.                                             */
+
+static void
+iq_slot_free(struct muc_room *r, size_t i)
+{
+	free(r->iqs[i].id);
+	free(r->iqs[i].orig_id);
+	free(r->iqs[i].asker);
+	free(r->iqs[i].target);
+	free(r->iqs[i].target_nick);
+	memset(&r->iqs[i], 0, sizeof(r->iqs[i]));
+}
+
+/*
+ * An IQ from an occupant to another's room JID goes to that occupant's
+ * newest session (a vcard-temp query to its bare JID: vCards are the
+ * account's), from the asker's room JID and with an id the room makes;
+ * the answer comes back to the room and is returned the same way. The
+ * room keeps the last MUC_IQS_KEPT such IQs (an older one's answer is
+ * dropped), so nothing grows without bound.
+ */
+static void
+relay_iq(struct muc_room *r, xmppd_elem *iq, const xmppd_jid *from, const char *nick)
+{
+	struct muc_sess *s = muc_sess_find(r, xmppd_jid_full(from));
+	struct muc_occ *t = muc_occ_find(r, nick);
+	xmppd_elem *q = xmppd_elem_first_child(iq), *c;
+	char id[40], *asker_jid;
+	const char *target;
+	size_t i;
+
+	/* Only occupants ask occupants (as for private messages, 7.5). */
+	if (s == NULL) {
+		xmppd_iq_error(iq, "not-acceptable", "you are not in the room");
+		return;
+	}
+	if (t == NULL || t->sess == NULL) {
+		xmppd_iq_error(iq, "item-not-found", "no such occupant");
+		return;
+	}
+	if (!muc_rate_take(s)) {
+		xmppd_iq_error(iq, muc_module.rate_error, "too many requests");
+		return;
+	}
+	target = q != NULL && muc_is(xmppd_elem_ns(q), "vcard-temp") ? t->bare :
+	    xmppd_jid_full(t->sess->full);
+	snprintf(id, sizeof(id), "muc%llx", (unsigned long long)++r->iq_seq);
+	if ((asker_jid = muc_occ_jid(r, s->occ->nick)) == NULL ||
+	    (c = xmppd_elem_copy(iq)) == NULL) {
+		free(asker_jid);
+		xmppd_iq_error(iq, "internal-server-error", NULL);
+		return;
+	}
+	i = r->iq_next++ % MUC_IQS_KEPT;
+	iq_slot_free(r, i);
+	r->iqs[i].id = strdup(id);
+	r->iqs[i].orig_id = strdup(xmppd_elem_attr(iq, "id") != NULL ? xmppd_elem_attr(iq, "id") :
+	    "");
+	r->iqs[i].asker = strdup(xmppd_jid_full(from));
+	r->iqs[i].target = strdup(target);
+	r->iqs[i].target_nick = strdup(t->nick);
+	xmppd_elem_set_attr(c, "from", asker_jid);
+	xmppd_elem_set_attr(c, "to", target);
+	xmppd_elem_set_attr(c, "id", id);
+	xmppd_route(c);
+	xmppd_elem_unref(c);
+	free(asker_jid);
+}
+
+void
+muc_iq_answer(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to)
+{
+	struct muc_room *r = muc_room_find(xmppd_jid_bare(to));
+	const char *id = xmppd_elem_attr(iq, "id");
+	xmppd_elem *c;
+	char *from_jid;
+	size_t i;
+
+	if (r == NULL || id == NULL)
+		return;
+	for (i = 0; i < MUC_IQS_KEPT; i++)
+		if (r->iqs[i].id != NULL && strcmp(r->iqs[i].id, id) == 0)
+			break;
+	/* Only the entity it went to answers it. */
+	if (i == MUC_IQS_KEPT || r->iqs[i].target == NULL ||
+	    (strcmp(r->iqs[i].target, xmppd_jid_full(from)) != 0 &&
+	    strcmp(r->iqs[i].target, xmppd_jid_bare(from)) != 0))
+		return;
+	if ((from_jid = muc_occ_jid(r, r->iqs[i].target_nick)) != NULL &&
+	    (c = xmppd_elem_copy(iq)) != NULL) {
+		xmppd_elem_set_attr(c, "from", from_jid);
+		xmppd_elem_set_attr(c, "to", r->iqs[i].asker);
+		xmppd_elem_set_attr(c, "id", r->iqs[i].orig_id);
+		xmppd_route(c);
+		xmppd_elem_unref(c);
+	}
+	free(from_jid);
+	iq_slot_free(r, i);
+}
+
 void
 muc_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to)
 {
@@ -734,8 +835,10 @@ muc_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to)
 	const char *ns = q != NULL ? xmppd_elem_ns(q) : NULL;
 
 	if (xmppd_jid_resource(to) != NULL) {
-		/* 7.? IQs to an occupant are not relayed yet. */
-		xmppd_iq_error(iq, "service-unavailable", NULL);
+		if (r == NULL || r->loading || r->locked)
+			xmppd_iq_error(iq, "item-not-found", NULL);
+		else
+			relay_iq(r, iq, from, xmppd_jid_resource(to));
 		return;
 	}
 	if (r == NULL || (r->locked && muc_aff_of(r, xmppd_jid_bare(from)) != MUC_AFF_OWNER)) {

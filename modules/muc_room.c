@@ -162,6 +162,13 @@ room_free(struct muc_room *r)
 		free(r->invites[i].invitee);
 		free(r->invites[i].inviter);
 	}
+	for (size_t i = 0; i < MUC_IQS_KEPT; i++) {
+		free(r->iqs[i].id);
+		free(r->iqs[i].orig_id);
+		free(r->iqs[i].asker);
+		free(r->iqs[i].target);
+		free(r->iqs[i].target_nick);
+	}
 	if (r->creator != NULL) {
 		muc_creator_release(r->creator);
 		free(r->creator);

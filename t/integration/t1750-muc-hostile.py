@@ -122,10 +122,11 @@ def form_vars(r, ns):
 
 async def main():
     srv = xt.Server(workers=2, modules={'mod_muc': {}})
-    for u in ('alice', 'bob'):
+    for u in ('alice', 'bob', 'carol'):
         srv.register(u, u + '-pw')
     alice = await xt.login_ok(srv, 'alice', resource='a')
     bob = await xt.login_ok(srv, 'bob', resource='b')
+    carol = await xt.login_ok(srv, 'carol', resource='c')
     room = 'h@' + SVC
     await create(alice, 'h', 'alice')
     await join(bob, 'h', 'bob', "<history maxstanzas='lots' seconds='-5' since='garbage'/>")
@@ -161,8 +162,15 @@ async def main():
     xt.is_(cond_of(r), 'bad-request', 'a list-single value not among the options')
     r = await configure(alice, 'h', [('maxusers', '0')])
     xt.is_(cond_of(r), 'bad-request', 'maxusers 0')
-    r = await alice.iq('get', room + '/bob', "<query xmlns='vcard-temp'/>")
-    xt.is_(cond_of(r), 'service-unavailable', 'an IQ to an occupant (not relayed)')
+    bob.xmpp.register_plugin('xep_0199')
+    r = await alice.iq('get', room + '/bob', "<ping xmlns='urn:xmpp:ping'/>")
+    xt.ok(r is not None and r['type'] == 'result' and str(r['from']) == room + '/bob',
+          'an IQ to an occupant is relayed to it, the answer comes from its room JID') \
+        or xt.diag(str(r))
+    r = await carol.iq('get', room + '/bob', "<ping xmlns='urn:xmpp:ping'/>")
+    xt.is_(cond_of(r), 'not-acceptable', 'a non-occupant\'s IQ to an occupant: not-acceptable')
+    r = await alice.iq('get', room + '/nobody', "<ping xmlns='urn:xmpp:ping'/>")
+    xt.is_(cond_of(r), 'item-not-found', 'an IQ to no such occupant: item-not-found')
     alice.send_raw("<message to='%s/bob' type='groupchat'><body>x</body></message>" % room)
     xt.is_(cond_of(await error_msg(alice)), 'bad-request', '7.5: groupchat to an occupant')
     alice.send_raw("<message to='%s'><body>normal</body></message>" % room)
@@ -187,7 +195,7 @@ async def main():
     r = await alice.iq('get', room, "<query xmlns='http://jabber.org/protocol/disco#info'/>")
     xt.is_(cond_of(r), 'item-not-found', 'and it is gone')
 
-    await xt.disconnect_all(alice, bob)
+    await xt.disconnect_all(alice, bob, carol)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0')
 
 
