@@ -674,7 +674,7 @@ items_finish(struct ps_req *r)
 	free(o->want);
 	o->want = NULL;
 	if (o->bad) {
-		xmppd_elem_unref(o->res);
+		/* op_items_free drops o->res (and o->items with it). */
 		ps_error(r, "internal-server-error", NULL, NULL);
 		return;
 	}

@@ -177,6 +177,23 @@ def sub_record_to_v1(srv, node, jid):
     return False
 
 
+def item_record_broken(srv, node, item_id):
+    """Rewrites the record of item item_id of node (server stopped) with
+    a payload that does not parse as XML (mdb_load, as another writer
+    would): the node still loads, reading the item fails."""
+    for k, v in xt.store_rows(srv, 'mod_pubsub_items'):
+        parts = v[1:].split(b'\0', 2)
+        if xt.key_parts(k)[1] == node and len(parts) == 3 and parts[1] == item_id.encode():
+            bad = v[:1] + parts[0] + b'\0' + parts[1] + b'\0' + b'<broken'
+            data = ('VERSION=3\nformat=bytevalue\ntype=btree\nHEADER=END\n %s\n %s\n'
+                    'DATA=END\n' % (k.hex(), bad.hex()))
+            r = subprocess.run([os.environ.get('MDB_LOAD') or 'mdb_load', '-s',
+                                'mod_pubsub_items', srv.spool], input=data.encode(),
+                               capture_output=True, timeout=30)
+            return r.returncode == 0
+    return False
+
+
 async def main():
     moddir = xt.scratch_dir('t1620-build') / 'modules'
     moddir.mkdir()
@@ -621,6 +638,7 @@ async def main():
     got = [err(await create(dave, 'd%d' % i)) for i in range(11)]
     xt.is_((got[:10], got[10]), (['result'] * 10, ('not-allowed', 'max-nodes-exceeded')),
            'the eleventh node of a user (max_nodes_per_user 10): max-nodes-exceeded')
+    xt.is_(published_id(await publish(dave, 'd0', 'dx')), 'dx', 'an item to be broken')
     await dave.disconnect()
 
     # -- restart: nodes, items, subscriptions survive ---------------------
@@ -628,6 +646,7 @@ async def main():
     xt.is_(await srv.astop(), 0, 'xmppd stops')
     xt.ok(sub_record_to_v1(srv, 'n1', bob.jid.bare),
           "bob's subscription to n1 rewritten as a version 1 record")
+    xt.ok(item_record_broken(srv, 'd0', 'dx'), "dave's item dx rewritten with a broken payload")
     srv.start()
     alice = await xt.login_ok(srv, 'alice', resource='a')
     bob = await xt.login_ok(srv, 'bob', resource='b')
@@ -638,6 +657,12 @@ async def main():
     r = await ps(bob, 'get', "<options node='n1' jid='%s'/>" % bob.jid.bare)
     xt.is_(opt(r, 'pubsub#deliver'), '1', 'a version 1 record reads as the default options')
     await carol.disconnect()
+    dave = await xt.login_ok(srv, 'dave', resource='d')
+    xt.is_(err(await items(dave, 'd0')), ('internal-server-error', None),
+           'an item record that does not read back: internal-server-error')
+    xt.is_(err(await items(dave, 'd0', inner="<item id='dx'/>")),
+           ('internal-server-error', None), 'and again by id: the server is still up')
+    await dave.disconnect()
     # Several requests for a node not loaded yet: one load, all answered.
     res = await asyncio.gather(*(items(bob, 'n1') for _ in range(6)))
     xt.is_([item_ids(r) for r in res], [['b1', 'i2', gen]] * 6,
