@@ -201,6 +201,7 @@ create_done(int status, void *ud)
 	struct op_create *o = r->op;
 	struct ps_node *n = r->n;
 	xmppd_elem *res = NULL;
+	const char *name;
 
 	if (status != XMPPD_STORE_OK) {
 		ps_config_free(&o->cfg);
@@ -210,8 +211,10 @@ create_done(int status, void *ud)
 	ps_config_free(&n->cfg);
 	n->cfg = o->cfg;
 	n->exists = 1;
-	/* XEP-0060 8.1.2: an instant node's name is given back. */
-	if (xmppd_elem_attr(xmppd_elem_child(r->payload, NS_PUBSUB, "create"), "node") == NULL) {
+	/* XEP-0060 8.1.2: an instant node's name is given back, whenever the
+	 * service chose it (no 'node', or node=''). */
+	name = xmppd_elem_attr(xmppd_elem_child(r->payload, NS_PUBSUB, "create"), "node");
+	if (name == NULL || *name == '\0') {
 		res = ps_result(NS_PUBSUB);
 		xmppd_elem_set_attr(xmppd_elem_add_child(res, NS_PUBSUB, "create"), "node",
 		    n->name);

@@ -434,9 +434,14 @@ op_unsubscribe(struct ps_req *r, xmppd_elem *action)
 	xmppd_jid *j = xmppd_jid_parse(xmppd_elem_attr(action, "jid") ?
 	    xmppd_elem_attr(action, "jid") : "");
 
-	if (j == NULL || (!jid_is_actor(r, j) && ps_aff_of(n, r->actor) != PS_AFF_OWNER)) {
+	if (j == NULL) {
+		ps_error(r, "bad-request", "invalid-jid", NULL);
+		return;
+	}
+	if (!jid_is_actor(r, j) && ps_aff_of(n, r->actor) != PS_AFF_OWNER) {
+		/* 6.2.3.3: another entity's subscription: insufficient privileges. */
 		xmppd_jid_free(j);
-		ps_error(r, "bad-request", "invalid-jid", NULL);  /* 6.2.3.3 */
+		ps_error(r, "forbidden", NULL, NULL);
 		return;
 	}
 	if (!n->exists) {

@@ -239,6 +239,12 @@ async def main():
     r = await ps(alice, 'set', '<create/>')
     cr = r.xml.find('%s/%s' % (q('pubsub'), q('create'))) if r and r['type'] == 'result' else None
     xt.ok(cr is not None and cr.get('node'), 'an instant node: its name is given back')
+    r = await ps(alice, 'set', "<create node=''/>")
+    cr = r.xml.find('%s/%s' % (q('pubsub'), q('create'))) if r and r['type'] == 'result' else None
+    xt.ok(cr is not None and cr.get('node'), "an instant node asked with node='': its name "
+          "is given back (8.1.2)") or xt.diag(str(r))
+    if cr is not None and cr.get('node'):
+        await ps(alice, 'set', "<delete node='%s'/>" % cr.get('node'), OWNER)
     xt.is_(err(await create(alice, 'nf', {'pubsub#title': 'Formed', 'pubsub#max_items': '2'})),
            'result', 'create and configure')
     xt.is_(await config_value(alice, 'nf', 'pubsub#title'), 'Formed',
@@ -394,6 +400,8 @@ async def main():
            ('ns', carol.jid.bare, 'subscribed'), 'notify_sub: the owner is told of carol')
 
     # -- unsubscribe (6.2) -----------------------------------------------
+    r = await ps(carol, 'set', "<unsubscribe node='n1' jid='%s'/>" % bob.jid.bare)
+    xt.is_(err(r), ('forbidden', None), "unsubscribe of another entity's JID: forbidden (6.2.3.3)")
     r = await ps(carol, 'set', "<unsubscribe node='n1' jid='%s' subid='nope'/>" % carol.jid.bare)
     xt.is_(err(r), ('not-acceptable', 'invalid-subid'), 'unsubscribe with a wrong subid')
     r = await ps(carol, 'set', "<unsubscribe node='n1' jid='%s'/>" % carol.jid.bare)
