@@ -204,6 +204,11 @@ create_done(int status, void *ud)
 	const char *name;
 
 	if (status != XMPPD_STORE_OK) {
+		/* create_write gave the node its creator and owner: the node
+		 * does not exist, so a create queued behind this one must not
+		 * find (or leak) them. */
+		ps_node_clear(n);
+		ps_config_default(r->m, &n->cfg, n->kind);
 		ps_config_free(&o->cfg);
 		ps_error(r, "internal-server-error", NULL, NULL);
 		return;
