@@ -214,7 +214,7 @@ ps_node_clear(struct ps_node *n)
 	n->items = NULL;
 	n->last_xml = NULL;
 	n->creator = NULL;
-	n->naffs = n->nsubs = n->nitems = n->items_cap = 0;
+	n->naffs = n->nsubs = n->subs_cap = n->nitems = n->items_cap = 0;
 	n->last_len = 0;
 	n->exists = 0;
 }
@@ -407,7 +407,7 @@ load_sub_row(void *ud, const void *key, size_t klen, const void *val, size_t vle
 {
 	struct ps_node *n = ud;
 	const char *k = key, *jid;
-	struct ps_sub s, *ns;
+	struct ps_sub s;
 	char pfx[PS_KEY_MAX];
 	size_t plen = ps_key_node(pfx, n->service, n->name);
 
@@ -416,12 +416,11 @@ load_sub_row(void *ud, const void *key, size_t klen, const void *val, size_t vle
 	jid = k + plen;
 	if (ps_sub_parse(&s, jid, val, vlen) < 0)
 		return 0;
-	if ((ns = realloc(n->subs, (n->nsubs + 1) * sizeof(*ns))) == NULL) {
+	if (ps_sub_room(n) < 0) {
 		free(s.jid);
 		n->load_status = -1;
 		return 1;
 	}
-	n->subs = ns;
 	n->subs[n->nsubs++] = s;
 	return 0;
 }

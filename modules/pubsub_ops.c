@@ -66,6 +66,34 @@ ps_sub_remove(struct ps_node *n, struct ps_sub *s)
 	n->nsubs--;
 }
 
+int
+ps_sub_room(struct ps_node *n)
+{
+	struct ps_sub *ns;
+	size_t cap;
+
+	if (n->nsubs < n->subs_cap)
+		return 0;
+	cap = n->subs_cap < 8 ? 8 : n->subs_cap * 2;
+	if ((ns = realloc(n->subs, cap * sizeof(*ns))) == NULL)
+		return -1;
+	n->subs = ns;
+	n->subs_cap = cap;
+	return 0;
+}
+
+size_t
+ps_subs_of_bare(const struct ps_node *n, const char *jid)
+{
+	size_t bl = strcspn(jid, "/"), k = 0;
+
+	for (size_t i = 0; i < n->nsubs; i++)
+		if (strncmp(n->subs[i].jid, jid, bl) == 0 &&
+		    (n->subs[i].jid[bl] == '\0' || n->subs[i].jid[bl] == '/'))
+			k++;
+	return k;
+}
+
 long
 ps_max_items(const struct ps_req *r, const struct ps_node *n)
 {

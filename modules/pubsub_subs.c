@@ -242,7 +242,7 @@ sub_done(int status, void *ud)
 	struct ps_req *r = ud;
 	struct op_sub *o = r->op;
 	struct ps_node *n = r->n;
-	struct ps_sub *s, *ns;
+	struct ps_sub *s;
 	xmppd_elem *res;
 
 	if (status != XMPPD_STORE_OK) {
@@ -250,11 +250,10 @@ sub_done(int status, void *ud)
 		return;
 	}
 	if (o->is_new) {
-		if ((ns = realloc(n->subs, (n->nsubs + 1) * sizeof(*ns))) == NULL) {
+		if (ps_sub_room(n) < 0) {
 			ps_error(r, "internal-server-error", NULL, NULL);
 			return;
 		}
-		n->subs = ns;
 		n->subs[n->nsubs++] = o->sub;
 		o->sub.jid = NULL;      /* the node's now */
 		s = &n->subs[n->nsubs - 1];
@@ -340,6 +339,14 @@ subscribe_allowed(struct ps_req *r)
 	 * too-many-subscriptions, as 6.1.3.? names it). */
 	if (r->m->max_subscriptions_per_node > 0 &&
 	    (long)n->nsubs >= r->m->max_subscriptions_per_node) {
+		ps_error(r, "policy-violation", "too-many-subscriptions", NULL);
+		return;
+	}
+	/* And of one bare JID (its full JIDs): alice/r1 .. alice/r10000
+	 * would fill the node otherwise. The same error (XEP-0060 6.1.3:
+	 * the service's policy). */
+	if (r->m->max_subscriptions_per_jid > 0 &&
+	    (long)ps_subs_of_bare(n, o->sub.jid) >= r->m->max_subscriptions_per_jid) {
 		ps_error(r, "policy-violation", "too-many-subscriptions", NULL);
 		return;
 	}
@@ -1009,7 +1016,7 @@ op_subscriptions(struct ps_req *r, xmppd_elem *action, int owner_ns)
 	xmppd_elem *res, *list, *c, *e;
 	xmppd_batch *b;
 	char key[PS_KEY_MAX], *rec;
-	size_t vlen;
+	size_t vlen, added = 0;
 
 	if (!n->exists) {
 		ps_error(r, "item-not-found", NULL, NULL);
@@ -1057,11 +1064,20 @@ op_subscriptions(struct ps_req *r, xmppd_elem *action, int owner_ns)
 		const char *st = xmppd_elem_attr(c, "subscription");
 		int ok = j != NULL && (is(st, "none") || is(st, "subscribed") || is(st, "pending"));
 
+		if (ok && !is(st, "none") && ps_sub_find(n, xmppd_jid_full(j)) == NULL)
+			added++;
 		xmppd_jid_free(j);
 		if (!ok) {
 			ps_error(r, "bad-request", NULL, NULL);
 			return;
 		}
+	}
+	/* max_subscriptions_per_node holds for the owner's set too (the
+	 * error of a subscribe past it, 6.1.3); nothing is changed. */
+	if (r->m->max_subscriptions_per_node > 0 &&
+	    n->nsubs + added > (size_t)r->m->max_subscriptions_per_node) {
+		ps_error(r, "policy-violation", "too-many-subscriptions", NULL);
+		return;
 	}
 	if ((b = xmppd_batch_new(r->m->ctx)) == NULL) {
 		ps_error(r, "internal-server-error", NULL, NULL);
@@ -1070,7 +1086,7 @@ op_subscriptions(struct ps_req *r, xmppd_elem *action, int owner_ns)
 	for (c = xmppd_elem_first_child(action); c != NULL; c = xmppd_elem_next_sibling(c)) {
 		xmppd_jid *j = xmppd_jid_parse(xmppd_elem_attr(c, "jid"));
 		const char *st = xmppd_elem_attr(c, "subscription");
-		struct ps_sub *s = ps_sub_find(n, xmppd_jid_full(j)), *ns;
+		struct ps_sub *s = ps_sub_find(n, xmppd_jid_full(j));
 		size_t klen = ps_key_sub(key, n->service, n->name, xmppd_jid_full(j));
 
 		if (is(st, "none")) {
@@ -1079,9 +1095,7 @@ op_subscriptions(struct ps_req *r, xmppd_elem *action, int owner_ns)
 				ps_sub_remove(n, s);
 			}
 		} else {
-			if (s == NULL && (ns = realloc(n->subs, (n->nsubs + 1) *
-			    sizeof(*ns))) != NULL) {
-				n->subs = ns;
+			if (s == NULL && ps_sub_room(n) == 0) {
 				s = &n->subs[n->nsubs++];
 				memset(s, 0, sizeof(*s));
 				s->jid = strdup(xmppd_jid_full(j));

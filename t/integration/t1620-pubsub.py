@@ -205,6 +205,7 @@ async def main():
             'mod_pubsub': {'hosts': [HOST], 'max_item_size': 2000,
                            'max_items_per_node': 5, 'default_max_items': 3,
                            'max_nodes_per_user': 10, 'max_nodes': 26, 'max_subscriptions_per_node': 4,
+                           'max_subscriptions_per_jid': 3,
                            'publish_rate': 1, 'publish_burst': 40}}
     srv = xt.Server(workers=2, modules=mods, start=False)
     srv.conf['module_dir'] = str(moddir)
@@ -637,11 +638,28 @@ async def main():
     # -- limits: subscriptions per node, nodes per user, the shaper ---------
     await create(alice, 'many')
     got = []
-    for i in range(5):
+    for i in range(4):
         got.append(err(await subscribe(bob, 'many', '%s/r%d' % (bob.jid.bare, i))))
-    xt.is_(got[-1], ('policy-violation', 'too-many-subscriptions'),
-           'the fifth subscription of a node of 4: too-many-subscriptions')
-    xt.is_(got[:4], ['result'] * 4, 'the first four were taken')
+    xt.is_(got, ['result'] * 3 + [('policy-violation', 'too-many-subscriptions')],
+           'the fourth subscription of one bare JID (max_subscriptions_per_jid 3): '
+           'too-many-subscriptions')
+    got = [err(await subscribe(carol, 'many', carol.jid.bare + r)) for r in ('', '/c9')]
+    xt.is_(got, ['result', ('policy-violation', 'too-many-subscriptions')],
+           'another JID takes the fourth; the fifth of a node of 4: too-many-subscriptions')
+
+    def subs_set(*entries):
+        return ps(alice, 'set', "<subscriptions node='many'>%s</subscriptions>" % ''.join(
+            "<subscription jid='%s' subscription='%s'/>" % e for e in entries), OWNER)
+    r = await subs_set(('dave@' + HOST, 'subscribed'))
+    xt.is_(err(r), ('policy-violation', 'too-many-subscriptions'),
+           "the owner's subscriptions set (8.8.2) past max_subscriptions_per_node: "
+           "too-many-subscriptions")
+    r = await subs_set(('%s/r0' % bob.jid.bare, 'pending'))
+    xt.is_(err(r), 'result', 'changing an existing one is not a new subscription')
+    r = await ps(alice, 'get', "<subscriptions node='many'/>", OWNER)
+    xt.is_(len(r.xml.findall('%s/%s/%s' % (q('pubsub', OWNER), q('subscriptions', OWNER),
+                                      q('subscription', OWNER))))
+           if r is not None and r['type'] == 'result' else None, 4, 'the node keeps four')
     dave = await xt.login_ok(srv, 'dave', resource='d')
     got = [err(await create(dave, 'd%d' % i)) for i in range(11)]
     xt.is_((got[:10], got[10]), (['result'] * 10, ('not-allowed', 'max-nodes-exceeded')),
