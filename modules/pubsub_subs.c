@@ -887,8 +887,10 @@ op_affiliations(struct ps_req *r, xmppd_elem *action, int owner_ns)
 	struct ps_node *n = r->n;
 	xmppd_elem *res, *list, *a, *c;
 	struct ps_aff_entry *na;
-	size_t owners = 0, cnt = 0;
-	xmppd_batch *b;
+	int *was;
+	size_t owners = 0, cnt = 0, kept = 0, newout = 0;
+	const char *cond = NULL;
+	xmppd_batch *b = NULL;
 	char key[PS_KEY_MAX];
 
 	if (!n->exists) {
@@ -938,14 +940,19 @@ op_affiliations(struct ps_req *r, xmppd_elem *action, int owner_ns)
 		}
 		cnt++;
 	}
-	if ((na = calloc(n->naffs + cnt + 1, sizeof(*na))) == NULL) {
+	if ((na = calloc(n->naffs + cnt + 1, sizeof(*na))) == NULL ||
+	    (was = calloc(n->naffs + cnt + 1, sizeof(*was))) == NULL) {
+		free(na);
 		ps_error(r, "internal-server-error", NULL, NULL);
 		return;
 	}
 	size_t nn = 0;
 
-	for (size_t i = 0; i < n->naffs; i++)
+	/* was[k]: the entry's affiliation before this request. */
+	for (size_t i = 0; i < n->naffs; i++) {
+		was[nn] = n->affs[i].aff;
 		na[nn++] = (struct ps_aff_entry){ strdup(n->affs[i].jid), n->affs[i].aff };
+	}
 	for (c = xmppd_elem_first_child(action); c != NULL; c = xmppd_elem_next_sibling(c)) {
 		xmppd_jid *j = xmppd_jid_parse(xmppd_elem_attr(c, "jid"));
 		int v = ps_aff_parse(xmppd_elem_attr(c, "affiliation"));
@@ -954,27 +961,35 @@ op_affiliations(struct ps_req *r, xmppd_elem *action, int owner_ns)
 		for (k = 0; k < nn; k++)
 			if (na[k].jid != NULL && strcmp(na[k].jid, xmppd_jid_bare(j)) == 0)
 				break;
-		if (k == nn)
+		if (k == nn) {
+			was[nn] = PS_AFF_NONE;
 			na[nn++] = (struct ps_aff_entry){ strdup(xmppd_jid_bare(j)), v };
-		else
+		} else {
 			na[k].aff = v;
+		}
 		xmppd_jid_free(j);
 	}
-	for (size_t k = 0; k < nn; k++)
+	for (size_t k = 0; k < nn; k++) {
 		owners += na[k].aff == PS_AFF_OWNER;
-	/* 8.9.2.4: the last owner stays. */
-	if (owners == 0) {
-		for (size_t k = 0; k < nn; k++)
-			free(na[k].jid);
-		free(na);
-		ps_error(r, "not-acceptable", NULL, NULL);
-		return;
+		kept += na[k].aff != PS_AFF_NONE;
+		newout += na[k].jid != NULL && na[k].aff == PS_AFF_OUTCAST && was[k] != PS_AFF_OUTCAST;
 	}
-	if ((b = xmppd_batch_new(r->m->ctx)) == NULL) {
+	/* 8.9.2.4: the last owner stays. max_affiliations_per_node: XEP-0060
+	 * 8.9.2 names no error for a service limit; policy-violation (RFC
+	 * 6120 8.3.3.12), nothing changed. */
+	if (owners == 0)
+		cond = "not-acceptable";
+	else if (r->m->max_affiliations_per_node > 0 &&
+	    kept > (size_t)r->m->max_affiliations_per_node)
+		cond = "policy-violation";
+	else if ((b = xmppd_batch_new(r->m->ctx)) == NULL)
+		cond = "internal-server-error";
+	if (cond != NULL) {
 		for (size_t k = 0; k < nn; k++)
 			free(na[k].jid);
 		free(na);
-		ps_error(r, "internal-server-error", NULL, NULL);
+		free(was);
+		ps_error(r, cond, NULL, NULL);
 		return;
 	}
 	/* Drop the 'none' entries; outcasts lose their subscriptions
@@ -985,24 +1000,37 @@ op_affiliations(struct ps_req *r, xmppd_elem *action, int owner_ns)
 	free(n->affs);
 	n->affs = na;
 	n->naffs = 0;
+	/* Only the JIDs this request made outcasts: one pass over the
+	 * subscriptions, compacting (the others were stripped when they
+	 * became outcasts). */
+	if (newout > 0) {
+		size_t w = 0;
+
+		for (size_t s = 0; s < n->nsubs; s++) {
+			const char *sj = n->subs[s].jid;
+			size_t bl = strcspn(sj, "/"), k;
+
+			for (k = 0; k < nn; k++)
+				if (na[k].jid != NULL && na[k].aff == PS_AFF_OUTCAST &&
+				    was[k] != PS_AFF_OUTCAST && strlen(na[k].jid) == bl &&
+				    strncmp(na[k].jid, sj, bl) == 0)
+					break;
+			if (k < nn) {
+				(void)xmppd_batch_del(b, ps_table(n->service, T_SUBS), key,
+				    ps_key_sub(key, n->service, n->name, sj));
+				free(n->subs[s].jid);
+			} else {
+				n->subs[w++] = n->subs[s];
+			}
+		}
+		n->nsubs = w;
+	}
+	free(was);
 	for (size_t k = 0; k < nn; k++) {
 		if (na[k].jid == NULL || na[k].aff == PS_AFF_NONE) {
 			free(na[k].jid);
 			continue;
 		}
-		if (na[k].aff == PS_AFF_OUTCAST)
-			for (size_t s = 0; s < n->nsubs;) {
-				xmppd_jid *sj = xmppd_jid_parse(n->subs[s].jid);
-
-				if (sj != NULL && strcmp(xmppd_jid_bare(sj), na[k].jid) == 0) {
-					(void)xmppd_batch_del(b, ps_table(n->service, T_SUBS), key, ps_key_sub(key,
-					    n->service, n->name, n->subs[s].jid));
-					ps_sub_remove(n, &n->subs[s]);
-				} else {
-					s++;
-				}
-				xmppd_jid_free(sj);
-			}
 		na[n->naffs++] = na[k];
 	}
 	if (ps_write_record(r, NULL, b, record_done) < 0)

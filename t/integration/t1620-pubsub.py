@@ -205,7 +205,7 @@ async def main():
             'mod_pubsub': {'hosts': [HOST], 'max_item_size': 2000,
                            'max_items_per_node': 5, 'default_max_items': 3,
                            'max_nodes_per_user': 10, 'max_nodes': 26, 'max_subscriptions_per_node': 4,
-                           'max_subscriptions_per_jid': 3,
+                           'max_subscriptions_per_jid': 3, 'max_affiliations_per_node': 3,
                            'publish_rate': 1, 'publish_burst': 40}}
     srv = xt.Server(workers=2, modules=mods, start=False)
     srv.conf['module_dir'] = str(moddir)
@@ -612,6 +612,17 @@ async def main():
            "and her subscription went (4.1: an outcast has none)")
     xt.is_(err(await subscribe(carol, 'au')), ('forbidden', None),
            'an outcast may not subscribe')
+    r = await ps(alice, 'set', "<affiliations node='au'><affiliation jid='dave@%s' "
+                 "affiliation='publisher'/></affiliations>" % HOST, OWNER)
+    xt.is_(err(r), 'result', 'a third affiliation of au (max_affiliations_per_node 3)')
+    r = await ps(alice, 'set', "<affiliations node='au'><affiliation jid='flood@%s' "
+                 "affiliation='member'/><affiliation jid='dave@%s' affiliation='none'/>"
+                 "<affiliation jid='x@%s' affiliation='member'/></affiliations>"
+                 % (HOST, HOST, HOST), OWNER)
+    xt.is_(err(r), ('policy-violation', None), 'a fourth: policy-violation, nothing changed')
+    r = await ps(alice, 'get', "<affiliations node='au'/>", OWNER)
+    xt.is_(sorted(a.get('jid') for a in r.xml.iter(q('affiliation', OWNER))) if r else None,
+           sorted(['alice@' + HOST, 'carol@' + HOST, 'dave@' + HOST]), 'the three kept')
     r = await ps(bob, 'get', '<subscriptions/>')
     mine = sorted(s.get('node') for s in r.xml.iter(q('subscription'))) if r else None
     xt.is_(mine, ['n1', 'pr', 'ro', 'so'], "bob's subscriptions on the service (5.6)")
