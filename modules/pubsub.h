@@ -149,6 +149,7 @@ struct ps_mod {
 	long max_subscriptions_per_node;
 	long max_subscriptions_per_jid;     /* of one bare JID on one node, 0: no limit */
 	long max_affiliations_per_node;     /* 0: no limit */
+	long max_items_page_bytes;  /* payload bytes of one <items/> answer, 0: no limit */
 	long shaper_rate;           /* publishes per second */
 	long shaper_burst;
 	const char *shaper_error;   /* "resource-constraint" or "policy-violation" */

@@ -660,11 +660,18 @@ op_default(struct ps_req *r)
 struct op_items {
 	size_t *want;               /* indexes into n->items, in answer order */
 	size_t nwant, left;
+	size_t next;                /* the next of want to read */
+	size_t bytes, got;          /* the answer so far: payload bytes, items */
 	xmppd_elem *res, *items;
-	int bad;
+	int bad, truncated, by_id;
 	size_t count, first_index;
 	int rsm;
 };
+
+/* Reads in flight for one <items/> answer: the next window is asked for
+ * when one completes, so that an answer stops at max_items_page_bytes
+ * without reading the rest. */
+#define ITEMS_WINDOW 16
 
 static void
 op_items_free(void *op)
@@ -690,6 +697,11 @@ items_finish(struct ps_req *r)
 		ps_error(r, "internal-server-error", NULL, NULL);
 		return;
 	}
+	/* XEP-0060 6.5.7: the service may truncate the result, saying so
+	 * with a XEP-0059 <set/> (first, last, count) the client pages on
+	 * from. */
+	if (o->truncated)
+		o->rsm = 1;
 	/* XEP-0059 2.x: the page's first and last ids and the count. */
 	if (o->rsm) {
 		set = xmppd_elem_add_child(o->res, NS_RSM, "set");
@@ -699,7 +711,8 @@ items_finish(struct ps_req *r)
 			xmppd_elem *last = e, *nx;
 
 			snprintf(buf, sizeof(buf), "%zu", o->first_index);
-			xmppd_elem_set_attr(f, "index", buf);
+			if (!o->by_id)
+				xmppd_elem_set_attr(f, "index", buf);
 			xmppd_elem_add_text(f, xmppd_elem_attr(e, "id"),
 			    strlen(xmppd_elem_attr(e, "id")));
 			while ((nx = xmppd_elem_next_sibling(last)) != NULL)
@@ -716,6 +729,8 @@ items_finish(struct ps_req *r)
 	ps_reply(r, e);
 }
 
+static void items_read(struct ps_req *r);
+
 static void
 item_got(int status, const void *val, size_t vlen, void *ud)
 {
@@ -725,36 +740,61 @@ item_got(int status, const void *val, size_t vlen, void *ud)
 	xmppd_elem *it;
 	size_t xlen;
 
-	if (status == XMPPD_STORE_OK && ps_item_parse(val, vlen, &pub, &id, &xml, &xlen) == 0 &&
+	if (o->truncated || o->bad) {
+		/* Past the budget (or failed): the rest of the window is dropped. */
+	} else if (status == XMPPD_STORE_OK && ps_item_parse(val, vlen, &pub, &id, &xml, &xlen) == 0 &&
 	    (it = xmppd_elem_parse(xml, xlen)) != NULL) {
-		xmppd_elem_append_copy(o->items, it);
+		/* max_items_page_bytes: at least one item, then while the
+		 * payloads fit. */
+		if (o->got > 0 && r->m->max_items_page_bytes > 0 &&
+		    o->bytes + xlen > (size_t)r->m->max_items_page_bytes) {
+			o->truncated = 1;
+		} else {
+			xmppd_elem_append_copy(o->items, it);
+			o->bytes += xlen;
+			o->got++;
+		}
 		xmppd_elem_unref(it);
 	} else if (status != XMPPD_STORE_NOT_FOUND) {
 		o->bad = 1;
 	}
-	if (--o->left == 0)
-		items_finish(r);
+	if (--o->left == 0) {
+		if (o->truncated || o->bad || o->next == o->nwant)
+			items_finish(r);
+		else
+			items_read(r);
+	}
 }
 
 static void
 items_allowed(struct ps_req *r)
 {
 	struct op_items *o = r->op;
-	struct ps_node *n = r->n;
-	char key[PS_KEY_MAX];
-	size_t klen, i;
 
-	o->left = o->nwant;
 	if (o->nwant == 0) {
 		items_finish(r);
 		return;
 	}
-	/* Reads complete in submission order: the answer keeps the order. */
-	for (i = 0; i < o->nwant; i++) {
+	items_read(r);
+}
+
+/* The next window of reads. Reads complete in submission order: the
+ * answer keeps the order. */
+static void
+items_read(struct ps_req *r)
+{
+	struct op_items *o = r->op;
+	struct ps_node *n = r->n;
+	char key[PS_KEY_MAX];
+	size_t klen, i, end = o->next + ITEMS_WINDOW < o->nwant ? o->next + ITEMS_WINDOW : o->nwant;
+
+	o->left = end - o->next;
+	for (i = o->next; i < end; i++) {
+		o->next = i + 1;
 		klen = ps_key_item(key, n->service, n->name, n->items[o->want[i]].seq);
 		if (xmppd_store_aget(r->m->ctx, ps_table(n->service, T_ITEMS), key, klen, item_got, r) < 0) {
 			o->bad = 1;
-			o->left -= o->nwant - i;
+			o->left -= end - i;
 			if (o->left == 0)
 				items_finish(r);
 			return;
@@ -810,6 +850,7 @@ op_items(struct ps_req *r, xmppd_elem *action)
 			    o->nwant < n->nitems)
 				o->want[o->nwant++] = (size_t)idx;
 			o->rsm = -1;
+			o->by_id = 1;
 		}
 	if (o->rsm == -1) {
 		o->rsm = 0;

@@ -206,6 +206,7 @@ async def main():
                            'max_items_per_node': 5, 'default_max_items': 3,
                            'max_nodes_per_user': 10, 'max_nodes': 26, 'max_subscriptions_per_node': 4,
                            'max_subscriptions_per_jid': 3, 'max_affiliations_per_node': 3,
+                           'max_items_page_bytes': 1000,
                            'publish_rate': 1, 'publish_burst': 40}}
     srv = xt.Server(workers=2, modules=mods, start=False)
     srv.conf['module_dir'] = str(moddir)
@@ -356,6 +357,26 @@ async def main():
     r = await ps(bob, 'get', "<items node='n1'/><set xmlns='%s'><max>2</max><after>%s</after>"
                  "</set>" % (RSM, gen))
     xt.is_(item_ids(r), ['i1'], 'RSM after the page: the rest')
+    # max_items_page_bytes 1000: an answer stops before the payloads pass it,
+    # with an RSM <set/> to page on (6.5.7).
+    big = "<entry xmlns='urn:t'>%s</entry>" % ('y' * 400)
+    await create(carol, 'big', {'pubsub#max_items': '5'})
+    got = [published_id(await publish(carol, 'big', 'g%d' % i, big)) for i in range(5)]
+    xt.is_(got, ['g0', 'g1', 'g2', 'g3', 'g4'], 'five items of 400 bytes')
+
+    def rsm_of(r):
+        st = r.xml.find('%s/{%s}set' % (q('pubsub'), RSM)) if r is not None else None
+        return None if st is None else (st.findtext('{%s}first' % RSM),
+                                        st.findtext('{%s}last' % RSM),
+                                        st.findtext('{%s}count' % RSM))
+    r = await items(bob, 'big')
+    xt.is_((item_ids(r), rsm_of(r)), (['g4', 'g3'], ('g4', 'g3', '5')),
+           'no max_items, no RSM: truncated to the budget, with first, last and count')
+    r = await ps(bob, 'get', "<items node='big'/><set xmlns='%s'><after>g3</after></set>" % RSM)
+    xt.is_((item_ids(r), rsm_of(r)), (['g2', 'g1'], ('g2', 'g1', '5')),
+           'the next page after the last given')
+    r = await items(bob, 'big', '', "<item id='g0'/><item id='g1'/><item id='g2'/>")
+    xt.is_(item_ids(r), ['g0', 'g1'], 'items by id are truncated to the budget too')
 
     # -- retract (7.2) ---------------------------------------------------
     xt.is_(err(await ps(alice, 'set', "<retract node='n1'><item id='zz'/></retract>")),
