@@ -128,6 +128,9 @@ struct ps_node {
 	/* Requests in arrival order; the head one runs (busy) until done. */
 	struct ps_req *qhead, *qtail;
 	int busy;
+	/* Its service went (ps_forget_service) while it was busy or had
+	 * requests queued: cleared before the next one runs. */
+	int forgotten;
 	int draining;
 	int load_status;
 	uint64_t used_ms;           /* when a request last came (xmppd_now_ms) */

@@ -282,6 +282,18 @@ ps_engine_free(struct ps_mod *m)
 	m->tables = NULL;
 }
 
+/* A forgotten node: what it held is gone from the store (the account's
+ * rows were removed), so it holds nothing either (no subscribers, no last
+ * item); the requests queued behind find no node, and it is freed when
+ * they are done (drain). */
+static void
+forget_node(struct ps_node *n)
+{
+	ps_node_clear(n);
+	ps_config_default(engine_mod, &n->cfg, n->kind);
+	n->forgotten = 0;
+}
+
 void
 ps_forget_service(struct ps_mod *m, const char *service)
 {
@@ -292,11 +304,15 @@ ps_forget_service(struct ps_mod *m, const char *service)
 		return;
 	for (size_t b = 0; b < NBUCKETS; b++)
 		for (pp = &t->b[b]; (n = *pp) != NULL;) {
-			/* One that is running finds out from the store. */
-			if (strcmp(n->service, service) == 0 && !n->busy && n->qhead == NULL) {
+			if (strcmp(n->service, service) == 0 && !n->busy && n->qhead == NULL &&
+			    n->state == PS_READY) {
 				*pp = n->hnext;
 				node_free(n);
 			} else {
+				/* Running, queued or loading: cleared when its
+				 * current request ends (drain), then freed. */
+				if (strcmp(n->service, service) == 0)
+					n->forgotten = 1;
 				pp = &n->hnext;
 			}
 		}
@@ -528,6 +544,10 @@ drain(struct ps_node *n)
 		return;
 	n->draining = 1;
 	while (!n->busy && (r = n->qhead) != NULL) {
+		if (n->forgotten) {
+			forget_node(n);
+			continue;
+		}
 		n->qhead = r->next;
 		if (n->qhead == NULL)
 			n->qtail = NULL;
@@ -540,6 +560,8 @@ drain(struct ps_node *n)
 			ps_dispatch(r);
 	}
 	n->draining = 0;
+	if (!n->busy && n->forgotten)
+		forget_node(n);
 	/* A node that does not exist (or failed to load) is not kept. */
 	if (!n->busy && n->qhead == NULL && (!n->exists || n->load_status < 0)) {
 		t = my_table(engine_mod);
