@@ -12,7 +12,9 @@ subscribe; access models (whitelist, presence, roster, authorize with the
 submit, pubsub#deliver false stops the events, the errors, subscribe and
 configure in one request; 6.4 defaults); owner affiliations and subscriptions;
 limits (item size, max_items cap and trimming, nodes per user,
-subscriptions per node) and the publish shaper; xmppctl pubsub; a module
+subscriptions per node and per bare JID, the owner's subscriptions and
+affiliations sets, the byte budget of one items answer) and the publish
+shaper; an item record that does not read back; xmppctl pubsub; a module
 through xmppd_pubsub_request (mod_entityprobe); everything surviving a
 restart."""
 

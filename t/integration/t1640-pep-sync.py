@@ -324,6 +324,20 @@ async def main():
                                               "<metadata xmlns='%s'/>" % NS_META))
     xt.is_(await until(carol_photo, ()), (),
            'an empty <metadata/> (avatar disabled, XEP-0084 4.5) removes the vCard photo')
+    r = await carol.iq('set', cjid, "<pubsub xmlns='%s#owner'><affiliations node='%s'>"
+                       "<affiliation jid='%s' affiliation='publisher'/></affiliations></pubsub>"
+                       % (NS_PUBSUB, NS_META, bjid))
+    xt.is_(r and r['type'], 'result', 'carol makes bob a publisher of her avatar metadata')
+    r = await bob.iq('set', cjid, publish_q(NS_META, 'bobs', "<metadata xmlns='%s'><info id='%s' "
+                                            "bytes='%d' type='image/gif'/></metadata>"
+                                            % (NS_META, h2, len(PNG2))))
+    xt.is_(r and r['type'], 'result', 'bob publishes metadata there')
+    for _ in range(15):
+        got = await carol_photo()
+        if got != ():
+            break
+        await asyncio.sleep(0.1)
+    xt.is_(got, (), "her vCard is not rewritten by bob's publish")
 
     # -- the vCard without a photo disables the PEP avatar ---------------------
     r = await bob.iq('set', None, "<vCard xmlns='%s'><FN>Bob</FN></vCard>" % NS_VCARD)
