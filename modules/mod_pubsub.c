@@ -60,6 +60,13 @@ static const struct xmppd_option options[] = {
 	 * (auto-create); max_nodes and max_nodes_per_user are the service's. */
 	{ "max_pep_nodes", XMPPD_OPT_INT, "100", 0, 10000000 },
 	{ "max_subscriptions_per_node", XMPPD_OPT_INT, "10000", 0, 10000000 },
+	/* Of one bare JID (its full JIDs) on one node, 0: no limit. */
+	{ "max_subscriptions_per_jid", XMPPD_OPT_INT, "16", 0, 10000000 },
+	/* Affiliations of one node (the owner's 8.9.2 set), 0: no limit. */
+	{ "max_affiliations_per_node", XMPPD_OPT_INT, "1000", 0, 10000000 },
+	/* Payload bytes of one <items/> answer (at least one item is given):
+	 * past them the answer is truncated with an RSM <set/>. */
+	{ "max_items_page_bytes", XMPPD_OPT_INT, "1048576", 0, 1073741824 },
 	/* Publishes per second per user, and the burst allowed. */
 	{ "publish_rate", XMPPD_OPT_INT, "10", 1, 100000 },
 	{ "publish_burst", XMPPD_OPT_INT, "50", 1, 1000000 },
@@ -841,6 +848,9 @@ load(xmppd_ctx *ctx)
 	ps_module.max_nodes = xmppd_opt_int(ctx, "max_nodes");
 	ps_module.max_pep_nodes = xmppd_opt_int(ctx, "max_pep_nodes");
 	ps_module.max_subscriptions_per_node = xmppd_opt_int(ctx, "max_subscriptions_per_node");
+	ps_module.max_subscriptions_per_jid = xmppd_opt_int(ctx, "max_subscriptions_per_jid");
+	ps_module.max_affiliations_per_node = xmppd_opt_int(ctx, "max_affiliations_per_node");
+	ps_module.max_items_page_bytes = xmppd_opt_int(ctx, "max_items_page_bytes");
 	ps_module.shaper_rate = xmppd_opt_int(ctx, "publish_rate");
 	ps_module.shaper_burst = xmppd_opt_int(ctx, "publish_burst");
 	ps_module.shaper_error = xmppd_opt_string(ctx, "publish_excess");

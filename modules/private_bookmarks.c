@@ -490,9 +490,13 @@ on_event(void *args, void *ud)
 	xmppd_elem *storage;
 
 	/* The server's own publishes are the echo of a change already
-	 * carried; PEP nodes only (an account's bare JID). */
+	 * carried; PEP nodes only (an account's bare JID), and only the
+	 * account's own changes: another entity given a publisher
+	 * affiliation on the node (XEP-0060 8.9) must not rewrite the
+	 * account's private storage (XEP-0049). */
 	if (a->publisher == NULL || a->service == NULL || xmppd_jid_node(a->service) == NULL ||
-	    a->node == NULL)
+	    a->node == NULL ||
+	    strcmp(xmppd_jid_bare(a->publisher), xmppd_jid_bare(a->service)) != 0)
 		return XMPPD_CONTINUE;
 	if (strcmp(a->node, NS_BM2) == 0) {
 		from_bookmarks2(ud, a->service);

@@ -119,7 +119,7 @@ struct ps_node {
 	struct ps_aff_entry *affs;
 	size_t naffs;
 	struct ps_sub *subs;
-	size_t nsubs;
+	size_t nsubs, subs_cap;     /* subs grows by doubling (ps_sub_room) */
 	struct ps_item *items;      /* oldest first */
 	size_t nitems, items_cap;
 	uint64_t next_seq;
@@ -128,6 +128,9 @@ struct ps_node {
 	/* Requests in arrival order; the head one runs (busy) until done. */
 	struct ps_req *qhead, *qtail;
 	int busy;
+	/* Its service went (ps_forget_service) while it was busy or had
+	 * requests queued: cleared before the next one runs. */
+	int forgotten;
 	int draining;
 	int load_status;
 	uint64_t used_ms;           /* when a request last came (xmppd_now_ms) */
@@ -147,6 +150,9 @@ struct ps_mod {
 	long max_nodes;
 	long max_pep_nodes;         /* PEP nodes of one account, 0: no limit */
 	long max_subscriptions_per_node;
+	long max_subscriptions_per_jid;     /* of one bare JID on one node, 0: no limit */
+	long max_affiliations_per_node;     /* 0: no limit */
+	long max_items_page_bytes;  /* payload bytes of one <items/> answer, 0: no limit */
 	long shaper_rate;           /* publishes per second */
 	long shaper_burst;
 	const char *shaper_error;   /* "resource-constraint" or "policy-violation" */
@@ -290,6 +296,10 @@ int ps_aff_of(const struct ps_node *n, const xmppd_jid *actor);
 struct ps_sub *ps_sub_find(struct ps_node *n, const char *jid);
 struct ps_sub *ps_sub_of_actor(struct ps_node *n, const xmppd_jid *actor);
 void ps_sub_remove(struct ps_node *n, struct ps_sub *s);
+/* Room for one more entry in n->subs (the array doubles): 0, or -1. */
+int ps_sub_room(struct ps_node *n);
+/* Subscriptions of jid's bare JID (itself or any of its full JIDs) on n. */
+size_t ps_subs_of_bare(const struct ps_node *n, const char *jid);
 long ps_max_items(const struct ps_req *r, const struct ps_node *n);
 ssize_t ps_item_index(const struct ps_node *n, const char *id);
 void ps_item_remove_at(struct ps_node *n, size_t i);

@@ -214,7 +214,7 @@ ps_node_clear(struct ps_node *n)
 	n->items = NULL;
 	n->last_xml = NULL;
 	n->creator = NULL;
-	n->naffs = n->nsubs = n->nitems = n->items_cap = 0;
+	n->naffs = n->nsubs = n->subs_cap = n->nitems = n->items_cap = 0;
 	n->last_len = 0;
 	n->exists = 0;
 }
@@ -282,6 +282,18 @@ ps_engine_free(struct ps_mod *m)
 	m->tables = NULL;
 }
 
+/* A forgotten node: what it held is gone from the store (the account's
+ * rows were removed), so it holds nothing either (no subscribers, no last
+ * item); the requests queued behind find no node, and it is freed when
+ * they are done (drain). */
+static void
+forget_node(struct ps_node *n)
+{
+	ps_node_clear(n);
+	ps_config_default(engine_mod, &n->cfg, n->kind);
+	n->forgotten = 0;
+}
+
 void
 ps_forget_service(struct ps_mod *m, const char *service)
 {
@@ -292,11 +304,15 @@ ps_forget_service(struct ps_mod *m, const char *service)
 		return;
 	for (size_t b = 0; b < NBUCKETS; b++)
 		for (pp = &t->b[b]; (n = *pp) != NULL;) {
-			/* One that is running finds out from the store. */
-			if (strcmp(n->service, service) == 0 && !n->busy && n->qhead == NULL) {
+			if (strcmp(n->service, service) == 0 && !n->busy && n->qhead == NULL &&
+			    n->state == PS_READY) {
 				*pp = n->hnext;
 				node_free(n);
 			} else {
+				/* Running, queued or loading: cleared when its
+				 * current request ends (drain), then freed. */
+				if (strcmp(n->service, service) == 0)
+					n->forgotten = 1;
 				pp = &n->hnext;
 			}
 		}
@@ -407,7 +423,7 @@ load_sub_row(void *ud, const void *key, size_t klen, const void *val, size_t vle
 {
 	struct ps_node *n = ud;
 	const char *k = key, *jid;
-	struct ps_sub s, *ns;
+	struct ps_sub s;
 	char pfx[PS_KEY_MAX];
 	size_t plen = ps_key_node(pfx, n->service, n->name);
 
@@ -416,12 +432,11 @@ load_sub_row(void *ud, const void *key, size_t klen, const void *val, size_t vle
 	jid = k + plen;
 	if (ps_sub_parse(&s, jid, val, vlen) < 0)
 		return 0;
-	if ((ns = realloc(n->subs, (n->nsubs + 1) * sizeof(*ns))) == NULL) {
+	if (ps_sub_room(n) < 0) {
 		free(s.jid);
 		n->load_status = -1;
 		return 1;
 	}
-	n->subs = ns;
 	n->subs[n->nsubs++] = s;
 	return 0;
 }
@@ -529,6 +544,10 @@ drain(struct ps_node *n)
 		return;
 	n->draining = 1;
 	while (!n->busy && (r = n->qhead) != NULL) {
+		if (n->forgotten) {
+			forget_node(n);
+			continue;
+		}
 		n->qhead = r->next;
 		if (n->qhead == NULL)
 			n->qtail = NULL;
@@ -541,6 +560,8 @@ drain(struct ps_node *n)
 			ps_dispatch(r);
 	}
 	n->draining = 0;
+	if (!n->busy && n->forgotten)
+		forget_node(n);
 	/* A node that does not exist (or failed to load) is not kept. */
 	if (!n->busy && n->qhead == NULL && (!n->exists || n->load_status < 0)) {
 		t = my_table(engine_mod);

@@ -66,6 +66,34 @@ ps_sub_remove(struct ps_node *n, struct ps_sub *s)
 	n->nsubs--;
 }
 
+int
+ps_sub_room(struct ps_node *n)
+{
+	struct ps_sub *ns;
+	size_t cap;
+
+	if (n->nsubs < n->subs_cap)
+		return 0;
+	cap = n->subs_cap < 8 ? 8 : n->subs_cap * 2;
+	if ((ns = realloc(n->subs, cap * sizeof(*ns))) == NULL)
+		return -1;
+	n->subs = ns;
+	n->subs_cap = cap;
+	return 0;
+}
+
+size_t
+ps_subs_of_bare(const struct ps_node *n, const char *jid)
+{
+	size_t bl = strcspn(jid, "/"), k = 0;
+
+	for (size_t i = 0; i < n->nsubs; i++)
+		if (strncmp(n->subs[i].jid, jid, bl) == 0 &&
+		    (n->subs[i].jid[bl] == '\0' || n->subs[i].jid[bl] == '/'))
+			k++;
+	return k;
+}
+
 long
 ps_max_items(const struct ps_req *r, const struct ps_node *n)
 {
@@ -201,8 +229,14 @@ create_done(int status, void *ud)
 	struct op_create *o = r->op;
 	struct ps_node *n = r->n;
 	xmppd_elem *res = NULL;
+	const char *name;
 
 	if (status != XMPPD_STORE_OK) {
+		/* create_write gave the node its creator and owner: the node
+		 * does not exist, so a create queued behind this one must not
+		 * find (or leak) them. */
+		ps_node_clear(n);
+		ps_config_default(r->m, &n->cfg, n->kind);
 		ps_config_free(&o->cfg);
 		ps_error(r, "internal-server-error", NULL, NULL);
 		return;
@@ -210,8 +244,10 @@ create_done(int status, void *ud)
 	ps_config_free(&n->cfg);
 	n->cfg = o->cfg;
 	n->exists = 1;
-	/* XEP-0060 8.1.2: an instant node's name is given back. */
-	if (xmppd_elem_attr(xmppd_elem_child(r->payload, NS_PUBSUB, "create"), "node") == NULL) {
+	/* XEP-0060 8.1.2: an instant node's name is given back, whenever the
+	 * service chose it (no 'node', or node=''). */
+	name = xmppd_elem_attr(xmppd_elem_child(r->payload, NS_PUBSUB, "create"), "node");
+	if (name == NULL || *name == '\0') {
 		res = ps_result(NS_PUBSUB);
 		xmppd_elem_set_attr(xmppd_elem_add_child(res, NS_PUBSUB, "create"), "node",
 		    n->name);

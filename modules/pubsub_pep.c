@@ -294,6 +294,101 @@ pep_caps_presence(void *args, void *ud)
 	return XMPPD_CONTINUE;
 }
 
+/* A contact that may no longer see the account's presence: its
+ * resources leave the account's list (on the account's worker). */
+struct pep_drop {
+	xmppd_jid *account;
+	char *contact;              /* bare */
+};
+
+static void
+pep_drop_run(void *ud)
+{
+	struct pep_drop *d = ud;
+	struct pep_account *a = pep_account(xmppd_jid_bare(d->account), 0);
+	size_t bl = strlen(d->contact);
+
+	for (size_t i = 0; a != NULL && i < a->n;)
+		if (strncmp(a->contacts[i], d->contact, bl) == 0 &&
+		    (a->contacts[i][bl] == '\0' || a->contacts[i][bl] == '/')) {
+			free(a->contacts[i]);
+			a->contacts[i] = a->contacts[--a->n];
+		} else {
+			i++;
+		}
+	xmppd_jid_free(d->account);
+	free(d->contact);
+	free(d);
+}
+
+static void
+pep_drop_post(const xmppd_jid *account, const xmppd_jid *contact)
+{
+	struct pep_drop *d;
+
+	if (account == NULL || contact == NULL || (d = calloc(1, sizeof(*d))) == NULL)
+		return;
+	d->account = xmppd_jid_parse(xmppd_jid_bare(account));
+	d->contact = strdup(xmppd_jid_bare(contact));
+	if (d->account == NULL || d->contact == NULL ||
+	    xmppd_entity_post(ps_module.ctx, xmppd_jid_bare(d->account), pep_drop_run, d) < 0) {
+		xmppd_jid_free(d->account);
+		free(d->contact);
+		free(d);
+	}
+}
+
+/* XEP-0163 4.3.1: presence-based notifications go to contacts allowed
+ * the account's presence. The account revoking it (RFC 6121 3.2:
+ * unsubscribed to the contact) or the contact cancelling it (3.3:
+ * unsubscribe to the account) ends them. Before mod_roster (50), which
+ * takes the stanza. */
+static enum xmppd_result
+pep_out_subscription(void *args, void *ud)
+{
+	struct xmppd_packet_args *a = args;
+
+	(void)ud;
+	if (is(xmppd_elem_attr(a->stanza, "type"), "unsubscribed"))
+		pep_drop_post(a->from, a->to);
+	return XMPPD_CONTINUE;
+}
+
+static enum xmppd_result
+pep_in_subscription(void *args, void *ud)
+{
+	struct xmppd_packet_args *a = args;
+
+	(void)ud;
+	if (is(xmppd_elem_attr(a->stanza, "type"), "unsubscribe"))
+		pep_drop_post(a->to, a->from);
+	return XMPPD_CONTINUE;
+}
+
+/* RFC 6121 2.5: removing the roster item cancels both subscriptions
+ * (mod_roster sends unsubscribed itself, not through the hook above). */
+static enum xmppd_result
+pep_user_send(void *args, void *ud)
+{
+	struct xmppd_packet_args *a = args;
+	xmppd_elem *q, *it;
+
+	(void)ud;
+	if (a->to != NULL || !is(xmppd_elem_name(a->stanza), "iq") ||
+	    !is(xmppd_elem_attr(a->stanza, "type"), "set") ||
+	    (q = xmppd_elem_child(a->stanza, "jabber:iq:roster", "query")) == NULL)
+		return XMPPD_CONTINUE;
+	for (it = xmppd_elem_first_child(q); it != NULL; it = xmppd_elem_next_sibling(it))
+		if (is(xmppd_elem_name(it), "item") && is(xmppd_elem_attr(it, "subscription"), "remove")) {
+			xmppd_jid *c = xmppd_jid_parse(xmppd_elem_attr(it, "jid") ?
+			    xmppd_elem_attr(it, "jid") : "");
+
+			pep_drop_post(a->from, c);
+			xmppd_jid_free(c);
+		}
+	return XMPPD_CONTINUE;
+}
+
 static void
 pep_forget_run(void *ud)
 {
@@ -398,6 +493,11 @@ ps_pep_load(xmppd_ctx *ctx)
 	    XMPPD_IQ_ACCOUNT, pep_iq, NULL) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_CAPS_PRESENCE, NULL, 50, pep_caps_presence, NULL) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_REMOVE_USER, NULL, 50, pep_remove_user, NULL) < 0 ||
+	    xmppd_hook_add(ctx, XMPPD_HOOK_ROSTER_OUT_SUBSCRIPTION, NULL, 40, pep_out_subscription,
+	    NULL) < 0 ||
+	    xmppd_hook_add(ctx, XMPPD_HOOK_ROSTER_IN_SUBSCRIPTION, NULL, 40, pep_in_subscription,
+	    NULL) < 0 ||
+	    xmppd_hook_add(ctx, XMPPD_HOOK_USER_SEND_PACKET, NULL, 50, pep_user_send, NULL) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_DISCO_INFO, NULL, 50, pep_disco_info, NULL) < 0)
 		return -1;
 	return 0;

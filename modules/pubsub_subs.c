@@ -242,7 +242,7 @@ sub_done(int status, void *ud)
 	struct ps_req *r = ud;
 	struct op_sub *o = r->op;
 	struct ps_node *n = r->n;
-	struct ps_sub *s, *ns;
+	struct ps_sub *s;
 	xmppd_elem *res;
 
 	if (status != XMPPD_STORE_OK) {
@@ -250,11 +250,10 @@ sub_done(int status, void *ud)
 		return;
 	}
 	if (o->is_new) {
-		if ((ns = realloc(n->subs, (n->nsubs + 1) * sizeof(*ns))) == NULL) {
+		if (ps_sub_room(n) < 0) {
 			ps_error(r, "internal-server-error", NULL, NULL);
 			return;
 		}
-		n->subs = ns;
 		n->subs[n->nsubs++] = o->sub;
 		o->sub.jid = NULL;      /* the node's now */
 		s = &n->subs[n->nsubs - 1];
@@ -340,6 +339,14 @@ subscribe_allowed(struct ps_req *r)
 	 * too-many-subscriptions, as 6.1.3.? names it). */
 	if (r->m->max_subscriptions_per_node > 0 &&
 	    (long)n->nsubs >= r->m->max_subscriptions_per_node) {
+		ps_error(r, "policy-violation", "too-many-subscriptions", NULL);
+		return;
+	}
+	/* And of one bare JID (its full JIDs): alice/r1 .. alice/r10000
+	 * would fill the node otherwise. The same error (XEP-0060 6.1.3:
+	 * the service's policy). */
+	if (r->m->max_subscriptions_per_jid > 0 &&
+	    (long)ps_subs_of_bare(n, o->sub.jid) >= r->m->max_subscriptions_per_jid) {
 		ps_error(r, "policy-violation", "too-many-subscriptions", NULL);
 		return;
 	}
@@ -434,9 +441,14 @@ op_unsubscribe(struct ps_req *r, xmppd_elem *action)
 	xmppd_jid *j = xmppd_jid_parse(xmppd_elem_attr(action, "jid") ?
 	    xmppd_elem_attr(action, "jid") : "");
 
-	if (j == NULL || (!jid_is_actor(r, j) && ps_aff_of(n, r->actor) != PS_AFF_OWNER)) {
+	if (j == NULL) {
+		ps_error(r, "bad-request", "invalid-jid", NULL);
+		return;
+	}
+	if (!jid_is_actor(r, j) && ps_aff_of(n, r->actor) != PS_AFF_OWNER) {
+		/* 6.2.3.3: another entity's subscription: insufficient privileges. */
 		xmppd_jid_free(j);
-		ps_error(r, "bad-request", "invalid-jid", NULL);  /* 6.2.3.3 */
+		ps_error(r, "forbidden", NULL, NULL);
 		return;
 	}
 	if (!n->exists) {
@@ -648,11 +660,18 @@ op_default(struct ps_req *r)
 struct op_items {
 	size_t *want;               /* indexes into n->items, in answer order */
 	size_t nwant, left;
+	size_t next;                /* the next of want to read */
+	size_t bytes, got;          /* the answer so far: payload bytes, items */
 	xmppd_elem *res, *items;
-	int bad;
+	int bad, truncated, by_id;
 	size_t count, first_index;
 	int rsm;
 };
+
+/* Reads in flight for one <items/> answer: the next window is asked for
+ * when one completes, so that an answer stops at max_items_page_bytes
+ * without reading the rest. */
+#define ITEMS_WINDOW 16
 
 static void
 op_items_free(void *op)
@@ -674,10 +693,15 @@ items_finish(struct ps_req *r)
 	free(o->want);
 	o->want = NULL;
 	if (o->bad) {
-		xmppd_elem_unref(o->res);
+		/* op_items_free drops o->res (and o->items with it). */
 		ps_error(r, "internal-server-error", NULL, NULL);
 		return;
 	}
+	/* XEP-0060 6.5.7: the service may truncate the result, saying so
+	 * with a XEP-0059 <set/> (first, last, count) the client pages on
+	 * from. */
+	if (o->truncated)
+		o->rsm = 1;
 	/* XEP-0059 2.x: the page's first and last ids and the count. */
 	if (o->rsm) {
 		set = xmppd_elem_add_child(o->res, NS_RSM, "set");
@@ -687,7 +711,8 @@ items_finish(struct ps_req *r)
 			xmppd_elem *last = e, *nx;
 
 			snprintf(buf, sizeof(buf), "%zu", o->first_index);
-			xmppd_elem_set_attr(f, "index", buf);
+			if (!o->by_id)
+				xmppd_elem_set_attr(f, "index", buf);
 			xmppd_elem_add_text(f, xmppd_elem_attr(e, "id"),
 			    strlen(xmppd_elem_attr(e, "id")));
 			while ((nx = xmppd_elem_next_sibling(last)) != NULL)
@@ -704,6 +729,8 @@ items_finish(struct ps_req *r)
 	ps_reply(r, e);
 }
 
+static void items_read(struct ps_req *r);
+
 static void
 item_got(int status, const void *val, size_t vlen, void *ud)
 {
@@ -713,36 +740,61 @@ item_got(int status, const void *val, size_t vlen, void *ud)
 	xmppd_elem *it;
 	size_t xlen;
 
-	if (status == XMPPD_STORE_OK && ps_item_parse(val, vlen, &pub, &id, &xml, &xlen) == 0 &&
+	if (o->truncated || o->bad) {
+		/* Past the budget (or failed): the rest of the window is dropped. */
+	} else if (status == XMPPD_STORE_OK && ps_item_parse(val, vlen, &pub, &id, &xml, &xlen) == 0 &&
 	    (it = xmppd_elem_parse(xml, xlen)) != NULL) {
-		xmppd_elem_append_copy(o->items, it);
+		/* max_items_page_bytes: at least one item, then while the
+		 * payloads fit. */
+		if (o->got > 0 && r->m->max_items_page_bytes > 0 &&
+		    o->bytes + xlen > (size_t)r->m->max_items_page_bytes) {
+			o->truncated = 1;
+		} else {
+			xmppd_elem_append_copy(o->items, it);
+			o->bytes += xlen;
+			o->got++;
+		}
 		xmppd_elem_unref(it);
 	} else if (status != XMPPD_STORE_NOT_FOUND) {
 		o->bad = 1;
 	}
-	if (--o->left == 0)
-		items_finish(r);
+	if (--o->left == 0) {
+		if (o->truncated || o->bad || o->next == o->nwant)
+			items_finish(r);
+		else
+			items_read(r);
+	}
 }
 
 static void
 items_allowed(struct ps_req *r)
 {
 	struct op_items *o = r->op;
-	struct ps_node *n = r->n;
-	char key[PS_KEY_MAX];
-	size_t klen, i;
 
-	o->left = o->nwant;
 	if (o->nwant == 0) {
 		items_finish(r);
 		return;
 	}
-	/* Reads complete in submission order: the answer keeps the order. */
-	for (i = 0; i < o->nwant; i++) {
+	items_read(r);
+}
+
+/* The next window of reads. Reads complete in submission order: the
+ * answer keeps the order. */
+static void
+items_read(struct ps_req *r)
+{
+	struct op_items *o = r->op;
+	struct ps_node *n = r->n;
+	char key[PS_KEY_MAX];
+	size_t klen, i, end = o->next + ITEMS_WINDOW < o->nwant ? o->next + ITEMS_WINDOW : o->nwant;
+
+	o->left = end - o->next;
+	for (i = o->next; i < end; i++) {
+		o->next = i + 1;
 		klen = ps_key_item(key, n->service, n->name, n->items[o->want[i]].seq);
 		if (xmppd_store_aget(r->m->ctx, ps_table(n->service, T_ITEMS), key, klen, item_got, r) < 0) {
 			o->bad = 1;
-			o->left -= o->nwant - i;
+			o->left -= end - i;
 			if (o->left == 0)
 				items_finish(r);
 			return;
@@ -798,6 +850,7 @@ op_items(struct ps_req *r, xmppd_elem *action)
 			    o->nwant < n->nitems)
 				o->want[o->nwant++] = (size_t)idx;
 			o->rsm = -1;
+			o->by_id = 1;
 		}
 	if (o->rsm == -1) {
 		o->rsm = 0;
@@ -875,8 +928,10 @@ op_affiliations(struct ps_req *r, xmppd_elem *action, int owner_ns)
 	struct ps_node *n = r->n;
 	xmppd_elem *res, *list, *a, *c;
 	struct ps_aff_entry *na;
-	size_t owners = 0, cnt = 0;
-	xmppd_batch *b;
+	int *was;
+	size_t owners = 0, cnt = 0, kept = 0, newout = 0;
+	const char *cond = NULL;
+	xmppd_batch *b = NULL;
 	char key[PS_KEY_MAX];
 
 	if (!n->exists) {
@@ -926,14 +981,19 @@ op_affiliations(struct ps_req *r, xmppd_elem *action, int owner_ns)
 		}
 		cnt++;
 	}
-	if ((na = calloc(n->naffs + cnt + 1, sizeof(*na))) == NULL) {
+	if ((na = calloc(n->naffs + cnt + 1, sizeof(*na))) == NULL ||
+	    (was = calloc(n->naffs + cnt + 1, sizeof(*was))) == NULL) {
+		free(na);
 		ps_error(r, "internal-server-error", NULL, NULL);
 		return;
 	}
 	size_t nn = 0;
 
-	for (size_t i = 0; i < n->naffs; i++)
+	/* was[k]: the entry's affiliation before this request. */
+	for (size_t i = 0; i < n->naffs; i++) {
+		was[nn] = n->affs[i].aff;
 		na[nn++] = (struct ps_aff_entry){ strdup(n->affs[i].jid), n->affs[i].aff };
+	}
 	for (c = xmppd_elem_first_child(action); c != NULL; c = xmppd_elem_next_sibling(c)) {
 		xmppd_jid *j = xmppd_jid_parse(xmppd_elem_attr(c, "jid"));
 		int v = ps_aff_parse(xmppd_elem_attr(c, "affiliation"));
@@ -942,27 +1002,35 @@ op_affiliations(struct ps_req *r, xmppd_elem *action, int owner_ns)
 		for (k = 0; k < nn; k++)
 			if (na[k].jid != NULL && strcmp(na[k].jid, xmppd_jid_bare(j)) == 0)
 				break;
-		if (k == nn)
+		if (k == nn) {
+			was[nn] = PS_AFF_NONE;
 			na[nn++] = (struct ps_aff_entry){ strdup(xmppd_jid_bare(j)), v };
-		else
+		} else {
 			na[k].aff = v;
+		}
 		xmppd_jid_free(j);
 	}
-	for (size_t k = 0; k < nn; k++)
+	for (size_t k = 0; k < nn; k++) {
 		owners += na[k].aff == PS_AFF_OWNER;
-	/* 8.9.2.4: the last owner stays. */
-	if (owners == 0) {
-		for (size_t k = 0; k < nn; k++)
-			free(na[k].jid);
-		free(na);
-		ps_error(r, "not-acceptable", NULL, NULL);
-		return;
+		kept += na[k].aff != PS_AFF_NONE;
+		newout += na[k].jid != NULL && na[k].aff == PS_AFF_OUTCAST && was[k] != PS_AFF_OUTCAST;
 	}
-	if ((b = xmppd_batch_new(r->m->ctx)) == NULL) {
+	/* 8.9.2.4: the last owner stays. max_affiliations_per_node: XEP-0060
+	 * 8.9.2 names no error for a service limit; policy-violation (RFC
+	 * 6120 8.3.3.12), nothing changed. */
+	if (owners == 0)
+		cond = "not-acceptable";
+	else if (r->m->max_affiliations_per_node > 0 &&
+	    kept > (size_t)r->m->max_affiliations_per_node)
+		cond = "policy-violation";
+	else if ((b = xmppd_batch_new(r->m->ctx)) == NULL)
+		cond = "internal-server-error";
+	if (cond != NULL) {
 		for (size_t k = 0; k < nn; k++)
 			free(na[k].jid);
 		free(na);
-		ps_error(r, "internal-server-error", NULL, NULL);
+		free(was);
+		ps_error(r, cond, NULL, NULL);
 		return;
 	}
 	/* Drop the 'none' entries; outcasts lose their subscriptions
@@ -973,24 +1041,37 @@ op_affiliations(struct ps_req *r, xmppd_elem *action, int owner_ns)
 	free(n->affs);
 	n->affs = na;
 	n->naffs = 0;
+	/* Only the JIDs this request made outcasts: one pass over the
+	 * subscriptions, compacting (the others were stripped when they
+	 * became outcasts). */
+	if (newout > 0) {
+		size_t w = 0;
+
+		for (size_t s = 0; s < n->nsubs; s++) {
+			const char *sj = n->subs[s].jid;
+			size_t bl = strcspn(sj, "/"), k;
+
+			for (k = 0; k < nn; k++)
+				if (na[k].jid != NULL && na[k].aff == PS_AFF_OUTCAST &&
+				    was[k] != PS_AFF_OUTCAST && strlen(na[k].jid) == bl &&
+				    strncmp(na[k].jid, sj, bl) == 0)
+					break;
+			if (k < nn) {
+				(void)xmppd_batch_del(b, ps_table(n->service, T_SUBS), key,
+				    ps_key_sub(key, n->service, n->name, sj));
+				free(n->subs[s].jid);
+			} else {
+				n->subs[w++] = n->subs[s];
+			}
+		}
+		n->nsubs = w;
+	}
+	free(was);
 	for (size_t k = 0; k < nn; k++) {
 		if (na[k].jid == NULL || na[k].aff == PS_AFF_NONE) {
 			free(na[k].jid);
 			continue;
 		}
-		if (na[k].aff == PS_AFF_OUTCAST)
-			for (size_t s = 0; s < n->nsubs;) {
-				xmppd_jid *sj = xmppd_jid_parse(n->subs[s].jid);
-
-				if (sj != NULL && strcmp(xmppd_jid_bare(sj), na[k].jid) == 0) {
-					(void)xmppd_batch_del(b, ps_table(n->service, T_SUBS), key, ps_key_sub(key,
-					    n->service, n->name, n->subs[s].jid));
-					ps_sub_remove(n, &n->subs[s]);
-				} else {
-					s++;
-				}
-				xmppd_jid_free(sj);
-			}
 		na[n->naffs++] = na[k];
 	}
 	if (ps_write_record(r, NULL, b, record_done) < 0)
@@ -1004,7 +1085,7 @@ op_subscriptions(struct ps_req *r, xmppd_elem *action, int owner_ns)
 	xmppd_elem *res, *list, *c, *e;
 	xmppd_batch *b;
 	char key[PS_KEY_MAX], *rec;
-	size_t vlen;
+	size_t vlen, added = 0;
 
 	if (!n->exists) {
 		ps_error(r, "item-not-found", NULL, NULL);
@@ -1052,11 +1133,20 @@ op_subscriptions(struct ps_req *r, xmppd_elem *action, int owner_ns)
 		const char *st = xmppd_elem_attr(c, "subscription");
 		int ok = j != NULL && (is(st, "none") || is(st, "subscribed") || is(st, "pending"));
 
+		if (ok && !is(st, "none") && ps_sub_find(n, xmppd_jid_full(j)) == NULL)
+			added++;
 		xmppd_jid_free(j);
 		if (!ok) {
 			ps_error(r, "bad-request", NULL, NULL);
 			return;
 		}
+	}
+	/* max_subscriptions_per_node holds for the owner's set too (the
+	 * error of a subscribe past it, 6.1.3); nothing is changed. */
+	if (r->m->max_subscriptions_per_node > 0 &&
+	    n->nsubs + added > (size_t)r->m->max_subscriptions_per_node) {
+		ps_error(r, "policy-violation", "too-many-subscriptions", NULL);
+		return;
 	}
 	if ((b = xmppd_batch_new(r->m->ctx)) == NULL) {
 		ps_error(r, "internal-server-error", NULL, NULL);
@@ -1065,7 +1155,7 @@ op_subscriptions(struct ps_req *r, xmppd_elem *action, int owner_ns)
 	for (c = xmppd_elem_first_child(action); c != NULL; c = xmppd_elem_next_sibling(c)) {
 		xmppd_jid *j = xmppd_jid_parse(xmppd_elem_attr(c, "jid"));
 		const char *st = xmppd_elem_attr(c, "subscription");
-		struct ps_sub *s = ps_sub_find(n, xmppd_jid_full(j)), *ns;
+		struct ps_sub *s = ps_sub_find(n, xmppd_jid_full(j));
 		size_t klen = ps_key_sub(key, n->service, n->name, xmppd_jid_full(j));
 
 		if (is(st, "none")) {
@@ -1074,9 +1164,7 @@ op_subscriptions(struct ps_req *r, xmppd_elem *action, int owner_ns)
 				ps_sub_remove(n, s);
 			}
 		} else {
-			if (s == NULL && (ns = realloc(n->subs, (n->nsubs + 1) *
-			    sizeof(*ns))) != NULL) {
-				n->subs = ns;
+			if (s == NULL && ps_sub_room(n) == 0) {
 				s = &n->subs[n->nsubs++];
 				memset(s, 0, sizeof(*s));
 				s->jid = strdup(xmppd_jid_full(j));

@@ -313,8 +313,13 @@ on_event(void *args, void *ud)
 	const char *id = NULL, *type = NULL;
 	struct conv *c;
 
+	/* The account's own publishes only: another entity with a
+	 * publisher affiliation (XEP-0060 8.9) on its metadata node must
+	 * not rewrite its vCard (XEP-0398). */
 	if (a->publisher == NULL || a->kind != XMPPD_PUBSUB_PUBLISHED || a->service == NULL ||
-	    xmppd_jid_node(a->service) == NULL || !is(a->node, NS_AVATAR_META) ||
+	    xmppd_jid_node(a->service) == NULL ||
+	    !is(xmppd_jid_bare(a->publisher), xmppd_jid_bare(a->service)) ||
+	    !is(a->node, NS_AVATAR_META) ||
 	    a->item == NULL || (meta = xmppd_elem_child(a->item, NS_AVATAR_META, "metadata")) == NULL)
 		return XMPPD_CONTINUE;
 	/* XEP-0084 4.2: the first <info/> the server holds (no url). */

@@ -12,7 +12,9 @@ subscribe; access models (whitelist, presence, roster, authorize with the
 submit, pubsub#deliver false stops the events, the errors, subscribe and
 configure in one request; 6.4 defaults); owner affiliations and subscriptions;
 limits (item size, max_items cap and trimming, nodes per user,
-subscriptions per node) and the publish shaper; xmppctl pubsub; a module
+subscriptions per node and per bare JID, the owner's subscriptions and
+affiliations sets, the byte budget of one items answer) and the publish
+shaper; an item record that does not read back; xmppctl pubsub; a module
 through xmppd_pubsub_request (mod_entityprobe); everything surviving a
 restart."""
 
@@ -177,6 +179,23 @@ def sub_record_to_v1(srv, node, jid):
     return False
 
 
+def item_record_broken(srv, node, item_id):
+    """Rewrites the record of item item_id of node (server stopped) with
+    a payload that does not parse as XML (mdb_load, as another writer
+    would): the node still loads, reading the item fails."""
+    for k, v in xt.store_rows(srv, 'mod_pubsub_items'):
+        parts = v[1:].split(b'\0', 2)
+        if xt.key_parts(k)[1] == node and len(parts) == 3 and parts[1] == item_id.encode():
+            bad = v[:1] + parts[0] + b'\0' + parts[1] + b'\0' + b'<broken'
+            data = ('VERSION=3\nformat=bytevalue\ntype=btree\nHEADER=END\n %s\n %s\n'
+                    'DATA=END\n' % (k.hex(), bad.hex()))
+            r = subprocess.run([os.environ.get('MDB_LOAD') or 'mdb_load', '-s',
+                                'mod_pubsub_items', srv.spool], input=data.encode(),
+                               capture_output=True, timeout=30)
+            return r.returncode == 0
+    return False
+
+
 async def main():
     moddir = xt.scratch_dir('t1620-build') / 'modules'
     moddir.mkdir()
@@ -188,6 +207,8 @@ async def main():
             'mod_pubsub': {'hosts': [HOST], 'max_item_size': 2000,
                            'max_items_per_node': 5, 'default_max_items': 3,
                            'max_nodes_per_user': 10, 'max_nodes': 26, 'max_subscriptions_per_node': 4,
+                           'max_subscriptions_per_jid': 3, 'max_affiliations_per_node': 3,
+                           'max_items_page_bytes': 1000,
                            'publish_rate': 1, 'publish_burst': 40}}
     srv = xt.Server(workers=2, modules=mods, start=False)
     srv.conf['module_dir'] = str(moddir)
@@ -222,6 +243,12 @@ async def main():
     r = await ps(alice, 'set', '<create/>')
     cr = r.xml.find('%s/%s' % (q('pubsub'), q('create'))) if r and r['type'] == 'result' else None
     xt.ok(cr is not None and cr.get('node'), 'an instant node: its name is given back')
+    r = await ps(alice, 'set', "<create node=''/>")
+    cr = r.xml.find('%s/%s' % (q('pubsub'), q('create'))) if r and r['type'] == 'result' else None
+    xt.ok(cr is not None and cr.get('node'), "an instant node asked with node='': its name "
+          "is given back (8.1.2)") or xt.diag(str(r))
+    if cr is not None and cr.get('node'):
+        await ps(alice, 'set', "<delete node='%s'/>" % cr.get('node'), OWNER)
     xt.is_(err(await create(alice, 'nf', {'pubsub#title': 'Formed', 'pubsub#max_items': '2'})),
            'result', 'create and configure')
     xt.is_(await config_value(alice, 'nf', 'pubsub#title'), 'Formed',
@@ -332,6 +359,26 @@ async def main():
     r = await ps(bob, 'get', "<items node='n1'/><set xmlns='%s'><max>2</max><after>%s</after>"
                  "</set>" % (RSM, gen))
     xt.is_(item_ids(r), ['i1'], 'RSM after the page: the rest')
+    # max_items_page_bytes 1000: an answer stops before the payloads pass it,
+    # with an RSM <set/> to page on (6.5.7).
+    big = "<entry xmlns='urn:t'>%s</entry>" % ('y' * 400)
+    await create(carol, 'big', {'pubsub#max_items': '5'})
+    got = [published_id(await publish(carol, 'big', 'g%d' % i, big)) for i in range(5)]
+    xt.is_(got, ['g0', 'g1', 'g2', 'g3', 'g4'], 'five items of 400 bytes')
+
+    def rsm_of(r):
+        st = r.xml.find('%s/{%s}set' % (q('pubsub'), RSM)) if r is not None else None
+        return None if st is None else (st.findtext('{%s}first' % RSM),
+                                        st.findtext('{%s}last' % RSM),
+                                        st.findtext('{%s}count' % RSM))
+    r = await items(bob, 'big')
+    xt.is_((item_ids(r), rsm_of(r)), (['g4', 'g3'], ('g4', 'g3', '5')),
+           'no max_items, no RSM: truncated to the budget, with first, last and count')
+    r = await ps(bob, 'get', "<items node='big'/><set xmlns='%s'><after>g3</after></set>" % RSM)
+    xt.is_((item_ids(r), rsm_of(r)), (['g2', 'g1'], ('g2', 'g1', '5')),
+           'the next page after the last given')
+    r = await items(bob, 'big', '', "<item id='g0'/><item id='g1'/><item id='g2'/>")
+    xt.is_(item_ids(r), ['g0', 'g1'], 'items by id are truncated to the budget too')
 
     # -- retract (7.2) ---------------------------------------------------
     xt.is_(err(await ps(alice, 'set', "<retract node='n1'><item id='zz'/></retract>")),
@@ -377,6 +424,8 @@ async def main():
            ('ns', carol.jid.bare, 'subscribed'), 'notify_sub: the owner is told of carol')
 
     # -- unsubscribe (6.2) -----------------------------------------------
+    r = await ps(carol, 'set', "<unsubscribe node='n1' jid='%s'/>" % bob.jid.bare)
+    xt.is_(err(r), ('forbidden', None), "unsubscribe of another entity's JID: forbidden (6.2.3.3)")
     r = await ps(carol, 'set', "<unsubscribe node='n1' jid='%s' subid='nope'/>" % carol.jid.bare)
     xt.is_(err(r), ('not-acceptable', 'invalid-subid'), 'unsubscribe with a wrong subid')
     r = await ps(carol, 'set', "<unsubscribe node='n1' jid='%s'/>" % carol.jid.bare)
@@ -586,6 +635,17 @@ async def main():
            "and her subscription went (4.1: an outcast has none)")
     xt.is_(err(await subscribe(carol, 'au')), ('forbidden', None),
            'an outcast may not subscribe')
+    r = await ps(alice, 'set', "<affiliations node='au'><affiliation jid='dave@%s' "
+                 "affiliation='publisher'/></affiliations>" % HOST, OWNER)
+    xt.is_(err(r), 'result', 'a third affiliation of au (max_affiliations_per_node 3)')
+    r = await ps(alice, 'set', "<affiliations node='au'><affiliation jid='flood@%s' "
+                 "affiliation='member'/><affiliation jid='dave@%s' affiliation='none'/>"
+                 "<affiliation jid='x@%s' affiliation='member'/></affiliations>"
+                 % (HOST, HOST, HOST), OWNER)
+    xt.is_(err(r), ('policy-violation', None), 'a fourth: policy-violation, nothing changed')
+    r = await ps(alice, 'get', "<affiliations node='au'/>", OWNER)
+    xt.is_(sorted(a.get('jid') for a in r.xml.iter(q('affiliation', OWNER))) if r else None,
+           sorted(['alice@' + HOST, 'carol@' + HOST, 'dave@' + HOST]), 'the three kept')
     r = await ps(bob, 'get', '<subscriptions/>')
     mine = sorted(s.get('node') for s in r.xml.iter(q('subscription'))) if r else None
     xt.is_(mine, ['n1', 'pr', 'ro', 'so'], "bob's subscriptions on the service (5.6)")
@@ -612,15 +672,33 @@ async def main():
     # -- limits: subscriptions per node, nodes per user, the shaper ---------
     await create(alice, 'many')
     got = []
-    for i in range(5):
+    for i in range(4):
         got.append(err(await subscribe(bob, 'many', '%s/r%d' % (bob.jid.bare, i))))
-    xt.is_(got[-1], ('policy-violation', 'too-many-subscriptions'),
-           'the fifth subscription of a node of 4: too-many-subscriptions')
-    xt.is_(got[:4], ['result'] * 4, 'the first four were taken')
+    xt.is_(got, ['result'] * 3 + [('policy-violation', 'too-many-subscriptions')],
+           'the fourth subscription of one bare JID (max_subscriptions_per_jid 3): '
+           'too-many-subscriptions')
+    got = [err(await subscribe(carol, 'many', carol.jid.bare + r)) for r in ('', '/c9')]
+    xt.is_(got, ['result', ('policy-violation', 'too-many-subscriptions')],
+           'another JID takes the fourth; the fifth of a node of 4: too-many-subscriptions')
+
+    def subs_set(*entries):
+        return ps(alice, 'set', "<subscriptions node='many'>%s</subscriptions>" % ''.join(
+            "<subscription jid='%s' subscription='%s'/>" % e for e in entries), OWNER)
+    r = await subs_set(('dave@' + HOST, 'subscribed'))
+    xt.is_(err(r), ('policy-violation', 'too-many-subscriptions'),
+           "the owner's subscriptions set (8.8.2) past max_subscriptions_per_node: "
+           "too-many-subscriptions")
+    r = await subs_set(('%s/r0' % bob.jid.bare, 'pending'))
+    xt.is_(err(r), 'result', 'changing an existing one is not a new subscription')
+    r = await ps(alice, 'get', "<subscriptions node='many'/>", OWNER)
+    xt.is_(len(r.xml.findall('%s/%s/%s' % (q('pubsub', OWNER), q('subscriptions', OWNER),
+                                      q('subscription', OWNER))))
+           if r is not None and r['type'] == 'result' else None, 4, 'the node keeps four')
     dave = await xt.login_ok(srv, 'dave', resource='d')
     got = [err(await create(dave, 'd%d' % i)) for i in range(11)]
     xt.is_((got[:10], got[10]), (['result'] * 10, ('not-allowed', 'max-nodes-exceeded')),
            'the eleventh node of a user (max_nodes_per_user 10): max-nodes-exceeded')
+    xt.is_(published_id(await publish(dave, 'd0', 'dx')), 'dx', 'an item to be broken')
     await dave.disconnect()
 
     # -- restart: nodes, items, subscriptions survive ---------------------
@@ -628,6 +706,7 @@ async def main():
     xt.is_(await srv.astop(), 0, 'xmppd stops')
     xt.ok(sub_record_to_v1(srv, 'n1', bob.jid.bare),
           "bob's subscription to n1 rewritten as a version 1 record")
+    xt.ok(item_record_broken(srv, 'd0', 'dx'), "dave's item dx rewritten with a broken payload")
     srv.start()
     alice = await xt.login_ok(srv, 'alice', resource='a')
     bob = await xt.login_ok(srv, 'bob', resource='b')
@@ -638,6 +717,12 @@ async def main():
     r = await ps(bob, 'get', "<options node='n1' jid='%s'/>" % bob.jid.bare)
     xt.is_(opt(r, 'pubsub#deliver'), '1', 'a version 1 record reads as the default options')
     await carol.disconnect()
+    dave = await xt.login_ok(srv, 'dave', resource='d')
+    xt.is_(err(await items(dave, 'd0')), ('internal-server-error', None),
+           'an item record that does not read back: internal-server-error')
+    xt.is_(err(await items(dave, 'd0', inner="<item id='dx'/>")),
+           ('internal-server-error', None), 'and again by id: the server is still up')
+    await dave.disconnect()
     # Several requests for a node not loaded yet: one load, all answered.
     res = await asyncio.gather(*(items(bob, 'n1') for _ in range(6)))
     xt.is_([item_ids(r) for r in res], [['b1', 'i2', gen]] * 6,

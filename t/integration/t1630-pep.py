@@ -180,6 +180,19 @@ async def main():
     xt.ok(await event(carol, timeout=0.5) is None,
           'carol (+notify caps, no presence subscription) does not')
 
+    # -- alice revokes bob's subscription to her presence (RFC 6121 3.2) -----
+    alice.xmpp.send_raw("<presence to='bob@%s' type='unsubscribed'/>" % HOST)
+    r = await ps(alice, ab, 'set', publish_xml('m2b', 'alone'))
+    xt.is_(err(r), 'result', 'alice sends bob unsubscribed, then publishes')
+    xt.ok(await event(bob, timeout=0.7) is None,
+          'bob (+notify caps, no longer allowed her presence) is not notified (4.3.1)')
+    # Shared again; bob's resource comes again and is known again.
+    rc, _, _ = srv.ctl('roster', 'add', 'alice', HOST, 'bob@' + HOST)
+    bob.xmpp.send_raw("<presence><c xmlns='%s' hash='sha-1' node='%s' ver='%s'/></presence>"
+                      % (NS_CAPS, CNODE, VER))
+    xt.is_((rc, ev_item(await event(bob, timeout=5))), (0, 'm2b'),
+           'presence shared again: bob gets the last item when he sends presence')
+
     # -- explicit subscription ---------------------------------------------
     rc, _, _ = srv.ctl('roster', 'add', 'alice', HOST, 'carol@' + HOST)
     r = await ps(carol, ab, 'set', "<subscribe node='%s' jid='%s'/>" % (MOOD, 'carol@' + HOST))
@@ -224,18 +237,18 @@ async def main():
     xt.is_(await srv.astop(), 0, 'xmppd stops')
     srv.start()
     bob = await xt.login_ok(srv, 'bob', resource='pc2')
-    xt.is_(item_ids(await ps(bob, ab, 'get', "<items node='%s'/>" % MOOD)), ['m4', 'm3', 'm2', 'm1'],
+    xt.is_(item_ids(await ps(bob, ab, 'get', "<items node='%s'/>" % MOOD)), ['m4', 'm3', 'm2b', 'm2', 'm1'],
            'after a restart: the items')
 
     rc, out, _ = srv.ctl('pubsub', 'nodes', ab)
     xt.is_((rc, sorted(out.split())), (0, ['urn:t:books', MOOD]),
            "xmppctl pubsub nodes of an account: its PEP nodes")
     rc, out, _ = srv.ctl('pubsub', 'items', ab, MOOD)
-    xt.is_((rc, [ln.split('\t')[0] for ln in out.splitlines()]), (0, ['m1', 'm2', 'm3', 'm4']),
+    xt.is_((rc, [ln.split('\t')[0] for ln in out.splitlines()]), (0, ['m1', 'm2', 'm2b', 'm3', 'm4']),
            'xmppctl pubsub items of a PEP node')
     # node_idle_timeout 1: the node leaves memory and is read back.
     await asyncio.sleep(2.2)
-    xt.is_(item_ids(await ps(bob, ab, 'get', "<items node='%s'/>" % MOOD)), ['m4', 'm3', 'm2', 'm1'],
+    xt.is_(item_ids(await ps(bob, ab, 'get', "<items node='%s'/>" % MOOD)), ['m4', 'm3', 'm2b', 'm2', 'm1'],
            'idle past node_idle_timeout: read back from the store')
 
     # -- removing the account removes its nodes ----------------------------

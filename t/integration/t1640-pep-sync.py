@@ -235,6 +235,27 @@ async def main():
     got = await until(priv, (want1, []))
     xt.is_(got, (want1, []), 'private storage holds the list as published')
 
+    # -- another publisher on her node does not write her private storage ---
+    def affs_q(jid, aff):
+        return ("<pubsub xmlns='%s#owner'><affiliations node='%s'><affiliation jid='%s' "
+                "affiliation='%s'/></affiliations></pubsub>" % (NS_PUBSUB, NS_BM2, jid, aff))
+    r = await alice2.iq('set', ajid, affs_q(srv.jid('bob'), 'publisher'))
+    xt.is_(r and r['type'], 'result', 'alice makes bob a publisher of her bookmarks node')
+    r = await bob.iq('set', ajid, publish_q(NS_BM2, 'evil@conf.example',
+                                            "<conference xmlns='%s' name='Evil'/>" % NS_BM2))
+    xt.is_(r and r['type'], 'result', 'bob publishes a bookmark there')
+    for _ in range(15):
+        got = await priv()
+        if got != (want1, []):
+            break
+        await asyncio.sleep(0.1)
+    xt.is_(got, (want1, []), "her private storage is not rewritten by bob's publish")
+    r = await alice2.iq('set', ajid, retract_q(NS_BM2, 'evil@conf.example'))
+    xt.is_(r and r['type'], 'result', 'alice retracts it')
+    r = await alice2.iq('set', ajid, affs_q(srv.jid('bob'), 'none'))
+    xt.is_(r and r['type'], 'result', "and ends bob's affiliation")
+    xt.is_(await until(bm2, want1), want1, 'her bookmarks node is as before')
+
     # -- nicknames (XEP-0172 4.5): a PEP node like any other -----------------
     NS_NICK = 'http://jabber.org/protocol/nick'
     r = await alice2.iq('set', ajid, publish_q(NS_NICK, 'current',
@@ -303,6 +324,20 @@ async def main():
                                               "<metadata xmlns='%s'/>" % NS_META))
     xt.is_(await until(carol_photo, ()), (),
            'an empty <metadata/> (avatar disabled, XEP-0084 4.5) removes the vCard photo')
+    r = await carol.iq('set', cjid, "<pubsub xmlns='%s#owner'><affiliations node='%s'>"
+                       "<affiliation jid='%s' affiliation='publisher'/></affiliations></pubsub>"
+                       % (NS_PUBSUB, NS_META, bjid))
+    xt.is_(r and r['type'], 'result', 'carol makes bob a publisher of her avatar metadata')
+    r = await bob.iq('set', cjid, publish_q(NS_META, 'bobs', "<metadata xmlns='%s'><info id='%s' "
+                                            "bytes='%d' type='image/gif'/></metadata>"
+                                            % (NS_META, h2, len(PNG2))))
+    xt.is_(r and r['type'], 'result', 'bob publishes metadata there')
+    for _ in range(15):
+        got = await carol_photo()
+        if got != ():
+            break
+        await asyncio.sleep(0.1)
+    xt.is_(got, (), "her vCard is not rewritten by bob's publish")
 
     # -- the vCard without a photo disables the PEP avatar ---------------------
     r = await bob.iq('set', None, "<vCard xmlns='%s'><FN>Bob</FN></vCard>" % NS_VCARD)
