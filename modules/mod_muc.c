@@ -18,6 +18,7 @@
 #include <xmppd.h>
 
 #include "muc.h"
+#include "service_domains.h"
 
 static const struct xmppd_option options[] = {
 	/* The hosts that get a service (default: every host of the
@@ -247,9 +248,7 @@ service_stanza(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to, void 
 static void
 free_services(void)
 {
-	for (size_t i = 0; i < muc_module.nservices; i++)
-		free(muc_module.services[i]);
-	free(muc_module.services);
+	service_domains_free(muc_module.services, muc_module.nservices);
 	muc_module.services = NULL;
 	muc_module.nservices = 0;
 }
@@ -264,29 +263,9 @@ unload(xmppd_ctx *ctx)
 	free_services();
 }
 
-struct add_service {
-	const char *prefix;
-	size_t max;
-	int failed;
-};
-
-static void
-add_service(const char *host, void *ud)
-{
-	struct add_service *as = ud;
-
-	if (as->failed || muc_module.nservices >= as->max)
-		return;
-	if (asprintf(&muc_module.services[muc_module.nservices], "%s%s", as->prefix, host) < 0)
-		as->failed = 1;
-	else
-		muc_module.nservices++;
-}
-
 static int
 load(xmppd_ctx *ctx)
 {
-	size_t nh = xmppd_opt_list_len(ctx, "hosts");
 	const char *prefix = xmppd_opt_string(ctx, "host_prefix");
 
 	memset(&muc_module, 0, sizeof(muc_module));
@@ -307,27 +286,8 @@ load(xmppd_ctx *ctx)
 		    "message_excess must be resource-constraint or policy-violation");
 		return -1;
 	}
-	if (prefix == NULL)
-		prefix = "";
-	if (nh == 0 && (nh = xmppd_host_foreach(NULL, NULL)) == 0) {
-		xmppd_log(ctx, XMPPD_LOG_ERROR, "no host to serve");
-		return -1;
-	}
-	if ((muc_module.services = calloc(nh, sizeof(*muc_module.services))) == NULL)
-		return -1;
-	if (xmppd_opt_list_len(ctx, "hosts") == 0) {
-		struct add_service as = { prefix, nh, 0 };
-
-		(void)xmppd_host_foreach(add_service, &as);
-		if (as.failed)
-			goto err;
-	}
-	for (size_t i = 0; i < xmppd_opt_list_len(ctx, "hosts"); i++) {
-		if (asprintf(&muc_module.services[i], "%s%s", prefix,
-		    xmppd_opt_list_at(ctx, "hosts", i)) < 0)
-			goto err;
-		muc_module.nservices++;
-	}
+	if (service_domains(ctx, prefix, &muc_module.services, &muc_module.nservices) < 0)
+		goto err;
 	if (muc_rooms_init() < 0 || muc_ctl_init(ctx) < 0)
 		goto err;
 	for (size_t i = 0; i < muc_module.nservices; i++)

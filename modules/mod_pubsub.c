@@ -31,6 +31,7 @@
 #include <xmppd.h>
 
 #include "pubsub.h"
+#include "service_domains.h"
 
 #define CTL_USAGE "pubsub nodes SERVICE|USER@HOST | pubsub items SERVICE|USER@HOST NODE | " \
 	"pubsub delete SERVICE|USER@HOST NODE"
@@ -792,9 +793,7 @@ sweep(void *ud)
 static void
 free_services(void)
 {
-	for (size_t i = 0; i < ps_module.nservices; i++)
-		free(ps_module.services[i]);
-	free(ps_module.services);
+	service_domains_free(ps_module.services, ps_module.nservices);
 	ps_module.services = NULL;
 	ps_module.nservices = 0;
 }
@@ -810,31 +809,9 @@ unload(xmppd_ctx *ctx)
 	free_services();
 }
 
-/* The service domains of the configuration's hosts (xmppd_host_foreach:
- * the list cannot grow between the count and this, both under load). */
-struct add_service {
-	const char *prefix;
-	size_t max;
-	int failed;
-};
-
-static void
-add_service(const char *host, void *ud)
-{
-	struct add_service *as = ud;
-
-	if (as->failed || ps_module.nservices >= as->max)
-		return;
-	if (asprintf(&ps_module.services[ps_module.nservices], "%s%s", as->prefix, host) < 0)
-		as->failed = 1;
-	else
-		ps_module.nservices++;
-}
-
 static int
 load(xmppd_ctx *ctx)
 {
-	size_t nh = xmppd_opt_list_len(ctx, "hosts");
 	const char *prefix = xmppd_opt_string(ctx, "host_prefix");
 
 	memset(&ps_module, 0, sizeof(ps_module));
@@ -865,29 +842,8 @@ load(xmppd_ctx *ctx)
 		return -1;
 	}
 	/* Without the option, every host the configuration serves. */
-	if (nh == 0 && (nh = xmppd_host_foreach(NULL, NULL)) == 0) {
-		xmppd_log(ctx, XMPPD_LOG_ERROR, "no host to serve");
+	if (service_domains(ctx, prefix, &ps_module.services, &ps_module.nservices) < 0)
 		return -1;
-	}
-	if ((ps_module.services = calloc(nh, sizeof(*ps_module.services))) == NULL)
-		return -1;
-	if (xmppd_opt_list_len(ctx, "hosts") == 0) {
-		struct add_service as = { prefix != NULL ? prefix : "", nh, 0 };
-
-		(void)xmppd_host_foreach(add_service, &as);
-		if (as.failed) {
-			free_services();
-			return -1;
-		}
-	}
-	for (size_t i = 0; i < xmppd_opt_list_len(ctx, "hosts"); i++) {
-		if (asprintf(&ps_module.services[i], "%s%s", prefix != NULL ? prefix : "",
-		    xmppd_opt_list_at(ctx, "hosts", i)) < 0) {
-			free_services();
-			return -1;
-		}
-		ps_module.nservices++;
-	}
 	if (ps_engine_init(&ps_module) < 0 ||
 	    (buckets = calloc((size_t)ps_module.nworkers * SHAPER_SLOTS, sizeof(*buckets))) == NULL)
 		goto err;
