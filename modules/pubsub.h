@@ -179,6 +179,7 @@ struct ps_req {
 	int authorize;              /* an owner's answer to 8.6 (payload is the form) */
 	int sendlast;               /* PEP: the last item to actor_full (4.3.2) */
 	int pep_counted;            /* PEP auto-create: the account's nodes were counted */
+	char *drop_jid;             /* a removed account's bare JID: its rights go (ps_drop_account) */
 	/* Scratch of the operation that runs. */
 	struct ps_node *n;
 	void *op;
@@ -280,6 +281,12 @@ void ps_error(struct ps_req *r, const char *cond, const char *app, const char *f
 void ps_pep_notify(struct ps_mod *m, const struct ps_node *n, const xmppd_elem *msg);
 /* PEP: forgets the nodes of an account (removed), on its worker. */
 void ps_forget_service(struct ps_mod *m, const char *service);
+/* A removed account (bare JID, on a worker): its subscriptions and
+ * affiliations on the nodes of every local service and of the other
+ * accounts' PEP services go, each through its node's worker (a request
+ * with drop_jid); a service node it alone owned is deleted
+ * (pubsub_pep.c). */
+void ps_drop_account(struct ps_mod *m, const char *bare);
 /* Whether actor may create nodes (access_create). */
 int ps_may_create(struct ps_mod *m, const xmppd_jid *actor);
 /* The service's identity and features (disco#info on the service). */
@@ -320,5 +327,8 @@ void ps_op_configure(struct ps_req *r, xmppd_elem *action);
 void ps_op_delete(struct ps_req *r, xmppd_elem *action, int purge);
 void ps_op_publish(struct ps_req *r, xmppd_elem *action);
 void ps_op_retract(struct ps_req *r, xmppd_elem *action);
+/* The node record of n with affs in place of n->affs, malloc'd. */
+char *ps_node_record_affs(const struct ps_node *n, const struct ps_aff_entry *affs,
+    size_t naffs, size_t *len_r);
 
 #endif

@@ -107,6 +107,7 @@ ps_req_free(struct ps_req *r)
 	free(r->service);
 	free(r->node);
 	free(r->key);
+	free(r->drop_jid);
 	xmppd_elem_unref(r->payload);
 	xmppd_elem_unref(r->iq);
 	if (r->op != NULL && r->op_free != NULL)

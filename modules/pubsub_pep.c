@@ -389,6 +389,185 @@ pep_user_send(void *args, void *ud)
 	return XMPPD_CONTINUE;
 }
 
+/* ---------------------------------------------------------------- */
+/* A removed account's rights elsewhere (ps_drop_account).            */
+
+/* The tables scanned, in turn; the PEP ones key by (host, user). */
+static const struct {
+	const char *table;
+	int pep, nodes;
+} drop_tables[] = {
+	{ T_SUBS, 0, 0 }, { T_NODES, 0, 1 }, { T_PEP_SUBS, 1, 0 }, { T_PEP_NODES, 1, 1 },
+};
+
+struct drop_scan {
+	struct ps_mod *m;
+	char *bare;
+	size_t stage;
+	char **svc, **node;         /* the nodes to visit, once each */
+	size_t n, cap;
+};
+
+static void drop_next(struct drop_scan *d);
+
+static void
+drop_scan_free(struct drop_scan *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		free(d->svc[i]);
+		free(d->node[i]);
+	}
+	free(d->svc);
+	free(d->node);
+	free(d->bare);
+	free(d);
+}
+
+/* Splits a key of NUL-ended parts: their count (at most max). */
+static size_t
+key_parts(const char *k, size_t klen, const char **part, size_t max)
+{
+	size_t np = 0, i = 0;
+
+	while (i < klen && np < max) {
+		const char *z = memchr(k + i, '\0', klen - i);
+
+		if (z == NULL)
+			break;
+		part[np++] = k + i;
+		i = (size_t)(z - k) + 1;
+	}
+	return i == klen ? np : 0;
+}
+
+static int
+drop_add(struct drop_scan *d, const char *svc, const char *node)
+{
+	char **ns, **nn;
+
+	if (strcmp(svc, d->bare) == 0)
+		return 0;               /* its own PEP rows go with the account */
+	for (size_t i = 0; i < d->n; i++)
+		if (strcmp(d->svc[i], svc) == 0 && strcmp(d->node[i], node) == 0)
+			return 0;
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 16;
+
+		if ((ns = realloc(d->svc, cap * sizeof(*ns))) == NULL)
+			return 1;
+		d->svc = ns;
+		if ((nn = realloc(d->node, cap * sizeof(*nn))) == NULL)
+			return 1;
+		d->node = nn;
+		d->cap = cap;
+	}
+	if ((d->svc[d->n] = strdup(svc)) == NULL)
+		return 1;
+	if ((d->node[d->n] = strdup(node)) == NULL) {
+		free(d->svc[d->n]);
+		return 1;
+	}
+	d->n++;
+	return 0;
+}
+
+static int
+drop_row(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct drop_scan *d = ud;
+	int pep = drop_tables[d->stage].pep, nodes = drop_tables[d->stage].nodes;
+	const char *p[4], *jid;
+	char svc[PS_KEY_MAX];
+	size_t want = (size_t)(pep ? 3 : 2) + (nodes ? 0 : 1);
+	struct ps_node t;
+	int hit = 0;
+
+	if (key_parts(key, klen, p, 4) != want)
+		return 0;
+	if (pep)
+		snprintf(svc, sizeof(svc), "%s@%s", p[1], p[0]);
+	else
+		snprintf(svc, sizeof(svc), "%s", p[0]);
+	if (!nodes) {
+		jid = p[want - 1];
+		if (strncmp(jid, d->bare, strlen(d->bare)) == 0 &&
+		    (jid[strlen(d->bare)] == '\0' || jid[strlen(d->bare)] == '/'))
+			return drop_add(d, svc, p[want - 2]);
+		return 0;
+	}
+	/* A node record: is the account affiliated? (its JID in the
+	 * record first: most are not) */
+	if (memmem(val, vlen, d->bare, strlen(d->bare)) == NULL)
+		return 0;
+	memset(&t, 0, sizeof(t));
+	t.kind = pep ? PS_PEP : PS_SERVICE;
+	if (ps_node_parse(d->m, &t, val, vlen) == 0)
+		for (size_t i = 0; i < t.naffs; i++)
+			hit |= strcmp(t.affs[i].jid, d->bare) == 0;
+	ps_node_clear(&t);
+	return hit ? drop_add(d, svc, p[want - 1]) : 0;
+}
+
+static void
+drop_ignore(const char *cond, const xmppd_elem *payload, void *ud)
+{
+	(void)payload;
+	if (cond != NULL)
+		xmppd_log(ps_module.ctx, XMPPD_LOG_WARNING, "pubsub: a removed account's rights "
+		    "on %s: %s", (const char *)ud, cond);
+}
+
+static void
+drop_scanned(int status, void *ud)
+{
+	struct drop_scan *d = ud;
+
+	if (status != XMPPD_STORE_OK)
+		xmppd_log(d->m->ctx, XMPPD_LOG_WARNING, "pubsub: scanning %s for %s failed",
+		    drop_tables[d->stage].table, d->bare);
+	d->stage++;
+	drop_next(d);
+}
+
+static void
+drop_next(struct drop_scan *d)
+{
+	struct ps_req *r;
+
+	while (d->stage < sizeof(drop_tables) / sizeof(drop_tables[0])) {
+		if (xmppd_store_ascan(d->m->ctx, drop_tables[d->stage].table, "", 0, drop_row,
+		    drop_scanned, d) == 0)
+			return;
+		d->stage++;
+	}
+	/* Each node on its worker, as a request of the server. */
+	for (size_t i = 0; i < d->n; i++) {
+		if ((r = ps_req_new(d->m, NULL, d->svc[i], d->node[i], 1, NULL)) == NULL ||
+		    (r->drop_jid = strdup(d->bare)) == NULL) {
+			ps_req_free(r);
+			continue;
+		}
+		r->done = drop_ignore;
+		r->done_ud = (void *)"a node";
+		if (ps_submit(r) < 0)
+			ps_req_free(r);
+	}
+	drop_scan_free(d);
+}
+
+void
+ps_drop_account(struct ps_mod *m, const char *bare)
+{
+	struct drop_scan *d = calloc(1, sizeof(*d));
+
+	if (d == NULL || (d->bare = strdup(bare)) == NULL) {
+		free(d);
+		return;
+	}
+	d->m = m;
+	drop_next(d);
+}
+
 static void
 pep_forget_run(void *ud)
 {
@@ -396,6 +575,7 @@ pep_forget_run(void *ud)
 	char *bare = ud;
 
 	ps_forget_service(&ps_module, bare);
+	ps_drop_account(&ps_module, bare);
 	if ((slot = pep_slot(bare)) != NULL)
 		for (; (a = *slot) != NULL; slot = &a->next)
 			if (strcmp(a->bare, bare) == 0) {

@@ -188,6 +188,17 @@ dup_attr(xmppd_elem *e, const char *name, char **dst)
 	return s != NULL && (*dst = strdup(s)) == NULL ? -1 : 0;
 }
 
+char *
+ps_node_record_affs(const struct ps_node *n, const struct ps_aff_entry *affs, size_t naffs,
+    size_t *len_r)
+{
+	struct ps_node t = *n;
+
+	t.affs = (struct ps_aff_entry *)affs;
+	t.naffs = naffs;
+	return ps_node_record(&t, len_r);
+}
+
 int
 ps_node_parse(struct ps_mod *m, struct ps_node *n, const void *val, size_t vlen)
 {

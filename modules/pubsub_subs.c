@@ -1233,6 +1233,138 @@ sendlast_allowed(struct ps_req *r)
 }
 
 /* ---------------------------------------------------------------- */
+/* A removed account's rights (ps_drop_account): r->drop_jid.         */
+
+struct op_drop {
+	struct ps_aff_entry *affs;  /* the node's affiliations without it */
+	size_t naffs;
+};
+
+static void
+op_drop_free(void *op)
+{
+	struct op_drop *o = op;
+
+	for (size_t i = 0; i < o->naffs; i++)
+		free(o->affs[i].jid);
+	free(o->affs);
+}
+
+/* Whether jid (bare or full) is of the bare JID bare. */
+static int
+of_bare(const char *jid, const char *bare)
+{
+	size_t bl = strcspn(jid, "/");
+
+	return strlen(bare) == bl && strncmp(jid, bare, bl) == 0;
+}
+
+static void
+drop_done(int status, void *ud)
+{
+	struct ps_req *r = ud;
+	struct op_drop *o = r->op;
+	struct ps_node *n = r->n;
+	size_t w = 0;
+
+	if (status != XMPPD_STORE_OK) {
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	/* Durable: the node's memory follows. */
+	for (size_t i = 0; i < n->nsubs; i++) {
+		if (of_bare(n->subs[i].jid, r->drop_jid)) {
+			tell_owners(n, n->subs[i].jid, PS_SUB_NONE, n->subs[i].subid);
+			free(n->subs[i].jid);
+		} else {
+			n->subs[w++] = n->subs[i];
+		}
+	}
+	n->nsubs = w;
+	for (size_t i = 0; i < n->naffs; i++)
+		free(n->affs[i].jid);
+	free(n->affs);
+	n->affs = o->affs;
+	n->naffs = o->naffs;
+	o->affs = NULL;
+	o->naffs = 0;
+	ps_reply(r, NULL);
+}
+
+/* The account r->drop_jid was removed: its subscriptions (bare and full
+ * JIDs) and its affiliation on this node go, so that an account made
+ * again with the name inherits nothing (XEP-0060 4.1: affiliations and
+ * subscriptions are of the JID). A service node it was the only owner of
+ * is deleted, its subscribers told (8.4.2). */
+static void
+op_drop(struct ps_req *r)
+{
+	struct ps_node *n = r->n;
+	struct op_drop *o;
+	xmppd_batch *b;
+	xmppd_elem *d;
+	char key[PS_KEY_MAX], *rec;
+	size_t vlen, nsubs = 0, others = 0;
+	int aff = PS_AFF_NONE;
+
+	if (!n->exists) {
+		ps_reply(r, NULL);
+		return;
+	}
+	for (size_t i = 0; i < n->naffs; i++) {
+		if (strcmp(n->affs[i].jid, r->drop_jid) == 0)
+			aff = n->affs[i].aff;
+		else if (n->affs[i].aff == PS_AFF_OWNER)
+			others++;
+	}
+	if (aff == PS_AFF_OWNER && others == 0 && n->kind == PS_SERVICE) {
+		d = xmppd_elem_new(NS_PUBSUB_OWNER, "delete");
+		ps_op_delete(r, d, 0);  /* the server is owner (r->actor NULL) */
+		xmppd_elem_unref(d);
+		return;
+	}
+	for (size_t i = 0; i < n->nsubs; i++)
+		nsubs += of_bare(n->subs[i].jid, r->drop_jid);
+	if (aff == PS_AFF_NONE && nsubs == 0) {
+		ps_reply(r, NULL);
+		return;
+	}
+	if ((o = calloc(1, sizeof(*o))) == NULL || (b = xmppd_batch_new(r->m->ctx)) == NULL) {
+		free(o);
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	r->op = o;
+	r->op_free = op_drop_free;
+	if ((o->affs = calloc(n->naffs + 1, sizeof(*o->affs))) == NULL)
+		goto fail;
+	for (size_t i = 0; i < n->naffs; i++) {
+		if (strcmp(n->affs[i].jid, r->drop_jid) == 0)
+			continue;
+		if ((o->affs[o->naffs].jid = strdup(n->affs[i].jid)) == NULL)
+			goto fail;
+		o->affs[o->naffs++].aff = n->affs[i].aff;
+	}
+	for (size_t i = 0; i < n->nsubs; i++)
+		if (of_bare(n->subs[i].jid, r->drop_jid))
+			(void)xmppd_batch_del(b, ps_table(n->service, T_SUBS), key,
+			    ps_key_sub(key, n->service, n->name, n->subs[i].jid));
+	if (aff != PS_AFF_NONE) {
+		if ((rec = ps_node_record_affs(n, o->affs, o->naffs, &vlen)) == NULL)
+			goto fail;
+		(void)xmppd_batch_put(b, ps_table(n->service, T_NODES), key,
+		    ps_key_node(key, n->service, n->name), rec, vlen);
+		free(rec);
+	}
+	if (xmppd_batch_submit(b, drop_done, r) < 0)
+		drop_done(XMPPD_STORE_ERROR, r);
+	return;
+fail:
+	xmppd_batch_free(b);
+	ps_error(r, "internal-server-error", NULL, NULL);
+}
+
+/* ---------------------------------------------------------------- */
 /* Dispatch                                                           */
 
 /* The action: <create> when there is one (its <configure> is its form),
@@ -1263,6 +1395,10 @@ ps_dispatch(struct ps_req *r)
 	const char *name, *ns;
 	int owner;
 
+	if (r->drop_jid != NULL) {
+		op_drop(r);
+		return;
+	}
 	if (r->disco) {
 		op_disco(r);
 		return;

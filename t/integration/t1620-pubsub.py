@@ -829,5 +829,58 @@ async def main():
     xt.is_(await srv.astop(), 0, 'xmppd exits 0')
     srv.teardown()
 
+    # -- a removed account leaves no rights behind (F13) -------------------
+    srv = xt.Server(workers=2, modules={'mod_pubsub': {'hosts': [HOST]}})
+    for u in ('alice', 'bob', 'carol'):
+        srv.register(u, u + '-pw')
+    alice = await xt.login_ok(srv, 'alice', resource='a')
+    bob = await xt.login_ok(srv, 'bob', resource='b')
+    carol = await xt.login_ok(srv, 'carol', resource='c')
+    aj = alice.jid.bare
+    await create(alice, 'own')
+    xt.is_(sub_state(await subscribe(carol, 'own')), 'subscribed', 'carol subscribes to own')
+    await create(bob, 'bn')
+    await create(bob, 'co')
+    r = await ps(bob, 'set', "<affiliations node='co'><affiliation jid='%s' affiliation='owner'/>"
+                 "</affiliations>" % aj, OWNER)
+    xt.is_(err(r), 'result', "bob makes alice a co-owner of co")
+    xt.is_([sub_state(await subscribe(alice, 'bn', j)) for j in (aj, str(alice.jid))],
+           ['subscribed'] * 2, 'alice subscribes to bn (bare and full JID)')
+
+    async def owner_list(c, node, what):
+        r = await ps(c, 'get', "<%s node='%s'/>" % (what, node), OWNER)
+        if r is None or r['type'] != 'result':
+            return err(r)
+        return sorted(e.get('jid') for e in r.xml.iter() if e.get('jid') is not None)
+
+    rc, _, _ = srv.ctl('unregister', 'alice', HOST)
+    xt.is_(rc, 0, 'xmppctl unregister alice')
+    m = await event(carol, lambda m: event_of(m).find(q('delete', EVENT)) is not None)
+    xt.is_(None if m is None else event_of(m).find(q('delete', EVENT)).get('node'), 'own',
+           'her sole-owned node is deleted: its subscriber gets the delete event (8.4.2)')
+    subs = affs = None
+    for _ in range(50):     # the removal runs after the unregister, node by node
+        subs = await owner_list(bob, 'bn', 'subscriptions')
+        affs = await owner_list(bob, 'co', 'affiliations')
+        if subs == [] and affs == [bob.jid.bare]:
+            break
+        await asyncio.sleep(0.1)
+    xt.is_(subs, [], "her subscriptions (bare and full) to bn are gone")
+    xt.is_(affs, [bob.jid.bare], "her ownership of co is gone, bob's stays")
+    srv.register('alice', 'alice-pw2')
+    alice = await xt.login_ok(srv, 'alice', 'alice-pw2', resource='a')
+    xt.is_(err(await ps(alice, 'get', "<configure node='co'/>", OWNER)), ('forbidden', None),
+           'registered again: alice may not configure co (not an owner)')
+    r = await ps(alice, 'get', '<subscriptions/>')
+    sl = r.xml.find('%s/%s' % (q('pubsub'), q('subscriptions'))) if r is not None and \
+        r['type'] == 'result' else None
+    xt.is_(None if sl is None else len(sl), 0, 'and has no subscriptions (5.6)')
+    xt.is_(err(await items(alice, 'own')), ('item-not-found', None), 'own is gone')
+    await publish(bob, 'bn', 'after')
+    xt.is_(await event(alice, timeout=1), None, "bob's publish to bn does not reach her")
+    await xt.disconnect_all(alice, bob, carol)
+    xt.is_(await srv.astop(), 0, 'xmppd exits 0')
+    srv.teardown()
+
 
 xt.run(main, timeout=150)

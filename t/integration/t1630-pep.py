@@ -252,12 +252,45 @@ async def main():
            'idle past node_idle_timeout: read back from the store')
 
     # -- removing the account removes its nodes ----------------------------
+    # and its subscriptions to another account's PEP node (bare and full).
+    bj = bob.jid.bare
+    BN = 'urn:t:bobn'
+    alice = await xt.login_ok(srv, 'alice', resource='one')
+    r = await ps(bob, bj, 'set', "<publish node='%s'><item id='k1'><k xmlns='urn:t'/></item>"
+                 "</publish><publish-options><x xmlns='%s' type='submit'><field var='FORM_TYPE' "
+                 "type='hidden'><value>%s#publish-options</value></field><field "
+                 "var='pubsub#access_model'><value>open</value></field></x></publish-options>"
+                 % (BN, XDATA, NS))
+    xt.is_(r['type'] if r is not None else None, 'result', 'bob makes an open PEP node')
+    got = []
+    for j in (ab, str(alice.jid)):
+        r = await ps(alice, bj, 'set', "<subscribe node='%s' jid='%s'/>" % (BN, j))
+        got.append(r['type'] if r is not None else None)
+    xt.is_(got, ['result'] * 2, "alice subscribes to it (bare and full JID)")
+
+    async def bob_subs():
+        r = await bob.iq('get', bj, "<pubsub xmlns='%s#owner'><subscriptions node='%s'/>"
+                         "</pubsub>" % (NS, BN))
+        if r is None or r['type'] != 'result':
+            return err(r)
+        return sorted(e.get('jid') for e in r.xml.iter() if e.get('jid') is not None)
+    xt.is_(await bob_subs(), sorted([ab, str(alice.jid)]), "bob's node lists her subscriptions")
     rc, _, _ = srv.ctl('unregister', 'alice', HOST)
     xt.is_(rc, 0, 'xmppctl unregister alice')
+    subs = None
+    for _ in range(50):     # the removal runs after the unregister
+        subs = await bob_subs()
+        if subs == []:
+            break
+        await asyncio.sleep(0.1)
+    xt.is_(subs, [], "her subscriptions to bob's PEP node are gone with the account")
     srv.register('alice', 'alice-pw')
     alice = await xt.login_ok(srv, 'alice', resource='one')
     xt.is_(err(await ps(alice, ab, 'get', "<items node='%s'/>" % MOOD)),
            ('item-not-found', None), 'registered again: the old node is gone')
+    await ps(bob, bj, 'set', "<publish node='%s'><item id='k2'><k xmlns='urn:t'/></item>"
+             "</publish>" % BN)
+    xt.is_(await event(alice, timeout=1), None, "bob's publish does not reach her")
 
     await xt.disconnect_all(alice, bob)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0 on SIGTERM')
