@@ -180,6 +180,7 @@ struct ps_req {
 	int sendlast;               /* PEP: the last item to actor_full (4.3.2) */
 	int pep_counted;            /* PEP auto-create: the account's nodes were counted */
 	char *drop_jid;             /* a removed account's bare JID: its rights go (ps_drop_account) */
+	int recheck;                /* the access model became presence/roster: re-check subscribers */
 	/* Scratch of the operation that runs. */
 	struct ps_node *n;
 	void *op;
@@ -327,6 +328,13 @@ void ps_op_configure(struct ps_req *r, xmppd_elem *action);
 void ps_op_delete(struct ps_req *r, xmppd_elem *action, int purge);
 void ps_op_publish(struct ps_req *r, xmppd_elem *action);
 void ps_op_retract(struct ps_req *r, xmppd_elem *action);
+/* XEP-0060 4.5: whether the affiliation of jid's bare JID in affs
+ * grants access whatever the model (owner, publisher, member). */
+int ps_affs_grant(const struct ps_aff_entry *affs, size_t naffs, const char *jid);
+/* XEP-0060 4.5 / 8.8.4: s no longer qualifies for the node's access
+ * model: the subscriber is told (subscription 'none'), the owners too
+ * (notify_sub). The caller removes it. */
+void ps_sub_revoked(const struct ps_node *n, const struct ps_sub *s);
 /* The node record of n with affs in place of n->affs, malloc'd. */
 char *ps_node_record_affs(const struct ps_node *n, const struct ps_aff_entry *affs,
     size_t naffs, size_t *len_r);

@@ -385,7 +385,19 @@ ps_op_create(struct ps_req *r, xmppd_elem *action)
 struct op_write {
 	struct ps_config cfg;       /* configure: the new settings */
 	size_t trim;                /* oldest items deleted: max_items lowered */
+	int revoke;                 /* configure: became whitelist, the others' subscriptions go */
+	int recheck;                /* configure: became presence or roster */
 };
+
+static void
+recheck_ignore(const char *cond, const xmppd_elem *payload, void *ud)
+{
+	(void)payload;
+	(void)ud;
+	if (cond != NULL)
+		xmppd_log(ps_module.ctx, XMPPD_LOG_WARNING,
+		    "pubsub: re-checking the subscribers of a node: %s", cond);
+}
 
 static void
 config_done(int status, void *ud)
@@ -402,6 +414,34 @@ config_done(int status, void *ud)
 	}
 	ps_config_free(&n->cfg);
 	n->cfg = o->cfg;
+	/* XEP-0060 4.5: whitelist now, the subscribers without an
+	 * affiliation that grants access are gone (the batch deleted them);
+	 * each is told (8.8.4 state 'none'). */
+	if (o->revoke) {
+		size_t w = 0;
+
+		for (size_t i = 0; i < n->nsubs; i++) {
+			if (ps_affs_grant(n->affs, n->naffs, n->subs[i].jid)) {
+				n->subs[w++] = n->subs[i];
+				continue;
+			}
+			ps_sub_revoked(n, &n->subs[i]);
+			free(n->subs[i].jid);
+		}
+		n->nsubs = w;
+	}
+	/* presence or roster now: each subscriber's roster state is asked
+	 * again, by a request of the server queued on the node. */
+	if (o->recheck && n->nsubs > 0) {
+		struct ps_req *rc = ps_req_new(r->m, NULL, n->service, n->name, 1, NULL);
+
+		if (rc != NULL) {
+			rc->recheck = 1;
+			rc->done = recheck_ignore;
+			if (ps_submit(rc) < 0)
+				ps_req_free(rc);
+		}
+	}
 	for (size_t i = 0; i < o->trim && n->nitems > 0; i++)
 		ps_item_remove_at(n, 0);
 	if (o->trim > 0 && n->nitems == 0) {
@@ -505,6 +545,20 @@ ps_op_configure(struct ps_req *r, xmppd_elem *action)
 	for (; n->cfg.persist_items && n->nitems - o->trim > (size_t)max; o->trim++)
 		(void)xmppd_batch_del(b, ps_table(n->service, T_ITEMS), key,
 		    ps_key_item(key, n->service, n->name, n->items[o->trim].seq));
+	/* XEP-0060 4.5: access is not only checked at subscribe time: the
+	 * subscriptions a new access model no longer allows go. To
+	 * whitelist: those of JIDs without an affiliation that grants
+	 * access, in this batch; to presence or roster: re-checked after
+	 * (config_done). */
+	if (o->cfg.access == PS_WHITELIST && n->cfg.access != PS_WHITELIST) {
+		o->revoke = 1;
+		for (size_t i = 0; i < n->nsubs; i++)
+			if (!ps_affs_grant(n->affs, n->naffs, n->subs[i].jid))
+				(void)xmppd_batch_del(b, ps_table(n->service, T_SUBS), key,
+				    ps_key_sub(key, n->service, n->name, n->subs[i].jid));
+	}
+	o->recheck = (o->cfg.access == PS_PRESENCE || o->cfg.access == PS_ROSTER) &&
+	    o->cfg.access != n->cfg.access;
 	if (ps_write_record(r, &o->cfg, b, config_done) < 0) {
 		ps_config_free(&o->cfg);
 		ps_error(r, "internal-server-error", NULL, NULL);

@@ -922,6 +922,23 @@ record_done(int status, void *ud)
 		ps_reply(r, NULL);
 }
 
+static int
+grants(int aff)
+{
+	return aff == PS_AFF_OWNER || aff == PS_AFF_PUBLISHER || aff == PS_AFF_MEMBER;
+}
+
+/* Whether an affiliation changed from was to now takes the JID's
+ * subscriptions away: it became an outcast (4.1), or on a whitelist node
+ * it no longer grants access (4.5). */
+static int
+drops_subs(const struct ps_node *n, int now, int was)
+{
+	if (now == PS_AFF_OUTCAST)
+		return was != PS_AFF_OUTCAST;
+	return n->cfg.access == PS_WHITELIST && grants(was) && !grants(now);
+}
+
 static void
 op_affiliations(struct ps_req *r, xmppd_elem *action, int owner_ns)
 {
@@ -1013,7 +1030,7 @@ op_affiliations(struct ps_req *r, xmppd_elem *action, int owner_ns)
 	for (size_t k = 0; k < nn; k++) {
 		owners += na[k].aff == PS_AFF_OWNER;
 		kept += na[k].aff != PS_AFF_NONE;
-		newout += na[k].jid != NULL && na[k].aff == PS_AFF_OUTCAST && was[k] != PS_AFF_OUTCAST;
+		newout += na[k].jid != NULL && drops_subs(n, na[k].aff, was[k]);
 	}
 	/* 8.9.2.4: the last owner stays. max_affiliations_per_node: XEP-0060
 	 * 8.9.2 names no error for a service limit; policy-violation (RFC
@@ -1041,9 +1058,9 @@ op_affiliations(struct ps_req *r, xmppd_elem *action, int owner_ns)
 	free(n->affs);
 	n->affs = na;
 	n->naffs = 0;
-	/* Only the JIDs this request made outcasts: one pass over the
-	 * subscriptions, compacting (the others were stripped when they
-	 * became outcasts). */
+	/* Only the JIDs this request made outcasts, or on a whitelist node
+	 * took out of it (XEP-0060 4.5): one pass over the subscriptions,
+	 * compacting (the others were stripped before). Each is told. */
 	if (newout > 0) {
 		size_t w = 0;
 
@@ -1052,13 +1069,13 @@ op_affiliations(struct ps_req *r, xmppd_elem *action, int owner_ns)
 			size_t bl = strcspn(sj, "/"), k;
 
 			for (k = 0; k < nn; k++)
-				if (na[k].jid != NULL && na[k].aff == PS_AFF_OUTCAST &&
-				    was[k] != PS_AFF_OUTCAST && strlen(na[k].jid) == bl &&
-				    strncmp(na[k].jid, sj, bl) == 0)
+				if (na[k].jid != NULL && drops_subs(n, na[k].aff, was[k]) &&
+				    strlen(na[k].jid) == bl && strncmp(na[k].jid, sj, bl) == 0)
 					break;
 			if (k < nn) {
 				(void)xmppd_batch_del(b, ps_table(n->service, T_SUBS), key,
 				    ps_key_sub(key, n->service, n->name, sj));
+				ps_sub_revoked(n, &n->subs[s]);
 				free(n->subs[s].jid);
 			} else {
 				n->subs[w++] = n->subs[s];
@@ -1232,6 +1249,168 @@ sendlast_allowed(struct ps_req *r)
 	ps_reply(r, NULL);
 }
 
+int
+ps_affs_grant(const struct ps_aff_entry *affs, size_t naffs, const char *jid)
+{
+	size_t bl = strcspn(jid, "/");
+
+	for (size_t i = 0; i < naffs; i++)
+		if (strlen(affs[i].jid) == bl && strncmp(affs[i].jid, jid, bl) == 0)
+			return affs[i].aff == PS_AFF_OWNER || affs[i].aff == PS_AFF_PUBLISHER ||
+			    affs[i].aff == PS_AFF_MEMBER;
+	return 0;
+}
+
+void
+ps_sub_revoked(const struct ps_node *n, const struct ps_sub *s)
+{
+	struct ps_sub none = *s;
+	xmppd_elem *msg, *ev, *e;
+
+	none.state = PS_SUB_NONE;
+	msg = ps_event_message(n, &ev);
+	xmppd_elem_set_attr(msg, "type", NULL);
+	e = subscription_elem(NS_PUBSUB_EVENT, n, &none);
+	xmppd_elem_append_copy(ev, e);
+	xmppd_elem_unref(e);
+	ps_send_to(msg, s->jid);
+	xmppd_elem_unref(msg);
+	tell_owners(n, s->jid, PS_SUB_NONE, s->subid);
+}
+
+/* ---------------------------------------------------------------- */
+/* The access model became presence or roster (configure): each        */
+/* subscriber's roster state is asked again, one at a time (bounded by */
+/* max_subscriptions_per_node); those that no longer qualify go.       */
+
+struct op_recheck {
+	char **jids;                /* the subscriptions, as the request began */
+	size_t n, next;
+	char *gone;                 /* gone[i]: jids[i] no longer qualifies */
+	xmppd_jid *owner;
+};
+
+static void
+op_recheck_free(void *op)
+{
+	struct op_recheck *o = op;
+
+	for (size_t i = 0; i < o->n; i++)
+		free(o->jids[i]);
+	free(o->jids);
+	free(o->gone);
+	xmppd_jid_free(o->owner);
+}
+
+static void
+recheck_done(int status, void *ud)
+{
+	struct ps_req *r = ud;
+	struct op_recheck *o = r->op;
+	struct ps_node *n = r->n;
+	struct ps_sub *s;
+
+	if (status != XMPPD_STORE_OK) {
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	for (size_t i = 0; i < o->n; i++)
+		if (o->gone[i] && (s = ps_sub_find(n, o->jids[i])) != NULL) {
+			ps_sub_revoked(n, s);
+			ps_sub_remove(n, s);
+		}
+	ps_reply(r, NULL);
+}
+
+static void recheck_next(struct ps_req *r);
+
+static void
+recheck_answer(int sub, void *ud)
+{
+	struct ps_req *r = ud;
+	struct op_recheck *o = r->op;
+	int model = r->n->cfg.access;
+
+	/* As roster_answer: presence needs from or both; roster, an item. */
+	if (!(sub >= 0 && (model == PS_PRESENCE ? (sub & XMPPD_SUB_FROM) != 0 :
+	    (sub & XMPPD_SUB_IN_ROSTER) != 0)))
+		o->gone[o->next] = 1;
+	o->next++;
+	recheck_next(r);
+}
+
+static void
+recheck_next(struct ps_req *r)
+{
+	struct op_recheck *o = r->op;
+	struct ps_node *n = r->n;
+	xmppd_batch *b;
+	xmppd_jid *j;
+	char key[PS_KEY_MAX];
+	size_t ngone = 0;
+
+	while (o->next < o->n) {
+		if (ps_affs_grant(n->affs, n->naffs, o->jids[o->next]) ||
+		    (j = xmppd_jid_parse(o->jids[o->next])) == NULL) {
+			o->next++;
+			continue;
+		}
+		if (o->owner != NULL &&
+		    xmppd_roster_subscription(r->m->ctx, o->owner, j, recheck_answer, r) == 0) {
+			xmppd_jid_free(j);
+			return;
+		}
+		xmppd_jid_free(j);
+		o->gone[o->next++] = 1;  /* no roster to ask: no access (as subscribing) */
+	}
+	for (size_t i = 0; i < o->n; i++)
+		ngone += o->gone[i];
+	if (ngone == 0) {
+		ps_reply(r, NULL);
+		return;
+	}
+	if ((b = xmppd_batch_new(r->m->ctx)) == NULL) {
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	for (size_t i = 0; i < o->n; i++)
+		if (o->gone[i])
+			(void)xmppd_batch_del(b, ps_table(n->service, T_SUBS), key,
+			    ps_key_sub(key, n->service, n->name, o->jids[i]));
+	if (xmppd_batch_submit(b, recheck_done, r) < 0)
+		recheck_done(XMPPD_STORE_ERROR, r);
+}
+
+static void
+op_recheck(struct ps_req *r)
+{
+	struct ps_node *n = r->n;
+	struct op_recheck *o;
+	const char *owner;
+
+	if (!n->exists || (n->cfg.access != PS_PRESENCE && n->cfg.access != PS_ROSTER)) {
+		ps_reply(r, NULL);      /* configured again meanwhile */
+		return;
+	}
+	if ((o = calloc(1, sizeof(*o))) == NULL) {
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	r->op = o;
+	r->op_free = op_recheck_free;
+	if ((o->jids = calloc(n->nsubs + 1, sizeof(*o->jids))) == NULL ||
+	    (o->gone = calloc(n->nsubs + 1, 1)) == NULL) {
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	for (size_t i = 0; i < n->nsubs; i++)
+		if ((o->jids[o->n] = strdup(n->subs[i].jid)) != NULL)
+			o->n++;
+	if ((owner = roster_owner(n)) != NULL)
+		o->owner = xmppd_jid_parse(owner);
+	recheck_next(r);
+}
+
 /* ---------------------------------------------------------------- */
 /* A removed account's rights (ps_drop_account): r->drop_jid.         */
 
@@ -1397,6 +1576,10 @@ ps_dispatch(struct ps_req *r)
 
 	if (r->drop_jid != NULL) {
 		op_drop(r);
+		return;
+	}
+	if (r->recheck) {
+		op_recheck(r);
 		return;
 	}
 	if (r->disco) {

@@ -830,12 +830,68 @@ async def main():
     srv.teardown()
 
     # -- a removed account leaves no rights behind (F13) -------------------
-    srv = xt.Server(workers=2, modules={'mod_pubsub': {'hosts': [HOST]}})
-    for u in ('alice', 'bob', 'carol'):
+    srv = xt.Server(workers=2, modules={'mod_roster': {}, 'mod_pubsub': {'hosts': [HOST]}})
+    for u in ('alice', 'bob', 'carol', 'dave'):
         srv.register(u, u + '-pw')
+    rc, _, _ = srv.ctl('roster', 'add', 'bob', HOST, 'dave@' + HOST)
+    xt.is_(rc, 0, 'bob and dave share presence (xmppctl roster add)')
     alice = await xt.login_ok(srv, 'alice', resource='a')
     bob = await xt.login_ok(srv, 'bob', resource='b')
     carol = await xt.login_ok(srv, 'carol', resource='c')
+    dave = await xt.login_ok(srv, 'dave', resource='d')
+    cj = carol.jid.bare
+
+    async def owner_list(c, node, what):
+        r = await ps(c, 'get', "<%s node='%s'/>" % (what, node), OWNER)
+        if r is None or r['type'] != 'result':
+            return err(r)
+        return sorted(e.get('jid') for e in r.xml.iter() if e.get('jid') is not None)
+
+    def sub_none(node):
+        def pred(m):
+            s = event_of(m).find(q('subscription', EVENT))
+            return s is not None and s.get('node') == node and s.get('subscription') == 'none'
+        return pred
+
+    # -- access is kept, not only checked at subscribe time (4.5) ---------
+    await create(bob, 'wm', {'pubsub#access_model': 'whitelist'})
+    r = await ps(bob, 'set', "<affiliations node='wm'><affiliation jid='%s' affiliation='member'/>"
+                 "</affiliations>" % cj, OWNER)
+    xt.is_((err(r), sub_state(await subscribe(carol, 'wm'))), ('result', 'subscribed'),
+           'whitelist node: carol, a member, subscribes')
+    r = await ps(bob, 'set', "<affiliations node='wm'><affiliation jid='%s' affiliation='none'/>"
+                 "</affiliations>" % cj, OWNER)
+    xt.is_(err(r), 'result', "bob sets carol's affiliation to none")
+    xt.ok(await event(carol, sub_none('wm')) is not None,
+          'carol is told: subscription none (8.8.4)')
+    xt.is_(await owner_list(bob, 'wm', 'subscriptions'), [], 'and her subscription is gone')
+    await publish(bob, 'wm', 'w1')
+    xt.is_(await event(carol, lambda m: ev_items(m) is not None, timeout=1), None,
+           'a publish to wm does not reach her')
+    await create(bob, 'ow')
+    xt.is_([sub_state(await subscribe(c, 'ow')) for c in (carol, dave)], ['subscribed'] * 2,
+           'open node ow: carol and dave subscribe')
+    r = await ps(bob, 'set', "<configure node='ow'>%s</configure>"
+                 % form('submit', {'pubsub#access_model': 'whitelist'}), OWNER)
+    xt.is_(err(r), 'result', 'bob configures ow: whitelist')
+    xt.ok(await event(carol, sub_none('ow')) is not None,
+          'carol, not on the whitelist, is told: subscription none')
+    xt.is_(await owner_list(bob, 'ow', 'subscriptions'), [], 'both non-member subscriptions are gone')
+    await publish(bob, 'ow', 'o1')
+    xt.is_(await event(carol, lambda m: ev_items(m) is not None, timeout=1), None,
+           'a publish to ow does not reach carol')
+    await create(bob, 'op')
+    xt.is_([sub_state(await subscribe(c, 'op')) for c in (carol, dave)], ['subscribed'] * 2,
+           'open node op: carol and dave subscribe')
+    r = await ps(bob, 'set', "<configure node='op'>%s</configure>"
+                 % form('submit', {'pubsub#access_model': 'presence'}), OWNER)
+    xt.is_(err(r), 'result', 'bob configures op: presence')
+    xt.ok(await event(carol, sub_none('op')) is not None,
+          'carol, without bob\'s presence, is told: subscription none (re-checked)')
+    xt.is_(await owner_list(bob, 'op', 'subscriptions'), ['dave@' + HOST],
+           "dave, bob's presence contact, stays subscribed")
+
+    # -- a removed account leaves no rights behind -------------------------
     aj = alice.jid.bare
     await create(alice, 'own')
     xt.is_(sub_state(await subscribe(carol, 'own')), 'subscribed', 'carol subscribes to own')
@@ -846,12 +902,6 @@ async def main():
     xt.is_(err(r), 'result', "bob makes alice a co-owner of co")
     xt.is_([sub_state(await subscribe(alice, 'bn', j)) for j in (aj, str(alice.jid))],
            ['subscribed'] * 2, 'alice subscribes to bn (bare and full JID)')
-
-    async def owner_list(c, node, what):
-        r = await ps(c, 'get', "<%s node='%s'/>" % (what, node), OWNER)
-        if r is None or r['type'] != 'result':
-            return err(r)
-        return sorted(e.get('jid') for e in r.xml.iter() if e.get('jid') is not None)
 
     rc, _, _ = srv.ctl('unregister', 'alice', HOST)
     xt.is_(rc, 0, 'xmppctl unregister alice')
@@ -878,7 +928,7 @@ async def main():
     xt.is_(err(await items(alice, 'own')), ('item-not-found', None), 'own is gone')
     await publish(bob, 'bn', 'after')
     xt.is_(await event(alice, timeout=1), None, "bob's publish to bn does not reach her")
-    await xt.disconnect_all(alice, bob, carol)
+    await xt.disconnect_all(alice, bob, carol, dave)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0')
     srv.teardown()
 
