@@ -911,15 +911,97 @@ op_items(struct ps_req *r, xmppd_elem *action)
 /* Owner: affiliations (8.9) and subscriptions (8.8); the entity's     */
 /* own for one node (5.6, 5.7 with a node).                           */
 
+/* What an owner's set changes, applied once its batch is durable (as
+ * config_done and publish_done do): a failed batch leaves the node as
+ * it was. */
+struct op_sets {
+	struct ps_aff_entry *affs;  /* affiliations: the new list */
+	size_t naffs;
+	char *gone;                 /* gone[i]: n->subs[i] is removed */
+	int *state;                 /* subscriptions: n->subs[i]'s new state, or -1 */
+	struct ps_sub *added;       /* subscriptions: the new ones */
+	size_t nadded;
+};
+
 static void
-record_done(int status, void *ud)
+op_sets_free(void *op)
+{
+	struct op_sets *o = op;
+
+	for (size_t i = 0; i < o->naffs; i++)
+		free(o->affs[i].jid);
+	free(o->affs);
+	free(o->gone);
+	free(o->state);
+	for (size_t i = 0; i < o->nadded; i++)
+		free(o->added[i].jid);
+	free(o->added);
+}
+
+/* Removes the subscriptions marked gone (told with notify, 8.8.4). */
+static void
+drop_gone(struct ps_node *n, const char *gone, int notify)
+{
+	size_t w = 0;
+
+	for (size_t i = 0; i < n->nsubs; i++) {
+		if (!gone[i]) {
+			n->subs[w++] = n->subs[i];
+			continue;
+		}
+		if (notify)
+			ps_sub_revoked(n, &n->subs[i]);
+		free(n->subs[i].jid);
+	}
+	n->nsubs = w;
+}
+
+static void
+aff_done(int status, void *ud)
 {
 	struct ps_req *r = ud;
+	struct op_sets *o = r->op;
+	struct ps_node *n = r->n;
 
-	if (status != XMPPD_STORE_OK)
+	if (status != XMPPD_STORE_OK) {
 		ps_error(r, "internal-server-error", NULL, NULL);
-	else
-		ps_reply(r, NULL);
+		return;
+	}
+	for (size_t i = 0; i < n->naffs; i++)
+		free(n->affs[i].jid);
+	free(n->affs);
+	n->affs = o->affs;
+	n->naffs = o->naffs;
+	o->affs = NULL;
+	o->naffs = 0;
+	drop_gone(n, o->gone, 1);
+	ps_reply(r, NULL);
+}
+
+static void
+subs_done(int status, void *ud)
+{
+	struct ps_req *r = ud;
+	struct op_sets *o = r->op;
+	struct ps_node *n = r->n;
+
+	if (status != XMPPD_STORE_OK) {
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	for (size_t i = 0; i < n->nsubs; i++)
+		if (o->state[i] >= 0)
+			n->subs[i].state = o->state[i];
+	drop_gone(n, o->gone, 0);
+	for (size_t i = 0; i < o->nadded; i++) {
+		if (o->added[i].jid == NULL)
+			continue;       /* added, then set to none */
+		if (ps_sub_room(n) < 0)
+			break;
+		n->subs[n->nsubs++] = o->added[i];
+		o->added[i].jid = NULL;
+	}
+	ps_reply(r, NULL);
 }
 
 static int
@@ -949,7 +1031,9 @@ op_affiliations(struct ps_req *r, xmppd_elem *action, int owner_ns)
 	size_t owners = 0, cnt = 0, kept = 0, newout = 0;
 	const char *cond = NULL;
 	xmppd_batch *b = NULL;
-	char key[PS_KEY_MAX];
+	char key[PS_KEY_MAX], *rec;
+	size_t vlen;
+	struct op_sets *o;
 
 	if (!n->exists) {
 		ps_error(r, "item-not-found", NULL, NULL);
@@ -1051,19 +1135,26 @@ op_affiliations(struct ps_req *r, xmppd_elem *action, int owner_ns)
 		return;
 	}
 	/* Drop the 'none' entries; outcasts lose their subscriptions
-	 * (8.9.2.4 / 4.1). Memory changes now: the node runs nothing else
-	 * before the batch's end, and a failed batch is logged. */
-	for (size_t i = 0; i < n->naffs; i++)
-		free(n->affs[i].jid);
-	free(n->affs);
-	n->affs = na;
-	n->naffs = 0;
+	 * (8.9.2.4 / 4.1). The new list and the subscriptions to remove are
+	 * kept in r->op: the node changes in aff_done, once the batch is
+	 * durable (nothing changes if it fails). */
+	if ((o = calloc(1, sizeof(*o))) == NULL ||
+	    (o->gone = calloc(n->nsubs + 1, 1)) == NULL) {
+		free(o);
+		for (size_t k = 0; k < nn; k++)
+			free(na[k].jid);
+		free(na);
+		free(was);
+		xmppd_batch_free(b);
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	r->op = o;
+	r->op_free = op_sets_free;
 	/* Only the JIDs this request made outcasts, or on a whitelist node
-	 * took out of it (XEP-0060 4.5): one pass over the subscriptions,
-	 * compacting (the others were stripped before). Each is told. */
+	 * took out of it (XEP-0060 4.5): one pass over the subscriptions
+	 * (the others were stripped before). */
 	if (newout > 0) {
-		size_t w = 0;
-
 		for (size_t s = 0; s < n->nsubs; s++) {
 			const char *sj = n->subs[s].jid;
 			size_t bl = strcspn(sj, "/"), k;
@@ -1075,24 +1166,29 @@ op_affiliations(struct ps_req *r, xmppd_elem *action, int owner_ns)
 			if (k < nn) {
 				(void)xmppd_batch_del(b, ps_table(n->service, T_SUBS), key,
 				    ps_key_sub(key, n->service, n->name, sj));
-				ps_sub_revoked(n, &n->subs[s]);
-				free(n->subs[s].jid);
-			} else {
-				n->subs[w++] = n->subs[s];
+				o->gone[s] = 1;
 			}
 		}
-		n->nsubs = w;
 	}
 	free(was);
+	o->affs = na;
 	for (size_t k = 0; k < nn; k++) {
 		if (na[k].jid == NULL || na[k].aff == PS_AFF_NONE) {
 			free(na[k].jid);
 			continue;
 		}
-		na[n->naffs++] = na[k];
+		na[o->naffs++] = na[k];
 	}
-	if (ps_write_record(r, NULL, b, record_done) < 0)
+	if ((rec = ps_node_record_affs(n, o->affs, o->naffs, &vlen)) == NULL) {
+		xmppd_batch_free(b);
 		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	(void)xmppd_batch_put(b, ps_table(n->service, T_NODES), key,
+	    ps_key_node(key, n->service, n->name), rec, vlen);
+	free(rec);
+	if (xmppd_batch_submit(b, aff_done, r) < 0)
+		aff_done(XMPPD_STORE_ERROR, r);
 }
 
 static void
@@ -1103,6 +1199,7 @@ op_subscriptions(struct ps_req *r, xmppd_elem *action, int owner_ns)
 	xmppd_batch *b;
 	char key[PS_KEY_MAX], *rec;
 	size_t vlen, added = 0;
+	struct op_sets *o;
 
 	if (!n->exists) {
 		ps_error(r, "item-not-found", NULL, NULL);
@@ -1169,35 +1266,70 @@ op_subscriptions(struct ps_req *r, xmppd_elem *action, int owner_ns)
 		ps_error(r, "internal-server-error", NULL, NULL);
 		return;
 	}
+	/* The changes go to r->op, in the request's order (a JID named twice:
+	 * the last entry counts); the node changes in subs_done. */
+	if ((o = calloc(1, sizeof(*o))) == NULL ||
+	    (o->gone = calloc(n->nsubs + 1, 1)) == NULL ||
+	    (o->state = calloc(n->nsubs + 1, sizeof(*o->state))) == NULL ||
+	    (o->added = calloc(added + 1, sizeof(*o->added))) == NULL) {
+		if (o != NULL)
+			op_sets_free(o);
+		free(o);
+		xmppd_batch_free(b);
+		ps_error(r, "internal-server-error", NULL, NULL);
+		return;
+	}
+	r->op = o;
+	r->op_free = op_sets_free;
+	for (size_t i = 0; i < n->nsubs; i++)
+		o->state[i] = -1;
 	for (c = xmppd_elem_first_child(action); c != NULL; c = xmppd_elem_next_sibling(c)) {
 		xmppd_jid *j = xmppd_jid_parse(xmppd_elem_attr(c, "jid"));
-		const char *st = xmppd_elem_attr(c, "subscription");
-		struct ps_sub *s = ps_sub_find(n, xmppd_jid_full(j));
-		size_t klen = ps_key_sub(key, n->service, n->name, xmppd_jid_full(j));
+		const char *st = xmppd_elem_attr(c, "subscription"), *fj = xmppd_jid_full(j);
+		struct ps_sub *s = ps_sub_find(n, fj), *a = NULL, tmp;
+		size_t klen = ps_key_sub(key, n->service, n->name, fj), ai;
 
+		for (ai = 0; ai < o->nadded; ai++)
+			if (o->added[ai].jid != NULL && strcmp(o->added[ai].jid, fj) == 0) {
+				a = &o->added[ai];
+				break;
+			}
 		if (is(st, "none")) {
 			if (s != NULL) {
+				o->gone[s - n->subs] = 1;
 				(void)xmppd_batch_del(b, ps_table(n->service, T_SUBS), key, klen);
-				ps_sub_remove(n, s);
+			} else if (a != NULL) {
+				free(a->jid);
+				a->jid = NULL;
+				(void)xmppd_batch_del(b, ps_table(n->service, T_SUBS), key, klen);
 			}
-		} else {
-			if (s == NULL && ps_sub_room(n) == 0) {
-				s = &n->subs[n->nsubs++];
-				memset(s, 0, sizeof(*s));
-				s->jid = strdup(xmppd_jid_full(j));
-				ps_random_id(s->subid);
-			}
-			if (s != NULL && s->jid != NULL) {
-				s->state = is(st, "pending") ? PS_SUB_PENDING : PS_SUB_SUBSCRIBED;
-				if ((rec = ps_sub_record(s, &vlen)) != NULL)
-					(void)xmppd_batch_put(b, ps_table(n->service, T_SUBS), key, klen, rec, vlen);
-				free(rec);
-			}
+			xmppd_jid_free(j);
+			continue;
+		}
+		if (s != NULL) {
+			o->gone[s - n->subs] = 0;
+			o->state[s - n->subs] = is(st, "pending") ? PS_SUB_PENDING : PS_SUB_SUBSCRIBED;
+			tmp = *s;
+			tmp.state = o->state[s - n->subs];
+			a = &tmp;
+		} else if (a == NULL && o->nadded < added) {
+			a = &o->added[o->nadded];
+			memset(a, 0, sizeof(*a));
+			if ((a->jid = strdup(fj)) != NULL)
+				o->nadded++;
+			ps_random_id(a->subid);
+		}
+		if (a != NULL && a->jid != NULL) {
+			if (a != &tmp)
+				a->state = is(st, "pending") ? PS_SUB_PENDING : PS_SUB_SUBSCRIBED;
+			if ((rec = ps_sub_record(a, &vlen)) != NULL)
+				(void)xmppd_batch_put(b, ps_table(n->service, T_SUBS), key, klen, rec, vlen);
+			free(rec);
 		}
 		xmppd_jid_free(j);
 	}
-	if (xmppd_batch_submit(b, record_done, r) < 0)
-		record_done(XMPPD_STORE_ERROR, r);
+	if (xmppd_batch_submit(b, subs_done, r) < 0)
+		subs_done(XMPPD_STORE_ERROR, r);
 }
 
 /* ---------------------------------------------------------------- */

@@ -891,6 +891,19 @@ async def main():
     xt.is_(await owner_list(bob, 'op', 'subscriptions'), ['dave@' + HOST],
            "dave, bob's presence contact, stays subscribed")
 
+    # -- an owner's set that fails changes nothing (8.8.2) -----------------
+    # A 500-byte localpart makes the subscription's key longer than the
+    # store takes (511 bytes): the batch fails, with carol's entry in it.
+    long_jid = 'x' * 500 + '@' + HOST
+    r = await ps(bob, 'set', "<subscriptions node='op'><subscription jid='%s' "
+                 "subscription='subscribed'/><subscription jid='%s' subscription='subscribed'/>"
+                 "<subscription jid='dave@%s' subscription='none'/></subscriptions>"
+                 % (cj, long_jid, HOST), OWNER)
+    xt.is_(err(r), ('internal-server-error', None),
+           "the owner's subscriptions set whose batch fails: an error")
+    xt.is_(await owner_list(bob, 'op', 'subscriptions'), ['dave@' + HOST],
+           'and the node is as it was (no entry added, dave not removed)')
+
     # -- a removed account leaves no rights behind -------------------------
     aj = alice.jid.bare
     await create(alice, 'own')
