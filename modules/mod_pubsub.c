@@ -68,6 +68,7 @@ static const struct xmppd_option options[] = {
 	/* Payload bytes of one <items/> answer (at least one item is given):
 	 * past them the answer is truncated with an RSM <set/>. */
 	{ "max_items_page_bytes", XMPPD_OPT_INT, "1048576", 0, 1073741824 },
+	{ "max_queued_requests", XMPPD_OPT_INT, "1000", 0, 10000000 },
 	/* Publishes per second per user, and the burst allowed. */
 	{ "publish_rate", XMPPD_OPT_INT, "10", 1, 100000 },
 	{ "publish_burst", XMPPD_OPT_INT, "50", 1, 1000000 },
@@ -828,6 +829,7 @@ load(xmppd_ctx *ctx)
 	ps_module.max_subscriptions_per_jid = xmppd_opt_int(ctx, "max_subscriptions_per_jid");
 	ps_module.max_affiliations_per_node = xmppd_opt_int(ctx, "max_affiliations_per_node");
 	ps_module.max_items_page_bytes = xmppd_opt_int(ctx, "max_items_page_bytes");
+	ps_module.max_queued_requests = xmppd_opt_int(ctx, "max_queued_requests");
 	ps_module.shaper_rate = xmppd_opt_int(ctx, "publish_rate");
 	ps_module.shaper_burst = xmppd_opt_int(ctx, "publish_burst");
 	ps_module.shaper_error = xmppd_opt_string(ctx, "publish_excess");

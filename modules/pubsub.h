@@ -127,6 +127,7 @@ struct ps_node {
 	size_t last_len;
 	/* Requests in arrival order; the head one runs (busy) until done. */
 	struct ps_req *qhead, *qtail;
+	size_t nqueued;             /* on the queue (not the running one) */
 	int busy;
 	/* Its service went (ps_forget_service) while it was busy or had
 	 * requests queued: cleared before the next one runs. */
@@ -153,6 +154,7 @@ struct ps_mod {
 	long max_subscriptions_per_jid;     /* of one bare JID on one node, 0: no limit */
 	long max_affiliations_per_node;     /* 0: no limit */
 	long max_items_page_bytes;  /* payload bytes of one <items/> answer, 0: no limit */
+	long max_queued_requests;   /* waiting on one node, 0: no limit */
 	long shaper_rate;           /* publishes per second */
 	long shaper_burst;
 	const char *shaper_error;   /* "resource-constraint" or "policy-violation" */

@@ -519,6 +519,15 @@ run_req(void *ud)
 			n->load_status = -1, n->state = PS_READY;
 	}
 	n->used_ms = xmppd_now_ms();
+	/* Bounded: a client that pipelines requests to a node whose head
+	 * request waits (the store, a roster) does not grow the queue
+	 * without end. Past max_queued_requests, resource-constraint (type
+	 * wait, RFC 6120 8.3.3.18: retry later) at once. */
+	if (r->m->max_queued_requests > 0 && n->nqueued >= (size_t)r->m->max_queued_requests) {
+		ps_error(r, "resource-constraint", NULL, NULL);
+		return;
+	}
+	n->nqueued++;
 	r->next = NULL;
 	if (n->qtail != NULL)
 		n->qtail->next = r;
@@ -552,6 +561,7 @@ drain(struct ps_node *n)
 		n->qhead = r->next;
 		if (n->qhead == NULL)
 			n->qtail = NULL;
+		n->nqueued--;
 		r->next = NULL;
 		n->busy = 1;
 		r->n = n;

@@ -830,7 +830,8 @@ async def main():
     srv.teardown()
 
     # -- a removed account leaves no rights behind (F13) -------------------
-    srv = xt.Server(workers=2, modules={'mod_roster': {}, 'mod_pubsub': {'hosts': [HOST]}})
+    srv = xt.Server(workers=2, modules={'mod_roster': {}, 'mod_pubsub': {
+        'hosts': [HOST], 'max_queued_requests': 3}})
     for u in ('alice', 'bob', 'carol', 'dave'):
         srv.register(u, u + '-pw')
     rc, _, _ = srv.ctl('roster', 'add', 'bob', HOST, 'dave@' + HOST)
@@ -890,6 +891,19 @@ async def main():
           'carol, without bob\'s presence, is told: subscription none (re-checked)')
     xt.is_(await owner_list(bob, 'op', 'subscriptions'), ['dave@' + HOST],
            "dave, bob's presence contact, stays subscribed")
+
+    # -- a node's queue is bounded (max_queued_requests 3) -----------------
+    # carol's <items/> on op (presence, she is not bob's contact) each wait
+    # for a roster answer: sent at once, those past the queue's room are
+    # refused at once.
+    res = await asyncio.gather(*(items(carol, 'op') for _ in range(30)))
+    outcomes = [err(r) for r in res]
+    xt.ok(('resource-constraint', None) in outcomes and
+          ('not-authorized', 'presence-subscription-required') in outcomes,
+          'requests past max_queued_requests: resource-constraint, the others answered')
+    wait_type = [r['error']['type'] for r in res if r is not None and r['type'] == 'error' and
+                 err(r)[0] == 'resource-constraint']
+    xt.ok(wait_type and all(t == 'wait' for t in wait_type), 'of type wait')
 
     # -- an owner's set that fails changes nothing (8.8.2) -----------------
     # A 500-byte localpart makes the subscription's key longer than the
