@@ -16,7 +16,12 @@ subscriptions per node and per bare JID, the owner's subscriptions and
 affiliations sets, the byte budget of one items answer) and the publish
 shaper; an item record that does not read back; xmppctl pubsub; a module
 through xmppd_pubsub_request (mod_entityprobe); everything surviving a
-restart."""
+restart. A last server: subscriptions that an affiliation change or a
+new access model (whitelist, presence) no longer allows are removed and
+their subscribers told; a node's request queue bounded
+(max_queued_requests); an owner's subscriptions set whose batch fails
+changing nothing; a removed account's subscriptions, affiliations and
+sole-owned nodes gone with it."""
 
 import asyncio
 import os
