@@ -40,6 +40,7 @@
 #define NS_DELAY "urn:xmpp:delay"
 #define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
+#define NS_PING "urn:xmpp:ping"
 
 #define MUC_NICK_MAX 256
 #define MUC_OCC_BUCKETS 128

@@ -286,6 +286,7 @@ muc_room_disco_info(struct muc_room *r, xmppd_elem *iq)
 	xmppd_elem_set_attr(e, "name", *r->cfg.name ? r->cfg.name : r->jid);
 	feature(q, NS_MUC);
 	feature(q, "jabber:iq:register");
+	feature(q, NS_MUC "#self-ping-optimization");    /* XEP-0410 4 */
 	feature(q, r->cfg.public ? "muc_public" : "muc_hidden");
 	feature(q, r->cfg.persistent ? "muc_persistent" : "muc_temporary");
 	feature(q, r->cfg.membersonly ? "muc_membersonly" : "muc_open");
@@ -826,6 +827,36 @@ muc_iq_answer(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to)
 	iq_slot_free(r, i);
 }
 
+/* XEP-0410 4: a ping from an occupant's real full JID to its own
+ * occupant JID is answered by the room (not relayed to the client): a
+ * result while that session is joined under that nick; not-acceptable
+ * (cancel, XEP-0410 3) when the sender is not an occupant. 1 when
+ * answered; 0: not a self-ping (a joined occupant pinging another nick:
+ * relayed as any IQ, item-not-found for a nick nobody has, XEP-0410 3). */
+static int
+self_ping(struct muc_room *r, xmppd_elem *iq, const xmppd_jid *from, const char *nick)
+{
+	struct muc_sess *s = muc_sess_find(r, xmppd_jid_full(from));
+	xmppd_elem *e, *c, *err = NULL;
+
+	if (s != NULL && strcmp(s->occ->nick, nick) == 0) {
+		xmppd_iq_reply(iq, NULL);
+		return 1;
+	}
+	if (s != NULL)
+		return 0;
+	if ((e = xmppd_stanza_error(iq, "not-acceptable", NULL)) == NULL)
+		return 1;
+	for (c = xmppd_elem_first_child(e); c != NULL; c = xmppd_elem_next_sibling(c))
+		if (xmppd_elem_ns(c) == NULL && strcmp(xmppd_elem_name(c), "error") == 0)
+			err = c;
+	if (err != NULL)
+		xmppd_elem_set_attr(err, "type", "cancel");
+	xmppd_route(e);
+	xmppd_elem_unref(e);
+	return 1;
+}
+
 void
 muc_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to)
 {
@@ -837,7 +868,8 @@ muc_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to)
 	if (xmppd_jid_resource(to) != NULL) {
 		if (r == NULL || r->loading || r->locked)
 			xmppd_iq_error(iq, "item-not-found", NULL);
-		else
+		else if (set || !muc_is(ns, NS_PING) ||
+		    !self_ping(r, iq, from, xmppd_jid_resource(to)))
 			relay_iq(r, iq, from, xmppd_jid_resource(to));
 		return;
 	}

@@ -1,0 +1,79 @@
+#!/usr/bin/python3
+"""t1760-muc-ids: XEP-0410 MUC self-ping answered by the room (a result
+while joined under that nick, not-acceptable (cancel) for a non-occupant,
+never relayed to the occupant's client) and its disco#info feature."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
+import xmppdtest as xt  # noqa: E402
+from slixmpp.xmlstream.handler import Callback  # noqa: E402
+from slixmpp.xmlstream.matcher import MatchXPath  # noqa: E402
+
+from xt_muc import SVC, STANZAS, cond_of, create, join  # noqa: E402
+
+PING = "<ping xmlns='urn:xmpp:ping'/>"
+INFO = 'http://jabber.org/protocol/disco#info'
+
+
+def pings_seen(c):
+    """A list of the pings (IQ gets; an error reply carries the ping
+    too) c's client receives."""
+    seen = []
+    c.xmpp.register_handler(Callback(
+        'seen-ping', MatchXPath('{jabber:client}iq/{urn:xmpp:ping}ping'),
+        lambda iq: seen.append(iq) if iq['type'] == 'get' else None))
+    return seen
+
+
+def err_type(st):
+    e = None if st is None else st.xml.find('{jabber:client}error')
+    return None if e is None else e.get('type')
+
+
+async def main():
+    srv = xt.Server(workers=2, modules={'mod_muc': {}})
+    for u in ('alice', 'bob', 'carol'):
+        srv.register(u, u + '-pw')
+    alice = await xt.login_ok(srv, 'alice', resource='a')
+    bob = await xt.login_ok(srv, 'bob', resource='b')
+    carol = await xt.login_ok(srv, 'carol', resource='c')
+    room = 'p@' + SVC
+    await create(alice, 'p', 'alice')
+    await join(bob, 'p', 'bob')
+    seen_a, seen_b = pings_seen(alice), pings_seen(bob)
+
+    r = await alice.iq('get', room, "<query xmlns='%s'/>" % INFO)
+    feats = [] if r is None else [f.get('var') for f in r.xml.iter('{%s}feature' % INFO)]
+    xt.ok('http://jabber.org/protocol/muc#self-ping-optimization' in feats,
+          'XEP-0410 4: the room advertises muc#self-ping-optimization') or xt.diag(str(r))
+
+    r = await alice.iq('get', room + '/alice', PING)
+    xt.ok(r is not None and r['type'] == 'result' and str(r['from']) == room + '/alice',
+          'XEP-0410 4: a joined occupant\'s self-ping: a result from its occupant JID') \
+        or xt.diag(str(r))
+    xt.is_(len(seen_a), 0, 'XEP-0410 4: the self-ping did not reach the occupant\'s client')
+
+    r = await carol.iq('get', room + '/bob', PING)
+    xt.ok(cond_of(r) == 'not-acceptable' and err_type(r) == 'cancel',
+          'XEP-0410 3: a non-occupant\'s ping to an occupant JID: not-acceptable (cancel)') \
+        or xt.diag(str(r))
+    r = await carol.iq('get', room + '/carol', PING)
+    xt.ok(cond_of(r) == 'not-acceptable' and err_type(r) == 'cancel',
+          'XEP-0410 3: a self-ping when not joined: not-acceptable (cancel)') or xt.diag(str(r))
+    xt.is_(len(seen_b), 0, 'XEP-0410: a non-occupant\'s ping did not reach the occupant\'s client')
+
+    # Left the room: not joined any more.
+    bob.send_raw("<presence to='%s/bob' type='unavailable'/>" % room)
+    await bob.presence(lambda p: str(p['from']) == room + '/bob' and p['type'] == 'unavailable')
+    r = await bob.iq('get', room + '/bob', PING)
+    xt.ok(cond_of(r) == 'not-acceptable',
+          'XEP-0410 3: a self-ping after leaving: not-acceptable') or xt.diag(str(r))
+    xt.is_(len(seen_b), 0, 'and the client got no ping')
+
+    await xt.disconnect_all(alice, bob, carol)
+    xt.is_(await srv.astop(), 0, 'xmppd exits 0')
+
+
+xt.run(main, timeout=60)
