@@ -17,6 +17,8 @@
 
 #include <xmppd.h>
 
+#include <sys/random.h>
+
 #include "muc.h"
 #include "service_domains.h"
 
@@ -46,6 +48,9 @@ static const struct xmppd_option options[] = {
 	/* Rooms one user may have made (since the server started) that
 	 * exist at once; 0: no limit. */
 	{ "max_rooms_per_user", XMPPD_OPT_INT, "100", 0, 1000000 },
+	/* XEP-0421 occupant ids: the HMAC key (up to 64 bytes). Unset: a
+	 * random key at each start (ids then change with a restart). */
+	{ "occupant_id_secret", XMPPD_OPT_STRING, NULL, 0, 0 },
 	{ NULL, 0, NULL, 0, 0 },
 };
 
@@ -267,6 +272,7 @@ static int
 load(xmppd_ctx *ctx)
 {
 	const char *prefix = xmppd_opt_string(ctx, "host_prefix");
+	const char *secret;
 
 	memset(&muc_module, 0, sizeof(muc_module));
 	muc_module.ctx = ctx;
@@ -285,6 +291,18 @@ load(xmppd_ctx *ctx)
 		xmppd_log(ctx, XMPPD_LOG_ERROR,
 		    "message_excess must be resource-constraint or policy-violation");
 		return -1;
+	}
+	secret = xmppd_opt_string(ctx, "occupant_id_secret");
+	if (secret != NULL && *secret) {
+		muc_module.occ_secret_len = strlen(secret) < sizeof(muc_module.occ_secret) ?
+		    strlen(secret) : sizeof(muc_module.occ_secret);
+		memcpy(muc_module.occ_secret, secret, muc_module.occ_secret_len);
+	} else {
+		muc_module.occ_secret_len = 32;
+		if (getrandom(muc_module.occ_secret, 32, 0) != 32) {
+			xmppd_log(ctx, XMPPD_LOG_ERROR, "no random bytes for occupant ids");
+			return -1;
+		}
 	}
 	if (service_domains(ctx, prefix, &muc_module.services, &muc_module.nservices) < 0)
 		goto err;

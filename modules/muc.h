@@ -41,6 +41,9 @@
 #define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
 #define NS_PING "urn:xmpp:ping"
+#define NS_OCCUPANT_ID "urn:xmpp:occupant-id:0"
+/* base64 of a SHA-256 HMAC: 44 characters and the NUL. */
+#define MUC_OCC_ID_LEN 45
 
 #define MUC_NICK_MAX 256
 #define MUC_OCC_BUCKETS 128
@@ -93,6 +96,8 @@ struct muc_occ {
 	int aff;                    /* the room's affiliation of bare (a copy) */
 	struct muc_sess *sess;
 	size_t nsess;
+	/* XEP-0421 3: the occupant id, computed once on join (muc_occ_id). */
+	char occ_id[MUC_OCC_ID_LEN];
 };
 
 struct muc_aff_entry {
@@ -163,6 +168,10 @@ struct muc_mod {
 	long max_rooms_per_user;
 	const char *rate_error;
 	struct muc_table *tables;   /* one per worker */
+	/* XEP-0421 the HMAC key of occupant ids (occupant_id_secret, or
+	 * random at load). */
+	unsigned char occ_secret[64];
+	size_t occ_secret_len;
 	unsigned nworkers;
 };
 
@@ -244,6 +253,10 @@ struct muc_sess *muc_sess_add(struct muc_room *r, struct muc_occ *o, const xmppd
     xmppd_elem *presence);
 void muc_sess_remove(struct muc_room *r, struct muc_sess *s);
 void muc_nick_link(struct muc_room *r, struct muc_occ *o);
+/* XEP-0421: adds o's <occupant-id/> to st; removes every occupant-id a
+ * client put in st (XEP-0421 4). */
+void muc_occ_id_add(const struct muc_occ *o, xmppd_elem *st);
+void muc_occ_id_strip(xmppd_elem *st);
 void muc_nick_unlink(struct muc_room *r, struct muc_occ *o);
 
 /* ---- muc_store.c ---- */

@@ -30,6 +30,7 @@ from_occupant(struct muc_room *r, const xmppd_elem *st, const char *nick)
 	xmppd_elem_set_attr(m, "from", from);
 	xmppd_elem_set_attr(m, "to", NULL);
 	free(from);
+	muc_occ_id_strip(m);                    /* XEP-0421 4 */
 	return m;
 }
 
@@ -61,6 +62,7 @@ groupchat(struct muc_room *r, struct muc_sess *s, xmppd_elem *st)
 		muc_error(st, "internal-server-error", NULL);
 		return;
 	}
+	muc_occ_id_add(o, m);                   /* XEP-0421 4 */
 	if (subj != NULL && body == NULL) {
 		xmppd_elem_unref(r->subject);
 		r->subject = xmppd_elem_ref(m);

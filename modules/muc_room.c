@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "muc.h"
 
@@ -412,6 +414,50 @@ muc_nick_unlink(struct muc_room *r, struct muc_occ *o)
 		}
 }
 
+/* XEP-0421 3: an id stable for one real bare JID in one room, unique
+ * to it: base64 of HMAC-SHA256(the module's key, room JID NUL bare JID),
+ * once per occupant (not per stanza). */
+static void
+occ_id_make(const struct muc_room *r, struct muc_occ *o)
+{
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	size_t rl = strlen(r->jid), bl = strlen(o->bare);
+	char *in = malloc(rl + 1 + bl);
+
+	o->occ_id[0] = '\0';
+	if (in == NULL)
+		return;
+	memcpy(in, r->jid, rl + 1);
+	memcpy(in + rl + 1, o->bare, bl);
+	if (HMAC(EVP_sha256(), muc_module.occ_secret, (int)muc_module.occ_secret_len,
+	    (const unsigned char *)in, rl + 1 + bl, mac, &len) != NULL && len == 32)
+		(void)EVP_EncodeBlock((unsigned char *)o->occ_id, mac, (int)len);
+	free(in);
+}
+
+void
+muc_occ_id_strip(xmppd_elem *st)
+{
+	xmppd_elem *c, *next;
+
+	for (c = xmppd_elem_first_child(st); c != NULL; c = next) {
+		next = xmppd_elem_next_sibling(c);
+		if (muc_is(xmppd_elem_ns(c), NS_OCCUPANT_ID) &&
+		    muc_is(xmppd_elem_name(c), "occupant-id"))
+			xmppd_elem_remove_child(st, c);
+	}
+}
+
+void
+muc_occ_id_add(const struct muc_occ *o, xmppd_elem *st)
+{
+	muc_occ_id_strip(st);
+	if (o->occ_id[0] != '\0')
+		xmppd_elem_set_attr(xmppd_elem_add_child(st, NS_OCCUPANT_ID, "occupant-id"),
+		    "id", o->occ_id);
+}
+
 struct muc_occ *
 muc_occ_new(struct muc_room *r, const char *nick, const char *bare, int role, int aff)
 {
@@ -425,6 +471,7 @@ muc_occ_new(struct muc_room *r, const char *nick, const char *bare, int role, in
 	}
 	o->role = role;
 	o->aff = aff;
+	occ_id_make(r, o);
 	muc_nick_link(r, o);
 	o->prev = r->occ_tail;
 	if (r->occ_tail != NULL)
@@ -586,6 +633,7 @@ muc_occ_presence(struct muc_room *r, struct muc_occ *o, int unavailable, int wit
 	}
 	for (size_t i = 0; i < ncodes; i++)
 		add_status(x, codes[i]);
+	muc_occ_id_add(o, p);                   /* XEP-0421 4 */
 	return p;
 }
 

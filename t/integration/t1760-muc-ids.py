@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """t1760-muc-ids: XEP-0410 MUC self-ping answered by the room (a result
 while joined under that nick, not-acceptable (cancel) for a non-occupant,
-never relayed to the occupant's client) and its disco#info feature."""
+never relayed to the occupant's client) and its disco#info feature;
+XEP-0421 occupant ids on every presence and groupchat message from an
+occupant, the same for one user across nick changes and rejoins,
+different for another, those a client sent removed."""
 
 import os
 import sys
@@ -11,10 +14,17 @@ import xmppdtest as xt  # noqa: E402
 from slixmpp.xmlstream.handler import Callback  # noqa: E402
 from slixmpp.xmlstream.matcher import MatchXPath  # noqa: E402
 
-from xt_muc import SVC, STANZAS, cond_of, create, join  # noqa: E402
+from xt_muc import SVC, cond_of, create, join, pres_from  # noqa: E402
 
 PING = "<ping xmlns='urn:xmpp:ping'/>"
 INFO = 'http://jabber.org/protocol/disco#info'
+OID = 'urn:xmpp:occupant-id:0'
+FORGED = "<occupant-id xmlns='%s' id='forged'/>" % OID
+
+
+def oids(st):
+    """The occupant ids st carries."""
+    return [] if st is None else [e.get('id') for e in st.xml.findall('{%s}occupant-id' % OID)]
 
 
 def pings_seen(c):
@@ -71,6 +81,35 @@ async def main():
     xt.ok(cond_of(r) == 'not-acceptable',
           'XEP-0410 3: a self-ping after leaving: not-acceptable') or xt.diag(str(r))
     xt.is_(len(seen_b), 0, 'and the client got no ping')
+
+    # XEP-0421
+    xt.ok(OID in feats, 'XEP-0421 2: the room advertises urn:xmpp:occupant-id:0')
+    bob.send_raw("<presence to='%s/bob'><x xmlns='http://jabber.org/protocol/muc'/>%s"
+                 "</presence>" % (room, FORGED))
+    pb = await pres_from(alice, 'p', 'bob', lambda p: p['type'] != 'unavailable')
+    ids = oids(pb)
+    xt.ok(len(ids) == 1 and ids[0] != 'forged' and len(ids[0]) == 44,
+          'XEP-0421 4: a presence from an occupant carries one occupant id, not the one '
+          'its client sent') or xt.diag(str(pb))
+    bid = ids[0] if ids else None
+    bob.send_raw("<message to='%s' type='groupchat'><body>hello</body>%s</message>"
+                 % (room, FORGED))
+    m = await alice.message(lambda m: m['type'] == 'groupchat' and m['body'] == 'hello')
+    xt.ok(bid is not None and oids(m) == [bid],
+          'XEP-0421 4: a groupchat message carries its sender\'s id only (the forged one '
+          'removed)') or xt.diag(str(m))
+    pa = await join(carol, 'p', 'carol')
+    xt.ok(oids(pa) and oids(pa)[0] != bid, 'XEP-0421 3: another user has another id') \
+        or xt.diag(str(pa))
+    bob.send_raw("<presence to='%s/bobby'>%s</presence>" % (room, FORGED))
+    pn = await pres_from(alice, 'p', 'bobby')
+    xt.ok(bid is not None and oids(pn) == [bid], 'XEP-0421 3, 4: the same id after a nick change (the forged one removed)') \
+        or xt.diag(str(pn))
+    bob.send_raw("<presence to='%s/bobby' type='unavailable'/>" % room)
+    await pres_from(alice, 'p', 'bobby', lambda p: p['type'] == 'unavailable')
+    pr = await join(bob, 'p', 'bob2')
+    xt.ok(bid is not None and oids(pr) == [bid], 'XEP-0421 3: the same id after a rejoin') \
+        or xt.diag(str(pr))
 
     await xt.disconnect_all(alice, bob, carol)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0')
