@@ -304,6 +304,11 @@ load(xmppd_ctx *ctx)
 			return -1;
 		}
 	}
+	if (getrandom(&muc_module.sid_epoch, sizeof(muc_module.sid_epoch), 0) !=
+	    sizeof(muc_module.sid_epoch)) {
+		xmppd_log(ctx, XMPPD_LOG_ERROR, "no random bytes for stanza ids");
+		return -1;
+	}
 	if (service_domains(ctx, prefix, &muc_module.services, &muc_module.nservices) < 0)
 		goto err;
 	if (muc_rooms_init() < 0 || muc_ctl_init(ctx) < 0)

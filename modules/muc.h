@@ -42,6 +42,7 @@
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
 #define NS_PING "urn:xmpp:ping"
 #define NS_OCCUPANT_ID "urn:xmpp:occupant-id:0"
+#define NS_SID "urn:xmpp:sid:0"
 /* base64 of a SHA-256 HMAC: 44 characters and the NUL. */
 #define MUC_OCC_ID_LEN 45
 
@@ -151,6 +152,7 @@ struct muc_room {
 	} iqs[MUC_IQS_KEPT];
 	size_t iq_next;
 	uint64_t iq_seq;
+	uint64_t sid_seq;           /* XEP-0359 stanza ids given */
 };
 
 /* Module-wide settings, read-only after load. */
@@ -172,6 +174,8 @@ struct muc_mod {
 	 * random at load). */
 	unsigned char occ_secret[64];
 	size_t occ_secret_len;
+	/* XEP-0359 stanza ids: random at load, then a room's counter. */
+	uint64_t sid_epoch;
 	unsigned nworkers;
 };
 

@@ -288,6 +288,7 @@ muc_room_disco_info(struct muc_room *r, xmppd_elem *iq)
 	feature(q, "jabber:iq:register");
 	feature(q, NS_MUC "#self-ping-optimization");    /* XEP-0410 4 */
 	feature(q, NS_OCCUPANT_ID);                      /* XEP-0421 2 */
+	feature(q, NS_SID);                              /* XEP-0359 6 */
 	feature(q, r->cfg.public ? "muc_public" : "muc_hidden");
 	feature(q, r->cfg.persistent ? "muc_persistent" : "muc_temporary");
 	feature(q, r->cfg.membersonly ? "muc_membersonly" : "muc_open");

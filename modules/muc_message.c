@@ -34,6 +34,29 @@ from_occupant(struct muc_room *r, const xmppd_elem *st, const char *nick)
 	return m;
 }
 
+/* XEP-0359 3.1: the room's <stanza-id/> on a message it broadcasts
+ * (one id for all its recipients: unique with a random epoch per start
+ * and the room's counter), after removing any the sender put there in
+ * the room's name. */
+static void
+stanza_id(struct muc_room *r, xmppd_elem *m)
+{
+	xmppd_elem *c, *next, *e;
+	char id[48];
+
+	for (c = xmppd_elem_first_child(m); c != NULL; c = next) {
+		next = xmppd_elem_next_sibling(c);
+		if (muc_is(xmppd_elem_ns(c), NS_SID) && muc_is(xmppd_elem_name(c), "stanza-id") &&
+		    muc_is(xmppd_elem_attr(c, "by"), r->jid))
+			xmppd_elem_remove_child(m, c);
+	}
+	snprintf(id, sizeof(id), "%016llx-%llx", (unsigned long long)muc_module.sid_epoch,
+	    (unsigned long long)++r->sid_seq);
+	e = xmppd_elem_add_child(m, NS_SID, "stanza-id");
+	xmppd_elem_set_attr(e, "by", r->jid);
+	xmppd_elem_set_attr(e, "id", id);
+}
+
 static void
 groupchat(struct muc_room *r, struct muc_sess *s, xmppd_elem *st)
 {
@@ -63,6 +86,7 @@ groupchat(struct muc_room *r, struct muc_sess *s, xmppd_elem *st)
 		return;
 	}
 	muc_occ_id_add(o, m);                   /* XEP-0421 4 */
+	stanza_id(r, m);
 	if (subj != NULL && body == NULL) {
 		xmppd_elem_unref(r->subject);
 		r->subject = xmppd_elem_ref(m);

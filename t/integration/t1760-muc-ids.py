@@ -4,7 +4,9 @@ while joined under that nick, not-acceptable (cancel) for a non-occupant,
 never relayed to the occupant's client) and its disco#info feature;
 XEP-0421 occupant ids on every presence and groupchat message from an
 occupant, the same for one user across nick changes and rejoins,
-different for another, those a client sent removed."""
+different for another, those a client sent removed; XEP-0359 stanza
+ids given by the room, one per message for all its recipients, those
+the sender gave in the room's name removed."""
 
 import os
 import sys
@@ -19,6 +21,13 @@ from xt_muc import SVC, cond_of, create, join, pres_from  # noqa: E402
 PING = "<ping xmlns='urn:xmpp:ping'/>"
 INFO = 'http://jabber.org/protocol/disco#info'
 OID = 'urn:xmpp:occupant-id:0'
+SID = 'urn:xmpp:sid:0'
+
+
+def sids(st):
+    """The (by, id) of the stanza ids st carries."""
+    return [] if st is None else [(e.get('by'), e.get('id'))
+                                  for e in st.xml.findall('{%s}stanza-id' % SID)]
 FORGED = "<occupant-id xmlns='%s' id='forged'/>" % OID
 
 
@@ -103,13 +112,38 @@ async def main():
         or xt.diag(str(pa))
     bob.send_raw("<presence to='%s/bobby'>%s</presence>" % (room, FORGED))
     pn = await pres_from(alice, 'p', 'bobby')
-    xt.ok(bid is not None and oids(pn) == [bid], 'XEP-0421 3, 4: the same id after a nick change (the forged one removed)') \
+    xt.ok(bid is not None and oids(pn) == [bid],
+          'XEP-0421 3, 4: the same id after a nick change (the forged one removed)') \
         or xt.diag(str(pn))
     bob.send_raw("<presence to='%s/bobby' type='unavailable'/>" % room)
     await pres_from(alice, 'p', 'bobby', lambda p: p['type'] == 'unavailable')
     pr = await join(bob, 'p', 'bob2')
     xt.ok(bid is not None and oids(pr) == [bid], 'XEP-0421 3: the same id after a rejoin') \
         or xt.diag(str(pr))
+
+
+    # XEP-0359
+    xt.ok(SID in feats, 'XEP-0359 6: the room advertises urn:xmpp:sid:0')
+    bob.send_raw("<message to='%s' type='groupchat'><body>s1</body>"
+                 "<stanza-id xmlns='%s' by='%s' id='forged'/>"
+                 "<stanza-id xmlns='%s' by='other@%s' id='kept'/></message>"
+                 % (room, SID, room, SID, SVC))
+    ma = await alice.message(lambda m: m['type'] == 'groupchat' and m['body'] == 's1')
+    mb = await bob.message(lambda m: m['type'] == 'groupchat' and m['body'] == 's1')
+    ours = [i for b, i in sids(ma) if b == room]
+    xt.ok(len(ours) == 1 and ours[0] != 'forged',
+          'XEP-0359 3.1: one stanza-id by the room, the sender\'s in its name removed') \
+        or xt.diag(str(ma))
+    xt.ok(('other@' + SVC, 'kept') in sids(ma),
+          'XEP-0359 3.1: a stanza-id by another entity stays') \
+        or xt.diag(str(ma))
+    xt.ok(ours and [i for b, i in sids(mb) if b == room] == ours,
+          'XEP-0359: the same id for every recipient of one message') or xt.diag(str(mb))
+    bob.send_raw("<message to='%s' type='groupchat'><body>s2</body></message>" % room)
+    m2 = await alice.message(lambda m: m['type'] == 'groupchat' and m['body'] == 's2')
+    ids2 = [i for b, i in sids(m2) if b == room]
+    xt.ok(len(ids2) == 1 and ids2 != ours, 'XEP-0359: another message, another id') \
+        or xt.diag(str(m2))
 
     await xt.disconnect_all(alice, bob, carol)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0')
