@@ -4,7 +4,8 @@ while joined under that nick, not-acceptable (cancel) for a non-occupant,
 never relayed to the occupant's client) and its disco#info feature;
 XEP-0421 occupant ids on every presence and groupchat message from an
 occupant, the same for one user across nick changes and rejoins,
-different for another, those a client sent removed; XEP-0359 stanza
+different for another, those a client sent removed, the same after a
+restart with occupant_id_secret set; XEP-0359 stanza
 ids given by the room, one per message for all its recipients, those
 the sender gave in the room's name removed."""
 
@@ -52,7 +53,7 @@ def err_type(st):
 
 
 async def main():
-    srv = xt.Server(workers=2, modules={'mod_muc': {}})
+    srv = xt.Server(workers=2, modules={'mod_muc': {'occupant_id_secret': 'a-test-key'}})
     for u in ('alice', 'bob', 'carol'):
         srv.register(u, u + '-pw')
     alice = await xt.login_ok(srv, 'alice', resource='a')
@@ -145,7 +146,15 @@ async def main():
     xt.ok(len(ids2) == 1 and ids2 != ours, 'XEP-0359: another message, another id') \
         or xt.diag(str(m2))
 
+    # With occupant_id_secret set, an id survives a restart.
     await xt.disconnect_all(alice, bob, carol)
+    xt.is_(srv.restart(), 0, 'xmppd restarts')
+    bob = await xt.login_ok(srv, 'bob', resource='b')
+    pr = await join(bob, 'p', 'bob')
+    xt.ok(bid is not None and oids(pr) == [bid], 'XEP-0421 3: the same id after a restart') \
+        or xt.diag(str(pr))
+
+    await xt.disconnect_all(bob)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0')
 
 
