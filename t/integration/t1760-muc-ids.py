@@ -62,6 +62,7 @@ async def main():
     room = 'p@' + SVC
     await create(alice, 'p', 'alice')
     await join(bob, 'p', 'bob')
+    await pres_from(alice, 'p', 'bob')      # taken, so that check 10 sees the next one
     seen_a, seen_b = pings_seen(alice), pings_seen(bob)
 
     r = await alice.iq('get', room, "<query xmlns='%s'/>" % INFO)
