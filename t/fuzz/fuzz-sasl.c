@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <gsasl.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
@@ -112,17 +113,31 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* The PLAIN message (RFC 4616) is authzid NUL authcid NUL passwd. */
+/* The PLAIN message (RFC 4616) is authzid NUL authcid NUL passwd; the
+ * password is compared after SASLprep (RFC 4616 2, RFC 4013), as the
+ * server does: "penc" U+FE0F "il" is "pencil" (B.1 maps the variation
+ * selector to nothing). */
 static int
 plain_has_password(const unsigned char *msg, size_t len, const char *password)
 {
 	const unsigned char *p = memchr(msg, '\0', len);
+	char *given, *prepped = NULL;
+	size_t n;
+	int rc, same;
 
 	if (p == NULL || (p = memchr(p + 1, '\0', len - (size_t)(p + 1 - msg))) == NULL)
 		return 0;
 	p++;
-	return (size_t)(msg + len - p) == strlen(password) &&
-	    memcmp(p, password, strlen(password)) == 0;
+	n = (size_t)(msg + len - p);
+	if (memchr(p, '\0', n) != NULL || (given = malloc(n + 1)) == NULL)
+		return 0;
+	memcpy(given, p, n);
+	given[n] = '\0';
+	same = gsasl_saslprep(given, GSASL_ALLOW_UNASSIGNED, &prepped, &rc) == GSASL_OK &&
+	    strcmp(prepped, password) == 0;
+	gsasl_free(prepped);
+	free(given);
+	return same;
 }
 
 int
