@@ -425,7 +425,14 @@ admin_list(struct muc_room *r, xmppd_elem *iq, xmppd_elem *item, int actor_aff,
 			xmppd_iq_error(iq, "bad-request", NULL);
 			return;
 		}
-		if (actor_aff < MUC_AFF_ADMIN) {
+		/* 7.11: an occupant may get the member list "if allowed in
+		 * accordance with room configuration": here, an occupant
+		 * with voice in a non-anonymous room, where the list shows
+		 * no real JID the room hides (Prosody's default roles for
+		 * muc#roomconfig_getmemberlist are the same two). Other
+		 * lists, and the member list elsewhere, are for admins. */
+		if (actor_aff < MUC_AFF_ADMIN && !(aff == MUC_AFF_MEMBER &&
+		    r->cfg.whois_anyone && actor_role >= MUC_ROLE_PARTICIPANT)) {
 			xmppd_elem_unref(res);
 			xmppd_iq_error(iq, "forbidden", NULL);
 			return;
@@ -760,9 +767,13 @@ relay_iq(struct muc_room *r, xmppd_elem *iq, const xmppd_jid *from, const char *
 	const char *target;
 	size_t i;
 
-	/* Only occupants ask occupants (as for private messages, 7.5). */
+	/* Only occupants ask occupants (as for private messages, 7.5); a
+	 * non-occupant's disco query gets bad-request (6.6). */
 	if (s == NULL) {
-		xmppd_iq_error(iq, "not-acceptable", "you are not in the room");
+		const char *qns = q != NULL ? xmppd_elem_ns(q) : NULL;
+
+		xmppd_iq_error(iq, muc_is(qns, NS_DISCO_INFO) || muc_is(qns, NS_DISCO_ITEMS) ?
+		    "bad-request" : "not-acceptable", "you are not in the room");
 		return;
 	}
 	if (t == NULL || t->sess == NULL) {

@@ -281,7 +281,6 @@ static void
 leave(struct muc_room *r, struct muc_sess *s, xmppd_elem *st)
 {
 	struct muc_occ *o = s->occ;
-	const char *status = xmppd_elem_child_text(st, NULL, "status");
 
 	if (o->nsess > 1) {
 		/* Its other sessions stay: only this one hears it left. */
@@ -295,7 +294,6 @@ leave(struct muc_room *r, struct muc_sess *s, xmppd_elem *st)
 		muc_sess_remove(r, s);
 		return;
 	}
-	(void)status;
 	xmppd_elem_unref(s->presence);
 	s->presence = xmppd_elem_ref(st);
 	muc_broadcast_presence_nick(r, o, 1, NULL, 0, NULL, NULL, NULL, NULL, 0);

@@ -609,9 +609,19 @@ muc_occ_presence(struct muc_room *r, struct muc_occ *o, int unavailable, int wit
 	}
 	xmppd_elem_set_attr(p, "from", from);
 	free(from);
-	if (unavailable)
+	if (unavailable) {
 		xmppd_elem_set_attr(p, "type", "unavailable");
-	else if (o->sess != NULL && o->sess->presence != NULL)
+		/* XEP-0045 7.14 (the custom exit message): a session that
+		 * leaves with <status/> has it passed to everyone. Only the
+		 * exit's own: a kick or ban carries the last available
+		 * presence, whose status is not about leaving. */
+		if (o->sess != NULL && o->sess->presence != NULL &&
+		    muc_is(xmppd_stanza_type(o->sess->presence), "unavailable"))
+			for (c = xmppd_elem_first_child(o->sess->presence); c != NULL;
+			    c = xmppd_elem_next_sibling(c))
+				if (xmppd_elem_ns(c) == NULL && muc_is(xmppd_elem_name(c), "status"))
+					xmppd_elem_append_copy(p, c);
+	} else if (o->sess != NULL && o->sess->presence != NULL)
 		for (c = xmppd_elem_first_child(o->sess->presence); c != NULL;
 		    c = xmppd_elem_next_sibling(c))
 			if (!(muc_is(xmppd_elem_name(c), "x") && xmppd_elem_ns(c) != NULL &&
