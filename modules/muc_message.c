@@ -11,6 +11,9 @@
 
 /* Invitations one message may carry (7.8.2): each is a message out. */
 #define MAX_INVITES 10
+/* The thread id a 7.9 <continue/> carries on (RFC 6121 5.2.5 sets no
+ * bound; ids clients make are 32-64 characters). */
+#define MAX_THREAD 256
 
 /* ---------------------------------------------------------------- */
 /* Messages (XEP-0045 7.4, 7.5, 7.8, 8.1).                            */
@@ -192,7 +195,7 @@ invitation(struct muc_room *r, struct muc_sess *s, xmppd_elem *st, xmppd_elem *x
 		const char *to = xmppd_elem_attr(e, "to"), *reason;
 		int invite = muc_is(xmppd_elem_name(e), "invite");
 		xmppd_jid *tj;
-		xmppd_elem *m, *mx, *ie;
+		xmppd_elem *m, *mx, *ie, *ce;
 
 		if (!invite && !muc_is(xmppd_elem_name(e), "decline"))
 			continue;
@@ -232,6 +235,16 @@ invitation(struct muc_room *r, struct muc_sess *s, xmppd_elem *st, xmppd_elem *x
 			xmppd_elem *re = xmppd_elem_add_child(ie, NS_MUC_USER, "reason");
 
 			xmppd_elem_add_text(re, reason, strlen(reason));
+		}
+		/* 7.9: an invitation that turns a one-to-one chat into a
+		 * conference carries <continue/>, with the chat's thread,
+		 * on to the invitee (a thread id of any sane length). */
+		if ((ce = xmppd_elem_child(e, NS_MUC_USER, "continue")) != NULL) {
+			const char *th = xmppd_elem_attr(ce, "thread");
+			xmppd_elem *cc = xmppd_elem_add_child(ie, NS_MUC_USER, "continue");
+
+			if (th != NULL && strlen(th) <= MAX_THREAD)
+				xmppd_elem_set_attr(cc, "thread", th);
 		}
 		if (r->cfg.password_protected) {
 			xmppd_elem *pe = xmppd_elem_add_child(mx, NS_MUC_USER, "password");

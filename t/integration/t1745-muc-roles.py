@@ -7,7 +7,7 @@ availability changes (7.7), the member list as an occupant sees it
 membership (9.4) and the member list in one request (9.5), granting and
 revoking moderator (9.6, 9.7) and the moderator list (9.8), owners
 (10.3, 10.4, 10.5) and admins (10.6, 10.7, 10.8), and a disco query to an
-occupant (6.6)."""
+occupant (6.6), an invitation continuing a one-to-one chat (7.9)."""
 
 import os
 import sys
@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 import xmppdtest as xt  # noqa: E402
 
 from xt_muc import (  # noqa: E402
-    HOST, SVC, ADMIN, STANZAS, cond_of, codes, item, join, pres_from, groupchat, gc_msg, error_msg,
+    HOST, SVC, USER, ADMIN, STANZAS, cond_of, codes, item, join, pres_from, groupchat, gc_msg, error_msg,
     configure, create, admin)
 
 DISCO_INFO = 'http://jabber.org/protocol/disco#info'
@@ -197,6 +197,21 @@ async def main():
     r = await nora.iq('get', 'team@%s/adam' % SVC, "<query xmlns='%s'/>" % DISCO_INFO)
     xt.ok(cond_of(r) == 'bad-request' and str(r['from']) == 'team@%s/adam' % SVC,
           '6.6: a non-occupant\'s disco query: bad-request') or xt.diag(str(r))
+
+    # -- 7.9: a one-to-one chat becomes a conference ---------------------------------------
+    olga.send_raw("<message to='team@%s'><x xmlns='http://jabber.org/protocol/muc#user'>"
+                  "<invite to='%s'><reason>go on here</reason><continue thread='th-1745'/>"
+                  "</invite><invite to='%s'><continue thread='%s'/></invite></x></message>"
+                  % (SVC, bare['nora'], bare['vic'], 'x' * 257))
+    m = await nora.message(lambda m: m.xml.find('{%s}x/{%s}invite' % (USER, USER)) is not None)
+    ce = None if m is None else m.xml.find('{%s}x/{%s}invite/{%s}continue' % (USER, USER, USER))
+    xt.ok(ce is not None and ce.get('thread') == 'th-1745',
+          '7.9: the invitation carries <continue/> with the chat\'s thread on') \
+        or xt.diag(str(m))
+    m = await vic.message(lambda m: m.xml.find('{%s}x/{%s}invite' % (USER, USER)) is not None)
+    ce = None if m is None else m.xml.find('{%s}x/{%s}invite/{%s}continue' % (USER, USER, USER))
+    xt.ok(ce is not None and ce.get('thread') is None,
+          '7.9: a thread id past 256 bytes is not copied') or xt.diag(str(m))
 
     # -- 7.14: exiting with a status text ------------------------------------------------------
     mia.send_raw("<presence to='team@%s/mia' type='unavailable'><status>lunch</status>"
