@@ -2,7 +2,8 @@
 """t1790-muc-more: XEP-0249 direct invitations (slixmpp's xep_0249 plugin:
 the invitee gets the jabber:x:conference element with every attribute,
 online and from offline storage, and joins the password-protected room
-with the password it carries)."""
+with the password it carries); XEP-0421 occupant ids on private messages
+between occupants."""
 
 import os
 import sys
@@ -10,14 +11,19 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
 
-from xt_muc import HOST, SVC, cond_of, create, join  # noqa: E402
+from xt_muc import HOST, SVC, cond_of, create, join, pres_from  # noqa: E402
 
 CONF = 'jabber:x:conference'
+OID = 'urn:xmpp:occupant-id:0'
 DELAY = 'urn:xmpp:delay'
 
 
 def conf_x(m):
     return None if m is None else m.xml.find('{%s}x' % CONF)
+
+
+def oids(st):
+    return [] if st is None else [e.get('id') for e in st.xml.findall('{%s}occupant-id' % OID)]
 
 
 def invite(c, to, room, password, reason, thread):
@@ -80,6 +86,23 @@ async def direct_invitations(srv, alice, bob):
     return carol
 
 
+async def pm_occupant_ids(alice, bob, carol):
+    room = 'inv@' + SVC
+    # bob's id as his presence shows it (XEP-0421 4, checked by t1760).
+    pb = await pres_from(carol, 'inv', 'bob')
+    bid = oids(pb)[0] if oids(pb) else None
+    bob.send_raw("<message to='%s/carol' type='chat'><body>pm1</body>"
+                 "<occupant-id xmlns='%s' id='forged'/></message>" % (room, OID))
+    m = await carol.message(lambda m: m['body'] == 'pm1')
+    xt.ok(m is not None and bid is not None and oids(m) == [bid],
+          'XEP-0421 5: a private message carries its sender\'s occupant id, the forged one '
+          'removed') or xt.diag(str(m), bid)
+    alice.send_raw("<message to='%s/bob' type='chat'><body>pm2</body></message>" % room)
+    m2 = await bob.message(lambda m: m['body'] == 'pm2')
+    xt.ok(m2 is not None and len(oids(m2)) == 1 and oids(m2)[0] != bid,
+          'XEP-0421 5: another sender, its own id') or xt.diag(str(m2))
+
+
 async def main():
     srv = xt.Server(workers=2, modules={'mod_muc': {}, 'mod_offline': {}, 'mod_roster': {}})
     for u in ('alice', 'bob', 'carol'):
@@ -87,6 +110,7 @@ async def main():
     alice = await xt.login_ok(srv, 'alice', resource='a')
     bob = await xt.login_ok(srv, 'bob', resource='b')
     carol = await direct_invitations(srv, alice, bob)
+    await pm_occupant_ids(alice, bob, carol)
 
     await xt.disconnect_all(alice, bob, carol)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0')
