@@ -42,8 +42,12 @@ static const struct xmppd_option options[] = {
 	/* Messages per second per occupant session, and the burst. */
 	{ "message_rate", XMPPD_OPT_INT, "10", 1, 100000 },
 	{ "message_burst", XMPPD_OPT_INT, "30", 1, 1000000 },
-	/* What a message past the rate gets: resource-constraint (type
-	 * wait) or policy-violation. */
+	/* Joins per second per room (users below admin), and the burst:
+	 * a flood of joins in one room slows that room only. */
+	{ "join_rate", XMPPD_OPT_INT, "10", 1, 100000 },
+	{ "join_burst", XMPPD_OPT_INT, "50", 1, 1000000 },
+	/* What a message (or a join) past the rate gets:
+	 * resource-constraint (type wait) or policy-violation. */
 	{ "message_excess", XMPPD_OPT_STRING, "resource-constraint", 0, 0 },
 	/* Rooms one user may have made (since the server started) that
 	 * exist at once; 0: no limit. */
@@ -284,6 +288,8 @@ load(xmppd_ctx *ctx)
 	muc_module.max_nick = xmppd_opt_int(ctx, "max_nick_length");
 	muc_module.msg_rate = xmppd_opt_int(ctx, "message_rate");
 	muc_module.msg_burst = xmppd_opt_int(ctx, "message_burst");
+	muc_module.join_rate = xmppd_opt_int(ctx, "join_rate");
+	muc_module.join_burst = xmppd_opt_int(ctx, "join_burst");
 	muc_module.rate_error = xmppd_opt_string(ctx, "message_excess");
 	muc_module.max_rooms_per_user = xmppd_opt_int(ctx, "max_rooms_per_user");
 	if (!muc_is(muc_module.rate_error, "resource-constraint") &&

@@ -153,6 +153,10 @@ struct muc_room {
 	size_t iq_next;
 	uint64_t iq_seq;
 	uint64_t sid_seq;           /* XEP-0359 stanza ids given */
+	/* Joins (new sessions) of users below admin: a token bucket of
+	 * join_rate per second, join_burst deep (muc_join_take). */
+	double join_tokens;
+	uint64_t join_at;
 };
 
 /* Module-wide settings, read-only after load. */
@@ -167,6 +171,7 @@ struct muc_mod {
 	long max_subject;
 	long max_nick;
 	long msg_rate, msg_burst;
+	long join_rate, join_burst;
 	long max_rooms_per_user;
 	const char *rate_error;
 	struct muc_table *tables;   /* one per worker */
@@ -250,6 +255,8 @@ void muc_broadcast_presence_nick(struct muc_room *r, struct muc_occ *o, int unav
 int muc_sees_jids(const struct muc_room *r, const struct muc_occ *q);
 /* The session's token bucket: 1 when it may send now. */
 int muc_rate_take(struct muc_sess *s);
+/* The room's join bucket: 1 when one more may join now. */
+int muc_join_take(struct muc_room *r);
 void muc_hist_add(struct muc_room *r, xmppd_elem *msg);
 struct muc_occ *muc_occ_new(struct muc_room *r, const char *nick, const char *bare, int role,
     int aff);

@@ -248,6 +248,15 @@ join(struct muc_room *r, xmppd_elem *st, const xmppd_jid *from, const xmppd_jid 
 				return;
 			}
 		}
+		/* Joins are rate-limited per room (admins and owners get in
+		 * anyway, as past maxusers). XEP-0045 7.2's error table has
+		 * no rate condition; the message rate's is used (RFC 6120
+		 * 8.3.3.18 resource-constraint, type wait, by default), as a
+		 * join costs a broadcast to every occupant. */
+		if (aff < MUC_AFF_ADMIN && !muc_join_take(r)) {
+			muc_error(st, muc_module.rate_error, "too many joins, try again later");
+			return;
+		}
 	}
 	if (o == NULL && (o = muc_occ_new(r, nick, bare, muc_default_role(r, aff), aff)) == NULL) {
 		muc_room_gc(r);

@@ -3,7 +3,11 @@
 the invitee gets the jabber:x:conference element with every attribute,
 online and from offline storage, and joins the password-protected room
 with the password it carries); XEP-0421 occupant ids on private messages
-between occupants."""
+between occupants; the joins rate of a room (join_rate, join_burst): past
+it a join gets resource-constraint (wait), another room is not slowed,
+owners get in, and the bucket refills."""
+
+import asyncio
 
 import os
 import sys
@@ -103,6 +107,43 @@ async def pm_occupant_ids(alice, bob, carol):
           'XEP-0421 5: another sender, its own id') or xt.diag(str(m2))
 
 
+async def join_rate():
+    srv = xt.Server(name='t1790-joins', workers=2,
+                    modules={'mod_muc': {'join_rate': 1, 'join_burst': 3}})
+    users = ['owner'] + ['u%d' % i for i in range(6)]
+    for u in users:
+        srv.register(u, u + '-pw')
+    cs = {u: await xt.login_ok(srv, u, resource='r') for u in users}
+    await create(cs['owner'], 'busy', 'owner')
+    await create(cs['owner'], 'calm', 'owner')
+    got = []
+    for u in ('u0', 'u1', 'u2', 'u3'):
+        got.append(await join(cs[u], 'busy', u))
+    xt.ok(all(p is not None and p['type'] != 'error' for p in got[:3]),
+          'join_burst 3: three joins in a row get in') or xt.diag(*[str(p) for p in got])
+    e = got[3]
+    err = None if e is None else e.xml.find('{jabber:client}error')
+    xt.ok(cond_of(e) == 'resource-constraint' and err is not None and
+          err.get('type') == 'wait',
+          'the fourth at once: resource-constraint, type wait') or xt.diag(str(e))
+    p = await join(cs['u4'], 'calm', 'u4')
+    xt.ok(p is not None and p['type'] != 'error',
+          'a flood in one room does not slow another room') or xt.diag(str(p))
+    cs['owner'].send_raw("<presence to='busy@%s/owner' type='unavailable'/>" % SVC)
+    await pres_from(cs['owner'], 'busy', 'owner', lambda p: p['type'] == 'unavailable')
+    p = await join(cs['owner'], 'busy', 'owner')
+    xt.ok(p is not None and p['type'] != 'error', 'the owner gets in past the rate') \
+        or xt.diag(str(p))
+    await asyncio.sleep(1.2)
+    p = await join(cs['u3'], 'busy', 'u3')
+    xt.ok(p is not None and p['type'] != 'error', 'a second later the bucket let one more in') \
+        or xt.diag(str(p))
+    p = await join(cs['u5'], 'busy', 'u5')
+    xt.is_(cond_of(p), 'resource-constraint', 'and only one') or xt.diag(str(p))
+    await xt.disconnect_all(*cs.values())
+    xt.is_(await srv.astop(), 0, 'xmppd (join_rate) exits 0')
+
+
 async def main():
     srv = xt.Server(workers=2, modules={'mod_muc': {}, 'mod_offline': {}, 'mod_roster': {}})
     for u in ('alice', 'bob', 'carol'):
@@ -114,6 +155,7 @@ async def main():
 
     await xt.disconnect_all(alice, bob, carol)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0')
+    await join_rate()
 
 
 xt.run(main, timeout=90)
