@@ -3,7 +3,9 @@
 the invitee gets the jabber:x:conference element with every attribute,
 online and from offline storage, and joins the password-protected room
 with the password it carries); XEP-0421 occupant ids on private messages
-between occupants; the joins rate of a room (join_rate, join_burst): past
+between occupants; muc#roomconfig_roomowners and _roomadmins as the full
+lists (those left out lose the affiliation, never the last owner:
+conflict; the occupants' presence re-sent); the joins rate of a room (join_rate, join_burst): past
 it a join gets resource-constraint (wait), another room is not slowed,
 owners get in, and the bucket refills."""
 
@@ -15,7 +17,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
 
-from xt_muc import HOST, SVC, cond_of, create, join, pres_from  # noqa: E402
+from xt_muc import HOST, SVC, admin, codes, cond_of, configure, create, item, join, pres_from  # noqa: E402
 
 CONF = 'jabber:x:conference'
 OID = 'urn:xmpp:occupant-id:0'
@@ -107,6 +109,57 @@ async def pm_occupant_ids(alice, bob, carol):
           'XEP-0421 5: another sender, its own id') or xt.diag(str(m2))
 
 
+async def aff_jids(c, room, aff):
+    r = await admin(c, room, "<item affiliation='%s'/>" % aff, 'get')
+    return None if r is None or r['type'] != 'result' else sorted(
+        i.get('jid') for i in r.xml.iter('{http://jabber.org/protocol/muc#admin}item'))
+
+
+async def form_lists(alice, bob, carol):
+    a, b, c = (str(x.jid.bare) for x in (alice, bob, carol))
+    await create(alice, 'lists', 'alice')
+    await join(bob, 'lists', 'bob')
+    await join(carol, 'lists', 'carol')
+    # Taken, so that later checks see only the presences that follow.
+    await pres_from(bob, 'lists', 'carol')
+    await pres_from(alice, 'lists', 'carol')
+    await pres_from(alice, 'lists', 'bob')
+    r = await configure(alice, 'lists', [('roomowners', [a, b]), ('roomadmins', [c])])
+    xt.is_(cond_of(r), 'result', 'XEP-0045 10.2: roomowners and roomadmins submitted')
+    pb = await pres_from(alice, 'lists', 'bob', lambda p: item(p).get('affiliation') == 'owner')
+    pc = await pres_from(alice, 'lists', 'carol',
+                         lambda p: item(p).get('affiliation') == 'admin')
+    xt.ok(pb is not None and pc is not None and item(pc).get('role') == 'moderator',
+          '10.3, 10.6: the new owner\'s and admin\'s presence is re-sent with the '
+          'affiliation (the admin a moderator)') or xt.diag(str(pb), str(pc))
+    xt.is_(await aff_jids(alice, 'lists', 'owner'), sorted([a, b]), 'the owners are those listed')
+    r = await configure(alice, 'lists', [('roomowners', [b])])
+    pa = await pres_from(alice, 'lists', 'alice', lambda p: '110' in
+                         codes(p) and item(p).get('affiliation') == 'none')
+    xt.ok(cond_of(r) == 'result' and pa is not None and item(pa).get('role') == 'participant',
+          '10.4: an owner left out of roomowners loses it: its own presence says none, '
+          'participant') or xt.diag(str(r), str(pa))
+    xt.is_(await aff_jids(bob, 'lists', 'owner'), [b], 'exactly the listed owner stays')
+    xt.is_(await aff_jids(bob, 'lists', 'admin'), [c], 'an absent roomadmins field changes no admin')
+    r = await configure(bob, 'lists', [('roomadmins', [])])
+    pc = await pres_from(bob, 'lists', 'carol', lambda p: item(p).get('affiliation') == 'none')
+    xt.ok(cond_of(r) == 'result' and pc is not None and item(pc).get('role') == 'participant',
+          '10.7: an empty roomadmins removes the admins, their presence re-sent') \
+        or xt.diag(str(r), str(pc))
+    xt.is_(await aff_jids(bob, 'lists', 'admin'), [], 'no admin left')
+    r = await configure(bob, 'lists', [('roomowners', [])])
+    xt.is_(cond_of(r), 'conflict', '10.4: a roomowners list that leaves no owner: conflict')
+    r = await configure(bob, 'lists', [('roomowners', [a]), ('roomadmins', [b])])
+    xt.is_(cond_of(r), 'result', 'an owner may hand the room over (listed as admin)')
+    xt.is_(await aff_jids(alice, 'lists', 'owner'), [a], 'the new owner alone')
+    xt.is_(await aff_jids(alice, 'lists', 'admin'), [b], 'the old owner an admin')
+    r = await configure(alice, 'lists', [('roomowners', [a, 'not a jid@@'])])
+    xt.is_(cond_of(r), 'bad-request', 'a JID that does not parse: bad-request')
+    r = await configure(alice, 'lists', [('roomowners', [b]), ('roomadmins', ['x@@'])])
+    xt.ok(cond_of(r) == 'bad-request' and await aff_jids(alice, 'lists', 'owner') == [a],
+          'and nothing changed') or xt.diag(str(r))
+
+
 async def join_rate():
     srv = xt.Server(name='t1790-joins', workers=2,
                     modules={'mod_muc': {'join_rate': 1, 'join_burst': 3}})
@@ -152,6 +205,7 @@ async def main():
     bob = await xt.login_ok(srv, 'bob', resource='b')
     carol = await direct_invitations(srv, alice, bob)
     await pm_occupant_ids(alice, bob, carol)
+    await form_lists(alice, bob, carol)
 
     await xt.disconnect_all(alice, bob, carol)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0')
