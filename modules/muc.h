@@ -194,6 +194,10 @@ int muc_may_create(const xmppd_jid *actor);
  * as many as it may; release when the room goes. Any worker (a mutex). */
 int muc_creator_take(const char *bare);
 void muc_creator_release(const char *bare);
+/* A stored room's creator counted at start (no limit applied); ready
+ * once the store's rooms are all counted (take returns -2 before). */
+void muc_creator_seed(const char *bare);
+void muc_creators_ready(void);
 void muc_creators_free(void);
 /* The <error/>-carrying reply to st, routed. */
 void muc_error(const xmppd_elem *st, const char *cond, const char *text);
@@ -278,6 +282,9 @@ void muc_queue_free(struct muc_room *r);
 /* 1 when st waits for (or started) the room's loading; 0: go on. */
 int muc_gate(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to);
 size_t muc_store_service_prefix(char *buf, size_t size, const char *service);
+/* Counts the stored rooms' creators (max_rooms_per_user), then
+ * muc_creators_ready(). 0 or -1. */
+int muc_store_count_creators(void);
 #define MUC_T_ROOMS "mod_muc_rooms"
 
 /* ---- mod_muc.c (again) ---- */

@@ -170,7 +170,7 @@ join(struct muc_room *r, xmppd_elem *st, const xmppd_jid *from, const xmppd_jid 
 	xmppd_elem *mx = xmppd_elem_child(st, NS_MUC, "x");
 	struct muc_occ *o = NULL;
 	struct muc_sess *s;
-	int created = 0, aff, self[4];
+	int created = 0, aff, self[4], rc;
 	size_t nself = 0;
 
 	if (strlen(nick) > (size_t)muc_module.max_nick) {
@@ -184,7 +184,11 @@ join(struct muc_room *r, xmppd_elem *st, const xmppd_jid *from, const xmppd_jid 
 			muc_error(st, "not-allowed", "you may not create rooms here");
 			return;
 		}
-		if (muc_creator_take(bare) < 0) {
+		if ((rc = muc_creator_take(bare)) == -2) {
+			muc_error(st, "resource-constraint", "the service is starting");
+			return;
+		}
+		if (rc < 0) {
 			muc_error(st, "policy-violation", "you have made too many rooms");
 			return;
 		}

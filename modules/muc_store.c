@@ -77,6 +77,9 @@ record(const struct muc_room *r, size_t *len_r)
 	set_num(c, "allowinvites", r->cfg.allowinvites);
 	set_num(c, "allowpm", r->cfg.allowpm);
 	set_num(c, "logging", r->cfg.logging);
+	/* Counted against max_rooms_per_user after a restart too. */
+	if (r->creator != NULL)
+		xmppd_elem_set_attr(c, "creator", r->creator);
 	for (size_t i = 0; i < r->naffs; i++) {
 		a = xmppd_elem_add_child(x, "urn:xmppd:muc:1", "aff");
 		xmppd_elem_set_attr(a, "jid", r->affs[i].jid);
@@ -154,6 +157,11 @@ parse(struct muc_room *r, const void *val, size_t vlen)
 	if (r->cfg.allowpm < MUC_PM_ANYONE || r->cfg.allowpm > MUC_PM_NONE)
 		r->cfg.allowpm = MUC_PM_ANYONE;
 	r->cfg.logging = num(c, "logging", 0) != 0;
+	/* Counted at load (muc_store_count_creators): released when the
+	 * room goes, as a room made since the start is. */
+	if (r->creator == NULL && xmppd_elem_attr(c, "creator") != NULL &&
+	    (r->creator = strdup(xmppd_elem_attr(c, "creator"))) == NULL)
+		goto out;
 	for (e = xmppd_elem_first_child(x); e != NULL; e = xmppd_elem_next_sibling(e)) {
 		int aff;
 
@@ -228,6 +236,71 @@ muc_room_forget(const char *room_jid)
 		return;
 	}
 	(void)xmppd_batch_submit(b, NULL, NULL);
+}
+
+/* ---------------------------------------------------------------- */
+/* Rooms per user across restarts.                                    */
+
+/* max_rooms_per_user counts the rooms a user made that exist: the
+ * persistent ones of the store too, counted once at load, on one worker
+ * (a task: the store's asynchronous API runs on workers), one scan per
+ * service; creating a room waits for the end (muc_creator_take). */
+static unsigned creator_scans;
+
+static int
+creator_row(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	const char *v = val;
+	xmppd_elem *x, *c;
+
+	(void)ud;
+	(void)key;
+	(void)klen;
+	if (vlen < 2 || v[0] != REC_VERSION || (x = xmppd_elem_parse(v + 1, vlen - 1)) == NULL)
+		return 0;
+	if ((c = xmppd_elem_child(x, "urn:xmppd:muc:1", "config")) != NULL &&
+	    xmppd_elem_attr(c, "creator") != NULL)
+		muc_creator_seed(xmppd_elem_attr(c, "creator"));
+	xmppd_elem_unref(x);
+	return 0;
+}
+
+static void
+creator_done(int status, void *ud)
+{
+	(void)ud;
+	if (status != XMPPD_STORE_OK)
+		xmppd_log(muc_module.ctx, XMPPD_LOG_ERROR,
+		    "cannot count the stored rooms' creators");
+	if (--creator_scans == 0)
+		muc_creators_ready();
+}
+
+static void
+count_task(void *ud)
+{
+	char pfx[512];
+	size_t plen;
+
+	(void)ud;
+	creator_scans = (unsigned)muc_module.nservices + 1;
+	for (size_t i = 0; i < muc_module.nservices; i++) {
+		plen = muc_store_service_prefix(pfx, sizeof(pfx), muc_module.services[i]);
+		if (plen == 0 || xmppd_store_ascan(muc_module.ctx, T_ROOMS, pfx, plen, creator_row,
+		    creator_done, NULL) < 0)
+			creator_done(XMPPD_STORE_ERROR, NULL);
+	}
+	creator_done(XMPPD_STORE_OK, NULL);     /* the task's own share */
+}
+
+int
+muc_store_count_creators(void)
+{
+	if (muc_module.max_rooms_per_user == 0 || muc_module.nservices == 0) {
+		muc_creators_ready();
+		return 0;
+	}
+	return xmppd_entity_post(muc_module.ctx, muc_module.services[0], count_task, NULL);
 }
 
 /* ---------------------------------------------------------------- */

@@ -7,7 +7,8 @@ between occupants; muc#roomconfig_roomowners and _roomadmins as the full
 lists (those left out lose the affiliation, never the last owner:
 conflict; the occupants' presence re-sent); the joins rate of a room (join_rate, join_burst): past
 it a join gets resource-constraint (wait), another room is not slowed,
-owners get in, and the bucket refills."""
+owners get in, and the bucket refills; max_rooms_per_user counts the
+persistent rooms a user made before a restart."""
 
 import asyncio
 
@@ -197,6 +198,37 @@ async def join_rate():
     xt.is_(await srv.astop(), 0, 'xmppd (join_rate) exits 0')
 
 
+async def rooms_per_user():
+    srv = xt.Server(name='t1790-rooms', workers=2,
+                    modules={'mod_muc': {'max_rooms_per_user': 2}})
+    for u in ('alice', 'bob'):
+        srv.register(u, u + '-pw')
+    alice = await xt.login_ok(srv, 'alice', resource='a')
+    for room in ('kept1', 'kept2'):
+        _, r = await create(alice, room, 'alice', [('persistentroom', '1')])
+        xt.is_(cond_of(r), 'result', 'alice makes the persistent room ' + room)
+    p = await join(alice, 'third', 'alice')
+    xt.is_(cond_of(p), 'policy-violation', 'max_rooms_per_user 2: a third room is refused')
+    await xt.disconnect_all(alice)
+    xt.is_(srv.restart(), 0, 'xmppd restarts')
+    alice = await xt.login_ok(srv, 'alice', resource='a')
+    bob = await xt.login_ok(srv, 'bob', resource='b')
+    p = await join(alice, 'third', 'alice')
+    xt.is_(cond_of(p), 'policy-violation',
+           'after the restart the stored rooms still count: a third room is refused')
+    p = await join(bob, 'bobs', 'bob')
+    xt.ok(p is not None and p['type'] != 'error' and '201' in codes(p),
+          'another user makes a room after the restart') or xt.diag(str(p))
+    r = await alice.iq('set', 'kept1@' + SVC,
+                       "<query xmlns='http://jabber.org/protocol/muc#owner'><destroy/></query>")
+    xt.is_(cond_of(r), 'result', 'alice destroys one of her stored rooms')
+    p = await join(alice, 'third', 'alice')
+    xt.ok(p is not None and p['type'] != 'error' and '201' in codes(p),
+          'then she may make another') or xt.diag(str(p))
+    await xt.disconnect_all(alice, bob)
+    xt.is_(await srv.astop(), 0, 'xmppd (rooms per user) exits 0')
+
+
 async def main():
     srv = xt.Server(workers=2, modules={'mod_muc': {}, 'mod_offline': {}, 'mod_roster': {}})
     for u in ('alice', 'bob', 'carol'):
@@ -210,6 +242,7 @@ async def main():
     await xt.disconnect_all(alice, bob, carol)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0')
     await join_rate()
+    await rooms_per_user()
 
 
 xt.run(main, timeout=90)
