@@ -133,6 +133,7 @@ struct muc_room {
 	struct muc_sess *by_full[MUC_OCC_BUCKETS];
 	struct muc_hist *hist;      /* a ring of mod.history_size */
 	size_t hist_start, hist_len;
+	uint64_t hist_seq;          /* the next stored history entry's number */
 	xmppd_elem *subject;        /* the last subject message (from room/nick) */
 	char *creator;              /* counted against max_rooms_per_user, or NULL */
 	/* The last invitations (7.8.2), so that a decline (7.8.3) goes to
@@ -286,6 +287,10 @@ size_t muc_store_service_prefix(char *buf, size_t size, const char *service);
  * muc_creators_ready(). 0 or -1. */
 int muc_store_count_creators(void);
 #define MUC_T_ROOMS "mod_muc_rooms"
+#define MUC_T_HIST "mod_muc_hist"
+/* A persistent room's history entry (msg at time at) into the store, the
+ * one history_size older out. */
+void muc_hist_save(struct muc_room *r, const xmppd_elem *msg, time_t at);
 
 /* ---- mod_muc.c (again) ---- */
 /* Runs a stanza for a room (room@service[/nick]) that is in memory or

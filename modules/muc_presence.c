@@ -125,6 +125,8 @@ muc_hist_add(struct muc_room *r, xmppd_elem *msg)
 	h->at = time(NULL);
 	h->chars = 0;             /* not measured yet */
 	r->hist_len++;
+	if (r->cfg.persistent)
+		muc_hist_save(r, msg, h->at);
 }
 
 /* 7.2.16: the subject goes last, an empty one when none was set. */

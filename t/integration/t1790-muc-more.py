@@ -8,7 +8,9 @@ lists (those left out lose the affiliation, never the last owner:
 conflict; the occupants' presence re-sent); the joins rate of a room (join_rate, join_burst): past
 it a join gets resource-constraint (wait), another room is not slowed,
 owners get in, and the bucket refills; max_rooms_per_user counts the
-persistent rooms a user made before a restart."""
+persistent rooms a user made before a restart; a persistent room's last
+history_size messages survive a restart, with their original delay
+stamps, and the ring goes on from there."""
 
 import asyncio
 
@@ -18,7 +20,9 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
 
-from xt_muc import HOST, SVC, admin, codes, cond_of, configure, create, item, join, pres_from  # noqa: E402
+from xt_muc import (  # noqa: E402
+    HOST, SVC, admin, codes, cond_of, configure, create, gc_msg, groupchat, item, join,
+    pres_from)
 
 CONF = 'jabber:x:conference'
 OID = 'urn:xmpp:occupant-id:0'
@@ -198,10 +202,28 @@ async def join_rate():
     xt.is_(await srv.astop(), 0, 'xmppd (join_rate) exits 0')
 
 
+def hist_rows(srv):
+    pfx = ('%s\0hist\0' % SVC).encode()
+    return [k for k, _ in xt.store_rows(srv, 'mod_muc_hist') if k.startswith(pfx)]
+
+
+async def history(c, room, nick, n):
+    """Joins; the (body, delay stamp) of the n history messages that come."""
+    await join(c, room, nick)
+    out = []
+    for _ in range(n):
+        m = await c.message(lambda m: m['type'] == 'groupchat' and
+                            m.xml.find('{%s}delay' % DELAY) is not None and m['body'])
+        if m is None:
+            break
+        out.append((m['body'], m.xml.find('{%s}delay' % DELAY).get('stamp')))
+    return out
+
+
 async def rooms_per_user():
     srv = xt.Server(name='t1790-rooms', workers=2,
-                    modules={'mod_muc': {'max_rooms_per_user': 2}})
-    for u in ('alice', 'bob'):
+                    modules={'mod_muc': {'max_rooms_per_user': 2, 'history_size': 2}})
+    for u in ('alice', 'bob', 'carol'):
         srv.register(u, u + '-pw')
     alice = await xt.login_ok(srv, 'alice', resource='a')
     for room in ('kept1', 'kept2'):
@@ -209,10 +231,44 @@ async def rooms_per_user():
         xt.is_(cond_of(r), 'result', 'alice makes the persistent room ' + room)
     p = await join(alice, 'third', 'alice')
     xt.is_(cond_of(p), 'policy-violation', 'max_rooms_per_user 2: a third room is refused')
-    await xt.disconnect_all(alice)
+    bob = await xt.login_ok(srv, 'bob', resource='b')
+    await create(bob, 'hist', 'bob', [('persistentroom', '1')])
+    for body in ('h1', 'h2', 'h3'):
+        groupchat(bob, 'hist', body)
+        await gc_msg(bob, 'hist', 'bob', body)
+    before = await history(alice, 'hist', 'alice', 2)
+    xt.is_([b for b, _ in before], ['h2', 'h3'], 'history_size 2: a joiner gets the last two')
+    await xt.disconnect_all(alice, bob)
+    await asyncio.sleep(1.1)            # so that a stamp made anew would differ
     xt.is_(srv.restart(), 0, 'xmppd restarts')
     alice = await xt.login_ok(srv, 'alice', resource='a')
     bob = await xt.login_ok(srv, 'bob', resource='b')
+    after = await history(alice, 'hist', 'alice', 2)
+    xt.ok(after == before and len(after) == 2,
+          'XEP-0045 7.2.15: after the restart the same history, in order, with the original '
+          'XEP-0203 stamps') or xt.diag(before, after)
+    await join(bob, 'hist', 'bob')
+    groupchat(bob, 'hist', 'h4')
+    await gc_msg(bob, 'hist', 'bob', 'h4')
+    carol = await xt.login_ok(srv, 'carol', resource='c')
+    later = await history(carol, 'hist', 'carol', 2)
+    xt.is_([b for b, _ in later], ['h3', 'h4'], 'a message after the restart goes on the ring')
+    await xt.disconnect_all(carol)
+    await xt.disconnect_all(alice, bob)
+    xt.is_(srv.restart(), 0, 'xmppd restarts again')
+    alice = await xt.login_ok(srv, 'alice', resource='a')
+    bob = await xt.login_ok(srv, 'bob', resource='b')
+    again = await history(alice, 'hist', 'alice', 2)
+    xt.is_([b for b, _ in again], ['h3', 'h4'], 'and is stored as the newest')
+    xt.is_(len(hist_rows(srv)), 2, 'the store keeps history_size entries (the older ones deleted)')
+    r = await bob.iq('set', 'hist@' + SVC,
+                     "<query xmlns='http://jabber.org/protocol/muc#owner'><destroy/></query>")
+    for _ in range(20):                 # the delete's batch commits soon after
+        if hist_rows(srv) == []:
+            break
+        await asyncio.sleep(0.1)
+    xt.ok(cond_of(r) == 'result' and hist_rows(srv) == [],
+          'a destroyed room\'s history goes from the store') or xt.diag(str(r))
     p = await join(alice, 'third', 'alice')
     xt.is_(cond_of(p), 'policy-violation',
            'after the restart the stored rooms still count: a third room is refused')
