@@ -42,11 +42,15 @@ static const struct xmppd_option options[] = {
 	/* Messages per second per occupant session, and the burst. */
 	{ "message_rate", XMPPD_OPT_INT, "10", 1, 100000 },
 	{ "message_burst", XMPPD_OPT_INT, "30", 1, 1000000 },
-	/* What a message past the rate gets: resource-constraint (type
-	 * wait) or policy-violation. */
+	/* Joins per second per room (users below admin), and the burst:
+	 * a flood of joins in one room slows that room only. */
+	{ "join_rate", XMPPD_OPT_INT, "10", 1, 100000 },
+	{ "join_burst", XMPPD_OPT_INT, "50", 1, 1000000 },
+	/* What a message (or a join) past the rate gets:
+	 * resource-constraint (type wait) or policy-violation. */
 	{ "message_excess", XMPPD_OPT_STRING, "resource-constraint", 0, 0 },
-	/* Rooms one user may have made (since the server started) that
-	 * exist at once; 0: no limit. */
+	/* Rooms one user may have made that exist at once (the stored
+	 * ones counted at load); 0: no limit. */
 	{ "max_rooms_per_user", XMPPD_OPT_INT, "100", 0, 1000000 },
 	/* XEP-0421 occupant ids: the HMAC key (up to 64 bytes). Unset: a
 	 * random key at each start (ids then change with a restart). */
@@ -95,6 +99,8 @@ struct creator {
 
 static pthread_mutex_t creators_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct creator *creators[CREATOR_BUCKETS];
+/* Set once the persistent rooms of the store are counted (at load). */
+static int creators_counted;
 
 static unsigned
 creator_hash(const char *s)
@@ -106,32 +112,61 @@ creator_hash(const char *s)
 	return h % CREATOR_BUCKETS;
 }
 
+/* bare's entry (made when absent), under creators_mu; NULL: no memory. */
+static struct creator *
+creator_entry(const char *bare)
+{
+	struct creator **pp, *c;
+
+	for (pp = &creators[creator_hash(bare)]; (c = *pp) != NULL; pp = &c->next)
+		if (strcmp(c->bare, bare) == 0)
+			return c;
+	if ((c = calloc(1, sizeof(*c))) == NULL || (c->bare = strdup(bare)) == NULL) {
+		free(c);
+		return NULL;
+	}
+	*pp = c;
+	return c;
+}
+
 int
 muc_creator_take(const char *bare)
 {
-	struct creator **pp, *c;
+	struct creator *c;
 	int rc = 0;
 
 	if (muc_module.max_rooms_per_user == 0)
 		return 0;
+	/* Until the stored rooms are counted, nobody makes one (a restart
+	 * must not reset what a user has made). */
+	if (!__atomic_load_n(&creators_counted, __ATOMIC_ACQUIRE))
+		return -2;
 	pthread_mutex_lock(&creators_mu);
-	for (pp = &creators[creator_hash(bare)]; (c = *pp) != NULL; pp = &c->next)
-		if (strcmp(c->bare, bare) == 0)
-			break;
-	if (c == NULL) {
-		if ((c = calloc(1, sizeof(*c))) == NULL || (c->bare = strdup(bare)) == NULL) {
-			free(c);
-			rc = -1;
-		} else {
-			*pp = c;
-		}
-	}
-	if (c != NULL && c->count >= muc_module.max_rooms_per_user)
+	if ((c = creator_entry(bare)) == NULL || c->count >= muc_module.max_rooms_per_user)
 		rc = -1;
-	else if (c != NULL)
+	else
 		c->count++;
 	pthread_mutex_unlock(&creators_mu);
 	return rc;
+}
+
+void
+muc_creator_seed(const char *bare)
+{
+	struct creator *c;
+
+	if (muc_module.max_rooms_per_user == 0)
+		return;
+	pthread_mutex_lock(&creators_mu);
+	if ((c = creator_entry(bare)) != NULL)
+		c->count++;
+	pthread_mutex_unlock(&creators_mu);
+}
+
+void
+muc_creators_ready(void)
+{
+	__atomic_store_n(&creators_counted, 1, __ATOMIC_RELEASE);
 }
 
 void
@@ -157,6 +192,7 @@ muc_creator_release(const char *bare)
 void
 muc_creators_free(void)
 {
+	__atomic_store_n(&creators_counted, 0, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&creators_mu);
 	for (size_t b = 0; b < CREATOR_BUCKETS; b++)
 		while (creators[b] != NULL) {
@@ -284,6 +320,8 @@ load(xmppd_ctx *ctx)
 	muc_module.max_nick = xmppd_opt_int(ctx, "max_nick_length");
 	muc_module.msg_rate = xmppd_opt_int(ctx, "message_rate");
 	muc_module.msg_burst = xmppd_opt_int(ctx, "message_burst");
+	muc_module.join_rate = xmppd_opt_int(ctx, "join_rate");
+	muc_module.join_burst = xmppd_opt_int(ctx, "join_burst");
 	muc_module.rate_error = xmppd_opt_string(ctx, "message_excess");
 	muc_module.max_rooms_per_user = xmppd_opt_int(ctx, "max_rooms_per_user");
 	if (!muc_is(muc_module.rate_error, "resource-constraint") &&
@@ -311,7 +349,7 @@ load(xmppd_ctx *ctx)
 	}
 	if (service_domains(ctx, prefix, &muc_module.services, &muc_module.nservices) < 0)
 		goto err;
-	if (muc_rooms_init() < 0 || muc_ctl_init(ctx) < 0)
+	if (muc_rooms_init() < 0 || muc_ctl_init(ctx) < 0 || muc_store_count_creators() < 0)
 		goto err;
 	for (size_t i = 0; i < muc_module.nservices; i++)
 		if (xmppd_service_register(ctx, muc_module.services[i], service_stanza, NULL) < 0)

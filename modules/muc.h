@@ -133,6 +133,7 @@ struct muc_room {
 	struct muc_sess *by_full[MUC_OCC_BUCKETS];
 	struct muc_hist *hist;      /* a ring of mod.history_size */
 	size_t hist_start, hist_len;
+	uint64_t hist_seq;          /* the next stored history entry's number */
 	xmppd_elem *subject;        /* the last subject message (from room/nick) */
 	char *creator;              /* counted against max_rooms_per_user, or NULL */
 	/* The last invitations (7.8.2), so that a decline (7.8.3) goes to
@@ -153,6 +154,10 @@ struct muc_room {
 	size_t iq_next;
 	uint64_t iq_seq;
 	uint64_t sid_seq;           /* XEP-0359 stanza ids given */
+	/* Joins (new sessions) of users below admin: a token bucket of
+	 * join_rate per second, join_burst deep (muc_join_take). */
+	double join_tokens;
+	uint64_t join_at;
 };
 
 /* Module-wide settings, read-only after load. */
@@ -167,6 +172,7 @@ struct muc_mod {
 	long max_subject;
 	long max_nick;
 	long msg_rate, msg_burst;
+	long join_rate, join_burst;
 	long max_rooms_per_user;
 	const char *rate_error;
 	struct muc_table *tables;   /* one per worker */
@@ -189,6 +195,10 @@ int muc_may_create(const xmppd_jid *actor);
  * as many as it may; release when the room goes. Any worker (a mutex). */
 int muc_creator_take(const char *bare);
 void muc_creator_release(const char *bare);
+/* A stored room's creator counted at start (no limit applied); ready
+ * once the store's rooms are all counted (take returns -2 before). */
+void muc_creator_seed(const char *bare);
+void muc_creators_ready(void);
 void muc_creators_free(void);
 /* The <error/>-carrying reply to st, routed. */
 void muc_error(const xmppd_elem *st, const char *cond, const char *text);
@@ -250,6 +260,8 @@ void muc_broadcast_presence_nick(struct muc_room *r, struct muc_occ *o, int unav
 int muc_sees_jids(const struct muc_room *r, const struct muc_occ *q);
 /* The session's token bucket: 1 when it may send now. */
 int muc_rate_take(struct muc_sess *s);
+/* The room's join bucket: 1 when one more may join now. */
+int muc_join_take(struct muc_room *r);
 void muc_hist_add(struct muc_room *r, xmppd_elem *msg);
 struct muc_occ *muc_occ_new(struct muc_room *r, const char *nick, const char *bare, int role,
     int aff);
@@ -271,7 +283,14 @@ void muc_queue_free(struct muc_room *r);
 /* 1 when st waits for (or started) the room's loading; 0: go on. */
 int muc_gate(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to);
 size_t muc_store_service_prefix(char *buf, size_t size, const char *service);
+/* Counts the stored rooms' creators (max_rooms_per_user), then
+ * muc_creators_ready(). 0 or -1. */
+int muc_store_count_creators(void);
 #define MUC_T_ROOMS "mod_muc_rooms"
+#define MUC_T_HIST "mod_muc_hist"
+/* A persistent room's history entry (msg at time at) into the store, the
+ * one history_size older out. */
+void muc_hist_save(struct muc_room *r, const xmppd_elem *msg, time_t at);
 
 /* ---- mod_muc.c (again) ---- */
 /* Runs a stanza for a room (room@service[/nick]) that is in memory or

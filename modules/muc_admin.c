@@ -119,24 +119,144 @@ fvalue(xmppd_elem *f)
 	return v != NULL ? xmppd_elem_text(v) : "";
 }
 
-/* A list field's JIDs, checked: -1 for one that does not parse. */
-static int
-apply_jids(struct muc_room *r, xmppd_elem *f, int aff, int *changed)
-{
-	for (xmppd_elem *v = xmppd_elem_first_child(f); v != NULL; v = xmppd_elem_next_sibling(v)) {
-		xmppd_jid *j;
+/*
+ * XEP-0045 10.2 (and 15.5.3): muc#roomconfig_roomowners and
+ * muc#roomconfig_roomadmins are the full lists: a submitted list makes
+ * exactly those JIDs owners (admins), and those of the room's owners
+ * (admins) it leaves out lose the affiliation (10.4, 10.7: to none, or
+ * to admin when listed as admins). The bare JIDs of both lists are
+ * gathered first (bounded), so that nothing changes when one does not
+ * parse or when the room would be left without an owner (10.4:
+ * conflict).
+ */
+#define MAX_FORM_JIDS 256
 
-		if (!muc_is(xmppd_elem_name(v), "value"))
+struct aff_lists {
+	int has_owners, has_admins;
+	char *owners[MAX_FORM_JIDS], *admins[MAX_FORM_JIDS];
+	size_t nowners, nadmins;
+};
+
+static void
+aff_lists_free(struct aff_lists *l)
+{
+	for (size_t i = 0; i < l->nowners; i++)
+		free(l->owners[i]);
+	for (size_t i = 0; i < l->nadmins; i++)
+		free(l->admins[i]);
+	memset(l, 0, sizeof(*l));
+}
+
+static int
+in_list(char *const *v, size_t n, const char *bare)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i], bare) == 0)
+			return 1;
+	return 0;
+}
+
+/* A list field's bare JIDs (duplicates once): -1 for one that does not
+ * parse, or too many. */
+static int
+gather_jids(xmppd_elem *f, char **v, size_t *n)
+{
+	for (xmppd_elem *e = xmppd_elem_first_child(f); e != NULL; e = xmppd_elem_next_sibling(e)) {
+		xmppd_jid *j;
+		int rc = 0;
+
+		if (!muc_is(xmppd_elem_name(e), "value"))
 			continue;
-		if ((j = xmppd_jid_parse(xmppd_elem_text(v))) == NULL)
+		if ((j = xmppd_jid_parse(xmppd_elem_text(e))) == NULL)
 			return -1;
-		if (muc_aff_of(r, xmppd_jid_bare(j)) != aff) {
-			(void)muc_aff_set(r, xmppd_jid_bare(j), aff, NULL);
-			*changed = 1;
+		if (!in_list(v, *n, xmppd_jid_bare(j))) {
+			if (*n == MAX_FORM_JIDS || (v[*n] = strdup(xmppd_jid_bare(j))) == NULL)
+				rc = -1;
+			else
+				(*n)++;
 		}
 		xmppd_jid_free(j);
+		if (rc < 0)
+			return -1;
 	}
 	return 0;
+}
+
+/* The affiliation bare gets from the lists (old: its current one). */
+static int
+listed_aff(const struct aff_lists *l, const char *bare, int old)
+{
+	if (in_list(l->owners, l->nowners, bare))
+		return MUC_AFF_OWNER;
+	if (in_list(l->admins, l->nadmins, bare))
+		return MUC_AFF_ADMIN;
+	if ((old == MUC_AFF_OWNER && l->has_owners) || (old == MUC_AFF_ADMIN && l->has_admins))
+		return MUC_AFF_NONE;
+	return old;
+}
+
+/* The owners the room would have: at least one, or the lists are
+ * refused. */
+static size_t
+owners_after(const struct muc_room *r, const struct aff_lists *l)
+{
+	size_t n = l->nowners;
+
+	for (size_t i = 0; i < r->naffs; i++)
+		if (r->affs[i].aff == MUC_AFF_OWNER && !in_list(l->owners, l->nowners,
+		    r->affs[i].jid) && listed_aff(l, r->affs[i].jid, MUC_AFF_OWNER) ==
+		    MUC_AFF_OWNER)
+			n++;
+	return n;
+}
+
+/* One changed affiliation, and its occupants' presence as set_aff
+ * sends it (10.3-10.7; 9.4: 321 out of a members-only room). */
+static void
+aff_change(struct muc_room *r, const char *bare, int aff)
+{
+	struct muc_occ *o, *nx;
+	int old = muc_aff_of(r, bare), code = 321;
+
+	if (old == aff || muc_aff_set(r, bare, aff, NULL) < 0)
+		return;
+	for (o = r->occ_head; o != NULL; o = nx) {
+		nx = o->next;
+		if (strcmp(o->bare, bare) != 0)
+			continue;
+		if (r->cfg.membersonly && aff == MUC_AFF_NONE) {
+			muc_broadcast_presence(r, o, 1, &code, 1, NULL, NULL);
+			muc_occ_remove(r, o);
+			continue;
+		}
+		o->role = muc_default_role(r, aff) > o->role || aff >= MUC_AFF_ADMIN ||
+		    old >= MUC_AFF_ADMIN ? muc_default_role(r, aff) : o->role;
+		muc_broadcast_presence(r, o, 0, NULL, 0, NULL, NULL);
+	}
+}
+
+static void
+aff_lists_apply(struct muc_room *r, const struct aff_lists *l)
+{
+	char *drop[MAX_FORM_JIDS * 2];
+	size_t ndrop = 0;
+
+	/* Those who leave a list first (collected: aff_change edits the
+	 * table), then those listed. */
+	for (size_t i = 0; i < r->naffs && ndrop < MAX_FORM_JIDS * 2; i++)
+		if ((r->affs[i].aff == MUC_AFF_OWNER || r->affs[i].aff == MUC_AFF_ADMIN) &&
+		    listed_aff(l, r->affs[i].jid, r->affs[i].aff) == MUC_AFF_NONE &&
+		    (drop[ndrop] = strdup(r->affs[i].jid)) != NULL)
+			ndrop++;
+	for (size_t i = 0; i < ndrop; i++) {
+		aff_change(r, drop[i], MUC_AFF_NONE);
+		free(drop[i]);
+	}
+	for (size_t i = 0; i < l->nowners; i++)
+		aff_change(r, l->owners[i], MUC_AFF_OWNER);
+	for (size_t i = 0; i < l->nadmins; i++)
+		if (!in_list(l->owners, l->nowners, l->admins[i]))
+			aff_change(r, l->admins[i], MUC_AFF_ADMIN);
 }
 
 #define MAX_CONFIG_TEXT 1024
@@ -166,10 +286,12 @@ static int
 config_apply(struct muc_room *r, xmppd_elem *x, int *members_only_now)
 {
 	struct muc_config c = r->cfg;
-	int ok = 0, bad = 0, dummy = 0;
+	struct aff_lists lists;
+	int ok = 0, bad = 0, rc = -1;
 	char *end;
 
 	c.name = c.desc = c.secret = NULL;
+	memset(&lists, 0, sizeof(lists));
 	if (set_str(&c.name, r->cfg.name) < 0 || set_str(&c.desc, r->cfg.desc) < 0 ||
 	    set_str(&c.secret, r->cfg.secret) < 0)
 		goto bad;
@@ -233,36 +355,38 @@ config_apply(struct muc_room *r, xmppd_elem *x, int *members_only_now)
 	if (!ok || bad)
 		goto bad;
 	/* The owners and admins lists, checked before anything changes. */
-	for (xmppd_elem *f = xmppd_elem_first_child(x); f != NULL; f = xmppd_elem_next_sibling(f))
-		for (xmppd_elem *v = muc_is(xmppd_elem_attr(f, "var"),
-		    "muc#roomconfig_roomowners") || muc_is(xmppd_elem_attr(f, "var"),
-		    "muc#roomconfig_roomadmins") ? xmppd_elem_first_child(f) : NULL; v != NULL;
-		    v = xmppd_elem_next_sibling(v)) {
-			xmppd_jid *j;
-
-			if (!muc_is(xmppd_elem_name(v), "value"))
-				continue;
-			if ((j = xmppd_jid_parse(xmppd_elem_text(v))) == NULL)
+	for (xmppd_elem *f = xmppd_elem_first_child(x); f != NULL; f = xmppd_elem_next_sibling(f)) {
+		if (!muc_is(xmppd_elem_name(f), "field"))
+			continue;
+		if (muc_is(xmppd_elem_attr(f, "var"), "muc#roomconfig_roomowners")) {
+			lists.has_owners = 1;
+			if (gather_jids(f, lists.owners, &lists.nowners) < 0)
 				goto bad;
-			xmppd_jid_free(j);
+		} else if (muc_is(xmppd_elem_attr(f, "var"), "muc#roomconfig_roomadmins")) {
+			lists.has_admins = 1;
+			if (gather_jids(f, lists.admins, &lists.nadmins) < 0)
+				goto bad;
 		}
+	}
+	/* 10.4: never without an owner (as set_aff). */
+	if (owners_after(r, &lists) == 0) {
+		rc = -2;
+		goto bad;
+	}
 	*members_only_now = c.membersonly && !r->cfg.membersonly;
 	free(r->cfg.name);
 	free(r->cfg.desc);
 	free(r->cfg.secret);
 	r->cfg = c;
-	for (xmppd_elem *f = xmppd_elem_first_child(x); f != NULL; f = xmppd_elem_next_sibling(f)) {
-		if (muc_is(xmppd_elem_attr(f, "var"), "muc#roomconfig_roomowners"))
-			(void)apply_jids(r, f, MUC_AFF_OWNER, &dummy);
-		else if (muc_is(xmppd_elem_attr(f, "var"), "muc#roomconfig_roomadmins"))
-			(void)apply_jids(r, f, MUC_AFF_ADMIN, &dummy);
-	}
+	aff_lists_apply(r, &lists);
+	aff_lists_free(&lists);
 	return 0;
 bad:
+	aff_lists_free(&lists);
 	free(c.name);
 	free(c.desc);
 	free(c.secret);
-	return -1;
+	return rc;
 }
 
 /* ---------------------------------------------------------------- */
@@ -357,7 +481,7 @@ owner_iq(struct muc_room *r, xmppd_elem *iq, xmppd_elem *q, const xmppd_jid *fro
 {
 	xmppd_elem *x, *d;
 	int members_only_now = 0, was_locked = r->locked, was_persistent = r->cfg.persistent;
-	int was_whois = r->cfg.whois_anyone, was_logging = r->cfg.logging;
+	int was_whois = r->cfg.whois_anyone, was_logging = r->cfg.logging, rc;
 
 	if (muc_aff_of(r, xmppd_jid_bare(from)) != MUC_AFF_OWNER) {
 		xmppd_iq_error(iq, "forbidden", "only owners configure the room");
@@ -392,8 +516,11 @@ owner_iq(struct muc_room *r, xmppd_elem *iq, xmppd_elem *q, const xmppd_jid *fro
 	}
 	/* 10.1.2: an empty submit makes an instant room. */
 	if (xmppd_elem_child(x, NS_XDATA, "field") != NULL &&
-	    config_apply(r, x, &members_only_now) < 0) {
-		xmppd_iq_error(iq, "bad-request", "a field has a bad value");
+	    (rc = config_apply(r, x, &members_only_now)) < 0) {
+		if (rc == -2)
+			xmppd_iq_error(iq, "conflict", "the room needs an owner");
+		else
+			xmppd_iq_error(iq, "bad-request", "a field has a bad value");
 		return;
 	}
 	r->locked = 0;

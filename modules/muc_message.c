@@ -129,6 +129,10 @@ private_message(struct muc_room *r, struct muc_sess *s, xmppd_elem *st, const ch
 	}
 	if (xmppd_elem_child(m, NS_MUC_USER, "x") == NULL)
 		xmppd_elem_add_child(m, NS_MUC_USER, "x");
+	/* XEP-0421 5: the occupant id goes on every message a room sends
+	 * from an occupant, private ones too (from_occupant removed any the
+	 * client put there). */
+	muc_occ_id_add(o, m);
 	for (struct muc_sess *ts = t->sess; ts != NULL; ts = ts->next)
 		muc_send_copy(m, ts->full);
 	xmppd_elem_unref(m);

@@ -125,6 +125,8 @@ muc_hist_add(struct muc_room *r, xmppd_elem *msg)
 	h->at = time(NULL);
 	h->chars = 0;             /* not measured yet */
 	r->hist_len++;
+	if (r->cfg.persistent)
+		muc_hist_save(r, msg, h->at);
 }
 
 /* 7.2.16: the subject goes last, an empty one when none was set. */
@@ -170,7 +172,7 @@ join(struct muc_room *r, xmppd_elem *st, const xmppd_jid *from, const xmppd_jid 
 	xmppd_elem *mx = xmppd_elem_child(st, NS_MUC, "x");
 	struct muc_occ *o = NULL;
 	struct muc_sess *s;
-	int created = 0, aff, self[4];
+	int created = 0, aff, self[4], rc;
 	size_t nself = 0;
 
 	if (strlen(nick) > (size_t)muc_module.max_nick) {
@@ -184,7 +186,11 @@ join(struct muc_room *r, xmppd_elem *st, const xmppd_jid *from, const xmppd_jid 
 			muc_error(st, "not-allowed", "you may not create rooms here");
 			return;
 		}
-		if (muc_creator_take(bare) < 0) {
+		if ((rc = muc_creator_take(bare)) == -2) {
+			muc_error(st, "resource-constraint", "the service is starting");
+			return;
+		}
+		if (rc < 0) {
 			muc_error(st, "policy-violation", "you have made too many rooms");
 			return;
 		}
@@ -247,6 +253,15 @@ join(struct muc_room *r, xmppd_elem *st, const xmppd_jid *from, const xmppd_jid 
 				muc_error(st, "service-unavailable", "the room is full");
 				return;
 			}
+		}
+		/* Joins are rate-limited per room (admins and owners get in
+		 * anyway, as past maxusers). XEP-0045 7.2's error table has
+		 * no rate condition; the message rate's is used (RFC 6120
+		 * 8.3.3.18 resource-constraint, type wait, by default), as a
+		 * join costs a broadcast to every occupant. */
+		if (aff < MUC_AFF_ADMIN && !muc_join_take(r)) {
+			muc_error(st, muc_module.rate_error, "too many joins, try again later");
+			return;
 		}
 	}
 	if (o == NULL && (o = muc_occ_new(r, nick, bare, muc_default_role(r, aff), aff)) == NULL) {

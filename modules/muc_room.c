@@ -139,6 +139,8 @@ room_new(const char *jid, const char *service)
 	r->cfg.public = 1;
 	r->cfg.allowpm = MUC_PM_ANYONE;
 	r->cfg.maxusers = muc_module.max_users;
+	r->join_tokens = (double)muc_module.join_burst;
+	r->join_at = xmppd_now_ms();
 	if (muc_module.history_size > 0)
 		r->hist = calloc((size_t)muc_module.history_size, sizeof(*r->hist));
 	if (r->jid == NULL || r->service == NULL || r->cfg.name == NULL || r->cfg.desc == NULL ||
@@ -724,6 +726,24 @@ muc_rate_take(struct muc_sess *s)
 	if (s->tokens < 1.0)
 		return 0;
 	s->tokens -= 1.0;
+	return 1;
+}
+
+/* The same bucket for a room's joins: per room, on its worker, so that
+ * a flood of joins in one room leaves the others alone. */
+int
+muc_join_take(struct muc_room *r)
+{
+	uint64_t now = xmppd_now_ms();
+	double cap = (double)muc_module.join_burst;
+
+	r->join_tokens += (double)(now - r->join_at) * (double)muc_module.join_rate / 1000.0;
+	if (r->join_tokens > cap)
+		r->join_tokens = cap;
+	r->join_at = now;
+	if (r->join_tokens < 1.0)
+		return 0;
+	r->join_tokens -= 1.0;
 	return 1;
 }
 

@@ -7,6 +7,15 @@
  * record is written whenever its configuration, affiliations or subject
  * change, and deleted when it is destroyed or made temporary.
  *
+ * Table mod_muc_hist: key(service, room) and a big-endian 64-bit number
+ * -> a version byte (1) and <h at='unix time'>the message</h>: a
+ * persistent room's last history_size groupchat messages, so that the
+ * history on join (XEP-0045 7.2.15) survives a restart with its
+ * original times (the XEP-0203 stamps). Each message is one put (and
+ * the delete of the one history_size older) in a batch; the entries are
+ * read back, newest first and at most history_size, when the room loads;
+ * they go with the room (destroyed, or made temporary).
+ *
  * Rooms load lazily, as mod_pubsub's nodes do: the first stanza for a
  * room not in memory makes a placeholder that is loading, and queues
  * there (with the stanzas that follow) until the store answers; then the
@@ -20,6 +29,7 @@
 #include "muc.h"
 
 #define T_ROOMS MUC_T_ROOMS
+#define T_HIST MUC_T_HIST
 #define REC_VERSION 1
 
 struct muc_queued {
@@ -77,6 +87,9 @@ record(const struct muc_room *r, size_t *len_r)
 	set_num(c, "allowinvites", r->cfg.allowinvites);
 	set_num(c, "allowpm", r->cfg.allowpm);
 	set_num(c, "logging", r->cfg.logging);
+	/* Counted against max_rooms_per_user after a restart too. */
+	if (r->creator != NULL)
+		xmppd_elem_set_attr(c, "creator", r->creator);
 	for (size_t i = 0; i < r->naffs; i++) {
 		a = xmppd_elem_add_child(x, "urn:xmppd:muc:1", "aff");
 		xmppd_elem_set_attr(a, "jid", r->affs[i].jid);
@@ -154,6 +167,11 @@ parse(struct muc_room *r, const void *val, size_t vlen)
 	if (r->cfg.allowpm < MUC_PM_ANYONE || r->cfg.allowpm > MUC_PM_NONE)
 		r->cfg.allowpm = MUC_PM_ANYONE;
 	r->cfg.logging = num(c, "logging", 0) != 0;
+	/* Counted at load (muc_store_count_creators): released when the
+	 * room goes, as a room made since the start is. */
+	if (r->creator == NULL && xmppd_elem_attr(c, "creator") != NULL &&
+	    (r->creator = strdup(xmppd_elem_attr(c, "creator"))) == NULL)
+		goto out;
 	for (e = xmppd_elem_first_child(x); e != NULL; e = xmppd_elem_next_sibling(e)) {
 		int aff;
 
@@ -202,7 +220,8 @@ muc_room_save(struct muc_room *r)
 			return;
 		}
 		free(val);
-	} else if (xmppd_batch_del(b, T_ROOMS, key, klen) < 0) {
+	} else if (xmppd_batch_del(b, T_ROOMS, key, klen) < 0 ||
+	    xmppd_batch_del_prefix(b, T_HIST, key, klen) < 0) {
 		xmppd_batch_free(b);
 		return;
 	}
@@ -223,11 +242,166 @@ muc_room_forget(const char *room_jid)
 
 	if (klen == 0 || (b = xmppd_batch_new(muc_module.ctx)) == NULL)
 		return;
-	if (xmppd_batch_del(b, T_ROOMS, key, klen) < 0) {
+	if (xmppd_batch_del(b, T_ROOMS, key, klen) < 0 ||
+	    xmppd_batch_del_prefix(b, T_HIST, key, klen) < 0) {
 		xmppd_batch_free(b);
 		return;
 	}
 	(void)xmppd_batch_submit(b, NULL, NULL);
+}
+
+/* ---------------------------------------------------------------- */
+/* History.                                                           */
+
+static size_t
+hist_key(char *buf, size_t size, const char *room_jid, uint64_t seq)
+{
+	size_t n = room_key(buf, size, room_jid);
+
+	if (n == 0 || n + 8 > size)
+		return 0;
+	for (int i = 7; i >= 0; i--)
+		buf[n++] = (char)(seq >> (i * 8));
+	return n;
+}
+
+void
+muc_hist_save(struct muc_room *r, const xmppd_elem *msg, time_t at)
+{
+	char key[520];
+	size_t klen, len = 0;
+	xmppd_elem *h;
+	xmppd_batch *b;
+	char *xml, *val;
+	uint64_t seq = r->hist_seq++;
+
+	if (muc_module.history_size == 0 || (klen = hist_key(key, sizeof(key), r->jid, seq)) == 0)
+		return;
+	h = xmppd_elem_new("urn:xmppd:muc:1", "h");
+	set_num(h, "at", (long)at);
+	xmppd_elem_append_copy(h, msg);
+	xml = xmppd_elem_to_string(h, &len);
+	xmppd_elem_unref(h);
+	if (xml == NULL || (val = malloc(len + 1)) == NULL) {
+		free(xml);
+		return;
+	}
+	val[0] = REC_VERSION;
+	memcpy(val + 1, xml, len);
+	free(xml);
+	if ((b = xmppd_batch_new(muc_module.ctx)) == NULL) {
+		free(val);
+		return;
+	}
+	if (xmppd_batch_put(b, T_HIST, key, klen, val, len + 1) < 0) {
+		free(val);
+		xmppd_batch_free(b);
+		return;
+	}
+	free(val);
+	/* The entry that fell out of the ring goes from the store too. */
+	if (seq >= (uint64_t)muc_module.history_size &&
+	    (klen = hist_key(key, sizeof(key), r->jid,
+	    seq - (uint64_t)muc_module.history_size)) > 0)
+		(void)xmppd_batch_del(b, T_HIST, key, klen);
+	(void)xmppd_batch_submit(b, NULL, NULL);
+}
+
+/* A stored entry, newest first (a reverse range): into the ring from
+ * its start; hist_done puts them in order. */
+static int
+hist_row(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct muc_room *r = ud;
+	const unsigned char *k = key;
+	const char *v = val;
+	xmppd_elem *x, *m;
+	uint64_t seq = 0;
+
+	if (klen < 8 || r->hist_len >= (size_t)muc_module.history_size)
+		return 1;
+	for (size_t i = klen - 8; i < klen; i++)
+		seq = seq << 8 | k[i];
+	if (seq + 1 > r->hist_seq)
+		r->hist_seq = seq + 1;
+	if (vlen < 2 || v[0] != REC_VERSION || (x = xmppd_elem_parse(v + 1, vlen - 1)) == NULL)
+		return 0;
+	if ((m = xmppd_elem_first_child(x)) != NULL) {
+		struct muc_hist *h = &r->hist[r->hist_len++];
+
+		h->msg = xmppd_elem_copy(m);
+		h->at = (time_t)num(x, "at", 0);
+		h->chars = 0;
+		if (h->msg == NULL)
+			r->hist_len--;
+	}
+	xmppd_elem_unref(x);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* Rooms per user across restarts.                                    */
+
+/* max_rooms_per_user counts the rooms a user made that exist: the
+ * persistent ones of the store too, counted once at load, on one worker
+ * (a task: the store's asynchronous API runs on workers), one scan per
+ * service; creating a room waits for the end (muc_creator_take). */
+static unsigned creator_scans;
+
+static int
+creator_row(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	const char *v = val;
+	xmppd_elem *x, *c;
+
+	(void)ud;
+	(void)key;
+	(void)klen;
+	if (vlen < 2 || v[0] != REC_VERSION || (x = xmppd_elem_parse(v + 1, vlen - 1)) == NULL)
+		return 0;
+	if ((c = xmppd_elem_child(x, "urn:xmppd:muc:1", "config")) != NULL &&
+	    xmppd_elem_attr(c, "creator") != NULL)
+		muc_creator_seed(xmppd_elem_attr(c, "creator"));
+	xmppd_elem_unref(x);
+	return 0;
+}
+
+static void
+creator_done(int status, void *ud)
+{
+	(void)ud;
+	if (status != XMPPD_STORE_OK)
+		xmppd_log(muc_module.ctx, XMPPD_LOG_ERROR,
+		    "cannot count the stored rooms' creators");
+	if (--creator_scans == 0)
+		muc_creators_ready();
+}
+
+static void
+count_task(void *ud)
+{
+	char pfx[512];
+	size_t plen;
+
+	(void)ud;
+	creator_scans = (unsigned)muc_module.nservices + 1;
+	for (size_t i = 0; i < muc_module.nservices; i++) {
+		plen = muc_store_service_prefix(pfx, sizeof(pfx), muc_module.services[i]);
+		if (plen == 0 || xmppd_store_ascan(muc_module.ctx, T_ROOMS, pfx, plen, creator_row,
+		    creator_done, NULL) < 0)
+			creator_done(XMPPD_STORE_ERROR, NULL);
+	}
+	creator_done(XMPPD_STORE_OK, NULL);     /* the task's own share */
+}
+
+int
+muc_store_count_creators(void)
+{
+	if (muc_module.max_rooms_per_user == 0 || muc_module.nservices == 0) {
+		muc_creators_ready();
+		return 0;
+	}
+	return xmppd_entity_post(muc_module.ctx, muc_module.services[0], count_task, NULL);
 }
 
 /* ---------------------------------------------------------------- */
@@ -248,25 +422,12 @@ muc_queue_free(struct muc_room *r)
 	r->queue = r->queue_tail = NULL;
 }
 
+/* Runs what waited for the room's loading (r is NULL: no room). */
 static void
-loaded(int status, const void *val, size_t vlen, void *ud)
+run_queue(struct muc_queued *q, int failed)
 {
-	struct muc_room *r = ud;
-	struct muc_queued *q = r->queue, *nx;
+	struct muc_queued *nx;
 
-	int failed = 0;
-
-	r->queue = r->queue_tail = NULL;
-	if (status == XMPPD_STORE_OK && parse(r, val, vlen) == 0) {
-		r->loading = 0;
-	} else {
-		if (status != XMPPD_STORE_NOT_FOUND) {
-			xmppd_log(muc_module.ctx, XMPPD_LOG_ERROR, "cannot load room %s", r->jid);
-			failed = 1;
-		}
-		/* No room: the queue runs without one (a join makes it). */
-		muc_room_drop(r);
-	}
 	for (; q != NULL; q = nx) {
 		nx = q->next;
 		if (failed)
@@ -278,6 +439,58 @@ loaded(int status, const void *val, size_t vlen, void *ud)
 		xmppd_jid_free(q->to);
 		free(q);
 	}
+}
+
+static void
+hist_done(int status, void *ud)
+{
+	struct muc_room *r = ud;
+	struct muc_queued *q = r->queue;
+
+	if (status != XMPPD_STORE_OK)
+		xmppd_log(muc_module.ctx, XMPPD_LOG_ERROR, "cannot load the history of %s",
+		    r->jid);
+	/* Newest first into the ring: reversed into arrival order. */
+	for (size_t i = 0; i < r->hist_len / 2; i++) {
+		struct muc_hist t = r->hist[i];
+
+		r->hist[i] = r->hist[r->hist_len - 1 - i];
+		r->hist[r->hist_len - 1 - i] = t;
+	}
+	r->hist_start = 0;
+	r->queue = r->queue_tail = NULL;
+	r->loading = 0;
+	run_queue(q, 0);
+}
+
+static void
+loaded(int status, const void *val, size_t vlen, void *ud)
+{
+	struct muc_room *r = ud;
+	struct muc_queued *q = r->queue;
+	char key[512];
+	size_t klen;
+	int failed = 0;
+
+	if (status == XMPPD_STORE_OK && parse(r, val, vlen) == 0) {
+		/* The history next; stanzas keep waiting for it. */
+		klen = room_key(key, sizeof(key), r->jid);
+		if (muc_module.history_size > 0 && klen > 0 &&
+		    xmppd_store_arange(muc_module.ctx, T_HIST, key, klen, NULL, 0, 1,
+		    (size_t)muc_module.history_size, hist_row, hist_done, r) == 0)
+			return;
+		r->queue = r->queue_tail = NULL;
+		r->loading = 0;
+	} else {
+		r->queue = r->queue_tail = NULL;
+		if (status != XMPPD_STORE_NOT_FOUND) {
+			xmppd_log(muc_module.ctx, XMPPD_LOG_ERROR, "cannot load room %s", r->jid);
+			failed = 1;
+		}
+		/* No room: the queue runs without one (a join makes it). */
+		muc_room_drop(r);
+	}
+	run_queue(q, failed);
 }
 
 /* 1 when st was queued behind the room's loading (or started it). */
