@@ -107,6 +107,14 @@
  * when the batch has completed, so memory never holds what the store
  * does not.
  *
+ * For other modules (ABI 1.7, xmppd_push_provide): xmppd_push_notify wakes
+ * an account for a message that concerns it without going to it (mod_muc:
+ * a mention of a member absent from a members-only room). Every
+ * registration is notified, asleep or not (no session of the account got
+ * the message), counted and rate-limited as above, last-message-sender
+ * the message's 'from' (the occupant JID room@service/nick); it does not
+ * reset the counts.
+ *
  * Threads: every hook runs on some worker; the tree, the counts and the
  * rate windows are under reg_lock. Notifications are built under it and
  * sent after it is released (sending routes, and routing runs this
