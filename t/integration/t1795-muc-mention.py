@@ -48,7 +48,7 @@ NS_REG = 'jabber:iq:register'
 APP = 'push.xmppd.test'
 SECRET = 'push-secret'
 KEEP = 3
-USERS = ('alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace')
+USERS = ('alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'ivan')
 ROOM = 'team@' + SVC
 
 
@@ -133,7 +133,7 @@ async def mentions(c, attrs=''):
 
 
 async def main():
-    xt.plan(38)
+    xt.plan(41)
     mods = {'mod_disco': {}, 'mod_roster': {}, 'mod_offline': {}, 'mod_mam': {},
             'mod_muc': {'mention_keep': KEEP},
             'mod_push': {'push_include_body': True, 'push_rate_limit': 100}}
@@ -152,15 +152,19 @@ async def main():
     _, r = await create(alice, 'team', 'alice', [('persistentroom', '1'), ('membersonly', '1')])
     if cond_of(r) != 'result':
         raise xt.HarnessError('no room: %s' % r)
-    for u in ('bob', 'carol', 'dave', 'erin', 'grace'):
+    for u in ('bob', 'carol', 'dave', 'erin', 'grace', 'ivan'):
         r = await admin(alice, 'team', "<item jid='%s' affiliation='member'/>" % srv.jid(u))
         if cond_of(r) != 'result':
             raise xt.HarnessError('%s is no member: %s' % (u, r))
-    nicks = {'bob': 'bobby', 'carol': 'carol', 'dave': 'dave', 'erin': 'erin', 'grace': 'grace'}
+    r = await admin(alice, 'team', "<item jid='%s' affiliation='outcast'/>" % srv.jid('heidi'))
+    if cond_of(r) != 'result':
+        raise xt.HarnessError('heidi is not banned: %s' % r)
+    nicks = {'bob': 'bobby', 'carol': 'carol', 'dave': 'dave', 'erin': 'erin', 'grace': 'grace',
+             'ivan': 'Ivan Petrov'}
     # Each one registers its nickname (XEP-0045 7.10) and push (XEP-0357 5),
     # then goes, but erin, who stays in the room.
     erin = None
-    for u in ('bob', 'carol', 'dave', 'erin', 'frank', 'grace'):
+    for u in ('bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'ivan'):
         c = await xt.login_ok(srv, u, resource='gone')
         if u in nicks:
             r = await c.iq('set', ROOM, "<query xmlns='%s'><x xmlns='%s' type='submit'>"
@@ -180,6 +184,10 @@ async def main():
         if u == 'frank':
             r = await c.iq('set', ROOM, "<settings xmlns='%s' all='true'/>" % NS_MEN)
             xt.is_(cond_of(r), 'forbidden', 'a user without an affiliation has no settings')
+            hc = await xt.login_ok(srv, 'heidi', resource='h')
+            r = await hc.iq('get', ROOM, "<list xmlns='%s'/>" % NS_MEN)
+            xt.is_(cond_of(r), 'forbidden', 'nor an outcast a list')
+            await hc.disconnect()
         if u == 'erin':
             erin = c
             p = await join(erin, 'team', 'erin')
@@ -209,18 +217,25 @@ async def main():
     # named), bob in "bobbyx".
     say(alice, 'erin, frank: hi bobbyx', ref('xmpp:' + srv.jid('frank')) +
         ref('xmpp:' + srv.jid('erin')))
-    say(alice, 'x ' * 2100 + 'bobby')
+    say(alice, 'x ' * 600 + 'bobby')
+    say(alice, 'y' * 4100 + ' bobby')
+    say(alice, 'bob, see')
+    say(alice, 'ivan pet')
     say(alice, 'sentinel one')
     xt.ok(await app.note('dave', 'sentinel one') is not None, 'the sentinel comes')
     xt.is_(app.of('erin'), [], 'no notification for a joined member')
     xt.is_(app.of('frank'), [], 'none for a user without an affiliation')
     xt.is_(app.of('grace'), [], 'none for a member not mentioned')
-    xt.is_(len(app.of('bob')), 1, '"bobbyx" does not name bobby, nor a name past 4096 bytes')
+    xt.is_(app.of('ivan'), [], '"ivan pet" does not name "Ivan Petrov"')
+    xt.is_(len(app.of('bob')), 1, 'neither "bobbyx" nor "bob" names bobby, nor a name past 512 words or 4096 bytes')
     xt.is_(len(app.of('carol')), 2, 'carol only for her two references')
 
     say(alice, 'BOBBY!')
     d = await app.note('bob', 'BOBBY!')
     xt.ok(d is not None, 'the nickname is matched case-blind, as a word')
+    say(alice, 'IVAN, petrov!')
+    d = await app.note('ivan', 'IVAN, petrov!')
+    xt.ok(d is not None, 'a nickname of two words is named by both in a row')
 
     # An open room: no mentions (members-only rooms only).
     await create(alice, 'lobby', 'alice', [('persistentroom', '1')])
