@@ -325,12 +325,11 @@ cand_add(struct muc_mention *x, struct cands *c, long i)
 
 /* The reserved nicknames the body names (the rules at the top). */
 static void
-by_nick(struct muc_room *r, struct muc_mention *x, struct cands *c, const char *body)
+by_nick(struct muc_mention *x, struct cands *c, const char *body)
 {
 	static _Thread_local struct word w[WORDS_MAX];
 	size_t len = strlen(body), n;
 
-	(void)r;
 	n = words_of(body, len > SCAN_MAX ? SCAN_MAX : len, len > SCAN_MAX, w, WORDS_MAX);
 	for (size_t i = 0; i < n; i++) {
 		uint32_t h = word_hash(w[i].s, w[i].len);
@@ -490,7 +489,8 @@ add_done(int status, void *ud)
 	free(job);
 }
 
-/* The stored form: a version byte and <forwarded> with the time. */
+/* The stored form: a version byte and the message in a XEP-0297
+ * <forwarded/> with its XEP-0203 <delay/> (as XEP-0313 4.2 results). */
 static char *
 record(const xmppd_elem *m, size_t *len_r)
 {
@@ -502,7 +502,7 @@ record(const xmppd_elem *m, size_t *len_r)
 
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);  /* XEP-0082 */
-	d = xmppd_elem_add_child(f, NS_DELAY, "delay");             /* XEP-0203 */
+	d = xmppd_elem_add_child(f, NS_DELAY, "delay");
 	xmppd_elem_set_attr(d, "stamp", stamp);
 	xmppd_elem_append_copy(f, m);
 	xml = xmppd_elem_to_string(f, &len);
@@ -534,7 +534,8 @@ keep(struct muc_room *r, const xmppd_elem *m, char **absent, size_t n)
 
 		o->job = job;
 		if ((o->hlen = member_key(o->head, r->jid, absent[i], "h")) == 0 ||
-		    (o->plen = member_key(o->prefix, r->jid, absent[i], "m")) == 0)
+		    (o->plen = member_key(o->prefix, r->jid, absent[i], "m")) == 0 ||
+		    o->plen + 17 > KEY_MAX)
 			continue;       /* too long a key: nothing kept */
 		if (xmppd_batch_get(b, T_MENTIONS, o->head, o->hlen, add_step, o) < 0)
 			goto fail;
@@ -572,7 +573,7 @@ muc_mention_message(struct muc_room *r, const xmppd_elem *m)
 	x->serial++;
 	body = xmppd_elem_child_text((xmppd_elem *)m, NULL, "body");
 	if (body != NULL && *body)
-		by_nick(r, x, &c, body);
+		by_nick(x, &c, body);
 	by_reference(r, x, &c, m);
 	for (size_t i = 0; i < x->nall; i++)
 		cand_add(x, &c, (long)x->all[i]);
