@@ -45,7 +45,7 @@ extern "C" {
 #endif
 
 #define XMPPD_ABI_MAJOR 1
-#define XMPPD_ABI_MINOR 6
+#define XMPPD_ABI_MINOR 7
 
 #if defined(__GNUC__)
 #define XMPPD_API __attribute__((visibility("default")))
@@ -542,6 +542,28 @@ XMPPD_API int xmppd_pubsub_request(xmppd_ctx *ctx, const xmppd_jid *actor,
 typedef void (*xmppd_pubsub_provider_fn)(const xmppd_jid *actor, const xmppd_jid *service,
     int set, const xmppd_elem *request, xmppd_pubsub_fn done, void *done_ud);
 XMPPD_API int xmppd_pubsub_provide(xmppd_ctx *ctx, xmppd_pubsub_provider_fn fn);
+
+/* ------------------------------------------------------------------ */
+/* Push notifications (ABI 1.7; XEP-0357)                              */
+
+/*
+ * Wakes the devices of the local account user (a bare JID) for msg, a
+ * message that was not sent to the account but concerns it (mod_muc: a
+ * mention in a room the member is not in): every push registration of the
+ * account is notified as for a message worth a notification while its
+ * device sleeps (the sender is msg's 'from'; counted, rate-limited and
+ * with or without the body as the provider's options say), whether or
+ * not its session is awake, since that session did not get msg. Returns
+ * how many notifications went (0: none, e.g. no registration, or the rate
+ * limit), or -1 when no module provides push or an argument is missing.
+ * Any thread (on a worker the app servers' errors are heard).
+ */
+XMPPD_API int xmppd_push_notify(xmppd_ctx *ctx, const xmppd_jid *user, const xmppd_elem *msg);
+/* The module that keeps registrations (mod_push) answers them: without
+ * blocking, from any thread. One provider; removed when its module
+ * unloads. 0, or -1 (another module provides push). */
+typedef int (*xmppd_push_provider_fn)(const xmppd_jid *user, const xmppd_elem *msg);
+XMPPD_API int xmppd_push_provide(xmppd_ctx *ctx, xmppd_push_provider_fn fn);
 
 /* ------------------------------------------------------------------ */
 /* Control commands (xmppctl)                                          */

@@ -55,6 +55,8 @@ static const struct xmppd_option options[] = {
 	/* XEP-0421 occupant ids: the HMAC key (up to 64 bytes). Unset: a
 	 * random key at each start (ids then change with a restart). */
 	{ "occupant_id_secret", XMPPD_OPT_STRING, NULL, 0, 0 },
+	/* Missed mentions kept per member per room (muc_mention.c). */
+	{ "mention_keep", XMPPD_OPT_INT, "100", 1, 1000 },
 	{ NULL, 0, NULL, 0, 0 },
 };
 
@@ -324,6 +326,7 @@ load(xmppd_ctx *ctx)
 	muc_module.join_burst = xmppd_opt_int(ctx, "join_burst");
 	muc_module.rate_error = xmppd_opt_string(ctx, "message_excess");
 	muc_module.max_rooms_per_user = xmppd_opt_int(ctx, "max_rooms_per_user");
+	muc_module.mention_keep = xmppd_opt_int(ctx, "mention_keep");
 	if (!muc_is(muc_module.rate_error, "resource-constraint") &&
 	    !muc_is(muc_module.rate_error, "policy-violation")) {
 		xmppd_log(ctx, XMPPD_LOG_ERROR,

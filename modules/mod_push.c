@@ -107,6 +107,14 @@
  * when the batch has completed, so memory never holds what the store
  * does not.
  *
+ * For other modules (ABI 1.7, xmppd_push_provide): xmppd_push_notify wakes
+ * an account for a message that concerns it without going to it (mod_muc:
+ * a mention of a member absent from a members-only room). Every
+ * registration is notified, asleep or not (no session of the account got
+ * the message), counted and rate-limited as above, last-message-sender
+ * the message's 'from' (the occupant JID room@service/nick); it does not
+ * reset the counts.
+ *
  * Threads: every hook runs on some worker; the tree, the counts and the
  * rate windows are under reg_lock. Notifications are built under it and
  * sent after it is released (sending routes, and routing runs this
@@ -407,14 +415,15 @@ is(const char *ns, const char *name, const char *want_ns, const char *want_name)
 
 /* Is this message worth waking a device for (the rules at the top)? */
 static enum worth
-message_worth(xmppd_elem *st)
+message_worth(xmppd_elem *st, int mention)
 {
 	const char *type = xmppd_elem_attr(st, "type");
 	enum worth w = NOT_WORTH;
 	int encrypted = 0;
 
-	if (type != NULL && (strcmp(type, "groupchat") == 0 || strcmp(type, "headline") == 0 ||
-	    strcmp(type, "error") == 0))
+	/* A mention (xmppd_push_notify) is a groupchat its module chose. */
+	if (!mention && type != NULL && (strcmp(type, "groupchat") == 0 ||
+	    strcmp(type, "headline") == 0 || strcmp(type, "error") == 0))
 		return NOT_WORTH;
 	for (xmppd_elem *c = xmppd_elem_first_child(st); c != NULL;
 	    c = xmppd_elem_next_sibling(c)) {
@@ -664,11 +673,15 @@ asleep(const struct res_list *l, const char *resource, uint64_t now)
 
 /*
  * A message (subscription 0) or subscription request (1) for the local
- * account pa->to, before the session manager delivers it: a detached
- * session is still detached, an offline account still offline.
+ * account to, before the session manager delivers it: a detached
+ * session is still detached, an offline account still offline. mention:
+ * a message that concerns the account but does not go to it
+ * (xmppd_push_notify): every registration is notified, awake or not, since
+ * none of its sessions gets the message, and none is seen awake by it.
+ * Returns how many notifications went.
  */
-static void
-notify(struct xmppd_packet_args *pa, int subscription)
+static int
+notify(const xmppd_jid *to, xmppd_elem *st, int subscription, int mention)
 {
 	const char *bare, *sender, *body = NULL;
 	struct res_list rl = { NULL, 0, 0, 0 };
@@ -678,34 +691,35 @@ notify(struct xmppd_packet_args *pa, int subscription)
 	struct account *a;
 	uint64_t now;
 
-	bare = xmppd_jid_bare(pa->to);
+	bare = xmppd_jid_bare(to);
 	/* The hot path: one look-up for an account without registrations. */
 	pthread_mutex_lock(&reg_lock);
 	a = account_find(bare);
 	pthread_mutex_unlock(&reg_lock);
-	if (a == NULL || !xmppd_is_local_host(xmppd_jid_domain(pa->to)))
-		return;
-	if (!subscription && (w = message_worth(pa->stanza)) == NOT_WORTH)
-		return;
-	sender = xmppd_elem_attr(pa->stanza, "from");
+	if (a == NULL || !xmppd_is_local_host(xmppd_jid_domain(to)))
+		return 0;
+	if (!subscription && (w = message_worth(st, mention)) == NOT_WORTH)
+		return 0;
+	sender = xmppd_elem_attr(st, "from");
 	/* Never the body of an encrypted message: a fallback text. */
 	if (w == WORTH_PLAIN && xmppd_opt_bool(module_ctx, "push_include_body")) {
-		body = xmppd_elem_child_text(pa->stanza, NULL, "body");
+		body = xmppd_elem_child_text(st, NULL, "body");
 		if (body != NULL && body[0] == '\0')
 			body = NULL;
 	}
-	(void)xmppd_user_resources(pa->to, res_collect, &rl);
+	if (!mention)
+		(void)xmppd_user_resources(to, res_collect, &rl);
 	if (rl.nomem) {
 		xmppd_log(module_ctx, XMPPD_LOG_ERROR, "%s: out of memory; no push", bare);
 		res_list_free(&rl);
-		return;
+		return 0;
 	}
 	now = xmppd_now_ms();
 	pthread_mutex_lock(&reg_lock);
 	/* Found again: it may have gone while the lock was free. */
 	for (struct reg *r = (a = account_find(bare)) != NULL ? a->regs : NULL; r != NULL;
 	    r = r->next) {
-		if (!asleep(&rl, r->resource, now)) {
+		if (!mention && !asleep(&rl, r->resource, now)) {
 			r->messages = r->subscriptions = 0;     /* awake */
 			continue;
 		}
@@ -733,6 +747,7 @@ notify(struct xmppd_packet_args *pa, int subscription)
 	res_list_free(&rl);
 	send_all(out, nout);
 	free(out);
+	return (int)nout;
 }
 
 /* filter_packet: every message routed (the rules at the top say which
@@ -745,7 +760,7 @@ filter(void *args, void *ud)
 
 	if (kind != NULL && strcmp(kind, "message") == 0 && pa->to != NULL &&
 	    xmppd_jid_node(pa->to) != NULL)
-		notify(pa, 0);
+		(void)notify(pa->to, pa->stanza, 0, 0);
 	return XMPPD_CONTINUE;
 }
 
@@ -765,8 +780,22 @@ in_subscription(void *args, void *ud)
 
 	if (type != NULL && strcmp(type, "subscribe") == 0 && pa->to != NULL &&
 	    xmppd_jid_node(pa->to) != NULL)
-		notify(pa, 1);
+		(void)notify(pa->to, pa->stanza, 1, 0);
 	return XMPPD_CONTINUE;
+}
+
+/* xmppd_push_notify's provider (ABI 1.7): a message that concerns the
+ * account user without going to it (a mention in a room it is not in). */
+static int
+provide_notify(const xmppd_jid *user, const xmppd_elem *msg)
+{
+	xmppd_jid *bare = xmppd_jid_parse(xmppd_jid_bare(user));
+	int n = 0;
+
+	if (bare != NULL && xmppd_jid_node(bare) != NULL)
+		n = notify(bare, (xmppd_elem *)msg, 0, 1);
+	xmppd_jid_free(bare);
+	return n;
 }
 
 /* ---------------------------------------------------------------- */
@@ -1210,7 +1239,8 @@ load(xmppd_ctx *ctx)
 	    xmppd_hook_add(ctx, XMPPD_HOOK_SM_SESSION_OPENED, NULL, 50, session_awake, NULL) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_SM_SESSION_RESUMED, NULL, 50, session_awake, NULL) < 0 ||
 	    xmppd_hook_add(ctx, XMPPD_HOOK_REMOVE_USER, NULL, 50, remove_user, NULL) < 0 ||
-	    xmppd_disco_account_feature(ctx, NS_PUSH) < 0)  /* XEP-0357 4.1 */
+	    xmppd_disco_account_feature(ctx, NS_PUSH) < 0 ||  /* XEP-0357 4.1 */
+	    xmppd_push_provide(ctx, provide_notify) < 0)
 		return -1;
 	return 0;
 }
@@ -1239,7 +1269,7 @@ unload(xmppd_ctx *ctx)
 
 XMPPD_MODULE_EXPORT const struct xmppd_module xmppd_module = {
 	.abi_major = XMPPD_ABI_MAJOR,
-	.abi_minor = XMPPD_ABI_MINOR,   /* 1.4: xmppd_iq_request, resources */
+	.abi_minor = XMPPD_ABI_MINOR,   /* 1.7: xmppd_push_provide */
 	.name = "mod_push",
 	.version = "1.0",
 	.options = push_options,

@@ -8,7 +8,8 @@
  * invitations, voice requests), muc_admin.c (the owner's configuration
  * form, roles and affiliations, registration, the room's disco),
  * muc_store.c (persistent rooms, lazy loading), muc_ctl.c (listings
- * across workers: disco#items of the service, xmppctl muc).
+ * across workers: disco#items of the service, xmppctl muc),
+ * muc_mention.c (absent members' mentions: push and the missed list).
  *
  * A room is an entity: its bare JID (room@conference.HOST) names the
  * worker that owns it (xmppd_service_register hands a stanza to the
@@ -106,6 +107,7 @@ struct muc_aff_entry {
 	int aff;
 	char *reason;
 	char *nick;                 /* reserved (7.10 registration), or NULL */
+	int mention_all;            /* muc_mention.c: every message counts */
 };
 
 struct muc_hist {
@@ -158,6 +160,10 @@ struct muc_room {
 	 * join_rate per second, join_burst deep (muc_join_take). */
 	double join_tokens;
 	uint64_t join_at;
+	/* muc_mention.c: its index of the members, rebuilt when aff_gen
+	 * (each change of affs) moves on. */
+	struct muc_mention *mention;
+	uint64_t aff_gen;
 };
 
 /* Module-wide settings, read-only after load. */
@@ -183,6 +189,7 @@ struct muc_mod {
 	/* XEP-0359 stanza ids: random at load, then a room's counter. */
 	uint64_t sid_epoch;
 	unsigned nworkers;
+	long mention_keep;          /* missed mentions kept per member */
 };
 
 extern struct muc_mod muc_module;
@@ -291,6 +298,20 @@ int muc_store_count_creators(void);
 /* A persistent room's history entry (msg at time at) into the store, the
  * one history_size older out. */
 void muc_hist_save(struct muc_room *r, const xmppd_elem *msg, time_t at);
+
+/* ---- muc_mention.c ---- */
+#define NS_MUC_MENTIONS "urn:xmppd:muc:mentions:0"
+#define MUC_T_MENTIONS "mod_muc_mentions"
+/* A groupchat message m the room broadcast (from room/nick): pushes and
+ * keeps it for the absent members it concerns. */
+void muc_mention_message(struct muc_room *r, const xmppd_elem *m);
+/* An IQ of NS_MUC_MENTIONS to the room. */
+void muc_mention_iq(struct muc_room *r, xmppd_elem *iq, xmppd_elem *q, const xmppd_jid *from,
+    int set);
+void muc_mention_free(struct muc_room *r);
+/* bare lost its affiliation (its list goes); the room went (every list). */
+void muc_mention_member_gone(struct muc_room *r, const char *bare);
+void muc_mention_room_gone(const char *room_jid);
 
 /* ---- mod_muc.c (again) ---- */
 /* Runs a stanza for a room (room@service[/nick]) that is in memory or

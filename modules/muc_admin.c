@@ -1032,6 +1032,8 @@ muc_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to)
 		owner_iq(r, iq, q, from, set);
 	else if (muc_is(ns, NS_MUC_ADMIN))
 		admin_iq(r, iq, q, from, set);
+	else if (muc_is(ns, NS_MUC_MENTIONS))
+		muc_mention_iq(r, iq, q, from, set);
 	else
 		xmppd_iq_error(iq, "service-unavailable", NULL);
 }

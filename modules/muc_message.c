@@ -99,6 +99,8 @@ groupchat(struct muc_room *r, struct muc_sess *s, xmppd_elem *st)
 		muc_hist_add(r, m);
 	}
 	muc_broadcast(r, m);
+	if (body != NULL)
+		muc_mention_message(r, m);
 	xmppd_elem_unref(m);
 }
 

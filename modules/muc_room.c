@@ -185,6 +185,7 @@ room_free(struct muc_room *r)
 		free(r->affs[i].nick);
 	}
 	free(r->affs);
+	muc_mention_free(r);
 	for (size_t i = 0; i < r->hist_len; i++)
 		xmppd_elem_unref(r->hist[(r->hist_start + i) % (size_t)muc_module.history_size].msg);
 	free(r->hist);
@@ -296,6 +297,9 @@ muc_aff_set(struct muc_room *r, const char *bare, int aff, const char *reason)
 	for (struct muc_occ *o = r->occ_head; o != NULL; o = o->next)
 		if (strcmp(o->bare, bare) == 0)
 			o->aff = aff;
+	r->aff_gen++;
+	if (aff < MUC_AFF_MEMBER && muc_aff_of(r, bare) >= MUC_AFF_MEMBER)
+		muc_mention_member_gone(r, bare);
 	for (i = 0; i < r->naffs; i++)
 		if (strcmp(r->affs[i].jid, bare) == 0)
 			break;
@@ -316,6 +320,7 @@ muc_aff_set(struct muc_room *r, const char *bare, int aff, const char *reason)
 			return -1;
 		r->affs[i].reason = NULL;
 		r->affs[i].nick = NULL;
+		r->affs[i].mention_all = 0;
 		r->naffs++;
 	}
 	r->affs[i].aff = aff;
@@ -353,6 +358,7 @@ muc_nick_reserve(struct muc_room *r, const char *bare, const char *nick)
 				return -1;
 			free(r->affs[i].nick);
 			r->affs[i].nick = n;
+			r->aff_gen++;
 			return 0;
 		}
 	return -1;

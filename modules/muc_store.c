@@ -98,6 +98,8 @@ record(const struct muc_room *r, size_t *len_r)
 			xmppd_elem_set_attr(a, "reason", r->affs[i].reason);
 		if (r->affs[i].nick != NULL)
 			xmppd_elem_set_attr(a, "nick", r->affs[i].nick);
+		if (r->affs[i].mention_all)
+			set_num(a, "mentions", 1);
 	}
 	if (r->subject != NULL)
 		xmppd_elem_append_copy(xmppd_elem_add_child(x, "urn:xmppd:muc:1", "subject"),
@@ -181,6 +183,10 @@ parse(struct muc_room *r, const void *val, size_t vlen)
 		    xmppd_elem_attr(e, "reason")) < 0 || (xmppd_elem_attr(e, "nick") != NULL &&
 		    muc_nick_reserve(r, xmppd_elem_attr(e, "jid"), xmppd_elem_attr(e, "nick")) < 0)))
 			goto out;
+		if (muc_is(xmppd_elem_name(e), "aff") && num(e, "mentions", 0) != 0)
+			for (size_t i = 0; i < r->naffs; i++)
+				if (strcmp(r->affs[i].jid, xmppd_elem_attr(e, "jid")) == 0)
+					r->affs[i].mention_all = 1;
 		if (muc_is(xmppd_elem_name(e), "subject") && xmppd_elem_first_child(e) != NULL) {
 			xmppd_elem_unref(r->subject);
 			r->subject = xmppd_elem_copy(xmppd_elem_first_child(e));
@@ -248,6 +254,7 @@ muc_room_forget(const char *room_jid)
 		return;
 	}
 	(void)xmppd_batch_submit(b, NULL, NULL);
+	muc_mention_room_gone(room_jid);
 }
 
 /* ---------------------------------------------------------------- */

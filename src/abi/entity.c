@@ -8,7 +8,10 @@
  *    the module that keeps them (xmppd_caps_provide);
  *  - xmppd_pubsub_request: a module's request to a pubsub node, answered
  *    by the module that keeps nodes (xmppd_pubsub_provide) from the node's
- *    worker and handed back to the asker's.
+ *    worker and handed back to the asker's;
+ *  - xmppd_push_notify (ABI 1.7): push notifications (XEP-0357) for a
+ *    message that concerns an account, sent by the module that keeps
+ *    registrations (xmppd_push_provide).
  *
  * Posted functions and pubsub requests count against the module's store
  * work, so its unload waits for them (module.c, store_quiesce).
@@ -29,9 +32,10 @@
 #include "xmpp/jid.h"
 
 static pthread_mutex_t prov_lock = PTHREAD_MUTEX_INITIALIZER;
-static xmppd_ctx *caps_owner, *pubsub_owner;
+static xmppd_ctx *caps_owner, *pubsub_owner, *push_owner;
 static xmppd_caps_provider_fn caps_provider;
 static xmppd_pubsub_provider_fn pubsub_provider;
+static xmppd_push_provider_fn push_provider;
 
 /* ---------------------------------------------------------------- */
 /* Workers and entities                                               */
@@ -124,6 +128,12 @@ xmppd_pubsub_provide(xmppd_ctx *ctx, xmppd_pubsub_provider_fn fn)
 	return provide(ctx, &pubsub_owner, &pubsub_provider, (void *)fn, "pubsub nodes");
 }
 
+XMPPD_API int
+xmppd_push_provide(xmppd_ctx *ctx, xmppd_push_provider_fn fn)
+{
+	return provide(ctx, &push_owner, &push_provider, (void *)fn, "push notifications");
+}
+
 void
 entity_forget_owner(xmppd_ctx *ctx)
 {
@@ -139,6 +149,10 @@ entity_forget_owner(xmppd_ctx *ctx)
 		pubsub_owner = NULL;
 		__atomic_store_n(&pubsub_provider, NULL, __ATOMIC_RELEASE);
 	}
+	if (push_owner == ctx) {
+		push_owner = NULL;
+		__atomic_store_n(&push_provider, NULL, __ATOMIC_RELEASE);
+	}
 	pthread_mutex_unlock(&prov_lock);
 }
 
@@ -150,6 +164,16 @@ xmppd_caps_has_feature(const xmppd_jid *full, const char *feature)
 	if (p == NULL || full == NULL || feature == NULL)
 		return -1;
 	return p(full, feature);
+}
+
+XMPPD_API int
+xmppd_push_notify(xmppd_ctx *ctx, const xmppd_jid *user, const xmppd_elem *msg)
+{
+	xmppd_push_provider_fn p = __atomic_load_n(&push_provider, __ATOMIC_ACQUIRE);
+
+	if (p == NULL || ctx == NULL || user == NULL || msg == NULL)
+		return -1;
+	return p(user, msg);
 }
 
 /* ---------------------------------------------------------------- */
