@@ -45,7 +45,7 @@ extern "C" {
 #endif
 
 #define XMPPD_ABI_MAJOR 1
-#define XMPPD_ABI_MINOR 6
+#define XMPPD_ABI_MINOR 7
 
 #if defined(__GNUC__)
 #define XMPPD_API __attribute__((visibility("default")))
@@ -181,6 +181,8 @@ enum xmppd_hook {
 	/* ABI 1.5 */
 	XMPPD_HOOK_PUBSUB_EVENT,           /* struct xmppd_pubsub_event_args */
 	XMPPD_HOOK_CAPS_PRESENCE,          /* struct xmppd_caps_presence_args */
+	/* ABI 1.7 */
+	XMPPD_HOOK_SERVER_STOPPING,        /* NULL: the server is stopping */
 	XMPPD_HOOK__COUNT
 };
 

@@ -10,7 +10,8 @@ it a join gets resource-constraint (wait), another room is not slowed,
 owners get in, and the bucket refills; max_rooms_per_user counts the
 persistent rooms a user made before a restart; a persistent room's last
 history_size messages survive a restart, with their original delay
-stamps, and the ring goes on from there."""
+stamps, and the ring goes on from there; at shutdown every occupant gets
+status 332."""
 
 import asyncio
 
@@ -295,8 +296,20 @@ async def main():
     await pm_occupant_ids(alice, bob, carol)
     await form_lists(alice, bob, carol)
 
+    # XEP-0045 12 (status codes registry): 332, removed because the
+    # service shuts down, to every occupant of every room (110: its own).
+    code = await srv.astop()
+    got = []
+    for c, room, nick in ((bob, 'inv', 'bob'), (carol, 'inv', 'carol'), (bob, 'lists', 'bob'),
+                          (alice, 'lists', 'alice')):
+        got.append(await pres_from(c, room, nick, lambda p: p['type'] == 'unavailable' and
+                                   '332' in codes(p), timeout=3))
+    xt.ok(all(p is not None and {'332', '110'} <= codes(p) and item(p).get('role') == 'none'
+              for p in got),
+          'XEP-0045 12: at shutdown every occupant of every room gets its unavailable '
+          'presence with 332 and 110') or xt.diag(*[str(p) for p in got])
+    xt.is_(code, 0, 'xmppd exits 0')
     await xt.disconnect_all(alice, bob, carol)
-    xt.is_(await srv.astop(), 0, 'xmppd exits 0')
     await join_rate()
     await rooms_per_user()
 
