@@ -181,6 +181,8 @@ enum xmppd_hook {
 	/* ABI 1.5 */
 	XMPPD_HOOK_PUBSUB_EVENT,           /* struct xmppd_pubsub_event_args */
 	XMPPD_HOOK_CAPS_PRESENCE,          /* struct xmppd_caps_presence_args */
+	/* ABI 1.7 */
+	XMPPD_HOOK_SERVER_STOPPING,        /* NULL: the server is stopping */
 	XMPPD_HOOK__COUNT
 };
 

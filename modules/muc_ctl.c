@@ -610,6 +610,72 @@ muc_ctl(int argc, char **argv, char **out_r, void *ud)
 	return -1;
 }
 
+/* ---------------------------------------------------------------- */
+/* Shutdown (XEP-0045 12: status 332).                                */
+
+static pthread_mutex_t stop_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t stop_cv = PTHREAD_COND_INITIALIZER;
+static unsigned stop_pending;
+
+/* Each occupant hears that it is out of the room: its own unavailable
+ * presence with 332 (the service is shutting down) and 110. One stanza
+ * per occupant to its sessions: the others are told the same thing at
+ * the same moment, so nobody gets everybody's exit. */
+static void
+stop_room(struct muc_room *r, void *ud)
+{
+	static const int codes[] = { 332, 110 };
+
+	(void)ud;
+	for (struct muc_occ *o = r->occ_head; o != NULL; o = o->next) {
+		xmppd_elem *p = muc_occ_presence(r, o, 1, 1, codes, 2, NULL, NULL, NULL);
+
+		if (p == NULL)
+			continue;
+		for (struct muc_sess *s = o->sess; s != NULL; s = s->next)
+			muc_send_copy(p, s->full);
+		xmppd_elem_unref(p);
+	}
+}
+
+static void
+stop_task(void *ud)
+{
+	(void)ud;
+	muc_rooms_foreach_local(stop_room, NULL);
+	pthread_mutex_lock(&stop_mu);
+	if (--stop_pending == 0)
+		pthread_cond_signal(&stop_cv);
+	pthread_mutex_unlock(&stop_mu);
+}
+
+/* server_stopping, on the main thread before any stream closes: every
+ * worker tells its rooms' occupants; waits for them (2 s at most), so
+ * that the presences are queued before the streams' shutdown. */
+static enum xmppd_result
+stopping(void *args, void *ud)
+{
+	struct timespec until;
+	unsigned posted = 0;
+
+	(void)args;
+	(void)ud;
+	pthread_mutex_lock(&stop_mu);
+	stop_pending = nworker_keys;
+	pthread_mutex_unlock(&stop_mu);
+	for (unsigned w = 0; w < nworker_keys; w++)
+		if (xmppd_entity_post(muc_module.ctx, worker_keys[w], stop_task, NULL) == 0)
+			posted++;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 2;
+	pthread_mutex_lock(&stop_mu);
+	stop_pending -= nworker_keys - posted;
+	while (stop_pending > 0 && pthread_cond_timedwait(&stop_cv, &stop_mu, &until) == 0)
+		;
+	pthread_mutex_unlock(&stop_mu);
+	return XMPPD_CONTINUE;
+}
+
 int
 muc_ctl_init(xmppd_ctx *ctx)
 {
@@ -638,6 +704,8 @@ muc_ctl_init(xmppd_ctx *ctx)
 			xmppd_log(ctx, XMPPD_LOG_ERROR, "no key for worker %u", w);
 			return -1;
 		}
+	if (xmppd_hook_add(ctx, XMPPD_HOOK_SERVER_STOPPING, NULL, 0, stopping, NULL) < 0)
+		return -1;
 	return xmppd_ctl_register(ctx, "muc", CTL_USAGE, muc_ctl, NULL);
 }
 

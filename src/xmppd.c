@@ -373,6 +373,9 @@ main(int argc, char **argv)
 	/* Shutdown: every stream gets <system-shutdown/>; the workers exit
 	 * when their connections are gone (bounded). */
 	ctl_close();
+	/* Modules say goodbye while every stream is still up (server_stopping:
+	 * a handler may post to workers and wait, bounded, for them). */
+	(void)hooks_run(XMPPD_HOOK_SERVER_STOPPING, NULL, NULL);
 	/* Servers first: <system-shutdown/> on every s2s stream, bounded. */
 	s2s_shutdown_all();
 	/* Then external components (XEP-0114), like servers. */

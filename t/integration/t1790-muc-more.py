@@ -5,15 +5,15 @@ online and from offline storage, and joins the password-protected room
 with the password it carries); XEP-0421 occupant ids on private messages
 between occupants; muc#roomconfig_roomowners and _roomadmins as the full
 lists (those left out lose the affiliation, never the last owner:
-conflict; the occupants' presence re-sent); the joins rate of a room (join_rate, join_burst): past
-it a join gets resource-constraint (wait), another room is not slowed,
+conflict; the occupants' presence re-sent); the joins rate of a room
+(join_rate, join_burst): past it a join gets resource-constraint (wait), another room is not slowed,
 owners get in, and the bucket refills; max_rooms_per_user counts the
 persistent rooms a user made before a restart; a persistent room's last
 history_size messages survive a restart, with their original delay
-stamps, and the ring goes on from there."""
+stamps, and the ring goes on from there; at shutdown every occupant gets
+status 332."""
 
 import asyncio
-
 import os
 import sys
 
@@ -145,7 +145,8 @@ async def form_lists(alice, bob, carol):
           '10.4: an owner left out of roomowners loses it: its own presence says none, '
           'participant') or xt.diag(str(r), str(pa))
     xt.is_(await aff_jids(bob, 'lists', 'owner'), [b], 'exactly the listed owner stays')
-    xt.is_(await aff_jids(bob, 'lists', 'admin'), [c], 'an absent roomadmins field changes no admin')
+    xt.is_(await aff_jids(bob, 'lists', 'admin'), [c],
+           'an absent roomadmins field changes no admin')
     r = await configure(bob, 'lists', [('roomadmins', [])])
     pc = await pres_from(bob, 'lists', 'carol', lambda p: item(p).get('affiliation') == 'none')
     xt.ok(cond_of(r) == 'result' and pc is not None and item(pc).get('role') == 'participant',
@@ -295,8 +296,20 @@ async def main():
     await pm_occupant_ids(alice, bob, carol)
     await form_lists(alice, bob, carol)
 
+    # XEP-0045 12 (status codes registry): 332, removed because the
+    # service shuts down, to every occupant of every room (110: its own).
+    code = await srv.astop()
+    got = []
+    for c, room, nick in ((bob, 'inv', 'bob'), (carol, 'inv', 'carol'), (bob, 'lists', 'bob'),
+                          (alice, 'lists', 'alice')):
+        got.append(await pres_from(c, room, nick, lambda p: p['type'] == 'unavailable' and
+                                   '332' in codes(p), timeout=3))
+    xt.ok(all(p is not None and {'332', '110'} <= codes(p) and item(p).get('role') == 'none'
+              for p in got),
+          'XEP-0045 12: at shutdown every occupant of every room gets its unavailable '
+          'presence with 332 and 110') or xt.diag(*[str(p) for p in got])
+    xt.is_(code, 0, 'xmppd exits 0')
     await xt.disconnect_all(alice, bob, carol)
-    xt.is_(await srv.astop(), 0, 'xmppd exits 0')
     await join_rate()
     await rooms_per_user()
 
