@@ -58,6 +58,14 @@
  * pubsub-setup" / "READY pep-setup"); then the first session publishes at
  * --publish-rate and every notification's latency is measured from the
  * send time its item id carries ("READY pubsub" / "READY pep").
+ *
+ * Group chat: --muc ROOM (XEP-0045) has every session join ROOM, the
+ * first one creating it as an instant room (10.1.2), the others at most
+ * --setup-window joins in flight, each done when its own presence (status
+ * 110) has come ("READY muc-setup"); then --muc-senders of them send one
+ * groupchat message each every 1/--muc-rate seconds for --duration, and
+ * every occupant counts the messages the room delivers and their latency
+ * from the send time the body carries ("READY muc").
  */
 #include "config.h"
 
@@ -121,6 +129,9 @@
 #define NS_ROSTER	"jabber:iq:roster"
 #define NS_AVATAR_META	"urn:xmpp:avatar:metadata"                 /* XEP-0084 */
 #define NS_LG_ITEM	"urn:xmppd:loadgen:0"      /* the payload of --pubsub items */
+#define NS_MUC		"http://jabber.org/protocol/muc"           /* XEP-0045 */
+#define NS_MUC_USER	NS_MUC "#user"
+#define NS_MUC_OWNER	NS_MUC "#owner"
 /* What every session's caps say (XEP-0115): one identity and these
  * features, in the byte order of XEP-0115 5.1 step 4. */
 #define CAPS_NODE	"urn:xmppd:loadgen"
@@ -186,13 +197,16 @@ static struct {
 	double setup_timeout;       /* --setup-timeout: subscriptions, rosters, caps */
 	long setup_window;          /* --setup-window: of those in flight at once */
 	long trace;                 /* --trace: print what this session receives (-1) */
+	const char *muc;            /* --muc: the room's bare JID (XEP-0045) */
+	long muc_senders;           /* --muc-senders: occupants that send (0: 1 per 100) */
+	double muc_rate;            /* --muc-rate: messages per second per sender */
 } opt = {
 	.server = "127.0.0.1", .domain = "localhost", .prefix = "u",
 	.password = "bench-pw", .resource = "lg", .port = 5222, .users = 100,
 	.concurrency = 200, .mech = MECH_AUTO, .drain = 5, .login_timeout = 60,
 	.max_time = 600, .seed = 1, .fill_window = 1000, .page = 50,
 	.node = "bench", .publish_rate = 1, .setup_timeout = 120, .setup_window = 100,
-	.trace = -1,
+	.trace = -1, .muc_rate = 1,
 };
 
 enum state {
@@ -260,7 +274,8 @@ static struct {
 	/* messaging */
 	int phase;                  /* 0 login, 1 hold/idle, 2 messaging, 3 drain, 4 closing,
 	                               5 archive fill, 6 fill drain, 7 archive queries,
-	                               8 pubsub setup, 9 publishing, 10 publish drain */
+	                               8 pubsub setup, 9 publishing, 10 publish drain,
+	                               11 muc joins, 12 groupchat, 13 groupchat drain */
 	double t_msg_start, t_msg_end, t_drain_end;
 	unsigned long sent, delivered, bounced, foreign;
 	unsigned long stale;        /* arrived after the drain ended (not counted) */
@@ -323,6 +338,20 @@ static struct {
 	struct samples lat, ack_lat;
 	char json_setup[1024], json_publish[2048];
 } ps;
+
+/* The group chat scenario (--muc). */
+static struct {
+	int step, waiting, created, reported;
+	double t_setup0;
+	unsigned char *joined;            /* per conns[] index: self-presence seen */
+	long next, asked, njoined, join_errors;
+	long *senders, nsenders;
+	unsigned long seq, phase_seq, sent, delivered, stale, foreign, subjects, left;
+	long expected_per_msg;            /* occupants when the messages began */
+	double t_start, t_end, t_drain_end;
+	struct samples lat;
+	char json_setup[1024], json_msg[2048];
+} muc;
 
 static void conn_start(void);
 static void conn_fail(struct conn *, const char *, ...) __attribute__((format(printf, 2, 3)));
@@ -805,6 +834,9 @@ static int ps_iq(struct conn *, xml_elem *, const char *, const char *);
 static void ps_presence(struct conn *, xml_elem *);
 static void ps_roster_push(struct conn *, xml_elem *);
 static void ps_disco_info(struct conn *, xml_elem *, const char *, const char *);
+static void muc_message(struct conn *, xml_elem *);
+static void muc_presence(struct conn *, xml_elem *);
+static int muc_iq(struct conn *, xml_elem *, const char *, const char *);
 
 static void
 on_message(struct conn *c, xml_elem *e)
@@ -827,6 +859,10 @@ on_message(struct conn *c, xml_elem *e)
 	}
 	if ((opt.pubsub != NULL || opt.pep) && xml_child(e, NS_PUBSUB_EVENT, "event") != NULL) {
 		ps_event(c, e, xml_child(e, NS_PUBSUB_EVENT, "event"));
+		return;
+	}
+	if (opt.muc != NULL && type != NULL && strcmp(type, "groupchat") == 0) {
+		muc_message(c, e);
 		return;
 	}
 	body = xml_child_text(e, NULL, "body");
@@ -875,6 +911,10 @@ on_stanza(struct conn *c, xml_elem *e)
 		ps_presence(c, e);
 		return;
 	}
+	if (strcmp(name, "presence") == 0 && opt.muc != NULL) {
+		muc_presence(c, e);
+		return;
+	}
 	if (strcmp(name, "iq") != 0)
 		return;     /* presence, our own or anyone's */
 	type = xml_attr_get(e, "type");
@@ -894,6 +934,8 @@ on_stanza(struct conn *c, xml_elem *e)
 		return;
 	}
 	if (id != NULL && (opt.pubsub != NULL || opt.pep) && ps_iq(c, e, type, id))
+		return;
+	if (id != NULL && opt.muc != NULL && muc_iq(c, e, type, id))
 		return;
 	if (type != NULL && strcmp(type, "get") == 0 && xml_child(e, NS_DISCO_INFO, "query")) {
 		ps_disco_info(c, xml_child(e, NS_DISCO_INFO, "query"), id, xml_attr_get(e, "from"));
@@ -2538,6 +2580,294 @@ ps_publish_tick(double t)
 	}
 }
 
+/* ------------------------------------------------------------------
+ * Group chat (XEP-0045): --muc ROOM
+ *
+ * Every session joins ROOM with the nickname n<account>, asking for no
+ * history (7.2.1, 7.2.15: maxstanzas='0'); the first session's join
+ * creates the room (status 201, 10.1.1), which it makes an instant room
+ * with an empty submitted form (10.1.2) before anyone else joins, since
+ * until then the room is locked. A join is done when the occupant's own
+ * presence (status 110, 7.2.3) comes. Then --muc-senders occupants send
+ * groupchat messages (7.4), each body carrying its sequence number and
+ * send time; the room reflects each one to every occupant, the sender
+ * included, so that one message is as many deliveries as there are
+ * occupants.
+ */
+
+/* 1 if presence e carries a muc#user status with this code. */
+static int
+muc_status(xml_elem *e, const char *code)
+{
+	xml_elem *x = xml_child(e, NS_MUC_USER, "x"), *st;
+
+	if (x == NULL)
+		return 0;
+	for (st = xml_first_child(x); st != NULL; st = xml_next_sibling(st)) {
+		const char *v = xml_attr_get(st, "code");
+
+		if (strcmp(xml_elem_name(st), "status") == 0 && v != NULL && strcmp(v, code) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* 1 if jid is ROOM or ROOM/nick. */
+static int
+muc_from_room(const char *jid)
+{
+	size_t n = strlen(opt.muc);
+
+	return jid != NULL && strncmp(jid, opt.muc, n) == 0 && (jid[n] == '\0' || jid[n] == '/');
+}
+
+static void
+muc_join(struct conn *c)
+{
+	char user[128];
+
+	user_name(c, user, sizeof(user));
+	send_fmt(c, "<presence to='%s/n%s'><x xmlns='" NS_MUC "'><history maxstanzas='0'/>"
+	    "</x></presence>", opt.muc, user);
+	muc.asked++;
+}
+
+static void
+muc_presence(struct conn *c, xml_elem *e)
+{
+	const char *type = xml_attr_get(e, "type");
+	long i = c - g.conns;
+
+	if (!muc_from_room(xml_attr_get(e, "from")))
+		return;
+	if (type != NULL && strcmp(type, "error") == 0) {
+		xml_elem *err = xml_child(e, NULL, "error");
+
+		count_error("muc-join-error:%s", err ? first_child_name(err, "text") : "?");
+		muc.join_errors++;
+		return;
+	}
+	if (!muc_status(e, "110"))
+		return;     /* another occupant's presence */
+	if (type != NULL && strcmp(type, "unavailable") == 0) {
+		/* Our occupant is out of the room (kicked, banned, shut down). */
+		if (muc.joined[i]) {
+			muc.joined[i] = 0;
+			muc.njoined--;
+			muc.left++;
+			count_error("muc:self-unavailable");
+		}
+		return;
+	}
+	if (muc.joined[i])
+		return;     /* a presence change of ours, reflected */
+	muc.joined[i] = 1;
+	muc.njoined++;
+	if (i == 0 && muc_status(e, "201")) {
+		/* 10.1.2: accept the default configuration (an instant room). */
+		send_fmt(c, "<iq type='set' id='muc-cfg' to='%s'><query xmlns='" NS_MUC_OWNER
+		    "'><x xmlns='jabber:x:data' type='submit'/></query></iq>", opt.muc);
+		muc.created = 1;
+	} else if (i == 0) {
+		muc.created = 2;    /* the room was there: nothing to configure */
+	}
+}
+
+static int
+muc_iq(struct conn *c, xml_elem *e, const char *type, const char *id)
+{
+	if (strcmp(id, "muc-cfg") != 0 || type == NULL ||
+	    (strcmp(type, "result") != 0 && strcmp(type, "error") != 0))
+		return 0;
+	if (strcmp(type, "error") == 0) {
+		xml_elem *err = xml_child(e, NULL, "error");
+
+		count_error("muc-config-error:%s", err ? first_child_name(err, "text") : "?");
+	}
+	muc.created = 2;
+	return 1;
+}
+
+static void
+muc_message(struct conn *c, xml_elem *e)
+{
+	const char *body;
+	unsigned long seq;
+	unsigned long long t;
+
+	if (!muc_from_room(xml_attr_get(e, "from"))) {
+		muc.foreign++;
+		return;
+	}
+	body = xml_child_text(e, NULL, "body");
+	if (body == NULL) {
+		muc.subjects++;     /* the subject (7.2.15), or a room notice */
+		return;
+	}
+	if (strncmp(body, BODY_TAG, 3) != 0 || sscanf(body + 3, "%lu %llu", &seq, &t) != 2) {
+		muc.foreign++;
+		return;
+	}
+	if ((g.phase != 12 && g.phase != 13) || muc.reported || seq <= muc.phase_seq) {
+		muc.stale++;
+		return;
+	}
+	muc.delivered++;
+	samples_add(&muc.lat, (double)(now_ns() - t) / 1e6);
+}
+
+static void
+muc_setup_start(double t)
+{
+	g.phase = 11;
+	muc.t_setup0 = t;
+	muc.next = 1;
+	muc.joined = calloc((size_t)opt.users, 1);
+	muc.senders = calloc((size_t)opt.users, sizeof(*muc.senders));
+	if (muc.joined == NULL || muc.senders == NULL)
+		die("out of memory");
+}
+
+static void
+muc_report_setup(double t)
+{
+	snprintf(muc.json_setup, sizeof(muc.json_setup),
+	    "{\"room\":\"%s\",\"users\":%ld,\"online\":%ld,\"asked\":%ld,\"joined\":%ld,"
+	    "\"join_errors\":%ld,\"created\":%d,\"seconds\":%.3f,\"gen_cpu_s\":%.3f}",
+	    opt.muc, opt.users, g.nonline, muc.asked, muc.njoined, muc.join_errors,
+	    muc.created, t - muc.t_setup0, gen_cpu());
+	if (!opt.quiet)
+		fprintf(stderr, "loadgen: muc setup: %ld of %ld joined %s (%ld errors), %.1f s\n",
+		    muc.njoined, opt.users, opt.muc, muc.join_errors, t - muc.t_setup0);
+	muc.waiting = 1;
+	wait_for_go("muc-setup", muc.json_setup);
+}
+
+/* The joins, on the tick: the first, the room's configuration, then the
+ * others, at most --setup-window of them waiting for their own presence;
+ * all bounded by --setup-timeout. */
+static void
+muc_setup_tick(double t)
+{
+	struct conn *first = &g.conns[0];
+
+	if (muc.waiting)
+		return;
+	if (t - muc.t_setup0 > opt.setup_timeout) {
+		count_error("timeout:muc-setup");
+		muc_report_setup(t);
+		return;
+	}
+	switch (muc.step) {
+	case 0:
+		if (first->st != ST_ONLINE) {
+			count_error("muc:first-offline");
+			muc_report_setup(t);
+			return;
+		}
+		muc_join(first);
+		muc.step = 1;
+		return;
+	case 1:
+		if (muc.created == 2)
+			muc.step = 2;
+		else if (muc.join_errors > 0) {
+			muc_report_setup(t);
+		}
+		return;
+	case 2:
+		while (muc.next < opt.users &&
+		    muc.asked - muc.njoined - muc.join_errors - (long)muc.left < opt.setup_window) {
+			struct conn *c = &g.conns[muc.next++];
+
+			if (c->st == ST_ONLINE)
+				muc_join(c);
+		}
+		if (muc.next >= opt.users &&
+		    muc.njoined + muc.join_errors + (long)muc.left >= muc.asked)
+			muc_report_setup(t);
+		return;
+	default:
+		return;
+	}
+}
+
+static void
+muc_report(double t)
+{
+	char lat[256];
+	double secs = muc.t_end - muc.t_start;
+	long expected = (long)muc.sent * muc.expected_per_msg;
+
+	muc.reported = 1;
+	json_pct(lat, sizeof(lat), &muc.lat);
+	snprintf(muc.json_msg, sizeof(muc.json_msg),
+	    "{\"occupants\":%ld,\"senders\":%ld,\"rate_per_sender\":%.3f,\"seconds\":%.3f,"
+	    "\"sent\":%lu,\"expected\":%ld,\"delivered\":%lu,\"lost\":%ld,\"bounced\":%lu,"
+	    "\"stale\":%lu,\"foreign\":%lu,\"subjects\":%lu,\"left\":%lu,"
+	    "\"delivered_per_s\":%.1f,\"latency_ms\":%s,\"gen_cpu_s\":%.3f}",
+	    muc.expected_per_msg, muc.nsenders, opt.muc_rate, secs, muc.sent, expected,
+	    muc.delivered, expected - (long)muc.delivered, g.bounced, muc.stale, muc.foreign,
+	    muc.subjects, muc.left, secs > 0 ? (double)muc.delivered / secs : 0, lat, gen_cpu());
+	if (!opt.quiet)
+		fprintf(stderr, "loadgen: muc: %lu sent by %ld to %ld occupants, %lu of %ld "
+		    "delivered; latency ms p50 %.2f p99 %.2f max %.2f\n", muc.sent, muc.nsenders,
+		    muc.expected_per_msg, muc.delivered, expected, pct(&muc.lat, 50),
+		    pct(&muc.lat, 99), muc.lat.n ? muc.lat.v[muc.lat.n - 1] : NAN);
+	(void)t;
+}
+
+static void
+muc_start(double t)
+{
+	long i, want = opt.muc_senders > 0 ? opt.muc_senders : (muc.njoined + 99) / 100;
+
+	g.phase = 12;
+	muc.phase_seq = muc.seq;
+	muc.t_start = t;
+	muc.t_end = t + opt.duration;
+	muc.expected_per_msg = muc.njoined;
+	g.bounced = 0;
+	for (i = 0; i < opt.users && muc.nsenders < want; i++)
+		if (muc.joined[i])
+			muc.senders[muc.nsenders++] = i;
+}
+
+/* The senders in turn, so that each sends --muc-rate a second. */
+static void
+muc_send_tick(double t)
+{
+	if (g.phase == 12) {
+		double due = (t < muc.t_end ? t - muc.t_start : opt.duration) * opt.muc_rate *
+		    (double)muc.nsenders;
+
+		while ((double)muc.sent < due && muc.nsenders > 0) {
+			struct conn *c = &g.conns[muc.senders[muc.seq % (unsigned long)muc.nsenders]];
+			char user[128];
+
+			muc.seq++;
+			if (c->st != ST_ONLINE || !muc.joined[c - g.conns]) {
+				count_error("muc:sender-gone");
+				continue;
+			}
+			user_name(c, user, sizeof(user));
+			send_fmt(c, "<message type='groupchat' to='%s'><body>" BODY_TAG "%lu %llu from "
+			    "%s</body></message>", opt.muc, muc.seq,
+			    (unsigned long long)now_ns(), user);
+			muc.sent++;
+		}
+		if (t >= muc.t_end) {
+			g.phase = 13;
+			muc.t_drain_end = t + opt.drain;
+		}
+		return;
+	}
+	if ((long)muc.delivered >= (long)muc.sent * muc.expected_per_msg || t >= muc.t_drain_end) {
+		muc_report(t);
+		wait_for_go("muc", muc.json_msg);
+	}
+}
+
 /* Moves on from the phase that just ended. */
 static void
 phase_next(void)
@@ -2585,6 +2915,10 @@ phase_next(void)
 			ps_setup_start(t);
 			return;
 		}
+		if (opt.muc != NULL && muc.joined == NULL) {
+			muc_setup_start(t);
+			return;
+		}
 		g.phase = 4;
 		finish();
 		return;
@@ -2592,7 +2926,11 @@ phase_next(void)
 	case 6:   /* the fill drained */
 	case 7:   /* the queries done */
 	case 10:  /* the notifications drained */
+	case 13:  /* the groupchat messages drained */
 		goto chat;
+	case 11:  /* joined: the messages */
+		muc_start(t);
+		return;
 	case 8:   /* set up: publish */
 		g.phase = 9;
 		ps.phase_seq = ps.seq;
@@ -2714,6 +3052,13 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	case 10:
 		ps_publish_tick(t);
 		return;
+	case 11:
+		muc_setup_tick(t);
+		return;
+	case 12:
+	case 13:
+		muc_send_tick(t);
+		return;
 	default:
 		return;
 	}
@@ -2774,6 +3119,12 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 	if ((g.phase == 9 || g.phase == 10) && !ps.reported) {
 		ps.t_pub_end = ps.t_pub_end < now() ? ps.t_pub_end : now();
 		ps_report_publish(now());
+	}
+	if (g.phase == 11 && !muc.waiting)
+		muc_report_setup(now());
+	if ((g.phase == 12 || g.phase == 13) && !muc.reported) {
+		muc.t_end = muc.t_end < now() ? muc.t_end : now();
+		muc_report(now());
 	}
 	g.waiting_stdin = 0;
 	g.phase = 4;
@@ -2872,6 +3223,10 @@ usage(void)
 	    "  --publishes K      publish K items (default: for --duration)\n"
 	    "  --setup-timeout S  limit on the subscriptions, rosters and caps (120)\n"
 	    "  --setup-window W   subscriptions in flight at once (100)\n"
+	    "  --muc ROOM         after the other phases: every session joins ROOM (XEP-0045),\n"
+	    "                     the first creating it; then groupchat messages for --duration\n"
+	    "  --muc-senders K    occupants that send (default: one per 100)\n"
+	    "  --muc-rate R       messages per second per sender (1)\n"
 	    "  --trace K          print every element the server sends to session K\n"
 	    "  --max-time S       hard limit on the whole run (600)\n"
 	    "  --wait-stdin       pause after each phase until a line on stdin\n"
@@ -2938,6 +3293,9 @@ main(int argc, char **argv)
 		{ "setup-timeout", required_argument, NULL, 1005 },
 		{ "setup-window", required_argument, NULL, 1006 },
 		{ "trace", required_argument, NULL, 1007 },
+		{ "muc", required_argument, NULL, 1008 },
+		{ "muc-senders", required_argument, NULL, 1009 },
+		{ "muc-rate", required_argument, NULL, 1010 },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -3000,6 +3358,9 @@ main(int argc, char **argv)
 		case 1005: opt.setup_timeout = atof(optarg); break;
 		case 1006: opt.setup_window = atol(optarg); break;
 		case 1007: opt.trace = atol(optarg); break;
+		case 1008: opt.muc = optarg; break;
+		case 1009: opt.muc_senders = atol(optarg); break;
+		case 1010: opt.muc_rate = atof(optarg); break;
 		case 'q': opt.quiet = 1; break;
 		default: usage();
 		}
@@ -3012,6 +3373,10 @@ main(int argc, char **argv)
 	    ((opt.pubsub != NULL || opt.pep) && (opt.users < 2 || (opt.pubsub && opt.pep) ||
 	    opt.publish_rate <= 0 || opt.publishes < 0 || opt.setup_timeout <= 0 ||
 	    opt.setup_window < 1 || !attr_ok(opt.node) || !attr_ok(opt.pubsub))) ||
+	    (opt.muc != NULL && (opt.pubsub != NULL || opt.pep || !attr_ok(opt.muc) ||
+	    strlen(opt.muc) > 200 || strchr(opt.muc, '/') != NULL || opt.muc_senders < 0 ||
+	    opt.muc_rate <= 0 || opt.duration <= 0 || opt.setup_timeout <= 0 ||
+	    opt.setup_window < 1)) ||
 	    (opt.ws_path != NULL && (opt.ws_path[0] != '/' || strlen(opt.ws_path) > 256)))
 		usage();
 	g.rng = opt.seed * 0x9E3779B97F4A7C15ULL + 1;
@@ -3066,14 +3431,16 @@ main(int argc, char **argv)
 
 		json_errors(errs, sizeof(errs));
 		printf("RESULT {\"login\":%s,\"chat\":%s,\"fill\":%s,\"archive\":%s,"
-		    "\"pubsub_setup\":%s,\"pubsub\":%s,"
+		    "\"pubsub_setup\":%s,\"pubsub\":%s,\"muc_setup\":%s,\"muc\":%s,"
 		    "\"carbons_enabled\":%lu,\"errors\":%s,\"wall_s\":%.3f,"
 		    "\"gen_cpu_s\":%.3f,\"pbkdf2_runs\":%lu,\"pbkdf2_cache_hits\":%lu}\n",
 		    g.json_login[0] ? g.json_login : "null", g.json_chat[0] ? g.json_chat : "null",
 		    g.json_fill[0] ? g.json_fill : "null",
 		    g.json_archive[0] ? g.json_archive : "null",
 		    ps.json_setup[0] ? ps.json_setup : "null",
-		    ps.json_publish[0] ? ps.json_publish : "null", g.carbons_ok,
+		    ps.json_publish[0] ? ps.json_publish : "null",
+		    muc.json_setup[0] ? muc.json_setup : "null",
+		    muc.json_msg[0] ? muc.json_msg : "null", g.carbons_ok,
 		    errs, now() - g.t0, gen_cpu(), scram_derivations, scram_cache_hits);
 		fflush(stdout);
 		if (!opt.quiet)
