@@ -761,6 +761,15 @@ register_iq(struct muc_room *r, xmppd_elem *iq, xmppd_elem *q, const xmppd_jid *
 		xmppd_iq_error(iq, "forbidden", NULL);
 		return;
 	}
+	/* A members-only room's members are whom its admins chose:
+	 * registering (which makes a member, 7.10) would let anyone in.
+	 * There only those with an affiliation register (to reserve a
+	 * nickname); others get registration-required, as Prosody answers
+	 * (the XEP's 9.9 approval by admins is not done). */
+	if (r->cfg.membersonly && aff == MUC_AFF_NONE) {
+		xmppd_iq_error(iq, "registration-required", "members only: ask an admin");
+		return;
+	}
 	if (!set) {
 		res = xmppd_elem_new(NS_REGISTER, "query");
 		if ((nick = muc_nick_of(r, bare)) != NULL) {

@@ -73,6 +73,19 @@ async def main():
     r = await register(eve, 'club', 'evil')
     xt.is_(cond_of(r), 'forbidden', '7.10: a banned user may not register')
 
+    # A members-only room: registering would make anyone a member.
+    await create(alice, 'inner', 'alice', [('membersonly', '1')])
+    r = await register(carol, 'inner', 'caro')
+    xt.is_(cond_of(r), 'registration-required',
+           'members-only: a user without an affiliation may not register')
+    p = await join(carol, 'inner', 'caro')
+    xt.is_(cond_of(p), 'registration-required', 'and is still not a member')
+    r = await carol.iq('get', 'inner@' + SVC, "<query xmlns='%s'/>" % REG)
+    xt.is_(cond_of(r), 'registration-required', 'nor gets the form')
+    await admin(alice, 'inner', "<item jid='%s' affiliation='member'/>" % bob.jid.bare)
+    r = await register(bob, 'inner', 'bobby')
+    xt.is_(cond_of(r), 'result', 'members-only: a member reserves a nickname')
+
     await xt.disconnect_all(alice, bob, carol, eve)
     xt.is_(srv.restart(), 0, 'xmppd restarts')
     bob = await xt.login_ok(srv, 'bob', resource='b')
