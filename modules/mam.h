@@ -142,6 +142,10 @@ struct mam_archive {
 	 * result, with the query's shape (mam_query_set): what the asker
 	 * may see of it. */
 	void (*shape)(xmppd_elem *msg, int shape);
+	/* Results are routed (a room's askers may be on other servers), not
+	 * delivered to a local resource without routing (an account's own
+	 * sessions: no filter_packet, so no archiving of them). */
+	int route_results;
 };
 extern const struct mam_archive mam_arch;
 extern xmppd_ctx *mam_ctx;

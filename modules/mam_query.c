@@ -7,7 +7,9 @@
  *
  * Results go to the asker's full JID with
  * xmppd_deliver (not routed: no filter_packet, so no archiving, carbons
- * or push of them), each <message><result queryid id><forwarded>
+ * or push of them), or routed for a room's archive (mam_arch.
+ * route_results: its askers may be remote; mod_mam does not archive a
+ * MAM result), each <message><result queryid id><forwarded>
  * <delay/> the message </forwarded></result></message>; then the IQ
  * result with <fin/> (xmppd_iq_reply, routed: it comes after them).
  *
@@ -313,7 +315,10 @@ send_result(struct query *q, const struct hit *h)
 	d = xmppd_elem_add_child(fwd, NS_DELAY, "delay");
 	xmppd_elem_set_attr(d, "stamp", stamp);
 	xmppd_elem_append_copy(fwd, orig);
-	(void)xmppd_deliver(q->asker, msg);
+	if (mam_arch.route_results)
+		xmppd_route(msg);
+	else
+		(void)xmppd_deliver(q->asker, msg);
 	xmppd_elem_unref(msg);
 	xmppd_elem_unref(orig);
 }

@@ -89,7 +89,8 @@ static const struct xmppd_option options[] = {
 
 xmppd_ctx *mam_ctx;
 /* The users' archives (mam.h: user tables). */
-const struct mam_archive mam_arch = { MAM_TABLE, MAM_TABLE_WITH, MAM_TABLE_FT, 0, NULL };
+const struct mam_archive mam_arch = { MAM_TABLE, MAM_TABLE_WITH, MAM_TABLE_FT, 0, NULL,
+    0 };
 static int default_mode = MAM_ALWAYS;
 
 /* ---------------------------------------------------------------- */

@@ -138,6 +138,7 @@ room_new(const char *jid, const char *service)
 	r->cfg.secret = strdup("");
 	r->cfg.public = 1;
 	r->cfg.allowpm = MUC_PM_ANYONE;
+	r->cfg.archiving = 1;
 	r->cfg.maxusers = muc_module.max_users;
 	if (muc_module.history_size > 0)
 		r->hist = calloc((size_t)muc_module.history_size, sizeof(*r->hist));
@@ -266,6 +267,7 @@ muc_room_gc(struct muc_room *r)
 	/* XEP-0045 10.1.1 / 9.?: a temporary room goes with its last
 	 * occupant. */
 	if (r->nocc == 0 && !r->cfg.persistent && !r->loading) {
+		muc_mam_forget(r->jid);
 		room_unlink(r);
 		room_free(r);
 	}
@@ -739,6 +741,7 @@ muc_room_destroy(struct muc_room *r, const char *alt, const char *reason)
 	}
 	if (r->cfg.persistent)
 		muc_room_forget(r->jid);
+	muc_mam_forget(r->jid);
 	room_unlink(r);
 	room_free(r);
 }

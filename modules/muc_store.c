@@ -77,6 +77,7 @@ record(const struct muc_room *r, size_t *len_r)
 	set_num(c, "allowinvites", r->cfg.allowinvites);
 	set_num(c, "allowpm", r->cfg.allowpm);
 	set_num(c, "logging", r->cfg.logging);
+	set_num(c, "archiving", r->cfg.archiving);
 	for (size_t i = 0; i < r->naffs; i++) {
 		a = xmppd_elem_add_child(x, "urn:xmppd:muc:1", "aff");
 		xmppd_elem_set_attr(a, "jid", r->affs[i].jid);
@@ -154,6 +155,7 @@ parse(struct muc_room *r, const void *val, size_t vlen)
 	if (r->cfg.allowpm < MUC_PM_ANYONE || r->cfg.allowpm > MUC_PM_NONE)
 		r->cfg.allowpm = MUC_PM_ANYONE;
 	r->cfg.logging = num(c, "logging", 0) != 0;
+	r->cfg.archiving = num(c, "archiving", 1) != 0;
 	for (e = xmppd_elem_first_child(x); e != NULL; e = xmppd_elem_next_sibling(e)) {
 		int aff;
 
