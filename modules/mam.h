@@ -5,8 +5,17 @@
  *
  *   mam_store.c   ids, keys, records, dates: pure functions (t/unit/t-mam.c)
  *   mod_mam.c     the descriptor, archiving (hooks), preferences, disco
- *   mam_query.c   the query, form, metadata IQs and their paging
- *   mam_ctl.c     xmppctl archive, and the retention purge
+ *   mam_iq.c      the IQs to an account: who may ask, preferences
+ *   mam_query.c   the query, form, metadata IQs and their paging; the
+ *                 index keys of a row
+ *   mam_purge.c   the retention purge
+ *   mam_ctl.c     xmppctl archive
+ *
+ * mam_store.c, mam_text.c, mam_query.c and mam_purge.c are compiled into
+ * mod_muc as well, for the rooms' archives (muc_mam.c): a module that
+ * links them defines mam_ctx, mam_arch (its tables) and mam_expiry_of.
+ * Each module has its own copy (modules are loaded with their symbols
+ * local), so the two archives share code, not state.
  *
  * Tables (user tables: each key starts with xmppd_store_key(host, node),
  * so an archive goes with its account):
@@ -120,9 +129,33 @@ int mam_prefs_rule(const struct mam_prefs *p, int module_default, const char *ba
     const char *full);
 
 /* ---------------------------------------------------------------- */
+/* What the module linking the shared files defines.                  */
+
+struct mam_archive {
+	/* The tables: rows, the 'with' index, the full-text index (keys as
+	 * above, with the owner's host and node). */
+	const char *table, *table_with, *table_ft;
+	/* 'with' of a record is indexed and matched by its full JID (a room's
+	 * occupant JID, XEP-0313 6.1.2) instead of its bare JID. */
+	int with_full;
+	/* NULL, or called on each archived message before it goes out in a
+	 * result, with the query's shape (mam_query_set): what the asker
+	 * may see of it. */
+	void (*shape)(xmppd_elem *msg, int shape);
+	/* Results are routed (a room's askers may be on other servers), not
+	 * delivered to a local resource without routing (an account's own
+	 * sessions: no filter_packet, so no archiving of them). */
+	int route_results;
+};
+extern const struct mam_archive mam_arch;
+extern xmppd_ctx *mam_ctx;
+/* The expiry in seconds that applies to the archive of bare (0: keep
+ * forever). */
+int64_t mam_expiry_of(const char *bare);
+
+/* ---------------------------------------------------------------- */
 /* mod_mam.c                                                          */
 
-extern xmppd_ctx *mam_ctx;
 /* The preferences of user bare (a deep copy into *p, or the defaults
  * when the user has none): 0, or -1 out of memory. Any thread. */
 int mam_prefs_get(const char *bare, struct mam_prefs *p);
@@ -131,8 +164,10 @@ int mam_prefs_get_raw(const char *bare, struct mam_prefs *p);
 /* Replaces the cached preferences of bare with p (taken and cleared;
  * NULL: drops them). Any thread. */
 void mam_prefs_cache_put(const char *bare, struct mam_prefs *p);
-/* The expiry in seconds that applies to bare (0: keep forever). */
-int64_t mam_expiry_of(const char *bare);
+
+/* ---------------------------------------------------------------- */
+/* mam_query.c                                                        */
+
 /* The words of a message's text for the full-text index (its <body/>),
  * folded (mam_text.h). */
 void mam_words_of(xmppd_elem *st, void (*fn)(const char *w, size_t wlen, void *ud),
@@ -142,9 +177,18 @@ void mam_words_of(xmppd_elem *st, void (*fn)(const char *w, size_t wlen, void *u
 void mam_index_keys(const char *host, const char *node, uint64_t id, const void *val,
     size_t vlen, void (*fn)(const char *table, const void *key, size_t klen, void *ud),
     void *ud);
+/* XEP-0313 4: the query of iq (payload its <query/>) by from to the
+ * archive of to (node@host: a user, or a room), answered to from;
+ * shape goes to mam_arch.shape. */
+void mam_query_set(xmppd_elem *iq, xmppd_elem *payload, const xmppd_jid *from,
+    const xmppd_jid *to, int shape);
+/* XEP-0313 4.1.5: the search form. */
+void mam_form_get(xmppd_elem *iq);
+/* XEP-0313 7 (#extended): the first and last message of to's archive. */
+void mam_metadata_get(xmppd_elem *iq, const xmppd_jid *to);
 
 /* ---------------------------------------------------------------- */
-/* mam_query.c                                                        */
+/* mam_iq.c                                                           */
 
 enum xmppd_result mam_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to,
     void *ud);
@@ -153,7 +197,11 @@ enum xmppd_result mam_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid 
 /* mam_ctl.c                                                          */
 
 int mam_ctl_register(xmppd_ctx *ctx);
-/* The purge timer (on worker 0). 0 or -1. */
+
+/* ---------------------------------------------------------------- */
+/* mam_purge.c                                                        */
+
+/* The purge timer (on worker 0; option purge_interval). 0 or -1. */
 int mam_purge_start(xmppd_ctx *ctx);
 /* Splits a key of a user table into host and node (into buffers of
  * MAM_KEY_MAX); the length of the user's prefix, or 0. */

@@ -1,12 +1,15 @@
 /*
- * mam_query.c - the IQs of urn:xmpp:mam:2 to an account: the query
- * (XEP-0313 4) with its form and XEP-0059 paging, the search form, the
- * archive metadata (#extended), the preferences (XEP-0441).
+ * mam_query.c - the query of an archive (XEP-0313 4) with its form and
+ * XEP-0059 paging, the search form, the archive metadata (#extended), and
+ * the index keys that go with a row. Shared: mod_mam (a user's archive)
+ * and mod_muc (a room's) compile it, each with its own mam_arch (mam.h);
+ * who may ask is the caller's to decide (mam_iq.c, muc_mam.c).
  *
- * Only the account itself reads or changes its archive (XEP-0313 10.1:
- * anybody else gets forbidden). Results go to the asker's full JID with
+ * Results go to the asker's full JID with
  * xmppd_deliver (not routed: no filter_packet, so no archiving, carbons
- * or push of them), each <message><result queryid id><forwarded>
+ * or push of them), or routed for a room's archive (mam_arch.
+ * route_results: its askers may be remote; mod_mam does not archive a
+ * MAM result), each <message><result queryid id><forwarded>
  * <delay/> the message </forwarded></result></message>; then the IQ
  * result with <fin/> (xmppd_iq_reply, routed: it comes after them).
  *
@@ -48,7 +51,6 @@
 #include "mam_text.h"
 
 #define MAX_TERMS 8
-#define MAX_PREFS_JIDS 1000
 
 struct hit {
 	uint64_t id;
@@ -77,6 +79,7 @@ struct query {
 	uint64_t must[4];           /* ids that must be archived */
 	size_t nmust;
 	int backward, flip;
+	int shape;                  /* for mam_arch.shape */
 	size_t max, want;
 	const char *error;          /* the condition to answer, once known */
 	/* The page, in paging order. */
@@ -191,6 +194,9 @@ rec_matches(const struct query *q, const struct mam_rec *r)
 {
 	if (q->with == NULL)
 		return 1;
+	/* XEP-0313 6.1.2: in a room's archive, 'with' is an occupant JID. */
+	if (mam_arch.with_full)
+		return strcmp(r->with_full, xmppd_jid_full(q->with)) == 0;
 	if (strcmp(r->with_bare, xmppd_jid_bare(q->with)) != 0)
 		return 0;
 	/* XEP-0313 4.1.1: a full JID matches that resource only. */
@@ -218,6 +224,66 @@ add_hit(struct query *q, uint64_t id, const void *val, size_t vlen)
 }
 
 /* ---------------------------------------------------------------- */
+/* What goes with a row: its index keys.                              */
+
+struct words {
+	xmppd_batch *b;
+	const char *host, *node;
+	uint64_t id;
+	void (*fn)(const char *table, const void *key, size_t klen, void *ud);
+	void *ud;
+};
+
+void
+mam_words_of(xmppd_elem *st, void (*fn)(const char *w, size_t wlen, void *ud), void *ud)
+{
+	xmppd_elem *body = xmppd_elem_child(st, NULL, "body");
+	const char *text;
+
+	if (body != NULL && *(text = xmppd_elem_text(body)) != '\0')
+		(void)mam_text_words(text, strlen(text), MAM_FT_WORDS, fn, ud);
+}
+
+static void
+word_key(const char *w, size_t wlen, void *ud)
+{
+	struct words *ws = ud;
+	char word[MAM_WORD_MAX + 1], key[MAM_KEY_MAX];
+	size_t klen;
+
+	memcpy(word, w, wlen);
+	word[wlen] = '\0';
+	if ((klen = mam_part_prefix(key, ws->host, ws->node, word)) == 0)
+		return;
+	mam_put_id((unsigned char *)key + klen, ws->id);
+	ws->fn(mam_arch.table_ft, key, klen + MAM_ID_LEN, ws->ud);
+}
+
+void
+mam_index_keys(const char *host, const char *node, uint64_t id, const void *val,
+    size_t vlen, void (*fn)(const char *table, const void *key, size_t klen, void *ud),
+    void *ud)
+{
+	struct words ws = { NULL, host, node, id, fn, ud };
+	char key[MAM_KEY_MAX];
+	struct mam_rec r;
+	xmppd_elem *st;
+	size_t klen;
+
+	if (mam_rec_decode(val, vlen, &r) < 0)
+		return;
+	if ((klen = mam_part_prefix(key, host, node, mam_arch.with_full ? r.with_full :
+	    r.with_bare)) > 0) {
+		mam_put_id((unsigned char *)key + klen, id);
+		fn(mam_arch.table_with, key, klen + MAM_ID_LEN, ud);
+	}
+	if ((st = xmppd_elem_parse(r.msg, r.msg_len)) != NULL) {
+		mam_words_of(st, word_key, &ws);
+		xmppd_elem_unref(st);
+	}
+}
+
+/* ---------------------------------------------------------------- */
 /* The answer.                                                        */
 
 static void
@@ -233,6 +299,8 @@ send_result(struct query *q, const struct hit *h)
 		    q->bare);
 		return;
 	}
+	if (mam_arch.shape != NULL)
+		mam_arch.shape(orig, q->shape);
 	mam_id_format(h->id, idt);
 	mam_date_format(r.ts_us, stamp, sizeof(stamp));
 	msg = xmppd_elem_new(NULL, "message");
@@ -247,7 +315,10 @@ send_result(struct query *q, const struct hit *h)
 	d = xmppd_elem_add_child(fwd, NS_DELAY, "delay");
 	xmppd_elem_set_attr(d, "stamp", stamp);
 	xmppd_elem_append_copy(fwd, orig);
-	(void)xmppd_deliver(q->asker, msg);
+	if (mam_arch.route_results)
+		xmppd_route(msg);
+	else
+		(void)xmppd_deliver(q->asker, msg);
 	xmppd_elem_unref(msg);
 	xmppd_elem_unref(orig);
 }
@@ -369,7 +440,7 @@ fetch(struct query *q)
 			q->src_done = 1;
 			break;
 		}
-		if (xmppd_store_aget(mam_ctx, MAM_TABLE, key, row_key(q, key, q->cand.v[q->cpos]),
+		if (xmppd_store_aget(mam_ctx, mam_arch.table, key, row_key(q, key, q->cand.v[q->cpos]),
 		    fetched, q) < 0) {
 			q->error = "internal-server-error";
 			break;
@@ -444,7 +515,8 @@ with_next(struct query *q)
 	size_t klen;
 	struct chunk *c;
 
-	if ((klen = mam_part_prefix(key, q->host, q->node, xmppd_jid_bare(q->with))) == 0) {
+	if ((klen = mam_part_prefix(key, q->host, q->node, mam_arch.with_full ?
+	    xmppd_jid_full(q->with) : xmppd_jid_bare(q->with))) == 0) {
 		finish(q);
 		return;
 	}
@@ -459,9 +531,9 @@ with_next(struct query *q)
 	c->before = q->cand.n;
 	/* A full JID filters the rows: read a few more at a time. */
 	c->limit = q->want - q->nhits;
-	if (xmppd_jid_resource(q->with) != NULL && c->limit < 64)
+	if (!mam_arch.with_full && xmppd_jid_resource(q->with) != NULL && c->limit < 64)
 		c->limit = 64;
-	if (xmppd_store_arange(mam_ctx, MAM_TABLE_WITH, key, klen, start, klen + MAM_ID_LEN,
+	if (xmppd_store_arange(mam_ctx, mam_arch.table_with, key, klen, start, klen + MAM_ID_LEN,
 	    q->backward, c->limit, with_row, with_done, c) < 0) {
 		free(c);
 		q->error = "internal-server-error";
@@ -604,7 +676,7 @@ fulltext_start(struct query *q)
 		t->q = q;
 		t->i = i;
 		t->tplen = q->plen + tl;
-		if (xmppd_store_arange(mam_ctx, MAM_TABLE_FT, key, t->tplen, NULL, 0, q->backward,
+		if (xmppd_store_arange(mam_ctx, mam_arch.table_ft, key, t->tplen, NULL, 0, q->backward,
 		    TERM_READ_MAX, term_row, term_done, t) < 0) {
 			free(t);
 			q->error = "internal-server-error";
@@ -646,7 +718,7 @@ source_start(struct query *q)
 		fulltext_start(q);
 	else if (q->with != NULL)
 		with_next(q);
-	else if (xmppd_store_arange(mam_ctx, MAM_TABLE, q->prefix, q->plen, start,
+	else if (xmppd_store_arange(mam_ctx, mam_arch.table, q->prefix, q->plen, start,
 	    row_key(q, start, q->cursor), q->backward, q->want, plain_row, plain_done, q) < 0)
 		fail(q, "internal-server-error", NULL);
 }
@@ -675,7 +747,7 @@ query_start(struct query *q)
 	char key[MAM_KEY_MAX];
 
 	for (size_t i = 0; i < q->nmust; i++) {
-		if (xmppd_store_aget(mam_ctx, MAM_TABLE, key, row_key(q, key, q->must[i]), must_got,
+		if (xmppd_store_aget(mam_ctx, mam_arch.table, key, row_key(q, key, q->must[i]), must_got,
 		    q) < 0) {
 			q->error = "internal-server-error";
 			break;
@@ -888,8 +960,9 @@ parse_rsm(struct query *q, xmppd_elem *set, const char **cond_r, const char **te
 	return 0;
 }
 
-static void
-query_set(xmppd_elem *iq, xmppd_elem *payload, const xmppd_jid *from, const xmppd_jid *to)
+void
+mam_query_set(xmppd_elem *iq, xmppd_elem *payload, const xmppd_jid *from, const xmppd_jid *to,
+    int shape)
 {
 	const char *cond = NULL, *text = NULL;
 	struct query *q;
@@ -899,6 +972,7 @@ query_set(xmppd_elem *iq, xmppd_elem *payload, const xmppd_jid *from, const xmpp
 		return;
 	}
 	q->iq = xmppd_elem_ref(iq);
+	q->shape = shape;
 	q->hi = UINT64_MAX;
 	q->max = (size_t)xmppd_opt_int(mam_ctx, "mam_max_page");
 	if ((q->asker = xmppd_jid_copy(from)) == NULL || (q->bare = strdup(xmppd_jid_bare(to))) == NULL ||
@@ -945,8 +1019,8 @@ query_set(xmppd_elem *iq, xmppd_elem *payload, const xmppd_jid *from, const xmpp
 }
 
 /* XEP-0313 4.1.5: the fields we understand. */
-static void
-form_get(xmppd_elem *iq)
+void
+mam_form_get(xmppd_elem *iq)
 {
 	static const char *const fields[][2] = {
 		{ "with", "jid-single" }, { "start", "text-single" }, { "end", "text-single" },
@@ -1033,8 +1107,8 @@ meta_done(int status, void *ud)
 	free(m);
 }
 
-static void
-metadata_get(xmppd_elem *iq, const xmppd_jid *to)
+void
+mam_metadata_get(xmppd_elem *iq, const xmppd_jid *to)
 {
 	char prefix[MAM_KEY_MAX];
 	size_t plen = mam_user_prefix(prefix, xmppd_jid_domain(to), xmppd_jid_node(to));
@@ -1056,7 +1130,7 @@ metadata_get(xmppd_elem *iq, const xmppd_jid *to)
 		}
 		c->pair[0] = m;
 		c->pair[1] = rev ? "end" : "start";
-		if (xmppd_store_arange(mam_ctx, MAM_TABLE, prefix, plen, NULL, 0, rev, 1, meta_row,
+		if (xmppd_store_arange(mam_ctx, mam_arch.table, prefix, plen, NULL, 0, rev, 1, meta_row,
 		    meta_done, c->pair) < 0) {
 			free(c);
 			m->failed = 1;
@@ -1070,211 +1144,4 @@ metadata_get(xmppd_elem *iq, const xmppd_jid *to)
 		xmppd_elem_unref(m->iq);
 		free(m);
 	}
-}
-
-/* ---------------------------------------------------------------- */
-/* Preferences (XEP-0441).                                            */
-
-static const char *
-mode_name(int def)
-{
-	return def == MAM_NEVER ? "never" : def == MAM_ROSTER ? "roster" : "always";
-}
-
-static xmppd_elem *
-prefs_elem(const struct mam_prefs *p)
-{
-	xmppd_elem *e = xmppd_elem_new(NS_MAM, "prefs"), *l, *j;
-
-	xmppd_elem_set_attr(e, "default", mode_name(p->def));
-	for (int list = 0; list < 2; list++) {
-		char **jids = list == 0 ? p->always : p->never;
-		size_t n = list == 0 ? p->n_always : p->n_never;
-
-		l = xmppd_elem_add_child(e, NS_MAM, list == 0 ? "always" : "never");
-		for (size_t i = 0; i < n; i++) {
-			j = xmppd_elem_add_child(l, NS_MAM, "jid");
-			xmppd_elem_add_text(j, jids[i], strlen(jids[i]));
-		}
-	}
-	return e;
-}
-
-static void
-prefs_get(xmppd_elem *iq, const xmppd_jid *to)
-{
-	struct mam_prefs p;
-
-	if (mam_prefs_get(xmppd_jid_bare(to), &p) < 0) {
-		xmppd_iq_error(iq, "resource-constraint", NULL);
-		return;
-	}
-	xmppd_iq_reply(iq, prefs_elem(&p));
-	mam_prefs_clear(&p);
-}
-
-struct prefs_set {
-	xmppd_elem *iq;
-	char *bare;
-	struct mam_prefs p;
-};
-
-static void
-prefs_stored(int status, void *ud)
-{
-	struct prefs_set *ps = ud;
-
-	if (status != XMPPD_STORE_OK) {
-		xmppd_iq_error(ps->iq, "internal-server-error", NULL);
-		mam_prefs_clear(&ps->p);
-	} else {
-		xmppd_iq_reply(ps->iq, prefs_elem(&ps->p));
-		mam_prefs_cache_put(ps->bare, &ps->p);
-	}
-	xmppd_elem_unref(ps->iq);
-	free(ps->bare);
-	free(ps);
-}
-
-/* The JIDs of <always/> or <never/>, prepared. */
-static int
-prefs_list(xmppd_elem *l, char ***list, size_t *n, const char **cond_r)
-{
-	for (xmppd_elem *j = xmppd_elem_first_child(l); j != NULL; j = xmppd_elem_next_sibling(j)) {
-		xmppd_jid *jid;
-		char **v;
-
-		if (strcmp(xmppd_elem_name(j), "jid") != 0)
-			continue;
-		if ((jid = xmppd_jid_parse(xmppd_elem_text(j))) == NULL) {
-			*cond_r = "jid-malformed";
-			return -1;
-		}
-		if (*n >= MAX_PREFS_JIDS || (v = realloc(*list, (*n + 1) * sizeof(*v))) == NULL) {
-			xmppd_jid_free(jid);
-			*cond_r = "resource-constraint";
-			return -1;
-		}
-		*list = v;
-		v[*n] = strdup(xmppd_jid_resource(jid) != NULL ? xmppd_jid_full(jid) :
-		    xmppd_jid_bare(jid));
-		xmppd_jid_free(jid);
-		if (v[*n] == NULL) {
-			*cond_r = "resource-constraint";
-			return -1;
-		}
-		(*n)++;
-	}
-	return 0;
-}
-
-static void
-prefs_set(xmppd_elem *iq, xmppd_elem *payload, const xmppd_jid *to)
-{
-	const char *def = xmppd_elem_attr(payload, "default"), *cond = "bad-request";
-	struct prefs_set *ps = calloc(1, sizeof(*ps));
-	struct mam_prefs old;
-	char key[MAM_KEY_MAX];
-	unsigned char *val = NULL;
-	xmppd_batch *b = NULL;
-	size_t klen, vlen;
-
-	if (ps == NULL || (ps->bare = strdup(xmppd_jid_bare(to))) == NULL) {
-		cond = "resource-constraint";
-		goto err;
-	}
-	/* XEP-0441 2.2: default is required. */
-	if (def == NULL)
-		goto err;
-	else if (strcmp(def, "always") == 0)
-		ps->p.def = MAM_ALWAYS;
-	else if (strcmp(def, "never") == 0)
-		ps->p.def = MAM_NEVER;
-	else if (strcmp(def, "roster") == 0)
-		ps->p.def = MAM_ROSTER;
-	else
-		goto err;
-	for (xmppd_elem *l = xmppd_elem_first_child(payload); l != NULL;
-	    l = xmppd_elem_next_sibling(l)) {
-		if (strcmp(xmppd_elem_name(l), "always") == 0) {
-			if (prefs_list(l, &ps->p.always, &ps->p.n_always, &cond) < 0)
-				goto err;
-		} else if (strcmp(xmppd_elem_name(l), "never") == 0) {
-			if (prefs_list(l, &ps->p.never, &ps->p.n_never, &cond) < 0)
-				goto err;
-		}
-	}
-	/* The retention set by xmppctl stays. */
-	if (mam_prefs_get(ps->bare, &old) < 0) {
-		cond = "resource-constraint";
-		goto err;
-	}
-	ps->p.expiry = old.expiry;
-	mam_prefs_clear(&old);
-	if ((klen = mam_user_prefix(key, xmppd_jid_domain(to), xmppd_jid_node(to))) == 0 ||
-	    (val = mam_prefs_encode(&ps->p, &vlen)) == NULL ||
-	    (b = xmppd_batch_new(mam_ctx)) == NULL) {
-		cond = "resource-constraint";
-		goto err;
-	}
-	(void)xmppd_batch_put(b, MAM_TABLE_PREFS, key, klen, val, vlen);
-	free(val);
-	ps->iq = xmppd_elem_ref(iq);
-	if (xmppd_batch_submit(b, prefs_stored, ps) < 0) {
-		xmppd_elem_unref(ps->iq);
-		b = NULL;
-		cond = "internal-server-error";
-		goto err;
-	}
-	return;
-err:
-	xmppd_batch_free(b);
-	xmppd_iq_error(iq, cond, NULL);
-	if (ps != NULL) {
-		mam_prefs_clear(&ps->p);
-		free(ps->bare);
-		free(ps);
-	}
-}
-
-/* ---------------------------------------------------------------- */
-
-/* The payload of an IQ (its one child element). */
-static xmppd_elem *
-payload_of(xmppd_elem *iq)
-{
-	return xmppd_elem_first_child(iq);
-}
-
-enum xmppd_result
-mam_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
-{
-	xmppd_elem *p = payload_of(iq);
-	const char *type = xmppd_elem_attr(iq, "type"), *name;
-	int set = type != NULL && strcmp(type, "set") == 0;
-
-	if (p == NULL)
-		return XMPPD_CONTINUE;
-	name = xmppd_elem_name(p);
-	/* XEP-0313 10.1: a user's archive is the user's alone. */
-	if (from == NULL || xmppd_jid_node(from) == NULL || xmppd_jid_node(to) == NULL ||
-	    strcmp(xmppd_jid_bare(from), xmppd_jid_bare(to)) != 0) {
-		xmppd_iq_error(iq, "forbidden", NULL);
-		return XMPPD_STOP;
-	}
-	if (strcmp(name, "query") == 0) {
-		if (set)
-			query_set(iq, p, from, to);
-		else
-			form_get(iq);
-	} else if (strcmp(name, "metadata") == 0 && !set)
-		metadata_get(iq, to);
-	else if (strcmp(name, "prefs") == 0) {
-		if (set)
-			prefs_set(iq, p, to);
-		else
-			prefs_get(iq, to);
-	} else
-		xmppd_iq_error(iq, "feature-not-implemented", NULL);
-	return XMPPD_STOP;
 }

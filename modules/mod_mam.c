@@ -88,6 +88,9 @@ static const struct xmppd_option options[] = {
 };
 
 xmppd_ctx *mam_ctx;
+/* The users' archives (mam.h: user tables). */
+const struct mam_archive mam_arch = { MAM_TABLE, MAM_TABLE_WITH, MAM_TABLE_FT, 0, NULL,
+    0 };
 static int default_mode = MAM_ALWAYS;
 
 /* ---------------------------------------------------------------- */
@@ -333,62 +336,6 @@ is_message(const xmppd_elem *st)
 	const char *kind = xmppd_stanza_kind(st);
 
 	return kind != NULL && strcmp(kind, "message") == 0;
-}
-
-struct words {
-	xmppd_batch *b;
-	const char *host, *node;
-	uint64_t id;
-	void (*fn)(const char *table, const void *key, size_t klen, void *ud);
-	void *ud;
-};
-
-void
-mam_words_of(xmppd_elem *st, void (*fn)(const char *w, size_t wlen, void *ud), void *ud)
-{
-	xmppd_elem *body = xmppd_elem_child(st, NULL, "body");
-	const char *text;
-
-	if (body != NULL && *(text = xmppd_elem_text(body)) != '\0')
-		(void)mam_text_words(text, strlen(text), MAM_FT_WORDS, fn, ud);
-}
-
-static void
-word_key(const char *w, size_t wlen, void *ud)
-{
-	struct words *ws = ud;
-	char word[MAM_WORD_MAX + 1], key[MAM_KEY_MAX];
-	size_t klen;
-
-	memcpy(word, w, wlen);
-	word[wlen] = '\0';
-	if ((klen = mam_part_prefix(key, ws->host, ws->node, word)) == 0)
-		return;
-	mam_put_id((unsigned char *)key + klen, ws->id);
-	ws->fn(MAM_TABLE_FT, key, klen + MAM_ID_LEN, ws->ud);
-}
-
-void
-mam_index_keys(const char *host, const char *node, uint64_t id, const void *val,
-    size_t vlen, void (*fn)(const char *table, const void *key, size_t klen, void *ud),
-    void *ud)
-{
-	struct words ws = { NULL, host, node, id, fn, ud };
-	char key[MAM_KEY_MAX];
-	struct mam_rec r;
-	xmppd_elem *st;
-	size_t klen;
-
-	if (mam_rec_decode(val, vlen, &r) < 0)
-		return;
-	if ((klen = mam_part_prefix(key, host, node, r.with_bare)) > 0) {
-		mam_put_id((unsigned char *)key + klen, id);
-		fn(MAM_TABLE_WITH, key, klen + MAM_ID_LEN, ud);
-	}
-	if ((st = xmppd_elem_parse(r.msg, r.msg_len)) != NULL) {
-		mam_words_of(st, word_key, &ws);
-		xmppd_elem_unref(st);
-	}
 }
 
 static void

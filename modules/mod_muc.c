@@ -57,6 +57,12 @@ static const struct xmppd_option options[] = {
 	{ "occupant_id_secret", XMPPD_OPT_STRING, NULL, 0, 0 },
 	/* Missed mentions kept per member per room (muc_mention.c). */
 	{ "mention_keep", XMPPD_OPT_INT, "100", 1, 1000 },
+	/* The rooms' archives (muc_mam.c), as mod_mam's options of the same
+	 * names: seconds a message is kept (0: for ever), the largest page,
+	 * seconds between two runs of the retention purge. */
+	{ "archive_expiry", XMPPD_OPT_INT, "0", 0, 20L * 365 * 86400 },
+	{ "mam_max_page", XMPPD_OPT_INT, "250", 1, 10000 },
+	{ "purge_interval", XMPPD_OPT_INT, "600", 1, 86400 },
 	{ NULL, 0, NULL, 0, 0 },
 };
 
@@ -345,14 +351,10 @@ load(xmppd_ctx *ctx)
 			return -1;
 		}
 	}
-	if (getrandom(&muc_module.sid_epoch, sizeof(muc_module.sid_epoch), 0) !=
-	    sizeof(muc_module.sid_epoch)) {
-		xmppd_log(ctx, XMPPD_LOG_ERROR, "no random bytes for stanza ids");
-		return -1;
-	}
 	if (service_domains(ctx, prefix, &muc_module.services, &muc_module.nservices) < 0)
 		goto err;
-	if (muc_rooms_init() < 0 || muc_ctl_init(ctx) < 0 || muc_store_count_creators() < 0)
+	if (muc_rooms_init() < 0 || muc_ctl_init(ctx) < 0 || muc_mam_init(ctx) < 0 ||
+	    muc_store_count_creators() < 0)
 		goto err;
 	for (size_t i = 0; i < muc_module.nservices; i++)
 		if (xmppd_service_register(ctx, muc_module.services[i], service_stanza, NULL) < 0)

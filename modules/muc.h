@@ -74,6 +74,10 @@ struct muc_config {
 	int allowinvites;
 	int allowpm;                /* enum muc_pm */
 	int logging;
+	/* muc#roomconfig_enablearchiving (Prosody's field): the room keeps
+	 * a XEP-0313 archive (muc_mam.c); on by default, as Prosody's
+	 * muc_log_by_default. */
+	int archiving;
 };
 
 /* One session (a real full JID) of an occupant: XEP-0045 allows one
@@ -155,7 +159,6 @@ struct muc_room {
 	} iqs[MUC_IQS_KEPT];
 	size_t iq_next;
 	uint64_t iq_seq;
-	uint64_t sid_seq;           /* XEP-0359 stanza ids given */
 	/* Joins (new sessions) of users below admin: a token bucket of
 	 * join_rate per second, join_burst deep (muc_join_take). */
 	double join_tokens;
@@ -186,8 +189,6 @@ struct muc_mod {
 	 * random at load). */
 	unsigned char occ_secret[64];
 	size_t occ_secret_len;
-	/* XEP-0359 stanza ids: random at load, then a room's counter. */
-	uint64_t sid_epoch;
 	unsigned nworkers;
 	long mention_keep;          /* missed mentions kept per member */
 };
@@ -330,5 +331,22 @@ void muc_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to);
 /* An IQ result or error to room/nick: the answer to a relayed IQ. */
 void muc_iq_answer(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to);
 void muc_room_disco_info(struct muc_room *r, xmppd_elem *iq);
+
+/* ---- muc_mam.c ---- */
+int muc_mam_init(xmppd_ctx *ctx);
+/* XEP-0359 3.1: the id of the next message the room broadcasts (also
+ * its archive id): into buf (17 bytes); the id. */
+uint64_t muc_mam_next_id(char *buf);
+/* Archives m (a groupchat broadcast with a body, id its stanza-id) sent
+ * by s, when the room archives. */
+void muc_mam_store(struct muc_room *r, const struct muc_sess *s, const xmppd_elem *m,
+    uint64_t id);
+/* The room's archive features for its disco#info. */
+void muc_mam_features(const struct muc_room *r, xmppd_elem *q);
+/* 1 when iq (payload q) is for the archive or moderation, answered. */
+int muc_mam_iq(struct muc_room *r, xmppd_elem *iq, xmppd_elem *q, const xmppd_jid *from,
+    const xmppd_jid *to, int set);
+/* Deletes the archive of a room that goes. */
+void muc_mam_forget(const char *room_jid);
 
 #endif

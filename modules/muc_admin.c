@@ -92,6 +92,8 @@ config_form(struct muc_room *r)
 	for (int i = 0; i < 4; i++)
 		option(f, pm_names[i], pm_names[i]);
 	field(x, "muc#roomconfig_enablelogging", "boolean", "Logged", b(r->cfg.logging));
+	field(x, "muc#roomconfig_enablearchiving", "boolean", "Archived (XEP-0313)",
+	    b(r->cfg.archiving));
 	f = field(x, "muc#roomconfig_roomadmins", "jid-multi", "Admins", NULL);
 	jid_list(r, f, MUC_AFF_ADMIN);
 	f = field(x, "muc#roomconfig_roomowners", "jid-multi", "Owners", NULL);
@@ -325,6 +327,8 @@ config_apply(struct muc_room *r, xmppd_elem *x, int *members_only_now)
 			ok = parse_bool(v, &c.allowinvites) == 0 ? ok : (bad = 1, ok);
 		else if (muc_is(var, "muc#roomconfig_enablelogging"))
 			ok = parse_bool(v, &c.logging) == 0 ? ok : (bad = 1, ok);
+		else if (muc_is(var, "muc#roomconfig_enablearchiving"))
+			ok = parse_bool(v, &c.archiving) == 0 ? ok : (bad = 1, ok);
 		else if (muc_is(var, "muc#roomconfig_whois")) {
 			if (muc_is(v, "anyone"))
 				c.whois_anyone = 1;
@@ -413,6 +417,7 @@ muc_room_disco_info(struct muc_room *r, xmppd_elem *iq)
 	feature(q, NS_MUC "#self-ping-optimization");    /* XEP-0410 4 */
 	feature(q, NS_OCCUPANT_ID);                      /* XEP-0421 2 */
 	feature(q, NS_SID);                              /* XEP-0359 6 */
+	muc_mam_features(r, q);
 	feature(q, r->cfg.public ? "muc_public" : "muc_hidden");
 	feature(q, r->cfg.persistent ? "muc_persistent" : "muc_temporary");
 	feature(q, r->cfg.membersonly ? "muc_membersonly" : "muc_open");
@@ -1043,6 +1048,8 @@ muc_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to)
 		admin_iq(r, iq, q, from, set);
 	else if (muc_is(ns, NS_MUC_MENTIONS))
 		muc_mention_iq(r, iq, q, from, set);
+	else if (muc_mam_iq(r, iq, q, from, to, set))
+		;
 	else
 		xmppd_iq_error(iq, "service-unavailable", NULL);
 }

@@ -464,8 +464,10 @@ room_task_run(void *ud)
 	case 'd':
 		if (r != NULL)
 			muc_room_destroy(r, NULL, t->arg);
-		else
+		else {
 			muc_room_forget(t->room);
+			muc_mam_forget(t->room);
+		}
 		t->out = msg("destroyed %s\n", t->room);
 		break;
 	case 'c': {

@@ -38,14 +38,15 @@ from_occupant(struct muc_room *r, const xmppd_elem *st, const char *nick)
 }
 
 /* XEP-0359 3.1: the room's <stanza-id/> on a message it broadcasts
- * (one id for all its recipients: unique with a random epoch per start
- * and the room's counter), after removing any the sender put there in
- * the room's name. */
-static void
+ * (one id for all its recipients, and the message's id in the room's
+ * archive: muc_mam_next_id), after removing any the sender put there in
+ * the room's name. The id. */
+static uint64_t
 stanza_id(struct muc_room *r, xmppd_elem *m)
 {
 	xmppd_elem *c, *next, *e;
-	char id[48];
+	char id[32];
+	uint64_t n;
 
 	for (c = xmppd_elem_first_child(m); c != NULL; c = next) {
 		next = xmppd_elem_next_sibling(c);
@@ -53,11 +54,11 @@ stanza_id(struct muc_room *r, xmppd_elem *m)
 		    muc_is(xmppd_elem_attr(c, "by"), r->jid))
 			xmppd_elem_remove_child(m, c);
 	}
-	snprintf(id, sizeof(id), "%016llx-%llx", (unsigned long long)muc_module.sid_epoch,
-	    (unsigned long long)++r->sid_seq);
+	n = muc_mam_next_id(id);
 	e = xmppd_elem_add_child(m, NS_SID, "stanza-id");
 	xmppd_elem_set_attr(e, "by", r->jid);
 	xmppd_elem_set_attr(e, "id", id);
+	return n;
 }
 
 static void
@@ -67,6 +68,7 @@ groupchat(struct muc_room *r, struct muc_sess *s, xmppd_elem *st)
 	xmppd_elem *subj = xmppd_elem_child(st, NULL, "subject");
 	xmppd_elem *body = xmppd_elem_child(st, NULL, "body");
 	xmppd_elem *m;
+	uint64_t id;
 
 	/* 7.4: a visitor of a moderated room has no voice. */
 	if (o->role < MUC_ROLE_PARTICIPANT) {
@@ -89,7 +91,7 @@ groupchat(struct muc_room *r, struct muc_sess *s, xmppd_elem *st)
 		return;
 	}
 	muc_occ_id_add(o, m);                   /* XEP-0421 4 */
-	stanza_id(r, m);
+	id = stanza_id(r, m);
 	if (subj != NULL && body == NULL) {
 		xmppd_elem_unref(r->subject);
 		r->subject = xmppd_elem_ref(m);
@@ -97,6 +99,7 @@ groupchat(struct muc_room *r, struct muc_sess *s, xmppd_elem *st)
 			muc_room_save(r);
 	} else if (body != NULL) {
 		muc_hist_add(r, m);
+		muc_mam_store(r, s, m, id);
 	}
 	muc_broadcast(r, m);
 	if (body != NULL)

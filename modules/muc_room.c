@@ -138,6 +138,7 @@ room_new(const char *jid, const char *service)
 	r->cfg.secret = strdup("");
 	r->cfg.public = 1;
 	r->cfg.allowpm = MUC_PM_ANYONE;
+	r->cfg.archiving = 1;
 	r->cfg.maxusers = muc_module.max_users;
 	r->join_tokens = (double)muc_module.join_burst;
 	r->join_at = xmppd_now_ms();
@@ -269,6 +270,7 @@ muc_room_gc(struct muc_room *r)
 	/* XEP-0045 10.1.1 / 9.?: a temporary room goes with its last
 	 * occupant. */
 	if (r->nocc == 0 && !r->cfg.persistent && !r->loading) {
+		muc_mam_forget(r->jid);
 		room_unlink(r);
 		room_free(r);
 	}
@@ -775,6 +777,7 @@ muc_room_destroy(struct muc_room *r, const char *alt, const char *reason)
 	}
 	if (r->cfg.persistent)
 		muc_room_forget(r->jid);
+	muc_mam_forget(r->jid);
 	room_unlink(r);
 	room_free(r);
 }

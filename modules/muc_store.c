@@ -90,6 +90,7 @@ record(const struct muc_room *r, size_t *len_r)
 	/* Counted against max_rooms_per_user after a restart too. */
 	if (r->creator != NULL)
 		xmppd_elem_set_attr(c, "creator", r->creator);
+	set_num(c, "archiving", r->cfg.archiving);
 	for (size_t i = 0; i < r->naffs; i++) {
 		a = xmppd_elem_add_child(x, "urn:xmppd:muc:1", "aff");
 		xmppd_elem_set_attr(a, "jid", r->affs[i].jid);
@@ -174,6 +175,7 @@ parse(struct muc_room *r, const void *val, size_t vlen)
 	if (r->creator == NULL && xmppd_elem_attr(c, "creator") != NULL &&
 	    (r->creator = strdup(xmppd_elem_attr(c, "creator"))) == NULL)
 		goto out;
+	r->cfg.archiving = num(c, "archiving", 1) != 0;
 	for (e = xmppd_elem_first_child(x); e != NULL; e = xmppd_elem_next_sibling(e)) {
 		int aff;
 
