@@ -118,6 +118,7 @@ struct muc_hist {
 	xmppd_elem *msg;            /* from room/nick, no 'to' */
 	time_t at;
 	size_t chars;
+	uint64_t seq;               /* its row in mod_muc_hist (persistent rooms) */
 };
 
 struct muc_queued;
@@ -296,9 +297,11 @@ size_t muc_store_service_prefix(char *buf, size_t size, const char *service);
 int muc_store_count_creators(void);
 #define MUC_T_ROOMS "mod_muc_rooms"
 #define MUC_T_HIST "mod_muc_hist"
-/* A persistent room's history entry (msg at time at) into the store, the
+/* A persistent room's history entry into the store (h->seq given), the
  * one history_size older out. */
-void muc_hist_save(struct muc_room *r, const xmppd_elem *msg, time_t at);
+void muc_hist_save(struct muc_room *r, struct muc_hist *h);
+/* Writes h again (its message was replaced: a moderation's tombstone). */
+void muc_hist_rewrite(struct muc_room *r, const struct muc_hist *h);
 
 /* ---- muc_mention.c ---- */
 #define NS_MUC_MENTIONS "urn:xmppd:muc:mentions:0"

@@ -417,6 +417,10 @@ hist_replace(struct muc_room *r, struct moderation *md)
 			strip_muc_user(t);
 			xmppd_elem_unref(h->msg);
 			h->msg = t;
+			/* A persistent room's history is in the store too: the
+			 * tombstone replaces the message there, or a restart
+			 * would bring the retracted text back. */
+			muc_hist_rewrite(r, h);
 			return;
 		}
 	}

@@ -124,9 +124,10 @@ muc_hist_add(struct muc_room *r, xmppd_elem *msg)
 	h->msg = xmppd_elem_ref(msg);
 	h->at = time(NULL);
 	h->chars = 0;             /* not measured yet */
+	h->seq = UINT64_MAX;      /* no row (until muc_hist_save) */
 	r->hist_len++;
 	if (r->cfg.persistent)
-		muc_hist_save(r, msg, h->at);
+		muc_hist_save(r, h);
 }
 
 /* 7.2.16: the subject goes last, an empty one when none was set. */

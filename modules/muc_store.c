@@ -274,23 +274,25 @@ hist_key(char *buf, size_t size, const char *room_jid, uint64_t seq)
 	return n;
 }
 
-void
-muc_hist_save(struct muc_room *r, const xmppd_elem *msg, time_t at)
+/* Puts h as row seq; with del_old, the row that fell out of the ring
+ * goes in the same batch. */
+static void
+hist_put(struct muc_room *r, const struct muc_hist *h, int del_old)
 {
 	char key[520];
 	size_t klen, len = 0;
-	xmppd_elem *h;
+	xmppd_elem *e;
 	xmppd_batch *b;
 	char *xml, *val;
-	uint64_t seq = r->hist_seq++;
 
-	if (muc_module.history_size == 0 || (klen = hist_key(key, sizeof(key), r->jid, seq)) == 0)
+	if (muc_module.history_size == 0 ||
+	    (klen = hist_key(key, sizeof(key), r->jid, h->seq)) == 0)
 		return;
-	h = xmppd_elem_new("urn:xmppd:muc:1", "h");
-	set_num(h, "at", (long)at);
-	xmppd_elem_append_copy(h, msg);
-	xml = xmppd_elem_to_string(h, &len);
-	xmppd_elem_unref(h);
+	e = xmppd_elem_new("urn:xmppd:muc:1", "h");
+	set_num(e, "at", (long)h->at);
+	xmppd_elem_append_copy(e, h->msg);
+	xml = xmppd_elem_to_string(e, &len);
+	xmppd_elem_unref(e);
 	if (xml == NULL || (val = malloc(len + 1)) == NULL) {
 		free(xml);
 		return;
@@ -308,12 +310,25 @@ muc_hist_save(struct muc_room *r, const xmppd_elem *msg, time_t at)
 		return;
 	}
 	free(val);
-	/* The entry that fell out of the ring goes from the store too. */
-	if (seq >= (uint64_t)muc_module.history_size &&
+	if (del_old && h->seq >= (uint64_t)muc_module.history_size &&
 	    (klen = hist_key(key, sizeof(key), r->jid,
-	    seq - (uint64_t)muc_module.history_size)) > 0)
+	    h->seq - (uint64_t)muc_module.history_size)) > 0)
 		(void)xmppd_batch_del(b, T_HIST, key, klen);
 	(void)xmppd_batch_submit(b, NULL, NULL);
+}
+
+void
+muc_hist_save(struct muc_room *r, struct muc_hist *h)
+{
+	h->seq = r->hist_seq++;
+	hist_put(r, h, 1);
+}
+
+void
+muc_hist_rewrite(struct muc_room *r, const struct muc_hist *h)
+{
+	if (r->cfg.persistent && h->seq != UINT64_MAX)
+		hist_put(r, h, 0);
 }
 
 /* A stored entry, newest first (a reverse range): into the ring from
@@ -341,6 +356,7 @@ hist_row(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
 		h->msg = xmppd_elem_copy(m);
 		h->at = (time_t)num(x, "at", 0);
 		h->chars = 0;
+		h->seq = seq;
 		if (h->msg == NULL)
 			r->hist_len--;
 	}
