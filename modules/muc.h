@@ -295,6 +295,9 @@ size_t muc_store_service_prefix(char *buf, size_t size, const char *service);
 /* Counts the stored rooms' creators (max_rooms_per_user), then
  * muc_creators_ready(). 0 or -1. */
 int muc_store_count_creators(void);
+/* A stored record: the version byte, then e as text (e is taken). A
+ * malloc'd value and its length in *len_r, or NULL (no memory). */
+char *muc_rec_encode(xmppd_elem *e, unsigned version, size_t *len_r);
 #define MUC_T_ROOMS "mod_muc_rooms"
 #define MUC_T_HIST "mod_muc_hist"
 /* A persistent room's history entry into the store (h->seq given), the

@@ -496,26 +496,15 @@ record(const xmppd_elem *m, size_t *len_r)
 {
 	xmppd_elem *f = xmppd_elem_new(NS_FORWARD, "forwarded"), *d;
 	time_t now = time(NULL);
-	char stamp[32], *xml, *out;
+	char stamp[32];
 	struct tm tm;
-	size_t len;
 
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);  /* XEP-0082 */
 	d = xmppd_elem_add_child(f, NS_DELAY, "delay");
 	xmppd_elem_set_attr(d, "stamp", stamp);
 	xmppd_elem_append_copy(f, m);
-	xml = xmppd_elem_to_string(f, &len);
-	xmppd_elem_unref(f);
-	if (xml == NULL || (out = malloc(len + 1)) == NULL) {
-		free(xml);
-		return NULL;
-	}
-	out[0] = REC_VERSION;
-	memcpy(out + 1, xml, len);
-	free(xml);
-	*len_r = len + 1;
-	return out;
+	return muc_rec_encode(f, REC_VERSION, len_r);
 }
 
 /* Keeps m in the lists of the members of absent[0..n). */

@@ -66,12 +66,28 @@ set_num(xmppd_elem *e, const char *name, long v)
 	xmppd_elem_set_attr(e, name, buf);
 }
 
+char *
+muc_rec_encode(xmppd_elem *e, unsigned version, size_t *len_r)
+{
+	size_t len = 0;
+	char *xml = xmppd_elem_to_string(e, &len), *out;
+
+	xmppd_elem_unref(e);
+	if (xml == NULL || (out = malloc(len + 1)) == NULL) {
+		free(xml);
+		return NULL;
+	}
+	out[0] = (char)version;
+	memcpy(out + 1, xml, len);
+	free(xml);
+	*len_r = len + 1;
+	return out;
+}
+
 static char *
 record(const struct muc_room *r, size_t *len_r)
 {
 	xmppd_elem *x = xmppd_elem_new("urn:xmppd:muc:1", "room"), *c, *a;
-	char *xml, *out;
-	size_t len;
 
 	c = xmppd_elem_add_child(x, "urn:xmppd:muc:1", "config");
 	xmppd_elem_set_attr(c, "name", r->cfg.name);
@@ -105,17 +121,7 @@ record(const struct muc_room *r, size_t *len_r)
 	if (r->subject != NULL)
 		xmppd_elem_append_copy(xmppd_elem_add_child(x, "urn:xmppd:muc:1", "subject"),
 		    r->subject);
-	xml = xmppd_elem_to_string(x, &len);
-	xmppd_elem_unref(x);
-	if (xml == NULL || (out = malloc(len + 1)) == NULL) {
-		free(xml);
-		return NULL;
-	}
-	out[0] = REC_VERSION;
-	memcpy(out + 1, xml, len);
-	free(xml);
-	*len_r = len + 1;
-	return out;
+	return muc_rec_encode(x, REC_VERSION, len_r);
 }
 
 static long
@@ -283,7 +289,7 @@ hist_put(struct muc_room *r, const struct muc_hist *h, int del_old)
 	size_t klen, len = 0;
 	xmppd_elem *e;
 	xmppd_batch *b;
-	char *xml, *val;
+	char *val;
 
 	if (muc_module.history_size == 0 ||
 	    (klen = hist_key(key, sizeof(key), r->jid, h->seq)) == 0)
@@ -291,20 +297,13 @@ hist_put(struct muc_room *r, const struct muc_hist *h, int del_old)
 	e = xmppd_elem_new("urn:xmppd:muc:1", "h");
 	set_num(e, "at", (long)h->at);
 	xmppd_elem_append_copy(e, h->msg);
-	xml = xmppd_elem_to_string(e, &len);
-	xmppd_elem_unref(e);
-	if (xml == NULL || (val = malloc(len + 1)) == NULL) {
-		free(xml);
+	if ((val = muc_rec_encode(e, REC_VERSION, &len)) == NULL)
 		return;
-	}
-	val[0] = REC_VERSION;
-	memcpy(val + 1, xml, len);
-	free(xml);
 	if ((b = xmppd_batch_new(muc_module.ctx)) == NULL) {
 		free(val);
 		return;
 	}
-	if (xmppd_batch_put(b, T_HIST, key, klen, val, len + 1) < 0) {
+	if (xmppd_batch_put(b, T_HIST, key, klen, val, len) < 0) {
 		free(val);
 		xmppd_batch_free(b);
 		return;

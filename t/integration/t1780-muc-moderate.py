@@ -75,6 +75,16 @@ def tomb(res, reason):
             msg.get('from') == ROOM + '/bob')
 
 
+async def bob_history(c):
+    """What c got from bob in the room until a second passes quietly."""
+    hist = []
+    while True:
+        m = await c.message(lambda m: str(m['from']) == ROOM + '/bob', timeout=1)
+        if m is None:
+            return hist
+        hist.append(m)
+
+
 async def main():
     srv = xt.Server(workers=2, modules={'mod_muc': {}})
     for u in ('alice', 'bob', 'carol', 'dave'):
@@ -145,12 +155,7 @@ async def main():
 
     dave = await xt.login_ok(srv, 'dave', resource='d')
     await join(dave, 'mod', 'dave')
-    hist = []
-    while True:
-        m = await dave.message(lambda m: str(m['from']) == ROOM + '/bob', timeout=1)
-        if m is None:
-            break
-        hist.append(m)
+    hist = await bob_history(dave)
     xt.ok(len(hist) == 3 and hist[0]['body'] == '' and
           hist[0].xml.find('{%s}retracted' % RET1) is not None and hist[2]['body'] == 'fine',
           'the history a joiner gets has the tombstone too') \
@@ -162,12 +167,7 @@ async def main():
     xt.is_(srv.restart(), 0, 'xmppd restarts')
     dave = await xt.login_ok(srv, 'dave', resource='d')
     await join(dave, 'mod', 'dave')
-    hist = []
-    while True:
-        m = await dave.message(lambda m: str(m['from']) == ROOM + '/bob', timeout=1)
-        if m is None:
-            break
-        hist.append(m)
+    hist = await bob_history(dave)
     xt.ok(len(hist) == 3 and 'spam' not in [h['body'] for h in hist] and
           'junk' not in [h['body'] for h in hist] and
           hist[0].xml.find('{%s}retracted' % RET1) is not None and hist[2]['body'] == 'fine',
