@@ -417,6 +417,9 @@ muc_room_disco_info(struct muc_room *r, xmppd_elem *iq)
 	feature(q, NS_MUC "#self-ping-optimization");    /* XEP-0410 4 */
 	feature(q, NS_OCCUPANT_ID);                      /* XEP-0421 2 */
 	feature(q, NS_SID);                              /* XEP-0359 6 */
+	/* Missed mentions are kept in members-only rooms (muc_mention.c). */
+	if (r->cfg.membersonly)
+		feature(q, NS_MUC_MENTIONS);
 	muc_mam_features(r, q);
 	feature(q, r->cfg.public ? "muc_public" : "muc_hidden");
 	feature(q, r->cfg.persistent ? "muc_persistent" : "muc_temporary");

@@ -133,7 +133,7 @@ async def mentions(c, attrs=''):
 
 
 async def main():
-    xt.plan(41)
+    xt.plan(42)
     mods = {'mod_disco': {}, 'mod_roster': {}, 'mod_offline': {}, 'mod_mam': {},
             'mod_muc': {'mention_keep': KEEP},
             'mod_push': {'push_include_body': True, 'push_rate_limit': 100}}
@@ -245,6 +245,15 @@ async def main():
     await alice.message(lambda m: m['body'] == 'grace?')
     await asyncio.sleep(1.5)
     xt.is_(app.of('grace'), [], 'nothing for a member of an open room (waited 1.5 s)')
+    feats = {}
+    for room in ('team', 'lobby'):
+        r = await alice.iq('get', '%s@%s' % (room, SVC),
+                           "<query xmlns='http://jabber.org/protocol/disco#info'/>")
+        feats[room] = [] if r is None else [f.get('var') for f in r.xml.iter(
+            '{http://jabber.org/protocol/disco#info}feature')]
+    xt.ok(NS_MEN in feats['team'] and NS_MEN not in feats['lobby'],
+          'the members-only room announces %s, the open room does not' % NS_MEN) \
+        or xt.diag(str(feats))
 
     # The missed list, from a new device.
     bob = await xt.login_ok(srv, 'bob', resource='new')
