@@ -368,7 +368,7 @@ err:
 
 XMPPD_MODULE_EXPORT const struct xmppd_module xmppd_module = {
 	.abi_major = XMPPD_ABI_MAJOR,
-	.abi_minor = XMPPD_ABI_MINOR,   /* 1.6: the hosts to serve */
+	.abi_minor = XMPPD_ABI_MINOR,   /* 1.7: server_stopping, xmppd_push_notify */
 	.name = "mod_muc",
 	.version = "0.1",
 	.options = options,

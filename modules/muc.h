@@ -192,6 +192,9 @@ struct muc_mod {
 	size_t occ_secret_len;
 	unsigned nworkers;
 	long mention_keep;          /* missed mentions kept per member */
+	/* Set by server_stopping (muc_ctl.c), read by every worker: the
+	 * occupants were told (332), their exits are not broadcast. */
+	int stopping;
 };
 
 extern struct muc_mod muc_module;

@@ -662,6 +662,7 @@ stopping(void *args, void *ud)
 
 	(void)args;
 	(void)ud;
+	__atomic_store_n(&muc_module.stopping, 1, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&stop_mu);
 	stop_pending = nworker_keys;
 	pthread_mutex_unlock(&stop_mu);

@@ -261,8 +261,10 @@ archive_iq(struct muc_room *r, xmppd_elem *iq, xmppd_elem *q, const xmppd_jid *f
 
 	/* XEP-0313 6.1.2: who may read is who may join: never the banned,
 	 * in a members-only room only members (or occupants, which a member
-	 * removed meanwhile still is until kicked). */
-	if (aff == MUC_AFF_OUTCAST || (r->cfg.membersonly && aff < MUC_AFF_MEMBER && s == NULL)) {
+	 * removed meanwhile still is until kicked), in a password-protected
+	 * one those who got in with the password or have an affiliation. */
+	if (aff == MUC_AFF_OUTCAST || ((r->cfg.membersonly || r->cfg.password_protected) &&
+	    aff < MUC_AFF_MEMBER && s == NULL)) {
 		xmppd_iq_error(iq, "forbidden", NULL);
 		return;
 	}
@@ -407,7 +409,8 @@ hist_replace(struct muc_room *r, struct moderation *md)
 		for (sid = xmppd_elem_first_child(h->msg); sid != NULL;
 		    sid = xmppd_elem_next_sibling(sid))
 			if (muc_is(xmppd_elem_ns(sid), NS_SID) && muc_is(xmppd_elem_name(sid),
-			    "stanza-id") && muc_is(xmppd_elem_attr(sid, "id"), md->idt))
+			    "stanza-id") && muc_is(xmppd_elem_attr(sid, "by"), r->jid) &&
+			    muc_is(xmppd_elem_attr(sid, "id"), md->idt))
 				break;
 		if (sid != NULL) {
 			xmppd_elem *t = xmppd_elem_copy(md->tomb);
@@ -467,6 +470,13 @@ moderation_got(int status, const void *val, size_t vlen, void *ud)
 	if (status != XMPPD_STORE_OK || mam_rec_decode(val, vlen, &rec) < 0 ||
 	    (orig = xmppd_elem_parse(rec.msg, rec.msg_len)) == NULL) {
 		xmppd_iq_error(md->iq, "internal-server-error", NULL);
+		goto out;
+	}
+	/* The room went while the row was read (its last occupant left, or
+	 * it was destroyed): its archive was deleted, and a tombstone put
+	 * now would come back in a later room of that name. */
+	if (muc_room_find(md->room) == NULL) {
+		xmppd_iq_error(md->iq, "item-not-found", "the room is gone");
 		goto out;
 	}
 	if ((md->tomb = tombstone(md, orig)) == NULL || (b = xmppd_batch_new(mam_ctx)) == NULL) {

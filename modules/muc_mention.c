@@ -806,6 +806,7 @@ settings(struct muc_room *r, xmppd_elem *iq, xmppd_elem *q, int i, int set)
 {
 	const char *all = xmppd_elem_attr(q, "all");
 	xmppd_elem *res;
+	int v;
 
 	if (!set) {
 		res = xmppd_elem_new(NS_MUC_MENTIONS, "settings");
@@ -815,13 +816,19 @@ settings(struct muc_room *r, xmppd_elem *iq, xmppd_elem *q, int i, int set)
 	}
 	/* XML Schema booleans, as XEP-0004 3.3 reads them. */
 	if (muc_is(all, "true") || muc_is(all, "1")) {
-		r->affs[i].mention_all = 1;
+		v = 1;
 	} else if (muc_is(all, "false") || muc_is(all, "0")) {
-		r->affs[i].mention_all = 0;
+		v = 0;
 	} else {
 		xmppd_iq_error(iq, "bad-request", "all is true or false");
 		return;
 	}
+	/* Nothing changes: no index rebuild, no write of the room. */
+	if (r->affs[i].mention_all == v) {
+		xmppd_iq_reply(iq, NULL);
+		return;
+	}
+	r->affs[i].mention_all = v;
 	r->aff_gen++;
 	if (r->cfg.persistent)
 		muc_room_save(r);

@@ -356,6 +356,23 @@ muc_presence(xmppd_elem *st, const xmppd_jid *from, const xmppd_jid *to)
 	struct muc_room *r = muc_room_find(xmppd_jid_bare(to));
 	struct muc_sess *s = r != NULL ? muc_sess_find(r, xmppd_jid_full(from)) : NULL;
 
+	/* The server is stopping: every occupant got its 332 (muc_ctl.c),
+	 * so the sessions' ends that follow are not broadcast (that would
+	 * be every occupant's exit to every other, O(n^2) at the worst
+	 * moment), and nobody joins. */
+	if (__atomic_load_n(&muc_module.stopping, __ATOMIC_ACQUIRE)) {
+		if (s != NULL && (muc_is(type, "unavailable") || muc_is(type, "error"))) {
+			if (s->occ->nsess > 1) {
+				muc_sess_remove(r, s);
+			} else {
+				muc_occ_remove(r, s->occ);
+				muc_room_gc(r);
+			}
+		} else if (s == NULL && muc_is(type, "available")) {
+			muc_error(st, "service-unavailable", "the service is shutting down");
+		}
+		return;
+	}
 	if (muc_is(type, "unavailable") || muc_is(type, "error")) {
 		/* A bounce from the occupant's server ends its session too. */
 		if (s != NULL)

@@ -245,6 +245,11 @@ muc_room_save(struct muc_room *r)
 	}
 	if (xmppd_batch_submit(b, save_done, jid) < 0)
 		free(jid);
+	/* Made temporary: only persistent rooms keep missed mentions
+	 * (muc_mention.c), and a later room of that name must not find
+	 * these. */
+	if (!r->cfg.persistent)
+		muc_mention_room_gone(r->jid);
 }
 
 void

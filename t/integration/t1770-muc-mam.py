@@ -199,6 +199,15 @@ async def main():
     xt.ok(xt.iq_outcome(r) == 'result' and out == 'error:forbidden' and not res,
           'XEP-0313 6.1.2: a banned user may not read it (forbidden)') or xt.diag(out)
 
+    r = await configure(alice, 'arch', [('passwordprotectedroom', '1'), ('roomsecret', 'pw')])
+    out, fin, res = await xt.mam_query(dave, to=room)
+    out2, fin, res2 = await xt.mam_query(bob, rsm='<max>1</max>', to=room)
+    xt.ok(xt.iq_outcome(r) == 'result' and out == 'error:forbidden' and not res and
+          out2 == 'result' and len(res2) == 1,
+          'password-protected: who is not in the room and has no affiliation may not read '
+          'it (an occupant may)') or xt.diag('%s %s' % (out, out2))
+    await configure(alice, 'arch', [('passwordprotectedroom', '0')])
+
     r = await configure(alice, 'arch', [('membersonly', '1')])
     out, fin, res = await xt.mam_query(dave, to=room)
     xt.ok(xt.iq_outcome(r) == 'result' and out == 'error:forbidden' and not res,
