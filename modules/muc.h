@@ -347,7 +347,8 @@ int muc_mam_init(xmppd_ctx *ctx);
  * its archive id): into buf (17 bytes); the id. */
 uint64_t muc_mam_next_id(char *buf);
 /* Archives m (a groupchat broadcast with a body, id its stanza-id) sent
- * by s, when the room archives. */
+ * by s (NULL: by the room, a moderation's announcement), when the room
+ * archives. */
 void muc_mam_store(struct muc_room *r, const struct muc_sess *s, const xmppd_elem *m,
     uint64_t id);
 /* The room's archive features for its disco#info. */

@@ -198,11 +198,14 @@ muc_mam_store(struct muc_room *r, const struct muc_sess *s, const xmppd_elem *m,
 	if ((copy = xmppd_elem_copy(m)) == NULL || (jid = strdup(r->jid)) == NULL ||
 	    (b = xmppd_batch_new(mam_ctx)) == NULL)
 		goto fail;
-	/* The real JID (a sender's own muc#user x goes: it could lie). */
+	/* The real JID (a sender's own muc#user x goes: it could lie);
+	 * none for what the room itself says (s NULL). */
 	strip_muc_user(copy);
-	item = xmppd_elem_add_child(xmppd_elem_add_child(copy, NS_MUC_USER, "x"), NS_MUC_USER,
-	    "item");
-	xmppd_elem_set_attr(item, "jid", s->occ->bare);
+	if (s != NULL) {
+		item = xmppd_elem_add_child(xmppd_elem_add_child(copy, NS_MUC_USER, "x"),
+		    NS_MUC_USER, "item");
+		xmppd_elem_set_attr(item, "jid", s->occ->bare);
+	}
 	if (put_row(b, host, node, prefix, plen, id, id, r->jid, xmppd_elem_attr(m, "from"),
 	    copy) < 0)
 		goto fail;
@@ -293,6 +296,7 @@ struct moderation {
 	char occ_id[MUC_OCC_ID_LEN];
 	char *reason;               /* or NULL */
 	uint64_t id;
+	uint64_t ann_id;            /* the announcement's own archive id */
 	char idt[MAM_ID_TEXT + 1];
 	char prefix[MAM_KEY_MAX], node[MAM_KEY_MAX];
 	const char *host;           /* into room */
@@ -380,10 +384,16 @@ announcement(struct moderation *md)
 	xmppd_elem *a = xmppd_elem_new(NULL, "message"), *e, *m;
 	char id[MAM_ID_TEXT + 1];
 
-	(void)muc_mam_next_id(id);
+	md->ann_id = muc_mam_next_id(id);
 	xmppd_elem_set_attr(a, "type", "groupchat");
 	xmppd_elem_set_attr(a, "from", md->room);
 	xmppd_elem_set_attr(a, "id", id);
+	/* Archived as a message of its own (moderation_stored), so that a
+	 * client that had the original and pages on from its last id learns
+	 * of the retraction (XEP-0424 5: retractions are archived). */
+	e = xmppd_elem_add_child(a, NS_SID, "stanza-id");
+	xmppd_elem_set_attr(e, "id", id);
+	xmppd_elem_set_attr(e, "by", md->room);
 	e = xmppd_elem_add_child(a, NS_RETRACT1, "retract");
 	xmppd_elem_set_attr(e, "id", md->idt);
 	occ_id(md, moderated(md, e, NS_MODERATE1));
@@ -445,6 +455,7 @@ moderation_stored(int status, void *ud)
 	if ((r = muc_room_find(md->room)) != NULL && !r->loading) {
 		hist_replace(r, md);
 		if ((a = announcement(md)) != NULL) {
+			muc_mam_store(r, NULL, a, md->ann_id);
 			muc_broadcast(r, a);
 			xmppd_elem_unref(a);
 		}

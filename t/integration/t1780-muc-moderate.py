@@ -140,7 +140,15 @@ async def main():
           'and every occupant gets its announcement') or xt.diag(str(got[2]))
 
     out, fin, res = await xt.mam_query(carol, to=ROOM)
+    anns = [x for x in res if x['msg'] is not None and x['msg'].get('from') == ROOM]
+    res = [x for x in res if x not in anns]
     byid = {x['id']: x for x in res}
+    ann_of = [None if a['msg'].find('{%s}retract' % RET1) is None else
+              a['msg'].find('{%s}retract' % RET1).get('id') for a in anns]
+    xt.ok(ann_of == [sids['spam'], sids['junk']] and
+          all(a['id'] > sids['fine'] for a in anns),
+          'XEP-0424: the announcements are archived after the messages, so that a client '
+          'paging on from its last id learns of the retractions') or xt.diag(str(anns))
     xt.ok(out == 'result' and len(res) == 3 and tomb(byid.get(sids['spam'], {'msg': None}),
                                                        'spam'),
           'XEP-0425 tombstones: the archive has the tombstone in the message\'s place, '
