@@ -45,7 +45,7 @@ extern "C" {
 #endif
 
 #define XMPPD_ABI_MAJOR 1
-#define XMPPD_ABI_MINOR 7
+#define XMPPD_ABI_MINOR 8
 
 #if defined(__GNUC__)
 #define XMPPD_API __attribute__((visibility("default")))
@@ -861,6 +861,29 @@ XMPPD_API int xmppd_user_check_password(const char *node, const char *host,
  * user and addr may be NULL. */
 XMPPD_API int xmppd_access_check(const char *rule, const xmppd_jid *user,
     const struct sockaddr *addr);
+
+/* (ABI 1.8) Whether the acl of the configuration named acl (doc/
+ * configuration.md, "Acls") matches user or addr (either may be NULL):
+ * 1 or 0 (also for an acl that is not defined). Any thread. */
+XMPPD_API int xmppd_acl_match(const char *acl, const xmppd_jid *user,
+    const struct sockaddr *addr);
+/* (ABI 1.8) Calls fn with the node of every account of host (prepared), in
+ * key order; returns how many, or -1 on a store error. A bounded read of
+ * the accounts table, like xmppd_user_exists. Any thread. */
+XMPPD_API long xmppd_user_foreach(const char *host, void (*fn)(const char *node, void *ud),
+    void *ud);
+/* (ABI 1.8) Calls fn with the full JID of every bound session of the
+ * server (host NULL) or of host, and whether it is available. fn runs with
+ * the session table's lock held: it must only copy what it is given (no
+ * routing, no other call into the server). Returns how many. Any thread. */
+XMPPD_API size_t xmppd_sessions_foreach(const char *host,
+    void (*fn)(const char *full, int available, void *ud), void *ud);
+/* (ABI 1.8) Ends every session of j (a bare JID: all its resources; a full
+ * JID: that one) with a stream error (RFC 6120 4.9.3); condition and text
+ * must be string constants. Returns how many were asked to close. Any
+ * thread. */
+XMPPD_API size_t xmppd_user_kick(const xmppd_jid *j, const char *condition,
+    const char *text);
 
 /* ------------------------------------------------------------------ */
 /* Elements (any thread for a tree the caller owns)                    */

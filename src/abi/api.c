@@ -615,6 +615,92 @@ xmppd_access_check(const char *rule, const xmppd_jid *user, const struct sockadd
 	return r;
 }
 
+XMPPD_API int
+xmppd_acl_match(const char *acl, const xmppd_jid *user, const struct sockaddr *addr)
+{
+	struct conf *c = conf_current();
+	int r = acl_match(c, acl, user, addr);
+
+	conf_unref(c);
+	return r;
+}
+
+struct user_foreach {
+	void (*fn)(const char *node, void *ud);
+	void *ud;
+};
+
+static void
+user_foreach_one(void *ud, const char *node)
+{
+	struct user_foreach *f = ud;
+
+	f->fn(node, f->ud);
+}
+
+XMPPD_API long
+xmppd_user_foreach(const char *host, void (*fn)(const char *node, void *ud), void *ud)
+{
+	struct user_foreach f = { fn, ud };
+
+	if (host == NULL || fn == NULL)
+		return -1;
+	return account_list(host, user_foreach_one, &f);
+}
+
+struct sessions_foreach {
+	const char *host;
+	void (*fn)(const char *full, int available, void *ud);
+	void *ud;
+	size_t n;
+};
+
+static void
+sessions_foreach_one(void *ud, const char *full, unsigned worker, const char *addr,
+    int priority, int available)
+{
+	struct sessions_foreach *f = ud;
+	const char *at = strchr(full, '@'), *dom = at != NULL ? at + 1 : full;
+	size_t hl;
+
+	(void)worker;
+	(void)addr;
+	(void)priority;
+	if (f->host != NULL) {
+		hl = strlen(f->host);
+		if (strncmp(dom, f->host, hl) != 0 || dom[hl] != '/')
+			return;
+	}
+	f->n++;
+	f->fn(full, available, f->ud);
+}
+
+XMPPD_API size_t
+xmppd_sessions_foreach(const char *host, void (*fn)(const char *full, int available,
+    void *ud), void *ud)
+{
+	struct sessions_foreach f = { host, fn, ud, 0 };
+
+	if (fn == NULL)
+		return 0;
+	sm_foreach(sessions_foreach_one, &f);
+	return f.n;
+}
+
+XMPPD_API size_t
+xmppd_user_kick(const xmppd_jid *j, const char *condition, const char *text)
+{
+	struct sm_target t[64];
+	size_t n;
+
+	if (j == NULL || condition == NULL)
+		return 0;
+	n = sm_find(j, t, 64);
+	for (size_t i = 0; i < n && i < 64; i++)
+		session_kick(t[i].worker, t[i].sid, condition, text);
+	return n < 64 ? n : 64;
+}
+
 /* ---------------------------------------------------------------- */
 /* The server.                                                        */
 

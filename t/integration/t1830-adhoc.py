@@ -1,0 +1,284 @@
+#!/usr/bin/python3
+"""t1830-adhoc: XEP-0050 ad-hoc commands with the XEP-0133 admin commands
+(mod_adhoc). The command list in disco (slixmpp's xep_0050 plugin) for an
+admin and for a plain user, disco#info of a command node, the ping
+command, each admin command run with its form and its effect checked
+from the outside (logins, counts, lists), a plain user refused with
+forbidden, and the XEP-0050 4.6 errors: bad-sessionid, malformed-action,
+a cancelled session, another resource's session, the session limit."""
+
+import asyncio
+import os
+import sys
+import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
+import xmppdtest as xt  # noqa: E402
+
+H = 'xmppd.test'
+NS_CMD = 'http://jabber.org/protocol/commands'
+NS_X = 'jabber:x:data'
+NS_ADMIN = 'http://jabber.org/protocol/admin'
+NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas'
+ADMIN_NODES = ['add-user', 'delete-user', 'change-user-password',
+               'get-registered-users-num', 'get-online-users-num',
+               'get-online-users-list']
+
+
+def A(n):
+    return NS_ADMIN + '#' + n
+
+
+def cmd_xml(node, action=None, sid=None, fields=None):
+    c = ET.Element('{%s}command' % NS_CMD, node=node)
+    if action:
+        c.set('action', action)
+    if sid:
+        c.set('sessionid', sid)
+    if fields is not None:
+        x = ET.SubElement(c, '{%s}x' % NS_X, type='submit')
+        f = ET.SubElement(x, '{%s}field' % NS_X, var='FORM_TYPE', type='hidden')
+        ET.SubElement(f, '{%s}value' % NS_X).text = NS_ADMIN
+        for k, v in fields.items():
+            f = ET.SubElement(x, '{%s}field' % NS_X, var=k)
+            for val in (v if isinstance(v, list) else [v]):
+                ET.SubElement(f, '{%s}value' % NS_X).text = val
+    return c
+
+
+async def run(c, node, action=None, sid=None, fields=None):
+    """The <command/> of the reply (result), or the reply itself (error)."""
+    r = await c.iq('set', H, cmd_xml(node, action, sid, fields))
+    if r is None:
+        return None
+    if r['type'] == 'error':
+        return r
+    return r.xml.find('{%s}command' % NS_CMD)
+
+
+def err(r):
+    """(condition, XEP-0050 application condition) of an error reply."""
+    if r is None or not hasattr(r, 'xml') or r['type'] != 'error':
+        return None
+    e = r.xml.find('{jabber:client}error')
+    cond = app = None
+    for ch in e:
+        ns, _, name = ch.tag[1:].partition('}')
+        if ns == NS_STANZAS and name != 'text':
+            cond = name
+        elif ns == NS_CMD:
+            app = name
+    return cond, app
+
+
+def note(cmd):
+    n = cmd.find('{%s}note' % NS_CMD) if cmd is not None and not hasattr(cmd, 'xml') else None
+    return (n.get('type'), n.text) if n is not None else None
+
+
+def fields(x):
+    return {f.get('var'): [v.text or '' for v in f.findall('{%s}value' % NS_X)]
+            for f in x.findall('{%s}field' % NS_X)}
+
+
+def form(cmd):
+    return cmd.find('{%s}x' % NS_X) if cmd is not None and not hasattr(cmd, 'xml') else None
+
+
+async def two_step(c, node, values):
+    """Execute, then complete with values: (first reply, final reply)."""
+    first = await run(c, node)
+    sid = first.get('sessionid') if first is not None and not hasattr(first, 'xml') else None
+    if sid is None:
+        return first, None
+    return first, await run(c, node, 'complete', sid, values)
+
+
+async def main():
+    srv = xt.Server(workers=2, modules={'mod_disco': {}, 'mod_roster': {},
+                                        'mod_adhoc': {'max_sessions_per_user': 3}},
+                    conf={'acl': {'admins': {'user': ['root@' + H]}}})
+    for u in ('root', 'bob'):
+        srv.register(u, u + '-pw')
+    root = await xt.login_ok(srv, 'root', resource='r')
+    bob = await xt.login_ok(srv, 'bob', resource='b')
+    for c in (root, bob):
+        c.xmpp.register_plugin('xep_0050')
+
+    # -- discovery (XEP-0050 2.2, 2.3) ------------------------------------
+    items = {}
+    for name, c in (('root', root), ('bob', bob)):
+        try:
+            r = await c.xmpp.plugin['xep_0050'].get_commands(H, timeout=5)
+            items[name] = [i[1] for i in r['disco_items']['items']]
+        except Exception as e:
+            items[name] = repr(e)
+    xt.ok(isinstance(items['root'], list) and 'ping' in items['root'] and
+          all(A(n) in items['root'] for n in ADMIN_NODES),
+          'an admin sees ping and the admin commands in disco#items') or xt.diag(items['root'])
+    xt.is_(items['bob'], ['ping'], 'a plain user sees only ping')
+
+    r = await root.iq('get', H, "<query xmlns='http://jabber.org/protocol/disco#info' "
+                      "node='%s'/>" % A('add-user'))
+    ident = r.xml.find('.//{http://jabber.org/protocol/disco#info}identity') \
+        if r is not None and r['type'] == 'result' else None
+    feats = [f.get('var') for f in r.xml.iter('{http://jabber.org/protocol/disco#info}feature')] \
+        if ident is not None else []
+    xt.ok(ident is not None and ident.get('category') == 'automation' and
+          ident.get('type') == 'command-node' and NS_CMD in feats,
+          'disco#info on a command node: automation/command-node with the commands feature')
+    r = await bob.iq('get', H, "<query xmlns='http://jabber.org/protocol/disco#info' "
+                     "node='%s'/>" % A('add-user'))
+    xt.is_(err(r), ('item-not-found', None), 'a plain user: the admin node does not exist')
+    r = await root.iq('get', H, "<query xmlns='http://jabber.org/protocol/disco#info'/>")
+    feats = [f.get('var') for f in r.xml.iter('{http://jabber.org/protocol/disco#info}feature')]
+    xt.ok(NS_CMD in feats, 'the server advertises the commands feature')
+
+    # -- ping (Prosody's command) -----------------------------------------
+    try:
+        r = await bob.xmpp.plugin['xep_0050'].send_command(H, 'ping', timeout=5)
+        c = r.xml.find('{%s}command' % NS_CMD)
+        got = (c.get('status'), note(c))
+    except Exception as e:
+        got = repr(e)
+    xt.is_(got, ('completed', ('info', 'Pong')), 'ping through slixmpp: completed, Pong')
+
+    # -- a plain user is refused ------------------------------------------
+    r = await run(bob, A('add-user'))
+    xt.is_(err(r), ('forbidden', None), 'a plain user executing add-user: forbidden')
+    r = await run(bob, A('get-registered-users-num'))
+    xt.is_(err(r), ('forbidden', None), 'a plain user executing a count: forbidden')
+    r = await run(root, 'no-such-command')
+    xt.is_(err(r), ('item-not-found', None), 'an unknown node: item-not-found')
+
+    # -- add-user (XEP-0133 4.1) ------------------------------------------
+    first = await run(root, A('add-user'))
+    x = form(first)
+    f = fields(x) if x is not None else {}
+    acts = first.find('{%s}actions' % NS_CMD) if x is not None else None
+    xt.ok(first is not None and first.get('status') == 'executing' and
+          first.get('sessionid') and x is not None and x.get('type') == 'form' and
+          f.get('FORM_TYPE') == [NS_ADMIN] and
+          {'accountjid', 'password', 'password-verify'} <= set(f) and
+          acts is not None and acts.get('execute') == 'complete' and
+          acts.find('{%s}complete' % NS_CMD) is not None,
+          'add-user: executing, a sessionid, the admin form with its fields, action complete')
+    hidden = [fl for fl in x.findall('{%s}field' % NS_X) if fl.get('var') == 'FORM_TYPE'] \
+        if x is not None else []
+    xt.ok(hidden and hidden[0].get('type') == 'hidden', 'FORM_TYPE is a hidden field')
+    r = await run(root, A('add-user'), 'complete', first.get('sessionid'),
+                  {'accountjid': 'carol@' + H, 'password': 'c1', 'password-verify': 'c1'})
+    xt.is_((r.get('status'), note(r)) if r is not None and not hasattr(r, 'xml') else r,
+           ('completed', ('info', 'The account was added')), 'add-user completes')
+    carol = await xt.login(srv, 'carol', 'c1', resource='c')
+    xt.ok(carol.ok, 'the new account logs in') or xt.diag(carol.describe())
+    _, r = await two_step(root, A('add-user'), {'accountjid': 'carol@' + H,
+                                                'password': 'x', 'password-verify': 'x'})
+    xt.is_(note(r), ('error', 'The account already exists'), 'add-user of an existing account')
+    _, r = await two_step(root, A('add-user'), {'accountjid': 'dave@' + H,
+                                                'password': 'x', 'password-verify': 'y'})
+    xt.is_(note(r), ('error', 'The passwords do not match'), 'add-user: passwords differ')
+    _, r = await two_step(root, A('add-user'), {'accountjid': 'dave@elsewhere.test',
+                                                'password': 'x', 'password-verify': 'x'})
+    xt.ok(note(r) is not None and note(r)[0] == 'error', 'add-user: another host is refused')
+    d = await xt.login(srv, 'dave', 'x')
+    xt.ok(not d.ok and d.auth_failure == 'not-authorized', 'no dave was created')
+    await d.disconnect()
+
+    # -- counts and lists (4.14 - 4.16) ------------------------------------
+    r = await run(root, A('get-registered-users-num'))
+    x = form(r)
+    xt.ok(r is not None and not hasattr(r, 'xml') and r.get('status') == 'completed' and
+          x is not None and x.get('type') == 'result' and
+          fields(x).get('registeredusersnum') == ['3'] and
+          fields(x).get('FORM_TYPE') == [NS_ADMIN],
+          'registered users: 3 (root, bob, carol), at once, in a result form') \
+        or xt.diag(ET.tostring(r) if r is not None and not hasattr(r, 'xml') else r)
+    r = await run(root, A('get-online-users-num'))
+    x = form(r)
+    xt.is_(fields(x).get('onlineusersnum') if x is not None else r, ['3'],
+           'online users: 3')
+    _, r = await two_step(root, A('get-online-users-list'), {'max_items': 'none'})
+    x = form(r)
+    xt.is_(sorted(fields(x).get('onlineuserjids', [])) if x is not None else r,
+           ['bob@' + H, 'carol@' + H, 'root@' + H], 'the online list: the bare JIDs')
+    _, r = await two_step(root, A('get-online-users-list'), {'max_items': '2'})
+    x = form(r)
+    xt.is_(len(fields(x).get('onlineuserjids', [])) if x is not None else r, 2,
+           'max_items bounds the list')
+
+    # -- change-user-password (4.7) -----------------------------------------
+    _, r = await two_step(root, A('change-user-password'),
+                          {'accountjid': 'carol@' + H, 'password': 'c2'})
+    xt.is_(note(r), ('info', 'The password was changed'), 'change-user-password completes')
+    c_old = await xt.login(srv, 'carol', 'c1', resource='c-old')
+    xt.ok(not c_old.ok and c_old.auth_failure == 'not-authorized',
+          'the old password is refused: not-authorized')
+    await c_old.disconnect()
+    c_new = await xt.login(srv, 'carol', 'c2', resource='c-new')
+    xt.ok(c_new.ok, 'the new password logs in') or xt.diag(c_new.describe())
+    await c_new.disconnect()
+
+    # -- delete-user (4.2) --------------------------------------------------
+    _, r = await two_step(root, A('delete-user'), {'accountjids': ['carol@' + H]})
+    xt.is_(note(r), ('info', 'The accounts were deleted'), 'delete-user completes')
+    xt.ok(await carol.wait_closed(5), 'the deleted account\'s session is closed')
+    c2 = await xt.login(srv, 'carol', 'c2')
+    xt.ok(not c2.ok and c2.auth_failure == 'not-authorized', 'the deleted account cannot log in')
+    await c2.disconnect()
+    _, r = await two_step(root, A('delete-user'), {'accountjids': ['nobody@' + H]})
+    xt.ok(note(r) is not None and note(r)[0] == 'error' and 'nobody@' in note(r)[1],
+          'delete-user of an unknown account: an error note naming it')
+    r = await run(root, A('get-registered-users-num'))
+    xt.is_(fields(form(r)).get('registeredusersnum') if form(r) is not None else r, ['2'],
+           'registered users: 2 after the delete')
+
+    # -- XEP-0050 4.6 errors -------------------------------------------------
+    r = await run(root, A('change-user-password'), 'complete', 'not-a-session',
+                  {'accountjid': 'bob@' + H, 'password': 'z'})
+    xt.is_(err(r), ('bad-request', 'bad-sessionid'), 'an unknown sessionid: bad-sessionid')
+    r = await run(root, A('add-user'), 'dance')
+    xt.is_(err(r), ('bad-request', 'malformed-action'), 'an unknown action: malformed-action')
+    r = await run(root, A('add-user'), 'complete')
+    xt.is_(err(r), ('bad-request', 'bad-sessionid'), 'complete without a session: bad-sessionid')
+    first = await run(root, A('change-user-password'))
+    sid = first.get('sessionid')
+    r = await run(root, A('change-user-password'), 'cancel', sid)
+    xt.is_((r.get('status'), r.get('sessionid')) if r is not None and not hasattr(r, 'xml')
+           else r, ('canceled', sid), 'cancel: status canceled')
+    r = await run(root, A('change-user-password'), 'complete', sid,
+                  {'accountjid': 'bob@' + H, 'password': 'z'})
+    xt.is_(err(r), ('bad-request', 'bad-sessionid'), 'a cancelled session is gone')
+    bz = await xt.login(srv, 'bob', 'z')
+    xt.ok(not bz.ok, 'and the cancelled change did not happen')
+    await bz.disconnect()
+    first = await run(root, A('change-user-password'))
+    root2 = await xt.login_ok(srv, 'root', resource='r2')
+    r = await run(root2, A('change-user-password'), 'complete', first.get('sessionid'),
+                  {'accountjid': 'bob@' + H, 'password': 'z'})
+    xt.is_(err(r), ('bad-request', 'bad-sessionid'), 'another resource\'s session: bad-sessionid')
+    r = await run(root, A('change-user-password'), 'next', first.get('sessionid'),
+                  {'accountjid': 'bob@' + H, 'password': 'z'})
+    xt.is_(err(r), ('bad-request', 'bad-action'), 'next on a single stage: bad-action')
+    # max_sessions_per_user: 3 (the one above ended with the bad action).
+    sids = []
+    for _ in range(3):
+        r = await run(root, A('add-user'))
+        sids.append(r.get('sessionid') if r is not None and not hasattr(r, 'xml') else None)
+    r = await run(root2, A('add-user'))
+    xt.ok(all(sids) and err(r) == ('resource-constraint', None),
+          'a fourth open session of the account: resource-constraint') or xt.diag(err(r))
+    # A one-shot execute with the form filled in.
+    r = await run(root, A('change-user-password'), None, None,
+                  {'accountjid': 'bob@' + H, 'password': 'b2'})
+    xt.is_(note(r), ('info', 'The password was changed'),
+           'execute carrying a submitted form runs at once, without a session')
+    b2 = await xt.login(srv, 'bob', 'b2')
+    xt.ok(b2.ok, 'and bob\'s password is b2')
+    await b2.disconnect()
+
+    await xt.disconnect_all(root, root2, bob, carol)
+    xt.is_(await srv.astop(), 0, 'xmppd exits 0')
+
+
+xt.run(main, timeout=120)
