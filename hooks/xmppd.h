@@ -83,6 +83,9 @@ enum xmppd_opt_type {
 	XMPPD_OPT_INT,          /* an integer within [min, max] */
 	XMPPD_OPT_STRING,
 	XMPPD_OPT_STRING_LIST,  /* a YAML list of strings (or one string) */
+	/* (ABI 1.8) a YAML mapping of names to a list of strings (or one
+	 * string) each; its default_value must be NULL (unset: no names). */
+	XMPPD_OPT_MAP,
 };
 
 /* One option a module accepts; a table of them ends with name NULL. The
@@ -133,6 +136,14 @@ XMPPD_API long xmppd_opt_int(xmppd_ctx *ctx, const char *name);
 XMPPD_API const char *xmppd_opt_string(xmppd_ctx *ctx, const char *name);  /* NULL if unset */
 XMPPD_API size_t xmppd_opt_list_len(xmppd_ctx *ctx, const char *name);
 XMPPD_API const char *xmppd_opt_list_at(xmppd_ctx *ctx, const char *name, size_t i);
+/* (ABI 1.8) An XMPPD_OPT_MAP option: how many names, the i-th name (in
+ * the file's order), and the strings of the i-th name. NULL / 0 past the
+ * end. */
+XMPPD_API size_t xmppd_opt_map_len(xmppd_ctx *ctx, const char *name);
+XMPPD_API const char *xmppd_opt_map_key(xmppd_ctx *ctx, const char *name, size_t i);
+XMPPD_API size_t xmppd_opt_map_list_len(xmppd_ctx *ctx, const char *name, size_t i);
+XMPPD_API const char *xmppd_opt_map_list_at(xmppd_ctx *ctx, const char *name, size_t i,
+    size_t j);
 
 /* ------------------------------------------------------------------ */
 /* Logging (any thread)                                                */

@@ -28,6 +28,12 @@
  * rosters. An account that does not exist is answered by the core
  * (service-unavailable, RFC 6121 8.5.1; rule 1.1 for disco#info, where
  * rule 2.1 would have an empty disco#items result).
+ *
+ * Contact addresses (XEP-0157): the option contact maps the kinds abuse,
+ * admin, feedback, sales, security and support to lists of URIs; the
+ * server's disco#info then carries them in an extended form (XEP-0128)
+ * of FORM_TYPE http://jabber.org/network/serverinfo, one list-multi field
+ * KIND-addresses per kind configured.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -39,8 +45,22 @@
 #define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
 
+#define NS_XDATA "jabber:x:data"
+#define NS_SERVERINFO "http://jabber.org/network/serverinfo"
+
 /* Set at load, read-only afterwards. */
 static xmppd_ctx *module_ctx;
+
+static const struct xmppd_option options[] = {
+	/* XEP-0157: kind -> URIs (mailto:, xmpp:, https:...). */
+	{ "contact", XMPPD_OPT_MAP, NULL, 0, 0 },
+	{ NULL, 0, NULL, 0, 0 },
+};
+
+/* XEP-0157 3: the registered kinds, as in the field names. */
+static const char *const contact_kinds[] = {
+	"abuse", "admin", "feedback", "sales", "security", "support", NULL,
+};
 
 /* Keys of the children already in a reply, to drop repeats. */
 struct seen {
@@ -68,6 +88,84 @@ add_identity(const char *category, const char *type, const char *name, void *ud)
 	xmppd_elem_set_attr(id, "type", type);
 	if (name != NULL)
 		xmppd_elem_set_attr(id, "name", name);
+}
+
+static void
+add_xdata_field(xmppd_elem *x, const char *var, const char *type, const char *value)
+{
+	xmppd_elem *f = xmppd_elem_add_child(x, NS_XDATA, "field"), *v;
+
+	xmppd_elem_set_attr(f, "var", var);
+	if (type != NULL)
+		xmppd_elem_set_attr(f, "type", type);
+	if (value != NULL) {
+		v = xmppd_elem_add_child(f, NS_XDATA, "value");
+		xmppd_elem_add_text(v, value, strlen(value));
+	}
+}
+
+/* XEP-0157 3, XEP-0128: the contact addresses of the configuration as a
+ * result form in the server's disco#info; nothing when none is set. */
+static void
+add_contacts(xmppd_elem *q)
+{
+	size_t n = xmppd_opt_map_len(module_ctx, "contact");
+	xmppd_elem *x;
+
+	if (n == 0)
+		return;
+	x = xmppd_elem_add_child(q, NS_XDATA, "x");
+	xmppd_elem_set_attr(x, "type", "result");
+	add_xdata_field(x, "FORM_TYPE", "hidden", NS_SERVERINFO);
+	for (size_t i = 0; i < n; i++) {
+		char var[64];
+		xmppd_elem *f;
+
+		snprintf(var, sizeof(var), "%s-addresses",
+		    xmppd_opt_map_key(module_ctx, "contact", i));
+		add_xdata_field(x, var, "list-multi", NULL);
+		/* The field just added is the last child. */
+		for (f = xmppd_elem_first_child(x); xmppd_elem_next_sibling(f) != NULL;
+		    f = xmppd_elem_next_sibling(f))
+			;
+		for (size_t j = 0; j < xmppd_opt_map_list_len(module_ctx, "contact", i); j++) {
+			const char *uri = xmppd_opt_map_list_at(module_ctx, "contact", i, j);
+			xmppd_elem *v = xmppd_elem_add_child(f, NS_XDATA, "value");
+
+			xmppd_elem_add_text(v, uri, strlen(uri));
+		}
+	}
+}
+
+/* At load: the kinds are XEP-0157's, each URI has a scheme. */
+static int
+contacts_check(xmppd_ctx *ctx)
+{
+	for (size_t i = 0; i < xmppd_opt_map_len(ctx, "contact"); i++) {
+		const char *kind = xmppd_opt_map_key(ctx, "contact", i);
+		size_t k;
+
+		for (k = 0; contact_kinds[k] != NULL && strcmp(contact_kinds[k], kind) != 0; k++)
+			;
+		if (contact_kinds[k] == NULL) {
+			xmppd_log(ctx, XMPPD_LOG_ERROR, "contact: unknown kind '%s': expected "
+			    "abuse, admin, feedback, sales, security or support", kind);
+			return -1;
+		}
+		for (size_t j = 0; j < xmppd_opt_map_list_len(ctx, "contact", i); j++) {
+			const char *uri = xmppd_opt_map_list_at(ctx, "contact", i, j);
+			size_t sl = strspn(uri, "abcdefghijklmnopqrstuvwxyz"
+			    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
+
+			/* RFC 3986 3.1: scheme ":" ... */
+			if (sl == 0 || uri[sl] != ':' || uri[sl + 1] == '\0') {
+				xmppd_log(ctx, XMPPD_LOG_ERROR, "contact: %s: '%s' is not a URI "
+				    "(mailto:..., xmpp:..., https://...)", kind, uri);
+				return -1;
+			}
+		}
+	}
+	return 0;
 }
 
 /*
@@ -258,6 +356,8 @@ info_answer(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, const ch
 		add_feature(NS_DISCO_INFO, q);
 		add_feature(NS_DISCO_ITEMS, q);
 		xmppd_disco_foreach_feature(account, add_feature, q);
+		if (!account)
+			add_contacts(q);
 	}
 	if (fold(XMPPD_HOOK_DISCO_INFO, iq, q, from, to, node) < 0)
 		return;
@@ -393,6 +493,8 @@ load(xmppd_ctx *ctx)
 	const unsigned scopes = XMPPD_IQ_SERVER | XMPPD_IQ_ACCOUNT;
 
 	module_ctx = ctx;
+	if (contacts_check(ctx) < 0)
+		return -1;
 	if (xmppd_iq_register(ctx, NULL, NS_DISCO_INFO, types, scopes, info_iq, ctx) < 0 ||
 	    xmppd_iq_register(ctx, NULL, NS_DISCO_ITEMS, types, scopes, items_iq, ctx) < 0) {
 		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot register the disco IQ handlers");
@@ -403,8 +505,9 @@ load(xmppd_ctx *ctx)
 
 XMPPD_MODULE_EXPORT const struct xmppd_module xmppd_module = {
 	.abi_major = XMPPD_ABI_MAJOR,
-	.abi_minor = XMPPD_ABI_MINOR,   /* 1.4: the roster query */
+	.abi_minor = XMPPD_ABI_MINOR,   /* 1.8: the contact map */
 	.name = "mod_disco",
 	.version = "1.0",
+	.options = options,
 	.load = load,
 };

@@ -42,6 +42,7 @@ struct opt_value {
 	char *sval;
 	char **list;
 	size_t nlist;
+	struct opt_value *sub;      /* XMPPD_OPT_MAP: list holds the names, sub[i] the strings */
 };
 
 struct xmppd_ctx {
@@ -542,9 +543,13 @@ static void
 opt_free(struct opt_value *v)
 {
 	free(v->sval);
-	for (size_t i = 0; i < v->nlist; i++)
+	for (size_t i = 0; i < v->nlist; i++) {
 		free(v->list[i]);
+		if (v->sub != NULL)
+			opt_free(&v->sub[i]);
+	}
 	free(v->list);
+	free(v->sub);
 	memset(v, 0, sizeof(*v));
 }
 
@@ -585,6 +590,32 @@ opt_set(const struct xmppd_option *o, struct opt_value *v, const char *scalar,
 			return -1;
 		}
 		v->sval = strdup(s);
+		break;
+	case XMPPD_OPT_MAP:
+		if (node == NULL || node->type != CONF_NODE_MAP) {
+			*why = "expects a mapping of names to strings or lists of strings";
+			return -1;
+		}
+		v->list = calloc(node->n + 1, sizeof(char *));
+		v->sub = calloc(node->n + 1, sizeof(*v->sub));
+		if (v->list == NULL || v->sub == NULL) {
+			*why = "out of memory";
+			return -1;
+		}
+		for (size_t i = 0; i < node->n; i++) {
+			static const struct xmppd_option list_opt = { "", XMPPD_OPT_STRING_LIST,
+			    NULL, 0, 0 };
+
+			if ((v->list[i] = strdup(node->keys[i])) == NULL) {
+				*why = "out of memory";
+				return -1;
+			}
+			v->nlist++;
+			if (opt_set(&list_opt, &v->sub[i], NULL, node->items[i], why) < 0) {
+				*why = "expects a mapping of names to strings or lists of strings";
+				return -1;
+			}
+		}
 		break;
 	case XMPPD_OPT_STRING_LIST:
 		if (node != NULL && node->type == CONF_NODE_SEQ) {
@@ -720,6 +751,38 @@ xmppd_opt_list_at(xmppd_ctx *ctx, const char *name, size_t i)
 	struct opt_value *v = opt_find(ctx, name, XMPPD_OPT_STRING_LIST);
 
 	return v != NULL && i < v->nlist ? v->list[i] : NULL;
+}
+
+XMPPD_API size_t
+xmppd_opt_map_len(xmppd_ctx *ctx, const char *name)
+{
+	struct opt_value *v = opt_find(ctx, name, XMPPD_OPT_MAP);
+
+	return v != NULL ? v->nlist : 0;
+}
+
+XMPPD_API const char *
+xmppd_opt_map_key(xmppd_ctx *ctx, const char *name, size_t i)
+{
+	struct opt_value *v = opt_find(ctx, name, XMPPD_OPT_MAP);
+
+	return v != NULL && i < v->nlist ? v->list[i] : NULL;
+}
+
+XMPPD_API size_t
+xmppd_opt_map_list_len(xmppd_ctx *ctx, const char *name, size_t i)
+{
+	struct opt_value *v = opt_find(ctx, name, XMPPD_OPT_MAP);
+
+	return v != NULL && i < v->nlist ? v->sub[i].nlist : 0;
+}
+
+XMPPD_API const char *
+xmppd_opt_map_list_at(xmppd_ctx *ctx, const char *name, size_t i, size_t j)
+{
+	struct opt_value *v = opt_find(ctx, name, XMPPD_OPT_MAP);
+
+	return v != NULL && i < v->nlist && j < v->sub[i].nlist ? v->sub[i].list[j] : NULL;
 }
 
 XMPPD_API void
