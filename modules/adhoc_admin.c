@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "adhoc.h"
 
@@ -365,6 +366,492 @@ online_list_run(struct adhoc_req *r, xmppd_elem *x)
 }
 
 /* ---------------------------------------------------------------- */
+/* 4.3 Disable User, 4.5 End User Session.                            */
+
+/*
+ * The core has no disabled state for an account: as ejabberd's
+ * ban_account does, disabling replaces the password with a random one
+ * nobody knows and closes the account's sessions, so every later login
+ * fails with not-authorized (RFC 6120 6.5.10). change-user-password
+ * enables the account again.
+ */
+static void
+disable_user_form(struct adhoc_req *r)
+{
+	accounts_form(r, "Disabling a User", "The Jabber ID(s) to disable");
+}
+
+static void
+disable_one(struct adhoc_req *r, const char *node, const char *jid, char *note)
+{
+	unsigned char rnd[24];
+	char pw[2 * sizeof(rnd) + 1];
+	const char *err = NULL;
+	xmppd_jid *j;
+
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		note_add(note, "could not disable", jid);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(pw + 2 * i, 3, "%02x", rnd[i]);
+	if (xmppd_user_set_password(node, r->host, pw, &err) < 0) {
+		note_add(note, err != NULL && strcmp(err, "not found") == 0 ?
+		    "no such account:" : "could not disable", jid);
+		return;
+	}
+	if ((j = xmppd_jid_make(node, r->host, NULL)) != NULL) {
+		(void)xmppd_user_kick(j, "policy-violation", "account disabled by an administrator");
+		xmppd_jid_free(j);
+	}
+	xmppd_log(r->ctx, XMPPD_LOG_NOTICE, "%s disabled %s@%s", xmppd_jid_bare(r->from), node,
+	    r->host);
+}
+
+static void
+disable_user_run(struct adhoc_req *r, xmppd_elem *x)
+{
+	char note[NOTE_MAX] = "";
+
+	if (each_account(r, x, "accountjids", disable_one, note) == 0)
+		adhoc_done(r, "error", "No Jabber ID given", NULL);
+	else
+		done_note(r, note, "The accounts were disabled");
+}
+
+static void
+end_session_form(struct adhoc_req *r)
+{
+	accounts_form(r, "Ending a User Session",
+	    "The Jabber ID(s) for which to end sessions (a bare JID: every session)");
+}
+
+static void
+end_session_run(struct adhoc_req *r, xmppd_elem *x)
+{
+	xmppd_elem *f = form_get_field(x, "accountjids");
+	char note[NOTE_MAX] = "";
+	size_t n = 0;
+
+	for (xmppd_elem *v = f != NULL ? xmppd_elem_first_child(f) : NULL; v != NULL &&
+	    n < MAX_JIDS; v = xmppd_elem_next_sibling(v)) {
+		const char *t;
+		xmppd_jid *j;
+
+		if (strcmp(xmppd_elem_name(v), "value") != 0)
+			continue;
+		n++;
+		t = xmppd_elem_text(v);
+		/* XEP-0133 4.5: a bare JID ends all its sessions, a full
+		 * JID that one. */
+		j = xmppd_jid_parse(t);
+		if (j == NULL || xmppd_jid_node(j) == NULL ||
+		    strcmp(xmppd_jid_domain(j), r->host) != 0)
+			note_add(note, "not an account of this host:", t);
+		else if (xmppd_user_kick(j, "policy-violation",
+		    "session ended by an administrator") == 0)
+			note_add(note, "no session:", t);
+		xmppd_jid_free(j);
+	}
+	if (n == 0)
+		adhoc_done(r, "error", "No Jabber ID given", NULL);
+	else
+		done_note(r, note, "The sessions were ended");
+}
+
+/* ---------------------------------------------------------------- */
+/* 4.8 Get User Roster.                                               */
+
+static void
+roster_form(struct adhoc_req *r)
+{
+	xmppd_elem *x = admin_form("Getting a User's Roster", NULL);
+
+	form_field(x, "accountjids", "jid-single", "The Jabber ID for which to retrieve roster",
+	    NULL, 1);
+	adhoc_form(r, x);
+}
+
+/* The account's own roster get, answered by the roster module. */
+static void
+roster_got(const xmppd_elem *reply, void *ud)
+{
+	struct adhoc_req *r = ud;
+	const char *jid = r->data;
+	xmppd_elem *q, *x;
+
+	if (reply == NULL || strcmp(xmppd_stanza_type(reply), "result") != 0 ||
+	    (q = xmppd_elem_child(reply, "jabber:iq:roster", "query")) == NULL) {
+		adhoc_done(r, "error", reply == NULL ? "The roster did not come" :
+		    "The roster could not be read", NULL);
+		return;
+	}
+	/* XEP-0133 4.8: the roster travels inside the result form. */
+	x = form_new("result", NULL, NS_ADMIN);
+	form_field(x, "accountjids", "jid-single", NULL, jid, 0);
+	xmppd_elem_append_copy(x, q);
+	adhoc_done(r, NULL, NULL, x);
+}
+
+static void
+roster_run(struct adhoc_req *r, xmppd_elem *x)
+{
+	char *node = account_of(form_get(x, "accountjids"), r->host);
+	char bare[1100];
+	xmppd_elem *iq;
+
+	if (node == NULL) {
+		adhoc_done(r, "error", "The Jabber ID is not one of this host's", NULL);
+		return;
+	}
+	if (!xmppd_user_exists(node, r->host)) {
+		free(node);
+		adhoc_done(r, "error", "No such account", NULL);
+		return;
+	}
+	snprintf(bare, sizeof(bare), "%s@%s", node, r->host);
+	free(node);
+	free(r->data);
+	if ((r->data = strdup(bare)) == NULL || (iq = xmppd_elem_new(NULL, "iq")) == NULL) {
+		adhoc_fail(r, "internal-server-error", NULL);
+		return;
+	}
+	xmppd_elem_set_attr(iq, "type", "get");
+	xmppd_elem_set_attr(iq, "from", bare);
+	xmppd_elem_set_attr(iq, "to", bare);
+	xmppd_elem_add_child(iq, "jabber:iq:roster", "query");
+	if (xmppd_iq_request(r->ctx, iq, 10000, roster_got, r) < 0)
+		adhoc_fail(r, "internal-server-error", NULL);
+}
+
+/* ---------------------------------------------------------------- */
+/* 4.20 Announcement, 4.21 - 4.23 Message of the Day.                 */
+
+struct sendlist {
+	char **v;
+	size_t n, cap;
+};
+
+/* Under the session table's lock: copy only. */
+static void
+send_one(const char *full, int available, void *ud)
+{
+	struct sendlist *l = ud;
+
+	if (!available)
+		return;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+		char **v = realloc(l->v, cap * sizeof(*v));
+
+		if (v == NULL)
+			return;
+		l->v = v;
+		l->cap = cap;
+	}
+	if ((l->v[l->n] = strdup(full)) != NULL)
+		l->n++;
+}
+
+static xmppd_elem *
+server_message(const char *host, const char *type, const char *subject, const char *body)
+{
+	xmppd_elem *msg = xmppd_elem_new(NULL, "message"), *e;
+
+	xmppd_elem_set_attr(msg, "from", host);
+	xmppd_elem_set_attr(msg, "type", type);
+	if (subject != NULL && *subject != '\0') {
+		e = xmppd_elem_add_child(msg, NULL, "subject");
+		xmppd_elem_add_text(e, subject, strlen(subject));
+	}
+	e = xmppd_elem_add_child(msg, NULL, "body");
+	xmppd_elem_add_text(e, body, strlen(body));
+	return msg;
+}
+
+/* To every available session of host; returns how many. */
+static size_t
+broadcast(const char *host, const char *type, const char *subject, const char *body)
+{
+	struct sendlist l = { 0 };
+	xmppd_elem *msg = server_message(host, type, subject, body);
+
+	(void)xmppd_sessions_foreach(host, send_one, &l);
+	for (size_t i = 0; i < l.n; i++) {
+		xmppd_elem *c = xmppd_elem_copy(msg);
+
+		xmppd_elem_set_attr(c, "to", l.v[i]);
+		xmppd_route(c);
+		xmppd_elem_unref(c);
+		free(l.v[i]);
+	}
+	free(l.v);
+	xmppd_elem_unref(msg);
+	return l.n;
+}
+
+static void
+message_form(struct adhoc_req *r, const char *title, const char *subject, const char *body)
+{
+	xmppd_elem *x = admin_form(title, NULL), *f;
+
+	form_field(x, "subject", "text-single", "Subject", subject, 0);
+	f = form_field(x, "announcement", "text-multi", "Message", NULL, 1);
+	/* XEP-0004 3.3: one value per line. */
+	for (const char *p = body; p != NULL && *p != '\0';) {
+		const char *nl = strchr(p, '\n');
+		size_t l = nl != NULL ? (size_t)(nl - p) : strlen(p);
+		char *line = strndup(p, l);
+
+		if (line != NULL)
+			form_field_value(f, line);
+		free(line);
+		p = nl != NULL ? nl + 1 : NULL;
+	}
+	adhoc_form(r, x);
+}
+
+static void
+announce_form(struct adhoc_req *r)
+{
+	message_form(r, "Making an Announcement", NULL, NULL);
+}
+
+static void
+announce_run(struct adhoc_req *r, xmppd_elem *x)
+{
+	char *body = form_get_multi(x, "announcement");
+	char note[64];
+	size_t n;
+
+	if (body == NULL || *body == '\0') {
+		free(body);
+		adhoc_done(r, "error", "The announcement is empty", NULL);
+		return;
+	}
+	/* A headline: for the online, not stored offline (RFC 6121 5.2.2). */
+	n = broadcast(r->host, "headline", form_get(x, "subject"), body);
+	free(body);
+	snprintf(note, sizeof(note), "Sent to %zu session(s)", n);
+	adhoc_done(r, "info", note, NULL);
+}
+
+/* The MOTD record, key (host, "motd"): version 1, subject NUL, body NUL. */
+static size_t
+motd_key(char *buf, size_t size, const char *host)
+{
+	return xmppd_store_key(buf, size, host, "motd", (char *)NULL);
+}
+
+struct motd_set {
+	struct adhoc_req *r;
+	char *subject, *body;
+	int send;                   /* set-motd: to the online too */
+};
+
+static void
+motd_stored(int status, void *ud)
+{
+	struct motd_set *ms = ud;
+
+	if (status != XMPPD_STORE_OK)
+		adhoc_fail(ms->r, "internal-server-error", NULL);
+	else {
+		if (ms->send)
+			(void)broadcast(ms->r->host, "normal", ms->subject, ms->body);
+		adhoc_done(ms->r, "info", ms->body == NULL ? "The message of the day was deleted" :
+		    "The message of the day was set", NULL);
+	}
+	free(ms->subject);
+	free(ms->body);
+	free(ms);
+}
+
+/* Stores (body not NULL) or deletes the MOTD; ends r. */
+static void
+motd_write(struct adhoc_req *r, const char *subject, char *body_take, int send)
+{
+	struct motd_set *ms = calloc(1, sizeof(*ms));
+	xmppd_batch *b = xmppd_batch_new(r->ctx);
+	char key[512];
+	size_t kl = motd_key(key, sizeof(key), r->host);
+
+	if (ms == NULL || b == NULL || kl == 0 ||
+	    (subject != NULL && (ms->subject = strdup(subject)) == NULL)) {
+		free(body_take);
+		if (ms != NULL)
+			free(ms->subject);
+		free(ms);
+		xmppd_batch_free(b);
+		adhoc_fail(r, "internal-server-error", NULL);
+		return;
+	}
+	ms->r = r;
+	ms->body = body_take;
+	ms->send = send;
+	if (body_take != NULL) {
+		size_t sl = subject != NULL ? strlen(subject) : 0, bl = strlen(body_take);
+		char *val = malloc(1 + sl + 1 + bl + 1);
+
+		if (val == NULL) {
+			xmppd_batch_free(b);
+			motd_stored(XMPPD_STORE_ERROR, ms);
+			return;
+		}
+		val[0] = 1;
+		memcpy(val + 1, sl > 0 ? subject : "", sl + 1);
+		memcpy(val + 2 + sl, body_take, bl + 1);
+		(void)xmppd_batch_put(b, T_ADHOC, key, kl, val, sl + bl + 3);
+		free(val);
+	} else {
+		(void)xmppd_batch_del(b, T_ADHOC, key, kl);
+	}
+	if (xmppd_batch_submit(b, motd_stored, ms) < 0)
+		motd_stored(XMPPD_STORE_ERROR, ms);
+}
+
+/* Splits a stored record: 0 with the two strings (pointers into val),
+ * or -1 if it is not one. */
+static int
+motd_decode(const void *val, size_t vlen, const char **subject_r, const char **body_r)
+{
+	const char *v = val, *nul;
+
+	if (vlen < 3 || v[0] != 1 || v[vlen - 1] != '\0' ||
+	    (nul = memchr(v + 1, '\0', vlen - 1)) == NULL || nul == v + vlen - 1)
+		return -1;
+	*subject_r = v + 1;
+	*body_r = nul + 1;
+	return 0;
+}
+
+static void
+set_motd_form(struct adhoc_req *r)
+{
+	message_form(r, "Setting the Message of the Day", NULL, NULL);
+}
+
+static void
+motd_run(struct adhoc_req *r, xmppd_elem *x, int send)
+{
+	char *body = form_get_multi(x, "announcement");
+
+	if (body == NULL || *body == '\0') {
+		free(body);
+		adhoc_done(r, "error", "The message is empty", NULL);
+		return;
+	}
+	motd_write(r, form_get(x, "subject"), body, send);
+}
+
+/* ejabberd's motd: stored for the next logins, and sent to the online. */
+static void
+set_motd_run(struct adhoc_req *r, xmppd_elem *x)
+{
+	motd_run(r, x, 1);
+}
+
+/* ejabberd's motd/update: stored only. */
+static void
+edit_motd_run(struct adhoc_req *r, xmppd_elem *x)
+{
+	motd_run(r, x, 0);
+}
+
+static void
+edit_motd_got(int status, const void *val, size_t vlen, void *ud)
+{
+	struct adhoc_req *r = ud;
+	const char *subject = NULL, *body = NULL;
+
+	if (status == XMPPD_STORE_OK && motd_decode(val, vlen, &subject, &body) < 0)
+		status = XMPPD_STORE_ERROR;
+	if (status != XMPPD_STORE_OK && status != XMPPD_STORE_NOT_FOUND) {
+		adhoc_fail(r, "internal-server-error", NULL);
+		return;
+	}
+	/* XEP-0133 4.22: the form holds the current message. */
+	message_form(r, "Editing the Message of the Day", subject, body);
+}
+
+static void
+edit_motd_form(struct adhoc_req *r)
+{
+	char key[512];
+	size_t kl = motd_key(key, sizeof(key), r->host);
+
+	if (kl == 0 || xmppd_store_aget(r->ctx, T_ADHOC, key, kl, edit_motd_got, r) < 0)
+		adhoc_fail(r, "internal-server-error", NULL);
+}
+
+static void
+delete_motd_run(struct adhoc_req *r, xmppd_elem *x)
+{
+	(void)x;
+	motd_write(r, NULL, NULL, 0);
+}
+
+/* At login: the MOTD once per session, when it first becomes available. */
+
+static int motd_slot = -1;
+
+struct motd_to {
+	xmppd_jid *to;
+	char *host;
+};
+
+static void
+motd_got(int status, const void *val, size_t vlen, void *ud)
+{
+	struct motd_to *mt = ud;
+	const char *subject, *body;
+
+	if (status == XMPPD_STORE_OK && motd_decode(val, vlen, &subject, &body) == 0) {
+		/* As ejabberd: type normal, from the server's domain. */
+		xmppd_elem *msg = server_message(mt->host, "normal", subject, body);
+
+		xmppd_elem_set_attr(msg, "to", xmppd_jid_full(mt->to));
+		xmppd_route(msg);
+		xmppd_elem_unref(msg);
+	}
+	xmppd_jid_free(mt->to);
+	free(mt->host);
+	free(mt);
+}
+
+static enum xmppd_result
+motd_presence(void *args, void *ud)
+{
+	struct xmppd_packet_args *a = args;
+	xmppd_ctx *ctx = ud;
+	const char *type;
+	struct motd_to *mt;
+	char key[512];
+	size_t kl;
+
+	/* No 'to': the client's own availability (doc/hooks.md). */
+	if (a->session == NULL || motd_slot < 0 || a->to != NULL)
+		return XMPPD_CONTINUE;
+	/* RFC 6121 4.2: available presence has no type. */
+	type = xmppd_elem_attr(a->stanza, "type");
+	if (type != NULL || xmppd_session_get(a->session, motd_slot) != NULL)
+		return XMPPD_CONTINUE;
+	xmppd_session_set(a->session, motd_slot, (void *)1, NULL);
+	if ((mt = calloc(1, sizeof(*mt))) == NULL ||
+	    (mt->to = xmppd_jid_copy(xmppd_session_jid(a->session))) == NULL ||
+	    (mt->host = strdup(xmppd_jid_domain(mt->to))) == NULL ||
+	    (kl = motd_key(key, sizeof(key), mt->host)) == 0 ||
+	    xmppd_store_aget(ctx, T_ADHOC, key, kl, motd_got, mt) < 0) {
+		if (mt != NULL) {
+			xmppd_jid_free(mt->to);
+			free(mt->host);
+		}
+		free(mt);
+	}
+	return XMPPD_CONTINUE;
+}
+
+/* ---------------------------------------------------------------- */
 /* The table.                                                         */
 
 const struct adhoc_cmd adhoc_admin_cmds[] = {
@@ -376,12 +863,22 @@ const struct adhoc_cmd adhoc_admin_cmds[] = {
 	{ A("get-online-users-num"), "Get Number of Online Users", 1, NULL, online_num_run },
 	{ A("get-online-users-list"), "Get List of Online Users", 1, online_list_form,
 	    online_list_run },
+	{ A("disable-user"), "Disable a User", 1, disable_user_form, disable_user_run },
+	{ A("end-user-session"), "End User Session", 1, end_session_form, end_session_run },
+	{ A("get-user-roster"), "Get User Roster", 1, roster_form, roster_run },
+	{ A("announce"), "Send Announcement to Online Users", 1, announce_form, announce_run },
+	{ A("set-motd"), "Set Message of the Day", 1, set_motd_form, set_motd_run },
+	{ A("edit-motd"), "Edit Message of the Day", 1, edit_motd_form, edit_motd_run },
+	{ A("delete-motd"), "Delete Message of the Day", 1, NULL, delete_motd_run },
 };
 const size_t adhoc_admin_ncmds = sizeof(adhoc_admin_cmds) / sizeof(adhoc_admin_cmds[0]);
 
 int
 adhoc_admin_load(xmppd_ctx *ctx)
 {
-	(void)ctx;
-	return 0;
+	if ((motd_slot = xmppd_session_slot(ctx)) < 0) {
+		xmppd_log(ctx, XMPPD_LOG_ERROR, "no session slot left");
+		return -1;
+	}
+	return xmppd_hook_add(ctx, XMPPD_HOOK_PRESENCE_OUT, NULL, 60, motd_presence, ctx);
 }

@@ -22,7 +22,8 @@ NS_ADMIN = 'http://jabber.org/protocol/admin'
 NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas'
 ADMIN_NODES = ['add-user', 'delete-user', 'change-user-password',
                'get-registered-users-num', 'get-online-users-num',
-               'get-online-users-list']
+               'get-online-users-list', 'disable-user', 'end-user-session',
+               'get-user-roster', 'announce', 'set-motd', 'edit-motd', 'delete-motd']
 
 
 def A(n):
@@ -277,7 +278,101 @@ async def main():
     xt.ok(b2.ok, 'and bob\'s password is b2')
     await b2.disconnect()
 
-    await xt.disconnect_all(root, root2, bob, carol)
+    for sid in sids:
+        await run(root, A('add-user'), 'cancel', sid)
+
+    # -- get-user-roster (4.8) ------------------------------------------------
+    r = await bob.iq('set', None, "<query xmlns='jabber:iq:roster'><item jid='root@%s' "
+                     "name='Root'><group>Admins</group></item></query>" % H)
+    xt.ok(r is not None and r['type'] == 'result', 'bob puts root in his roster')
+    _, r = await two_step(root, A('get-user-roster'), {'accountjids': 'bob@' + H})
+    x = form(r)
+    q = x.find('{jabber:iq:roster}query') if x is not None else None
+    its = [(i.get('jid'), i.get('name'), [g.text for g in i.findall('{jabber:iq:roster}group')])
+           for i in q.findall('{jabber:iq:roster}item')] if q is not None else r
+    xt.is_(its, [('root@' + H, 'Root', ['Admins'])],
+           'get-user-roster: bob\'s item inside the result form')
+    xt.is_(fields(x).get('accountjids') if x is not None else None, ['bob@' + H],
+           'with the account in accountjids')
+    _, r = await two_step(root, A('get-user-roster'), {'accountjids': 'nobody@' + H})
+    xt.is_(note(r), ('error', 'No such account'), 'get-user-roster of no account')
+
+    # -- announce (4.20) --------------------------------------------------------
+    _, r = await two_step(root, A('announce'), {'subject': 'Maintenance',
+                                                'announcement': ['Down at', 'noon']})
+    xt.ok(note(r) is not None and note(r)[0] == 'info', 'announce completes')
+    for who, c in (('bob', bob), ('root', root2)):
+        m = await c.message(lambda m: m['type'] == 'headline', frm=H)
+        xt.ok(m is not None and m['subject'] == 'Maintenance' and m['body'] == 'Down at\nnoon',
+              'the announcement reaches %s: a headline from the server' % who) \
+            or xt.diag(m)
+
+    # -- MOTD (4.21 - 4.23) ------------------------------------------------------
+    srv.register('eve', 'eve-pw')
+    _, r = await two_step(root, A('set-motd'), {'subject': 'News',
+                                                'announcement': ['line1', 'line2']})
+    xt.is_(note(r), ('info', 'The message of the day was set'), 'set-motd completes')
+    m = await bob.message(lambda m: m['body'] == 'line1\nline2', frm=H)
+    xt.ok(m is not None and m['type'] == 'normal' and m['subject'] == 'News',
+          'set-motd also reaches the online users (type normal)')
+    eve = await xt.login_ok(srv, 'eve', resource='e1')
+    m = await eve.message(frm=H)
+    xt.ok(m is not None and m['type'] == 'normal' and m['subject'] == 'News' and
+          m['body'] == 'line1\nline2', 'the MOTD comes at login, from the server') or xt.diag(m)
+    eve.xmpp.send_presence(pstatus='away')
+    m = await eve.message(frm=H, timeout=1.5)
+    xt.ok(m is None, 'once per login: not again on a presence update')
+    await eve.disconnect()
+    first = await run(root, A('edit-motd'))
+    f = fields(form(first)) if form(first) is not None else {}
+    xt.ok(f.get('subject') == ['News'] and f.get('announcement') == ['line1', 'line2'],
+          'edit-motd: the form holds the current message') or xt.diag(f)
+    r = await run(root, A('edit-motd'), 'complete', first.get('sessionid'),
+                  {'subject': 'News', 'announcement': ['edited']})
+    xt.is_(note(r), ('info', 'The message of the day was set'), 'edit-motd completes')
+    m = await bob.message(lambda m: m['body'] == 'edited', timeout=1.5)
+    xt.ok(m is None, 'edit-motd is not sent to the online users')
+    eve = await xt.login_ok(srv, 'eve', resource='e2')
+    m = await eve.message(frm=H)
+    xt.is_(m['body'] if m is not None else None, 'edited', 'the next login gets the edited MOTD')
+    await eve.disconnect()
+    r = await run(root, A('delete-motd'))
+    xt.is_(note(r), ('info', 'The message of the day was deleted'),
+           'delete-motd completes at once')
+    eve = await xt.login_ok(srv, 'eve', resource='e3')
+    m = await eve.message(frm=H, timeout=1.5)
+    xt.ok(m is None, 'after delete-motd no MOTD at login') or xt.diag(m)
+
+    # -- end-user-session (4.5) --------------------------------------------------
+    bob2 = await xt.login_ok(srv, 'bob', 'b2', resource='x')
+    _, r = await two_step(root, A('end-user-session'), {'accountjids': ['bob@%s/x' % H]})
+    xt.is_(note(r), ('info', 'The sessions were ended'), 'end-user-session of a full JID')
+    xt.ok(await bob2.wait_closed(5) and bob2.stream_error == 'policy-violation',
+          'that session ends with a policy-violation stream error') or xt.diag(bob2.describe())
+    xt.ok(await xt.roundtrip(root, bob), 'bob\'s other session stays')
+    _, r = await two_step(root, A('end-user-session'), {'accountjids': ['bob@' + H]})
+    xt.ok(await bob.wait_closed(5) and bob.stream_error == 'policy-violation',
+          'a bare JID ends every session of the account')
+    _, r = await two_step(root, A('end-user-session'), {'accountjids': ['bob@' + H]})
+    xt.ok(note(r) is not None and note(r)[0] == 'error' and 'no session' in note(r)[1],
+          'no session left: an error note')
+
+    # -- disable-user (4.3) -------------------------------------------------------
+    _, r = await two_step(root, A('disable-user'), {'accountjids': ['eve@' + H]})
+    xt.is_(note(r), ('info', 'The accounts were disabled'), 'disable-user completes')
+    xt.ok(await eve.wait_closed(5) and eve.stream_error == 'policy-violation',
+          'the disabled account\'s session is closed')
+    e = await xt.login(srv, 'eve', 'eve-pw')
+    xt.ok(not e.ok and e.auth_failure == 'not-authorized',
+          'the disabled account is refused: not-authorized') or xt.diag(e.describe())
+    await e.disconnect()
+    _, r = await two_step(root, A('change-user-password'),
+                          {'accountjid': 'eve@' + H, 'password': 'eve-new'})
+    e = await xt.login(srv, 'eve', 'eve-new')
+    xt.ok(e.ok, 'a new password enables it again')
+    await e.disconnect()
+
+    await xt.disconnect_all(root, root2, bob, carol, bob2, eve)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0')
 
 
