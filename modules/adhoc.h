@@ -46,6 +46,7 @@ struct adhoc_req {
 	const struct adhoc_cmd *cmd;
 	char sessionid[40];             /* "" until a form went out */
 	void *data;                     /* the command's, freed with free() */
+	struct adhoc_req *prev, *next;  /* adhoc_admin.c: waiting for a roster */
 };
 
 /* mod_adhoc.c */
@@ -60,6 +61,8 @@ void adhoc_done(struct adhoc_req *r, const char *note_type, const char *note,
 /* Answers with a stanza error (RFC 6120 8.3.3) and, when app is not NULL,
  * the XEP-0050 4.6 condition element of that name. The session ends. */
 void adhoc_fail(struct adhoc_req *r, const char *condition, const char *app);
+/* Frees r without answering (the module unloads). */
+void adhoc_req_free(struct adhoc_req *r);
 /* 1 if jid may run the admin commands. */
 int adhoc_is_admin(const xmppd_jid *jid);
 
@@ -86,5 +89,7 @@ int form_is_submit(const xmppd_elem *x);
 extern const struct adhoc_cmd adhoc_admin_cmds[];
 extern const size_t adhoc_admin_ncmds;
 int adhoc_admin_load(xmppd_ctx *ctx);
+/* Frees the requests still waiting for an answer that will not come. */
+void adhoc_admin_unload(void);
 
 #endif

@@ -12,6 +12,7 @@
  * differ, a JID of another host) completes the command with a note of
  * type error (XEP-0050 3.5); protocol errors are stanza errors.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -472,6 +473,50 @@ roster_form(struct adhoc_req *r)
 	adhoc_form(r, x);
 }
 
+/* Requests whose roster get is out: xmppd_iq_request drops those still
+ * waiting when the module unloads, without calling back. */
+static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct adhoc_req *pending;
+
+static void
+pending_add(struct adhoc_req *r)
+{
+	pthread_mutex_lock(&pending_lock);
+	r->prev = NULL;
+	r->next = pending;
+	if (pending != NULL)
+		pending->prev = r;
+	pending = r;
+	pthread_mutex_unlock(&pending_lock);
+}
+
+static void
+pending_remove(struct adhoc_req *r)
+{
+	pthread_mutex_lock(&pending_lock);
+	if (r->prev != NULL)
+		r->prev->next = r->next;
+	else
+		pending = r->next;
+	if (r->next != NULL)
+		r->next->prev = r->prev;
+	r->prev = r->next = NULL;
+	pthread_mutex_unlock(&pending_lock);
+}
+
+void
+adhoc_admin_unload(void)
+{
+	pthread_mutex_lock(&pending_lock);
+	while (pending != NULL) {
+		struct adhoc_req *r = pending;
+
+		pending = r->next;
+		adhoc_req_free(r);
+	}
+	pthread_mutex_unlock(&pending_lock);
+}
+
 /* The account's own roster get, answered by the roster module. */
 static void
 roster_got(const xmppd_elem *reply, void *ud)
@@ -479,6 +524,8 @@ roster_got(const xmppd_elem *reply, void *ud)
 	struct adhoc_req *r = ud;
 	const char *jid = r->data;
 	xmppd_elem *q, *x;
+
+	pending_remove(r);
 
 	if (reply == NULL || strcmp(xmppd_stanza_type(reply), "result") != 0 ||
 	    (q = xmppd_elem_child(reply, "jabber:iq:roster", "query")) == NULL) {
@@ -520,8 +567,12 @@ roster_run(struct adhoc_req *r, xmppd_elem *x)
 	xmppd_elem_set_attr(iq, "from", bare);
 	xmppd_elem_set_attr(iq, "to", bare);
 	xmppd_elem_add_child(iq, "jabber:iq:roster", "query");
-	if (xmppd_iq_request(r->ctx, iq, 10000, roster_got, r) < 0)
+	/* The callback never runs before this returns (xmppd.h). */
+	pending_add(r);
+	if (xmppd_iq_request(r->ctx, iq, 10000, roster_got, r) < 0) {
+		pending_remove(r);
 		adhoc_fail(r, "internal-server-error", NULL);
+	}
 }
 
 /* ---------------------------------------------------------------- */

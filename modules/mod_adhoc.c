@@ -207,8 +207,8 @@ session_forget(const char *id)
 /* ---------------------------------------------------------------- */
 /* Answers.                                                           */
 
-static void
-req_free(struct adhoc_req *r)
+void
+adhoc_req_free(struct adhoc_req *r)
 {
 	xmppd_elem_unref(r->iq);
 	xmppd_jid_free(r->from);
@@ -238,7 +238,7 @@ adhoc_form(struct adhoc_req *r, xmppd_elem *x_take)
 		xmppd_elem_unref(x_take);
 		/* XEP-0050 4.6 has no condition for it; RFC 6120 8.3.3.18. */
 		xmppd_iq_error(r->iq, "resource-constraint", "too many command sessions");
-		req_free(r);
+		adhoc_req_free(r);
 		return;
 	}
 	c = command_elem(r, "executing");
@@ -249,7 +249,7 @@ adhoc_form(struct adhoc_req *r, xmppd_elem *x_take)
 	xmppd_elem_append_copy(c, x_take);
 	xmppd_elem_unref(x_take);
 	xmppd_iq_reply(r->iq, c);
-	req_free(r);
+	adhoc_req_free(r);
 }
 
 void
@@ -273,7 +273,7 @@ adhoc_done(struct adhoc_req *r, const char *note_type, const char *note,
 		xmppd_elem_unref(payload_take);
 	}
 	xmppd_iq_reply(r->iq, c);
-	req_free(r);
+	adhoc_req_free(r);
 }
 
 /* An error with an XEP-0050 4.6 application condition. */
@@ -299,7 +299,7 @@ adhoc_fail(struct adhoc_req *r, const char *condition, const char *app)
 		error_app(r->iq, condition, app);
 	else
 		xmppd_iq_error(r->iq, condition, NULL);
-	req_free(r);
+	adhoc_req_free(r);
 }
 
 /* ---------------------------------------------------------------- */
@@ -381,18 +381,18 @@ command_iq(xmppd_elem *iq, const xmppd_jid *from, const xmppd_jid *to, void *ud)
 			snprintf(r->sessionid, sizeof(r->sessionid), "%s", sid);
 			e = command_elem(r, "canceled");
 			xmppd_iq_reply(iq, e);
-			req_free(r);
+			adhoc_req_free(r);
 			return XMPPD_STOP;
 		}
 		if (strcmp(action, "prev") == 0 || strcmp(action, "next") == 0) {
 			/* The one stage offers only complete (4.6). */
 			error_app(iq, "bad-request", "bad-action");
-			req_free(r);
+			adhoc_req_free(r);
 			return XMPPD_STOP;
 		}
 		if (!form_is_submit(x)) {
 			error_app(iq, "bad-request", "bad-payload");
-			req_free(r);
+			adhoc_req_free(r);
 			return XMPPD_STOP;
 		}
 		snprintf(r->sessionid, sizeof(r->sessionid), "%.39s", sid);
@@ -502,6 +502,7 @@ static void
 unload(xmppd_ctx *ctx)
 {
 	(void)ctx;
+	adhoc_admin_unload();
 	pthread_mutex_lock(&m.lock);
 	while (m.n > 0)
 		session_drop(m.n - 1);

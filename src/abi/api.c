@@ -690,15 +690,29 @@ xmppd_sessions_foreach(const char *host, void (*fn)(const char *full, int availa
 XMPPD_API size_t
 xmppd_user_kick(const xmppd_jid *j, const char *condition, const char *text)
 {
-	struct sm_target t[64];
+	struct sm_target buf[64], *t = buf;
 	size_t n;
 
 	if (j == NULL || condition == NULL)
 		return 0;
 	n = sm_find(j, t, 64);
-	for (size_t i = 0; i < n && i < 64; i++)
+	/* More resources than the stack holds: ask again with room for all
+	 * (a few more may have bound meanwhile; they are left alone). */
+	if (n > 64) {
+		size_t max = n;
+
+		if ((t = calloc(max, sizeof(*t))) == NULL) {
+			t = buf;
+			n = 64;
+		} else if ((n = sm_find(j, t, max)) > max) {
+			n = max;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
 		session_kick(t[i].worker, t[i].sid, condition, text);
-	return n < 64 ? n : 64;
+	if (t != buf)
+		free(t);
+	return n;
 }
 
 /* ---------------------------------------------------------------- */
