@@ -61,7 +61,7 @@ static const struct xmppd_option options[] = {
 	 * accounts of the acl 'admins'. */
 	{ "access", XMPPD_OPT_STRING, NULL, 0, 0 },
 	/* Seconds a multi-stage command waits for its next step. */
-	{ "session_timeout", XMPPD_OPT_INT, "600", 10, 86400 },
+	{ "session_timeout", XMPPD_OPT_INT, "600", 1, 86400 },
 	{ "max_sessions_per_user", XMPPD_OPT_INT, "10", 1, 1000 },
 	{ NULL, 0, NULL, 0, 0 },
 };

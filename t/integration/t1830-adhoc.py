@@ -258,6 +258,9 @@ async def main():
     r = await run(root2, A('change-user-password'), 'complete', first.get('sessionid'),
                   {'accountjid': 'bob@' + H, 'password': 'z'})
     xt.is_(err(r), ('bad-request', 'bad-sessionid'), 'another resource\'s session: bad-sessionid')
+    r = await run(root, A('change-user-password'), 'complete', first.get('sessionid'))
+    xt.is_(err(r), ('bad-request', 'bad-payload'), 'complete without the form: bad-payload')
+    first = await run(root, A('change-user-password'))
     r = await run(root, A('change-user-password'), 'next', first.get('sessionid'),
                   {'accountjid': 'bob@' + H, 'password': 'z'})
     xt.is_(err(r), ('bad-request', 'bad-action'), 'next on a single stage: bad-action')
@@ -374,6 +377,23 @@ async def main():
 
     await xt.disconnect_all(root, root2, bob, carol, bob2, eve)
     xt.is_(await srv.astop(), 0, 'xmppd exits 0')
+
+    # -- session_timeout -------------------------------------------------------
+    srv2 = xt.Server(name='t1830-timeout', modules={'mod_adhoc': {'session_timeout': 1}},
+                     conf={'acl': {'admins': {'user': ['root@' + H]}}})
+    srv2.register('root', 'root-pw')
+    root = await xt.login_ok(srv2, 'root')
+    first = await run(root, A('change-user-password'))
+    await asyncio.sleep(1.5)
+    r = await run(root, A('change-user-password'), 'complete', first.get('sessionid'),
+                  {'accountjid': 'root@' + H, 'password': 'z'})
+    xt.is_(err(r), ('bad-request', 'bad-sessionid'), 'a session past session_timeout is gone')
+    first = await run(root, A('change-user-password'))
+    r = await run(root, A('change-user-password'), 'complete', first.get('sessionid'),
+                  {'accountjid': 'root@' + H, 'password': 'root-pw'})
+    xt.is_(note(r), ('info', 'The password was changed'), 'one within it completes')
+    await xt.disconnect_all(root)
+    xt.is_(await srv2.astop(), 0, 'the second xmppd exits 0')
 
 
 xt.run(main, timeout=120)
