@@ -346,8 +346,8 @@ online_list_run(struct adhoc_req *r, xmppd_elem *x)
 	xmppd_elem *res, *f;
 	long lim = -1;
 
-	/* XEP-0133 4.15: 'none' (or nothing) is no limit. */
-	if (max != NULL && strcmp(max, "none") != 0 && *max != '\0') {
+	/* XEP-0133 4.15: 'none' (Prosody: 'all', or nothing) is no limit. */
+	if (max != NULL && strcmp(max, "none") != 0 && strcmp(max, "all") != 0 && *max != '\0') {
 		char *end;
 
 		lim = strtol(max, &end, 10);
@@ -543,8 +543,14 @@ roster_got(const xmppd_elem *reply, void *ud)
 static void
 roster_run(struct adhoc_req *r, xmppd_elem *x)
 {
-	char *node = account_of(form_get(x, "accountjids"), r->host);
-	char bare[1100];
+	const char *given = form_get(x, "accountjids");
+	char *node, bare[1100];
+
+	/* XEP-0133 4.8 names the field accountjids; Prosody's form says
+	 * accountjid. Both are taken. */
+	if (given == NULL)
+		given = form_get(x, "accountjid");
+	node = account_of(given, r->host);
 	xmppd_elem *iq;
 
 	if (node == NULL) {

@@ -203,6 +203,12 @@ async def main():
     x = form(r)
     xt.is_(sorted(fields(x).get('onlineuserjids', [])) if x is not None else r,
            ['bob@' + H, 'carol@' + H, 'root@' + H], 'the online list: the bare JIDs')
+    _, r = await two_step(root, A('get-online-users-list'), {'max_items': 'all'})
+    x = form(r)
+    xt.is_(len(fields(x).get('onlineuserjids', [])) if x is not None else r, 3,
+           'max_items all (Prosody\'s word) is no limit')
+    _, r = await two_step(root, A('get-online-users-list'), {'max_items': 'many'})
+    xt.is_(err(r), ('bad-request', 'bad-payload'), 'max_items not a number: bad-payload')
     _, r = await two_step(root, A('get-online-users-list'), {'max_items': '2'})
     x = form(r)
     xt.is_(len(fields(x).get('onlineuserjids', [])) if x is not None else r, 2,
@@ -297,6 +303,11 @@ async def main():
            'get-user-roster: bob\'s item inside the result form')
     xt.is_(fields(x).get('accountjids') if x is not None else None, ['bob@' + H],
            'with the account in accountjids')
+    _, r = await two_step(root, A('get-user-roster'), {'accountjid': 'bob@' + H})
+    x = form(r)
+    q = x.find('{jabber:iq:roster}query') if x is not None else None
+    xt.ok(q is not None and len(q.findall('{jabber:iq:roster}item')) == 1,
+          'get-user-roster also takes Prosody\'s field name accountjid')
     _, r = await two_step(root, A('get-user-roster'), {'accountjids': 'nobody@' + H})
     xt.is_(note(r), ('error', 'No such account'), 'get-user-roster of no account')
 
