@@ -403,6 +403,15 @@ async def main():
     r = await run(root, A('change-user-password'), 'complete', first.get('sessionid'),
                   {'accountjid': 'root@' + H, 'password': 'root-pw'})
     xt.is_(note(r), ('info', 'The password was changed'), 'one within it completes')
+    first = await run(root, A('change-user-password'))
+    code, out, errs = await srv2.actl('module', 'reload', 'mod_adhoc')
+    xt.is_(code, 0, 'xmppctl module reload mod_adhoc') or xt.diag(out, errs)
+    r = await run(root, A('change-user-password'), 'complete', first.get('sessionid'),
+                  {'accountjid': 'root@' + H, 'password': 'root-pw'})
+    xt.is_(err(r), ('bad-request', 'bad-sessionid'), 'a reload forgets the open sessions')
+    r = await run(root, A('get-registered-users-num'))
+    xt.is_(fields(form(r)).get('registeredusersnum') if form(r) is not None else r, ['1'],
+           'and the commands work after it')
     await xt.disconnect_all(root)
     xt.is_(await srv2.astop(), 0, 'the second xmppd exits 0')
 
