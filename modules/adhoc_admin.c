@@ -338,23 +338,86 @@ online_list_form(struct adhoc_req *r)
 	adhoc_form(r, x);
 }
 
+/* max_items of a list form: 0 with *lim_r (-1: no limit), or -1. */
+static int
+max_items(xmppd_elem *x, long *lim_r)
+{
+	const char *max = form_get(x, "max_items");
+	char *end;
+
+	*lim_r = -1;
+	/* XEP-0133 4.15: 'none' (Prosody: 'all', or nothing) is no limit. */
+	if (max == NULL || *max == '\0' || strcmp(max, "none") == 0 || strcmp(max, "all") == 0)
+		return 0;
+	*lim_r = strtol(max, &end, 10);
+	return *end != '\0' || *lim_r < 0 ? -1 : 0;
+}
+
+struct reglist {
+	xmppd_elem *field;
+	const char *host;
+	long left;                  /* -1: no limit */
+};
+
+static void
+reg_one(const char *node, void *ud)
+{
+	struct reglist *l = ud;
+	char jid[1100];
+
+	if (l->left == 0)
+		return;
+	if (l->left > 0)
+		l->left--;
+	snprintf(jid, sizeof(jid), "%s@%s", node, l->host);
+	form_field_value(l->field, jid);
+}
+
+/* XEP-0133 4.16. */
+static void
+registered_list_run(struct adhoc_req *r, xmppd_elem *x)
+{
+	struct reglist l = { NULL, r->host, -1 };
+	xmppd_elem *res;
+
+	if (max_items(x, &l.left) < 0) {
+		adhoc_fail(r, "bad-request", "bad-payload");
+		return;
+	}
+	res = form_new("result", NULL, NS_ADMIN);
+	l.field = form_field(res, "registereduserjids", "jid-multi",
+	    "The list of all users", NULL, 0);
+	if (xmppd_user_foreach(r->host, reg_one, &l) < 0) {
+		xmppd_elem_unref(res);
+		adhoc_fail(r, "internal-server-error", NULL);
+		return;
+	}
+	adhoc_done(r, NULL, NULL, res);
+}
+
+static void
+registered_list_form(struct adhoc_req *r)
+{
+	static const char *const max[] = { "25", "50", "75", "100", "150", "200", "none", NULL };
+	xmppd_elem *x = admin_form("Requesting List of Registered Users", NULL), *f;
+
+	f = form_field(x, "max_items", "list-single", "Maximum number of items to report", "25",
+	    0);
+	for (size_t i = 0; max[i] != NULL; i++)
+		form_field_option(f, NULL, max[i]);
+	adhoc_form(r, x);
+}
+
 static void
 online_list_run(struct adhoc_req *r, xmppd_elem *x)
 {
-	const char *max = form_get(x, "max_items");
 	struct online o = { 0 };
 	xmppd_elem *res, *f;
-	long lim = -1;
+	long lim;
 
-	/* XEP-0133 4.15: 'none' (Prosody: 'all', or nothing) is no limit. */
-	if (max != NULL && strcmp(max, "none") != 0 && strcmp(max, "all") != 0 && *max != '\0') {
-		char *end;
-
-		lim = strtol(max, &end, 10);
-		if (*end != '\0' || lim < 0) {
-			adhoc_fail(r, "bad-request", "bad-payload");
-			return;
-		}
+	if (max_items(x, &lim) < 0) {
+		adhoc_fail(r, "bad-request", "bad-payload");
+		return;
 	}
 	online_users(r->host, &o);
 	res = form_new("result", NULL, NS_ADMIN);
@@ -917,6 +980,8 @@ const struct adhoc_cmd adhoc_admin_cmds[] = {
 	{ A("change-user-password"), "Change User Password", 1, passwd_form, passwd_run },
 	{ A("get-registered-users-num"), "Get Number of Registered Users", 1, NULL,
 	    registered_num_run },
+	{ A("get-registered-users-list"), "Get List of Registered Users", 1,
+	    registered_list_form, registered_list_run },
 	{ A("get-online-users-num"), "Get Number of Online Users", 1, NULL, online_num_run },
 	{ A("get-online-users-list"), "Get List of Online Users", 1, online_list_form,
 	    online_list_run },

@@ -21,7 +21,7 @@ NS_X = 'jabber:x:data'
 NS_ADMIN = 'http://jabber.org/protocol/admin'
 NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas'
 ADMIN_NODES = ['add-user', 'delete-user', 'change-user-password',
-               'get-registered-users-num', 'get-online-users-num',
+               'get-registered-users-num', 'get-registered-users-list', 'get-online-users-num',
                'get-online-users-list', 'disable-user', 'end-user-session',
                'get-user-roster', 'announce', 'set-motd', 'edit-motd', 'delete-motd']
 
@@ -195,6 +195,14 @@ async def main():
           fields(x).get('FORM_TYPE') == [NS_ADMIN],
           'registered users: 3 (root, bob, carol), at once, in a result form') \
         or xt.diag(ET.tostring(r) if r is not None and not hasattr(r, 'xml') else r)
+    _, r = await two_step(root, A('get-registered-users-list'), {'max_items': 'none'})
+    x = form(r)
+    xt.is_(fields(x).get('registereduserjids') if x is not None else r,
+           ['bob@' + H, 'carol@' + H, 'root@' + H], 'the registered list: every account')
+    _, r = await two_step(root, A('get-registered-users-list'), {'max_items': '1'})
+    x = form(r)
+    xt.is_(fields(x).get('registereduserjids') if x is not None else r, ['bob@' + H],
+           'max_items bounds it')
     r = await run(root, A('get-online-users-num'))
     x = form(r)
     xt.is_(fields(x).get('onlineusersnum') if x is not None else r, ['3'],
