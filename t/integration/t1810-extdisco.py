@@ -12,11 +12,12 @@ the client talks to itself through two relays, so no outside peer).
 Checked: the disco#info feature (XEP-0215 5); the services and their
 attributes (3.1), those of one type (3.2); the credentials (3.3) and the
 errors (unknown service, a request without host, an unknown element, a
-set, a component's request: forbidden); what coturn says: the credentials
-allocate, the same with a wrong password or a username of another shape
-do not; after a reload with credentials_ttl 8, fresh credentials allocate
-and, once their expiry has passed, the same ones are refused; a restricted
-service without turn_secret is refused at start.
+set; forbidden for a component and for a user the `access` rule denies);
+what coturn says: the credentials allocate, the same password with
+another user's name does not, nor a wrong password; after a reload with
+credentials_ttl 8, fresh credentials allocate and, once their expiry has
+passed, the same ones are refused; a restricted service without
+turn_secret is refused at start.
 """
 
 import asyncio
@@ -214,7 +215,10 @@ async def main():
     xt.require_peer('coturn', TURNSERVER, UCLIENT)
 
     srv = xt.Server(workers=2, start=False, modules={
-        'mod_disco': {}, 'mod_extdisco': {'services': ['x'], 'turn_secret': SECRET}})
+        'mod_disco': {}, 'mod_extdisco': {'services': ['x'], 'turn_secret': SECRET,
+                                          'access': 'callers'}},
+        conf={'acl': {'callers': {'user': ['alice']}},
+              'access_rules': {'callers': [{'allow': 'callers'}]}})
     turn_port = xt.free_ports('127.0.0.1', 1)[0]
     comp_port = xt.free_ports(srv.ip, 1)[0]
     srv.conf['modules']['mod_extdisco']['services'] = services_conf(turn_port)
@@ -241,6 +245,7 @@ async def main():
 
     srv.start()
     srv.register('alice', 'alice-pw')
+    srv.register('bob', 'bob-pw')
     coturn = Coturn(srv.dir, turn_port)
     try:
         await run_checks(srv, coturn, comp_port)
@@ -314,6 +319,15 @@ async def run_checks(srv, coturn, comp_port):
     r = await alice.iq('set', h, "<services xmlns='%s'/>" % NS)
     xt.is_(r['error']['condition'] if r is not None and r['type'] == 'error' else r,
            'bad-request', 'a set: bad-request')
+
+    # A local user the access rule does not allow: forbidden.
+    bob = await xt.login_ok(srv, 'bob', resource='b1')
+    t, cond, el = await get(bob, h, "<services xmlns='%s'/>" % NS)
+    xt.is_(cond, 'forbidden', 'a user the access rule denies: forbidden')
+    t, cond, el = await get(bob, h, "<credentials xmlns='%s'><service host='127.0.0.1' "
+                            "type='turn'/></credentials>" % NS)
+    xt.is_(cond, 'forbidden', 'the same asking for credentials: forbidden')
+    await bob.disconnect()
 
     # A component (not a local user): forbidden.
     comp = Component(srv, comp_port)
