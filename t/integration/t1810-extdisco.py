@@ -15,7 +15,7 @@ errors (unknown service, a request without host, an unknown element, a
 set; forbidden for a component and for a user the `access` rule denies);
 what coturn says: the credentials allocate, the same password with
 another user's name does not, nor a wrong password; after a reload with
-credentials_ttl 8, fresh credentials allocate and, once their expiry has
+credentials_ttl 15, fresh credentials allocate and, once their expiry has
 passed, the same ones are refused; a restricted service without
 turn_secret is refused at start.
 """
@@ -46,7 +46,7 @@ TURNSERVER = '/usr/bin/turnserver'
 UCLIENT = '/usr/bin/turnutils_uclient'
 COMP = 'comp.xmppd.test'
 COMP_SECRET = 'comp-secret'
-SHORT_TTL = 8
+SHORT_TTL = 15  # well past the ~6 s a turnutils_uclient run takes
 
 
 def services_conf(port):
