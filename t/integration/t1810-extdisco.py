@@ -382,6 +382,24 @@ async def run_checks(srv, coturn, comp_port):
           'coturn says why: no credentials for that (expired) username') or \
         xt.diag(coturn.text()[-1500:])
 
+    # A reload with a malformed entry: the module refuses it, naming the
+    # entry in the log, and (the core's rule for a module whose load
+    # fails) is out until a reload with a good list.
+    good = list(srv.conf['modules']['mod_extdisco']['services'])
+    srv.conf['modules']['mod_extdisco']['services'] = good + ['type=turn port=3478']
+    srv.write_config()
+    await srv.actl('reload')
+    xt.like(srv.log(), r"mod_extdisco: services: entry 4 \('type=turn port=3478'\) needs "
+            r"type= and host=", 'a service without host: the log names the entry')
+    t, cond, el = await get(alice, h, "<services xmlns='%s'/>" % NS)
+    xt.is_(cond, 'service-unavailable', 'meanwhile: service-unavailable, no half-read list')
+    srv.conf['modules']['mod_extdisco']['services'] = good
+    srv.write_config()
+    code, out, err = await srv.actl('reload')
+    xt.is_(code, 0, 'the reload with the good list again') or xt.diag(out, err)
+    t, cond, el = await get(alice, h, "<services xmlns='%s'/>" % NS)
+    xt.is_(len(services_of(el)), 3, 'and the services are answered again')
+
     await xt.disconnect_all(alice)
 
 
