@@ -320,6 +320,28 @@ async def run_checks(srv, coturn, comp_port):
     xt.is_(r['error']['condition'] if r is not None and r['type'] == 'error' else r,
            'bad-request', 'a set: bad-request')
 
+    # Hostile shapes, on a raw stream (slixmpp's parser stalls on a 100 KB
+    # attribute in what it reads): a 100 KB type, a thousand <service/>.
+    raw = await xt.sm_authed(srv, 'alice')
+    await raw.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                   "<resource>raw</resource></bind></iq>")
+    await raw.read_until(r"id=.b.")
+    raw.set_mark()
+    await raw.send("<iq type='get' id='big' to='%s'><services xmlns='%s' type='%s'/></iq>"
+                   % (h, NS, 't' * 100000))
+    xt.ok(await raw.read_until(r"<iq[^>]*id=.big.[^>]*>.*?</iq>", timeout=10) and
+          "type='result'" in raw.since_mark().replace('"', "'") and
+          '<service ' not in raw.since_mark(), 'a 100 KB type: an empty list') or \
+        xt.diag(raw.since_mark()[:300])
+    raw.set_mark()
+    await raw.send("<iq type='get' id='many' to='%s'><credentials xmlns='%s'>%s</credentials>"
+                   "</iq>" % (h, NS, "<service host='127.0.0.1' type='turn'/>" * 1000))
+    ok = await raw.read_until(r"<iq[^>]*id=.many.[^>]*>.*?</iq>", timeout=10)
+    xt.ok(ok and raw.since_mark().count('<service ') == 2,
+          'a thousand <service/> asked: the first is answered, once') or \
+        xt.diag(raw.since_mark()[:300])
+    raw.close()
+
     # A local user the access rule does not allow: forbidden.
     bob = await xt.login_ok(srv, 'bob', resource='b1')
     t, cond, el = await get(bob, h, "<services xmlns='%s'/>" % NS)
