@@ -63,6 +63,12 @@ service_parse(const char *text, struct service *svc, const char **why)
 	char *save = NULL, *tok;
 
 	memset(svc, 0, sizeof(*svc));
+	/* NULL: the list became shorter under a request (a reload swaps the
+	 * options while workers read them). */
+	if (text == NULL) {
+		*why = "is missing";
+		return -1;
+	}
 	if (strlen(text) >= sizeof(svc->buf)) {
 		*why = "is too long";
 		return -1;
