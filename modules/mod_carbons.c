@@ -85,6 +85,14 @@ static const struct rule {
 	{ "http://jabber.org/protocol/chatstates", NULL, MARK_IM },
 	{ "urn:xmpp:chat-markers:0", NULL, MARK_IM },
 	{ "jabber:x:conference", "x", MARK_IM },
+	/* XEP-0353 5 (business rules): call set-up messages (propose,
+	 * ringing, proceed, reject, retract, finish) "MUST use XEP-0280" to
+	 * reach every device, so they are copied whatever their type; a
+	 * client that leaves the type out (normal, no body) would otherwise
+	 * leave its other devices ringing. :1 is the namespace of versions
+	 * 0.4-0.5. */
+	{ "urn:xmpp:jingle-message:0", NULL, MARK_IM },
+	{ "urn:xmpp:jingle-message:1", NULL, MARK_IM },
 	/* XEP-0045: a mediated invitation, or a private message between a
 	 * user and a room occupant. */
 	{ NS_MUC_USER, "x", MARK_MUC_USER },
