@@ -138,6 +138,8 @@ xmppd_iq_register(xmppd_ctx *ctx, const char *host, const char *ns, unsigned typ
 
 	if (ns == NULL || fn == NULL || types == 0 || scopes == 0)
 		return -1;
+	/* Its latency, as xmppd_hook_duration_seconds{hook="iq_handler"}. */
+	r.stat = metrics_hook_slot(METRICS_HOOK_IQ, ctx != NULL ? ctx->name : NULL);
 	if ((r.s1 = ctx_strdup(ctx, ns)) == NULL)
 		return -1;
 	if (host != NULL && (r.host = ctx_strdup(ctx, host)) == NULL)

@@ -215,6 +215,8 @@ metrics_hook_name(unsigned hook)
 		[XMPPD_HOOK_SERVER_STOPPING] = "server_stopping",
 	};
 
+	if (hook == METRICS_HOOK_IQ)
+		return "iq_handler";
 	if (hook < XMPPD_HOOK__COUNT && names[hook] != NULL)
 		return names[hook];
 	return "unknown";

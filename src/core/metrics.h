@@ -47,6 +47,9 @@ enum metrics_transport { METRICS_TCP, METRICS_WEBSOCKET, METRICS_BOSH };
 /* Hook latency buckets (upper bounds, seconds): log scale 10 us .. 1 s. */
 #define METRICS_HIST_BUCKETS 16
 extern const double metrics_hist_bounds[METRICS_HIST_BUCKETS];
+/* The pseudo hook id of IQ handlers (xmppd_iq_register): their time is
+ * counted as hook "iq_handler". */
+#define METRICS_HOOK_IQ 0x100u
 /* Slots for (hook, module) pairs; pairs past this many are not timed. */
 #define METRICS_HOOK_SLOTS 256
 

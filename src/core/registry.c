@@ -186,6 +186,8 @@ iq_dispatch(xml_elem *iq, const jid *from, const jid *to, unsigned scope)
 	xml_elem *payload = xml_first_child(iq);
 	unsigned t;
 	const char *ns;
+	enum xmppd_result res;
+	uint64_t t0;
 
 	if (l == NULL || type == NULL || payload == NULL ||
 	    (ns = xml_elem_ns(payload)) == NULL)
@@ -197,7 +199,10 @@ iq_dispatch(xml_elem *iq, const jid *from, const jid *to, unsigned scope)
 		if (!(r->types & t) || !(r->scopes & scope) || strcmp(r->s1, ns) != 0 ||
 		    !host_matches(r->host, to->domain))
 			continue;
-		if (((xmppd_iq_fn)r->fn)(iq, from, to, r->ud) != XMPPD_CONTINUE)
+		t0 = metrics_now_ns();
+		res = ((xmppd_iq_fn)r->fn)(iq, from, to, r->ud);
+		metrics_hook_time(r->stat, metrics_now_ns() - t0);
+		if (res != XMPPD_CONTINUE)
 			return 1;
 	}
 	return 0;

@@ -63,7 +63,9 @@ struct out {
 /*
  * A family's HELP and TYPE lines. name is the sample name; for a counter
  * it ends in _total, which OpenMetrics leaves out of the family name
- * (OpenMetrics 1.0, "Counter").
+ * (OpenMetrics 1.0, "Counter"). type "info" (a sample name ending in
+ * _info, value 1) is OpenMetrics' Info type, a gauge in the text format
+ * 0.0.4, which has no such type.
  */
 static void
 family(struct out *o, const char *name, const char *type, const char *help)
@@ -73,6 +75,12 @@ family(struct out *o, const char *name, const char *type, const char *help)
 	if (o->om && strcmp(type, "counter") == 0 && len > 6 &&
 	    strcmp(name + len - 6, "_total") == 0)
 		len -= 6;
+	if (strcmp(type, "info") == 0) {
+		if (!o->om)
+			type = "gauge";
+		else if (len > 5 && strcmp(name + len - 5, "_info") == 0)
+			len -= 5;
+	}
 	evbuffer_add_printf(o->b, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)len, name, help,
 	    (int)len, name, type);
 }
@@ -207,7 +215,7 @@ gauges(struct out *o)
 		sample_u(o, "xmppd_store_map_size_bytes", NULL, map);
 	}
 
-	family(o, "xmppd_build_info", "gauge",
+	family(o, "xmppd_build_info", "info",
 	    "Always 1: the version, and the module ABI it was built with.");
 	snprintf(l, sizeof(l), "version=\"%s\",build=\"abi-%d.%d\"", PACKAGE_VERSION,
 	    XMPPD_ABI_MAJOR, XMPPD_ABI_MINOR);

@@ -141,6 +141,7 @@ def check_openmetrics(body):
         typ = types.get(current)
         allowed = {'counter': (current + '_total', current + '_created'),
                    'gauge': (current,),
+                   'info': (current + '_info',),
                    'histogram': (current + '_bucket', current + '_sum', current + '_count',
                                  current + '_created')}.get(typ, ())
         if name not in allowed:
@@ -193,7 +194,7 @@ def family_names(samples):
 
 
 async def main():
-    srv = xt.Server(workers=2, start=False, modules={'mod_offline': {}})
+    srv = xt.Server(workers=2, start=False, modules={'mod_offline': {}, 'mod_ping': {}})
     hp, = xt.free_ports(srv.ip, 1)
     # secure: the WebSocket login uses PLAIN (the listener is taken as
     # behind TLS).
@@ -223,6 +224,9 @@ async def main():
         alice.send(bob, 'hello %d' % i)
     got = [await ws_message(ws, 'hello %d' % i) for i in range(n)]
     xt.ok(all(got), 'bob got the three messages over WebSocket')
+    # An IQ a module handles (mod_ping, XEP-0199).
+    pong = await alice.iq('get', srv.host, "<ping xmlns='urn:xmpp:ping'/>")
+    xt.ok(pong is not None and pong['type'] == 'result', 'mod_ping answered a ping')
     alice.send('carol@' + srv.host, 'for later')
     alice.send('nobody@' + srv.host, 'into the void')
     err = await alice.message(mtype='error', timeout=5)
@@ -288,8 +292,14 @@ async def main():
                  dict(lb).get('hook') == 'offline_message')
     xt.ok(les and all(les[i][1] <= les[i + 1][1] for i in range(len(les) - 1)),
           'the histogram buckets are cumulative')
-    xt.ok(val(m1, 'xmppd_build_info', version='0.1.0', build='abi-1.7') == 1.0 or
-          any(nm == 'xmppd_build_info' for nm, _ in m1), 'xmppd_build_info')
+    icnt = val(m1, 'xmppd_hook_duration_seconds_count', hook='iq_handler', module='mod_ping')
+    xt.ok(icnt is not None and icnt >= 1,
+          'xmppd_hook_duration_seconds{hook="iq_handler",module="mod_ping"} timed the ping '
+          '(%s)' % icnt)
+    bi = [(dict(lb), v) for (nm, lb), v in m1.items() if nm == 'xmppd_build_info']
+    xt.ok(len(bi) == 1 and bi[0][1] == 1.0 and bi[0][0].get('version') and
+          re.match(r'^abi-\d+\.\d+$', bi[0][0].get('build', '')),
+          'xmppd_build_info{version,build} 1 (%r)' % bi)
 
     rc, out = promtool(body)
     xt.is_((rc, out.strip()), (0, ''), 'promtool check metrics: no problem')
@@ -302,6 +312,10 @@ async def main():
     xt.is_(check_openmetrics(om), [], 'the OpenMetrics exposition is well formed')
     xt.like(om, r'(?m)^# TYPE xmppd_logins counter$\n(?:.*\n)*?^xmppd_logins_total \d+$',
             'OpenMetrics: the counter family xmppd_logins, its sample xmppd_logins_total')
+    xt.like(om, r'(?m)^# TYPE xmppd_build info$\n^xmppd_build_info\{version="[^"]+",build="[^"]+"\} 1$',
+            'OpenMetrics: xmppd_build is an info family')
+    xt.like(om, r'(?m)^# TYPE xmppd_hook_duration_seconds histogram$',
+            'OpenMetrics: the hook latency histogram')
     xt.is_(h.get('vary'), 'Accept', 'Vary: Accept')
     st, h, body2 = await afetch(url, headers={
         'Accept': 'text/plain;version=0.0.4,application/openmetrics-text;q=0.5'})
