@@ -377,6 +377,52 @@ async def main():
 
     ws.close()
     await xt.disconnect_all(alice)
+    srv.stop()
+    await federation()
+
+
+async def federation():
+    """Two federating servers: the link counts on both sides, and the
+    stanzas that cross it in and out."""
+    d = xt.scratch_dir('t1840-certs')
+    xt.make_ca(d, 'ca1')
+    a, b = xt.federated_pair(d, 'ca1', 't1840', start=False)
+    urls = {}
+    for s in (a, b):
+        p, = xt.free_ports(s.ip, 1)
+        s.conf['listen'] += [{'port': p, 'ip': s.ip, 'module': 'http'}]
+        s.write_config()
+        s.start()
+        urls[s] = 'http://%s:%d/metrics' % (s.ip, p)
+    a.register('alice', 'alice-pw')
+    b.register('bob', 'bob-pw')
+    alice = await xt.login_ok(a, 'alice', resource='desk')
+    bob = await xt.login_ok(b, 'bob', resource='phone')
+    before = {}
+    for s in (a, b):
+        before[s] = parse((await afetch(urls[s]))[2])
+    alice.send(bob.jid, 'over the link')
+    xt.ok(await bob.message(body='over the link', timeout=15) is not None,
+          'federation: bob@b.test got alice\'s message')
+    await xt.wait_links(a, lambda ls: xt.s2s_link(ls, 'out', 'a.test', 'b.test'), timeout=5)
+    after = {s: parse((await afetch(urls[s]))[2]) for s in (a, b)}
+
+    def delta(s, name, **labels):
+        return (val(after[s], name, **labels) or 0) - (val(before[s], name, **labels) or 0)
+
+    xt.ok((val(after[a], 'xmppd_s2s_links') or 0) >= 1 and
+          (val(after[b], 'xmppd_s2s_links') or 0) >= 1,
+          'xmppd_s2s_links: the link counts on both servers (%s, %s)'
+          % (val(after[a], 'xmppd_s2s_links'), val(after[b], 'xmppd_s2s_links')))
+    xt.ok((val(after[a], 'xmppd_connections', kind='s2s') or 0) >= 1,
+          'xmppd_connections{kind="s2s"} on a.test')
+    xt.is_(delta(b, 'xmppd_stanzas_in_total', kind='message'), 1.0,
+           'b.test: xmppd_stanzas_in_total{kind="message"} counts the message from the link')
+    xt.ok(delta(a, 'xmppd_stanzas_out_total', kind='message') >= 1,
+          'a.test: xmppd_stanzas_out_total{kind="message"} counts it going out on the link')
+    xt.is_(delta(b, 'xmppd_routed_total', outcome='delivered'), 1.0,
+           'b.test: delivered to bob')
+    await xt.disconnect_all(alice, bob)
 
 
 xt.run(main)
