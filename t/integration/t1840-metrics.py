@@ -22,7 +22,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
-from xt_transports import RawWS  # noqa: E402
+from xt_transports import Bosh, RawWS  # noqa: E402
 
 CT_TEXT = 'text/plain; version=0.0.4; charset=utf-8'
 CT_OM = 'application/openmetrics-text; version=1.0.0; charset=utf-8'
@@ -304,6 +304,27 @@ async def main():
     rc, out = promtool(body)
     xt.is_((rc, out.strip()), (0, ''), 'promtool check metrics: no problem')
 
+    # A third session, over BOSH; then all three end and the gauge goes
+    # back to zero.
+    bosh = Bosh(srv, hp)
+    await bosh.create(wait=2, hold=1)
+    await bosh.login('carol', 'bosh')
+    m2 = parse((await afetch(url))[2])
+    xt.is_((val(m2, 'xmppd_sessions', transport='bosh'),
+            (val(m2, 'xmppd_logins_total') or 0) - (val(m1, 'xmppd_logins_total') or 0)),
+           (1.0, 1.0), 'a BOSH login: xmppd_sessions{transport="bosh"} 1, one more login')
+    await bosh.request(type='terminate')
+    ws.close()
+    await xt.disconnect_all(alice)
+    for _ in range(50):
+        m3 = parse((await afetch(url))[2])
+        gone = tuple(val(m3, 'xmppd_sessions', transport=t) for t in ('tcp', 'websocket', 'bosh'))
+        if gone == (0.0, 0.0, 0.0):
+            break
+        await asyncio.sleep(0.1)
+    xt.is_(gone, (0.0, 0.0, 0.0), 'the three sessions ended: xmppd_sessions back to 0 '
+           '(tcp, websocket, bosh)')
+
     # OpenMetrics.
     for acc in ('application/openmetrics-text; version=1.0.0', PROM_ACCEPT):
         st, h, om = await afetch(url, headers={'Accept': acc})
@@ -375,8 +396,6 @@ async def main():
                  'process_resident_memory_bytes'):
         xt.ok(want in names, 'the dashboard charts %s' % want)
 
-    ws.close()
-    await xt.disconnect_all(alice)
     srv.stop()
     await federation()
 
