@@ -29,6 +29,7 @@
 #include "core/conf.h"
 #include "core/conf_keys.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "abi/module.h"
 #include "core/registry.h"
 #include "core/astore.h"
@@ -36,6 +37,7 @@
 #include "ctl/ctl.h"
 #include "http/http.h"
 #include "http/http_conf.h"
+#include "http/metrics_http.h"
 #include "net/listener.h"
 #include "net/tls.h"
 #include "router/session.h"
@@ -304,6 +306,7 @@ main(int argc, char **argv)
 	conf_swap(conf_ref(c));
 	apply_runtime(c);
 	clock_set_start_time(time(NULL));
+	metrics_init();
 	raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
 
@@ -334,8 +337,13 @@ main(int argc, char **argv)
 	if (worker_init(n, &err) < 0)
 		fatal("workers: %s", err);
 	if (session_init(n) < 0 || http_init(n) < 0 || c2s_init(n) < 0 || s2s_init(n) < 0 ||
-	    component_init(n) < 0)
+	    component_init(n) < 0 || http_metrics_init() < 0)
 		fatal("out of memory");
+	/* What /metrics reads from the transports (core/metrics.h). */
+	metrics_set_source(METRICS_SRC_C2S_CONNECTIONS, c2s_connection_count);
+	metrics_set_source(METRICS_SRC_S2S_CONNECTIONS, s2s_connection_count);
+	metrics_set_source(METRICS_SRC_COMPONENT_CONNECTIONS, component_connection_count);
+	metrics_set_source(METRICS_SRC_S2S_LINKS, s2s_link_count);
 	/* The control socket first: it refuses to start a second server
 	 * on the same spool before that one could share our ports
 	 * (SO_REUSEPORT would let it). */
@@ -403,6 +411,7 @@ main(int argc, char **argv)
 	tls_free();
 	store_close();
 	xml_stream_pool_free();         /* the main thread's (module API parses) */
+	metrics_free();
 	if (c->pidfile != NULL)
 		unlink(c->pidfile);
 	log_notice("main", "stopped");

@@ -23,6 +23,7 @@
 #include "core/clock.h"
 #include "core/conf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/registry.h"
 #include "core/worker.h"
 #include "http/http.h"
@@ -116,6 +117,8 @@ xmppd_hook_add(xmppd_ctx *ctx, enum xmppd_hook hook, const char *host, int prior
 
 	if ((unsigned)hook >= XMPPD_HOOK__COUNT || fn == NULL)
 		return -1;
+	/* Its latency, as xmppd_hook_duration_seconds{hook,module}. */
+	r.stat = metrics_hook_slot((unsigned)hook, ctx != NULL ? ctx->name : NULL);
 	if (host != NULL && (r.host = ctx_strdup(ctx, host)) == NULL)
 		return -1;
 	return registry_add((enum reg_kind)hook, &r);
@@ -136,6 +139,8 @@ xmppd_iq_register(xmppd_ctx *ctx, const char *host, const char *ns, unsigned typ
 
 	if (ns == NULL || fn == NULL || types == 0 || scopes == 0)
 		return -1;
+	/* Its latency, as xmppd_hook_duration_seconds{hook="iq_handler"}. */
+	r.stat = metrics_hook_slot(METRICS_HOOK_IQ, ctx != NULL ? ctx->name : NULL);
 	if ((r.s1 = ctx_strdup(ctx, ns)) == NULL)
 		return -1;
 	if (host != NULL && (r.host = ctx_strdup(ctx, host)) == NULL)

@@ -122,6 +122,8 @@ c2s_new(struct worker *w, const struct conf_listen *l, const struct sockaddr *sa
 	c->w = w;
 	c->l = l;
 	c->conf = conf_current();
+	c->mtransport = strcmp(kind, "ws") == 0 ? METRICS_WEBSOCKET :
+	    strcmp(kind, "bosh") == 0 ? METRICS_BOSH : METRICS_TCP;
 	session_add(&c->s, w, &c2s_session_ops, sa, salen);
 	snprintf(c->tag, sizeof(c->tag), "%s#%u.%llu", kind, worker_id(w),
 	    (unsigned long long)(c->s.sid & 0xffffffffffffffULL));
@@ -250,8 +252,18 @@ c2s_new_framed(struct worker *w, const struct conf_listen *l, const struct socka
 }
 
 void
+c2s_metrics_session(struct c2s *c, int on)
+{
+	if (c->mcounted == (on != 0))
+		return;
+	c->mcounted = on != 0;
+	metrics_add((enum metrics_counter)(METRIC_SESSIONS_TCP + c->mtransport), on ? 1 : -1);
+}
+
+void
 c2s_destroy(struct c2s *c)
 {
+	c2s_metrics_session(c, 0);
 	/* The session's end first: its hooks may still send to it. Then
 	 * what the client did not acknowledge goes back to the router
 	 * (XEP-0198 4), which no longer finds this session. */

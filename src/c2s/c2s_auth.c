@@ -36,6 +36,7 @@ sasl_failure(struct c2s *c, const char *condition)
 {
 	sasl_end(&c->sasl);
 	c->auth_failures++;
+	metrics_inc(METRIC_AUTH_FAILURES);
 	log_info(c->tag, "authentication failed (%s) from %s", condition, c->s.addr);
 	/* A delay before the answer slows password guessing; the stream
 	 * reads nothing meanwhile. */
@@ -79,6 +80,7 @@ sasl_exchange(struct c2s *c, const char *in)
 		}
 		c->node = strdup(sasl_node(c->sasl));
 		c->authenticated = 1;
+		metrics_inc(METRIC_LOGINS);
 		log_info(c->tag, "%s@%s authenticated with %s from %s", c->node, c->host,
 		    sasl_mechanism(c->sasl), c->s.addr);
 		/* 6.4.6: additional data with success (SCRAM's v=...). */

@@ -23,6 +23,7 @@
 #include <stddef.h>
 
 #include "auth/sasl.h"
+#include "core/metrics.h"
 #include "router/session.h"
 #include "stream/xstream.h"
 #include "xml/xml.h"
@@ -63,6 +64,8 @@ struct c2s {
 	struct c2s *gprev, *gnext;     /* gone: in the worker's list */
 
 	unsigned auth_failures;
+	unsigned char mtransport;      /* enum metrics_transport */
+	unsigned mcounted : 1;         /* counted in xmppd_sessions */
 	const char *delayed_failure;   /* SASL condition to send after the delay */
 	char *host;                    /* the domain the client asked for */
 	char *node;                    /* authenticated account */
@@ -91,6 +94,8 @@ c2s_stream_error(struct c2s *c, const char *condition, const char *text)
 }
 
 /* c2s.c */
+/* The session counts in xmppd_sessions{transport} (on: bound) or not. */
+void c2s_metrics_session(struct c2s *c, int on);
 /* The session is over: frees c (stream, session, stream management). */
 void c2s_destroy(struct c2s *c);
 extern const struct session_ops c2s_session_ops;

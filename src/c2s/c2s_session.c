@@ -70,6 +70,7 @@ c2s_bind(struct c2s *c, xml_elem *iq, xml_elem *bind)
 		return;
 	}
 	session_bind(&c->s);
+	c2s_metrics_session(c, 1);
 	xstream_cancel_timer(&c->xs);
 	r = stanza_iq_result(iq);
 	xml_attr_set(r, "from", NULL);
@@ -138,6 +139,7 @@ c2s_handle_stanza(struct c2s *c, xml_elem *st)
 		c2s_stream_error(c, "unsupported-stanza-type", NULL);
 		return;
 	}
+	metrics_stanza(0, kind);
 	/* RFC 6120 8.1.2.1: a 'from' must be the client's own address; the
 	 * server stamps the full JID either way. */
 	if (from != NULL && strcmp(from, c->s.jid.full) != 0 && strcmp(from, c->s.jid.bare) != 0) {

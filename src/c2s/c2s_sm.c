@@ -330,6 +330,7 @@ c2s_send(struct c2s *c, const xml_elem *e)
 		worker_post(worker_get(c->fwd_worker), forward_task, xml_elem_ref(st), c->fwd_sid);
 		return;
 	}
+	metrics_stanza(1, stanza_kind(e));
 	if (sm == NULL || stanza_kind(e) == STANZA_OTHER) {
 		xstream_send(&c->xs, e);
 		return;
@@ -827,6 +828,7 @@ answer_task(struct worker *w, void *a, uint64_t sid)
 		goto out;
 	}
 	c->s.bound = 1;
+	c2s_metrics_session(c, 1);
 	smid_set(sm->id, worker_id(w), c->s.sid);
 	sm_set_flags(&c->s.jid, c->s.sid, XMPPD_RES_DETACHED, c->gone ? XMPPD_RES_DETACHED : 0);
 	sm_set_ack_wait(&c->s.jid, c->s.sid, 0);

@@ -168,6 +168,12 @@ route_lookup(const char *domain, unsigned *worker_r, uint64_t *id_r)
 	return rc;
 }
 
+unsigned long
+component_connection_count(void)
+{
+	return conn_set_count(comp_set);
+}
+
 void
 component_list(struct evbuffer *out)
 {

@@ -47,6 +47,8 @@ void component_free_all(void);
 /* `xmppctl components`: one line per connected component: domain,
  * connected since (UTC), address. Any thread. */
 void component_list(struct evbuffer *out);
+/* Open component streams (the xmppd_connections gauge). Any thread. */
+unsigned long component_connection_count(void);
 
 /* handshake.c: hex(SHA1(stream_id secret)), lower case (XEP-0114 3). */
 void component_handshake_digest(const char *stream_id, const char *secret,

@@ -43,6 +43,7 @@ struct reg {
 	xml_elem *el;
 	void *fn;
 	void *ud;
+	int stat;                   /* hooks: metrics_hook_slot, 0 = not timed */
 };
 
 struct reg_list {

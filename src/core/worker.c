@@ -60,6 +60,21 @@ queue_push(struct task_queue *q, worker_task_fn fn, void *a, uint64_t b)
 	q->v[q->len++] = (struct task){ fn, a, b };
 }
 
+size_t
+worker_queue_depth(unsigned id)
+{
+	struct worker *w;
+	size_t n;
+
+	if (id >= nworkers)
+		return 0;
+	w = &workers[id];
+	pthread_mutex_lock(&w->lock);
+	n = w->q.len;
+	pthread_mutex_unlock(&w->lock);
+	return n;
+}
+
 static void
 worker_wake_cb(evutil_socket_t fd, short what, void *arg)
 {

@@ -15,6 +15,7 @@
 #ifndef XMPPD_WORKER_H
 #define XMPPD_WORKER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct event_base;
@@ -31,6 +32,9 @@ void worker_join_all(void);
 void worker_free_all(void);
 
 unsigned worker_count(void);
+/* Tasks waiting in worker id's inbox (xmppd_worker_queue_depth). Any
+ * thread; takes the inbox lock briefly. */
+size_t worker_queue_depth(unsigned id);
 struct worker *worker_get(unsigned id);
 /* The worker running the calling thread, or NULL on the main thread. */
 struct worker *worker_self(void);

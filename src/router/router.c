@@ -8,6 +8,7 @@
 
 #include "core/conf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/registry.h"
 #include "router/router.h"
 #include "router/sm.h"
@@ -86,6 +87,7 @@ router_bounce(xml_elem *st, const char *condition, const char *text)
 
 	if (err == NULL)
 		return;
+	metrics_inc(METRIC_ROUTED_BOUNCED);
 	to = xml_attr_get(err, "to");
 	from = xml_attr_get(err, "from");
 	if (to == NULL || jid_parse(&jto, to, strlen(to), &e) < 0) {

@@ -11,6 +11,7 @@
 
 #include "auth/account.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/registry.h"
 #include "router/router.h"
 #include "router/session.h"
@@ -497,6 +498,8 @@ deliver_selected(xml_elem *st, const char *bare, const char *resource, enum sel 
 			session_deliver(t[i].worker, t[i].sid, st);
 		got++;
 	}
+	if (got > 0)
+		metrics_inc(METRIC_ROUTED_DELIVERED);
 	if (t != local)
 		free(t);
 	return got;
@@ -586,8 +589,10 @@ route_bare(xml_elem *st, const jid *from, const jid *to, enum stanza_kind kind,
 			struct xmppd_packet_args pa = { st, from, to, NULL };
 			enum xmppd_result r = hooks_run(XMPPD_HOOK_OFFLINE_MESSAGE, to->domain, &pa);
 
-			if (r != XMPPD_CONTINUE)
+			if (r != XMPPD_CONTINUE) {
+				metrics_inc(METRIC_ROUTED_OFFLINE);
 				return;
+			}
 		}
 		router_bounce(st, "service-unavailable", NULL);
 		return;

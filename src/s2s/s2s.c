@@ -24,6 +24,7 @@
 #include "core/clock.h"
 #include "core/conf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/placement.h"
 #include "core/worker.h"
 #include "net/listener.h"
@@ -310,6 +311,7 @@ s2s_send_stanza(struct s2s_conn *c, xml_elem *st)
 	/* NULL-namespace elements are written unqualified: jabber:server
 	 * here (xml.h). Past max_send_queue: <resource-constraint/>. */
 	xstream_send(&c->xs, st);
+	metrics_stanza(1, stanza_kind(st));
 	__atomic_add_fetch(&c->n_out, 1, __ATOMIC_RELAXED);
 	c->last_stanza_ms = c->last_io_ms = clock_now_ms();
 }
@@ -648,6 +650,20 @@ unsigned long
 s2s_connection_count(void)
 {
 	return conn_set_count(s2s_set);
+}
+
+unsigned long
+s2s_link_count(void)
+{
+	unsigned long n = 0;
+
+	pthread_mutex_lock(&glock);
+	for (struct s2s_conn *c = glist; c != NULL; c = c->gnext)
+		if (!c->xs.closing && ((c->kind == S2S_IN && c->npairs > 0) ||
+		    (c->kind == S2S_OUT && c->state == ST_ESTABLISHED)))
+			n++;
+	pthread_mutex_unlock(&glock);
+	return n;
 }
 
 /* Before the <system-shutdown/>: a link that is not up bounces its queue. */

@@ -38,6 +38,9 @@ void s2s_free_all(void);
  * thread. */
 void s2s_list(struct evbuffer *out);
 unsigned long s2s_connection_count(void);
+/* Authenticated streams: incoming ones with a verified domain pair and
+ * established outgoing links (the xmppd_s2s_links gauge). Any thread. */
+unsigned long s2s_link_count(void);
 
 /* The federation section of xmppd.yml (s2s_conf.c: the s2s_* keys),
  * registered with conf_section_register (core/conf_keys.h) by the

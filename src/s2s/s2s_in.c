@@ -25,6 +25,7 @@
 #include "core/clock.h"
 #include "core/conf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/registry.h"
 #include "core/worker.h"
 #include "net/tls.h"
@@ -418,6 +419,7 @@ handle_stanza(struct s2s_conn *c, xml_elem *st)
 		goto out;
 	}
 	__atomic_add_fetch(&c->n_in, 1, __ATOMIC_RELAXED);
+	metrics_stanza(0, stanza_kind(st));
 	c->last_stanza_ms = clock_now_ms();
 	if (stanza_kind(st) == STANZA_IQ && xml_attr_get(st, "id") == NULL) {
 		router_bounce(st, "bad-request", NULL);

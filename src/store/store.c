@@ -356,6 +356,19 @@ store_close(void)
 }
 
 int
+store_size(uint64_t *used_r, uint64_t *map_r)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+
+	if (env == NULL || mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &st) != 0)
+		return -1;
+	*used_r = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+	*map_r = info.me_mapsize;
+	return 0;
+}
+
+int
 store_is_open(void)
 {
 	return env != NULL;

@@ -24,6 +24,10 @@ typedef struct store_txn store_txn;
 int store_open(const char *dir, size_t map_size, const char **error_r);
 void store_close(void);
 int store_is_open(void);
+/* The environment's pages in use and its map size, in bytes (the
+ * xmppd_store_* gauges): read from LMDB's meta page, no transaction, any
+ * thread. 0, or -1 when the store is not open. */
+int store_size(uint64_t *used_r, uint64_t *map_r);
 
 store_txn *store_begin(int write);
 /* A transaction nested in a write transaction (LMDB's nested
