@@ -33,6 +33,7 @@
 #include "core/registry.h"
 #include "core/astore.h"
 #include "core/worker.h"
+#include "ctl/api.h"
 #include "ctl/ctl.h"
 #include "http/http.h"
 #include "http/http_conf.h"
@@ -316,6 +317,9 @@ main(int argc, char **argv)
 	if (c->store_test_delay_ms > 0)
 		log_warning("main", "store_test_delay_ms: every store operation completes %u ms "
 		    "late (for tests only)", c->store_test_delay_ms);
+	/* Admin API tokens (xmppctl api-token), checked in memory. */
+	if (api_token_init() < 0)
+		fatal("cannot read the API tokens from the store");
 	if (sasl_init(&err) < 0)
 		fatal("SASL: %s", err);
 	if (sm_init() < 0)
@@ -329,12 +333,12 @@ main(int argc, char **argv)
 	 * needed for the workers' use of event_active on it (stop). */
 	evthread_use_pthreads();
 	main_base = event_base_new();
-	if (main_base == NULL)
+	if (main_base == NULL || main_post_init(main_base) < 0)
 		fatal("cannot create the main event base");
 	if (worker_init(n, &err) < 0)
 		fatal("workers: %s", err);
 	if (session_init(n) < 0 || http_init(n) < 0 || c2s_init(n) < 0 || s2s_init(n) < 0 ||
-	    component_init(n) < 0)
+	    component_init(n) < 0 || api_init() < 0)
 		fatal("out of memory");
 	/* The control socket first: it refuses to start a second server
 	 * on the same spool before that one could share our ports
@@ -394,6 +398,10 @@ main(int argc, char **argv)
 	session_free_all();
 	sm_free();
 	worker_free_all();
+	/* Admin API requests a shutdown left in a queue. */
+	api_free();
+	api_token_free();
+	main_post_free();
 	astore_free();
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);
