@@ -335,6 +335,21 @@ api_request_authorized(struct http_req *r)
 /* ---------------------------------------------------------------- */
 /* Answers.                                                           */
 
+/* What a client sent, fit for one log line: printable ASCII, at most
+ * 80 bytes. */
+static const char *
+loggable(const char *s, char buf[84])
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0' && i < 80; i++)
+		buf[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+	if (s[i] != '\0')
+		buf[i++] = '+';
+	buf[i] = '\0';
+	return buf;
+}
+
 static char *
 error_json(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -387,7 +402,12 @@ respond_error(struct http_req *r, int status, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	body = error_json("%s", msg);
-	log_info("api", "%s %s: %d %s", http_req_method(r), http_req_path(r), status, msg);
+	{
+		char b1[84], b2[84], b3[84];
+
+		log_info("api", "%s %s: %d %s", loggable(http_req_method(r), b1),
+		    loggable(http_req_path(r), b2), status, loggable(msg, b3));
+	}
 	respond_json(r, status, body);
 	free(body);
 }
@@ -489,7 +509,11 @@ run_words(struct api_job *j, char **argv, int argc)
 		const char *nl = memchr(text, '\n', len);
 		int n = (int)((nl != NULL ? (size_t)(nl - text) : len) - 4);
 
-		log_info("api", "/api/%s: 400 %.*s", j->name, n, text + 4);
+		char *msg = strndup(text + 4, (size_t)n);
+		char b[84];
+
+		log_info("api", "/api/%s: 400 %s", j->name, msg != NULL ? loggable(msg, b) : "");
+		free(msg);
 		finish(j, 400, error_json("%.*s", n, text + 4));
 	} else {
 		json_t *res;
@@ -526,18 +550,19 @@ run_task(struct worker *w, void *a, uint64_t b)
 	const char *us;
 
 	if (j->auth == AUTH_BASIC) {
+		char lb[84];
 		int st = fail_blocked((struct sockaddr *)&j->client) ? 401 :
 		    check_basic(j->user, j->password, (struct sockaddr *)&j->client);
 
 		free_secret(&j->password);
 		if (st == 401) {
 			fail_note((struct sockaddr *)&j->client);
-			log_info("api", "/api/%s: 401 for '%s'", j->name, j->user);
+			log_info("api", "/api/%s: 401 for '%s'", j->name, loggable(j->user, lb));
 			finish(j, 401, error_json("wrong user name or password"));
 			return;
 		}
 		if (st == 403) {
-			log_info("api", "/api/%s: 403 for '%s'", j->name, j->user);
+			log_info("api", "/api/%s: 403 for '%s'", j->name, loggable(j->user, lb));
 			finish(j, 403, error_json("%s is not allowed to use the admin API "
 			    "(access rule %s)", j->user, API_ACCESS_RULE));
 			return;

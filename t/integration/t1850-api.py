@@ -232,6 +232,22 @@ async def main():
     res = await api(ip, hp, 'users', {'host': 'a.test'}, auth=ADMIN)
     xt.ok(res[0] == 200 and 'eve' not in res[2]['result'], 'the refused register did nothing') \
         or xt.diag(res)
+    # A configured api_access rule decides instead of the acl admins.
+    a.conf['acl']['ops'] = {'user': ['mallory@a.test']}
+    a.conf['access_rules'] = {'api_access': [{'allow': 'ops'}]}
+    a.write_config()
+    code, out, err = a.ctl('reload')
+    res = await api(ip, hp, 'status', {}, auth=basic('mallory@a.test', 'mallory-pw'))
+    res2 = await api(ip, hp, 'status', {}, auth=ADMIN)
+    xt.ok(code == 0 and res[0] == 200 and res2[0] == 403,
+          'api_access: [allow: ops] lets mallory (in ops) in and keeps admin out (403)') \
+        or xt.diag(code, err, res, res2)
+    del a.conf['acl']['ops']
+    del a.conf['access_rules']
+    a.write_config()
+    code, out, err = a.ctl('reload')
+    res = await api(ip, hp, 'status', {}, auth=ADMIN)
+    xt.ok(code == 0 and res[0] == 200, 'without the rule again, admin is let in') or xt.diag(err, res)
     res = await api(ip, hp, 'status', {}, auth='Bearer ' + tok[:-1] + ('A' if tok[-1] != 'A' else 'B'))
     xt.ok(is_401(res), 'a wrong token: 401') or xt.diag(res)
     res = await api(ip, hp, 'nosuch', {}, auth=ADMIN)
