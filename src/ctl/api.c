@@ -455,6 +455,8 @@ answer_task(struct worker *w, void *a, uint64_t b)
 
 	if (j->r != NULL)
 		respond_json(j->r, j->status, j->body);
+	else
+		log_debug("api", "/api/%s: the client left before the answer", j->name);
 	/* `stop` answers first, then stops. */
 	if (j->stop_after)
 		main_post(stop_task, NULL, 0);
@@ -613,17 +615,15 @@ none:
 /* ---------------------------------------------------------------- */
 /* The handler (the request's worker).                                */
 
-/* An argument from JSON: a string (without NUL bytes) or an integer. */
+/* An argument from JSON: a string or an integer. (A string cannot hold
+ * a NUL: json_loadb refuses "\u0000" without JSON_ALLOW_NUL.) */
 static char *
 arg_string(json_t *v)
 {
 	char buf[32];
 
-	if (json_is_string(v)) {
-		if (strlen(json_string_value(v)) != json_string_length(v))
-			return NULL;
+	if (json_is_string(v))
 		return strdup(json_string_value(v));
-	}
 	if (json_is_integer(v)) {
 		snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
 		return strdup(buf);
