@@ -13,6 +13,7 @@ answers before the server stops."""
 
 import asyncio
 import base64
+import hashlib
 import http.client
 import json
 import os
@@ -103,6 +104,11 @@ async def main():
           and tok not in out,
           'api-token list: id, creation time, comment, and never the token') or xt.diag(out, err)
     BEARER = 'Bearer ' + tok
+    rows = xt.store_rows(a, 'api_tokens')
+    xt.ok(len(rows) == 1 and rows[0][0] == (1).to_bytes(8, 'big')
+          and rows[0][1][0] == 1 and rows[0][1][1:33] == hashlib.sha256(tok.encode()).digest()
+          and rows[0][1].endswith(b'web admin') and tok.encode() not in rows[0][1],
+          'the store keeps the token\'s SHA-256, not the token (api_tokens, key 1)') or xt.diag(rows)
 
     # --- status (typed), with the token.
     st, h, body = await api(ip, hp, 'status', {}, auth=BEARER)
@@ -357,6 +363,13 @@ async def main():
         or xt.diag(res)
     code = await a.await_exit(15)
     xt.is_(code, 0, 'and then xmppd exits with status 0')
+
+    # Tokens are in the store: they outlive a restart, revocations too.
+    a.start()
+    res = await api(ip, hp, 'status', {}, auth='Bearer ' + tok2)
+    xt.is_(res[0], 200, 'after a restart the second token still works')
+    res = await api(ip, hp, 'status', {}, auth=BEARER)
+    xt.ok(is_401(res), 'and the revoked one is still refused') or xt.diag(res)
     await xt.disconnect_all(alice, bob)
     for s in (a, b):
         s.teardown()
