@@ -375,6 +375,8 @@ respond_json(struct http_req *r, int status, const char *body)
 {
 	char headers[256];
 
+	/* RFC 9110 15.5.2: a 401 carries a challenge; 15.5.6: a 405 the
+	 * methods allowed. Answers hold account data: not cached. */
 	snprintf(headers, sizeof(headers), "Cache-Control: no-store\r\n%s%s",
 	    status == 401 ? "WWW-Authenticate: Basic realm=\"xmppd\"\r\n" : "",
 	    status == 405 ? "Allow: POST\r\n" : "");
@@ -735,6 +737,7 @@ api_handler(struct http_req *r, void *arg)
 		goto out;
 	}
 	body = http_req_body(r, &len);
+	/* RFC 9110 15.5.14 (413) and 15.5.16 (415). */
 	if (len > API_MAX_BODY) {
 		respond_error(r, 413, "the body is over %d bytes", API_MAX_BODY);
 		goto out;
