@@ -75,7 +75,7 @@ async def main():
                              modules={'a.test': MODULES, 'b.test': MODULES})
     hp = xt.free_ports(a.ip, 1)[0]
     a.conf['listen'] += [{'port': hp, 'ip': a.ip, 'module': 'http'}]
-    a.conf['acl'] = {'admins': {'user': ['admin@a.test']}}
+    a.conf['acl'] = {'admins': {'user': ['admin@a.test', 'slow@a.test']}}
     for s in (a, b):
         s.write_config()
         s.start()
@@ -304,16 +304,25 @@ async def main():
         or xt.diag(res[0], res[1])
 
     # --- Clients that leave before their answer: the main thread works
-    # through the jobs one by one, the later ones find nobody.
+    # through the jobs one by one (each a key derivation, made slow here
+    # with many iterations), the later ones find nobody.
+    a.conf['scram_iterations'] = 200000
+    a.write_config()
+    a.ctl('reload')
+    a.register('slow', 'slow-pw')
+    a.conf['scram_iterations'] = 4096
+    a.write_config()
+    a.ctl('reload')
     req = ('POST /api/users HTTP/1.1\r\nHost: a.test\r\nAuthorization: %s\r\n'
            'Content-Type: application/json\r\nContent-Length: 18\r\n\r\n{"host": "a.test"}'
-           % ADMIN).encode()
+           % basic('slow@a.test', 'slow-pw')).encode()
     conns = []
-    for i in range(12):
+    for i in range(8):
         r, w = await asyncio.open_connection(ip, hp)
         w.write(req)
         conns.append(w)
     await asyncio.gather(*(w.drain() for w in conns))
+    await asyncio.sleep(0.1)
     for w in conns:
         w.transport.abort()
     for _ in range(50):
