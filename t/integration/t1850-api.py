@@ -30,6 +30,10 @@ def basic(user, password):
     return 'Basic ' + base64.b64encode(('%s:%s' % (user, password)).encode()).decode()
 
 
+# The reason phrase last seen for each status.
+hdrs_reason = {}
+
+
 def request(ip, port, name, body=None, auth=None, method='POST', ctype='application/json',
          raw=None, source=None, path=None):
     """One request; (status, headers with lowercased names, body parsed as
@@ -45,6 +49,7 @@ def request(ip, port, name, body=None, auth=None, method='POST', ctype='applicat
     try:
         conn.request(method, path or '/api/' + name, body=data, headers=headers)
         r = conn.getresponse()
+        hdrs_reason[r.status] = r.reason
         text = r.read()
         hdrs = {k.lower(): v for k, v in r.getheaders()}
         try:
@@ -359,6 +364,11 @@ async def main():
           'after 20 failures from one address even right credentials get 401 from it') or xt.diag(res)
     res = await api(ip, hp, 'status', {}, auth=ADMIN)
     xt.is_(res[0], 200, 'other addresses are not affected')
+
+    xt.is_({k: hdrs_reason.get(k) for k in (400, 401, 403, 404, 405, 413, 415)},
+           {400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found',
+            405: 'Method Not Allowed', 413: 'Content Too Large', 415: 'Unsupported Media Type'},
+           'each refusal has its reason phrase (RFC 9110 15)')
 
     # alice was there all along.
     xt.ok(not alice.closed.is_set(), 'alice\'s session stayed up throughout')
