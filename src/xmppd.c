@@ -34,6 +34,7 @@
 #include "core/registry.h"
 #include "core/astore.h"
 #include "core/worker.h"
+#include "ctl/api.h"
 #include "ctl/ctl.h"
 #include "http/http.h"
 #include "http/http_conf.h"
@@ -319,6 +320,9 @@ main(int argc, char **argv)
 	if (c->store_test_delay_ms > 0)
 		log_warning("main", "store_test_delay_ms: every store operation completes %u ms "
 		    "late (for tests only)", c->store_test_delay_ms);
+	/* Admin API tokens (xmppctl api-token), checked in memory. */
+	if (api_token_init() < 0)
+		fatal("cannot read the API tokens from the store");
 	if (sasl_init(&err) < 0)
 		fatal("SASL: %s", err);
 	if (sm_init() < 0)
@@ -332,12 +336,13 @@ main(int argc, char **argv)
 	 * needed for the workers' use of event_active on it (stop). */
 	evthread_use_pthreads();
 	main_base = event_base_new();
-	if (main_base == NULL)
+	if (main_base == NULL || main_post_init(main_base) < 0)
 		fatal("cannot create the main event base");
 	if (worker_init(n, &err) < 0)
 		fatal("workers: %s", err);
 	if (session_init(n) < 0 || http_init(n) < 0 || c2s_init(n) < 0 || s2s_init(n) < 0 ||
 	    component_init(n) < 0 || http_metrics_init() < 0)
+	    component_init(n) < 0 || api_init() < 0)
 		fatal("out of memory");
 	/* What /metrics reads from the transports (core/metrics.h). */
 	metrics_set_source(METRICS_SRC_C2S_CONNECTIONS, c2s_connection_count);
@@ -402,6 +407,10 @@ main(int argc, char **argv)
 	session_free_all();
 	sm_free();
 	worker_free_all();
+	/* Admin API requests a shutdown left in a queue. */
+	api_free();
+	api_token_free();
+	main_post_free();
 	astore_free();
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);

@@ -306,3 +306,66 @@ worker_sync_all(void)
 		pthread_cond_wait(&s.cond, &s.lock);
 	pthread_mutex_unlock(&s.lock);
 }
+
+/* ---------------------------------------------------------------- */
+/* The main thread's inbox.                                           */
+
+static struct {
+	pthread_mutex_t lock;
+	struct task_queue q, run;
+	struct event *ev;
+} mainq = { PTHREAD_MUTEX_INITIALIZER, { NULL, 0, 0 }, { NULL, 0, 0 }, NULL };
+
+static void
+main_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct task_queue tmp;
+
+	for (;;) {
+		pthread_mutex_lock(&mainq.lock);
+		if (mainq.q.len == 0) {
+			pthread_mutex_unlock(&mainq.lock);
+			return;
+		}
+		tmp = mainq.q;
+		mainq.q = mainq.run;
+		mainq.q.len = 0;
+		mainq.run = tmp;
+		pthread_mutex_unlock(&mainq.lock);
+		for (size_t i = 0; i < mainq.run.len; i++)
+			mainq.run.v[i].fn(NULL, mainq.run.v[i].a, mainq.run.v[i].b);
+		mainq.run.len = 0;
+	}
+}
+
+int
+main_post_init(struct event_base *base)
+{
+	mainq.ev = event_new(base, -1, 0, main_wake_cb, NULL);
+	return mainq.ev != NULL ? 0 : -1;
+}
+
+void
+main_post(worker_task_fn fn, void *a, uint64_t b)
+{
+	pthread_mutex_lock(&mainq.lock);
+	queue_push(&mainq.q, fn, a, b);
+	pthread_mutex_unlock(&mainq.lock);
+	/* Thread-safe (evthread_use_pthreads); activating an active event
+	 * does nothing, and the callback drains until empty. */
+	if (mainq.ev != NULL)
+		event_active(mainq.ev, EV_TIMEOUT, 0);
+}
+
+void
+main_post_free(void)
+{
+	if (mainq.ev != NULL)
+		event_free(mainq.ev);
+	mainq.ev = NULL;
+	pthread_mutex_lock(&mainq.lock);
+	free(mainq.q.v);
+	free(mainq.run.v);
+	mainq.q = mainq.run = (struct task_queue){ NULL, 0, 0 };
+	pthread_mutex_unlock(&mainq.lock);
+}

@@ -56,4 +56,16 @@ void worker_exit_all(void);
  * One function; set before the workers start. */
 void worker_set_exit_hook(void (*fn)(struct worker *w));
 
+/*
+ * The main thread's inbox: main_post() runs fn(NULL, a, b) on the main
+ * thread (the control socket's, where module and account commands run),
+ * from any thread. main_post_init takes the main event base (made with
+ * evthread_use_pthreads, so that event_active from a worker is safe).
+ * Tasks still queued when main_post_free runs are dropped, not run: their
+ * owners free what they point to (ctl/api.c keeps a list).
+ */
+int main_post_init(struct event_base *base);
+void main_post(worker_task_fn fn, void *a, uint64_t b);
+void main_post_free(void);
+
 #endif

@@ -18,6 +18,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <jansson.h>
 
 #include "auth/account.h"
 #include "c2s/c2s.h"
@@ -28,6 +29,7 @@
 #include "abi/module.h"
 #include "core/registry.h"
 #include "core/worker.h"
+#include "ctl/api.h"
 #include "ctl/ctl.h"
 #include "net/listener.h"
 #include "router/session.h"
@@ -36,13 +38,16 @@
 #include "s2s/s2s.h"
 #include "xmpp/jid.h"
 
+/* What "status" reports as the build, beside the version. */
+#define XMPPD_BUILD PACKAGE_STRING ", cc " __VERSION__
+
 static struct listener *ctl_listener;
 static const struct ctl_daemon *daemon_ops;
 static char *ctl_path;
 
 struct ctl_conn {
 	struct bufferevent *bev;
-	int stop_after;
+	struct ctl_call call;
 };
 
 static void
@@ -113,9 +118,15 @@ kick_jid(const jid *j, const char *condition, const char *text)
 	return n;
 }
 
+/*
+ * The listing commands produce rows once: each row goes to the text that
+ * xmppctl prints and, for the admin HTTP API (ctl/api.c), to a JSON array
+ * (json, NULL when the caller wants text only).
+ */
 struct list_ctx {
 	struct evbuffer *out;
 	const char *host;
+	json_t *json;
 };
 
 static void
@@ -124,21 +135,69 @@ list_user(void *ud, const char *node)
 	struct list_ctx *l = ud;
 
 	evbuffer_add_printf(l->out, "%s@%s\n", node, l->host);
+	if (l->json != NULL)
+		json_array_append_new(l->json, json_string(node));
 }
 
 static void
 list_session(void *ud, const char *full, unsigned worker, const char *addr, int priority,
     int available)
 {
-	struct evbuffer *out = ud;
+	struct list_ctx *l = ud;
 
-	evbuffer_add_printf(out, "%s\t%u\t%s\t%d\n", full, worker, addr, priority);
+	evbuffer_add_printf(l->out, "%s\t%u\t%s\t%d\n", full, worker, addr, priority);
+	if (l->json != NULL)
+		json_array_append_new(l->json, json_pack("{s:s, s:I, s:s, s:I, s:b}",
+		    "jid", full, "worker", (json_int_t)worker, "address", addr,
+		    "priority", (json_int_t)priority, "available", available));
 }
 
 static void
 list_module(void *ud, const char *name, const char *version, const char *path)
 {
-	evbuffer_add_printf(ud, "%s\t%s\t%s\n", name, version, path);
+	struct list_ctx *l = ud;
+
+	evbuffer_add_printf(l->out, "%s\t%s\t%s\n", name, version, path);
+	if (l->json != NULL)
+		json_array_append_new(l->json, json_pack("{s:s, s:s, s:s}", "name", name,
+		    "version", version, "path", path));
+}
+
+/* A field of a text row: NULL for "-" (none). */
+static json_t *
+field_json(const char *s)
+{
+	return strcmp(s, "-") == 0 ? json_null() : json_string(s);
+}
+
+/*
+ * s2s links as JSON, from the rows s2s_list printed (doc/federation.md:
+ * direction, local, remote, auth, TLS, stanzas in, out, state, address),
+ * so that the two never disagree.
+ */
+static json_t *
+s2s_rows_json(struct evbuffer *rows)
+{
+	static const char *const names[] = { "direction", "local", "remote", "auth", "tls",
+	    "stanzas_in", "stanzas_out", "state", "address" };
+	json_t *arr = json_array();
+	char *line;
+
+	while ((line = evbuffer_readln(rows, NULL, EVBUFFER_EOL_LF)) != NULL) {
+		json_t *o = json_object();
+		char *save = NULL, *f = strtok_r(line, "\t", &save);
+
+		for (size_t i = 0; f != NULL && i < sizeof(names) / sizeof(names[0]); i++) {
+			if (i == 5 || i == 6)
+				json_object_set_new(o, names[i], json_integer(strtoll(f, NULL, 10)));
+			else
+				json_object_set_new(o, names[i], field_json(f));
+			f = strtok_r(NULL, "\t", &save);
+		}
+		json_array_append_new(arr, o);
+		free(line);
+	}
+	return arr;
 }
 
 static int
@@ -150,23 +209,34 @@ nargs_ok(struct evbuffer *out, int argc, int want, const char *usage)
 	return 0;
 }
 
-static void
-run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
+void
+ctl_run(struct ctl_call *call, int argc, char **argv, struct evbuffer *out)
 {
 	const char *cmd = argv[0];
 	const char *err;
 	char *node = NULL, *host = NULL;
 
+	call->json = NULL;
+	call->unknown = 0;
 	if (strcmp(cmd, "status") == 0) {
 		struct listener_stats ls;
+		long long up = (long long)(time(NULL) - clock_start_time());
 
 		reply_ok(out);
 		evbuffer_add_printf(out, "running xmppd %s, up %lld s, %u workers, "
-		    "%zu sessions, %lu connections\n", PACKAGE_VERSION,
-		    (long long)(time(NULL) - clock_start_time()), worker_count(),
+		    "%zu sessions, %lu connections\n", PACKAGE_VERSION, up, worker_count(),
 		    sm_session_count(), c2s_connection_count());
 		/* Failed accepts, out of descriptors above all (net/listener.h). */
 		listener_stats_get(&ls);
+		if (call->want_json)
+			call->json = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			    "version", PACKAGE_VERSION, "build", XMPPD_BUILD,
+			    "uptime", (json_int_t)up, "workers", (json_int_t)worker_count(),
+			    "sessions", (json_int_t)sm_session_count(),
+			    "connections", (json_int_t)c2s_connection_count(),
+			    "s2s_connections", (json_int_t)s2s_connection_count(),
+			    "accept_pauses", (json_int_t)ls.pauses,
+			    "accept_paused_now", (json_int_t)ls.paused_now);
 		if (ls.last == 0)
 			evbuffer_add_printf(out, "accept pauses: 0, last never, "
 			    "paused now: %u of %u sockets\n", ls.paused_now, ls.listeners);
@@ -227,14 +297,17 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 		}
 		host = jid_nameprep(argv[1], strlen(argv[1]));
 		if (host != NULL) {
-			struct list_ctx l = { body, host };
+			struct list_ctx l = { body, host, call->want_json ? json_array() : NULL };
 
 			n = account_list(host, list_user, &l);
+			call->json = l.json;
 		} else {
 			n = -1;
 		}
 		if (n < 0) {
 			reply_err(out, "cannot list the users of '%s'", argv[1]);
+			json_decref(call->json);
+			call->json = NULL;
 		} else {
 			reply_ok(out);
 			evbuffer_add_buffer(out, body);
@@ -243,8 +316,11 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 	} else if (strcmp(cmd, "connected") == 0) {
 		if (!nargs_ok(out, argc, 1, "connected"))
 			return;
+		struct list_ctx l = { out, NULL, call->want_json ? json_array() : NULL };
+
 		reply_ok(out);
-		sm_foreach(list_session, out);
+		sm_foreach(list_session, &l);
+		call->json = l.json;
 	} else if (strcmp(cmd, "kick") == 0) {
 		jid j;
 
@@ -267,8 +343,11 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 		int rc;
 
 		if (strcmp(sub, "list") == 0 && argc == 2) {
+			struct list_ctx l = { out, NULL, call->want_json ? json_array() : NULL };
+
 			reply_ok(out);
-			module_foreach(list_module, out);
+			module_foreach(list_module, &l);
+			call->json = l.json;
 			return;
 		}
 		if (argc != 3 || (strcmp(sub, "load") != 0 && strcmp(sub, "unload") != 0 &&
@@ -297,7 +376,16 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 		/* doc/federation.md: direction, local, remote, auth, TLS,
 		 * stanzas in, out, state, address. */
 		reply_ok(out);
-		s2s_list(out);
+		if (call->want_json) {
+			struct evbuffer *rows = evbuffer_new();
+
+			s2s_list(rows);
+			evbuffer_add(out, evbuffer_pullup(rows, -1), evbuffer_get_length(rows));
+			call->json = s2s_rows_json(rows);
+			evbuffer_free(rows);
+		} else {
+			s2s_list(out);
+		}
 	} else if (strcmp(cmd, "components") == 0) {
 		if (!nargs_ok(out, argc, 1, "components"))
 			return;
@@ -319,7 +407,10 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 			return;
 		reply_ok(out);
 		evbuffer_add_printf(out, "stopping\n");
-		cc->stop_after = 1;
+		call->stop_after = 1;
+	} else if (strcmp(cmd, "api-token") == 0) {
+		/* Local only: the HTTP API does not offer it (ctl/api.c). */
+		api_token_ctl(argc, argv, out);
 	} else {
 		char *mout = NULL;
 		int rc;
@@ -335,6 +426,7 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 			}
 			free(mout);
 		} else {
+			call->unknown = 1;
 			reply_err(out, "unknown command '%s' (see xmppctl --help)", cmd);
 		}
 	}
@@ -345,7 +437,7 @@ run_command(struct ctl_conn *cc, int argc, char **argv, struct evbuffer *out)
 static void
 ctl_free(struct ctl_conn *cc)
 {
-	int stop = cc->stop_after;
+	int stop = cc->call.stop_after;
 
 	bufferevent_free(cc->bev);
 	free(cc);
@@ -383,7 +475,7 @@ ctl_read_cb(struct bufferevent *bev, void *arg)
 	if (n < 0)
 		reply_err(out, "malformed request");
 	else
-		run_command(cc, n, args, out);
+		ctl_run(&cc->call, n, args, out);
 	free(args);
 	free(mem);
 	/* Close once the answer is out. */
@@ -403,6 +495,12 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	cc->bev = bufferevent_socket_new(evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(cc->bev, ctl_read_cb, NULL, ctl_event_cb, cc);
 	bufferevent_enable(cc->bev, EV_READ | EV_WRITE);
+}
+
+void
+ctl_request_stop(void)
+{
+	daemon_ops->request_stop();
 }
 
 int

@@ -37,6 +37,8 @@ static const struct {
 	{ "reload", 0, "", "reload the configuration and certificates" },
 	{ "module", -1, "list | load|unload|reload NAME", "list or change loaded modules" },
 	{ "stop", 0, "", "close every stream and stop the server" },
+	{ "api-token", -1, "create [COMMENT] | list | revoke ID",
+	    "admin HTTP API tokens (create prints the token once)" },
 };
 
 /*
