@@ -342,6 +342,102 @@ xmppd_http_respond(xmppd_http_req *req, int status, const char *content_type, co
 	http_respond((struct http_req *)req, status, content_type, body, len, headers);
 }
 
+/* ---- Streamed bodies and files (ABI 1.8) ---- */
+
+XMPPD_API int
+xmppd_http_register_stream(xmppd_ctx *ctx, const char *path, xmppd_http_fn fn, void *ud)
+{
+	struct http_handler *h;
+	char **v;
+
+	if (fn == NULL || path == NULL || (h = malloc(sizeof(*h))) == NULL)
+		return -1;
+	h->fn = fn;
+	h->ud = ud;
+	if ((v = realloc(ctx->strs, (ctx->nstrs + 1) * sizeof(*v))) == NULL) {
+		free(h);
+		return -1;
+	}
+	ctx->strs = v;
+	v[ctx->nstrs++] = (char *)h;
+	if (http_route_add_stream(path, http_call, h, ctx) < 0) {
+		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot serve HTTP path %s", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* The module's ops for one request, between the HTTP layer's calls and
+ * the module's (the request types differ only in name); freed after end
+ * or abort, the last call. */
+struct body_glue {
+	const struct xmppd_http_body_ops *ops;
+	void *ud;
+};
+
+static int
+glue_chunk(struct http_req *r, const char *p, size_t n, void *arg)
+{
+	struct body_glue *g = arg;
+
+	return g->ops->chunk((xmppd_http_req *)r, p, n, g->ud);
+}
+
+static void
+glue_end(struct http_req *r, void *arg)
+{
+	struct body_glue *g = arg;
+
+	g->ops->end((xmppd_http_req *)r, g->ud);
+	free(g);
+}
+
+static void
+glue_abort(struct http_req *r, void *arg)
+{
+	struct body_glue *g = arg;
+
+	if (g->ops->abort != NULL)
+		g->ops->abort((xmppd_http_req *)r, g->ud);
+	free(g);
+}
+
+static const struct http_body_ops glue_ops = { glue_chunk, glue_end, glue_abort };
+
+XMPPD_API void
+xmppd_http_stream(xmppd_http_req *req, const struct xmppd_http_body_ops *ops, void *ud)
+{
+	struct body_glue *g;
+
+	if (ops == NULL || ops->chunk == NULL || ops->end == NULL ||
+	    (g = malloc(sizeof(*g))) == NULL) {
+		if (ops != NULL && ops->abort != NULL)
+			ops->abort(req, ud);
+		http_error((struct http_req *)req, 500, "out of memory");
+		return;
+	}
+	g->ops = ops;
+	g->ud = ud;
+	http_req_stream((struct http_req *)req, &glue_ops, g);
+}
+
+XMPPD_API void
+xmppd_http_respond_file(xmppd_http_req *req, int fd, uint64_t size, const char *content_type,
+    const char *headers)
+{
+	http_respond_file((struct http_req *)req, fd, size, content_type, headers);
+}
+
+XMPPD_API char *
+xmppd_spool_dir(void)
+{
+	struct conf *c = conf_current();
+	char *s = c != NULL && c->spool_dir != NULL ? strdup(c->spool_dir) : NULL;
+
+	conf_unref(c);
+	return s;
+}
+
 XMPPD_API void
 xmppd_service_foreach(void (*fn)(const char *domain, void *ud), void *ud)
 {
