@@ -838,7 +838,7 @@ handle_put(xmppd_http_req *req, const char *id, const char *name)
 	u->fd = -1;
 	pthread_mutex_lock(&up.lock);
 	if ((s = slot_find(id)) == NULL || !is(s->enc, name)) {
-		status = 403, why = "no such slot";
+		status = 404, why = "no such slot";
 	} else {
 		slot_hmac(s->id, s->filename, s->size, s->ctype, expiry, mac);
 		if (CRYPTO_memcmp(mac, given, 64) != 0)
@@ -987,9 +987,11 @@ purge(int sel, const char *owner, int64_t age)
 			case SEL_OWNER: take = is(s->owner, owner); break;
 			case SEL_OLDER: take = now - s->created >= age; break;
 			default:
-				/* A pending slot whose PUT URL expired; a file
-				 * older than expire_after. */
-				take = (s->state == SLOT_PENDING && s->put_expiry < now) ||
+				/* A pending slot whose PUT URL expired put_ttl
+				 * ago (until then a late PUT hears 403, not
+				 * 404); a file older than expire_after. */
+				take = (s->state == SLOT_PENDING &&
+				    s->put_expiry + up.put_ttl < now) ||
 				    (s->state == SLOT_DONE && up.expire_after > 0 &&
 				    now - s->created >= up.expire_after);
 			}

@@ -249,16 +249,24 @@ xmppd_ctl_register(xmppd_ctx *ctx, const char *name, const char *usage, xmppd_ct
 struct http_handler {
 	xmppd_http_fn fn;
 	void *ud;
+	xmppd_ctx *ctx;
 };
+
+/* The module whose HTTP handler runs on this thread (for
+ * xmppd_http_stream). */
+static __thread xmppd_ctx *http_ctx;
 
 static void
 http_call(struct http_req *r, void *arg)
 {
 	const struct http_handler *h = arg;
+	xmppd_ctx *outer = http_ctx;
 
 	/* A handler that returns without answering gets a 500 from the
 	 * HTTP layer (http.c, dispatch). */
+	http_ctx = h->ctx;
 	h->fn((xmppd_http_req *)r, h->ud);
+	http_ctx = outer;
 }
 
 XMPPD_API int
@@ -271,6 +279,7 @@ xmppd_http_register(xmppd_ctx *ctx, const char *path, xmppd_http_fn fn, void *ud
 		return -1;
 	h->fn = fn;
 	h->ud = ud;
+	h->ctx = ctx;
 	/* Freed with the ctx's strings (after its routes are gone). */
 	if ((v = realloc(ctx->strs, (ctx->nstrs + 1) * sizeof(*v))) == NULL) {
 		free(h);
@@ -354,6 +363,7 @@ xmppd_http_register_stream(xmppd_ctx *ctx, const char *path, xmppd_http_fn fn, v
 		return -1;
 	h->fn = fn;
 	h->ud = ud;
+	h->ctx = ctx;
 	if ((v = realloc(ctx->strs, (ctx->nstrs + 1) * sizeof(*v))) == NULL) {
 		free(h);
 		return -1;
@@ -369,11 +379,23 @@ xmppd_http_register_stream(xmppd_ctx *ctx, const char *path, xmppd_http_fn fn, v
 
 /* The module's ops for one request, between the HTTP layer's calls and
  * the module's (the request types differ only in name); freed after end
- * or abort, the last call. */
+ * or abort, the last call. A body being streamed counts as the module's
+ * store work: its unload waits for the end or abort (store_quiesce),
+ * since the module's code runs until then. */
 struct body_glue {
 	const struct xmppd_http_body_ops *ops;
 	void *ud;
+	xmppd_ctx *ctx;
 };
+
+static void
+glue_done(struct body_glue *g)
+{
+	xmppd_ctx *ctx = g->ctx;
+
+	free(g);
+	__atomic_sub_fetch(&module_store_owner(ctx)->pending, 1, __ATOMIC_RELEASE);
+}
 
 static int
 glue_chunk(struct http_req *r, const char *p, size_t n, void *arg)
@@ -389,7 +411,7 @@ glue_end(struct http_req *r, void *arg)
 	struct body_glue *g = arg;
 
 	g->ops->end((xmppd_http_req *)r, g->ud);
-	free(g);
+	glue_done(g);
 }
 
 static void
@@ -399,7 +421,7 @@ glue_abort(struct http_req *r, void *arg)
 
 	if (g->ops->abort != NULL)
 		g->ops->abort((xmppd_http_req *)r, g->ud);
-	free(g);
+	glue_done(g);
 }
 
 static const struct http_body_ops glue_ops = { glue_chunk, glue_end, glue_abort };
@@ -409,7 +431,9 @@ xmppd_http_stream(xmppd_http_req *req, const struct xmppd_http_body_ops *ops, vo
 {
 	struct body_glue *g;
 
-	if (ops == NULL || ops->chunk == NULL || ops->end == NULL ||
+	/* Only from a handler of a route of xmppd_http_register_stream's
+	 * (or xmppd_http_register's: the body is then complete). */
+	if (ops == NULL || ops->chunk == NULL || ops->end == NULL || http_ctx == NULL ||
 	    (g = malloc(sizeof(*g))) == NULL) {
 		if (ops != NULL && ops->abort != NULL)
 			ops->abort(req, ud);
@@ -418,6 +442,8 @@ xmppd_http_stream(xmppd_http_req *req, const struct xmppd_http_body_ops *ops, vo
 	}
 	g->ops = ops;
 	g->ud = ud;
+	g->ctx = http_ctx;
+	__atomic_add_fetch(&module_store_owner(g->ctx)->pending, 1, __ATOMIC_RELAXED);
 	http_req_stream((struct http_req *)req, &glue_ops, g);
 }
 

@@ -247,20 +247,27 @@ async def main():
     longer = re.sub(r'v=(\d+)', lambda m: 'v=%d' % (int(m.group(1)) + 3600), put or '')
     st, _, _ = await curl('-X', 'PUT', '-H', 'Content-Type: text/plain', longer, data=body100)
     xt.is_(st, 403, 'a stretched expiry (signature no longer matches): 403')
+    # A PUT cut half-way (the client goes): its partial file is removed.
+    ppath = (put or base + '/x').split(str(hp), 1)[1]
+    rd, wr = await asyncio.open_connection(srv.ip, hp)
+    wr.write(('PUT %s HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain\r\n'
+              'Content-Length: 100\r\n\r\n' % (ppath, srv.ip)).encode() + body100[:60])
+    await wr.drain()
+    await asyncio.sleep(0.5)
+    sdir = os.path.join(srv.spool, 'upload', (get or '//').split('/')[-2])
+    during = sorted(os.listdir(sdir)) if os.path.isdir(sdir) else []
+    wr.close()
+    await asyncio.sleep(0.5)
+    after = sorted(os.listdir(sdir)) if os.path.isdir(sdir) else []
+    xt.is_((during, after), (['file.part', 'meta'], ['meta']),
+           'a PUT cut half-way: its partial file is removed')
     st, _, _ = await curl(get or base)
-    xt.is_(st, 404, 'refused PUTs leave nothing to GET (the partial file is removed)')
+    xt.is_(st, 404, 'refused and cut PUTs leave nothing to GET')
     st, _, _ = await curl('-X', 'PUT', '-H', 'Content-Type: text/plain', put or base,
                           data=body100)
     st2, _, b2 = await curl(get or base)
     xt.is_((st, st2, b2 == body100), (201, 200, True),
            'after refused PUTs the slot still takes the right one')
-    slot_dirs = os.listdir(os.path.join(srv.spool, 'upload'))
-    xt.ok(not any(n.endswith('.part') for d in slot_dirs if len(d) == 32
-                  for n in os.listdir(os.path.join(srv.spool, 'upload', d))),
-          'no partial file is left in the spool')
-
-    put_exp, get_exp = slot_of(await request_slot(bob, 'late.txt', 10, 'text/plain'))
-    exp_id = (get_exp or '//').split('/')[-2]
 
     # -- hostile paths ----------------------------------------------------------------------
     sid = (get or '//').split('/')[-2]
@@ -306,10 +313,15 @@ async def main():
     xt.is_(xt.iq_outcome(r), 'result', 'another user is unaffected: bob still gets slots')
 
     # -- expiry: a slot whose PUT URL expired ----------------------------------------------------
+    put_exp, get_exp = slot_of(await request_slot(bob, 'late.txt', 10, 'text/plain'))
+    exp_id = (get_exp or '//').split('/')[-2]
     await asyncio.sleep(5)
     st, _, _ = await curl('-X', 'PUT', '-H', 'Content-Type: text/plain', put_exp or base,
                           data=b'0123456789')
-    xt.is_(st, 403, '9.1: an expired PUT URL: 403')
+    xt.is_(st, 403, '9.1: an expired PUT URL (put_ttl 4 s): 403')
+    rc, out, _ = srv.ctl('upload', 'list')
+    xt.ok(rc == 0 and exp_id in out, 'the expired slot is kept for put_ttl more') or xt.diag(out)
+    await asyncio.sleep(5)
     rc, out, _ = srv.ctl('upload', 'list')
     xt.ok(rc == 0 and exp_id not in out and sid in out,
           'the purge timer removed the expired pending slot, kept the stored files') \
