@@ -104,6 +104,9 @@ async def main():
     for u in ('alice', 'bob', 'carol'):
         srv.register(u, u + '-pw')
     srv.register('olga', 'olga-pw', host='other.test')
+    # An account of the same name on the service's host: olga@other.test
+    # is still not its user.
+    srv.register('olga', 'olga-pw')
     alice = await xt.login_ok(srv, 'alice')
     bob = await xt.login_ok(srv, 'bob')
     carol = await xt.login_ok(srv, 'carol')
@@ -284,6 +287,51 @@ async def main():
         st, _, body = await curl(base + path)
         xt.ok(st == want and b'xmppd-upload' not in body,
               'hostile GET %s: %d, nothing of the spool' % (path, want)) or xt.diag(st, body[:80])
+
+    # -- Expect: 100-continue (RFC 9110 10.1.1), raw --------------------------------------------
+    put, get = slot_of(await request_slot(bob, 'cont.txt', 20, 'text/plain'))
+    ppath = (put or base + '/x').split(str(hp), 1)[1]
+    rd, wr = await asyncio.open_connection(srv.ip, hp)
+    wr.write(('PUT %s HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain\r\n'
+              'Content-Length: 20\r\nExpect: 100-continue\r\n\r\n' % (ppath, srv.ip)).encode())
+    try:
+        interim = await asyncio.wait_for(rd.readuntil(b'\r\n\r\n'), 3)
+    except (asyncio.TimeoutError, asyncio.IncompleteReadError):
+        interim = b''
+    wr.write(b'x' * 20)
+    try:
+        final = await asyncio.wait_for(rd.readuntil(b'\r\n\r\n'), 3)
+    except (asyncio.TimeoutError, asyncio.IncompleteReadError):
+        final = b''
+    wr.close()
+    xt.ok(interim.startswith(b'HTTP/1.1 100 ') and final.startswith(b'HTTP/1.1 201 '),
+          'Expect: 100-continue: 100 before the body, then 201') or xt.diag(interim, final)
+    rd, wr = await asyncio.open_connection(srv.ip, hp)
+    wr.write(('PUT %s HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain\r\n'
+              'Content-Length: 30\r\nExpect: 100-continue\r\n\r\n' % (ppath, srv.ip)).encode())
+    try:
+        first = await asyncio.wait_for(rd.read(-1), 3)
+    except asyncio.TimeoutError:
+        first = b'(no close)'
+    wr.close()
+    xt.ok(first.startswith(b'HTTP/1.1 409 ') and b'100 Continue' not in first,
+          'a PUT refused from its head gets the refusal, no 100, and the connection closes') \
+        or xt.diag(first[:80])
+    # Keep-alive: two GETs of a file on one connection, answered in order.
+    gpath = (get or base + '/x').split(str(hp), 1)[1]
+    rd, wr = await asyncio.open_connection(srv.ip, hp)
+    wr.write(('GET %s HTTP/1.1\r\nHost: h\r\nRange: bytes=0-4\r\n\r\n'
+              'GET %s HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n'
+              % (gpath, gpath)).encode())
+    try:
+        both = await asyncio.wait_for(rd.read(-1), 5)
+    except asyncio.TimeoutError:
+        both = b''
+    wr.close()
+    xt.ok(both.count(b'HTTP/1.1 ') == 2 and b'HTTP/1.1 206 ' in both and
+          both.endswith(b'\r\n\r\n' + b'x' * 20) and b'xxxxxHTTP/1.1 200 ' in both,
+          'two GETs of a file on one kept-alive connection: 206 then 200, in order') \
+        or xt.diag(both[-200:])
 
     # -- a large file: streamed, not buffered --------------------------------------------------
     with tempfile.NamedTemporaryFile(dir=str(srv.dir)) as big:
