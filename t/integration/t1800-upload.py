@@ -197,6 +197,7 @@ async def main():
     # -- a slot by hand, an image: inline ------------------------------------------------
     png = b'\x89PNG\r\n\x1a\n' + os.urandom(300)
     put, get = slot_of(await request_slot(bob, 'my pic é.png', len(png), 'image/png'))
+    get_png = get
     xt.ok(put is not None and put.startswith(get + '?v=') and
           get.endswith('/my%20pic%20%C3%A9.png'),
           '4: a slot: a PUT URL (GET URL + signature) and a GET URL, the name percent-encoded') \
@@ -228,6 +229,9 @@ async def main():
     for bad, what in (("filename='../etc/passwd' size='10'", 'a path as file name'),
                       ("filename='a.txt' size='-1'", 'a negative size'),
                       ("filename='a.txt' size='0'", 'a zero size'),
+                      ("filename='%s' size='10'" % ('n' * 256), 'a 256-byte file name'),
+                      ("size='10'", 'no file name'),
+                      ("filename='a.txt' size='99999999999999999999999'", 'a size past 64 bits'),
                       ("filename='a.txt' size='10' content-type='text/html&#13;&#10;X: y'",
                        'a content type with a line break')):
         r = await alice.iq('get', SVC, "<request xmlns='%s' %s/>" % (NS, bad))
@@ -394,6 +398,18 @@ async def main():
     rc, out, _ = srv.ctl('upload', 'list')
     xt.ok(rc == 0 and 'bob@' + HOST in out and 'alice@' not in out,
           "bob's files are still listed") or xt.diag(out)
+    # expire_after: stored files older than it go with the purge timer.
+    png_url = [ln.split() for ln in out.splitlines() if 'image/png' in ln]
+    srv.stop()
+    srv.conf['modules']['mod_http_upload']['expire_after'] = 2
+    srv.write_config()
+    srv.start()
+    await asyncio.sleep(3.5)
+    rc, out, _ = srv.ctl('upload', 'list')
+    xt.ok(rc == 0 and png_url and png_url[0][0] not in out,
+          'expire_after 2 s: the purge timer removed bob\'s stored image') or xt.diag(out)
+    st, _, _ = await curl(get_png or base)
+    xt.is_(st, 404, 'the expired file is no longer served')
     rc, out, _ = srv.ctl('upload', 'purge', 'older-than', '0')
     rc2, out2, _ = srv.ctl('upload', 'list')
     xt.ok(rc == 0 and re.fullmatch(r'\d+ files removed', out.strip()) and out2.strip() == '',
