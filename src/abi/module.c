@@ -996,6 +996,9 @@ ctx_unregister(xmppd_ctx *ctx)
 	request_forget_owner(ctx);
 	entity_forget_owner(ctx);
 	(void)http_route_remove(ctx);
+	/* Bodies being streamed to it end now (their abort runs before the
+	 * sync below), rather than keep the unload waiting on a client. */
+	http_abort_owner(ctx);
 	worker_post_all(timers_drop_task, ctx, 0);
 	for (size_t i = 0; i < ctx->nslots; i++)
 		worker_post_all(slot_clear_task, NULL, (uint64_t)ctx->slots[i]);

@@ -308,6 +308,7 @@ struct http_req {
 	/* A streamed body (http_req_stream). */
 	const struct http_body_ops *bops;
 	void *bops_arg;
+	const void *owner;            /* the owner of the route that took it */
 	unsigned held : 1;
 	unsigned keep_alive : 1;
 	unsigned answered : 1;
@@ -804,6 +805,7 @@ dispatch(struct http_conn *hc)
 		return;
 	}
 	log_debug(hc->tag, "%s %s", r->method, r->path);
+	r->owner = rt->owner;
 	in_handler = r;
 	rt->fn(r, rt->arg);
 	if (in_handler == r) {
@@ -1488,4 +1490,32 @@ http_respond_file(struct http_req *r, int fd, uint64_t size, const char *content
 	hc->file_done = 0;
 	hc->file_cb = evbuffer_add_cb(conn_out(hc->c), file_cb, hc);
 	file_fill(hc);
+}
+
+/* Cuts the bodies being streamed to owner's routes on this worker: their
+ * handler's code is about to go (a module unloads). */
+static void
+abort_owner_task(struct worker *w, void *a, uint64_t b)
+{
+	(void)b;
+	for (struct conn *c = conn_set_first(http_set, w), *next; c != NULL; c = next) {
+		struct http_conn *hc = conn_arg(c);
+		struct http_req *r = hc->req;
+
+		next = conn_next(c);
+		if (r == NULL || r->bops == NULL || r->body_ended || r->owner != a)
+			continue;
+		r->body_ended = 1;
+		if (r->bops->abort != NULL)
+			r->bops->abort(r, r->bops_arg);
+		r->bops = NULL;
+		refuse(hc, 503, "the service is going away", NULL);
+	}
+}
+
+void
+http_abort_owner(const void *owner)
+{
+	if (http_set != NULL)
+		worker_post_all(abort_owner_task, (void *)owner, 0);
 }

@@ -47,6 +47,10 @@ int http_route_add(const char *path, http_handler_fn fn, void *arg, const void *
 int http_route_add_stream(const char *path, http_handler_fn fn, void *arg, const void *owner);
 /* Removes the routes owner added; returns how many. Main thread. */
 unsigned http_route_remove(const void *owner);
+/* Cuts the bodies being streamed to owner's routes (their abort runs, the
+ * client gets 503), on every worker, from tasks posted now: call
+ * worker_sync_all after it. Main thread (a module unloads). */
+void http_abort_owner(const void *owner);
 /* 1 if a handler serves path. */
 int http_route_exists(const char *path);
 /* XEP-0156 host-meta (hostmeta.c); http_init registers it. */

@@ -379,6 +379,32 @@ async def main():
           'the purge timer removed the expired pending slot, kept the stored files') \
         or xt.diag(out)
 
+    # -- unload during an upload: the body is cut, the unload does not wait ----------------------
+    put_u, get_u = slot_of(await request_slot(bob, 'unload.txt', 100, 'text/plain'))
+    upath = (put_u or base + '/x').split(str(hp), 1)[1]
+    rd, wr = await asyncio.open_connection(srv.ip, hp)
+    wr.write(('PUT %s HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\n'
+              'Content-Length: 100\r\n\r\n' % upath).encode() + b'y' * 40)
+    await wr.drain()
+    await asyncio.sleep(0.5)
+    t0 = time.monotonic()
+    rc, out, err = srv.ctl('module', 'unload', 'mod_http_upload')
+    took = time.monotonic() - t0
+    try:
+        cut = await asyncio.wait_for(rd.read(-1), 5)
+    except asyncio.TimeoutError:
+        cut = b''
+    wr.close()
+    udir = os.path.join(srv.spool, 'upload', (get_u or '//').split('/')[-2])
+    left = sorted(os.listdir(udir)) if os.path.isdir(udir) else None
+    xt.ok(rc == 0 and took < 5 and cut.startswith(b'HTTP/1.1 503 ') and left == ['meta'],
+          'module unload during a PUT: the upload is cut (503, partial file removed), the '
+          'unload is done in %.1f s' % took) or xt.diag(rc, out, err, cut[:60], left)
+    rc, out, err = srv.ctl('module', 'load', 'mod_http_upload')
+    st, _, body = await curl(url or base)
+    xt.ok(rc == 0 and st == 200 and body == data,
+          'loaded again, the module serves the stored files') or xt.diag(rc, out, err, st)
+
     # -- restart: files and slots survive --------------------------------------------------------
     srv.restart()
     st, _, body = await curl(url or base)
