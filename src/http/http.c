@@ -55,6 +55,7 @@
 struct file_bufs {
 	int refs;                    /* the connection's, and one per buffer queued */
 	unsigned busy;               /* bit i: buf[i] is in the output queue */
+	size_t pre;                  /* bytes of head in buf[0] before the first piece */
 	unsigned char buf[FILE_BUFS][FILE_CHUNK];
 };
 
@@ -1314,24 +1315,28 @@ file_fill(struct http_conn *hc)
 
 	hc->filling = 1;
 	while (hc->file_fd >= 0 && hc->file_left > 0) {
-		size_t want = hc->file_left < FILE_CHUNK ? (size_t)hc->file_left : FILE_CHUNK;
 		unsigned i = 0;
+		size_t pre, want;
 		ssize_t got;
 
 		while (i < FILE_BUFS && (fb->busy & (1u << i)))
 			i++;
 		if (i == FILE_BUFS)
 			break;
+		pre = i == 0 ? fb->pre : 0;
+		fb->pre = 0;
+		want = hc->file_left < FILE_CHUNK - pre ? (size_t)hc->file_left : FILE_CHUNK - pre;
 		/* A bounded read (of the page cache, mostly) on the worker:
 		 * doc/architecture.md, "The HTTP listener". */
-		got = pread(hc->file_fd, fb->buf[i], want, (off_t)hc->file_off);
+		got = pread(hc->file_fd, fb->buf[i] + pre, want, (off_t)hc->file_off);
 		if (got <= 0) {
 			hc->file_failed = 1;
 			break;
 		}
 		fb->busy |= 1u << i;
 		fb->refs++;
-		if (evbuffer_add_reference(out, fb->buf[i], (size_t)got, fbuf_cleanup, fb) < 0) {
+		if (evbuffer_add_reference(out, fb->buf[i], pre + (size_t)got, fbuf_cleanup,
+		    fb) < 0) {
 			fb->busy &= ~(1u << i);
 			fb->refs--;
 			hc->file_failed = 1;
@@ -1483,6 +1488,18 @@ http_respond_file(struct http_req *r, int fd, uint64_t size, const char *content
 		return;
 	}
 	hc->fb->refs = 1;
+	/* The head goes in front of the first piece, in its buffer: every
+	 * piece then starts where a TLS record does (conn.c writes records
+	 * of 16 KiB, a divisor of FILE_CHUNK), so none is copied to make
+	 * one contiguous. */
+	{
+		struct evbuffer *out = conn_out(hc->c);
+		size_t q = evbuffer_get_length(out);
+
+		if (q > 0 && q <= FILE_CHUNK / 4 &&
+		    evbuffer_remove(out, hc->fb->buf[0], q) == (int)q)
+			hc->fb->pre = q;
+	}
 	hc->file_fd = fd;
 	hc->file_off = from;
 	hc->file_left = len;
