@@ -624,6 +624,50 @@ XMPPD_API const char *xmppd_http_base_url(xmppd_http_req *req);
 XMPPD_API void xmppd_http_respond(xmppd_http_req *req, int status, const char *content_type,
     const void *body, size_t len, const char *headers);
 
+/*
+ * (ABI 1.8) Streamed request bodies and file answers, for bodies and
+ * files too large for memory (mod_http_upload).
+ *
+ * xmppd_http_register_stream serves path like xmppd_http_register, but a
+ * request with a body reaches fn after its head, before its body is read
+ * (http_max_body_size does not apply: the module bounds it). fn then
+ * answers at once (a refusal such as 403 or 413: the body is not read and
+ * the connection closes after the answer) or takes the body with
+ * xmppd_http_stream. A request without a body reaches fn complete, as
+ * with xmppd_http_register.
+ */
+XMPPD_API int xmppd_http_register_stream(xmppd_ctx *ctx, const char *path, xmppd_http_fn fn,
+    void *ud);
+struct xmppd_http_body_ops {
+	/* The next piece of the body (at most some tens of KiB): 0 to go
+	 * on, or an HTTP status (4xx, 5xx) that refuses the request (the
+	 * core answers with it and closes; abort follows). */
+	int (*chunk)(xmppd_http_req *req, const void *p, size_t n, void *ud);
+	/* The whole body came: answer req now (xmppd_http_respond). */
+	void (*end)(xmppd_http_req *req, void *ud);
+	/* req goes without end (refused, a limit, the client went): clean
+	 * up; the last call with req, which must not be answered. */
+	void (*abort)(xmppd_http_req *req, void *ud);
+};
+/* Takes req's body (from fn, before it returns): chunk for each piece as
+ * it is read, then end or abort, on the request's worker. A client that
+ * sent "Expect: 100-continue" gets "100 Continue" now (RFC 9110 10.1.1).
+ * ops and ud must live until end or abort. For a request that was
+ * complete when fn ran, chunk runs for what was buffered and end at once. */
+XMPPD_API void xmppd_http_stream(xmppd_http_req *req, const struct xmppd_http_body_ops *ops,
+    void *ud);
+/* Answers req (GET or HEAD) with the file open on fd (taken: closed when
+ * sent or on failure) of size bytes: 200, or for a GET with a single
+ * Range 206 with Content-Range, or 416 with Content-Range: bytes STAR/SIZE
+ * (RFC 9110 14). Content-Length and Accept-Ranges are added to headers.
+ * The file is read as the client takes it: a large file is never in
+ * memory. */
+XMPPD_API void xmppd_http_respond_file(xmppd_http_req *req, int fd, uint64_t size,
+    const char *content_type, const char *headers);
+/* (ABI 1.8) The configuration's spool_dir (a new string: free it). Any
+ * thread. */
+XMPPD_API char *xmppd_spool_dir(void);
+
 /* ------------------------------------------------------------------ */
 /* Sessions (the session's worker, during a callback that handed it)   */
 

@@ -255,16 +255,24 @@ xmppd_ctl_register(xmppd_ctx *ctx, const char *name, const char *usage, xmppd_ct
 struct http_handler {
 	xmppd_http_fn fn;
 	void *ud;
+	xmppd_ctx *ctx;
 };
+
+/* The module whose HTTP handler runs on this thread (for
+ * xmppd_http_stream). */
+static __thread xmppd_ctx *http_ctx;
 
 static void
 http_call(struct http_req *r, void *arg)
 {
 	const struct http_handler *h = arg;
+	xmppd_ctx *outer = http_ctx;
 
 	/* A handler that returns without answering gets a 500 from the
 	 * HTTP layer (http.c, dispatch). */
+	http_ctx = h->ctx;
 	h->fn((xmppd_http_req *)r, h->ud);
+	http_ctx = outer;
 }
 
 XMPPD_API int
@@ -277,6 +285,7 @@ xmppd_http_register(xmppd_ctx *ctx, const char *path, xmppd_http_fn fn, void *ud
 		return -1;
 	h->fn = fn;
 	h->ud = ud;
+	h->ctx = ctx;
 	/* Freed with the ctx's strings (after its routes are gone). */
 	if ((v = realloc(ctx->strs, (ctx->nstrs + 1) * sizeof(*v))) == NULL) {
 		free(h);
@@ -346,6 +355,119 @@ xmppd_http_respond(xmppd_http_req *req, int status, const char *content_type, co
 	if (status < 100 || status > 599)
 		status = 500;
 	http_respond((struct http_req *)req, status, content_type, body, len, headers);
+}
+
+/* ---- Streamed bodies and files (ABI 1.8) ---- */
+
+XMPPD_API int
+xmppd_http_register_stream(xmppd_ctx *ctx, const char *path, xmppd_http_fn fn, void *ud)
+{
+	struct http_handler *h;
+	char **v;
+
+	if (fn == NULL || path == NULL || (h = malloc(sizeof(*h))) == NULL)
+		return -1;
+	h->fn = fn;
+	h->ud = ud;
+	h->ctx = ctx;
+	if ((v = realloc(ctx->strs, (ctx->nstrs + 1) * sizeof(*v))) == NULL) {
+		free(h);
+		return -1;
+	}
+	ctx->strs = v;
+	v[ctx->nstrs++] = (char *)h;
+	if (http_route_add_stream(path, http_call, h, ctx) < 0) {
+		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot serve HTTP path %s", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* The module's ops for one request, between the HTTP layer's calls and
+ * the module's (the request types differ only in name); freed after end
+ * or abort, the last call. A body being streamed counts as the module's
+ * store work: its unload waits for the end or abort (store_quiesce),
+ * since the module's code runs until then. */
+struct body_glue {
+	const struct xmppd_http_body_ops *ops;
+	void *ud;
+	xmppd_ctx *ctx;
+};
+
+static void
+glue_done(struct body_glue *g)
+{
+	xmppd_ctx *ctx = g->ctx;
+
+	free(g);
+	__atomic_sub_fetch(&module_store_owner(ctx)->pending, 1, __ATOMIC_RELEASE);
+}
+
+static int
+glue_chunk(struct http_req *r, const char *p, size_t n, void *arg)
+{
+	struct body_glue *g = arg;
+
+	return g->ops->chunk((xmppd_http_req *)r, p, n, g->ud);
+}
+
+static void
+glue_end(struct http_req *r, void *arg)
+{
+	struct body_glue *g = arg;
+
+	g->ops->end((xmppd_http_req *)r, g->ud);
+	glue_done(g);
+}
+
+static void
+glue_abort(struct http_req *r, void *arg)
+{
+	struct body_glue *g = arg;
+
+	if (g->ops->abort != NULL)
+		g->ops->abort((xmppd_http_req *)r, g->ud);
+	glue_done(g);
+}
+
+static const struct http_body_ops glue_ops = { glue_chunk, glue_end, glue_abort };
+
+XMPPD_API void
+xmppd_http_stream(xmppd_http_req *req, const struct xmppd_http_body_ops *ops, void *ud)
+{
+	struct body_glue *g;
+
+	/* Only from a handler of a route of xmppd_http_register_stream's
+	 * (or xmppd_http_register's: the body is then complete). */
+	if (ops == NULL || ops->chunk == NULL || ops->end == NULL || http_ctx == NULL ||
+	    (g = malloc(sizeof(*g))) == NULL) {
+		if (ops != NULL && ops->abort != NULL)
+			ops->abort(req, ud);
+		http_error((struct http_req *)req, 500, "out of memory");
+		return;
+	}
+	g->ops = ops;
+	g->ud = ud;
+	g->ctx = http_ctx;
+	__atomic_add_fetch(&module_store_owner(g->ctx)->pending, 1, __ATOMIC_RELAXED);
+	http_req_stream((struct http_req *)req, &glue_ops, g);
+}
+
+XMPPD_API void
+xmppd_http_respond_file(xmppd_http_req *req, int fd, uint64_t size, const char *content_type,
+    const char *headers)
+{
+	http_respond_file((struct http_req *)req, fd, size, content_type, headers);
+}
+
+XMPPD_API char *
+xmppd_spool_dir(void)
+{
+	struct conf *c = conf_current();
+	char *s = c != NULL && c->spool_dir != NULL ? strdup(c->spool_dir) : NULL;
+
+	conf_unref(c);
+	return s;
 }
 
 XMPPD_API void
@@ -942,6 +1064,9 @@ ctx_unregister(xmppd_ctx *ctx)
 	request_forget_owner(ctx);
 	entity_forget_owner(ctx);
 	(void)http_route_remove(ctx);
+	/* Bodies being streamed to it end now (their abort runs before the
+	 * sync below), rather than keep the unload waiting on a client. */
+	http_abort_owner(ctx);
 	worker_post_all(timers_drop_task, ctx, 0);
 	for (size_t i = 0; i < ctx->nslots; i++)
 		worker_post_all(slot_clear_task, NULL, (uint64_t)ctx->slots[i]);

@@ -19,6 +19,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <inttypes.h>
 
 #include <event2/buffer.h>
 #include <http_parser.h>
@@ -42,6 +44,20 @@
 #include "stream/conn.h"
 
 #define MAX_HEADERS 64           /* header lines per request */
+/* File answers (http_respond_file): read into FILE_BUFS buffers of
+ * FILE_CHUNK each, made once per answer, that the output queue refers to
+ * (no copy, no allocation per piece); a buffer is read again once the
+ * socket took it. A large file never sits in memory and a slow reader
+ * costs FILE_BUFS * FILE_CHUNK. */
+#define FILE_CHUNK 65536
+#define FILE_BUFS 2
+
+struct file_bufs {
+	int refs;                    /* the connection's, and one per buffer queued */
+	unsigned busy;               /* bit i: buf[i] is in the output queue */
+	size_t pre;                  /* bytes of head in buf[0] before the first piece */
+	unsigned char buf[FILE_BUFS][FILE_CHUNK];
+};
 
 /* ---------------------------------------------------------------- */
 /* Routes.                                                            */
@@ -50,6 +66,7 @@ struct route {
 	char *path;
 	size_t len;
 	int prefix;                  /* path ends in '/': a prefix */
+	int stream;                  /* bodies are streamed (http_route_add_stream) */
 	http_handler_fn fn;
 	void *arg;
 	const void *owner;
@@ -103,8 +120,8 @@ routes_publish(struct routes *t)
 	__atomic_store_n(&routes, t, __ATOMIC_RELEASE);
 }
 
-int
-http_route_add(const char *path, http_handler_fn fn, void *arg, const void *owner)
+static int
+route_add(const char *path, http_handler_fn fn, void *arg, const void *owner, int stream)
 {
 	struct routes *old = __atomic_load_n(&routes, __ATOMIC_ACQUIRE), *t;
 	struct route *r;
@@ -126,9 +143,22 @@ http_route_add(const char *path, http_handler_fn fn, void *arg, const void *owne
 	r->fn = fn;
 	r->arg = arg;
 	r->owner = owner;
+	r->stream = stream;
 	t->n++;
 	routes_publish(t);
 	return 0;
+}
+
+int
+http_route_add(const char *path, http_handler_fn fn, void *arg, const void *owner)
+{
+	return route_add(path, fn, arg, owner, 0);
+}
+
+int
+http_route_add_stream(const char *path, http_handler_fn fn, void *arg, const void *owner)
+{
+	return route_add(path, fn, arg, owner, 1);
 }
 
 unsigned
@@ -276,9 +306,15 @@ struct http_req {
 	struct sockaddr_storage client;
 	void (*gone)(struct http_req *r, void *arg);
 	void *gone_arg;
+	/* A streamed body (http_req_stream). */
+	const struct http_body_ops *bops;
+	void *bops_arg;
+	const void *owner;            /* the owner of the route that took it */
 	unsigned held : 1;
 	unsigned keep_alive : 1;
 	unsigned answered : 1;
+	unsigned at_head : 1;         /* handled after its head, the body unread */
+	unsigned body_ended : 1;      /* bops->end (or abort) has run */
 };
 
 struct http_conn {
@@ -297,6 +333,16 @@ struct http_conn {
 	unsigned closing : 1;
 	unsigned started : 1;         /* the current request's first byte came */
 	unsigned paused : 1;          /* input came while busy: not read until done */
+	unsigned head_pause : 1;      /* the parser stopped after a streamed request's head */
+	unsigned file_done : 1;       /* the whole file is queued: the request ends next */
+	unsigned file_failed : 1;     /* reading the file failed: the connection ends next */
+	unsigned filling : 1;
+	int stream_status;            /* what bops->chunk refused the body with */
+	/* The file being sent (http_respond_file), or -1. */
+	int file_fd;
+	uint64_t file_off, file_left;
+	struct evbuffer_cb_entry *file_cb;
+	struct file_bufs *fb;
 	char tag[24];
 };
 
@@ -310,6 +356,7 @@ static unsigned long taken;       /* connections handed over (atomic) */
 static void hc_input(void *arg);
 static void hc_timeout(void *arg);
 static void hc_end(void *arg, enum conn_end how, const char *why);
+static void req_done(struct http_req *r);
 static void hc_tls_installed(void *arg) { (void)arg; }
 
 static const struct conn_ops hc_ops = {
@@ -321,6 +368,13 @@ req_free(struct http_req *r)
 {
 	if (r == NULL)
 		return;
+	/* A streamed body that did not reach its end: the handler cleans
+	 * up (a partial file is removed). */
+	if (r->bops != NULL && !r->body_ended) {
+		r->body_ended = 1;
+		if (r->bops->abort != NULL)
+			r->bops->abort(r, r->bops_arg);
+	}
 	if (r->body != NULL)
 		evbuffer_free(r->body);
 	free(r->host);
@@ -329,10 +383,45 @@ req_free(struct http_req *r)
 }
 
 static void
+fbuf_unref(struct file_bufs *fb)
+{
+	if (--fb->refs == 0)
+		free(fb);
+}
+
+/* The output queue is done with a buffer (sent, or the queue freed). */
+static void
+fbuf_cleanup(const void *data, size_t len, void *extra)
+{
+	struct file_bufs *fb = extra;
+
+	(void)len;
+	for (unsigned i = 0; i < FILE_BUFS; i++)
+		if (data == fb->buf[i])
+			fb->busy &= ~(1u << i);
+	fbuf_unref(fb);
+}
+
+static void
+file_stop(struct http_conn *hc)
+{
+	if (hc->fb != NULL)
+		fbuf_unref(hc->fb);
+	hc->fb = NULL;
+	if (hc->file_cb != NULL && hc->c != NULL)
+		evbuffer_remove_cb_entry(conn_out(hc->c), hc->file_cb);
+	hc->file_cb = NULL;
+	if (hc->file_fd >= 0)
+		close(hc->file_fd);
+	hc->file_fd = -1;
+}
+
+static void
 hc_free(struct http_conn *hc)
 {
 	struct http_req *r = hc->req;
 
+	file_stop(hc);
 	hc->req = NULL;
 	if (r != NULL && r->held && r->gone != NULL)
 		r->gone(r, r->gone_arg);
@@ -355,18 +444,23 @@ static const char *
 status_text(int status)
 {
 	switch (status) {
+	case 100: return "Continue";
 	case 101: return "Switching Protocols";
 	case 200: return "OK";
+	case 201: return "Created";
 	case 204: return "No Content";
+	case 206: return "Partial Content";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
 	case 408: return "Request Timeout";
+	case 409: return "Conflict";
 	case 411: return "Length Required";
 	case 413: return "Content Too Large";
 	case 415: return "Unsupported Media Type";
+	case 416: return "Range Not Satisfiable";
 	case 426: return "Upgrade Required";
 	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
@@ -547,6 +641,7 @@ on_headers_complete(http_parser *p)
 {
 	struct http_conn *hc = p->data;
 	struct http_req *r = hc->req;
+	const struct route *rt;
 	const char *host;
 
 	if (head_split(hc) < 0)
@@ -570,13 +665,23 @@ on_headers_complete(http_parser *p)
 		for (char *c = r->host; *c != '\0'; c++)
 			*c = (char)tolower((unsigned char)*c);
 	}
+	r->keep_alive = http_should_keep_alive(p) != 0;
+	/* A route that streams bodies sees the head of a request with a
+	 * body first, and bounds the body itself: the parser stops here
+	 * (hc_input calls the handler) and goes on if it takes the body. */
+	if ((rt = route_find(r->path)) != NULL && rt->stream && !p->upgrade &&
+	    ((p->flags & F_CHUNKED) || ((p->flags & F_CONTENTLENGTH) && p->content_length > 0))) {
+		r->at_head = 1;
+		hc->head_pause = 1;
+		http_parser_pause(p, 1);
+		return 0;
+	}
 	/* RFC 9110 8.6: a declared body over the bound is refused before
 	 * it is read. */
 	if ((p->flags & F_CONTENTLENGTH) && p->content_length > hc->conf->http_max_body_size) {
 		hc->too_big = 2;
 		return -1;
 	}
-	r->keep_alive = http_should_keep_alive(p) != 0;
 	return 0;
 }
 
@@ -586,6 +691,18 @@ on_body(http_parser *p, const char *at, size_t n)
 	struct http_conn *hc = p->data;
 	struct http_req *r = hc->req;
 
+	if (r->bops != NULL) {
+		int st = r->bops->chunk(r, at, n, r->bops_arg);
+
+		if (st != 0) {
+			hc->stream_status = st >= 400 && st <= 599 ? st : 500;
+			return -1;
+		}
+		/* A body that keeps coming keeps its request alive: the
+		 * bound is on silence, not on the transfer's length. */
+		arm_timer(hc);
+		return 0;
+	}
 	if (r->body == NULL && (r->body = evbuffer_new()) == NULL)
 		return -1;
 	if (evbuffer_get_length(r->body) + n > hc->conf->http_max_body_size) {
@@ -661,6 +778,18 @@ dispatch(struct http_conn *hc)
 	const struct route *rt;
 
 	conn_cancel_timer(hc->c);
+	if (r->bops != NULL) {
+		/* A streamed body is complete: its handler answers. */
+		r->body_ended = 1;
+		in_handler = r;
+		r->bops->end(r, r->bops_arg);
+		if (in_handler == r) {
+			in_handler = NULL;
+			http_error(r, 500, "the handler did not answer");
+		}
+		in_handler = NULL;
+		return;
+	}
 	/* After an Upgrade request the parser cannot go on: a refused
 	 * upgrade closes the connection. */
 	if (hc->p.upgrade)
@@ -678,6 +807,7 @@ dispatch(struct http_conn *hc)
 		return;
 	}
 	log_debug(hc->tag, "%s %s", r->method, r->path);
+	r->owner = rt->owner;
 	in_handler = r;
 	rt->fn(r, rt->arg);
 	if (in_handler == r) {
@@ -714,14 +844,32 @@ hc_input(void *arg)
 		n = http_parser_execute(&hc->p, &settings, p, len);
 		err = HTTP_PARSER_ERRNO(&hc->p);
 		if (err == HPE_PAUSED) {
-			/* on_message_complete paused after this byte. */
+			/* on_message_complete paused after this byte, or
+			 * on_headers_complete did (a streamed body). */
 			conn_drain(c, n);
 			http_parser_pause(&hc->p, 0);
+			if (hc->head_pause) {
+				hc->head_pause = 0;
+				dispatch(hc);
+				/* The handler took the body (the loop goes on
+				 * with it) or answered (the connection closes). */
+				if (hc->req != NULL && hc->req->bops != NULL && !hc->closing)
+					arm_timer(hc);
+				continue;
+			}
 			dispatch(hc);
 			return;          /* hc may be gone or taken */
 		}
 		if (err != HPE_OK || (hc->p.upgrade && !hc->busy)) {
 			conn_drain(c, len);
+			if (hc->stream_status != 0 && hc->req != NULL) {
+				int st = hc->stream_status;
+
+				hc->stream_status = 0;
+				hc->req->keep_alive = 0;
+				http_error(hc->req, st, status_text(st));
+				return;
+			}
 			if (hc->too_big == 2)
 				refuse(hc, 413, "request body too large", NULL);
 			else if (hc->too_big == 1)
@@ -745,6 +893,21 @@ hc_timeout(void *arg)
 {
 	struct http_conn *hc = arg;
 
+	if (hc->file_done && hc->req != NULL) {
+		hc->file_done = 0;
+		req_done(hc->req);
+		return;
+	}
+	if (hc->file_fd >= 0 || hc->file_failed) {
+		/* The file could not be read on, or the client stopped
+		 * reading it for http_request_timeout: the answer cannot be
+		 * finished, only cut. */
+		log_info(hc->tag, "file answer %s", hc->file_failed ? "failed" : "stalled");
+		file_stop(hc);
+		hc->closing = 1;
+		conn_close(hc->c);
+		return;
+	}
 	if (hc->busy)
 		return;          /* a held request: its handler has the time */
 	if (hc->started)
@@ -805,6 +968,7 @@ http_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 	}
 	hc->w = w;
 	hc->l = l;
+	hc->file_fd = -1;
 	hc->conf = conf_current();
 	snprintf(hc->tag, sizeof(hc->tag), "http#%u.%lu", worker_id(w), ++http_serial);
 	http_parser_init(&hc->p, HTTP_REQUEST);
@@ -1027,6 +1191,12 @@ http_respond(struct http_req *r, int status, const char *content_type, const cha
 	r->answered = 1;
 	if (in_handler == r)
 		in_handler = NULL;
+	/* Answered before its body was read (RFC 9110 15.5: a refusal of
+	 * the head): the body is not read, the connection closes. */
+	if (r->at_head && r->bops == NULL)
+		r->keep_alive = 0;
+	if (r->bops != NULL && !r->body_ended)
+		r->keep_alive = 0;
 	/* RFC 9110 9.3.2: HEAD gets the headers of GET, no content. */
 	write_response(hc, status, content_type, body, len, headers,
 	    r->keep_alive && !hc->closing, strcmp(r->method, "HEAD") == 0);
@@ -1092,4 +1262,278 @@ http_req_take(struct http_req *r)
 	conf_unref(hc->conf);
 	free(hc);
 	return c;
+}
+
+/* ---------------------------------------------------------------- */
+/* Streamed bodies and file answers (ABI 1.8).                        */
+
+void
+http_req_stream(struct http_req *r, const struct http_body_ops *ops, void *arg)
+{
+	struct http_conn *hc = r->hc;
+	const char *expect;
+
+	if (in_handler == r)
+		in_handler = NULL;
+	r->bops = ops;
+	r->bops_arg = arg;
+	if (!r->at_head) {
+		/* The request is complete already (no body, or a route that
+		 * buffers): what came is one chunk, then the end. */
+		size_t len = 0;
+		const char *body = http_req_body(r, &len);
+		int st = len > 0 ? ops->chunk(r, body, len, arg) : 0;
+
+		if (st != 0) {
+			http_error(r, st >= 400 && st <= 599 ? st : 500,
+			    status_text(st >= 400 && st <= 599 ? st : 500));
+			return;
+		}
+		r->body_ended = 1;
+		in_handler = r;
+		ops->end(r, arg);
+		if (in_handler == r) {
+			in_handler = NULL;
+			http_error(r, 500, "the handler did not answer");
+		}
+		return;
+	}
+	/* RFC 9110 10.1.1: the client waits for this before it sends the
+	 * body; a refusal (any final status) is sent instead of it. */
+	if ((expect = http_req_header(r, "Expect")) != NULL &&
+	    strcasecmp(expect, "100-continue") == 0 && hc->p.http_minor >= 1)
+		evbuffer_add(conn_out(hc->c), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+}
+
+/* Reads the file into the buffers the output queue does not hold; at
+ * its end, the request ends from the loop (conn_set_timer 0: not from
+ * inside the conn's write). */
+static void
+file_fill(struct http_conn *hc)
+{
+	struct evbuffer *out = conn_out(hc->c);
+	struct file_bufs *fb = hc->fb;
+
+	hc->filling = 1;
+	while (hc->file_fd >= 0 && hc->file_left > 0) {
+		unsigned i = 0;
+		size_t pre, want;
+		ssize_t got;
+
+		while (i < FILE_BUFS && (fb->busy & (1u << i)))
+			i++;
+		if (i == FILE_BUFS)
+			break;
+		pre = i == 0 ? fb->pre : 0;
+		fb->pre = 0;
+		want = hc->file_left < FILE_CHUNK - pre ? (size_t)hc->file_left : FILE_CHUNK - pre;
+		/* A bounded read (of the page cache, mostly) on the worker:
+		 * doc/architecture.md, "The HTTP listener". */
+		got = pread(hc->file_fd, fb->buf[i] + pre, want, (off_t)hc->file_off);
+		if (got <= 0) {
+			hc->file_failed = 1;
+			break;
+		}
+		fb->busy |= 1u << i;
+		fb->refs++;
+		if (evbuffer_add_reference(out, fb->buf[i], pre + (size_t)got, fbuf_cleanup,
+		    fb) < 0) {
+			fb->busy &= ~(1u << i);
+			fb->refs--;
+			hc->file_failed = 1;
+			break;
+		}
+		hc->file_off += (uint64_t)got;
+		hc->file_left -= (uint64_t)got;
+	}
+	hc->filling = 0;
+	if (hc->file_failed || hc->file_left == 0) {
+		file_stop(hc);
+		if (!hc->file_failed)
+			hc->file_done = 1;
+		conn_set_timer(hc->c, 0);
+	} else {
+		conn_set_timer(hc->c, 1000U * hc->conf->http_request_timeout);
+	}
+}
+
+static void
+file_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct http_conn *hc = arg;
+
+	(void)buf;
+	if (info->n_deleted == 0 || hc->filling || hc->file_fd < 0 || hc->fb == NULL ||
+	    hc->fb->busy == (1u << FILE_BUFS) - 1)
+		return;
+	file_fill(hc);
+}
+
+/* RFC 9110 14.1.2: one byte range of a representation of size bytes:
+ * 1 and *from_r, *len_r; 0 to send it all (no Range, one we ignore: not
+ * bytes, several ranges, malformed); -1 unsatisfiable (416). */
+static int
+parse_range(const char *h, uint64_t size, uint64_t *from_r, uint64_t *len_r)
+{
+	const char *s;
+	char *end;
+	uint64_t a, b;
+
+	if (h == NULL || strncasecmp(h, "bytes=", 6) != 0)
+		return 0;
+	s = h + 6;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (strchr(s, ',') != NULL)
+		return 0;            /* several ranges: a server MAY ignore them (14.2) */
+	if (*s == '-') {
+		/* A suffix: the last N bytes. */
+		if (!isdigit((unsigned char)s[1]))
+			return 0;
+		errno = 0;
+		b = strtoull(s + 1, &end, 10);
+		if (errno != 0 || (*end != '\0' && *end != ' ' && *end != '\t'))
+			return 0;
+		if (b == 0 || size == 0)
+			return -1;
+		if (b > size)
+			b = size;
+		*from_r = size - b;
+		*len_r = b;
+		return 1;
+	}
+	if (!isdigit((unsigned char)*s))
+		return 0;
+	errno = 0;
+	a = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '-')
+		return 0;
+	s = end + 1;
+	if (*s == '\0' || *s == ' ' || *s == '\t') {
+		b = UINT64_MAX;
+	} else {
+		if (!isdigit((unsigned char)*s))
+			return 0;
+		b = strtoull(s, &end, 10);
+		if (errno != 0 || (*end != '\0' && *end != ' ' && *end != '\t'))
+			return 0;
+		if (b < a)
+			return 0;    /* invalid: ignored (14.1.1) */
+	}
+	if (a >= size)
+		return -1;
+	if (b >= size)
+		b = size - 1;
+	*from_r = a;
+	*len_r = b - a + 1;
+	return 1;
+}
+
+void
+http_respond_file(struct http_req *r, int fd, uint64_t size, const char *content_type,
+    const char *headers)
+{
+	struct http_conn *hc = r->hc;
+	int head = strcmp(r->method, "HEAD") == 0, keep, range = 0;
+	uint64_t from = 0, len = size;
+	char *hdr = NULL;
+
+	if (r->answered) {
+		close(fd);
+		return;
+	}
+	/* RFC 9110 14.2: Range is defined for GET only; with an If-Range we
+	 * cannot evaluate (no validators are sent), the whole file. */
+	if (strcmp(r->method, "GET") == 0 && http_req_header(r, "If-Range") == NULL)
+		range = parse_range(http_req_header(r, "Range"), size, &from, &len);
+	if (range < 0) {
+		/* RFC 9110 15.5.17: 416 says the current length. */
+		if (asprintf(&hdr, "Content-Range: bytes */%" PRIu64 "\r\n%s", size,
+		    headers != NULL ? headers : "") < 0)
+			hdr = NULL;
+		close(fd);
+		http_respond(r, 416, "text/plain; charset=utf-8", "range not satisfiable\n", 22,
+		    hdr != NULL ? hdr : headers);
+		free(hdr);
+		return;
+	}
+	if (range > 0) {
+		if (asprintf(&hdr, "Accept-Ranges: bytes\r\nContent-Range: bytes %" PRIu64 "-%"
+		    PRIu64 "/%" PRIu64 "\r\n%s", from, from + len - 1, size,
+		    headers != NULL ? headers : "") < 0)
+			hdr = NULL;
+	} else if (asprintf(&hdr, "Accept-Ranges: bytes\r\n%s", headers != NULL ? headers : "") < 0) {
+		hdr = NULL;
+	}
+	if (hdr == NULL) {
+		close(fd);
+		http_error(r, 500, "out of memory");
+		return;
+	}
+	r->answered = 1;
+	if (in_handler == r)
+		in_handler = NULL;
+	keep = r->keep_alive && !hc->closing;
+	write_response(hc, range > 0 ? 206 : 200, content_type, NULL, (size_t)len, hdr, keep, 1);
+	free(hdr);
+	if (head || len == 0) {
+		close(fd);
+		req_done(r);
+		return;
+	}
+	if ((hc->fb = calloc(1, sizeof(*hc->fb))) == NULL) {
+		/* The head went: the connection cannot answer otherwise. */
+		close(fd);
+		hc->file_failed = 1;
+		conn_set_timer(hc->c, 0);
+		return;
+	}
+	hc->fb->refs = 1;
+	/* The head goes in front of the first piece, in its buffer: every
+	 * piece then starts where a TLS record does (conn.c writes records
+	 * of 16 KiB, a divisor of FILE_CHUNK), so none is copied to make
+	 * one contiguous. */
+	{
+		struct evbuffer *out = conn_out(hc->c);
+		size_t q = evbuffer_get_length(out);
+
+		if (q > 0 && q <= FILE_CHUNK / 4 &&
+		    evbuffer_remove(out, hc->fb->buf[0], q) == (int)q)
+			hc->fb->pre = q;
+	}
+	hc->file_fd = fd;
+	hc->file_off = from;
+	hc->file_left = len;
+	hc->file_failed = 0;
+	hc->file_done = 0;
+	hc->file_cb = evbuffer_add_cb(conn_out(hc->c), file_cb, hc);
+	file_fill(hc);
+}
+
+/* Cuts the bodies being streamed to owner's routes on this worker: their
+ * handler's code is about to go (a module unloads). */
+static void
+abort_owner_task(struct worker *w, void *a, uint64_t b)
+{
+	(void)b;
+	for (struct conn *c = conn_set_first(http_set, w), *next; c != NULL; c = next) {
+		struct http_conn *hc = conn_arg(c);
+		struct http_req *r = hc->req;
+
+		next = conn_next(c);
+		if (r == NULL || r->bops == NULL || r->body_ended || r->owner != a)
+			continue;
+		r->body_ended = 1;
+		if (r->bops->abort != NULL)
+			r->bops->abort(r, r->bops_arg);
+		r->bops = NULL;
+		refuse(hc, 503, "the service is going away", NULL);
+	}
+}
+
+void
+http_abort_owner(const void *owner)
+{
+	if (http_set != NULL)
+		worker_post_all(abort_owner_task, (void *)owner, 0);
 }

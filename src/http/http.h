@@ -15,6 +15,7 @@
 #define XMPPD_HTTP_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct conf;
@@ -34,8 +35,22 @@ typedef void (*http_handler_fn)(struct http_req *r, void *arg);
  * the registries are. 0, or -1 (the path is taken, or out of memory).
  */
 int http_route_add(const char *path, http_handler_fn fn, void *arg, const void *owner);
+/*
+ * The same for a route whose request bodies are streamed (ABI 1.8): a
+ * request with a body reaches fn after its head, before its body is read,
+ * and fn either answers at once (a refusal: the body is not read and the
+ * connection closes after the answer) or takes the body with
+ * http_req_stream. Requests without a body reach fn when complete, as
+ * on other routes. http_max_body_size does not apply: the handler bounds
+ * the body.
+ */
+int http_route_add_stream(const char *path, http_handler_fn fn, void *arg, const void *owner);
 /* Removes the routes owner added; returns how many. Main thread. */
 unsigned http_route_remove(const void *owner);
+/* Cuts the bodies being streamed to owner's routes (their abort runs, the
+ * client gets 503), on every worker, from tasks posted now: call
+ * worker_sync_all after it. Main thread (a module unloads). */
+void http_abort_owner(const void *owner);
 /* 1 if a handler serves path. */
 int http_route_exists(const char *path);
 /* XEP-0156 host-meta (hostmeta.c); http_init registers it. */
@@ -102,5 +117,39 @@ void http_req_hold(struct http_req *r, void (*gone)(struct http_req *r, void *ar
  */
 struct conn *http_req_take(struct http_req *r);
 void http_req_write(struct http_req *r, const char *s, size_t len);
+
+/* ---------------------------------------------------------------- */
+/* Streamed bodies and file answers (ABI 1.8).                        */
+
+/* What a handler does with a streamed body; every call on r's worker. */
+struct http_body_ops {
+	/* The next piece of the body: 0 to go on, or a status (4xx, 5xx)
+	 * that refuses the request (answered with it; the connection
+	 * closes; abort follows). */
+	int (*chunk)(struct http_req *r, const char *p, size_t n, void *arg);
+	/* The whole body came: answer r now (http_respond). */
+	void (*end)(struct http_req *r, void *arg);
+	/* r goes without end (a chunk refused it, a limit, the client went):
+	 * clean up. The last call with r, which must not be answered. */
+	void (*abort)(struct http_req *r, void *arg);
+};
+/*
+ * The handler takes r's body: chunk for each piece as it is read (never
+ * more than the input buffer at once), then end, or abort. Answers
+ * "100 Continue" to a client that waits for it (RFC 9110 10.1.1). On a
+ * request that was complete when the handler ran (no body), chunk runs
+ * once for what was buffered (if any) and end at once. ops and arg must
+ * live until end or abort.
+ */
+void http_req_stream(struct http_req *r, const struct http_body_ops *ops, void *arg);
+/*
+ * Answers r (a GET or HEAD) with the file open on fd (taken: closed when
+ * sent) of size bytes: 200, or for a GET with a Range of one range 206
+ * with Content-Range, or 416 with Content-Range: bytes * /SIZE (RFC 9110
+ * 14). Accept-Ranges and Content-Length are added to headers. The file
+ * is read as the client takes it, at most FILE_HIGH ahead (http.c).
+ */
+void http_respond_file(struct http_req *r, int fd, uint64_t size, const char *content_type,
+    const char *headers);
 
 #endif
