@@ -36,6 +36,7 @@
 #include "ctl/ctl.h"
 #include "http/http.h"
 #include "http/http_conf.h"
+#include "http/web.h"
 #include "net/listener.h"
 #include "net/tls.h"
 #include "router/session.h"
@@ -74,6 +75,7 @@ register_conf_sections(void)
 	static const struct conf_section *const owned[] = {
 		&tls_conf_section, &auth_conf_section, &c2s_conf_section,
 		&s2s_conf_section, &listen_conf_section, &http_conf_section,
+		&web_conf_section,
 	};
 
 	for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
@@ -334,7 +336,7 @@ main(int argc, char **argv)
 	if (worker_init(n, &err) < 0)
 		fatal("workers: %s", err);
 	if (session_init(n) < 0 || http_init(n) < 0 || c2s_init(n) < 0 || s2s_init(n) < 0 ||
-	    component_init(n) < 0)
+	    component_init(n) < 0 || web_init(c) < 0)
 		fatal("out of memory");
 	/* The control socket first: it refuses to start a second server
 	 * on the same spool before that one could share our ports
@@ -391,6 +393,7 @@ main(int argc, char **argv)
 	component_free_all();
 	c2s_free_all();
 	http_free();
+	web_free();
 	session_free_all();
 	sm_free();
 	worker_free_all();
