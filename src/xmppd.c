@@ -262,7 +262,7 @@ main(int argc, char **argv)
 			check_only = 1;
 			break;
 		case 'V':
-			printf("xmppd %s\n", PACKAGE_VERSION);
+			printf("xmppd %s\nbuild: %s\n", PACKAGE_VERSION, XMPPD_BUILD);
 			return 0;
 		case 'h':
 			usage(stdout);
