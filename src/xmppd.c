@@ -39,6 +39,8 @@
 #include "http/http.h"
 #include "http/http_conf.h"
 #include "http/metrics_http.h"
+
+#include "http/web.h"
 #include "net/listener.h"
 #include "net/tls.h"
 #include "router/session.h"
@@ -77,6 +79,7 @@ register_conf_sections(void)
 	static const struct conf_section *const owned[] = {
 		&tls_conf_section, &auth_conf_section, &c2s_conf_section,
 		&s2s_conf_section, &listen_conf_section, &http_conf_section,
+		&web_conf_section,
 	};
 
 	for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
@@ -263,7 +266,7 @@ main(int argc, char **argv)
 			check_only = 1;
 			break;
 		case 'V':
-			printf("xmppd %s\n", PACKAGE_VERSION);
+			printf("xmppd %s\nbuild: %s\n", PACKAGE_VERSION, XMPPD_BUILD);
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -343,6 +346,7 @@ main(int argc, char **argv)
 	if (session_init(n) < 0 || http_init(n) < 0 || c2s_init(n) < 0 || s2s_init(n) < 0 ||
 	    component_init(n) < 0 || http_metrics_init() < 0)
 	    component_init(n) < 0 || api_init() < 0)
+	    component_init(n) < 0 || web_init(c) < 0)
 		fatal("out of memory");
 	/* What /metrics reads from the transports (core/metrics.h). */
 	metrics_set_source(METRICS_SRC_C2S_CONNECTIONS, c2s_connection_count);
@@ -404,6 +408,7 @@ main(int argc, char **argv)
 	component_free_all();
 	c2s_free_all();
 	http_free();
+	web_free();
 	session_free_all();
 	sm_free();
 	worker_free_all();

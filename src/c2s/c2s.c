@@ -374,7 +374,19 @@ on_stream_start(struct xstream *xs, const struct xstream_header *h)
 	}
 
 	features = xml_elem_new(XML_NS_STREAM, "features");
-	if (!c->xs.tls && c->ws) {
+	if (c->authenticated) {
+		xml_elem *s;
+
+		/* After SASL (RFC 6120 6.4.6), whatever the transport: an
+		 * unencrypted WebSocket or a TCP stream without required
+		 * STARTTLS restarts here too. */
+		(void)xml_elem_add_child(features, NS_BIND, "bind");
+		/* RFC 3921 3 session establishment, kept as an optional
+		 * no-op for old clients (draft-cridland-xmpp-session). */
+		s = xml_elem_add_child(features, NS_SESSION, "session");
+		(void)xml_elem_add_child(s, NS_SESSION, "optional");
+		c2s_sm_features(c, features);
+	} else if (!c->xs.tls && c->ws) {
 		/* No STARTTLS in a WebSocket (RFC 7395 3.4: TLS is the
 		 * HTTP connection's): an unencrypted one gets SCRAM only. */
 		sasl_add_features(features, NULL, 0, 0);
@@ -385,17 +397,8 @@ on_stream_start(struct xstream *xs, const struct xstream_header *h)
 			(void)xml_elem_add_child(st, NS_TLS, "required");
 		else
 			sasl_add_features(features, NULL, 0, 0);
-	} else if (!c->authenticated) {
-		sasl_add_features(features, xstream_ssl(&c->xs), c->xs.tls, c->conf->allow_plain);
 	} else {
-		xml_elem *s;
-
-		(void)xml_elem_add_child(features, NS_BIND, "bind");
-		/* RFC 3921 3 session establishment, kept as an optional
-		 * no-op for old clients (draft-cridland-xmpp-session). */
-		s = xml_elem_add_child(features, NS_SESSION, "session");
-		(void)xml_elem_add_child(s, NS_SESSION, "optional");
-		c2s_sm_features(c, features);
+		sasl_add_features(features, xstream_ssl(&c->xs), c->xs.tls, c->conf->allow_plain);
 	}
 	/* Module features: the registered ones (before authentication only
 	 * on an encrypted stream), then the fold hook. */

@@ -424,6 +424,8 @@ conf_free(struct conf *c)
 	free(c->shapers);
 	free(c->c2s_access);
 	free(c->public_base_url);
+	free(c->admin_page_dir);
+	free(c->conversejs_path);
 	for (i = 0; i < c->nwebsocket_origins; i++)
 		free(c->websocket_origins[i]);
 	free(c->websocket_origins);

@@ -199,6 +199,12 @@ struct conf {
 	unsigned bosh_max_wait;            /* s a request may be held; 60 */
 	unsigned bosh_max_inactivity;      /* s with no request before the session ends; 60 */
 	unsigned bosh_max_pause;           /* s a client may pause for (XEP-0124 10); 120 */
+	/* Web pages on the HTTP listener (http/web.c, doc/admin.md "Web
+	 * admin" and "Web chat"); read at start-up. */
+	int admin_page;                    /* /admin/ served; default 1 */
+	char *admin_page_dir;              /* NULL: XMPPD_WWW_DIR "/admin" */
+	int web_chat;                      /* /chat served; default 1 */
+	char *conversejs_path;             /* Converse.js dist/; NULL: XMPPD_CONVERSEJS_DIR */
 
 	/* Federation (doc/federation.md). */
 	int s2s_use_starttls;              /* CONF_S2S_TLS_*; default REQUIRED */

@@ -166,6 +166,7 @@ main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL, *sock = NULL;
@@ -175,8 +176,11 @@ main(int argc, char **argv)
 	char *reply = NULL, *nl;
 	int ch, fd = -1, rc;
 
-	while ((ch = getopt_long(argc, argv, "+c:s:h", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+c:s:hV", opts, NULL)) != -1) {
 		switch (ch) {
+		case 'V':
+			printf("xmppctl %s\nbuild: %s\n", PACKAGE_VERSION, XMPPD_BUILD);
+			return 0;
 		case 'c':
 			config = optarg;
 			break;

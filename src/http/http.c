@@ -450,6 +450,8 @@ status_text(int status)
 	case 201: return "Created";
 	case 204: return "No Content";
 	case 206: return "Partial Content";
+	case 301: return "Moved Permanently";
+	case 304: return "Not Modified";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
@@ -485,8 +487,12 @@ write_response(struct http_conn *hc, int status, const char *ctype, const char *
 
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: xmppd\r\n"
-	    "Content-Length: %zu\r\n", status, status_text(status), date, len);
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: xmppd\r\n",
+	    status, status_text(status), date);
+	/* RFC 9110 8.6: a 304 has no content, and a Content-Length would
+	 * have to be that of the 200 it stands for. */
+	if (status != 304)
+		evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
 	if (ctype != NULL)
 		evbuffer_add_printf(out, "Content-Type: %s\r\n", ctype);
 	if (!keep)
