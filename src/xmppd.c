@@ -39,7 +39,6 @@
 #include "http/http.h"
 #include "http/http_conf.h"
 #include "http/metrics_http.h"
-
 #include "http/web.h"
 #include "net/listener.h"
 #include "net/tls.h"
@@ -344,9 +343,8 @@ main(int argc, char **argv)
 	if (worker_init(n, &err) < 0)
 		fatal("workers: %s", err);
 	if (session_init(n) < 0 || http_init(n) < 0 || c2s_init(n) < 0 || s2s_init(n) < 0 ||
-	    component_init(n) < 0 || http_metrics_init() < 0)
-	    component_init(n) < 0 || api_init() < 0)
-	    component_init(n) < 0 || web_init(c) < 0)
+	    component_init(n) < 0 || http_metrics_init() < 0 || api_init() < 0 ||
+	    web_init(c) < 0)
 		fatal("out of memory");
 	/* What /metrics reads from the transports (core/metrics.h). */
 	metrics_set_source(METRICS_SRC_C2S_CONNECTIONS, c2s_connection_count);

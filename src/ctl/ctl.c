@@ -38,9 +38,6 @@
 #include "s2s/s2s.h"
 #include "xmpp/jid.h"
 
-/* What "status" reports as the build, beside the version. */
-#define XMPPD_BUILD PACKAGE_STRING ", cc " __VERSION__
-
 static struct listener *ctl_listener;
 static const struct ctl_daemon *daemon_ops;
 static char *ctl_path;
@@ -245,6 +242,7 @@ ctl_run(struct ctl_call *call, int argc, char **argv, struct evbuffer *out)
 			    "paused now: %u of %u sockets\n", ls.pauses,
 			    (long long)(time(NULL) - ls.last), strerror(ls.last_errno),
 			    ls.paused_now, ls.listeners);
+		evbuffer_add_printf(out, "build: %s\n", XMPPD_BUILD);
 	} else if (strcmp(cmd, "register") == 0) {
 		if (!nargs_ok(out, argc, 4, "register USER HOST PASSWORD") ||
 		    account_args(out, argv[1], argv[2], &node, &host) < 0)
