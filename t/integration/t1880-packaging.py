@@ -1,12 +1,16 @@
 #!/usr/bin/python3
 """t1880-packaging: `xmppd --version` and `xmppctl --version` print the
 version and, on a second line, the build (the commit from git describe
-when built in a git tree, the date, the configure options)."""
+when built in a git tree, the date, the configure options); `make install`
+puts a systemd unit and a logrotate file with the installation's paths,
+and `make uninstall` removes them."""
 
 import os
 import re
 import subprocess
+import shutil
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
@@ -22,7 +26,41 @@ def main():
                 '%s --version: the name and version first' % prog)
         xt.like(lines[1] if len(lines) > 1 else '',
                 r'^build: [^,]+, \d{4}-\d\d-\d\d, configure:', '%s --version: the build line' % prog)
+    install_files()
     xt.done()
+
+
+def install_files():
+    # The rule `make install` runs for the data files (install-data-local),
+    # into a DESTDIR with a prefix of our own: the paths in the installed
+    # files must be those of this prefix, not the template's placeholders.
+    dest = tempfile.mkdtemp(prefix='t1880-')
+    prefix = '/opt/xmppd-t1880'
+    try:
+        make = ['make', '-s', '-C', str(xt.TOP_BUILDDIR), 'prefix=' + prefix, 'DESTDIR=' + dest]
+        r = subprocess.run(make + ['install-data-local'], capture_output=True, text=True,
+                           timeout=120)
+        xt.is_(r.returncode, 0, 'make install-data-local exits 0') or xt.diag(r.stdout, r.stderr)
+        unit = os.path.join(dest, prefix.lstrip('/'), 'lib/systemd/system/xmppd.service')
+        rot = os.path.join(dest, prefix.lstrip('/'), 'etc/logrotate.d/xmppd')
+        u = open(unit).read() if os.path.exists(unit) else ''
+        lr = open(rot).read() if os.path.exists(rot) else ''
+        xt.like(u, r'(?m)^ExecStart=%s/sbin/xmppd -c %s/etc/xmppd/xmppd.yml$' % (prefix, prefix),
+                'the unit is installed under PREFIX/lib/systemd/system and runs PREFIX/sbin/xmppd')
+        xt.like(u, r'(?m)^ReadWritePaths=-%s/var/lib/xmppd$' % prefix,
+                'the unit may write the spool under PREFIX/var/lib/xmppd')
+        left = [m for m in re.findall(r'@[a-z_]+@', u + lr)]
+        xt.is_(left, [], 'no @placeholder@ is left in the unit or the logrotate file')
+        xt.like(lr, r'(?m)^%s/var/log/xmppd/\*\.log \{$' % prefix,
+                'the logrotate file rotates PREFIX/var/log/xmppd/*.log')
+        xt.like(lr, r'(?s)postrotate.*HUP.*endscript',
+                'after a rotation xmppd gets SIGHUP (it reopens its log file)')
+        r = subprocess.run(make + ['uninstall-local'], capture_output=True, text=True,
+                           timeout=120)
+        xt.ok(r.returncode == 0 and not os.path.exists(unit) and not os.path.exists(rot),
+              'make uninstall removes the unit and the logrotate file') or xt.diag(r.stderr)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
 
 
 main()
