@@ -103,6 +103,7 @@ static const struct api_cmd {
 	{ "module_reload", { "module", "reload" }, { "name" } },
 	{ "s2s", { "s2s" }, { NULL } },
 	{ "components", { "components" }, { NULL } },
+	{ "metrics", { "metrics" }, { NULL } },
 	{ "reload", { "reload" }, { NULL } },
 	{ "stop", { "stop" }, { NULL } },
 };

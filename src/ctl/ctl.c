@@ -31,6 +31,7 @@
 #include "core/worker.h"
 #include "ctl/api.h"
 #include "ctl/ctl.h"
+#include "http/metrics_http.h"
 #include "net/listener.h"
 #include "router/session.h"
 #include "router/sm.h"
@@ -390,6 +391,15 @@ ctl_run(struct ctl_call *call, int argc, char **argv, struct evbuffer *out)
 		/* doc/admin.md: domain, connected since, address. */
 		reply_ok(out);
 		component_list(out);
+	} else if (strcmp(cmd, "metrics") == 0) {
+		if (!nargs_ok(out, argc, 1, "metrics"))
+			return;
+		/* doc/admin.md "Metrics": the text format of GET /metrics,
+		 * for a shell and for the web admin page's charts (POST
+		 * /api/metrics), which sign in as an administrator rather
+		 * than pass metrics_access. */
+		reply_ok(out);
+		metrics_render(out, 0);
 	} else if (strcmp(cmd, "reload") == 0) {
 		if (!nargs_ok(out, argc, 1, "reload"))
 			return;

@@ -34,6 +34,7 @@ static const struct {
 	{ "kick", 1, "JID", "close the session of a full JID, or all of a bare JID" },
 	{ "s2s", 0, "", "list server links: direction, domains, auth, TLS, stanzas in/out" },
 	{ "components", 0, "", "list connected external components: domain, since, address" },
+	{ "metrics", 0, "", "print the Prometheus metrics, as GET /metrics serves them" },
 	{ "reload", 0, "", "reload the configuration and certificates" },
 	{ "module", -1, "list | load|unload|reload NAME", "list or change loaded modules" },
 	{ "stop", 0, "", "close every stream and stop the server" },

@@ -173,7 +173,7 @@ gauges(struct out *o)
 {
 	static const char *const transports[] = { "tcp", "websocket", "bosh" };
 	uint64_t used, map;
-	char l[64];
+	char l[64], build[384], bl[512];
 	long long v;
 
 	family(o, "xmppd_sessions", "gauge", "Bound client sessions, by transport.");
@@ -215,11 +215,15 @@ gauges(struct out *o)
 		sample_u(o, "xmppd_store_map_size_bytes", NULL, map);
 	}
 
+	/* The build is xmppd --version's line (commit, date, configure
+	 * options: configure.ac XMPPD_BUILD). */
 	family(o, "xmppd_build_info", "info",
-	    "Always 1: the version, and the module ABI it was built with.");
-	snprintf(l, sizeof(l), "version=\"%s\",build=\"abi-%d.%d\"", PACKAGE_VERSION,
-	    XMPPD_ABI_MAJOR, XMPPD_ABI_MINOR);
-	sample_u(o, "xmppd_build_info", l, 1);
+	    "Always 1: the version, the build (commit, date, configure options) and the "
+	    "module ABI.");
+	label_escape(build, sizeof(build), XMPPD_BUILD);
+	snprintf(bl, sizeof(bl), "version=\"%s\",build=\"%s\",abi=\"%d.%d\"",
+	    PACKAGE_VERSION, build, XMPPD_ABI_MAJOR, XMPPD_ABI_MINOR);
+	sample_u(o, "xmppd_build_info", bl, 1);
 }
 
 static void
@@ -418,6 +422,19 @@ allowed(struct http_req *r)
 	return is_loopback(peer);
 }
 
+void
+metrics_render(struct evbuffer *b, int openmetrics)
+{
+	struct out o = { b, openmetrics };
+
+	gauges(&o);
+	counters(&o);
+	hook_histograms(&o);
+	process(&o);
+	if (o.om)
+		evbuffer_add(o.b, "# EOF\n", 6);
+}
+
 static void
 metrics_get_cb(struct http_req *r, void *arg)
 {
@@ -439,12 +456,7 @@ metrics_get_cb(struct http_req *r, void *arg)
 		http_error(r, 500, "out of memory");
 		return;
 	}
-	gauges(&o);
-	counters(&o);
-	hook_histograms(&o);
-	process(&o);
-	if (o.om)
-		evbuffer_add(o.b, "# EOF\n", 6);
+	metrics_render(o.b, o.om);
 	/* Vary: a cache must not answer one format's request with the
 	 * other's (RFC 9110 12.5.5). */
 	http_respond(r, 200, o.om ? CT_OPENMETRICS : CT_TEXT,

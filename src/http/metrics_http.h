@@ -5,7 +5,14 @@
 #ifndef XMPPD_HTTP_METRICS_HTTP_H
 #define XMPPD_HTTP_METRICS_HTTP_H
 
+struct evbuffer;
+
 /* Registers the /metrics route; after http_init. 0 or -1. */
 int http_metrics_init(void);
+
+/* Appends what GET /metrics answers: the text format 0.0.4, or OpenMetrics
+ * (with its # EOF) when openmetrics. Any thread: every figure is read
+ * atomically. Also xmppctl metrics (ctl/ctl.c). */
+void metrics_render(struct evbuffer *b, int openmetrics);
 
 #endif

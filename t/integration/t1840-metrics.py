@@ -297,12 +297,26 @@ async def main():
           'xmppd_hook_duration_seconds{hook="iq_handler",module="mod_ping"} timed the ping '
           '(%s)' % icnt)
     bi = [(dict(lb), v) for (nm, lb), v in m1.items() if nm == 'xmppd_build_info']
-    xt.ok(len(bi) == 1 and bi[0][1] == 1.0 and bi[0][0].get('version') and
-          re.match(r'^abi-\d+\.\d+$', bi[0][0].get('build', '')),
-          'xmppd_build_info{version,build} 1 (%r)' % bi)
+    ver = subprocess.run([xt.XMPPD, '--version'], capture_output=True, text=True).stdout
+    want = re.search(r'(?m)^build: (.*)$', ver)
+    xt.ok(len(bi) == 1 and bi[0][1] == 1.0 and 'xmppd ' + bi[0][0].get('version', '?') in ver and
+          want and bi[0][0].get('build') == want.group(1) and
+          re.match(r'^\d+\.\d+$', bi[0][0].get('abi', '')),
+          'xmppd_build_info{version,build,abi} 1: the build of xmppd --version (%r)' % bi) \
+        or xt.diag(ver)
 
     rc, out = promtool(body)
     xt.is_((rc, out.strip()), (0, ''), 'promtool check metrics: no problem')
+    # xmppctl metrics: the same exposition, for a shell (and POST
+    # /api/metrics, t1850).
+    rc, out, err = await srv.actl('metrics')
+    mc = parse(out) if rc == 0 else {}
+    xt.ok(rc == 0 and set(nm for nm, _ in mc) == set(nm for nm, _ in m1) and
+          val(mc, 'xmppd_sessions', transport='websocket') == 1.0,
+          'xmppctl metrics prints the families of GET /metrics, with their values') \
+        or xt.diag(rc, out[:500], err)
+    rc2, pout = promtool(out)
+    xt.is_((rc2, pout.strip()), (0, ''), 'promtool check metrics accepts xmppctl metrics')
 
     # A third session, over BOSH; then all three end and the gauge goes
     # back to zero.
@@ -333,7 +347,7 @@ async def main():
     xt.is_(check_openmetrics(om), [], 'the OpenMetrics exposition is well formed')
     xt.like(om, r'(?m)^# TYPE xmppd_logins counter$\n(?:.*\n)*?^xmppd_logins_total \d+$',
             'OpenMetrics: the counter family xmppd_logins, its sample xmppd_logins_total')
-    xt.like(om, r'(?m)^# TYPE xmppd_build info$\n^xmppd_build_info\{version="[^"]+",build="[^"]+"\} 1$',
+    xt.like(om, r'(?m)^# TYPE xmppd_build info$\n^xmppd_build_info\{version="[^"]+",build="[^"]+",abi="[^"]+"\} 1$',
             'OpenMetrics: xmppd_build is an info family')
     xt.like(om, r'(?m)^# TYPE xmppd_hook_duration_seconds histogram$',
             'OpenMetrics: the hook latency histogram')

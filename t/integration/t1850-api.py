@@ -174,7 +174,16 @@ async def main():
     xt.ok(st == 400 and 'no session' in (error_of((st, h, body)) or ''),
           'kick a JID without a session: 400 with the reason') or xt.diag(st, body)
 
-    # --- modules (typed list), reload, a module's own command.
+    # --- metrics: the text of GET /metrics, for the web admin's charts.
+    st, h, body = await api(ip, hp, 'metrics', {}, auth=ADMIN)
+    txt = body.get('result') if st == 200 and isinstance(body, dict) else None
+    xt.ok(isinstance(txt, str) and
+          re.search(r'(?m)^xmppd_sessions\{transport="tcp"\} \d+$', txt) and
+          re.search(r'(?m)^process_resident_memory_bytes \d+$', txt) and
+          '# TYPE xmppd_stanzas_in_total counter' in txt,
+          'metrics: {"result": the Prometheus text format (sessions, stanzas, RSS)}') \
+        or xt.diag(st, str(body)[:500])
+
     st, h, body = await api(ip, hp, 'module_list', {}, auth=ADMIN)
     mods = {m.get('name'): m for m in body.get('result', [])} if st == 200 else {}
     xt.ok(set(mods) == {'mod_disco', 'mod_roster', 'mod_ping'}
