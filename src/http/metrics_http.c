@@ -168,6 +168,54 @@ counters(struct out *o)
 	}
 }
 
+/* The store's tables, collected in one read transaction so that the two
+ * families describe the same moment. */
+struct tables {
+	unsigned n;
+	struct { char name[2 * 64 + 1]; uint64_t bytes, entries; } t[64];
+};
+
+static void
+table_one(const char *name, uint64_t bytes, uint64_t entries, void *arg)
+{
+	struct tables *ts = arg;
+
+	if (ts->n == sizeof(ts->t) / sizeof(ts->t[0]))
+		return;
+	label_escape(ts->t[ts->n].name, sizeof(ts->t[0].name), name);
+	ts->t[ts->n].bytes = bytes;
+	ts->t[ts->n].entries = entries;
+	ts->n++;
+}
+
+/*
+ * Per table: the message archive is table="mam" (with mam_with, mam_ft:
+ * modules/mam.h), offline messages "mod_offline", and so on: how an
+ * operator sees what grows.
+ */
+static void
+table_sizes(struct out *o)
+{
+	struct tables ts;
+	char l[160];
+
+	ts.n = 0;
+	if (store_table_stats(table_one, &ts) < 0 || ts.n == 0)
+		return;
+	family(o, "xmppd_store_table_size_bytes", "gauge",
+	    "Bytes of the pages of each store table (the archive is table=\"mam\").");
+	for (unsigned i = 0; i < ts.n; i++) {
+		snprintf(l, sizeof(l), "table=\"%s\"", ts.t[i].name);
+		sample_u(o, "xmppd_store_table_size_bytes", l, ts.t[i].bytes);
+	}
+	family(o, "xmppd_store_table_entries", "gauge",
+	    "Records in each store table (the archive's messages are table=\"mam\").");
+	for (unsigned i = 0; i < ts.n; i++) {
+		snprintf(l, sizeof(l), "table=\"%s\"", ts.t[i].name);
+		sample_u(o, "xmppd_store_table_entries", l, ts.t[i].entries);
+	}
+}
+
 static void
 gauges(struct out *o)
 {
@@ -214,6 +262,8 @@ gauges(struct out *o)
 		    "The LMDB map size: the most the store may grow to (store_map_size).");
 		sample_u(o, "xmppd_store_map_size_bytes", NULL, map);
 	}
+
+	table_sizes(o);
 
 	/* The build is xmppd --version's line (commit, date, configure
 	 * options: configure.ac XMPPD_BUILD). */

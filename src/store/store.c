@@ -369,6 +369,31 @@ store_size(uint64_t *used_r, uint64_t *map_r)
 }
 
 int
+store_table_stats(void (*fn)(const char *, uint64_t, uint64_t, void *), void *arg)
+{
+	struct store_table copy[STORE_MAX_TABLES];
+	MDB_txn *txn;
+	MDB_stat st;
+	size_t n;
+
+	if (env == NULL)
+		return -1;
+	pthread_mutex_lock(&table_lock);
+	n = ntables;
+	memcpy(copy, tables, n * sizeof(copy[0]));
+	pthread_mutex_unlock(&table_lock);
+	/* A reader never waits for the writer (MDB_NOTLS: any thread). */
+	if (mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (mdb_stat(txn, copy[i].dbi, &st) == 0)
+			fn(copy[i].name, ((uint64_t)st.ms_branch_pages + st.ms_leaf_pages +
+			    st.ms_overflow_pages) * st.ms_psize, st.ms_entries, arg);
+	mdb_txn_abort(txn);
+	return 0;
+}
+
+int
 store_is_open(void)
 {
 	return env != NULL;

@@ -28,6 +28,11 @@ int store_is_open(void);
  * xmppd_store_* gauges): read from LMDB's meta page, no transaction, any
  * thread. 0, or -1 when the store is not open. */
 int store_size(uint64_t *used_r, uint64_t *map_r);
+/* Calls fn(table, bytes, entries, arg) for each table the store has:
+ * the bytes of its pages (branch, leaf, overflow) and its number of
+ * records, in one read transaction. 0, or -1 when the store is not open. */
+int store_table_stats(void (*fn)(const char *table, uint64_t bytes, uint64_t entries,
+    void *arg), void *arg);
 
 store_txn *store_begin(int write);
 /* A transaction nested in a write transaction (LMDB's nested

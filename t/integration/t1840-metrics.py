@@ -194,7 +194,8 @@ def family_names(samples):
 
 
 async def main():
-    srv = xt.Server(workers=2, start=False, modules={'mod_offline': {}, 'mod_ping': {}})
+    srv = xt.Server(workers=2, start=False,
+                    modules={'mod_offline': {}, 'mod_ping': {}, 'mod_mam': {}})
     hp, = xt.free_ports(srv.ip, 1)
     # secure: the WebSocket login uses PLAIN (the listener is taken as
     # behind TLS).
@@ -235,7 +236,8 @@ async def main():
     for _ in range(50):
         st, h, body = await afetch(url)
         m1 = parse(body)
-        if (val(m1, 'xmppd_routed_total', outcome='offline') or 0) >= 1:
+        if (val(m1, 'xmppd_routed_total', outcome='offline') or 0) >= 1 and \
+                (val(m1, 'xmppd_store_table_entries', table='mam') or 0) >= 2 * n:
             break
         await asyncio.sleep(0.1)
 
@@ -305,6 +307,16 @@ async def main():
           'xmppd_build_info{version,build,abi} 1: the build of xmppd --version (%r)' % bi) \
         or xt.diag(ver)
 
+    # The archive and the store: mod_mam keeps each of the three messages
+    # in alice's and in bob's archive (table mam), mod_offline carol's.
+    xt.ok(delta('xmppd_store_table_entries', table='mam') >= 2 * n and
+          (val(m1, 'xmppd_store_table_size_bytes', table='mam') or 0) > 0 and
+          delta('xmppd_store_table_entries', table='mod_offline') == 1 and
+          (val(m1, 'xmppd_store_size_bytes') or 0) >=
+          sum(v for (nm, lb), v in m1.items() if nm == 'xmppd_store_table_size_bytes'),
+          'xmppd_store_table_entries/size_bytes{table}: the archive (mam) grew by the '
+          'messages of both sides, the offline table by one; within the store size') \
+        or xt.diag({k: v for k, v in m1.items() if k[0].startswith('xmppd_store')})
     rc, out = promtool(body)
     xt.is_((rc, out.strip()), (0, ''), 'promtool check metrics: no problem')
     # xmppctl metrics: the same exposition, for a shell (and POST
