@@ -1028,6 +1028,29 @@ purge_timer(void *ud)
 	return (uint64_t)up.purge_interval * 1000;
 }
 
+/*
+ * An account that is deleted takes its files with it, as ejabberd's
+ * mod_http_upload does (remove_user): its GET URLs answer 404 from then
+ * on. A file still being uploaded at that moment is kept: it is stored
+ * under the old name and goes when it expires (expire_after) or with
+ * xmppctl upload purge.
+ */
+static enum xmppd_result
+user_removed(void *args, void *ud)
+{
+	struct xmppd_user_args *ua = args;
+	char *bare = msg("%s@%s", ua->node, ua->host);
+	size_t n;
+
+	(void)ud;
+	if (bare == NULL)
+		return XMPPD_CONTINUE;
+	if ((n = purge(SEL_OWNER, bare, 0)) > 0)
+		xmppd_log(up.ctx, XMPPD_LOG_INFO, "%s deleted: %zu uploads removed", bare, n);
+	free(bare);
+	return XMPPD_CONTINUE;
+}
+
 static int
 upload_ctl(int argc, char **argv, char **out_r, void *ud)
 {
@@ -1160,6 +1183,7 @@ load(xmppd_ctx *ctx)
 			goto err;
 	if (xmppd_http_register_stream(ctx, "/upload/", http_upload, NULL) < 0 ||
 	    xmppd_ctl_register(ctx, "upload", CTL_USAGE, upload_ctl, NULL) < 0 ||
+	    xmppd_hook_add(ctx, XMPPD_HOOK_REMOVE_USER, NULL, 50, user_removed, NULL) < 0 ||
 	    xmppd_timer_add(ctx, (uint64_t)up.purge_interval * 1000, purge_timer, NULL) == NULL)
 		goto err;
 	xmppd_log(ctx, XMPPD_LOG_INFO, "%zu uploads in %s", up.nslots, up.dir);

@@ -442,6 +442,20 @@ async def main():
     rc, out, _ = srv.ctl('upload', 'list')
     xt.ok(rc == 0 and 'bob@' + HOST in out and 'alice@' not in out,
           "bob's files are still listed") or xt.diag(out)
+    # An account deleted takes its files (ejabberd's remove_user does the same).
+    await xt.disconnect_all(carol)
+    carol = await xt.login_ok(srv, 'carol')    # the restart closed her stream
+    cput, cget = slot_of(await request_slot(carol, 'note.txt', 5, 'text/plain'))
+    st, _, _ = await curl('-X', 'PUT', '-H', 'Content-Type: text/plain', cput or base,
+                          data=b'carol')
+    st2, _, body = await curl(cget or base)
+    urc, uout, uerr = srv.ctl('unregister', 'carol', HOST)
+    st3, _, _ = await curl(cget or base)
+    lrc, lout, _ = srv.ctl('upload', 'list')
+    xt.ok((st, st2, body, urc, st3) == (201, 200, b'carol', 0, 404) and
+          'carol@' not in lout and 'bob@' + HOST in lout,
+          "xmppctl unregister carol: her file answers 404 and is no longer listed; bob's stay") \
+        or xt.diag(st, st2, body, urc, uout, uerr, st3, lout)
     # expire_after: stored files older than it go with the purge timer.
     png_url = [ln.split() for ln in out.splitlines() if 'image/png' in ln]
     srv.stop()
@@ -461,7 +475,7 @@ async def main():
     rc, out, err = srv.ctl('upload', 'purge', 'older-than', 'soon')
     xt.ok(rc != 0, 'upload purge with a bad argument fails') or xt.diag(out, err)
 
-    await xt.disconnect_all(alice, bob, carol, olga)
+    await xt.disconnect_all(alice, bob, olga)
 
 
 xt.run(main, timeout=240)
