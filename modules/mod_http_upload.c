@@ -48,6 +48,7 @@
 
 #include <xmppd.h>
 
+#include "ctl_text.h"
 #include "service_domains.h"
 
 #define NS_UPLOAD "urn:xmpp:http:upload:0"
@@ -116,22 +117,6 @@ static struct {
 
 /* ---------------------------------------------------------------- */
 /* Helpers.                                                           */
-
-static char *
-msg(const char *fmt, ...) XMPPD_PRINTF(1, 2);
-
-static char *
-msg(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
 
 static int
 is(const char *a, const char *b)
@@ -240,7 +225,7 @@ slot_hmac(const char *id, const char *filename, uint64_t size, const char *ctype
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0;
-	char *data = msg("%s|%s|%" PRIu64 "|%s|%" PRId64, id, filename, size, ctype, expiry);
+	char *data = ctl_text("%s|%s|%" PRIu64 "|%s|%" PRId64, id, filename, size, ctype, expiry);
 
 	out[0] = '\0';
 	if (data == NULL)
@@ -351,7 +336,7 @@ slot_new(const char *id, const char *owner, const char *filename, const char *ct
 static char *
 slot_path(const char *id, const char *leaf)
 {
-	return msg("%s/%s%s%s", up.dir, id, leaf != NULL ? "/" : "", leaf != NULL ? leaf : "");
+	return ctl_text("%s/%s%s%s", up.dir, id, leaf != NULL ? "/" : "", leaf != NULL ? leaf : "");
 }
 
 /* Removes a slot's directory and what is in it. */
@@ -380,7 +365,7 @@ static int
 meta_write(const struct slot *s)
 {
 	char *d = slot_path(s->id, NULL), *p = slot_path(s->id, "meta");
-	char *text = msg("xmppd-upload 1\n%s\n%s\n%s\n%" PRIu64 "\n%" PRId64 "\n%" PRId64 "\n",
+	char *text = ctl_text("xmppd-upload 1\n%s\n%s\n%s\n%" PRIu64 "\n%" PRId64 "\n%" PRId64 "\n",
 	    s->owner, s->filename, s->ctype, s->size, s->created, s->put_expiry);
 	int fd = -1, rc = -1;
 
@@ -481,7 +466,7 @@ load_secret(void)
 		return 0;
 	}
 	/* Kept in the spool: URLs handed out stay valid across a restart. */
-	if ((p = msg("%s/secret", up.dir)) == NULL)
+	if ((p = ctl_text("%s/secret", up.dir)) == NULL)
 		return -1;
 	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) >= 0) {
 		if (read(fd, up.secret, 32) == 32)
@@ -629,8 +614,8 @@ slot_request(xmppd_elem *iq, const xmppd_jid *from, const char *service, xmppd_e
 		return;
 	}
 	slot_hmac(id, s->filename, size, s->ctype, s->put_expiry, mac);
-	get = msg("%s/upload/%s/%s", up.base_url, id, s->enc);
-	put = msg("%s?v=%" PRId64 ".%s", get != NULL ? get : "", s->put_expiry, mac);
+	get = ctl_text("%s/upload/%s/%s", up.base_url, id, s->enc);
+	put = ctl_text("%s?v=%" PRId64 ".%s", get != NULL ? get : "", s->put_expiry, mac);
 	if (get == NULL || put == NULL) {
 		free(get);
 		free(put);
@@ -915,7 +900,7 @@ handle_get(xmppd_http_req *req, const char *id, const char *name)
 	 * this origin (CSP, nosniff). */
 	disp = strncasecmp(ctype, "image/", 6) == 0 || strncasecmp(ctype, "audio/", 6) == 0 ||
 	    strncasecmp(ctype, "video/", 6) == 0 ? "inline" : "attachment";
-	hdr = msg("Content-Disposition: %s; filename*=UTF-8''%s\r\n"
+	hdr = ctl_text("Content-Disposition: %s; filename*=UTF-8''%s\r\n"
 	    "Content-Security-Policy: default-src 'none'\r\n"
 	    "X-Content-Type-Options: nosniff\r\n"
 	    "Access-Control-Allow-Origin: *\r\n"
@@ -1039,7 +1024,7 @@ static enum xmppd_result
 user_removed(void *args, void *ud)
 {
 	struct xmppd_user_args *ua = args;
-	char *bare = msg("%s@%s", ua->node, ua->host);
+	char *bare = ctl_text("%s@%s", ua->node, ua->host);
 	size_t n;
 
 	(void)ud;
@@ -1087,7 +1072,7 @@ upload_ctl(int argc, char **argv, char **out_r, void *ud)
 			errno = 0;
 			age = strtoll(argv[3], &end, 10);
 			if (errno != 0 || *end != '\0' || age < 0 || argv[3][0] == '\0') {
-				*out_r = msg("older-than takes seconds");
+				*out_r = ctl_text("older-than takes seconds");
 				return -1;
 			}
 			n = purge(SEL_OLDER, NULL, (int64_t)age);
@@ -1096,19 +1081,19 @@ upload_ctl(int argc, char **argv, char **out_r, void *ud)
 
 			if (j == NULL || xmppd_jid_node(j) == NULL) {
 				xmppd_jid_free(j);
-				*out_r = msg("%s: not a user's JID", argv[2]);
+				*out_r = ctl_text("%s: not a user's JID", argv[2]);
 				return -1;
 			}
 			n = purge(SEL_OWNER, xmppd_jid_bare(j), 0);
 			xmppd_jid_free(j);
 		} else {
-			*out_r = msg("usage: %s", CTL_USAGE);
+			*out_r = ctl_text("usage: %s", CTL_USAGE);
 			return -1;
 		}
-		*out_r = msg("%zu files removed\n", n);
+		*out_r = ctl_text("%zu files removed\n", n);
 		return 0;
 	}
-	*out_r = msg("usage: %s", CTL_USAGE);
+	*out_r = ctl_text("usage: %s", CTL_USAGE);
 	return -1;
 }
 
@@ -1164,7 +1149,7 @@ load(xmppd_ctx *ctx)
 	n = strlen(up.base_url);
 	while (n > 0 && up.base_url[n - 1] == '/')
 		up.base_url[--n] = '\0';
-	if ((spool = xmppd_spool_dir()) == NULL || (up.dir = msg("%s/upload", spool)) == NULL) {
+	if ((spool = xmppd_spool_dir()) == NULL || (up.dir = ctl_text("%s/upload", spool)) == NULL) {
 		free(spool);
 		goto err;
 	}

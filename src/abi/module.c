@@ -275,8 +275,10 @@ http_call(struct http_req *r, void *arg)
 	http_ctx = outer;
 }
 
-XMPPD_API int
-xmppd_http_register(xmppd_ctx *ctx, const char *path, xmppd_http_fn fn, void *ud)
+/* The route of xmppd_http_register and _register_stream: a handler
+ * record kept with the ctx's strings (freed after its routes are gone). */
+static int
+http_register(xmppd_ctx *ctx, const char *path, xmppd_http_fn fn, void *ud, int stream)
 {
 	struct http_handler *h;
 	char **v;
@@ -286,18 +288,23 @@ xmppd_http_register(xmppd_ctx *ctx, const char *path, xmppd_http_fn fn, void *ud
 	h->fn = fn;
 	h->ud = ud;
 	h->ctx = ctx;
-	/* Freed with the ctx's strings (after its routes are gone). */
 	if ((v = realloc(ctx->strs, (ctx->nstrs + 1) * sizeof(*v))) == NULL) {
 		free(h);
 		return -1;
 	}
 	ctx->strs = v;
 	v[ctx->nstrs++] = (char *)h;
-	if (http_route_add(path, http_call, h, ctx) < 0) {
+	if ((stream ? http_route_add_stream : http_route_add)(path, http_call, h, ctx) < 0) {
 		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot serve HTTP path %s", path);
 		return -1;
 	}
 	return 0;
+}
+
+XMPPD_API int
+xmppd_http_register(xmppd_ctx *ctx, const char *path, xmppd_http_fn fn, void *ud)
+{
+	return http_register(ctx, path, fn, ud, 0);
 }
 
 XMPPD_API const char *
@@ -362,25 +369,7 @@ xmppd_http_respond(xmppd_http_req *req, int status, const char *content_type, co
 XMPPD_API int
 xmppd_http_register_stream(xmppd_ctx *ctx, const char *path, xmppd_http_fn fn, void *ud)
 {
-	struct http_handler *h;
-	char **v;
-
-	if (fn == NULL || path == NULL || (h = malloc(sizeof(*h))) == NULL)
-		return -1;
-	h->fn = fn;
-	h->ud = ud;
-	h->ctx = ctx;
-	if ((v = realloc(ctx->strs, (ctx->nstrs + 1) * sizeof(*v))) == NULL) {
-		free(h);
-		return -1;
-	}
-	ctx->strs = v;
-	v[ctx->nstrs++] = (char *)h;
-	if (http_route_add_stream(path, http_call, h, ctx) < 0) {
-		xmppd_log(ctx, XMPPD_LOG_ERROR, "cannot serve HTTP path %s", path);
-		return -1;
-	}
-	return 0;
+	return http_register(ctx, path, fn, ud, 1);
 }
 
 /* The module's ops for one request, between the HTTP layer's calls and
