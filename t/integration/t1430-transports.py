@@ -5,49 +5,18 @@ TCP (slixmpp), and an external component (XEP-0114, slixmpp's
 ComponentXMPP answering with echoes). Every pair exchanges a message both
 ways, each seen by the receiver with the sender's full JID as 'from'."""
 
-import base64
 import os
-import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
-from xt_transports import NS_C, Bosh, Component, RawWS  # noqa: E402
+from xt_transports import NS_C, Bosh, Component, ws_login, ws_message  # noqa: E402
 
 COMP = 'echo.xmppd.test'
 
 
 def esc(s):
     return s.replace('&', '&amp;').replace('<', '&lt;').replace("'", '&apos;')
-
-
-async def ws_login(srv, port, user, resource):
-    ws = await RawWS.connect(srv.ip, port)
-    await ws.open()
-    ws.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>%s</auth>"
-            % base64.b64encode(('\0%s\0%s-pw' % (user, user)).encode()).decode())
-    if not (await ws.text() or '').startswith('<success'):
-        raise xt.HarnessError('WebSocket SASL failed')
-    await ws.open()
-    ws.send("<iq type='set' id='b1' xmlns='jabber:client'><bind xmlns='urn:ietf:params:"
-            "xml:ns:xmpp-bind'><resource>%s</resource></bind></iq>" % resource)
-    t = await ws.text() or ''
-    m = re.search(r'<jid>([^<]+)</jid>', t)
-    if m is None:
-        raise xt.HarnessError('WebSocket bind failed: %r' % t)
-    ws.send("<presence xmlns='jabber:client'/>")
-    return ws, m.group(1)
-
-
-async def ws_message(ws, body, timeout=5):
-    """The 'from' of the next WebSocket message with body, or None."""
-    while True:
-        t = await ws.text(timeout=timeout)
-        if t is None:
-            return None
-        if t.startswith('<message') and '<body>%s</body>' % esc(body) in t:
-            m = re.search(r"from='([^']+)'", t)
-            return m.group(1) if m else ''
 
 
 def ws_send(ws, to, body):

@@ -9,7 +9,6 @@ and the Grafana dashboard in tools/grafana parses and charts only metrics
 the server exposes."""
 
 import asyncio
-import base64
 import json
 import os
 import re
@@ -22,7 +21,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
-from xt_transports import Bosh, RawWS  # noqa: E402
+from xt_transports import Bosh, ws_login, ws_message  # noqa: E402
 
 CT_TEXT = 'text/plain; version=0.0.4; charset=utf-8'
 CT_OM = 'application/openmetrics-text; version=1.0.0; charset=utf-8'
@@ -68,34 +67,6 @@ def fetch(url, method='GET', headers=None, timeout=5):
 
 async def afetch(*a, **kw):
     return await asyncio.get_running_loop().run_in_executor(None, lambda: fetch(*a, **kw))
-
-
-async def ws_login(srv, port, user, resource):
-    """RFC 7395 login with PLAIN over the WebSocket: (ws, bound JID)."""
-    ws = await RawWS.connect(srv.ip, port)
-    await ws.open()
-    ws.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>%s</auth>"
-            % base64.b64encode(('\0%s\0%s-pw' % (user, user)).encode()).decode())
-    if not (await ws.text() or '').startswith('<success'):
-        raise xt.HarnessError('WebSocket SASL failed')
-    await ws.open()
-    ws.send("<iq type='set' id='b1' xmlns='jabber:client'><bind xmlns='urn:ietf:params:"
-            "xml:ns:xmpp-bind'><resource>%s</resource></bind></iq>" % resource)
-    t = await ws.text() or ''
-    m = re.search(r'<jid>([^<]+)</jid>', t)
-    if m is None:
-        raise xt.HarnessError('WebSocket bind failed: %r' % t)
-    ws.send("<presence xmlns='jabber:client'/>")
-    return ws, m.group(1)
-
-
-async def ws_message(ws, body, timeout=5):
-    while True:
-        t = await ws.text(timeout=timeout)
-        if t is None:
-            return False
-        if t.startswith('<message') and '<body>%s</body>' % body in t:
-            return True
 
 
 def promtool(body):

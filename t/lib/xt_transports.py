@@ -1,5 +1,5 @@
 """xt_transports - the clients of the HTTP transports and a component, for
-the integration tests that speak them (t1100, t1410, t1420, t1430): a raw
+the integration tests that speak them (t1100, t1410, t1420, t1430, t1840): a raw
 WebSocket client (RFC 6455, RFC 7395 framing), a raw BOSH client (XEP-0124,
 XEP-0206) and slixmpp's ComponentXMPP answering with echoes (XEP-0114)."""
 
@@ -8,6 +8,7 @@ import base64
 import http.client
 import os
 import random
+import re
 import ssl
 import struct
 import time
@@ -271,3 +272,41 @@ class Component:
             await asyncio.wait_for(self.closed.wait(), 5)
         except asyncio.TimeoutError:
             self.x.abort()
+
+
+# ---------------------------------------------------------------------------
+# A WebSocket user (t1430, t1840)
+
+def xml_esc(s):
+    return s.replace('&', '&amp;').replace('<', '&lt;').replace("'", '&apos;')
+
+
+async def ws_login(srv, port, user, resource):
+    """RFC 7395 login with PLAIN (password USER-pw) over a RawWS, bound
+    to resource, with initial presence: (ws, the bound JID)."""
+    ws = await RawWS.connect(srv.ip, port)
+    await ws.open()
+    ws.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>%s</auth>"
+            % base64.b64encode(('\0%s\0%s-pw' % (user, user)).encode()).decode())
+    if not (await ws.text() or '').startswith('<success'):
+        raise xt.HarnessError('WebSocket SASL failed')
+    await ws.open()
+    ws.send("<iq type='set' id='b1' xmlns='jabber:client'><bind xmlns='urn:ietf:params:"
+            "xml:ns:xmpp-bind'><resource>%s</resource></bind></iq>" % resource)
+    t = await ws.text() or ''
+    m = re.search(r'<jid>([^<]+)</jid>', t)
+    if m is None:
+        raise xt.HarnessError('WebSocket bind failed: %r' % t)
+    ws.send("<presence xmlns='jabber:client'/>")
+    return ws, m.group(1)
+
+
+async def ws_message(ws, body, timeout=5):
+    """The 'from' of the next WebSocket message with body, or None."""
+    while True:
+        t = await ws.text(timeout=timeout)
+        if t is None:
+            return None
+        if t.startswith('<message') and '<body>%s</body>' % xml_esc(body) in t:
+            m = re.search(r"from='([^']+)'", t)
+            return m.group(1) if m else ''
