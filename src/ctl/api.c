@@ -40,6 +40,7 @@
 #include "ctl/api.h"
 #include "ctl/ctl.h"
 #include "http/http.h"
+#include "http/metrics_http.h"
 #include "xmpp/jid.h"
 
 /* Bigger bodies get 413 (the listener's http_max_body_size may be larger:
@@ -783,6 +784,9 @@ out:
 int
 api_init(void)
 {
+	/* /metrics takes the same credentials from an address that
+	 * metrics_access refuses (doc/admin.md, "Metrics"). */
+	http_metrics_set_auth(api_request_authorized);
 	return http_route_add("/api/", api_handler, NULL, &api_owner);
 }
 

@@ -28,8 +28,8 @@ void api_free(void);
  * memory), or Basic credentials of an account that the access rule
  * api_access (default: the acl admins) allows. Any thread; the Basic
  * check derives the password's key from the store's salt, the bounded
- * work SASL PLAIN does on a worker (auth/sasl.c). For other handlers,
- * such as /metrics.
+ * work SASL PLAIN does on a worker (auth/sasl.c). /metrics asks it
+ * (http_metrics_set_auth, set by api_init).
  */
 int api_request_authorized(struct http_req *r);
 

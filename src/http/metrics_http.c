@@ -461,6 +461,15 @@ is_loopback(const struct sockaddr *sa)
 	return 0;
 }
 
+/* ctl/api.c's check of admin credentials (a layer above: it sets it). */
+static int (*credentials_ok)(struct http_req *);
+
+void
+http_metrics_set_auth(int (*fn)(struct http_req *))
+{
+	__atomic_store_n(&credentials_ok, fn, __ATOMIC_RELEASE);
+}
+
 static int
 allowed(struct http_req *r)
 {
@@ -498,8 +507,19 @@ metrics_get_cb(struct http_req *r, void *arg)
 		return;
 	}
 	if (!allowed(r)) {
-		http_error(r, 403, "metrics_access denies this address");
-		return;
+		int (*ok)(struct http_req *) = __atomic_load_n(&credentials_ok, __ATOMIC_ACQUIRE);
+
+		/* Or an administrator's credentials, as for /api/ (a
+		 * Prometheus scrape_config's authorization or basic_auth). */
+		if (http_req_header(r, "Authorization") == NULL || ok == NULL) {
+			http_error(r, 403, "metrics_access denies this address");
+			return;
+		}
+		if (!ok(r)) {
+			http_respond(r, 401, "text/plain; charset=utf-8", "wrong credentials\n", 18,
+			    "WWW-Authenticate: Basic realm=\"xmppd\"\r\n");
+			return;
+		}
 	}
 	o.om = wants_openmetrics(http_req_header(r, "Accept"));
 	if ((o.b = evbuffer_new()) == NULL) {

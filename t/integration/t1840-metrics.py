@@ -9,6 +9,7 @@ and the Grafana dashboard in tools/grafana parses and charts only metrics
 the server exposes."""
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -371,6 +372,24 @@ async def main():
     srv.ctl('reload')
     st, _, _ = await afetch(url, headers={'X-Forwarded-For': '192.0.2.7'})
     xt.is_(st, 403, 'metrics_access denying all: 403')
+    # An administrator's credentials open it from anywhere (Prometheus's
+    # scrape_config authorization: an API token), wrong ones get 401.
+    rc, tok, err = srv.ctl('api-token', 'create', 'prometheus')
+    tok = tok.strip()
+    st, h, b = await afetch(url, headers={'X-Forwarded-For': '192.0.2.7',
+                                          'Authorization': 'Bearer ' + tok})
+    xt.ok(rc == 0 and st == 200 and 'xmppd_sessions{' in b,
+          'metrics_access denying all, an API token (Bearer): 200 with the metrics') \
+        or xt.diag(rc, err, st, b[:200])
+    bad = tok[:-1] + ('A' if tok[-1:] != 'A' else 'B')
+    st, h, b = await afetch(url, headers={'X-Forwarded-For': '192.0.2.7',
+                                          'Authorization': 'Bearer ' + bad})
+    xt.is_((st, h.get('www-authenticate')), (401, 'Basic realm="xmppd"'),
+           'a wrong token: 401 with WWW-Authenticate')
+    st, h, b = await afetch(url, headers={'X-Forwarded-For': '192.0.2.7',
+                                          'Authorization': 'Basic ' +
+                                          base64.b64encode(b'alice@xmppd.test:alice-pw').decode()})
+    xt.is_(st, 401, 'a user who is no administrator (Basic): 401')
 
     # The dashboard.
     try:
