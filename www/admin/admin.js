@@ -377,7 +377,7 @@
 		    .sort((a, b) => String(a.jid).localeCompare(String(b.jid)));
 		$('sessions-rows').replaceChildren(...sessions.map((s) => el('tr', { data: { jid: s.jid } }, [
 			el('td', { className: 'jid', text: s.jid }),
-			el('td', { className: 'mono', text: s.address }),
+			el('td', { className: 'mono nowrap', text: s.address }),
 			el('td', { className: 'num', text: s.priority }),
 			el('td', {}, [el('span', { className: s.available ? 'pill pill-yes' : 'pill',
 			    text: s.available ? 'yes' : 'no' })]),
@@ -427,8 +427,8 @@
 		const list = await call('module_list');
 		const mods = Array.isArray(list) ? list : [];
 		$('modules-rows').replaceChildren(...mods.map((m) => el('tr', { data: { module: m.name } }, [
-			el('td', { text: m.name }),
-			el('td', { text: m.version }),
+			el('td', { className: 'nowrap', text: m.name }),
+			el('td', { className: 'nowrap', text: m.version }),
 			el('td', { className: 'mono muted', text: m.path }),
 			el('td', { className: 'actions' }, [button('Reload', 'module-reload',
 			    (ev) => reloadModule(m.name, ev.currentTarget))]),
@@ -611,9 +611,12 @@
 			ctx.fillStyle = cssVar('--muted', '#6b7585');
 			ctx.fillText(Number(v.toPrecision(3)).toString(), left - 4, y);
 		}
-		/* The x axis spans the samples kept at this interval. */
-		const span = Math.max(intervalSec * 1000 * (MAX_POINTS - 1), 1);
+		/* The x axis spans the samples there are, at least ten polls,
+		 * at most the samples kept. */
 		const tEnd = last ? last.t : Date.now();
+		const poll = intervalSec * 1000;
+		const covered = points.length > 1 ? tEnd - points[0].t : 0;
+		const span = Math.min(poll * (MAX_POINTS - 1), Math.max(covered, poll * 10));
 		const xOf = (t) => right - ((tEnd - t) / span) * (right - left);
 		ctx.textAlign = 'left';
 		ctx.textBaseline = 'alphabetic';
@@ -621,7 +624,8 @@
 		ctx.textAlign = 'right';
 		ctx.fillText('now', right, h - 2);
 
-		c.series.forEach(([key], i) => {
+		/* The first series (a total) last, on top of the others. */
+		c.series.map((s, i) => [s, i]).reverse().forEach(([[key], i]) => {
 			const color = cssVar('--series-' + (i + 1), '#2f6fdb');
 			const pts = points.filter((p) => p[key] != null && isFinite(p[key]));
 			ctx.strokeStyle = color;
