@@ -382,6 +382,18 @@ async def main():
               'Sign out: the form again, and no account, session, module, version or '
               'metric left in the page, hidden or not') or xt.diag(left)
 
+        # The password changes under a signed-in page: the next poll is
+        # refused and the page signs out, saying why.
+        await B(sign_in, 'admin@xmppd.test', 'admin-pw')
+        await until(lambda d: shown('app') and text('ov-version'))
+        code, out, err = await srv.actl('passwd', 'admin', 'xmppd.test', 'admin-pw2')
+        got = await until(lambda d: shown('signin-form') and not shown('app')
+                          and text('signin-error'), 5)
+        xt.is_(got, 'Signed out: wrong user name or password',
+               'a password changed meanwhile: the next poll signs the page out, saying why')
+        left = await B(drv.execute_script, "return document.getElementById('app').textContent")
+        xt.ok(version not in left and 'alice' not in left, 'and takes the data away')
+
         log = browser_log(drv)
         bad = [m for m in log if 'Content Security Policy' in m or 'Uncaught' in m
                or 'Refused to' in m]

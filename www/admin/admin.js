@@ -126,21 +126,29 @@
 		throw new ApiError(r.status, text.trim() || ('HTTP ' + r.status + ' ' + r.statusText));
 	}
 
+	/* Never settles: what waits on an answer that came after a sign-out
+	 * (and perhaps another sign-in) is dropped, with nothing shown. */
+	const dropped = () => new Promise(() => {});
+
 	/* api() as the signed-in account; refused credentials sign out. */
 	async function call(name, args) {
 		if (creds === null)
-			throw new ApiError(0, 'not signed in');
+			return dropped();
 		const gen = generation;
+		let res;
 		try {
-			const res = await api(name, args, creds.auth);
-			if (gen !== generation)
-				throw new ApiError(0, 'signed out');
-			return res;
+			res = await api(name, args, creds.auth);
 		} catch (e) {
-			if (gen === generation && (e.status === 401 || e.status === 403))
+			if (gen !== generation)
+				return dropped();
+			/* The reason goes to the sign-in form, not the section. */
+			if (e.status === 401 || e.status === 403) {
 				signOut(e.message);
+				return dropped();
+			}
 			throw e;
 		}
+		return gen === generation ? res : dropped();
 	}
 
 	/* Runs a section's loader, its errors into the section's status line. */
@@ -148,8 +156,7 @@
 		try {
 			await fn();
 		} catch (e) {
-			if (creds !== null)
-				say(statusId, e.message, true);
+			say(statusId, e.message, true);
 		}
 	}
 
