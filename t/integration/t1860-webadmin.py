@@ -11,10 +11,12 @@ content; the admin signs in and sees the server's version; lists, filters,
 creates (the account logs in), re-passwords (the new password logs in, the
 old one no longer) and deletes accounts; sees a slixmpp client's session
 and kicks it (it is disconnected, another client is not); sees no s2s
-links; reloads a module (the result is shown, the server still answers);
+link, then the one a message to another server opened; reloads a module (the result is shown, the server still answers);
 watches the live metrics at a short interval (each chart gets samples, the
-sessions shown are the server's). A screenshot is kept. Signing out leaves
-no admin data in the page. No script error or policy violation is logged.
+sessions shown are the server's, the rates are those of its counters). A
+screenshot is kept. Signing out leaves no admin data in the page; so does
+a poll refused because the password changed. No script error or policy
+violation is logged.
 """
 
 import asyncio
@@ -102,15 +104,21 @@ async def main():
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    srv = xt.Server(workers=2, start=False, modules=MODULES)
+    # xmppd.test, with the page, federates with peer.test (for the s2s part).
+    d = xt.scratch_dir('t1860-certs')
+    xt.make_ca(d, 'ca1')
+    srv, peer = xt.federated_pair(d, 'ca1', 't1860', hosts=('xmppd.test', 'peer.test'),
+                                  modules={'xmppd.test': MODULES}, start=False)
     (hp,) = xt.free_ports(srv.ip, 1)
     srv.conf['listen'] += [{'port': hp, 'ip': srv.ip, 'module': 'http'}]
     srv.conf['admin_page_dir'] = str(PAGE_DIR)
     srv.conf['acl'] = {'admins': {'user': ['admin@xmppd.test']}}
-    srv.write_config()
-    srv.start()
+    for s in (srv, peer):
+        s.write_config()
+        s.start()
     for u in ('admin', 'alice', 'bob', 'mallory'):
         srv.register(u, u + '-pw')
+    peer.register('dave', 'dave-pw')
     ip = srv.ip
     base = 'http://%s:%d' % (ip, hp)
 
@@ -147,6 +155,7 @@ async def main():
     # --- in Chromium -------------------------------------------------------
     alice = await xt.login_ok(srv, 'alice', resource='desk')
     bob = await xt.login_ok(srv, 'bob', resource='slix')
+    dave = None
     drv = await asyncio.to_thread(browser)
     try:
         async def B(fn, *args):
@@ -293,6 +302,27 @@ async def main():
         got = await until(lambda d: shown('s2s-empty') and rows('s2s-rows', 'remote') == []
                           and text('s2s-empty'))
         xt.is_(got, 'No server-to-server links.', 's2s: no links, and the page says so')
+        dave = await xt.login_ok(peer, 'dave')
+        alice.send('dave@peer.test', 'over s2s')
+        m = await dave.message(body='over s2s', timeout=10)
+        links = await xt.wait_links(srv, lambda ls: xt.s2s_link(ls, 'out', 'xmppd.test', 'peer.test'))
+        xt.ok(m is not None and xt.s2s_link(links, 'out', 'xmppd.test', 'peer.test'),
+              'set-up: a message to peer.test opens an s2s link') or xt.diag(links)
+        await B(lambda: by_id('s2s-refresh').click())
+
+        def link_cells(d):
+            r = row('s2s-rows', 'remote', 'peer.test')
+            return [td.text for td in r.find_elements(By.TAG_NAME, 'td')]
+        cells = await until(link_cells)
+        xt.ok(cells and cells[:3] == ['out', 'xmppd.test', 'peer.test'] and cells[5] == 'established'
+              and cells[4].startswith('TLS') and int(cells[7]) >= 1 and not await B(shown, 's2s-empty'),
+              's2s: then the link: out, xmppd.test to peer.test, TLS, established, stanzas out') \
+            or xt.diag(cells)
+        st, body = api(ip, hp, 'status', {}, 'admin@xmppd.test', 'admin-pw')
+        got = await until(lambda d: text('ov-s2s') == str(body['result']['s2s_connections']))
+        xt.ok(got and body['result']['s2s_connections'] >= 1,
+              'the overview\'s S2S figure follows the status API (%d)' % body['result']['s2s_connections']) \
+            or xt.diag(await B(text, 'ov-s2s'), body)
 
         # --- modules -------------------------------------------------------
         got = await until(lambda d: sorted(rows('modules-rows', 'module')) == sorted(MODULES))
@@ -364,6 +394,8 @@ async def main():
             or xt.diag(snaps[-3:], st_pts[-3:], cpu_pts[-3:], now)
 
         # The screenshot, with data in every section.
+        await B(lambda: by_id('sessions-refresh').click())
+        await until(lambda d: len(rows('sessions-rows', 'jid')) == 2)
         SHOTS.mkdir(parents=True, exist_ok=True)
         shot = SHOTS / 't1860-webadmin.png'
         hgt = await B(drv.execute_script, 'return document.documentElement.scrollHeight')
@@ -400,8 +432,9 @@ async def main():
         xt.is_(bad, [], 'no script error or policy violation in the browser\'s log')
     finally:
         await asyncio.to_thread(drv.quit)
-        await xt.disconnect_all(alice, bob)
+        await xt.disconnect_all(alice, bob, dave)
         srv.stop()
+        peer.stop()
 
 
 xt.run(main, timeout=90)
