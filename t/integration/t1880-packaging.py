@@ -2,8 +2,9 @@
 """t1880-packaging: `xmppd --version` and `xmppctl --version` print the
 version and, on a second line, the build (the commit from git describe
 when built in a git tree, the date, the configure options); `make install`
-puts a systemd unit and a logrotate file with the installation's paths,
-and `make uninstall` removes them."""
+puts a systemd unit, a logrotate file and the example configuration
+with the installation's paths and the web admin page's files, and `make
+uninstall` removes the unit and the logrotate file."""
 
 import os
 import re
@@ -55,6 +56,30 @@ def install_files():
                 'the logrotate file rotates PREFIX/var/log/xmppd/*.log')
         xt.like(lr, r'(?s)postrotate.*HUP.*endscript',
                 'after a rotation xmppd gets SIGHUP (it reopens its log file)')
+        # The example configuration: the quick start's, with the paths of
+        # the installation instead of the tree's.
+        ex = os.path.join(dest, prefix.lstrip('/'), 'etc/xmppd/xmppd.yml.example')
+        y = open(ex).read() if os.path.exists(ex) else ''
+        want = {'module_dir': prefix + '/lib/xmppd', 'spool_dir': prefix + '/var/lib/xmppd',
+                'admin_page_dir': prefix + '/share/xmppd/www/admin'}
+        got = {k: (re.search(r'(?m)^%s: "([^"]*)"$' % k, y) or [None, None])[1] for k in want}
+        cj = (re.search(r'(?m)^conversejs_path: "([^"]*)"$', y) or [None, ''])[1]
+        live = [ln for ln in y.splitlines() if not ln.lstrip().startswith('#')]
+        xt.ok(got == want and not [ln for ln in live if '"../' in ln] and
+              (cj == prefix + '/share/xmppd/conversejs' or not cj.startswith('..')),
+              'xmppd.yml.example names the installed modules, spool, admin page and '
+              'Converse.js, no path of the tree') \
+            or xt.diag(got, cj, [ln for ln in live if '"../' in ln])
+        r = subprocess.run(make + ['install-dist_adminwwwDATA'], capture_output=True, text=True,
+                           timeout=120)
+        www = os.path.join(dest, prefix.lstrip('/'), 'share/xmppd/www/admin')
+        xt.ok(r.returncode == 0 and all(
+            os.path.exists(os.path.join(www, f)) and
+            open(os.path.join(www, f), 'rb').read() ==
+            open(os.path.join(str(xt.TOP_SRCDIR), 'www', 'admin', f), 'rb').read()
+            for f in ('index.html', 'admin.js', 'admin.css')),
+            'make install puts the web admin page under PREFIX/share/xmppd/www/admin') \
+            or xt.diag(r.stdout, r.stderr)
         r = subprocess.run(make + ['uninstall-local'], capture_output=True, text=True,
                            timeout=120)
         xt.ok(r.returncode == 0 and not os.path.exists(unit) and not os.path.exists(rot),
