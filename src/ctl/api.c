@@ -569,8 +569,14 @@ run_task(struct worker *w, void *a, uint64_t b)
 		}
 		if (st == 403) {
 			log_info("api", "/api/%s: 403 for '%s'", j->name, loggable(j->user, lb));
+			struct conf *c = conf_current();
+			int rule = access_rule_exists(c, API_ACCESS_RULE);
+
+			conf_unref(c);
+			/* Say what decided: the rule, or the acl without one. */
 			finish(j, 403, error_json("%s is not allowed to use the admin API "
-			    "(access rule %s)", j->user, API_ACCESS_RULE));
+			    "(%s %s)", j->user, rule ? "access rule" : "not in the acl",
+			    rule ? API_ACCESS_RULE : API_ADMIN_ACL));
 			return;
 		}
 	}

@@ -247,8 +247,10 @@ async def main():
     xt.ok(is_401(res), 'malformed Basic credentials: 401') or xt.diag(res)
     res = await api(ip, hp, 'register', {'user': 'eve', 'host': 'a.test', 'password': 'x'},
                     auth=basic('mallory@a.test', 'mallory-pw'))
-    xt.ok(res[0] == 403 and error_of(res) is not None,
-          'a valid account outside the admins acl: 403 {"error"}') or xt.diag(res)
+    xt.ok(res[0] == 403 and error_of(res) == 'mallory@a.test is not allowed to use the admin '
+          'API (not in the acl admins)',
+          'a valid account outside the admins acl: 403 {"error"} that names the acl') \
+        or xt.diag(res)
     res = await api(ip, hp, 'users', {'host': 'a.test'}, auth=ADMIN)
     xt.ok(res[0] == 200 and 'eve' not in res[2]['result'], 'the refused register did nothing') \
         or xt.diag(res)
@@ -259,8 +261,10 @@ async def main():
     code, out, err = a.ctl('reload')
     res = await api(ip, hp, 'status', {}, auth=basic('mallory@a.test', 'mallory-pw'))
     res2 = await api(ip, hp, 'status', {}, auth=ADMIN)
-    xt.ok(code == 0 and res[0] == 200 and res2[0] == 403,
-          'api_access: [allow: ops] lets mallory (in ops) in and keeps admin out (403)') \
+    xt.ok(code == 0 and res[0] == 200 and res2[0] == 403 and
+          (error_of(res2) or '').endswith('(access rule api_access)'),
+          'api_access: [allow: ops] lets mallory (in ops) in and keeps admin out (403, '
+          'naming the rule)') \
         or xt.diag(code, err, res, res2)
     del a.conf['acl']['ops']
     del a.conf['access_rules']
