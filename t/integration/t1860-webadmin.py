@@ -26,24 +26,13 @@ import json
 import os
 import re
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
+from xt_browser import CHROMEDRIVER, browser, browser_log, get, have_driver, screenshot, wait_for  # noqa: E402,E501
 
 PAGE_DIR = xt.TOP_SRCDIR / 'www' / 'admin'
-SHOTS = xt.TOP_BUILDDIR / 't' / 'screenshots'
-CHROMEDRIVER = '/usr/bin/chromedriver'
 MODULES = {'mod_disco': {}, 'mod_roster': {}, 'mod_ping': {}}
-
-
-def get(ip, port, path, method='GET', headers=None):
-    c = http.client.HTTPConnection(ip, port, timeout=10)
-    c.request(method, path, headers=headers or {})
-    r = c.getresponse()
-    body = r.read()
-    c.close()
-    return r.status, {k.lower(): v for k, v in r.getheaders()}, body
 
 
 def api(ip, port, name, body, user, password):
@@ -61,40 +50,8 @@ def api(ip, port, name, body, user, password):
         return r.status, data
 
 
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    o = webdriver.ChromeOptions()
-    for a in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
-              '--window-size=1280,900'):
-        o.add_argument(a)
-    o.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=o)
-
-
-def wait_for(drv, fn, timeout=10):
-    """Polls fn(drv) in the browser's thread until it is true; its value or None."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            v = fn(drv)
-            if v:
-                return v
-        except Exception:  # noqa: BLE001 - the DOM is being redrawn
-            pass
-        time.sleep(0.1)
-    return None
-
-
-def browser_log(drv):
-    try:
-        return [e['message'] for e in drv.get_log('browser')]
-    except Exception:  # noqa: BLE001
-        return []
-
-
 async def main():
-    if not os.access(CHROMEDRIVER, os.X_OK):
+    if not have_driver():
         if xt.in_ci():
             xt.ok(False, 'chromium-driver is installed (CI=true: its absence is a failure)')
         else:
@@ -401,13 +358,10 @@ async def main():
         # The screenshot, with data in every section.
         await B(lambda: by_id('sessions-refresh').click())
         await until(lambda d: len(rows('sessions-rows', 'jid')) == 2)
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        shot = SHOTS / 't1860-webadmin.png'
         hgt = await B(drv.execute_script, 'return document.documentElement.scrollHeight')
         await B(drv.set_window_size, 1280, min(int(hgt) + 140, 3000))
         await asyncio.sleep(1.2)  # a redraw at the new width
-        await B(drv.save_screenshot, str(shot))
-        xt.note('screenshot: %s' % shot)
+        await B(screenshot, drv, 't1860-webadmin')
 
         # Signing out leaves nothing behind.
         await B(lambda: by_id('signout').click())

@@ -13,60 +13,17 @@ client's reply on the page. A screenshot is kept. Without Converse.js, /chat ans
 """
 
 import asyncio
-import http.client
 import json
 import os
 import re
 import shutil
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import xmppdtest as xt  # noqa: E402
+from xt_browser import browser, browser_log, get, have_driver, screenshot, wait_for  # noqa: E402
 
 DIST = xt.TOP_BUILDDIR / 'conversejs' / 'node_modules' / 'converse.js' / 'dist'
-SHOTS = xt.TOP_BUILDDIR / 't' / 'screenshots'
-
-
-def get(ip, port, path, method='GET', headers=None):
-    c = http.client.HTTPConnection(ip, port, timeout=10)
-    c.request(method, path, headers=headers or {})
-    r = c.getresponse()
-    body = r.read()
-    c.close()
-    return r.status, {k.lower(): v for k, v in r.getheaders()}, body
-
-
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    o = webdriver.ChromeOptions()
-    for a in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
-              '--window-size=1280,900'):
-        o.add_argument(a)
-    o.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
-    return webdriver.Chrome(service=Service('/usr/bin/chromedriver'), options=o)
-
-
-def wait_for(drv, fn, timeout=20):
-    """Polls fn(drv) in the browser's thread until it is true; its value or None."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            v = fn(drv)
-            if v:
-                return v
-        except Exception:  # noqa: BLE001 - the DOM is being redrawn
-            pass
-        time.sleep(0.2)
-    return None
-
-
-def browser_log(drv):
-    try:
-        return '\n'.join(e['message'] for e in drv.get_log('browser'))[-3000:]
-    except Exception:  # noqa: BLE001
-        return ''
 
 
 async def main():
@@ -76,7 +33,7 @@ async def main():
             return
         xt.ok(False, 'Converse.js is fetched into the build directory (make conversejs)')
         return
-    if not os.path.exists('/usr/bin/chromedriver'):
+    if not have_driver():
         xt.ok(False, 'chromium-driver is installed (tools/quickstart TEST_PACKAGES)')
         return
 
@@ -231,10 +188,7 @@ async def main():
             or xt.diag(browser_log(drv))
     finally:
         # For a person to look at, whatever happened above.
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        shot = SHOTS / 't1870-webchat.png'
-        await asyncio.to_thread(drv.save_screenshot, str(shot))
-        xt.note('screenshot: %s' % shot)
+        await asyncio.to_thread(screenshot, drv, 't1870-webchat')
         await asyncio.to_thread(drv.quit)
         await xt.disconnect_all(bob)
         srv.stop()
