@@ -61,14 +61,24 @@
 #define MAX_FILENAME 255        /* bytes */
 #define MAX_CTYPE 128
 #define BUCKETS 4096
+#define OWNER_BUCKETS 4096
 #define CTL_USAGE "upload list [USER@HOST] | upload purge --all|USER@HOST|older-than SECONDS"
 
 enum slot_state { SLOT_PENDING, SLOT_UPLOADING, SLOT_DONE };
+
+/* What one user holds: the quota is checked against it in O(1). */
+struct owner {
+	struct owner *next;
+	uint64_t bytes;             /* of its slots, complete or not */
+	size_t nslots;
+	char bare[];
+};
 
 struct slot {
 	struct slot *next;
 	char id[ID_LEN + 1];
 	char *owner;                /* bare JID */
+	struct owner *own;          /* its entry in up.owners, while in the table */
 	char *filename;
 	char *enc;                  /* filename percent-encoded (the URL's) */
 	char *ctype;
@@ -113,6 +123,7 @@ static struct {
 	pthread_mutex_t lock;
 	struct slot *b[BUCKETS];
 	size_t nslots;
+	struct owner *owners[OWNER_BUCKETS];
 } up = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* ---------------------------------------------------------------- */
@@ -272,14 +283,73 @@ slot_free(struct slot *s)
 	free(s);
 }
 
-static void
+static unsigned
+owner_bucket(const char *bare)
+{
+	uint32_t h = 2166136261u;   /* FNV-1a */
+
+	for (; *bare != '\0'; bare++)
+		h = (h ^ (unsigned char)*bare) * 16777619u;
+	return h % OWNER_BUCKETS;
+}
+
+static struct owner *
+owner_find(const char *bare)
+{
+	for (struct owner *o = up.owners[owner_bucket(bare)]; o != NULL; o = o->next)
+		if (strcmp(o->bare, bare) == 0)
+			return o;
+	return NULL;
+}
+
+/* Puts s in the table and counts it to its owner; with up.lock held.
+ * -1 without memory (s is not in the table then). */
+static int
 slot_insert(struct slot *s)
 {
 	unsigned h = bucket(s->id);
+	struct owner *o = owner_find(s->owner);
 
+	if (o == NULL) {
+		unsigned oh = owner_bucket(s->owner);
+		size_t n = strlen(s->owner) + 1;
+
+		if ((o = calloc(1, sizeof(*o) + n)) == NULL)
+			return -1;
+		memcpy(o->bare, s->owner, n);
+		o->next = up.owners[oh];
+		up.owners[oh] = o;
+	}
+	o->bytes += s->size;
+	o->nslots++;
+	s->own = o;
 	s->next = up.b[h];
 	up.b[h] = s;
 	up.nslots++;
+	return 0;
+}
+
+/* Takes s's bytes off its owner, and the owner off the table with its
+ * last slot; the caller has taken s out of up.b. With up.lock held. */
+static void
+slot_uncount(struct slot *s)
+{
+	struct owner *o = s->own;
+
+	up.nslots--;
+	s->own = NULL;
+	if (o == NULL)
+		return;
+	o->bytes -= s->size;
+	if (--o->nslots > 0)
+		return;
+	for (struct owner **p = &up.owners[owner_bucket(o->bare)]; *p != NULL; p = &(*p)->next) {
+		if (*p == o) {
+			*p = o->next;
+			break;
+		}
+	}
+	free(o);
 }
 
 static void
@@ -288,7 +358,7 @@ slot_unlink(struct slot *s)
 	for (struct slot **p = &up.b[bucket(s->id)]; *p != NULL; p = &(*p)->next) {
 		if (*p == s) {
 			*p = s->next;
-			up.nslots--;
+			slot_uncount(s);
 			return;
 		}
 	}
@@ -298,13 +368,9 @@ slot_unlink(struct slot *s)
 static uint64_t
 usage(const char *owner)
 {
-	uint64_t sum = 0;
+	struct owner *o = owner_find(owner);
 
-	for (unsigned i = 0; i < BUCKETS; i++)
-		for (struct slot *s = up.b[i]; s != NULL; s = s->next)
-			if (strcmp(s->owner, owner) == 0)
-				sum += s->size;
-	return sum;
+	return o != NULL ? o->bytes : 0;
 }
 
 static struct slot *
@@ -447,7 +513,11 @@ load_slots(void)
 		if (part != NULL)
 			(void)unlink(part);
 		free(part);
-		slot_insert(s);
+		if (slot_insert(s) < 0) {
+			slot_free(s);
+			closedir(d);
+			return -1;
+		}
 	}
 	closedir(d);
 	return 0;
@@ -601,7 +671,12 @@ slot_request(xmppd_elem *iq, const xmppd_jid *from, const char *service, xmppd_e
 		xmppd_iq_error(iq, "resource-constraint", "upload quota exceeded");
 		return;
 	}
-	slot_insert(s);
+	if (slot_insert(s) < 0) {
+		pthread_mutex_unlock(&up.lock);
+		slot_free(s);
+		xmppd_iq_error(iq, "internal-server-error", NULL);
+		return;
+	}
 	pthread_mutex_unlock(&up.lock);
 	if (meta_write(s) < 0) {
 		xmppd_log(up.ctx, XMPPD_LOG_ERROR, "%s/%s: cannot write the slot: %s", up.dir, id,
@@ -985,7 +1060,7 @@ purge(int sel, const char *owner, int64_t age)
 				continue;
 			}
 			*p = s->next;
-			up.nslots--;
+			slot_uncount(s);
 			s->next = gone;
 			gone = s;
 		}
@@ -1111,6 +1186,14 @@ unload(xmppd_ctx *ctx)
 
 			up.b[i] = s->next;
 			slot_free(s);
+		}
+	}
+	for (unsigned i = 0; i < OWNER_BUCKETS; i++) {
+		while (up.owners[i] != NULL) {
+			struct owner *o = up.owners[i];
+
+			up.owners[i] = o->next;
+			free(o);
 		}
 	}
 	up.nslots = 0;

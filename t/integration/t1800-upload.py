@@ -385,6 +385,17 @@ async def main():
     # -- expiry: a slot whose PUT URL expired ----------------------------------------------------
     put_exp, get_exp = slot_of(await request_slot(bob, 'late.txt', 10, 'text/plain'))
     exp_id = (get_exp or '//').split('/')[-2]
+    # carol keeps a file and lets a 90 MiB slot lapse: its bytes leave her
+    # quota when it goes, her file's stay.
+    srv.ctl('upload', 'purge', 'carol@' + HOST)
+    kput, kget = slot_of(await request_slot(carol, 'keep.txt', 5, 'text/plain'))
+    st_k, _, _ = await curl('-X', 'PUT', '-H', 'Content-Type: text/plain', kput or base,
+                            data=b'kept!')
+    c1 = await request_slot(carol, 'c1.bin', 90 * 1024 * 1024)
+    c2 = await request_slot(carol, 'c2.bin', 90 * 1024 * 1024)
+    xt.is_((st_k, xt.iq_outcome(c1), xt.iq_outcome(c2)),
+           (201, 'result', 'error:resource-constraint'),
+           'carol: a stored file, a 90 MiB slot, and a second one over the quota')
     await asyncio.sleep(5)
     st, _, _ = await curl('-X', 'PUT', '-H', 'Content-Type: text/plain', put_exp or base,
                           data=b'0123456789')
@@ -396,6 +407,10 @@ async def main():
     xt.ok(rc == 0 and exp_id not in out and sid in out,
           'the purge timer removed the expired pending slot, kept the stored files') \
         or xt.diag(out)
+    c3 = await request_slot(carol, 'c3.bin', 90 * 1024 * 1024)
+    st_k, _, body_k = await curl(kget or base)
+    xt.is_((xt.iq_outcome(c3), st_k, body_k), ('result', 200, b'kept!'),
+           "the lapsed slot's bytes left carol's quota: 90 MiB again, her file still there")
 
     # -- unload during an upload: the body is cut, the unload does not wait ----------------------
     put_u, get_u = slot_of(await request_slot(bob, 'unload.txt', 100, 'text/plain'))
@@ -456,6 +471,13 @@ async def main():
           'carol@' not in lout and 'bob@' + HOST in lout,
           "xmppctl unregister carol: her file answers 404 and is no longer listed; bob's stay") \
         or xt.diag(st, st2, body, urc, uout, uerr, st3, lout)
+    # Her quota went with her files: a new carol has all of it again.
+    await xt.disconnect_all(carol)
+    srv.register('carol', 'carol-pw')
+    carol = await xt.login_ok(srv, 'carol')
+    r = await request_slot(carol, 'big.bin', 90 * 1024 * 1024)
+    xt.is_(xt.iq_outcome(r), 'result', 'a new carol gets a 90 MiB slot: the quota counts '
+           'only what is held')
     # expire_after: stored files older than it go with the purge timer.
     png_url = [ln.split() for ln in out.splitlines() if 'image/png' in ln]
     srv.stop()
@@ -475,7 +497,7 @@ async def main():
     rc, out, err = srv.ctl('upload', 'purge', 'older-than', 'soon')
     xt.ok(rc != 0, 'upload purge with a bad argument fails') or xt.diag(out, err)
 
-    await xt.disconnect_all(alice, bob, olga)
+    await xt.disconnect_all(alice, bob, carol, olga)
 
 
 xt.run(main, timeout=240)
