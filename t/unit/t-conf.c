@@ -31,6 +31,8 @@
 #include "core/conf.h"
 #include "core/conf_keys.h"
 #include "core/log.h"
+#include "http/http_conf.h"
+#include "http/web.h"
 #include "net/listener.h"
 #include "net/tls.h"
 #include "s2s/s2s.h"
@@ -196,6 +198,14 @@ test_example_loads(void **state)
 	assert_int_equal(c->listen[2].module, CONF_LISTEN_HTTP);
 	assert_int_equal(c->listen[2].tls, 1);
 	assert_int_equal(c->listen[2].starttls_required, 0);
+	/* The quick start's web pages: the tree's www/admin, the
+	 * Converse.js that make fetched into build/. */
+	want = join(top, "www/admin");
+	assert_string_equal(c->admin_page_dir, want);
+	free(want);
+	want = join(top, "build/conversejs/node_modules/converse.js/dist");
+	assert_string_equal(c->conversejs_path, want);
+	free(want);
 	conf_unref(c);
 }
 
@@ -1051,7 +1061,9 @@ main(void)
 	    conf_section_register(&auth_conf_section) < 0 ||
 	    conf_section_register(&c2s_conf_section) < 0 ||
 	    conf_section_register(&s2s_conf_section) < 0 ||
-	    conf_section_register(&listen_conf_section) < 0)
+	    conf_section_register(&listen_conf_section) < 0 ||
+	    conf_section_register(&http_conf_section) < 0 ||
+	    conf_section_register(&web_conf_section) < 0)
 		return 1;
 	cmocka_set_message_output(CM_OUTPUT_TAP);
 	return cmocka_run_group_tests(tests, NULL, NULL);
