@@ -105,6 +105,21 @@ done_note(struct adhoc_req *r, const char *note, const char *ok_text)
 		adhoc_done(r, "info", ok_text, NULL);
 }
 
+/* The end of a command on the accounts of the field accountjids: fn on
+ * each, then ok_text, or the note of what failed. */
+static void
+run_on_accounts(struct adhoc_req *r, xmppd_elem *x,
+    void (*fn)(struct adhoc_req *r, const char *node, const char *jid, char *note),
+    const char *ok_text)
+{
+	char note[NOTE_MAX] = "";
+
+	if (each_account(r, x, "accountjids", fn, note) == 0)
+		adhoc_done(r, "error", "No Jabber ID given", NULL);
+	else
+		done_note(r, note, ok_text);
+}
+
 /* ---------------------------------------------------------------- */
 /* 4.1 Add User.                                                      */
 
@@ -178,12 +193,7 @@ delete_one(struct adhoc_req *r, const char *node, const char *jid, char *note)
 static void
 delete_user_run(struct adhoc_req *r, xmppd_elem *x)
 {
-	char note[NOTE_MAX] = "";
-
-	if (each_account(r, x, "accountjids", delete_one, note) == 0)
-		adhoc_done(r, "error", "No Jabber ID given", NULL);
-	else
-		done_note(r, note, "The accounts were deleted");
+	run_on_accounts(r, x, delete_one, "The accounts were deleted");
 }
 
 /* ---------------------------------------------------------------- */
@@ -475,12 +485,7 @@ disable_one(struct adhoc_req *r, const char *node, const char *jid, char *note)
 static void
 disable_user_run(struct adhoc_req *r, xmppd_elem *x)
 {
-	char note[NOTE_MAX] = "";
-
-	if (each_account(r, x, "accountjids", disable_one, note) == 0)
-		adhoc_done(r, "error", "No Jabber ID given", NULL);
-	else
-		done_note(r, note, "The accounts were disabled");
+	run_on_accounts(r, x, disable_one, "The accounts were disabled");
 }
 
 static void
