@@ -568,11 +568,11 @@ run_task(struct worker *w, void *a, uint64_t b)
 			return;
 		}
 		if (st == 403) {
-			log_info("api", "/api/%s: 403 for '%s'", j->name, loggable(j->user, lb));
 			struct conf *c = conf_current();
 			int rule = access_rule_exists(c, API_ACCESS_RULE);
 
 			conf_unref(c);
+			log_info("api", "/api/%s: 403 for '%s'", j->name, loggable(j->user, lb));
 			/* Say what decided: the rule, or the acl without one. */
 			finish(j, 403, error_json("%s is not allowed to use the admin API "
 			    "(%s %s)", j->user, rule ? "access rule" : "not in the acl",
