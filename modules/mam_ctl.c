@@ -18,8 +18,8 @@
 
 #include <xmppd.h>
 
-#include "ctl_text.h"
 #include "mam.h"
+#include "strfmt.h"
 
 #define CTL_USAGE "archive count USER@HOST | archive purge USER@HOST [BEFORE-DATE] | " \
 	"archive expiry USER@HOST SECONDS|default"
@@ -196,17 +196,17 @@ archive_ctl(int argc, char **argv, char **out_r, void *ud)
 	*out_r = NULL;
 	if (argc < 3 || (user = xmppd_jid_parse(argv[2])) == NULL ||
 	    (node = xmppd_jid_node(user)) == NULL) {
-		*out_r = ctl_text("usage: %s", CTL_USAGE);
+		*out_r = strfmt("usage: %s", CTL_USAGE);
 		goto out;
 	}
 	host = xmppd_jid_domain(user);
 	bare = xmppd_jid_bare(user);
 	if (!xmppd_user_exists(node, host)) {
-		*out_r = ctl_text("%s: no such account", bare);
+		*out_r = strfmt("%s: no such account", bare);
 		goto out;
 	}
 	if ((plen = mam_user_prefix(prefix, host, node)) == 0) {
-		*out_r = ctl_text("%s: too long", bare);
+		*out_r = strfmt("%s: too long", bare);
 		goto out;
 	}
 	if (strcmp(sub, "count") == 0 && argc == 3) {
@@ -215,27 +215,27 @@ archive_ctl(int argc, char **argv, char **out_r, void *ud)
 
 		if (txn == NULL || xmppd_store_scan(txn, MAM_TABLE, prefix, plen, count_row, &c) < 0) {
 			xmppd_store_abort(txn);
-			*out_r = ctl_text("%s: the store failed", bare);
+			*out_r = strfmt("%s: the store failed", bare);
 			goto out;
 		}
 		xmppd_store_abort(txn);
-		*out_r = ctl_text("%lu\n", c.n);
+		*out_r = strfmt("%lu\n", c.n);
 		rc = 0;
 	} else if (strcmp(sub, "purge") == 0 && (argc == 3 || argc == 4)) {
 		int64_t before = 0;
 		long n;
 
 		if (argc == 4 && mam_date_parse(argv[3], &before) < 0) {
-			*out_r = ctl_text("%s: not a date (XEP-0082, e.g. 2024-01-31T00:00:00Z)", argv[3]);
+			*out_r = strfmt("%s: not a date (XEP-0082, e.g. 2024-01-31T00:00:00Z)", argv[3]);
 			goto out;
 		}
 		n = argc == 4 ? purge_before(host, node, prefix, plen, (uint64_t)before) :
 		    purge_all(host, node, prefix, plen);
 		if (n < 0) {
-			*out_r = ctl_text("%s: the store failed", bare);
+			*out_r = strfmt("%s: the store failed", bare);
 			goto out;
 		}
-		*out_r = ctl_text("%ld\n", n);
+		*out_r = strfmt("%ld\n", n);
 		rc = 0;
 	} else if (strcmp(sub, "expiry") == 0 && argc == 4) {
 		int64_t e = -1;
@@ -246,19 +246,19 @@ archive_ctl(int argc, char **argv, char **out_r, void *ud)
 
 			if (*argv[3] < '0' || *argv[3] > '9' || *end != '\0' || v < 0 ||
 			    v > 20LL * 365 * 86400) {
-				*out_r = ctl_text("%s: seconds (0 keeps for ever) or default", argv[3]);
+				*out_r = strfmt("%s: seconds (0 keeps for ever) or default", argv[3]);
 				goto out;
 			}
 			e = v;
 		}
 		if (set_expiry(bare, prefix, plen, e) < 0) {
-			*out_r = ctl_text("%s: the store failed", bare);
+			*out_r = strfmt("%s: the store failed", bare);
 			goto out;
 		}
-		*out_r = ctl_text("%s: %lld\n", bare, (long long)mam_expiry_of(bare));
+		*out_r = strfmt("%s: %lld\n", bare, (long long)mam_expiry_of(bare));
 		rc = 0;
 	} else
-		*out_r = ctl_text("usage: %s", CTL_USAGE);
+		*out_r = strfmt("usage: %s", CTL_USAGE);
 out:
 	xmppd_jid_free(user);
 	return rc;

@@ -48,8 +48,8 @@
 
 #include <xmppd.h>
 
-#include "ctl_text.h"
 #include "service_domains.h"
+#include "strfmt.h"
 
 #define NS_UPLOAD "urn:xmpp:http:upload:0"
 #define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
@@ -236,7 +236,7 @@ slot_hmac(const char *id, const char *filename, uint64_t size, const char *ctype
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0;
-	char *data = ctl_text("%s|%s|%" PRIu64 "|%s|%" PRId64, id, filename, size, ctype, expiry);
+	char *data = strfmt("%s|%s|%" PRIu64 "|%s|%" PRId64, id, filename, size, ctype, expiry);
 
 	out[0] = '\0';
 	if (data == NULL)
@@ -402,7 +402,7 @@ slot_new(const char *id, const char *owner, const char *filename, const char *ct
 static char *
 slot_path(const char *id, const char *leaf)
 {
-	return ctl_text("%s/%s%s%s", up.dir, id, leaf != NULL ? "/" : "", leaf != NULL ? leaf : "");
+	return strfmt("%s/%s%s%s", up.dir, id, leaf != NULL ? "/" : "", leaf != NULL ? leaf : "");
 }
 
 /* Removes a slot's directory and what is in it. */
@@ -431,7 +431,7 @@ static int
 meta_write(const struct slot *s)
 {
 	char *d = slot_path(s->id, NULL), *p = slot_path(s->id, "meta");
-	char *text = ctl_text("xmppd-upload 1\n%s\n%s\n%s\n%" PRIu64 "\n%" PRId64 "\n%" PRId64 "\n",
+	char *text = strfmt("xmppd-upload 1\n%s\n%s\n%s\n%" PRIu64 "\n%" PRId64 "\n%" PRId64 "\n",
 	    s->owner, s->filename, s->ctype, s->size, s->created, s->put_expiry);
 	int fd = -1, rc = -1;
 
@@ -536,7 +536,7 @@ load_secret(void)
 		return 0;
 	}
 	/* Kept in the spool: URLs handed out stay valid across a restart. */
-	if ((p = ctl_text("%s/secret", up.dir)) == NULL)
+	if ((p = strfmt("%s/secret", up.dir)) == NULL)
 		return -1;
 	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) >= 0) {
 		if (read(fd, up.secret, 32) == 32)
@@ -689,8 +689,8 @@ slot_request(xmppd_elem *iq, const xmppd_jid *from, const char *service, xmppd_e
 		return;
 	}
 	slot_hmac(id, s->filename, size, s->ctype, s->put_expiry, mac);
-	get = ctl_text("%s/upload/%s/%s", up.base_url, id, s->enc);
-	put = ctl_text("%s?v=%" PRId64 ".%s", get != NULL ? get : "", s->put_expiry, mac);
+	get = strfmt("%s/upload/%s/%s", up.base_url, id, s->enc);
+	put = strfmt("%s?v=%" PRId64 ".%s", get != NULL ? get : "", s->put_expiry, mac);
 	if (get == NULL || put == NULL) {
 		free(get);
 		free(put);
@@ -975,7 +975,7 @@ handle_get(xmppd_http_req *req, const char *id, const char *name)
 	 * this origin (CSP, nosniff). */
 	disp = strncasecmp(ctype, "image/", 6) == 0 || strncasecmp(ctype, "audio/", 6) == 0 ||
 	    strncasecmp(ctype, "video/", 6) == 0 ? "inline" : "attachment";
-	hdr = ctl_text("Content-Disposition: %s; filename*=UTF-8''%s\r\n"
+	hdr = strfmt("Content-Disposition: %s; filename*=UTF-8''%s\r\n"
 	    "Content-Security-Policy: default-src 'none'\r\n"
 	    "X-Content-Type-Options: nosniff\r\n"
 	    "Access-Control-Allow-Origin: *\r\n"
@@ -1099,7 +1099,7 @@ static enum xmppd_result
 user_removed(void *args, void *ud)
 {
 	struct xmppd_user_args *ua = args;
-	char *bare = ctl_text("%s@%s", ua->node, ua->host);
+	char *bare = strfmt("%s@%s", ua->node, ua->host);
 	size_t n;
 
 	(void)ud;
@@ -1147,7 +1147,7 @@ upload_ctl(int argc, char **argv, char **out_r, void *ud)
 			errno = 0;
 			age = strtoll(argv[3], &end, 10);
 			if (errno != 0 || *end != '\0' || age < 0 || argv[3][0] == '\0') {
-				*out_r = ctl_text("older-than takes seconds");
+				*out_r = strfmt("older-than takes seconds");
 				return -1;
 			}
 			n = purge(SEL_OLDER, NULL, (int64_t)age);
@@ -1156,19 +1156,19 @@ upload_ctl(int argc, char **argv, char **out_r, void *ud)
 
 			if (j == NULL || xmppd_jid_node(j) == NULL) {
 				xmppd_jid_free(j);
-				*out_r = ctl_text("%s: not a user's JID", argv[2]);
+				*out_r = strfmt("%s: not a user's JID", argv[2]);
 				return -1;
 			}
 			n = purge(SEL_OWNER, xmppd_jid_bare(j), 0);
 			xmppd_jid_free(j);
 		} else {
-			*out_r = ctl_text("usage: %s", CTL_USAGE);
+			*out_r = strfmt("usage: %s", CTL_USAGE);
 			return -1;
 		}
-		*out_r = ctl_text("%zu files removed\n", n);
+		*out_r = strfmt("%zu files removed\n", n);
 		return 0;
 	}
-	*out_r = ctl_text("usage: %s", CTL_USAGE);
+	*out_r = strfmt("usage: %s", CTL_USAGE);
 	return -1;
 }
 
@@ -1232,7 +1232,7 @@ load(xmppd_ctx *ctx)
 	n = strlen(up.base_url);
 	while (n > 0 && up.base_url[n - 1] == '/')
 		up.base_url[--n] = '\0';
-	if ((spool = xmppd_spool_dir()) == NULL || (up.dir = ctl_text("%s/upload", spool)) == NULL) {
+	if ((spool = xmppd_spool_dir()) == NULL || (up.dir = strfmt("%s/upload", spool)) == NULL) {
 		free(spool);
 		goto err;
 	}

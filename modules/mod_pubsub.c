@@ -30,9 +30,9 @@
 
 #include <xmppd.h>
 
-#include "ctl_text.h"
 #include "pubsub.h"
 #include "service_domains.h"
+#include "strfmt.h"
 
 #define CTL_USAGE "pubsub nodes SERVICE|USER@HOST | pubsub items SERVICE|USER@HOST NODE | " \
 	"pubsub delete SERVICE|USER@HOST NODE"
@@ -632,12 +632,12 @@ ctl_list(const char *service, const char *node, char **out_r)
 	l.plen = node != NULL ? ps_key_node(pfx, service, node) :
 	    ps_key_service(pfx, service);
 	if (l.plen == 0 || (t = xmppd_store_begin(0)) == NULL) {
-		*out_r = ctl_text("cannot read the store");
+		*out_r = strfmt("cannot read the store");
 		return -1;
 	}
 	if ((l.out = open_memstream(&text, &len)) == NULL) {
 		xmppd_store_abort(t);
-		*out_r = ctl_text("no memory");
+		*out_r = strfmt("no memory");
 		return -1;
 	}
 	rc = xmppd_store_scan(t, ps_table(service, node != NULL ? T_ITEMS : T_NODES), pfx, l.plen,
@@ -646,7 +646,7 @@ ctl_list(const char *service, const char *node, char **out_r)
 	fclose(l.out);
 	if (rc < 0) {
 		free(text);
-		*out_r = ctl_text("cannot read the store");
+		*out_r = strfmt("cannot read the store");
 		return -1;
 	}
 	*out_r = text;
@@ -706,7 +706,7 @@ ctl_delete(const char *service, const char *node, char **out_r)
 	xmppd_elem_unref(p);
 	if (r == NULL) {
 		free(w);
-		*out_r = ctl_text("no memory");
+		*out_r = strfmt("no memory");
 		return -1;
 	}
 	pthread_mutex_init(&w->mu, NULL);
@@ -722,7 +722,7 @@ ctl_delete(const char *service, const char *node, char **out_r)
 		ps_req_free(r);
 		w->refs = 1;
 		ctl_release(w);
-		*out_r = ctl_text("the module is unloading");
+		*out_r = strfmt("the module is unloading");
 		return -1;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -732,11 +732,11 @@ ctl_delete(const char *service, const char *node, char **out_r)
 		if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
 			break;
 	if (!w->finished)
-		*out_r = ctl_text("no answer within %d s", CTL_WAIT_S);
+		*out_r = strfmt("no answer within %d s", CTL_WAIT_S);
 	else if (w->cond != NULL)
-		*out_r = ctl_text("%s", is(w->cond, "item-not-found") ? "no such node" : w->cond);
+		*out_r = strfmt("%s", is(w->cond, "item-not-found") ? "no such node" : w->cond);
 	else
-		rc = 0, *out_r = ctl_text("deleted %s on %s\n", node, service);
+		rc = 0, *out_r = strfmt("deleted %s on %s\n", node, service);
 	pthread_mutex_unlock(&w->mu);
 	ctl_release(w);
 	return rc;
@@ -750,7 +750,7 @@ pubsub_ctl(int argc, char **argv, char **out_r, void *ud)
 	/* A service domain, or an account's bare JID (its PEP nodes). */
 	if (argc >= 3 && our_service(argv[2]) == NULL && !(ps_is_pep(argv[2]) &&
 	    xmppd_is_local_host(strchr(argv[2], '@') + 1))) {
-		*out_r = ctl_text("%s is not a pubsub service here", argv[2]);
+		*out_r = strfmt("%s is not a pubsub service here", argv[2]);
 		return -1;
 	}
 	if (argc == 3 && is(argv[1], "nodes"))
@@ -759,7 +759,7 @@ pubsub_ctl(int argc, char **argv, char **out_r, void *ud)
 		return ctl_list(argv[2], argv[3], out_r);
 	if (argc == 4 && is(argv[1], "delete"))
 		return ctl_delete(argv[2], argv[3], out_r);
-	*out_r = ctl_text("usage: %s", CTL_USAGE);
+	*out_r = strfmt("usage: %s", CTL_USAGE);
 	return -1;
 }
 

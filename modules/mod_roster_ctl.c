@@ -37,8 +37,8 @@
 
 #include <xmppd.h>
 
-#include "ctl_text.h"
 #include "mod_roster.h"
+#include "strfmt.h"
 
 #define CTL_WAIT_S 10
 #define CTL_USAGE "roster list USER HOST | roster add USER HOST CONTACT [NAME [GROUP]] | " \
@@ -205,7 +205,7 @@ job_run_wait(struct job *j, char **out_r)
 	*out_r = NULL;
 	if (job_post(j) < 0) {
 		job_free(j);
-		*out_r = ctl_text("cannot hand the work to a worker");
+		*out_r = strfmt("cannot hand the work to a worker");
 		return -1;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -218,7 +218,7 @@ job_run_wait(struct job *j, char **out_r)
 		j->abandoned = 1;
 	pthread_mutex_unlock(&j->mu);
 	if (!finished) {
-		*out_r = ctl_text("no answer from the store within %d seconds", CTL_WAIT_S);
+		*out_r = strfmt("no answer from the store within %d seconds", CTL_WAIT_S);
 		return -1;
 	}
 	rc = j->rc;
@@ -298,7 +298,7 @@ list_done(int status, void *ud)
 	j->buf = NULL;
 	if (status != XMPPD_STORE_OK || bad) {
 		free(buf);
-		job_finish(j, -1, ctl_text("cannot read the roster of %s", xmppd_jid_bare(j->user)));
+		job_finish(j, -1, strfmt("cannot read the roster of %s", xmppd_jid_bare(j->user)));
 		return;
 	}
 	job_finish(j, 0, buf);
@@ -314,13 +314,13 @@ run_list(struct job *j)
 	if ((j->plen = roster_key(p, j->user, NULL)) == 0 ||
 	    (j->f = open_memstream(&j->buf, &j->len)) == NULL ||
 	    xmppd_store_ascan(j->r->ctx, T_ROSTER, p, j->plen, list_row, list_done, j) < 0)
-		job_finish(j, -1, ctl_text("cannot read the roster of %s", xmppd_jid_bare(j->user)));
+		job_finish(j, -1, strfmt("cannot read the roster of %s", xmppd_jid_bare(j->user)));
 }
 
 static char *
 add_failed(struct job *j, const char *cond)
 {
-	return ctl_text("cannot add %s to the roster of %s: %s", xmppd_jid_bare(j->contact),
+	return strfmt("cannot add %s to the roster of %s: %s", xmppd_jid_bare(j->contact),
 	    xmppd_jid_bare(j->user), cond != NULL && strcmp(cond, "resource-constraint") == 0 ?
 	    "the roster is full" : "store error");
 }
@@ -339,7 +339,7 @@ add_done(int rc, const char *cond, void *arg)
 	if (j->local)
 		(void)xmppd_user_presences(j->contact, roster_forward,
 		    (void *)xmppd_jid_bare(j->user));
-	job_finish(j, 0, ctl_text("%s added to the roster of %s (subscription both)\n",
+	job_finish(j, 0, strfmt("%s added to the roster of %s (subscription both)\n",
 	    xmppd_jid_bare(j->contact), xmppd_jid_bare(j->user)));
 }
 
@@ -374,13 +374,13 @@ remove_done(int rc, const char *cond, void *arg)
 	struct job *j = arg;
 
 	if (rc == 0)
-		job_finish(j, 0, ctl_text("%s removed from the roster of %s\n",
+		job_finish(j, 0, strfmt("%s removed from the roster of %s\n",
 		    xmppd_jid_bare(j->contact), xmppd_jid_bare(j->user)));
 	else if (cond != NULL && strcmp(cond, "item-not-found") == 0)
-		job_finish(j, -1, ctl_text("%s is not in the roster of %s", xmppd_jid_bare(j->contact),
+		job_finish(j, -1, strfmt("%s is not in the roster of %s", xmppd_jid_bare(j->contact),
 		    xmppd_jid_bare(j->user)));
 	else
-		job_finish(j, -1, ctl_text("cannot change the roster of %s", xmppd_jid_bare(j->user)));
+		job_finish(j, -1, strfmt("cannot change the roster of %s", xmppd_jid_bare(j->user)));
 }
 
 static void
@@ -403,35 +403,35 @@ roster_ctl(int argc, char **argv, char **out_r, void *ud)
 	if (!((strcmp(cmd, "list") == 0 && argc == 4) ||
 	    (strcmp(cmd, "add") == 0 && argc >= 5 && argc <= 7) ||
 	    (strcmp(cmd, "remove") == 0 && argc == 5))) {
-		*out_r = ctl_text("usage: xmppctl %s", CTL_USAGE);
+		*out_r = strfmt("usage: xmppctl %s", CTL_USAGE);
 		return -1;
 	}
 	if ((node = xmppd_nodeprep(argv[2])) == NULL ||
 	    (user = xmppd_jid_make(node, argv[3], NULL)) == NULL) {
-		*out_r = ctl_text("invalid user name '%s' or host '%s'", argv[2], argv[3]);
+		*out_r = strfmt("invalid user name '%s' or host '%s'", argv[2], argv[3]);
 		goto out;
 	}
 	if (!xmppd_is_local_host(xmppd_jid_domain(user))) {
-		*out_r = ctl_text("host '%s' is not served here", argv[3]);
+		*out_r = strfmt("host '%s' is not served here", argv[3]);
 		goto out;
 	}
 	if (!xmppd_user_exists(xmppd_jid_node(user), xmppd_jid_domain(user))) {
-		*out_r = ctl_text("no such account %s", xmppd_jid_bare(user));
+		*out_r = strfmt("no such account %s", xmppd_jid_bare(user));
 		goto out;
 	}
 	if (argc >= 5 && ((contact = xmppd_jid_parse(argv[4])) == NULL ||
 	    xmppd_jid_resource(contact) != NULL || roster_key(k, user,
 	    xmppd_jid_bare(contact)) == 0 || (xmppd_jid_node(contact) != NULL &&
 	    roster_key(k, contact, xmppd_jid_bare(user)) == 0))) {
-		*out_r = ctl_text("invalid contact '%s' (a bare JID, not too long)", argv[4]);
+		*out_r = strfmt("invalid contact '%s' (a bare JID, not too long)", argv[4]);
 		goto out;
 	}
 	if (argc > 5 && strlen(argv[5]) > (size_t)r->max_name) {
-		*out_r = ctl_text("the name or group is empty or too long");
+		*out_r = strfmt("the name or group is empty or too long");
 		goto out;
 	}
 	if (argc > 6 && (*argv[6] == '\0' || strlen(argv[6]) > (size_t)r->max_group)) {
-		*out_r = ctl_text("the name or group is empty or too long");
+		*out_r = strfmt("the name or group is empty or too long");
 		goto out;
 	}
 	if ((j = job_new(r, strcmp(cmd, "list") == 0 ? run_list : strcmp(cmd, "add") == 0 ?

@@ -21,8 +21,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "ctl_text.h"
 #include "muc.h"
+#include "strfmt.h"
 
 #define CTL_USAGE "muc list SERVICE | muc occupants ROOM | muc create ROOM OWNER | " \
 	"muc destroy ROOM [REASON]"
@@ -377,13 +377,13 @@ ctl_list(const char *service, char **out_r)
 	FILE *f;
 
 	if (c == NULL) {
-		*out_r = ctl_text("no memory");
+		*out_r = strfmt("no memory");
 		return -1;
 	}
 	collect_post(c);
 	if (wait_finished(c) < 0 || c->failed) {
 		collect_release(c);
-		*out_r = ctl_text("no answer from every worker within %d s", CTL_WAIT_S);
+		*out_r = strfmt("no answer from every worker within %d s", CTL_WAIT_S);
 		return -1;
 	}
 	/* Persistent rooms not in memory: the synchronous store, allowed
@@ -453,24 +453,24 @@ room_task_run(void *ud)
 			muc_room_forget(t->room);
 			muc_mam_forget(t->room);
 		}
-		t->out = ctl_text("destroyed %s\n", t->room);
+		t->out = strfmt("destroyed %s\n", t->room);
 		break;
 	case 'c': {
 		xmppd_jid *j = xmppd_jid_parse(t->room);
 
 		if (r != NULL) {
 			t->rc = -1;
-			t->out = ctl_text("%s exists", t->room);
+			t->out = strfmt("%s exists", t->room);
 		} else if (j == NULL || (r = muc_room_new(t->room, xmppd_jid_domain(j))) == NULL ||
 		    muc_aff_set(r, t->arg, MUC_AFF_OWNER, NULL) < 0) {
 			t->rc = -1;
-			t->out = ctl_text("cannot create %s", t->room);
+			t->out = strfmt("cannot create %s", t->room);
 		} else {
 			/* 10.1: made by the administrator, configured (not
 			 * locked) and persistent. */
 			r->cfg.persistent = 1;
 			muc_room_save(r);
-			t->out = ctl_text("created %s\n", t->room);
+			t->out = strfmt("created %s\n", t->room);
 		}
 		xmppd_jid_free(j);
 		break;
@@ -520,30 +520,30 @@ ctl_room(char op, const char *room, const char *arg, char **out_r)
 
 	if (j == NULL || xmppd_jid_node(j) == NULL || xmppd_jid_resource(j) != NULL ||
 	    muc_our_service(xmppd_jid_domain(j)) == NULL) {
-		*out_r = ctl_text("%s is not a room of a MUC service here", room);
+		*out_r = strfmt("%s is not a room of a MUC service here", room);
 		goto out;
 	}
 	if (op == 'c' && (arg == NULL || (aj = xmppd_jid_parse(arg)) == NULL ||
 	    xmppd_jid_node(aj) == NULL)) {
-		*out_r = ctl_text("usage: %s", CTL_USAGE);
+		*out_r = strfmt("usage: %s", CTL_USAGE);
 		goto out;
 	}
 	in_store = stored(j);
 	if (op == 'c' && in_store) {
-		*out_r = ctl_text("%s exists", xmppd_jid_bare(j));
+		*out_r = strfmt("%s exists", xmppd_jid_bare(j));
 		goto out;
 	}
 	if ((t = calloc(1, sizeof(*t))) == NULL || (t->c = collect_new(NULL, 0)) == NULL ||
 	    (t->room = strdup(xmppd_jid_bare(j))) == NULL ||
 	    (arg != NULL && (t->arg = strdup(aj != NULL ? xmppd_jid_bare(aj) : arg)) == NULL)) {
-		*out_r = ctl_text("no memory");
+		*out_r = strfmt("no memory");
 		goto out;
 	}
 	t->op = op;
 	t->c->refs = 2;
 	if (xmppd_entity_post(muc_module.ctx, t->room, room_task_run, t) < 0) {
 		t->c->refs = 1;
-		*out_r = ctl_text("the module is unloading");
+		*out_r = strfmt("the module is unloading");
 		goto out;
 	}
 	if (wait_finished(t->c) < 0) {
@@ -552,7 +552,7 @@ ctl_room(char op, const char *room, const char *arg, char **out_r)
 		pthread_mutex_unlock(&t->c->mu);
 		if (t->c->abandoned) {
 			/* The task still runs later: it frees t. */
-			*out_r = ctl_text("no answer within %d s", CTL_WAIT_S);
+			*out_r = strfmt("no answer within %d s", CTL_WAIT_S);
 			collect_release(t->c);
 			t = NULL;
 			goto out;
@@ -582,7 +582,7 @@ muc_ctl(int argc, char **argv, char **out_r, void *ud)
 	*out_r = NULL;
 	if (argc == 3 && muc_is(argv[1], "list")) {
 		if (muc_our_service(argv[2]) == NULL) {
-			*out_r = ctl_text("%s is not a MUC service here", argv[2]);
+			*out_r = strfmt("%s is not a MUC service here", argv[2]);
 			return -1;
 		}
 		return ctl_list(argv[2], out_r);
@@ -593,7 +593,7 @@ muc_ctl(int argc, char **argv, char **out_r, void *ud)
 		return ctl_room('c', argv[2], argv[3], out_r);
 	if ((argc == 3 || argc == 4) && muc_is(argv[1], "destroy"))
 		return ctl_room('d', argv[2], argc == 4 ? argv[3] : NULL, out_r);
-	*out_r = ctl_text("usage: %s", CTL_USAGE);
+	*out_r = strfmt("usage: %s", CTL_USAGE);
 	return -1;
 }
 

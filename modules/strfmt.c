@@ -1,14 +1,14 @@
 /*
- * ctl_text.c - see ctl_text.h.
+ * strfmt.c - see strfmt.h.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "ctl_text.h"
+#include "strfmt.h"
 
 char *
-ctl_text(const char *fmt, ...)
+strfmt(const char *fmt, ...)
 {
 	va_list ap;
 	char *s;
