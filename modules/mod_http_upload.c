@@ -69,6 +69,7 @@ enum slot_state { SLOT_PENDING, SLOT_UPLOADING, SLOT_DONE };
 /* What one user holds: the quota is checked against it in O(1). */
 struct owner {
 	struct owner *next;
+	struct slot *slots;         /* its slots, by onext */
 	uint64_t bytes;             /* of its slots, complete or not */
 	size_t nslots;
 	char bare[];
@@ -79,6 +80,7 @@ struct slot {
 	char id[ID_LEN + 1];
 	char *owner;                /* bare JID */
 	struct owner *own;          /* its entry in up.owners, while in the table */
+	struct slot *onext, **oprev; /* in own->slots */
 	char *filename;
 	char *enc;                  /* filename percent-encoded (the URL's) */
 	char *ctype;
@@ -323,6 +325,10 @@ slot_insert(struct slot *s)
 	o->bytes += s->size;
 	o->nslots++;
 	s->own = o;
+	if ((s->onext = o->slots) != NULL)
+		o->slots->oprev = &s->onext;
+	o->slots = s;
+	s->oprev = &o->slots;
 	s->next = up.b[h];
 	up.b[h] = s;
 	up.nslots++;
@@ -340,6 +346,10 @@ slot_uncount(struct slot *s)
 	s->own = NULL;
 	if (o == NULL)
 		return;
+	if ((*s->oprev = s->onext) != NULL)
+		s->onext->oprev = s->oprev;
+	s->onext = NULL;
+	s->oprev = NULL;
 	o->bytes -= s->size;
 	if (--o->nslots > 0)
 		return;
@@ -1037,14 +1047,28 @@ purge(int sel, const char *owner, int64_t age)
 	size_t n = 0;
 
 	pthread_mutex_lock(&up.lock);
-	for (unsigned i = 0; i < BUCKETS; i++) {
+	if (sel == SEL_OWNER) {
+		/* The owner's own list: an account deleted costs its files,
+		 * not a walk over everybody's. slot_unlink may free the
+		 * owner with its last slot; next is read before. */
+		struct owner *o = owner_find(owner);
+
+		for (struct slot *s = o != NULL ? o->slots : NULL, *next; s != NULL; s = next) {
+			next = s->onext;
+			if (s->state == SLOT_UPLOADING)
+				continue;
+			slot_unlink(s);
+			s->next = gone;
+			gone = s;
+		}
+	}
+	for (unsigned i = 0; sel != SEL_OWNER && i < BUCKETS; i++) {
 		for (struct slot **p = &up.b[i]; *p != NULL;) {
 			struct slot *s = *p;
 			int take;
 
 			switch (sel) {
 			case SEL_ALL: take = 1; break;
-			case SEL_OWNER: take = is(s->owner, owner); break;
 			case SEL_OLDER: take = now - s->created >= age; break;
 			default:
 				/* A pending slot whose PUT URL expired put_ttl
